@@ -1,0 +1,228 @@
+package stack
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	spireconf "github.com/svidbroker/svidbroker/spire-conf"
+)
+
+// TrustDomain is the trust domain of spire-conf/dev.
+var TrustDomain = spiffeid.RequireTrustDomainFromString("example.org")
+
+// SPIRE is a running SPIRE server and agent.
+type SPIRE struct {
+	// AgentSocket is the Workload API socket; workloads set SPIFFE_ENDPOINT_SOCKET to "unix://"+AgentSocket.
+	AgentSocket string
+	// ServerSocket is the server's admin API socket. Through it, the Entry and Agent APIs need no
+	// credentials, so it stays in a 0700 directory.
+	ServerSocket string
+	// AgentID is the agent's SPIFFE ID, the parent of every registration entry the stack creates.
+	AgentID spiffeid.ID
+	// BundlePath is a PEM file with the trust domain's X.509 authorities at start.
+	BundlePath string
+
+	server, agent *process
+	conn          *grpc.ClientConn
+}
+
+// SPIREConfig tunes the SPIRE part of the stack.
+type SPIREConfig struct {
+	// X509SVIDTTL is the default X.509-SVID lifetime. Default 1h; rotation tests lower it.
+	X509SVIDTTL time.Duration
+	// JWTSVIDTTL is the default JWT-SVID lifetime. Default 5m.
+	JWTSVIDTTL time.Duration
+}
+
+func (c *SPIREConfig) setDefaults() {
+	if c.X509SVIDTTL == 0 {
+		c.X509SVIDTTL = time.Hour
+	}
+	if c.JWTSVIDTTL == 0 {
+		c.JWTSVIDTTL = 5 * time.Minute
+	}
+}
+
+// startSPIRE starts the server, registers personas, then starts and attests the agent. On error, what
+// was started is left in s for Close to stop.
+func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Persona) error {
+	cfg.setDefaults()
+	serverBin, err := tool(s.binDir, "spire-server")
+	if err != nil {
+		return err
+	}
+	agentBin, err := tool(s.binDir, "spire-agent")
+	if err != nil {
+		return err
+	}
+	base := filepath.Join(s.Dir, "spire")
+	private := filepath.Join(base, "private")
+	public := filepath.Join(base, "public")
+	for _, d := range []string{base, public} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+	}
+	if err := os.MkdirAll(private, 0o700); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	sp := &SPIRE{
+		AgentSocket:  filepath.Join(public, "agent.sock"),
+		ServerSocket: filepath.Join(private, "server.sock"),
+		BundlePath:   filepath.Join(base, "bundle.pem"),
+	}
+	s.SPIRE = sp
+
+	env := append(os.Environ(),
+		"SPIRE_DATA_DIR="+filepath.Join(private, "server-data"),
+		"SPIRE_SERVER_PORT="+strconv.Itoa(port),
+		"SPIRE_SERVER_SOCKET="+sp.ServerSocket,
+		"SPIRE_X509_SVID_TTL="+cfg.X509SVIDTTL.String(),
+		"SPIRE_JWT_SVID_TTL="+cfg.JWTSVIDTTL.String(),
+		"SPIRE_CA_TTL="+max(24*time.Hour, 12*cfg.X509SVIDTTL).String(),
+		"SPIRE_LOG_LEVEL=DEBUG",
+		"SPIRE_AGENT_DATA_DIR="+filepath.Join(private, "agent-data"),
+		"SPIRE_AGENT_SOCKET="+sp.AgentSocket,
+		"SPIRE_AGENT_ADMIN_SOCKET="+filepath.Join(private, "agent-admin.sock"),
+		"SPIRE_TRUST_BUNDLE="+sp.BundlePath,
+		"SPIRE_JOIN_TOKEN_FILE="+filepath.Join(private, "join-token"),
+	)
+	serverConf := filepath.Join(base, "server.conf")
+	agentConf := filepath.Join(base, "agent.conf")
+	if err := os.WriteFile(serverConf, spireconf.DevServer, 0o644); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	if err := os.WriteFile(agentConf, spireconf.DevAgent, 0o644); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+
+	cmd := exec.Command(serverBin, "run", "-config", serverConf, "-expandEnv")
+	cmd.Env = env
+	cmd.Dir = base
+	sp.server, err = startProcess("spire-server", cmd, filepath.Join(s.LogDir, "spire-server.log"), syscall.SIGTERM)
+	if err != nil {
+		return err
+	}
+	s.procs = append(s.procs, sp.server)
+
+	sp.conn, err = grpc.NewClient("unix://"+sp.ServerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("stack: spire-server API client: %w", err)
+	}
+	bundles := bundlev1.NewBundleClient(sp.conn)
+	var bundle *types.Bundle
+	if err := waitFor(ctx, sp.server, "its API on "+sp.ServerSocket, func(ctx context.Context) error {
+		bundle, err = bundles.GetBundle(ctx, &bundlev1.GetBundleRequest{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := writeBundle(sp.BundlePath, bundle); err != nil {
+		return err
+	}
+
+	tok, err := agentv1.NewAgentClient(sp.conn).CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{Ttl: 600})
+	if err != nil {
+		return sp.server.failure(fmt.Errorf("create join token: %w", err))
+	}
+	sp.AgentID, err = spiffeid.FromSegments(TrustDomain, "spire", "agent", "join_token", tok.Value)
+	if err != nil {
+		return fmt.Errorf("stack: agent ID: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(private, "join-token"), []byte(tok.Value), 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	// Entries exist before the agent's first sync, so personas get SVIDs as soon as the agent is up.
+	if err := sp.register(ctx, personas); err != nil {
+		return sp.server.failure(err)
+	}
+
+	cmd = exec.Command(agentBin, "run", "-config", agentConf, "-expandEnv")
+	cmd.Env = env
+	cmd.Dir = base
+	sp.agent, err = startProcess("spire-agent", cmd, filepath.Join(s.LogDir, "spire-agent.log"), syscall.SIGTERM)
+	if err != nil {
+		return err
+	}
+	s.procs = append(s.procs, sp.agent)
+	healthArgs := []string{"healthcheck", "-socketPath", sp.AgentSocket}
+	return waitFor(ctx, sp.agent, "the Workload API on "+sp.AgentSocket, func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, agentBin, healthArgs...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// register creates one registration entry per persona: its SPIFFE ID for processes running as its uid
+// on the stack's agent.
+func (sp *SPIRE) register(ctx context.Context, personas []Persona) error {
+	if len(personas) == 0 {
+		return nil
+	}
+	var entries []*types.Entry
+	for _, p := range personas {
+		entries = append(entries, &types.Entry{
+			SpiffeId:  &types.SPIFFEID{TrustDomain: p.ID.TrustDomain().Name(), Path: p.ID.Path()},
+			ParentId:  &types.SPIFFEID{TrustDomain: sp.AgentID.TrustDomain().Name(), Path: sp.AgentID.Path()},
+			Selectors: []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(int(p.UID))}},
+			DnsNames:  p.DNSNames,
+		})
+	}
+	resp, err := entryv1.NewEntryClient(sp.conn).BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: entries})
+	if err != nil {
+		return fmt.Errorf("create registration entries: %w", err)
+	}
+	for i, r := range resp.Results {
+		if c := codes.Code(r.Status.Code); c != codes.OK {
+			return fmt.Errorf("create registration entry for %s: %s: %s", personas[i].ID, c, r.Status.Message)
+		}
+	}
+	return nil
+}
+
+// Endpoint is the SPIFFE_ENDPOINT_SOCKET value for the stack's agent.
+func (sp *SPIRE) Endpoint() string { return "unix://" + sp.AgentSocket }
+
+func writeBundle(path string, b *types.Bundle) error {
+	var out []byte
+	for _, a := range b.X509Authorities {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Asn1})...)
+	}
+	if len(out) == 0 {
+		return fmt.Errorf("stack: spire-server returned a bundle with no X.509 authorities")
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("stack: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

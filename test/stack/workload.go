@@ -1,0 +1,258 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+// Persona is one workload identity the stack registers: processes running as UID get ID.
+type Persona struct {
+	Name string
+	ID   spiffeid.ID
+	UID  uint32
+	// DNSNames go into the X.509-SVID; SPIRE makes the first one the subject's common name.
+	DNSNames []string
+}
+
+// Persona names used by the demo and the end-to-end tests.
+const (
+	PersonaBroker   = "broker"
+	PersonaAnalyst  = "analyst"
+	PersonaSupport  = "support"
+	PersonaMigrator = "migrator"
+)
+
+// DefaultPersonas are the broker itself and the three demo agents, each with its own uid. The broker's
+// SVID carries the DNS name BrokerDBRole, so PostgreSQL's `cert` authentication maps it to that role.
+func DefaultPersonas() []Persona {
+	id := func(segs ...string) spiffeid.ID { return spiffeid.RequireFromSegments(TrustDomain, segs...) }
+	return []Persona{
+		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole}},
+		{Name: PersonaAnalyst, ID: id("agent", "analyst"), UID: 30001},
+		{Name: PersonaSupport, ID: id("agent", "support"), UID: 30002},
+		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003},
+	}
+}
+
+// Persona returns the registered persona with the given name.
+func (s *Stack) Persona(name string) (Persona, error) {
+	for _, p := range s.personas {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return Persona{}, fmt.Errorf("stack: no persona %q", name)
+}
+
+// Command returns a command that runs as the persona's uid (and gid), with SPIFFE_ENDPOINT_SOCKET
+// pointing at the stack's agent, so the unix attestor gives it the persona's SPIFFE ID.
+func (s *Stack) Command(ctx context.Context, persona string, name string, args ...string) (*exec.Cmd, error) {
+	p, err := s.Persona(persona)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "SPIFFE_ENDPOINT_SOCKET="+s.SPIRE.Endpoint())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: p.UID, Gid: p.UID}}
+	cmd.Dir = "/"
+	return cmd, nil
+}
+
+// WorkloadSVIDs is what a persona's process received from the Workload API.
+type WorkloadSVIDs struct {
+	ID        string `json:"id"`
+	CertPEM   []byte `json:"cert_pem"` // the X.509-SVID and its intermediates
+	KeyPEM    []byte `json:"key_pem"`
+	BundlePEM []byte `json:"bundle_pem"` // the X.509 authorities of the SVID's trust domain
+	JWT       string `json:"jwt,omitempty"`
+	// JWTBundle is the JWKS of the SVID's trust domain, to verify JWT with.
+	JWTBundle []byte `json:"jwt_bundle,omitempty"`
+	UID       int    `json:"uid"`
+	PID       int    `json:"pid"`
+}
+
+// workloadEnv tells a re-executed binary to act as a workload and names the JWT audience; see
+// WorkloadMain. workloadWaitEnv bounds how long it waits for the agent to issue its SVIDs.
+const (
+	workloadEnv     = "SVIDBROKER_STACK_WORKLOAD"
+	workloadWaitEnv = "SVIDBROKER_STACK_WORKLOAD_WAIT"
+)
+
+// FetchSVIDs runs a real workload process as the persona. The process asks the SPIRE agent's Workload
+// API (with go-spiffe) for its X.509-SVID and, when audience is set, a JWT-SVID for that audience, and
+// reports what it received. The binary that calls FetchSVIDs must call WorkloadMain first thing in main
+// (or TestMain), because the workload is that same binary run again.
+func (s *Stack) FetchSVIDs(ctx context.Context, persona, audience string) (*WorkloadSVIDs, error) {
+	bin, err := s.workloadBinary()
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := s.Command(ctx, persona, bin)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Env = append(cmd.Env, workloadEnv+"="+audience)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("stack: workload %s: %w: %s", persona, err, lastLines(stderr.String(), 10))
+	}
+	var out WorkloadSVIDs
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return nil, fmt.Errorf("stack: workload %s: bad output: %w", persona, err)
+	}
+	return &out, nil
+}
+
+// workloadBinary copies the running executable where every persona's uid can execute it.
+func (s *Stack) workloadBinary() (string, error) {
+	s.binOnce.Do(func() {
+		self, err := os.Executable()
+		if err != nil {
+			s.binErr = fmt.Errorf("stack: %w", err)
+			return
+		}
+		dst := filepath.Join(s.Dir, "bin", "workload")
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			s.binErr = fmt.Errorf("stack: %w", err)
+			return
+		}
+		if err := copyFile(self, dst, 0o755); err != nil {
+			s.binErr = err
+			return
+		}
+		s.binPath = dst
+	})
+	return s.binPath, s.binErr
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("stack: %w", err)
+	}
+	return out.Close()
+}
+
+// WorkloadMain makes a binary usable as FetchSVIDs' workload. When the binary was started by FetchSVIDs,
+// it fetches its SVIDs, prints them as JSON and exits; otherwise it returns at once.
+func WorkloadMain() {
+	audience, ok := os.LookupEnv(workloadEnv)
+	if !ok {
+		return
+	}
+	wait := 60 * time.Second
+	if d, err := time.ParseDuration(os.Getenv(workloadWaitEnv)); err == nil {
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	out, err := fetchAsWorkload(ctx, audience)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(1)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(out)
+	os.Exit(0)
+}
+
+func fetchAsWorkload(ctx context.Context, audience string) (*WorkloadSVIDs, error) {
+	client, err := workloadapi.New(ctx) // SPIFFE_ENDPOINT_SOCKET
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	// The agent answers PermissionDenied until its cache holds an entry for this process: retry.
+	var x509Ctx *workloadapi.X509Context
+	if err := retry(ctx, func() error {
+		x509Ctx, err = client.FetchX509Context(ctx)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("fetch X.509-SVID: %w", err)
+	}
+	svid := x509Ctx.DefaultSVID()
+	certPEM, keyPEM, err := svid.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := x509Ctx.Bundles.GetX509BundleForTrustDomain(svid.ID.TrustDomain())
+	if err != nil {
+		return nil, err
+	}
+	out := &WorkloadSVIDs{ID: svid.ID.String(), CertPEM: certPEM, KeyPEM: keyPEM,
+		BundlePEM: encodeCerts(bundle.X509Authorities()), UID: os.Getuid(), PID: os.Getpid()}
+	if audience != "" {
+		var j *jwtsvid.SVID
+		if err := retry(ctx, func() error {
+			j, err = client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("fetch JWT-SVID: %w", err)
+		}
+		out.JWT = j.Marshal()
+		jwtBundles, err := client.FetchJWTBundles(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fetch JWT bundles: %w", err)
+		}
+		jb, err := jwtBundles.GetJWTBundleForTrustDomain(svid.ID.TrustDomain())
+		if err != nil {
+			return nil, err
+		}
+		if out.JWTBundle, err = jb.Marshal(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// retry calls f until it succeeds or ctx ends. On timeout it reports f's first error, which says why
+// (the last one is usually the deadline cutting a call short).
+func retry(ctx context.Context, f func() error) error {
+	var first error
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(first, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
