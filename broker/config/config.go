@@ -1,0 +1,101 @@
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Config is a whole configuration file. Fields tagged hcl are what users write; the rest are derived by
+// Validate.
+type Config struct {
+	// TrustDomain is the broker's own SPIFFE trust domain. Only SVIDs of this trust domain are accepted.
+	TrustDomain string `hcl:"trust_domain"`
+	// WorkloadAPISocket is the SPIRE agent's Workload API address, such as
+	// "unix:///run/spire/agent.sock". Default: the SPIFFE_ENDPOINT_SOCKET environment variable.
+	WorkloadAPISocket string `hcl:"workload_api_socket,optional"`
+
+	Log     *Log     `hcl:"log,block"`
+	Admin   *Admin   `hcl:"admin,block"`
+	Limits  *Limits  `hcl:"limits,block"`
+	Targets []Target `hcl:"target,block"`
+
+	// Path is the file the configuration was loaded from.
+	Path string
+	// TD is TrustDomain, parsed.
+	TD spiffeid.TrustDomain
+
+	file *hcl.File // the parsed source, to name file:line in validation errors
+}
+
+// Log configures the operational log (not the audit log).
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `hcl:"level,optional"`
+	// Format is text or json. Default text.
+	Format string `hcl:"format,optional"`
+}
+
+// Admin configures the admin listener, which serves /healthz and /readyz.
+type Admin struct {
+	// Listen is a loopback host:port. Default 127.0.0.1:8210. Set "" to disable.
+	Listen *string `hcl:"listen,optional"`
+}
+
+// Limits bound the resources a client can hold before and after it authenticates.
+type Limits struct {
+	// HandshakeTimeout bounds a client's whole pre-authentication phase (protocol preamble and TLS
+	// handshake). Default "10s".
+	HandshakeTimeout string `hcl:"handshake_timeout,optional"`
+	// MaxConcurrentHandshakes caps clients that have connected but not yet authenticated, per listener.
+	// Further clients wait for a slot until their handshake deadline. Default 64.
+	MaxConcurrentHandshakes int `hcl:"max_concurrent_handshakes,optional"`
+	// MaxConnections caps authenticated sessions per listener. Default 1024.
+	MaxConnections int `hcl:"max_connections,optional"`
+	// MaxMessageBytes caps the size of one protocol message, in either direction. Default 1 MiB.
+	MaxMessageBytes int `hcl:"max_message_bytes,optional"`
+	// ShutdownGrace is how long `serve` waits for sessions to finish after SIGTERM before it closes
+	// them. Default "30s".
+	ShutdownGrace string `hcl:"shutdown_grace,optional"`
+
+	HandshakeTimeoutD time.Duration
+	ShutdownGraceD    time.Duration
+}
+
+// Target is one backend that agents reach through the broker, on its own listener.
+type Target struct {
+	// Name identifies the target in logs and, later, in policy (Target::"name").
+	Name string `hcl:"name,label"`
+	// Protocol is the wire protocol the listener speaks. Supported: "postgres".
+	Protocol string `hcl:"protocol"`
+	// Listen is the host:port agents connect to.
+	Listen string `hcl:"listen"`
+	// AllowSPIFFEIDs lists, exactly, the workloads that may connect. IDs are compared as parsed SPIFFE
+	// IDs, never by prefix. Empty means nobody: access is denied by default.
+	AllowSPIFFEIDs []string `hcl:"allow_spiffe_ids,optional"`
+
+	Backend Backend `hcl:"backend,block"`
+
+	// Allowed is AllowSPIFFEIDs, parsed.
+	Allowed []spiffeid.ID
+}
+
+// Backend is where a target's sessions go, and how the broker authenticates there.
+type Backend struct {
+	// Address is the backend's host:port.
+	Address string `hcl:"address"`
+	// Database is the database every session of this target uses, whatever the client asks for.
+	Database string `hcl:"database"`
+	// User is the backend role the broker logs in as.
+	User string `hcl:"user"`
+	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
+	// the TLS client certificate (PostgreSQL `cert` authentication with SPIRE's bundle as ssl_ca_file, and
+	// the SVID's first DNS name as the role). No secret exists anywhere.
+	Auth string `hcl:"auth,optional"`
+	// CAFile is a PEM bundle that verifies the backend's server certificate. TLS to the backend is
+	// always on and always verified.
+	CAFile string `hcl:"ca_file"`
+	// ServerName is the name checked in the backend's certificate. Default: Address's host.
+	ServerName string `hcl:"server_name,optional"`
+}

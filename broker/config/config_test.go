@@ -1,0 +1,167 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// caPEM is a freshly made self-signed certificate; validation only checks that ca_file holds one.
+var caPEM = func() string {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}()
+
+func write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func valid(ca string) string {
+	return `
+trust_domain        = "example.org"
+workload_api_socket = "unix:///run/spire/agent.sock"
+
+target "shop" {
+  protocol         = "postgres"
+  listen           = "127.0.0.1:15432"
+  allow_spiffe_ids = ["spiffe://example.org/agent/analyst"]
+
+  backend {
+    address  = "db.internal:5432"
+    database = "shop"
+    user     = "svidbroker"
+    ca_file  = "` + ca + `"
+  }
+}
+`
+}
+
+func TestLoadValidFillsDefaults(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	cfg, err := Load(write(t, "broker.hcl", valid(ca)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TD != spiffeid.RequireTrustDomainFromString("example.org") {
+		t.Errorf("TD = %v", cfg.TD)
+	}
+	if got := cfg.Limits.HandshakeTimeoutD; got != DefaultHandshakeTimeout {
+		t.Errorf("handshake timeout = %v, want %v", got, DefaultHandshakeTimeout)
+	}
+	if cfg.Limits.MaxConcurrentHandshakes != DefaultMaxConcurrentHandshakes || cfg.Limits.MaxMessageBytes != DefaultMaxMessageBytes {
+		t.Errorf("limits not defaulted: %+v", cfg.Limits)
+	}
+	if *cfg.Admin.Listen != DefaultAdminListen || cfg.Log.Level != "info" || cfg.Log.Format != "text" {
+		t.Errorf("admin/log not defaulted: %q %+v", *cfg.Admin.Listen, cfg.Log)
+	}
+	b := cfg.Targets[0].Backend
+	if b.ServerName != "db.internal" || b.Auth != "svid" {
+		t.Errorf("backend defaults: server_name %q auth %q", b.ServerName, b.Auth)
+	}
+	want := spiffeid.RequireFromString("spiffe://example.org/agent/analyst")
+	if len(cfg.Targets[0].Allowed) != 1 || cfg.Targets[0].Allowed[0] != want {
+		t.Errorf("Allowed = %v", cfg.Targets[0].Allowed)
+	}
+}
+
+func TestBadConfigNamesFileLineAndField(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, []byte(caPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := valid(ca)
+	cases := []struct {
+		name        string
+		from, to    string
+		line        int
+		wantInError []string
+	}{
+		{"typo with hint", `address  =`, `adress   =`, 11, []string{`"adress"`, `Did you mean "address"`}},
+		{"missing required field", `    user     = "svidbroker"` + "\n", "", 10, []string{`"user" is required`}},
+		{"wrong type", `user     = "svidbroker"`, `user     = ["svidbroker"]`, 13, []string{`field "user"`, "string required"}},
+		{"unknown top-level field", `trust_domain        = "example.org"`, "trust_domain = \"example.org\"\nlisten = \"x\"", 3, []string{`"listen" is not expected`}},
+		{"bad duration", `target "shop"`, "limits {\n  handshake_timeout = \"10 seconds\"\n}\ntarget \"shop\"", 6, []string{"handshake_timeout", `"10s"`}},
+		{"bad SPIFFE ID", `"spiffe://example.org/agent/analyst"`, `"spiffe://example.org/agent/../x"`, 8, []string{"allow_spiffe_ids", "Invalid SPIFFE ID"}},
+		{"foreign trust domain", `spiffe://example.org/agent/analyst`, `spiffe://evil.org/agent/analyst`, 8, []string{"not in trust domain"}},
+		{"unsupported protocol", `"postgres"`, `"mongodb"`, 6, []string{"protocol", `"postgres"`}},
+		{"bad listen address", `"127.0.0.1:15432"`, `"15432"`, 7, []string{"listen", "host:port"}},
+		{"missing CA file", ca, "/nonexistent/ca.pem", 14, []string{"ca_file", "no such file"}},
+		{"bad log level", `trust_domain        = "example.org"`, "trust_domain = \"example.org\"\nlog {\n  level = \"loud\"\n}", 4, []string{"level", `"loud"`, `"debug"`}},
+		{"negative limit", `target "shop"`, "limits {\n  max_connections = -1\n}\ntarget \"shop\"", 6, []string{"max_connections must be positive"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("test case does not apply: %q not in base config", tc.from)
+			}
+			path := filepath.Join(t.TempDir(), "broker.hcl")
+			if err := os.WriteFile(path, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil {
+				t.Fatal("Load accepted a bad config")
+			}
+			msg := err.Error()
+			wantPos := path + ":" + strconv.Itoa(tc.line) + ":"
+			if !strings.Contains(msg, wantPos) {
+				t.Errorf("error does not name %s:\n%s", wantPos, msg)
+			}
+			for _, w := range tc.wantInError {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not contain %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestWorkloadSocketFromEnvironment(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	src := strings.Replace(valid(ca), `workload_api_socket = "unix:///run/spire/agent.sock"`, "", 1)
+	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "")
+	if _, err := Parse("broker.hcl", []byte(src)); err == nil || !strings.Contains(err.Error(), "SPIFFE_ENDPOINT_SOCKET") {
+		t.Fatalf("want an error naming SPIFFE_ENDPOINT_SOCKET, got %v", err)
+	}
+	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "unix:///tmp/agent.sock")
+	cfg, err := Parse("broker.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.WorkloadAPISocket != "unix:///tmp/agent.sock" {
+		t.Fatalf("WorkloadAPISocket = %q", cfg.WorkloadAPISocket)
+	}
+}
+
+func TestOversizedFileRefused(t *testing.T) {
+	p := write(t, "big.hcl", "# "+strings.Repeat("x", MaxFileBytes))
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("want a size error, got %v", err)
+	}
+}

@@ -1,0 +1,186 @@
+package config
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Defaults.
+const (
+	DefaultAdminListen             = "127.0.0.1:8210"
+	DefaultHandshakeTimeout        = 10 * time.Second
+	DefaultMaxConcurrentHandshakes = 64
+	DefaultMaxConnections          = 1024
+	DefaultMaxMessageBytes         = 1 << 20
+	DefaultShutdownGrace           = 30 * time.Second
+)
+
+// Supported values, in the order users see them in errors.
+var (
+	protocols   = []string{"postgres"}
+	authMethods = []string{"svid"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
+)
+
+// validator collects every problem, so the user sees them all at once.
+type validator struct {
+	c     *Config
+	diags hcl.Diagnostics
+}
+
+func (v *validator) fail(summary, detail string, at ...string) {
+	v.diags = append(v.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: v.c.locate(at...)})
+}
+
+func (v *validator) oneOf(value string, allowed []string, at ...string) {
+	if !slices.Contains(allowed, value) {
+		v.fail("Unsupported value", fmt.Sprintf("%s is %q; use one of %q.", at[len(at)-1], value, allowed), at...)
+	}
+}
+
+func (v *validator) duration(raw string, def time.Duration, at ...string) time.Duration {
+	if raw == "" {
+		return def
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d <= 0 {
+		v.fail("Invalid duration", fmt.Sprintf("%s is %q; write a positive duration such as \"10s\" or \"2m\".", at[len(at)-1], raw), at...)
+		return def
+	}
+	return d
+}
+
+func (v *validator) positive(n *int, def int, at ...string) {
+	switch {
+	case *n == 0:
+		*n = def
+	case *n < 0:
+		v.fail("Invalid value", fmt.Sprintf("%s must be positive.", at[len(at)-1]), at...)
+	}
+}
+
+func (v *validator) hostPort(addr string, at ...string) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		v.fail("Invalid address", fmt.Sprintf("%s is %q; write host:port, such as \"127.0.0.1:15432\".", at[len(at)-1], addr), at...)
+	}
+}
+
+// Validate fills in defaults and checks every value, returning an *Error that lists each problem.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+
+	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
+	if err != nil {
+		v.fail("Invalid trust domain", fmt.Sprintf("trust_domain %q: %v. Write a bare name such as \"example.org\".", c.TrustDomain, err), "trust_domain")
+	}
+	c.TD = td
+	if c.WorkloadAPISocket == "" {
+		c.WorkloadAPISocket = os.Getenv("SPIFFE_ENDPOINT_SOCKET")
+	}
+	if c.WorkloadAPISocket == "" {
+		v.fail("Missing Workload API address", "Set workload_api_socket (for example \"unix:///run/spire/agent.sock\") or the SPIFFE_ENDPOINT_SOCKET environment variable.", "workload_api_socket")
+	}
+
+	if c.Log == nil {
+		c.Log = &Log{}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	v.oneOf(c.Log.Level, logLevels, "log", "level")
+	v.oneOf(c.Log.Format, logFormats, "log", "format")
+
+	if c.Admin == nil {
+		c.Admin = &Admin{}
+	}
+	if c.Admin.Listen == nil {
+		def := DefaultAdminListen
+		c.Admin.Listen = &def
+	}
+	if *c.Admin.Listen != "" {
+		v.hostPort(*c.Admin.Listen, "admin", "listen")
+	}
+
+	if c.Limits == nil {
+		c.Limits = &Limits{}
+	}
+	l := c.Limits
+	l.HandshakeTimeoutD = v.duration(l.HandshakeTimeout, DefaultHandshakeTimeout, "limits", "handshake_timeout")
+	l.ShutdownGraceD = v.duration(l.ShutdownGrace, DefaultShutdownGrace, "limits", "shutdown_grace")
+	v.positive(&l.MaxConcurrentHandshakes, DefaultMaxConcurrentHandshakes, "limits", "max_concurrent_handshakes")
+	v.positive(&l.MaxConnections, DefaultMaxConnections, "limits", "max_connections")
+	v.positive(&l.MaxMessageBytes, DefaultMaxMessageBytes, "limits", "max_message_bytes")
+
+	if len(c.Targets) == 0 {
+		v.fail("No targets", "Add at least one target block; without one the broker has nothing to serve.", "target")
+	}
+	names := map[string]bool{}
+	listens := map[string]string{}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		at := "target:" + t.Name
+		if names[t.Name] {
+			v.fail("Duplicate target", fmt.Sprintf("target %q is defined twice.", t.Name), at)
+		}
+		names[t.Name] = true
+		v.oneOf(t.Protocol, protocols, at, "protocol")
+		v.hostPort(t.Listen, at, "listen")
+		if other, ok := listens[t.Listen]; ok {
+			v.fail("Duplicate listener", fmt.Sprintf("targets %q and %q both listen on %s.", other, t.Name, t.Listen), at, "listen")
+		}
+		listens[t.Listen] = t.Name
+		t.Allowed = nil
+		for _, s := range t.AllowSPIFFEIDs {
+			id, err := spiffeid.FromString(s)
+			if err != nil {
+				v.fail("Invalid SPIFFE ID", fmt.Sprintf("allow_spiffe_ids entry %q: %v.", s, err), at, "allow_spiffe_ids")
+				continue
+			}
+			if !id.MemberOf(td) {
+				v.fail("Foreign SPIFFE ID", fmt.Sprintf("allow_spiffe_ids entry %q is not in trust domain %q; only SVIDs of the broker's own trust domain are accepted.", s, c.TrustDomain), at, "allow_spiffe_ids")
+				continue
+			}
+			t.Allowed = append(t.Allowed, id)
+		}
+		v.backend(&t.Backend, at)
+	}
+	if len(v.diags) > 0 {
+		return &Error{Diags: v.diags}
+	}
+	return nil
+}
+
+func (v *validator) backend(b *Backend, target string) {
+	at := func(attr string) []string { return []string{target, "backend", attr} }
+	v.hostPort(b.Address, at("address")...)
+	if b.ServerName == "" {
+		b.ServerName, _, _ = net.SplitHostPort(b.Address)
+	}
+	if b.Database == "" {
+		v.fail("Empty database", "backend.database must name a database; the backend would otherwise pick one for the user.", at("database")...)
+	}
+	if b.User == "" {
+		v.fail("Empty user", "backend.user must name the role the broker logs in as.", at("user")...)
+	}
+	if b.Auth == "" {
+		b.Auth = "svid"
+	}
+	v.oneOf(b.Auth, authMethods, at("auth")...)
+	pemBytes, err := os.ReadFile(b.CAFile)
+	if err != nil {
+		v.fail("Unreadable CA file", fmt.Sprintf("backend.ca_file: %v.", err), at("ca_file")...)
+	} else if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
+		v.fail("Invalid CA file", fmt.Sprintf("backend.ca_file %s holds no PEM certificate.", b.CAFile), at("ca_file")...)
+	}
+}
