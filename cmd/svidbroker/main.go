@@ -1,0 +1,80 @@
+// Command svidbroker is the workload identity broker: agents authenticate with their SPIFFE identity,
+// and the broker connects them to backends with credentials they never see.
+//
+// Usage:
+//
+//	svidbroker serve --config FILE
+//	svidbroker version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise it comes from the
+// module's build information.
+var version = ""
+
+const usage = `svidbroker: workload identity broker for AI agents
+
+Usage:
+  svidbroker serve --config FILE   run the broker
+  svidbroker version               print the version
+
+Run 'svidbroker COMMAND -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a command-line mistake; its message has already been printed with the usage.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serveCmd(ctx, args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, "svidbroker", versionString())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "svidbroker: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "svidbroker:", err)
+		return 1
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DefaultConnectTimeout bounds connecting and logging in to a backend.
+const DefaultConnectTimeout = 10 * time.Second
+
+// Backend is the PostgreSQL server behind a target.
+type Backend struct {
+	// Address is host:port.
+	Address string
+	// Database is the only database sessions of this target use.
+	Database string
+	// User is the role the broker logs in as.
+	User string
+	// TLS verifies the backend (RootCAs, ServerName) and, for `cert` authentication, presents the
+	// broker's SVID (GetClientCertificate). Required: the broker never talks to a backend in plaintext.
+	TLS *tls.Config
+	// ConnectTimeout bounds the connection and login. Default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+}
+
+func (b *Backend) validate() error {
+	if _, _, err := net.SplitHostPort(b.Address); err != nil {
+		return fmt.Errorf("postgres: backend address: %w", err)
+	}
+	if b.Database == "" || b.User == "" {
+		return errors.New("postgres: backend database and user are required")
+	}
+	if b.TLS == nil || b.TLS.InsecureSkipVerify || b.TLS.RootCAs == nil {
+		return errors.New("postgres: backend TLS must verify the server (RootCAs set, InsecureSkipVerify off)")
+	}
+	if b.ConnectTimeout <= 0 {
+		b.ConnectTimeout = DefaultConnectTimeout
+	}
+	return nil
+}
+
+// forwardedParams are the startup parameters a client may set for its session. Anything else is
+// refused: "options" and unknown parameters can set arbitrary server settings, and "user" is replaced
+// by the SVID's identity.
+var forwardedParams = map[string]bool{
+	"application_name":   true,
+	"client_encoding":    true,
+	"datestyle":          true,
+	"timezone":           true,
+	"extra_float_digits": true,
+	"intervalstyle":      true,
+}
+
+// runtimeParams checks the client's startup parameters against the target and returns those to send
+// to the backend. The database is the target's: a client may name it or leave it empty, but may not
+// name another, since the backend would otherwise pick one on its own.
+func (b *Backend) runtimeParams(client map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range client {
+		switch lk := strings.ToLower(k); {
+		case lk == "user":
+			// Ignored: the SVID says who the client is.
+		case lk == "database":
+			if v != "" && v != b.Database {
+				return nil, fmt.Errorf("this target serves database %q, not %q", b.Database, v)
+			}
+		case forwardedParams[lk]:
+			out[lk] = v
+		default:
+			return nil, fmt.Errorf("startup parameter %q is not allowed", k)
+		}
+	}
+	return out, nil
+}
+
+// connect logs in to the backend as b.User and hands back the raw connection, idle.
+func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int) (*pgconn.HijackedConn, error) {
+	host, portStr, _ := net.SplitHostPort(b.Address)
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: backend port: %w", err)
+	}
+	// ParseConfig reads PG* environment variables and the password file; every field that matters is
+	// overwritten below, so nothing in the broker's environment can add a credential or a plaintext
+	// fallback.
+	cfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	cfg.Host, cfg.Port = host, uint16(port)
+	cfg.Database, cfg.User, cfg.Password = b.Database, b.User, ""
+	cfg.TLSConfig = b.TLS.Clone()
+	cfg.SSLNegotiation, cfg.SSLCertMode = "postgres", ""
+	cfg.Fallbacks = nil
+	cfg.RuntimeParams = params
+	cfg.ConnectTimeout = b.ConnectTimeout
+	cfg.MaxProtocolMessageBodyLen = maxMessageBytes
+	cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
+	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
+	cfg.OAuthTokenProvider = nil
+	// With the SVID as client certificate the server must not ask for a password at all.
+	cfg.RequireAuth = "none"
+	cfg.AfterNetConnect, cfg.AfterConnect, cfg.ValidateConnect = nil, nil, nil
+	ctx, cancel := context.WithTimeout(ctx, b.ConnectTimeout)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: backend %s: %w", b.Address, err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	hc.Frontend.SetMaxBodyLen(maxMessageBytes)
+	return hc, nil
+}

@@ -1,0 +1,245 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/server"
+)
+
+// ALPN is the protocol name PostgreSQL clients offer for TLS.
+const ALPN = "postgresql"
+
+// DefaultWriteTimeout bounds one write to a client or backend that has stopped reading.
+const DefaultWriteTimeout = time.Minute
+
+// Config configures an Engine for one target.
+type Config struct {
+	// Target names the target in logs and errors.
+	Target string
+	// ServerTLS terminates clients. It must require and verify a client SVID (identity.ServerConfig)
+	// and offer the ALPN name "postgresql".
+	ServerTLS *tls.Config
+	// Authorize decides whether an authenticated SPIFFE ID may use this target.
+	Authorize func(spiffeid.ID) error
+	// Backend is where sessions go.
+	Backend Backend
+	// MaxMessageBytes caps one protocol message in either direction.
+	MaxMessageBytes int
+	// WriteTimeout bounds each write to a peer. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// Logger receives operational logs; never row data or secrets. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine is the PostgreSQL protocol engine.
+type Engine struct {
+	cfg Config
+}
+
+var _ server.Engine = (*Engine)(nil)
+
+// New checks cfg and returns an Engine.
+func New(cfg Config) (*Engine, error) {
+	switch {
+	case cfg.ServerTLS == nil || cfg.ServerTLS.ClientAuth != tls.RequireAnyClientCert && cfg.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert:
+		return nil, errors.New("postgres: ServerTLS must require a client certificate")
+	case !slices.Contains(cfg.ServerTLS.NextProtos, ALPN):
+		return nil, fmt.Errorf("postgres: ServerTLS must offer ALPN %q", ALPN)
+	case cfg.Authorize == nil:
+		return nil, errors.New("postgres: Authorize is required")
+	case cfg.MaxMessageBytes <= 0:
+		return nil, errors.New("postgres: MaxMessageBytes must be positive")
+	}
+	if err := cfg.Backend.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Logger = cfg.Logger.With("target", cfg.Target, "protocol", "postgres")
+	return &Engine{cfg: cfg}, nil
+}
+
+// Handshake authenticates a client and connects it to the backend. See server.Engine.
+// The server has set raw's deadline to the handshake deadline; it is cleared once the session starts.
+func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, error) {
+	conn, err := e.upgrade(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := identity.PeerFromTLS(conn.ConnectionState())
+	if err != nil {
+		return nil, err
+	}
+	log := e.cfg.Logger.With("session", newSessionID(), "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
+	client := pgproto3.NewBackend(conn, conn)
+	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
+
+	msg, err := readStartupPacket(conn)
+	if err != nil {
+		sendFatal(client, "08P01", "svidbroker: invalid startup message")
+		return nil, err
+	}
+	startup, ok := msg.(*pgproto3.StartupMessage)
+	if !ok {
+		sendFatal(client, "08P01", fmt.Sprintf("svidbroker: expected a StartupMessage inside TLS, got %s", msgName(msg)))
+		return nil, fmt.Errorf("postgres: %s inside TLS", msgName(msg))
+	}
+	if startup.ProtocolVersion != pgproto3.ProtocolVersion30 {
+		sendFatal(client, "0A000", "svidbroker: only protocol version 3.0 is supported")
+		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
+	}
+	if err := e.cfg.Authorize(peer.ID); err != nil {
+		log.WarnContext(ctx, "connection denied", "reason", err)
+		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s may not connect to target %q", peer.ID, e.cfg.Target))
+		return nil, err
+	}
+	params, err := e.cfg.Backend.runtimeParams(startup.Parameters)
+	if err != nil {
+		sendFatal(client, "08P01", "svidbroker: "+err.Error())
+		return nil, err
+	}
+	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes)
+	if err != nil {
+		// The detail stays in the log; the client learns only that the backend is unavailable.
+		log.ErrorContext(ctx, "backend connection failed", "error", err)
+		sendFatal(client, "08006", fmt.Sprintf("svidbroker: target %q is unavailable", e.cfg.Target))
+		return nil, err
+	}
+
+	client.Send(&pgproto3.AuthenticationOk{})
+	for _, k := range sortedKeys(be.ParameterStatuses) {
+		client.Send(&pgproto3.ParameterStatus{Name: k, Value: be.ParameterStatuses[k]})
+	}
+	// The client gets a key of the broker's, not the backend's: cancel requests never reach the
+	// backend unauthenticated.
+	client.Send(&pgproto3.BackendKeyData{ProcessID: randomUint32(), SecretKey: randomBytes(4)})
+	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
+	if err := client.Flush(); err != nil {
+		be.Conn.Close()
+		return nil, err
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		be.Conn.Close()
+		return nil, err
+	}
+	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
+	return &session{
+		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
+		writeTimeout: e.cfg.WriteTimeout,
+	}, nil
+}
+
+// upgrade runs the pre-TLS exchange and the TLS handshake. Plaintext sessions are refused.
+func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
+	var first [1]byte
+	if _, err := io.ReadFull(raw, first[:]); err != nil {
+		return nil, err
+	}
+	if first[0] == 0x16 { // a TLS handshake record: direct TLS, which requires ALPN "postgresql"
+		conn := tls.Server(&prefixConn{Conn: raw, prefix: first[:]}, e.cfg.ServerTLS)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("postgres: direct TLS handshake: %w", err)
+		}
+		if conn.ConnectionState().NegotiatedProtocol != ALPN {
+			conn.Close()
+			return nil, fmt.Errorf("postgres: direct TLS without ALPN %q", ALPN)
+		}
+		return conn, nil
+	}
+	r := io.MultiReader(bytes.NewReader(first[:]), raw)
+	for gss := false; ; {
+		msg, err := readStartupPacket(r)
+		if err != nil {
+			return nil, err
+		}
+		switch msg.(type) {
+		case *pgproto3.SSLRequest:
+			if _, err := raw.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			conn := tls.Server(raw, e.cfg.ServerTLS)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				return nil, fmt.Errorf("postgres: TLS handshake: %w", err)
+			}
+			return conn, nil
+		case *pgproto3.GSSEncRequest:
+			if gss {
+				return nil, errors.New("postgres: repeated GSSENCRequest")
+			}
+			gss = true
+			if _, err := raw.Write([]byte{'N'}); err != nil { // no GSSAPI encryption; the client may ask for TLS next
+				return nil, err
+			}
+			r = raw
+		case *pgproto3.StartupMessage:
+			plain := pgproto3.NewBackend(raw, raw)
+			sendFatal(plain, "28000", "svidbroker: TLS with a client X.509-SVID is required (use sslmode=require or stronger, with sslcert and sslkey)")
+			return nil, errors.New("postgres: plaintext StartupMessage refused")
+		default:
+			return nil, fmt.Errorf("postgres: %s refused before TLS", msgName(msg))
+		}
+	}
+}
+
+// prefixConn replays bytes already read from Conn before reading on.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func sendFatal(b *pgproto3.Backend, code, msg string) {
+	b.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	_ = b.Flush()
+}
+
+func msgName(m pgproto3.FrontendMessage) string {
+	return strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3.")
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return b
+}
+
+func randomUint32() uint32 { return binary.BigEndian.Uint32(randomBytes(4)) }
+
+func newSessionID() string { return fmt.Sprintf("%x", randomBytes(8)) }

@@ -1,0 +1,136 @@
+package postgres
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// session relays one client to its backend, message by message.
+type session struct {
+	log          *slog.Logger
+	client       *pgproto3.Backend // reads the client's messages, writes to the client
+	clientConn   *tls.Conn
+	backend      *pgproto3.Frontend // reads the backend's messages, writes to the backend
+	backendConn  net.Conn
+	writeTimeout time.Duration
+
+	closeOnce sync.Once
+}
+
+// errClientTerminated marks a session the client ended with Terminate.
+var errClientTerminated = errors.New("client terminated")
+
+// Run relays until either side ends, or ctx is cancelled (shutdown), and then closes both connections.
+func (s *session) Run(ctx context.Context) error {
+	start := time.Now()
+	c2b, b2c := make(chan error, 1), make(chan error, 1)
+	go func() { c2b <- s.guard("client", s.clientToBackend) }()
+	go func() { b2c <- s.guard("backend", s.backendToClient) }()
+	var err error
+	select {
+	case err = <-c2b:
+		s.close()
+		<-b2c
+	case err = <-b2c:
+		s.close()
+		<-c2b
+	case <-ctx.Done():
+		err = ctx.Err()
+		// Stop the backend side first, so that this goroutine is the only writer to the client.
+		_ = s.backendConn.Close()
+		<-b2c
+		s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01",
+			Message: "svidbroker: terminating connection because the broker is shutting down"})
+		_ = s.flushClient()
+		s.close()
+		<-c2b
+	}
+	if errors.Is(err, errClientTerminated) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	s.log.InfoContext(ctx, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
+	return err
+}
+
+// guard turns a panic in a relay direction into an error: a malformed message from a peer must end
+// that session, never the broker.
+func (s *session) guard(side string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("postgres: %s relay panicked: %v", side, r)
+		}
+	}()
+	return f()
+}
+
+// clientToBackend forwards the client's messages. They are written when the client expects an answer
+// (Sync, Flush, Query, FunctionCall, end of COPY, Terminate). pgproto3 buffers until Flush, so CopyData
+// is flushed as it comes, which keeps the buffer to one message.
+func (s *session) clientToBackend() error {
+	for {
+		msg, err := s.client.Receive()
+		if err != nil {
+			return fmt.Errorf("postgres: from client: %w", err)
+		}
+		s.backend.Send(msg)
+		switch msg.(type) {
+		case *pgproto3.Terminate:
+			_ = s.flushBackend()
+			return errClientTerminated
+		case *pgproto3.Sync, *pgproto3.Flush, *pgproto3.Query, *pgproto3.FunctionCall,
+			*pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			if err := s.flushBackend(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// backendToClient forwards the backend's messages, writing whenever no further backend bytes are
+// already buffered: batches stay batched and nothing waits.
+func (s *session) backendToClient() error {
+	for {
+		msg, err := s.backend.Receive()
+		if err != nil {
+			return fmt.Errorf("postgres: from backend: %w", err)
+		}
+		s.client.Send(msg)
+		if s.backend.ReadBufferLen() == 0 {
+			if err := s.flushClient(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *session) flushBackend() error {
+	_ = s.backendConn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if err := s.backend.Flush(); err != nil {
+		return fmt.Errorf("postgres: to backend: %w", err)
+	}
+	return nil
+}
+
+func (s *session) flushClient() error {
+	_ = s.clientConn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if err := s.client.Flush(); err != nil {
+		return fmt.Errorf("postgres: to client: %w", err)
+	}
+	return nil
+}
+
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		_ = s.backendConn.Close()
+		_ = s.clientConn.Close()
+	})
+}
