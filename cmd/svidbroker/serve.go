@@ -118,4 +118,3 @@ func newLogger(c *config.Log, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-

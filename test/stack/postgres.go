@@ -111,7 +111,9 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 	if _, err := rand.Read(pw); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
-	pg := &Postgres{Host: "127.0.0.1", Port: port, CAPath: filepath.Join(base, "server-ca.pem"),
+	// The CA certificate is public; it sits outside the cluster's 0700 directory so that personas (the
+	// broker among them) can read it.
+	pg := &Postgres{Host: "127.0.0.1", Port: port, CAPath: filepath.Join(s.Dir, "postgres-ca.pem"),
 		SocketDir: base, Superuser: "postgres", password: hex.EncodeToString(pw)}
 	s.Postgres = pg
 
@@ -119,8 +121,11 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := os.WriteFile(pg.CAPath, sc.caPEM, 0o644); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
 	files := map[string][]byte{
-		"server-ca.pem": sc.caPEM, "server.crt": sc.certPEM, "server.key": sc.keyPEM,
+		"server.crt": sc.certPEM, "server.key": sc.keyPEM,
 		"pwfile": []byte(pg.password + "\n"),
 	}
 	if cfg.ClientCAPath != "" {

@@ -73,4 +73,3 @@ func (p *Postgres) seed(ctx context.Context) error {
 	}
 	return nil
 }
-

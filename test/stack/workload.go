@@ -38,11 +38,13 @@ const (
 )
 
 // DefaultPersonas are the broker itself and the three demo agents, each with its own uid. The broker's
-// SVID carries the DNS name BrokerDBRole, so PostgreSQL's `cert` authentication maps it to that role.
+// SVID carries the DNS name BrokerDBRole, which SPIRE makes its common name, so PostgreSQL's `cert`
+// authentication maps it to that role; and "localhost", so that libpq clients can check with
+// sslmode=verify-full that they reached the broker and not another workload of the trust domain.
 func DefaultPersonas() []Persona {
 	id := func(segs ...string) spiffeid.ID { return spiffeid.RequireFromSegments(TrustDomain, segs...) }
 	return []Persona{
-		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole}},
+		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole, "localhost"}},
 		{Name: PersonaAnalyst, ID: id("agent", "analyst"), UID: 30001},
 		{Name: PersonaSupport, ID: id("agent", "support"), UID: 30002},
 		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003},

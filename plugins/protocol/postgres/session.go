@@ -5,10 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,7 +23,8 @@ type session struct {
 	backendConn  net.Conn
 	writeTimeout time.Duration
 
-	closeOnce sync.Once
+	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
+	closeOnce  sync.Once
 }
 
 // errClientTerminated marks a session the client ended with Terminate.
@@ -54,7 +55,7 @@ func (s *session) Run(ctx context.Context) error {
 		s.close()
 		<-c2b
 	}
-	if errors.Is(err, errClientTerminated) || errors.Is(err, io.EOF) {
+	if s.terminated.Load() {
 		err = nil
 	}
 	s.log.InfoContext(ctx, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
@@ -84,6 +85,7 @@ func (s *session) clientToBackend() error {
 		s.backend.Send(msg)
 		switch msg.(type) {
 		case *pgproto3.Terminate:
+			s.terminated.Store(true)
 			_ = s.flushBackend()
 			return errClientTerminated
 		case *pgproto3.Sync, *pgproto3.Flush, *pgproto3.Query, *pgproto3.FunctionCall,

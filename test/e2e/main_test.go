@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svidbroker/svidbroker/test/stack"
+)
+
+var brokerBin string
+
+func TestMain(m *testing.M) {
+	stack.WorkloadMain()
+	dir, err := os.MkdirTemp("", "svidbroker-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The broker runs as its own persona's uid, so it must be able to execute the binary.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	brokerBin = filepath.Join(dir, "svidbroker")
+	if out, err := exec.Command("go", "build", "-o", brokerBin, "github.com/svidbroker/svidbroker/cmd/svidbroker").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build svidbroker: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if env.stack != nil {
+		if err := env.stack.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "stack close:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one stack and broker shared by the tests that do not change them.
+var env struct {
+	once   sync.Once
+	stack  *stack.Stack
+	broker *stack.Broker
+	files  map[string]*stack.ClientFiles
+	err    error
+}
+
+func shared(t *testing.T) (*stack.Stack, *stack.Broker) {
+	t.Helper()
+	env.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		env.stack, env.err = stack.Start(ctx, stack.Config{})
+		if env.err != nil {
+			return
+		}
+		env.broker, env.err = env.stack.StartBroker(ctx, stack.BrokerOptions{Binary: brokerBin})
+	})
+	if env.err != nil {
+		t.Fatal(env.err)
+	}
+	return env.stack, env.broker
+}
+
+// clientFiles writes a persona's SVID files once per test.
+func clientFiles(t *testing.T, s *stack.Stack, persona string) *stack.ClientFiles {
+	t.Helper()
+	f, err := s.WriteClientFiles(t.Context(), persona, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
