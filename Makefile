@@ -1,0 +1,66 @@
+# svidbroker — the two commands a new machine needs are `make demo` and `make test`.
+
+GO       ?= go
+BIN      := $(CURDIR)/.bin
+FUZZTIME ?= 30s
+BENCHTIME ?= 2000x
+
+# Every package; the end-to-end suites live under test/ and need `make tools`.
+PKGS := ./...
+
+.PHONY: all build tools test vet unit integration demo demo-down bench fuzz clean
+
+all: build
+
+## build: the broker and the demo launcher, into .bin/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/svidbroker ./cmd/svidbroker
+	$(GO) build -o $(BIN)/svidbroker-demo ./examples/demo
+
+## tools: third-party programs pinned in tools/go.mod (SPIRE), into .bin/; a no-op when up to date
+tools: $(BIN)/spire-server $(BIN)/spire-agent
+
+$(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
+	@mkdir -p $(BIN)
+	cd tools && GOBIN=$(BIN) $(GO) install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
+	@touch $(BIN)/spire-server $(BIN)/spire-agent
+
+## test: go vet, then every test with the race detector, including the real-stack suites
+test: vet tools
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+## unit: the tests that need nothing but Go
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+
+## integration: the suites against real SPIRE, PostgreSQL and the broker
+integration: tools
+	$(GO) test -race -count=1 -timeout 20m ./test/...
+
+## demo: start SPIRE, PostgreSQL and the broker in the background; prints what to try
+demo: tools build
+	$(BIN)/svidbroker-demo up --dir .demo --bin $(BIN)
+
+## demo-down: stop everything `make demo` started
+demo-down:
+	@if [ -x $(BIN)/svidbroker-demo ]; then $(BIN)/svidbroker-demo down --dir .demo; else echo "The demo is not running."; fi
+
+## bench: the data path against the direct path, side by side in one run, reported as ratios
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
+
+## fuzz: run each fuzz target for FUZZTIME
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean: demo-down
+	rm -rf $(BIN) .demo

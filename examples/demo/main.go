@@ -1,0 +1,314 @@
+// Command svidbroker-demo runs svidbroker's local demo: real SPIRE, PostgreSQL and the broker, with one
+// agent persona per uid, each holding only its SPIFFE identity.
+//
+//	svidbroker-demo up     start everything in the background; return when it is ready
+//	svidbroker-demo down   stop everything the demo started
+//
+// `make demo` and `make demo-down` call these. State and outputs go to .demo/ (see README.md).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/svidbroker/svidbroker/test/stack"
+)
+
+func main() {
+	stack.WorkloadMain() // the demo is also the workload that fetches personas' SVIDs
+	fs := flag.NewFlagSet("svidbroker-demo", flag.ExitOnError)
+	dir := fs.String("dir", ".demo", "directory for the demo's outputs")
+	bin := fs.String("bin", ".bin", "directory holding svidbroker, spire-server and spire-agent")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: svidbroker-demo up|down [--dir .demo] [--bin .bin]")
+		os.Exit(2)
+	}
+	_ = fs.Parse(os.Args[2:])
+	d, err := newDemo(*dir, *bin)
+	if err == nil {
+		switch os.Args[1] {
+		case "up":
+			err = d.up()
+		case "down":
+			err = d.down()
+		case "run": // the background process that `up` starts
+			err = d.run()
+		default:
+			err = fmt.Errorf("unknown command %q: use up or down", os.Args[1])
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "svidbroker-demo:", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	dir, bin string
+}
+
+func newDemo(dir, bin string) (*demo, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	bin, err = filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	return &demo{dir: dir, bin: bin}, nil
+}
+
+func (d *demo) path(parts ...string) string { return filepath.Join(append([]string{d.dir}, parts...)...) }
+
+// running returns the PID of a live demo process, or 0.
+func (d *demo) running() int {
+	b, err := os.ReadFile(d.path("demo.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// up starts `run` in the background, in its own session so it outlives make, and waits until it
+// reports ready or fails.
+func (d *demo) up() error {
+	if pid := d.running(); pid != 0 {
+		fmt.Printf("The demo is already running (pid %d).\n\n", pid)
+		return d.printGuide()
+	}
+	for _, name := range []string{"svidbroker", "spire-server", "spire-agent"} {
+		if _, err := os.Stat(filepath.Join(d.bin, name)); err != nil {
+			return fmt.Errorf("%s not found in %s: run `make tools build` (or just `make demo`)", name, d.bin)
+		}
+	}
+	if err := os.RemoveAll(d.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.path("logs"), 0o755); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(d.path("logs", "demo.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "run", "--dir", d.dir, "--bin", d.bin)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	start := time.Now()
+	fmt.Println("Starting SPIRE, PostgreSQL and svidbroker ...")
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(d.path("logs", "demo.log"))
+			return fmt.Errorf("the demo stopped during start-up (%v):\n%s", err, log)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := os.Stat(d.path("ready")); err == nil {
+			fmt.Printf("Ready in %s.\n\n", time.Since(start).Round(100*time.Millisecond))
+			return d.printGuide()
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	return fmt.Errorf("the demo was not ready within 3 minutes; see %s", d.path("logs"))
+}
+
+func (d *demo) printGuide() error {
+	b, err := os.ReadFile(d.path("README.txt"))
+	if err != nil {
+		return err
+	}
+	fmt.Print(string(b))
+	return nil
+}
+
+// down stops the background process, which stops everything it started, and waits for it.
+func (d *demo) down() error {
+	pid := d.running()
+	if pid == 0 {
+		fmt.Println("The demo is not running.")
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if syscall.Kill(pid, 0) != nil {
+			fmt.Println("The demo has stopped.")
+			return nil
+		}
+	}
+	return fmt.Errorf("demo process %d did not stop within a minute; see %s", pid, d.path("logs", "demo.log"))
+}
+
+// run is the background process: it owns the stack and keeps the personas' SVID files current.
+func (d *demo) run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := os.WriteFile(d.path("demo.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(d.path("demo.pid"))
+	defer os.Remove(d.path("ready"))
+
+	startCtx, cancel := context.WithTimeout(ctx, 150*time.Second)
+	defer cancel()
+	// State lives in a short temporary path: unix socket paths are limited to 107 bytes, and every
+	// persona's uid must be able to reach the agent's socket, whatever the permissions above .demo.
+	s, err := stack.Start(startCtx, stack.Config{LogDir: d.path("logs"), BinDir: d.bin})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop:", err)
+		}
+	}()
+	brokerBin := filepath.Join(s.Dir, "bin", "svidbroker")
+	if err := os.MkdirAll(filepath.Dir(brokerBin), 0o755); err != nil {
+		return err
+	}
+	if err := copyExecutable(filepath.Join(d.bin, "svidbroker"), brokerBin); err != nil {
+		return err
+	}
+	b, err := s.StartBroker(startCtx, stack.BrokerOptions{Binary: brokerBin})
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(b.ConfigPath, d.path("broker.hcl")); err != nil {
+		return err
+	}
+	personas := []string{stack.PersonaAnalyst, stack.PersonaSupport, stack.PersonaMigrator}
+	svidDir := d.path("svids")
+	if err := os.MkdirAll(svidDir, 0o700); err != nil {
+		return err
+	}
+	if err := d.refresh(startCtx, s, b, personas, svidDir); err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.path("README.txt"), []byte(d.guide(s, b)), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.path("ready"), nil, 0o644); err != nil {
+		return err
+	}
+	fmt.Println("demo ready")
+
+	// X.509-SVIDs live an hour; rewrite the files well before they expire, as an agent would rotate.
+	tick := time.NewTicker(10 * time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("stopping")
+			return nil
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			if err := d.refresh(rctx, s, b, personas, svidDir); err != nil {
+				fmt.Fprintln(os.Stderr, "refresh SVID files:", err)
+			}
+			cancel()
+		}
+		if ok, err := b.Exited(); ok {
+			return fmt.Errorf("svidbroker exited: %v", err)
+		}
+	}
+}
+
+// refresh writes each persona's current SVID files and its .env file.
+func (d *demo) refresh(ctx context.Context, s *stack.Stack, b *stack.Broker, personas []string, svidDir string) error {
+	_, port, _ := strings.Cut(b.Addr, ":")
+	for _, name := range personas {
+		f, err := s.WriteClientFiles(ctx, name, svidDir)
+		if err != nil {
+			return err
+		}
+		p, err := s.Persona(name)
+		if err != nil {
+			return err
+		}
+		env := fmt.Sprintf(`# svidbroker demo: the %s agent, %s.
+# Source this file, then use any libpq client:  . .demo/%s.env && psql -c 'select 1'
+# The only secret is the SVID's private key, issued by SPIRE to this persona's uid and rotated by the
+# demo; there is no database password anywhere.
+export PGHOST=localhost
+export PGPORT=%s
+export PGDATABASE=shop
+export PGSSLMODE=verify-full
+export PGSSLCERT=%s
+export PGSSLKEY=%s
+export PGSSLROOTCERT=%s
+`, name, p.ID, name, port, f.Cert, f.Key, f.RootCert)
+		if err := os.WriteFile(d.path(name+".env"), []byte(env), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) guide(s *stack.Stack, b *stack.Broker) string {
+	rel := func(p string) string {
+		if r, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
+		}
+		return p
+	}
+	_, port, _ := strings.Cut(b.Addr, ":")
+	return fmt.Sprintf(`svidbroker demo
+  broker      %s  (target "shop", PostgreSQL wire protocol; health: http://%s/readyz)
+  SPIRE       trust domain example.org, Workload API %s
+  PostgreSQL  %s:%d  (only the broker can log in: its SVID is its credential)
+  config      %s
+  logs        %s/
+
+Try it (each persona is a separate uid, attested by SPIRE's unix attestor):
+  . %s/analyst.env && psql -c 'select id, name, email from customers order by id limit 3'
+  . %s/support.env && psql -c 'select count(*) from orders'
+  . %s/migrator.env && psql -c 'select 1'      # refused: not in allow_spiffe_ids
+  psql "host=localhost port=%s dbname=shop sslmode=disable" -c 'select 1'   # refused: TLS with an SVID required
+  openssl x509 -in %s/svids/analyst.crt -noout -ext subjectAltName   # the agent's only credential
+
+Stop everything with: make demo-down
+`, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, rel(d.path("broker.hcl")), rel(d.path("logs")),
+		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir))
+}
+
+func mustGetwd() string {
+	wd, _ := os.Getwd()
+	return wd
+}
+
+func copyExecutable(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		return err
+	}
+	return nil
+}
+
