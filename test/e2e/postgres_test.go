@@ -189,7 +189,7 @@ func TestStalledHandshakesAreCutOff(t *testing.T) {
 	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{
 		Name:       "svidbroker-stalls",
 		Binary:     brokerBin,
-		Extra:      "\nlimits {\n  handshake_timeout = \"1s\"\n  max_concurrent_handshakes = 2\n}\n",
+		Extra:      "\nlimits {\n  handshake_timeout = \"1s\"\n  max_concurrent_handshakes = 3\n}\n",
 	})
 	if err != nil {
 		t.Fatal(err)
