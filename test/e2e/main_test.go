@@ -52,7 +52,7 @@ var env struct {
 	err    error
 }
 
-func shared(t *testing.T) (*stack.Stack, *stack.Broker) {
+func shared(t testing.TB) (*stack.Stack, *stack.Broker) {
 	t.Helper()
 	env.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -70,7 +70,7 @@ func shared(t *testing.T) (*stack.Stack, *stack.Broker) {
 }
 
 // clientFiles writes a persona's SVID files once per test.
-func clientFiles(t *testing.T, s *stack.Stack, persona string) *stack.ClientFiles {
+func clientFiles(t testing.TB, s *stack.Stack, persona string) *stack.ClientFiles {
 	t.Helper()
 	f, err := s.WriteClientFiles(t.Context(), persona, t.TempDir())
 	if err != nil {

@@ -108,11 +108,9 @@ target "shop" {
 	if err != nil {
 		return nil, err
 	}
-	b.proc, err = startProcess(opts.Name, cmd, filepath.Join(s.LogDir, opts.Name+".log"), syscall.SIGTERM)
-	if err != nil {
+	if b.proc, err = s.launch(opts.Name, cmd, syscall.SIGTERM); err != nil {
 		return nil, err
 	}
-	s.procs = append(s.procs, b.proc)
 	client := &http.Client{Timeout: 2 * time.Second}
 	if err := waitFor(ctx, b.proc, "/readyz on "+b.AdminAddr, func(ctx context.Context) error {
 		resp, err := client.Get("http://" + b.AdminAddr + "/readyz")

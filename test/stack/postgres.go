@@ -146,7 +146,6 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 		}
 	}
 
-	logPath := filepath.Join(s.LogDir, "postgres.log")
 	cmd := exec.CommandContext(ctx, initdb, "-D", data, "-U", pg.Superuser, "-A", "scram-sha-256",
 		"--pwfile", filepath.Join(base, "pwfile"), "-E", "UTF8", "--locale=C", "--no-sync")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner}
@@ -193,11 +192,9 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 	cmd = exec.Command(postgres, "-D", data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner}
 	// SIGINT is PostgreSQL's "fast" shutdown: it ends sessions and stops without waiting for clients.
-	pg.proc, err = startProcess("postgres", cmd, logPath, syscall.SIGINT)
-	if err != nil {
+	if pg.proc, err = s.launch("postgres", cmd, syscall.SIGINT); err != nil {
 		return err
 	}
-	s.procs = append(s.procs, pg.proc)
 	if err := waitFor(ctx, pg.proc, "a TLS connection on port "+strconv.Itoa(port), func(ctx context.Context) error {
 		c, err := pg.Connect(ctx, "postgres")
 		if err != nil {

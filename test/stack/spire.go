@@ -117,14 +117,15 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		return fmt.Errorf("stack: %w", err)
 	}
 
-	cmd := exec.Command(serverBin, "run", "-config", serverConf, "-expandEnv")
-	cmd.Env = env
-	cmd.Dir = base
-	sp.server, err = startProcess("spire-server", cmd, filepath.Join(s.LogDir, "spire-server.log"), syscall.SIGTERM)
-	if err != nil {
+	run := func(name, bin, conf string) (*process, error) {
+		cmd := exec.Command(bin, "run", "-config", conf, "-expandEnv")
+		cmd.Env = env
+		cmd.Dir = base
+		return s.launch(name, cmd, syscall.SIGTERM)
+	}
+	if sp.server, err = run("spire-server", serverBin, serverConf); err != nil {
 		return err
 	}
-	s.procs = append(s.procs, sp.server)
 
 	sp.conn, err = grpc.NewClient("unix://"+sp.ServerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -158,14 +159,9 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		return sp.server.failure(err)
 	}
 
-	cmd = exec.Command(agentBin, "run", "-config", agentConf, "-expandEnv")
-	cmd.Env = env
-	cmd.Dir = base
-	sp.agent, err = startProcess("spire-agent", cmd, filepath.Join(s.LogDir, "spire-agent.log"), syscall.SIGTERM)
-	if err != nil {
+	if sp.agent, err = run("spire-agent", agentBin, agentConf); err != nil {
 		return err
 	}
-	s.procs = append(s.procs, sp.agent)
 	healthArgs := []string{"healthcheck", "-socketPath", sp.AgentSocket}
 	return waitFor(ctx, sp.agent, "the Workload API on "+sp.AgentSocket, func(ctx context.Context) error {
 		out, err := exec.CommandContext(ctx, agentBin, healthArgs...).CombinedOutput()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -107,6 +109,16 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// launch starts a component with its log in LogDir/name.log and records it for Close.
+func (s *Stack) launch(name string, cmd *exec.Cmd, stopSig syscall.Signal) (*process, error) {
+	p, err := startProcess(name, cmd, filepath.Join(s.LogDir, name+".log"), stopSig)
+	if err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, p)
+	return p, nil
 }
 
 // PIDs returns the process IDs of the components the stack started (not their children).
