@@ -68,7 +68,9 @@ func newDemo(dir, bin string) (*demo, error) {
 	return &demo{dir: dir, bin: bin}, nil
 }
 
-func (d *demo) path(parts ...string) string { return filepath.Join(append([]string{d.dir}, parts...)...) }
+func (d *demo) path(parts ...string) string {
+	return filepath.Join(append([]string{d.dir}, parts...)...)
+}
 
 // running returns the PID of a live demo process, or 0.
 func (d *demo) running() int {
@@ -187,11 +189,8 @@ func (d *demo) run() error {
 			fmt.Fprintln(os.Stderr, "stop:", err)
 		}
 	}()
-	brokerBin := filepath.Join(s.Dir, "bin", "svidbroker")
-	if err := os.MkdirAll(filepath.Dir(brokerBin), 0o755); err != nil {
-		return err
-	}
-	if err := copyExecutable(filepath.Join(d.bin, "svidbroker"), brokerBin); err != nil {
+	brokerBin, err := s.Install(filepath.Join(d.bin, "svidbroker"), "svidbroker")
+	if err != nil {
 		return err
 	}
 	b, err := s.StartBroker(startCtx, stack.BrokerOptions{Binary: brokerBin})
@@ -300,15 +299,3 @@ func mustGetwd() string {
 	wd, _ := os.Getwd()
 	return wd
 }
-
-func copyExecutable(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		return err
-	}
-	return nil
-}
-

@@ -187,9 +187,9 @@ func TestPreTLSInjectionRefused(t *testing.T) {
 func TestStalledHandshakesAreCutOff(t *testing.T) {
 	s, _ := shared(t)
 	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{
-		Name:       "svidbroker-stalls",
-		Binary:     brokerBin,
-		Extra:      "\nlimits {\n  handshake_timeout = \"1s\"\n  max_concurrent_handshakes = 3\n}\n",
+		Name:   "svidbroker-stalls",
+		Binary: brokerBin,
+		Extra:  "\nlimits {\n  handshake_timeout = \"1s\"\n  max_concurrent_handshakes = 3\n}\n",
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -129,35 +129,32 @@ func (s *Stack) workloadBinary() (string, error) {
 			s.binErr = fmt.Errorf("stack: %w", err)
 			return
 		}
-		dst := filepath.Join(s.Dir, "bin", "workload")
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			s.binErr = fmt.Errorf("stack: %w", err)
-			return
-		}
-		if err := copyFile(self, dst, 0o755); err != nil {
-			s.binErr = err
-			return
-		}
-		s.binPath = dst
+		s.binPath, s.binErr = s.Install(self, "workload")
 	})
 	return s.binPath, s.binErr
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// Install copies the executable src to Dir/bin/name, where every persona's uid can run it (a build
+// output or a checkout may sit below directories that other uids cannot enter).
+func (s *Stack) Install(src, name string) (string, error) {
+	dst := filepath.Join(s.Dir, "bin", name)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", fmt.Errorf("stack: %w", err)
+	}
 	in, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("stack: %w", err)
+		return "", fmt.Errorf("stack: %w", err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
-		return fmt.Errorf("stack: %w", err)
+		return "", fmt.Errorf("stack: %w", err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("stack: %w", err)
+		return "", fmt.Errorf("stack: %w", err)
 	}
-	return out.Close()
+	return dst, out.Close()
 }
 
 // WorkloadMain makes a binary usable as FetchSVIDs' workload. When the binary was started by FetchSVIDs,
