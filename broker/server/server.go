@@ -28,7 +28,8 @@ type Config struct {
 	Listeners []Listener
 	// HandshakeTimeout bounds each client's pre-authentication phase.
 	HandshakeTimeout time.Duration
-	// MaxConcurrentHandshakes caps unauthenticated clients per listener.
+	// MaxConcurrentHandshakes caps unauthenticated clients per listener; at the cap, the oldest pending
+	// handshake is closed to admit the new client.
 	MaxConcurrentHandshakes int
 	// MaxConnections caps sessions per listener; further clients are closed at once.
 	MaxConnections int
@@ -149,7 +150,7 @@ func (s *Server) serve(ctx, sessCtx context.Context, sessions *sync.WaitGroup, l
 	log := s.cfg.Logger.With("listener", l.Name)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	handshakes := make(chan struct{}, s.cfg.MaxConcurrentHandshakes)
+	handshakes := newPending(s.cfg.MaxConcurrentHandshakes)
 	conns := make(chan struct{}, s.cfg.MaxConnections)
 	var backoff time.Duration
 	for {
@@ -185,20 +186,18 @@ func (s *Server) serve(ctx, sessCtx context.Context, sessions *sync.WaitGroup, l
 }
 
 // handle runs one connection: handshake under the deadline and the handshake cap, then the session.
-func (s *Server) handle(ctx, sessCtx context.Context, log *slog.Logger, e Engine, conn net.Conn, handshakes chan struct{}) {
+func (s *Server) handle(ctx, sessCtx context.Context, log *slog.Logger, e Engine, conn net.Conn, handshakes *pending) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	select {
-	case handshakes <- struct{}{}:
-	case <-hctx.Done():
-		log.Warn("connection dropped: no handshake slot before its deadline", "remote", conn.RemoteAddr().String())
-		conn.Close()
-		return
+	slot, evicted := handshakes.admit(conn)
+	if evicted != nil {
+		log.Info("pending handshake closed to admit a new client", "evicted", evicted.RemoteAddr().String(),
+			"max_concurrent_handshakes", s.cfg.MaxConcurrentHandshakes)
 	}
 	// The deadline also bounds blocking reads and writes inside the engine.
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	sess, err := e.Handshake(hctx, conn)
-	<-handshakes
+	handshakes.release(slot)
 	if err != nil {
 		log.Info("handshake failed", "remote", conn.RemoteAddr().String(), "error", err)
 		conn.Close()

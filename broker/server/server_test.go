@@ -134,24 +134,24 @@ func TestStalledHandshakeIsCutOffAtDeadline(t *testing.T) {
 	greet(t, c2, r2)
 }
 
-func TestHandshakeCapQueuesClientsUntilASlotFrees(t *testing.T) {
-	s, _, _ := start(t, Config{MaxConcurrentHandshakes: 1})
-	staller, _ := dial(t, s) // holds the only slot
-	time.Sleep(50 * time.Millisecond)
+func TestHandshakeCapEvictsTheOldestPendingClient(t *testing.T) {
+	s, _, _ := start(t, Config{MaxConcurrentHandshakes: 2})
+	var stallers []*bufio.Reader
+	var stallerConns []net.Conn
+	for range 2 {
+		c, r := dial(t, s) // each holds a slot and says nothing
+		stallers, stallerConns = append(stallers, r), append(stallerConns, c)
+		time.Sleep(20 * time.Millisecond) // so that the order of arrival is certain
+	}
 	c, r := dial(t, s)
-	if _, err := io.WriteString(c, "HELLO\n"); err != nil {
-		t.Fatal(err)
+	greet(t, c, r) // admitted at once, not after the stallers' deadlines
+	if !closedByServer(stallerConns[0], stallers[0]) {
+		t.Fatal("the oldest pending handshake was not closed")
 	}
-	got := make(chan string, 1)
-	go func() { line, _ := r.ReadString('\n'); got <- line }()
-	select {
-	case line := <-got:
-		t.Fatalf("second client was served (%q) while the only handshake slot was held", line)
-	case <-time.After(300 * time.Millisecond):
-	}
-	staller.Close() // its handshake fails, freeing the slot
-	if line := <-got; line != "WELCOME\n" {
-		t.Fatalf("second client got %q after the slot freed", line)
+	// The younger staller still holds its slot.
+	_ = stallerConns[1].SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := stallers[1].ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the younger pending handshake was closed too: %v", err)
 	}
 }
 

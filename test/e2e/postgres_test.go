@@ -249,6 +249,39 @@ func TestStalledHandshakesAreCutOff(t *testing.T) {
 	}
 }
 
+// TestFloodOfStalledHandshakes opens 500 connections that never finish a handshake against a broker with
+// default limits, then connects a real client. The client must get in while the stalled connections are
+// still within their handshake deadline, so it did not wait for them to time out.
+func TestFloodOfStalledHandshakes(t *testing.T) {
+	s, b := shared(t)
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	ssl, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+	var last net.Conn
+	for i := range 500 {
+		c, err := net.DialTimeout("tcp", b.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer c.Close()
+		if i%2 == 0 { // half ask for TLS and then stall; the last one is silent
+			if _, err := c.Write(ssl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last = c
+	}
+	out, err := psql(t, b, f, nil, "SELECT 1")
+	if err != nil || out != "1" {
+		t.Fatalf("real client behind 500 stalled handshakes: %q %v", out, err)
+	}
+	// The most recent staller is still pending: the real client did not wait out the deadline.
+	_ = last.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var one [1]byte
+	if _, err := last.Read(one[:]); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the last stalled connection was already closed (%v): the client waited for handshake deadlines", err)
+	}
+}
+
 // writeOnly lets a tls.Client send its ClientHello without reading the server's reply, so the
 // handshake stalls at the server.
 type writeOnly struct{ net.Conn }
