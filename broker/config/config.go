@@ -12,10 +12,15 @@ import (
 type Config struct {
 	// TrustDomain is the broker's own SPIFFE trust domain. Only SVIDs of this trust domain are accepted.
 	TrustDomain string `hcl:"trust_domain"`
+	// FederatedTrustDomains are other trust domains whose SVIDs are accepted. Their bundles come from
+	// the Workload API, so the broker's registration entry must federate with them.
+	FederatedTrustDomains []string `hcl:"federated_trust_domains,optional"`
 	// WorkloadAPISocket is the SPIRE agent's Workload API address, such as
 	// "unix:///run/spire/agent.sock". Default: the SPIFFE_ENDPOINT_SOCKET environment variable.
 	WorkloadAPISocket string `hcl:"workload_api_socket,optional"`
 
+	JWT     *JWT     `hcl:"jwt,block"`
+	Session *Session `hcl:"session,block"`
 	Log     *Log     `hcl:"log,block"`
 	Admin   *Admin   `hcl:"admin,block"`
 	Limits  *Limits  `hcl:"limits,block"`
@@ -25,8 +30,38 @@ type Config struct {
 	Path string
 	// TD is TrustDomain, parsed.
 	TD spiffeid.TrustDomain
+	// Trusted is TD followed by the federated trust domains, parsed.
+	Trusted []spiffeid.TrustDomain
 
 	file *hcl.File // the parsed source, to name file:line in validation errors
+}
+
+// JWT configures the verification of JWT-SVIDs presented as bearer tokens (HTTP targets).
+type JWT struct {
+	// Audience is the broker's audience: a token must carry exactly this one. Required.
+	Audience string `hcl:"audience"`
+	// Issuer, if set, must equal a token's iss claim.
+	Issuer string `hcl:"issuer,optional"`
+	// OIDC lists trust domains whose keys are published only through OIDC discovery.
+	OIDC []OIDCTrustDomain `hcl:"oidc,block"`
+}
+
+// OIDCTrustDomain is a trust domain verified through its OIDC discovery endpoint (for example SPIRE's
+// oidc-discovery-provider).
+type OIDCTrustDomain struct {
+	// TrustDomain is the block's label.
+	TrustDomain string `hcl:"trust_domain,label"`
+	// IssuerURL is the issuer; discovery reads IssuerURL/.well-known/openid-configuration.
+	IssuerURL string `hcl:"issuer_url"`
+}
+
+// Session configures the life of authenticated sessions.
+type Session struct {
+	// SVIDExpiryGrace is how long a session may outlive its client's SVID. The client then reconnects
+	// with its rotated SVID. Default "30s".
+	SVIDExpiryGrace string `hcl:"svid_expiry_grace,optional"`
+
+	SVIDExpiryGraceD time.Duration
 }
 
 // Log configures the operational log (not the audit log).

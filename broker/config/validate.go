@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -20,6 +21,7 @@ const (
 	DefaultMaxConnections          = 1024
 	DefaultMaxMessageBytes         = 1 << 20
 	DefaultShutdownGrace           = 30 * time.Second
+	DefaultSVIDExpiryGrace         = 30 * time.Second
 )
 
 // Supported values, in the order users see them in errors.
@@ -82,6 +84,36 @@ func (c *Config) Validate() error {
 		v.fail("Invalid trust domain", fmt.Sprintf("trust_domain %q: %v. Write a bare name such as \"example.org\".", c.TrustDomain, err), "trust_domain")
 	}
 	c.TD = td
+	c.Trusted = []spiffeid.TrustDomain{td}
+	for _, name := range c.FederatedTrustDomains {
+		ftd, err := spiffeid.TrustDomainFromString(name)
+		switch {
+		case err != nil:
+			v.fail("Invalid trust domain", fmt.Sprintf("federated_trust_domains entry %q: %v.", name, err), "federated_trust_domains")
+		case slices.Contains(c.Trusted, ftd):
+			v.fail("Duplicate trust domain", fmt.Sprintf("federated_trust_domains lists %q twice, or lists the broker's own.", name), "federated_trust_domains")
+		default:
+			c.Trusted = append(c.Trusted, ftd)
+		}
+	}
+	if c.JWT != nil {
+		if c.JWT.Audience == "" {
+			v.fail("Empty audience", "jwt.audience must name the broker's audience, such as \"svidbroker\".", "jwt", "audience")
+		}
+		for _, o := range c.JWT.OIDC {
+			at := []string{"jwt", "oidc:" + o.TrustDomain}
+			if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
+				v.fail("Invalid trust domain", fmt.Sprintf("oidc %q: %v.", o.TrustDomain, err), at...)
+			}
+			if u, err := url.Parse(o.IssuerURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				v.fail("Invalid issuer URL", fmt.Sprintf("issuer_url %q must be an https URL.", o.IssuerURL), append(at, "issuer_url")...)
+			}
+		}
+	}
+	if c.Session == nil {
+		c.Session = &Session{}
+	}
+	c.Session.SVIDExpiryGraceD = v.duration(c.Session.SVIDExpiryGrace, DefaultSVIDExpiryGrace, "session", "svid_expiry_grace")
 	if c.WorkloadAPISocket == "" {
 		c.WorkloadAPISocket = os.Getenv("SPIFFE_ENDPOINT_SOCKET")
 	}
@@ -147,8 +179,8 @@ func (c *Config) Validate() error {
 				v.fail("Invalid SPIFFE ID", fmt.Sprintf("allow_spiffe_ids entry %q: %v.", s, err), at, "allow_spiffe_ids")
 				continue
 			}
-			if !id.MemberOf(td) {
-				v.fail("Foreign SPIFFE ID", fmt.Sprintf("allow_spiffe_ids entry %q is not in trust domain %q; only SVIDs of the broker's own trust domain are accepted.", s, c.TrustDomain), at, "allow_spiffe_ids")
+			if !slices.Contains(c.Trusted, id.TrustDomain()) {
+				v.fail("Foreign SPIFFE ID", fmt.Sprintf("allow_spiffe_ids entry %q is not in trust domain %q or a federated one; add its trust domain to federated_trust_domains.", s, c.TrustDomain), at, "allow_spiffe_ids")
 				continue
 			}
 			t.Allowed = append(t.Allowed, id)

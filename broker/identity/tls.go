@@ -13,15 +13,28 @@ import (
 )
 
 // ServerConfig returns the TLS configuration a protocol plugin terminates clients with. The broker
-// presents its current SVID; the client must present an X.509-SVID that chains to the bundle of td and
-// whose SPIFFE ID is a member of td. Which member may do what is decided after the handshake.
-// nextProtos are the ALPN names the plugin accepts (for example "postgresql").
-func ServerConfig(svid x509svid.Source, bundles x509bundle.Source, td spiffeid.TrustDomain, nextProtos ...string) *tls.Config {
-	c := tlsconfig.MTLSServerConfig(svid, bundles, tlsconfig.AuthorizeMemberOf(td))
+// presents its current SVID; the client must present an X.509-SVID that chains to its trust domain's
+// bundle, and that trust domain must be one of trusted (the broker's own, plus federated ones). Which
+// workload may do what is decided after the handshake. nextProtos are the ALPN names the plugin accepts
+// (for example "postgresql").
+func ServerConfig(svid x509svid.Source, bundles x509bundle.Source, trusted []spiffeid.TrustDomain, nextProtos ...string) *tls.Config {
+	c := tlsconfig.MTLSServerConfig(svid, bundles, AuthorizeTrustDomains(trusted))
 	c.MinVersion = tls.VersionTLS12
 	c.SessionTicketsDisabled = true
 	c.NextProtos = nextProtos
 	return c
+}
+
+// AuthorizeTrustDomains accepts a verified peer whose SPIFFE ID is a member of one of tds.
+func AuthorizeTrustDomains(tds []spiffeid.TrustDomain) tlsconfig.Authorizer {
+	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		for _, td := range tds {
+			if id.MemberOf(td) {
+				return nil
+			}
+		}
+		return fmt.Errorf("identity: trust domain %q is not trusted", id.TrustDomain())
+	}
 }
 
 // BackendConfig returns a TLS client configuration for connecting to a backend: the server's

@@ -17,8 +17,7 @@ type noSVID struct{}
 func (noSVID) GetX509SVID() (*x509svid.SVID, error) { return nil, os.ErrNotExist }
 
 func TestServerConfigRequiresSVIDAndDisablesResumption(t *testing.T) {
-	td := spiffeid.RequireTrustDomainFromString("example.org")
-	c := ServerConfig(noSVID{}, x509bundle.NewSet(), td, "postgresql")
+	c := ServerConfig(noSVID{}, x509bundle.NewSet(), []spiffeid.TrustDomain{td}, "postgresql")
 	if !c.SessionTicketsDisabled {
 		t.Error("session tickets enabled: resumed sessions skip SVID verification")
 	}
@@ -42,6 +41,21 @@ func TestBackendConfigRefusesBadCA(t *testing.T) {
 	for _, path := range []string{bad, filepath.Join(dir, "missing.pem")} {
 		if _, err := BackendConfig(path, "db", nil); err == nil {
 			t.Errorf("BackendConfig(%s) accepted it", path)
+		}
+	}
+}
+
+func TestAuthorizeTrustDomains(t *testing.T) {
+	auth := AuthorizeTrustDomains([]spiffeid.TrustDomain{td, partner})
+	for id, ok := range map[string]bool{
+		"spiffe://example.org/a":          true,
+		"spiffe://partner.example/b":      true,
+		"spiffe://evil.org/a":             false,
+		"spiffe://example.org.evil.org/a": false,
+		"spiffe://partner.example.com/b":  false,
+	} {
+		if err := auth(spiffeid.RequireFromString(id), nil); (err == nil) != ok {
+			t.Errorf("%s: err = %v, want ok=%v", id, err, ok)
 		}
 	}
 }

@@ -81,7 +81,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 		}
 		return postgres.New(postgres.Config{
 			Target:    t.Name,
-			ServerTLS: identity.ServerConfig(src, src, cfg.TD, postgres.ALPN),
+			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
 			Authorize: identity.AuthorizeExact(t.Allowed),
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
