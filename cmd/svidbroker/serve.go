@@ -89,6 +89,8 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				User:     t.Backend.User,
 				TLS:      backendTLS,
 			},
+			Ready:           func() error { return svidValid(src) },
+			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			Logger:          log,
 		})

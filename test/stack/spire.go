@@ -2,6 +2,8 @@ package stack
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -38,9 +40,15 @@ type SPIRE struct {
 	AgentID spiffeid.ID
 	// BundlePath is a PEM file with the trust domain's X.509 authorities at start.
 	BundlePath string
+	// UpstreamCA and UpstreamKey are the root the server's CA chains to. Tests use them to mint
+	// certificates that chain to the trust bundle but are wrong in some other way.
+	UpstreamCA  *x509.Certificate
+	UpstreamKey *ecdsa.PrivateKey
 
 	server, agent *process
 	conn          *grpc.ClientConn
+	runAgent      func() (*process, error)
+	agentBin      string
 }
 
 // SPIREConfig tunes the SPIRE part of the stack.
@@ -49,6 +57,8 @@ type SPIREConfig struct {
 	X509SVIDTTL time.Duration
 	// JWTSVIDTTL is the default JWT-SVID lifetime. Default 5m.
 	JWTSVIDTTL time.Duration
+	// AgentTTL is the lifetime of the agent's own SVID. Default 1h.
+	AgentTTL time.Duration
 }
 
 func (c *SPIREConfig) setDefaults() {
@@ -57,6 +67,9 @@ func (c *SPIREConfig) setDefaults() {
 	}
 	if c.JWTSVIDTTL == 0 {
 		c.JWTSVIDTTL = 5 * time.Minute
+	}
+	if c.AgentTTL == 0 {
+		c.AgentTTL = time.Hour
 	}
 }
 
@@ -93,6 +106,19 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		BundlePath:   filepath.Join(base, "bundle.pem"),
 	}
 	s.SPIRE = sp
+	if sp.UpstreamCA, sp.UpstreamKey, err = newCA("svidbroker test upstream CA"); err != nil {
+		return err
+	}
+	upstreamKey, err := pemKey(sp.UpstreamKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(private, "upstream.crt"), pemCert(sp.UpstreamCA), 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(private, "upstream.key"), upstreamKey, 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
 
 	env := append(os.Environ(),
 		"SPIRE_DATA_DIR="+filepath.Join(private, "server-data"),
@@ -100,7 +126,11 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		"SPIRE_SERVER_SOCKET="+sp.ServerSocket,
 		"SPIRE_X509_SVID_TTL="+cfg.X509SVIDTTL.String(),
 		"SPIRE_JWT_SVID_TTL="+cfg.JWTSVIDTTL.String(),
-		"SPIRE_CA_TTL="+max(24*time.Hour, 12*cfg.X509SVIDTTL).String(),
+		// The CA must outlive every SVID it signs, and may not outlive the upstream root (24h).
+		"SPIRE_CA_TTL="+(12*time.Hour).String(),
+		"SPIRE_AGENT_TTL="+cfg.AgentTTL.String(),
+		"SPIRE_UPSTREAM_CERT="+filepath.Join(private, "upstream.crt"),
+		"SPIRE_UPSTREAM_KEY="+filepath.Join(private, "upstream.key"),
 		"SPIRE_LOG_LEVEL=DEBUG",
 		"SPIRE_AGENT_DATA_DIR="+filepath.Join(private, "agent-data"),
 		"SPIRE_AGENT_SOCKET="+sp.AgentSocket,
@@ -159,17 +189,32 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		return sp.server.failure(err)
 	}
 
-	if sp.agent, err = run("spire-agent", agentBin, agentConf); err != nil {
+	sp.agentBin = agentBin
+	sp.runAgent = func() (*process, error) { return run("spire-agent", agentBin, agentConf) }
+	return sp.StartAgent(ctx)
+}
+
+// StartAgent starts the SPIRE agent (again, after StopAgent) and waits for its Workload API. A
+// restarted agent keeps its identity: its key is on disk and its SVID lives for AgentTTL.
+func (sp *SPIRE) StartAgent(ctx context.Context) error {
+	var err error
+	if sp.agent, err = sp.runAgent(); err != nil {
 		return err
 	}
 	healthArgs := []string{"healthcheck", "-socketPath", sp.AgentSocket}
 	return waitFor(ctx, sp.agent, "the Workload API on "+sp.AgentSocket, func(ctx context.Context) error {
-		out, err := exec.CommandContext(ctx, agentBin, healthArgs...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, sp.agentBin, healthArgs...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		return nil
 	})
+}
+
+// KillAgent kills the SPIRE agent with SIGKILL, as a crash would, and waits for it to exit.
+func (sp *SPIRE) KillAgent() {
+	_ = sp.agent.cmd.Process.Kill()
+	<-sp.agent.done
 }
 
 // register creates one registration entry per persona: its SPIFFE ID for processes running as its uid

@@ -140,7 +140,11 @@ func TestWorkloadGetsItsOwnX509AndJWTSVID(t *testing.T) {
 			if b, err := os.ReadFile(s.SPIRE.BundlePath); err != nil || !roots.AppendCertsFromPEM(b) {
 				t.Fatalf("read bundle: %v", err)
 			}
-			if _, err := svid.Certificates[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			inter := x509.NewCertPool()
+			for _, c := range svid.Certificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := svid.Certificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 				t.Fatalf("X.509-SVID does not verify against SPIRE's bundle: %v", err)
 			}
 

@@ -39,6 +39,11 @@ type Config struct {
 	Authorize func(spiffeid.ID) error
 	// Backend is where sessions go.
 	Backend Backend
+	// Ready reports whether the broker may grant new access (it holds a valid SVID). When it fails, new
+	// clients get a PostgreSQL error saying why, before any TLS. Nil means always ready.
+	Ready func() error
+	// SVIDExpiryGrace is how long a session may outlive its client's SVID before the broker ends it.
+	SVIDExpiryGrace time.Duration
 	// MaxMessageBytes caps one protocol message in either direction.
 	MaxMessageBytes int
 	// WriteTimeout bounds each write to a peer. Default DefaultWriteTimeout.
@@ -145,7 +150,7 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
 	return &session{
 		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
-		writeTimeout: e.cfg.WriteTimeout,
+		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace),
 	}, nil
 }
 
@@ -174,6 +179,13 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 		}
 		switch msg.(type) {
 		case *pgproto3.SSLRequest:
+			if e.cfg.Ready != nil {
+				if err := e.cfg.Ready(); err != nil {
+					// libpq reports an ErrorResponse sent in answer to SSLRequest as the server's error.
+					sendFatal(pgproto3.NewBackend(raw, raw), "08006", "svidbroker: not accepting connections: "+err.Error())
+					return nil, fmt.Errorf("postgres: not ready: %w", err)
+				}
+			}
 			if _, err := raw.Write([]byte{'S'}); err != nil {
 				return nil, err
 			}

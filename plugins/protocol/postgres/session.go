@@ -22,6 +22,7 @@ type session struct {
 	backend      *pgproto3.Frontend // reads the backend's messages, writes to the backend
 	backendConn  net.Conn
 	writeTimeout time.Duration
+	endBy        time.Time // the client's SVID expiry plus the grace period
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	closeOnce  sync.Once
@@ -30,9 +31,15 @@ type session struct {
 // errClientTerminated marks a session the client ended with Terminate.
 var errClientTerminated = errors.New("client terminated")
 
-// Run relays until either side ends, or ctx is cancelled (shutdown), and then closes both connections.
+// ErrSVIDExpired ends a session whose client's SVID expired more than the grace period ago.
+var ErrSVIDExpired = errors.New("postgres: client SVID expired")
+
+// Run relays until either side ends, the client's SVID expires (plus grace), or ctx is cancelled
+// (shutdown), and then closes both connections.
 func (s *session) Run(ctx context.Context) error {
 	start := time.Now()
+	expiry := time.NewTimer(time.Until(s.endBy))
+	defer expiry.Stop()
 	c2b, b2c := make(chan error, 1), make(chan error, 1)
 	go func() { c2b <- s.guard("client", s.clientToBackend) }()
 	go func() { b2c <- s.guard("backend", s.backendToClient) }()
@@ -46,20 +53,31 @@ func (s *session) Run(ctx context.Context) error {
 		<-c2b
 	case <-ctx.Done():
 		err = ctx.Err()
-		// Stop the backend side first, so that this goroutine is the only writer to the client.
-		_ = s.backendConn.Close()
-		<-b2c
-		s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01",
-			Message: "svidbroker: terminating connection because the broker is shutting down"})
-		_ = s.flushClient()
-		s.close()
-		<-c2b
+		s.end(b2c, c2b, "57P01", "svidbroker: terminating connection because the broker is shutting down")
+	case <-expiry.C:
+		err = ErrSVIDExpired
+		s.end(b2c, c2b, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
 	}
 	if s.terminated.Load() {
 		err = nil
 	}
-	s.log.InfoContext(ctx, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
+	level := slog.LevelInfo
+	if errors.Is(err, ErrSVIDExpired) {
+		level = slog.LevelWarn
+	}
+	s.log.Log(ctx, level, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
 	return err
+}
+
+// end stops a running session from the broker's side: the backend side first, so that this goroutine
+// is the only writer to the client, then a FATAL error to the client, then both connections.
+func (s *session) end(b2c, c2b chan error, code, msg string) {
+	_ = s.backendConn.Close()
+	<-b2c
+	s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	_ = s.flushClient()
+	s.close()
+	<-c2b
 }
 
 // guard turns a panic in a relay direction into an error: a malformed message from a peer must end
