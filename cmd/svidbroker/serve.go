@@ -106,7 +106,7 @@ func svidValid(src *workloadapi.X509Source) error {
 		return err
 	}
 	if exp := svid.Certificates[0].NotAfter; time.Now().After(exp) {
-		return fmt.Errorf("broker SVID expired at %s", exp.UTC().Format(time.RFC3339))
+		return fmt.Errorf("broker SVID expired at %s and the Workload API has not delivered a new one (is the SPIRE agent running?)", exp.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ var brokerBin string
 
 func TestMain(m *testing.M) {
 	stack.WorkloadMain()
+	agentMain() // when this binary runs as an agent persona; see rotation_test.go
 	dir, err := os.MkdirTemp("", "svidbroker-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
