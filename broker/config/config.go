@@ -19,12 +19,13 @@ type Config struct {
 	// "unix:///run/spire/agent.sock". Default: the SPIFFE_ENDPOINT_SOCKET environment variable.
 	WorkloadAPISocket string `hcl:"workload_api_socket,optional"`
 
-	JWT     *JWT     `hcl:"jwt,block"`
-	Session *Session `hcl:"session,block"`
-	Log     *Log     `hcl:"log,block"`
-	Admin   *Admin   `hcl:"admin,block"`
-	Limits  *Limits  `hcl:"limits,block"`
-	Targets []Target `hcl:"target,block"`
+	SPIREServer *SPIREServer `hcl:"spire_server,block"`
+	JWT         *JWT         `hcl:"jwt,block"`
+	Session     *Session     `hcl:"session,block"`
+	Log         *Log         `hcl:"log,block"`
+	Admin       *Admin       `hcl:"admin,block"`
+	Limits      *Limits      `hcl:"limits,block"`
+	Targets     []Target     `hcl:"target,block"`
 
 	// Path is the file the configuration was loaded from.
 	Path string
@@ -34,6 +35,23 @@ type Config struct {
 	Trusted []spiffeid.TrustDomain
 
 	file *hcl.File // the parsed source, to name file:line in validation errors
+}
+
+// SPIREServer configures lookups of what SPIRE attested about callers (their registration entry's
+// selectors and their node). When set, every new session needs a successful lookup: if SPIRE cannot be
+// reached once a cached answer is older than cache_ttl, or no entry issues the caller's ID any more, the
+// session is refused.
+type SPIREServer struct {
+	// Address is "unix:///path/api.sock" (the local admin socket) or "host:port" (the server's TCP
+	// endpoint; the broker authenticates with its SVID, so its registration entry must be an admin entry).
+	Address string `hcl:"address"`
+	// ServerID is the server's SPIFFE ID, verified on TCP. Default spiffe://<trust_domain>/spire/server.
+	ServerID string `hcl:"server_id,optional"`
+	// CacheTTL is how long an answer is reused. Default "30s".
+	CacheTTL string `hcl:"cache_ttl,optional"`
+
+	ServerIDParsed spiffeid.ID
+	CacheTTLD      time.Duration
 }
 
 // JWT configures the verification of JWT-SVIDs presented as bearer tokens (HTTP targets).

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -95,6 +96,22 @@ func (c *Config) Validate() error {
 		default:
 			c.Trusted = append(c.Trusted, ftd)
 		}
+	}
+	if c.SPIREServer != nil {
+		ss := c.SPIREServer
+		if ss.Address == "" {
+			v.fail("Empty address", "spire_server.address must be \"unix:///path/api.sock\" or \"host:port\".", "spire_server", "address")
+		} else if !strings.HasPrefix(ss.Address, "unix://") {
+			v.hostPort(ss.Address, "spire_server", "address")
+		}
+		if ss.ServerID != "" {
+			id, err := spiffeid.FromString(ss.ServerID)
+			if err != nil {
+				v.fail("Invalid SPIFFE ID", fmt.Sprintf("server_id %q: %v.", ss.ServerID, err), "spire_server", "server_id")
+			}
+			ss.ServerIDParsed = id
+		}
+		ss.CacheTTLD = v.duration(ss.CacheTTL, 30*time.Second, "spire_server", "cache_ttl")
 	}
 	if c.JWT != nil {
 		if c.JWT.Audience == "" {

@@ -17,6 +17,9 @@ type Peer struct {
 	ID spiffeid.ID
 	// Expires is when the caller's SVID stops being valid.
 	Expires time.Time
+	// Attestation is what SPIRE attested about the caller, when the broker is configured to ask
+	// (spire_server); nil otherwise.
+	Attestation *Attestation
 }
 
 // TrustDomain is the trust domain of the peer's SPIFFE ID.

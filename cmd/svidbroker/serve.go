@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/svidbroker/svidbroker/broker/config"
@@ -45,6 +46,18 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.InfoContext(ctx, "broker identity", "spiffe_id", svid.ID.String(), "expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
 
+	var attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
+	if ss := cfg.SPIREServer; ss != nil {
+		atts, err := identity.NewAttestations(identity.AttestationConfig{
+			Address: ss.Address, ServerID: ss.ServerIDParsed, Source: src, TTL: ss.CacheTTLD,
+		}, cfg.TD)
+		if err != nil {
+			return err
+		}
+		defer atts.Close()
+		attest = atts.Lookup
+	}
+
 	srvCfg := server.Config{
 		HandshakeTimeout:        cfg.Limits.HandshakeTimeoutD,
 		MaxConcurrentHandshakes: cfg.Limits.MaxConcurrentHandshakes,
@@ -55,7 +68,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, log)
+		engine, err := newEngine(cfg, t, src, attest, log)
 		if err != nil {
 			return err
 		}
@@ -72,7 +85,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // newEngine wires a target to its protocol plugin. Plugins are listed here explicitly.
-func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source, log *slog.Logger) (server.Engine, error) {
+func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
+	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error), log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, src)
@@ -83,6 +97,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Target:    t.Name,
 			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
 			Authorize: identity.AuthorizeExact(t.Allowed),
+			Attest:    attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
 				Database: t.Backend.Database,

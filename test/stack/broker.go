@@ -82,6 +82,13 @@ admin {
   listen = %q
 }
 
+# What SPIRE attested about each caller (entry selectors, node) is looked up on the server's API, with
+# the broker's own SVID; the broker's entry is an admin entry.
+spire_server {
+  address   = %q
+  cache_ttl = "2s"
+}
+
 target "shop" {
   protocol = "postgres"
   listen   = %q
@@ -99,7 +106,7 @@ target "shop" {
     server_name = "localhost"
   }
 }
-%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, b.Addr, strings.Join(ids, ", "),
+%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, b.Addr, strings.Join(ids, ", "),
 		s.Postgres.Host, s.Postgres.Port, BrokerDBRole, s.Postgres.CAPath, opts.Extra)
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)

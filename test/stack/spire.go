@@ -38,6 +38,8 @@ type SPIRE struct {
 	ServerSocket string
 	// AgentID is the agent's SPIFFE ID, the parent of every registration entry the stack creates.
 	AgentID spiffeid.ID
+	// ServerAddr is the server's TCP API (agents, and admin workloads with their SVIDs).
+	ServerAddr string
 	// BundlePath is a PEM file with the trust domain's X.509 authorities at start.
 	BundlePath string
 	// UpstreamCA and UpstreamKey are the root the server's CA chains to. Tests use them to mint
@@ -103,6 +105,7 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 	sp := &SPIRE{
 		AgentSocket:  filepath.Join(public, "agent.sock"),
 		ServerSocket: filepath.Join(private, "server.sock"),
+		ServerAddr:   "127.0.0.1:" + strconv.Itoa(port),
 		BundlePath:   filepath.Join(base, "bundle.pem"),
 	}
 	s.SPIRE = sp
@@ -185,7 +188,7 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		return fmt.Errorf("stack: %w", err)
 	}
 	// Entries exist before the agent's first sync, so personas get SVIDs as soon as the agent is up.
-	if err := sp.register(ctx, personas); err != nil {
+	if _, err := sp.Register(ctx, personas...); err != nil {
 		return sp.server.failure(err)
 	}
 
@@ -217,11 +220,11 @@ func (sp *SPIRE) KillAgent() {
 	<-sp.agent.done
 }
 
-// register creates one registration entry per persona: its SPIFFE ID for processes running as its uid
-// on the stack's agent.
-func (sp *SPIRE) register(ctx context.Context, personas []Persona) error {
+// Register creates one registration entry per persona through the Entry API: its SPIFFE ID for
+// processes running as its uid on the stack's agent. It returns the entries' IDs.
+func (sp *SPIRE) Register(ctx context.Context, personas ...Persona) ([]string, error) {
 	if len(personas) == 0 {
-		return nil
+		return nil, nil
 	}
 	var entries []*types.Entry
 	for _, p := range personas {
@@ -230,15 +233,32 @@ func (sp *SPIRE) register(ctx context.Context, personas []Persona) error {
 			ParentId:  &types.SPIFFEID{TrustDomain: sp.AgentID.TrustDomain().Name(), Path: sp.AgentID.Path()},
 			Selectors: []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(int(p.UID))}},
 			DnsNames:  p.DNSNames,
+			Admin:     p.Admin,
 		})
 	}
 	resp, err := entryv1.NewEntryClient(sp.conn).BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: entries})
 	if err != nil {
-		return fmt.Errorf("create registration entries: %w", err)
+		return nil, fmt.Errorf("create registration entries: %w", err)
 	}
+	var ids []string
 	for i, r := range resp.Results {
 		if c := codes.Code(r.Status.Code); c != codes.OK {
-			return fmt.Errorf("create registration entry for %s: %s: %s", personas[i].ID, c, r.Status.Message)
+			return nil, fmt.Errorf("create registration entry for %s: %s: %s", personas[i].ID, c, r.Status.Message)
+		}
+		ids = append(ids, r.Entry.Id)
+	}
+	return ids, nil
+}
+
+// Unregister deletes registration entries by ID through the Entry API.
+func (sp *SPIRE) Unregister(ctx context.Context, entryIDs ...string) error {
+	resp, err := entryv1.NewEntryClient(sp.conn).BatchDeleteEntry(ctx, &entryv1.BatchDeleteEntryRequest{Ids: entryIDs})
+	if err != nil {
+		return fmt.Errorf("stack: delete registration entries: %w", err)
+	}
+	for _, r := range resp.Results {
+		if c := codes.Code(r.Status.Code); c != codes.OK {
+			return fmt.Errorf("stack: delete registration entry %s: %s: %s", r.Id, c, r.Status.Message)
 		}
 	}
 	return nil

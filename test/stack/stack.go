@@ -121,6 +121,16 @@ func (s *Stack) launch(name string, cmd *exec.Cmd, stopSig syscall.Signal) (*pro
 	return p, nil
 }
 
+// AddPersona registers a persona with SPIRE while the stack runs and returns its entry IDs.
+func (s *Stack) AddPersona(ctx context.Context, p Persona) ([]string, error) {
+	ids, err := s.SPIRE.Register(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	s.personas = append(s.personas, p)
+	return ids, nil
+}
+
 // PIDs returns the process IDs of the components the stack started (not their children).
 func (s *Stack) PIDs() []int {
 	var pids []int

@@ -27,6 +27,8 @@ type Persona struct {
 	UID  uint32
 	// DNSNames go into the X.509-SVID; SPIRE makes the first one the subject's common name.
 	DNSNames []string
+	// Admin entries may use the SPIRE server's API with their SVID (the broker reads entries).
+	Admin bool
 }
 
 // Persona names used by the demo and the end-to-end tests.
@@ -44,7 +46,7 @@ const (
 func DefaultPersonas() []Persona {
 	id := func(segs ...string) spiffeid.ID { return spiffeid.RequireFromSegments(TrustDomain, segs...) }
 	return []Persona{
-		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole, "localhost"}},
+		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole, "localhost"}, Admin: true},
 		{Name: PersonaAnalyst, ID: id("agent", "analyst"), UID: 30001},
 		{Name: PersonaSupport, ID: id("agent", "support"), UID: 30002},
 		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003},

@@ -37,6 +37,9 @@ type Config struct {
 	ServerTLS *tls.Config
 	// Authorize decides whether an authenticated SPIFFE ID may use this target.
 	Authorize func(spiffeid.ID) error
+	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
+	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
+	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	// Backend is where sessions go.
 	Backend Backend
 	// Ready reports whether the broker may grant new access (it holds a valid SVID). When it fails, new
@@ -112,6 +115,14 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	if startup.ProtocolVersion != pgproto3.ProtocolVersion30 {
 		sendFatal(client, "0A000", "svidbroker: only protocol version 3.0 is supported")
 		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
+	}
+	if e.cfg.Attest != nil {
+		if peer.Attestation, err = e.cfg.Attest(ctx, peer.ID); err != nil {
+			log.WarnContext(ctx, "connection refused: SPIRE did not confirm the caller", "error", err)
+			sendFatal(client, "28000", fmt.Sprintf("svidbroker: SPIRE did not confirm %s: %v", peer.ID, err))
+			return nil, err
+		}
+		log = log.With("selectors", peer.Attestation.Selectors, "node_attestation", peer.Attestation.NodeAttestationType)
 	}
 	if err := e.cfg.Authorize(peer.ID); err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
