@@ -22,7 +22,7 @@ import (
 )
 
 // mint makes a client certificate for uris, signed by parent (self-signed when parent is nil).
-func mint(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, mod func(*x509.Certificate), uris ...string) tls.Certificate {
+func mint(t testing.TB, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, mod func(*x509.Certificate), uris ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
