@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
 	"github.com/spiffe/spire-plugin-sdk/pluginmain"
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"
@@ -42,9 +43,10 @@ type Config struct {
 	MaxManifestBytes int `hcl:"max_manifest_bytes"`
 	// ProcRoot is where procfs is mounted. Default /proc.
 	ProcRoot string `hcl:"proc_root"`
-
-	UnusedKeys []string `hcl:",unusedKeys"`
 }
+
+// configKeys are the keys plugin_data may hold; any other is a typo, and an error.
+var configKeys = map[string]bool{"manifest_env": true, "max_manifest_bytes": true, "proc_root": true}
 
 // Plugin is the workload attestor.
 type Plugin struct {
@@ -88,12 +90,20 @@ func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest
 
 // Configure validates and applies plugin_data.
 func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
-	cfg := new(Config)
-	if err := hcl.Decode(cfg, req.HclConfiguration); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "failed to decode configuration: %v", err)
+	file, err := hcl.Parse(req.HclConfiguration)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "failed to parse configuration: %v", err)
 	}
-	if len(cfg.UnusedKeys) > 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "unknown configuration keys %q", cfg.UnusedKeys)
+	if list, ok := file.Node.(*ast.ObjectList); ok {
+		for _, item := range list.Items {
+			if key, _ := item.Keys[0].Token.Value().(string); !configKeys[key] {
+				return nil, status.Errorf(codes.InvalidArgument, "unknown configuration key %q", key)
+			}
+		}
+	}
+	cfg := new(Config)
+	if err := hcl.DecodeObject(cfg, file); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "failed to decode configuration: %v", err)
 	}
 	if cfg.ManifestEnv == "" {
 		cfg.ManifestEnv = "AGENT_MANIFEST"
