@@ -12,10 +12,11 @@ PKGS := ./...
 
 all: build
 
-## build: the broker and the demo launcher, into .bin/
+## build: the broker, the SPIRE agent attestor plugin and the demo launcher, into .bin/
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/svidbroker ./cmd/svidbroker
+	$(GO) build -o $(BIN)/svidbroker-agent-attestor ./attestors/agent
 	$(GO) build -o $(BIN)/svidbroker-demo ./examples/demo
 
 ## tools: third-party programs pinned in tools/go.mod (SPIRE), into .bin/; a no-op when up to date
@@ -27,7 +28,7 @@ $(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
 	@touch $(BIN)/spire-server $(BIN)/spire-agent
 
 ## test: go vet, then every test with the race detector, including the real-stack suites
-test: vet tools
+test: vet tools build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 vet:
@@ -38,7 +39,7 @@ unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
 
 ## integration: the suites against real SPIRE, PostgreSQL and the broker
-integration: tools
+integration: tools build
 	$(GO) test -race -count=1 -timeout 20m ./test/...
 
 ## demo: start SPIRE, PostgreSQL and the broker in the background; prints what to try
@@ -50,7 +51,7 @@ demo-down:
 	@if [ -x $(BIN)/svidbroker-demo ]; then $(BIN)/svidbroker-demo down --dir .demo; else echo "The demo is not running."; fi
 
 ## bench: the data path against the direct path, side by side in one run, reported as ratios
-bench: tools
+bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME

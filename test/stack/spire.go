@@ -79,11 +79,15 @@ func (c *SPIREConfig) setDefaults() {
 // was started is left in s for Close to stop.
 func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Persona) error {
 	cfg.setDefaults()
-	serverBin, err := tool(s.binDir, "spire-server")
+	serverBin, err := tool(s.binDir, "spire-server", "tools")
 	if err != nil {
 		return err
 	}
-	agentBin, err := tool(s.binDir, "spire-agent")
+	agentBin, err := tool(s.binDir, "spire-agent", "tools")
+	if err != nil {
+		return err
+	}
+	attestorBin, err := tool(s.binDir, "svidbroker-agent-attestor", "build")
 	if err != nil {
 		return err
 	}
@@ -140,6 +144,7 @@ func (s *Stack) startSPIRE(ctx context.Context, cfg SPIREConfig, personas []Pers
 		"SPIRE_AGENT_ADMIN_SOCKET="+filepath.Join(private, "agent-admin.sock"),
 		"SPIRE_TRUST_BUNDLE="+sp.BundlePath,
 		"SPIRE_JOIN_TOKEN_FILE="+filepath.Join(private, "join-token"),
+		"SPIRE_AGENT_ATTESTOR="+attestorBin,
 	)
 	serverConf := filepath.Join(base, "server.conf")
 	agentConf := filepath.Join(base, "agent.conf")
@@ -228,10 +233,17 @@ func (sp *SPIRE) Register(ctx context.Context, personas ...Persona) ([]string, e
 	}
 	var entries []*types.Entry
 	for _, p := range personas {
+		sels := []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(int(p.UID))}}
+		if p.Manifest != nil {
+			sels = append(sels, &types.Selector{Type: "agent", Value: "name:" + p.Manifest.Name})
+			if p.PinManifest {
+				sels = append(sels, &types.Selector{Type: "agent", Value: "manifest-sha256:" + p.Manifest.SHA256()})
+			}
+		}
 		entries = append(entries, &types.Entry{
 			SpiffeId:  &types.SPIFFEID{TrustDomain: p.ID.TrustDomain().Name(), Path: p.ID.Path()},
 			ParentId:  &types.SPIFFEID{TrustDomain: sp.AgentID.TrustDomain().Name(), Path: sp.AgentID.Path()},
-			Selectors: []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(int(p.UID))}},
+			Selectors: sels,
 			DnsNames:  p.DNSNames,
 			Admin:     p.Admin,
 		})

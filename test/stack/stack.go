@@ -102,6 +102,9 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
 		return s, fmt.Errorf("stack: %w", err)
 	}
+	if err := s.writeManifests(cfg.Personas); err != nil {
+		return s, err
+	}
 	if err := s.startSPIRE(ctx, cfg.SPIRE, cfg.Personas); err != nil {
 		return s, err
 	}
@@ -123,6 +126,9 @@ func (s *Stack) launch(name string, cmd *exec.Cmd, stopSig syscall.Signal) (*pro
 
 // AddPersona registers a persona with SPIRE while the stack runs and returns its entry IDs.
 func (s *Stack) AddPersona(ctx context.Context, p Persona) ([]string, error) {
+	if err := s.writeManifests([]Persona{p}); err != nil {
+		return nil, err
+	}
 	ids, err := s.SPIRE.Register(ctx, p)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -298,5 +299,71 @@ func TestSPIFFEIDsAreDistinct(t *testing.T) {
 			t.Errorf("%s and %s share uid %d", p.Name, other, p.UID)
 		}
 		seen[p.ID], uids[p.UID] = p.Name, p.Name
+	}
+}
+
+// TestAgentSelectorsFromTheAttestorPlugin runs processes as the analyst's uid with different manifests.
+// The analyst's entry selects unix:uid, agent:name and the manifest's hash, so only the real manifest
+// gets the SVID; bad manifests yield no agent selectors and leave spire-agent running.
+func TestAgentSelectorsFromTheAttestorPlugin(t *testing.T) {
+	s := sharedStack(t)
+	bin, err := s.workloadBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.Dir, "test-manifests")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	analyst, _ := s.Persona(PersonaAnalyst)
+	tampered := *analyst.Manifest
+	tampered.Tools = append([]string{"shell.exec"}, tampered.Tools...)
+	manifests := map[string][]byte{
+		"tampered.json":  tampered.JSON(),
+		"malformed.json": []byte(`{"name": "analyst", `),
+		"oversized.json": append([]byte(`{"name":"analyst","owner":"data-team","version":"`), append(bytes.Repeat([]byte("1"), 70<<10), `"}`...)...),
+	}
+	for name, b := range manifests {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch := func(manifest string) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd, err := s.Command(ctx, PersonaAnalyst, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, workloadEnv+"=", workloadWaitEnv+"=3s", "AGENT_MANIFEST="+manifest)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	for _, name := range []string{"", "missing.json", "tampered.json", "malformed.json", "oversized.json"} {
+		t.Run("manifest "+name, func(t *testing.T) {
+			path := ""
+			if name != "" {
+				path = filepath.Join(dir, name)
+			}
+			if err := fetch(path); err == nil {
+				t.Fatal("the analyst's uid got the analyst's SVID without the analyst's manifest")
+			}
+		})
+	}
+	// spire-agent survived all of the above, and the real manifest still works.
+	if err := fetch(s.manifestPath(PersonaAnalyst)); err != nil {
+		t.Fatalf("real manifest: %v", err)
+	}
+	log, err := os.ReadFile(filepath.Join(s.LogDir, "spire-agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reason := range []string{"no such file or directory", "not valid JSON", "over the 65536-byte limit"} {
+		if !bytes.Contains(log, []byte(reason)) {
+			t.Errorf("spire-agent's log does not give the reason %q for a refused manifest", reason)
+		}
 	}
 }

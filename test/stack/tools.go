@@ -28,12 +28,13 @@ func BinDir() (string, error) {
 	}
 }
 
-// tool returns the path of an executable built by `make tools`, or an error that says how to build it.
-func tool(binDir, name string) (string, error) {
+// tool returns the path of an executable that `make tools` or `make build` (target) puts in binDir, or
+// an error that says how to build it.
+func tool(binDir, name, target string) (string, error) {
 	p := filepath.Join(binDir, name)
 	st, err := os.Stat(p)
 	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("stack: %s not found at %s: run `make tools` first", name, p)
+		return "", fmt.Errorf("stack: %s not found at %s: run `make %s` first", name, p, target)
 	}
 	return p, nil
 }

@@ -3,6 +3,8 @@ package stack
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -29,6 +31,32 @@ type Persona struct {
 	DNSNames []string
 	// Admin entries may use the SPIRE server's API with their SVID (the broker reads entries).
 	Admin bool
+	// Manifest, if set, is the agent manifest the persona's processes declare (AGENT_MANIFEST); the
+	// entry then also selects agent:name:<name>, as attested by svidbroker-agent-attestor.
+	Manifest *AgentManifest
+	// PinManifest adds agent:manifest-sha256:<hash> to the entry: only that exact manifest matches.
+	PinManifest bool
+}
+
+// AgentManifest is the manifest format of attestors/agent.
+type AgentManifest struct {
+	Name      string   `json:"name"`
+	Framework string   `json:"framework,omitempty"`
+	Owner     string   `json:"owner"`
+	Version   string   `json:"version,omitempty"`
+	Tools     []string `json:"tools,omitempty"`
+}
+
+// JSON is the manifest as written to disk.
+func (m *AgentManifest) JSON() []byte {
+	b, _ := json.Marshal(m) // cannot fail: strings only
+	return b
+}
+
+// SHA256 is the hex digest the attestor reports as agent:manifest-sha256.
+func (m *AgentManifest) SHA256() string {
+	sum := sha256.Sum256(m.JSON())
+	return hex.EncodeToString(sum[:])
 }
 
 // Persona names used by the demo and the end-to-end tests.
@@ -45,11 +73,17 @@ const (
 // sslmode=verify-full that they reached the broker and not another workload of the trust domain.
 func DefaultPersonas() []Persona {
 	id := func(segs ...string) spiffeid.ID { return spiffeid.RequireFromSegments(TrustDomain, segs...) }
+	manifest := func(name, owner, framework string, tools ...string) *AgentManifest {
+		return &AgentManifest{Name: name, Owner: owner, Framework: framework, Version: "1.0.0", Tools: tools}
+	}
 	return []Persona{
 		{Name: PersonaBroker, ID: id("svidbroker"), UID: 30000, DNSNames: []string{BrokerDBRole, "localhost"}, Admin: true},
-		{Name: PersonaAnalyst, ID: id("agent", "analyst"), UID: 30001},
-		{Name: PersonaSupport, ID: id("agent", "support"), UID: 30002},
-		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003},
+		{Name: PersonaAnalyst, ID: id("agent", "analyst"), UID: 30001,
+			Manifest: manifest("analyst", "data-team", "langgraph", "sql.query"), PinManifest: true},
+		{Name: PersonaSupport, ID: id("agent", "support"), UID: 30002,
+			Manifest: manifest("support", "support-team", "openai-agents", "sql.query", "crm.lookup")},
+		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003,
+			Manifest: manifest("migrator", "platform-team", "custom", "sql.ddl")},
 	}
 }
 
@@ -63,6 +97,26 @@ func (s *Stack) Persona(name string) (Persona, error) {
 	return Persona{}, fmt.Errorf("stack: no persona %q", name)
 }
 
+func (s *Stack) manifestPath(persona string) string {
+	return filepath.Join(s.Dir, "manifests", persona+".json")
+}
+
+// writeManifests writes each persona's manifest, root-owned and read-only to others, as a launcher would.
+func (s *Stack) writeManifests(personas []Persona) error {
+	if err := os.MkdirAll(filepath.Join(s.Dir, "manifests"), 0o755); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	for _, p := range personas {
+		if p.Manifest == nil {
+			continue
+		}
+		if err := os.WriteFile(s.manifestPath(p.Name), p.Manifest.JSON(), 0o644); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+	}
+	return nil
+}
+
 // Command returns a command that runs as the persona's uid (and gid), with SPIFFE_ENDPOINT_SOCKET
 // pointing at the stack's agent, so the unix attestor gives it the persona's SPIFFE ID.
 func (s *Stack) Command(ctx context.Context, persona string, name string, args ...string) (*exec.Cmd, error) {
@@ -72,6 +126,9 @@ func (s *Stack) Command(ctx context.Context, persona string, name string, args .
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "SPIFFE_ENDPOINT_SOCKET="+s.SPIRE.Endpoint())
+	if p.Manifest != nil {
+		cmd.Env = append(cmd.Env, "AGENT_MANIFEST="+s.manifestPath(p.Name))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: p.UID, Gid: p.UID}}
 	cmd.Dir = "/"
 	return cmd, nil
