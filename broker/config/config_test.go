@@ -142,6 +142,55 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 	}
 }
 
+func TestIdentitySettings(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	extra := `
+federated_trust_domains = ["partner.example"]
+spire_server {
+  address = "127.0.0.1:8081"
+}
+jwt {
+  audience = "svidbroker"
+  issuer   = "https://oidc-discovery.example.org"
+  oidc "other.example" {
+    issuer_url = "https://oidc.other.example"
+  }
+}
+session {
+  svid_expiry_grace = "5s"
+}
+`
+	src := strings.Replace(valid(ca), `"spiffe://example.org/agent/analyst"]`, `"spiffe://example.org/agent/analyst", "spiffe://partner.example/agent/x"]`, 1) + extra
+	cfg, err := Parse("broker.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Trusted) != 2 || cfg.Trusted[1].Name() != "partner.example" {
+		t.Errorf("Trusted = %v", cfg.Trusted)
+	}
+	if len(cfg.Targets[0].Allowed) != 2 {
+		t.Errorf("a federated SPIFFE ID was not accepted in allow_spiffe_ids: %v", cfg.Targets[0].Allowed)
+	}
+	if cfg.SPIREServer.CacheTTLD != 30*time.Second || cfg.Session.SVIDExpiryGraceD != 5*time.Second {
+		t.Errorf("durations: cache_ttl %v, svid_expiry_grace %v", cfg.SPIREServer.CacheTTLD, cfg.Session.SVIDExpiryGraceD)
+	}
+	bad := map[string]string{
+		"oidc over http":         strings.Replace(extra, "https://oidc.other", "http://oidc.other", 1),
+		"own trust domain again": strings.Replace(extra, `["partner.example"]`, `["example.org"]`, 1),
+		"spire_server address":   strings.Replace(extra, `"127.0.0.1:8081"`, `"spire-server"`, 1),
+		"empty audience":         strings.Replace(extra, `audience = "svidbroker"`, `audience = ""`, 1),
+		"bad svid_expiry_grace":  strings.Replace(extra, `"5s"`, `"soon"`, 1),
+		"bad federated TD":       strings.Replace(extra, `["partner.example"]`, `["partner example"]`, 1),
+	}
+	for name, e := range bad {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse("broker.hcl", []byte(valid(ca)+e)); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+				t.Fatalf("accepted, or error without file:line: %v", err)
+			}
+		})
+	}
+}
+
 func TestWorkloadSocketFromEnvironment(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	src := strings.Replace(valid(ca), `workload_api_socket = "unix:///run/spire/agent.sock"`, "", 1)

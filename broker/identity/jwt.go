@@ -165,4 +165,3 @@ func (v *JWTVerifier) oidcVerifier(ctx context.Context, td spiffeid.TrustDomain,
 	v.providers[td] = ver
 	return ver, nil
 }
-

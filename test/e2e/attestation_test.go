@@ -25,8 +25,9 @@ func TestAttestationFromSPIREServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(att.Selectors, []string{"unix:uid:30001"}) || att.ParentID != s.SPIRE.AgentID || att.NodeAttestationType != "join_token" {
-		t.Fatalf("attestation %+v; want selectors [unix:uid:30001], parent %s, node attestation join_token", att, s.SPIRE.AgentID)
+	want := []string{"agent:manifest-sha256:" + analyst.Manifest.SHA256(), "agent:name:analyst", "unix:uid:30001"}
+	if !slices.Equal(att.Selectors, want) || att.ParentID != s.SPIRE.AgentID || att.NodeAttestationType != "join_token" {
+		t.Fatalf("attestation %+v; want selectors %q, parent %s, node attestation join_token", att, want, s.SPIRE.AgentID)
 	}
 	// join_token attestation yields no node selectors (k8s_psat, aws_iid and others do).
 	_, err = atts.Lookup(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/nobody"))
