@@ -283,7 +283,8 @@ func (d *demo) guide(s *stack.Stack, b *stack.Broker) string {
   config      %s
   logs        %s/
 
-Try it (each persona is a separate uid, attested by SPIRE's unix attestor):
+Try it (each persona runs as its own uid with its own agent manifest; SPIRE attests both, with the unix
+attestor and svidbroker's agent attestor, and the broker checks the entry with SPIRE on every connection):
   . %s/analyst.env && psql -c 'select id, name, email from customers order by id limit 3'
   . %s/support.env && psql -c 'select count(*) from orders'
   . %s/migrator.env && psql -c 'select 1'      # refused: not in allow_spiffe_ids
