@@ -46,11 +46,11 @@ type PolicyError struct {
 // the same obligation, the strictest wins.
 type Obligations struct {
 	// Approval is "required" when a person must approve before the request runs.
-	Approval string
+	Approval string `hcl:"approval,optional"`
 	// Record is "metadata" or "full": how much of the session the audit log keeps.
-	Record string
+	Record string `hcl:"record,optional"`
 	// Mask is the strategy for a denied column:read-unmasked: "partial", "hash", "redact" or "null".
-	Mask string
+	Mask string `hcl:"mask,optional"`
 }
 
 func newDecisionID() string {

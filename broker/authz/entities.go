@@ -72,7 +72,9 @@ type GroupRule struct {
 }
 
 // UIDs of catalog entities.
-func TargetUID(target string) types.EntityUID { return types.NewEntityUID(TypeTarget, types.String(target)) }
+func TargetUID(target string) types.EntityUID {
+	return types.NewEntityUID(TypeTarget, types.String(target))
+}
 func TableUID(target, table string) types.EntityUID {
 	return types.NewEntityUID(TypeTable, types.String(target+"/"+table))
 }
@@ -137,21 +139,21 @@ func (c *Catalog) Workload(p identity.Peer) types.Entity {
 	if !att.ParentID.IsZero() {
 		parentID = att.ParentID.String()
 	}
-	return types.Entity{
-		UID:     WorkloadUID(p.ID),
-		Parents: types.NewEntityUIDSet(parents...),
-		Attributes: types.NewRecord(types.RecordMap{
-			"spiffeId":        types.String(p.ID.String()),
-			"trustDomain":     types.String(p.ID.TrustDomain().Name()),
-			"path":            types.String(p.ID.Path()),
-			"segments":        stringSet(p.Segments()),
-			"selectors":       stringSet(att.Selectors),
-			"nodeSelectors":   stringSet(att.NodeSelectors),
-			"nodeAttestation": types.String(att.NodeAttestationType),
-			"parentId":        types.String(parentID),
-			"attested":        types.Boolean(p.Attestation != nil),
-		}),
+	attrs := types.RecordMap{
+		"spiffeId":        types.String(p.ID.String()),
+		"trustDomain":     types.String(p.ID.TrustDomain().Name()),
+		"path":            types.String(p.ID.Path()),
+		"segments":        stringSet(p.Segments()),
+		"selectors":       stringSet(att.Selectors),
+		"nodeSelectors":   stringSet(att.NodeSelectors),
+		"nodeAttestation": types.String(att.NodeAttestationType),
+		"parentId":        types.String(parentID),
+		"attested":        types.Boolean(p.Attestation != nil),
 	}
+	if att.Hint != "" {
+		attrs["hint"] = types.String(att.Hint)
+	}
+	return types.Entity{UID: WorkloadUID(p.ID), Parents: types.NewEntityUIDSet(parents...), Attributes: types.NewRecord(attrs)}
 }
 
 func (g GroupRule) matches(id spiffeid.ID, selectors []string) bool {

@@ -129,7 +129,8 @@ func loadFile(path string) ([]Policy, []string) {
 	} else {
 		pl, err := cedar.NewPolicyListFromBytes(path, b)
 		if err != nil {
-			return nil, []string{err.Error()}
+			// The parser names its input "<input>"; name the file instead.
+			return nil, []string{strings.ReplaceAll(err.Error(), "<input>", path)}
 		}
 		list = pl
 	}
@@ -190,4 +191,3 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
-

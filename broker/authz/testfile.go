@@ -1,0 +1,206 @@
+package authz
+
+import (
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/svidbroker/svidbroker/broker/identity"
+)
+
+// TestFile is a policy test file (*.test.hcl): the catalog and groups the tests assume, and the tests.
+//
+//	catalog "shop" {
+//	  kind = "postgres"
+//	  table "public.customers" {
+//	    column "email" { tags = ["pii"] }
+//	  }
+//	}
+//	group "analysts" { selectors = ["agent:name:analyst"] }
+//
+//	test "the analyst may read customers" {
+//	  principal = "spiffe://example.org/agent/analyst"
+//	  selectors = ["agent:name:analyst"]
+//	  action    = "sql:select"
+//	  target    = "shop"
+//	  table     = "public.customers"
+//	  expect    = "allow"
+//	  reasons   = ["analyst-select"]          # optional: exactly these deciding policies
+//	  obligations { record = "metadata" }     # optional: exactly these obligations
+//	}
+type TestFile struct {
+	Catalogs []CatalogBlock `hcl:"catalog,block"`
+	Groups   []GroupBlock   `hcl:"group,block"`
+	Tests    []TestCase     `hcl:"test,block"`
+}
+
+// TestCase is one request and the decision expected for it. The request is built exactly as the
+// broker builds it, from the same catalog and entity code.
+type TestCase struct {
+	Name      string   `hcl:"name,label"`
+	Principal string   `hcl:"principal"`
+	Selectors []string `hcl:"selectors,optional"`
+	// Attested is whether SPIRE was asked about the principal. Default true.
+	Attested *bool  `hcl:"attested,optional"`
+	Action   string `hcl:"action"`
+	// The resource: the most specific of target, table, column and role that is set.
+	Target string `hcl:"target"`
+	Table  string `hcl:"table,optional"`
+	Column string `hcl:"column,optional"`
+	Role   string `hcl:"role,optional"`
+	// Context facts.
+	Approval string `hcl:"approval,optional"` // default "none"
+	HourUTC  *int   `hcl:"hour_utc,optional"` // default 12
+	SourceIP string `hcl:"source_ip,optional"`
+	// Expectations.
+	Expect      string       `hcl:"expect"` // "allow" or "deny"
+	Reasons     []string     `hcl:"reasons,optional"`
+	Obligations *Obligations `hcl:"obligations,block"`
+
+	Range hcl.Range `hcl:",def_range"`
+}
+
+// TestResult is the outcome of one test case.
+type TestResult struct {
+	File, Name string
+	Line       int
+	Decision   Decision
+	// Diff is empty when the test passed; otherwise it lists expected and actual values.
+	Diff []string
+}
+
+// RunTests runs every *.test.hcl file below dir against e.
+func RunTests(e *Engine, dir string) ([]TestResult, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".test.hcl") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("authz: no test files (*.test.hcl) below %s", dir)
+	}
+	slices.Sort(files)
+	var results []TestResult
+	for _, f := range files {
+		rs, err := runFile(e, f)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, rs...)
+	}
+	return results, nil
+}
+
+func runFile(e *Engine, path string) ([]TestResult, error) {
+	p := hclparse.NewParser()
+	file, diags := p.ParseHCLFile(path)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("authz: %s", diags.Error())
+	}
+	var tf TestFile
+	if diags := gohcl.DecodeBody(file.Body, nil, &tf); diags.HasErrors() {
+		return nil, fmt.Errorf("authz: %s", diags.Error())
+	}
+	cat := NewCatalog(tf.Catalogs, tf.Groups)
+	static := cat.Entities()
+	var out []TestResult
+	for _, tc := range tf.Tests {
+		req, err := tc.request(cat, static)
+		if err != nil {
+			return nil, fmt.Errorf("authz: %s:%d: test %q: %w", path, tc.Range.Start.Line, tc.Name, err)
+		}
+		d := e.Decide(req)
+		out = append(out, TestResult{File: path, Name: tc.Name, Line: tc.Range.Start.Line, Decision: d, Diff: tc.diff(d)})
+	}
+	return out, nil
+}
+
+func (tc *TestCase) request(cat *Catalog, static types.EntityMap) (Request, error) {
+	id, err := spiffeid.FromString(tc.Principal)
+	if err != nil {
+		return Request{}, fmt.Errorf("principal: %w", err)
+	}
+	peer := identity.Peer{ID: id}
+	if tc.Attested == nil || *tc.Attested {
+		peer.Attestation = &identity.Attestation{Selectors: tc.Selectors}
+	}
+	var resource types.EntityUID
+	switch {
+	case tc.Role != "":
+		resource = RoleUID(tc.Target, tc.Role)
+	case tc.Column != "":
+		resource = ColumnUID(tc.Target, tc.Table, tc.Column)
+	case tc.Table != "":
+		resource = TableUID(tc.Target, tc.Table)
+	default:
+		resource = TargetUID(tc.Target)
+	}
+	if _, ok := static[resource]; !ok {
+		return Request{}, fmt.Errorf("resource %s is not in the file's catalog", resource)
+	}
+	hour := 12
+	if tc.HourUTC != nil {
+		hour = *tc.HourUTC
+	}
+	now := time.Date(2026, 1, 5, hour, 0, 0, 0, time.UTC)
+	src := netip.MustParseAddr("127.0.0.1")
+	if tc.SourceIP != "" {
+		if src, err = netip.ParseAddr(tc.SourceIP); err != nil {
+			return Request{}, fmt.Errorf("source_ip: %w", err)
+		}
+	}
+	var ctx types.Record
+	switch {
+	case tc.Action == "connect" || tc.Action == "credential:use":
+		ctx = ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256")
+	case strings.HasPrefix(tc.Action, "sql:") || tc.Action == "column:read-unmasked":
+		st := Statement{Kind: strings.TrimPrefix(tc.Action, "sql:")}
+		if tc.Table != "" {
+			st.Tables = []string{string(TableUID(tc.Target, tc.Table).ID)}
+		}
+		ctx = StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: tc.Approval})
+	default:
+		return Request{}, fmt.Errorf("action %q cannot be tested yet", tc.Action)
+	}
+	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
+		Entities: Entities{Static: static, Workload: cat.Workload(peer)}}, nil
+}
+
+func (tc *TestCase) diff(d Decision) []string {
+	var diff []string
+	got := "deny"
+	if d.Allow {
+		got = "allow"
+	}
+	if tc.Expect != got {
+		diff = append(diff, fmt.Sprintf("decision: want %s, got %s", tc.Expect, got))
+	}
+	if tc.Reasons != nil {
+		want, have := slices.Sorted(slices.Values(tc.Reasons)), slices.Sorted(slices.Values(d.Reasons))
+		if !slices.Equal(want, have) {
+			diff = append(diff, fmt.Sprintf("reasons: want %q, got %q", want, have))
+		}
+	}
+	if tc.Obligations != nil && *tc.Obligations != d.Obligations {
+		diff = append(diff, fmt.Sprintf("obligations: want %+v, got %+v", *tc.Obligations, d.Obligations))
+	}
+	for _, e := range d.Errors {
+		diff = append(diff, fmt.Sprintf("policy %s failed to evaluate: %s", e.PolicyID, e.Message))
+	}
+	return diff
+}

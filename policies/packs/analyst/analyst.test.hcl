@@ -1,0 +1,114 @@
+catalog "shop" {
+  kind        = "postgres"
+  environment = "dev"
+  table "public.customers" {
+    tags = ["pii"]
+    column "id" {}
+    column "name" {}
+    column "email" { tags = ["pii"] }
+    column "ssn" { tags = ["pii", "sensitive"] }
+  }
+  table "public.orders" {
+    column "id" {}
+    column "customer_id" {}
+    column "total" {}
+    column "created_at" {}
+  }
+  credential_role "shop-read" { covers = ["sql:select"] }
+  credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
+  credential_role "shop-admin" { covers = ["sql:ddl"] }
+}
+
+group "analysts" { selectors = ["agent:name:analyst"] }
+group "support" { selectors = ["agent:name:support"] }
+group "migrators" { selectors = ["agent:name:migrator"] }
+
+test "connects" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "connect"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["analyst-connect"]
+}
+
+test "selects, with metadata recorded" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "sql:select"
+  target      = "shop"
+  table       = "public.customers"
+  expect      = "allow"
+  reasons     = ["analyst-select"]
+  obligations {
+    record = "metadata"
+  }
+}
+
+test "does not update" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:update"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not run DDL" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:ddl"
+  target    = "shop"
+  expect    = "deny"
+}
+
+test "reads order totals in clear" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "column:read-unmasked"
+  target    = "shop"
+  table     = "public.orders"
+  column    = "total"
+  expect    = "allow"
+}
+
+test "email is hashed" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "column:read-unmasked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "email"
+  expect      = "deny"
+  reasons     = ["analyst-pii-hashed"]
+  obligations {
+    mask = "hash"
+  }
+}
+
+test "uses the read-only role" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-read"
+  expect    = "allow"
+}
+
+test "not the write role" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-write"
+  expect    = "deny"
+}
+
+test "another agent with the analyst's name but not its selectors gets nothing" {
+  principal = "spiffe://example.org/agent/analyst-evil"
+  selectors = ["agent:name:analyst-evil"]
+  action    = "connect"
+  target    = "shop"
+  expect    = "deny"
+}

@@ -1,0 +1,92 @@
+catalog "shop" {
+  kind        = "postgres"
+  environment = "dev"
+  table "public.customers" {
+    tags = ["pii"]
+    column "id" {}
+    column "name" {}
+    column "email" { tags = ["pii"] }
+    column "ssn" { tags = ["pii", "sensitive"] }
+  }
+  table "public.orders" {
+    column "id" {}
+    column "customer_id" {}
+    column "total" {}
+    column "created_at" {}
+  }
+  credential_role "shop-read" { covers = ["sql:select"] }
+  credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
+  credential_role "shop-admin" { covers = ["sql:ddl"] }
+}
+
+group "analysts" { selectors = ["agent:name:analyst"] }
+group "support" { selectors = ["agent:name:support"] }
+group "migrators" { selectors = ["agent:name:migrator"] }
+
+test "DDL is held for approval" {
+  principal   = "spiffe://example.org/agent/migrator"
+  selectors   = ["agent:name:migrator"]
+  action      = "sql:ddl"
+  target      = "shop"
+  table       = "public.orders"
+  expect      = "allow"
+  reasons     = ["migrator-ddl-hold"]
+  obligations {
+    approval = "required"
+    record   = "full"
+  }
+}
+
+test "approved DDL runs" {
+  principal   = "spiffe://example.org/agent/migrator"
+  selectors   = ["agent:name:migrator"]
+  action      = "sql:ddl"
+  target      = "shop"
+  table       = "public.orders"
+  approval    = "approved"
+  expect      = "allow"
+  reasons     = ["migrator-ddl-approved"]
+  obligations {
+    record = "full"
+  }
+}
+
+test "denied approval stops DDL" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:ddl"
+  target    = "shop"
+  approval  = "denied"
+  expect    = "deny"
+}
+
+test "expired approval stops DDL" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:ddl"
+  target    = "shop"
+  approval  = "expired"
+  expect    = "deny"
+}
+
+test "email redacted" {
+  principal   = "spiffe://example.org/agent/migrator"
+  selectors   = ["agent:name:migrator"]
+  action      = "column:read-unmasked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "email"
+  expect      = "deny"
+  obligations {
+    mask = "redact"
+  }
+}
+
+test "no writes to rows" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:update"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "deny"
+}
