@@ -5,6 +5,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
 // Config is a whole configuration file. Fields tagged hcl are what users write; the rest are derived by
@@ -22,10 +24,15 @@ type Config struct {
 	SPIREServer *SPIREServer `hcl:"spire_server,block"`
 	JWT         *JWT         `hcl:"jwt,block"`
 	Session     *Session     `hcl:"session,block"`
-	Log         *Log         `hcl:"log,block"`
-	Admin       *Admin       `hcl:"admin,block"`
-	Limits      *Limits      `hcl:"limits,block"`
-	Targets     []Target     `hcl:"target,block"`
+	Policy      *Policy      `hcl:"policy,block"`
+	// Catalogs describe targets' tables, tagged columns and credential roles, for policies.
+	Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
+	// Groups put workloads into Cedar groups by SPIFFE ID pattern or by selectors.
+	Groups  []authz.GroupBlock `hcl:"group,block"`
+	Log     *Log               `hcl:"log,block"`
+	Admin   *Admin             `hcl:"admin,block"`
+	Limits  *Limits            `hcl:"limits,block"`
+	Targets []Target           `hcl:"target,block"`
 
 	// Path is the file the configuration was loaded from.
 	Path string
@@ -52,6 +59,18 @@ type SPIREServer struct {
 
 	ServerIDParsed spiffeid.ID
 	CacheTTLD      time.Duration
+}
+
+// Policy configures Cedar authorization. When set, Cedar decides every connection (action "connect" on
+// Target::"<name>"), and targets may not also list allow_spiffe_ids.
+type Policy struct {
+	// Dir holds the policies (*.cedar, *.cedar.json), read recursively.
+	Dir string `hcl:"dir"`
+	// ReloadInterval is how often the directory is checked for changes. Default "2s". SIGHUP reloads
+	// at once.
+	ReloadInterval string `hcl:"reload_interval,optional"`
+
+	ReloadIntervalD time.Duration
 }
 
 // JWT configures the verification of JWT-SVIDs presented as bearer tokens (HTTP targets).
@@ -124,8 +143,8 @@ type Target struct {
 	Protocol string `hcl:"protocol"`
 	// Listen is the host:port agents connect to.
 	Listen string `hcl:"listen"`
-	// AllowSPIFFEIDs lists, exactly, the workloads that may connect. IDs are compared as parsed SPIFFE
-	// IDs, never by prefix. Empty means nobody: access is denied by default.
+	// AllowSPIFFEIDs lists, exactly, the workloads that may connect, for deployments without a policy
+	// block. IDs are compared as parsed SPIFFE IDs, never by prefix. With neither, nobody may connect.
 	AllowSPIFFEIDs []string `hcl:"allow_spiffe_ids,optional"`
 
 	Backend Backend `hcl:"backend,block"`

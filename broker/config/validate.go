@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
 // Defaults.
@@ -127,6 +129,22 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.Policy != nil {
+		if st, err := os.Stat(c.Policy.Dir); err != nil || !st.IsDir() {
+			v.fail("Missing policy directory", fmt.Sprintf("policy.dir %q is not a directory.", c.Policy.Dir), "policy", "dir")
+		}
+		c.Policy.ReloadIntervalD = v.duration(c.Policy.ReloadInterval, 2*time.Second, "policy", "reload_interval")
+	}
+	for _, g := range c.Groups {
+		if len(g.IDs) == 0 && len(g.Selectors) == 0 {
+			v.fail("Empty group", fmt.Sprintf("group %q has neither ids nor selectors, so nothing can join it.", g.Name), "group:"+g.Name)
+		}
+		for _, pat := range g.IDs {
+			if err := authz.ValidateIDPattern(pat); err != nil {
+				v.fail("Invalid group pattern", err.Error()+".", "group:"+g.Name, "ids")
+			}
+		}
+	}
 	if c.Session == nil {
 		c.Session = &Session{}
 	}
@@ -202,7 +220,15 @@ func (c *Config) Validate() error {
 			}
 			t.Allowed = append(t.Allowed, id)
 		}
+		if c.Policy != nil && len(t.AllowSPIFFEIDs) > 0 {
+			v.fail("Two authorizations", "with a policy block, Cedar decides connections: move allow_spiffe_ids into a policy.", at, "allow_spiffe_ids")
+		}
 		v.backend(&t.Backend, at)
+	}
+	for _, cb := range c.Catalogs {
+		if !names[cb.Target] {
+			v.fail("Catalog for no target", fmt.Sprintf("catalog %q names no target block.", cb.Target), "catalog:"+cb.Target)
+		}
 	}
 	if len(v.diags) > 0 {
 		return &Error{Diags: v.diags}

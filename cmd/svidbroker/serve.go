@@ -6,15 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/server"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
+	"github.com/svidbroker/svidbroker/policies"
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -58,6 +63,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		attest = atts.Lookup
 	}
 
+	authorize, err := newAuthorize(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	srvCfg := server.Config{
 		HandshakeTimeout:        cfg.Limits.HandshakeTimeoutD,
 		MaxConcurrentHandshakes: cfg.Limits.MaxConcurrentHandshakes,
@@ -68,7 +78,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, log)
+		engine, err := newEngine(cfg, t, src, attest, authorize(t), log)
 		if err != nil {
 			return err
 		}
@@ -86,7 +96,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 
 // newEngine wires a target to its protocol plugin. Plugins are listed here explicitly.
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
-	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error), log *slog.Logger) (server.Engine, error) {
+	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
+	authorize func(context.Context, authz.Connect) error, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, src)
@@ -96,7 +107,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 		return postgres.New(postgres.Config{
 			Target:    t.Name,
 			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
-			Authorize: identity.AuthorizeExact(t.Allowed),
+			Authorize: authorize,
 			Attest:    attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
@@ -112,6 +123,49 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)
 	}
+}
+
+// newAuthorize returns, per target, how connections are decided: by Cedar when the config has a
+// policy block (reloaded on change and on SIGHUP), otherwise by the target's exact allow list.
+func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) error, error) {
+	if cfg.Policy == nil {
+		return func(t config.Target) func(context.Context, authz.Connect) error {
+			allow := identity.AuthorizeExact(t.Allowed)
+			return func(_ context.Context, c authz.Connect) error { return allow(c.Peer.ID) }
+		}, nil
+	}
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := authz.New(authz.Config{Dir: cfg.Policy.Dir, Schema: schema, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	go engine.Watch(ctx, cfg.Policy.ReloadIntervalD)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading policies")
+				_ = engine.Reload() // a refused set is logged; the previous one stays
+			}
+		}
+	}()
+	az := authz.NewAuthorizer(engine, authz.NewCatalog(cfg.Catalogs, cfg.Groups))
+	return func(config.Target) func(context.Context, authz.Connect) error {
+		return func(ctx context.Context, c authz.Connect) error {
+			d, err := az.Connect(c)
+			log.DebugContext(ctx, "decision", "decision", d.ID, "action", "connect", "target", c.Target,
+				"spiffe_id", c.Peer.ID.String(), "allow", d.Allow, "policies", d.Reasons)
+			return err
+		}
+	}, nil
 }
 
 // svidValid reports whether the broker holds a current SVID, which it needs to grant any access.

@@ -123,14 +123,14 @@ func TestPgxExtendedProtocolThroughBroker(t *testing.T) {
 func TestDeniedAndMalformedClients(t *testing.T) {
 	s, b := shared(t)
 	analyst := clientFiles(t, s, stack.PersonaAnalyst)
-	migrator := clientFiles(t, s, stack.PersonaMigrator)
+	intruder := clientFiles(t, s, stack.PersonaIntruder)
 	cases := []struct {
 		name  string
 		files *stack.ClientFiles
 		env   []string
 		want  string
 	}{
-		{"workload not in allow list", migrator, nil, "spiffe://example.org/agent/migrator may not connect"},
+		{"workload no policy permits", intruder, nil, `spiffe://example.org/agent/intruder: connect to target "shop" denied: no policy permits it`},
 		{"no client certificate", &stack.ClientFiles{RootCert: analyst.RootCert}, nil, "certificate"},
 		{"plaintext", analyst, []string{"PGSSLMODE=disable"}, "TLS with a client X.509-SVID is required"},
 		{"another database", analyst, []string{"PGDATABASE=postgres"}, `serves database "shop", not "postgres"`},

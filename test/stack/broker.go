@@ -22,8 +22,12 @@ type BrokerOptions struct {
 	Binary string
 	// ConfigPath is where the generated configuration is written. Default Dir/Name.hcl.
 	ConfigPath string
-	// Allow lists the personas that may connect to target "shop". Nil means analyst and support.
+	// Allow, if set, lists the personas that may connect to target "shop" (allow_spiffe_ids) instead of
+	// Cedar policies.
 	Allow []string
+	// PolicyDir is the policy directory, copied into the stack. Default: the repository's
+	// policies/packs (baseline, analyst, support, migrator).
+	PolicyDir string
 	// Extra is appended to the generated configuration, for tests of other settings.
 	Extra string
 }
@@ -32,6 +36,8 @@ type BrokerOptions struct {
 type Broker struct {
 	// ConfigPath is the configuration it runs with.
 	ConfigPath string
+	// PolicyDir is the policy directory it runs with, when it uses Cedar.
+	PolicyDir string
 	// Addr is target "shop"'s PostgreSQL listener; AdminAddr serves /healthz and /readyz.
 	Addr, AdminAddr string
 	proc            *process
@@ -50,16 +56,9 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	if opts.ConfigPath == "" {
 		opts.ConfigPath = filepath.Join(s.Dir, opts.Name+".hcl")
 	}
-	if opts.Allow == nil {
-		opts.Allow = []string{PersonaAnalyst, PersonaSupport}
-	}
-	var ids []string
-	for _, name := range opts.Allow {
-		p, err := s.Persona(name)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, strconv.Quote(p.ID.String()))
+	authorization, err := s.authorization(opts)
+	if err != nil {
+		return nil, err
 	}
 	listen, err := freePort()
 	if err != nil {
@@ -69,7 +68,8 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{ConfigPath: opts.ConfigPath, Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
+	b := &Broker{ConfigPath: opts.ConfigPath, PolicyDir: authorization.dir,
+		Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
 	hcl := fmt.Sprintf(`# svidbroker configuration for the local stack, written by test/stack.
 trust_domain        = %q
 workload_api_socket = %q
@@ -89,13 +89,12 @@ spire_server {
   cache_ttl = "2s"
 }
 
+%s
 target "shop" {
   protocol = "postgres"
   listen   = %q
 
-  # Until Cedar policies arrive, exactly these workloads may connect.
-  allow_spiffe_ids = [%s]
-
+%s
   backend {
     address     = "%s:%d"
     database    = "shop"
@@ -106,7 +105,7 @@ target "shop" {
     server_name = "localhost"
   }
 }
-%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, b.Addr, strings.Join(ids, ", "),
+%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, b.Addr, authorization.target,
 		s.Postgres.Host, s.Postgres.Port, BrokerDBRole, s.Postgres.CAPath, opts.Extra)
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
@@ -137,6 +136,90 @@ target "shop" {
 		return nil, err
 	}
 	return b, nil
+}
+
+// ShopCatalog is the catalog and groups of the demo database, as the policy packs' tests assume them.
+const ShopCatalog = `catalog "shop" {
+  kind        = "postgres"
+  environment = "dev"
+  table "public.customers" {
+    tags = ["pii"]
+    column "id" {}
+    column "name" {}
+    column "email" { tags = ["pii"] }
+    column "ssn" { tags = ["pii", "sensitive"] }
+  }
+  table "public.orders" {
+    column "id" {}
+    column "customer_id" {}
+    column "total" {}
+    column "created_at" {}
+  }
+  credential_role "shop-read" { covers = ["sql:select"] }
+  credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
+  credential_role "shop-admin" { covers = ["sql:ddl"] }
+}
+
+# Groups by what SPIRE attested: the agent attestor's name selector.
+group "analysts" { selectors = ["agent:name:analyst"] }
+group "support" { selectors = ["agent:name:support"] }
+group "migrators" { selectors = ["agent:name:migrator"] }
+`
+
+type authorization struct{ global, target, dir string }
+
+// authorization returns the configuration text that decides connections: Cedar policies copied into
+// the stack (where the broker's uid can read them), or an exact allow list.
+func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
+	if opts.Allow != nil {
+		var ids []string
+		for _, name := range opts.Allow {
+			p, err := s.Persona(name)
+			if err != nil {
+				return authorization{}, err
+			}
+			ids = append(ids, strconv.Quote(p.ID.String()))
+		}
+		return authorization{target: "  # Exactly these workloads may connect.\n  allow_spiffe_ids = [" + strings.Join(ids, ", ") + "]\n"}, nil
+	}
+	src := opts.PolicyDir
+	if src == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return authorization{}, err
+		}
+		src = filepath.Join(root, "policies", "packs")
+	}
+	dst := filepath.Join(s.Dir, opts.Name+"-policies")
+	if err := copyTree(src, dst); err != nil {
+		return authorization{}, err
+	}
+	return authorization{global: fmt.Sprintf(`# Cedar decides; edit the policies and they reload within reload_interval (or on SIGHUP).
+policy {
+  dir             = %q
+  reload_interval = "1s"
+}
+
+%s`, dst, ShopCatalog), dir: dst}, nil
+}
+
+// copyTree copies a directory of regular files, readable by every uid.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
 }
 
 // Stop ends the broker with SIGTERM (drain, then exit) and waits for it.

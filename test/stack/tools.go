@@ -12,13 +12,22 @@ func BinDir() (string, error) {
 	if d := os.Getenv("SVIDBROKER_BIN"); d != "" {
 		return d, nil
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ".bin"), nil
+}
+
+// RepoRoot returns the root of the repository that contains the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("stack: %w", err)
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "tools", "go.mod")); err == nil {
-			return filepath.Join(dir, ".bin"), nil
+			return dir, nil
 		}
 		up := filepath.Dir(dir)
 		if up == dir {

@@ -65,9 +65,10 @@ const (
 	PersonaAnalyst  = "analyst"
 	PersonaSupport  = "support"
 	PersonaMigrator = "migrator"
+	PersonaIntruder = "intruder"
 )
 
-// DefaultPersonas are the broker itself and the three demo agents, each with its own uid. The broker's
+// DefaultPersonas are the broker itself and the demo agents, each with its own uid. The broker's
 // SVID carries the DNS name BrokerDBRole, which SPIRE makes its common name, so PostgreSQL's `cert`
 // authentication maps it to that role; and "localhost", so that libpq clients can check with
 // sslmode=verify-full that they reached the broker and not another workload of the trust domain.
@@ -84,6 +85,9 @@ func DefaultPersonas() []Persona {
 			Manifest: manifest("support", "support-team", "openai-agents", "sql.query", "crm.lookup")},
 		{Name: PersonaMigrator, ID: id("agent", "migrator"), UID: 30003,
 			Manifest: manifest("migrator", "platform-team", "custom", "sql.ddl")},
+		// Attested like the others, but no policy permits it anything.
+		{Name: PersonaIntruder, ID: id("agent", "intruder"), UID: 30004,
+			Manifest: manifest("intruder", "nobody", "custom", "sql.query")},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/server"
 )
@@ -35,8 +37,9 @@ type Config struct {
 	// ServerTLS terminates clients. It must require and verify a client SVID (identity.ServerConfig)
 	// and offer the ALPN name "postgresql".
 	ServerTLS *tls.Config
-	// Authorize decides whether an authenticated SPIFFE ID may use this target.
-	Authorize func(spiffeid.ID) error
+	// Authorize decides whether an authenticated caller may connect to this target (Cedar's "connect",
+	// or an exact allow list). Its error is shown to the client, so it must hold no secret.
+	Authorize func(context.Context, authz.Connect) error
 	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
 	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
@@ -124,9 +127,13 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 		}
 		log = log.With("selectors", peer.Attestation.Selectors, "node_attestation", peer.Attestation.NodeAttestationType)
 	}
-	if err := e.cfg.Authorize(peer.ID); err != nil {
+	var source netip.Addr
+	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
+		source = ap.Addr().Unmap()
+	}
+	if err := e.cfg.Authorize(ctx, authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()}); err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
-		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s may not connect to target %q", peer.ID, e.cfg.Target))
+		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
 	params, err := e.cfg.Backend.runtimeParams(startup.Parameters)
