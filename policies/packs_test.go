@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/policies"
 )
@@ -50,5 +52,58 @@ func TestPacks(t *testing.T) {
 				t.Fatal("no tests ran")
 			}
 		})
+	}
+}
+
+// TestCanListsTheAnalystsCapabilities asks, through batch evaluation, everything the analyst may do
+// under all packs, and checks it against the packs' intent.
+func TestCanListsTheAnalystsCapabilities(t *testing.T) {
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Kind: "postgres",
+		Tables: []authz.TableBlock{
+			{Name: "public.customers", Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}},
+			{Name: "public.orders", Columns: []authz.ColumnBlock{{Name: "total"}}},
+		},
+		Roles: []authz.RoleBlock{{Name: "shop-read"}, {Name: "shop-admin"}},
+	}}, []authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}})
+	caps, err := authz.NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/analyst"), []string{"agent:name:analyst"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]authz.Capability{}
+	for _, c := range caps {
+		got[c.Action+" "+c.Resource] = c
+	}
+	want := map[string]bool{
+		`connect Target::"shop"`:                                     true,
+		`sql:select Table::"shop/public.customers"`:                  true,
+		`sql:select Table::"shop/public.orders"`:                     true,
+		`sql:update Table::"shop/public.orders"`:                     false,
+		`sql:ddl Table::"shop/public.orders"`:                        false,
+		`credential:use CredentialRole::"shop/shop-read"`:            true,
+		`credential:use CredentialRole::"shop/shop-admin"`:           false,
+		`column:read-unmasked Column::"shop/public.customers.name"`:  true,
+		`column:read-unmasked Column::"shop/public.customers.email"`: false,
+		`column:read-unmasked Column::"shop/public.orders.total"`:    true,
+	}
+	for k, allow := range want {
+		c, ok := got[k]
+		if !ok {
+			t.Errorf("%s: not listed", k)
+			continue
+		}
+		if c.Allow != allow {
+			t.Errorf("%s: allow = %v, want %v (policies %v)", k, c.Allow, allow, c.Reasons)
+		}
+	}
+	if m := got[`column:read-unmasked Column::"shop/public.customers.email"`].Obligations.Mask; m != "hash" {
+		t.Errorf("email mask = %q, want hash", m)
 	}
 }

@@ -46,11 +46,11 @@ type PolicyError struct {
 // the same obligation, the strictest wins.
 type Obligations struct {
 	// Approval is "required" when a person must approve before the request runs.
-	Approval string `hcl:"approval,optional"`
+	Approval string `hcl:"approval,optional" json:"approval,omitempty"`
 	// Record is "metadata" or "full": how much of the session the audit log keeps.
-	Record string `hcl:"record,optional"`
+	Record string `hcl:"record,optional" json:"record,omitempty"`
 	// Mask is the strategy for a denied column:read-unmasked: "partial", "hash", "redact" or "null".
-	Mask string `hcl:"mask,optional"`
+	Mask string `hcl:"mask,optional" json:"mask,omitempty"`
 }
 
 func newDecisionID() string {

@@ -264,4 +264,3 @@ func TestGroupPatternsAreSegmentExact(t *testing.T) {
 		}
 	}
 }
-

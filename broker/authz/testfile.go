@@ -130,13 +130,38 @@ func runFile(e *Engine, path string) ([]TestResult, error) {
 	return out, nil
 }
 
+// RequestSpec describes a request in the terms of the catalog, as test files and `svidbroker policy
+// explain` give it.
+type RequestSpec struct {
+	Principal string
+	Selectors []string
+	// Unattested builds the principal as if SPIRE had not been asked.
+	Unattested                  bool
+	Action                      string
+	Target, Table, Column, Role string
+	Approval                    string
+	HourUTC                     int
+	SourceIP                    string
+}
+
 func (tc *TestCase) request(cat *Catalog, static types.EntityMap) (Request, error) {
+	spec := RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
+		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
+		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP}
+	if tc.HourUTC != nil {
+		spec.HourUTC = *tc.HourUTC
+	}
+	return BuildRequest(cat, static, spec)
+}
+
+// BuildRequest builds a Request exactly as the broker does, from the catalog and a spec.
+func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request, error) {
 	id, err := spiffeid.FromString(tc.Principal)
 	if err != nil {
 		return Request{}, fmt.Errorf("principal: %w", err)
 	}
 	peer := identity.Peer{ID: id}
-	if tc.Attested == nil || *tc.Attested {
+	if !tc.Unattested {
 		peer.Attestation = &identity.Attestation{Selectors: tc.Selectors}
 	}
 	var resource types.EntityUID
@@ -153,29 +178,16 @@ func (tc *TestCase) request(cat *Catalog, static types.EntityMap) (Request, erro
 	if _, ok := static[resource]; !ok {
 		return Request{}, fmt.Errorf("resource %s is not in the file's catalog", resource)
 	}
-	hour := 12
-	if tc.HourUTC != nil {
-		hour = *tc.HourUTC
-	}
-	now := time.Date(2026, 1, 5, hour, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 1, 5, tc.HourUTC, 0, 0, 0, time.UTC)
 	src := netip.MustParseAddr("127.0.0.1")
 	if tc.SourceIP != "" {
 		if src, err = netip.ParseAddr(tc.SourceIP); err != nil {
 			return Request{}, fmt.Errorf("source_ip: %w", err)
 		}
 	}
-	var ctx types.Record
-	switch {
-	case tc.Action == "connect" || tc.Action == "credential:use":
-		ctx = ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256")
-	case strings.HasPrefix(tc.Action, "sql:") || tc.Action == "column:read-unmasked":
-		st := Statement{Kind: strings.TrimPrefix(tc.Action, "sql:")}
-		if tc.Table != "" {
-			st.Tables = []string{string(TableUID(tc.Target, tc.Table).ID)}
-		}
-		ctx = StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: tc.Approval})
-	default:
-		return Request{}, fmt.Errorf("action %q cannot be tested yet", tc.Action)
+	ctx, err := requestContext(tc.Action, now, src, tc.Target, tc.Table, tc.Approval)
+	if err != nil {
+		return Request{}, err
 	}
 	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
 		Entities: Entities{Static: static, Workload: cat.Workload(peer)}}, nil
@@ -203,4 +215,20 @@ func (tc *TestCase) diff(d Decision) []string {
 		diff = append(diff, fmt.Sprintf("policy %s failed to evaluate: %s", e.PolicyID, e.Message))
 	}
 	return diff
+}
+
+// requestContext builds the context record an action's decisions get.
+func requestContext(action string, now time.Time, src netip.Addr, target, table, approval string) (types.Record, error) {
+	switch {
+	case action == "connect" || action == "credential:use":
+		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
+	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked":
+		st := Statement{Kind: strings.TrimPrefix(action, "sql:")}
+		if table != "" {
+			st.Tables = []string{string(TableUID(target, table).ID)}
+		}
+		return StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval}), nil
+	default:
+		return types.Record{}, fmt.Errorf("action %q is not one svidbroker decides yet", action)
+	}
 }

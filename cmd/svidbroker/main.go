@@ -4,6 +4,7 @@
 // Usage:
 //
 //	svidbroker serve --config FILE
+//	svidbroker policy validate|test|explain|can ...
 //	svidbroker version
 package main
 
@@ -27,6 +28,10 @@ const usage = `svidbroker: workload identity broker for AI agents
 
 Usage:
   svidbroker serve --config FILE   run the broker
+  svidbroker policy validate DIR   check policies against the schema
+  svidbroker policy test DIR       run policy tests (*.test.hcl)
+  svidbroker policy explain ...    show how one request is decided, policy by policy
+  svidbroker policy can ID ...     list everything a workload may do across the catalog
   svidbroker version               print the version
 
 Run 'svidbroker COMMAND -h' for a command's flags.
@@ -50,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serveCmd(ctx, args[1:], stderr)
+	case "policy":
+		err = policyCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "svidbroker", versionString())
 	case "help", "-h", "--help":
@@ -63,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.Is(err, errTestsFailed):
+		return 1
 	default:
 		fmt.Fprintln(stderr, "svidbroker:", err)
 		return 1

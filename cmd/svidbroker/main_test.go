@@ -47,3 +47,53 @@ func TestCLI(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicyCommands(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.cedar")
+	if err := os.WriteFile(pol, []byte(`@id("agents") permit (principal in Group::"agents", action == Action::"connect", resource == Target::"shop");`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := `catalog "shop" {}
+group "agents" { ids = ["spiffe://example.org/agent/*"] }
+test "agent connects" {
+  principal = "spiffe://example.org/agent/a"
+  action    = "connect"
+  target    = "shop"
+  expect    = "allow"
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "ok.test.hcl"), []byte(tests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"policy", "validate", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "1 policies, valid") {
+		t.Fatalf("validate: %d %s %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"policy", "test", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "1 passed, 0 failed") {
+		t.Fatalf("test: %d %s %s", code, out.String(), errb.String())
+	}
+	// A failing expectation exits non-zero and shows what differs.
+	failing := strings.Replace(tests, `expect    = "allow"`, `expect    = "deny"`+"\n  reasons = [\"nobody\"]", 1)
+	if err := os.WriteFile(filepath.Join(dir, "ok.test.hcl"), []byte(failing), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"policy", "test", dir}, &out, &errb); code != 1 {
+		t.Fatalf("failing test exited %d", code)
+	}
+	for _, want := range []string{"FAIL", "ok.test.hcl:3", "decision: want deny, got allow", `reasons: want ["nobody"], got ["agents"]`, "0 passed, 1 failed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output does not contain %q:\n%s", want, out.String())
+		}
+	}
+	// An invalid policy is refused, naming file:line and the @id.
+	if err := os.WriteFile(pol, []byte(`@id("typo") permit (principal, action == Action::"conect", resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := run([]string{"policy", "validate", dir}, &out, &errb); code != 1 || !strings.Contains(errb.String(), pol+":1 @id(\"typo\")") {
+		t.Fatalf("invalid policy: %d %s", code, errb.String())
+	}
+}

@@ -180,6 +180,9 @@ func svidValid(src *workloadapi.X509Source) error {
 	return nil
 }
 
+// quietLogger keeps policy commands' output to their results.
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 func newLogger(c *config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
