@@ -50,8 +50,9 @@ demo: tools build
 demo-down:
 	@if [ -x $(BIN)/svidbroker-demo ]; then $(BIN)/svidbroker-demo down --dir .demo; else echo "The demo is not running."; fi
 
-## bench: the data path against the direct path, side by side in one run, reported as ratios
+## bench: each measurement against its baseline in the same run, reported as ratios (benchstat reads it)
 bench: tools build
+	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME

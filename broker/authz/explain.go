@@ -136,4 +136,3 @@ var workloadActions = []struct {
 	{"sql:ddl", []types.EntityType{TypeTable, TypeTarget}},
 	{"column:read-unmasked", []types.EntityType{TypeColumn}},
 }
-
