@@ -200,7 +200,10 @@ func (d *demo) run() error {
 	if err := os.Symlink(b.ConfigPath, d.path("broker.hcl")); err != nil {
 		return err
 	}
-	personas := []string{stack.PersonaAnalyst, stack.PersonaSupport, stack.PersonaMigrator}
+	if err := os.Symlink(b.PolicyDir, d.path("policies")); err != nil {
+		return err
+	}
+	personas := []string{stack.PersonaAnalyst, stack.PersonaSupport, stack.PersonaMigrator, stack.PersonaIntruder}
 	svidDir := d.path("svids")
 	if err := os.MkdirAll(svidDir, 0o700); err != nil {
 		return err
@@ -287,13 +290,18 @@ Try it (each persona runs as its own uid with its own agent manifest; SPIRE atte
 attestor and svidbroker's agent attestor, and the broker checks the entry with SPIRE on every connection):
   . %s/analyst.env && psql -c 'select id, name, email from customers order by id limit 3'
   . %s/support.env && psql -c 'select count(*) from orders'
-  . %s/migrator.env && psql -c 'select 1'      # refused: not in allow_spiffe_ids
+  . %s/intruder.env && psql -c 'select 1'      # refused: attested, but no policy permits it
   psql "host=localhost port=%s dbname=shop sslmode=disable" -c 'select 1'   # refused: TLS with an SVID required
   openssl x509 -in %s/svids/analyst.crt -noout -ext subjectAltName   # the agent's only credential
 
+Policies (Cedar; %s/policies is live: edit a file and it reloads within a second):
+  .bin/svidbroker policy can --config %s/broker.hcl --selectors agent:name:support spiffe://example.org/agent/support
+  .bin/svidbroker policy explain --config %s/broker.hcl --principal spiffe://example.org/agent/analyst \
+      --selectors agent:name:analyst --action column:read-unmasked --target shop --table public.customers --column email
+
 Stop everything with: make demo-down
 `, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, rel(d.path("broker.hcl")), rel(d.path("logs")),
-		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir))
+		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
 }
 
 func mustGetwd() string {
