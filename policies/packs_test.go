@@ -1,6 +1,7 @@
 package policies_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/policies"
 )
 
@@ -105,5 +107,49 @@ func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 	}
 	if m := got[`column:read-unmasked Column::"shop/public.customers.email"`].Obligations.Mask; m != "hash" {
 		t.Errorf("email mask = %q, want hash", m)
+	}
+}
+
+// TestPickRoleIsLeastPrivileged picks credential roles under all packs: each persona gets the least
+// privileged role that covers the action and that its policies permit, or none.
+func TestPickRoleIsLeastPrivileged(t *testing.T) {
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Roles: []authz.RoleBlock{
+		{Name: "shop-read", Covers: []string{"sql:select"}},
+		{Name: "shop-write", Covers: []string{"sql:select", "sql:insert", "sql:update", "sql:delete"}},
+		{Name: "shop-admin", Covers: []string{"sql:select", "sql:ddl"}},
+	}}}, []authz.GroupBlock{
+		{Name: "analysts", Selectors: []string{"agent:name:analyst"}},
+		{Name: "migrators", Selectors: []string{"agent:name:migrator"}},
+	})
+	az := authz.NewAuthorizer(e, cat)
+	peer := func(name string) identity.Peer {
+		return identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + name),
+			Attestation: &identity.Attestation{Selectors: []string{"agent:name:" + name}}}
+	}
+	cases := []struct {
+		persona, action, want string
+	}{
+		{"analyst", "sql:select", "shop-read"},
+		{"analyst", "sql:update", ""},
+		{"migrator", "sql:ddl", "shop-admin"},
+		{"migrator", "sql:select", "shop-admin"}, // its only permitted role; it covers select too
+		{"stranger", "sql:select", ""},
+	}
+	for _, tc := range cases {
+		role, _, err := az.PickRole(authz.Connect{Peer: peer(tc.persona), Target: "shop"}, tc.action)
+		if role != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("%s %s: role %q, err %v; want %q", tc.persona, tc.action, role, err, tc.want)
+		}
+		if tc.want == "" && !errors.Is(err, authz.ErrDenied) {
+			t.Errorf("%s %s: error %v is not ErrDenied", tc.persona, tc.action, err)
+		}
 	}
 }
