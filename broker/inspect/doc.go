@@ -1,0 +1,3 @@
+// Package inspect holds what protocol plugins share to act on decisions: today, the masking
+// strategies a denied column:read-unmasked names (partial, hash, redact, null).
+package inspect
