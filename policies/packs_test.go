@@ -153,3 +153,31 @@ func TestPickRoleIsLeastPrivileged(t *testing.T) {
 		}
 	}
 }
+
+func TestColumnMaskStrategies(t *testing.T) {
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Tables: []authz.TableBlock{{Name: "public.customers",
+		Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}}}}},
+		[]authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}, {Name: "support", Selectors: []string{"agent:name:support"}}})
+	az := authz.NewAuthorizer(e, cat)
+	for _, tc := range []struct{ persona, column, want string }{
+		{"analyst", "name", ""},
+		{"analyst", "email", "hash"},
+		{"support", "email", "partial"},
+		{"stranger", "name", "redact"}, // no policy: the configured default
+	} {
+		c := authz.Connect{Peer: identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + tc.persona),
+			Attestation: &identity.Attestation{Selectors: []string{"agent:name:" + tc.persona}}}, Target: "shop"}
+		got, d := az.ColumnMask(c, "public.customers", tc.column, authz.Statement{Kind: "select"}, authz.ApprovalState{}, "redact")
+		if got != tc.want {
+			t.Errorf("%s reads %s: mask %q (decision %+v), want %q", tc.persona, tc.column, got, d, tc.want)
+		}
+	}
+}

@@ -34,3 +34,23 @@ func (a *Authorizer) PickRole(c Connect, action string) (string, Decision, error
 	}
 	return "", last, &Denied{Decision: last, What: fmt.Sprintf("a credential role of target %q for %s", c.Target, action)}
 }
+
+// ColumnMask asks column:read-unmasked for one column of a result. It returns "" when the caller may
+// read the column in clear, and otherwise the masking strategy: the one the deciding policies name with
+// @mask, or def when none does (a default deny, or a forbid without @mask).
+func (a *Authorizer) ColumnMask(c Connect, table, column string, st Statement, ap ApprovalState, def string) (string, Decision) {
+	d := a.Engine.Decide(Request{
+		Principal: WorkloadUID(c.Peer.ID), Action: Action("column:read-unmasked"),
+		Resource: ColumnUID(c.Target, table, column),
+		Context:  StatementContext(a.now(), c.Source, tls.VersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite), st, ap),
+		Entities: a.Entities(c.Peer),
+	})
+	switch {
+	case d.Allow:
+		return "", d
+	case d.Obligations.Mask != "":
+		return d.Obligations.Mask, d
+	default:
+		return def, d
+	}
+}
