@@ -1,0 +1,334 @@
+package audit
+
+import (
+	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// MaxRecordBytes bounds one record's JSON; longer statement texts are cut (and marked).
+const MaxRecordBytes = 256 << 10
+
+// Config configures a Log.
+type Config struct {
+	// Dir holds the chain (<Chain>.jsonl) and its checkpoints (<Chain>.checkpoints).
+	Dir string
+	// Chain names this broker's chain. One writer per chain.
+	Chain string
+	// MACKey keys the chain's MACs.
+	MACKey []byte
+	// Signer signs checkpoints.
+	Signer note.Signer
+	// CheckpointInterval is how often a checkpoint is written when records were added. Default 10s.
+	CheckpointInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// entry is one line of the chain file.
+type entry struct {
+	Seq  uint64          `json:"seq"`
+	Prev string          `json:"prev"`
+	Rec  json.RawMessage `json:"rec"`
+	MAC  string          `json:"mac"`
+}
+
+// Log is an open chain.
+type Log struct {
+	cfg   Config
+	f     *os.File
+	cp    *os.File
+	lock  *os.File
+	reqs  chan *appendReq
+	done  chan struct{}
+	close sync.Once
+
+	mu     sync.Mutex // guards failed, seq, mac
+	failed error
+	seq    uint64
+	mac    string
+	cpSeq  uint64
+}
+
+type appendReq struct {
+	rec  Record
+	resp chan error // nil for async
+}
+
+// ErrFailed wraps the error that failed the log; every append after it fails.
+var ErrFailed = errors.New("audit: log failed")
+
+// Open opens (or creates) the chain, checks that it is intact up to its end, and starts the writer.
+func Open(cfg Config) (*Log, error) {
+	if len(cfg.MACKey) < MinMACKeyBytes || cfg.Signer == nil || cfg.Chain == "" {
+		return nil, errors.New("audit: a chain name, a MAC key and a signer are required")
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, cfg.Chain+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit: chain %q is open in another process (one writer per chain): %w", cfg.Chain, err)
+	}
+	l := &Log{cfg: cfg, lock: lock, reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
+	// Resume from the chain's last entry, after checking the whole chain.
+	rep, err := Verify(cfg.Dir, cfg.Chain, cfg.MACKey, nil)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if !rep.OK() {
+		lock.Close()
+		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
+	}
+	l.seq, l.mac = rep.Records, rep.LastMAC
+	if l.seq == 0 {
+		l.mac = genesis(cfg.MACKey, cfg.Chain)
+	}
+	l.cpSeq = rep.LastCheckpoint
+	if l.f, err = os.OpenFile(chainPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if l.cp, err = os.OpenFile(checkpointPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		l.f.Close()
+		lock.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	go l.writer()
+	return l, nil
+}
+
+func chainPath(dir, chain string) string      { return filepath.Join(dir, chain+".jsonl") }
+func checkpointPath(dir, chain string) string { return filepath.Join(dir, chain+".checkpoints") }
+
+func genesis(key []byte, chain string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("svidbroker audit genesis\n" + chain))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func entryMAC(key []byte, seq uint64, prev string, rec []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(strconv.FormatUint(seq, 10) + "\n" + prev + "\n"))
+	m.Write(rec)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Append writes rec and returns once it is durable.
+func (l *Log) Append(rec Record) error {
+	if err := l.Err(); err != nil {
+		return err
+	}
+	r := &appendReq{rec: rec, resp: make(chan error, 1)}
+	select {
+	case l.reqs <- r:
+	case <-l.done:
+		return fmt.Errorf("%w: closed", ErrFailed)
+	}
+	select {
+	case err := <-r.resp:
+		return err
+	case <-l.done:
+		return fmt.Errorf("%w: closed", ErrFailed)
+	}
+}
+
+// AppendAsync queues rec without waiting. If the queue is full it waits, rather than drop a record.
+func (l *Log) AppendAsync(rec Record) {
+	if l.Err() != nil {
+		return
+	}
+	select {
+	case l.reqs <- &appendReq{rec: rec}:
+	case <-l.done:
+	}
+}
+
+// Err returns the error that failed the log, or nil.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+// Close writes pending records and a final checkpoint, and releases the chain.
+func (l *Log) Close() error {
+	var err error
+	l.close.Do(func() {
+		close(l.reqs)
+		<-l.done
+		err = errors.Join(l.f.Close(), l.cp.Close(), l.lock.Close())
+	})
+	return err
+}
+
+// writer batches requests into one write and one fsync.
+func (l *Log) writer() {
+	defer close(l.done)
+	tick := time.NewTicker(l.cfg.CheckpointInterval)
+	defer tick.Stop()
+	var batch []*appendReq
+	for {
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				l.checkpoint()
+				return
+			}
+			batch = append(batch[:0], r)
+		drain:
+			for len(batch) < 512 {
+				select {
+				case r, ok := <-l.reqs:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			err := l.writeBatch(batch)
+			for _, r := range batch {
+				if r.resp != nil {
+					r.resp <- err
+				}
+			}
+		case <-tick.C:
+			l.checkpoint()
+		}
+	}
+}
+
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed == nil {
+		l.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	return l.failed
+}
+
+func (l *Log) writeBatch(batch []*appendReq) error {
+	if err := l.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	seq, prev := l.seq, l.mac
+	l.mu.Unlock()
+	var buf []byte
+	for _, r := range batch {
+		rec, err := json.Marshal(truncate(r.rec))
+		if err != nil {
+			return l.fail(err)
+		}
+		seq++
+		mac := entryMAC(l.cfg.MACKey, seq, prev, rec)
+		line, err := json.Marshal(entry{Seq: seq, Prev: prev, Rec: rec, MAC: mac})
+		if err != nil {
+			return l.fail(err)
+		}
+		buf = append(append(buf, line...), '\n')
+		prev = mac
+	}
+	if _, err := l.f.Write(buf); err != nil {
+		return l.fail(err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return l.fail(err)
+	}
+	l.mu.Lock()
+	l.seq, l.mac = seq, prev
+	l.mu.Unlock()
+	return nil
+}
+
+// truncate keeps a record under MaxRecordBytes by cutting its statement text.
+func truncate(r Record) Record {
+	if r.Statement != nil && len(r.Statement.Text) > MaxRecordBytes/2 {
+		s := *r.Statement
+		s.Text = s.Text[:MaxRecordBytes/2] + "…[truncated]"
+		r.Statement = &s
+	}
+	return r
+}
+
+// checkpoint signs the chain's head if it moved since the last checkpoint.
+func (l *Log) checkpoint() {
+	l.mu.Lock()
+	seq, mac, failed := l.seq, l.mac, l.failed
+	l.mu.Unlock()
+	if failed != nil || seq == 0 || seq == l.cpSeq {
+		return
+	}
+	text := fmt.Sprintf("svidbroker audit checkpoint\nchain %s\nseq %d\nmac %s\ntime %s\n", l.cfg.Chain, seq, mac, l.cfg.Now().UTC().Format(time.RFC3339))
+	signed, err := note.Sign(&note.Note{Text: text}, l.cfg.Signer)
+	if err != nil {
+		l.fail(err)
+		return
+	}
+	line, _ := json.Marshal(map[string]string{"note": string(signed)})
+	if _, err := l.cp.Write(append(line, '\n')); err != nil {
+		l.fail(err)
+		return
+	}
+	if err := l.cp.Sync(); err != nil {
+		l.fail(err)
+		return
+	}
+	l.cpSeq = seq
+}
+
+// readLines calls f for each line of path, with its 1-based number. A missing file has no lines.
+func readLines(path string, f func(n int, line []byte) error) error {
+	file, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	r := bufio.NewReaderSize(file, 64<<10)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			if len(line) > 2*MaxRecordBytes {
+				return fmt.Errorf("%s:%d: line longer than %d bytes", path, n, 2*MaxRecordBytes)
+			}
+			if ferr := f(n, line); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+type keys struct {
+	dir    string
+	mac    []byte
+	signer note.Signer
+	verif  note.Verifier
+}
+
+func newKeys(t *testing.T) keys {
+	t.Helper()
+	dir := t.TempDir()
+	if err := GenerateKeys(dir, "test-broker"); err != nil {
+		t.Fatal(err)
+	}
+	mac, err := LoadMACKey(filepath.Join(dir, MACKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSigner(filepath.Join(dir, SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := LoadVerifier(filepath.Join(dir, VerifierKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys{dir: dir, mac: mac, signer: s, verif: v}
+}
+
+func openLog(t *testing.T, k keys, dir string) *Log {
+	t.Helper()
+	l, err := Open(Config{Dir: dir, Chain: "b1", MACKey: k.mac, Signer: k.signer, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func stmt(i int) Record {
+	return Record{Time: time.Unix(int64(i), 0), Kind: KindStatement, Session: "s1",
+		Statement: &Statement{Protocol: "simple", Text: fmt.Sprintf("SELECT %d", i)}}
+}
+
+// writeChain writes n records and closes the log (which signs a final checkpoint).
+func writeChain(t *testing.T, k keys, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	l := openLog(t, k, dir)
+	for i := 1; i <= n; i++ {
+		if err := l.Append(stmt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func lines(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(chainPath(dir, "b1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+}
+
+func rewrite(t *testing.T, dir string, ls [][]byte) {
+	t.Helper()
+	var b []byte
+	for _, l := range ls {
+		b = append(b, l...)
+		if !bytes.HasSuffix(l, []byte("\n")) {
+			b = append(b, '\n')
+		}
+	}
+	if err := os.WriteFile(chainPath(dir, "b1"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	k := newKeys(t)
+	cases := []struct {
+		name   string
+		tamper func([][]byte) [][]byte
+		want   string
+	}{
+		{"intact", func(l [][]byte) [][]byte { return l }, ""},
+		{"edited", func(l [][]byte) [][]byte {
+			l[4] = bytes.Replace(l[4], []byte("SELECT 5"), []byte("SELECT 6"), 1)
+			return l
+		}, "line 5: record 5 was altered"},
+		{"deleted", func(l [][]byte) [][]byte { return append(l[:3], l[4:]...) }, "line 4: records 4 to 4 are missing"},
+		{"inserted", func(l [][]byte) [][]byte {
+			return append(l[:6], append([][]byte{l[2]}, l[6:]...)...)
+		}, "line 7: record 3 appears again"},
+		{"reordered", func(l [][]byte) [][]byte { l[2], l[3] = l[3], l[2]; return l }, "line 3: records 3 to 3 are missing"},
+		{"tail truncated", func(l [][]byte) [][]byte { return l[:7] }, "signed at record 10, but the log ends at record 7 (truncated)"},
+		{"garbage line", func(l [][]byte) [][]byte { return append(l[:5], append([][]byte{[]byte("{}\n")}, l[5:]...)...) }, "line 6: not a chain entry"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeChain(t, k, 10)
+			rewrite(t, dir, tc.tamper(lines(t, dir)))
+			rep, err := Verify(dir, "b1", k.mac, k.verif)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if !rep.OK() || rep.Records != 10 || rep.Checkpoints != 1 {
+					t.Fatalf("intact chain: %+v", rep)
+				}
+				return
+			}
+			if rep.OK() {
+				t.Fatal("tampering not detected")
+			}
+			if !strings.Contains(strings.Join(rep.Problems, "\n"), tc.want) {
+				t.Fatalf("problems do not say %q:\n%s", tc.want, strings.Join(rep.Problems, "\n"))
+			}
+		})
+	}
+	t.Run("forged checkpoint", func(t *testing.T) {
+		dir := writeChain(t, k, 3)
+		other := newKeys(t)
+		signed, _ := note.Sign(&note.Note{Text: "svidbroker audit checkpoint\nchain b1\nseq 3\nmac x\ntime now\n"}, other.signer)
+		f, _ := os.OpenFile(checkpointPath(dir, "b1"), os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprintf(f, "{\"note\":%q}\n", signed)
+		f.Close()
+		rep, _ := Verify(dir, "b1", k.mac, k.verif)
+		if rep.OK() || !strings.Contains(rep.Problems[0], "signature does not verify") {
+			t.Fatalf("forged checkpoint accepted: %+v", rep)
+		}
+	})
+	t.Run("wrong MAC key", func(t *testing.T) {
+		dir := writeChain(t, k, 3)
+		rep, _ := Verify(dir, "b1", bytes.Repeat([]byte{1}, 32), nil)
+		if rep.OK() {
+			t.Fatal("a chain verified under another key")
+		}
+	})
+}
+
+func TestConcurrentAppendsFormOneChain(t *testing.T) {
+	k := newKeys(t)
+	dir := t.TempDir()
+	l := openLog(t, k, dir)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if err := l.Append(stmt(g*1000 + i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, "b1", k.mac, k.verif)
+	if err != nil || !rep.OK() || rep.Records != 800 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// Reopening continues the same chain.
+	l = openLog(t, k, dir)
+	if err := l.Append(stmt(1)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if rep, _ := Verify(dir, "b1", k.mac, k.verif); !rep.OK() || rep.Records != 801 {
+		t.Fatalf("after reopening: %+v", rep)
+	}
+}
+
+func TestOneWriterPerChain(t *testing.T) {
+	k := newKeys(t)
+	dir := t.TempDir()
+	l := openLog(t, k, dir)
+	defer l.Close()
+	if _, err := Open(Config{Dir: dir, Chain: "b1", MACKey: k.mac, Signer: k.signer}); err == nil {
+		t.Fatal("a second writer opened the same chain")
+	}
+}
+
+func TestRefusesToAppendToABrokenChain(t *testing.T) {
+	k := newKeys(t)
+	dir := writeChain(t, k, 3)
+	ls := lines(t, dir)
+	rewrite(t, dir, ls[1:])
+	if _, err := Open(Config{Dir: dir, Chain: "b1", MACKey: k.mac, Signer: k.signer}); err == nil {
+		t.Fatal("opened a chain that does not verify")
+	}
+}
+
+// TestFullDiskFailsClosed swaps the chain's file for /dev/full, which fails every write with ENOSPC as a
+// full disk does: the append fails, and so does every later one.
+func TestFullDiskFailsClosed(t *testing.T) {
+	k := newKeys(t)
+	l := openLog(t, k, t.TempDir())
+	defer l.Close()
+	if err := l.Append(stmt(1)); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.f.Close()
+	l.f = full
+	if err := l.Append(stmt(2)); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
+		t.Fatalf("append on a full disk: %v", err)
+	}
+	if err := l.Append(stmt(3)); !errors.Is(err, ErrFailed) {
+		t.Fatalf("append after a failure: %v", err)
+	}
+}

@@ -1,0 +1,73 @@
+package audit
+
+import "time"
+
+// Record kinds.
+const (
+	KindSessionStart = "session_start"
+	KindSessionEnd   = "session_end"
+	KindDecision     = "decision"
+	KindStatement    = "statement"
+	KindResult       = "result"
+	KindError        = "error"
+)
+
+// Record is one event of a session. Secrets never go in a record: credentials appear as lease IDs.
+type Record struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Session string    `json:"session"`
+	// SPIFFEID is the caller; Target the backend.
+	SPIFFEID string `json:"spiffe_id,omitempty"`
+	Target   string `json:"target,omitempty"`
+	// Remote is the client's address.
+	Remote string `json:"remote,omitempty"`
+
+	Decision  *Decision  `json:"decision,omitempty"`
+	Statement *Statement `json:"statement,omitempty"`
+	Result    *Result    `json:"result,omitempty"`
+	// LeaseID identifies the backend credential, never the secret itself.
+	LeaseID string `json:"lease_id,omitempty"`
+	// Error is a short, data-free description (an SQLSTATE and a class, not a server message that may
+	// quote row values).
+	Error string `json:"error,omitempty"`
+	// Detail holds other facts: the SVID's expiry, the end reason, selectors.
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// Decision is an authorization decision as recorded.
+type Decision struct {
+	ID          string   `json:"id"`
+	Action      string   `json:"action"`
+	Resource    string   `json:"resource"`
+	Allow       bool     `json:"allow"`
+	Policies    []string `json:"policies,omitempty"`
+	Approval    string   `json:"approval,omitempty"`
+	Record      string   `json:"record,omitempty"`
+	Mask        string   `json:"mask,omitempty"`
+	PolicySet   string   `json:"policy_set,omitempty"`
+	ErrorPolicy string   `json:"error_policy,omitempty"`
+}
+
+// Statement is a statement as the client sent it.
+type Statement struct {
+	// Protocol is "simple" (Query) or "extended" (Parse).
+	Protocol string `json:"protocol"`
+	Text     string `json:"text"`
+	// Name is the prepared statement's name in the extended protocol.
+	Name string `json:"name,omitempty"`
+}
+
+// Result summarizes what came back for one statement.
+type Result struct {
+	Tag   string `json:"tag"`
+	Rows  int64  `json:"rows"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Sink is where the data path records. Append returns once the record is durable; AppendAsync queues
+// it (errors then fail the sink for the next Append).
+type Sink interface {
+	Append(Record) error
+	AppendAsync(Record)
+}
