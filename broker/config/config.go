@@ -25,6 +25,7 @@ type Config struct {
 	JWT         *JWT         `hcl:"jwt,block"`
 	Session     *Session     `hcl:"session,block"`
 	Policy      *Policy      `hcl:"policy,block"`
+	Audit       *Audit       `hcl:"audit,block"`
 	// Catalogs describe targets' tables, tagged columns and credential roles, for policies.
 	Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
 	// Groups put workloads into Cedar groups by SPIFFE ID pattern or by selectors.
@@ -71,6 +72,23 @@ type Policy struct {
 	ReloadInterval string `hcl:"reload_interval,optional"`
 
 	ReloadIntervalD time.Duration
+}
+
+// Audit configures the tamper-evident session log. Without it, sessions are not recorded and the
+// broker says so at every start.
+type Audit struct {
+	// Dir holds the chain and its checkpoints.
+	Dir string `hcl:"dir"`
+	// Chain names this broker's chain; each broker needs its own. Default: the host name.
+	Chain string `hcl:"chain,optional"`
+	// MACKeyFile and SigningKeyFile are written by `svidbroker audit keygen`.
+	MACKeyFile     string `hcl:"mac_key_file"`
+	SigningKeyFile string `hcl:"signing_key_file"`
+	// CheckpointInterval is how often the chain's head is signed. Default "10s"; a tail truncated after
+	// the last checkpoint of an unclean stop cannot be detected, so keep it short.
+	CheckpointInterval string `hcl:"checkpoint_interval,optional"`
+
+	CheckpointIntervalD time.Duration
 }
 
 // JWT configures the verification of JWT-SVIDs presented as bearer tokens (HTTP targets).

@@ -145,6 +145,17 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if a := c.Audit; a != nil {
+		if a.Chain == "" {
+			a.Chain, _ = os.Hostname()
+		}
+		for _, f := range []struct{ path, attr string }{{a.MACKeyFile, "mac_key_file"}, {a.SigningKeyFile, "signing_key_file"}} {
+			if _, err := os.Stat(f.path); err != nil {
+				v.fail("Unreadable audit key", fmt.Sprintf("audit.%s: %v. Create keys with `svidbroker audit keygen --dir DIR`.", f.attr, err), "audit", f.attr)
+			}
+		}
+		a.CheckpointIntervalD = v.duration(a.CheckpointInterval, 10*time.Second, "audit", "checkpoint_interval")
+	}
 	if c.Session == nil {
 		c.Session = &Session{}
 	}

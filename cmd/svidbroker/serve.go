@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/identity"
@@ -67,6 +69,22 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var sink audit.Sink // stays a nil interface without an audit block
+	auditErr := func() error { return nil }
+	if cfg.Audit == nil {
+		log.WarnContext(ctx, "no audit block in the configuration: sessions and statements are NOT recorded")
+	} else {
+		alog, err := openAudit(cfg.Audit)
+		if err != nil {
+			return err
+		}
+		defer alog.Close()
+		sink, auditErr = alog, alog.Err
+		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "chain", cfg.Audit.Chain)
+	}
+
+	// New access needs a current SVID and, when configured, a working audit log.
+	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
 
 	srvCfg := server.Config{
 		HandshakeTimeout:        cfg.Limits.HandshakeTimeoutD,
@@ -74,11 +92,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxConnections:          cfg.Limits.MaxConnections,
 		ShutdownGrace:           cfg.Limits.ShutdownGraceD,
 		AdminAddress:            *cfg.Admin.Listen,
-		Ready:                   func() error { return svidValid(src) },
+		Ready:                   ready,
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), log)
+		engine, err := newEngine(cfg, t, src, attest, authorize(t), sink, ready, log)
 		if err != nil {
 			return err
 		}
@@ -97,7 +115,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // newEngine wires a target to its protocol plugin. Plugins are listed here explicitly.
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
-	authorize func(context.Context, authz.Connect) error, log *slog.Logger) (server.Engine, error) {
+	authorize func(context.Context, authz.Connect) (authz.Decision, error), sink audit.Sink, ready func() error,
+	log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, src)
@@ -108,6 +127,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Target:    t.Name,
 			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
 			Authorize: authorize,
+			Audit:     sink,
 			Attest:    attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
@@ -115,7 +135,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				User:     t.Backend.User,
 				TLS:      backendTLS,
 			},
-			Ready:           func() error { return svidValid(src) },
+			Ready:           ready,
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			Logger:          log,
@@ -127,11 +147,13 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 
 // newAuthorize returns, per target, how connections are decided: by Cedar when the config has a
 // policy block (reloaded on change and on SIGHUP), otherwise by the target's exact allow list.
-func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) error, error) {
+func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error), error) {
 	if cfg.Policy == nil {
-		return func(t config.Target) func(context.Context, authz.Connect) error {
+		return func(t config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
 			allow := identity.AuthorizeExact(t.Allowed)
-			return func(_ context.Context, c authz.Connect) error { return allow(c.Peer.ID) }
+			return func(_ context.Context, c authz.Connect) (authz.Decision, error) {
+				return authz.Decision{}, allow(c.Peer.ID)
+			}
 		}, nil
 	}
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
@@ -158,14 +180,26 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 		}
 	}()
 	az := authz.NewAuthorizer(engine, authz.NewCatalog(cfg.Catalogs, cfg.Groups))
-	return func(config.Target) func(context.Context, authz.Connect) error {
-		return func(ctx context.Context, c authz.Connect) error {
+	return func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
+		return func(ctx context.Context, c authz.Connect) (authz.Decision, error) {
 			d, err := az.Connect(c)
 			log.DebugContext(ctx, "decision", "decision", d.ID, "action", "connect", "target", c.Target,
 				"spiffe_id", c.Peer.ID.String(), "allow", d.Allow, "policies", d.Reasons)
-			return err
+			return d, err
 		}
 	}, nil
+}
+
+func openAudit(a *config.Audit) (*audit.Log, error) {
+	key, err := audit.LoadMACKey(a.MACKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := audit.LoadSigner(a.SigningKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return audit.Open(audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD})
 }
 
 // svidValid reports whether the broker holds a current SVID, which it needs to grant any access.

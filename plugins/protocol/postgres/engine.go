@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/server"
@@ -38,8 +39,12 @@ type Config struct {
 	// and offer the ALPN name "postgresql".
 	ServerTLS *tls.Config
 	// Authorize decides whether an authenticated caller may connect to this target (Cedar's "connect",
-	// or an exact allow list). Its error is shown to the client, so it must hold no secret.
-	Authorize func(context.Context, authz.Connect) error
+	// or an exact allow list, which has no decision to return). Its error is shown to the client, so it
+	// must hold no secret.
+	Authorize func(context.Context, authz.Connect) (authz.Decision, error)
+	// Audit records sessions and statements; every statement is durable before it is forwarded. Nil
+	// records nothing.
+	Audit audit.Sink
 	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
 	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
@@ -101,7 +106,9 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	if err != nil {
 		return nil, err
 	}
-	log := e.cfg.Logger.With("session", newSessionID(), "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
+	sessionID := newSessionID()
+	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
+	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target}
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 
@@ -131,9 +138,21 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
 		source = ap.Addr().Unmap()
 	}
-	if err := e.cfg.Authorize(ctx, authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()}); err != nil {
+	decision, err := e.cfg.Authorize(ctx, authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()})
+	if err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
+		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, e.cfg.Target)})
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
+		return nil, err
+	}
+	start := audit.Record{Kind: audit.KindSessionStart, Remote: raw.RemoteAddr().String(),
+		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
+	if decision.ID != "" {
+		start.Decision = auditDecision(decision, e.cfg.Target)
+	}
+	if err := rec.durable(start); err != nil {
+		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
+		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
 	}
 	params, err := e.cfg.Backend.runtimeParams(startup.Parameters)
@@ -168,8 +187,17 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
 	return &session{
 		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
-		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace),
+		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
 	}, nil
+}
+
+func auditDecision(d authz.Decision, target string) *audit.Decision {
+	ad := &audit.Decision{ID: d.ID, Action: "connect", Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,
+		Policies: d.Reasons, Approval: d.Obligations.Approval, Record: d.Obligations.Record, Mask: d.Obligations.Mask, PolicySet: d.PolicySet}
+	if len(d.Errors) > 0 {
+		ad.ErrorPolicy = d.Errors[0].PolicyID
+	}
+	return ad
 }
 
 // upgrade runs the pre-TLS exchange and the TLS handshake. Plaintext sessions are refused.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
 )
 
 // session relays one client to its backend, message by message.
@@ -23,6 +25,9 @@ type session struct {
 	backendConn  net.Conn
 	writeTimeout time.Duration
 	endBy        time.Time // the client's SVID expiry plus the grace period
+	rec          recorder
+
+	rows, bytes int64 // of the current statement's result, for its summary
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	closeOnce  sync.Once
@@ -46,6 +51,16 @@ func (s *session) Run(ctx context.Context) error {
 	var err error
 	select {
 	case err = <-c2b:
+		if errors.Is(err, errAudit) {
+			// Nothing unrecorded reached the backend; tell the client why its session ends.
+			_ = s.backendConn.Close()
+			<-b2c
+			s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "58030",
+				Message: "svidbroker: the audit log is unavailable, so statements are refused"})
+			_ = s.flushClient()
+			s.close()
+			break
+		}
 		s.close()
 		<-b2c
 	case err = <-b2c:
@@ -62,9 +77,15 @@ func (s *session) Run(ctx context.Context) error {
 		err = nil
 	}
 	level := slog.LevelInfo
-	if errors.Is(err, ErrSVIDExpired) {
+	if errors.Is(err, ErrSVIDExpired) || errors.Is(err, errAudit) {
 		level = slog.LevelWarn
 	}
+	reason := "client ended the session"
+	if err != nil {
+		reason = err.Error()
+	}
+	s.rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{
+		"reason": reason, "duration": time.Since(start).Round(time.Millisecond).String()}})
 	s.log.Log(ctx, level, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
 	return err
 }
@@ -100,6 +121,10 @@ func (s *session) clientToBackend() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from client: %w", err)
 		}
+		// What reaches the backend is on record first.
+		if err := s.recordStatement(msg); err != nil {
+			return err
+		}
 		s.backend.Send(msg)
 		switch msg.(type) {
 		case *pgproto3.Terminate:
@@ -123,6 +148,7 @@ func (s *session) backendToClient() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
+		s.summarize(msg)
 		s.client.Send(msg)
 		if s.backend.ReadBufferLen() == 0 {
 			if err := s.flushClient(); err != nil {
