@@ -237,3 +237,36 @@ func TestFullDiskFailsClosed(t *testing.T) {
 		t.Fatalf("append after a failure: %v", err)
 	}
 }
+
+func TestEscapeAndTimeline(t *testing.T) {
+	if got := Escape("SELECT 1;\n\x1b[2J\r-- \u2028x\ttab"); got != `SELECT 1;\n\u001b[2J\u000d-- \u2028x\ttab` {
+		t.Fatalf("Escape = %s", got)
+	}
+	k := newKeys(t)
+	dir := t.TempDir()
+	l := openLog(t, k, dir)
+	for _, r := range []Record{
+		{Kind: KindSessionStart, Session: "a", SPIFFEID: "spiffe://example.org/agent/x", Target: "shop",
+			Decision: &Decision{ID: "d1", Action: "connect", Allow: true, Policies: []string{"p"}}},
+		{Kind: KindStatement, Session: "a", Statement: &Statement{Protocol: "simple", Text: "SELECT 1"}},
+		{Kind: KindDecision, Session: "b", SPIFFEID: "spiffe://example.org/agent/y", Target: "shop", Decision: &Decision{ID: "d2", Allow: false}},
+		{Kind: KindSessionEnd, Session: "a", Detail: map[string]string{"reason": "done"}},
+	} {
+		if err := l.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	tl, err := Timeline(dir, "b1", "a")
+	if err != nil || len(tl) != 3 || !strings.Contains(Format(tl[1]), "[simple] SELECT 1") {
+		t.Fatalf("timeline %v %v", tl, err)
+	}
+	denied, _ := Sessions(dir, "b1", Filter{Decision: "deny"})
+	if len(denied) != 1 || denied[0].Session != "b" {
+		t.Fatalf("denied sessions %+v", denied)
+	}
+	byID, _ := Sessions(dir, "b1", Filter{SPIFFEID: "spiffe://example.org/agent/x"})
+	if len(byID) != 1 || byID[0].Statements != 1 || !byID[0].Ended {
+		t.Fatalf("sessions by ID %+v", byID)
+	}
+}

@@ -5,6 +5,8 @@
 //
 //	svidbroker serve --config FILE
 //	svidbroker policy validate|test|explain|can ...
+//	svidbroker audit keygen|verify|sessions|export ...
+//	svidbroker replay SESSION
 //	svidbroker version
 package main
 
@@ -32,6 +34,8 @@ Usage:
   svidbroker policy test DIR       run policy tests (*.test.hcl)
   svidbroker policy explain ...    show how one request is decided, policy by policy
   svidbroker policy can ID ...     list everything a workload may do across the catalog
+  svidbroker audit keygen|verify|sessions|export ...   the tamper-evident session log
+  svidbroker replay SESSION ...    a session's timeline as it happened
   svidbroker version               print the version
 
 Run 'svidbroker COMMAND -h' for a command's flags.
@@ -57,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(ctx, args[1:], stderr)
 	case "policy":
 		err = policyCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "svidbroker", versionString())
 	case "help", "-h", "--help":
@@ -70,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
 		return 2
-	case errors.Is(err, errTestsFailed):
+	case errors.Is(err, errTestsFailed), errors.Is(err, errVerifyFailed):
 		return 1
 	default:
 		fmt.Fprintln(stderr, "svidbroker:", err)

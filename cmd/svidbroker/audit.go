@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/config"
+)
+
+const auditUsage = `usage:
+  svidbroker audit keygen --dir DIR [--name NAME]
+  svidbroker audit verify   (--config FILE | --dir DIR --chain NAME --mac-key FILE) [--verifier-key FILE]
+  svidbroker audit sessions (--config FILE | --dir DIR --chain NAME) [--spiffe-id ID] [--target T] [--since 1h|RFC3339] [--decision allow|deny]
+  svidbroker audit export   (--config FILE | --dir DIR --chain NAME) [--session ID]
+  svidbroker replay         (--config FILE | --dir DIR --chain NAME) [--follow] SESSION
+`
+
+// errVerifyFailed makes `audit verify` exit non-zero; the problems are already printed.
+var errVerifyFailed = errors.New("audit chain does not verify")
+
+// chainFlags locate a chain, from the broker's configuration or directly.
+type chainFlags struct {
+	config, dir, chain, macKey, verifierKey string
+}
+
+func (c *chainFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "the broker's configuration `file` (its audit block)")
+	fs.StringVar(&c.dir, "dir", "", "the audit directory, without --config")
+	fs.StringVar(&c.chain, "chain", "", "the chain name, without --config")
+	fs.StringVar(&c.macKey, "mac-key", "", "the MAC key file, without --config")
+	fs.StringVar(&c.verifierKey, "verifier-key", "", "the checkpoint verifier key (default: verifier.key beside the signing or MAC key)")
+}
+
+func (c *chainFlags) resolve() error {
+	if c.config != "" {
+		cfg, err := config.Load(c.config)
+		if err != nil {
+			return err
+		}
+		if cfg.Audit == nil {
+			return fmt.Errorf("%s has no audit block", c.config)
+		}
+		c.dir, c.chain, c.macKey = cfg.Audit.Dir, cfg.Audit.Chain, cfg.Audit.MACKeyFile
+		if c.verifierKey == "" {
+			c.verifierKey = filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), audit.VerifierKeyFile)
+		}
+	}
+	if c.dir == "" || c.chain == "" {
+		return fmt.Errorf("give --config, or --dir and --chain")
+	}
+	if c.verifierKey == "" && c.macKey != "" {
+		c.verifierKey = filepath.Join(filepath.Dir(c.macKey), audit.VerifierKeyFile)
+	}
+	return nil
+}
+
+func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf chainFlags
+	switch args[0] {
+	case "keygen":
+		dir := fs.String("dir", "", "directory for the new keys")
+		name := fs.String("name", "svidbroker-audit", "the signer's name, shown in checkpoints")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *dir == "" {
+			fmt.Fprint(stderr, auditUsage)
+			return errUsage
+		}
+		if err := audit.GenerateKeys(*dir, *name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s (keep secret; auditors need it), %s (keep secret) and %s (public) in %s\n",
+			audit.MACKeyFile, audit.SigningKeyFile, audit.VerifierKeyFile, *dir)
+		return nil
+	case "verify":
+		cf.register(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := cf.resolve(); err != nil {
+			return err
+		}
+		key, err := audit.LoadMACKey(cf.macKey)
+		if err != nil {
+			return err
+		}
+		v, err := audit.LoadVerifier(cf.verifierKey)
+		if err != nil {
+			return err
+		}
+		rep, err := audit.Verify(cf.dir, cf.chain, key, v)
+		if err != nil {
+			return err
+		}
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stdout, "PROBLEM  %s\n", p)
+		}
+		fmt.Fprintf(stdout, "chain %q: %d records, %d signed checkpoints (latest at record %d)", cf.chain, rep.Records, rep.Checkpoints, rep.LastCheckpoint)
+		if !rep.OK() {
+			fmt.Fprintf(stdout, ": %d problems\n", len(rep.Problems))
+			return errVerifyFailed
+		}
+		fmt.Fprintln(stdout, ": intact")
+		return nil
+	case "sessions":
+		cf.register(fs)
+		var f audit.Filter
+		fs.StringVar(&f.SPIFFEID, "spiffe-id", "", "only this caller")
+		fs.StringVar(&f.Target, "target", "", "only this target")
+		since := fs.String("since", "", "only sessions started since a duration ago (1h) or a time (RFC 3339)")
+		fs.StringVar(&f.Decision, "decision", "", "allow or deny")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := cf.resolve(); err != nil {
+			return err
+		}
+		if *since != "" {
+			if d, err := time.ParseDuration(*since); err == nil {
+				f.Since = time.Now().Add(-d)
+			} else if f.Since, err = time.Parse(time.RFC3339, *since); err != nil {
+				return fmt.Errorf("--since %q: a duration such as 1h or an RFC 3339 time", *since)
+			}
+		}
+		ss, err := audit.Sessions(cf.dir, cf.chain, f)
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			state := "ended"
+			if !s.Ended {
+				state = "open"
+			}
+			if s.Denied {
+				state = "denied"
+			}
+			fmt.Fprintf(stdout, "%s  %s  %-40s %-10s %3d statements  %s\n", s.Session, s.Start.UTC().Format(time.RFC3339),
+				audit.Escape(s.SPIFFEID), audit.Escape(s.Target), s.Statements, state)
+		}
+		return nil
+	case "export":
+		cf.register(fs)
+		session := fs.String("session", "", "only this session")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := cf.resolve(); err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout) // JSON escapes control characters
+		return audit.Read(cf.dir, cf.chain, func(e audit.Entry) error {
+			if *session != "" && e.Record.Session != *session {
+				return nil
+			}
+			return enc.Encode(e)
+		})
+	default:
+		fmt.Fprintf(stderr, "svidbroker audit: unknown command %q\n%s", args[0], auditUsage)
+		return errUsage
+	}
+}
+
+func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf chainFlags
+	cf.register(fs)
+	follow := fs.Bool("follow", false, "keep printing the session's records as they are written, until it ends")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprint(stderr, auditUsage)
+		return errUsage
+	}
+	if err := cf.resolve(); err != nil {
+		return err
+	}
+	printed := 0
+	for {
+		tl, err := audit.Timeline(cf.dir, cf.chain, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if len(tl) == 0 && !*follow {
+			return fmt.Errorf("no session %q in chain %q", fs.Arg(0), cf.chain)
+		}
+		for _, e := range tl[printed:] {
+			fmt.Fprintln(stdout, audit.Format(e))
+		}
+		printed = len(tl)
+		if !*follow || (printed > 0 && tl[printed-1].Record.Kind == audit.KindSessionEnd) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
