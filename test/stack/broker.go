@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
 )
 
 // BrokerOptions configure a broker run against the stack.
@@ -30,6 +32,8 @@ type BrokerOptions struct {
 	PolicyDir string
 	// Extra is appended to the generated configuration, for tests of other settings.
 	Extra string
+	// NoAudit leaves the audit block out (sessions unrecorded).
+	NoAudit bool
 }
 
 // Broker is a running svidbroker process.
@@ -38,6 +42,9 @@ type Broker struct {
 	ConfigPath string
 	// PolicyDir is the policy directory it runs with, when it uses Cedar.
 	PolicyDir string
+	// AuditDir, AuditKeys and Chain locate its audit log (keys as `svidbroker audit keygen` writes
+	// them), unless NoAudit.
+	AuditDir, AuditKeys, Chain string
 	// Addr is target "shop"'s PostgreSQL listener; AdminAddr serves /healthz and /readyz.
 	Addr, AdminAddr string
 	proc            *process
@@ -70,6 +77,12 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	}
 	b := &Broker{ConfigPath: opts.ConfigPath, PolicyDir: authorization.dir,
 		Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
+	auditBlock := ""
+	if !opts.NoAudit {
+		if auditBlock, err = s.auditSetup(b, opts.Name); err != nil {
+			return nil, err
+		}
+	}
 	hcl := fmt.Sprintf(`# svidbroker configuration for the local stack, written by test/stack.
 trust_domain        = %q
 workload_api_socket = %q
@@ -90,6 +103,7 @@ spire_server {
 }
 
 %s
+%s
 target "shop" {
   protocol = "postgres"
   listen   = %q
@@ -105,7 +119,7 @@ target "shop" {
     server_name = "localhost"
   }
 }
-%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, b.Addr, authorization.target,
+%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, auditBlock, b.Addr, authorization.target,
 		s.Postgres.Host, s.Postgres.Port, BrokerDBRole, s.Postgres.CAPath, opts.Extra)
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
@@ -203,6 +217,35 @@ policy {
 %s`, dst, ShopCatalog), dir: dst}, nil
 }
 
+// auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
+func (s *Stack) auditSetup(b *Broker, name string) (string, error) {
+	broker, err := s.Persona(PersonaBroker)
+	if err != nil {
+		return "", err
+	}
+	b.AuditDir, b.AuditKeys, b.Chain = filepath.Join(s.Dir, name+"-audit"), filepath.Join(s.Dir, name+"-audit-keys"), name
+	if err := audit.GenerateKeys(b.AuditKeys, name); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(b.AuditDir, 0o700); err != nil {
+		return "", fmt.Errorf("stack: %w", err)
+	}
+	for _, d := range []string{b.AuditDir, b.AuditKeys} {
+		if err := chownTree(d, int(broker.UID), int(broker.UID)); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf(`# Every session and statement is recorded, durably, before it reaches the database.
+audit {
+  dir                 = %q
+  chain               = %q
+  mac_key_file        = %q
+  signing_key_file    = %q
+  checkpoint_interval = "1s"
+}
+`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile)), nil
+}
+
 // copyTree copies a directory of regular files, readable by every uid.
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
@@ -224,6 +267,17 @@ func copyTree(src, dst string) error {
 
 // Stop ends the broker with SIGTERM (drain, then exit) and waits for it.
 func (b *Broker) Stop() error { return b.proc.stop() }
+
+// Signal sends sig to the broker process and, for SIGKILL, waits for it to die.
+func (b *Broker) Signal(sig syscall.Signal) error {
+	if err := b.proc.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	if sig == syscall.SIGKILL {
+		<-b.proc.done
+	}
+	return nil
+}
 
 // Exited reports whether the broker process has exited, and with what error.
 func (b *Broker) Exited() (bool, error) { return b.proc.exited() }

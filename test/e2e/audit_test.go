@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/test/stack"
+)
+
+func verifyChain(t *testing.T, b *stack.Broker) *audit.Report {
+	t.Helper()
+	key, err := audit.LoadMACKey(filepath.Join(b.AuditKeys, audit.MACKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := audit.LoadVerifier(filepath.Join(b.AuditKeys, audit.VerifierKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(b.AuditDir, b.Chain, key, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestAuditRecordsWhatHappened runs psql as the analyst and as the intruder, then reads the broker's
+// chain: it verifies, and answers who, what, under which decision and what came back.
+func TestAuditRecordsWhatHappened(t *testing.T) {
+	s, b := shared(t)
+	marker := fmt.Sprintf("audit-marker-%d", time.Now().UnixNano())
+	analyst := clientFiles(t, s, stack.PersonaAnalyst)
+	if out, err := psql(t, b, analyst, nil, "SELECT count(*), '"+marker+"' FROM customers"); err != nil {
+		t.Fatalf("psql: %v %s", err, out)
+	}
+	if _, err := psql(t, b, clientFiles(t, s, stack.PersonaIntruder), nil, "SELECT 1"); err == nil {
+		t.Fatal("intruder admitted")
+	}
+	var rep *audit.Report
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if rep = verifyChain(t, b); rep.OK() && rep.Checkpoints > 0 {
+			break
+		}
+	}
+	if !rep.OK() || rep.Records == 0 || rep.Checkpoints == 0 {
+		t.Fatalf("chain: %+v", rep)
+	}
+	var session string
+	err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+		if st := e.Record.Statement; st != nil && strings.Contains(st.Text, marker) {
+			session = e.Record.Session
+		}
+		return nil
+	})
+	if err != nil || session == "" {
+		t.Fatalf("the statement is not in the log (%v)", err)
+	}
+	tl, err := audit.Timeline(b.AuditDir, b.Chain, session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]audit.Record{}
+	for _, e := range tl {
+		kinds[e.Record.Kind] = e.Record
+	}
+	start, res := kinds[audit.KindSessionStart], kinds[audit.KindResult]
+	if start.SPIFFEID != "spiffe://example.org/agent/analyst" || start.Decision == nil || !start.Decision.Allow ||
+		len(start.Decision.Policies) == 0 || start.Decision.Policies[0] != "analyst-connect" {
+		t.Fatalf("session start %+v", start)
+	}
+	if res.Result == nil || res.Result.Tag != "SELECT 1" || res.Result.Rows != 1 {
+		t.Fatalf("result %+v", res.Result)
+	}
+	if _, ok := kinds[audit.KindSessionEnd]; !ok {
+		t.Fatal("no session end")
+	}
+	denied, err := audit.Sessions(b.AuditDir, b.Chain, audit.Filter{SPIFFEID: "spiffe://example.org/agent/intruder", Decision: "deny"})
+	if err != nil || len(denied) == 0 {
+		t.Fatalf("the intruder's refusal is not searchable: %v %v", denied, err)
+	}
+}
+
+// TestKillDashNineLosesNothingAnswered runs statements through a broker and kills it with SIGKILL
+// mid-load. Every statement the client got a result for is in the log, and the chain verifies.
+func TestKillDashNineLosesNothingAnswered(t *testing.T) {
+	s, _ := shared(t)
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-kill9", Binary: brokerBin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
+		" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan []string, 4)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for w := range 4 {
+		go func() {
+			var got []string
+			defer func() { answered <- got }()
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				return
+			}
+			defer conn.Close(context.Background())
+			for i := 0; ; i++ {
+				m := fmt.Sprintf("kill9-%d-%d", w, i)
+				var out string
+				if err := conn.QueryRow(ctx, "SELECT '"+m+"'::text").Scan(&out); err != nil {
+					return
+				}
+				got = append(got, m)
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := b.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for range 4 {
+		all = append(all, <-answered...)
+	}
+	if len(all) < 20 {
+		t.Fatalf("only %d statements ran before the kill", len(all))
+	}
+	logged := map[string]bool{}
+	if err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+		if st := e.Record.Statement; st != nil {
+			logged[st.Text] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all {
+		if !logged["SELECT '"+m+"'::text"] {
+			t.Fatalf("statement %s was answered but is not in the log", m)
+		}
+	}
+	if rep := verifyChain(t, b); !rep.OK() {
+		t.Fatalf("chain after kill -9: %v", rep.Problems)
+	}
+	t.Logf("%d answered statements, all in the log", len(all))
+}
