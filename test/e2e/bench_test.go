@@ -5,9 +5,13 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +214,64 @@ func mustPKCS8(b testing.TB, key crypto.PrivateKey) []byte {
 		b.Fatal(err)
 	}
 	return der
+}
+
+// BenchmarkPgbenchAudit runs pgbench (select-only, 4 and 16 clients) through two brokers on the same stack,
+// one recording every statement durably and one not, alternating rounds in the same run. Read
+// "audit-on/off" (the goal is at least 0.85). Run it with -benchtime 1x: each round lasts seconds.
+func BenchmarkPgbenchAudit(b *testing.B) {
+	s, withAudit := shared(b)
+	without, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: "svidbroker-noaudit", Binary: brokerBin, NoAudit: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer without.Stop()
+	pg := s.Postgres
+	init := exec.Command("pgbench", "-i", "-q", "-s", "1", "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.Superuser, "shop")
+	init.Env = append(os.Environ(), "PGPASSWORD="+pg.SuperuserPassword(), "PGSSLMODE=verify-full", "PGSSLROOTCERT="+pg.CAPath)
+	if out, err := init.CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	admin, err := pg.Connect(b.Context(), "shop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = admin.Exec(b.Context(), "GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO "+stack.BrokerDBRole)
+	admin.Close(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := clientFiles(b, s, stack.PersonaAnalyst)
+	run := func(br *stack.Broker, clients int) float64 {
+		cmd := exec.Command("pgbench", "-n", "-S", "-c", strconv.Itoa(clients), "-j", "2", "-T", "4", "-h", "localhost", "-p", portOf(br), "-U", "agent", "shop")
+		cmd.Env = append(os.Environ(), "PGSSLMODE=verify-full", "PGSSLCERT="+f.Cert, "PGSSLKEY="+f.Key, "PGSSLROOTCERT="+f.RootCert)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("pgbench: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if rest, ok := strings.CutPrefix(line, "tps = "); ok {
+				v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+				if err == nil {
+					return v
+				}
+			}
+		}
+		b.Fatalf("no tps in pgbench output:\n%s", out)
+		return 0
+	}
+	for _, clients := range []int{4, 16} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			var on, off float64
+			for b.Loop() {
+				for range 2 {
+					on += run(withAudit, clients)
+					off += run(without, clients)
+				}
+			}
+			b.ReportMetric(on/float64(2*b.N), "tps-audit-on")
+			b.ReportMetric(off/float64(2*b.N), "tps-audit-off")
+			b.ReportMetric(on/off, "audit-on/off")
+		})
+	}
 }
