@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
@@ -131,7 +132,10 @@ func (d *demo) up() error {
 		}
 		if _, err := os.Stat(d.path("ready")); err == nil {
 			fmt.Printf("Ready in %s.\n\n", time.Since(start).Round(100*time.Millisecond))
-			return d.printGuide()
+			if err := d.printGuide(); err != nil {
+				return err
+			}
+			return d.showReplay()
 		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -145,6 +149,63 @@ func (d *demo) printGuide() error {
 	}
 	fmt.Print(string(b))
 	return nil
+}
+
+// showReplay runs one session as the analyst with psql and prints its record from the audit log, as
+// `svidbroker replay` shows it.
+func (d *demo) showReplay() error {
+	env, err := os.ReadFile(d.path("analyst.env"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("psql", "-X", "-c", "SELECT id, name, email FROM customers ORDER BY id LIMIT 2")
+	cmd.Env = os.Environ()
+	for _, line := range strings.Split(string(env), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	fmt.Println("\nA session just ran through the broker as the analyst:")
+	fmt.Println("  $ . .demo/analyst.env && psql -c 'SELECT id, name, email FROM customers ORDER BY id LIMIT 2'")
+	out, err := cmd.CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("psql: %w", err)
+	}
+	b, err := os.ReadFile(d.path("audit.env"))
+	if err != nil {
+		return err
+	}
+	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	var sessions []audit.SessionSummary
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if sessions, err = audit.Sessions(dir, chain, audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}); err == nil &&
+			len(sessions) > 0 && sessions[len(sessions)-1].Ended {
+			break
+		}
+	}
+	if len(sessions) == 0 {
+		return fmt.Errorf("the session is not in the audit log")
+	}
+	last := sessions[len(sessions)-1].Session
+	fmt.Printf("\nIts record in the tamper-evident audit log:\n  $ .bin/svidbroker replay --config .demo/broker.hcl %s\n", last)
+	tl, err := audit.Timeline(dir, chain, last)
+	if err != nil {
+		return err
+	}
+	for _, e := range tl {
+		fmt.Println("  " + audit.Format(e))
+	}
+	fmt.Println("\nCheck the whole log: .bin/svidbroker audit verify --config .demo/broker.hcl")
+	return nil
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("  " + line + "\n")
+	}
+	return b.String()
 }
 
 // down stops the background process, which stops everything it started, and waits for it.
@@ -209,6 +270,9 @@ func (d *demo) run() error {
 		return err
 	}
 	if err := d.refresh(startCtx, s, b, personas, svidDir); err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.path("audit.env"), []byte(b.AuditDir+"\n"+b.Chain+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(d.path("README.txt"), []byte(d.guide(s, b)), 0o644); err != nil {
@@ -299,9 +363,14 @@ Policies (Cedar; %s/policies is live: edit a file and it reloads within a second
   .bin/svidbroker policy explain --config %s/broker.hcl --principal spiffe://example.org/agent/analyst \
       --selectors agent:name:analyst --action column:read-unmasked --target shop --table public.customers --column email
 
+Audit (every session and statement, recorded before it reaches the database):
+  .bin/svidbroker audit sessions --config %s/broker.hcl
+  .bin/svidbroker replay --config %s/broker.hcl SESSION
+  .bin/svidbroker audit verify --config %s/broker.hcl
+
 Stop everything with: make demo-down
 `, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, rel(d.path("broker.hcl")), rel(d.path("logs")),
-		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
+		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
 }
 
 func mustGetwd() string {
