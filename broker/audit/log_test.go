@@ -22,7 +22,9 @@ type keys struct {
 	verif  note.Verifier
 }
 
-func newKeys(t *testing.T) keys {
+func newKeys(t *testing.T) keys { return newKeysTB(t) }
+
+func newKeysTB(t testing.TB) keys {
 	t.Helper()
 	dir := t.TempDir()
 	if err := GenerateKeys(dir, "test-broker"); err != nil {
