@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -153,4 +156,85 @@ func TestKillDashNineLosesNothingAnswered(t *testing.T) {
 		t.Fatalf("chain after kill -9: %v", rep.Problems)
 	}
 	t.Logf("%d answered statements, all in the log", len(all))
+}
+
+// TestFullAuditStoreRefusesStatements puts a broker's audit log on a small filesystem and fills it.
+// The next statement is refused (nothing unrecorded reaches the database), and new connections are
+// refused until the store is fixed.
+func TestFullAuditStoreRefusesStatements(t *testing.T) {
+	s, _ := shared(t)
+	dir := filepath.Join(s.Dir, "small-audit-fs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	opts := fmt.Sprintf("size=256k,mode=0700,uid=%d,gid=%d", broker.UID, broker.UID)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-fullaudit", Binary: brokerBin, AuditDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
+		" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the filesystem, as another writer would.
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	// The chain's last page may still have room; insert until the log cannot grow, then check that
+	// the refused insert never ran.
+	admin, err := s.Postgres.Connect(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, q := range []string{"CREATE TABLE audit_probe (x int)", "GRANT INSERT ON audit_probe TO " + stack.BrokerDBRole} {
+		if _, err := admin.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran := 0
+	for ; ran < 2000; ran++ {
+		if _, err = conn.Exec(t.Context(), fmt.Sprintf("INSERT INTO audit_probe VALUES (%d)", ran)); err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "audit log is unavailable") {
+		t.Fatalf("after %d inserts on a full audit store: %v", ran, err)
+	}
+	var rows int
+	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM audit_probe").Scan(&rows); err != nil || rows != ran {
+		t.Fatalf("%d inserts were answered but %d rows exist (%v): an unrecorded statement ran", ran, rows, err)
+	}
+	out, err := psql(t, b, f, nil, "SELECT 1")
+	if err == nil {
+		t.Fatalf("new connection accepted with a failed audit log: %s", out)
+	}
+	if code, body := readyz(t, b); code != http.StatusServiceUnavailable || !strings.Contains(body, "audit") {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
 }

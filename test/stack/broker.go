@@ -34,6 +34,8 @@ type BrokerOptions struct {
 	Extra string
 	// NoAudit leaves the audit block out (sessions unrecorded).
 	NoAudit bool
+	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
+	AuditDir string
 }
 
 // Broker is a running svidbroker process.
@@ -79,7 +81,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 		Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
 	auditBlock := ""
 	if !opts.NoAudit {
-		if auditBlock, err = s.auditSetup(b, opts.Name); err != nil {
+		if auditBlock, err = s.auditSetup(b, opts.Name, opts.AuditDir); err != nil {
 			return nil, err
 		}
 	}
@@ -218,12 +220,15 @@ policy {
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
-func (s *Stack) auditSetup(b *Broker, name string) (string, error) {
+func (s *Stack) auditSetup(b *Broker, name, dir string) (string, error) {
 	broker, err := s.Persona(PersonaBroker)
 	if err != nil {
 		return "", err
 	}
-	b.AuditDir, b.AuditKeys, b.Chain = filepath.Join(s.Dir, name+"-audit"), filepath.Join(s.Dir, name+"-audit-keys"), name
+	if dir == "" {
+		dir = filepath.Join(s.Dir, name+"-audit")
+	}
+	b.AuditDir, b.AuditKeys, b.Chain = dir, filepath.Join(s.Dir, name+"-audit-keys"), name
 	if err := audit.GenerateKeys(b.AuditKeys, name); err != nil {
 		return "", err
 	}
