@@ -39,9 +39,11 @@ import (
 //	  obligations { record = "metadata" }     # optional: exactly these obligations
 //	}
 type TestFile struct {
-	Catalogs []CatalogBlock `hcl:"catalog,block"`
-	Groups   []GroupBlock   `hcl:"group,block"`
-	Tests    []TestCase     `hcl:"test,block"`
+	// CatalogFile, relative to the test file, holds catalog and group blocks shared by several files.
+	CatalogFile string         `hcl:"catalog_file,optional"`
+	Catalogs    []CatalogBlock `hcl:"catalog,block"`
+	Groups      []GroupBlock   `hcl:"group,block"`
+	Tests       []TestCase     `hcl:"test,block"`
 }
 
 // TestCase is one request and the decision expected for it. The request is built exactly as the
@@ -115,6 +117,20 @@ func runFile(e *Engine, path string) ([]TestResult, error) {
 	var tf TestFile
 	if diags := gohcl.DecodeBody(file.Body, nil, &tf); diags.HasErrors() {
 		return nil, fmt.Errorf("authz: %s", diags.Error())
+	}
+	if tf.CatalogFile != "" {
+		shared, diags := p.ParseHCLFile(filepath.Join(filepath.Dir(path), tf.CatalogFile))
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("authz: %s", diags.Error())
+		}
+		var c struct {
+			Catalogs []CatalogBlock `hcl:"catalog,block"`
+			Groups   []GroupBlock   `hcl:"group,block"`
+		}
+		if diags := gohcl.DecodeBody(shared.Body, nil, &c); diags.HasErrors() {
+			return nil, fmt.Errorf("authz: %s", diags.Error())
+		}
+		tf.Catalogs, tf.Groups = append(tf.Catalogs, c.Catalogs...), append(tf.Groups, c.Groups...)
 	}
 	cat := NewCatalog(tf.Catalogs, tf.Groups)
 	static := cat.Entities()

@@ -154,38 +154,11 @@ target "shop" {
 	return b, nil
 }
 
-// ShopCatalog is the catalog and groups of the demo database, as the policy packs' tests assume them.
-const ShopCatalog = `catalog "shop" {
-  kind        = "postgres"
-  environment = "dev"
-  table "public.customers" {
-    tags = ["pii"]
-    column "id" {}
-    column "name" {}
-    column "email" { tags = ["pii"] }
-    column "ssn" { tags = ["pii", "sensitive"] }
-  }
-  table "public.orders" {
-    column "id" {}
-    column "customer_id" {}
-    column "total" {}
-    column "created_at" {}
-  }
-  credential_role "shop-read" { covers = ["sql:select"] }
-  credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
-  credential_role "shop-admin" { covers = ["sql:ddl"] }
-}
-
-# Groups by what SPIRE attested: the agent attestor's name selector.
-group "analysts" { selectors = ["agent:name:analyst"] }
-group "support" { selectors = ["agent:name:support"] }
-group "migrators" { selectors = ["agent:name:migrator"] }
-`
-
 type authorization struct{ global, target, dir string }
 
 // authorization returns the configuration text that decides connections: Cedar policies copied into
-// the stack (where the broker's uid can read them), or an exact allow list.
+// the stack (where the broker's uid can read them) with the catalog of policies/catalog.hcl, or an
+// exact allow list.
 func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
 	if opts.Allow != nil {
 		var ids []string
@@ -198,13 +171,18 @@ func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
 		}
 		return authorization{target: "  # Exactly these workloads may connect.\n  allow_spiffe_ids = [" + strings.Join(ids, ", ") + "]\n"}, nil
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		return authorization{}, err
+	}
 	src := opts.PolicyDir
 	if src == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			return authorization{}, err
-		}
 		src = filepath.Join(root, "policies", "packs")
+	}
+	// The catalog and groups of the stack's "shop" database, as the packs' tests use them.
+	catalog, err := os.ReadFile(filepath.Join(root, "policies", "catalog.hcl"))
+	if err != nil {
+		return authorization{}, fmt.Errorf("stack: the shop catalog: %w", err)
 	}
 	dst := filepath.Join(s.Dir, opts.Name+"-policies")
 	if err := copyTree(src, dst); err != nil {
@@ -216,7 +194,7 @@ policy {
   reload_interval = "1s"
 }
 
-%s`, dst, ShopCatalog), dir: dst}, nil
+%s`, dst, catalog), dir: dst}, nil
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.

@@ -1,27 +1,5 @@
-catalog "shop" {
-  kind        = "postgres"
-  environment = "dev"
-  table "public.customers" {
-    tags = ["pii"]
-    column "id" {}
-    column "name" {}
-    column "email" { tags = ["pii"] }
-    column "ssn" { tags = ["pii", "sensitive"] }
-  }
-  table "public.orders" {
-    column "id" {}
-    column "customer_id" {}
-    column "total" {}
-    column "created_at" {}
-  }
-  credential_role "shop-read" { covers = ["sql:select"] }
-  credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
-  credential_role "shop-admin" { covers = ["sql:ddl"] }
-}
-
-group "analysts" { selectors = ["agent:name:analyst"] }
-group "support" { selectors = ["agent:name:support"] }
-group "migrators" { selectors = ["agent:name:migrator"] }
+# The demo database and groups, shared by every test file.
+catalog_file = "../../catalog.hcl"
 
 test "DDL is held for approval" {
   principal   = "spiffe://example.org/agent/migrator"
