@@ -60,14 +60,7 @@ func TestPacks(t *testing.T) {
 // TestCanListsTheAnalystsCapabilities asks, through batch evaluation, everything the analyst may do
 // under all packs, and checks it against the packs' intent.
 func TestCanListsTheAnalystsCapabilities(t *testing.T) {
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := allPacks(t)
 	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Kind: "postgres",
 		Tables: []authz.TableBlock{
 			{Name: "public.customers", Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}},
@@ -113,14 +106,7 @@ func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 // TestPickRoleIsLeastPrivileged picks credential roles under all packs: each persona gets the least
 // privileged role that covers the action and that its policies permit, or none.
 func TestPickRoleIsLeastPrivileged(t *testing.T) {
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := allPacks(t)
 	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Roles: []authz.RoleBlock{
 		{Name: "shop-read", Covers: []string{"sql:select"}},
 		{Name: "shop-write", Covers: []string{"sql:select", "sql:insert", "sql:update", "sql:delete"}},
@@ -155,14 +141,7 @@ func TestPickRoleIsLeastPrivileged(t *testing.T) {
 }
 
 func TestColumnMaskStrategies(t *testing.T) {
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := allPacks(t)
 	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Tables: []authz.TableBlock{{Name: "public.customers",
 		Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}}}}},
 		[]authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}, {Name: "support", Selectors: []string{"agent:name:support"}}})
@@ -180,4 +159,18 @@ func TestColumnMaskStrategies(t *testing.T) {
 			t.Errorf("%s reads %s: mask %q (decision %+v), want %q", tc.persona, tc.column, got, d, tc.want)
 		}
 	}
+}
+
+// allPacks loads every pack together, as the demo does.
+func allPacks(t *testing.T) *authz.Engine {
+	t.Helper()
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := authz.New(authz.Config{Dir: "packs", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

@@ -5,12 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,20 +135,10 @@ func (e *Engine) FullScan(req Request) Decision {
 // dirDigest hashes the names and contents of the policy files, to notice changes cheaply.
 func dirDigest(dir string) (string, error) {
 	h := sha256.New()
-	var files []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && (strings.HasSuffix(path, ".cedar") || strings.HasSuffix(path, ".cedar.json")) {
-			files = append(files, path)
-		}
-		return nil
-	})
+	files, err := policyFiles(dir)
 	if err != nil {
-		return "", fmt.Errorf("authz: %w", err)
+		return "", err
 	}
-	slices.Sort(files)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

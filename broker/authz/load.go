@@ -69,8 +69,8 @@ type Policy struct {
 	Policy *cedar.Policy
 }
 
-// LoadDir reads every *.cedar and *.cedar.json file below dir and validates each policy.
-func LoadDir(dir string, s *Schema) ([]Policy, error) {
+// policyFiles lists the *.cedar and *.cedar.json files below dir, sorted.
+func policyFiles(dir string) ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -85,6 +85,15 @@ func LoadDir(dir string, s *Schema) ([]Policy, error) {
 		return nil, fmt.Errorf("authz: %w", err)
 	}
 	slices.Sort(files)
+	return files, nil
+}
+
+// LoadDir reads every *.cedar and *.cedar.json file below dir and validates each policy.
+func LoadDir(dir string, s *Schema) ([]Policy, error) {
+	files, err := policyFiles(dir)
+	if err != nil {
+		return nil, err
+	}
 	var all []Policy
 	var problems []string
 	for _, f := range files {

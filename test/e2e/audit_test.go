@@ -100,11 +100,7 @@ func TestKillDashNineLosesNothingAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := clientFiles(t, s, stack.PersonaAnalyst)
-	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
-		" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := pgxConfig(t, b, f)
 	answered := make(chan []string, 4)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -179,11 +175,7 @@ func TestFullAuditStoreRefusesStatements(t *testing.T) {
 	}
 	defer b.Stop()
 	f := clientFiles(t, s, stack.PersonaAnalyst)
-	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
-		" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := pgxConfig(t, b, f)
 	conn, err := pgx.ConnectConfig(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

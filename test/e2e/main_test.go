@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
@@ -78,4 +80,15 @@ func clientFiles(t testing.TB, s *stack.Stack, persona string) *stack.ClientFile
 		t.Fatal(err)
 	}
 	return f
+}
+
+// pgxConfig is a pgx configuration that reaches broker b as the persona whose SVID files are f.
+func pgxConfig(t testing.TB, b *stack.Broker, f *stack.ClientFiles) *pgx.ConnConfig {
+	t.Helper()
+	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
+		" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

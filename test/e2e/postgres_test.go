@@ -66,13 +66,8 @@ func TestPsqlThroughBrokerWithOnlyAnSVID(t *testing.T) {
 func TestPgxExtendedProtocolThroughBroker(t *testing.T) {
 	s, b := shared(t)
 	f := clientFiles(t, s, stack.PersonaAnalyst)
-	cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full sslcert=" + f.Cert +
-		" sslkey=" + f.Key + " sslrootcert=" + f.RootCert + " port=" + portOf(b))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := t.Context()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, pgxConfig(t, b, f))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,11 +82,7 @@ func TestRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		leaf := parseLeaf(t, certPEM)
-		cfg, err := pgx.ParseConfig("host=localhost dbname=shop user=agent sslmode=verify-full port=" + portOf(b) +
-			" sslcert=" + f.Cert + " sslkey=" + f.Key + " sslrootcert=" + f.RootCert)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := pgxConfig(t, b, f)
 		conn, err := pgx.ConnectConfig(t.Context(), cfg)
 		if err != nil {
 			t.Fatal(err)
