@@ -50,9 +50,7 @@ type entry struct {
 // Log is an open chain.
 type Log struct {
 	cfg   Config
-	f     *os.File
-	cp    *os.File
-	lock  *os.File
+	st    store
 	reqs  chan *appendReq
 	done  chan struct{}
 	close sync.Once
@@ -72,16 +70,25 @@ type appendReq struct {
 // ErrFailed wraps the error that failed the log; every append after it fails.
 var ErrFailed = errors.New("audit: log failed")
 
-// Open opens (or creates) the chain, checks that it is intact up to its end, and starts the writer.
+// store keeps a chain's entries and checkpoints durably: files (fileStore) or PostgreSQL (pgStore).
+type store interface {
+	// append writes entries, already chained, and returns once they are durable.
+	append(entries []entry) error
+	// checkpoint writes a signed note durably.
+	checkpoint(note []byte) error
+	close() error
+}
+
+// fileStore keeps a chain in <dir>/<chain>.jsonl and its checkpoints in <dir>/<chain>.checkpoints.
+type fileStore struct {
+	f, cp, lock *os.File
+}
+
+// Open opens (or creates) the chain in files under cfg.Dir, checks that it is intact up to its end,
+// and starts the writer.
 func Open(cfg Config) (*Log, error) {
-	if len(cfg.MACKey) < MinMACKeyBytes || cfg.Signer == nil || cfg.Chain == "" {
-		return nil, errors.New("audit: a chain name, a MAC key and a signer are required")
-	}
-	if cfg.CheckpointInterval <= 0 {
-		cfg.CheckpointInterval = 10 * time.Second
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -94,7 +101,6 @@ func Open(cfg Config) (*Log, error) {
 		lock.Close()
 		return nil, fmt.Errorf("audit: chain %q is open in another process (one writer per chain): %w", cfg.Chain, err)
 	}
-	l := &Log{cfg: cfg, lock: lock, reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
 	// Resume from the chain's last entry, after checking the whole chain.
 	rep, err := Verify(cfg.Dir, cfg.Chain, cfg.MACKey, nil)
 	if err != nil {
@@ -105,23 +111,78 @@ func Open(cfg Config) (*Log, error) {
 		lock.Close()
 		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
 	}
+	st := &fileStore{lock: lock}
+	if st.f, err = os.OpenFile(chainPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if st.cp, err = os.OpenFile(checkpointPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		st.f.Close()
+		lock.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return start(cfg, st, rep), nil
+}
+
+func checkConfig(cfg *Config) error {
+	if len(cfg.MACKey) < MinMACKeyBytes || cfg.Signer == nil || cfg.Chain == "" {
+		return errors.New("audit: a chain name, a MAC key and a signer are required")
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return nil
+}
+
+// start resumes a verified chain and starts its writer.
+func start(cfg Config, st store, rep *Report) *Log {
+	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
 		l.mac = genesis(cfg.MACKey, cfg.Chain)
 	}
 	l.cpSeq = rep.LastCheckpoint
-	if l.f, err = os.OpenFile(chainPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if l.cp, err = os.OpenFile(checkpointPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		l.f.Close()
-		lock.Close()
-		return nil, fmt.Errorf("audit: %w", err)
-	}
 	go l.writer()
-	return l, nil
+	return l
 }
+
+func (s *fileStore) append(entries []entry) error {
+	var buf []byte
+	for _, e := range entries {
+		buf = appendLine(buf, e)
+	}
+	if _, err := s.f.Write(buf); err != nil {
+		return err
+	}
+	return s.f.Sync()
+}
+
+// appendLine appends the entry's line: the same bytes json.Marshal gives, without encoding rec a
+// second time (seq is a number, prev and mac are hex, and rec is already compact JSON).
+func appendLine(buf []byte, e entry) []byte {
+	buf = append(buf, `{"seq":`...)
+	buf = strconv.AppendUint(buf, e.Seq, 10)
+	buf = append(buf, `,"prev":"`...)
+	buf = append(buf, e.Prev...)
+	buf = append(buf, `","rec":`...)
+	buf = append(buf, e.Rec...)
+	buf = append(buf, `,"mac":"`...)
+	buf = append(buf, e.MAC...)
+	return append(buf, "\"}\n"...)
+}
+
+func (s *fileStore) checkpoint(note []byte) error {
+	line, _ := json.Marshal(map[string]string{"note": string(note)})
+	if _, err := s.cp.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	return s.cp.Sync()
+}
+
+func (s *fileStore) close() error { return errors.Join(s.f.Close(), s.cp.Close(), s.lock.Close()) }
 
 func chainPath(dir, chain string) string      { return filepath.Join(dir, chain+".jsonl") }
 func checkpointPath(dir, chain string) string { return filepath.Join(dir, chain+".checkpoints") }
@@ -182,7 +243,7 @@ func (l *Log) Close() error {
 	l.close.Do(func() {
 		close(l.reqs)
 		<-l.done
-		err = errors.Join(l.f.Close(), l.cp.Close(), l.lock.Close())
+		err = l.st.close()
 	})
 	return err
 }
@@ -244,7 +305,7 @@ func (l *Log) writeBatch(batch []*appendReq) error {
 	l.mu.Lock()
 	seq, prev := l.seq, l.mac
 	l.mu.Unlock()
-	var buf []byte
+	entries := make([]entry, 0, len(batch))
 	for _, r := range batch {
 		rec, err := json.Marshal(truncate(r.rec))
 		if err != nil {
@@ -252,23 +313,10 @@ func (l *Log) writeBatch(batch []*appendReq) error {
 		}
 		seq++
 		mac := entryMAC(l.cfg.MACKey, seq, prev, rec)
-		// The same bytes json.Marshal(entry{...}) gives, without encoding rec a second time: seq is a
-		// number, prev and mac are hex, and rec is already compact JSON.
-		buf = append(buf, `{"seq":`...)
-		buf = strconv.AppendUint(buf, seq, 10)
-		buf = append(buf, `,"prev":"`...)
-		buf = append(buf, prev...)
-		buf = append(buf, `","rec":`...)
-		buf = append(buf, rec...)
-		buf = append(buf, `,"mac":"`...)
-		buf = append(buf, mac...)
-		buf = append(buf, "\"}\n"...)
+		entries = append(entries, entry{Seq: seq, Prev: prev, Rec: rec, MAC: mac})
 		prev = mac
 	}
-	if _, err := l.f.Write(buf); err != nil {
-		return l.fail(err)
-	}
-	if err := l.f.Sync(); err != nil {
+	if err := l.st.append(entries); err != nil {
 		return l.fail(err)
 	}
 	l.mu.Lock()
@@ -301,12 +349,7 @@ func (l *Log) checkpoint() {
 		l.fail(err)
 		return
 	}
-	line, _ := json.Marshal(map[string]string{"note": string(signed)})
-	if _, err := l.cp.Write(append(line, '\n')); err != nil {
-		l.fail(err)
-		return
-	}
-	if err := l.cp.Sync(); err != nil {
+	if err := l.st.checkpoint(signed); err != nil {
 		l.fail(err)
 		return
 	}

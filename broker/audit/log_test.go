@@ -230,8 +230,9 @@ func TestFullDiskFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.f.Close()
-	l.f = full
+	fs := l.st.(*fileStore)
+	fs.f.Close()
+	fs.f = full
 	if err := l.Append(stmt(2)); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
 		t.Fatalf("append on a full disk: %v", err)
 	}

@@ -35,10 +35,19 @@ type checkpoint struct {
 // insertions and reordering), and every signed checkpoint against the entry it names (catching a
 // truncated tail up to the last checkpoint). With a nil verifier, checkpoints are not read.
 func Verify(dir, chain string, key []byte, v note.Verifier) (*Report, error) {
+	return verify(chain, key, v,
+		func(f func(int, []byte) error) error { return readLines(checkpointPath(dir, chain), f) },
+		func(f func(int, []byte) error) error { return readLines(chainPath(dir, chain), f) })
+}
+
+// lines iterates over numbered lines of a chain or of its checkpoints, wherever they are stored.
+type lineSource func(func(n int, line []byte) error) error
+
+func verify(chain string, key []byte, v note.Verifier, checkpoints, entries lineSource) (*Report, error) {
 	rep := &Report{}
 	var cps []checkpoint
 	if v != nil {
-		err := readLines(checkpointPath(dir, chain), func(n int, line []byte) error {
+		err := checkpoints(func(n int, line []byte) error {
 			var raw struct{ Note string }
 			if err := json.Unmarshal(line, &raw); err != nil {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("checkpoints:%d: not a checkpoint", n))
@@ -67,7 +76,7 @@ func Verify(dir, chain string, key []byte, v note.Verifier) (*Report, error) {
 		want[cp.seq] = ""
 	}
 	expected, prev := uint64(1), genesis(key, chain)
-	err := readLines(chainPath(dir, chain), func(n int, line []byte) error {
+	err := entries(func(n int, line []byte) error {
 		var e entry
 		if err := json.Unmarshal(line, &e); err != nil || e.MAC == "" {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: not a chain entry (damaged or inserted)", n))

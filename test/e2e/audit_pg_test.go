@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+)
+
+// TestPostgresAuditSinkForFleets keeps two brokers' chains in the stack's real PostgreSQL: both verify
+// after concurrent writing, a second writer for a chain is refused, a duplicate entry cannot fork a
+// chain, and edits, deletions and a truncated tail made with SQL are all reported.
+func TestPostgresAuditSinkForFleets(t *testing.T) {
+	s, _ := shared(t)
+	ctx := t.Context()
+	admin, err := s.Postgres.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE audit_fleet"); err != nil {
+		t.Fatal(err)
+	}
+	keysDir := t.TempDir()
+	if err := audit.GenerateKeys(keysDir, "fleet"); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := audit.LoadMACKey(filepath.Join(keysDir, audit.MACKeyFile))
+	signer, _ := audit.LoadSigner(filepath.Join(keysDir, audit.SigningKeyFile))
+	verifier, _ := audit.LoadVerifier(filepath.Join(keysDir, audit.VerifierKeyFile))
+	connect := func() *pgx.Conn {
+		c, err := s.Postgres.Connect(ctx, "audit_fleet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	open := func(chain string) (*audit.Log, error) {
+		return audit.OpenPostgres(ctx, audit.Config{Chain: chain, MACKey: key, Signer: signer, CheckpointInterval: time.Hour}, connect())
+	}
+	var wg sync.WaitGroup
+	for _, chain := range []string{"broker-1", "broker-2"} {
+		l, err := open(chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chain == "broker-1" {
+			if _, err := open(chain); err == nil || !strings.Contains(err.Error(), "another broker") {
+				t.Fatalf("a second writer for %s: %v", chain, err)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var inner sync.WaitGroup
+			for w := range 4 {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					for i := range 50 {
+						r := audit.Record{Kind: audit.KindStatement, Session: fmt.Sprint(w),
+							Statement: &audit.Statement{Protocol: "simple", Text: fmt.Sprintf("SELECT %d", w*100+i)}}
+						if err := l.Append(r); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			inner.Wait()
+			if err := l.Close(); err != nil { // signs a final checkpoint
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	vconn := connect()
+	defer vconn.Close(context.Background())
+	check := func(chain, want string) {
+		t.Helper()
+		rep, err := audit.VerifyPostgres(ctx, vconn, chain, key, verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(rep.Problems, "\n")
+		if want == "" && (!rep.OK() || rep.Records != 200 || rep.Checkpoints != 1) {
+			t.Fatalf("%s: %+v", chain, rep)
+		}
+		if want != "" && !strings.Contains(got, want) {
+			t.Fatalf("%s: problems do not say %q:\n%s", chain, want, got)
+		}
+	}
+	check("broker-1", "")
+	check("broker-2", "")
+
+	db := connect()
+	defer db.Close(context.Background())
+	if _, err := db.Exec(ctx, "INSERT INTO svidbroker_audit SELECT chain, seq, prev, rec, mac FROM svidbroker_audit WHERE chain = 'broker-1' AND seq = 3"); err == nil {
+		t.Fatal("a duplicate entry forked the chain")
+	}
+	for _, q := range []string{
+		`UPDATE svidbroker_audit SET rec = replace(rec, '"SELECT', '"select') WHERE chain = 'broker-1' AND seq = 5`,
+		`DELETE FROM svidbroker_audit WHERE chain = 'broker-1' AND seq = 9`,
+		`DELETE FROM svidbroker_audit WHERE chain = 'broker-2' AND seq > 190`,
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("broker-1", "record 5 was altered")
+	check("broker-1", "records 9 to 9 are missing")
+	check("broker-2", "signed at record 200, but the log ends at record 190 (truncated)")
+}
