@@ -140,4 +140,3 @@ func VerifyPostgres(ctx context.Context, conn *pgx.Conn, chain string, key []byt
 	}
 	return rep, nil
 }
-

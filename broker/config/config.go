@@ -77,8 +77,11 @@ type Policy struct {
 // Audit configures the tamper-evident session log. Without it, sessions are not recorded and the
 // broker says so at every start.
 type Audit struct {
-	// Dir holds the chain and its checkpoints.
-	Dir string `hcl:"dir"`
+	// Dir holds the chain and its checkpoints, in files. Set Dir or a postgres block, not both.
+	Dir string `hcl:"dir,optional"`
+	// Postgres keeps the chain in a PostgreSQL database that a fleet of brokers shares (one chain
+	// each). The broker logs in with its own SVID, as with `auth = "svid"` backends.
+	Postgres *AuditPostgres `hcl:"postgres,block"`
 	// Chain names this broker's chain; each broker needs its own. Default: the host name.
 	Chain string `hcl:"chain,optional"`
 	// MACKeyFile and SigningKeyFile are written by `svidbroker audit keygen`.
@@ -89,6 +92,15 @@ type Audit struct {
 	CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 
 	CheckpointIntervalD time.Duration
+}
+
+// AuditPostgres is the audit database.
+type AuditPostgres struct {
+	Address    string `hcl:"address"`
+	Database   string `hcl:"database"`
+	User       string `hcl:"user"`
+	CAFile     string `hcl:"ca_file"`
+	ServerName string `hcl:"server_name,optional"`
 }
 
 // JWT configures the verification of JWT-SVIDs presented as bearer tokens (HTTP targets).

@@ -155,6 +155,18 @@ func (c *Config) Validate() error {
 			}
 		}
 		a.CheckpointIntervalD = v.duration(a.CheckpointInterval, 10*time.Second, "audit", "checkpoint_interval")
+		if (a.Dir == "") == (a.Postgres == nil) {
+			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
+		}
+		if pg := a.Postgres; pg != nil {
+			v.hostPort(pg.Address, "audit", "postgres", "address")
+			if pg.ServerName == "" {
+				pg.ServerName, _, _ = net.SplitHostPort(pg.Address)
+			}
+			if _, err := os.Stat(pg.CAFile); err != nil {
+				v.fail("Unreadable CA file", fmt.Sprintf("audit.postgres.ca_file: %v.", err), "audit", "postgres", "ca_file")
+			}
+		}
 	}
 	if c.Session == nil {
 		c.Session = &Session{}

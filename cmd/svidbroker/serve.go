@@ -74,13 +74,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Audit == nil {
 		log.WarnContext(ctx, "no audit block in the configuration: sessions and statements are NOT recorded")
 	} else {
-		alog, err := openAudit(cfg.Audit)
+		alog, err := openAudit(ctx, cfg.Audit, src)
 		if err != nil {
 			return err
 		}
 		defer alog.Close()
 		sink, auditErr = alog, alog.Err
-		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "chain", cfg.Audit.Chain)
+		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain)
 	}
 
 	// New access needs a current SVID and, when configured, a working audit log.
@@ -190,7 +190,7 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 	}, nil
 }
 
-func openAudit(a *config.Audit) (*audit.Log, error) {
+func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source) (*audit.Log, error) {
 	key, err := audit.LoadMACKey(a.MACKeyFile)
 	if err != nil {
 		return nil, err
@@ -199,7 +199,21 @@ func openAudit(a *config.Audit) (*audit.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	return audit.Open(audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD})
+	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD}
+	if a.Postgres == nil {
+		return audit.Open(cfg)
+	}
+	// The audit database, like backends with auth = "svid", knows the broker by its SVID.
+	pg := a.Postgres
+	tlsCfg, err := identity.BackendConfig(pg.CAFile, pg.ServerName, src)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := postgres.ConnectSVID(ctx, pg.Address, pg.Database, pg.User, tlsCfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit: database: %w", err)
+	}
+	return audit.OpenPostgres(ctx, cfg, conn)
 }
 
 // svidValid reports whether the broker holds a current SVID, which it needs to grant any access.

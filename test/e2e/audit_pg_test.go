@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/test/stack"
 )
 
 // TestPostgresAuditSinkForFleets keeps two brokers' chains in the stack's real PostgreSQL: both verify
@@ -117,4 +119,74 @@ func TestPostgresAuditSinkForFleets(t *testing.T) {
 	check("broker-1", "record 5 was altered")
 	check("broker-1", "records 9 to 9 are missing")
 	check("broker-2", "signed at record 200, but the log ends at record 190 (truncated)")
+}
+
+// TestBrokerAuditsToPostgres runs a broker whose audit block names a PostgreSQL database, which it
+// reaches with its own SVID. A psql session lands in the database's chain, which verifies.
+func TestBrokerAuditsToPostgres(t *testing.T) {
+	s, _ := shared(t)
+	ctx := t.Context()
+	admin, err := s.Postgres.Connect(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "GRANT CREATE ON SCHEMA public TO "+stack.BrokerDBRole); err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(s.Dir, "pg-audit-keys")
+	if err := audit.GenerateKeys(keys, "pg-audit"); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	if err := chownAll(keys, int(broker.UID)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-pgaudit", Binary: brokerBin, NoAudit: true, Extra: fmt.Sprintf(`
+audit {
+  chain            = "pg-chain"
+  mac_key_file     = %q
+  signing_key_file = %q
+  checkpoint_interval = "1s"
+  postgres {
+    address     = "%s:%d"
+    database    = "shop"
+    user        = %q
+    ca_file     = %q
+    server_name = "localhost"
+  }
+}
+`, filepath.Join(keys, audit.MACKeyFile), filepath.Join(keys, audit.SigningKeyFile), s.Postgres.Host, s.Postgres.Port, stack.BrokerDBRole, s.Postgres.CAPath)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	marker := fmt.Sprintf("pg-audit-%d", time.Now().UnixNano())
+	if out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT '"+marker+"'"); err != nil {
+		t.Fatalf("psql: %v %s", err, out)
+	}
+	key, _ := audit.LoadMACKey(filepath.Join(keys, audit.MACKeyFile))
+	verifier, _ := audit.LoadVerifier(filepath.Join(keys, audit.VerifierKeyFile))
+	var rep *audit.Report
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		if rep, err = audit.VerifyPostgres(ctx, admin, "pg-chain", key, verifier); err == nil && rep.OK() && rep.Checkpoints > 0 {
+			break
+		}
+	}
+	if err != nil || !rep.OK() || rep.Records < 3 || rep.Checkpoints == 0 {
+		t.Fatalf("chain in PostgreSQL: %+v %v", rep, err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM svidbroker_audit WHERE chain = 'pg-chain' AND rec LIKE '%"+marker+"%'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("statement rows: %d %v", n, err)
+	}
+}
+
+func chownAll(dir string, uid int) error {
+	return filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -81,8 +82,33 @@ func (b *Backend) runtimeParams(client map[string]string) (map[string]string, er
 	return out, nil
 }
 
-// connect logs in to the backend as b.User and hands back the raw connection, idle.
-func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int) (*pgconn.HijackedConn, error) {
+// ConnectSVID opens a pgx connection that logs in with the broker's SVID (tlsCfg presents it) and
+// nothing else: the same hardened settings as backend sessions, for the broker's own use of a database
+// (its audit sink).
+func ConnectSVID(ctx context.Context, address, database, user string, tlsCfg *tls.Config) (*pgx.Conn, error) {
+	b := &Backend{Address: address, Database: database, User: user, TLS: tlsCfg}
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := b.pgconnConfig(nil, DefaultMaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	connCfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	connCfg.Config = *cfg
+	ctx, cancel := context.WithTimeout(ctx, b.ConnectTimeout)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, connCfg)
+}
+
+// DefaultMaxMessageBytes bounds messages on the broker's own connections.
+const DefaultMaxMessageBytes = 1 << 20
+
+// pgconnConfig is the hardened connection configuration for logging in as b.User.
+func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int) (*pgconn.Config, error) {
 	host, portStr, _ := net.SplitHostPort(b.Address)
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
@@ -109,6 +135,15 @@ func (b *Backend) connect(ctx context.Context, params map[string]string, maxMess
 	// With the SVID as client certificate the server must not ask for a password at all.
 	cfg.RequireAuth = "none"
 	cfg.AfterNetConnect, cfg.AfterConnect, cfg.ValidateConnect = nil, nil, nil
+	return cfg, nil
+}
+
+// connect logs in to the backend as b.User and hands back the raw connection, idle.
+func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int) (*pgconn.HijackedConn, error) {
+	cfg, err := b.pgconnConfig(params, maxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.ConnectTimeout)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
