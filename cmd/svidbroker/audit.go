@@ -10,13 +10,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/config"
 )
 
 const auditUsage = `usage:
   svidbroker audit keygen --dir DIR [--name NAME]
-  svidbroker audit verify   (--config FILE | --dir DIR --chain NAME --mac-key FILE) [--verifier-key FILE]
+  svidbroker audit verify   (--config FILE | --dir DIR --chain NAME --mac-key FILE | --postgres URL --chain NAME --mac-key FILE) [--verifier-key FILE]
   svidbroker audit sessions (--config FILE | --dir DIR --chain NAME) [--spiffe-id ID] [--target T] [--since 1h|RFC3339] [--decision allow|deny]
   svidbroker audit export   (--config FILE | --dir DIR --chain NAME) [--session ID]
   svidbroker replay         (--config FILE | --dir DIR --chain NAME) [--follow] SESSION
@@ -27,7 +29,7 @@ var errVerifyFailed = errors.New("audit chain does not verify")
 
 // chainFlags locate a chain, from the broker's configuration or directly.
 type chainFlags struct {
-	config, dir, chain, macKey, verifierKey string
+	config, dir, chain, macKey, verifierKey, postgres string
 }
 
 func (c *chainFlags) register(fs *flag.FlagSet) {
@@ -36,6 +38,7 @@ func (c *chainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.chain, "chain", "", "the chain name, without --config")
 	fs.StringVar(&c.macKey, "mac-key", "", "the MAC key file, without --config")
 	fs.StringVar(&c.verifierKey, "verifier-key", "", "the checkpoint verifier key (default: verifier.key beside the signing or MAC key)")
+	fs.StringVar(&c.postgres, "postgres", "", "verify a chain kept in PostgreSQL: a connection `URL` with the auditor's own credentials")
 }
 
 func (c *chainFlags) resolve() error {
@@ -52,8 +55,8 @@ func (c *chainFlags) resolve() error {
 			c.verifierKey = filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), audit.VerifierKeyFile)
 		}
 	}
-	if c.dir == "" || c.chain == "" {
-		return fmt.Errorf("give --config, or --dir and --chain")
+	if (c.dir == "" && c.postgres == "") || c.chain == "" {
+		return fmt.Errorf("give --config, or --dir (or --postgres) and --chain")
 	}
 	if c.verifierKey == "" && c.macKey != "" {
 		c.verifierKey = filepath.Join(filepath.Dir(c.macKey), audit.VerifierKeyFile)
@@ -102,8 +105,18 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		rep, err := audit.Verify(cf.dir, cf.chain, key, v)
-		if err != nil {
+		var rep *audit.Report
+		if cf.postgres != "" {
+			conn, err := pgx.Connect(ctx, cf.postgres)
+			if err != nil {
+				return fmt.Errorf("audit database: %w", err)
+			}
+			defer conn.Close(context.Background())
+			rep, err = audit.VerifyPostgres(ctx, conn, cf.chain, key, v)
+			if err != nil {
+				return err
+			}
+		} else if rep, err = audit.Verify(cf.dir, cf.chain, key, v); err != nil {
 			return err
 		}
 		for _, p := range rep.Problems {
