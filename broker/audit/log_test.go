@@ -260,15 +260,15 @@ func TestEscapeAndTimeline(t *testing.T) {
 		}
 	}
 	l.Close()
-	tl, err := Timeline(dir, "b1", "a")
+	tl, err := Timeline(Files(dir, "b1"), "a")
 	if err != nil || len(tl) != 3 || !strings.Contains(Format(tl[1]), "[simple] SELECT 1") {
 		t.Fatalf("timeline %v %v", tl, err)
 	}
-	denied, _ := Sessions(dir, "b1", Filter{Decision: "deny"})
+	denied, _ := Sessions(Files(dir, "b1"), Filter{Decision: "deny"})
 	if len(denied) != 1 || denied[0].Session != "b" {
 		t.Fatalf("denied sessions %+v", denied)
 	}
-	byID, _ := Sessions(dir, "b1", Filter{SPIFFEID: "spiffe://example.org/agent/x"})
+	byID, _ := Sessions(Files(dir, "b1"), Filter{SPIFFEID: "spiffe://example.org/agent/x"})
 	if len(byID) != 1 || byID[0].Statements != 1 || !byID[0].Ended {
 		t.Fatalf("sessions by ID %+v", byID)
 	}

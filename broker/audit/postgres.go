@@ -112,7 +112,21 @@ func VerifyPostgres(ctx context.Context, conn *pgx.Conn, chain string, key []byt
 		}
 		return rows.Err()
 	}
-	entries := func(f func(int, []byte) error) error {
+	rep, err := verify(chain, key, v, checkpoints, pgEntries(ctx, conn, chain))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return rep, nil
+}
+
+// Postgres reads a chain kept in PostgreSQL.
+func Postgres(ctx context.Context, conn *pgx.Conn, chain string) Reader {
+	return func(f func(Entry) error) error { return readEntries(pgEntries(ctx, conn, chain), f) }
+}
+
+// pgEntries yields a chain's rows as the lines a file chain would hold.
+func pgEntries(ctx context.Context, conn *pgx.Conn, chain string) lineSource {
+	return func(f func(int, []byte) error) error {
 		rows, err := conn.Query(ctx, "SELECT seq, prev, rec, mac FROM svidbroker_audit WHERE chain = $1 ORDER BY seq", chain)
 		if err != nil {
 			return err
@@ -134,9 +148,4 @@ func VerifyPostgres(ctx context.Context, conn *pgx.Conn, chain string, key []byt
 		}
 		return rows.Err()
 	}
-	rep, err := verify(chain, key, v, checkpoints, entries)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	return rep, nil
 }

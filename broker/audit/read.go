@@ -15,9 +15,22 @@ type Entry struct {
 	Record Record `json:"record"`
 }
 
-// Read calls f for every record of the chain in order. It does not verify; run Verify for that.
-func Read(dir, chain string, f func(Entry) error) error {
-	return readLines(chainPath(dir, chain), func(n int, line []byte) error {
+// Reader calls its argument for every record of a chain, in order. It does not verify; run Verify or
+// VerifyPostgres for that.
+type Reader func(func(Entry) error) error
+
+// Files reads a chain kept in files.
+func Files(dir, chain string) Reader {
+	return func(f func(Entry) error) error {
+		return readEntries(func(g func(int, []byte) error) error { return readLines(chainPath(dir, chain), g) }, f)
+	}
+}
+
+// Read calls f for every record of the chain in dir, in order.
+func Read(dir, chain string, f func(Entry) error) error { return Files(dir, chain)(f) }
+
+func readEntries(src lineSource, f func(Entry) error) error {
+	return src(func(n int, line []byte) error {
 		var e entry
 		if err := json.Unmarshal(line, &e); err != nil {
 			return fmt.Errorf("audit: line %d: %w", n, err)
@@ -52,10 +65,10 @@ type Filter struct {
 }
 
 // Sessions lists the sessions of a chain that match f, in order of their first record.
-func Sessions(dir, chain string, f Filter) ([]SessionSummary, error) {
+func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 	byID := map[string]*SessionSummary{}
 	var order []string
-	err := Read(dir, chain, func(e Entry) error {
+	err := read(func(e Entry) error {
 		r := e.Record
 		s, ok := byID[r.Session]
 		if !ok {
@@ -94,9 +107,9 @@ func Sessions(dir, chain string, f Filter) ([]SessionSummary, error) {
 }
 
 // Timeline returns a session's records in order.
-func Timeline(dir, chain, session string) ([]Entry, error) {
+func Timeline(read Reader, session string) ([]Entry, error) {
 	var out []Entry
-	err := Read(dir, chain, func(e Entry) error {
+	err := read(func(e Entry) error {
 		if e.Record.Session == session {
 			out = append(out, e)
 		}

@@ -19,9 +19,9 @@ import (
 const auditUsage = `usage:
   svidbroker audit keygen --dir DIR [--name NAME]
   svidbroker audit verify   (--config FILE | --dir DIR --chain NAME --mac-key FILE | --postgres URL --chain NAME --mac-key FILE) [--verifier-key FILE]
-  svidbroker audit sessions (--config FILE | --dir DIR --chain NAME) [--spiffe-id ID] [--target T] [--since 1h|RFC3339] [--decision allow|deny]
-  svidbroker audit export   (--config FILE | --dir DIR --chain NAME) [--session ID]
-  svidbroker replay         (--config FILE | --dir DIR --chain NAME) [--follow] SESSION
+  svidbroker audit sessions (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--spiffe-id ID] [--target T] [--since 1h|RFC3339] [--decision allow|deny]
+  svidbroker audit export   (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--session ID]
+  svidbroker replay         (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--follow] SESSION
 `
 
 // errVerifyFailed makes `audit verify` exit non-zero; the problems are already printed.
@@ -50,6 +50,9 @@ func (c *chainFlags) resolve() error {
 		if cfg.Audit == nil {
 			return fmt.Errorf("%s has no audit block", c.config)
 		}
+		if cfg.Audit.Postgres != nil && c.postgres == "" {
+			return fmt.Errorf("%s keeps its chain in PostgreSQL: add --postgres URL, with your own credentials", c.config)
+		}
 		c.dir, c.chain, c.macKey = cfg.Audit.Dir, cfg.Audit.Chain, cfg.Audit.MACKeyFile
 		if c.verifierKey == "" {
 			c.verifierKey = filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), audit.VerifierKeyFile)
@@ -62,6 +65,18 @@ func (c *chainFlags) resolve() error {
 		c.verifierKey = filepath.Join(filepath.Dir(c.macKey), audit.VerifierKeyFile)
 	}
 	return nil
+}
+
+// reader opens the chain for reading; close releases it.
+func (c *chainFlags) reader(ctx context.Context) (read audit.Reader, close func(), err error) {
+	if c.postgres == "" {
+		return audit.Files(c.dir, c.chain), func() {}, nil
+	}
+	conn, err := pgx.Connect(ctx, c.postgres)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit database: %w", err)
+	}
+	return audit.Postgres(ctx, conn, c.chain), func() { conn.Close(context.Background()) }, nil
 }
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -149,7 +164,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return fmt.Errorf("--since %q: a duration such as 1h or an RFC 3339 time", *since)
 			}
 		}
-		ss, err := audit.Sessions(cf.dir, cf.chain, f)
+		read, done, err := cf.reader(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		ss, err := audit.Sessions(read, f)
 		if err != nil {
 			return err
 		}
@@ -174,8 +194,13 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := cf.resolve(); err != nil {
 			return err
 		}
+		read, done, err := cf.reader(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
 		enc := json.NewEncoder(stdout) // JSON escapes control characters
-		return audit.Read(cf.dir, cf.chain, func(e audit.Entry) error {
+		return read(func(e audit.Entry) error {
 			if *session != "" && e.Record.Session != *session {
 				return nil
 			}
@@ -203,9 +228,14 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cf.resolve(); err != nil {
 		return err
 	}
+	read, done, err := cf.reader(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	printed := 0
 	for {
-		tl, err := audit.Timeline(cf.dir, cf.chain, fs.Arg(0))
+		tl, err := audit.Timeline(read, fs.Arg(0))
 		if err != nil {
 			return err
 		}

@@ -179,7 +179,7 @@ func (d *demo) showReplay() error {
 	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	var sessions []audit.SessionSummary
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if sessions, err = audit.Sessions(dir, chain, audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}); err == nil &&
+		if sessions, err = audit.Sessions(audit.Files(dir, chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}); err == nil &&
 			len(sessions) > 0 && sessions[len(sessions)-1].Ended {
 			break
 		}
@@ -189,7 +189,7 @@ func (d *demo) showReplay() error {
 	}
 	last := sessions[len(sessions)-1].Session
 	fmt.Printf("\nIts record in the tamper-evident audit log:\n  $ .bin/svidbroker replay --config .demo/broker.hcl %s\n", last)
-	tl, err := audit.Timeline(dir, chain, last)
+	tl, err := audit.Timeline(audit.Files(dir, chain), last)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -179,6 +180,19 @@ audit {
 	var n int
 	if err := admin.QueryRow(ctx, "SELECT count(*) FROM svidbroker_audit WHERE chain = 'pg-chain' AND rec LIKE '%"+marker+"%'").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("statement rows: %d %v", n, err)
+	}
+	// An auditor verifies and searches the chain with the CLI and credentials of their own.
+	url := fmt.Sprintf("postgres://%s@%s:%d/shop?sslmode=verify-full&sslrootcert=%s", s.Postgres.Superuser, s.Postgres.Host, s.Postgres.Port, s.Postgres.CAPath)
+	for _, args := range [][]string{
+		{"audit", "verify", "--postgres", url, "--chain", "pg-chain", "--mac-key", filepath.Join(keys, audit.MACKeyFile)},
+		{"audit", "sessions", "--postgres", url, "--chain", "pg-chain", "--spiffe-id", "spiffe://example.org/agent/analyst"},
+	} {
+		cmd := exec.Command(brokerBin, args...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+s.Postgres.SuperuserPassword())
+		out, err := cmd.CombinedOutput()
+		if err != nil || !(strings.Contains(string(out), "intact") || strings.Contains(string(out), "1 statements")) {
+			t.Fatalf("svidbroker %s: %v\n%s", args[1], err, out)
+		}
 	}
 }
 

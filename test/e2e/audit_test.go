@@ -66,7 +66,7 @@ func TestAuditRecordsWhatHappened(t *testing.T) {
 	if err != nil || session == "" {
 		t.Fatalf("the statement is not in the log (%v)", err)
 	}
-	tl, err := audit.Timeline(b.AuditDir, b.Chain, session)
+	tl, err := audit.Timeline(audit.Files(b.AuditDir, b.Chain), session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestAuditRecordsWhatHappened(t *testing.T) {
 	if _, ok := kinds[audit.KindSessionEnd]; !ok {
 		t.Fatal("no session end")
 	}
-	denied, err := audit.Sessions(b.AuditDir, b.Chain, audit.Filter{SPIFFEID: "spiffe://example.org/agent/intruder", Decision: "deny"})
+	denied, err := audit.Sessions(audit.Files(b.AuditDir, b.Chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/intruder", Decision: "deny"})
 	if err != nil || len(denied) == 0 {
 		t.Fatalf("the intruder's refusal is not searchable: %v %v", denied, err)
 	}
