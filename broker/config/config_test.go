@@ -191,6 +191,33 @@ session {
 	}
 }
 
+func TestAuditSettings(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	key := write(t, "mac.key", strings.Repeat("k", 32))
+	block := func(body string) string {
+		return valid(ca) + "audit {\n  mac_key_file = \"" + key + "\"\n  signing_key_file = \"" + key + "\"\n" + body + "}\n"
+	}
+	cfg, err := Parse("broker.hcl", []byte(block(`  dir = "/var/lib/svidbroker/audit"`+"\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Audit.Data != "summary" || cfg.Audit.Chain == "" || cfg.Audit.CheckpointIntervalD != 10*time.Second {
+		t.Fatalf("defaults: %+v", cfg.Audit)
+	}
+	for name, body := range map[string]string{
+		"no store":     "",
+		"two stores":   "  dir = \"/x\"\n  postgres {\n    address = \"db:5432\"\n    database = \"a\"\n    user = \"u\"\n    ca_file = \"" + ca + "\"\n  }\n",
+		"full data":    "  dir = \"/x\"\n  data = \"full\"\n",
+		"unknown data": "  dir = \"/x\"\n  data = \"everything\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse("broker.hcl", []byte(block(body))); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+				t.Fatalf("accepted, or error without file:line: %v", err)
+			}
+		})
+	}
+}
+
 func TestWorkloadSocketFromEnvironment(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	src := strings.Replace(valid(ca), `workload_api_socket = "unix:///run/spire/agent.sock"`, "", 1)

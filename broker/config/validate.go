@@ -155,6 +155,14 @@ func (c *Config) Validate() error {
 			}
 		}
 		a.CheckpointIntervalD = v.duration(a.CheckpointInterval, 10*time.Second, "audit", "checkpoint_interval")
+		if a.Data == "" {
+			a.Data = "summary"
+		}
+		if a.Data == "full" {
+			v.fail("Unsupported value", "audit.data = \"full\" needs result masking in the data path, which is not there yet; use \"summary\" or \"none\".", "audit", "data")
+		} else {
+			v.oneOf(a.Data, []string{"summary", "none"}, "audit", "data")
+		}
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}

@@ -128,6 +128,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
 			Authorize: authorize,
 			Audit:     sink,
+			NoResults: cfg.Audit != nil && cfg.Audit.Data == "none",
 			Attest:    attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,

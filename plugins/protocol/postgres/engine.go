@@ -45,6 +45,8 @@ type Config struct {
 	// Audit records sessions and statements; every statement is durable before it is forwarded. Nil
 	// records nothing.
 	Audit audit.Sink
+	// NoResults leaves result summaries out of the audit log.
+	NoResults bool
 	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
 	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
@@ -108,7 +110,7 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	}
 	sessionID := newSessionID()
 	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
-	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target}
+	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target, noResults: e.cfg.NoResults}
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 

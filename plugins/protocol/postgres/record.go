@@ -16,10 +16,11 @@ var errAudit = errors.New("postgres: audit log unavailable")
 
 // recorder stamps a session's records and writes them to the audit sink, if there is one.
 type recorder struct {
-	sink     audit.Sink
-	session  string
-	spiffeID string
-	target   string
+	sink      audit.Sink
+	session   string
+	spiffeID  string
+	target    string
+	noResults bool
 }
 
 func (r recorder) stamp(rec audit.Record) audit.Record {
@@ -73,6 +74,9 @@ func (s *session) summarize(msg pgproto3.BackendMessage) {
 			s.bytes += int64(len(v))
 		}
 	case *pgproto3.CommandComplete:
+		if s.rec.noResults {
+			break
+		}
 		s.rec.async(audit.Record{Kind: audit.KindResult, Result: &audit.Result{Tag: string(m.CommandTag), Rows: s.rows, Bytes: s.bytes}})
 		s.rows, s.bytes = 0, 0
 	case *pgproto3.ErrorResponse:
