@@ -25,17 +25,9 @@ const shortTTL = time.Minute
 
 func shortTTLStack(t *testing.T, extra string) (*stack.Stack, *stack.Broker) {
 	t.Helper()
+	s := stack.New(t, stack.Config{SPIRE: stack.SPIREConfig{X509SVIDTTL: shortTTL}}) // stopped at cleanup
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Config{SPIRE: stack.SPIREConfig{X509SVIDTTL: shortTTL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 	b, err := s.StartBroker(ctx, stack.BrokerOptions{Binary: brokerBin, Extra: extra})
 	if err != nil {
 		t.Fatal(err)
