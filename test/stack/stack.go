@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Config says what to start. The zero value starts everything with defaults.
@@ -44,11 +45,16 @@ type Stack struct {
 	binErr  error
 }
 
+// StartTimeout bounds how long New waits for every component to be ready.
+const StartTimeout = 3 * time.Minute
+
 // New starts a stack for a test and stops it when the test ends. It fails the test if anything does
 // not start.
 func New(t testing.TB, cfg Config) *Stack {
 	t.Helper()
-	s, err := Start(t.Context(), cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), StartTimeout)
+	defer cancel()
+	s, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
