@@ -1,0 +1,387 @@
+package vault
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is a running Vault-compatible server.
+type Server struct {
+	// Addr is the https:// address clients use (VAULT_ADDR).
+	Addr string
+	// CACertPEM verifies the server's certificate (VAULT_CACERT).
+	CACertPEM []byte
+	// RootToken has every capability, like a real Vault's root token: for bootstrapping only.
+	RootToken string
+
+	ln   net.Listener
+	srv  *http.Server
+	now  func() time.Time
+	stop chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	sealed   bool
+	authMnts map[string]string // path -> type
+	mounts   map[string]string
+	tokens   map[string]*token
+	policies map[string][]rule
+	certs    map[string]*certRole
+	dbConfig map[string]*dbConfig
+	dbRoles  map[string]*dbRole
+	leases   map[string]*lease
+}
+
+// Options tune a Server.
+type Options struct {
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// MaxRequestBytes bounds a request body. Default 1 MiB.
+	MaxRequestBytes int64
+}
+
+// Start listens on a free loopback port with TLS (a certificate made for the run) and serves until
+// Close. TLS asks for, but does not require, a client certificate: cert auth logins use it.
+func Start(opts Options) (*Server, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 1 << 20
+	}
+	cert, caPEM, err := selfSigned()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequestClientCert, // verified per role at login, against the role's CA
+		MinVersion:   tls.VersionTLS12,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	s := &Server{
+		Addr: "https://" + ln.Addr().String(), CACertPEM: caPEM, RootToken: "hvs." + randHex(16),
+		ln: ln, now: opts.Now, stop: make(chan struct{}), done: make(chan struct{}),
+		authMnts: map[string]string{"token": "token"}, mounts: map[string]string{},
+		tokens: map[string]*token{}, policies: map[string][]rule{}, certs: map[string]*certRole{},
+		dbConfig: map[string]*dbConfig{}, dbRoles: map[string]*dbRole{}, leases: map[string]*lease{},
+	}
+	s.tokens[s.RootToken] = &token{id: s.RootToken, accessor: randHex(12), policies: []string{"root"}}
+	s.srv = &http.Server{Handler: http.MaxBytesHandler(http.HandlerFunc(s.serve), opts.MaxRequestBytes),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	go s.expireLeases()
+	return s, nil
+}
+
+// Close stops the server. Leases are left as they are, as when a Vault server stops.
+func (s *Server) Close() error {
+	close(s.stop)
+	<-s.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
+
+// Seal makes the server answer 503, as a sealed Vault does; Unseal reverses it.
+func (s *Server) Seal()   { s.mu.Lock(); s.sealed = true; s.mu.Unlock() }
+func (s *Server) Unseal() { s.mu.Lock(); s.sealed = false; s.mu.Unlock() }
+
+type token struct {
+	id, accessor string
+	policies     []string
+	ttl          time.Duration // 0: no expiry (root)
+	expires      time.Time
+	maxExpires   time.Time
+}
+
+// apiError is Vault's error response.
+type apiError struct {
+	status int
+	msgs   []string
+}
+
+func (e *apiError) Error() string { return strings.Join(e.msgs, "; ") }
+
+func errf(status int, format string, args ...any) error {
+	return &apiError{status: status, msgs: []string{fmt.Sprintf(format, args...)}}
+}
+
+var errPermission = &apiError{status: http.StatusForbidden, msgs: []string{"permission denied"}}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	path, ok := strings.CutPrefix(r.URL.Path, "/v1/")
+	if !ok {
+		writeErr(w, errf(http.StatusNotFound, "no handler for route %q", r.URL.Path))
+		return
+	}
+	var body map[string]any
+	if r.Body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeErr(w, errf(http.StatusRequestEntityTooLarge, "request too large"))
+			return
+		}
+		if len(b) > 0 {
+			if err := json.Unmarshal(b, &body); err != nil {
+				writeErr(w, errf(http.StatusBadRequest, "failed to parse JSON input: %v", err))
+				return
+			}
+		}
+	}
+	if r.Method == "LIST" || r.URL.Query().Get("list") == "true" {
+		r.Method = "LIST"
+	}
+	resp, err := s.route(r, path, body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if resp == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = &apiError{status: http.StatusInternalServerError, msgs: []string{err.Error()}}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(ae.status)
+	_ = json.NewEncoder(w).Encode(map[string][]string{"errors": ae.msgs})
+}
+
+func (s *Server) route(r *http.Request, path string, body map[string]any) (any, error) {
+	if path == "sys/health" {
+		return s.health()
+	}
+	s.mu.Lock()
+	sealed := s.sealed
+	s.mu.Unlock()
+	if sealed {
+		return nil, errf(http.StatusServiceUnavailable, "Vault is sealed")
+	}
+	if path == "auth/cert/login" && r.Method != http.MethodGet {
+		return s.certLogin(r, body)
+	}
+	tok, err := s.authenticate(r)
+	if err != nil {
+		return nil, err
+	}
+	switch path {
+	case "auth/token/lookup-self":
+		return s.lookupSelf(tok)
+	case "auth/token/renew-self":
+		return s.renewSelf(tok, body)
+	case "auth/token/revoke-self":
+		s.mu.Lock()
+		delete(s.tokens, tok.id)
+		s.mu.Unlock()
+		return nil, nil
+	}
+	if err := s.allowed(tok, path, r.Method); err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(path, "sys/auth/"):
+		return s.enable(s.authMnts, strings.TrimPrefix(path, "sys/auth/"), r.Method, body)
+	case strings.HasPrefix(path, "sys/mounts/"):
+		return s.enable(s.mounts, strings.TrimPrefix(path, "sys/mounts/"), r.Method, body)
+	case strings.HasPrefix(path, "sys/policies/acl/"):
+		return s.writePolicy(strings.TrimPrefix(path, "sys/policies/acl/"), r.Method, body)
+	case strings.HasPrefix(path, "auth/cert/certs/"):
+		return s.writeCertRole(strings.TrimPrefix(path, "auth/cert/certs/"), r.Method, body)
+	case strings.HasPrefix(path, "database/"):
+		return s.database(r.Context(), strings.TrimPrefix(path, "database/"), r.Method, body)
+	case path == "sys/leases/lookup":
+		return s.leaseLookup(body)
+	case path == "sys/leases/renew":
+		return s.leaseRenew(body)
+	case path == "sys/leases/revoke":
+		return nil, s.leaseRevoke(r.Context(), str(body, "lease_id"))
+	}
+	return nil, errf(http.StatusNotFound, "no handler for route %q", path)
+}
+
+func (s *Server) health() (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sealed {
+		return nil, errf(http.StatusServiceUnavailable, "Vault is sealed")
+	}
+	return map[string]any{"initialized": true, "sealed": false, "standby": false, "performance_standby": false,
+		"replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
+		"server_time_utc": s.now().Unix(), "version": "1.15.0+svidbroker-compat", "cluster_name": "svidbroker-test"}, nil
+}
+
+func (s *Server) authenticate(r *http.Request) (*token, error) {
+	id := r.Header.Get("X-Vault-Token")
+	if id == "" {
+		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			id = bearer
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[id]
+	if !ok || (t.ttl > 0 && s.now().After(t.expires)) {
+		if ok {
+			delete(s.tokens, id)
+		}
+		return nil, errPermission
+	}
+	return t, nil
+}
+
+func (s *Server) enable(table map[string]string, path, method string, body map[string]any) (any, error) {
+	if method != http.MethodPost && method != http.MethodPut {
+		return nil, errf(http.StatusMethodNotAllowed, "unsupported operation")
+	}
+	typ := str(body, "type")
+	want := map[string]bool{"cert": true, "database": true}
+	if !want[typ] {
+		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert auth and the database engine)", typ)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path = strings.TrimSuffix(path, "/")
+	if _, ok := table[path]; ok {
+		return nil, errf(http.StatusBadRequest, "path is already in use at %s/", path)
+	}
+	table[path] = typ
+	return nil, nil
+}
+
+func (s *Server) issueToken(policies []string, ttl, maxTTL time.Duration) *token {
+	now := s.now()
+	t := &token{id: "hvs." + randHex(16), accessor: randHex(12), policies: policies, ttl: ttl,
+		expires: now.Add(ttl), maxExpires: now.Add(maxTTL)}
+	s.tokens[t.id] = t
+	return t
+}
+
+func (s *Server) lookupSelf(t *token) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ttl := int64(0)
+	if t.ttl > 0 {
+		ttl = int64(t.expires.Sub(s.now()).Seconds())
+	}
+	return map[string]any{"data": map[string]any{"id": t.id, "accessor": t.accessor, "policies": t.policies,
+		"ttl": ttl, "renewable": t.ttl > 0, "expire_time": t.expires.UTC().Format(time.RFC3339Nano)}}, nil
+}
+
+func (s *Server) renewSelf(t *token, body map[string]any) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.ttl == 0 {
+		return nil, errf(http.StatusBadRequest, "lease is not renewable")
+	}
+	inc, err := duration(body, "increment", t.ttl)
+	if err != nil {
+		return nil, err
+	}
+	exp := s.now().Add(inc)
+	if exp.After(t.maxExpires) {
+		exp = t.maxExpires
+	}
+	t.expires = exp
+	return map[string]any{"auth": map[string]any{"client_token": t.id, "accessor": t.accessor, "policies": t.policies,
+		"token_policies": t.policies, "lease_duration": int64(exp.Sub(s.now()).Seconds()), "renewable": true}}, nil
+}
+
+// str returns a string field of a JSON body.
+func str(body map[string]any, key string) string {
+	v, _ := body[key].(string)
+	return v
+}
+
+// strs returns a list field, given as a JSON array or a comma-separated string, as Vault accepts.
+func strs(body map[string]any, key string) []string {
+	switch v := body[key].(type) {
+	case []any:
+		var out []string
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case string:
+		if v == "" {
+			return nil
+		}
+		return strings.Split(v, ",")
+	}
+	return nil
+}
+
+// duration reads a Vault duration: seconds as a number, or a string such as "1h" or "3600".
+func duration(body map[string]any, key string, def time.Duration) (time.Duration, error) {
+	switch v := body[key].(type) {
+	case nil:
+		return def, nil
+	case float64:
+		return time.Duration(v) * time.Second, nil
+	case string:
+		if v == "" {
+			return def, nil
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Duration(n) * time.Second, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, errf(http.StatusBadRequest, "invalid duration for %s: %q", key, v)
+		}
+		return d, nil
+	}
+	return 0, errf(http.StatusBadRequest, "invalid duration for %s", key)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func selfSigned() (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vault-compat"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
