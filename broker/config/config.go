@@ -26,6 +26,7 @@ type Config struct {
 	Session     *Session     `hcl:"session,block"`
 	Policy      *Policy      `hcl:"policy,block"`
 	Audit       *Audit       `hcl:"audit,block"`
+	Vault       *Vault       `hcl:"vault,block"`
 	// Catalogs describe targets' tables, tagged columns and credential roles, for policies.
 	Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
 	// Groups put workloads into Cedar groups by SPIFFE ID pattern or by selectors.
@@ -96,6 +97,27 @@ type Audit struct {
 	CheckpointInterval string `hcl:"checkpoint_interval,optional"`
 
 	CheckpointIntervalD time.Duration
+}
+
+// Vault configures the dynamic credentials that backends with auth = "vault" use: one lease per
+// session, obtained with the broker's own SVID (the cert auth method), renewed while the session lives
+// and revoked when it ends.
+type Vault struct {
+	// Address is Vault's URL.
+	Address string `hcl:"address"`
+	// CAFile verifies Vault's certificate.
+	CAFile string `hcl:"ca_file"`
+	// CertRole is the auth/cert role the broker logs in with.
+	CertRole string `hcl:"cert_role"`
+	// Mount is the database secrets engine's path. Default "database".
+	Mount string `hcl:"mount,optional"`
+	// JournalDir records the leases in use, so that a restart revokes those a crash left behind.
+	JournalDir string `hcl:"journal_dir"`
+	// Timeout bounds each call to Vault, retries included; a session whose credential does not come
+	// within it is refused. Default "10s".
+	Timeout string `hcl:"timeout,optional"`
+
+	TimeoutD time.Duration
 }
 
 // AuditPostgres is the audit database.
@@ -193,12 +215,15 @@ type Backend struct {
 	Address string `hcl:"address"`
 	// Database is the database every session of this target uses, whatever the client asks for.
 	Database string `hcl:"database"`
-	// User is the backend role the broker logs in as.
-	User string `hcl:"user"`
+	// User is the backend role the broker logs in as, with auth = "svid".
+	User string `hcl:"user,optional"`
 	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
 	// the TLS client certificate (PostgreSQL `cert` authentication with SPIRE's bundle as ssl_ca_file, and
-	// the SVID's first DNS name as the role). No secret exists anywhere.
+	// the SVID's first DNS name as the role). No secret exists anywhere. "vault": each session gets a
+	// dynamic credential of its own from Vault's database engine (role VaultRole), used with SCRAM.
 	Auth string `hcl:"auth,optional"`
+	// VaultRole is the database engine role to lease credentials from, with auth = "vault".
+	VaultRole string `hcl:"vault_role,optional"`
 	// CAFile is a PEM bundle that verifies the backend's server certificate. TLS to the backend is
 	// always on and always verified.
 	CAFile string `hcl:"ca_file"`

@@ -30,7 +30,7 @@ const (
 // Supported values, in the order users see them in errors.
 var (
 	protocols   = []string{"postgres"}
-	authMethods = []string{"svid"}
+	authMethods = []string{"svid", "vault"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
 )
@@ -176,6 +176,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if vb := c.Vault; vb != nil {
+		if u, err := url.Parse(vb.Address); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.fail("Invalid Vault address", fmt.Sprintf("vault.address %q must be an https URL.", vb.Address), "vault", "address")
+		}
+		if _, err := os.Stat(vb.CAFile); err != nil {
+			v.fail("Unreadable CA file", fmt.Sprintf("vault.ca_file: %v.", err), "vault", "ca_file")
+		}
+		if vb.Mount == "" {
+			vb.Mount = "database"
+		}
+		vb.TimeoutD = v.duration(vb.Timeout, 10*time.Second, "vault", "timeout")
+	}
 	if c.Session == nil {
 		c.Session = &Session{}
 	}
@@ -276,13 +288,23 @@ func (v *validator) backend(b *Backend, target string) {
 	if b.Database == "" {
 		v.fail("Empty database", "backend.database must name a database; the backend would otherwise pick one for the user.", at("database")...)
 	}
-	if b.User == "" {
-		v.fail("Empty user", "backend.user must name the role the broker logs in as.", at("user")...)
-	}
 	if b.Auth == "" {
 		b.Auth = "svid"
 	}
 	v.oneOf(b.Auth, authMethods, at("auth")...)
+	switch b.Auth {
+	case "svid":
+		if b.User == "" {
+			v.fail("Empty user", "backend.user must name the role the broker logs in as with its SVID.", at("user")...)
+		}
+	case "vault":
+		if b.VaultRole == "" {
+			v.fail("Missing vault_role", "with auth = \"vault\", backend.vault_role names the database engine role to lease credentials from.", at("vault_role")...)
+		}
+		if v.c.Vault == nil {
+			v.fail("Missing vault block", "auth = \"vault\" needs a top-level vault block (address, ca_file, cert_role, journal_dir).", at("auth")...)
+		}
+	}
 	pemBytes, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		v.fail("Unreadable CA file", fmt.Sprintf("backend.ca_file: %v.", err), at("ca_file")...)

@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/server"
+	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 	"github.com/svidbroker/svidbroker/policies"
 )
@@ -83,6 +86,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain)
 	}
 
+	leases, err := newLeases(ctx, cfg, src, log)
+	if err != nil {
+		return err
+	}
+
 	// New access needs a current SVID and, when configured, a working audit log.
 	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
 
@@ -96,7 +104,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), sink, ready, log)
+		engine, err := newEngine(cfg, t, src, attest, authorize(t), sink, ready, leases, log)
 		if err != nil {
 			return err
 		}
@@ -116,10 +124,19 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
 	authorize func(context.Context, authz.Connect) (authz.Decision, error), sink audit.Sink, ready func() error,
-	log *slog.Logger) (server.Engine, error) {
+	leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
-		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, src)
+		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
+		var lease func(context.Context, authz.Connect, func(error)) (*credential.Session, error)
+		if t.Backend.Auth == "vault" {
+			clientCert = nil
+			role := t.Backend.VaultRole
+			lease = func(ctx context.Context, _ authz.Connect, end func(error)) (*credential.Session, error) {
+				return leases.Start(ctx, role, end)
+			}
+		}
+		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
 		if err != nil {
 			return nil, err
 		}
@@ -135,6 +152,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				Database: t.Backend.Database,
 				User:     t.Backend.User,
 				TLS:      backendTLS,
+				Lease:    lease,
 			},
 			Ready:           ready,
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
@@ -189,6 +207,29 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 			return d, err
 		}
 	}, nil
+}
+
+// newLeases sets up Vault credentials when the configuration has a vault block, and revokes the
+// leases a previous run left in the journal.
+func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, log *slog.Logger) (*credential.Manager, error) {
+	if cfg.Vault == nil {
+		return nil, nil
+	}
+	v := cfg.Vault
+	provider, err := vaultcred.New(vaultcred.Config{Address: v.Address, CAFile: v.CAFile, CertRole: v.CertRole, Mount: v.Mount, SVID: src})
+	if err != nil {
+		return nil, err
+	}
+	journal, err := credential.OpenJournal(v.JournalDir)
+	if err != nil {
+		return nil, err
+	}
+	m := credential.NewManager(provider, journal, log, v.TimeoutD)
+	revoked, err := m.Sweep(ctx)
+	if revoked > 0 || err != nil {
+		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
+	}
+	return m, nil
 }
 
 func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source) (*audit.Log, error) {

@@ -24,13 +24,7 @@ import (
 func TestVaultCompatibleServer(t *testing.T) {
 	s, _ := shared(t)
 	ctx := t.Context()
-	v, err := vault.Start(vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	root := vaultClient(t, v, nil)
-	root.SetToken(v.RootToken)
+	v, root := startVault(t)
 
 	if h, err := root.Sys().HealthWithContext(ctx); err != nil || h.Sealed || !h.Initialized {
 		t.Fatalf("health: %+v %v", h, err)
@@ -218,4 +212,40 @@ func roleExists(t *testing.T, name string) bool {
 		t.Fatal(err)
 	}
 	return n == 1
+}
+
+// startVault starts a test Vault, stopped at cleanup, and returns it with a root client.
+func startVault(t *testing.T) (*vault.Server, *vaultapi.Client) {
+	t.Helper()
+	v, err := vault.Start(vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	root := vaultClient(t, v, nil)
+	root.SetToken(v.RootToken)
+	return v, root
+}
+
+// configureVault sets Vault up as a platform team would for svidbroker: cert auth trusting SPIRE's
+// bundle for the broker's SPIFFE ID, a policy limited to the shop roles' credentials and leases, and
+// the database engine in front of the stack's PostgreSQL.
+func configureVault(t *testing.T, s *stack.Stack, root *vaultapi.Client, ttl, maxTTL string) {
+	t.Helper()
+	ctx := t.Context()
+	must(t, root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}))
+	must(t, root.Sys().MountWithContext(ctx, "database", &vaultapi.MountInput{Type: "database"}))
+	must(t, root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
+path "sys/leases/*" { capabilities = ["update"] }`))
+	bundle, err := os.ReadFile(s.SPIRE.BundlePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, "auth/cert/certs/svidbroker", map[string]any{"certificate": string(bundle),
+		"allowed_uri_sans": []string{"spiffe://example.org/svidbroker"}, "token_policies": []string{"broker"}, "token_ttl": "1h"})
+	write(t, root, "database/config/shop", dbConfig(s.Postgres, s.Postgres.SuperuserPassword()))
+	write(t, root, "database/roles/shop-read", map[string]any{"db_name": "shop", "default_ttl": ttl, "max_ttl": maxTTL,
+		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+			`GRANT SELECT ON customers, orders TO "{{name}}";`},
+		"revocation_statements": []string{`DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}})
 }

@@ -36,6 +36,9 @@ type BrokerOptions struct {
 	NoAudit bool
 	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
 	AuditDir string
+	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
+	// the vault block.
+	VaultRole string
 }
 
 // Broker is a running svidbroker process.
@@ -79,6 +82,12 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	}
 	b := &Broker{ConfigPath: opts.ConfigPath, PolicyDir: authorization.dir,
 		Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
+	backendAuth := fmt.Sprintf("    # The broker's own X.509-SVID is its credential: PostgreSQL trusts SPIRE's CA for this role.\n"+
+		"    user        = %q\n    auth        = \"svid\"\n", BrokerDBRole)
+	if opts.VaultRole != "" {
+		backendAuth = fmt.Sprintf("    # Each session logs in with a dynamic credential of its own, leased from Vault.\n"+
+			"    auth        = \"vault\"\n    vault_role  = %q\n", opts.VaultRole)
+	}
 	auditBlock := ""
 	if !opts.NoAudit {
 		if auditBlock, err = s.auditSetup(b, opts.Name, opts.AuditDir); err != nil {
@@ -114,15 +123,12 @@ target "shop" {
   backend {
     address     = "%s:%d"
     database    = "shop"
-    user        = %q
-    # The broker's own X.509-SVID is its credential: PostgreSQL trusts SPIRE's CA for this role.
-    auth        = "svid"
-    ca_file     = %q
+%s    ca_file     = %q
     server_name = "localhost"
   }
 }
 %s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, auditBlock, b.Addr, authorization.target,
-		s.Postgres.Host, s.Postgres.Port, BrokerDBRole, s.Postgres.CAPath, opts.Extra)
+		s.Postgres.Host, s.Postgres.Port, backendAuth, s.Postgres.CAPath, opts.Extra)
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}

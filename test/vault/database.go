@@ -171,6 +171,9 @@ func (s *Server) leaseRenew(body map[string]any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if inc <= 0 { // 0 asks for the default, as in Vault
+		inc = role.defaultTTL
+	}
 	now := s.now()
 	exp := now.Add(inc)
 	if exp.After(l.maxExpires) {

@@ -305,6 +305,9 @@ func (s *Server) renewSelf(t *token, body map[string]any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if inc <= 0 {
+		inc = t.ttl
+	}
 	exp := s.now().Add(inc)
 	if exp.After(t.maxExpires) {
 		exp = t.maxExpires

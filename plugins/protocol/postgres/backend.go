@@ -12,6 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/credential"
 )
 
 // DefaultConnectTimeout bounds connecting and logging in to a backend.
@@ -30,14 +33,18 @@ type Backend struct {
 	TLS *tls.Config
 	// ConnectTimeout bounds the connection and login. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// Lease, if set, gives each session a credential of its own (a Vault dynamic secret): the broker
+	// logs in with it through SCRAM instead of as User with its SVID. end must be called if the
+	// credential cannot be kept; the session then ends.
+	Lease func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error)
 }
 
 func (b *Backend) validate() error {
 	if _, _, err := net.SplitHostPort(b.Address); err != nil {
 		return fmt.Errorf("postgres: backend address: %w", err)
 	}
-	if b.Database == "" || b.User == "" {
-		return errors.New("postgres: backend database and user are required")
+	if b.Database == "" || (b.User == "" && b.Lease == nil) {
+		return errors.New("postgres: backend database, and a user or a lease, are required")
 	}
 	if b.TLS == nil || b.TLS.InsecureSkipVerify || b.TLS.RootCAs == nil {
 		return errors.New("postgres: backend TLS must verify the server (RootCAs set, InsecureSkipVerify off)")
@@ -90,7 +97,7 @@ func ConnectSVID(ctx context.Context, address, database, user string, tlsCfg *tl
 	if err := b.validate(); err != nil {
 		return nil, err
 	}
-	cfg, err := b.pgconnConfig(nil, DefaultMaxMessageBytes)
+	cfg, err := b.pgconnConfig(nil, DefaultMaxMessageBytes, user, "")
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +115,9 @@ func ConnectSVID(ctx context.Context, address, database, user string, tlsCfg *tl
 const DefaultMaxMessageBytes = 1 << 20
 
 // pgconnConfig is the hardened connection configuration for logging in as b.User.
-func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int) (*pgconn.Config, error) {
+// With a password (a leased credential), only SCRAM is accepted; without one, the server must not ask
+// for any password at all (the SVID is the credential).
+func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int, user, password string) (*pgconn.Config, error) {
 	host, portStr, _ := net.SplitHostPort(b.Address)
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
@@ -122,7 +131,7 @@ func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int) (*
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	cfg.Host, cfg.Port = host, uint16(port)
-	cfg.Database, cfg.User, cfg.Password = b.Database, b.User, ""
+	cfg.Database, cfg.User, cfg.Password = b.Database, user, password
 	cfg.TLSConfig = b.TLS.Clone()
 	cfg.SSLNegotiation, cfg.SSLCertMode = "postgres", ""
 	cfg.Fallbacks = nil
@@ -132,15 +141,17 @@ func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int) (*
 	cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
 	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
 	cfg.OAuthTokenProvider = nil
-	// With the SVID as client certificate the server must not ask for a password at all.
 	cfg.RequireAuth = "none"
+	if password != "" {
+		cfg.RequireAuth = "scram-sha-256"
+	}
 	cfg.AfterNetConnect, cfg.AfterConnect, cfg.ValidateConnect = nil, nil, nil
 	return cfg, nil
 }
 
-// connect logs in to the backend as b.User and hands back the raw connection, idle.
-func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int) (*pgconn.HijackedConn, error) {
-	cfg, err := b.pgconnConfig(params, maxMessageBytes)
+// connect logs in to the backend and hands back the raw connection, idle.
+func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int, user, password string) (*pgconn.HijackedConn, error) {
+	cfg, err := b.pgconnConfig(params, maxMessageBytes, user, password)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/server"
 )
@@ -140,7 +141,8 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
 		source = ap.Addr().Unmap()
 	}
-	decision, err := e.cfg.Authorize(ctx, authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()})
+	connect := authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()}
+	decision, err := e.cfg.Authorize(ctx, connect)
 	if err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
 		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, e.cfg.Target)})
@@ -162,8 +164,31 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
 		return nil, err
 	}
-	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes)
+	user, password := e.cfg.Backend.User, ""
+	stop := make(chan error, 1) // the credential could not be kept: end the session
+	var lease *credential.Session
+	if e.cfg.Backend.Lease != nil {
+		lease, err = e.cfg.Backend.Lease(ctx, connect, func(err error) {
+			select {
+			case stop <- err:
+			default:
+			}
+		})
+		if err != nil {
+			// The detail stays in the log; the client learns only that there is no credential.
+			log.ErrorContext(ctx, "no backend credential", "error", err)
+			rec.async(audit.Record{Kind: audit.KindError, Error: "no backend credential"})
+			sendFatal(client, "08006", fmt.Sprintf("svidbroker: no credential for target %q could be obtained", e.cfg.Target))
+			return nil, err
+		}
+		user, password = lease.Lease.Username, lease.Lease.Password
+		rec.async(audit.Record{Kind: audit.KindDecision, LeaseID: lease.Lease.ID})
+	}
+	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password)
 	if err != nil {
+		if lease != nil {
+			lease.End()
+		}
 		// The detail stays in the log; the client learns only that the backend is unavailable.
 		log.ErrorContext(ctx, "backend connection failed", "error", err)
 		sendFatal(client, "08006", fmt.Sprintf("svidbroker: target %q is unavailable", e.cfg.Target))
@@ -178,18 +203,24 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	// backend unauthenticated.
 	client.Send(&pgproto3.BackendKeyData{ProcessID: randomUint32(), SecretKey: randomBytes(4)})
 	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
-	if err := client.Flush(); err != nil {
+	abort := func(err error) (server.Session, error) {
 		be.Conn.Close()
+		if lease != nil {
+			lease.End()
+		}
 		return nil, err
 	}
+	if err := client.Flush(); err != nil {
+		return abort(err)
+	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
-		be.Conn.Close()
-		return nil, err
+		return abort(err)
 	}
 	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
 	return &session{
 		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
 		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
+		lease: lease, stop: stop,
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/credential"
 )
 
 // session relays one client to its backend, message by message.
@@ -26,6 +27,8 @@ type session struct {
 	writeTimeout time.Duration
 	endBy        time.Time // the client's SVID expiry plus the grace period
 	rec          recorder
+	lease        *credential.Session // nil when the broker logs in with its SVID
+	stop         chan error          // the credential could not be kept
 
 	rows, bytes int64 // of the current statement's result, for its summary
 
@@ -72,6 +75,12 @@ func (s *session) Run(ctx context.Context) error {
 	case <-expiry.C:
 		err = ErrSVIDExpired
 		s.end(b2c, c2b, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
+	case err = <-s.stop:
+		s.end(b2c, c2b, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
+	}
+	// Revoking the lease after the backend session closed: revocation alone would not end it.
+	if s.lease != nil {
+		s.lease.End()
 	}
 	if s.terminated.Load() {
 		err = nil

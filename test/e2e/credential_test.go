@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/svidbroker/svidbroker/test/stack"
+	"github.com/svidbroker/svidbroker/test/vault"
+)
+
+// vaultBroker starts a broker whose target uses dynamic credentials from v, with its lease journal in
+// journal.
+func vaultBroker(t *testing.T, s *stack.Stack, v *vault.Server, name, journal string) *stack.Broker {
+	t.Helper()
+	ca := filepath.Join(s.Dir, name+"-vault-ca.pem")
+	if err := os.WriteFile(ca, v.CACertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: fmt.Sprintf(`
+vault {
+  address     = %q
+  ca_file     = %q
+  cert_role   = "svidbroker"
+  journal_dir = %q
+  timeout     = "3s"
+}
+`, v.Addr, ca, journal)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func journalDir(t *testing.T, s *stack.Stack, name string) string {
+	t.Helper()
+	dir := filepath.Join(s.Dir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	if err := os.Chown(dir, int(broker.UID), int(broker.UID)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func currentUser(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	var u string
+	if err := c.QueryRow(t.Context(), "SELECT current_user").Scan(&u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func waitRoleGone(t *testing.T, role string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); roleExists(t, role); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("role %s still exists", role)
+		}
+	}
+}
+
+// TestDynamicCredentialPerSession: each session logs in to PostgreSQL with a role Vault created for it,
+// renewed while the session lives (beyond the lease's TTL), distinct per agent, and gone afterwards.
+func TestDynamicCredentialPerSession(t *testing.T) {
+	s, _ := shared(t)
+	v, root := startVault(t)
+	configureVault(t, s, root, "3s", "1m")
+	b := vaultBroker(t, s, v, "svidbroker-vault", journalDir(t, s, "vault-journal"))
+	defer b.Stop()
+	ctx := t.Context()
+
+	analyst, err := pgx.ConnectConfig(ctx, pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	support, err := pgx.ConnectConfig(ctx, pgxConfig(t, b, clientFiles(t, s, stack.PersonaSupport)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua, us := currentUser(t, analyst), currentUser(t, support)
+	if !strings.HasPrefix(ua, "v-shop-read-") || !strings.HasPrefix(us, "v-shop-read-") || ua == us {
+		t.Fatalf("sessions run as %q and %q; want two distinct dynamic roles", ua, us)
+	}
+	if !roleExists(t, ua) || !roleExists(t, us) {
+		t.Fatal("dynamic roles missing while their sessions live")
+	}
+	// Past the lease's 3 s TTL: the broker renewed it, so the role still exists and works.
+	time.Sleep(5 * time.Second)
+	var n int
+	if err := analyst.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 2*stack.SeedCustomers {
+		t.Fatalf("after the TTL: %d %v", n, err)
+	}
+	if !roleExists(t, ua) {
+		t.Fatal("the analyst's role expired while its session lived")
+	}
+	analyst.Close(ctx)
+	support.Close(ctx)
+	waitRoleGone(t, ua)
+	waitRoleGone(t, us)
+
+	// Vault sealed: new sessions are refused within the configured deadline, with no fallback.
+	v.Seal()
+	out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT 1")
+	v.Unseal()
+	if err == nil || !strings.Contains(out, "no credential for target") {
+		t.Fatalf("with Vault sealed: %v\n%s", err, out)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.LogDir, "svidbroker-vault.log"))
+	if strings.Contains(string(log), "A1a-") {
+		t.Fatal("a leased password appears in the broker's log")
+	}
+}
+
+// TestOrphanedLeasesRevokedAfterKill kills the broker with SIGKILL mid-session; the restarted broker
+// revokes the lease it left behind, so the role disappears.
+func TestOrphanedLeasesRevokedAfterKill(t *testing.T) {
+	s, _ := shared(t)
+	v, root := startVault(t)
+	configureVault(t, s, root, "1h", "2h") // long enough that only the sweep can remove it
+	journal := journalDir(t, s, "vault-journal-kill")
+	b := vaultBroker(t, s, v, "svidbroker-vault-kill", journal)
+	c, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := currentUser(t, c)
+	if err := b.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(context.Background())
+	if !roleExists(t, role) {
+		t.Fatal("the role vanished without a sweep; the test would prove nothing")
+	}
+	b2 := vaultBroker(t, s, v, "svidbroker-vault-restart", journal)
+	defer b2.Stop()
+	waitRoleGone(t, role)
+}
