@@ -1,0 +1,145 @@
+package credential
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memProvider is an in-memory Provider for the manager's own logic; the Vault provider is tested end
+// to end against the test Vault and the real PostgreSQL (test/e2e).
+type memProvider struct {
+	mu       sync.Mutex
+	next     int
+	live     map[string]bool
+	ttl      time.Duration
+	renewErr error
+	renewTTL func(n int) time.Duration
+	renewals int
+}
+
+func (p *memProvider) Acquire(context.Context, string) (*Lease, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	id := fmt.Sprintf("database/creds/r/%d", p.next)
+	p.live[id] = true
+	return &Lease{ID: id, Username: "u", Password: "secret", TTL: p.ttl, Renewable: true}, nil
+}
+
+func (p *memProvider) Renew(context.Context, string) (time.Duration, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.renewals++
+	if p.renewErr != nil {
+		return 0, p.renewErr
+	}
+	if p.renewTTL != nil {
+		return p.renewTTL(p.renewals), nil
+	}
+	return p.ttl, nil
+}
+
+func (p *memProvider) Revoke(_ context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.live, id)
+	return nil
+}
+
+func (p *memProvider) liveIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []string
+	for id := range p.live {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestSessionLeaseLifecycle(t *testing.T) {
+	p := &memProvider{live: map[string]bool{}, ttl: 200 * time.Millisecond}
+	j, err := OpenJournal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(p, j, quiet(), time.Second)
+	s, err := m.Start(t.Context(), "r", func(err error) { t.Errorf("session ended: %v", err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := j.List(); len(ids) != 1 || ids[0] != s.Lease.ID {
+		t.Fatalf("journal %v", ids)
+	}
+	time.Sleep(700 * time.Millisecond) // several TTLs: renewed all along
+	s.End()
+	if len(p.liveIDs()) != 0 {
+		t.Fatalf("leases left after End: %v", p.liveIDs())
+	}
+	if ids, _ := j.List(); len(ids) != 0 {
+		t.Fatalf("journal after End: %v", ids)
+	}
+	if p.renewals < 3 {
+		t.Fatalf("only %d renewals in 3.5 TTLs", p.renewals)
+	}
+}
+
+func TestSessionEndsWhenTheLeaseCannotBeKept(t *testing.T) {
+	cases := map[string]*memProvider{
+		"renewal fails":      {live: map[string]bool{}, ttl: 200 * time.Millisecond, renewErr: errors.New("vault sealed")},
+		"max TTL is reached": {live: map[string]bool{}, ttl: 200 * time.Millisecond, renewTTL: func(int) time.Duration { return 40 * time.Millisecond }},
+	}
+	for name, p := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := NewManager(p, nil, quiet(), time.Second)
+			ended := make(chan error, 1)
+			s, err := m.Start(t.Context(), "r", func(err error) { ended <- err })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.End()
+			select {
+			case err := <-ended:
+				if err == nil {
+					t.Fatal("ended without a reason")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the session was not ended")
+			}
+		})
+	}
+}
+
+func TestSweepRevokesOrphans(t *testing.T) {
+	p := &memProvider{live: map[string]bool{"database/creds/r/a": true, "database/creds/r/b": true}, ttl: time.Hour}
+	j, _ := OpenJournal(t.TempDir())
+	for id := range p.live {
+		if err := j.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := NewManager(p, j, quiet(), time.Second).Sweep(t.Context())
+	if err != nil || n != 2 || len(p.liveIDs()) != 0 {
+		t.Fatalf("swept %d (%v), live %v", n, err, p.liveIDs())
+	}
+	if ids, _ := j.List(); len(ids) != 0 {
+		t.Fatalf("journal after sweep: %v", ids)
+	}
+}
+
+func TestLeaseStringHidesThePassword(t *testing.T) {
+	l := &Lease{ID: "x", Username: "u", Password: "hunter2"}
+	if s := fmt.Sprint(l) + fmt.Sprintf("%v %s", l, l); strings.Contains(s, "hunter2") {
+		t.Fatalf("formatted lease shows the password: %s", s)
+	}
+}
