@@ -53,7 +53,7 @@ demo-down:
 ## bench: each measurement against its baseline in the same run, reported as ratios (benchstat reads it)
 bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/
-	$(GO) test -run '^$$' -bench 'Postgres|Handshake' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
+	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME

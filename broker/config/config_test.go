@@ -103,7 +103,8 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 		wantInError []string
 	}{
 		{"typo with hint", `address  =`, `adress   =`, 11, []string{`"adress"`, `Did you mean "address"`}},
-		{"missing required field", `    user     = "svidbroker"` + "\n", "", 10, []string{`"user" is required`}},
+		{"missing required field", `    address  = "db.internal:5432"` + "\n", "", 10, []string{`"address" is required`}},
+		{"missing user with svid auth", `    user     = "svidbroker"` + "\n", "", 10, []string{"backend.user must name the role"}},
 		{"wrong type", `user     = "svidbroker"`, `user     = ["svidbroker"]`, 13, []string{`field "user"`, "string required"}},
 		{"unknown top-level field", `trust_domain        = "example.org"`, "trust_domain = \"example.org\"\nlisten = \"x\"", 3, []string{`"listen" is not expected`}},
 		{"bad duration", `target "shop"`, "limits {\n  handshake_timeout = \"10 seconds\"\n}\ntarget \"shop\"", 6, []string{"handshake_timeout", `"10s"`}},

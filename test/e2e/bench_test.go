@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/svidbroker/svidbroker/broker/identity"
+	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
+	"github.com/svidbroker/svidbroker/test/vault"
 
 	"github.com/svidbroker/svidbroker/test/stack"
 )
@@ -274,4 +277,64 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 			b.ReportMetric(on/off, "audit-on/off")
 		})
 	}
+}
+
+// BenchmarkCredentialAcquisition measures a fresh lease from the test Vault (cert login done once; then
+// each iteration reads database/creds, which runs CREATE ROLE in PostgreSQL, and revokes it) beside a
+// direct CREATE ROLE and DROP ROLE by the same administrator in the same run.
+func BenchmarkCredentialAcquisition(b *testing.B) {
+	s, _ := shared(b)
+	v, err := vault.Start(vault.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	root := vaultClient(b, v, nil)
+	root.SetToken(v.RootToken)
+	configureVault(b, s, root, "1h", "2h")
+	f := clientFiles(b, s, stack.PersonaBroker)
+	svid, err := x509svid.Load(f.Cert, f.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ca := filepath.Join(b.TempDir(), "vault-ca.pem")
+	if err := os.WriteFile(ca, v.CACertPEM, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, err := vaultcred.New(vaultcred.Config{Address: v.Addr, CAFile: ca, CertRole: "svidbroker", SVID: svid})
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := s.Postgres.Connect(b.Context(), "shop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	ctx := b.Context()
+	if l, err := p.Acquire(ctx, "shop-read"); err != nil || p.Revoke(ctx, l.ID) != nil { // logs in
+		b.Fatal(err)
+	}
+	var viaVault, direct time.Duration
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		name := fmt.Sprintf("bench_direct_%d", i)
+		if _, err := admin.Exec(ctx, `CREATE ROLE "`+name+`" WITH LOGIN PASSWORD 'x'; GRANT SELECT ON customers, orders TO "`+name+`"`); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := admin.Exec(ctx, `DROP OWNED BY "`+name+`"; DROP ROLE "`+name+`"`); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		l, err := p.Acquire(ctx, "shop-read")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Revoke(ctx, l.ID); err != nil {
+			b.Fatal(err)
+		}
+		direct, viaVault = direct+t1.Sub(t0), viaVault+time.Since(t1)
+	}
+	b.ReportMetric(float64(viaVault.Nanoseconds())/float64(b.N), "lease+revoke-ns/op")
+	b.ReportMetric(float64(direct.Nanoseconds())/float64(b.N), "create+drop-role-ns/op")
+	b.ReportMetric(float64(viaVault)/float64(direct), "vault/direct")
 }

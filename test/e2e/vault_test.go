@@ -150,7 +150,7 @@ func dbConfig(pg *stack.Postgres, password string) map[string]any {
 		"username":       pg.Superuser, "password": password}
 }
 
-func vaultClient(t *testing.T, v *vault.Server, f *stack.ClientFiles) *vaultapi.Client {
+func vaultClient(t testing.TB, v *vault.Server, f *stack.ClientFiles) *vaultapi.Client {
 	t.Helper()
 	cfg := vaultapi.DefaultConfig()
 	cfg.Address = v.Addr
@@ -180,14 +180,14 @@ func login(t *testing.T, v *vault.Server, f *stack.ClientFiles) (*vaultapi.Clien
 	return c, nil
 }
 
-func write(t *testing.T, c *vaultapi.Client, path string, data map[string]any) {
+func write(t testing.TB, c *vaultapi.Client, path string, data map[string]any) {
 	t.Helper()
 	if _, err := c.Logical().WriteWithContext(t.Context(), path, data); err != nil {
 		t.Fatalf("write %s: %v", path, err)
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func startVault(t *testing.T) (*vault.Server, *vaultapi.Client) {
 // configureVault sets Vault up as a platform team would for svidbroker: cert auth trusting SPIRE's
 // bundle for the broker's SPIFFE ID, a policy limited to the shop roles' credentials and leases, and
 // the database engine in front of the stack's PostgreSQL.
-func configureVault(t *testing.T, s *stack.Stack, root *vaultapi.Client, ttl, maxTTL string) {
+func configureVault(t testing.TB, s *stack.Stack, root *vaultapi.Client, ttl, maxTTL string) {
 	t.Helper()
 	ctx := t.Context()
 	must(t, root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}))
