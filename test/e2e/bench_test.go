@@ -23,7 +23,6 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/identity"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
-	"github.com/svidbroker/svidbroker/test/vault"
 
 	"github.com/svidbroker/svidbroker/test/stack"
 )
@@ -284,13 +283,7 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 // direct CREATE ROLE and DROP ROLE by the same administrator in the same run.
 func BenchmarkCredentialAcquisition(b *testing.B) {
 	s, _ := shared(b)
-	v, err := vault.Start(vault.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer v.Close()
-	root := vaultClient(b, v, nil)
-	root.SetToken(v.RootToken)
+	v, root := startVault(b)
 	configureVault(b, s, root, "1h", "2h")
 	f := clientFiles(b, s, stack.PersonaBroker)
 	svid, err := x509svid.Load(f.Cert, f.Key)

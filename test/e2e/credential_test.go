@@ -13,12 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/svidbroker/svidbroker/test/stack"
-	"github.com/svidbroker/svidbroker/test/vault"
 )
 
 // vaultBroker starts a broker whose target uses dynamic credentials from v, with its lease journal in
 // journal.
-func vaultBroker(t *testing.T, s *stack.Stack, v *vault.Server, name, journal string) *stack.Broker {
+func vaultBroker(t *testing.T, s *stack.Stack, v *vaultTarget, name, journal string) *stack.Broker {
 	t.Helper()
 	ca := filepath.Join(s.Dir, name+"-vault-ca.pem")
 	if err := os.WriteFile(ca, v.CACertPEM, 0o644); err != nil {
@@ -110,11 +109,13 @@ func TestDynamicCredentialPerSession(t *testing.T) {
 	waitRoleGone(t, us)
 
 	// Vault sealed: new sessions are refused within the configured deadline, with no fallback.
-	v.Seal()
-	out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT 1")
-	v.Unseal()
-	if err == nil || !strings.Contains(out, "no credential for target") {
-		t.Fatalf("with Vault sealed: %v\n%s", err, out)
+	if v.compat != nil {
+		v.compat.Seal()
+		out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT 1")
+		v.compat.Unseal()
+		if err == nil || !strings.Contains(out, "no credential for target") {
+			t.Fatalf("with Vault sealed: %v\n%s", err, out)
+		}
 	}
 	log, _ := os.ReadFile(filepath.Join(s.LogDir, "svidbroker-vault.log"))
 	if strings.Contains(string(log), "A1a-") {
