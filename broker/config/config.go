@@ -116,8 +116,11 @@ type Vault struct {
 	// Timeout bounds each call to Vault, retries included; a session whose credential does not come
 	// within it is refused. Default "10s".
 	Timeout string `hcl:"timeout,optional"`
+	// Reuse lets sessions of the same caller and role share a lease, which then outlives the last of
+	// them by this long. Default "0s": every session has a lease of its own.
+	Reuse string `hcl:"reuse,optional"`
 
-	TimeoutD time.Duration
+	TimeoutD, ReuseD time.Duration
 }
 
 // AuditPostgres is the audit database.

@@ -187,6 +187,9 @@ func (c *Config) Validate() error {
 			vb.Mount = "database"
 		}
 		vb.TimeoutD = v.duration(vb.Timeout, 10*time.Second, "vault", "timeout")
+		if vb.Reuse != "" && vb.Reuse != "0s" && vb.Reuse != "0" {
+			vb.ReuseD = v.duration(vb.Reuse, 0, "vault", "reuse")
+		}
 	}
 	if c.Session == nil {
 		c.Session = &Session{}

@@ -5,27 +5,51 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Manager runs the lease of each session.
+// Manager runs the leases of sessions.
 type Manager struct {
 	provider Provider
 	journal  *Journal
 	log      *slog.Logger
-	// Timeout bounds each call to the provider.
-	timeout time.Duration
+	timeout  time.Duration // bounds each call to the provider
+	reuse    time.Duration // how long a lease outlives its last session, for the next of the same caller
+
+	mu     sync.Mutex
+	pool   map[poolKey]*held
+	nextID int
+	// Acquired and Reused count leases obtained from the provider and handed out again.
+	Acquired, Reused atomic.Int64
 }
 
-// NewManager returns a manager; journal may be nil (no crash recovery) only in tests.
-func NewManager(p Provider, j *Journal, log *slog.Logger, timeout time.Duration) *Manager {
+type poolKey struct{ principal, role string }
+
+// held is a lease kept alive for the sessions that use it.
+type held struct {
+	lease  *Lease
+	key    poolKey
+	refs   int
+	ends   map[int]func(error)
+	failed bool
+	idle   *time.Timer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewManager returns a manager; journal may be nil (no crash recovery) only in tests. With reuse > 0,
+// sessions of the same caller and role share a lease, which outlives the last of them by reuse; with
+// reuse 0, every session has a lease of its own.
+func NewManager(p Provider, j *Journal, log *slog.Logger, timeout, reuse time.Duration) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Manager{provider: p, journal: j, log: log, timeout: timeout}
+	return &Manager{provider: p, journal: j, log: log, timeout: timeout, reuse: reuse, pool: map[poolKey]*held{}}
 }
 
 // Sweep revokes the leases a previous run left in the journal.
@@ -49,24 +73,43 @@ func (m *Manager) Sweep(ctx context.Context) (revoked int, err error) {
 	return revoked, errors.Join(errs...)
 }
 
-// Session is one session's lease, renewed until End.
+// Session is one session's use of a lease.
 type Session struct {
-	Lease  *Lease
-	m      *Manager
-	cancel context.CancelFunc
-	done   chan struct{}
+	Lease *Lease
+	m     *Manager
+	h     *held
+	id    int
+	once  sync.Once
 }
 
-// Start leases a credential for role and keeps it renewed. end is called, once, if the lease cannot be
-// kept (renewal failed, or the lease reached its maximum lifetime): the caller must then end the
-// session. The caller must call End when the session ends.
-func (m *Manager) Start(ctx context.Context, role string, end func(error)) (*Session, error) {
+// Start gives a session of principal a lease for role, kept renewed. end is called, once, if the
+// lease cannot be kept (renewal failed, or the lease reached its maximum lifetime): the caller must
+// then end the session. The caller must call End when the session ends.
+func (m *Manager) Start(ctx context.Context, principal, role string, end func(error)) (*Session, error) {
+	key := poolKey{principal, role}
+	m.mu.Lock()
+	if h := m.pool[key]; h != nil && m.reuse > 0 {
+		if h.idle != nil {
+			h.idle.Stop()
+			h.idle = nil
+		}
+		m.nextID++
+		h.refs++
+		h.ends[m.nextID] = end
+		s := &Session{Lease: h.lease, m: m, h: h, id: m.nextID}
+		m.mu.Unlock()
+		m.Reused.Add(1)
+		return s, nil
+	}
+	m.mu.Unlock()
+
 	cctx, cancel := context.WithTimeout(ctx, m.timeout)
 	lease, err := m.provider.Acquire(cctx, role)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	m.Acquired.Add(1)
 	if m.journal != nil {
 		if err := m.journal.Add(lease.ID); err != nil {
 			m.revoke(lease.ID)
@@ -74,46 +117,66 @@ func (m *Manager) Start(ctx context.Context, role string, end func(error)) (*Ses
 		}
 	}
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Session{Lease: lease, m: m, cancel: rcancel, done: make(chan struct{})}
-	go s.renew(rctx, end)
+	h := &held{lease: lease, key: key, refs: 1, ends: map[int]func(error){}, cancel: rcancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.nextID++
+	h.ends[m.nextID] = end
+	s := &Session{Lease: lease, m: m, h: h, id: m.nextID}
+	if m.reuse > 0 && m.pool[key] == nil {
+		m.pool[key] = h
+	}
+	m.mu.Unlock()
+	go m.renew(rctx, h)
 	return s, nil
 }
 
 // renew renews at half the remaining TTL until cancelled. A renewal that fails, or that comes back
-// shorter than it needs to be (the lease hit its max TTL), ends the session before the lease expires.
-func (s *Session) renew(ctx context.Context, end func(error)) {
-	defer close(s.done)
-	ttl := s.Lease.TTL
-	for {
-		wait := ttl / 2
-		if wait < 100*time.Millisecond {
-			wait = 100 * time.Millisecond
+// shorter than it needs to be (the lease hit its max TTL), ends the sessions before the lease expires.
+func (m *Manager) renew(ctx context.Context, h *held) {
+	defer close(h.done)
+	ttl := h.lease.TTL
+	fail := func(err error) {
+		m.mu.Lock()
+		h.failed = true
+		if m.pool[h.key] == h {
+			delete(m.pool, h.key)
 		}
+		ends := make([]func(error), 0, len(h.ends))
+		for _, e := range h.ends {
+			ends = append(ends, e)
+		}
+		m.mu.Unlock()
+		for _, e := range ends {
+			e(err)
+		}
+	}
+	for {
+		wait := max(ttl/2, 100*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		if !s.Lease.Renewable {
-			end(fmt.Errorf("credential: lease %s is not renewable and expires", s.Lease.ID))
+		if !h.lease.Renewable {
+			fail(fmt.Errorf("credential: lease %s is not renewable and expires", h.lease.ID))
 			return
 		}
-		cctx, cancel := context.WithTimeout(ctx, s.m.timeout)
-		next, err := s.m.provider.Renew(cctx, s.Lease.ID)
+		cctx, cancel := context.WithTimeout(ctx, m.timeout)
+		next, err := m.provider.Renew(cctx, h.lease.ID)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			end(fmt.Errorf("credential: renewing lease %s failed: %w", s.Lease.ID, err))
+			fail(fmt.Errorf("credential: renewing lease %s failed: %w", h.lease.ID, err))
 			return
 		}
 		if next < ttl/2 {
-			// The lease cannot be extended further: end the session before it expires.
+			// The lease cannot be extended further: end the sessions before it expires.
 			select {
 			case <-ctx.Done():
 			case <-time.After(next * 3 / 4):
-				end(fmt.Errorf("credential: lease %s reached its maximum lifetime", s.Lease.ID))
+				fail(fmt.Errorf("credential: lease %s reached its maximum lifetime", h.lease.ID))
 			}
 			return
 		}
@@ -121,12 +184,63 @@ func (s *Session) renew(ctx context.Context, end func(error)) {
 	}
 }
 
-// End stops renewing and revokes the lease. The journal keeps the lease if revocation fails, for
-// the next sweep.
+// End releases the session's use of its lease. The last session to end revokes it, at once or, with
+// reuse, after the reuse window if no session of the same caller took it up meanwhile.
 func (s *Session) End() {
-	s.cancel()
-	<-s.done
-	s.m.revoke(s.Lease.ID)
+	s.once.Do(func() {
+		m, h := s.m, s.h
+		m.mu.Lock()
+		delete(h.ends, s.id)
+		h.refs--
+		if h.refs > 0 {
+			m.mu.Unlock()
+			return
+		}
+		if m.reuse > 0 && m.pool[h.key] == h && !h.failed {
+			h.idle = time.AfterFunc(m.reuse, func() {
+				m.mu.Lock()
+				if h.refs > 0 || m.pool[h.key] != h {
+					m.mu.Unlock()
+					return
+				}
+				delete(m.pool, h.key)
+				m.mu.Unlock()
+				m.release(h)
+			})
+			m.mu.Unlock()
+			return
+		}
+		if m.pool[h.key] == h {
+			delete(m.pool, h.key)
+		}
+		m.mu.Unlock()
+		m.release(h)
+	})
+}
+
+// Close revokes the leases kept for reuse that no session holds.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	var idle []*held
+	for k, h := range m.pool {
+		if h.refs == 0 {
+			if h.idle != nil {
+				h.idle.Stop()
+			}
+			delete(m.pool, k)
+			idle = append(idle, h)
+		}
+	}
+	m.mu.Unlock()
+	for _, h := range idle {
+		m.release(h)
+	}
+}
+
+func (m *Manager) release(h *held) {
+	h.cancel()
+	<-h.done
+	m.revoke(h.lease.ID)
 }
 
 func (m *Manager) revoke(id string) {

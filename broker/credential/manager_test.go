@@ -73,8 +73,8 @@ func TestSessionLeaseLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewManager(p, j, quiet(), time.Second)
-	s, err := m.Start(t.Context(), "r", func(err error) { t.Errorf("session ended: %v", err) })
+	m := NewManager(p, j, quiet(), time.Second, 0)
+	s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { t.Errorf("session ended: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +101,9 @@ func TestSessionEndsWhenTheLeaseCannotBeKept(t *testing.T) {
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
-			m := NewManager(p, nil, quiet(), time.Second)
+			m := NewManager(p, nil, quiet(), time.Second, 0)
 			ended := make(chan error, 1)
-			s, err := m.Start(t.Context(), "r", func(err error) { ended <- err })
+			s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { ended <- err })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestSweepRevokesOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := NewManager(p, j, quiet(), time.Second).Sweep(t.Context())
+	n, err := NewManager(p, j, quiet(), time.Second, 0).Sweep(t.Context())
 	if err != nil || n != 2 || len(p.liveIDs()) != 0 {
 		t.Fatalf("swept %d (%v), live %v", n, err, p.liveIDs())
 	}
@@ -141,5 +141,56 @@ func TestLeaseStringHidesThePassword(t *testing.T) {
 	l := &Lease{ID: "x", Username: "u", Password: "hunter2"}
 	if s := fmt.Sprint(l) + fmt.Sprintf("%v %s", l, l); strings.Contains(s, "hunter2") {
 		t.Fatalf("formatted lease shows the password: %s", s)
+	}
+}
+
+func TestLeaseReuseWithinTheWindow(t *testing.T) {
+	p := &memProvider{live: map[string]bool{}, ttl: time.Hour}
+	m := NewManager(p, nil, quiet(), time.Second, 300*time.Millisecond)
+	defer m.Close()
+	start := func(principal string) *Session {
+		s, err := m.Start(t.Context(), principal, "r", func(error) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a1, a2 := start("spiffe://example.org/a"), start("spiffe://example.org/a")
+	b := start("spiffe://example.org/b")
+	if a1.Lease.ID != a2.Lease.ID || a1.Lease.ID == b.Lease.ID {
+		t.Fatalf("leases a1 %s a2 %s b %s: one per caller and role", a1.Lease.ID, a2.Lease.ID, b.Lease.ID)
+	}
+	a1.End()
+	a2.End()
+	a3 := start("spiffe://example.org/a") // within the window: the same lease
+	if a3.Lease.ID != a1.Lease.ID || m.Acquired.Load() != 2 || m.Reused.Load() != 2 {
+		t.Fatalf("acquired %d reused %d", m.Acquired.Load(), m.Reused.Load())
+	}
+	a3.End()
+	b.End()
+	time.Sleep(600 * time.Millisecond) // past the window: revoked
+	if live := p.liveIDs(); len(live) != 0 {
+		t.Fatalf("leases outlived the reuse window: %v", live)
+	}
+}
+
+func TestSharedLeaseFailureEndsEverySession(t *testing.T) {
+	p := &memProvider{live: map[string]bool{}, ttl: 200 * time.Millisecond, renewErr: errors.New("sealed")}
+	m := NewManager(p, nil, quiet(), time.Second, time.Minute)
+	defer m.Close()
+	ended := make(chan error, 2)
+	for range 2 {
+		s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { ended <- err })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.End()
+	}
+	for range 2 {
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a session sharing the failed lease was not ended")
+		}
 	}
 }

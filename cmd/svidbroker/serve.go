@@ -90,6 +90,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if leases != nil {
+		defer leases.Close()
+	}
 
 	// New access needs a current SVID and, when configured, a working audit log.
 	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
@@ -132,8 +135,8 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 		if t.Backend.Auth == "vault" {
 			clientCert = nil
 			role := t.Backend.VaultRole
-			lease = func(ctx context.Context, _ authz.Connect, end func(error)) (*credential.Session, error) {
-				return leases.Start(ctx, role, end)
+			lease = func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error) {
+				return leases.Start(ctx, c.Peer.ID.String(), role, end)
 			}
 		}
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
@@ -224,7 +227,7 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 	if err != nil {
 		return nil, err
 	}
-	m := credential.NewManager(provider, journal, log, v.TimeoutD)
+	m := credential.NewManager(provider, journal, log, v.TimeoutD, v.ReuseD)
 	revoked, err := m.Sweep(ctx)
 	if revoked > 0 || err != nil {
 		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
