@@ -20,8 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
+	"github.com/svidbroker/svidbroker/test/vault"
 )
 
 func main() {
@@ -254,7 +257,31 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	b, err := s.StartBroker(startCtx, stack.BrokerOptions{Binary: brokerBin})
+	// Vault: the test server from test/vault, set up as a platform team would; the broker takes a
+	// dynamic PostgreSQL credential from it for every session.
+	v, err := vault.Start(vault.Options{})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	vcfg := vaultapi.DefaultConfig()
+	vcfg.Address = v.Addr
+	if err := vcfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: v.CACertPEM}); err != nil {
+		return err
+	}
+	root, err := vaultapi.NewClient(vcfg)
+	if err != nil {
+		return err
+	}
+	root.SetToken(v.RootToken)
+	if err := s.ConfigureVault(startCtx, root, "5m", "8h"); err != nil {
+		return err
+	}
+	vaultBlock, err := s.VaultBlock("svidbroker", v.Addr, v.CACertPEM)
+	if err != nil {
+		return err
+	}
+	b, err := s.StartBroker(startCtx, stack.BrokerOptions{Binary: brokerBin, VaultRole: "shop-read", Extra: vaultBlock})
 	if err != nil {
 		return err
 	}
@@ -275,7 +302,7 @@ func (d *demo) run() error {
 	if err := os.WriteFile(d.path("audit.env"), []byte(b.AuditDir+"\n"+b.Chain+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(d.path("README.txt"), []byte(d.guide(s, b)), 0o644); err != nil {
+	if err := os.WriteFile(d.path("README.txt"), []byte(d.guide(s, b, v.Addr)), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(d.path("ready"), nil, 0o644); err != nil {
@@ -335,7 +362,7 @@ export PGSSLROOTCERT=%s
 	return nil
 }
 
-func (d *demo) guide(s *stack.Stack, b *stack.Broker) string {
+func (d *demo) guide(s *stack.Stack, b *stack.Broker, vaultAddr string) string {
 	rel := func(p string) string {
 		if r, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(r, "..") {
 			return r
@@ -346,14 +373,15 @@ func (d *demo) guide(s *stack.Stack, b *stack.Broker) string {
 	return fmt.Sprintf(`svidbroker demo
   broker      %s  (target "shop", PostgreSQL wire protocol; health: http://%s/readyz)
   SPIRE       trust domain example.org, Workload API %s
-  PostgreSQL  %s:%d  (only the broker can log in: its SVID is its credential)
+  PostgreSQL  %s:%d  (each session logs in with a role Vault creates for it; the agent never sees it)
+  Vault       %s  (Vault-API-compatible test server; the broker logs in with its SVID)
   config      %s
   logs        %s/
 
 Try it (each persona runs as its own uid with its own agent manifest; SPIRE attests both, with the unix
 attestor and svidbroker's agent attestor, and the broker checks the entry with SPIRE on every connection):
   . %s/analyst.env && psql -c 'select id, name, email from customers order by id limit 3'
-  . %s/support.env && psql -c 'select count(*) from orders'
+  . %s/support.env && psql -c 'select current_user, count(*) from orders group by 1'   # a Vault-made role
   . %s/intruder.env && psql -c 'select 1'      # refused: attested, but no policy permits it
   psql "host=localhost port=%s dbname=shop sslmode=disable" -c 'select 1'   # refused: TLS with an SVID required
   openssl x509 -in %s/svids/analyst.crt -noout -ext subjectAltName   # the agent's only credential
@@ -369,7 +397,7 @@ Audit (every session and statement, recorded before it reaches the database):
   .bin/svidbroker audit verify --config %s/broker.hcl
 
 Stop everything with: make demo-down
-`, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, rel(d.path("broker.hcl")), rel(d.path("logs")),
+`, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, vaultAddr, rel(d.path("broker.hcl")), rel(d.path("logs")),
 		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
 }
 

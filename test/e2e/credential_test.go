@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,40 +14,19 @@ import (
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
-// vaultBroker starts a broker whose target uses dynamic credentials from v, with its lease journal in
-// journal.
-func vaultBroker(t *testing.T, s *stack.Stack, v *vaultTarget, name, journal string) *stack.Broker {
+// vaultBroker starts a broker whose target uses dynamic credentials from v, with its lease journal
+// named after name (so that a broker restarted under the same name finds its predecessor's leases).
+func vaultBroker(t *testing.T, s *stack.Stack, v *vaultTarget, name, journalName string) *stack.Broker {
 	t.Helper()
-	ca := filepath.Join(s.Dir, name+"-vault-ca.pem")
-	if err := os.WriteFile(ca, v.CACertPEM, 0o644); err != nil {
+	block, err := s.VaultBlock(journalName, v.Addr, v.CACertPEM)
+	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: fmt.Sprintf(`
-vault {
-  address     = %q
-  ca_file     = %q
-  cert_role   = "svidbroker"
-  journal_dir = %q
-  timeout     = "3s"
-}
-`, v.Addr, ca, journal)})
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: block})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func journalDir(t *testing.T, s *stack.Stack, name string) string {
-	t.Helper()
-	dir := filepath.Join(s.Dir, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	broker, _ := s.Persona(stack.PersonaBroker)
-	if err := os.Chown(dir, int(broker.UID), int(broker.UID)); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 func currentUser(t *testing.T, c *pgx.Conn) string {
@@ -75,7 +53,7 @@ func TestDynamicCredentialPerSession(t *testing.T) {
 	s, _ := shared(t)
 	v, root := startVault(t)
 	configureVault(t, s, root, "3s", "1m")
-	b := vaultBroker(t, s, v, "svidbroker-vault", journalDir(t, s, "vault-journal"))
+	b := vaultBroker(t, s, v, "svidbroker-vault", "vault-journal")
 	defer b.Stop()
 	ctx := t.Context()
 
@@ -129,8 +107,7 @@ func TestOrphanedLeasesRevokedAfterKill(t *testing.T) {
 	s, _ := shared(t)
 	v, root := startVault(t)
 	configureVault(t, s, root, "1h", "2h") // long enough that only the sweep can remove it
-	journal := journalDir(t, s, "vault-journal-kill")
-	b := vaultBroker(t, s, v, "svidbroker-vault-kill", journal)
+	b := vaultBroker(t, s, v, "svidbroker-vault-kill", "vault-journal-kill")
 	c, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +120,7 @@ func TestOrphanedLeasesRevokedAfterKill(t *testing.T) {
 	if !roleExists(t, role) {
 		t.Fatal("the role vanished without a sweep; the test would prove nothing")
 	}
-	b2 := vaultBroker(t, s, v, "svidbroker-vault-restart", journal)
+	b2 := vaultBroker(t, s, v, "svidbroker-vault-restart", "vault-journal-kill")
 	defer b2.Stop()
 	waitRoleGone(t, role)
 }

@@ -250,25 +250,10 @@ func startVault(t testing.TB) (*vaultTarget, *vaultapi.Client) {
 	return v, root
 }
 
-// configureVault sets Vault up as a platform team would for svidbroker: cert auth trusting SPIRE's
-// bundle for the broker's SPIFFE ID, a policy limited to the shop roles' credentials and leases, and
-// the database engine in front of the stack's PostgreSQL.
+// configureVault sets Vault up as test/stack does for the demo.
 func configureVault(t testing.TB, s *stack.Stack, root *vaultapi.Client, ttl, maxTTL string) {
 	t.Helper()
-	ctx := t.Context()
-	must(t, root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}))
-	must(t, root.Sys().MountWithContext(ctx, "database", &vaultapi.MountInput{Type: "database"}))
-	must(t, root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
-path "sys/leases/*" { capabilities = ["update"] }`))
-	bundle, err := os.ReadFile(s.SPIRE.BundlePath)
-	if err != nil {
+	if err := s.ConfigureVault(t.Context(), root, ttl, maxTTL); err != nil {
 		t.Fatal(err)
 	}
-	write(t, root, "auth/cert/certs/svidbroker", map[string]any{"certificate": string(bundle),
-		"allowed_uri_sans": []string{"spiffe://example.org/svidbroker"}, "token_policies": []string{"broker"}, "token_ttl": "1h"})
-	write(t, root, "database/config/shop", dbConfig(s.Postgres, s.Postgres.SuperuserPassword()))
-	write(t, root, "database/roles/shop-read", map[string]any{"db_name": "shop", "default_ttl": ttl, "max_ttl": maxTTL,
-		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
-			`GRANT SELECT ON customers, orders TO "{{name}}";`},
-		"revocation_statements": []string{`DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}})
 }

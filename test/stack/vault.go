@@ -1,0 +1,86 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// ConfigureVault sets a Vault up for the broker as a platform team would: the cert auth method
+// trusting SPIRE's bundle for the broker's SPIFFE ID only, a policy that can read the shop-read
+// credentials and renew and revoke leases, and the database engine in front of the stack's PostgreSQL,
+// with a role "shop-read" whose credentials live ttl (at most maxTTL). root must hold a root token.
+func (s *Stack) ConfigureVault(ctx context.Context, root *vaultapi.Client, ttl, maxTTL string) error {
+	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}); err != nil {
+		return fmt.Errorf("stack: vault: %w", err)
+	}
+	if err := root.Sys().MountWithContext(ctx, "database", &vaultapi.MountInput{Type: "database"}); err != nil {
+		return fmt.Errorf("stack: vault: %w", err)
+	}
+	if err := root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
+path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
+		return fmt.Errorf("stack: vault: %w", err)
+	}
+	bundle, err := os.ReadFile(s.SPIRE.BundlePath)
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	broker, err := s.Persona(PersonaBroker)
+	if err != nil {
+		return err
+	}
+	pg := s.Postgres
+	writes := []struct {
+		path string
+		data map[string]any
+	}{
+		{"auth/cert/certs/svidbroker", map[string]any{"certificate": string(bundle),
+			"allowed_uri_sans": []string{broker.ID.String()}, "token_policies": []string{"broker"}, "token_ttl": "1h"}},
+		{"database/config/shop", map[string]any{"plugin_name": "postgresql-database-plugin", "allowed_roles": []string{"shop-read"},
+			"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s:%d/shop?sslmode=verify-full&sslrootcert=%s", pg.Host, pg.Port, pg.CAPath),
+			"username":       pg.Superuser, "password": pg.SuperuserPassword()}},
+		{"database/roles/shop-read", map[string]any{"db_name": "shop", "default_ttl": ttl, "max_ttl": maxTTL,
+			"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+				`GRANT SELECT ON customers, orders TO "{{name}}";`},
+			"revocation_statements": []string{`DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}}},
+	}
+	for _, w := range writes {
+		if _, err := root.Logical().WriteWithContext(ctx, w.path, w.data); err != nil {
+			return fmt.Errorf("stack: vault: write %s: %w", w.path, err)
+		}
+	}
+	return nil
+}
+
+// VaultBlock returns the broker configuration that takes dynamic credentials from the Vault at addr
+// (its CA in caPEM), with a lease journal the broker's uid owns. Pair it with BrokerOptions.VaultRole.
+func (s *Stack) VaultBlock(name, addr string, caPEM []byte) (string, error) {
+	ca := filepath.Join(s.Dir, name+"-vault-ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		return "", fmt.Errorf("stack: %w", err)
+	}
+	journal := filepath.Join(s.Dir, name+"-leases")
+	if err := os.MkdirAll(journal, 0o700); err != nil {
+		return "", fmt.Errorf("stack: %w", err)
+	}
+	broker, err := s.Persona(PersonaBroker)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chown(journal, int(broker.UID), int(broker.UID)); err != nil {
+		return "", fmt.Errorf("stack: %w", err)
+	}
+	return fmt.Sprintf(`
+# Dynamic credentials: each session logs in to PostgreSQL with a role Vault creates for it.
+vault {
+  address     = %q
+  ca_file     = %q
+  cert_role   = "svidbroker"
+  journal_dir = %q
+  timeout     = "3s"
+}
+`, addr, ca, journal), nil
+}
