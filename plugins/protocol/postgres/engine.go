@@ -100,7 +100,7 @@ func New(cfg Config) (*Engine, error) {
 
 // Handshake authenticates a client and connects it to the backend. See server.Engine.
 // The server has set raw's deadline to the handshake deadline; it is cleared once the session starts.
-func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, error) {
+func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session, err error) {
 	conn, err := e.upgrade(ctx, raw)
 	if err != nil {
 		return nil, err
@@ -159,6 +159,13 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
 	}
+	// From here on the log holds the session's start; a session that fails to open also gets its end.
+	// The reason stays generic: details (which may name hosts or users) go to the operational log.
+	defer func() {
+		if err != nil {
+			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established"}})
+		}
+	}()
 	params, err := e.cfg.Backend.runtimeParams(startup.Parameters)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
