@@ -356,7 +356,8 @@ func (l *Log) checkpoint() {
 	l.cpSeq = seq
 }
 
-// readLines calls f for each line of path, with its 1-based number. A missing file has no lines.
+// readLines calls f for each line of path, with its 1-based number. A missing file has no lines. A
+// line longer than twice MaxRecordBytes is an error before it is held in memory whole.
 func readLines(path string, f func(n int, line []byte) error) error {
 	file, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -366,13 +367,13 @@ func readLines(path string, f func(n int, line []byte) error) error {
 		return err
 	}
 	defer file.Close()
-	r := bufio.NewReaderSize(file, 64<<10)
+	r := bufio.NewReaderSize(file, 2*MaxRecordBytes)
 	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
+		line, err := r.ReadSlice('\n') // valid until the next read: f must not keep it
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return fmt.Errorf("%s:%d: line longer than %d bytes", path, n, 2*MaxRecordBytes)
+		}
 		if len(line) > 0 {
-			if len(line) > 2*MaxRecordBytes {
-				return fmt.Errorf("%s:%d: line longer than %d bytes", path, n, 2*MaxRecordBytes)
-			}
 			if ferr := f(n, line); ferr != nil {
 				return ferr
 			}

@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -38,7 +37,8 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-func sign(t *testing.T, key crypto.Signer, alg jose.SignatureAlgorithm, kid string, claims map[string]any) string {
+// sign makes a JWT with key (a private key, or an HMAC secret for HS* algorithms).
+func sign(t *testing.T, key any, alg jose.SignatureAlgorithm, kid string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
@@ -114,7 +114,7 @@ func TestJWTVerification(t *testing.T) {
 	}
 	// An HS256 token keyed with the bundle's public key bytes: the classic algorithm-confusion attack.
 	hsKey, _ := json.Marshal(key.Public())
-	cases[2].token = signHS(t, hsKey, claims(nil))
+	cases[2].token = sign(t, hsKey, jose.HS256, "k1", claims(nil))
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			peer, err := v.Verify(t.Context(), tc.token)
@@ -138,20 +138,6 @@ func TestJWTVerification(t *testing.T) {
 			}
 		})
 	}
-}
-
-func signHS(t *testing.T, secret []byte, c map[string]any) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(c).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 func TestVerifyRequestHeaders(t *testing.T) {

@@ -140,7 +140,7 @@ func TestBrokerAuditsToPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker, _ := s.Persona(stack.PersonaBroker)
-	if err := chownAll(keys, int(broker.UID)); err != nil {
+	if err := stack.ChownTree(keys, int(broker.UID), int(broker.UID)); err != nil {
 		t.Fatal(err)
 	}
 	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-pgaudit", Binary: brokerBin, NoAudit: true, Extra: fmt.Sprintf(`
@@ -194,13 +194,4 @@ audit {
 			t.Fatalf("svidbroker %s: %v\n%s", args[1], err, out)
 		}
 	}
-}
-
-func chownAll(dir string, uid int) error {
-	return filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, uid, uid)
-	})
 }

@@ -60,15 +60,7 @@ func BenchmarkPostgres(b *testing.B) {
 		defer v.Close(context.Background())
 		op(b, d) // warm both paths
 		op(b, v)
-		var dt, vt time.Duration
-		b.ResetTimer()
-		for b.Loop() {
-			t0 := time.Now()
-			op(b, d)
-			t1 := time.Now()
-			op(b, v)
-			dt, vt = dt+t1.Sub(t0), vt+time.Since(t1)
-		}
+		dt, vt := interleave(b, func() { op(b, d) }, func() { op(b, v) })
 		report(b, dt, vt)
 	}
 
@@ -104,16 +96,23 @@ func BenchmarkPostgres(b *testing.B) {
 		})
 	})
 	b.Run("connect", func(b *testing.B) {
-		var dt, vt time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			connect(b, direct).Close(context.Background())
-			t1 := time.Now()
-			connect(b, viaBroker).Close(context.Background())
-			dt, vt = dt+t1.Sub(t0), vt+time.Since(t1)
-		}
+		dt, vt := interleave(b, func() { connect(b, direct).Close(context.Background()) },
+			func() { connect(b, viaBroker).Close(context.Background()) })
 		report(b, dt, vt)
 	})
+}
+
+// interleave runs base and measured alternately, b.N times each, and returns their total times, so
+// that noise from other work on the machine hits both alike.
+func interleave(b *testing.B, base, measured func()) (baseT, measuredT time.Duration) {
+	for b.Loop() {
+		t0 := time.Now()
+		base()
+		t1 := time.Now()
+		measured()
+		baseT, measuredT = baseT+t1.Sub(t0), measuredT+time.Since(t1)
+	}
+	return baseT, measuredT
 }
 
 func report(b *testing.B, direct, broker time.Duration) {
@@ -198,15 +197,7 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 	dial(mtlsAddr, clientMTLS)
 	dial(plainAddr, clientPlain)
-	var mt, pt time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		dial(plainAddr, clientPlain)
-		t1 := time.Now()
-		dial(mtlsAddr, clientMTLS)
-		pt, mt = pt+t1.Sub(t0), mt+time.Since(t1)
-	}
+	pt, mt := interleave(b, func() { dial(plainAddr, clientPlain) }, func() { dial(mtlsAddr, clientMTLS) })
 	b.ReportMetric(float64(b.N)/pt.Seconds(), "plain-handshakes/s")
 	b.ReportMetric(float64(b.N)/mt.Seconds(), "mtls+peer-handshakes/s")
 	b.ReportMetric(float64(mt)/float64(pt), "mtls/plain-time")

@@ -220,7 +220,7 @@ func (s *Stack) auditSetup(b *Broker, name, dir string) (string, error) {
 		return "", fmt.Errorf("stack: %w", err)
 	}
 	for _, d := range []string{b.AuditDir, b.AuditKeys} {
-		if err := chownTree(d, int(broker.UID), int(broker.UID)); err != nil {
+		if err := ChownTree(d, int(broker.UID), int(broker.UID)); err != nil {
 			return "", err
 		}
 	}

@@ -141,7 +141,7 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 		}
 	}
 	if owner != nil {
-		if err := chownTree(base, int(owner.Uid), int(owner.Gid)); err != nil {
+		if err := ChownTree(base, int(owner.Uid), int(owner.Gid)); err != nil {
 			return err
 		}
 	}
@@ -218,7 +218,8 @@ func pgTool(name string) (string, error) {
 	return p, nil
 }
 
-func chownTree(root string, uid, gid int) error {
+// ChownTree gives a directory tree to uid and gid, so that a persona (the broker) can use it.
+func ChownTree(root string, uid, gid int) error {
 	return filepath.Walk(root, func(path string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
