@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -176,24 +177,26 @@ func (s *Server) serve(ctx, sessCtx context.Context, sessions *sync.WaitGroup, l
 			conn.Close()
 			continue
 		}
+		// Admission happens here, in accept order, so "oldest" means first accepted rather than first
+		// scheduled.
+		slot, evicted := handshakes.admit(conn)
+		if evicted != nil {
+			log.Info("pending handshake closed to admit a new client", "evicted", evicted.RemoteAddr().String(),
+				"max_concurrent_handshakes", s.cfg.MaxConcurrentHandshakes)
+		}
 		sessions.Add(1)
 		go func() {
 			defer sessions.Done()
 			defer func() { <-conns }()
-			s.handle(ctx, sessCtx, log, l.Engine, conn, handshakes)
+			s.handle(ctx, sessCtx, log, l.Engine, conn, handshakes, slot)
 		}()
 	}
 }
 
 // handle runs one connection: handshake under the deadline and the handshake cap, then the session.
-func (s *Server) handle(ctx, sessCtx context.Context, log *slog.Logger, e Engine, conn net.Conn, handshakes *pending) {
+func (s *Server) handle(ctx, sessCtx context.Context, log *slog.Logger, e Engine, conn net.Conn, handshakes *pending, slot *list.Element) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	slot, evicted := handshakes.admit(conn)
-	if evicted != nil {
-		log.Info("pending handshake closed to admit a new client", "evicted", evicted.RemoteAddr().String(),
-			"max_concurrent_handshakes", s.cfg.MaxConcurrentHandshakes)
-	}
 	// The deadline also bounds blocking reads and writes inside the engine.
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	sess, err := e.Handshake(hctx, conn)

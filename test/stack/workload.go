@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,20 +203,13 @@ func (s *Stack) Install(src, name string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", fmt.Errorf("stack: %w", err)
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return "", fmt.Errorf("stack: %w", err)
+	// The copy is written by a child process: a file this process held open for writing would be
+	// inherited by any process forked meanwhile (fork then exec is not atomic), and exec of the copy would
+	// fail with ETXTBSY until that child reached its own exec.
+	if out, err := exec.Command("install", "-m", "0755", src, dst).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("stack: install %s: %w: %s", name, err, bytes.TrimSpace(out))
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return "", fmt.Errorf("stack: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return "", fmt.Errorf("stack: %w", err)
-	}
-	return dst, out.Close()
+	return dst, nil
 }
 
 // WorkloadMain makes a binary usable as FetchSVIDs' workload. When the binary was started by FetchSVIDs,
