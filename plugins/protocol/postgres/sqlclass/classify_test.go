@@ -1,0 +1,192 @@
+package sqlclass
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	type want struct {
+		kind     string
+		accesses []string // "action table"
+		funcs    []string
+		refs     []string // nil: not checked
+		nested   bool
+		copyOut  bool
+	}
+	cases := []struct {
+		sql string
+		want
+	}{
+		{"SELECT 1", want{kind: "select"}},
+		{"select id, name from customers", want{kind: "select", accesses: []string{"select public.customers"}, refs: []string{}}},
+		{"SELECT c.email FROM public.customers c WHERE c.id = 1", want{kind: "select", accesses: []string{"select public.customers"}, refs: []string{"id"}}},
+		{"SELECT upper(email) FROM customers", want{kind: "select", accesses: []string{"select public.customers"}, funcs: []string{"upper"}, refs: []string{"email"}}},
+		{"SELECT email::text FROM customers", want{kind: "select", refs: []string{"email"}, accesses: []string{"select public.customers"}}},
+		{"SELECT row_to_json(c) FROM customers c", want{kind: "select", refs: []string{"*"}, funcs: []string{"row_to_json"}, accesses: []string{"select public.customers"}}},
+		{"SELECT c FROM customers c", want{kind: "select", refs: []string{"*"}, accesses: []string{"select public.customers"}}},
+		{"SELECT (SELECT email FROM customers LIMIT 1)", want{kind: "select", refs: []string{"email"}, accesses: []string{"select public.customers"}}},
+		{"SELECT email FROM customers UNION SELECT name FROM customers", want{kind: "select", refs: []string{"email", "name"}, accesses: []string{"select public.customers"}}},
+		{"SELECT x FROM (SELECT email AS x FROM customers) s", want{kind: "select", refs: []string{"email"}, accesses: []string{"select public.customers"}}},
+		{"WITH c AS (SELECT * FROM customers) SELECT * FROM c", want{kind: "select", refs: []string{"*"}, accesses: []string{"select public.customers"}}},
+		{"SELECT count(*) FROM orders", want{kind: "select", funcs: []string{"count"}, refs: []string{}, accesses: []string{"select public.orders"}}},
+		// A CTE of a non-recursive WITH does not see later CTEs: "b" in a's body is the table b.
+		{"WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a", want{kind: "select", accesses: []string{"select public.b"}}},
+		{"WITH RECURSIVE r AS (SELECT 1 UNION SELECT * FROM r) SELECT * FROM r", want{kind: "select"}},
+		// A CTE's name does not shadow a schema-qualified table.
+		{"WITH customers AS (SELECT 1) SELECT * FROM public.customers", want{kind: "select", accesses: []string{"select public.customers"}}},
+		{"(WITH x AS (SELECT 1) SELECT * FROM x) UNION SELECT * FROM x", want{kind: "select", accesses: []string{"select public.x"}}},
+		{"INSERT INTO orders (customer_id, total) VALUES (1, 2)", want{kind: "insert", accesses: []string{"insert public.orders"}}},
+		{"INSERT INTO orders SELECT * FROM customers", want{kind: "insert", accesses: []string{"insert public.orders", "select public.customers"}}},
+		{"INSERT INTO orders (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET total = 0", want{kind: "insert", accesses: []string{"insert public.orders", "update public.orders"}}},
+		{"UPDATE orders SET total = 0 FROM customers WHERE customers.id = orders.customer_id", want{kind: "update", accesses: []string{"update public.orders", "select public.customers"}}},
+		{"DELETE FROM orders WHERE id = 1 RETURNING *", want{kind: "delete", accesses: []string{"delete public.orders"}, refs: []string{"id", "*"}}},
+		{"WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d", want{kind: "select", accesses: []string{"delete public.orders"}, nested: true}},
+		{"MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN MATCHED THEN DELETE", want{kind: "delete", accesses: []string{"delete public.orders", "select public.customers"}}},
+		{"COPY customers TO STDOUT", want{kind: "select", accesses: []string{"select public.customers"}, copyOut: true}},
+		{"COPY (SELECT email FROM customers) TO STDOUT", want{kind: "select", accesses: []string{"select public.customers"}, copyOut: true}},
+		{"COPY (DELETE FROM orders RETURNING id) TO STDOUT", want{kind: "select", accesses: []string{"delete public.orders"}, nested: true, copyOut: true}},
+		{"COPY orders FROM STDIN", want{kind: "insert", accesses: []string{"insert public.orders"}}},
+		{"COPY orders TO '/tmp/x'", want{kind: "admin", accesses: []string{"admin public.orders"}}},
+		{"COPY orders FROM PROGRAM 'id'", want{kind: "admin", accesses: []string{"admin public.orders"}}},
+		{"DO $$ BEGIN EXECUTE 'select 1'; END $$", want{kind: "admin"}},
+		{"SET ROLE postgres", want{kind: "admin"}},
+		{"SET SESSION AUTHORIZATION postgres", want{kind: "admin"}},
+		{"SET search_path = evil, public", want{kind: "admin"}},
+		{"SET LOCAL search_path TO evil", want{kind: "admin"}},
+		{"RESET search_path", want{kind: "admin"}},
+		{"SET client_encoding = 'SJIS'", want{kind: "admin"}},
+		{"SET standard_conforming_strings = off", want{kind: "admin"}},
+		{"SET application_name = 'x'", want{kind: "utility"}},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", want{kind: "utility"}},
+		{"SHOW search_path", want{kind: "utility"}},
+		{"SELECT set_config('search_path', 'evil', false)", want{kind: "admin", funcs: []string{"set_config"}}},
+		{"SELECT pg_read_file('/etc/passwd')", want{kind: "admin", funcs: []string{"pg_read_file"}}},
+		{"SELECT pg_catalog.pg_ls_dir('.')", want{kind: "admin", funcs: []string{"pg_catalog.pg_ls_dir"}}},
+		{"SELECT lo_import('/etc/passwd')", want{kind: "admin", funcs: []string{"lo_import"}}},
+		{"SELECT * FROM dblink('host=x', 'select 1') AS t(a int)", want{kind: "admin", funcs: []string{"dblink"}}},
+		{"SELECT query_to_xml('select * from customers', true, true, '')", want{kind: "admin", funcs: []string{"query_to_xml"}}},
+		{"SELECT id FROM orders WHERE pg_sleep(0) IS NOT NULL AND total > (SELECT set_config('role','x',true))::int", want{kind: "admin", accesses: []string{"admin public.orders"}}},
+		{"BEGIN", want{kind: "transaction"}},
+		{"COMMIT", want{kind: "transaction"}},
+		{"CREATE TABLE t (a int)", want{kind: "ddl", accesses: []string{"ddl public.t"}}},
+		{"ALTER TABLE orders ADD COLUMN note text", want{kind: "ddl", accesses: []string{"ddl public.orders"}}},
+		{"DROP TABLE orders, s.x", want{kind: "ddl", accesses: []string{"ddl public.orders", "ddl s.x"}}},
+		{"CREATE VIEW v AS SELECT email FROM customers", want{kind: "ddl", accesses: []string{"ddl public.v", "select public.customers"}}},
+		{"CREATE TABLE t2 AS SELECT * FROM customers", want{kind: "ddl", accesses: []string{"ddl public.t2", "select public.customers"}}},
+		{"SELECT * INTO t3 FROM customers", want{kind: "ddl", accesses: []string{"ddl public.t3", "select public.customers"}}},
+		{"TRUNCATE orders", want{kind: "ddl", accesses: []string{"ddl public.orders"}}},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'", want{kind: "admin"}},
+		{"GRANT SELECT ON customers TO public", want{kind: "admin"}},
+		{"CREATE EXTENSION dblink", want{kind: "admin"}},
+		{"ALTER SYSTEM SET work_mem = '1GB'", want{kind: "admin"}},
+		{"LOAD 'plpgsql'", want{kind: "admin"}},
+		{"VACUUM orders", want{kind: "admin", accesses: []string{"admin public.orders"}}},
+		{"CALL p()", want{kind: "admin"}},
+		{"PREPARE p AS SELECT email FROM customers", want{kind: "select", accesses: []string{"select public.customers"}}},
+		{"EXECUTE p", want{kind: "admin"}},
+		{"EXPLAIN ANALYZE DELETE FROM orders", want{kind: "delete", accesses: []string{"delete public.orders"}}},
+		{"DECLARE c CURSOR FOR SELECT * FROM customers", want{kind: "select", accesses: []string{"select public.customers"}}},
+		{"FETCH 10 FROM c", want{kind: "select"}},
+		{"LISTEN x", want{kind: "utility"}},
+		{"SELECT * FROM pgbench_accounts WHERE aid = $1", want{kind: "select", accesses: []string{"select public.pgbench_accounts"}}},
+	}
+	for _, c := range cases {
+		sts, err := Classify(c.sql)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if len(sts) != 1 {
+			t.Errorf("%s: %d statements", c.sql, len(sts))
+			continue
+		}
+		st := sts[0]
+		var acc []string
+		for _, a := range st.Accesses {
+			acc = append(acc, a.Action+" "+a.Table)
+		}
+		if st.Kind != c.kind {
+			t.Errorf("%s: kind %q, want %q", c.sql, st.Kind, c.kind)
+		}
+		if c.accesses != nil || len(acc) > 0 {
+			if !sameSet(acc, c.accesses) {
+				t.Errorf("%s: accesses %q, want %q", c.sql, acc, c.accesses)
+			}
+		}
+		if c.funcs != nil && !sameSet(st.Functions, c.funcs) {
+			t.Errorf("%s: functions %q, want %q", c.sql, st.Functions, c.funcs)
+		}
+		if c.refs != nil && !sameSet(st.Refs, c.refs) {
+			t.Errorf("%s: refs %q, want %q", c.sql, st.Refs, c.refs)
+		}
+		if st.NestedWrite != c.nested {
+			t.Errorf("%s: nested write %v, want %v", c.sql, st.NestedWrite, c.nested)
+		}
+		if st.CopyOut != c.copyOut {
+			t.Errorf("%s: copy out %v, want %v", c.sql, st.CopyOut, c.copyOut)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestMultiStatementAndErrors(t *testing.T) {
+	sts, err := Classify("select 1; delete from orders; -- done")
+	if err != nil || len(sts) != 2 || sts[0].Kind != "select" || sts[1].Kind != "delete" {
+		t.Fatalf("got %+v, %v", sts, err)
+	}
+	if sts, err := Classify("  -- nothing\n"); err != nil || len(sts) != 0 {
+		t.Fatalf("empty: %+v %v", sts, err)
+	}
+	for _, bad := range []string{"selec 1", "select 'unterminated", "select (((1", strings.Repeat("(", 5000) + "1" + strings.Repeat(")", 5000)} {
+		if _, err := Classify(bad); !errors.Is(err, ErrParse) {
+			t.Errorf("%.40q: %v, want ErrParse", bad, err)
+		}
+	}
+}
+
+func TestCacheSharesOnlyLiteralVariants(t *testing.T) {
+	c := NewCache(100)
+	a, _ := c.Classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+	b, _ := c.Classify("SELECT abalance FROM pgbench_accounts WHERE aid = 987654")
+	if len(c.entries) != 1 || &a[0] != &b[0] {
+		t.Fatalf("literal variants were parsed twice (%d entries)", len(c.entries))
+	}
+	// Identifiers and keywords are part of the key.
+	for _, q := range []string{
+		"SELECT abalance FROM pgbench_branches WHERE aid = 1",
+		"COPY orders TO STDOUT", "COPY orders TO '/tmp/x'",
+		"SET application_name = 'x'", "SET search_path = 'x'",
+	} {
+		if _, err := c.Classify(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.entries; len(got) != 6 {
+		t.Fatalf("%d entries, want 6", len(got))
+	}
+	st, _ := c.Classify("COPY orders TO '/tmp/y'")
+	if st[0].Kind != KindAdmin {
+		t.Fatalf("COPY TO file from the cache: %q", st[0].Kind)
+	}
+	st, _ = c.Classify("SET search_path = 'y'")
+	if st[0].Kind != KindAdmin {
+		t.Fatalf("SET search_path from the cache: %q", st[0].Kind)
+	}
+	if _, err := c.Classify("select 'x"); !errors.Is(err, ErrParse) {
+		t.Fatalf("unscannable: %v", err)
+	}
+}
