@@ -51,7 +51,9 @@ type SessionSummary struct {
 	Start      time.Time `json:"start"`
 	Statements int       `json:"statements"`
 	Denied     bool      `json:"denied"`
-	Ended      bool      `json:"ended"`
+	// DeniedStatements counts the statements the broker refused.
+	DeniedStatements int  `json:"denied_statements"`
+	Ended            bool `json:"ended"`
 }
 
 // Filter selects sessions; empty fields match everything.
@@ -79,6 +81,8 @@ func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 		switch r.Kind {
 		case KindStatement:
 			s.Statements++
+		case KindDenied:
+			s.DeniedStatements++
 		case KindDecision:
 			s.Denied = r.Decision != nil && !r.Decision.Allow
 		case KindSessionEnd:
@@ -129,8 +133,22 @@ func Format(e Entry) string {
 		fmt.Fprintf(&b, " %s → %s from %s", Escape(r.SPIFFEID), Escape(r.Target), Escape(r.Remote))
 	case KindSessionEnd:
 		fmt.Fprintf(&b, " %s after %s", Escape(r.Detail["reason"]), Escape(r.Detail["duration"]))
-	case KindStatement:
+	case KindStatement, KindDenied:
 		fmt.Fprintf(&b, " [%s] %s", r.Statement.Protocol, Escape(r.Statement.Text))
+		if len(r.Statement.Params) > 0 {
+			fmt.Fprintf(&b, " params (%s)", Escape(strings.Join(r.Statement.Params, ", ")))
+		}
+		if len(r.Statement.Masked) > 0 {
+			fmt.Fprintf(&b, " masked %s", Escape(strings.Join(r.Statement.Masked, ",")))
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&b, " refused (%s)", Escape(r.Error))
+		}
+	case KindApproval:
+		fmt.Fprintf(&b, " request %s %s", Escape(r.Detail["request"]), Escape(r.Detail["state"]))
+		if a := r.Detail["approver"]; a != "" {
+			fmt.Fprintf(&b, " by %s", Escape(a))
+		}
 	case KindResult:
 		fmt.Fprintf(&b, " %s: %d rows, %d bytes", Escape(r.Result.Tag), r.Result.Rows, r.Result.Bytes)
 	case KindError:

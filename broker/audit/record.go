@@ -10,6 +10,10 @@ const (
 	KindStatement    = "statement"
 	KindResult       = "result"
 	KindError        = "error"
+	// KindDenied is a statement the broker refused; it never reached the backend.
+	KindDenied = "denied"
+	// KindApproval is an approval request's state: "pending", then its outcome.
+	KindApproval = "approval"
 )
 
 // Record is one event of a session. Secrets never go in a record: credentials appear as lease IDs.
@@ -56,6 +60,13 @@ type Statement struct {
 	Text     string `json:"text"`
 	// Name is the prepared statement's name in the extended protocol.
 	Name string `json:"name,omitempty"`
+	// Kinds are the classes of the statements in Text ("select", "ddl", ...), in order.
+	Kinds []string `json:"kinds,omitempty"`
+	// Params are the bound parameters of an execution in text form; a parameter of a statement that
+	// mentions a masked column is withheld.
+	Params []string `json:"params,omitempty"`
+	// Masked are the result columns masked for the client ("public.customers.email=hash").
+	Masked []string `json:"masked,omitempty"`
 }
 
 // Result summarizes what came back for one statement.

@@ -230,8 +230,32 @@ func (e Entities) Get(uid types.EntityUID) (types.Entity, bool) {
 	if uid == e.Workload.UID {
 		return e.Workload, true
 	}
-	ent, ok := e.Static[uid]
-	return ent, ok
+	if ent, ok := e.Static[uid]; ok {
+		return ent, true
+	}
+	return uncatalogedTable(e.Static, uid)
+}
+
+// uncatalogedTable makes the entity of a table the catalog does not list: no tags, and its target as
+// parent, so that "resource in Target::..." holds for every table of that target.
+func uncatalogedTable(static types.EntityMap, uid types.EntityUID) (types.Entity, bool) {
+	if uid.Type != TypeTable {
+		return types.Entity{}, false
+	}
+	target, table, ok := strings.Cut(string(uid.ID), "/")
+	if !ok {
+		return types.Entity{}, false
+	}
+	tu := TargetUID(target)
+	if _, ok := static[tu]; !ok {
+		return types.Entity{}, false
+	}
+	schema, name, ok := strings.Cut(table, ".")
+	if !ok {
+		schema, name = "public", table
+	}
+	return types.Entity{UID: uid, Parents: types.NewEntityUIDSet(tu),
+		Attributes: types.NewRecord(types.RecordMap{"name": types.String(name), "schema": types.String(schema), "tags": stringSet(nil)})}, true
 }
 
 // ConnectionContext is the context of connect and credential:use decisions.

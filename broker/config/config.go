@@ -71,8 +71,17 @@ type Policy struct {
 	// ReloadInterval is how often the directory is checked for changes. Default "2s". SIGHUP reloads
 	// at once.
 	ReloadInterval string `hcl:"reload_interval,optional"`
+	// MaskKeyFile holds the key (at least 32 random bytes; `svidbroker audit keygen` makes one) of the
+	// "hash" masking strategy. Without it, columns a policy masks with "hash" come back NULL.
+	MaskKeyFile string `hcl:"mask_key_file,optional"`
+	// DefaultMask is the strategy for a column whose read-unmasked is denied by a policy that names
+	// none: "partial", "hash", "redact" or "null". Default "redact".
+	DefaultMask string `hcl:"default_mask,optional"`
+	// ApprovalTimeout bounds how long a statement waits for a person's approval. Default "5m".
+	ApprovalTimeout string `hcl:"approval_timeout,optional"`
 
-	ReloadIntervalD time.Duration
+	ReloadIntervalD  time.Duration
+	ApprovalTimeoutD time.Duration
 }
 
 // Audit configures the tamper-evident session log. Without it, sessions are not recorded and the

@@ -134,6 +134,14 @@ func (c *Config) Validate() error {
 			v.fail("Missing policy directory", fmt.Sprintf("policy.dir %q is not a directory.", c.Policy.Dir), "policy", "dir")
 		}
 		c.Policy.ReloadIntervalD = v.duration(c.Policy.ReloadInterval, 2*time.Second, "policy", "reload_interval")
+		c.Policy.ApprovalTimeoutD = v.duration(c.Policy.ApprovalTimeout, 5*time.Minute, "policy", "approval_timeout")
+		switch c.Policy.DefaultMask {
+		case "":
+			c.Policy.DefaultMask = "redact"
+		case "partial", "hash", "redact", "null":
+		default:
+			v.fail("Unknown masking strategy", fmt.Sprintf("policy.default_mask is %q; use partial, hash, redact or null.", c.Policy.DefaultMask), "policy", "default_mask")
+		}
 	}
 	for _, g := range c.Groups {
 		if len(g.IDs) == 0 && len(g.Selectors) == 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/server"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
@@ -68,7 +69,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		attest = atts.Lookup
 	}
 
-	authorize, err := newAuthorize(ctx, cfg, log)
+	authorize, az, err := newAuthorize(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	masker, err := newMasker(cfg)
 	if err != nil {
 		return err
 	}
@@ -107,7 +112,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), sink, ready, leases, log)
+		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, sink, ready, leases, log)
 		if err != nil {
 			return err
 		}
@@ -126,8 +131,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // newEngine wires a target to its protocol plugin. Plugins are listed here explicitly.
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
-	authorize func(context.Context, authz.Connect) (authz.Decision, error), sink audit.Sink, ready func() error,
-	leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
+	authorize func(context.Context, authz.Connect) (authz.Decision, error), az *authz.Authorizer, masker *inspect.Masker,
+	sink audit.Sink, ready func() error, leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
@@ -161,6 +166,10 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			Logger:          log,
+			Policy:          az,
+			Masker:          masker,
+			DefaultMask:     defaultMask(cfg),
+			ApprovalTimeout: approvalTimeout(cfg),
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)
@@ -169,22 +178,22 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 
 // newAuthorize returns, per target, how connections are decided: by Cedar when the config has a
 // policy block (reloaded on change and on SIGHUP), otherwise by the target's exact allow list.
-func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error), error) {
+func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error), *authz.Authorizer, error) {
 	if cfg.Policy == nil {
 		return func(t config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
 			allow := identity.AuthorizeExact(t.Allowed)
 			return func(_ context.Context, c authz.Connect) (authz.Decision, error) {
 				return authz.Decision{}, allow(c.Peer.ID)
 			}
-		}, nil
+		}, nil, nil
 	}
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	engine, err := authz.New(authz.Config{Dir: cfg.Policy.Dir, Schema: schema, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	go engine.Watch(ctx, cfg.Policy.ReloadIntervalD)
 	hup := make(chan os.Signal, 1)
@@ -209,7 +218,34 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 				"spiffe_id", c.Peer.ID.String(), "allow", d.Allow, "policies", d.Reasons)
 			return d, err
 		}
-	}, nil
+	}, az, nil
+}
+
+// newMasker loads the key of the "hash" masking strategy, if the policy block names one.
+func newMasker(cfg *config.Config) (*inspect.Masker, error) {
+	var key []byte
+	if cfg.Policy != nil && cfg.Policy.MaskKeyFile != "" {
+		k, err := os.ReadFile(cfg.Policy.MaskKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.mask_key_file: %w", err)
+		}
+		key = k
+	}
+	return inspect.NewMasker(key)
+}
+
+func defaultMask(cfg *config.Config) inspect.Strategy {
+	if cfg.Policy == nil {
+		return ""
+	}
+	return inspect.Strategy(cfg.Policy.DefaultMask)
+}
+
+func approvalTimeout(cfg *config.Config) time.Duration {
+	if cfg.Policy == nil {
+		return 0
+	}
+	return cfg.Policy.ApprovalTimeoutD
 }
 
 // newLeases sets up Vault credentials when the configuration has a vault block, and revokes the

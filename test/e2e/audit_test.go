@@ -169,7 +169,10 @@ func TestFullAuditStoreRefusesStatements(t *testing.T) {
 		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-fullaudit", Binary: brokerBin, AuditDir: dir})
+	// The packs, and a policy that lets the analyst insert into the probe table.
+	policies := packsWith(t, "probe.cedar", `@id("analyst-probe-insert")
+permit (principal in Group::"analysts", action == Action::"sql:insert", resource == Table::"shop/public.audit_probe");`)
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-fullaudit", Binary: brokerBin, AuditDir: dir, PolicyDir: policies})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,3 +92,20 @@ func pgxConfig(t testing.TB, b *stack.Broker, f *stack.ClientFiles) *pgx.ConnCon
 	}
 	return cfg
 }
+
+// packsWith returns a copy of the repository's policy packs with one more policy file.
+func packsWith(t *testing.T, name, policy string) string {
+	t.Helper()
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "policies")
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(root, "policies", "packs"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -194,13 +195,25 @@ func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
 	if err := copyTree(src, dst); err != nil {
 		return authorization{}, err
 	}
+	maskKey := filepath.Join(s.Dir, opts.Name+"-mask.key")
+	if err := writeRandomKey(maskKey); err != nil {
+		return authorization{}, err
+	}
+	if broker, err := s.Persona(PersonaBroker); err != nil {
+		return authorization{}, err
+	} else if err := os.Chown(maskKey, int(broker.UID), int(broker.UID)); err != nil {
+		return authorization{}, fmt.Errorf("stack: %w", err)
+	}
 	return authorization{global: fmt.Sprintf(`# Cedar decides; edit the policies and they reload within reload_interval (or on SIGHUP).
 policy {
   dir             = %q
   reload_interval = "1s"
+  # The key of the "hash" masking strategy: equal values give equal digests, so joins still work.
+  mask_key_file   = %q
+  approval_timeout = "30s"
 }
 
-%s`, dst, catalog), dir: dst}, nil
+%s`, dst, maskKey, catalog), dir: dst}, nil
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
@@ -300,4 +313,16 @@ func (s *Stack) WriteClientFiles(ctx context.Context, persona, dir string) (*Cli
 		}
 	}
 	return f, nil
+}
+
+// writeRandomKey writes 32 random bytes to path, readable only by its owner.
+func writeRandomKey(path string) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	return nil
 }

@@ -80,6 +80,10 @@ func (b *Backend) runtimeParams(client map[string]string) (map[string]string, er
 			if v != "" && v != b.Database {
 				return nil, fmt.Errorf("this target serves database %q, not %q", b.Database, v)
 			}
+		case lk == "client_encoding" && !safeClientEncoding(v):
+			// In encodings such as SJIS or BIG5 a multibyte character can end in a quote or backslash
+			// byte, so the server would not read the statement the broker parsed.
+			return nil, fmt.Errorf("client_encoding %q is not allowed: use UTF8", v)
 		case forwardedParams[lk]:
 			out[lk] = v
 		default:
@@ -150,7 +154,8 @@ func (b *Backend) pgconnConfig(params map[string]string, maxMessageBytes int, us
 }
 
 // connect logs in to the backend and hands back the raw connection, idle.
-func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int, user, password string) (*pgconn.HijackedConn, error) {
+// before, if set, runs on the connection before it is handed over (the broker's own metadata queries).
+func (b *Backend) connect(ctx context.Context, params map[string]string, maxMessageBytes int, user, password string, before func(*pgconn.PgConn) error) (*pgconn.HijackedConn, error) {
 	cfg, err := b.pgconnConfig(params, maxMessageBytes, user, password)
 	if err != nil {
 		return nil, err
@@ -161,6 +166,12 @@ func (b *Backend) connect(ctx context.Context, params map[string]string, maxMess
 	if err != nil {
 		return nil, fmt.Errorf("postgres: backend %s: %w", b.Address, err)
 	}
+	if before != nil {
+		if err := before(pc); err != nil {
+			pc.Close(ctx)
+			return nil, err
+		}
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
@@ -168,4 +179,14 @@ func (b *Backend) connect(ctx context.Context, params map[string]string, maxMess
 	}
 	hc.Frontend.SetMaxBodyLen(maxMessageBytes)
 	return hc, nil
+}
+
+// safeClientEncoding reports whether the server reads statements in encoding v byte for byte as the
+// broker's parser does: UTF-8, or SQL_ASCII (which the server still checks against its own encoding).
+func safeClientEncoding(v string) bool {
+	switch strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(v), "-", "")) {
+	case "UTF8", "UNICODE", "SQL_ASCII", "SQLASCII":
+		return true
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -23,7 +24,9 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/server"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
 // ALPN is the protocol name PostgreSQL clients offer for TLS.
@@ -64,12 +67,37 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Logger receives operational logs; never row data or secrets. Default slog.Default().
 	Logger *slog.Logger
+
+	// Policy decides every statement (sql:*) and every tagged column of a result
+	// (column:read-unmasked). Nil (a target authorized by an exact allow list) still parses every
+	// statement, refuses what does not parse and refuses admin constructs, but masks nothing.
+	Policy *authz.Authorizer
+	// Masker masks values. Default: one without a hash key (the hash strategy then gives NULL).
+	Masker *inspect.Masker
+	// DefaultMask is the strategy for a column whose read-unmasked is denied by a policy that names
+	// none. Default inspect.Redact.
+	DefaultMask inspect.Strategy
+	// Approve waits for a person's approval of a held statement. Nil refuses statements that need one.
+	Approve ApproveFunc
+	// ApprovalTimeout bounds the wait for an approval. Default DefaultApprovalTimeout.
+	ApprovalTimeout time.Duration
 }
+
+// DefaultApprovalTimeout bounds the wait for an approval.
+const DefaultApprovalTimeout = 5 * time.Minute
+
+// classifierCacheEntries bounds the engine's statement classification cache.
+const classifierCacheEntries = 4096
 
 // Engine is the PostgreSQL protocol engine.
 type Engine struct {
-	cfg Config
+	cfg        Config
+	cancels    *cancelRegistry
+	classifier *sqlclass.Cache
 }
+
+// errCancelRequest ends a connection that carried a cancel request: it is not a session.
+var errCancelRequest = errors.New("postgres: cancel request handled")
 
 var _ server.Engine = (*Engine)(nil)
 
@@ -95,7 +123,16 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Logger = cfg.Logger.With("target", cfg.Target, "protocol", "postgres")
-	return &Engine{cfg: cfg}, nil
+	if cfg.Masker == nil {
+		cfg.Masker, _ = inspect.NewMasker(nil)
+	}
+	if cfg.DefaultMask == "" {
+		cfg.DefaultMask = inspect.Redact
+	}
+	if cfg.ApprovalTimeout <= 0 {
+		cfg.ApprovalTimeout = DefaultApprovalTimeout
+	}
+	return &Engine{cfg: cfg, cancels: newCancelRegistry(cfg.Backend.ConnectTimeout), classifier: sqlclass.NewCache(classifierCacheEntries)}, nil
 }
 
 // Handshake authenticates a client and connects it to the backend. See server.Engine.
@@ -119,6 +156,9 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: invalid startup message")
 		return nil, err
+	}
+	if c, ok := msg.(*pgproto3.CancelRequest); ok {
+		return nil, e.cancel(ctx, c)
 	}
 	startup, ok := msg.(*pgproto3.StartupMessage)
 	if !ok {
@@ -145,14 +185,14 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	decision, err := e.cfg.Authorize(ctx, connect)
 	if err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
-		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, e.cfg.Target)})
+		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)})
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
 	start := audit.Record{Kind: audit.KindSessionStart, Remote: raw.RemoteAddr().String(),
 		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
 	if decision.ID != "" {
-		start.Decision = auditDecision(decision, e.cfg.Target)
+		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
 	if err := rec.durable(start); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
@@ -191,7 +231,16 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 		user, password = lease.Lease.Username, lease.Lease.Password
 		rec.async(audit.Record{Kind: audit.KindDecision, LeaseID: lease.Lease.ID})
 	}
-	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password)
+	var meta *dbMeta
+	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password, func(pc *pgconn.PgConn) error {
+		if e.cfg.Policy == nil {
+			return nil
+		}
+		var err error
+		tagged, catalog := taggedColumns(e.cfg.Policy.Catalog, e.cfg.Target)
+		meta, err = loadMeta(ctx, pc, tagged, catalog)
+		return err
+	})
 	if err != nil {
 		if lease != nil {
 			lease.End()
@@ -208,9 +257,13 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	}
 	// The client gets a key of the broker's, not the backend's: cancel requests never reach the
 	// backend unauthenticated.
-	client.Send(&pgproto3.BackendKeyData{ProcessID: randomUint32(), SecretKey: randomBytes(4)})
+	key := e.cancels.add(e.cfg.Backend.Address, be.PID, be.SecretKey)
+	var secret [4]byte
+	binary.BigEndian.PutUint32(secret[:], key.secret)
+	client.Send(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: secret[:]})
 	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
 	abort := func(err error) (server.Session, error) {
+		e.cancels.remove(key)
 		be.Conn.Close()
 		if lease != nil {
 			lease.End()
@@ -228,11 +281,14 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
 		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
 		lease: lease, stop: stop,
+		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
+			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
+		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
 	}, nil
 }
 
-func auditDecision(d authz.Decision, target string) *audit.Decision {
-	ad := &audit.Decision{ID: d.ID, Action: "connect", Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,
+func auditDecision(d authz.Decision, action, target string) *audit.Decision {
+	ad := &audit.Decision{ID: d.ID, Action: action, Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,
 		Policies: d.Reasons, Approval: d.Obligations.Approval, Record: d.Obligations.Record, Mask: d.Obligations.Mask, PolicySet: d.PolicySet}
 	if len(d.Errors) > 0 {
 		ad.ErrorPolicy = d.Errors[0].PolicyID
@@ -263,7 +319,7 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch msg.(type) {
+		switch m := msg.(type) {
 		case *pgproto3.SSLRequest:
 			if e.cfg.Ready != nil {
 				if err := e.cfg.Ready(); err != nil {
@@ -289,6 +345,9 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 				return nil, err
 			}
 			r = raw
+		case *pgproto3.CancelRequest:
+			// libpq sends cancel requests without TLS; the key is the proof, as with the server itself.
+			return nil, e.cancel(ctx, m)
 		case *pgproto3.StartupMessage:
 			plain := pgproto3.NewBackend(raw, raw)
 			sendFatal(plain, "28000", "svidbroker: TLS with a client X.509-SVID is required (use sslmode=require or stronger, with sslcert and sslkey)")
@@ -297,6 +356,21 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 			return nil, fmt.Errorf("postgres: %s refused before TLS", msgName(msg))
 		}
 	}
+}
+
+// cancel forwards a cancel request with a valid key to its backend session, and never says whether
+// the key was valid (neither does the server).
+func (e *Engine) cancel(ctx context.Context, m *pgproto3.CancelRequest) error {
+	ok, err := e.cancels.cancel(ctx, m)
+	switch {
+	case err != nil:
+		e.cfg.Logger.Warn("cancel request not delivered", "error", err)
+	case ok:
+		e.cfg.Logger.Info("cancel request forwarded to the backend")
+	default:
+		e.cfg.Logger.Info("cancel request with an unknown key ignored")
+	}
+	return errCancelRequest
 }
 
 // prefixConn replays bytes already read from Conn before reading on.

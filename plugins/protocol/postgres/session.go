@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 )
 
@@ -32,6 +33,19 @@ type session struct {
 
 	rows, bytes int64 // of the current statement's result, for its summary
 
+	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo and
+	// discarding; queue is shared with the backend side; clientMu serializes writes to the client.
+	ctx        context.Context
+	insp       inspection
+	memo       authz.Memo
+	stmts      map[string]*prepared
+	portals    map[string]*portal
+	queue      queue
+	discarding bool // a statement was denied in the extended protocol: discard until Sync
+	clientMu   sync.Mutex
+	cancelKey  cancelKey
+	cancels    *cancelRegistry
+
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	closeOnce  sync.Once
 }
@@ -46,6 +60,10 @@ var ErrSVIDExpired = errors.New("postgres: client SVID expired")
 // (shutdown), and then closes both connections.
 func (s *session) Run(ctx context.Context) error {
 	start := time.Now()
+	s.ctx = ctx
+	if s.cancels != nil {
+		defer s.cancels.remove(s.cancelKey)
+	}
 	expiry := time.NewTimer(time.Until(s.endBy))
 	defer expiry.Stop()
 	c2b, b2c := make(chan error, 1), make(chan error, 1)
@@ -121,50 +139,188 @@ func (s *session) guard(side string, f func() error) (err error) {
 	return f()
 }
 
-// clientToBackend forwards the client's messages. They are written when the client expects an answer
-// (Sync, Flush, Query, FunctionCall, end of COPY, Terminate). pgproto3 buffers until Flush, so CopyData
-// is flushed as it comes, which keeps the buffer to one message.
+// clientToBackend decides and forwards the client's messages. Messages are written to the backend when
+// the client expects an answer (Sync, Flush, Query, FunctionCall, COPY data, Terminate); pgproto3
+// buffers until then.
 func (s *session) clientToBackend() error {
 	for {
 		msg, err := s.client.Receive()
 		if err != nil {
 			return fmt.Errorf("postgres: from client: %w", err)
 		}
-		// What reaches the backend is on record first.
-		if err := s.recordStatement(msg); err != nil {
-			return err
+		if s.discarding {
+			switch msg.(type) {
+			case *pgproto3.Sync:
+				s.discarding = false
+			case *pgproto3.Terminate:
+			case *pgproto3.Flush:
+				if err := s.flushBackend(); err != nil {
+					return err
+				}
+				continue
+			default:
+				continue // the server too ignores everything until Sync after an error
+			}
 		}
-		s.backend.Send(msg)
-		switch msg.(type) {
+		switch m := msg.(type) {
+		case *pgproto3.Query:
+			err = s.onQuery(m)
+		case *pgproto3.Parse:
+			err = s.onParse(m)
+		case *pgproto3.Bind:
+			err = s.onBind(m)
+		case *pgproto3.Execute:
+			err = s.onExecute(m)
+		case *pgproto3.FunctionCall:
+			err = s.onFunctionCall(m)
+		case *pgproto3.Describe:
+			kind := itDescribeStmt
+			if m.ObjectType == 'P' {
+				kind = itDescribePortal
+			}
+			s.queue.push(&item{kind: kind})
+			s.backend.Send(m)
+		case *pgproto3.Close:
+			if m.ObjectType == 'P' {
+				delete(s.portals, m.Name)
+			} else {
+				delete(s.stmts, m.Name)
+			}
+			s.queue.push(&item{kind: itClose})
+			s.backend.Send(m)
+		case *pgproto3.Sync:
+			s.queue.push(&item{kind: itSync})
+			s.backend.Send(m)
+			err = s.flushBackend()
+		case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			s.backend.Send(m)
+			err = s.flushBackend()
 		case *pgproto3.Terminate:
 			s.terminated.Store(true)
+			s.backend.Send(m)
 			_ = s.flushBackend()
 			return errClientTerminated
-		case *pgproto3.Sync, *pgproto3.Flush, *pgproto3.Query, *pgproto3.FunctionCall,
-			*pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
-			if err := s.flushBackend(); err != nil {
-				return err
-			}
+		default:
+			return fmt.Errorf("postgres: unexpected %s from the client during a session", msgName(msg))
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// backendToClient forwards the backend's messages, writing whenever no further backend bytes are
-// already buffered: batches stay batched and nothing waits.
+// backendToClient forwards the backend's answers, masked and scrubbed as the plan of the statement
+// they answer requires, writing whenever no further backend bytes are already buffered: batches stay
+// batched and nothing waits.
 func (s *session) backendToClient() error {
 	for {
 		msg, err := s.backend.Receive()
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
+		out := s.answer(msg)
 		s.summarize(msg)
-		s.client.Send(msg)
-		if s.backend.ReadBufferLen() == 0 {
-			if err := s.flushClient(); err != nil {
+		if out != nil || s.backend.ReadBufferLen() == 0 {
+			s.clientMu.Lock()
+			if out != nil {
+				s.client.Send(out)
+			}
+			if s.backend.ReadBufferLen() == 0 {
+				err = s.flushClient()
+			}
+			s.clientMu.Unlock()
+			if err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// answer matches one backend message to the answer the queue expects, and returns what the client
+// gets instead (nil for nothing).
+func (s *session) answer(msg pgproto3.BackendMessage) pgproto3.BackendMessage {
+	h := s.queue.head()
+	switch m := msg.(type) {
+	case *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
+		return msg
+	case *pgproto3.NoticeResponse:
+		if h != nil && h.plan != nil && h.plan.scrub {
+			e := pgproto3.ErrorResponse(*m)
+			n := pgproto3.NoticeResponse(*scrub(&e))
+			return &n
+		}
+		return msg
+	}
+	if h == nil {
+		return msg
+	}
+	if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+		var out pgproto3.BackendMessage = e
+		switch {
+		case h.kind == itDenied:
+			out = h.denial
+		case h.plan != nil && h.plan.scrub:
+			out = scrub(e)
+		}
+		switch h.kind {
+		case itQuery, itCall, itSync:
+			// A simple query or a function call goes on to ReadyForQuery; a failing Sync (a commit)
+			// is answered by ReadyForQuery too.
+		default:
+			s.queue.skipToSync()
+		}
+		return out
+	}
+	switch h.kind {
+	case itQuery:
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription:
+			h.masks = h.plan.masksFor(m.Fields, h.stmt)
+		case *pgproto3.DataRow:
+			if h.masks != nil {
+				maskRow(s.insp.masker, m, h.masks)
+			}
+		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
+			h.masks = nil
+			h.stmt++ // the next result belongs to the next statement of the string
+		case *pgproto3.ReadyForQuery:
+			s.queue.pop()
+		}
+	case itExecute:
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if h.masks != nil {
+				maskRow(s.insp.masker, m, h.masks)
+			}
+		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
+			s.queue.pop()
+		}
+	case itInjected:
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription:
+			h.exec.masks = h.exec.plan.masksFor(m.Fields, -1)
+			s.queue.pop()
+			return nil
+		case *pgproto3.NoData:
+			s.queue.pop()
+			return nil
+		}
+	case itParse, itBind, itClose:
+		switch msg.(type) {
+		case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete:
+			s.queue.pop()
+		}
+	case itDescribeStmt, itDescribePortal:
+		switch msg.(type) {
+		case *pgproto3.RowDescription, *pgproto3.NoData:
+			s.queue.pop()
+		}
+	case itSync, itCall:
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			s.queue.pop()
+		}
+	}
+	return msg
 }
 
 func (s *session) flushBackend() error {

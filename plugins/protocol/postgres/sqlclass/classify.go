@@ -51,8 +51,13 @@ type Statement struct {
 	// the backend cannot trace to a table column (an expression, an aggregate, a set operation) may
 	// derive from any of them.
 	Refs []string
+	// Columns are the plain columns of the top-level result ("*" for a star), lower case; with Refs
+	// they say everything a result may show. For COPY of a table they are its column list, or "*".
+	Columns []string
 	// CopyOut and CopyIn mark COPY ... TO STDOUT and COPY ... FROM STDIN.
 	CopyOut, CopyIn bool
+	// Fetch marks FETCH: rows of a cursor whose query was decided when it was declared.
+	Fetch bool
 	// ChangesObjects marks statements that can create or change views, functions or rules, after
 	// which the broker refreshes what it knows about the database.
 	ChangesObjects bool
@@ -108,7 +113,7 @@ func classify(n *pg.Node) (Statement, error) {
 	}
 	st := Statement{
 		Kind: kind, Functions: w.funcs, AdminReasons: w.admin, NestedWrite: w.nestedWrite,
-		CopyOut: w.copyOut, CopyIn: w.copyIn, ChangesObjects: w.changesObjects,
+		Columns: w.columns, CopyOut: w.copyOut, CopyIn: w.copyIn, Fetch: w.fetch, ChangesObjects: w.changesObjects,
 	}
 	for _, r := range w.tables {
 		if r.cte {
@@ -151,10 +156,12 @@ type walker struct {
 	admin          []string
 	refs           []string
 	topNames       []string // single-name columns of the top-level result
+	columns        []string // plain columns of the top-level result
 	aliases        []string // relation names and aliases, to recognize whole-row references
 	nestedWrite    bool
 	copyOut        bool
 	copyIn         bool
+	fetch          bool
 	changesObjects bool
 	depth          int
 	err            error
@@ -207,6 +214,12 @@ func (w *walker) top(n *pg.Node) string {
 			w.copyOut = true
 		}
 		if c.Relation != nil {
+			if len(c.Attlist) == 0 {
+				w.columns = append(w.columns, "*")
+			}
+			for _, a := range c.Attlist {
+				w.columns = append(w.columns, a.GetString_().GetSval())
+			}
 			action := KindSelect
 			if c.IsFrom {
 				action = KindInsert
@@ -232,6 +245,7 @@ func (w *walker) top(n *pg.Node) string {
 	case *pg.Node_DeclareCursorStmt:
 		return w.top(s.DeclareCursorStmt.Query)
 	case *pg.Node_FetchStmt:
+		w.fetch = true
 		return KindSelect // rows of a cursor whose query was decided when it was declared
 	case *pg.Node_ExecuteStmt:
 		w.adminBecause("EXECUTE of an SQL prepared statement")
@@ -434,8 +448,14 @@ func (w *walker) walkSelect(s *pg.SelectStmt, sc *scope, top bool) {
 		if top && s.Op == pg.SetOperation_SETOP_NONE && rt != nil && rt.Val.GetColumnRef() != nil {
 			// Traced by the backend (RowDescription's table OID and column number), unless it names a
 			// whole row, which classify tells once every alias is known.
-			if f := rt.Val.GetColumnRef().Fields; len(f) == 1 && f[0].GetString_() != nil {
+			f := rt.Val.GetColumnRef().Fields
+			if len(f) == 1 && f[0].GetString_() != nil {
 				w.topNames = append(w.topNames, f[0].GetString_().GetSval())
+			}
+			if last := f[len(f)-1]; last.GetAStar() != nil {
+				w.columns = append(w.columns, "*")
+			} else {
+				w.columns = append(w.columns, last.GetString_().GetSval())
 			}
 			continue
 		}

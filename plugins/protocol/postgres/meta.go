@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+)
+
+// dbMeta is what the broker knows about the backend database, resolved once per backend session
+// before any client statement runs: which table OIDs and column numbers are the catalog's tagged
+// columns, which views (and materialized views) depend on those tables, and the highest relation OID
+// at that moment. Result columns are masked by OID and column number from RowDescription, never by
+// name. A relation created later (OID above maxOID) is unknown, and its columns are masked with the
+// strictest strategy in force for the caller.
+type dbMeta struct {
+	tables map[uint32]metaTable // catalog tables with tagged columns, by OID
+	views  map[uint32][]uint32  // views over those tables: view OID -> base table OIDs
+	maxOID uint32
+	// catalog holds the names ("schema.name") of every table the target's catalog lists.
+	catalog map[string]bool
+}
+
+type metaTable struct {
+	name    string           // "schema.name" as in the catalog
+	columns map[int16]string // tagged columns by attnum
+}
+
+// taggedColumns returns, for target, "schema.table" -> its tagged column names, and the names of all
+// the tables the catalog lists.
+func taggedColumns(c *authz.Catalog, target string) (map[string][]string, map[string]bool) {
+	out, all := map[string][]string{}, map[string]bool{}
+	if c == nil {
+		return out, all
+	}
+	for _, t := range c.Targets {
+		if t.Name != target {
+			continue
+		}
+		for _, tb := range t.Tables {
+			name := tb.Name
+			if !strings.Contains(name, ".") {
+				name = "public." + name
+			}
+			all[name] = true
+			for _, col := range tb.Columns {
+				if len(col.Tags) > 0 {
+					out[name] = append(out[name], col.Name)
+				}
+			}
+		}
+	}
+	return out, all
+}
+
+const metaColumnsSQL = `SELECT c.oid, n.nspname || '.' || c.relname, a.attnum, a.attname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname || '.' || c.relname = ANY($1::text[])`
+
+// metaViewsSQL finds every view and materialized view that depends, directly or through other views,
+// on the given tables.
+const metaViewsSQL = `WITH RECURSIVE v(view, base) AS (
+  SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND d.refobjid = ANY($1::oid[]) AND r.ev_class <> d.refobjid
+  UNION
+  SELECT r.ev_class, v.base FROM v JOIN pg_catalog.pg_depend d ON d.refobjid = v.view JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND r.ev_class <> d.refobjid)
+SELECT view, base FROM v`
+
+// loadMeta resolves the tagged columns of tagged on the backend connection pc, before it is handed
+// over. A failure refuses the session: masking cannot work without it.
+func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string, catalog map[string]bool) (*dbMeta, error) {
+	m := &dbMeta{tables: map[uint32]metaTable{}, views: map[uint32][]uint32{}, catalog: catalog}
+	maxRes := pc.ExecParams(ctx, "SELECT max(oid)::text FROM pg_catalog.pg_class", nil, nil, nil, nil).Read()
+	if maxRes.Err != nil || len(maxRes.Rows) != 1 {
+		return nil, fmt.Errorf("postgres: reading relation OIDs: %v", maxRes.Err)
+	}
+	var max uint64
+	if _, err := fmt.Sscan(string(maxRes.Rows[0][0]), &max); err != nil {
+		return nil, fmt.Errorf("postgres: reading relation OIDs: %w", err)
+	}
+	m.maxOID = uint32(max)
+	if len(tagged) == 0 {
+		return m, nil
+	}
+	names := make([]string, 0, len(tagged))
+	for n := range tagged {
+		names = append(names, n)
+	}
+	arr, err := encodeText(pgtype.TextArrayOID, names)
+	if err != nil {
+		return nil, err
+	}
+	res := pc.ExecParams(ctx, metaColumnsSQL, [][]byte{arr}, []uint32{pgtype.TextArrayOID}, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: resolving the catalog's tables: %w", res.Err)
+	}
+	var oids []uint32
+	for _, row := range res.Rows {
+		var oid uint32
+		var attnum int16
+		if _, err := fmt.Sscan(string(row[0]), &oid); err != nil {
+			return nil, fmt.Errorf("postgres: resolving the catalog's tables: %w", err)
+		}
+		if _, err := fmt.Sscan(string(row[2]), &attnum); err != nil {
+			return nil, fmt.Errorf("postgres: resolving the catalog's tables: %w", err)
+		}
+		table, column := string(row[1]), string(row[3])
+		t, ok := m.tables[oid]
+		if !ok {
+			t = metaTable{name: table, columns: map[int16]string{}}
+			m.tables[oid] = t
+			oids = append(oids, oid)
+		}
+		for _, c := range tagged[table] {
+			if c == column {
+				t.columns[attnum] = column
+			}
+		}
+	}
+	if len(oids) == 0 {
+		return m, nil
+	}
+	arr, err = encodeText(pgtype.OIDArrayOID, oids)
+	if err != nil {
+		return nil, err
+	}
+	res = pc.ExecParams(ctx, metaViewsSQL, [][]byte{arr}, []uint32{pgtype.OIDArrayOID}, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: finding views over the catalog's tables: %w", res.Err)
+	}
+	for _, row := range res.Rows {
+		var view, base uint32
+		if _, err := fmt.Sscan(string(row[0]), &view); err != nil {
+			return nil, err
+		}
+		if _, err := fmt.Sscan(string(row[1]), &base); err != nil {
+			return nil, err
+		}
+		m.views[view] = append(m.views[view], base)
+	}
+	return m, nil
+}
+
+func encodeText(oid uint32, v any) ([]byte, error) {
+	b, err := pgtype.NewMap().Encode(oid, pgtype.TextFormatCode, v, nil)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
+)
+
+// plan says how to mask the results of one statement (or of the statements of one simple Query).
+// A nil plan masks nothing.
+type plan struct {
+	meta *dbMeta
+	// cols are the masked columns, by table OID and column number.
+	cols map[colKey]inspect.Strategy
+	// tables holds, per catalog table with a masked column and per view over one, the strictest of
+	// those strategies: for whole-row values of the table and every column of the view.
+	tables map[uint32]inspect.Strategy
+	// strictest is the strictest strategy in the plan; columns of relations created after the
+	// session began (unknown to meta) get it.
+	strictest inspect.Strategy
+	// derived masks result columns the backend cannot trace to a table column (OID 0), when the
+	// statement mentions a masked column (or a star or a whole row) outside its plain result columns.
+	derived inspect.Strategy
+	// derivedAt is derived for each statement of a simple Query, in order.
+	derivedAt []inspect.Strategy
+	// scrub withholds the text of errors and notices: they can quote values of masked columns.
+	scrub bool
+	// maskedNames are the masked columns' names.
+	maskedNames []string
+}
+
+type colKey struct {
+	table uint32
+	attr  int16
+}
+
+// strategyOrder lists strategies weakest first.
+var strategyOrder = []inspect.Strategy{inspect.Partial, inspect.Hash, inspect.Redact, inspect.Null}
+
+func stricter(a, b inspect.Strategy) inspect.Strategy {
+	if slices.Index(strategyOrder, b) > slices.Index(strategyOrder, a) {
+		return b
+	}
+	return a
+}
+
+// active reports whether any column may be masked.
+func (p *plan) active() bool { return p != nil && p.strictest != "" }
+
+// addColumn records that the column attr of table is masked with s.
+func (p *plan) addColumn(table uint32, attr int16, name string, s inspect.Strategy) {
+	k := colKey{table, attr}
+	p.cols[k] = stricter(p.cols[k], s)
+	p.tables[table] = stricter(p.tables[table], s)
+	p.strictest = stricter(p.strictest, s)
+	if !slices.Contains(p.maskedNames, name) {
+		p.maskedNames = append(p.maskedNames, name)
+	}
+}
+
+// finish derives the views' strategies and the derived-column and scrubbing rules from the
+// statements' classifications.
+func (p *plan) finish(sts []sqlclass.Statement) {
+	if !p.active() {
+		return
+	}
+	for view, bases := range p.meta.views {
+		for _, b := range bases {
+			if s, ok := p.tables[b]; ok {
+				p.tables[view] = stricter(p.tables[view], s)
+			}
+		}
+	}
+	maskedTables := map[string]bool{}
+	catalogTables := map[string]bool{}
+	for oid, t := range p.meta.tables {
+		catalogTables[t.name] = true
+		if _, ok := p.tables[oid]; ok {
+			maskedTables[t.name] = true
+		}
+	}
+	p.derivedAt = make([]inspect.Strategy, len(sts))
+	for i, st := range sts {
+		for _, r := range st.Refs {
+			if r == "*" || slices.Contains(p.maskedNames, r) {
+				p.derivedAt[i] = p.strictest
+			}
+		}
+		if st.Fetch {
+			// The cursor's query is not in view here: its computed columns may derive from anything.
+			p.derivedAt[i] = p.strictest
+		}
+		p.derived = stricter(p.derived, p.derivedAt[i])
+		for _, a := range st.Accesses {
+			if maskedTables[a.Table] || !catalogTables[a.Table] {
+				p.scrub = true
+			}
+		}
+	}
+	if p.derived != "" {
+		p.scrub = true
+	}
+}
+
+// strategy returns how to mask a column of the result of statement i (-1: any of them), "" for not
+// at all.
+func (p *plan) strategy(f pgproto3.FieldDescription, i int) inspect.Strategy {
+	if !p.active() {
+		return ""
+	}
+	oid, attr := f.TableOID, int16(f.TableAttributeNumber)
+	if oid == 0 {
+		if i >= 0 && i < len(p.derivedAt) {
+			return p.derivedAt[i]
+		}
+		return p.derived
+	}
+	if s, ok := p.cols[colKey{oid, attr}]; ok {
+		return s
+	}
+	if _, ok := p.meta.tables[oid]; ok {
+		if attr <= 0 { // a whole row, or a system column
+			return p.tables[oid]
+		}
+		return ""
+	}
+	if _, ok := p.meta.views[oid]; ok {
+		return p.tables[oid]
+	}
+	if oid > p.meta.maxOID {
+		return p.strictest
+	}
+	return ""
+}
+
+// fieldMask is how one result column is masked.
+type fieldMask struct {
+	strategy inspect.Strategy
+	text     bool // the value is text-like in its wire format: mask it as text, else NULL it
+}
+
+// textTypes are the types whose text and binary forms are both the string itself.
+var textTypes = []uint32{25 /* text */, 1043 /* varchar */, 1042 /* bpchar */, 19 /* name */, 705 /* unknown */}
+
+// masksFor returns the masks of the columns of statement i's result (-1: of any statement of the
+// plan), or nil when none is masked.
+func (p *plan) masksFor(fields []pgproto3.FieldDescription, stmt int) []fieldMask {
+	if !p.active() {
+		return nil
+	}
+	var out []fieldMask
+	for i, f := range fields {
+		s := p.strategy(f, stmt)
+		if s == "" {
+			continue
+		}
+		if out == nil {
+			out = make([]fieldMask, len(fields))
+		}
+		out[i] = fieldMask{strategy: s, text: slices.Contains(textTypes, f.DataTypeOID)}
+	}
+	return out
+}
+
+// maskRow masks row in place. A value that cannot be masked as its type requires becomes NULL.
+func maskRow(m *inspect.Masker, row *pgproto3.DataRow, masks []fieldMask) {
+	for i, fm := range masks {
+		if fm.strategy == "" || i >= len(row.Values) || row.Values[i] == nil {
+			continue
+		}
+		if !fm.text {
+			row.Values[i] = nil
+			continue
+		}
+		out, null, err := m.Mask(fm.strategy, row.Values[i])
+		if err != nil || null {
+			row.Values[i] = nil
+			continue
+		}
+		row.Values[i] = out
+	}
+}
+
+// scrub returns the error or notice with everything that could quote a value removed: only the
+// severity, the SQLSTATE and a fixed message remain.
+func scrub(e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code,
+		Message: "svidbroker: details withheld because the statement touches masked columns (SQLSTATE " + e.Code + ")"}
+}

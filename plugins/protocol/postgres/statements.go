@@ -1,0 +1,498 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
+)
+
+// deniedPortal is a portal name no client can create (portal names are identifiers and the broker
+// refuses Bind to it). Executing it makes the backend fail exactly where a denied statement stands,
+// so the transaction and the extended-protocol pipeline end up as if the server itself had refused
+// the statement; the broker replaces that error with its own.
+const deniedPortal = "svidbroker: statement denied"
+
+// Approval is a request for a person's approval of one statement.
+type Approval struct {
+	// ID identifies the request; the client is told it in a NoticeResponse.
+	ID       string
+	Session  string
+	SPIFFEID string
+	Target   string
+	// Statement is the text awaiting approval.
+	Statement string
+	// Decision is the decision that requires approval.
+	Decision authz.Decision
+}
+
+// ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
+// the statement again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
+// the approval deadline.
+type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
+
+// prepared is a statement of the extended protocol, as the broker parsed and decided it.
+type prepared struct {
+	text     string
+	sts      []sqlclass.Statement
+	approval authz.ApprovalState
+}
+
+// portal is a bound prepared statement.
+type portal struct {
+	stmt   *prepared
+	params []string // for the audit log
+}
+
+// itemKind is what the backend is expected to answer to one client message.
+type itemKind uint8
+
+const (
+	itParse itemKind = iota
+	itBind
+	itDescribeStmt
+	itDescribePortal
+	itInjected // a Describe of a portal sent by the broker to learn the result's columns
+	itExecute
+	itClose
+	itSync
+	itQuery
+	itCall
+	itDenied // the answer to deniedPortal: replaced with denial
+)
+
+// item is one expected answer, in the order the backend sends them.
+type item struct {
+	kind   itemKind
+	plan   *plan
+	exec   *item // itInjected: the execution whose columns it learns
+	masks  []fieldMask
+	stmt   int // itQuery: which statement of the string the backend is answering
+	denial *pgproto3.ErrorResponse
+}
+
+// queue holds the answers the backend owes, oldest first. The client side appends before it
+// forwards; the backend side consumes.
+type queue struct {
+	mu    sync.Mutex
+	items []*item
+}
+
+func (q *queue) push(it *item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+}
+
+func (q *queue) head() *item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return nil
+	}
+	return q.items[0]
+}
+
+func (q *queue) pop() {
+	q.mu.Lock()
+	if len(q.items) > 0 {
+		q.items[0] = nil
+		q.items = q.items[1:]
+	}
+	q.mu.Unlock()
+}
+
+// skipToSync drops the items the backend will not answer after an error in the extended protocol:
+// everything before the next Sync.
+func (q *queue) skipToSync() {
+	q.mu.Lock()
+	for len(q.items) > 0 && q.items[0].kind != itSync {
+		q.items[0] = nil
+		q.items = q.items[1:]
+	}
+	q.mu.Unlock()
+}
+
+// errStatementDenied is an error response with the 42501 SQLSTATE (insufficient_privilege).
+func errStatementDenied(msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42501", Message: msg}
+}
+
+// classify parses and classifies sql; a statement that does not parse is denied.
+func (s *session) classify(sql string) ([]sqlclass.Statement, *pgproto3.ErrorResponse) {
+	sts, err := s.insp.classifier.Classify(sql)
+	if err != nil {
+		return nil, errStatementDenied("svidbroker: statement denied: it does not parse as PostgreSQL SQL, and what the broker cannot parse it does not run")
+	}
+	return sts, nil
+}
+
+// decide decides every statement of sts. It returns the combined decision, the approval state the
+// statements were decided with, and a denial to send when one is refused.
+func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *pgproto3.ErrorResponse) {
+	var last authz.Decision
+	multi := len(sts) > 1
+	for _, st := range sts {
+		d, err := s.decideOne(st, multi, ap)
+		if err == nil && d.Obligations.Approval == "required" && ap.State != "approved" {
+			if !hold {
+				err = errors.New("it needs a person's approval")
+			} else {
+				ap, err = s.hold(text, d)
+				if err == nil {
+					d, err = s.decideOne(st, multi, ap)
+					if err == nil && d.Obligations.Approval == "required" {
+						err = errors.New("the policies still require approval after it was granted")
+					}
+				}
+			}
+		}
+		if err != nil {
+			return d, ap, errStatementDenied(denialMessage(st, err))
+		}
+		last = d
+	}
+	return last, ap, nil
+}
+
+func denialMessage(st sqlclass.Statement, err error) string {
+	msg := "svidbroker: " + err.Error()
+	if st.Kind == sqlclass.KindAdmin && len(st.AdminReasons) > 0 {
+		msg += " (" + strings.Join(st.AdminReasons, "; ") + " escapes inspection, so it is an admin action)"
+	}
+	return msg
+}
+
+// decideOne decides one statement: by policy when the target has Cedar policies, else only admin
+// constructs are refused.
+func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.ApprovalState) (authz.Decision, error) {
+	if s.insp.authz == nil {
+		if st.Kind == sqlclass.KindAdmin {
+			return authz.Decision{}, fmt.Errorf("%s statement denied: this target has no policies, and admin actions need one", strings.ToUpper(st.Kind))
+		}
+		return authz.Decision{Allow: true}, nil
+	}
+	accesses := make([]authz.Access, len(st.Accesses))
+	for i, a := range st.Accesses {
+		accesses[i] = authz.Access{Action: a.Action, Table: a.Table}
+	}
+	ast := authz.Statement{Kind: st.Kind, Tables: st.Tables(), Functions: st.Functions, MultiStatement: multi}
+	return s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+}
+
+// hold asks for approval and waits for it, telling the client the request's ID.
+func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, error) {
+	if s.insp.approve == nil {
+		return authz.ApprovalState{}, errors.New("it needs a person's approval, and no approver is configured")
+	}
+	req := Approval{ID: newSessionID(), Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target, Statement: text, Decision: d}
+	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"},
+		Decision: auditDecision(d, "sql", s.rec.target)})
+	s.clientMu.Lock()
+	s.client.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
+		Message: "svidbroker: this statement is waiting for approval; request " + req.ID})
+	err := s.flushClient()
+	s.clientMu.Unlock()
+	if err != nil {
+		return authz.ApprovalState{}, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.insp.approvalTimeout)
+	defer cancel()
+	st, err := s.insp.approve(ctx, req)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
+		st.State = "expired"
+		err = fmt.Errorf("approval request %s timed out", req.ID)
+	case err != nil:
+		err = fmt.Errorf("approval request %s failed: %v", req.ID, err)
+	case st.State == "denied":
+		err = fmt.Errorf("approval request %s was denied", req.ID)
+	case st.State != "approved":
+		err = fmt.Errorf("approval request %s ended as %q", req.ID, st.State)
+	}
+	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
+	return st, err
+}
+
+// buildPlan decides column:read-unmasked for every tagged column of the target in the context of
+// each statement.
+func (s *session) buildPlan(sts []sqlclass.Statement, ap authz.ApprovalState) *plan {
+	if s.insp.authz == nil || s.insp.meta == nil || len(s.insp.meta.tables) == 0 {
+		return nil
+	}
+	p := &plan{meta: s.insp.meta, cols: map[colKey]inspect.Strategy{}, tables: map[uint32]inspect.Strategy{}}
+	multi := len(sts) > 1
+	for _, st := range sts {
+		ast := authz.Statement{Kind: st.Kind, Tables: st.Tables(), Functions: st.Functions, MultiStatement: multi}
+		for oid, t := range s.insp.meta.tables {
+			for attr, col := range t.columns {
+				strategy, _ := s.insp.authz.StatementColumnMask(s.insp.connect, t.name, col, ast, ap, string(s.insp.defaultMask), &s.memo)
+				if strategy != "" {
+					p.addColumn(oid, attr, col, inspect.Strategy(strategy))
+				}
+			}
+		}
+	}
+	p.finish(sts)
+	if !p.active() {
+		return nil
+	}
+	return p
+}
+
+// copyOutDenied refuses COPY TO STDOUT whose data could include a masked column, since COPY data is not
+// masked: a masked column or a star among its columns, a computed column over a masked one, or a
+// relation outside the catalog (a view could rename a masked column).
+func copyOutDenied(sts []sqlclass.Statement, p *plan) *pgproto3.ErrorResponse {
+	if !p.active() {
+		return nil
+	}
+	for _, st := range sts {
+		if !st.CopyOut {
+			continue
+		}
+		risky := p.derived != ""
+		for _, c := range st.Columns {
+			risky = risky || c == "*" || slices.Contains(p.maskedNames, c)
+		}
+		for _, a := range st.Accesses {
+			risky = risky || !p.meta.catalog[a.Table]
+		}
+		if risky {
+			return errStatementDenied("svidbroker: COPY TO STDOUT denied: its data could include masked columns, which COPY cannot mask; name unmasked columns, or use SELECT")
+		}
+	}
+	return nil
+}
+
+func kinds(sts []sqlclass.Statement) []string {
+	out := make([]string, len(sts))
+	for i, st := range sts {
+		out[i] = st.Kind
+	}
+	return out
+}
+
+func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Statement, d authz.Decision, params []string, p *plan) audit.Record {
+	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params}
+	if p.active() {
+		for k, strategy := range p.cols {
+			t := p.meta.tables[k.table]
+			st.Masked = append(st.Masked, t.name+"."+t.columns[k.attr]+"="+string(strategy))
+		}
+		slices.Sort(st.Masked)
+	}
+	rec := audit.Record{Kind: audit.KindStatement, Statement: st}
+	if d.ID != "" {
+		rec.Decision = auditDecision(d, "sql", s.rec.target)
+	}
+	return rec
+}
+
+// deny answers a refused statement: the backend is made to fail where it stands (deniedPortal), and
+// the broker's error replaces the backend's. In the simple protocol, and for a function call, a Sync
+// follows, which gives the client its ReadyForQuery; in the extended protocol the client's messages
+// are discarded until its Sync, as the server would.
+func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.Decision, denial *pgproto3.ErrorResponse) error {
+	rec := s.auditStatement(protocol, text, "", sts, d, nil, nil)
+	rec.Kind = audit.KindDenied
+	rec.Error = "SQLSTATE " + denial.Code
+	s.rec.async(rec)
+	s.log.Info("statement denied", "protocol", protocol, "kinds", kinds(sts), "decision", d.ID, "policies", d.Reasons)
+	s.queue.push(&item{kind: itDenied, denial: denial})
+	s.backend.Send(&pgproto3.Execute{Portal: deniedPortal})
+	if protocol == "extended" {
+		s.discarding = true
+		return nil
+	}
+	s.queue.push(&item{kind: itSync})
+	s.backend.Send(&pgproto3.Sync{})
+	return s.flushBackend()
+}
+
+// onQuery handles a simple-protocol Query: every statement in it is decided, and the whole string is
+// refused if one is.
+func (s *session) onQuery(m *pgproto3.Query) error {
+	sts, denial := s.classify(m.String)
+	var d authz.Decision
+	ap := authz.ApprovalState{}
+	if denial == nil {
+		d, ap, denial = s.decide(m.String, sts, ap, true)
+	}
+	var p *plan
+	if denial == nil {
+		p = s.buildPlan(sts, ap)
+		denial = copyOutDenied(sts, p)
+	}
+	if denial != nil {
+		return s.deny("simple", m.String, sts, d, denial)
+	}
+	if err := s.rec.durable(s.auditStatement("simple", m.String, "", sts, d, nil, p)); err != nil {
+		return err
+	}
+	s.rows, s.bytes = 0, 0
+	s.queue.push(&item{kind: itQuery, plan: p})
+	s.backend.Send(m)
+	return s.flushBackend()
+}
+
+// onParse decides a statement when it is prepared (holding it for approval if a policy says so).
+func (s *session) onParse(m *pgproto3.Parse) error {
+	sts, denial := s.classify(m.Query)
+	var d authz.Decision
+	ap := authz.ApprovalState{}
+	if denial == nil {
+		d, ap, denial = s.decide(m.Query, sts, ap, true)
+	}
+	if denial != nil {
+		return s.deny("extended", m.Query, sts, d, denial)
+	}
+	if len(s.stmts) >= maxPrepared && s.stmts[m.Name] == nil {
+		return s.deny("extended", m.Query, sts, d, errStatementDenied(fmt.Sprintf("svidbroker: more than %d prepared statements in one session", maxPrepared)))
+	}
+	s.stmts[m.Name] = &prepared{text: m.Query, sts: sts, approval: ap}
+	s.queue.push(&item{kind: itParse})
+	s.backend.Send(m)
+	return nil
+}
+
+// maxPrepared and maxPortals bound what a session may keep open.
+const (
+	maxPrepared = 10000
+	maxPortals  = 10000
+)
+
+func (s *session) onBind(m *pgproto3.Bind) error {
+	st, ok := s.stmts[m.PreparedStatement]
+	if !ok {
+		return s.deny("extended", "", nil, authz.Decision{}, errStatementDenied(fmt.Sprintf(
+			"svidbroker: prepared statement %q was not prepared through the broker", m.PreparedStatement)))
+	}
+	if len(s.portals) >= maxPortals && s.portals[m.DestinationPortal] == nil {
+		return s.deny("extended", st.text, st.sts, authz.Decision{}, errStatementDenied(fmt.Sprintf("svidbroker: more than %d portals in one session", maxPortals)))
+	}
+	s.portals[m.DestinationPortal] = &portal{stmt: st, params: auditParams(m)}
+	s.queue.push(&item{kind: itBind})
+	s.backend.Send(m)
+	return nil
+}
+
+// maxAuditParam bounds one recorded parameter.
+const maxAuditParam = 256
+
+func auditParams(m *pgproto3.Bind) []string {
+	out := make([]string, len(m.Parameters))
+	for i, v := range m.Parameters {
+		format := int16(0)
+		switch {
+		case len(m.ParameterFormatCodes) == 1:
+			format = m.ParameterFormatCodes[0]
+		case i < len(m.ParameterFormatCodes):
+			format = m.ParameterFormatCodes[i]
+		}
+		switch {
+		case v == nil:
+			out[i] = "NULL"
+		case format != 0 || !utf8.Valid(v):
+			out[i] = "<" + strconv.Itoa(len(v)) + " bytes>"
+		case len(v) > maxAuditParam:
+			out[i] = string(v[:maxAuditParam]) + "…"
+		default:
+			out[i] = string(v)
+		}
+	}
+	return out
+}
+
+// onExecute decides the bound statement again (policies may have changed since it was prepared),
+// records it durably, and learns the result's columns first when some may need masking.
+func (s *session) onExecute(m *pgproto3.Execute) error {
+	pt, ok := s.portals[m.Portal]
+	if !ok {
+		return s.deny("extended", "", nil, authz.Decision{}, errStatementDenied(fmt.Sprintf(
+			"svidbroker: portal %q was not bound through the broker", m.Portal)))
+	}
+	st := pt.stmt
+	d, ap, denial := s.decide(st.text, st.sts, st.approval, false)
+	var p *plan
+	if denial == nil {
+		p = s.buildPlan(st.sts, ap)
+		denial = copyOutDenied(st.sts, p)
+	}
+	if denial != nil {
+		return s.deny("extended", st.text, st.sts, d, denial)
+	}
+	params := pt.params
+	if p.active() && mentionsMasked(st.sts, p) {
+		params = make([]string, len(pt.params))
+		for i := range params {
+			params[i] = "<withheld>"
+		}
+	}
+	if err := s.rec.durable(s.auditStatement("extended", st.text, "", st.sts, d, params, p)); err != nil {
+		return err
+	}
+	s.rows, s.bytes = 0, 0
+	exec := &item{kind: itExecute, plan: p}
+	if p.active() {
+		s.queue.push(&item{kind: itInjected, exec: exec})
+		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: m.Portal})
+	}
+	s.queue.push(exec)
+	s.backend.Send(m)
+	return nil
+}
+
+// mentionsMasked reports whether a statement mentions a masked column, so that its parameters may be
+// values of one.
+func mentionsMasked(sts []sqlclass.Statement, p *plan) bool {
+	for _, st := range sts {
+		for _, r := range st.Refs {
+			if r == "*" || slices.Contains(p.maskedNames, r) {
+				return true
+			}
+		}
+	}
+	return p.scrub
+}
+
+// onFunctionCall decides the function-call protocol, an admin action: it calls a function by OID,
+// which no statement shows.
+func (s *session) onFunctionCall(m *pgproto3.FunctionCall) error {
+	text := "function call protocol: function OID " + strconv.FormatUint(uint64(m.Function), 10)
+	sts := []sqlclass.Statement{{Kind: sqlclass.KindAdmin, AdminReasons: []string{"the function-call protocol"}}}
+	d, _, denial := s.decide(text, sts, authz.ApprovalState{}, false)
+	if denial != nil {
+		return s.deny("function-call", text, sts, d, denial)
+	}
+	if err := s.rec.durable(s.auditStatement("function-call", text, "", sts, d, nil, nil)); err != nil {
+		return err
+	}
+	s.queue.push(&item{kind: itCall})
+	s.backend.Send(m)
+	return s.flushBackend()
+}
+
+// inspection is what a session needs to decide statements and mask results.
+type inspection struct {
+	authz           *authz.Authorizer
+	connect         authz.Connect
+	classifier      *sqlclass.Cache
+	meta            *dbMeta
+	masker          *inspect.Masker
+	defaultMask     inspect.Strategy
+	approve         ApproveFunc
+	approvalTimeout time.Duration
+}
