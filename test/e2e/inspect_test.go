@@ -74,7 +74,7 @@ func hidden(ok func(line string) bool) outcome {
 	}
 }
 
-func isHash(l string) bool       { return strings.HasPrefix(l, "h:") && len(l) == 34 }
+func isHash(l string) bool        { return strings.HasPrefix(l, "h:") && len(l) == 34 }
 func isHashOrEmpty(l string) bool { return l == "" || isHash(l) }
 
 // inspectCase is one statement, as a persona, and what it must give.
