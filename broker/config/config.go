@@ -77,6 +77,10 @@ type Policy struct {
 	// DefaultMask is the strategy for a column whose read-unmasked is denied by a policy that names
 	// none: "partial", "hash", "redact" or "null". Default "redact".
 	DefaultMask string `hcl:"default_mask,optional"`
+	// Approver is how held statements get approved: "" (none: statements that need approval are
+	// refused) or "admin-api" (POST /approvals/{id}/approve on the admin listener; it authenticates no
+	// one, so it is for development and demos).
+	Approver string `hcl:"approver,optional"`
 	// ApprovalTimeout bounds how long a statement waits for a person's approval. Default "5m".
 	ApprovalTimeout string `hcl:"approval_timeout,optional"`
 

@@ -135,6 +135,9 @@ func (c *Config) Validate() error {
 		}
 		c.Policy.ReloadIntervalD = v.duration(c.Policy.ReloadInterval, 2*time.Second, "policy", "reload_interval")
 		c.Policy.ApprovalTimeoutD = v.duration(c.Policy.ApprovalTimeout, 5*time.Minute, "policy", "approval_timeout")
+		if c.Policy.Approver != "" && c.Policy.Approver != "admin-api" {
+			v.fail("Unknown approver", fmt.Sprintf("policy.approver is %q; use \"admin-api\" or leave it out.", c.Policy.Approver), "policy", "approver")
+		}
 		switch c.Policy.DefaultMask {
 		case "":
 			c.Policy.DefaultMask = "redact"

@@ -38,6 +38,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// AdminAddress serves /healthz and /readyz; empty disables it.
 	AdminAddress string
+	// AdminHandlers are served on the admin listener too, by pattern.
+	AdminHandlers map[string]http.Handler
 	// Ready reports whether the broker can grant new access (it has an SVID, and so on). Nil means ready.
 	Ready func() error
 	// Logger receives operational logs. Default slog.Default().
@@ -225,6 +227,9 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	for pattern, h := range s.cfg.AdminHandlers {
+		mux.Handle(pattern, h)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	stop := context.AfterFunc(ctx, func() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
@@ -77,6 +79,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var approvals *approval.Queue
+	adminHandlers := map[string]http.Handler{}
+	if cfg.Policy != nil && cfg.Policy.Approver == "admin-api" {
+		approvals = approval.NewQueue()
+		adminHandlers["/approvals"] = approvals.Handler()
+		adminHandlers["/approvals/"] = approvals.Handler()
+		log.WarnContext(ctx, "approvals are resolved through the unauthenticated admin API: for development and demos only",
+			"admin", *cfg.Admin.Listen)
+	}
 	var sink audit.Sink // stays a nil interface without an audit block
 	auditErr := func() error { return nil }
 	if cfg.Audit == nil {
@@ -108,11 +119,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxConnections:          cfg.Limits.MaxConnections,
 		ShutdownGrace:           cfg.Limits.ShutdownGraceD,
 		AdminAddress:            *cfg.Admin.Listen,
+		AdminHandlers:           adminHandlers,
 		Ready:                   ready,
 		Logger:                  log,
 	}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, sink, ready, leases, log)
+		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
 		if err != nil {
 			return err
 		}
@@ -132,7 +144,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
 	authorize func(context.Context, authz.Connect) (authz.Decision, error), az *authz.Authorizer, masker *inspect.Masker,
-	sink audit.Sink, ready func() error, leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
+	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
@@ -142,6 +154,15 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			role := t.Backend.VaultRole
 			lease = func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error) {
 				return leases.Start(ctx, c.Peer.ID.String(), role, end)
+			}
+		}
+		var approve postgres.ApproveFunc
+		if approvals != nil {
+			approve = func(ctx context.Context, a postgres.Approval) (authz.ApprovalState, error) {
+				log.InfoContext(ctx, "statement held for approval", "request", a.ID, "session", a.Session,
+					"spiffe_id", a.SPIFFEID, "policies", a.Decision.Reasons)
+				return approvals.Wait(ctx, approval.Request{ID: a.ID, Session: a.Session, SPIFFEID: a.SPIFFEID,
+					Target: a.Target, Statement: a.Statement, Policies: a.Decision.Reasons, Decision: a.Decision.ID})
 			}
 		}
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
@@ -170,6 +191,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Masker:          masker,
 			DefaultMask:     defaultMask(cfg),
 			ApprovalTimeout: approvalTimeout(cfg),
+			Approve:         approve,
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)

@@ -210,6 +210,9 @@ policy {
   reload_interval = "1s"
   # The key of the "hash" masking strategy: equal values give equal digests, so joins still work.
   mask_key_file   = %q
+  # Held statements (@approval("required")) are approved on the admin listener: POST
+  # /approvals/{id}/approve. It authenticates no one; the stack and the demo only.
+  approver         = "admin-api"
   approval_timeout = "30s"
 }
 
