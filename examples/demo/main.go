@@ -9,8 +9,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +24,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
 	"github.com/svidbroker/svidbroker/test/vault"
@@ -154,24 +157,106 @@ func (d *demo) printGuide() error {
 	return nil
 }
 
-// showReplay runs one session as the analyst with psql and prints its record from the audit log, as
-// `svidbroker replay` shows it.
-func (d *demo) showReplay() error {
-	env, err := os.ReadFile(d.path("analyst.env"))
+// psql runs one statement with psql as persona, with the environment the demo wrote for it.
+func (d *demo) psql(persona, sql string) (string, error) {
+	env, err := os.ReadFile(d.path(persona + ".env"))
 	if err != nil {
-		return err
+		return "", err
 	}
-	cmd := exec.Command("psql", "-X", "-c", "SELECT id, name, email FROM customers ORDER BY id LIMIT 2")
+	cmd := exec.Command("psql", "-X", "-c", sql)
 	cmd.Env = os.Environ()
 	for _, line := range strings.Split(string(env), "\n") {
 		if kv, ok := strings.CutPrefix(line, "export "); ok {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	fmt.Println("\nA session just ran through the broker as the analyst:")
-	fmt.Println("  $ . .demo/analyst.env && psql -c 'SELECT id, name, email FROM customers ORDER BY id LIMIT 2'")
 	out, err := cmd.CombinedOutput()
-	fmt.Print(indent(string(out)))
+	return string(out), err
+}
+
+// tour runs a few sessions through the broker and shows what each persona got: masking, a blocked
+// statement, and a statement held for approval and approved through the admin API.
+func (d *demo) tour() error {
+	const query = "SELECT id, name, email, ssn FROM customers ORDER BY id LIMIT 2"
+	for _, step := range []struct{ persona, sql, note string }{
+		{stack.PersonaAnalyst, query, "personal data comes back as keyed hashes (joins still work)"},
+		{stack.PersonaSupport, query, "personal data comes back partially masked"},
+		{stack.PersonaAnalyst, "DELETE FROM orders", "a write the analyst's policies do not permit"},
+		{stack.PersonaAnalyst, "SELECT pg_read_file('/etc/passwd')", "a server-side file read: an admin action the baseline forbids"},
+	} {
+		fmt.Printf("\nAs the %s (%s):\n  $ . .demo/%s.env && psql -c \"%s\"\n", step.persona, step.note, step.persona, step.sql)
+		out, err := d.psql(step.persona, step.sql)
+		fmt.Print(indent(out))
+		if err != nil && !strings.Contains(out, "ERROR:  svidbroker: ") {
+			return fmt.Errorf("psql: %w", err)
+		}
+	}
+	admin, err := os.ReadFile(d.path("admin.addr"))
+	if err != nil {
+		return err
+	}
+	const ddl = "CREATE TEMP TABLE migration_notes (note text)"
+	fmt.Printf("\nAs the migrator (DDL waits for a person's approval):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", ddl)
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := d.psql(stack.PersonaMigrator, ddl)
+		done <- result{out, err}
+	}()
+	id, err := d.approvePending(strings.TrimSpace(string(admin)), "migration_notes")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  (held; an approver ran: curl -X POST -H 'X-Approver: dba@example.com' http://%s/approvals/%s/approve)\n",
+		strings.TrimSpace(string(admin)), id)
+	r := <-done
+	fmt.Print(indent(r.out))
+	if r.err != nil {
+		return fmt.Errorf("psql: %w", r.err)
+	}
+	return nil
+}
+
+// approvePending waits for the approval request of a statement mentioning what, and approves it.
+func (d *demo) approvePending(admin, what string) (string, error) {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + admin + "/approvals")
+		if err != nil {
+			continue
+		}
+		var reqs []approval.Request
+		err = json.NewDecoder(resp.Body).Decode(&reqs)
+		resp.Body.Close()
+		for _, r := range reqs {
+			if err == nil && strings.Contains(r.Statement, what) {
+				req, _ := http.NewRequest("POST", "http://"+admin+"/approvals/"+r.ID+"/approve", nil)
+				req.Header.Set("X-Approver", "dba@example.com")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return "", err
+				}
+				resp.Body.Close()
+				return r.ID, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no approval request for %q appeared", what)
+}
+
+// showReplay runs one session as the analyst with psql and prints its record from the audit log, as
+// `svidbroker replay` shows it.
+func (d *demo) showReplay() error {
+	if err := d.tour(); err != nil {
+		return err
+	}
+	const sql = "SELECT id, name, email FROM customers ORDER BY id LIMIT 2"
+	fmt.Println("\nA session just ran through the broker as the analyst:")
+	fmt.Println("  $ . .demo/analyst.env && psql -c '" + sql + "'")
+	out, err := d.psql(stack.PersonaAnalyst, sql)
+	fmt.Print(indent(out))
 	if err != nil {
 		return fmt.Errorf("psql: %w", err)
 	}
@@ -297,6 +382,9 @@ func (d *demo) run() error {
 		return err
 	}
 	if err := d.refresh(startCtx, s, b, personas, svidDir); err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(d.path("audit.env"), []byte(b.AuditDir+"\n"+b.Chain+"\n"), 0o644); err != nil {
