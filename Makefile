@@ -27,9 +27,11 @@ $(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
 	cd tools && GOBIN=$(BIN) $(GO) install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
 	@touch $(BIN)/spire-server $(BIN)/spire-agent
 
-## test: go vet, then every test with the race detector, including the real-stack suites
+## test: go vet, then every test with the race detector, including the real-stack suites, then a short
+## run of every fuzz target (seed corpora included)
 test: vet tools build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz FUZZTIME=3s
 
 vet:
 	$(GO) vet $(PKGS)
@@ -61,7 +63,7 @@ fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg || exit 1; \
 	  done; \
 	done
 

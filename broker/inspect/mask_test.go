@@ -60,7 +60,7 @@ func FuzzPartial(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		out := string(partial([]byte(in)))
-		if at, ok := emailAt(in); ok {
+		if at, ok := emailAt(in); ok && strings.IndexByte(out, '@') >= 0 {
 			in, out = in[:at], out[:strings.IndexByte(out, '@')] // the domain is kept on purpose
 		}
 		shown := 0
