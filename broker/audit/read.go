@@ -151,6 +151,22 @@ func Format(e Entry) string {
 		}
 	case KindResult:
 		fmt.Fprintf(&b, " %s: %d rows, %d bytes", Escape(r.Result.Tag), r.Result.Rows, r.Result.Bytes)
+		if len(r.Result.Columns) > 0 {
+			fmt.Fprintf(&b, "\n    | %s |", Escape(strings.Join(r.Result.Columns, " | ")))
+		}
+		for _, row := range r.Result.Data {
+			vals := make([]string, len(row))
+			for i, v := range row {
+				vals[i] = "NULL"
+				if v != nil {
+					vals[i] = Escape(*v)
+				}
+			}
+			fmt.Fprintf(&b, "\n    | %s |", strings.Join(vals, " | "))
+		}
+		if r.Result.Truncated {
+			b.WriteString("\n    (more rows not recorded)")
+		}
 	case KindError:
 		fmt.Fprintf(&b, " %s", Escape(r.Error))
 	}

@@ -74,6 +74,11 @@ type Result struct {
 	Tag   string `json:"tag"`
 	Rows  int64  `json:"rows"`
 	Bytes int64  `json:"bytes"`
+	// Columns and Data are the result as the client saw it (masked), when the data is recorded:
+	// text values, NULL as null, binary values as "<N bytes>". Truncated says rows were left out.
+	Columns   []string    `json:"columns,omitempty"`
+	Data      [][]*string `json:"data,omitempty"`
+	Truncated bool        `json:"truncated,omitempty"`
 }
 
 // Sink is where the data path records. Append returns once the record is durable; AppendAsync queues

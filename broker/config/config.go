@@ -101,9 +101,9 @@ type Audit struct {
 	// MACKeyFile and SigningKeyFile are written by `svidbroker audit keygen`.
 	MACKeyFile     string `hcl:"mac_key_file"`
 	SigningKeyFile string `hcl:"signing_key_file"`
-	// Data is how much of the results is recorded: "summary" (the default: command tag, rows, bytes)
-	// or "none". Recording the data itself ("full") needs masking in the data path first, so that a
-	// recording never holds a value the agent was not allowed to see.
+	// Data is how much of the results is recorded: "summary" (the default: command tag, rows, bytes),
+	// "full" (also the rows, as the client saw them: masked, up to a cap per statement) or "none". A
+	// policy's @record("full") records the rows of the statements it decides even under "summary".
 	Data string `hcl:"data,optional"`
 	// CheckpointInterval is how often the chain's head is signed. Default "10s"; a tail truncated after
 	// the last checkpoint of an unclean stop cannot be detected, so keep it short.

@@ -169,11 +169,7 @@ func (c *Config) Validate() error {
 		if a.Data == "" {
 			a.Data = "summary"
 		}
-		if a.Data == "full" {
-			v.fail("Unsupported value", "audit.data = \"full\" needs result masking in the data path, which is not there yet; use \"summary\" or \"none\".", "audit", "data")
-		} else {
-			v.oneOf(a.Data, []string{"summary", "none"}, "audit", "data")
-		}
+		v.oneOf(a.Data, []string{"summary", "full", "none"}, "audit", "data")
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}

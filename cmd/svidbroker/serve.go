@@ -175,6 +175,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Authorize: authorize,
 			Audit:     sink,
 			NoResults: cfg.Audit != nil && cfg.Audit.Data == "none",
+			FullData:  cfg.Audit != nil && cfg.Audit.Data == "full",
 			Attest:    attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,

@@ -233,3 +233,58 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		t.Fatalf("/readyz = %d %q", code, body)
 	}
 }
+
+// TestRecordedResultsAreMasked: the migrator's statements are recorded in full (@record("full")), rows
+// included, exactly as the client saw them; no recording anywhere holds a value in clear.
+func TestRecordedResultsAreMasked(t *testing.T) {
+	s, b := shared(t)
+	marker := fmt.Sprintf("data-marker-%d", time.Now().UnixNano())
+	migrator := clientFiles(t, s, stack.PersonaMigrator)
+	out, err := psql(t, b, migrator, nil, "SELECT id, name, email, ssn, '"+marker+"' AS m FROM customers WHERE id = 1")
+	if err != nil || out != "1|Alice|***|***|"+marker {
+		t.Fatalf("psql: %q %v", out, err)
+	}
+	if _, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "DELETE FROM orders WHERE total < 0"); err == nil {
+		t.Fatal("the analyst's DELETE ran")
+	}
+	var got *audit.Result
+	var deniedRec *audit.Record
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && (got == nil || deniedRec == nil); time.Sleep(200 * time.Millisecond) {
+		err = audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+			r := e.Record
+			if res := r.Result; res != nil && len(res.Data) == 1 && len(res.Data[0]) == 5 && res.Data[0][4] != nil && *res.Data[0][4] == marker {
+				got = res
+			}
+			if r.Kind == audit.KindDenied && r.Statement != nil && r.Statement.Text == "DELETE FROM orders WHERE total < 0" {
+				deniedRec = &r
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got == nil {
+		t.Fatal("the migrator's rows are not in the log")
+	}
+	row := []string{}
+	for _, v := range got.Data[0] {
+		row = append(row, *v)
+	}
+	if strings.Join(row, "|") != "1|Alice|***|***|"+marker || strings.Join(got.Columns, ",") != "id,name,email,ssn,m" {
+		t.Fatalf("recorded %q %q", got.Columns, row)
+	}
+	if deniedRec == nil || deniedRec.Decision == nil || deniedRec.Decision.Allow || deniedRec.Error != "SQLSTATE 42501" {
+		t.Fatalf("denied statement record %+v", deniedRec)
+	}
+	// Nothing in the chain holds a protected value in clear.
+	chain, err := os.ReadFile(filepath.Join(b.AuditDir, b.Chain+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{aliceEmail, aliceSSN} {
+		if strings.Contains(string(chain), secret) {
+			t.Fatalf("the audit log holds %q in clear", secret)
+		}
+	}
+}

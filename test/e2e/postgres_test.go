@@ -104,13 +104,33 @@ func TestPgxExtendedProtocolThroughBroker(t *testing.T) {
 	if lines := strings.Count(buf.String(), "\n"); lines != stack.SeedCustomers {
 		t.Fatalf("COPY TO gave %d lines", lines)
 	}
-	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE t (id int, name text)"); err != nil {
+	// The analyst may not create tables, nor load data...
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE t (id int, name text)"); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("the analyst created a table: %v", err)
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf.Bytes()), "COPY orders (id) FROM STDIN"); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("the analyst loaded rows with COPY: %v", err)
+	}
+	// ... unless a policy says so: COPY FROM STDIN through a broker whose policies allow it.
+	policies := packsWith(t, "loader.cedar", `@id("analyst-scratch")
+permit (principal in Group::"analysts", action in [Action::"sql:ddl", Action::"sql:insert"], resource == Table::"shop/public.scratch");`)
+	b2, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-copy", Binary: brokerBin, PolicyDir: policies, NoAudit: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.PgConn().CopyFrom(ctx, &buf, "COPY t FROM STDIN"); err != nil {
+	defer b2.Stop()
+	loader, err := pgx.ConnectConfig(ctx, pgxConfig(t, b2, f))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != stack.SeedCustomers {
+	defer loader.Close(ctx)
+	if _, err := loader.Exec(ctx, "CREATE TEMP TABLE scratch (id int, name text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loader.PgConn().CopyFrom(ctx, &buf, "COPY scratch FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := loader.QueryRow(ctx, "SELECT count(*) FROM scratch").Scan(&n); err != nil || n != stack.SeedCustomers {
 		t.Fatalf("COPY FROM loaded %d rows, %v", n, err)
 	}
 }

@@ -51,6 +51,8 @@ type Config struct {
 	Audit audit.Sink
 	// NoResults leaves result summaries out of the audit log.
 	NoResults bool
+	// FullData records result rows too, as the client saw them (masked), up to a cap per statement.
+	FullData bool
 	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
 	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
@@ -148,7 +150,7 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	}
 	sessionID := newSessionID()
 	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
-	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target, noResults: e.cfg.NoResults}
+	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target, noResults: e.cfg.NoResults, fullData: e.cfg.FullData}
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 

@@ -21,7 +21,14 @@ type recorder struct {
 	spiffeID  string
 	target    string
 	noResults bool
+	fullData  bool // record the rows too (audit data = "full")
 }
+
+// Caps on the rows recorded per statement.
+const (
+	maxRecordedRows  = 100
+	maxRecordedBytes = 16 << 10
+)
 
 func (r recorder) stamp(rec audit.Record) audit.Record {
 	rec.Time, rec.Session, rec.SPIFFEID, rec.Target = time.Now().UTC(), r.session, r.spiffeID, r.target
@@ -66,20 +73,56 @@ func (s *session) recordStatement(msg pgproto3.FrontendMessage) error {
 // summarize counts result rows and bytes and records a summary per completed statement. Row data is
 // not recorded; backend error messages are not either, since they can quote row values: only the
 // SQLSTATE.
-func (s *session) summarize(msg pgproto3.BackendMessage) {
+// It sees messages after masking: recorded rows are what the client saw.
+func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
 	switch m := msg.(type) {
+	case *pgproto3.RowDescription:
+		s.columns, s.formats = s.columns[:0], s.formats[:0]
+		for _, f := range m.Fields {
+			s.columns = append(s.columns, string(f.Name))
+			s.formats = append(s.formats, f.Format)
+		}
 	case *pgproto3.DataRow:
 		s.rows++
 		for _, v := range m.Values {
 			s.bytes += int64(len(v))
 		}
+		if (full || s.rec.fullData) && !s.rec.noResults {
+			s.recordRow(m)
+		}
 	case *pgproto3.CommandComplete:
 		if s.rec.noResults {
 			break
 		}
-		s.rec.async(audit.Record{Kind: audit.KindResult, Result: &audit.Result{Tag: string(m.CommandTag), Rows: s.rows, Bytes: s.bytes}})
-		s.rows, s.bytes = 0, 0
+		res := &audit.Result{Tag: string(m.CommandTag), Rows: s.rows, Bytes: s.bytes, Data: s.data, Truncated: s.truncated}
+		if len(s.data) > 0 {
+			res.Columns = append([]string(nil), s.columns...)
+		}
+		s.rec.async(audit.Record{Kind: audit.KindResult, Result: res})
+		s.rows, s.bytes, s.data, s.dataBytes, s.truncated = 0, 0, nil, 0, false
 	case *pgproto3.ErrorResponse:
 		s.rec.async(audit.Record{Kind: audit.KindError, Error: "SQLSTATE " + m.Code + " (" + m.Severity + ")"})
+		s.data, s.dataBytes, s.truncated = nil, 0, false
 	}
+}
+
+// recordRow keeps a copy of a (masked) row for the statement's result record, within the caps.
+func (s *session) recordRow(m *pgproto3.DataRow) {
+	if len(s.data) >= maxRecordedRows || s.dataBytes >= maxRecordedBytes {
+		s.truncated = true
+		return
+	}
+	row := make([]*string, len(m.Values))
+	for i, v := range m.Values {
+		if v == nil {
+			continue
+		}
+		text := string(v)
+		if i < len(s.formats) && s.formats[i] != 0 {
+			text = "<" + strconv.Itoa(len(v)) + " bytes>"
+		}
+		s.dataBytes += len(text)
+		row[i] = &text
+	}
+	s.data = append(s.data, row)
 }

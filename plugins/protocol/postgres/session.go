@@ -32,6 +32,12 @@ type session struct {
 	stop         chan error          // the credential could not be kept
 
 	rows, bytes int64 // of the current statement's result, for its summary
+	// The current result's columns and, when recorded, its rows (as the client saw them).
+	columns   []string
+	formats   []int16
+	data      [][]*string
+	dataBytes int
+	truncated bool
 
 	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo and
 	// discarding; queue is shared with the backend side; clientMu serializes writes to the client.
@@ -218,8 +224,12 @@ func (s *session) backendToClient() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
+		full := false
+		if h := s.queue.head(); h != nil {
+			full = h.recordFull
+		}
 		out := s.answer(msg)
-		s.summarize(msg)
+		s.summarize(msg, full)
 		if out != nil || s.backend.ReadBufferLen() == 0 {
 			s.clientMu.Lock()
 			if out != nil {

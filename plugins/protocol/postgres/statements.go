@@ -75,12 +75,14 @@ const (
 
 // item is one expected answer, in the order the backend sends them.
 type item struct {
-	kind   itemKind
-	plan   *plan
-	exec   *item // itInjected: the execution whose columns it learns
-	masks  []fieldMask
-	stmt   int // itQuery: which statement of the string the backend is answering
-	denial *pgproto3.ErrorResponse
+	kind  itemKind
+	plan  *plan
+	exec  *item // itInjected: the execution whose columns it learns
+	masks []fieldMask
+	stmt  int // itQuery: which statement of the string the backend is answering
+	// recordFull: a deciding policy asked for @record("full"): the rows go in the audit log.
+	recordFull bool
+	denial     *pgproto3.ErrorResponse
 }
 
 // queue holds the answers the backend owes, oldest first. The client side appends before it
@@ -343,7 +345,7 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 		return err
 	}
 	s.rows, s.bytes = 0, 0
-	s.queue.push(&item{kind: itQuery, plan: p})
+	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full"})
 	s.backend.Send(m)
 	return s.flushBackend()
 }
@@ -445,7 +447,7 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		return err
 	}
 	s.rows, s.bytes = 0, 0
-	exec := &item{kind: itExecute, plan: p}
+	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
 	if p.active() {
 		s.queue.push(&item{kind: itInjected, exec: exec})
 		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: m.Portal})
