@@ -208,7 +208,6 @@ func TestAuditSettings(t *testing.T) {
 	for name, body := range map[string]string{
 		"no store":     "",
 		"two stores":   "  dir = \"/x\"\n  postgres {\n    address = \"db:5432\"\n    database = \"a\"\n    user = \"u\"\n    ca_file = \"" + ca + "\"\n  }\n",
-		"full data":    "  dir = \"/x\"\n  data = \"full\"\n",
 		"unknown data": "  dir = \"/x\"\n  data = \"everything\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
