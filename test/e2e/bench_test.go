@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -221,21 +220,7 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer without.Stop()
-	pg := s.Postgres
-	init := exec.Command("pgbench", "-i", "-q", "-s", "1", "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.Superuser, "shop")
-	init.Env = append(os.Environ(), "PGPASSWORD="+pg.SuperuserPassword(), "PGSSLMODE=verify-full", "PGSSLROOTCERT="+pg.CAPath)
-	if out, err := init.CombinedOutput(); err != nil {
-		b.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
-	admin, err := pg.Connect(b.Context(), "shop")
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, err = admin.Exec(b.Context(), "GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO "+stack.BrokerDBRole)
-	admin.Close(b.Context())
-	if err != nil {
-		b.Fatal(err)
-	}
+	initPgbench(b, s, 1, "SELECT")
 	f := clientFiles(b, s, stack.PersonaAnalyst)
 	run := func(br *stack.Broker, clients int) float64 {
 		cmd := exec.Command("pgbench", "-n", "-S", "-c", strconv.Itoa(clients), "-j", "2", "-T", "4", "-h", "localhost", "-p", portOf(br), "-U", "agent", "shop")
@@ -244,16 +229,7 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 		if err != nil {
 			b.Fatalf("pgbench: %v\n%s", err, out)
 		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if rest, ok := strings.CutPrefix(line, "tps = "); ok {
-				v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-				if err == nil {
-					return v
-				}
-			}
-		}
-		b.Fatalf("no tps in pgbench output:\n%s", out)
-		return 0
+		return pgbenchTPS(b, out)
 	}
 	for _, clients := range []int{4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
