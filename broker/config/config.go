@@ -185,6 +185,8 @@ type Log struct {
 type Admin struct {
 	// Listen is a loopback host:port. Default 127.0.0.1:8210. Set "" to disable.
 	Listen *string `hcl:"listen,optional"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin listener. Default false.
+	Pprof bool `hcl:"pprof,optional"`
 }
 
 // Limits bound the resources a client can hold before and after it authenticates.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -81,6 +82,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var approvals *approval.Queue
 	adminHandlers := map[string]http.Handler{}
+	if cfg.Admin.Pprof {
+		adminHandlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		adminHandlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		log.WarnContext(ctx, "runtime profiles are served on the admin listener", "admin", *cfg.Admin.Listen)
+	}
 	if cfg.Policy != nil && cfg.Policy.Approver == "admin-api" {
 		approvals = approval.NewQueue()
 		adminHandlers["/approvals"] = approvals.Handler()

@@ -105,6 +105,7 @@ log {
 
 admin {
   listen = %q
+  pprof  = true
 }
 
 # What SPIRE attested about each caller (entry selectors, node) is looked up on the server's API, with
@@ -329,3 +330,6 @@ func writeRandomKey(path string) error {
 	}
 	return nil
 }
+
+// PID is the broker process's ID.
+func (b *Broker) PID() int { return b.proc.cmd.Process.Pid }
