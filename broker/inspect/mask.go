@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -37,7 +39,8 @@ var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (m
 
 // Masker masks values. It is safe for concurrent use.
 type Masker struct {
-	key []byte
+	key  []byte
+	macs sync.Pool // of hash.Hash: HMAC states keyed once, reset per value
 }
 
 // NewMasker returns a masker; key may be nil, which leaves the hash strategy unavailable.
@@ -45,7 +48,9 @@ func NewMasker(key []byte) (*Masker, error) {
 	if key != nil && len(key) < MinHashKeyBytes {
 		return nil, fmt.Errorf("inspect: hash key of %d bytes, need at least %d", len(key), MinHashKeyBytes)
 	}
-	return &Masker{key: key}, nil
+	m := &Masker{key: key}
+	m.macs.New = func() any { return hmac.New(sha256.New, m.key) }
+	return m, nil
 }
 
 // Mask masks a value in text form. null reports that the value must become SQL NULL. An unknown
@@ -60,9 +65,15 @@ func (m *Masker) Mask(s Strategy, v []byte) (out []byte, null bool, err error) {
 		if m.key == nil {
 			return nil, false, ErrNoHashKey
 		}
-		mac := hmac.New(sha256.New, m.key)
+		mac := m.macs.Get().(hash.Hash)
+		mac.Reset()
 		mac.Write(v)
-		return []byte("h:" + hex.EncodeToString(mac.Sum(nil)[:16])), false, nil
+		var sum [sha256.Size]byte
+		out := make([]byte, 2+32)
+		copy(out, "h:")
+		hex.Encode(out[2:], mac.Sum(sum[:0])[:16])
+		m.macs.Put(mac)
+		return out, false, nil
 	case Partial:
 		return partial(v), false, nil
 	default:

@@ -224,12 +224,9 @@ func (s *session) backendToClient() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
-		full := false
-		if h := s.queue.head(); h != nil {
-			full = h.recordFull
-		}
-		out := s.answer(msg)
-		s.summarize(msg, full)
+		h := s.queue.head()
+		out := s.answer(h, msg)
+		s.summarize(msg, h != nil && h.recordFull)
 		if out != nil || s.backend.ReadBufferLen() == 0 {
 			s.clientMu.Lock()
 			if out != nil {
@@ -248,8 +245,7 @@ func (s *session) backendToClient() error {
 
 // answer matches one backend message to the answer the queue expects, and returns what the client
 // gets instead (nil for nothing).
-func (s *session) answer(msg pgproto3.BackendMessage) pgproto3.BackendMessage {
-	h := s.queue.head()
+func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendMessage {
 	switch m := msg.(type) {
 	case *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
 		return msg
