@@ -191,7 +191,11 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 	default:
 		resource = TargetUID(tc.Target)
 	}
-	if _, ok := static[resource]; !ok {
+	_, known := static[resource]
+	if !known && resource.Type == TypeTable {
+		_, known = uncatalogedTable(static, resource) // as the broker sees a table the catalog omits
+	}
+	if !known {
 		return Request{}, fmt.Errorf("resource %s is not in the file's catalog", resource)
 	}
 	now := time.Date(2026, 1, 5, tc.HourUTC, 0, 0, 0, time.UTC)

@@ -90,3 +90,21 @@ test "another agent with the analyst's name but not its selectors gets nothing" 
   target    = "shop"
   expect    = "deny"
 }
+
+test "runs transactions and session utilities" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:transaction"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["analyst-session-statements"]
+}
+
+test "reads tables the catalog does not list" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:select"
+  target    = "shop"
+  table     = "public.not_in_the_catalog"
+  expect    = "allow"
+}

@@ -68,3 +68,21 @@ test "no writes to rows" {
   table     = "public.orders"
   expect    = "deny"
 }
+
+test "runs transactions and session utilities" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:transaction"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["migrator-session-statements"]
+}
+
+test "reads tables the catalog does not list" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:select"
+  target    = "shop"
+  table     = "public.not_in_the_catalog"
+  expect    = "allow"
+}

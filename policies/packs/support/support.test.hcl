@@ -45,3 +45,21 @@ test "does not delete" {
   table     = "public.customers"
   expect    = "deny"
 }
+
+test "runs transactions and session utilities" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:transaction"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["support-session-statements"]
+}
+
+test "reads tables the catalog does not list" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:select"
+  target    = "shop"
+  table     = "public.not_in_the_catalog"
+  expect    = "allow"
+}
