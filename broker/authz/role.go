@@ -45,12 +45,18 @@ func (a *Authorizer) ColumnMask(c Connect, table, column string, st Statement, a
 		Context:  StatementContext(a.now(), c.Source, tls.VersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite), st, ap),
 		Entities: a.Entities(c.Peer),
 	})
+	return maskStrategy(d, def), d
+}
+
+// maskStrategy is the strategy a column:read-unmasked decision implies: none when allowed, else the
+// deciding policies' @mask, else def.
+func maskStrategy(d Decision, def string) string {
 	switch {
 	case d.Allow:
-		return "", d
+		return ""
 	case d.Obligations.Mask != "":
-		return d.Obligations.Mask, d
+		return d.Obligations.Mask
 	default:
-		return def, d
+		return def
 	}
 }

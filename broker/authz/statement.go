@@ -72,14 +72,7 @@ func (a *Authorizer) StatementColumnMask(c Connect, table, column string, st Sta
 		_, d := a.ColumnMask(c, table, column, st, ap, def)
 		return d
 	})
-	switch {
-	case d.Allow:
-		return "", d
-	case d.Obligations.Mask != "":
-		return d.Obligations.Mask, d
-	default:
-		return def, d
-	}
+	return maskStrategy(d, def), d
 }
 
 func statementKey(st Statement, ap ApprovalState) string {

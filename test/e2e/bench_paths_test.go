@@ -178,7 +178,7 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 	// Scale 4: pgbench's guidance is a scale at least the number of clients, so that TPC-B's branch
 	// updates do not all queue on one row.
 	initPgbench(b, s, 4, "SELECT, INSERT, UPDATE")
-	writePacks := packsWithTB(b, "bench-pgbench-writes.cedar", pgbenchWritePolicy)
+	writePacks := packsWith(b, "bench-pgbench-writes.cedar", pgbenchWritePolicy)
 	start := func(opts stack.BrokerOptions) *stack.Broker {
 		opts.Binary = brokerBin
 		br, err := s.StartBroker(b.Context(), opts)
@@ -267,22 +267,6 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 	}
 }
 
-// packsWithTB is packsWith for benchmarks: the repository's policy packs and one more policy file.
-func packsWithTB(tb testing.TB, name, policy string) string {
-	tb.Helper()
-	root, err := stack.RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := filepath.Join(tb.TempDir(), "policies")
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(root, "policies", "packs"))); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(policy), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
-}
 
 // startRelay listens on a free loopback port and copies bytes both ways between each client and
 // target, nothing else. It stops when the benchmark ends.

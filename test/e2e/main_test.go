@@ -94,7 +94,7 @@ func pgxConfig(t testing.TB, b *stack.Broker, f *stack.ClientFiles) *pgx.ConnCon
 }
 
 // packsWith returns a copy of the repository's policy packs with one more policy file.
-func packsWith(t *testing.T, name, policy string) string {
+func packsWith(t testing.TB, name, policy string) string {
 	t.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {

@@ -141,6 +141,17 @@ func (s *session) classify(sql string) ([]sqlclass.Statement, *pgproto3.ErrorRes
 	return sts, nil
 }
 
+// classifyAndDecide parses sql and decides its statements, holding them for approval if a policy
+// says so.
+func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Decision, authz.ApprovalState, *pgproto3.ErrorResponse) {
+	sts, denial := s.classify(sql)
+	if denial != nil {
+		return nil, authz.Decision{}, authz.ApprovalState{}, denial
+	}
+	d, ap, denial := s.decide(sql, sts, authz.ApprovalState{}, true)
+	return sts, d, ap, denial
+}
+
 // decide decides every statement of sts. It returns the combined decision, the approval state the
 // statements were decided with, and a denial to send when one is refused.
 func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *pgproto3.ErrorResponse) {
@@ -327,12 +338,7 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.
 // onQuery handles a simple-protocol Query: every statement in it is decided, and the whole string is
 // refused if one is.
 func (s *session) onQuery(m *pgproto3.Query) error {
-	sts, denial := s.classify(m.String)
-	var d authz.Decision
-	ap := authz.ApprovalState{}
-	if denial == nil {
-		d, ap, denial = s.decide(m.String, sts, ap, true)
-	}
+	sts, d, ap, denial := s.classifyAndDecide(m.String)
 	var p *plan
 	if denial == nil {
 		p = s.buildPlan(sts, ap)
@@ -352,12 +358,7 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 
 // onParse decides a statement when it is prepared (holding it for approval if a policy says so).
 func (s *session) onParse(m *pgproto3.Parse) error {
-	sts, denial := s.classify(m.Query)
-	var d authz.Decision
-	ap := authz.ApprovalState{}
-	if denial == nil {
-		d, ap, denial = s.decide(m.Query, sts, ap, true)
-	}
+	sts, d, ap, denial := s.classifyAndDecide(m.Query)
 	if denial != nil {
 		return s.deny("extended", m.Query, sts, d, denial)
 	}
