@@ -154,6 +154,8 @@ var inspectCases = []inspectCase{
 		f := strings.Split(l, "|")
 		return len(f) == 2 && isHash(f[0]) && isHash(f[1]) // every column of a view over masked data
 	})},
+	{stack.PersonaAnalyst, "SELECT * FROM customer_contacts() LIMIT 1", hidden(isHash)},
+	{stack.PersonaAnalyst, "SELECT upper(c) FROM customer_contacts() AS c LIMIT 1", hidden(isHash)},
 	// A value that an error message would quote is withheld.
 	{stack.PersonaAnalyst, "SELECT ssn::int FROM customers WHERE id = 1", func(out string, err error) error {
 		if err == nil {
@@ -190,6 +192,7 @@ func prepareInspection(t *testing.T, s *stack.Stack) {
 	for _, q := range []string{
 		"CREATE OR REPLACE VIEW customers_contacts AS SELECT email, ssn AS reference, id FROM customers",
 		"GRANT SELECT ON customers_contacts TO " + stack.BrokerDBRole,
+		"CREATE OR REPLACE FUNCTION customer_contacts() RETURNS SETOF text LANGUAGE sql AS 'SELECT email FROM customers ORDER BY id'",
 	} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatal(err)

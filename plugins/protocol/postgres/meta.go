@@ -23,7 +23,14 @@ type dbMeta struct {
 	maxOID uint32
 	// catalog holds the names ("schema.name") of every table the target's catalog lists.
 	catalog map[string]bool
+	// functions are the names of functions defined outside the system schemas: their bodies read
+	// what the broker does not see, so their results are treated as derived from masked data.
+	functions map[string]bool
 }
+
+const metaFunctionsSQL = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`
 
 type metaTable struct {
 	name    string           // "schema.name" as in the catalog
@@ -89,6 +96,14 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 	m.maxOID = uint32(max)
 	if len(tagged) == 0 {
 		return m, nil
+	}
+	m.functions = map[string]bool{}
+	fres := pc.ExecParams(ctx, metaFunctionsSQL, nil, nil, nil, nil).Read()
+	if fres.Err != nil {
+		return nil, fmt.Errorf("postgres: listing the database's functions: %w", fres.Err)
+	}
+	for _, row := range fres.Rows {
+		m.functions[string(row[0])] = true
 	}
 	names := make([]string, 0, len(tagged))
 	for n := range tagged {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -86,6 +87,13 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 	for i, st := range sts {
 		for _, r := range st.Refs {
 			if r == "*" || slices.Contains(p.maskedNames, r) {
+				p.derivedAt[i] = p.strictest
+			}
+		}
+		for _, f := range st.Functions {
+			name := f[strings.LastIndexByte(f, '.')+1:]
+			if p.meta.functions[name] {
+				// A function of the database's own: its body may read masked columns.
 				p.derivedAt[i] = p.strictest
 			}
 		}
