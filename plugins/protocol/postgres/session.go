@@ -47,7 +47,8 @@ type session struct {
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue
-	discarding bool // a statement was denied in the extended protocol: discard until Sync
+	discarding bool   // a statement was denied in the extended protocol: discard until Sync
+	names      uint64 // backend names given so far
 	clientMu   sync.Mutex
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
@@ -180,20 +181,9 @@ func (s *session) clientToBackend() error {
 		case *pgproto3.FunctionCall:
 			err = s.onFunctionCall(m)
 		case *pgproto3.Describe:
-			kind := itDescribeStmt
-			if m.ObjectType == 'P' {
-				kind = itDescribePortal
-			}
-			s.queue.push(&item{kind: kind})
-			s.backend.Send(m)
+			err = s.onDescribe(m)
 		case *pgproto3.Close:
-			if m.ObjectType == 'P' {
-				delete(s.portals, m.Name)
-			} else {
-				delete(s.stmts, m.Name)
-			}
-			s.queue.push(&item{kind: itClose})
-			s.backend.Send(m)
+			err = s.onClose(m)
 		case *pgproto3.Sync:
 			s.queue.push(&item{kind: itSync})
 			s.backend.Send(m)
@@ -278,6 +268,11 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		return out
 	}
 	switch h.kind {
+	case itDenied:
+		// Only an error can answer the denied portal, which no client can bind; anything else is not
+		// forwarded.
+		s.log.Error("unexpected answer to a denied statement; not forwarded", "message", fmt.Sprintf("%T", msg))
+		return nil
 	case itQuery:
 		switch m := msg.(type) {
 		case *pgproto3.RowDescription:

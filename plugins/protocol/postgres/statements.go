@@ -48,13 +48,31 @@ type prepared struct {
 	text     string
 	sts      []sqlclass.Statement
 	approval authz.ApprovalState
+	backend  string // its name at the backend
 }
 
 // portal is a bound prepared statement.
 type portal struct {
-	stmt   *prepared
-	params []string // for the audit log
+	stmt    *prepared
+	params  []string // for the audit log
+	backend string   // its name at the backend
 }
+
+// Names at the backend. The broker gives every named statement and portal a name of its own, so that
+// a client name always means, at the backend, exactly the statement the broker decided: no client can
+// reach a name made in SQL (PREPARE, DECLARE CURSOR), nor the broker's deniedPortal, and a Parse or Bind
+// the backend refuses cannot leave the two sides meaning different statements by one name. The unnamed
+// statement and portal keep the empty name.
+func (s *session) backendName(kind string, client string) string {
+	if client == "" {
+		return ""
+	}
+	s.names++
+	return "svidbroker_" + kind + strconv.FormatUint(s.names, 10)
+}
+
+// absentName is a name the broker never gives: closing it is a no-op at the backend.
+const absentName = "svidbroker_absent"
 
 // itemKind is what the backend is expected to answer to one client message.
 type itemKind uint8
@@ -362,12 +380,18 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 	if denial != nil {
 		return s.deny("extended", m.Query, sts, d, denial)
 	}
+	if m.Name != "" && s.stmts[m.Name] != nil {
+		// As the server: a named statement must be closed before its name is used again.
+		return s.deny("extended", m.Query, sts, d, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
+			Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", m.Name)})
+	}
 	if len(s.stmts) >= maxPrepared && s.stmts[m.Name] == nil {
 		return s.deny("extended", m.Query, sts, d, errStatementDenied(fmt.Sprintf("svidbroker: more than %d prepared statements in one session", maxPrepared)))
 	}
-	s.stmts[m.Name] = &prepared{text: m.Query, sts: sts, approval: ap}
+	st := &prepared{text: m.Query, sts: sts, approval: ap, backend: s.backendName("s", m.Name)}
+	s.stmts[m.Name] = st
 	s.queue.push(&item{kind: itParse})
-	s.backend.Send(m)
+	s.backend.Send(&pgproto3.Parse{Name: st.backend, Query: m.Query, ParameterOIDs: m.ParameterOIDs})
 	return nil
 }
 
@@ -386,9 +410,11 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	if len(s.portals) >= maxPortals && s.portals[m.DestinationPortal] == nil {
 		return s.deny("extended", st.text, st.sts, authz.Decision{}, errStatementDenied(fmt.Sprintf("svidbroker: more than %d portals in one session", maxPortals)))
 	}
-	s.portals[m.DestinationPortal] = &portal{stmt: st, params: auditParams(m)}
+	pt := &portal{stmt: st, params: auditParams(m), backend: s.backendName("p", m.DestinationPortal)}
+	s.portals[m.DestinationPortal] = pt
 	s.queue.push(&item{kind: itBind})
-	s.backend.Send(m)
+	s.backend.Send(&pgproto3.Bind{DestinationPortal: pt.backend, PreparedStatement: st.backend,
+		ParameterFormatCodes: m.ParameterFormatCodes, Parameters: m.Parameters, ResultFormatCodes: m.ResultFormatCodes})
 	return nil
 }
 
@@ -451,10 +477,63 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
 	if p.active() {
 		s.queue.push(&item{kind: itInjected, exec: exec})
-		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: m.Portal})
+		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: pt.backend})
 	}
 	s.queue.push(exec)
-	s.backend.Send(m)
+	s.backend.Send(&pgproto3.Execute{Portal: pt.backend, MaxRows: m.MaxRows})
+	return nil
+}
+
+// onDescribe asks the backend about a statement or portal, by its backend name.
+func (s *session) onDescribe(m *pgproto3.Describe) error {
+	switch m.ObjectType {
+	case 'S':
+		st, ok := s.stmts[m.Name]
+		if !ok {
+			return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
+				Code: "26000", Message: fmt.Sprintf("prepared statement %q does not exist", m.Name)})
+		}
+		s.queue.push(&item{kind: itDescribeStmt})
+		s.backend.Send(&pgproto3.Describe{ObjectType: 'S', Name: st.backend})
+	case 'P':
+		pt, ok := s.portals[m.Name]
+		if !ok {
+			return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
+				Code: "34000", Message: fmt.Sprintf("portal %q does not exist", m.Name)})
+		}
+		s.queue.push(&item{kind: itDescribePortal})
+		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: pt.backend})
+	default:
+		return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
+			Code: "08P01", Message: fmt.Sprintf("invalid DESCRIBE message subtype %d", m.ObjectType)})
+	}
+	return nil
+}
+
+// onClose closes a statement or portal by its backend name. Closing a name that does not exist is not
+// an error, as with the server.
+func (s *session) onClose(m *pgproto3.Close) error {
+	name := absentName
+	switch m.ObjectType {
+	case 'S':
+		if st, ok := s.stmts[m.Name]; ok {
+			name = st.backend
+			delete(s.stmts, m.Name)
+		}
+	case 'P':
+		if pt, ok := s.portals[m.Name]; ok {
+			name = pt.backend
+			delete(s.portals, m.Name)
+		}
+	default:
+		return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
+			Code: "08P01", Message: fmt.Sprintf("invalid CLOSE message subtype %d", m.ObjectType)})
+	}
+	if name == "" && m.Name != "" {
+		name = absentName
+	}
+	s.queue.push(&item{kind: itClose})
+	s.backend.Send(&pgproto3.Close{ObjectType: m.ObjectType, Name: name})
 	return nil
 }
 
