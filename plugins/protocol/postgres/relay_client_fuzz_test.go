@@ -48,6 +48,19 @@ func clientSeeds(tb testing.TB) [][]byte {
 		append(enc(&pgproto3.Query{String: "SELECT 1"}), 'Q', 0xff, 0xff, 0xff, 0xf0),
 		append(enc(&pgproto3.Sync{}), 'Q', 0x7f, 0xff, 0xff, 0xff),
 		append(enc(&pgproto3.Sync{}), 'P', 0, 0, 0, 9, 'x', 0),
+		// Names: a re-Parse, a Close of an unknown kind, a portal bound twice, an SQL-level PREPARE.
+		enc(&pgproto3.Parse{Name: "s", Query: "SELECT lower(email) FROM customers"}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "s", Query: "SELECT 1"}, &pgproto3.Sync{},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}, &pgproto3.Execute{Portal: "p"},
+			&pgproto3.Close{ObjectType: 'X', Name: "s"}, &pgproto3.Sync{},
+			&pgproto3.Close{ObjectType: 'P', Name: "p"}, &pgproto3.Close{ObjectType: 'S', Name: "s"},
+			&pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{}),
+		enc(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Name: "a", Query: "SELECT 1"},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "a"}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "SAVEPOINT sp"}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "a"}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "ROLLBACK TO SAVEPOINT sp"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}),
+		enc(&pgproto3.Query{String: "PREPARE t AS SELECT email FROM customers"}, &pgproto3.Parse{Name: "t", Query: "SELECT 1"},
+			&pgproto3.Sync{}, &pgproto3.Bind{PreparedStatement: "t"}, &pgproto3.Execute{}, &pgproto3.Sync{}),
 	}
 }
 
@@ -59,7 +72,9 @@ func clientSeeds(tb testing.TB) [][]byte {
 //   - every Bind names a statement, and every Execute a portal, that an earlier forwarded Parse or Bind
 //     created (or it is the broker's denied portal);
 //   - the queue of expected answers has exactly one item per forwarded message that the backend
-//     answers, of the matching kind, in order: never more than what was forwarded plus denials.
+//     answers, of the matching kind, in order: never more than what was forwarded plus denials;
+//   - every statement and portal name the broker keeps means, at the backend, the statement the broker
+//     decided (serverNames replays the forwarded messages as PostgreSQL would).
 func FuzzClientMessages(f *testing.F) {
 	for _, seed := range clientSeeds(f) {
 		f.Add(seed)
@@ -75,6 +90,7 @@ func FuzzClientMessages(f *testing.F) {
 			t.Fatalf("flushing the rest: %v", err)
 		}
 		checkForwarded(t, toBackend.Bytes(), snapshotQueue(&s.queue))
+		checkInStep(t, s, decodeFrontendStream(t, toBackend.Bytes()))
 	})
 }
 

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -119,6 +120,24 @@ func splitMessages(b []byte) (msgs [][]byte, rest []byte) {
 		b = b[1+n:]
 	}
 	return msgs, b
+}
+
+// decodeFrontendStream decodes a stream of client messages, each into its own message.
+func decodeFrontendStream(t testing.TB, b []byte) []pgproto3.FrontendMessage {
+	t.Helper()
+	raws, rest := splitMessages(b)
+	if len(rest) != 0 {
+		t.Fatalf("%d bytes that are no whole message: %q", len(rest), rest)
+	}
+	var out []pgproto3.FrontendMessage
+	for i, raw := range raws {
+		m, err := pgproto3.NewBackend(bytes.NewReader(raw), io.Discard).Receive()
+		if err != nil {
+			t.Fatalf("message %d does not decode: %v (%q)", i, err, raw)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // snapshotQueue returns the kinds of the queued items, oldest first.

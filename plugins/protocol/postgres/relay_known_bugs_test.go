@@ -14,9 +14,9 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 )
 
-// The tests in this file demonstrate bugs in the package that are not fixed yet. Each is skipped
-// through knownBug unless SVIDBROKER_KNOWN_BUGS is set (to see them fail); remove the call together
-// with the fix, and the test guards against regressions.
+// The tests in this file demonstrate bugs found in the package. Those fixed guard against regressions;
+// those not fixed yet are skipped through knownBug unless SVIDBROKER_KNOWN_BUGS is set (to see them
+// fail): remove the call together with the fix.
 
 func knownBug(t *testing.T, what string) {
 	t.Helper()
@@ -32,27 +32,15 @@ func runClient(t *testing.T, msgs ...pgproto3.Message) (*session, []pgproto3.Fro
 	s := newRelaySession(t, relayIO{fromClient: bytes.NewReader(encodeMessages(t, msgs...)), toBackend: &toBackend})
 	_ = s.clientToBackend()
 	_ = s.backend.Flush()
-	raws, _ := splitMessages(toBackend.Bytes())
-	var out []pgproto3.FrontendMessage
-	for _, raw := range raws {
-		m, err := pgproto3.NewBackend(bytes.NewReader(raw), nil).Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return s, out
+	return s, decodeFrontendStream(t, toBackend.Bytes())
 }
 
-// TestBindToTheDeniedPortalIsRefused: deniedPortal is meant to be a portal no client can create, so
-// that executing it fails where a denied statement stands. Nothing stops a client from binding it
-// (portal names are any string), and then a denial executes the client's portal instead of failing:
-// its rows reach the client unmasked (the queue's head is the itDenied item, which masks nothing), and
-// since no error comes, the itDenied item is never popped, and nothing is masked for the rest of the
-// session. Confirmed end to end against PostgreSQL 15 with the broker's policy packs (upper(email)
-// and then plain email of customers reached the analyst unmasked).
+// TestBindToTheDeniedPortalIsRefused: deniedPortal must be a portal no client can create, so that
+// executing it fails where a denied statement stands. Before the broker gave portals names of its own,
+// a client could bind it, and a denial then executed the client's portal: its rows reached the client
+// unmasked, the itDenied item was never popped, and nothing was masked for the rest of the session
+// (confirmed end to end against PostgreSQL 15 with the policy packs).
 func TestBindToTheDeniedPortalIsRefused(t *testing.T) {
-	knownBug(t, "statements.go onBind does not refuse DestinationPortal == deniedPortal")
 	_, out := runClient(t,
 		&pgproto3.Parse{Name: "s", Query: "SELECT upper(email) FROM customers"},
 		&pgproto3.Bind{DestinationPortal: deniedPortal, PreparedStatement: "s"}, &pgproto3.Sync{})
@@ -81,14 +69,18 @@ func serverNames(msgs []pgproto3.FrontendMessage) (stmts, portals map[string]str
 		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:
-			if name, text, ok := strings.Cut(strings.TrimPrefix(m.String, "PREPARE "), " AS "); ok && name != m.String {
-				if _, exists := stmts[name]; !exists {
-					stmts[name] = text
+			if rest, ok := strings.CutPrefix(m.String, "PREPARE "); ok {
+				if name, text, ok := strings.Cut(rest, " AS "); ok {
+					if _, exists := stmts[name]; !exists {
+						stmts[name] = text
+					}
 				}
 			}
-			if name, text, ok := strings.Cut(strings.TrimPrefix(m.String, "DECLARE "), " CURSOR FOR "); ok {
-				if _, exists := portals[name]; !exists {
-					portals[name] = text
+			if rest, ok := strings.CutPrefix(m.String, "DECLARE "); ok {
+				if name, text, ok := strings.Cut(rest, " CURSOR FOR "); ok {
+					if _, exists := portals[name]; !exists {
+						portals[name] = text
+					}
 				}
 			}
 		case *pgproto3.Parse:
@@ -128,25 +120,23 @@ func checkInStep(t *testing.T, s *session, forwarded []pgproto3.FrontendMessage)
 	t.Helper()
 	stmts, portals := serverNames(forwarded)
 	for name, st := range s.stmts {
-		if text, ok := stmts[name]; ok && text != st.text {
-			t.Errorf("statement %q: the broker decides %q, the backend runs %q", name, st.text, text)
+		if text, ok := stmts[st.backend]; ok && text != st.text {
+			t.Errorf("statement %q (%q at the backend): the broker decides %q, the backend runs %q", name, st.backend, st.text, text)
 		}
 	}
 	for name, pt := range s.portals {
-		if text, ok := portals[name]; ok && text != pt.stmt.text {
-			t.Errorf("portal %q: the broker decides %q, the backend runs %q", name, pt.stmt.text, text)
+		if text, ok := portals[pt.backend]; ok && text != pt.stmt.text {
+			t.Errorf("portal %q (%q at the backend): the broker decides %q, the backend runs %q", name, pt.backend, pt.stmt.text, text)
 		}
 	}
 }
 
-// TestStatementNamesStayInStepWithTheServer: the broker records a Parse (statements.go, onParse) before
-// the backend accepts it, and forgets a statement on any Close that is not of a portal (session.go,
-// clientToBackend). When the backend refuses the Parse because the name exists (re-Parse; a Close of
-// an unknown kind that the backend refused; an SQL-level PREPARE), the broker decides and masks
-// executions by a statement the backend does not run. Confirmed end to end: lower(email), and
-// row_to_json of a customer with email and SSN, reached the analyst unmasked.
+// TestStatementNamesStayInStepWithTheServer: a name must mean, to the broker (which decides and masks
+// by it), the statement the backend runs. Before the broker gave statements names of its own, a Parse
+// the backend refused because the name existed (a re-Parse; a Close of an unknown kind the backend
+// refused; an SQL-level PREPARE) left the broker deciding and masking by another statement: lower(email),
+// and row_to_json of a customer with email and SSN, reached the analyst unmasked (confirmed end to end).
 func TestStatementNamesStayInStepWithTheServer(t *testing.T) {
-	knownBug(t, "onParse records a named statement the backend refuses as a duplicate")
 	const secret, plain = "SELECT lower(email) FROM customers", "SELECT 1"
 	scenarios := map[string][]pgproto3.Message{
 		"Parse of a name in use": {
@@ -171,13 +161,11 @@ func TestStatementNamesStayInStepWithTheServer(t *testing.T) {
 	}
 }
 
-// TestPortalNamesStayInStepWithTheServer: the same for portals (statements.go, onBind): a Bind to a
-// named portal that exists fails at the backend (42P03) but replaces the broker's portal; a savepoint
-// keeps the transaction, and the portal, alive. Confirmed end to end: email of a customer through a
-// rebound portal, and row_to_json through an SQL cursor executed by the protocol, reached the analyst
-// unmasked.
+// TestPortalNamesStayInStepWithTheServer: the same for portals: a Bind to a named portal that exists
+// fails at the backend (42P03), and a savepoint keeps the transaction, and the portal, alive. Before the
+// broker gave portals names of its own, email through a rebound portal, and row_to_json through an SQL
+// cursor executed by the protocol, reached the analyst unmasked (confirmed end to end).
 func TestPortalNamesStayInStepWithTheServer(t *testing.T) {
-	knownBug(t, "onBind records a named portal the backend refuses as a duplicate")
 	const secret, plain = "SELECT email || '' FROM customers", "SELECT 1"
 	scenarios := map[string][]pgproto3.Message{
 		"Bind to a portal in use": {
@@ -191,6 +179,38 @@ func TestPortalNamesStayInStepWithTheServer(t *testing.T) {
 		"Bind to an SQL cursor's name": {
 			&pgproto3.Query{String: "BEGIN"},
 			&pgproto3.Query{String: "DECLARE k CURSOR FOR " + secret},
+			&pgproto3.Query{String: "SAVEPOINT sp"},
+			&pgproto3.Parse{Name: "b", Query: plain},
+			&pgproto3.Bind{DestinationPortal: "k", PreparedStatement: "b"}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "ROLLBACK TO SAVEPOINT sp"},
+			&pgproto3.Execute{Portal: "k"}, &pgproto3.Sync{}},
+	}
+	for name, msgs := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			s, out := runClient(t, msgs...)
+			checkInStep(t, s, out)
+		})
+	}
+}
+
+// TestBrokerNamesCannotBeMadeInSQL: the broker's own backend names (statements.go, backendName) are
+// predictable ("svidbroker_s" or "svidbroker_p" and a counter from 1), and SQL can make them first:
+// PREPARE svidbroker_s1 AS ..., DECLARE svidbroker_p2 CURSOR FOR .... The broker's Parse or Bind of
+// that name then fails at the backend (42P05, 42P03, which even tells the client the name), while the
+// broker keeps the client's statement under it, and decides and masks executions by that statement.
+// Confirmed end to end at the commit that introduced the names: row_to_json of a customer (email, SSN)
+// and email || ” reached the analyst unmasked.
+func TestBrokerNamesCannotBeMadeInSQL(t *testing.T) {
+	knownBug(t, "SQL-level PREPARE and DECLARE CURSOR can take the broker's predictable backend names")
+	const secret, plain = "SELECT row_to_json(c)::text FROM customers c", "SELECT 1"
+	scenarios := map[string][]pgproto3.Message{
+		"PREPARE of the broker's next statement name": {
+			&pgproto3.Query{String: "PREPARE svidbroker_s1 AS " + secret},
+			&pgproto3.Parse{Name: "x", Query: plain}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		"DECLARE of the broker's next portal name": {
+			&pgproto3.Query{String: "BEGIN"},
+			&pgproto3.Query{String: "DECLARE svidbroker_p2 CURSOR FOR " + secret},
 			&pgproto3.Query{String: "SAVEPOINT sp"},
 			&pgproto3.Parse{Name: "b", Query: plain},
 			&pgproto3.Bind{DestinationPortal: "k", PreparedStatement: "b"}, &pgproto3.Sync{},
