@@ -28,9 +28,6 @@ import (
 // shuts down; plus connections that never become sessions. Once everything has stopped, the number of
 // goroutines is back where it started.
 func TestNoGoroutineLeak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a broker and 20 clients")
-	}
 	base := runtime.NumGoroutine()
 	pki := newTestPKI(t)
 	backend := startFakePG(t, pki)

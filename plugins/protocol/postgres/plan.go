@@ -196,5 +196,5 @@ func maskRow(m *inspect.Masker, row *pgproto3.DataRow, masks []fieldMask) {
 // severity, the SQLSTATE and a fixed message remain.
 func scrub(e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 	return &pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code,
-		Message: "svidbroker: details withheld because the statement touches masked columns (SQLSTATE " + e.Code + ")"}
+		Message: "svidbroker: details withheld because the statement touches masked columns (SQLSTATE " + sqlstate(e.Code) + ")"}
 }

@@ -53,23 +53,6 @@ func (r recorder) async(rec audit.Record) {
 	}
 }
 
-// recordStatement records, durably, every client message that makes the backend run something.
-func (s *session) recordStatement(msg pgproto3.FrontendMessage) error {
-	var st *audit.Statement
-	switch m := msg.(type) {
-	case *pgproto3.Query:
-		st = &audit.Statement{Protocol: "simple", Text: m.String}
-	case *pgproto3.Parse:
-		st = &audit.Statement{Protocol: "extended", Text: m.Query, Name: m.Name}
-	case *pgproto3.FunctionCall:
-		st = &audit.Statement{Protocol: "function-call", Text: "function OID " + strconv.FormatUint(uint64(m.Function), 10)}
-	default:
-		return nil
-	}
-	s.rows, s.bytes = 0, 0
-	return s.rec.durable(audit.Record{Kind: audit.KindStatement, Statement: st})
-}
-
 // summarize counts result rows and bytes and records a summary per completed statement. Row data is
 // not recorded; backend error messages are not either, since they can quote row values: only the
 // SQLSTATE.
@@ -101,7 +84,7 @@ func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
 		s.rec.async(audit.Record{Kind: audit.KindResult, Result: res})
 		s.rows, s.bytes, s.data, s.dataBytes, s.truncated = 0, 0, nil, 0, false
 	case *pgproto3.ErrorResponse:
-		s.rec.async(audit.Record{Kind: audit.KindError, Error: "SQLSTATE " + m.Code + " (" + m.Severity + ")"})
+		s.rec.async(audit.Record{Kind: audit.KindError, Error: "SQLSTATE " + sqlstate(m.Code) + " (" + m.Severity + ")"})
 		s.data, s.dataBytes, s.truncated = nil, 0, false
 	}
 }
@@ -125,4 +108,12 @@ func (s *session) recordRow(m *pgproto3.DataRow) {
 		row[i] = &text
 	}
 	s.data = append(s.data, row)
+}
+
+// sqlstate shows a missing SQLSTATE as such.
+func sqlstate(code string) string {
+	if code == "" {
+		return "none"
+	}
+	return code
 }

@@ -49,6 +49,7 @@ type session struct {
 	queue      queue
 	discarding bool   // a statement was denied in the extended protocol: discard until Sync
 	names      uint64 // backend names given so far
+	pending    int    // bytes buffered for the backend since the last write
 	clientMu   sync.Mutex
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
@@ -82,6 +83,7 @@ func (s *session) Run(ctx context.Context) error {
 		if errors.Is(err, errAudit) {
 			// Nothing unrecorded reached the backend; tell the client why its session ends.
 			_ = s.backendConn.Close()
+			s.shortenClientWrites()
 			<-b2c
 			s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "58030",
 				Message: "svidbroker: the audit log is unavailable, so statements are refused"})
@@ -128,11 +130,21 @@ func (s *session) Run(ctx context.Context) error {
 // is the only writer to the client, then a FATAL error to the client, then both connections.
 func (s *session) end(b2c, c2b chan error, code, msg string) {
 	_ = s.backendConn.Close()
+	s.shortenClientWrites()
 	<-b2c
 	s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
 	_ = s.flushClient()
 	s.close()
 	<-c2b
+}
+
+// endWriteTimeout bounds the writes to a client while its session is being ended: a client that has
+// stopped reading must not hold up shutdown for the whole WriteTimeout.
+const endWriteTimeout = 2 * time.Second
+
+// shortenClientWrites lets a backend-side write to a client that is not reading fail soon.
+func (s *session) shortenClientWrites() {
+	_ = s.clientConn.SetWriteDeadline(time.Now().Add(min(s.writeTimeout, endWriteTimeout)))
 }
 
 // guard turns a panic in a relay direction into an error: a malformed message from a peer must end
@@ -202,6 +214,39 @@ func (s *session) clientToBackend() error {
 		if err != nil {
 			return err
 		}
+		// Extended-protocol messages wait in the buffer for Sync or Flush; a client that sends neither
+		// must not make the broker hold its messages without bound.
+		if s.pending += pendingBytes(msg); s.pending >= maxPendingBytes {
+			if err := s.flushBackend(); err != nil {
+				return err
+			}
+		}
+		if n := s.queue.len(); n > maxQueuedAnswers {
+			return fmt.Errorf("postgres: the client has %d answers outstanding (at most %d)", n, maxQueuedAnswers)
+		}
+	}
+}
+
+// maxPendingBytes is how much the broker buffers for the backend before writing it without being
+// asked; maxQueuedAnswers bounds the answers a client may have outstanding (pipelined) at once.
+const (
+	maxPendingBytes  = 64 << 10
+	maxQueuedAnswers = 100000
+)
+
+// pendingBytes estimates the bytes a message adds to the backend buffer.
+func pendingBytes(msg pgproto3.FrontendMessage) int {
+	switch m := msg.(type) {
+	case *pgproto3.Parse:
+		return 16 + len(m.Query) + 4*len(m.ParameterOIDs)
+	case *pgproto3.Bind:
+		n := 32
+		for _, p := range m.Parameters {
+			n += 4 + len(p)
+		}
+		return n
+	default:
+		return 16
 	}
 }
 
@@ -325,6 +370,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 }
 
 func (s *session) flushBackend() error {
+	s.pending = 0
 	_ = s.backendConn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 	if err := s.backend.Flush(); err != nil {
 		return fmt.Errorf("postgres: to backend: %w", err)

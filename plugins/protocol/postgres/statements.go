@@ -68,7 +68,7 @@ func (s *session) backendName(kind string, client string) string {
 		return ""
 	}
 	s.names++
-	return "svidbroker_" + kind + strconv.FormatUint(s.names, 10)
+	return sqlclass.ReservedPrefix + kind + strconv.FormatUint(s.names, 10)
 }
 
 // absentName is a name the broker never gives: closing it is a no-op at the backend.
@@ -132,6 +132,12 @@ func (q *queue) pop() {
 		q.items = q.items[1:]
 	}
 	q.mu.Unlock()
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
 }
 
 // skipToSync drops the items the backend will not answer after an error in the extended protocol:
@@ -368,7 +374,6 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 	if err := s.rec.durable(s.auditStatement("simple", m.String, "", sts, d, nil, p)); err != nil {
 		return err
 	}
-	s.rows, s.bytes = 0, 0
 	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full"})
 	s.backend.Send(m)
 	return s.flushBackend()
@@ -473,7 +478,6 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	if err := s.rec.durable(s.auditStatement("extended", st.text, "", st.sts, d, params, p)); err != nil {
 		return err
 	}
-	s.rows, s.bytes = 0, 0
 	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
 	if p.active() {
 		s.queue.push(&item{kind: itInjected, exec: exec})

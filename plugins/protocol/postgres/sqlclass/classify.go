@@ -241,10 +241,13 @@ func (w *walker) top(n *pg.Node) string {
 		// statement itself needs.
 		return w.top(s.ExplainStmt.Query)
 	case *pg.Node_PrepareStmt:
+		w.reserved(s.PrepareStmt.Name)
 		return w.top(s.PrepareStmt.Query)
 	case *pg.Node_DeclareCursorStmt:
+		w.reserved(s.DeclareCursorStmt.Portalname)
 		return w.top(s.DeclareCursorStmt.Query)
 	case *pg.Node_FetchStmt:
+		w.reserved(s.FetchStmt.Portalname)
 		w.fetch = true
 		return KindSelect // rows of a cursor whose query was decided when it was declared
 	case *pg.Node_ExecuteStmt:
@@ -259,8 +262,14 @@ func (w *walker) top(n *pg.Node) string {
 		return KindAdmin
 	case *pg.Node_VariableSetStmt:
 		return w.set(s.VariableSetStmt)
-	case *pg.Node_VariableShowStmt, *pg.Node_DeallocateStmt, *pg.Node_ListenStmt, *pg.Node_UnlistenStmt,
-		*pg.Node_NotifyStmt, *pg.Node_DiscardStmt, *pg.Node_ClosePortalStmt, *pg.Node_ConstraintsSetStmt:
+	case *pg.Node_DeallocateStmt:
+		w.reserved(s.DeallocateStmt.Name)
+		return KindUtility
+	case *pg.Node_ClosePortalStmt:
+		w.reserved(s.ClosePortalStmt.Portalname)
+		return KindUtility
+	case *pg.Node_VariableShowStmt, *pg.Node_ListenStmt, *pg.Node_UnlistenStmt,
+		*pg.Node_NotifyStmt, *pg.Node_DiscardStmt, *pg.Node_ConstraintsSetStmt:
 		return KindUtility
 	case *pg.Node_TransactionStmt:
 		return KindTransaction
@@ -304,6 +313,17 @@ func (w *walker) top(n *pg.Node) string {
 		w.walk(n.ProtoReflect(), nil, KindAdmin)
 		w.adminBecause(strings.TrimPrefix(fmt.Sprintf("%T", n.GetNode()), "*pg_query.Node_"))
 		return KindAdmin
+	}
+}
+
+// ReservedPrefix starts the names the broker gives prepared statements and portals at the backend.
+// SQL that names a prepared statement or cursor with it is an admin action: it could take or drop a
+// name the broker relies on.
+const ReservedPrefix = "svidbroker_"
+
+func (w *walker) reserved(name string) {
+	if strings.HasPrefix(strings.ToLower(name), ReservedPrefix) {
+		w.adminBecause("a prepared statement or cursor name reserved for the broker")
 	}
 }
 

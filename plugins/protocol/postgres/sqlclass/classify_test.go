@@ -91,6 +91,13 @@ func TestClassify(t *testing.T) {
 		{"DECLARE c CURSOR FOR SELECT * FROM customers", want{kind: "select", accesses: []string{"select public.customers"}}},
 		{"FETCH 10 FROM c", want{kind: "select"}},
 		{"LISTEN x", want{kind: "utility"}},
+		{"PREPARE svidbroker_s1 AS SELECT 1", want{kind: "admin"}},
+		{"DECLARE SVIDBROKER_p2 CURSOR FOR SELECT 1", want{kind: "admin"}},
+		{`DEALLOCATE "svidbroker_s1"`, want{kind: "admin"}},
+		{"CLOSE svidbroker_p1", want{kind: "admin"}},
+		{"FETCH 1 FROM svidbroker_p1", want{kind: "admin"}},
+		{"MOVE 1 IN svidbroker_p1", want{kind: "admin"}},
+		{"DEALLOCATE ALL", want{kind: "utility"}},
 		{"SELECT * FROM pgbench_accounts WHERE aid = $1", want{kind: "select", accesses: []string{"select public.pgbench_accounts"}}},
 	}
 	for _, c := range cases {
