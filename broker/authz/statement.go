@@ -23,12 +23,18 @@ type Access struct {
 // strictest of their obligations), and a *Denied error when it is not an allow.
 func (a *Authorizer) Statement(c Connect, st Statement, accesses []Access, ap ApprovalState, memo *Memo) (Decision, error) {
 	now := a.now()
-	ctx := StatementContext(now, c.Source, tls.VersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite), st, ap)
-	ents := a.Entities(c.Peer)
 	principal := WorkloadUID(c.Peer.ID)
 	ctxKey := statementKey(st, ap)
+	// The context and the entities are built only when the memo does not have the answer.
+	var ctx types.Record
+	var ents Entities
+	built := false
 	decide := func(action string, resource types.EntityUID) Decision {
 		return memo.decide(a.Engine, now, action+"\x00"+string(resource.ID)+"\x00"+ctxKey, func() Decision {
+			if !built {
+				ctx = StatementContext(now, c.Source, tls.VersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite), st, ap)
+				ents, built = a.Entities(c.Peer), true
+			}
 			return a.Engine.Decide(Request{Principal: principal, Action: Action(action), Resource: resource, Context: ctx, Entities: ents})
 		})
 	}
