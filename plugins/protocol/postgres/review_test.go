@@ -186,3 +186,22 @@ func TestReviewDynamicSQLErrorsAreNotScrubbed(t *testing.T) {
 		t.Errorf("%s: allowed as %q and its errors are not scrubbed", sql, sts[0].Kind)
 	}
 }
+
+// TestReviewDatabaseFunctionNamesKeepTheirCase: loadMeta keeps proname as the database spells it, but
+// the classifier lower-cases every function name, quoted ones included, so a DBA's function with an
+// upper-case letter in its name is never recognized as one of the database's own:
+//
+//	SELECT upper("CustomerEmails"())   -- computed column in clear
+//
+// Fix (sqlclass.walker.function): keep the parser's spelling (it already folds unquoted names), or
+// compare case-insensitively in plan.finish.
+func TestReviewDatabaseFunctionNamesKeepTheirCase(t *testing.T) {
+	const sql = `SELECT upper("CustomerEmails"())`
+	p, sts := reviewPlan(t, sql)
+	p.meta.functions["CustomerEmails"] = true // as loadMeta reads it from pg_proc
+	p.derived, p.derivedAt, p.scrub = "", nil, false
+	p.finish(sts)
+	if p.strategy(computed, 0) == "" {
+		t.Errorf("%s: computed column in clear (functions %q, database functions %v)", sql, sts[0].Functions, p.meta.functions)
+	}
+}

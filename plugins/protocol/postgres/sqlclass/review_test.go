@@ -256,3 +256,22 @@ func TestReviewOtherDisagreements(t *testing.T) {
 		checkReviewCase(t, c)
 	}
 }
+
+// TestReviewSequenceWritesAreSelects: nextval and setval change a sequence, yet a SELECT calling them
+// is a plain select, which a read-only policy allows. (The demo schema has no sequence; any serial or
+// identity column brings one.)
+// Fix: classify calls of nextval/setval as a write (e.g. KindUpdate against the target) or admin.
+func TestReviewSequenceWritesAreSelects(t *testing.T) {
+	for _, c := range []reviewCase{
+		{sql: "SELECT setval('orders_id_seq', 1)", why: "resets a sequence: later inserts collide"},
+		{sql: "SELECT nextval('orders_id_seq') FROM generate_series(1, 1000000)", why: "burns a sequence"},
+	} {
+		sts, err := Classify(c.sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sts[0].Kind == KindSelect {
+			t.Errorf("%s: kind select (%s)", c.sql, c.why)
+		}
+	}
+}
