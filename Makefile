@@ -57,7 +57,7 @@ bench: tools build
 # BenchmarkPgbenchPaths compares the broker with pgbouncer (Debian's package).
 	command -v pgbouncer >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer || \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer; }
-	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/
+	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/ ./plugins/protocol/postgres/sqlclass/
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
 

@@ -1,0 +1,31 @@
+package sqlclass
+
+import (
+	"strconv"
+	"testing"
+)
+
+// BenchmarkClassify compares a full parse with the cache, for statements that differ only in a literal
+// (as pgbench -S sends them): report the ratio cached/parsed.
+func BenchmarkClassify(b *testing.B) {
+	q := func(i int) string { return "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i) }
+	b.Run("parse", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := Classify(q(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		c := NewCache(1024)
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := c.Classify(q(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
