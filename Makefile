@@ -59,7 +59,7 @@ bench: tools build
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer; }
 	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/ ./plugins/protocol/postgres/sqlclass/
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
-	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
+	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows|IdleSessionMemory' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
