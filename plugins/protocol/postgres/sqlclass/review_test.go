@@ -275,3 +275,22 @@ func TestReviewSequenceWritesAreSelects(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewWriteTargetIsNeverACTE: the target of INSERT, UPDATE, DELETE and MERGE is always a table;
+// PostgreSQL does not look it up among the WITH clause's names (verified: WITH customers AS (SELECT 1)
+// UPDATE customers ... updates the table). The classifier takes it for the CTE and drops the access,
+// so the write is decided only against the Target: a policy that permits writes on the target but
+// forbids them on Table::"shop/public.customers" lets it through.
+// Fix (classify.go, walkWrite): record the target with w.table(rel, k, nil), outside the CTE scope.
+func TestReviewWriteTargetIsNeverACTE(t *testing.T) {
+	for _, c := range []reviewCase{
+		{sql: "WITH customers AS (SELECT 1) UPDATE customers SET name = 'x'", access: "update public.customers"},
+		{sql: "WITH orders AS (SELECT 1 AS id) DELETE FROM orders WHERE id = 1", access: "delete public.orders"},
+		{sql: "WITH customers AS (SELECT 1) INSERT INTO customers VALUES (9, 'n', 'e', 's')", access: "insert public.customers"},
+		{sql: "WITH orders AS (SELECT 1 AS id) MERGE INTO orders o USING orders s ON o.id = s.id WHEN MATCHED THEN DELETE", access: "delete public.orders"},
+		// Handled: a CTE read by name is not the table.
+		{sql: "WITH customers AS (SELECT 1) SELECT * FROM customers", kind: KindSelect},
+	} {
+		checkReviewCase(t, c)
+	}
+}
