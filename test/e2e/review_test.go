@@ -193,3 +193,28 @@ func TestReviewServerStringSyntaxIsChecked(t *testing.T) {
 	}
 	t.Logf("results %d, error %v", len(res), err)
 }
+
+// TestReviewCTEDoesNotHideTheWriteTarget: with a pack that lets support update the shop's tables but
+// not customers, an UPDATE of customers is refused, yet the same UPDATE behind a CTE named customers
+// runs: the classifier takes the target for the CTE and decides the write against the Target only.
+func TestReviewCTEDoesNotHideTheWriteTarget(t *testing.T) {
+	s, _ := shared(t)
+	policies := packsWith(t, "review-writes.cedar", `@id("support-update")
+permit (principal in Group::"support", action == Action::"sql:update", resource in Target::"shop");
+
+@id("support-no-customer-updates")
+forbid (principal in Group::"support", action == Action::"sql:update", resource == Table::"shop/public.customers");`)
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-review-writes", Binary: brokerBin, PolicyDir: policies})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	f := clientFiles(t, s, stack.PersonaSupport)
+	if out, err := psql(t, b, f, nil, "UPDATE customers SET name = name WHERE id = 1"); err == nil {
+		t.Fatalf("test setup: the plain UPDATE ran: %q", out)
+	}
+	out, err := psql(t, b, f, nil, "WITH customers AS (SELECT 1) UPDATE customers SET name = name WHERE id = 1")
+	if err == nil {
+		t.Errorf("the UPDATE of customers behind a CTE of its name ran: %q", out)
+	}
+}
