@@ -130,8 +130,18 @@ permit (principal in Group::"analysts", action in [Action::"sql:ddl", Action::"s
 	if _, err := loader.PgConn().CopyFrom(ctx, &buf, "COPY scratch FROM STDIN"); err != nil {
 		t.Fatal(err)
 	}
-	if err := loader.QueryRow(ctx, "SELECT count(*) FROM scratch").Scan(&n); err != nil || n != stack.SeedCustomers {
-		t.Fatalf("COPY FROM loaded %d rows, %v", n, err)
+	// (Counted on the client: computed columns over a table made during the session are masked for a
+	// caller with masked columns, since it may hold copies of masked values.)
+	rows, err := loader.Query(ctx, "SELECT id FROM scratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for rows.Next() {
+		n++
+	}
+	if rows.Close(); rows.Err() != nil || n != stack.SeedCustomers {
+		t.Fatalf("COPY FROM loaded %d rows, %v", n, rows.Err())
 	}
 }
 

@@ -190,3 +190,21 @@ func safeClientEncoding(v string) bool {
 	}
 	return false
 }
+
+// checkParameter refuses backend settings under which the server would not read statements as the
+// broker's parser does: standard_conforming_strings off (backslashes escape in '...' strings) and a
+// client encoding whose multibyte characters can contain quote or backslash bytes. A role or database
+// default could set either, whatever the client asked for.
+func checkParameter(name, value string) error {
+	switch strings.ToLower(name) {
+	case "standard_conforming_strings":
+		if !strings.EqualFold(value, "on") {
+			return fmt.Errorf("the backend has standard_conforming_strings = %q; the broker requires on", value)
+		}
+	case "client_encoding":
+		if !safeClientEncoding(value) {
+			return fmt.Errorf("the backend has client_encoding = %q; the broker requires UTF8", value)
+		}
+	}
+	return nil
+}

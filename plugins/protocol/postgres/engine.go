@@ -253,6 +253,17 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 		return nil, err
 	}
 
+	for name, value := range be.ParameterStatuses {
+		if err := checkParameter(name, value); err != nil {
+			be.Conn.Close()
+			if lease != nil {
+				lease.End()
+			}
+			log.ErrorContext(ctx, "backend refused", "error", err)
+			sendFatal(client, "08006", fmt.Sprintf("svidbroker: target %q is misconfigured: %v", e.cfg.Target, err))
+			return nil, err
+		}
+	}
 	client.Send(&pgproto3.AuthenticationOk{})
 	for _, k := range sortedKeys(be.ParameterStatuses) {
 		client.Send(&pgproto3.ParameterStatus{Name: k, Value: be.ParameterStatuses[k]})

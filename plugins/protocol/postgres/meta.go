@@ -26,6 +26,9 @@ type dbMeta struct {
 	// functions are the names of functions defined outside the system schemas: their bodies read
 	// what the broker does not see, so their results are treated as derived from masked data.
 	functions map[string]bool
+	// existing are the relations ("schema.name") there were when the session began; viewNames are those
+	// among them that are views over masked data.
+	existing, viewNames map[string]bool
 }
 
 const metaFunctionsSQL = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
@@ -35,6 +38,7 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`
 type metaTable struct {
 	name    string           // "schema.name" as in the catalog
 	columns map[int16]string // tagged columns by attnum
+	all     map[string]bool  // every column's name
 }
 
 // taggedColumns returns, for target, "schema.table" -> its tagged column names, and the names of all
@@ -130,10 +134,11 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		table, column := string(row[1]), string(row[3])
 		t, ok := m.tables[oid]
 		if !ok {
-			t = metaTable{name: table, columns: map[int16]string{}}
+			t = metaTable{name: table, columns: map[int16]string{}, all: map[string]bool{}}
 			m.tables[oid] = t
 			oids = append(oids, oid)
 		}
+		t.all[column] = true
 		for _, c := range tagged[table] {
 			if c == column {
 				t.columns[attnum] = column
@@ -144,6 +149,27 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		return m, nil
 	}
 	arr, err = encodeText(pgtype.OIDArrayOID, oids)
+	if err != nil {
+		return nil, err
+	}
+	// Views that call the database's own functions may read anything: they count as views over every
+	// tagged table, and so do the views over them.
+	fres = pc.ExecParams(ctx, metaFunctionViewsSQL, nil, nil, nil, nil).Read()
+	if fres.Err != nil {
+		return nil, fmt.Errorf("postgres: finding views that call functions: %w", fres.Err)
+	}
+	funcViews := map[uint32]bool{}
+	seeds := append([]uint32(nil), oids...)
+	for _, row := range fres.Rows {
+		var view uint32
+		if _, err := fmt.Sscan(string(row[0]), &view); err != nil {
+			return nil, err
+		}
+		funcViews[view] = true
+		seeds = append(seeds, view)
+		m.views[view] = append(m.views[view], oids...)
+	}
+	arr, err = encodeText(pgtype.OIDArrayOID, seeds)
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +185,44 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		if _, err := fmt.Sscan(string(row[1]), &base); err != nil {
 			return nil, err
 		}
-		m.views[view] = append(m.views[view], base)
+		if funcViews[base] {
+			m.views[view] = append(m.views[view], oids...)
+		} else {
+			m.views[view] = append(m.views[view], base)
+		}
+	}
+	// Names: of the views above, and of the tables that exist now, so that a statement can tell a
+	// relation made later (which may hold copies of masked values) from one that was there.
+	nres := pc.ExecParams(ctx, metaRelationsSQL, nil, nil, nil, nil).Read()
+	if nres.Err != nil {
+		return nil, fmt.Errorf("postgres: listing relations: %w", nres.Err)
+	}
+	m.existing, m.viewNames = map[string]bool{}, map[string]bool{}
+	for _, row := range nres.Rows {
+		var oid uint32
+		if _, err := fmt.Sscan(string(row[0]), &oid); err != nil {
+			return nil, err
+		}
+		name := string(row[1])
+		m.existing[name] = true
+		if _, ok := m.views[oid]; ok {
+			m.viewNames[name] = true
+		}
 	}
 	return m, nil
 }
+
+const metaFunctionViewsSQL = `SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+
+const metaRelationsSQL = `SELECT c.oid, n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`
 
 func encodeText(oid uint32, v any) ([]byte, error) {
 	b, err := pgtype.NewMap().Encode(oid, pgtype.TextFormatCode, v, nil)

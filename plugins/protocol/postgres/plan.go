@@ -76,37 +76,46 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 		}
 	}
 	maskedTables := map[string]bool{}
-	catalogTables := map[string]bool{}
+	catalogTables := p.meta.catalog
 	for oid, t := range p.meta.tables {
-		catalogTables[t.name] = true
 		if _, ok := p.tables[oid]; ok {
 			maskedTables[t.name] = true
 		}
 	}
+	byName := map[string]metaTable{}
+	for _, t := range p.meta.tables {
+		byName[t.name] = t
+	}
 	p.derivedAt = make([]inspect.Strategy, len(sts))
 	for i, st := range sts {
+		derived := false
 		for _, r := range st.Refs {
-			if r == "*" || slices.Contains(p.maskedNames, r) {
-				p.derivedAt[i] = p.strictest
-			}
+			derived = derived || r == "*" || slices.Contains(p.maskedNames, r)
 		}
-		for _, f := range st.Functions {
-			name := f[strings.LastIndexByte(f, '.')+1:]
-			if p.meta.functions[name] {
-				// A function of the database's own: its body may read masked columns.
-				p.derivedAt[i] = p.strictest
-			}
+		for _, f := range append(append([]string(nil), st.Functions...), st.PossibleFunctions...) {
+			// A function of the database's own: its body may read masked columns.
+			derived = derived || p.meta.functions[f[strings.LastIndexByte(f, '.')+1:]]
 		}
-		if st.Fetch {
-			// The cursor's query is not in view here: its computed columns may derive from anything.
-			p.derivedAt[i] = p.strictest
+		for _, q := range st.Possible {
+			// rel.name where name is not a column of rel is name(rel): the whole row, masked columns
+			// included, goes to a function.
+			t, masked := byName[q.Table]
+			derived = derived || q.Table == "" || masked && !t.all[q.Name]
 		}
-		p.derived = stricter(p.derived, p.derivedAt[i])
 		for _, a := range st.Accesses {
+			// A view over masked data may rename a masked column, and a relation made after the session
+			// began may hold copies of masked values.
+			derived = derived || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
 			if maskedTables[a.Table] || !catalogTables[a.Table] {
 				p.scrub = true
 			}
 		}
+		// FETCH: the cursor's query is not in view here.
+		derived = derived || st.Fetch
+		if derived {
+			p.derivedAt[i] = p.strictest
+		}
+		p.derived = stricter(p.derived, p.derivedAt[i])
 	}
 	if p.derived != "" {
 		p.scrub = true

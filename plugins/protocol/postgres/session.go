@@ -259,6 +259,11 @@ func (s *session) backendToClient() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
+		if ps, ok := msg.(*pgproto3.ParameterStatus); ok {
+			if err := checkParameter(ps.Name, ps.Value); err != nil {
+				return fmt.Errorf("postgres: %w", err)
+			}
+		}
 		h := s.queue.head()
 		out := s.answer(h, msg)
 		s.summarize(msg, h != nil && h.recordFull)

@@ -58,6 +58,9 @@ func literalFreeKey(sql string) (string, bool) {
 	b.Grow(len(sql) + len(res.Tokens))
 	for _, t := range res.Tokens {
 		switch t.Token {
+		case pg.Token_UESCAPE:
+			// UESCAPE's string literal decides what a U& identifier or string spells: not cacheable.
+			return "", false
 		case pg.Token_ICONST, pg.Token_FCONST, pg.Token_SCONST, pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
 			b.WriteString("\x00L")
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:

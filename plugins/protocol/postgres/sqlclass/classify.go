@@ -56,11 +56,23 @@ type Statement struct {
 	Columns []string
 	// CopyOut and CopyIn mark COPY ... TO STDOUT and COPY ... FROM STDIN.
 	CopyOut, CopyIn bool
+	// Possible are the qualified column references rel.name of the statement, which the server reads as
+	// name(rel), a function of rel's whole row, when rel has no column called name.
+	Possible []QualifiedRef
+	// PossibleFunctions are names that may be functions called in attribute notation (rel.name,
+	// (expr).name); admin functions among them already make the statement admin.
+	PossibleFunctions []string
 	// Fetch marks FETCH: rows of a cursor whose query was decided when it was declared.
 	Fetch bool
 	// ChangesObjects marks statements that can create or change views, functions or rules, after
 	// which the broker refreshes what it knows about the database.
 	ChangesObjects bool
+}
+
+// QualifiedRef is rel.name: a column of rel, or a call of name with rel's whole row.
+type QualifiedRef struct {
+	Table string // "schema.table" when rel is a table (or view), "" for a subquery, CTE, function or join
+	Name  string
 }
 
 // Access is one table touched by a statement.
@@ -92,7 +104,11 @@ func Classify(sql string) ([]Statement, error) {
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		st, err := classify(raw.Stmt)
+		text := sql[min(int(raw.StmtLocation), len(sql)):]
+		if raw.StmtLen > 0 && int(raw.StmtLen) <= len(text) {
+			text = text[:raw.StmtLen]
+		}
+		st, err := classify(raw.Stmt, text)
 		if err != nil {
 			return nil, err
 		}
@@ -102,14 +118,16 @@ func Classify(sql string) ([]Statement, error) {
 }
 
 // classify classifies one parsed statement.
-func classify(n *pg.Node) (Statement, error) {
-	w := &walker{}
+func classify(n *pg.Node, text string) (Statement, error) {
+	w := &walker{text: text}
 	kind := w.top(n)
 	if w.err != nil {
 		return Statement{}, w.err
 	}
 	if len(w.admin) > 0 {
 		kind = KindAdmin
+	} else if w.sequenceWrite && kind == KindSelect {
+		kind = KindUpdate // nextval and setval change a sequence: a write, decided against the target
 	}
 	st := Statement{
 		Kind: kind, Functions: w.funcs, AdminReasons: w.admin, NestedWrite: w.nestedWrite,
@@ -132,6 +150,20 @@ func classify(n *pg.Node) (Statement, error) {
 			w.refs = append(w.refs, name)
 		}
 	}
+	for _, c := range w.wholeRowCandidates {
+		rel, name := c[0], c[1]
+		switch table, ok := w.relations[rel]; {
+		case ok:
+			st.Possible = append(st.Possible, QualifiedRef{Table: table, Name: name})
+		case slices.Contains(w.aliases, rel):
+			st.Possible = append(st.Possible, QualifiedRef{Name: name}) // a subquery's, CTE's, function's or join's
+		}
+	}
+	for _, f := range w.possible {
+		if !slices.Contains(st.PossibleFunctions, f) {
+			st.PossibleFunctions = append(st.PossibleFunctions, f)
+		}
+	}
 	for _, ref := range w.refs {
 		if slices.Contains(w.aliases, ref) {
 			ref = "*" // a whole-row reference to a relation
@@ -151,20 +183,27 @@ type tableRef struct {
 
 // walker collects facts from one statement's parse tree.
 type walker struct {
-	tables         []tableRef
-	funcs          []string
-	admin          []string
-	refs           []string
-	topNames       []string // single-name columns of the top-level result
-	columns        []string // plain columns of the top-level result
-	aliases        []string // relation names and aliases, to recognize whole-row references
-	nestedWrite    bool
-	copyOut        bool
-	copyIn         bool
-	fetch          bool
-	changesObjects bool
-	depth          int
-	err            error
+	tables   []tableRef
+	funcs    []string
+	admin    []string
+	refs     []string
+	topNames []string // single-name columns of the top-level result
+	// wholeRowCandidates are qualifiers of qualified column references (rel in rel.name): when rel is a
+	// relation, rel.name may be name(rel), a function of the whole row.
+	wholeRowCandidates [][2]string       // {rel, name}
+	possible           []string          // names that may be functions called in attribute notation
+	relations          map[string]string // relation names and aliases -> "schema.table"
+	columns            []string          // plain columns of the top-level result
+	aliases            []string          // relation names and aliases, to recognize whole-row references
+	nestedWrite        bool
+	copyOut            bool
+	copyIn             bool
+	fetch              bool
+	changesObjects     bool
+	depth              int
+	err                error
+	text               string // the statement's own text
+	sequenceWrite      bool
 }
 
 // scope is the chain of CTE names visible at a point of the tree.
@@ -206,7 +245,8 @@ func (w *walker) top(n *pg.Node) string {
 		switch {
 		case c.IsProgram:
 			w.adminBecause("COPY with a PROGRAM")
-		case c.Filename != "":
+		case c.Filename != "" || !hasToken(w.text, pg.Token_STDIN, pg.Token_STDOUT):
+			// The tree gives an empty file name for STDOUT and for TO '' alike: the keyword tells.
 			w.adminBecause("COPY with a server-side file")
 		case c.IsFrom:
 			w.copyIn = true
@@ -276,7 +316,7 @@ func (w *walker) top(n *pg.Node) string {
 	case *pg.Node_CreateStmt, *pg.Node_AlterTableStmt, *pg.Node_IndexStmt, *pg.Node_CreateSeqStmt,
 		*pg.Node_AlterSeqStmt, *pg.Node_RenameStmt, *pg.Node_CommentStmt, *pg.Node_TruncateStmt,
 		*pg.Node_CompositeTypeStmt, *pg.Node_CreateEnumStmt, *pg.Node_AlterEnumStmt, *pg.Node_CreateDomainStmt,
-		*pg.Node_AlterDomainStmt, *pg.Node_CreateSchemaStmt, *pg.Node_AlterObjectSchemaStmt, *pg.Node_CreateStatsStmt,
+		*pg.Node_AlterDomainStmt, *pg.Node_AlterObjectSchemaStmt, *pg.Node_CreateStatsStmt,
 		*pg.Node_AlterStatsStmt, *pg.Node_LockStmt, *pg.Node_CreatePolicyStmt, *pg.Node_AlterPolicyStmt,
 		*pg.Node_AlterOwnerStmt, *pg.Node_CreateRangeStmt, *pg.Node_DefineStmt, *pg.Node_RefreshMatViewStmt:
 		w.walk(n.ProtoReflect(), nil, KindDDL)
@@ -294,8 +334,21 @@ func (w *walker) top(n *pg.Node) string {
 		if s.CreateTableAsStmt.Into != nil {
 			w.ddlTarget(s.CreateTableAsStmt.Into.Rel)
 		}
-		w.walk(s.CreateTableAsStmt.Query.ProtoReflect(), nil, KindSelect)
+		if q := s.CreateTableAsStmt.Query; q.GetSelectStmt() == nil {
+			w.top(q) // CREATE TABLE ... AS EXECUTE, and whatever else the grammar allows there
+		} else {
+			w.walk(q.ProtoReflect(), nil, KindSelect)
+		}
 		return KindDDL
+	case *pg.Node_CreateSchemaStmt:
+		// Its elements (tables, views, grants, triggers) are statements of their own.
+		kind := KindDDL
+		for _, el := range s.CreateSchemaStmt.SchemaElts {
+			if k := w.top(el); k == KindAdmin {
+				kind = KindAdmin
+			}
+		}
+		return kind
 	case *pg.Node_CreateFunctionStmt, *pg.Node_AlterFunctionStmt:
 		w.adminBecause("function or procedure definition (its body escapes inspection)")
 		return KindAdmin
@@ -326,6 +379,27 @@ func (w *walker) reserved(name string) {
 		w.adminBecause("a prepared statement or cursor name reserved for the broker")
 	}
 }
+
+// sequenceWriters change a sequence.
+var sequenceWriters = []string{"nextval", "setval"}
+
+// hasToken reports whether text scans to a token of one of the kinds.
+func hasToken(text string, kinds ...pg.Token) bool {
+	res, err := pg.Scan(text)
+	if err != nil {
+		return false
+	}
+	for _, t := range res.Tokens {
+		if slices.Contains(kinds, t.Token) {
+			return true
+		}
+	}
+	return false
+}
+
+// statisticsRelations hold values sampled from every column the role may read (most common values,
+// histogram bounds), outside any masking by column.
+var statisticsRelations = []string{"pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"}
 
 // settings that a session may change without escaping inspection. Everything else is admin:
 // search_path (names resolve elsewhere), client_encoding and standard_conforming_strings (the text the
@@ -393,6 +467,12 @@ func (w *walker) ddlTarget(rv *pg.RangeVar) {
 func (w *walker) table(rv *pg.RangeVar, action string, sc *scope) {
 	if rv.Alias != nil {
 		w.aliases = append(w.aliases, rv.Alias.Aliasname)
+		if len(rv.Alias.Colnames) > 0 {
+			w.refs = append(w.refs, "*") // columns renamed by the alias: names no longer tell them
+		}
+	}
+	if (rv.Schemaname == "" || rv.Schemaname == "pg_catalog") && slices.Contains(statisticsRelations, rv.Relname) {
+		w.adminBecause("statistics views (" + rv.Relname + ") show sampled column values")
 	}
 	w.aliases = append(w.aliases, rv.Relname)
 	if rv.Schemaname == "" && sc.has(rv.Relname) {
@@ -400,10 +480,21 @@ func (w *walker) table(rv *pg.RangeVar, action string, sc *scope) {
 		return
 	}
 	schema := rv.Schemaname
-	if schema == "" {
+	switch {
+	case schema == "" && slices.Contains(statisticsRelations, rv.Relname):
+		schema = "pg_catalog" // searched before any other schema
+	case schema == "":
 		schema = "public"
 	}
-	w.tables = append(w.tables, tableRef{name: schema + "." + rv.Relname, action: action})
+	name := schema + "." + rv.Relname
+	if w.relations == nil {
+		w.relations = map[string]string{}
+	}
+	w.relations[rv.Relname] = name
+	if rv.Alias != nil {
+		w.relations[rv.Alias.Aliasname] = name
+	}
+	w.tables = append(w.tables, tableRef{name: name, action: action})
 }
 
 // withScope walks a WITH clause and returns the scope its statement's body sees. A CTE of a
@@ -469,6 +560,7 @@ func (w *walker) walkSelect(s *pg.SelectStmt, sc *scope, top bool) {
 			// Traced by the backend (RowDescription's table OID and column number), unless it names a
 			// whole row, which classify tells once every alias is known.
 			f := rt.Val.GetColumnRef().Fields
+			w.qualified(rt.Val.GetColumnRef())
 			if len(f) == 1 && f[0].GetString_() != nil {
 				w.topNames = append(w.topNames, f[0].GetString_().GetSval())
 			}
@@ -533,7 +625,7 @@ func (w *walker) walkWrite(m protoreflect.Message, sc *scope) string {
 	}
 	sc = w.withScope(with, sc)
 	for _, k := range kinds {
-		w.table(rel, k, sc)
+		w.table(rel, k, nil) // the server looks a write's target up among tables, never among CTEs
 	}
 	// The rest: VALUES or a SELECT, SET and WHERE expressions, FROM/USING tables (read), RETURNING
 	// (always collected: the backend does not trace RETURNING columns reliably).
@@ -607,6 +699,26 @@ func (w *walker) walk(m protoreflect.Message, sc *scope, action string) {
 	case *pg.ColumnRef:
 		w.columnRef(n)
 		return
+	case *pg.A_Indirection:
+		// (expr).name is a call of name(expr) when name is not a field of expr.
+		for _, ind := range n.Indirection {
+			if name := ind.GetString_(); name != nil {
+				w.possibleCall(name.Sval)
+			}
+		}
+	case *pg.JoinExpr:
+		if n.Alias != nil {
+			w.aliases = append(w.aliases, n.Alias.Aliasname)
+		}
+		if n.JoinUsingAlias != nil {
+			w.aliases = append(w.aliases, n.JoinUsingAlias.Aliasname)
+		}
+		if n.IsNatural {
+			w.refs = append(w.refs, "*") // merged columns, not named in the statement
+		}
+		for _, u := range n.UsingClause {
+			w.refs = append(w.refs, u.GetString_().GetSval()) // a FULL JOIN merges them with COALESCE
+		}
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		w.walkValue(fd, v, sc, action)
@@ -632,12 +744,39 @@ func (w *walker) columnRef(c *pg.ColumnRef) {
 	if len(c.Fields) == 0 {
 		return
 	}
+	w.qualified(c)
 	last := c.Fields[len(c.Fields)-1]
 	if last.GetAStar() != nil {
 		w.refs = append(w.refs, "*")
 		return
 	}
 	w.refs = append(w.refs, last.GetString_().GetSval())
+}
+
+// qualified handles rel.name, which is a call of name(rel) when rel has no column name: the whole
+// row goes to a function. The qualifier is recorded as a possible whole-row reference.
+func (w *walker) qualified(c *pg.ColumnRef) {
+	if len(c.Fields) < 2 {
+		return
+	}
+	name := c.Fields[len(c.Fields)-1].GetString_()
+	qual := c.Fields[len(c.Fields)-2].GetString_()
+	if name == nil || qual == nil {
+		return
+	}
+	w.possibleCall(name.Sval)
+	w.wholeRowCandidates = append(w.wholeRowCandidates, [2]string{qual.Sval, name.Sval})
+}
+
+// possibleCall treats name as a function that may be called: an admin function makes the statement
+// admin, and it is listed among the functions.
+func (w *walker) possibleCall(name string) {
+	if slices.Contains(adminFunctions, strings.ToLower(name)) {
+		w.adminBecause("function " + name)
+	}
+	if !slices.Contains(w.possible, name) {
+		w.possible = append(w.possible, name)
+	}
 }
 
 // adminFunctions reach outside the statement the broker inspected: files on the server, large objects,
@@ -658,7 +797,7 @@ var adminFunctions = []string{
 	"pg_switch_wal", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop",
 	"pg_create_logical_replication_slot", "pg_create_physical_replication_slot", "pg_drop_replication_slot",
 	"pg_logical_slot_get_changes", "pg_logical_slot_peek_changes", "pg_logical_emit_message",
-	"pg_import_system_collations", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+	"pg_notify", "pg_import_system_collations", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
 }
 
 func (w *walker) function(f *pg.FuncCall) {
@@ -666,11 +805,14 @@ func (w *walker) function(f *pg.FuncCall) {
 	for _, p := range f.Funcname {
 		parts = append(parts, p.GetString_().GetSval())
 	}
-	name := strings.ToLower(strings.Join(parts, "."))
+	name := strings.Join(parts, ".") // as the parser gives it: unquoted names folded, quoted ones kept
 	if !slices.Contains(w.funcs, name) {
 		w.funcs = append(w.funcs, name)
 	}
 	if len(parts) > 0 && slices.Contains(adminFunctions, strings.ToLower(parts[len(parts)-1])) {
 		w.adminBecause("function " + name)
+	}
+	if len(parts) > 0 && slices.Contains(sequenceWriters, strings.ToLower(parts[len(parts)-1])) {
+		w.sequenceWrite = true
 	}
 }
