@@ -267,7 +267,6 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 	}
 }
 
-
 // startRelay listens on a free loopback port and copies bytes both ways between each client and
 // target, nothing else. It stops when the benchmark ends.
 func startRelay(tb testing.TB, target string) string {
