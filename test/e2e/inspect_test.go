@@ -156,6 +156,7 @@ var inspectCases = []inspectCase{
 	})},
 	{stack.PersonaAnalyst, "SELECT * FROM customer_contacts() LIMIT 1", hidden(isHash)},
 	{stack.PersonaAnalyst, "SELECT upper(c) FROM customer_contacts() AS c LIMIT 1", hidden(isHash)},
+	{stack.PersonaAnalyst, "SELECT query FROM pg_stat_activity", denied("baseline-no-admin-sql")},
 	// A value that an error message would quote is withheld.
 	{stack.PersonaAnalyst, "SELECT ssn::int FROM customers WHERE id = 1", func(out string, err error) error {
 		if err == nil {
@@ -423,5 +424,31 @@ func TestCancelReachesTheRightBackend(t *testing.T) {
 	var n int
 	if err := victim.QueryRow(t.Context(), "SELECT 1").Scan(&n); err != nil {
 		t.Fatalf("session after cancel: %v", err)
+	}
+}
+
+// TestInheritanceChildIsMasked: a partition or inheritance child of a masked table holds the table's
+// rows under another name and other column numbers; its columns are masked as the table's.
+func TestInheritanceChildIsMasked(t *testing.T) {
+	s, b := shared(t)
+	admin, err := s.Postgres.Connect(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, q := range []string{
+		"CREATE TABLE customers_archive (note text) INHERITS (customers)",
+		"INSERT INTO customers_archive (id, name, email, ssn, note) VALUES (9001, 'Zed', 'zed@example.com', '900-00-0001', 'x')",
+		"GRANT SELECT ON customers_archive TO " + stack.BrokerDBRole,
+	} {
+		if _, err := admin.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP TABLE customers_archive") })
+	out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT name, email, ssn FROM customers_archive")
+	f := strings.Split(out, "|")
+	if err != nil || len(f) != 3 || f[0] != "Zed" || !isHash(f[1]) || !isHash(f[2]) {
+		t.Fatalf("child table: %q %v", out, err)
 	}
 }

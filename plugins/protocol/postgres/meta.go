@@ -68,11 +68,18 @@ func taggedColumns(c *authz.Catalog, target string) (map[string][]string, map[st
 	return out, all
 }
 
-const metaColumnsSQL = `SELECT c.oid, n.nspname || '.' || c.relname, a.attnum, a.attname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname || '.' || c.relname = ANY($1::text[])`
+// metaColumnsSQL lists the columns of the given tables and of their partitions and inheritance
+// children (recursively), each under the name of the table it descends from: a child's rows are the
+// table's rows, whatever its own name and column numbers.
+const metaColumnsSQL = `WITH RECURSIVE t(oid, root) AS (
+  SELECT c.oid, n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = ANY($1::text[])
+  UNION
+  SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent = t.oid)
+SELECT t.oid, t.root, a.attnum, a.attname FROM t
+JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid
+WHERE a.attnum > 0 AND NOT a.attisdropped`
 
 // metaViewsSQL finds every view and materialized view that depends, directly or through other views,
 // on the given tables.

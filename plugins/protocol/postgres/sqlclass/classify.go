@@ -399,7 +399,9 @@ func hasToken(text string, kinds ...pg.Token) bool {
 
 // statisticsRelations hold values sampled from every column the role may read (most common values,
 // histogram bounds), outside any masking by column.
-var statisticsRelations = []string{"pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"}
+// pg_stat_activity shows the statements of other sessions of the same role: other agents' statements,
+// literals included, when they share the broker's role.
+var statisticsRelations = []string{"pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data", "pg_stat_activity"}
 
 // settings that a session may change without escaping inspection. Everything else is admin:
 // search_path (names resolve elsewhere), client_encoding and standard_conforming_strings (the text the
@@ -472,7 +474,7 @@ func (w *walker) table(rv *pg.RangeVar, action string, sc *scope) {
 		}
 	}
 	if (rv.Schemaname == "" || rv.Schemaname == "pg_catalog") && slices.Contains(statisticsRelations, rv.Relname) {
-		w.adminBecause("statistics views (" + rv.Relname + ") show sampled column values")
+		w.adminBecause("statistics views (" + rv.Relname + ") show sampled column values or other sessions' statements")
 	}
 	w.aliases = append(w.aliases, rv.Relname)
 	if rv.Schemaname == "" && sc.has(rv.Relname) {
