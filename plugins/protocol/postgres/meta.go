@@ -212,6 +212,10 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		}
 		name := string(row[1])
 		m.existing[name] = true
+		if rel, ok := strings.CutPrefix(name, "pg_catalog."); ok {
+			// An unqualified name is looked up in pg_catalog first; the classifier writes it "public.".
+			m.existing["public."+rel] = true
+		}
 		if _, ok := m.views[oid]; ok {
 			m.viewNames[name] = true
 		}
@@ -228,7 +232,7 @@ WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catal
 
 const metaRelationsSQL = `SELECT c.oid, n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`
 
 func encodeText(oid uint32, v any) ([]byte, error) {
