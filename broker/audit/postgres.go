@@ -67,7 +67,11 @@ func chainLockKey(chain string) int64 {
 	return int64(h.Sum64())
 }
 
-func (s *pgStore) append(entries []entry) error {
+// sync is a no-op: every append commits.
+func (s *pgStore) sync() error { return nil }
+
+// append commits entries in one transaction, durable or not (PostgreSQL's commit is the unit).
+func (s *pgStore) append(entries []entry, _ bool) error {
 	ctx := context.Background()
 	rows := make([][]any, len(entries))
 	for i, e := range entries {
