@@ -105,6 +105,11 @@ type Audit struct {
 	// "full" (also the rows, as the client saw them: masked, up to a cap per statement) or "none". A
 	// policy's @record("full") records the rows of the statements it decides even under "summary".
 	Data string `hcl:"data,optional"`
+	// OnFailure is what happens to statements when the audit store fails: "refuse" (the default: no
+	// unrecorded statement runs, and new connections are refused) or "continue" (statements run
+	// unrecorded, and every session says so in the broker's log). "continue" is an explicit choice
+	// of availability over evidence.
+	OnFailure string `hcl:"on_failure,optional"`
 	// CheckpointInterval is how often the chain's head is signed. Default "10s"; a tail truncated after
 	// the last checkpoint of an unclean stop cannot be detected, so keep it short.
 	CheckpointInterval string `hcl:"checkpoint_interval,optional"`

@@ -170,6 +170,10 @@ func (c *Config) Validate() error {
 			a.Data = "summary"
 		}
 		v.oneOf(a.Data, []string{"summary", "full", "none"}, "audit", "data")
+		if a.OnFailure == "" {
+			a.OnFailure = "refuse"
+		}
+		v.oneOf(a.OnFailure, []string{"refuse", "continue"}, "audit", "on_failure")
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}

@@ -117,6 +117,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	// New access needs a current SVID and, when configured, a working audit log.
+	if cfg.Audit != nil && cfg.Audit.OnFailure == "continue" {
+		log.WarnContext(ctx, "audit on_failure = continue: if the audit store fails, statements run unrecorded")
+		auditErr = func() error { return nil }
+	}
 	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
 
 	srvCfg := server.Config{
@@ -176,13 +180,14 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			return nil, err
 		}
 		return postgres.New(postgres.Config{
-			Target:    t.Name,
-			ServerTLS: identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
-			Authorize: authorize,
-			Audit:     sink,
-			NoResults: cfg.Audit != nil && cfg.Audit.Data == "none",
-			FullData:  cfg.Audit != nil && cfg.Audit.Data == "full",
-			Attest:    attest,
+			Target:        t.Name,
+			ServerTLS:     identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
+			Authorize:     authorize,
+			Audit:         sink,
+			NoResults:     cfg.Audit != nil && cfg.Audit.Data == "none",
+			FullData:      cfg.Audit != nil && cfg.Audit.Data == "full",
+			AuditFailOpen: cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
+			Attest:        attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
 				Database: t.Backend.Database,

@@ -288,3 +288,56 @@ func TestRecordedResultsAreMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestFullAuditStoreWithOnFailureContinue: an operator who set audit.on_failure = "continue" keeps
+// serving when the store fills: statements run (unrecorded) and new connections are accepted.
+func TestFullAuditStoreWithOnFailureContinue(t *testing.T) {
+	s, _ := shared(t)
+	dir := filepath.Join(s.Dir, "small-audit-fs-continue")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	opts := fmt.Sprintf("size=256k,mode=0700,uid=%d,gid=%d", broker.UID, broker.UID)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-failopen", Binary: brokerBin, AuditDir: dir, AuditOnFailure: "continue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	conn, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	// Well past the point where the log can grow: every statement still runs.
+	for i := range 500 {
+		var n int
+		if err := conn.QueryRow(t.Context(), fmt.Sprintf("SELECT %d", i)).Scan(&n); err != nil || n != i {
+			t.Fatalf("statement %d with on_failure = continue: %v", i, err)
+		}
+	}
+	if out, err := psql(t, b, f, nil, "SELECT 1"); err != nil || out != "1" {
+		t.Fatalf("a new connection with on_failure = continue: %q %v", out, err)
+	}
+	// The store did fail, and the broker said that the session ran unrecorded.
+	logText, err := os.ReadFile(b.LogPath())
+	if err != nil || !strings.Contains(string(logText), "UNRECORDED") {
+		t.Fatalf("the broker's log does not say statements ran unrecorded (%v)", err)
+	}
+}

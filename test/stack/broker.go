@@ -37,6 +37,8 @@ type BrokerOptions struct {
 	NoAudit bool
 	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
 	AuditDir string
+	// AuditOnFailure sets audit.on_failure ("refuse", the default, or "continue").
+	AuditOnFailure string
 	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
 	// the vault block.
 	VaultRole string
@@ -91,7 +93,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	}
 	auditBlock := ""
 	if !opts.NoAudit {
-		if auditBlock, err = s.auditSetup(b, opts.Name, opts.AuditDir); err != nil {
+		if auditBlock, err = s.auditSetup(b, opts.Name, opts.AuditDir, opts.AuditOnFailure); err != nil {
 			return nil, err
 		}
 	}
@@ -221,7 +223,10 @@ policy {
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
-func (s *Stack) auditSetup(b *Broker, name, dir string) (string, error) {
+func (s *Stack) auditSetup(b *Broker, name, dir, onFailure string) (string, error) {
+	if onFailure == "" {
+		onFailure = "refuse"
+	}
 	broker, err := s.Persona(PersonaBroker)
 	if err != nil {
 		return "", err
@@ -248,8 +253,9 @@ audit {
   mac_key_file        = %q
   signing_key_file    = %q
   checkpoint_interval = "1s"
+  on_failure          = %q
 }
-`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile)), nil
+`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure), nil
 }
 
 // copyTree copies a directory of regular files, readable by every uid.
@@ -333,3 +339,6 @@ func writeRandomKey(path string) error {
 
 // PID is the broker process's ID.
 func (b *Broker) PID() int { return b.proc.cmd.Process.Pid }
+
+// LogPath is the file the broker's output goes to.
+func (b *Broker) LogPath() string { return b.proc.logPath }

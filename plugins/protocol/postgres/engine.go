@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -53,6 +54,9 @@ type Config struct {
 	NoResults bool
 	// FullData records result rows too, as the client saw them (masked), up to a cap per statement.
 	FullData bool
+	// AuditFailOpen lets statements run unrecorded when the audit store fails, instead of refusing
+	// them. Every session that runs statements unrecorded logs it once, at error level.
+	AuditFailOpen bool
 	// Attest, if set, looks up what SPIRE attested about the client. A failed lookup refuses the
 	// session: the broker stops trusting a caller when SPIRE does, or when it cannot ask.
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
@@ -151,6 +155,14 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	sessionID := newSessionID()
 	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
 	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target, noResults: e.cfg.NoResults, fullData: e.cfg.FullData}
+	if e.cfg.AuditFailOpen {
+		var once sync.Once
+		rec.failOpen = func(err error) {
+			once.Do(func() {
+				log.Error("audit log unavailable: statements of this session run UNRECORDED (audit on_failure = continue)", "error", err)
+			})
+		}
+	}
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 

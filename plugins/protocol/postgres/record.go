@@ -22,6 +22,9 @@ type recorder struct {
 	target    string
 	noResults bool
 	fullData  bool // record the rows too (audit data = "full")
+	// failOpen, when set, is told of a failed durable record instead of the statement being refused
+	// (audit on_failure = "continue").
+	failOpen func(error)
 }
 
 // Caps on the rows recorded per statement.
@@ -41,6 +44,10 @@ func (r recorder) durable(rec audit.Record) error {
 		return nil
 	}
 	if err := r.sink.Append(r.stamp(rec)); err != nil {
+		if r.failOpen != nil {
+			r.failOpen(err) // the operator chose to keep serving: said, not refused
+			return nil
+		}
 		return fmt.Errorf("%w: %v", errAudit, err)
 	}
 	return nil
