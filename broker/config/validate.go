@@ -250,7 +250,7 @@ func (c *Config) Validate() error {
 		v.fail("No targets", "Add at least one target block; without one the broker has nothing to serve.", "target")
 	}
 	names := map[string]bool{}
-	listens := map[string]string{}
+	listens := map[string]*Target{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		at := "target:" + t.Name
@@ -260,10 +260,11 @@ func (c *Config) Validate() error {
 		names[t.Name] = true
 		v.oneOf(t.Protocol, protocols, at, "protocol")
 		v.hostPort(t.Listen, at, "listen")
-		if other, ok := listens[t.Listen]; ok {
-			v.fail("Duplicate listener", fmt.Sprintf("targets %q and %q both listen on %s.", other, t.Name, t.Listen), at, "listen")
+		// PostgreSQL targets may share a listener: the client's database names the target.
+		if other, ok := listens[t.Listen]; ok && (other.Protocol != "postgres" || t.Protocol != "postgres") {
+			v.fail("Duplicate listener", fmt.Sprintf("targets %q and %q both listen on %s; only postgres targets can share a listener.", other.Name, t.Name, t.Listen), at, "listen")
 		}
-		listens[t.Listen] = t.Name
+		listens[t.Listen] = t
 		t.Allowed = nil
 		for _, s := range t.AllowSPIFFEIDs {
 			id, err := spiffeid.FromString(s)

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -133,19 +134,41 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Ready:                   ready,
 		Logger:                  log,
 	}
+	// Targets that share an address share a listener: the client's database names the target.
+	var order []string
+	byAddr := map[string][]server.Engine{}
+	names := map[string][]string{}
 	for _, t := range cfg.Targets {
 		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
 		if err != nil {
 			return err
 		}
-		srvCfg.Listeners = append(srvCfg.Listeners, server.Listener{Name: t.Name, Address: t.Listen, Engine: engine})
+		if _, ok := byAddr[t.Listen]; !ok {
+			order = append(order, t.Listen)
+		}
+		byAddr[t.Listen] = append(byAddr[t.Listen], engine)
+		names[t.Listen] = append(names[t.Listen], t.Name)
+	}
+	for _, addr := range order {
+		engine := byAddr[addr][0]
+		if len(byAddr[addr]) > 1 {
+			var pgs []*postgres.Engine
+			for _, e := range byAddr[addr] {
+				pgs = append(pgs, e.(*postgres.Engine))
+			}
+			if engine, err = postgres.NewRouter(pgs...); err != nil {
+				return err
+			}
+		}
+		srvCfg.Listeners = append(srvCfg.Listeners, server.Listener{Name: strings.Join(names[addr], "+"), Address: addr, Engine: engine})
 	}
 	srv, err := server.New(srvCfg)
 	if err != nil {
 		return err
 	}
-	for _, t := range cfg.Targets {
-		log.InfoContext(ctx, "listening", "target", t.Name, "protocol", t.Protocol, "address", srv.Addr(t.Name).String())
+	for _, addr := range order {
+		name := strings.Join(names[addr], "+")
+		log.InfoContext(ctx, "listening", "targets", names[addr], "address", srv.Addr(name).String())
 	}
 	return srv.Run(ctx)
 }

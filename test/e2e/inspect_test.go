@@ -458,3 +458,27 @@ func TestInheritanceChildIsMasked(t *testing.T) {
 		t.Fatalf("child table: %q %v", out, err)
 	}
 }
+
+// TestDatabaseNamesTheTarget: two targets on one listener; the client's database names the target,
+// which Cedar then decides (the packs let the analyst connect to "shop" only), and an unknown name is
+// refused with the list of targets.
+func TestDatabaseNamesTheTarget(t *testing.T) {
+	s, _ := shared(t)
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-router", Binary: brokerBin, NoAudit: true, SecondTarget: "shop-replica"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	if out, err := psql(t, b, f, []string{"PGDATABASE=shop"}, "SELECT current_database()"); err != nil || out != "shop" {
+		t.Fatalf("database shop: %q %v", out, err)
+	}
+	out, err := psql(t, b, f, []string{"PGDATABASE=shop-replica"}, "SELECT 1")
+	if err == nil || !strings.Contains(out, `connect to target "shop-replica" denied`) {
+		t.Fatalf("database shop-replica reached another target than its own: %q %v", out, err)
+	}
+	out, err = psql(t, b, f, []string{"PGDATABASE=nope"}, "SELECT 1")
+	if err == nil || !strings.Contains(out, `no target "nope" on this listener; name one of shop, shop-replica`) {
+		t.Fatalf("unknown database: %q %v", out, err)
+	}
+}

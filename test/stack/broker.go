@@ -39,6 +39,9 @@ type BrokerOptions struct {
 	AuditDir string
 	// AuditOnFailure sets audit.on_failure ("refuse", the default, or "continue").
 	AuditOnFailure string
+	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
+	// the client's database then names the target.
+	SecondTarget string
 	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
 	// the vault block.
 	VaultRole string
@@ -97,6 +100,25 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 			return nil, err
 		}
 	}
+	target := func(name string) string {
+		return fmt.Sprintf(`target %q {
+  protocol = "postgres"
+  listen   = %q
+
+%s
+  backend {
+    address     = "%s:%d"
+    database    = "shop"
+%s    ca_file     = %q
+    server_name = "localhost"
+  }
+}
+`, name, b.Addr, authorization.target, s.Postgres.Host, s.Postgres.Port, backendAuth, s.Postgres.CAPath)
+	}
+	targets := target("shop")
+	if opts.SecondTarget != "" {
+		targets += target(opts.SecondTarget)
+	}
 	hcl := fmt.Sprintf(`# svidbroker configuration for the local stack, written by test/stack.
 trust_domain        = %q
 workload_api_socket = %q
@@ -119,20 +141,7 @@ spire_server {
 
 %s
 %s
-target "shop" {
-  protocol = "postgres"
-  listen   = %q
-
-%s
-  backend {
-    address     = "%s:%d"
-    database    = "shop"
-%s    ca_file     = %q
-    server_name = "localhost"
-  }
-}
-%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, auditBlock, b.Addr, authorization.target,
-		s.Postgres.Host, s.Postgres.Port, backendAuth, s.Postgres.CAPath, opts.Extra)
+%s%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, auditBlock, targets, opts.Extra)
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}

@@ -70,15 +70,15 @@ var forwardedParams = map[string]bool{
 // runtimeParams checks the client's startup parameters against the target and returns those to send
 // to the backend. The database is the target's: a client may name it or leave it empty, but may not
 // name another, since the backend would otherwise pick one on its own.
-func (b *Backend) runtimeParams(client map[string]string) (map[string]string, error) {
+func (b *Backend) runtimeParams(client map[string]string, target string) (map[string]string, error) {
 	out := map[string]string{}
 	for k, v := range client {
 		switch lk := strings.ToLower(k); {
 		case lk == "user":
 			// Ignored: the SVID says who the client is.
 		case lk == "database":
-			if v != "" && v != b.Database {
-				return nil, fmt.Errorf("this target serves database %q, not %q", b.Database, v)
+			if v != "" && v != b.Database && v != target {
+				return nil, fmt.Errorf("this target (%s) serves database %q, not %q", target, b.Database, v)
 			}
 		case lk == "client_encoding" && !safeClientEncoding(v):
 			// In encodings such as SJIS or BIG5 a multibyte character can end in a quote or backslash

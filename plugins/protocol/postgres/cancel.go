@@ -39,6 +39,9 @@ func newCancelRegistry(timeout time.Duration) *cancelRegistry {
 	return &cancelRegistry{byPID: map[uint32]cancelTarget{}, timeout: timeout}
 }
 
+// sharedCancels is the process's registry: a cancel request may arrive on any listener.
+var sharedCancels = sync.OnceValue(func() *cancelRegistry { return newCancelRegistry(DefaultConnectTimeout) })
+
 // add registers a backend session and returns the key for its client.
 func (r *cancelRegistry) add(address string, pid uint32, key []byte) cancelKey {
 	r.mu.Lock()

@@ -138,16 +138,26 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ApprovalTimeout <= 0 {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
-	return &Engine{cfg: cfg, cancels: newCancelRegistry(cfg.Backend.ConnectTimeout), classifier: sqlclass.NewCache(classifierCacheEntries)}, nil
+	return &Engine{cfg: cfg, cancels: sharedCancels(), classifier: sqlclass.NewCache(classifierCacheEntries)}, nil
 }
 
 // Handshake authenticates a client and connects it to the backend. See server.Engine.
 // The server has set raw's deadline to the handshake deadline; it is cleared once the session starts.
-func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session, err error) {
+func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, error) {
 	conn, err := e.upgrade(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
+	msg, err := readStartupPacket(conn)
+	if err != nil {
+		sendFatal(pgproto3.NewBackend(conn, conn), "08P01", "svidbroker: invalid startup message")
+		return nil, err
+	}
+	return e.start(ctx, raw, conn, msg)
+}
+
+// start runs a session from its first message inside TLS.
+func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pgproto3.FrontendMessage) (_ server.Session, err error) {
 	peer, err := identity.PeerFromTLS(conn.ConnectionState())
 	if err != nil {
 		return nil, err
@@ -166,11 +176,6 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 
-	msg, err := readStartupPacket(conn)
-	if err != nil {
-		sendFatal(client, "08P01", "svidbroker: invalid startup message")
-		return nil, err
-	}
 	if c, ok := msg.(*pgproto3.CancelRequest); ok {
 		return nil, e.cancel(ctx, c)
 	}
@@ -220,7 +225,7 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (_ server.Session,
 			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established"}})
 		}
 	}()
-	params, err := e.cfg.Backend.runtimeParams(startup.Parameters)
+	params, err := e.cfg.Backend.runtimeParams(startup.Parameters, e.cfg.Target)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
 		return nil, err
@@ -381,6 +386,60 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 			return nil, fmt.Errorf("postgres: %s refused before TLS", msgName(msg))
 		}
 	}
+}
+
+// Router serves several targets on one listener: the startup parameter "database" names the target.
+// The targets share the broker's TLS configuration (the first target's is used for the handshake).
+type Router struct {
+	first   *Engine
+	targets map[string]*Engine
+}
+
+var _ server.Engine = (*Router)(nil)
+
+// NewRouter routes to engines by their target names.
+func NewRouter(engines ...*Engine) (*Router, error) {
+	if len(engines) == 0 {
+		return nil, errors.New("postgres: a router needs engines")
+	}
+	r := &Router{first: engines[0], targets: map[string]*Engine{}}
+	for _, e := range engines {
+		if _, dup := r.targets[e.cfg.Target]; dup {
+			return nil, fmt.Errorf("postgres: target %q twice on one listener", e.cfg.Target)
+		}
+		r.targets[e.cfg.Target] = e
+	}
+	return r, nil
+}
+
+// Handshake upgrades the connection, reads the startup message and hands the session to the engine of
+// the target it names.
+func (r *Router) Handshake(ctx context.Context, raw net.Conn) (server.Session, error) {
+	conn, err := r.first.upgrade(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := readStartupPacket(conn)
+	if err != nil {
+		sendFatal(pgproto3.NewBackend(conn, conn), "08P01", "svidbroker: invalid startup message")
+		return nil, err
+	}
+	if m, ok := msg.(*pgproto3.StartupMessage); ok {
+		db := m.Parameters["database"]
+		e, ok := r.targets[db]
+		if !ok {
+			names := make([]string, 0, len(r.targets))
+			for n := range r.targets {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			sendFatal(pgproto3.NewBackend(conn, conn), "3D000", fmt.Sprintf("svidbroker: no target %q on this listener; name one of %s as the database",
+				db, strings.Join(names, ", ")))
+			return nil, fmt.Errorf("postgres: no target %q", db)
+		}
+		return e.start(ctx, raw, conn, msg)
+	}
+	return r.first.start(ctx, raw, conn, msg) // cancel requests, and refusals of anything else
 }
 
 // cancel forwards a cancel request with a valid key to its backend session, and never says whether

@@ -78,6 +78,7 @@ func TestRuntimeParams(t *testing.T) {
 		{"names are case-insensitive", map[string]string{"DateStyle": "ISO", "TimeZone": "UTC"},
 			map[string]string{"datestyle": "ISO", "timezone": "UTC"}, ""},
 		{"another database", map[string]string{"database": "postgres"}, nil, `not "postgres"`},
+		{"client encoding SJIS", map[string]string{"client_encoding": "SJIS"}, nil, `client_encoding "SJIS" is not allowed`},
 		{"options", map[string]string{"options": "-c role=admin"}, nil, `"options" is not allowed`},
 		{"replication", map[string]string{"replication": "database"}, nil, `"replication" is not allowed`},
 		{"arbitrary setting", map[string]string{"search_path": "evil"}, nil, `"search_path" is not allowed`},
@@ -85,7 +86,7 @@ func TestRuntimeParams(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := b.runtimeParams(tc.in)
+			got, err := b.runtimeParams(tc.in, "shop-target")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
