@@ -67,8 +67,11 @@ func (c *chainFlags) resolve() error {
 	return nil
 }
 
-// reader opens the chain for reading; close releases it.
+// reader resolves the flags and opens the chain for reading; close releases it.
 func (c *chainFlags) reader(ctx context.Context) (read audit.Reader, close func(), err error) {
+	if err := c.resolve(); err != nil {
+		return nil, nil, err
+	}
 	if c.postgres == "" {
 		return audit.Files(c.dir, c.chain), func() {}, nil
 	}
@@ -154,9 +157,6 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if err := cf.resolve(); err != nil {
-			return err
-		}
 		if *since != "" {
 			if d, err := time.ParseDuration(*since); err == nil {
 				f.Since = time.Now().Add(-d)
@@ -191,9 +191,6 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if err := cf.resolve(); err != nil {
-			return err
-		}
 		read, done, err := cf.reader(ctx)
 		if err != nil {
 			return err
@@ -224,9 +221,6 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		fmt.Fprint(stderr, auditUsage)
 		return errUsage
-	}
-	if err := cf.resolve(); err != nil {
-		return err
 	}
 	read, done, err := cf.reader(ctx)
 	if err != nil {

@@ -22,19 +22,15 @@ import (
 // session goes on.
 func TestApprovalHold(t *testing.T) {
 	s, b := shared(t)
-	cfg := pgxConfig(t, b, clientFiles(t, s, stack.PersonaMigrator))
 	var mu sync.Mutex
 	var notices []string
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		mu.Lock()
-		notices = append(notices, n.Message)
-		mu.Unlock()
-	}
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, s, b, stack.PersonaMigrator, func(cfg *pgx.ConnConfig) {
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			mu.Lock()
+			notices = append(notices, n.Message)
+			mu.Unlock()
+		}
+	})
 
 	for _, tc := range []struct {
 		verb    string

@@ -159,16 +159,7 @@ func TestKillDashNineLosesNothingAnswered(t *testing.T) {
 // refused until the store is fixed.
 func TestFullAuditStoreRefusesStatements(t *testing.T) {
 	s, _ := shared(t)
-	dir := filepath.Join(s.Dir, "small-audit-fs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	broker, _ := s.Persona(stack.PersonaBroker)
-	opts := fmt.Sprintf("size=256k,mode=0700,uid=%d,gid=%d", broker.UID, broker.UID)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	dir := smallAuditFS(t, s, "small-audit-fs")
 	// The packs, and a policy that lets the analyst insert into the probe table.
 	policies := packsWith(t, "probe.cedar", `@id("analyst-probe-insert")
 permit (principal in Group::"analysts", action == Action::"sql:insert", resource == Table::"shop/public.audit_probe");`)
@@ -189,17 +180,7 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		t.Fatal(err)
 	}
 	// Fill the filesystem, as another writer would.
-	filler, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := filler.Write(chunk); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillFS(t, dir)
 	// The chain's last page may still have room; insert until the log cannot grow, then check that
 	// the refused insert never ran.
 	admin, err := s.Postgres.Connect(t.Context(), "shop")
@@ -293,16 +274,7 @@ func TestRecordedResultsAreMasked(t *testing.T) {
 // serving when the store fills: statements run (unrecorded) and new connections are accepted.
 func TestFullAuditStoreWithOnFailureContinue(t *testing.T) {
 	s, _ := shared(t)
-	dir := filepath.Join(s.Dir, "small-audit-fs-continue")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	broker, _ := s.Persona(stack.PersonaBroker)
-	opts := fmt.Sprintf("size=256k,mode=0700,uid=%d,gid=%d", broker.UID, broker.UID)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	dir := smallAuditFS(t, s, "small-audit-fs-continue")
 	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-failopen", Binary: brokerBin, AuditDir: dir, AuditOnFailure: "continue"})
 	if err != nil {
 		t.Fatal(err)
@@ -314,17 +286,7 @@ func TestFullAuditStoreWithOnFailureContinue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	filler, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := filler.Write(chunk); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillFS(t, dir)
 	// Well past the point where the log can grow: every statement still runs.
 	for i := range 500 {
 		var n int
@@ -339,5 +301,35 @@ func TestFullAuditStoreWithOnFailureContinue(t *testing.T) {
 	logText, err := os.ReadFile(b.LogPath())
 	if err != nil || !strings.Contains(string(logText), "UNRECORDED") {
 		t.Fatalf("the broker's log does not say statements ran unrecorded (%v)", err)
+	}
+}
+
+// smallAuditFS mounts a 256 KiB tmpfs owned by the broker's uid, for an audit log that fills up.
+func smallAuditFS(t *testing.T, s *stack.Stack, name string) string {
+	dir := filepath.Join(s.Dir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	opts := fmt.Sprintf("size=256k,mode=0700,uid=%d,gid=%d", broker.UID, broker.UID)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs for the audit log: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
+}
+
+// fillFS fills the filesystem of dir, as another writer would.
+func fillFS(t *testing.T, dir string) {
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			return
+		}
 	}
 }

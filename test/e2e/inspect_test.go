@@ -301,11 +301,7 @@ func pgxText(ctx context.Context, conn *pgx.Conn, sql string, format int16) (str
 // TestExtendedProtocolTracking: what runs is what was decided, across Parse, Bind, Execute and Close.
 func TestExtendedProtocolTracking(t *testing.T) {
 	s, b := shared(t)
-	conn, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, s, b, stack.PersonaAnalyst)
 	pc := conn.PgConn()
 	ctx := t.Context()
 	// An SQL-level prepared statement cannot be bound through the protocol: the broker never decided it.

@@ -109,3 +109,19 @@ func packsWith(t testing.TB, name, policy string) string {
 	}
 	return dir
 }
+
+// connect opens a pgx session through broker b as persona, closed when the test ends. configure, if
+// given, adjusts the configuration first.
+func connect(t *testing.T, s *stack.Stack, b *stack.Broker, persona string, configure ...func(*pgx.ConnConfig)) *pgx.Conn {
+	t.Helper()
+	cfg := pgxConfig(t, b, clientFiles(t, s, persona))
+	for _, f := range configure {
+		f(cfg)
+	}
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

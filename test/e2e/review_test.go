@@ -102,19 +102,15 @@ func TestReviewStatementsThroughPsql(t *testing.T) {
 // which the broker forwards as it is.
 func TestReviewNotificationPayloads(t *testing.T) {
 	s, b := shared(t)
-	cfg := pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst))
 	var mu sync.Mutex
 	var payloads []string
-	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
-		mu.Lock()
-		payloads = append(payloads, n.Payload)
-		mu.Unlock()
-	}
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, s, b, stack.PersonaAnalyst, func(cfg *pgx.ConnConfig) {
+		cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
+			mu.Lock()
+			payloads = append(payloads, n.Payload)
+			mu.Unlock()
+		}
+	})
 	if _, err := conn.Exec(t.Context(), "LISTEN review"); err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +133,7 @@ func TestReviewNotificationPayloads(t *testing.T) {
 // what the U&"..." identifier means.
 func TestReviewCacheKeyUESCAPE(t *testing.T) {
 	s, b := shared(t)
-	conn, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, s, b, stack.PersonaAnalyst)
 	pc := conn.PgConn()
 	const q = `SELECT U&"!0071uery_to_xml" UESCAPE '%s'('select email from customers where id = 1', true, false, '')`
 	// First the identifier "!0071uery_to_xml" (no such function: the backend refuses it).

@@ -19,6 +19,7 @@ import (
 // strictest strategy in force for the caller.
 type dbMeta struct {
 	tables map[uint32]metaTable // catalog tables with tagged columns, by OID
+	byName map[string]metaTable // the same, by "schema.name"
 	views  map[uint32][]uint32  // views over those tables: view OID -> base table OIDs
 	maxOID uint32
 	// catalog holds the names ("schema.name") of every table the target's catalog lists.
@@ -151,6 +152,10 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 				t.columns[attnum] = column
 			}
 		}
+	}
+	m.byName = map[string]metaTable{}
+	for _, t := range m.tables {
+		m.byName[t.name] = t // a table's partitions and children share its name and tagged columns
 	}
 	if len(oids) == 0 {
 		return m, nil

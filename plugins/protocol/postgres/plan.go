@@ -82,10 +82,6 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 			maskedTables[t.name] = true
 		}
 	}
-	byName := map[string]metaTable{}
-	for _, t := range p.meta.tables {
-		byName[t.name] = t
-	}
 	p.derivedAt = make([]inspect.Strategy, len(sts))
 	for i, st := range sts {
 		derived := false
@@ -99,7 +95,7 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 		for _, q := range st.Possible {
 			// rel.name where name is not a column of rel is name(rel): the whole row, masked columns
 			// included, goes to a function.
-			t, masked := byName[q.Table]
+			t, masked := p.meta.byName[q.Table]
 			derived = derived || q.Table == "" || masked && !t.all[q.Name]
 		}
 		for _, a := range st.Accesses {

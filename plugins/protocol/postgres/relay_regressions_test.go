@@ -144,12 +144,7 @@ func TestStatementNamesStayInStepWithTheServer(t *testing.T) {
 			&pgproto3.Parse{Name: "t", Query: plain}, &pgproto3.Sync{},
 			&pgproto3.Bind{PreparedStatement: "t"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 	}
-	for name, msgs := range scenarios {
-		t.Run(name, func(t *testing.T) {
-			s, out := runClient(t, msgs...)
-			checkInStep(t, s, out)
-		})
-	}
+	runInStep(t, scenarios)
 }
 
 // TestPortalNamesStayInStepWithTheServer: the same for portals: a Bind to a named portal that exists
@@ -176,12 +171,7 @@ func TestPortalNamesStayInStepWithTheServer(t *testing.T) {
 			&pgproto3.Query{String: "ROLLBACK TO SAVEPOINT sp"},
 			&pgproto3.Execute{Portal: "k"}, &pgproto3.Sync{}},
 	}
-	for name, msgs := range scenarios {
-		t.Run(name, func(t *testing.T) {
-			s, out := runClient(t, msgs...)
-			checkInStep(t, s, out)
-		})
-	}
+	runInStep(t, scenarios)
 }
 
 // TestBrokerNamesCannotBeMadeInSQL: the broker's own backend names (statements.go, backendName) are
@@ -207,12 +197,7 @@ func TestBrokerNamesCannotBeMadeInSQL(t *testing.T) {
 			&pgproto3.Query{String: "ROLLBACK TO SAVEPOINT sp"},
 			&pgproto3.Execute{Portal: "k"}, &pgproto3.Sync{}},
 	}
-	for name, msgs := range scenarios {
-		t.Run(name, func(t *testing.T) {
-			s, out := runClient(t, msgs...)
-			checkInStep(t, s, out)
-		})
-	}
+	runInStep(t, scenarios)
 }
 
 // TestClientCannotMakeTheBrokerBufferWithoutBound: Parse, Bind, Describe, Execute and Close are
@@ -316,5 +301,17 @@ func TestPipelinedStatementsAreSummarizedRight(t *testing.T) {
 		if r.Kind == audit.KindResult && r.Result.Rows != rowsEach {
 			t.Errorf("result summary of %d rows, want %d", r.Result.Rows, rowsEach)
 		}
+	}
+}
+
+// runInStep runs each scenario through the client side and checks that every name the broker keeps
+// means, at the backend, the statement it decided.
+func runInStep(t *testing.T, scenarios map[string][]pgproto3.Message) {
+	t.Helper()
+	for name, msgs := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			s, out := runClient(t, msgs...)
+			checkInStep(t, s, out)
+		})
 	}
 }

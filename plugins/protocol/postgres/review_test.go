@@ -30,9 +30,10 @@ func reviewPlan(t *testing.T, sql string) (*plan, []sqlclass.Statement) {
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+	customers := metaTable{name: "public.customers", columns: map[int16]string{reviewEmail: "email", reviewSSN: "ssn"}}
 	meta := &dbMeta{
-		tables: map[uint32]metaTable{reviewCustomers: {name: "public.customers",
-			columns: map[int16]string{reviewEmail: "email", reviewSSN: "ssn"}}},
+		tables:    map[uint32]metaTable{reviewCustomers: customers},
+		byName:    map[string]metaTable{"public.customers": customers},
 		views:     map[uint32][]uint32{reviewContacts: {reviewCustomers}},
 		maxOID:    reviewMaxOID,
 		catalog:   map[string]bool{"public.customers": true, "public.orders": true},

@@ -152,8 +152,17 @@ func (q *queue) skipToSync() {
 }
 
 // errStatementDenied is an error response with the 42501 SQLSTATE (insufficient_privilege).
-func errStatementDenied(msg string) *pgproto3.ErrorResponse {
-	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42501", Message: msg}
+func errStatementDenied(msg string) *pgproto3.ErrorResponse { return errorResponse("42501", msg) }
+
+// errorResponse is an ERROR with code and msg.
+func errorResponse(code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}
+}
+
+// refuseMessage answers an extended-protocol message that names nothing the broker decided, as the
+// server answers a message it cannot carry out.
+func (s *session) refuseMessage(e *pgproto3.ErrorResponse) error {
+	return s.deny("extended", "", nil, authz.Decision{}, e)
 }
 
 // classify parses and classifies sql; a statement that does not parse is denied.
@@ -387,8 +396,7 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 	}
 	if m.Name != "" && s.stmts[m.Name] != nil {
 		// As the server: a named statement must be closed before its name is used again.
-		return s.deny("extended", m.Query, sts, d, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
-			Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", m.Name)})
+		return s.deny("extended", m.Query, sts, d, errorResponse("42P05", fmt.Sprintf("prepared statement %q already exists", m.Name)))
 	}
 	if len(s.stmts) >= maxPrepared && s.stmts[m.Name] == nil {
 		return s.deny("extended", m.Query, sts, d, errStatementDenied(fmt.Sprintf("svidbroker: more than %d prepared statements in one session", maxPrepared)))
@@ -409,7 +417,7 @@ const (
 func (s *session) onBind(m *pgproto3.Bind) error {
 	st, ok := s.stmts[m.PreparedStatement]
 	if !ok {
-		return s.deny("extended", "", nil, authz.Decision{}, errStatementDenied(fmt.Sprintf(
+		return s.refuseMessage(errStatementDenied(fmt.Sprintf(
 			"svidbroker: prepared statement %q was not prepared through the broker", m.PreparedStatement)))
 	}
 	if len(s.portals) >= maxPortals && s.portals[m.DestinationPortal] == nil {
@@ -455,7 +463,7 @@ func auditParams(m *pgproto3.Bind) []string {
 func (s *session) onExecute(m *pgproto3.Execute) error {
 	pt, ok := s.portals[m.Portal]
 	if !ok {
-		return s.deny("extended", "", nil, authz.Decision{}, errStatementDenied(fmt.Sprintf(
+		return s.refuseMessage(errStatementDenied(fmt.Sprintf(
 			"svidbroker: portal %q was not bound through the broker", m.Portal)))
 	}
 	st := pt.stmt
@@ -494,22 +502,19 @@ func (s *session) onDescribe(m *pgproto3.Describe) error {
 	case 'S':
 		st, ok := s.stmts[m.Name]
 		if !ok {
-			return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
-				Code: "26000", Message: fmt.Sprintf("prepared statement %q does not exist", m.Name)})
+			return s.refuseMessage(errorResponse("26000", fmt.Sprintf("prepared statement %q does not exist", m.Name)))
 		}
 		s.queue.push(&item{kind: itDescribeStmt})
 		s.backend.Send(&pgproto3.Describe{ObjectType: 'S', Name: st.backend})
 	case 'P':
 		pt, ok := s.portals[m.Name]
 		if !ok {
-			return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
-				Code: "34000", Message: fmt.Sprintf("portal %q does not exist", m.Name)})
+			return s.refuseMessage(errorResponse("34000", fmt.Sprintf("portal %q does not exist", m.Name)))
 		}
 		s.queue.push(&item{kind: itDescribePortal})
 		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: pt.backend})
 	default:
-		return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
-			Code: "08P01", Message: fmt.Sprintf("invalid DESCRIBE message subtype %d", m.ObjectType)})
+		return s.refuseMessage(errorResponse("08P01", fmt.Sprintf("invalid DESCRIBE message subtype %d", m.ObjectType)))
 	}
 	return nil
 }
@@ -530,8 +535,7 @@ func (s *session) onClose(m *pgproto3.Close) error {
 			delete(s.portals, m.Name)
 		}
 	default:
-		return s.deny("extended", "", nil, authz.Decision{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR",
-			Code: "08P01", Message: fmt.Sprintf("invalid CLOSE message subtype %d", m.ObjectType)})
+		return s.refuseMessage(errorResponse("08P01", fmt.Sprintf("invalid CLOSE message subtype %d", m.ObjectType)))
 	}
 	if name == "" && m.Name != "" {
 		name = absentName
