@@ -117,28 +117,46 @@ type Audit struct {
 	CheckpointIntervalD time.Duration
 }
 
-// Vault configures the dynamic credentials that backends with auth = "vault" use: one lease per
-// session, obtained with the broker's own SVID (the cert auth method), renewed while the session lives
-// and revoked when it ends.
+// Vault configures the credentials that backends with auth = "vault" (or "vault-kv") use. The broker
+// logs in with its own SPIFFE identity, by exactly one of: cert_role (the cert auth method with its
+// X.509-SVID), a jwt block (the jwt auth method with a JWT-SVID), or, for development only,
+// dev_token_file (a static token; the broker warns at every start).
 type Vault struct {
 	// Address is Vault's URL.
 	Address string `hcl:"address"`
 	// CAFile verifies Vault's certificate.
 	CAFile string `hcl:"ca_file"`
-	// CertRole is the auth/cert role the broker logs in with.
-	CertRole string `hcl:"cert_role"`
-	// Mount is the database secrets engine's path. Default "database".
+	// CertRole is the auth/cert role the broker logs in with, using its X.509-SVID.
+	CertRole string `hcl:"cert_role,optional"`
+	// JWT logs in with a JWT-SVID through the jwt auth method.
+	JWT *VaultJWT `hcl:"jwt,block"`
+	// DevTokenFile holds a static Vault token. Development only: a static secret is what svidbroker
+	// exists to remove.
+	DevTokenFile string `hcl:"dev_token_file,optional"`
+	// AuthMount is the auth method's path. Default: "cert" or "jwt".
+	AuthMount string `hcl:"auth_mount,optional"`
+	// Mount is the database secrets engine's path, for backends' vault_role. Default "database".
 	Mount string `hcl:"mount,optional"`
 	// JournalDir records the leases in use, so that a restart revokes those a crash left behind.
 	JournalDir string `hcl:"journal_dir"`
 	// Timeout bounds each call to Vault, retries included; a session whose credential does not come
 	// within it is refused. Default "10s".
 	Timeout string `hcl:"timeout,optional"`
-	// Reuse lets sessions of the same caller and role share a lease, which then outlives the last of
-	// them by this long. Default "0s": every session has a lease of its own.
+	// Reuse lets sessions of the same caller and target share a lease, which then outlives the last
+	// of them by this long. Default "0s": every session has a lease of its own.
 	Reuse string `hcl:"reuse,optional"`
 
 	TimeoutD, ReuseD time.Duration
+	// Method is the login method the validation chose: "cert", "jwt" or "token".
+	Method string
+}
+
+// VaultJWT is a JWT-SVID login.
+type VaultJWT struct {
+	// Role is the jwt auth role.
+	Role string `hcl:"role"`
+	// Audience is the JWT-SVID's audience; the role's bound_audiences must name it.
+	Audience string `hcl:"audience"`
 }
 
 // AuditPostgres is the audit database.
@@ -243,10 +261,21 @@ type Backend struct {
 	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
 	// the TLS client certificate (PostgreSQL `cert` authentication with SPIRE's bundle as ssl_ca_file, and
 	// the SVID's first DNS name as the role). No secret exists anywhere. "vault": each session gets a
-	// dynamic credential of its own from Vault's database engine (role VaultRole), used with SCRAM.
+	// dynamic credential of its own from Vault, used with SCRAM: from the database engine's role
+	// VaultRole, or from VaultPath, any path that returns a secret with a lease. "vault-kv": every
+	// session uses one static credential read from a kv-v2 secret — explicitly weaker: shared by
+	// sessions, living beyond them, never revoked by the broker.
 	Auth string `hcl:"auth,optional"`
 	// VaultRole is the database engine role to lease credentials from, with auth = "vault".
 	VaultRole string `hcl:"vault_role,optional"`
+	// VaultPath is a Vault path returning a leased secret, with auth = "vault" (instead of VaultRole).
+	VaultPath string `hcl:"vault_path,optional"`
+	// VaultKVMount and VaultKVPath name the kv-v2 secret of auth = "vault-kv". Mount default "secret".
+	VaultKVMount string `hcl:"vault_kv_mount,optional"`
+	VaultKVPath  string `hcl:"vault_kv_path,optional"`
+	// VaultUsernameKey and VaultPasswordKey name the secret's fields. Default "username", "password".
+	VaultUsernameKey string `hcl:"vault_username_key,optional"`
+	VaultPasswordKey string `hcl:"vault_password_key,optional"`
 	// CAFile is a PEM bundle that verifies the backend's server certificate. TLS to the backend is
 	// always on and always verified.
 	CAFile string `hcl:"ca_file"`

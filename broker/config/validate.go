@@ -30,7 +30,7 @@ const (
 // Supported values, in the order users see them in errors.
 var (
 	protocols   = []string{"postgres"}
-	authMethods = []string{"svid", "vault"}
+	authMethods = []string{"svid", "vault", "vault-kv"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
 )
@@ -197,6 +197,7 @@ func (c *Config) Validate() error {
 		if vb.Mount == "" {
 			vb.Mount = "database"
 		}
+		v.vaultLogin(vb)
 		vb.TimeoutD = v.duration(vb.Timeout, 10*time.Second, "vault", "timeout")
 		if vb.Reuse != "" && vb.Reuse != "0s" && vb.Reuse != "0" {
 			vb.ReuseD = v.duration(vb.Reuse, 0, "vault", "reuse")
@@ -313,17 +314,54 @@ func (v *validator) backend(b *Backend, target string) {
 			v.fail("Empty user", "backend.user must name the role the broker logs in as with its SVID.", at("user")...)
 		}
 	case "vault":
-		if b.VaultRole == "" {
-			v.fail("Missing vault_role", "with auth = \"vault\", backend.vault_role names the database engine role to lease credentials from.", at("vault_role")...)
+		if (b.VaultRole == "") == (b.VaultPath == "") {
+			v.fail("Missing vault_role", "with auth = \"vault\", set exactly one of backend.vault_role (a database engine role) and backend.vault_path (any Vault path that returns a leased secret).", at("vault_role")...)
 		}
-		if v.c.Vault == nil {
-			v.fail("Missing vault block", "auth = \"vault\" needs a top-level vault block (address, ca_file, cert_role, journal_dir).", at("auth")...)
+		if b.VaultKVPath != "" || b.VaultKVMount != "" {
+			v.fail("kv-v2 with a dynamic source", "vault_kv_mount and vault_kv_path belong to auth = \"vault-kv\".", at("vault_kv_path")...)
 		}
+	case "vault-kv":
+		if b.VaultKVPath == "" {
+			v.fail("Missing vault_kv_path", "with auth = \"vault-kv\", backend.vault_kv_path names the kv-v2 secret holding the credential.", at("vault_kv_path")...)
+		}
+		if b.VaultRole != "" || b.VaultPath != "" {
+			v.fail("Dynamic source with kv-v2", "vault_role and vault_path belong to auth = \"vault\".", at("vault_role")...)
+		}
+		if b.VaultKVMount == "" {
+			b.VaultKVMount = "secret"
+		}
+	}
+	if strings.HasPrefix(b.Auth, "vault") && v.c.Vault == nil {
+		v.fail("Missing vault block", fmt.Sprintf("auth = %q needs a top-level vault block (address, ca_file, a login, journal_dir).", b.Auth), at("auth")...)
 	}
 	pemBytes, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		v.fail("Unreadable CA file", fmt.Sprintf("backend.ca_file: %v.", err), at("ca_file")...)
 	} else if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
 		v.fail("Invalid CA file", fmt.Sprintf("backend.ca_file %s holds no PEM certificate.", b.CAFile), at("ca_file")...)
+	}
+}
+
+// vaultLogin checks that exactly one login method is configured, and names it.
+func (v *validator) vaultLogin(vb *Vault) {
+	var methods []string
+	if vb.CertRole != "" {
+		methods, vb.Method = append(methods, "cert_role"), "cert"
+	}
+	if vb.JWT != nil {
+		methods, vb.Method = append(methods, "jwt"), "jwt"
+		if vb.JWT.Role == "" || vb.JWT.Audience == "" {
+			v.fail("Incomplete jwt login", "vault.jwt needs role and audience (the JWT-SVID's audience, named by the role's bound_audiences).", "vault", "jwt")
+		}
+	}
+	if vb.DevTokenFile != "" {
+		methods, vb.Method = append(methods, "dev_token_file"), "token"
+		if _, err := os.Stat(vb.DevTokenFile); err != nil {
+			v.fail("Unreadable token file", fmt.Sprintf("vault.dev_token_file: %v.", err), "vault", "dev_token_file")
+		}
+	}
+	if len(methods) != 1 {
+		v.fail("Vault login", fmt.Sprintf("the vault block needs exactly one login: cert_role, a jwt block, or (development only) dev_token_file; it has %d (%s).",
+			len(methods), strings.Join(methods, ", ")), "vault")
 	}
 }

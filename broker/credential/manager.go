@@ -25,7 +25,10 @@ type Manager struct {
 	Acquired, Reused atomic.Int64
 }
 
-type poolKey struct{ principal, role string }
+type poolKey struct {
+	principal string
+	src       Source
+}
 
 // held is a lease kept alive for the sessions that use it.
 type held struct {
@@ -82,11 +85,11 @@ type Session struct {
 	once  sync.Once
 }
 
-// Start gives a session of principal a lease for role, kept renewed. end is called, once, if the
-// lease cannot be kept (renewal failed, or the lease reached its maximum lifetime): the caller must
-// then end the session. The caller must call End when the session ends.
-func (m *Manager) Start(ctx context.Context, principal, role string, end func(error)) (*Session, error) {
-	key := poolKey{principal, role}
+// Start gives a session of principal a credential from src, its lease kept renewed. end is called,
+// once, if the lease cannot be kept (renewal failed, or the lease reached its maximum lifetime): the
+// caller must then end the session. The caller must call End when the session ends.
+func (m *Manager) Start(ctx context.Context, principal string, src Source, end func(error)) (*Session, error) {
+	key := poolKey{principal, src}
 	m.mu.Lock()
 	if h := m.pool[key]; h != nil && m.reuse > 0 {
 		if h.idle != nil {
@@ -104,13 +107,13 @@ func (m *Manager) Start(ctx context.Context, principal, role string, end func(er
 	m.mu.Unlock()
 
 	cctx, cancel := context.WithTimeout(ctx, m.timeout)
-	lease, err := m.provider.Acquire(cctx, role)
+	lease, err := m.provider.Acquire(cctx, src)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	m.Acquired.Add(1)
-	if m.journal != nil {
+	if !lease.Static && m.journal != nil {
 		if err := m.journal.Add(lease.ID); err != nil {
 			m.revoke(lease.ID)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -126,7 +129,11 @@ func (m *Manager) Start(ctx context.Context, principal, role string, end func(er
 		m.pool[key] = h
 	}
 	m.mu.Unlock()
-	go m.renew(rctx, h)
+	if lease.Static {
+		close(h.done) // nothing to renew
+	} else {
+		go m.renew(rctx, h)
+	}
 	return s, nil
 }
 
@@ -240,7 +247,9 @@ func (m *Manager) Close() {
 func (m *Manager) release(h *held) {
 	h.cancel()
 	<-h.done
-	m.revoke(h.lease.ID)
+	if !h.lease.Static {
+		m.revoke(h.lease.ID)
+	}
 }
 
 func (m *Manager) revoke(id string) {

@@ -25,9 +25,12 @@ type memProvider struct {
 	renewals int
 }
 
-func (p *memProvider) Acquire(context.Context, string) (*Lease, error) {
+func (p *memProvider) Acquire(_ context.Context, src Source) (*Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if src.Kind == Static {
+		return &Lease{Username: "u", Password: "secret", Static: true}, nil
+	}
 	p.next++
 	id := fmt.Sprintf("database/creds/r/%d", p.next)
 	p.live[id] = true
@@ -65,6 +68,8 @@ func (p *memProvider) liveIDs() []string {
 	return ids
 }
 
+var roleR = Source{Path: "database/creds/r"}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestSessionLeaseLifecycle(t *testing.T) {
@@ -74,7 +79,7 @@ func TestSessionLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewManager(p, j, quiet(), time.Second, 0)
-	s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { t.Errorf("session ended: %v", err) })
+	s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(err error) { t.Errorf("session ended: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +108,7 @@ func TestSessionEndsWhenTheLeaseCannotBeKept(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := NewManager(p, nil, quiet(), time.Second, 0)
 			ended := make(chan error, 1)
-			s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { ended <- err })
+			s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(err error) { ended <- err })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +154,7 @@ func TestLeaseReuseWithinTheWindow(t *testing.T) {
 	m := NewManager(p, nil, quiet(), time.Second, 300*time.Millisecond)
 	defer m.Close()
 	start := func(principal string) *Session {
-		s, err := m.Start(t.Context(), principal, "r", func(error) {})
+		s, err := m.Start(t.Context(), principal, roleR, func(error) {})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +185,7 @@ func TestSharedLeaseFailureEndsEverySession(t *testing.T) {
 	defer m.Close()
 	ended := make(chan error, 2)
 	for range 2 {
-		s, err := m.Start(t.Context(), "spiffe://example.org/a", "r", func(err error) { ended <- err })
+		s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(err error) { ended <- err })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,5 +197,38 @@ func TestSharedLeaseFailureEndsEverySession(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("a session sharing the failed lease was not ended")
 		}
+	}
+}
+
+// TestStaticCredentialIsNeitherJournaledNorRevoked: a kv-v2 secret has no lease, so the manager keeps
+// it out of the journal, renews nothing and revokes nothing; each session still gets it.
+func TestStaticCredentialIsNeitherJournaledNorRevoked(t *testing.T) {
+	p := &memProvider{live: map[string]bool{}, ttl: time.Hour}
+	j, err := OpenJournal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(p, j, quiet(), time.Second, 0)
+	s, err := m.Start(t.Context(), "spiffe://example.org/a", Source{Kind: Static, Mount: "secret", Path: "shop"}, func(err error) {
+		t.Errorf("session ended: %v", err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Lease.Static || s.Lease.Username != "u" {
+		t.Fatalf("lease %v", s.Lease)
+	}
+	if ids, _ := j.List(); len(ids) != 0 {
+		t.Fatalf("journal holds %v for a static secret", ids)
+	}
+	s.End()
+	m.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.renewals != 0 || len(p.live) != 0 {
+		t.Fatalf("renewals %d live %v", p.renewals, p.live)
+	}
+	if got := fmt.Sprintf("%v %+v %#v", s.Lease, s.Lease, s.Lease); strings.Contains(got, "secret") {
+		t.Fatalf("formatting shows the password: %s", got)
 	}
 }

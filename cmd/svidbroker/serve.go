@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
@@ -182,11 +183,14 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
 		var lease func(context.Context, authz.Connect, func(error)) (*credential.Session, error)
-		if t.Backend.Auth == "vault" {
+		if src := credentialSource(cfg, t.Backend); src != nil {
 			clientCert = nil
-			role := t.Backend.VaultRole
+			if src.Kind == credential.Static {
+				log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
+					"target", t.Name, "secret", src.String())
+			}
 			lease = func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error) {
-				return leases.Start(ctx, c.Peer.ID.String(), role, end)
+				return leases.Start(ctx, c.Peer.ID.String(), *src, end)
 			}
 		}
 		var approve postgres.ApproveFunc
@@ -312,7 +316,29 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 		return nil, nil
 	}
 	v := cfg.Vault
-	provider, err := vaultcred.New(vaultcred.Config{Address: v.Address, CAFile: v.CAFile, CertRole: v.CertRole, Mount: v.Mount, SVID: src})
+	vc := vaultcred.Config{Address: v.Address, CAFile: v.CAFile, Method: v.Method, AuthMount: v.AuthMount, SVID: src}
+	switch v.Method {
+	case vaultcred.MethodCert:
+		vc.Role = v.CertRole
+	case vaultcred.MethodJWT:
+		vc.Role, vc.Audience = v.JWT.Role, v.JWT.Audience
+		vc.JWTSVID = func(ctx context.Context, audience string) (string, error) {
+			svid, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience}, workloadapi.WithAddr(cfg.WorkloadAPISocket))
+			if err != nil {
+				return "", err
+			}
+			return svid.Marshal(), nil
+		}
+	case vaultcred.MethodToken:
+		tok, err := os.ReadFile(v.DevTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault: dev_token_file: %w", err)
+		}
+		vc.Token = strings.TrimSpace(string(tok))
+		log.WarnContext(ctx, "Vault is reached with a static token from vault.dev_token_file: for development only; use cert_role or a jwt block",
+			"file", v.DevTokenFile)
+	}
+	provider, err := vaultcred.New(vc)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +352,23 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
 	}
 	return m, nil
+}
+
+// credentialSource says where a backend's credential comes from; nil when the broker logs in with its
+// own SVID.
+func credentialSource(cfg *config.Config, b config.Backend) *credential.Source {
+	src := credential.Source{UsernameKey: b.VaultUsernameKey, PasswordKey: b.VaultPasswordKey}
+	switch {
+	case b.Auth == "vault-kv":
+		src.Kind, src.Mount, src.Path = credential.Static, b.VaultKVMount, b.VaultKVPath
+	case b.Auth == "vault" && b.VaultPath != "":
+		src.Path = b.VaultPath
+	case b.Auth == "vault":
+		src.Path = cfg.Vault.Mount + "/creds/" + b.VaultRole
+	default:
+		return nil
+	}
+	return &src
 }
 
 func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source) (*audit.Log, error) {

@@ -247,6 +247,9 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 	}
 }
 
+// shopRead is the database engine role the test stack configures.
+var shopRead = credential.Source{Path: "database/creds/shop-read"}
+
 // BenchmarkCredentialAcquisition measures a fresh lease from the test Vault (cert login done once; then
 // each iteration reads database/creds, which runs CREATE ROLE in PostgreSQL, and revokes it) beside a
 // direct CREATE ROLE and DROP ROLE by the same administrator in the same run.
@@ -263,7 +266,7 @@ func BenchmarkCredentialAcquisition(b *testing.B) {
 	if err := os.WriteFile(ca, v.CACertPEM, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	p, err := vaultcred.New(vaultcred.Config{Address: v.Addr, CAFile: ca, CertRole: "svidbroker", SVID: svid})
+	p, err := vaultcred.New(vaultcred.Config{Address: v.Addr, CAFile: ca, Method: vaultcred.MethodCert, Role: "svidbroker", SVID: svid})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -273,7 +276,7 @@ func BenchmarkCredentialAcquisition(b *testing.B) {
 	}
 	defer admin.Close(context.Background())
 	ctx := b.Context()
-	if l, err := p.Acquire(ctx, "shop-read"); err != nil || p.Revoke(ctx, l.ID) != nil { // logs in
+	if l, err := p.Acquire(ctx, shopRead); err != nil || p.Revoke(ctx, l.ID) != nil { // logs in
 		b.Fatal(err)
 	}
 	// Sessions of one caller sharing a lease within a reuse window: only the first asks Vault.
@@ -282,7 +285,7 @@ func BenchmarkCredentialAcquisition(b *testing.B) {
 	var viaVault, direct, reused time.Duration
 	for i := 0; b.Loop(); i++ {
 		t2 := time.Now()
-		rs, err := reuse.Start(ctx, "spiffe://example.org/agent/analyst", "shop-read", func(error) {})
+		rs, err := reuse.Start(ctx, "spiffe://example.org/agent/analyst", shopRead, func(error) {})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -297,7 +300,7 @@ func BenchmarkCredentialAcquisition(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		l, err := p.Acquire(ctx, "shop-read")
+		l, err := p.Acquire(ctx, shopRead)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,16 @@
 // Package vault is svidbroker's Vault credential provider. The broker logs in to Vault with its own
-// X.509-SVID (the cert auth method; the client certificate is read from the Workload API at each
-// handshake, so rotation needs nothing) and obtains dynamic database credentials, one lease per
-// session. It speaks to Vault only through github.com/hashicorp/vault/api, so it works the same
-// against Vault, OpenBao, or svidbroker's test server.
+// SPIFFE identity and obtains backend credentials for sessions:
+//
+//   - login: the cert auth method with its X.509-SVID (the client certificate is read from the
+//     Workload API at each handshake, so rotation needs nothing), or the jwt auth method with a
+//     JWT-SVID fetched for the configured audience at each login. A static token exists only as an
+//     explicit development setting. The token is renewed (renew-self) while it may be, and the
+//     broker logs in again when it expires or Vault answers 403.
+//   - credentials: dynamic ones (the database engine's creds/<role>, or any path that returns a secret
+//     with a lease), renewed and revoked through sys/leases; or, explicitly weaker, a kv-v2 secret.
+//
+// It speaks to Vault only through github.com/hashicorp/vault/api, so it works the same against Vault,
+// OpenBao, or svidbroker's test server.
 package vault
 
 import (
@@ -24,43 +32,78 @@ import (
 	"github.com/svidbroker/svidbroker/broker/credential"
 )
 
+// Login methods.
+const (
+	MethodCert  = "cert"
+	MethodJWT   = "jwt"
+	MethodToken = "token" // development only: a static token
+)
+
 // Config configures a Provider.
 type Config struct {
 	// Address is Vault's URL.
 	Address string
 	// CAFile verifies Vault's certificate.
 	CAFile string
-	// CertRole is the auth/cert role the broker logs in with.
-	CertRole string
-	// Mount is where the database secrets engine is mounted. Default "database".
-	Mount string
-	// SVID supplies the broker's client certificate.
+	// Method is how the broker logs in: MethodCert, MethodJWT or MethodToken.
+	Method string
+	// AuthMount is the auth method's path. Default: the method's name ("cert" or "jwt").
+	AuthMount string
+	// Role is the auth role the broker logs in with (cert and jwt).
+	Role string
+	// SVID supplies the broker's client certificate: the credential of cert logins, and presented
+	// to Vault with every method when set.
 	SVID x509svid.Source
+	// JWTSVID fetches a JWT-SVID for an audience (jwt logins).
+	JWTSVID func(ctx context.Context, audience string) (string, error)
+	// Audience is the JWT-SVID's audience, the one the jwt role's bound_audiences names.
+	Audience string
+	// Token is the static token of MethodToken. Development only.
+	Token string
 	// Attempts bounds tries of one call when Vault is sealed, rate-limiting or unreachable. Default 3.
 	Attempts int
 }
 
-// Provider implements credential.Provider with Vault dynamic secrets.
+// Provider implements credential.Provider with Vault.
 type Provider struct {
 	cfg    Config
 	client *vaultapi.Client
 
-	mu      sync.Mutex
-	expires time.Time // of the current token; zero when logged out
+	mu sync.Mutex
+	// The current token: when it expires (zero: logged out; forever for a token without TTL), the
+	// TTL it was issued or last renewed with, and whether it may be renewed.
+	expires   time.Time
+	ttl       time.Duration
+	renewable bool
+	// logins and renewals count token logins and renew-self calls.
+	logins, renewals int
 }
 
 var _ credential.Provider = (*Provider)(nil)
 
 // New configures the client. It does not contact Vault until the first call.
 func New(cfg Config) (*Provider, error) {
-	if cfg.Mount == "" {
-		cfg.Mount = "database"
-	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 3
 	}
-	if cfg.SVID == nil || cfg.CertRole == "" {
-		return nil, errors.New("vault: an SVID source and a cert auth role are required")
+	if cfg.AuthMount == "" {
+		cfg.AuthMount = cfg.Method
+	}
+	switch cfg.Method {
+	case MethodCert:
+		if cfg.SVID == nil || cfg.Role == "" {
+			return nil, errors.New("vault: cert login needs an SVID source and a role")
+		}
+	case MethodJWT:
+		if cfg.JWTSVID == nil || cfg.Role == "" || cfg.Audience == "" {
+			return nil, errors.New("vault: jwt login needs a JWT-SVID source, a role and an audience")
+		}
+	case MethodToken:
+		if cfg.Token == "" {
+			return nil, errors.New("vault: the token method needs a token")
+		}
+	default:
+		return nil, fmt.Errorf("vault: unknown login method %q", cfg.Method)
 	}
 	pemBytes, err := os.ReadFile(cfg.CAFile)
 	if err != nil {
@@ -73,35 +116,103 @@ func New(cfg Config) (*Provider, error) {
 	vc := vaultapi.DefaultConfig()
 	vc.Address = cfg.Address
 	vc.MaxRetries = 0 // retries are ours: bounded, with jitter, and aware of the caller's deadline
-	tr := vc.HttpClient.Transport.(*http.Transport)
-	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12,
-		GetClientCertificate: tlsconfig.GetClientCertificate(cfg.SVID)}
+	tlsCfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cfg.SVID != nil {
+		tlsCfg.GetClientCertificate = tlsconfig.GetClientCertificate(cfg.SVID)
+	}
+	vc.HttpClient.Transport.(*http.Transport).TLSClientConfig = tlsCfg
 	client, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	client.ClearToken() // never a token from VAULT_TOKEN or ~/.vault-token: only the SVID login
+	client.ClearToken() // never a token from VAULT_TOKEN or ~/.vault-token
 	return &Provider{cfg: cfg, client: client}, nil
 }
 
-// login trades the SVID for a token.
+// login obtains a token: a cert or jwt login, or, for the static development token, a lookup of it.
 func (p *Provider) login(ctx context.Context) error {
 	p.client.ClearToken()
-	secret, err := p.client.Logical().WriteWithContext(ctx, "auth/cert/login", map[string]any{"name": p.cfg.CertRole})
+	p.expires = time.Time{}
+	p.logins++
+	var (
+		secret *vaultapi.Secret
+		err    error
+	)
+	switch p.cfg.Method {
+	case MethodCert:
+		secret, err = p.client.Logical().WriteWithContext(ctx, "auth/"+p.cfg.AuthMount+"/login", map[string]any{"name": p.cfg.Role})
+	case MethodJWT:
+		var jwt string
+		if jwt, err = p.cfg.JWTSVID(ctx, p.cfg.Audience); err != nil {
+			return fmt.Errorf("vault: no JWT-SVID for audience %q: %w", p.cfg.Audience, err)
+		}
+		secret, err = p.client.Logical().WriteWithContext(ctx, "auth/"+p.cfg.AuthMount+"/login", map[string]any{"role": p.cfg.Role, "jwt": jwt})
+	case MethodToken:
+		return p.lookupStatic(ctx)
+	}
 	if err != nil {
-		return fmt.Errorf("vault: cert login: %w", err)
+		return fmt.Errorf("vault: %s login: %w", p.cfg.Method, err)
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
-		return errors.New("vault: cert login returned no token")
+		return fmt.Errorf("vault: %s login returned no token", p.cfg.Method)
 	}
 	p.client.SetToken(secret.Auth.ClientToken)
-	p.expires = time.Now().Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	p.setTTL(time.Duration(secret.Auth.LeaseDuration)*time.Second, secret.Auth.Renewable)
 	return nil
 }
 
-// call runs f with a valid token: it logs in when there is none or it is about to expire, logs in
-// again once on 403, and retries sealed (503), rate-limited (429) and transport failures with
-// jittered backoff, within ctx and cfg.Attempts.
+// lookupStatic learns the static token's TTL and renewability.
+func (p *Provider) lookupStatic(ctx context.Context) error {
+	p.client.SetToken(p.cfg.Token)
+	secret, err := p.client.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		p.client.ClearToken()
+		return fmt.Errorf("vault: static token: %w", err)
+	}
+	ttl, err := secret.TokenTTL()
+	if err != nil {
+		p.client.ClearToken()
+		return fmt.Errorf("vault: static token: %w", err)
+	}
+	renewable, _ := secret.TokenIsRenewable()
+	p.setTTL(ttl, renewable)
+	return nil
+}
+
+func (p *Provider) setTTL(ttl time.Duration, renewable bool) {
+	p.ttl, p.renewable = ttl, renewable
+	if ttl <= 0 {
+		p.expires = time.Now().Add(100 * 365 * 24 * time.Hour) // a token without TTL does not expire
+		p.renewable = false
+		return
+	}
+	p.expires = time.Now().Add(ttl)
+}
+
+// ensureToken logs in when there is no token or it is about to expire, and renews a renewable token
+// past half its TTL; a renewal that fails is followed by a login.
+func (p *Provider) ensureToken(ctx context.Context) error {
+	left := time.Until(p.expires)
+	if p.expires.IsZero() || left < min(30*time.Second, p.ttl/5) {
+		return p.login(ctx)
+	}
+	if !p.renewable || left >= p.ttl/2 {
+		return nil
+	}
+	p.renewals++
+	secret, err := p.client.Auth().Token().RenewSelfWithContext(ctx, int(p.ttl/time.Second))
+	if err != nil || secret == nil || secret.Auth == nil {
+		return p.login(ctx)
+	}
+	if d := time.Duration(secret.Auth.LeaseDuration) * time.Second; d > left {
+		p.expires = time.Now().Add(d) // capped by the token's max TTL: once it stops growing, the next login comes
+	}
+	return nil
+}
+
+// call runs f with a valid token: it logs in or renews as needed, logs in again once on 403, and
+// retries sealed (503), rate-limited (429) and transport failures with jittered backoff, within ctx
+// and cfg.Attempts.
 func (p *Provider) call(ctx context.Context, f func() error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -116,13 +227,11 @@ func (p *Provider) call(ctx context.Context, f func() error) error {
 			case <-time.After(backoff):
 			}
 		}
-		if p.expires.IsZero() || time.Until(p.expires) < 30*time.Second {
-			if err = p.login(ctx); err != nil {
-				if retryable(err) {
-					continue
-				}
-				return err
+		if err = p.ensureToken(ctx); err != nil {
+			if retryable(err) {
+				continue
 			}
+			return err
 		}
 		if err = f(); err == nil {
 			return nil
@@ -148,26 +257,58 @@ func retryable(err error) bool {
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
-// Acquire reads <mount>/creds/<role>.
-func (p *Provider) Acquire(ctx context.Context, role string) (*credential.Lease, error) {
-	var secret *vaultapi.Secret
-	err := p.call(ctx, func() (err error) {
-		secret, err = p.client.Logical().ReadWithContext(ctx, p.cfg.Mount+"/creds/"+role)
-		return err
+// Acquire reads a credential from src.
+func (p *Provider) Acquire(ctx context.Context, src credential.Source) (*credential.Lease, error) {
+	userKey, passKey := src.UsernameKey, src.PasswordKey
+	if userKey == "" {
+		userKey = "username"
+	}
+	if passKey == "" {
+		passKey = "password"
+	}
+	var (
+		data  map[string]any
+		lease *credential.Lease
+	)
+	err := p.call(ctx, func() error {
+		if src.Kind == credential.Static {
+			kv, err := p.client.KVv2(src.Mount).Get(ctx, src.Path)
+			if err != nil {
+				return err
+			}
+			data, lease = kv.Data, &credential.Lease{Static: true}
+			return nil
+		}
+		secret, err := p.client.Logical().ReadWithContext(ctx, src.Path)
+		if err != nil {
+			return err
+		}
+		if secret == nil || secret.LeaseID == "" {
+			return errors.New("the path returned no lease (use a kv-v2 source for static secrets)")
+		}
+		data, lease = secret.Data, &credential.Lease{ID: secret.LeaseID,
+			TTL: time.Duration(secret.LeaseDuration) * time.Second, Renewable: secret.Renewable}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vault: credentials for role %q: %w", role, err)
+		return nil, fmt.Errorf("vault: credential from %s: %w", src, err)
 	}
-	if secret == nil || secret.LeaseID == "" {
-		return nil, fmt.Errorf("vault: role %q returned no lease", role)
+	lease.Username, _ = data[userKey].(string)
+	lease.Password, _ = data[passKey].(string)
+	if lease.Username == "" || lease.Password == "" {
+		if !lease.Static {
+			p.revokeQuietly(lease.ID)
+		}
+		return nil, fmt.Errorf("vault: %s returned no %q or %q string", src, userKey, passKey)
 	}
-	user, _ := secret.Data["username"].(string)
-	pass, _ := secret.Data["password"].(string)
-	if user == "" || pass == "" {
-		return nil, fmt.Errorf("vault: role %q returned no username or password", role)
-	}
-	return &credential.Lease{ID: secret.LeaseID, Username: user, Password: pass,
-		TTL: time.Duration(secret.LeaseDuration) * time.Second, Renewable: secret.Renewable}, nil
+	return lease, nil
+}
+
+// revokeQuietly revokes a lease the broker cannot use; a failure leaves it to expire in Vault.
+func (p *Provider) revokeQuietly(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.Revoke(ctx, id)
 }
 
 // Renew renews a lease by its default increment.
@@ -189,4 +330,11 @@ func (p *Provider) Revoke(ctx context.Context, leaseID string) error {
 		return fmt.Errorf("vault: revoke %s: %w", leaseID, err)
 	}
 	return nil
+}
+
+// Counts reports the logins and token renewals so far.
+func (p *Provider) Counts() (logins, renewals int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logins, p.renewals
 }
