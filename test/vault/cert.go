@@ -16,41 +16,27 @@ type certRole struct {
 	ttl, maxTTL    time.Duration
 }
 
-func (s *Server) writeCertRole(name, method string, body map[string]any) (any, error) {
+func (s *Server) writeCertRole(mnt, name, method string, body map[string]any) (any, error) {
 	if method != http.MethodPost && method != http.MethodPut {
 		return nil, errf(http.StatusMethodNotAllowed, "unsupported operation")
-	}
-	s.mu.Lock()
-	_, enabled := s.authMnts["cert"]
-	s.mu.Unlock()
-	if !enabled {
-		return nil, errf(http.StatusNotFound, "no handler for route \"auth/cert/certs/%s\". route entry not found.", name)
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM([]byte(str(body, "certificate"))) {
 		return nil, errf(http.StatusBadRequest, "failed to parse certificate")
 	}
-	ttl, err := duration(body, "token_ttl", time.Hour)
+	policies, ttl, maxTTL, err := tokenParams(body)
 	if err != nil {
 		return nil, err
-	}
-	maxTTL, err := duration(body, "token_max_ttl", 24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	policies := strs(body, "token_policies")
-	if len(policies) == 0 {
-		policies = strs(body, "policies")
 	}
 	s.mu.Lock()
-	s.certs[name] = &certRole{name: name, roots: roots, allowedURISANs: strs(body, "allowed_uri_sans"), policies: policies, ttl: ttl, maxTTL: maxTTL}
+	s.certs[mnt+"/"+name] = &certRole{name: name, roots: roots, allowedURISANs: strs(body, "allowed_uri_sans"), policies: policies, ttl: ttl, maxTTL: maxTTL}
 	s.mu.Unlock()
 	return nil, nil
 }
 
-// certLogin authenticates the TLS client certificate against the roles (or the one named), as
-// auth/cert/login does, and issues a token with the role's policies.
-func (s *Server) certLogin(r *http.Request, body map[string]any) (any, error) {
+// certLogin authenticates the TLS client certificate against the mount's roles (or the one named), as
+// auth/<mount>/login does, and issues a token with the role's policies.
+func (s *Server) certLogin(r *http.Request, mnt string, body map[string]any) (any, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, errf(http.StatusBadRequest, "client certificate must be supplied")
 	}
@@ -61,12 +47,10 @@ func (s *Server) certLogin(r *http.Request, body map[string]any) (any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.authMnts["cert"]; !ok {
-		return nil, errf(http.StatusNotFound, "no handler for route \"auth/cert/login\". route entry not found.")
-	}
 	want := str(body, "name")
-	for name, role := range s.certs {
-		if want != "" && name != want {
+	for key, role := range s.certs {
+		name, ok := strings.CutPrefix(key, mnt+"/")
+		if !ok || (want != "" && name != want) {
 			continue
 		}
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: role.roots, Intermediates: inter,
@@ -76,14 +60,12 @@ func (s *Server) certLogin(r *http.Request, body map[string]any) (any, error) {
 		if !uriAllowed(leaf, role.allowedURISANs) {
 			continue
 		}
-		t := s.issueToken(role.policies, role.ttl, role.maxTTL)
 		uri := ""
 		if len(leaf.URIs) > 0 {
 			uri = leaf.URIs[0].String()
 		}
-		return map[string]any{"auth": map[string]any{"client_token": t.id, "accessor": t.accessor, "policies": t.policies,
-			"token_policies": t.policies, "metadata": map[string]string{"cert_name": name, "common_name": leaf.Subject.CommonName, "uri": uri},
-			"lease_duration": int64(role.ttl.Seconds()), "renewable": true}}, nil
+		return s.loginResponse(role.policies, role.ttl, role.maxTTL,
+			map[string]string{"cert_name": name, "common_name": leaf.Subject.CommonName, "uri": uri}), nil
 	}
 	return nil, errf(http.StatusBadRequest, "invalid certificate or no client certificate supplied")
 }

@@ -25,21 +25,17 @@ type dbRole struct {
 	defaultTTL, maxTTL   time.Duration
 }
 
-// lease is a dynamic credential's lease.
+// lease is a dynamic credential's lease, of a role of the engine at mount. role is the role's key,
+// "<mount>/<name>".
 type lease struct {
-	id, role, username string
+	id, mount, role, username string
 	issued, expires    time.Time
 	maxExpires         time.Time
 	lastRenewal        time.Time
 }
 
-func (s *Server) database(ctx context.Context, rest, method string, body map[string]any) (any, error) {
-	s.mu.Lock()
-	_, mounted := s.mounts["database"]
-	s.mu.Unlock()
-	if !mounted {
-		return nil, errf(http.StatusNotFound, "no handler for route \"database/%s\". route entry not found.", rest)
-	}
+// database serves the database secrets engine mounted at mnt; rest is the path below the mount.
+func (s *Server) database(ctx context.Context, mnt, rest, method string, body map[string]any) (any, error) {
 	kind, name, _ := strings.Cut(rest, "/")
 	switch {
 	case kind == "config" && (method == http.MethodPost || method == http.MethodPut):
@@ -54,7 +50,7 @@ func (s *Server) database(ctx context.Context, rest, method string, body map[str
 		}
 		conn.Close(ctx)
 		s.mu.Lock()
-		s.dbConfig[name] = cfg
+		s.dbConfig[mnt+"/"+name] = cfg
 		s.mu.Unlock()
 		return nil, nil
 	case kind == "roles" && (method == http.MethodPost || method == http.MethodPut):
@@ -72,13 +68,13 @@ func (s *Server) database(ctx context.Context, rest, method string, body map[str
 			return nil, errf(http.StatusBadRequest, "creation_statements are required")
 		}
 		s.mu.Lock()
-		s.dbRoles[name] = role
+		s.dbRoles[mnt+"/"+name] = role
 		s.mu.Unlock()
 		return nil, nil
 	case kind == "creds" && method == http.MethodGet:
-		return s.creds(ctx, name)
+		return s.creds(ctx, mnt, name)
 	}
-	return nil, errf(http.StatusNotFound, "no handler for route \"database/%s\"", rest)
+	return nil, errf(http.StatusNotFound, "no handler for route \"%s/%s\". route entry not found.", mnt, rest)
 }
 
 func (s *Server) adminConn(ctx context.Context, cfg *dbConfig) (*pgx.Conn, error) {
@@ -100,12 +96,12 @@ func scrub(err error, secrets ...string) string {
 }
 
 // creds creates a role in PostgreSQL with the role's creation statements and leases it.
-func (s *Server) creds(ctx context.Context, roleName string) (any, error) {
+func (s *Server) creds(ctx context.Context, mnt, roleName string) (any, error) {
 	s.mu.Lock()
-	role, ok := s.dbRoles[roleName]
+	role, ok := s.dbRoles[mnt+"/"+roleName]
 	var cfg *dbConfig
 	if ok {
-		cfg = s.dbConfig[role.db]
+		cfg = s.dbConfig[mnt+"/"+role.db]
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -130,7 +126,7 @@ func (s *Server) creds(ctx context.Context, roleName string) (any, error) {
 			return nil, errf(http.StatusInternalServerError, "failed to create user: %s", scrub(err, password, cfg.password))
 		}
 	}
-	l := &lease{id: "database/creds/" + roleName + "/" + randHex(12), role: roleName, username: username,
+	l := &lease{id: mnt + "/creds/" + roleName + "/" + randHex(12), mount: mnt, role: mnt + "/" + roleName, username: username,
 		issued: now, expires: exp, maxExpires: now.Add(role.maxTTL), lastRenewal: now}
 	s.mu.Lock()
 	s.leases[l.id] = l
@@ -192,7 +188,7 @@ func (s *Server) leaseRevoke(ctx context.Context, id string) error {
 	var cfg *dbConfig
 	if ok {
 		role = s.dbRoles[l.role]
-		cfg = s.dbConfig[role.db]
+		cfg = s.dbConfig[l.mount+"/"+role.db]
 	}
 	s.mu.Unlock()
 	if !ok {

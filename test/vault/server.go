@@ -40,14 +40,19 @@ type Server struct {
 
 	mu       sync.Mutex
 	sealed   bool
+	throttle int // requests still to answer 429
 	authMnts map[string]string // path -> type
 	mounts   map[string]string
 	tokens   map[string]*token
 	policies map[string][]rule
+	// Per-mount state is keyed by "<mount>/<name>".
 	certs    map[string]*certRole
+	jwtCfgs  map[string]*jwtConfig // by mount
+	jwtRoles map[string]*jwtRole
 	dbConfig map[string]*dbConfig
 	dbRoles  map[string]*dbRole
 	leases   map[string]*lease
+	kv       map[string]*kvSecret
 }
 
 // Options tune a Server.
@@ -84,7 +89,9 @@ func Start(opts Options) (*Server, error) {
 		ln: ln, now: opts.Now, stop: make(chan struct{}), done: make(chan struct{}),
 		authMnts: map[string]string{"token": "token"}, mounts: map[string]string{},
 		tokens: map[string]*token{}, policies: map[string][]rule{}, certs: map[string]*certRole{},
+		jwtCfgs: map[string]*jwtConfig{}, jwtRoles: map[string]*jwtRole{},
 		dbConfig: map[string]*dbConfig{}, dbRoles: map[string]*dbRole{}, leases: map[string]*lease{},
+		kv: map[string]*kvSecret{},
 	}
 	s.tokens[s.RootToken] = &token{id: s.RootToken, accessor: randHex(12), policies: []string{"root"}}
 	s.srv = &http.Server{Handler: http.MaxBytesHandler(http.HandlerFunc(s.serve), opts.MaxRequestBytes),
@@ -106,6 +113,20 @@ func (s *Server) Close() error {
 // Seal makes the server answer 503, as a sealed Vault does; Unseal reverses it.
 func (s *Server) Seal()   { s.mu.Lock(); s.sealed = true; s.mu.Unlock() }
 func (s *Server) Unseal() { s.mu.Lock(); s.sealed = false; s.mu.Unlock() }
+
+// Throttle makes the next n requests answer 429, as Vault's rate-limit quotas do.
+func (s *Server) Throttle(n int) { s.mu.Lock(); s.throttle = n; s.mu.Unlock() }
+
+// RevokeTokens revokes every token but the root token, as an operator revoking them would.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.tokens {
+		if id != s.RootToken {
+			delete(s.tokens, id)
+		}
+	}
+}
 
 type token struct {
 	id, accessor string
@@ -149,7 +170,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if r.Method == "LIST" || r.URL.Query().Get("list") == "true" {
+	if r.Method == "LIST" || (r.Method == http.MethodGet && r.URL.Query().Get("list") == "true") {
 		r.Method = "LIST"
 	}
 	resp, err := s.route(r, path, body)
@@ -170,9 +191,13 @@ func writeErr(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = &apiError{status: http.StatusInternalServerError, msgs: []string{err.Error()}}
 	}
+	msgs := ae.msgs
+	if msgs == nil {
+		msgs = []string{} // {"errors":[]}, as Vault answers a read of nothing
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(ae.status)
-	_ = json.NewEncoder(w).Encode(map[string][]string{"errors": ae.msgs})
+	_ = json.NewEncoder(w).Encode(map[string][]string{"errors": msgs})
 }
 
 func (s *Server) route(r *http.Request, path string, body map[string]any) (any, error) {
@@ -180,13 +205,24 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 		return s.health()
 	}
 	s.mu.Lock()
-	sealed := s.sealed
+	sealed, throttled := s.sealed, s.throttle > 0
+	if throttled {
+		s.throttle--
+	}
 	s.mu.Unlock()
 	if sealed {
 		return nil, errf(http.StatusServiceUnavailable, "Vault is sealed")
 	}
-	if path == "auth/cert/login" && r.Method != http.MethodGet {
-		return s.certLogin(r, body)
+	if throttled {
+		return nil, errf(http.StatusTooManyRequests, "request path %q: rate limit quota exceeded", path)
+	}
+	if mnt, typ, rest := s.mountFor(s.authMnts, path, "auth/"); rest == "login" && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		switch typ {
+		case "cert":
+			return s.certLogin(r, mnt, body)
+		case "jwt":
+			return s.jwtLogin(r.Context(), mnt, body)
+		}
 	}
 	tok, err := s.authenticate(r)
 	if err != nil {
@@ -213,10 +249,6 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 		return s.enable(s.mounts, strings.TrimPrefix(path, "sys/mounts/"), r.Method, body)
 	case strings.HasPrefix(path, "sys/policies/acl/"):
 		return s.writePolicy(strings.TrimPrefix(path, "sys/policies/acl/"), r.Method, body)
-	case strings.HasPrefix(path, "auth/cert/certs/"):
-		return s.writeCertRole(strings.TrimPrefix(path, "auth/cert/certs/"), r.Method, body)
-	case strings.HasPrefix(path, "database/"):
-		return s.database(r.Context(), strings.TrimPrefix(path, "database/"), r.Method, body)
 	case path == "sys/leases/lookup":
 		return s.leaseLookup(body)
 	case path == "sys/leases/renew":
@@ -224,7 +256,40 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 	case path == "sys/leases/revoke":
 		return nil, s.leaseRevoke(r.Context(), str(body, "lease_id"))
 	}
-	return nil, errf(http.StatusNotFound, "no handler for route %q", path)
+	if mnt, typ, rest := s.mountFor(s.authMnts, path, "auth/"); typ != "" {
+		switch typ {
+		case "cert":
+			if name, ok := strings.CutPrefix(rest, "certs/"); ok {
+				return s.writeCertRole(mnt, name, r.Method, body)
+			}
+		case "jwt":
+			return s.jwtAdmin(r.Context(), mnt, rest, r.Method, body)
+		}
+	}
+	switch mnt, typ, rest := s.mountFor(s.mounts, path, ""); typ {
+	case "database":
+		return s.database(r.Context(), mnt, rest, r.Method, body)
+	case "kv-v2":
+		return s.kvV2(r, mnt, rest, body)
+	}
+	return nil, errf(http.StatusNotFound, "no handler for route %q. route entry not found.", path)
+}
+
+// mountFor finds the mount of table that path (after prefix) falls under (mounts never nest: enable
+// refuses that, as Vault does) and returns it with its type and the rest of the path.
+func (s *Server) mountFor(table map[string]string, path, prefix string) (mnt, typ, rest string) {
+	p, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return "", "", ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m, t := range table {
+		if r, ok := strings.CutPrefix(p, m+"/"); ok {
+			return m, t, r
+		}
+	}
+	return "", "", ""
 }
 
 func (s *Server) health() (any, error) {
@@ -257,20 +322,37 @@ func (s *Server) authenticate(r *http.Request) (*token, error) {
 	return t, nil
 }
 
+// mountTypes are the auth methods and secrets engines this server implements, by table.
+var mountTypes = map[string]map[string]bool{
+	"auth":   {"cert": true, "jwt": true},
+	"mounts": {"database": true, "kv-v2": true},
+}
+
 func (s *Server) enable(table map[string]string, path, method string, body map[string]any) (any, error) {
 	if method != http.MethodPost && method != http.MethodPut {
 		return nil, errf(http.StatusMethodNotAllowed, "unsupported operation")
 	}
 	typ := str(body, "type")
-	want := map[string]bool{"cert": true, "database": true}
-	if !want[typ] {
-		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert auth and the database engine)", typ)
+	if opts, _ := body["options"].(map[string]any); typ == "kv" {
+		if v := str(opts, "version"); v != "2" {
+			return nil, errf(http.StatusBadRequest, "kv version %q: this server implements kv version 2 only", v)
+		}
+		typ = "kv-v2"
+	}
+	kind := "mounts"
+	if _, isAuth := table["token"]; isAuth {
+		kind = "auth"
+	}
+	if !mountTypes[kind][typ] {
+		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert and jwt auth, the database engine and kv version 2)", typ)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path = strings.TrimSuffix(path, "/")
-	if _, ok := table[path]; ok {
-		return nil, errf(http.StatusBadRequest, "path is already in use at %s/", path)
+	path = strings.Trim(path, "/")
+	for m := range table {
+		if m == path || strings.HasPrefix(m, path+"/") || strings.HasPrefix(path, m+"/") {
+			return nil, errf(http.StatusBadRequest, "path is already in use at %s/", m)
+		}
 	}
 	table[path] = typ
 	return nil, nil
@@ -282,6 +364,30 @@ func (s *Server) issueToken(policies []string, ttl, maxTTL time.Duration) *token
 		expires: now.Add(ttl), maxExpires: now.Add(maxTTL)}
 	s.tokens[t.id] = t
 	return t
+}
+
+// tokenParams reads the token fields every auth role has: token_policies (or the older policies),
+// token_ttl (default 1h) and token_max_ttl (default 24h).
+func tokenParams(body map[string]any) (policies []string, ttl, maxTTL time.Duration, err error) {
+	if ttl, err = duration(body, "token_ttl", time.Hour); err != nil {
+		return nil, 0, 0, err
+	}
+	if maxTTL, err = duration(body, "token_max_ttl", 24*time.Hour); err != nil {
+		return nil, 0, 0, err
+	}
+	policies = strs(body, "token_policies")
+	if len(policies) == 0 {
+		policies = strs(body, "policies")
+	}
+	return policies, ttl, maxTTL, nil
+}
+
+// loginResponse issues a token and answers a login with it, as Vault's auth methods do. s.mu is held.
+func (s *Server) loginResponse(policies []string, ttl, maxTTL time.Duration, meta map[string]string) any {
+	t := s.issueToken(policies, ttl, maxTTL)
+	return map[string]any{"auth": map[string]any{"client_token": t.id, "accessor": t.accessor, "policies": t.policies,
+		"token_policies": t.policies, "metadata": meta, "lease_duration": int64(ttl.Seconds()), "renewable": true,
+		"token_type": "service", "orphan": true}}
 }
 
 func (s *Server) lookupSelf(t *token) (any, error) {
