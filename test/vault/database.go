@@ -29,9 +29,9 @@ type dbRole struct {
 // "<mount>/<name>".
 type lease struct {
 	id, mount, role, username string
-	issued, expires    time.Time
-	maxExpires         time.Time
-	lastRenewal        time.Time
+	issued, expires           time.Time
+	maxExpires                time.Time
+	lastRenewal               time.Time
 }
 
 // database serves the database secrets engine mounted at mnt; rest is the path below the mount.

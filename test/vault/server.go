@@ -40,7 +40,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sealed   bool
-	throttle int // requests still to answer 429
+	throttle int               // requests still to answer 429
 	authMnts map[string]string // path -> type
 	mounts   map[string]string
 	tokens   map[string]*token

@@ -358,4 +358,3 @@ func TestThrottleSealAndRevoke(t *testing.T) {
 		t.Fatalf("the root token was revoked too: %v", err)
 	}
 }
-
