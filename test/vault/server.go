@@ -101,9 +101,18 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server. Leases are left as they are, as when a Vault server stops.
+// Close stops the server. Leases are left as they are, as when a Vault server stops. Closing again
+// does nothing.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		s.mu.Unlock()
+		return nil
+	default:
+	}
 	close(s.stop)
+	s.mu.Unlock()
 	<-s.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -69,12 +69,15 @@ type Provider struct {
 	cfg    Config
 	client *vaultapi.Client
 
+	// mu guards the token's state; requests made with the token run outside it, concurrently.
 	mu sync.Mutex
 	// The current token: when it expires (zero: logged out; forever for a token without TTL), the
-	// TTL it was issued or last renewed with, and whether it may be renewed.
+	// TTL it was issued or last renewed with, whether it may be renewed, and its generation (one per
+	// login), so that a 403 seen with an old token does not discard a newer one.
 	expires   time.Time
 	ttl       time.Duration
 	renewable bool
+	gen       uint64
 	// logins and renewals count token logins and renew-self calls.
 	logins, renewals int
 }
@@ -134,6 +137,7 @@ func (p *Provider) login(ctx context.Context) error {
 	p.client.ClearToken()
 	p.expires = time.Time{}
 	p.logins++
+	p.gen++
 	var (
 		secret *vaultapi.Secret
 		err    error
@@ -190,44 +194,54 @@ func (p *Provider) setTTL(ttl time.Duration, renewable bool) {
 }
 
 // ensureToken logs in when there is no token or it is about to expire, and renews a renewable token
-// past half its TTL; a renewal that fails is followed by a login.
-func (p *Provider) ensureToken(ctx context.Context) error {
+// past half its TTL; a renewal that fails is followed by a login. It returns the token's generation.
+func (p *Provider) ensureToken(ctx context.Context) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	left := time.Until(p.expires)
 	if p.expires.IsZero() || left < min(30*time.Second, p.ttl/5) {
-		return p.login(ctx)
+		return p.gen, p.login(ctx)
 	}
 	if !p.renewable || left >= p.ttl/2 {
-		return nil
+		return p.gen, nil
 	}
 	p.renewals++
 	secret, err := p.client.Auth().Token().RenewSelfWithContext(ctx, int(p.ttl/time.Second))
 	if err != nil || secret == nil || secret.Auth == nil {
-		return p.login(ctx)
+		return p.gen, p.login(ctx)
 	}
 	if d := time.Duration(secret.Auth.LeaseDuration) * time.Second; d > left {
 		p.expires = time.Now().Add(d) // capped by the token's max TTL: once it stops growing, the next login comes
 	}
-	return nil
+	return p.gen, nil
+}
+
+// forget marks the token of generation gen as unusable, so that the next call logs in again.
+func (p *Provider) forget(gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen == gen {
+		p.expires = time.Time{}
+	}
 }
 
 // call runs f with a valid token: it logs in or renews as needed, logs in again once on 403, and
 // retries sealed (503), rate-limited (429) and transport failures with jittered backoff, within ctx
 // and cfg.Attempts.
 func (p *Provider) call(ctx context.Context, f func() error) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var err error
 	relogged := false
 	for attempt := 0; attempt < p.cfg.Attempts; attempt++ {
 		if attempt > 0 {
-			backoff := time.Duration(50*(1<<attempt)+rand.IntN(50)) * time.Millisecond
+			backoff := time.Duration(50<<min(attempt, 5)+rand.IntN(50)) * time.Millisecond // at most 1.6s apart
 			select {
 			case <-ctx.Done():
 				return errors.Join(err, ctx.Err())
 			case <-time.After(backoff):
 			}
 		}
-		if err = p.ensureToken(ctx); err != nil {
+		var gen uint64
+		if gen, err = p.ensureToken(ctx); err != nil {
 			if retryable(err) {
 				continue
 			}
@@ -238,7 +252,8 @@ func (p *Provider) call(ctx context.Context, f func() error) error {
 		}
 		var re *vaultapi.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden && !relogged {
-			relogged, p.expires = true, time.Time{} // the token was revoked or expired: log in again
+			relogged = true
+			p.forget(gen) // the token was revoked or expired: log in again
 			attempt--
 			continue
 		}
