@@ -241,3 +241,64 @@ func TestOversizedFileRefused(t *testing.T) {
 		t.Fatalf("want a size error, got %v", err)
 	}
 }
+
+func TestVaultSettings(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	token := write(t, "token", "hvs.dev")
+	vault := func(login, backend string) string {
+		src := strings.Replace(valid(ca), `    user     = "svidbroker"`, backend, 1)
+		return src + "vault {\n  address = \"https://vault:8200\"\n  ca_file = \"" + ca + "\"\n  journal_dir = \"/var/lib/svidbroker/leases\"\n" + login + "}\n"
+	}
+	const role = `    auth = "vault"` + "\n" + `    vault_role = "shop-read"`
+	for name, tc := range map[string]struct {
+		login, backend, method string
+		check                  func(*Config) bool
+	}{
+		"cert": {`  cert_role = "svidbroker"` + "\n", role, "cert", func(c *Config) bool {
+			return c.Vault.Mount == "database" && c.Vault.TimeoutD == 10*time.Second && c.Vault.ReuseD == 0
+		}},
+		"jwt": {"  jwt {\n    role = \"svidbroker\"\n    audience = \"vault\"\n  }\n  auth_mount = \"spiffe-jwt\"\n", role, "jwt", func(c *Config) bool {
+			return c.Vault.JWT.Audience == "vault" && c.Vault.AuthMount == "spiffe-jwt"
+		}},
+		"dev token": {`  dev_token_file = "` + token + `"` + "\n", role, "token", nil},
+		"vault_path": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault\"\n    vault_path = \"pg/creds/ro\"", "cert", func(c *Config) bool {
+			return c.Targets[0].Backend.VaultPath == "pg/creds/ro"
+		}},
+		"kv-v2": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault-kv\"\n    vault_kv_path = \"pg/shop\"", "cert", func(c *Config) bool {
+			return c.Targets[0].Backend.VaultKVMount == "secret"
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Parse("broker.hcl", []byte(vault(tc.login, tc.backend)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Vault.Method != tc.method || (tc.check != nil && !tc.check(cfg)) {
+				t.Fatalf("method %q; settings %+v %+v", cfg.Vault.Method, cfg.Vault, cfg.Targets[0].Backend)
+			}
+		})
+	}
+	const cert = `  cert_role = "svidbroker"` + "\n"
+	for name, tc := range map[string]struct{ login, backend string }{
+		"no login":              {"", role},
+		"two logins":            {cert + `  dev_token_file = "` + token + `"` + "\n", role},
+		"jwt without aud":       {"  jwt {\n    role = \"svidbroker\"\n    audience = \"\"\n  }\n", role},
+		"missing token file":    {`  dev_token_file = "/nonexistent/token"` + "\n", role},
+		"role and path":         {cert, role + "\n    vault_path = \"pg/creds/ro\""},
+		"neither role nor path": {cert, `    auth = "vault"`},
+		"kv without path":       {cert, `    auth = "vault-kv"`},
+		"kv with a role":        {cert, "    auth = \"vault-kv\"\n    vault_kv_path = \"pg/shop\"\n    vault_role = \"shop-read\""},
+		"dynamic with kv path":  {cert, role + "\n    vault_kv_path = \"pg/shop\""},
+		"bad timeout":           {cert + "  timeout = \"soon\"\n", role},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse("broker.hcl", []byte(vault(tc.login, tc.backend))); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+				t.Fatalf("accepted, or error without file:line: %v", err)
+			}
+		})
+	}
+	noBlock := strings.Replace(valid(ca), `    user     = "svidbroker"`, role, 1)
+	if _, err := Parse("broker.hcl", []byte(noBlock)); err == nil || !strings.Contains(err.Error(), "vault block") {
+		t.Fatalf("auth = \"vault\" without a vault block: %v", err)
+	}
+}

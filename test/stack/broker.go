@@ -45,6 +45,9 @@ type BrokerOptions struct {
 	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
 	// the vault block.
 	VaultRole string
+	// BackendCredential, if set, replaces the backend's credential lines (auth and what it needs),
+	// such as auth = "vault" with vault_path; Extra must then hold the vault block.
+	BackendCredential string
 }
 
 // Broker is a running svidbroker process.
@@ -90,7 +93,10 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 		Addr: "127.0.0.1:" + strconv.Itoa(listen), AdminAddr: "127.0.0.1:" + strconv.Itoa(admin)}
 	backendAuth := fmt.Sprintf("    # The broker's own X.509-SVID is its credential: PostgreSQL trusts SPIRE's CA for this role.\n"+
 		"    user        = %q\n    auth        = \"svid\"\n", BrokerDBRole)
-	if opts.VaultRole != "" {
+	switch {
+	case opts.BackendCredential != "":
+		backendAuth = opts.BackendCredential
+	case opts.VaultRole != "":
 		backendAuth = fmt.Sprintf("    # Each session logs in with a dynamic credential of its own, leased from Vault.\n"+
 			"    auth        = \"vault\"\n    vault_role  = %q\n", opts.VaultRole)
 	}

@@ -55,9 +55,16 @@ path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
 	return nil
 }
 
-// VaultBlock returns the broker configuration that takes dynamic credentials from the Vault at addr
-// (its CA in caPEM), with a lease journal the broker's uid owns. Pair it with BrokerOptions.VaultRole.
+// VaultBlock returns the broker configuration that takes credentials from the Vault at addr (its CA
+// in caPEM) and logs in with the cert auth role "svidbroker", with a lease journal the broker's uid
+// owns. Pair it with BrokerOptions.VaultRole or BackendCredential.
 func (s *Stack) VaultBlock(name, addr string, caPEM []byte) (string, error) {
+	return s.VaultBlockWithLogin(name, addr, caPEM, `cert_role   = "svidbroker"`)
+}
+
+// VaultBlockWithLogin is VaultBlock with other login settings (the lines of the vault block that
+// choose the method, such as a jwt block).
+func (s *Stack) VaultBlockWithLogin(name, addr string, caPEM []byte, login string) (string, error) {
 	ca := filepath.Join(s.Dir, name+"-vault-ca.pem")
 	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
 		return "", fmt.Errorf("stack: %w", err)
@@ -74,13 +81,13 @@ func (s *Stack) VaultBlock(name, addr string, caPEM []byte) (string, error) {
 		return "", fmt.Errorf("stack: %w", err)
 	}
 	return fmt.Sprintf(`
-# Dynamic credentials: each session logs in to PostgreSQL with a role Vault creates for it.
+# Credentials from Vault, which the broker logs in to with its own SPIFFE identity.
 vault {
   address     = %q
   ca_file     = %q
-  cert_role   = "svidbroker"
+  %s
   journal_dir = %q
   timeout     = "3s"
 }
-`, addr, ca, journal), nil
+`, addr, ca, login, journal), nil
 }
