@@ -29,8 +29,8 @@ func TestVaultCompatibleServer(t *testing.T) {
 	if h, err := root.Sys().HealthWithContext(ctx); err != nil || h.Sealed || !h.Initialized {
 		t.Fatalf("health: %+v %v", h, err)
 	}
-	must(t, root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}))
-	must(t, root.Sys().MountWithContext(ctx, "database", &vaultapi.MountInput{Type: "database"}))
+	must(t, stack.EnableAuth(ctx, root, "cert", "cert"))
+	must(t, stack.Mount(ctx, root, "database", "database", nil))
 	must(t, root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
 path "sys/leases/*" { capabilities = ["update"] }`))
 	bundle, err := os.ReadFile(s.SPIRE.BundlePath)
@@ -218,8 +218,10 @@ func roleExists(t *testing.T, name string) bool {
 
 // vaultTarget is the Vault a test talks to: the test server by default, or a real Vault (or OpenBao)
 // when VAULT_ADDR and VAULT_TOKEN (a bootstrap token) are set, with VAULT_CACERT naming its CA. Use a
-// throwaway server on this machine (`vault server -dev-tls`): the tests enable the cert auth method and
-// the database engine at their default paths and point the engine at the test stack's PostgreSQL.
+// throwaway server on this machine (`vault server -dev-tls`): the tests enable the cert and jwt auth
+// methods, the database engine (at database/ and pg-shop/) and kv version 2 (at secret/) unless they
+// are there, point the engines at the test stack's PostgreSQL, and serve the jwt method's keys on
+// 127.0.0.1. See docs/vault.md.
 type vaultTarget struct {
 	Addr      string
 	CACertPEM []byte

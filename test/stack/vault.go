@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -14,11 +15,11 @@ import (
 // credentials and renew and revoke leases, and the database engine in front of the stack's PostgreSQL,
 // with a role "shop-read" whose credentials live ttl (at most maxTTL). root must hold a root token.
 func (s *Stack) ConfigureVault(ctx context.Context, root *vaultapi.Client, ttl, maxTTL string) error {
-	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}); err != nil {
-		return fmt.Errorf("stack: vault: %w", err)
+	if err := EnableAuth(ctx, root, "cert", "cert"); err != nil {
+		return err
 	}
-	if err := root.Sys().MountWithContext(ctx, "database", &vaultapi.MountInput{Type: "database"}); err != nil {
-		return fmt.Errorf("stack: vault: %w", err)
+	if err := Mount(ctx, root, "database", "database", nil); err != nil {
+		return err
 	}
 	if err := root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
 path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
@@ -51,6 +52,38 @@ path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
 		if _, err := root.Logical().WriteWithContext(ctx, w.path, w.data); err != nil {
 			return fmt.Errorf("stack: vault: write %s: %w", w.path, err)
 		}
+	}
+	return nil
+}
+
+// EnableAuth enables an auth method at path unless one of that type is there already, so that tests
+// can run again against one long-lived Vault.
+func EnableAuth(ctx context.Context, root *vaultapi.Client, path, typ string) error {
+	auths, err := root.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("stack: vault: %w", err)
+	}
+	if m, ok := auths[path+"/"]; ok && m.Type == typ {
+		return nil
+	}
+	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, path, &vaultapi.EnableAuthOptions{Type: typ}); err != nil {
+		return fmt.Errorf("stack: vault: enable %s auth at %s: %w", typ, path, err)
+	}
+	return nil
+}
+
+// Mount enables a secrets engine at path unless one of that type (and options) is there already: a
+// dev Vault has kv version 2 at secret/ from the start.
+func Mount(ctx context.Context, root *vaultapi.Client, path, typ string, opts map[string]string) error {
+	mounts, err := root.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("stack: vault: %w", err)
+	}
+	if m, ok := mounts[path+"/"]; ok && m.Type == typ && maps.Equal(m.Options, opts) {
+		return nil
+	}
+	if err := root.Sys().MountWithContext(ctx, path, &vaultapi.MountInput{Type: typ, Options: opts}); err != nil {
+		return fmt.Errorf("stack: vault: mount %s at %s: %w", typ, path, err)
 	}
 	return nil
 }

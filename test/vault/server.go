@@ -252,6 +252,12 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 		return nil, err
 	}
 	switch {
+	case (path == "sys/auth" || path == "sys/mounts") && r.Method == http.MethodGet:
+		table := s.mounts
+		if path == "sys/auth" {
+			table = s.authMnts
+		}
+		return s.listMounts(table), nil
 	case strings.HasPrefix(path, "sys/auth/"):
 		return s.enable(s.authMnts, strings.TrimPrefix(path, "sys/auth/"), r.Method, body)
 	case strings.HasPrefix(path, "sys/mounts/"):
@@ -335,6 +341,22 @@ func (s *Server) authenticate(r *http.Request) (*token, error) {
 var mountTypes = map[string]map[string]bool{
 	"auth":   {"cert": true, "jwt": true},
 	"mounts": {"database": true, "kv-v2": true},
+}
+
+// listMounts answers GET sys/auth and sys/mounts: each mount, with a trailing "/", and its type (kv
+// version 2 as Vault shows it: type "kv", options.version "2").
+func (s *Server) listMounts(table map[string]string) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data := map[string]any{}
+	for path, typ := range table {
+		var opts map[string]string
+		if typ == "kv-v2" {
+			typ, opts = "kv", map[string]string{"version": "2"}
+		}
+		data[path+"/"] = map[string]any{"type": typ, "options": opts, "description": "", "local": false, "seal_wrap": false}
+	}
+	return map[string]any{"data": data}
 }
 
 func (s *Server) enable(table map[string]string, path, method string, body map[string]any) (any, error) {
