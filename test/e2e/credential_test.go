@@ -124,3 +124,32 @@ func TestOrphanedLeasesRevokedAfterKill(t *testing.T) {
 	defer b2.Stop()
 	waitRoleGone(t, role)
 }
+
+// TestSessionEndsAtLeaseMaxTTL: a lease renewed up to its max TTL (4s here) cannot be kept, so the
+// broker ends the session before the credential expires (dropping the role would not end it) and
+// tells the client why; the role is then revoked.
+func TestSessionEndsAtLeaseMaxTTL(t *testing.T) {
+	s, _ := shared(t)
+	v, root := startVault(t)
+	configureVault(t, s, root, "2s", "4s")
+	b := vaultBroker(t, s, v, "svidbroker-vault-maxttl", "vault-journal-maxttl")
+	defer b.Stop()
+	ctx := t.Context()
+	c, err := pgx.ConnectConfig(ctx, pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	role := currentUser(t, c)
+	time.Sleep(7 * time.Second)
+	var one int
+	err = c.QueryRow(ctx, "SELECT 1").Scan(&one)
+	if err == nil {
+		t.Fatal("the session outlived its lease's max TTL")
+	}
+	waitRoleGone(t, role)
+	log, _ := os.ReadFile(b.LogPath())
+	if !strings.Contains(string(log), "reached its maximum lifetime") {
+		t.Fatalf("the broker's log does not say why the session ended; client saw: %v", err)
+	}
+}

@@ -63,7 +63,6 @@ func TestVaultJWTLoginAndGenericPath(t *testing.T) {
 		"revocation_statements": []string{`DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}})
 	must(t, root.Sys().PutPolicyWithContext(ctx, "broker", `path "pg-shop/creds/shop-read" { capabilities = ["read"] }
 path "sys/leases/*" { capabilities = ["update"] }`))
-	t.Cleanup(func() { configureVault(t, s, root, "1m", "10m") }) // the policy other tests expect
 
 	block, err := s.VaultBlockWithLogin("vault-jwt", v.Addr, v.CACertPEM, jwtLogin)
 	if err != nil {
@@ -121,7 +120,6 @@ func TestStaticKVCredentialCanary(t *testing.T) {
 	must(t, root.Sys().PutPolicyWithContext(ctx, "broker", `path "secret/data/pg/shop" { capabilities = ["read"] }
 path "database/creds/shop-read" { capabilities = ["read"] }
 path "sys/leases/*" { capabilities = ["update"] }`))
-	t.Cleanup(func() { configureVault(t, s, root, "1m", "10m") })
 
 	block, err := s.VaultBlock("vault-kv", v.Addr, v.CACertPEM)
 	if err != nil {
