@@ -260,3 +260,44 @@ func mustReadCA(t *testing.T, s *stack.Stack) []byte {
 	}
 	return block.Bytes
 }
+
+// TestDevTokenWarnsAtStart: a static Vault token works only as the explicit development setting, and
+// the broker says so at every start.
+func TestDevTokenWarnsAtStart(t *testing.T) {
+	s, _ := shared(t)
+	v, root := startVault(t)
+	configureVault(t, s, root, "1m", "10m")
+	broker, err := s.Persona(stack.PersonaBroker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(s.Dir, "vault-dev-token")
+	if err := os.WriteFile(tokenFile, []byte(v.RootToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tokenFile, int(broker.UID), int(broker.UID)); err != nil {
+		t.Fatal(err)
+	}
+	block, err := s.VaultBlockWithLogin("vault-dev", v.Addr, v.CACertPEM, fmt.Sprintf("dev_token_file = %q", tokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"svidbroker-vault-dev", "svidbroker-vault-dev-again"} {
+		b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: block})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT count(*) FROM customers")
+		b.Stop()
+		if err != nil || out != strconv.Itoa(stack.SeedCustomers) {
+			t.Fatalf("%s: %v %s", name, err, out)
+		}
+		log, _ := os.ReadFile(b.LogPath())
+		if !strings.Contains(string(log), "static token from vault.dev_token_file: for development only") {
+			t.Fatalf("%s: no warning about the static token", name)
+		}
+		if strings.Contains(string(log), v.RootToken) {
+			t.Fatalf("%s: the token is in the log", name)
+		}
+	}
+}
