@@ -283,19 +283,7 @@ func TestKVv2(t *testing.T) {
 	if _, err := kv.Put(ctx, "other", map[string]any{"k": "v"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, "jwt", &vaultapi.EnableAuthOptions{Type: "jwt"}); err != nil {
-		t.Fatal(err)
-	}
-	key := newSigner(t, "k")
-	write(t, root, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": key.pubPEM(t)})
-	write(t, root, "auth/jwt/role/app", map[string]any{"role_type": "jwt", "bound_audiences": "vault", "user_claim": "sub", "token_policies": "app"})
-	c := client(t, srv)
-	secret, err := c.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{"role": "app",
-		"jwt": key.sign(t, svidClaims("spiffe://example.org/app", "vault", time.Now().Add(time.Minute)))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(secret.Auth.ClientToken)
+	c := jwtClient(t, srv, root, "app")
 	if _, err := c.KVv2("secret").Get(ctx, "pg/app"); err != nil {
 		t.Fatalf("an allowed read: %v", err)
 	}
@@ -337,19 +325,7 @@ func TestThrottleSealAndRevoke(t *testing.T) {
 	}
 	srv.Unseal()
 
-	key := newSigner(t, "k")
-	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, "jwt", &vaultapi.EnableAuthOptions{Type: "jwt"}); err != nil {
-		t.Fatal(err)
-	}
-	write(t, root, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": key.pubPEM(t)})
-	write(t, root, "auth/jwt/role/r", map[string]any{"role_type": "jwt", "bound_audiences": "vault", "user_claim": "sub"})
-	c := client(t, srv)
-	secret, err := c.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{"role": "r",
-		"jwt": key.sign(t, svidClaims("spiffe://example.org/a", "vault", time.Now().Add(time.Minute)))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(secret.Auth.ClientToken)
+	c := jwtClient(t, srv, root, "")
 	srv.RevokeTokens()
 	if _, err := c.Auth().Token().LookupSelfWithContext(ctx); status(err) != http.StatusForbidden {
 		t.Fatalf("a revoked token: %v", err)
@@ -357,4 +333,25 @@ func TestThrottleSealAndRevoke(t *testing.T) {
 	if _, err := root.Auth().Token().LookupSelfWithContext(ctx); err != nil {
 		t.Fatalf("the root token was revoked too: %v", err)
 	}
+}
+
+// jwtClient enables the jwt method with a key of its own and a role giving policy (if any), and
+// returns a client logged in through it.
+func jwtClient(t *testing.T, srv *vault.Server, root *vaultapi.Client, policy string) *vaultapi.Client {
+	t.Helper()
+	ctx := t.Context()
+	key := newSigner(t, "k")
+	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, "jwt", &vaultapi.EnableAuthOptions{Type: "jwt"}); err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": key.pubPEM(t)})
+	write(t, root, "auth/jwt/role/r", map[string]any{"role_type": "jwt", "bound_audiences": "vault", "user_claim": "sub", "token_policies": policy})
+	c := client(t, srv)
+	secret, err := c.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{"role": "r",
+		"jwt": key.sign(t, svidClaims("spiffe://example.org/a", "vault", time.Now().Add(time.Minute)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(secret.Auth.ClientToken)
+	return c
 }
