@@ -1,13 +1,13 @@
 package inspect
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
-	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -37,10 +37,11 @@ const MinHashKeyBytes = 32
 // caller must then withhold the value some other way, never send it in clear.
 var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (masking.hash_key_file)")
 
-// Masker masks values. It is safe for concurrent use.
+// Masker masks values. It is safe for concurrent use. A goroutine that masks value after value, such
+// as a session's result rows, masks faster with a Scratch of its own.
 type Masker struct {
 	key  []byte
-	macs sync.Pool // of hash.Hash: HMAC states keyed once, reset per value
+	macs sync.Pool // of *mac: HMAC states keyed once, reset per value
 }
 
 // NewMasker returns a masker; key may be nil, which leaves the hash strategy unavailable.
@@ -49,51 +50,107 @@ func NewMasker(key []byte) (*Masker, error) {
 		return nil, fmt.Errorf("inspect: hash key of %d bytes, need at least %d", len(key), MinHashKeyBytes)
 	}
 	m := &Masker{key: key}
-	m.macs.New = func() any { return hmac.New(sha256.New, m.key) }
+	m.macs.New = func() any { return newMAC(m.key) }
 	return m, nil
 }
 
 // Mask masks a value in text form. null reports that the value must become SQL NULL. An unknown
 // strategy is an error, so that a caller can refuse rather than leak.
 func (m *Masker) Mask(s Strategy, v []byte) (out []byte, null bool, err error) {
+	sc := Scratch{buf: make([]byte, 0, len(v)+hashLen)} // room for any strategy's output
+	if s == Hash && m.key != nil {
+		sc.mac = m.macs.Get().(*mac)
+		defer m.macs.Put(sc.mac)
+	}
+	return sc.Mask(s, v)
+}
+
+// Scratch, made by Masker.NewScratch, masks values as its Masker does, into a buffer of its own that
+// Reset reuses: once the buffer has grown, masking allocates nothing. It is not safe for concurrent use.
+type Scratch struct {
+	mac *mac   // nil without a hash key
+	buf []byte // the masked values since the last Reset
+}
+
+// NewScratch returns a scratch that masks as m does.
+func (m *Masker) NewScratch() *Scratch {
+	sc := &Scratch{buf: []byte{}}
+	if m.key != nil {
+		sc.mac = newMAC(m.key)
+	}
+	return sc
+}
+
+// maxScratch is the largest buffer a Scratch keeps from one Reset to the next.
+const maxScratch = 64 << 10
+
+// Reset lets the scratch reuse its buffer: the values it returned since the last Reset become
+// invalid. A buffer that large values grew past maxScratch is let go.
+func (sc *Scratch) Reset() {
+	sc.buf = sc.buf[:0]
+	if cap(sc.buf) > maxScratch {
+		sc.buf = []byte{}
+	}
+}
+
+// Mask is Masker.Mask, but the value it returns is only valid until the next Reset; the caller must
+// not modify it.
+func (sc *Scratch) Mask(s Strategy, v []byte) (out []byte, null bool, err error) {
+	start := len(sc.buf)
 	switch s {
 	case Null:
 		return nil, true, nil
 	case Redact:
-		return []byte("***"), false, nil
+		sc.buf = append(sc.buf, redacted...)
 	case Hash:
-		if m.key == nil {
+		if sc.mac == nil {
 			return nil, false, ErrNoHashKey
 		}
-		mac := m.macs.Get().(hash.Hash)
-		mac.Reset()
-		mac.Write(v)
-		var sum [sha256.Size]byte
-		out := make([]byte, 2+32)
-		copy(out, "h:")
-		hex.Encode(out[2:], mac.Sum(sum[:0])[:16])
-		m.macs.Put(mac)
-		return out, false, nil
+		sc.buf = sc.mac.appendHash(sc.buf, v)
 	case Partial:
-		return partial(v), false, nil
+		sc.buf = appendPartial(sc.buf, v)
 	default:
 		return nil, false, fmt.Errorf("inspect: unknown masking strategy %q", s)
 	}
+	// Capped, so that appending to one value cannot overwrite the next. buf is never nil, so neither
+	// is an empty value: it stays distinct from NULL.
+	return sc.buf[start:len(sc.buf):len(sc.buf)], false, nil
 }
 
-// partial masks all letters and digits but a few, keeping separators so the shape stays readable.
-// Invalid UTF-8 is redacted whole: what cannot be read cannot be partly shown.
-func partial(v []byte) []byte {
+// redacted is what the redact strategy, and partial masking of what it cannot read, show.
+const redacted = "***"
+
+// hashLen is the length of a hashed value: "h:" and 16 bytes of HMAC in hex.
+const hashLen = 2 + 2*16
+
+// mac is an HMAC-SHA-256 state, keyed once and reset per value, with room for its sum.
+type mac struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+func newMAC(key []byte) *mac { return &mac{h: hmac.New(sha256.New, key)} }
+
+// appendHash appends the hash strategy's form of v to dst: "h:" and the first 16 bytes of the HMAC
+// of v in hex.
+func (c *mac) appendHash(dst, v []byte) []byte {
+	c.h.Reset()
+	c.h.Write(v)
+	return hex.AppendEncode(append(dst, "h:"...), c.h.Sum(c.sum[:0])[:16])
+}
+
+// appendPartial appends v with all letters and digits masked but a few, keeping separators so the
+// shape stays readable. Invalid UTF-8 is redacted whole: what cannot be read cannot be partly shown.
+func appendPartial(dst, v []byte) []byte {
 	if !utf8.Valid(v) {
-		return []byte("***")
+		return append(dst, redacted...)
 	}
-	s := string(v)
-	if at, ok := emailAt(s); ok {
-		first, _ := utf8.DecodeRuneInString(s)
-		return []byte(string(first) + "***" + s[at:])
+	if at, ok := emailAt(v); ok {
+		_, first := utf8.DecodeRune(v)
+		return append(append(append(dst, v[:first]...), redacted...), v[at:]...)
 	}
 	alnum := 0
-	for _, r := range s {
+	for _, r := range string(v) {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			alnum++
 		}
@@ -102,32 +159,31 @@ func partial(v []byte) []byte {
 	if alnum <= 2*keep {
 		keep = alnum / 4 // short values show at most a quarter
 	}
-	out := make([]rune, 0, len(s))
 	seen := 0
-	for _, r := range s {
+	for _, r := range string(v) {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			seen++
 			if seen <= alnum-keep {
 				r = '*'
 			}
 		}
-		out = append(out, r)
+		dst = utf8.AppendRune(dst, r)
 	}
-	return []byte(string(out))
+	return dst
 }
 
-// emailAt reports whether s looks like an email address (one "@", a local part, and a dotted domain of
+// emailAt reports whether v looks like an email address (one "@", a local part, and a dotted domain of
 // letters, digits and hyphens) and where its "@" is. Only then is the domain shown.
-func emailAt(s string) (int, bool) {
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || strings.Count(s, "@") != 1 {
+func emailAt(v []byte) (int, bool) {
+	at := bytes.IndexByte(v, '@')
+	if at <= 0 || bytes.Count(v, []byte("@")) != 1 {
 		return 0, false
 	}
-	domain := s[at+1:]
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+	domain := v[at+1:]
+	if !bytes.Contains(domain, []byte(".")) || bytes.HasPrefix(domain, []byte(".")) || bytes.HasSuffix(domain, []byte(".")) {
 		return 0, false
 	}
-	for _, r := range domain {
+	for _, r := range string(domain) {
 		if !(r == '.' || r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
 			return 0, false
 		}

@@ -178,8 +178,11 @@ func (p *plan) masksFor(fields []pgproto3.FieldDescription, stmt int) []fieldMas
 	return out
 }
 
-// maskRow masks row in place. A value that cannot be masked as its type requires becomes NULL.
-func maskRow(m *inspect.Masker, row *pgproto3.DataRow, masks []fieldMask) {
+// maskRow masks row in place, into sc: the masked values are valid until sc's next Reset, which the
+// next call of maskRow is, so the row must be sent before. A value that cannot be masked as its type
+// requires becomes NULL.
+func maskRow(sc *inspect.Scratch, row *pgproto3.DataRow, masks []fieldMask) {
+	sc.Reset()
 	for i, fm := range masks {
 		if fm.strategy == "" || i >= len(row.Values) || row.Values[i] == nil {
 			continue
@@ -188,7 +191,7 @@ func maskRow(m *inspect.Masker, row *pgproto3.DataRow, masks []fieldMask) {
 			row.Values[i] = nil
 			continue
 		}
-		out, null, err := m.Mask(fm.strategy, row.Values[i])
+		out, null, err := sc.Mask(fm.strategy, row.Values[i])
 		if err != nil || null {
 			row.Values[i] = nil
 			continue

@@ -74,7 +74,9 @@ func BenchmarkRelayRows(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRows), "ns/row")
 	})
-	b.Run("unmasked", func(b *testing.B) { run(b, &plan{meta: &dbMeta{}, cols: map[colKey]inspect.Strategy{}, tables: map[uint32]inspect.Strategy{}}) })
+	b.Run("unmasked", func(b *testing.B) {
+		run(b, &plan{meta: &dbMeta{}, cols: map[colKey]inspect.Strategy{}, tables: map[uint32]inspect.Strategy{}})
+	})
 	b.Run("masked", func(b *testing.B) { run(b, masked) })
 }
 

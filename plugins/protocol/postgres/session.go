@@ -16,6 +16,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
+	"github.com/svidbroker/svidbroker/broker/inspect"
 )
 
 // session relays one client to its backend, message by message.
@@ -31,7 +32,8 @@ type session struct {
 	lease        *credential.Session // nil when the broker logs in with its SVID
 	stop         chan error          // the credential could not be kept
 
-	rows, bytes int64 // of the current statement's result, for its summary
+	rows, bytes int64            // of the current statement's result, for its summary
+	scratch     *inspect.Scratch // masks result rows (the backend side's); see rowMasker
 	// The current result's columns and, when recorded, its rows (as the client saw them).
 	columns   []string
 	formats   []int16
@@ -85,9 +87,7 @@ func (s *session) Run(ctx context.Context) error {
 			_ = s.backendConn.Close()
 			s.shortenClientWrites()
 			<-b2c
-			s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "58030",
-				Message: "svidbroker: the audit log is unavailable, so statements are refused"})
-			_ = s.flushClient()
+			s.sendFatal("58030", "svidbroker: the audit log is unavailable, so statements are refused")
 			s.close()
 			break
 		}
@@ -126,16 +126,24 @@ func (s *session) Run(ctx context.Context) error {
 	return err
 }
 
-// end stops a running session from the broker's side: the backend side first, so that this goroutine
-// is the only writer to the client, then a FATAL error to the client, then both connections.
+// end stops a running session from the broker's side: the backend side first, so that what it
+// forwarded goes before a FATAL error to the client, then both connections.
 func (s *session) end(b2c, c2b chan error, code, msg string) {
 	_ = s.backendConn.Close()
 	s.shortenClientWrites()
 	<-b2c
-	s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
-	_ = s.flushClient()
+	s.sendFatal(code, msg)
 	s.close()
 	<-c2b
+}
+
+// sendFatal sends the client a FATAL error. The client side may still be writing (an approval
+// notice), hence the lock.
+func (s *session) sendFatal(code, msg string) {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	s.client.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	_ = s.flushClient()
 }
 
 // endWriteTimeout bounds the writes to a client while its session is being ended: a client that has
@@ -227,10 +235,12 @@ func (s *session) clientToBackend() error {
 	}
 }
 
-// maxPendingBytes is how much the broker buffers for the backend before writing it without being
-// asked; maxQueuedAnswers bounds the answers a client may have outstanding (pipelined) at once.
+// maxPendingBytes is how much the broker buffers for either peer before writing it without being
+// asked; maxIdleBytes is the largest buffer it keeps for the client while the backend is quiet;
+// maxQueuedAnswers bounds the answers a client may have outstanding (pipelined) at once.
 const (
 	maxPendingBytes  = 64 << 10
+	maxIdleBytes     = 4 << 10
 	maxQueuedAnswers = 100000
 )
 
@@ -251,9 +261,13 @@ func pendingBytes(msg pgproto3.FrontendMessage) int {
 }
 
 // backendToClient forwards the backend's answers, masked and scrubbed as the plan of the statement
-// they answer requires, writing whenever no further backend bytes are already buffered: batches stay
-// batched and nothing waits.
+// they answer requires. It holds them, encoded, while further backend bytes are already buffered, so
+// that batches stay batched, and writes them once none are (nothing waits) or once maxPendingBytes
+// are held (a large result streams in bounded memory).
 func (s *session) backendToClient() error {
+	var held []byte // answers encoded for the client and not yet handed to s.client
+	// What is held on return goes before whatever the session sends the client next (a FATAL error).
+	defer func() { _ = s.sendClient(held, false) }()
 	for {
 		msg, err := s.backend.Receive()
 		if err != nil {
@@ -267,20 +281,55 @@ func (s *session) backendToClient() error {
 		h := s.queue.head()
 		out := s.answer(h, msg)
 		s.summarize(msg, h != nil && h.recordFull)
-		if out != nil || s.backend.ReadBufferLen() == 0 {
-			s.clientMu.Lock()
-			if out != nil {
-				s.client.Send(out)
+		if out != nil {
+			b, err := out.Encode(held)
+			if err != nil {
+				return fmt.Errorf("postgres: to client: %w", err)
 			}
-			if s.backend.ReadBufferLen() == 0 {
-				err = s.flushClient()
+			held = b
+		}
+		if len(held) == 0 {
+			continue
+		}
+		if drained := s.backend.ReadBufferLen() == 0; drained || len(held) >= maxPendingBytes {
+			err = s.sendClient(held, true)
+			held = held[:0]
+			if drained && cap(held) > maxIdleBytes {
+				held = nil // a large result is done: keep no large buffer while the backend is quiet
 			}
-			s.clientMu.Unlock()
 			if err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// sendClient hands messages to the client's write buffer, and writes it if flush.
+func (s *session) sendClient(msgs encoded, flush bool) error {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	s.client.Send(msgs)
+	if flush {
+		return s.flushClient()
+	}
+	return nil
+}
+
+// encoded is backend messages in wire form, sent as they are. Handing pgproto3 a batch at once costs
+// one copy: message by message, its write buffer would grow again, step by step, after every flush.
+type encoded []byte
+
+func (encoded) Backend()                            {}
+func (encoded) Decode([]byte) error                 { return errors.New("postgres: encoded messages are not decoded") }
+func (e encoded) Encode(dst []byte) ([]byte, error) { return append(dst, e...), nil }
+
+// rowMasker returns the scratch that masks result rows, made when the first row is masked: the
+// backend side alone uses it, row after row.
+func (s *session) rowMasker() *inspect.Scratch {
+	if s.scratch == nil {
+		s.scratch = s.insp.masker.NewScratch()
+	}
+	return s.scratch
 }
 
 // answer matches one backend message to the answer the queue expects, and returns what the client
@@ -329,7 +378,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 			h.masks = h.plan.masksFor(m.Fields, h.stmt)
 		case *pgproto3.DataRow:
 			if h.masks != nil {
-				maskRow(s.insp.masker, m, h.masks)
+				maskRow(s.rowMasker(), m, h.masks)
 			}
 		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
 			h.masks = nil
@@ -341,7 +390,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		switch m := msg.(type) {
 		case *pgproto3.DataRow:
 			if h.masks != nil {
-				maskRow(s.insp.masker, m, h.masks)
+				maskRow(s.rowMasker(), m, h.masks)
 			}
 		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
 			s.queue.pop()
