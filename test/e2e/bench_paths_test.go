@@ -246,7 +246,8 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 				b.ReportMetric(tps[p.name]/float64(rounds), "tps-"+p.name)
 			}
 			for _, r := range [][2]string{{"broker", "direct"}, {"relay", "direct"}, {"pgbouncer", "direct"},
-				{"broker", "relay"}, {"broker", "pgbouncer"}, {"broker-noaudit", "direct"}, {"broker", "broker-noaudit"}} {
+				{"broker", "relay"}, {"broker", "pgbouncer"}, {"broker-noaudit", "direct"}, {"broker-noaudit", "relay"},
+				{"broker-noaudit", "pgbouncer"}, {"broker", "broker-noaudit"}} {
 				b.ReportMetric(tps[r[0]]/tps[r[1]], r[0]+"/"+r[1])
 			}
 			slices.Sort(lat["direct"])

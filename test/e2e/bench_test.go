@@ -210,7 +210,7 @@ func mustPKCS8(b testing.TB, key crypto.PrivateKey) []byte {
 	return der
 }
 
-// BenchmarkPgbenchAudit runs pgbench (select-only, 4 and 16 clients) through two brokers on the same stack,
+// BenchmarkPgbenchAudit runs pgbench (select-only, 4, 16 and 48 clients) through two brokers on the same stack,
 // one recording every statement durably and one not, alternating rounds in the same run. Read
 // "audit-on/off" (the goal is at least 0.85). Run it with -benchtime 1x: each round lasts seconds.
 func BenchmarkPgbenchAudit(b *testing.B) {
@@ -231,7 +231,8 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 		}
 		return pgbenchTPS(b, out)
 	}
-	for _, clients := range []int{4, 16} {
+	// More clients let group commit share each fsync among more statements.
+	for _, clients := range []int{4, 16, 48} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			var on, off float64
 			for b.Loop() {

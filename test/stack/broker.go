@@ -3,7 +3,9 @@ package stack
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -250,8 +252,11 @@ func (s *Stack) auditSetup(b *Broker, name, dir, onFailure string) (string, erro
 		dir = filepath.Join(s.Dir, name+"-audit")
 	}
 	b.AuditDir, b.AuditKeys, b.Chain = dir, filepath.Join(s.Dir, name+"-audit-keys"), name
-	if err := audit.GenerateKeys(b.AuditKeys, name); err != nil {
-		return "", err
+	// A broker started again under the same name continues its chain, with its keys.
+	if _, err := os.Stat(filepath.Join(b.AuditKeys, audit.MACKeyFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := audit.GenerateKeys(b.AuditKeys, name); err != nil {
+			return "", err
+		}
 	}
 	if err := os.MkdirAll(b.AuditDir, 0o700); err != nil {
 		return "", fmt.Errorf("stack: %w", err)

@@ -100,6 +100,7 @@ type Engine struct {
 	cfg        Config
 	cancels    *cancelRegistry
 	classifier *sqlclass.Cache
+	metas      metaShare
 }
 
 // errCancelRequest ends a connection that carried a cancel request: it is not a session.
@@ -257,8 +258,11 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		}
 		var err error
 		tagged, catalog := taggedColumns(e.cfg.Policy.Catalog, e.cfg.Target)
-		meta, err = loadMeta(ctx, pc, tagged, catalog)
-		return err
+		if meta, err = loadMeta(ctx, pc, tagged, catalog); err != nil {
+			return err
+		}
+		meta = e.metas.intern(meta)
+		return nil
 	})
 	if err != nil {
 		if lease != nil {
@@ -306,9 +310,13 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return abort(err)
 	}
+	backend, err := newBackendWire(be, e.cfg.MaxMessageBytes)
+	if err != nil {
+		return abort(err)
+	}
 	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
 	return &session{
-		log: log, client: client, clientConn: conn, backend: be.Frontend, backendConn: be.Conn,
+		log: log, client: newClientWire(conn, conn, e.cfg.MaxMessageBytes), clientConn: conn, backend: backend, backendConn: be.Conn,
 		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
 		lease: lease, stop: stop,
 		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,

@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -30,6 +32,25 @@ type dbMeta struct {
 	// existing are the relations ("schema.name") there were when the session began; viewNames are those
 	// among them that are views over masked data.
 	existing, viewNames map[string]bool
+}
+
+// metaShare keeps the last dbMeta a session of one target loaded. A session that loads an identical
+// one (the catalog did not change in between) uses that instead, so that idle sessions do not each
+// hold a copy of the same catalog; every session still reads the catalog as it is when it begins.
+// A dbMeta is never modified once loaded.
+type metaShare struct {
+	mu   sync.Mutex
+	last *dbMeta
+}
+
+func (s *metaShare) intern(m *dbMeta) *dbMeta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last != nil && reflect.DeepEqual(s.last, m) {
+		return s.last
+	}
+	s.last = m
+	return m
 }
 
 const metaFunctionsSQL = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p

@@ -71,10 +71,8 @@ func newRelaySession(t testing.TB, rio relayIO) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := pgproto3.NewBackend(rio.fromClient, rio.toClient)
-	client.SetMaxBodyLen(relayTestMaxBody)
-	backend := pgproto3.NewFrontend(rio.fromBackend, rio.toBackend)
-	backend.SetMaxBodyLen(relayTestMaxBody)
+	client := newClientWire(rio.fromClient, rio.toClient, relayTestMaxBody)
+	backend := &backendWire{wire: newWire(rio.fromBackend, rio.toBackend, relayTestMaxBody)}
 	return &session{
 		log:          slog.New(slog.DiscardHandler),
 		client:       client,

@@ -22,9 +22,9 @@ import (
 // session relays one client to its backend, message by message.
 type session struct {
 	log          *slog.Logger
-	client       *pgproto3.Backend // reads the client's messages, writes to the client
+	client       *clientWire // reads the client's messages, writes to the client
 	clientConn   *tls.Conn
-	backend      *pgproto3.Frontend // reads the backend's messages, writes to the backend
+	backend      *backendWire // reads the backend's messages, writes to the backend
 	backendConn  net.Conn
 	writeTimeout time.Duration
 	endBy        time.Time // the client's SVID expiry plus the grace period
@@ -304,24 +304,21 @@ func (s *session) backendToClient() error {
 	}
 }
 
-// sendClient hands messages to the client's write buffer, and writes it if flush.
-func (s *session) sendClient(msgs encoded, flush bool) error {
+// sendClient writes encoded messages to the client, or, unless flush, adds them to what the next
+// flush writes.
+func (s *session) sendClient(msgs []byte, flush bool) error {
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
-	s.client.Send(msgs)
-	if flush {
-		return s.flushClient()
+	if !flush {
+		s.client.out = append(s.client.out, msgs...)
+		return nil
+	}
+	_ = s.clientConn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if err := s.client.writeRaw(msgs); err != nil {
+		return fmt.Errorf("postgres: to client: %w", err)
 	}
 	return nil
 }
-
-// encoded is backend messages in wire form, sent as they are. Handing pgproto3 a batch at once costs
-// one copy: message by message, its write buffer would grow again, step by step, after every flush.
-type encoded []byte
-
-func (encoded) Backend()                            {}
-func (encoded) Decode([]byte) error                 { return errors.New("postgres: encoded messages are not decoded") }
-func (e encoded) Encode(dst []byte) ([]byte, error) { return append(dst, e...), nil }
 
 // rowMasker returns the scratch that masks result rows, made when the first row is masked: the
 // backend side alone uses it, row after row.

@@ -1,0 +1,205 @@
+package postgres
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// trickle hands out at most one byte per Read and, given the wire that reads it, counts the reads
+// that begin a message (into the wire's small first-bytes array) and those that did so while the
+// wire still held a read buffer.
+type trickle struct {
+	data         []byte
+	w            *wire
+	starts, held int
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if t.w != nil && len(p) > 0 && &p[0] == &t.w.first[0] {
+		t.starts++
+		if t.w.buf != nil {
+			t.held++
+		}
+	}
+	if len(t.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:1], t.data)
+	t.data = t.data[n:]
+	return n, nil
+}
+
+var backendSample = []pgproto3.BackendMessage{
+	&pgproto3.ParameterStatus{Name: "application_name", Value: "x"},
+	&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a"), TableOID: 16384, TableAttributeNumber: 1, DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}},
+	&pgproto3.DataRow{Values: [][]byte{[]byte("one"), nil}},
+	&pgproto3.DataRow{Values: [][]byte{bytes.Repeat([]byte("x"), 3*wireBufSize)}}, // longer than a pooled buffer
+	&pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
+	&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42501", Message: "denied"},
+	&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "hello"},
+	&pgproto3.ReadyForQuery{TxStatus: 'I'},
+}
+
+func encodeAll[M interface{ Encode([]byte) ([]byte, error) }](t testing.TB, msgs []M) []byte {
+	t.Helper()
+	var out []byte
+	for _, m := range msgs {
+		var err error
+		if out, err = m.Encode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestWireReadsWhatPgproto3Reads: byte by byte, the wire decodes the same messages as pgproto3, and
+// holds no read buffer whenever it waits for a message to begin.
+func TestWireReadsWhatPgproto3Reads(t *testing.T) {
+	raw := encodeAll(t, backendSample)
+	src := &trickle{data: raw}
+	b := &backendWire{wire: newWire(src, io.Discard, 1<<20)}
+	src.w = &b.wire
+	want := pgproto3.NewFrontend(bytes.NewReader(raw), io.Discard)
+	for i := range backendSample {
+		got, err := b.Receive()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		exp, err := want.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, exp) {
+			t.Fatalf("message %d: %#v, pgproto3 read %#v", i, got, exp)
+		}
+	}
+	if _, err := b.Receive(); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("after the last message: %v", err)
+	}
+	// One byte per read: every message begins with nothing buffered, and so with no buffer held.
+	if src.starts != len(backendSample)+1 || src.held != 0 {
+		t.Fatalf("%d message starts (want %d), %d with a buffer held", src.starts, len(backendSample)+1, src.held)
+	}
+	if b.buf != nil {
+		t.Fatal("a buffer is held after the stream ended")
+	}
+}
+
+func TestWireRefusesWhatCannotBeRead(t *testing.T) {
+	for name, tc := range map[string]struct {
+		raw  []byte
+		want string
+	}{
+		"too long":             {encodeAll(t, []pgproto3.BackendMessage{&pgproto3.DataRow{Values: [][]byte{make([]byte, 100)}}}), "at most 64"},
+		"negative length":      {[]byte{'D', 0xff, 0xff, 0xff, 0xf0}, "invalid message length"},
+		"truncated":            {[]byte{'Z', 0, 0, 0, 5}, "unexpected eof"},
+		"unknown type":         {[]byte{'?', 0, 0, 0, 4}, "unknown message type"},
+		"authentication":       {encodeAll(t, []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{}}), "authentication request"},
+		"undecodable DataRow":  {[]byte{'D', 0, 0, 0, 6, 0, 9}, "invalid"},
+		"undecodable ReadyFor": {[]byte{'Z', 0, 0, 0, 4}, "length of 1"},
+	} {
+		b := &backendWire{wire: newWire(bytes.NewReader(tc.raw), io.Discard, 64)}
+		_, err := b.Receive()
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), tc.want) {
+			t.Errorf("%s: %v; want an error with %q", name, err, tc.want)
+		}
+	}
+}
+
+// TestBackendWireTakesOverBufferedMessages: messages pgconn's reader had buffered at the hijack come
+// first, then the connection's.
+func TestBackendWireTakesOverBufferedMessages(t *testing.T) {
+	first := encodeAll(t, backendSample[:3])
+	fe := pgproto3.NewFrontend(bytes.NewReader(first), io.Discard)
+	if _, err := fe.Receive(); err != nil { // reads ahead: the other two stay buffered
+		t.Fatal(err)
+	}
+	rest := encodeAll(t, backendSample[4:])
+	conn := &rwConn{r: bytes.NewReader(rest)}
+	b, err := newBackendWire(&pgconn.HijackedConn{Conn: conn, Frontend: fe}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []pgproto3.BackendMessage
+	for {
+		m, err := b.Receive()
+		if err != nil {
+			break
+		}
+		got = append(got, m)
+	}
+	if len(got) != 2+len(backendSample[4:]) {
+		t.Fatalf("read %d messages, want %d", len(got), 2+len(backendSample[4:]))
+	}
+	if _, ok := got[1].(*pgproto3.DataRow); !ok {
+		t.Fatalf("second message %T, want the buffered DataRow", got[1])
+	}
+}
+
+type rwConn struct {
+	nopConn
+	r io.Reader
+}
+
+func (c *rwConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestWireWrites: what Send encodes goes out at Flush, in order, and a large buffer is not kept.
+func TestWireWrites(t *testing.T) {
+	var out bytes.Buffer
+	c := newClientWire(bytes.NewReader(nil), &out, 0)
+	c.Send(&pgproto3.DataRow{Values: [][]byte{bytes.Repeat([]byte("y"), 4*maxKeptOut)}})
+	c.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if out.Len() != 0 {
+		t.Fatal("written before Flush")
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fe := pgproto3.NewFrontend(&out, io.Discard)
+	if m, err := fe.Receive(); err != nil || len(m.(*pgproto3.DataRow).Values[0]) != 4*maxKeptOut {
+		t.Fatalf("first: %v %v", m, err)
+	}
+	if m, err := fe.Receive(); err != nil || m.(*pgproto3.ReadyForQuery).TxStatus != 'I' {
+		t.Fatalf("second: %v %v", m, err)
+	}
+	if c.out != nil {
+		t.Fatal("a large write buffer was kept")
+	}
+}
+
+// FuzzWire: on any bytes, the wire and pgproto3 agree, message by message, until either stops.
+func FuzzWire(f *testing.F) {
+	f.Add(encodeAll(f, backendSample[:3]))
+	f.Add([]byte{'D', 0, 0, 0, 6, 0, 9})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		b := &backendWire{wire: newWire(&trickle{data: raw}, io.Discard, 1<<16)}
+		fe := pgproto3.NewFrontend(bytes.NewReader(raw), io.Discard)
+		fe.SetMaxBodyLen(1 << 16)
+		for {
+			got, gerr := b.Receive()
+			exp, eerr := fe.Receive()
+			if _, auth := exp.(pgproto3.AuthenticationResponseMessage); auth && eerr == nil {
+				if gerr == nil {
+					t.Fatalf("an authentication message was accepted: %T", got)
+				}
+				return
+			}
+			if (gerr == nil) != (eerr == nil) {
+				t.Fatalf("wire: %v; pgproto3: %v", gerr, eerr)
+			}
+			if gerr != nil {
+				return
+			}
+			if !reflect.DeepEqual(got, exp) {
+				t.Fatalf("wire read %#v; pgproto3 %#v", got, exp)
+			}
+		}
+	})
+}
