@@ -8,14 +8,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// dbConfig is database/config/<name>: how to reach one PostgreSQL as an administrator.
+// dbConfig is database/config/<name>: how to reach one PostgreSQL as an administrator, through a
+// small pool of connections, as Vault's database plugins keep.
 type dbConfig struct {
 	connectionURL      string // with {{username}} and {{password}}
 	username, password string
 	allowedRoles       []string
+	pool               *pgxpool.Pool
 }
 
 // dbRole is database/roles/<name>.
@@ -44,14 +46,16 @@ func (s *Server) database(ctx context.Context, mnt, rest, method string, body ma
 		if plugin := str(body, "plugin_name"); plugin != "postgresql-database-plugin" {
 			return nil, errf(http.StatusBadRequest, "unsupported plugin_name %q: this server implements postgresql-database-plugin", plugin)
 		}
-		conn, err := s.adminConn(ctx, cfg)
-		if err != nil {
+		if err := cfg.open(ctx); err != nil {
 			return nil, errf(http.StatusBadRequest, "error creating database object: error verifying connection: %v", scrub(err, cfg.password))
 		}
-		conn.Close(ctx)
 		s.mu.Lock()
+		old := s.dbConfig[mnt+"/"+name]
 		s.dbConfig[mnt+"/"+name] = cfg
 		s.mu.Unlock()
+		if old != nil {
+			old.pool.Close()
+		}
 		return nil, nil
 	case kind == "roles" && (method == http.MethodPost || method == http.MethodPut):
 		def, err := duration(body, "default_ttl", time.Hour)
@@ -77,11 +81,30 @@ func (s *Server) database(ctx context.Context, mnt, rest, method string, body ma
 	return nil, errf(http.StatusNotFound, "no handler for route \"%s/%s\". route entry not found.", mnt, rest)
 }
 
-func (s *Server) adminConn(ctx context.Context, cfg *dbConfig) (*pgx.Conn, error) {
+// open makes the config's pool and checks that it reaches the database.
+func (cfg *dbConfig) open(ctx context.Context) error {
 	url := strings.NewReplacer("{{username}}", cfg.username, "{{password}}", cfg.password).Replace(cfg.connectionURL)
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return err
+	}
+	pc.MaxConns = 4
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return pgx.Connect(ctx, url)
+	if cfg.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return err
+	}
+	if err := cfg.pool.Ping(ctx); err != nil {
+		cfg.pool.Close()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) adminConn(ctx context.Context, cfg *dbConfig) (*pgxpool.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return cfg.pool.Acquire(ctx)
 }
 
 // scrub removes a password from an error message (Vault has leaked connection URLs this way).
@@ -118,7 +141,7 @@ func (s *Server) creds(ctx context.Context, mnt, roleName string) (any, error) {
 	if err != nil {
 		return nil, errf(http.StatusInternalServerError, "failed to connect: %s", scrub(err, cfg.password))
 	}
-	defer conn.Close(ctx)
+	defer conn.Release()
 	repl := strings.NewReplacer("{{name}}", username, "{{username}}", username, "{{password}}", password,
 		"{{expiration}}", exp.UTC().Format("2006-01-02 15:04:05-0700"))
 	for _, stmt := range role.creation {
@@ -202,7 +225,7 @@ func (s *Server) leaseRevoke(ctx context.Context, id string) error {
 	if err != nil {
 		return errf(http.StatusInternalServerError, "failed to revoke lease: %s", scrub(err, cfg.password))
 	}
-	defer conn.Close(ctx)
+	defer conn.Release()
 	repl := strings.NewReplacer("{{name}}", l.username, "{{username}}", l.username)
 	for _, stmt := range stmts {
 		if _, err := conn.Exec(ctx, repl.Replace(stmt)); err != nil {

@@ -112,6 +112,9 @@ func (s *Server) Close() error {
 	default:
 	}
 	close(s.stop)
+	for _, cfg := range s.dbConfig {
+		defer cfg.pool.Close()
+	}
 	s.mu.Unlock()
 	<-s.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
