@@ -172,6 +172,12 @@ func (b *Backend) connect(ctx context.Context, params map[string]string, maxMess
 			return nil, err
 		}
 	}
+	// pgconn may still be reading in the background (it does when a write is slow): the session reads
+	// the connection directly, so nothing may be read, or buffered, behind its back.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)

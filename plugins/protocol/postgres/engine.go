@@ -232,15 +232,10 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		return nil, err
 	}
 	user, password := e.cfg.Backend.User, ""
-	stop := make(chan error, 1) // the credential could not be kept: end the session
+	lost := new(trigger) // the credential could not be kept: end the session
 	var lease *credential.Session
 	if e.cfg.Backend.Lease != nil {
-		lease, err = e.cfg.Backend.Lease(ctx, connect, func(err error) {
-			select {
-			case stop <- err:
-			default:
-			}
-		})
+		lease, err = e.cfg.Backend.Lease(ctx, connect, lost.fire)
 		if err != nil {
 			// The detail stays in the log; the client learns only that there is no credential.
 			log.ErrorContext(ctx, "no backend credential", "error", err)
@@ -318,7 +313,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	return &session{
 		log: log, client: newClientWire(conn, conn, e.cfg.MaxMessageBytes), clientConn: conn, backend: backend, backendConn: be.Conn,
 		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
-		lease: lease, stop: stop,
+		lease: lease, lost: lost,
 		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
 			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,

@@ -30,7 +30,15 @@ type session struct {
 	endBy        time.Time // the client's SVID expiry plus the grace period
 	rec          recorder
 	lease        *credential.Session // nil when the broker logs in with its SVID
-	stop         chan error          // the credential could not be kept
+	lost         *trigger            // fires when the credential could not be kept
+
+	// Ending a session happens once. ending marks it begun, by the broker (shutdown, SVID expiry, a
+	// lost credential, the audit log failing: endErr says which) or because a side ended; ended
+	// closes when it is done. b2cDone closes when the backend side has stopped, and backendFirst
+	// says it stopped on its own.
+	ending, backendFirst atomic.Bool
+	endErr               error
+	ended, b2cDone       chan struct{}
 
 	rows, bytes int64            // of the current statement's result, for its summary
 	scratch     *inspect.Scratch // masks result rows (the backend side's); see rowMasker
@@ -67,43 +75,55 @@ var errClientTerminated = errors.New("client terminated")
 var ErrSVIDExpired = errors.New("postgres: client SVID expired")
 
 // Run relays until either side ends, the client's SVID expires (plus grace), or ctx is cancelled
-// (shutdown), and then closes both connections.
+// (shutdown), and then closes both connections. The client side runs on the caller's goroutine and
+// the backend side on one more; the broker's reasons to end a session wait on timers and callbacks
+// and take a goroutine only when they fire, so an idle session costs two goroutines.
 func (s *session) Run(ctx context.Context) error {
 	start := time.Now()
 	s.ctx = ctx
 	if s.cancels != nil {
 		defer s.cancels.remove(s.cancelKey)
 	}
-	expiry := time.NewTimer(time.Until(s.endBy))
-	defer expiry.Stop()
-	c2b, b2c := make(chan error, 1), make(chan error, 1)
-	go func() { c2b <- s.guard("client", s.clientToBackend) }()
-	go func() { b2c <- s.guard("backend", s.backendToClient) }()
-	var err error
-	select {
-	case err = <-c2b:
-		if errors.Is(err, errAudit) {
-			// Nothing unrecorded reached the backend; tell the client why its session ends.
-			_ = s.backendConn.Close()
-			s.shortenClientWrites()
-			<-b2c
-			s.sendFatal("58030", "svidbroker: the audit log is unavailable, so statements are refused")
-			s.close()
-			break
+	s.ended, s.b2cDone = make(chan struct{}), make(chan struct{})
+	b2c := make(chan error, 1)
+	go func() {
+		err := s.guard("backend", s.backendToClient)
+		close(s.b2cDone)
+		if !s.ending.Load() {
+			s.backendFirst.Store(true)
+			s.close() // the backend side ended: so does the client's
 		}
-		s.close()
-		<-b2c
-	case err = <-b2c:
-		s.close()
-		<-c2b
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.end(b2c, c2b, "57P01", "svidbroker: terminating connection because the broker is shutting down")
-	case <-expiry.C:
-		err = ErrSVIDExpired
-		s.end(b2c, c2b, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
-	case err = <-s.stop:
-		s.end(b2c, c2b, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
+		b2c <- err
+	}()
+	stopShutdown := context.AfterFunc(ctx, func() {
+		s.endFromBroker(ctx.Err(), "57P01", "svidbroker: terminating connection because the broker is shutting down")
+	})
+	defer stopShutdown()
+	expiry := time.AfterFunc(time.Until(s.endBy), func() {
+		s.endFromBroker(ErrSVIDExpired, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
+	})
+	defer expiry.Stop()
+	if s.lost != nil {
+		s.lost.set(func(err error) {
+			s.endFromBroker(err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
+		})
+	}
+	err := s.guard("client", s.clientToBackend)
+	switch {
+	case errors.Is(err, errAudit):
+		// Nothing unrecorded reached the backend; tell the client why its session ends.
+		s.endFromBroker(err, "58030", "svidbroker: the audit log is unavailable, so statements are refused")
+	case s.ending.CompareAndSwap(false, true):
+		s.close() // the client side ended (the client left, or the backend side closed it)
+		close(s.ended)
+	}
+	<-s.ended
+	backendErr := <-b2c
+	switch {
+	case s.endErr != nil:
+		err = s.endErr
+	case s.backendFirst.Load():
+		err = backendErr
 	}
 	// Revoking the lease after the backend session closed: revocation alone would not end it.
 	if s.lease != nil {
@@ -126,15 +146,50 @@ func (s *session) Run(ctx context.Context) error {
 	return err
 }
 
-// end stops a running session from the broker's side: the backend side first, so that what it
-// forwarded goes before a FATAL error to the client, then both connections.
-func (s *session) end(b2c, c2b chan error, code, msg string) {
+// endFromBroker stops a running session from the broker's side, unless it is ending already: the
+// backend side first, so that what it forwarded goes before a FATAL error to the client, then both
+// connections.
+func (s *session) endFromBroker(reason error, code, msg string) {
+	if !s.ending.CompareAndSwap(false, true) {
+		return
+	}
+	s.endErr = reason
 	_ = s.backendConn.Close()
 	s.shortenClientWrites()
-	<-b2c
+	<-s.b2cDone
 	s.sendFatal(code, msg)
 	s.close()
-	<-c2b
+	close(s.ended)
+}
+
+// trigger calls a function once with the error it fired with, whether it fired before or after the
+// function was set; the function runs on a goroutine of its own.
+type trigger struct {
+	mu    sync.Mutex
+	fired bool
+	err   error
+	fn    func(error)
+}
+
+func (t *trigger) fire(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fired {
+		return
+	}
+	t.fired, t.err = true, err
+	if t.fn != nil {
+		go t.fn(err)
+	}
+}
+
+func (t *trigger) set(fn func(error)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.fn = fn
+	if t.fired {
+		go fn(t.err)
+	}
 }
 
 // sendFatal sends the client a FATAL error. The client side may still be writing (an approval
