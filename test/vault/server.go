@@ -228,12 +228,13 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 	if throttled {
 		return nil, errf(http.StatusTooManyRequests, "request path %q: rate limit quota exceeded", path)
 	}
-	if mnt, typ, rest := s.mountFor(s.authMnts, path, "auth/"); rest == "login" && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
-		switch typ {
+	authMnt, authType, authRest := s.mountFor(s.authMnts, path, "auth/")
+	if authRest == "login" && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		switch authType {
 		case "cert":
-			return s.certLogin(r, mnt, body)
+			return s.certLogin(r, authMnt, body)
 		case "jwt":
-			return s.jwtLogin(r.Context(), mnt, body)
+			return s.jwtLogin(r.Context(), authMnt, body)
 		}
 	}
 	tok, err := s.authenticate(r)
@@ -262,9 +263,9 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 		}
 		return s.listMounts(table), nil
 	case strings.HasPrefix(path, "sys/auth/"):
-		return s.enable(s.authMnts, strings.TrimPrefix(path, "sys/auth/"), r.Method, body)
+		return s.enable(s.authMnts, authTypes, strings.TrimPrefix(path, "sys/auth/"), r.Method, body)
 	case strings.HasPrefix(path, "sys/mounts/"):
-		return s.enable(s.mounts, strings.TrimPrefix(path, "sys/mounts/"), r.Method, body)
+		return s.enable(s.mounts, engineTypes, strings.TrimPrefix(path, "sys/mounts/"), r.Method, body)
 	case strings.HasPrefix(path, "sys/policies/acl/"):
 		return s.writePolicy(strings.TrimPrefix(path, "sys/policies/acl/"), r.Method, body)
 	case path == "sys/leases/lookup":
@@ -274,15 +275,13 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 	case path == "sys/leases/revoke":
 		return nil, s.leaseRevoke(r.Context(), str(body, "lease_id"))
 	}
-	if mnt, typ, rest := s.mountFor(s.authMnts, path, "auth/"); typ != "" {
-		switch typ {
-		case "cert":
-			if name, ok := strings.CutPrefix(rest, "certs/"); ok {
-				return s.writeCertRole(mnt, name, r.Method, body)
-			}
-		case "jwt":
-			return s.jwtAdmin(r.Context(), mnt, rest, r.Method, body)
+	switch authType {
+	case "cert":
+		if name, ok := strings.CutPrefix(authRest, "certs/"); ok {
+			return s.writeCertRole(authMnt, name, r.Method, body)
 		}
+	case "jwt":
+		return s.jwtAdmin(r.Context(), authMnt, authRest, r.Method, body)
 	}
 	switch mnt, typ, rest := s.mountFor(s.mounts, path, ""); typ {
 	case "database":
@@ -340,11 +339,11 @@ func (s *Server) authenticate(r *http.Request) (*token, error) {
 	return t, nil
 }
 
-// mountTypes are the auth methods and secrets engines this server implements, by table.
-var mountTypes = map[string]map[string]bool{
-	"auth":   {"cert": true, "jwt": true},
-	"mounts": {"database": true, "kv-v2": true},
-}
+// authTypes and engineTypes are the auth methods and secrets engines this server implements.
+var (
+	authTypes   = map[string]bool{"cert": true, "jwt": true}
+	engineTypes = map[string]bool{"database": true, "kv-v2": true}
+)
 
 // listMounts answers GET sys/auth and sys/mounts: each mount, with a trailing "/", and its type (kv
 // version 2 as Vault shows it: type "kv", options.version "2").
@@ -362,7 +361,7 @@ func (s *Server) listMounts(table map[string]string) any {
 	return map[string]any{"data": data}
 }
 
-func (s *Server) enable(table map[string]string, path, method string, body map[string]any) (any, error) {
+func (s *Server) enable(table map[string]string, types map[string]bool, path, method string, body map[string]any) (any, error) {
 	if method != http.MethodPost && method != http.MethodPut {
 		return nil, errf(http.StatusMethodNotAllowed, "unsupported operation")
 	}
@@ -373,11 +372,7 @@ func (s *Server) enable(table map[string]string, path, method string, body map[s
 		}
 		typ = "kv-v2"
 	}
-	kind := "mounts"
-	if _, isAuth := table["token"]; isAuth {
-		kind = "auth"
-	}
-	if !mountTypes[kind][typ] {
+	if !types[typ] {
 		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert and jwt auth, the database engine and kv version 2)", typ)
 	}
 	s.mu.Lock()

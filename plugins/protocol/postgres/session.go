@@ -365,7 +365,7 @@ func (s *session) sendClient(msgs []byte, flush bool) error {
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
 	if !flush {
-		s.client.out = append(s.client.out, msgs...)
+		s.client.buffer(msgs)
 		return nil
 	}
 	_ = s.clientConn.SetWriteDeadline(time.Now().Add(s.writeTimeout))

@@ -160,11 +160,14 @@ func (w *wire) send(m encoder) {
 	w.out = out
 }
 
+// buffer adds encoded messages to what the next Flush writes.
+func (w *wire) buffer(b []byte) { w.out = append(w.out, b...) }
+
 // writeRaw sends encoded messages: straight to the connection when nothing else waits, which saves
 // a copy of a large batch.
 func (w *wire) writeRaw(b []byte) error {
 	if len(w.out) > 0 {
-		w.out = append(w.out, b...)
+		w.buffer(b)
 		return w.Flush()
 	}
 	if w.encErr != nil {
