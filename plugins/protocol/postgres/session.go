@@ -324,24 +324,29 @@ func (s *session) backendToClient() error {
 	// What is held on return goes before whatever the session sends the client next (a FATAL error).
 	defer func() { _ = s.sendClient(held, false) }()
 	for {
-		msg, err := s.backend.Receive()
+		typ, body, err := s.backend.next()
 		if err != nil {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
-		if ps, ok := msg.(*pgproto3.ParameterStatus); ok {
-			if err := checkParameter(ps.Name, ps.Value); err != nil {
-				return fmt.Errorf("postgres: %w", err)
-			}
-		}
 		h := s.queue.head()
-		out := s.answer(h, msg)
-		s.summarize(msg, h != nil && h.recordFull)
-		if out != nil {
-			b, err := out.Encode(held)
+		if typ == 'D' && s.passesRows(h) {
+			// A row nothing masks or records goes on as it came, checked but not decoded and encoded
+			// again: most of a large result's rows.
+			n, err := dataRowBytes(body)
 			if err != nil {
-				return fmt.Errorf("postgres: to client: %w", err)
+				return fmt.Errorf("postgres: from backend: %w", err)
 			}
-			held = b
+			s.rows++
+			s.bytes += n
+			held = appendFrame(held, typ, body)
+		} else {
+			msg, err := s.backend.decode(typ, body)
+			if err != nil {
+				return fmt.Errorf("postgres: from backend: %w", err)
+			}
+			if held, err = s.relay(h, msg, held); err != nil {
+				return err
+			}
 		}
 		if len(held) == 0 {
 			continue
@@ -357,6 +362,33 @@ func (s *session) backendToClient() error {
 			}
 		}
 	}
+}
+
+// relay handles one decoded backend message that h answers, and appends what the client gets
+// instead, encoded, to held.
+func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]byte, error) {
+	if ps, ok := msg.(*pgproto3.ParameterStatus); ok {
+			if err := checkParameter(ps.Name, ps.Value); err != nil {
+				return held, fmt.Errorf("postgres: %w", err)
+		}
+	}
+	out := s.answer(h, msg)
+	s.summarize(msg, h != nil && h.recordFull)
+	if out == nil {
+		return held, nil
+	}
+	b, err := out.Encode(held)
+	if err != nil {
+		return held, fmt.Errorf("postgres: to client: %w", err)
+	}
+	return b, nil
+}
+
+// passesRows reports whether the rows that answer h reach the client as they are: the answer to a
+// statement that masks none of its columns, whose rows the audit log does not keep.
+func (s *session) passesRows(h *item) bool {
+	return h != nil && (h.kind == itQuery || h.kind == itExecute) && h.masks == nil &&
+		!(h.recordFull || s.rec.fullData)
 }
 
 // sendClient writes encoded messages to the client, or, unless flush, adds them to what the next

@@ -318,6 +318,11 @@ func (b *backendWire) Receive() (pgproto3.BackendMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	return b.decode(typ, body)
+}
+
+// decode decodes a message next returned, into the wire's message of its type.
+func (b *backendWire) decode(typ byte, body []byte) (pgproto3.BackendMessage, error) {
 	var msg pgproto3.BackendMessage
 	switch typ {
 	case '1':
@@ -379,3 +384,40 @@ func (b *backendWire) Receive() (pgproto3.BackendMessage, error) {
 
 // Send encodes a message for the backend; Flush writes it.
 func (b *backendWire) Send(m pgproto3.FrontendMessage) { b.send(m) }
+
+// dataRowBytes checks a DataRow's body as pgproto3's Decode does, and further that nothing follows
+// its last value, and returns the bytes of its values.
+func dataRowBytes(body []byte) (int64, error) {
+	if len(body) < 2 {
+		return 0, errMalformedDataRow
+	}
+	fields, rp := int(binary.BigEndian.Uint16(body)), 2
+	var n int64
+	for range fields {
+		if len(body)-rp < 4 {
+			return 0, errMalformedDataRow
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		if l == -1 { // NULL
+			continue
+		}
+		if l < 0 || len(body)-rp < l {
+			return 0, errMalformedDataRow
+		}
+		rp += l
+		n += int64(l)
+	}
+	if rp != len(body) {
+		return 0, errMalformedDataRow
+	}
+	return n, nil
+}
+
+var errMalformedDataRow = errors.New("malformed DataRow")
+
+// appendFrame appends a message of type typ and body body, as it goes on the wire, to dst.
+func appendFrame(dst []byte, typ byte, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(append(dst, typ), uint32(len(body)+4))
+	return append(dst, body...)
+}

@@ -203,3 +203,76 @@ func FuzzWire(f *testing.F) {
 		}
 	})
 }
+
+// TestDataRowBytes checks the check that lets unmasked rows through undecoded: it counts the value
+// bytes pgproto3's Decode finds, refuses what Decode refuses, and also bytes after the last value,
+// which a decoded row would have dropped and a relayed one would pass on.
+func TestDataRowBytes(t *testing.T) {
+	row := func(values ...[]byte) []byte {
+		b, err := (&pgproto3.DataRow{Values: values}).Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b[5:]
+	}
+	cases := []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"no columns", row(), true},
+		{"values and a NULL", row([]byte("42"), nil, []byte(""), []byte("alice@example.com")), true},
+		{"empty body", []byte{}, false},
+		{"count only, values missing", []byte{0, 2}, false},
+		{"length past the end", append([]byte{0, 1, 0, 0, 0, 9}, "short"...), false},
+		{"negative length", []byte{0, 1, 0xff, 0xff, 0xff, 0xfe}, false},
+		{"truncated length", []byte{0, 1, 0, 0}, false},
+		{"bytes after the last value", append(row([]byte("x")), 'y'), false},
+	}
+	for _, c := range cases {
+		n, err := dataRowBytes(c.body)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v, want ok=%v", c.name, err, c.ok)
+			continue
+		}
+		if !c.ok {
+			continue
+		}
+		var d pgproto3.DataRow
+		decErr := d.Decode(c.body)
+		var want int64
+		for _, v := range d.Values {
+			want += int64(len(v))
+		}
+		if decErr != nil || n != want {
+			t.Errorf("%s: %d bytes (Decode: %v, %d)", c.name, n, decErr, want)
+		}
+	}
+}
+
+// FuzzDataRowBytes: whatever dataRowBytes accepts, Decode accepts too, with as many value bytes, and
+// encoding the decoded row gives back the same body: a row relayed undecoded is the row a decoded
+// one would have been.
+func FuzzDataRowBytes(f *testing.F) {
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0, 2, 0, 0, 0, 1, 'x', 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 1, 0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := dataRowBytes(body)
+		if err != nil {
+			return
+		}
+		var d pgproto3.DataRow
+		if err := d.Decode(body); err != nil {
+			t.Fatalf("Decode refused an accepted row: %v", err)
+		}
+		var want int64
+		for _, v := range d.Values {
+			want += int64(len(v))
+		}
+		enc, err := d.Encode(nil)
+		if err != nil || n != want || !bytes.Equal(enc[5:], body) || !bytes.Equal(appendFrame(nil, 'D', body), enc) {
+			t.Fatalf("accepted %x as %d bytes; Decode: %d bytes, re-encoded %x", body, n, want, enc)
+		}
+	})
+}
