@@ -368,8 +368,8 @@ func (s *session) backendToClient() error {
 // instead, encoded, to held.
 func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]byte, error) {
 	if ps, ok := msg.(*pgproto3.ParameterStatus); ok {
-			if err := checkParameter(ps.Name, ps.Value); err != nil {
-				return held, fmt.Errorf("postgres: %w", err)
+		if err := checkParameter(ps.Name, ps.Value); err != nil {
+			return held, fmt.Errorf("postgres: %w", err)
 		}
 	}
 	out := s.answer(h, msg)
