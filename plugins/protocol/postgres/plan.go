@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"encoding/binary"
+	"math"
 	"slices"
 	"strings"
 
@@ -184,20 +186,74 @@ func (p *plan) masksFor(fields []pgproto3.FieldDescription, stmt int) []fieldMas
 func maskRow(sc *inspect.Scratch, row *pgproto3.DataRow, masks []fieldMask) {
 	sc.Reset()
 	for i, fm := range masks {
-		if fm.strategy == "" || i >= len(row.Values) || row.Values[i] == nil {
-			continue
+		if i < len(row.Values) {
+			row.Values[i] = maskValue(sc, fm, row.Values[i])
 		}
-		if !fm.text {
-			row.Values[i] = nil
-			continue
-		}
-		out, null, err := sc.Mask(fm.strategy, row.Values[i])
-		if err != nil || null {
-			row.Values[i] = nil
-			continue
-		}
-		row.Values[i] = out
 	}
+}
+
+// maskValue returns v masked as fm requires, into sc; nil is SQL NULL.
+func maskValue(sc *inspect.Scratch, fm fieldMask, v []byte) []byte {
+	if fm.strategy == "" || v == nil {
+		return v
+	}
+	if !fm.text {
+		return nil
+	}
+	out, null, err := sc.Mask(fm.strategy, v)
+	if err != nil || null {
+		return nil
+	}
+	return out
+}
+
+// appendRow appends the DataRow whose body the backend sent to dst, as the client gets it: masked
+// as masks require (into sc, which maskRow's rules apply to as well), and otherwise the same bytes.
+// It reads the body as pgproto3's Decode does, without decoding it into a message and encoding that
+// again, and refuses a body Decode would refuse or that has bytes after its last value. n is the
+// bytes of the values the client gets.
+func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []byte, n int64, err error) {
+	if masks == nil {
+		if n, err = dataRowBytes(body); err != nil {
+			return dst, 0, err
+		}
+		return appendFrame(dst, 'D', body), n, nil
+	}
+	if len(body) < 2 {
+		return dst, 0, errMalformedDataRow
+	}
+	start := len(dst)
+	dst = append(append(dst, 'D', 0, 0, 0, 0), body[:2]...)
+	fields, rp := int(binary.BigEndian.Uint16(body)), 2
+	sc.Reset()
+	for i := range fields {
+		if len(body)-rp < 4 {
+			return dst[:start], 0, errMalformedDataRow
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		var v []byte
+		if l != -1 {
+			if l < 0 || len(body)-rp < l {
+				return dst[:start], 0, errMalformedDataRow
+			}
+			v, rp = body[rp:rp+l:rp+l], rp+l
+		}
+		if i < len(masks) {
+			v = maskValue(sc, masks[i], v)
+		}
+		if v == nil {
+			dst = binary.BigEndian.AppendUint32(dst, math.MaxUint32) // -1: NULL
+			continue
+		}
+		dst = append(binary.BigEndian.AppendUint32(dst, uint32(len(v))), v...)
+		n += int64(len(v))
+	}
+	if rp != len(body) {
+		return dst[:start], 0, errMalformedDataRow
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst, n, nil
 }
 
 // scrub returns the error or notice with everything that could quote a value removed: only the

@@ -329,16 +329,19 @@ func (s *session) backendToClient() error {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
 		h := s.queue.head()
-		if typ == 'D' && s.passesRows(h) {
-			// A row nothing masks or records goes on as it came, checked but not decoded and encoded
-			// again: most of a large result's rows.
-			n, err := dataRowBytes(body)
-			if err != nil {
+		if typ == 'D' && s.undecodedRows(h) {
+			// Most of a large result's messages: masked, or passed on as they came, without decoding
+			// them into messages and encoding those again.
+			var sc *inspect.Scratch
+			if h.masks != nil {
+				sc = s.rowMasker()
+			}
+			var n int64
+			if held, n, err = appendRow(held, body, h.masks, sc); err != nil {
 				return fmt.Errorf("postgres: from backend: %w", err)
 			}
 			s.rows++
 			s.bytes += n
-			held = appendFrame(held, typ, body)
 		} else {
 			msg, err := s.backend.decode(typ, body)
 			if err != nil {
@@ -384,11 +387,10 @@ func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]by
 	return b, nil
 }
 
-// passesRows reports whether the rows that answer h reach the client as they are: the answer to a
-// statement that masks none of its columns, whose rows the audit log does not keep.
-func (s *session) passesRows(h *item) bool {
-	return h != nil && (h.kind == itQuery || h.kind == itExecute) && h.masks == nil &&
-		!(h.recordFull || s.rec.fullData)
+// undecodedRows reports whether the rows that answer h can be relayed by appendRow: the rows of a
+// statement's result that the audit log does not keep.
+func (s *session) undecodedRows(h *item) bool {
+	return h != nil && (h.kind == itQuery || h.kind == itExecute) && !(h.recordFull || s.rec.fullData)
 }
 
 // sendClient writes encoded messages to the client, or, unless flush, adds them to what the next

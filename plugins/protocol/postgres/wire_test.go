@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/svidbroker/svidbroker/broker/inspect"
 )
 
 // trickle hands out at most one byte per Read and, given the wire that reads it, counts the reads
@@ -204,10 +206,10 @@ func FuzzWire(f *testing.F) {
 	})
 }
 
-// TestDataRowBytes checks the check that lets unmasked rows through undecoded: it counts the value
-// bytes pgproto3's Decode finds, refuses what Decode refuses, and also bytes after the last value,
-// which a decoded row would have dropped and a relayed one would pass on.
-func TestDataRowBytes(t *testing.T) {
+// TestAppendRowUnmasked checks how rows nothing masks are relayed undecoded: as they came, with the
+// value bytes pgproto3's Decode finds; refused where Decode refuses, and also with bytes after the
+// last value, which a decoded row would have dropped and a relayed one would pass on.
+func TestAppendRowUnmasked(t *testing.T) {
 	row := func(values ...[]byte) []byte {
 		b, err := (&pgproto3.DataRow{Values: values}).Encode(nil)
 		if err != nil {
@@ -230,7 +232,7 @@ func TestDataRowBytes(t *testing.T) {
 		{"bytes after the last value", append(row([]byte("x")), 'y'), false},
 	}
 	for _, c := range cases {
-		n, err := dataRowBytes(c.body)
+		out, n, err := appendRow(nil, c.body, nil, nil)
 		if (err == nil) != c.ok {
 			t.Errorf("%s: err = %v, want ok=%v", c.name, err, c.ok)
 			continue
@@ -244,35 +246,50 @@ func TestDataRowBytes(t *testing.T) {
 		for _, v := range d.Values {
 			want += int64(len(v))
 		}
-		if decErr != nil || n != want {
+		if decErr != nil || n != want || !bytes.Equal(out, appendFrame(nil, 'D', c.body)) {
 			t.Errorf("%s: %d bytes (Decode: %v, %d)", c.name, n, decErr, want)
 		}
 	}
 }
 
-// FuzzDataRowBytes: whatever dataRowBytes accepts, Decode accepts too, with as many value bytes, and
-// encoding the decoded row gives back the same body: a row relayed undecoded is the row a decoded
-// one would have been.
-func FuzzDataRowBytes(f *testing.F) {
+// FuzzAppendRow: whatever appendRow accepts, pgproto3's Decode accepts too, and appendRow's output is
+// what decoding, maskRow and encoding give, with as many value bytes: a row relayed undecoded is the
+// row a decoded one would have been, masked or not.
+func FuzzAppendRow(f *testing.F) {
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0, 2, 0, 0, 0, 1, 'x', 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0, 1, 0, 0, 0, 9})
+	f.Add([]byte{0, 3, 0, 0, 0, 5, 'a', '@', 'b', '.', 'c', 0, 0, 0, 2, 0, 1, 0, 0, 0, 3, '1', '2', '3'})
+	m, err := inspect.NewMasker(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
+	sets := [][]fieldMask{nil, {{strategy: inspect.Hash, text: true}, {strategy: inspect.Partial}, {strategy: inspect.Partial, text: true}, {}, {strategy: inspect.Redact, text: true}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		n, err := dataRowBytes(body)
-		if err != nil {
-			return
-		}
-		var d pgproto3.DataRow
-		if err := d.Decode(body); err != nil {
-			t.Fatalf("Decode refused an accepted row: %v", err)
-		}
-		var want int64
-		for _, v := range d.Values {
-			want += int64(len(v))
-		}
-		enc, err := d.Encode(nil)
-		if err != nil || n != want || !bytes.Equal(enc[5:], body) || !bytes.Equal(appendFrame(nil, 'D', body), enc) {
-			t.Fatalf("accepted %x as %d bytes; Decode: %d bytes, re-encoded %x", body, n, want, enc)
+		for _, masks := range sets {
+			got, n, err := appendRow([]byte("held"), body, masks, m.NewScratch())
+			if err != nil {
+				if string(got) != "held" {
+					t.Fatalf("a refused row left %q", got)
+				}
+				continue
+			}
+			var d pgproto3.DataRow
+			if err := d.Decode(body); err != nil {
+				t.Fatalf("Decode refused an accepted row: %v", err)
+			}
+			if plain, _ := d.Encode(nil); !bytes.Equal(plain[5:], body) {
+				t.Fatalf("accepted %x, which has bytes after its last value", body)
+			}
+			maskRow(m.NewScratch(), &d, masks)
+			var want int64
+			for _, v := range d.Values {
+				want += int64(len(v))
+			}
+			enc, _ := d.Encode([]byte("held"))
+			if n != want || !bytes.Equal(got, enc) {
+				t.Fatalf("masks %v: appendRow gave %x (%d bytes), maskRow %x (%d bytes)", masks, got, n, enc, want)
+			}
 		}
 	})
 }
