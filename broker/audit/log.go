@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,10 +63,11 @@ type Log struct {
 	cpSeq  uint64
 	// unsynced: records were written without a sync since the last one (the writer's alone).
 	unsynced bool
+	macs     *entryMACs // the writer's alone
 }
 
 type appendReq struct {
-	rec  Record
+	rec  []byte     // the record's JSON, encoded by the appender so the writer's turn stays short
 	resp chan error // nil for async
 }
 
@@ -87,6 +89,7 @@ type store interface {
 // fileStore keeps a chain in <dir>/<chain>.jsonl and its checkpoints in <dir>/<chain>.checkpoints.
 type fileStore struct {
 	f, cp, lock *os.File
+	buf         []byte // the lines of the last append, kept for the next
 }
 
 // Open opens (or creates) the chain in files under cfg.Dir, checks that it is intact up to its end,
@@ -144,7 +147,7 @@ func checkConfig(cfg *Config) error {
 
 // start resumes a verified chain and starts its writer.
 func start(cfg Config, st store, rep *Report) *Log {
-	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
+	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{}), macs: newEntryMACs(cfg.MACKey)}
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
 		l.mac = genesis(cfg.MACKey, cfg.Chain)
@@ -155,9 +158,12 @@ func start(cfg Config, st store, rep *Report) *Log {
 }
 
 func (s *fileStore) append(entries []entry, durable bool) error {
-	var buf []byte
+	buf := s.buf[:0]
 	for _, e := range entries {
 		buf = appendLine(buf, e)
+	}
+	if cap(buf) <= maxKeptLines {
+		s.buf = buf
 	}
 	if _, err := s.f.Write(buf); err != nil {
 		return err
@@ -167,6 +173,9 @@ func (s *fileStore) append(entries []entry, durable bool) error {
 	}
 	return s.f.Sync()
 }
+
+// maxKeptLines is the largest line buffer a fileStore keeps from one append to the next.
+const maxKeptLines = 1 << 20
 
 func (s *fileStore) sync() error { return s.f.Sync() }
 
@@ -203,11 +212,34 @@ func genesis(key []byte, chain string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func entryMAC(key []byte, seq uint64, prev string, rec []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(strconv.FormatUint(seq, 10) + "\n" + prev + "\n"))
-	m.Write(rec)
-	return hex.EncodeToString(m.Sum(nil))
+// entryMACs computes entry MACs with one keyed HMAC, reset per entry. It is not safe for concurrent
+// use.
+type entryMACs struct {
+	h   hash.Hash
+	hdr []byte
+	sum [sha256.Size]byte
+}
+
+func newEntryMACs(key []byte) *entryMACs { return &entryMACs{h: hmac.New(sha256.New, key)} }
+
+// mac is the MAC of the entry seq, which follows the entry whose MAC is prev and holds rec: HMAC of
+// "seq\nprev\n" and rec, in hex.
+func (m *entryMACs) mac(seq uint64, prev string, rec []byte) string {
+	m.hdr = append(append(append(strconv.AppendUint(m.hdr[:0], seq, 10), '\n'), prev...), '\n')
+	m.h.Reset()
+	m.h.Write(m.hdr)
+	m.h.Write(rec)
+	return hex.EncodeToString(m.h.Sum(m.sum[:0]))
+}
+
+// encode is the JSON of rec as the chain keeps it. A record that cannot be encoded fails the log:
+// it could not be kept, and what follows it must not be kept without it.
+func (l *Log) encode(rec Record) ([]byte, error) {
+	b, err := json.Marshal(truncate(rec))
+	if err != nil {
+		return nil, l.fail(err)
+	}
+	return b, nil
 }
 
 // Append writes rec and returns once it is durable.
@@ -215,7 +247,11 @@ func (l *Log) Append(rec Record) error {
 	if err := l.Err(); err != nil {
 		return err
 	}
-	r := &appendReq{rec: rec, resp: make(chan error, 1)}
+	b, err := l.encode(rec)
+	if err != nil {
+		return err
+	}
+	r := &appendReq{rec: b, resp: make(chan error, 1)}
 	select {
 	case l.reqs <- r:
 	case <-l.done:
@@ -234,8 +270,12 @@ func (l *Log) AppendAsync(rec Record) {
 	if l.Err() != nil {
 		return
 	}
+	b, err := l.encode(rec)
+	if err != nil {
+		return
+	}
 	select {
-	case l.reqs <- &appendReq{rec: rec}:
+	case l.reqs <- &appendReq{rec: b}:
 	case <-l.done:
 	}
 }
@@ -317,13 +357,9 @@ func (l *Log) writeBatch(batch []*appendReq) error {
 	l.mu.Unlock()
 	entries := make([]entry, 0, len(batch))
 	for _, r := range batch {
-		rec, err := json.Marshal(truncate(r.rec))
-		if err != nil {
-			return l.fail(err)
-		}
 		seq++
-		mac := entryMAC(l.cfg.MACKey, seq, prev, rec)
-		entries = append(entries, entry{Seq: seq, Prev: prev, Rec: rec, MAC: mac})
+		mac := l.macs.mac(seq, prev, r.rec)
+		entries = append(entries, entry{Seq: seq, Prev: prev, Rec: r.rec, MAC: mac})
 		prev = mac
 	}
 	// A batch of records nobody waits for (result summaries, session ends) is written but not synced:

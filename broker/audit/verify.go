@@ -76,6 +76,7 @@ func verify(chain string, key []byte, v note.Verifier, checkpoints, entries line
 		want[cp.seq] = ""
 	}
 	expected, prev := uint64(1), genesis(key, chain)
+	macs := newEntryMACs(key)
 	err := entries(func(n int, line []byte) error {
 		var e entry
 		if err := json.Unmarshal(line, &e); err != nil || e.MAC == "" {
@@ -90,7 +91,7 @@ func verify(chain string, key []byte, v note.Verifier, checkpoints, entries line
 		case e.Prev != prev:
 			rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: record %d does not follow record %d (inserted, deleted or reordered)", n, e.Seq, e.Seq-1))
 		}
-		if !hmac.Equal([]byte(entryMAC(key, e.Seq, e.Prev, e.Rec)), []byte(e.MAC)) {
+		if !hmac.Equal([]byte(macs.mac(e.Seq, e.Prev, e.Rec)), []byte(e.MAC)) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: record %d was altered (MAC mismatch)", n, e.Seq))
 		}
 		if _, ok := want[e.Seq]; ok {
