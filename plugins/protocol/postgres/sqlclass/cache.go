@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Cache classifies through a bounded cache keyed by the statement's token stream with its literals
@@ -50,28 +52,92 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 // literalFreeKey returns the tokens of sql, with every literal replaced by a marker, joined by a
 // separator no token contains. ok is false when sql does not scan (it will not parse either).
 func literalFreeKey(sql string) (string, bool) {
-	res, err := pg.Scan(sql)
-	if err != nil {
-		return "", false
-	}
 	var b strings.Builder
-	b.Grow(len(sql) + len(res.Tokens))
-	for _, t := range res.Tokens {
-		switch t.Token {
+	b.Grow(len(sql) + len(sql)/2)
+	ok := scanTokens(sql, func(start, end int32, tok pg.Token) bool {
+		switch tok {
 		case pg.Token_UESCAPE:
 			// UESCAPE's string literal decides what a U& identifier or string spells: not cacheable.
-			return "", false
+			return false
 		case pg.Token_ICONST, pg.Token_FCONST, pg.Token_SCONST, pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
 			b.WriteString("\x00L")
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
-			continue
+			return true
 		default:
-			if t.Start < 0 || t.End > int32(len(sql)) || t.Start > t.End {
-				return "", false
+			if start < 0 || end > int32(len(sql)) || start > end {
+				return false
 			}
-			b.WriteString(sql[t.Start:t.End])
+			b.WriteString(sql[start:end])
 		}
 		b.WriteByte(0)
+		return true
+	})
+	if !ok {
+		return "", false
 	}
 	return b.String(), true
+}
+
+// scanTokens scans sql with libpg_query's scanner, as pg_query_go's Scan does, and calls f with each
+// token in order until f returns false. It reads the scanner's protobuf answer (ScanResult, field 2:
+// the repeated ScanToken, with start 1, end 2 and token 4) field by field rather than unmarshal it
+// into messages: that unmarshal, a message per token, cost more than the scan. ok is false when sql
+// does not scan, the answer cannot be read, or f stopped.
+func scanTokens(sql string, f func(start, end int32, tok pg.Token) bool) (ok bool) {
+	buf, err := parser.ScanToProtobuf(sql)
+	if err != nil {
+		return false
+	}
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			return false
+		}
+		buf = buf[n:]
+		if num != 2 || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, buf); n < 0 {
+				return false
+			}
+			buf = buf[n:]
+			continue
+		}
+		tok, n := protowire.ConsumeBytes(buf)
+		if n < 0 {
+			return false
+		}
+		buf = buf[n:]
+		var start, end int32
+		var kind pg.Token
+		for len(tok) > 0 {
+			num, typ, n := protowire.ConsumeTag(tok)
+			if n < 0 {
+				return false
+			}
+			tok = tok[n:]
+			if typ != protowire.VarintType {
+				if n = protowire.ConsumeFieldValue(num, typ, tok); n < 0 {
+					return false
+				}
+				tok = tok[n:]
+				continue
+			}
+			v, n := protowire.ConsumeVarint(tok)
+			if n < 0 {
+				return false
+			}
+			tok = tok[n:]
+			switch num {
+			case 1:
+				start = int32(v)
+			case 2:
+				end = int32(v)
+			case 4:
+				kind = pg.Token(int32(v))
+			}
+		}
+		if !f(start, end, kind) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,7 +2,10 @@ package sqlclass
 
 import (
 	"errors"
+	"slices"
 	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // FuzzClassify: any input either parses into statements with a known kind, or is ErrParse; and the
@@ -40,6 +43,41 @@ func FuzzClassify(f *testing.F) {
 			if cached[i].Kind != st.Kind || len(cached[i].Accesses) != len(st.Accesses) {
 				t.Fatalf("cache disagrees: %+v vs %+v", cached[i], st)
 			}
+		}
+	})
+}
+
+// scanOracle is scanTokens through pg_query_go's own Scan, which unmarshals the same answer into
+// messages.
+func scanOracle(sql string) (toks [][3]int32, ok bool) {
+	res, err := pg.Scan(sql)
+	if err != nil {
+		return nil, false
+	}
+	for _, t := range res.Tokens {
+		toks = append(toks, [3]int32{t.Start, t.End, int32(t.Token)})
+	}
+	return toks, true
+}
+
+// FuzzScanTokens: scanTokens reads libpg_query's answer as pg_query_go's Scan does, token for token,
+// for any input (the cache's key is only as sound as the tokens it is built from).
+func FuzzScanTokens(f *testing.F) {
+	for _, s := range []string{
+		"SELECT 1", "select email from customers where id = 42 -- x", "SELECT 'a''b', E'\\n', $$d$$, B'01', X'ff', 1.5e3",
+		"SELECT U&'d\\0061t\\+000061' UESCAPE '!'", "/* c */ SELECT \"Quoted\"\"id\" FROM t", "SELECT 'unterminated", "\x00\xff",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		want, wantOK := scanOracle(sql)
+		var got [][3]int32
+		ok := scanTokens(sql, func(start, end int32, tok pg.Token) bool {
+			got = append(got, [3]int32{start, end, int32(tok)})
+			return true
+		})
+		if ok != wantOK || !slices.Equal(got, want) {
+			t.Fatalf("scanTokens %v %v; Scan %v %v", ok, got, wantOK, want)
 		}
 	})
 }
