@@ -88,44 +88,13 @@ func scanTokens(sql string, f func(start, end int32, tok pg.Token) bool) (ok boo
 	if err != nil {
 		return false
 	}
-	for len(buf) > 0 {
-		num, typ, n := protowire.ConsumeTag(buf)
-		if n < 0 {
-			return false
+	return eachField(buf, func(num protowire.Number, _ uint64, tok []byte) bool {
+		if num != 2 || tok == nil {
+			return true // not a token
 		}
-		buf = buf[n:]
-		if num != 2 || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, buf); n < 0 {
-				return false
-			}
-			buf = buf[n:]
-			continue
-		}
-		tok, n := protowire.ConsumeBytes(buf)
-		if n < 0 {
-			return false
-		}
-		buf = buf[n:]
 		var start, end int32
 		var kind pg.Token
-		for len(tok) > 0 {
-			num, typ, n := protowire.ConsumeTag(tok)
-			if n < 0 {
-				return false
-			}
-			tok = tok[n:]
-			if typ != protowire.VarintType {
-				if n = protowire.ConsumeFieldValue(num, typ, tok); n < 0 {
-					return false
-				}
-				tok = tok[n:]
-				continue
-			}
-			v, n := protowire.ConsumeVarint(tok)
-			if n < 0 {
-				return false
-			}
-			tok = tok[n:]
+		return eachField(tok, func(num protowire.Number, v uint64, _ []byte) bool {
 			switch num {
 			case 1:
 				start = int32(v)
@@ -134,8 +103,39 @@ func scanTokens(sql string, f func(start, end int32, tok pg.Token) bool) (ok boo
 			case 4:
 				kind = pg.Token(int32(v))
 			}
+			return true
+		}) && f(start, end, kind)
+	})
+}
+
+// eachField calls f with each field of the protobuf message buf in order: a varint's value in v, a
+// length-delimited field's bytes in b (non-nil); other fields are skipped. It stops, and returns false,
+// where buf cannot be read or f returns false.
+func eachField(buf []byte, f func(num protowire.Number, v uint64, b []byte) bool) bool {
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			return false
 		}
-		if !f(start, end, kind) {
+		buf = buf[n:]
+		var v uint64
+		var b []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(buf)
+		case protowire.BytesType:
+			b, n = protowire.ConsumeBytes(buf)
+			if b == nil {
+				b = []byte{}
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, buf)
+		}
+		if n < 0 {
+			return false
+		}
+		buf = buf[n:]
+		if (typ == protowire.VarintType || typ == protowire.BytesType) && !f(num, v, b) {
 			return false
 		}
 	}
