@@ -33,6 +33,9 @@ const (
 	maxRecordedBytes = 16 << 10
 )
 
+// on reports whether there is an audit sink to record to.
+func (r recorder) on() bool { return r.sink != nil }
+
 func (r recorder) stamp(rec audit.Record) audit.Record {
 	rec.Time, rec.Session, rec.SPIFFEID, rec.Target = time.Now().UTC(), r.session, r.spiffeID, r.target
 	return rec
@@ -40,7 +43,7 @@ func (r recorder) stamp(rec audit.Record) audit.Record {
 
 // durable records rec and returns once it is on disk.
 func (r recorder) durable(rec audit.Record) error {
-	if r.sink == nil {
+	if !r.on() {
 		return nil
 	}
 	if err := r.sink.Append(r.stamp(rec)); err != nil {
@@ -55,7 +58,7 @@ func (r recorder) durable(rec audit.Record) error {
 
 // async records rec without waiting; a failure fails the sink for the next durable record.
 func (r recorder) async(rec audit.Record) {
-	if r.sink != nil {
+	if r.on() {
 		r.sink.AppendAsync(r.stamp(rec))
 	}
 }
@@ -65,6 +68,9 @@ func (r recorder) async(rec audit.Record) {
 // SQLSTATE.
 // It sees messages after masking: recorded rows are what the client saw.
 func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
+	if !s.rec.on() {
+		return
+	}
 	switch m := msg.(type) {
 	case *pgproto3.RowDescription:
 		s.columns, s.formats = s.columns[:0], s.formats[:0]

@@ -332,6 +332,9 @@ func kinds(sts []sqlclass.Statement) []string {
 }
 
 func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Statement, d authz.Decision, params []string, p *plan) audit.Record {
+	if !s.rec.on() {
+		return audit.Record{} // nothing records it: not worth building
+	}
 	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params}
 	if p.active() {
 		for k, strategy := range p.cols {
@@ -423,7 +426,10 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	if len(s.portals) >= maxPortals && s.portals[m.DestinationPortal] == nil {
 		return s.deny("extended", st.text, st.sts, authz.Decision{}, errStatementDenied(fmt.Sprintf("svidbroker: more than %d portals in one session", maxPortals)))
 	}
-	pt := &portal{stmt: st, params: auditParams(m), backend: s.backendName("p", m.DestinationPortal)}
+	pt := &portal{stmt: st, backend: s.backendName("p", m.DestinationPortal)}
+	if s.rec.on() {
+		pt.params = auditParams(m)
+	}
 	s.portals[m.DestinationPortal] = pt
 	s.queue.push(&item{kind: itBind})
 	s.backend.Send(&pgproto3.Bind{DestinationPortal: pt.backend, PreparedStatement: st.backend,

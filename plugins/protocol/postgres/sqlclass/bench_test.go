@@ -6,7 +6,8 @@ import (
 )
 
 // BenchmarkClassify compares a full parse with the cache, for statements that differ only in a literal
-// (as pgbench -S sends them): report the ratio cached/parsed.
+// (as pgbench -S sends them, "cached") and for one text sent again and again (as a driver prepares a
+// parameterized statement, "repeated"): report the ratios to "parse".
 func BenchmarkClassify(b *testing.B) {
 	q := func(i int) string { return "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i) }
 	b.Run("parse", func(b *testing.B) {
@@ -24,6 +25,15 @@ func BenchmarkClassify(b *testing.B) {
 		for b.Loop() {
 			i++
 			if _, err := c.Classify(q(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("repeated", func(b *testing.B) {
+		c := NewCache(1024)
+		text := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+		for b.Loop() {
+			if _, err := c.Classify(text); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -12,25 +12,42 @@ import (
 // Cache classifies through a bounded cache keyed by the statement's token stream with its literals
 // blanked: statements that differ only in constants share one parse. That is sound because no part of a
 // classification depends on a literal's value (settings, COPY targets and functions are told apart by
-// keywords and identifiers, which stay in the key). Scanning costs a fraction of parsing.
+// keywords and identifiers, which stay in the key). Scanning costs a fraction of parsing. In front of
+// it, statements seen before with the very same text (a prepared statement's, every time a driver
+// prepares it again) are found by their text alone, without a scan.
 type Cache struct {
 	mu      sync.Mutex
-	entries map[string][]Statement
+	entries map[string][]Statement // by literal-free key
+	exact   map[string][]Statement // by text, for texts of at most maxExactText bytes
 	max     int
 }
 
-// NewCache returns a cache of at most max entries. When it is full it starts over, which keeps the
-// cost of a hostile stream of distinct statements at one parse each.
+// maxExactText is the longest statement text the cache keeps as a key of its own.
+const maxExactText = 4 << 10
+
+// NewCache returns a cache of at most max entries of each kind. When one is full it starts over, which
+// keeps the cost of a hostile stream of distinct statements at one parse each.
 func NewCache(max int) *Cache {
-	return &Cache{entries: map[string][]Statement{}, max: max}
+	return &Cache{entries: map[string][]Statement{}, exact: map[string][]Statement{}, max: max}
 }
 
 // Classify is Classify, cached. The result is shared: callers must not modify it.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
+	if len(sql) <= maxExactText {
+		c.mu.Lock()
+		st, hit := c.exact[sql]
+		c.mu.Unlock()
+		if hit {
+			return st, nil
+		}
+	}
 	key, ok := literalFreeKey(sql)
 	if ok {
 		c.mu.Lock()
 		st, hit := c.entries[key]
+		if hit {
+			c.keepExact(sql, st)
+		}
 		c.mu.Unlock()
 		if hit {
 			return st, nil
@@ -41,12 +58,25 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 		return st, err
 	}
 	c.mu.Lock()
-	if len(c.entries) >= c.max {
-		clear(c.entries)
-	}
-	c.entries[key] = st
+	c.keep(c.entries, key, st)
+	c.keepExact(sql, st)
 	c.mu.Unlock()
 	return st, nil
+}
+
+// keepExact keeps st under its text, if that is short enough; c.mu must be held.
+func (c *Cache) keepExact(sql string, st []Statement) {
+	if len(sql) <= maxExactText {
+		c.keep(c.exact, sql, st)
+	}
+}
+
+// keep adds st to m under key, starting m over if it is full; c.mu must be held.
+func (c *Cache) keep(m map[string][]Statement, key string, st []Statement) {
+	if len(m) >= c.max {
+		clear(m)
+	}
+	m[key] = st
 }
 
 // literalFreeKey returns the tokens of sql, with every literal replaced by a marker, joined by a

@@ -3,6 +3,7 @@ package sqlclass
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -195,5 +196,48 @@ func TestCacheSharesOnlyLiteralVariants(t *testing.T) {
 	}
 	if _, err := c.Classify("select 'x"); !errors.Is(err, ErrParse) {
 		t.Fatalf("unscannable: %v", err)
+	}
+}
+
+// TestCacheFindsRepeatedTextsWithoutScanning: a text seen before is found by the text alone (no scan,
+// which allocates), and gets what a fresh classification gives; a literal variant of it still scans;
+// a text longer than maxExactText is never kept by its text.
+func TestCacheFindsRepeatedTextsWithoutScanning(t *testing.T) {
+	c := NewCache(100)
+	const q = "SELECT email FROM customers WHERE id = $1"
+	first, err := c.Classify(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(50, func() { c.Classify(q) }); allocs != 0 {
+		t.Fatalf("a repeated text allocated %v times per lookup: it was scanned", allocs)
+	}
+	fresh, _ := Classify(q)
+	again, _ := c.Classify(q)
+	if &again[0] != &first[0] || again[0].Kind != fresh[0].Kind || len(again[0].Accesses) != len(fresh[0].Accesses) {
+		t.Fatalf("cached %+v, fresh %+v", again, fresh)
+	}
+	n := 0
+	variant := func() {
+		n++
+		c.Classify("SELECT email FROM customers WHERE id = " + strconv.Itoa(n))
+	}
+	if allocs := testing.AllocsPerRun(50, variant); allocs == 0 {
+		t.Fatal("literal variants were found without a scan")
+	}
+	long := "SELECT 1" + strings.Repeat(" ", maxExactText)
+	if _, err := c.Classify(long); err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := c.exact[long]; kept {
+		t.Fatal("a text longer than maxExactText was kept by its text")
+	}
+	// Full: the exact map starts over rather than grow past its bound.
+	small := NewCache(2)
+	for _, s := range []string{"SELECT 1", "SELECT 2", "SELECT 3"} {
+		small.Classify(s)
+	}
+	if len(small.exact) > 2 {
+		t.Fatalf("%d texts kept, bound 2", len(small.exact))
 	}
 }
