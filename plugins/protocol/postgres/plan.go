@@ -214,43 +214,31 @@ func maskValue(sc *inspect.Scratch, fm fieldMask, v []byte) []byte {
 // bytes of the values the client gets.
 func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []byte, n int64, err error) {
 	if masks == nil {
-		if n, err = dataRowBytes(body); err != nil {
+		err = dataRowValues(body, func(_ int, v []byte) { n += int64(len(v)) })
+		if err != nil {
 			return dst, 0, err
 		}
 		return appendFrame(dst, 'D', body), n, nil
 	}
-	if len(body) < 2 {
-		return dst, 0, errMalformedDataRow
-	}
 	start := len(dst)
-	dst = append(append(dst, 'D', 0, 0, 0, 0), body[:2]...)
-	fields, rp := int(binary.BigEndian.Uint16(body)), 2
+	dst = append(dst, 'D', 0, 0, 0, 0)
+	if len(body) >= 2 {
+		dst = append(dst, body[:2]...) // the number of values
+	}
 	sc.Reset()
-	for i := range fields {
-		if len(body)-rp < 4 {
-			return dst[:start], 0, errMalformedDataRow
-		}
-		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
-		rp += 4
-		var v []byte
-		if l != -1 {
-			if l < 0 || len(body)-rp < l {
-				return dst[:start], 0, errMalformedDataRow
-			}
-			v, rp = body[rp:rp+l:rp+l], rp+l
-		}
+	err = dataRowValues(body, func(i int, v []byte) {
 		if i < len(masks) {
 			v = maskValue(sc, masks[i], v)
 		}
 		if v == nil {
 			dst = binary.BigEndian.AppendUint32(dst, math.MaxUint32) // -1: NULL
-			continue
+			return
 		}
 		dst = append(binary.BigEndian.AppendUint32(dst, uint32(len(v))), v...)
 		n += int64(len(v))
-	}
-	if rp != len(body) {
-		return dst[:start], 0, errMalformedDataRow
+	})
+	if err != nil {
+		return dst[:start], 0, err
 	}
 	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
 	return dst, n, nil

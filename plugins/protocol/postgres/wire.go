@@ -385,33 +385,33 @@ func (b *backendWire) decode(typ byte, body []byte) (pgproto3.BackendMessage, er
 // Send encodes a message for the backend; Flush writes it.
 func (b *backendWire) Send(m pgproto3.FrontendMessage) { b.send(m) }
 
-// dataRowBytes checks a DataRow's body as pgproto3's Decode does, and further that nothing follows
-// its last value, and returns the bytes of its values.
-func dataRowBytes(body []byte) (int64, error) {
+// dataRowValues calls f with each value of a DataRow's body in turn (nil for NULL), checking the body
+// as pgproto3's Decode does, and further that nothing follows its last value. On an error f may have
+// seen some values: the caller discards what it made of them.
+func dataRowValues(body []byte, f func(i int, v []byte)) error {
 	if len(body) < 2 {
-		return 0, errMalformedDataRow
+		return errMalformedDataRow
 	}
 	fields, rp := int(binary.BigEndian.Uint16(body)), 2
-	var n int64
-	for range fields {
+	for i := range fields {
 		if len(body)-rp < 4 {
-			return 0, errMalformedDataRow
+			return errMalformedDataRow
 		}
 		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
 		rp += 4
-		if l == -1 { // NULL
-			continue
+		var v []byte
+		if l != -1 { // -1: NULL
+			if l < 0 || len(body)-rp < l {
+				return errMalformedDataRow
+			}
+			v, rp = body[rp:rp+l:rp+l], rp+l
 		}
-		if l < 0 || len(body)-rp < l {
-			return 0, errMalformedDataRow
-		}
-		rp += l
-		n += int64(l)
+		f(i, v)
 	}
 	if rp != len(body) {
-		return 0, errMalformedDataRow
+		return errMalformedDataRow
 	}
-	return n, nil
+	return nil
 }
 
 var errMalformedDataRow = errors.New("malformed DataRow")
