@@ -28,10 +28,10 @@ $(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
 	@touch $(BIN)/spire-server $(BIN)/spire-agent
 
 ## test: go vet, then every test with the race detector, including the real-stack suites, then a short
-## run of every fuzz target (seed corpora included)
+## run of every fuzz target (its seed corpus, then 3000 generated inputs)
 test: vet tools build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(MAKE) fuzz FUZZTIME=3s
+	$(MAKE) fuzz FUZZTIME=3000x
 
 vet:
 	$(GO) vet $(PKGS)
@@ -61,12 +61,23 @@ bench: tools build
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows|IdleSessionMemory' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
 
-## fuzz: run each fuzz target for FUZZTIME
+## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's
+## fuzzing engine can fail a run whose duration ran out with a bare "context deadline exceeded" and no
+## failing input (golang/go#75804, fixed in Go 1.27): such a run is made once more; any other failure,
+## and a failing input above all, fails at once. `make test` counts inputs, which that race cannot hit.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for pkg in $$($(GO) list ./...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg || exit 1; \
+	    for try in 1 2; do \
+	      echo "fuzz $$pkg $$target"; \
+	      $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg >$$out 2>&1; rc=$$?; \
+	      cat $$out; \
+	      [ $$rc -eq 0 ] && break; \
+	      if [ $$try -eq 1 ] && grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+	        echo "fuzz: $$target: the fuzzing engine's end-of-run race (golang/go#75804), not a finding; once more"; \
+	      else exit 1; fi; \
+	    done; \
 	  done; \
 	done
 
