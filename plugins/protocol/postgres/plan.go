@@ -214,8 +214,7 @@ func maskValue(sc *inspect.Scratch, fm fieldMask, v []byte) []byte {
 // bytes of the values the client gets.
 func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []byte, n int64, err error) {
 	if masks == nil {
-		err = dataRowValues(body, func(_ int, v []byte) { n += int64(len(v)) })
-		if err != nil {
+		if n, err = dataRowBytes(body); err != nil {
 			return dst, 0, err
 		}
 		return appendFrame(dst, 'D', body), n, nil

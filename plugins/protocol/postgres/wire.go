@@ -414,6 +414,36 @@ func dataRowValues(body []byte, f func(i int, v []byte)) error {
 	return nil
 }
 
+// dataRowBytes checks a DataRow's body as dataRowValues does and returns the bytes of its values. It
+// is dataRowValues without a call per value, for the rows relayed as they came: most rows of most
+// results (the call costs 10–20% of relaying such a row, BenchmarkRelayRows).
+func dataRowBytes(body []byte) (int64, error) {
+	if len(body) < 2 {
+		return 0, errMalformedDataRow
+	}
+	fields, rp := int(binary.BigEndian.Uint16(body)), 2
+	var n int64
+	for range fields {
+		if len(body)-rp < 4 {
+			return 0, errMalformedDataRow
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		if l == -1 { // NULL
+			continue
+		}
+		if l < 0 || len(body)-rp < l {
+			return 0, errMalformedDataRow
+		}
+		rp += l
+		n += int64(l)
+	}
+	if rp != len(body) {
+		return 0, errMalformedDataRow
+	}
+	return n, nil
+}
+
 var errMalformedDataRow = errors.New("malformed DataRow")
 
 // appendFrame appends a message of type typ and body body, as it goes on the wire, to dst.
