@@ -180,18 +180,6 @@ func (p *plan) masksFor(fields []pgproto3.FieldDescription, stmt int) []fieldMas
 	return out
 }
 
-// maskRow masks row in place, into sc: the masked values are valid until sc's next Reset, which the
-// next call of maskRow is, so the row must be sent before. A value that cannot be masked as its type
-// requires becomes NULL.
-func maskRow(sc *inspect.Scratch, row *pgproto3.DataRow, masks []fieldMask) {
-	sc.Reset()
-	for i, fm := range masks {
-		if i < len(row.Values) {
-			row.Values[i] = maskValue(sc, fm, row.Values[i])
-		}
-	}
-}
-
 // maskValue returns v masked as fm requires, into sc; nil is SQL NULL.
 func maskValue(sc *inspect.Scratch, fm fieldMask, v []byte) []byte {
 	if fm.strategy == "" || v == nil {
@@ -208,7 +196,7 @@ func maskValue(sc *inspect.Scratch, fm fieldMask, v []byte) []byte {
 }
 
 // appendRow appends the DataRow whose body the backend sent to dst, as the client gets it: masked
-// as masks require (into sc, which maskRow's rules apply to as well), and otherwise the same bytes.
+// as masks require (each value by maskValue, into sc), and otherwise the same bytes.
 // It reads the body as pgproto3's Decode does, without decoding it into a message and encoding that
 // again, and refuses a body Decode would refuse or that has bytes after its last value. n is the
 // bytes of the values the client gets.

@@ -79,11 +79,11 @@ func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
 			s.formats = append(s.formats, f.Format)
 		}
 	case *pgproto3.DataRow:
-		s.rows++
+		var n int64
 		for _, v := range m.Values {
-			s.bytes += int64(len(v))
+			n += int64(len(v))
 		}
-		if (full || s.rec.fullData) && !s.rec.noResults {
+		if s.countRow(n, full) {
 			s.recordRow(m)
 		}
 	case *pgproto3.CommandComplete:
@@ -100,6 +100,26 @@ func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
 		s.rec.async(audit.Record{Kind: audit.KindError, Error: "SQLSTATE " + sqlstate(m.Code) + " (" + m.Severity + ")"})
 		s.data, s.dataBytes, s.truncated = nil, 0, false
 	}
+}
+
+// summarizeRow is summarize for a result row relayed undecoded: body is its DataRow body as the client
+// gets it (masked), n the bytes of its values.
+func (s *session) summarizeRow(body []byte, n int64, full bool) {
+	if !s.rec.on() || !s.countRow(n, full) {
+		return
+	}
+	var row pgproto3.DataRow
+	if row.Decode(body) == nil { // appendRow wrote it: it decodes
+		s.recordRow(&row)
+	}
+}
+
+// countRow adds a result row of n value bytes to the statement's summary, and reports whether the
+// row itself is to be recorded.
+func (s *session) countRow(n int64, full bool) bool {
+	s.rows++
+	s.bytes += n
+	return (full || s.rec.fullData) && !s.rec.noResults
 }
 
 // recordRow keeps a copy of a (masked) row for the statement's result record, within the caps.

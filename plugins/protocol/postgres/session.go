@@ -329,19 +329,19 @@ func (s *session) backendToClient() error {
 			return fmt.Errorf("postgres: from backend: %w", err)
 		}
 		h := s.queue.head()
-		if typ == 'D' && s.undecodedRows(h) {
-			// Most of a large result's messages: masked, or passed on as they came, without decoding
-			// them into messages and encoding those again.
+		if typ == 'D' && h != nil && (h.kind == itQuery || h.kind == itExecute) {
+			// A result's rows, most of a large result's messages: masked, or passed on as they
+			// came, without decoding them into messages and encoding those again.
 			var sc *inspect.Scratch
 			if h.masks != nil {
 				sc = s.rowMasker()
 			}
+			at := len(held)
 			var n int64
 			if held, n, err = appendRow(held, body, h.masks, sc); err != nil {
 				return fmt.Errorf("postgres: from backend: %w", err)
 			}
-			s.rows++
-			s.bytes += n
+			s.summarizeRow(held[at+5:], n, h.recordFull)
 		} else {
 			msg, err := s.backend.decode(typ, body)
 			if err != nil {
@@ -385,12 +385,6 @@ func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]by
 		return held, fmt.Errorf("postgres: to client: %w", err)
 	}
 	return b, nil
-}
-
-// undecodedRows reports whether the rows that answer h can be relayed by appendRow: the rows of a
-// statement's result that the audit log does not keep.
-func (s *session) undecodedRows(h *item) bool {
-	return h != nil && (h.kind == itQuery || h.kind == itExecute) && !(h.recordFull || s.rec.fullData)
 }
 
 // sendClient writes encoded messages to the client, or, unless flush, adds them to what the next
@@ -461,11 +455,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 	case itQuery:
 		switch m := msg.(type) {
 		case *pgproto3.RowDescription:
-			h.masks = h.plan.masksFor(m.Fields, h.stmt)
-		case *pgproto3.DataRow:
-			if h.masks != nil {
-				maskRow(s.rowMasker(), m, h.masks)
-			}
+			h.masks = h.plan.masksFor(m.Fields, h.stmt) // for its rows, which appendRow relays
 		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
 			h.masks = nil
 			h.stmt++ // the next result belongs to the next statement of the string
@@ -473,11 +463,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 			s.queue.pop()
 		}
 	case itExecute:
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			if h.masks != nil {
-				maskRow(s.rowMasker(), m, h.masks)
-			}
+		switch msg.(type) {
 		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
 			s.queue.pop()
 		}

@@ -293,3 +293,14 @@ func FuzzAppendRow(f *testing.F) {
 		}
 	})
 }
+
+// maskRow is FuzzAppendRow's reference: a decoded row masked in place, value by value, into sc, as the
+// broker masked rows before it relayed them undecoded.
+func maskRow(sc *inspect.Scratch, row *pgproto3.DataRow, masks []fieldMask) {
+	sc.Reset()
+	for i, fm := range masks {
+		if i < len(row.Values) {
+			row.Values[i] = maskValue(sc, fm, row.Values[i])
+		}
+	}
+}
