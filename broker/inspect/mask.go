@@ -2,13 +2,9 @@ package inspect
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -21,8 +17,9 @@ const (
 	// Partial keeps enough to recognise a value, not to use it: the first character and the domain of
 	// an email address (a***@example.com), otherwise the last four letters or digits (***-**-6789).
 	Partial Strategy = "partial"
-	// Hash replaces the value with a keyed, deterministic digest (HMAC-SHA-256), so equal values stay
-	// equal and joins and GROUP BY still work, but the value cannot be recovered or guessed offline.
+	// Hash replaces the value with a keyed, deterministic pseudonym (an AES-CMAC tag, see cmac.go), so
+	// equal values stay equal and joins and GROUP BY still work, but the value cannot be recovered or
+	// guessed offline.
 	Hash Strategy = "hash"
 	// Redact replaces the value with "***".
 	Redact Strategy = "redact"
@@ -40,46 +37,48 @@ var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (m
 // Masker masks values. It is safe for concurrent use. A goroutine that masks value after value, such
 // as a session's result rows, masks faster with a Scratch of its own.
 type Masker struct {
-	key  []byte
-	macs sync.Pool // of *mac: HMAC states keyed once, reset per value
+	hash *cmacKey // nil without a hash key
 }
 
 // NewMasker returns a masker; key may be nil, which leaves the hash strategy unavailable.
 func NewMasker(key []byte) (*Masker, error) {
-	if key != nil && len(key) < MinHashKeyBytes {
+	if key == nil {
+		return &Masker{}, nil
+	}
+	if len(key) < MinHashKeyBytes {
 		return nil, fmt.Errorf("inspect: hash key of %d bytes, need at least %d", len(key), MinHashKeyBytes)
 	}
-	m := &Masker{key: key}
-	m.macs.New = func() any { return newMAC(m.key) }
-	return m, nil
+	k, err := newCMACKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("inspect: hash key: %w", err)
+	}
+	return &Masker{hash: k}, nil
 }
 
 // Mask masks a value in text form. null reports that the value must become SQL NULL. An unknown
 // strategy is an error, so that a caller can refuse rather than leak.
 func (m *Masker) Mask(s Strategy, v []byte) (out []byte, null bool, err error) {
-	sc := Scratch{buf: make([]byte, 0, len(v)+hashLen)} // room for any strategy's output
-	if s == Hash && m.key != nil {
-		sc.mac = m.macs.Get().(*mac)
-		defer m.macs.Put(sc.mac)
-	}
+	sc := m.scratch(make([]byte, 0, len(v)+hashLen)) // room for any strategy's output
 	return sc.Mask(s, v)
 }
 
 // Scratch, made by Masker.NewScratch, masks values as its Masker does, into a buffer of its own that
 // Reset reuses: once the buffer has grown, masking allocates nothing. It is not safe for concurrent use.
 type Scratch struct {
-	mac *mac   // nil without a hash key
+	mac *cmac  // nil without a hash key
 	buf []byte // the masked values since the last Reset
 }
 
-// NewScratch returns a scratch that masks as m does.
-func (m *Masker) NewScratch() *Scratch {
-	sc := &Scratch{buf: []byte{}}
-	if m.key != nil {
-		sc.mac = newMAC(m.key)
+func (m *Masker) scratch(buf []byte) *Scratch {
+	sc := &Scratch{buf: buf}
+	if m.hash != nil {
+		sc.mac = &cmac{key: m.hash}
 	}
 	return sc
 }
+
+// NewScratch returns a scratch that masks as m does.
+func (m *Masker) NewScratch() *Scratch { return m.scratch([]byte{}) }
 
 // maxScratch is the largest buffer a Scratch keeps from one Reset to the next.
 const maxScratch = 64 << 10
@@ -106,7 +105,7 @@ func (sc *Scratch) Mask(s Strategy, v []byte) (out []byte, null bool, err error)
 		if sc.mac == nil {
 			return nil, false, ErrNoHashKey
 		}
-		sc.buf = sc.mac.appendHash(sc.buf, v)
+		sc.buf = hex.AppendEncode(append(sc.buf, "h:"...), sc.mac.sum(v)[:])
 	case Partial:
 		sc.buf = appendPartial(sc.buf, v)
 	default:
@@ -120,24 +119,8 @@ func (sc *Scratch) Mask(s Strategy, v []byte) (out []byte, null bool, err error)
 // redacted is what the redact strategy, and partial masking of what it cannot read, show.
 const redacted = "***"
 
-// hashLen is the length of a hashed value: "h:" and 16 bytes of HMAC in hex.
+// hashLen is the length of a hashed value: "h:" and the value's AES-CMAC tag (16 bytes) in hex.
 const hashLen = 2 + 2*16
-
-// mac is an HMAC-SHA-256 state, keyed once and reset per value, with room for its sum.
-type mac struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
-}
-
-func newMAC(key []byte) *mac { return &mac{h: hmac.New(sha256.New, key)} }
-
-// appendHash appends the hash strategy's form of v to dst: "h:" and the first 16 bytes of the HMAC
-// of v in hex.
-func (c *mac) appendHash(dst, v []byte) []byte {
-	c.h.Reset()
-	c.h.Write(v)
-	return hex.AppendEncode(append(dst, "h:"...), c.h.Sum(c.sum[:0])[:16])
-}
 
 // appendPartial appends v with all letters and digits masked but a few, keeping separators so the
 // shape stays readable. Invalid UTF-8 is redacted whole: what cannot be read cannot be partly shown.
