@@ -14,11 +14,13 @@ import (
 // classification depends on a literal's value (settings, COPY targets and functions are told apart by
 // keywords and identifiers, which stay in the key). Scanning costs a fraction of parsing. In front of
 // it, statements seen before with the very same text (a prepared statement's, every time a driver
-// prepares it again) are found by their text alone, without a scan.
+// prepares it again) are found by their text alone, and statements of plain tokens only by their text
+// with the digits of their integer literals blanked (see plainKey): neither needs a scan.
 type Cache struct {
 	mu      sync.Mutex
 	entries map[string][]Statement // by literal-free key
 	exact   map[string][]Statement // by text, for texts of at most maxExactText bytes
+	plain   map[string][]Statement // by plainKey
 	max     int
 }
 
@@ -28,7 +30,7 @@ const maxExactText = 4 << 10
 // NewCache returns a cache of at most max entries of each kind. When one is full it starts over, which
 // keeps the cost of a hostile stream of distinct statements at one parse each.
 func NewCache(max int) *Cache {
-	return &Cache{entries: map[string][]Statement{}, exact: map[string][]Statement{}, max: max}
+	return &Cache{entries: map[string][]Statement{}, exact: map[string][]Statement{}, plain: map[string][]Statement{}, max: max}
 }
 
 // Classify is Classify, cached. The result is shared: callers must not modify it.
@@ -41,12 +43,22 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 			return st, nil
 		}
 	}
+	var buf [256]byte
+	pk, plain := plainKey(buf[:0], sql)
+	if plain {
+		c.mu.Lock()
+		st, hit := c.plain[string(pk)]
+		c.mu.Unlock()
+		if hit {
+			return st, nil
+		}
+	}
 	key, ok := literalFreeKey(sql)
 	if ok {
 		c.mu.Lock()
 		st, hit := c.entries[key]
 		if hit {
-			c.keepExact(sql, st)
+			c.keepText(sql, pk, plain, st)
 		}
 		c.mu.Unlock()
 		if hit {
@@ -59,17 +71,90 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 	}
 	c.mu.Lock()
 	c.keep(c.entries, key, st)
-	c.keepExact(sql, st)
+	c.keepText(sql, pk, plain, st)
 	c.mu.Unlock()
 	return st, nil
 }
 
-// keepExact keeps st under its text, if that is short enough; c.mu must be held.
-func (c *Cache) keepExact(sql string, st []Statement) {
-	if len(sql) <= maxExactText {
+// keepText keeps st under its plain key, or else under its text if that is short enough: a text of
+// plain tokens is found by its plain key, and keeping each literal variant's text as well would only
+// crowd out the texts that need the exact map. c.mu must be held.
+func (c *Cache) keepText(sql string, pk []byte, plain bool, st []Statement) {
+	switch {
+	case plain:
+		c.keep(c.plain, string(pk), st)
+	case len(sql) <= maxExactText:
 		c.keep(c.exact, sql, st)
 	}
 }
+
+// plainKey appends to dst, and returns, sql with the digits of each integer literal replaced by a
+// marker byte (see integerMarker), provided sql consists of plain tokens only; plain is false otherwise. Plain tokens are ASCII
+// identifiers and keywords ([A-Za-z_][A-Za-z0-9_]*), integer literals (a run of digits that neither
+// '.' nor an identifier character adjoins: not part of "1.5", "1e5", "0x1F", "1_000" or "1abc"),
+// whitespace, and the punctuation in plainPunct, with no "--" or "/*" (no comments).
+//
+// Such a text has no string constant, quoted identifier, parameter, comment or escape, so nothing in it
+// can change how the rest is read: each run of digits so bounded is one numeric constant to
+// PostgreSQL's scanner, and everything else is the same characters in every text with the same plain
+// key. Two texts with one plain key therefore have the same tokens but for the values of numeric
+// constants of the same kind, which is the literal-free key's condition: they classify alike, or the
+// variant fails to parse where the grammar itself checks a value (float(60)). FuzzPlainKey checks this
+// against the scanner and the parser. Texts longer than maxExactText are not plain, to bound the keys kept.
+func plainKey(dst []byte, sql string) (key []byte, plain bool) {
+	if len(sql) > maxExactText {
+		return nil, false
+	}
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case identStart(c):
+			dst = append(dst, c)
+			for i++; i < len(sql) && identChar(sql[i]); i++ {
+				dst = append(dst, sql[i])
+			}
+		case '0' <= c && c <= '9':
+			if i > 0 && sql[i-1] == '.' {
+				return nil, false
+			}
+			start := i
+			for i++; i < len(sql) && '0' <= sql[i] && sql[i] <= '9'; i++ {
+			}
+			if i < len(sql) && (identChar(sql[i]) || sql[i] == '.') {
+				return nil, false
+			}
+			dst = append(dst, integerMarker(sql[start:i]))
+		case strings.IndexByte(plainPunct, c) >= 0:
+			if i+1 < len(sql) && (c == '-' && sql[i+1] == '-' || c == '/' && sql[i+1] == '*') {
+				return nil, false // a comment
+			}
+			dst = append(dst, c)
+			i++
+		default:
+			return nil, false
+		}
+	}
+	return dst, true
+}
+
+// integerMarker is what plainKey puts for the digits of an integer literal: 0 for a value that fits in
+// 32 bits, which PostgreSQL's scanner makes an integer constant (ICONST), 1 for a larger one, which it
+// makes a numeric constant (FCONST) that the grammar takes in fewer places.
+func integerMarker(digits string) byte {
+	digits = strings.TrimLeft(digits, "0")
+	if len(digits) < 10 || len(digits) == 10 && digits <= "2147483647" {
+		return 0
+	}
+	return 1
+}
+
+// plainPunct is the whitespace and punctuation a plain text may hold: none of it starts a string,
+// quoted identifier, parameter or escape.
+const plainPunct = " \t\n\r(),;.*=<>+-/%:[]^"
+
+func identStart(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' }
+
+func identChar(c byte) bool { return identStart(c) || '0' <= c && c <= '9' }
 
 // keep adds st to m under key, starting m over if it is full; c.mu must be held.
 func (c *Cache) keep(m map[string][]Statement, key string, st []Statement) {
@@ -90,7 +175,10 @@ func literalFreeKey(sql string) (string, bool) {
 			// UESCAPE's string literal decides what a U& identifier or string spells: not cacheable.
 			return false
 		case pg.Token_ICONST, pg.Token_FCONST, pg.Token_SCONST, pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
-			b.WriteString("\x00L")
+			// The marker keeps the literal's kind: the grammar takes an integer in places where it
+			// refuses a larger number or a string (FETCH 5, varchar(10)).
+			b.WriteByte(0)
+			b.WriteByte(byte('a' + tok - pg.Token_FCONST)) // the literal tokens are numbered 260 to 266
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
 			return true
 		default:

@@ -2,6 +2,7 @@ package sqlclass
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,13 +218,14 @@ func TestCacheFindsRepeatedTextsWithoutScanning(t *testing.T) {
 	if &again[0] != &first[0] || again[0].Kind != fresh[0].Kind || len(again[0].Accesses) != len(fresh[0].Accesses) {
 		t.Fatalf("cached %+v, fresh %+v", again, fresh)
 	}
-	n := 0
-	variant := func() {
-		n++
-		c.Classify("SELECT email FROM customers WHERE id = " + strconv.Itoa(n))
+	// A literal variant with a string constant is not plain: it scans.
+	variants := make([]string, 60)
+	for i := range variants {
+		variants[i] = "SELECT email FROM customers WHERE id = " + strconv.Itoa(i) + " AND name <> 'x'"
 	}
-	if allocs := testing.AllocsPerRun(50, variant); allocs == 0 {
-		t.Fatal("literal variants were found without a scan")
+	n := 0
+	if allocs := testing.AllocsPerRun(50, func() { n++; c.Classify(variants[n]) }); allocs == 0 {
+		t.Fatal("literal variants with a string constant were found without a scan")
 	}
 	long := "SELECT 1" + strings.Repeat(" ", maxExactText)
 	if _, err := c.Classify(long); err != nil {
@@ -232,12 +234,63 @@ func TestCacheFindsRepeatedTextsWithoutScanning(t *testing.T) {
 	if _, kept := c.exact[long]; kept {
 		t.Fatal("a text longer than maxExactText was kept by its text")
 	}
-	// Full: the exact map starts over rather than grow past its bound.
+	// Full: the exact and plain maps start over rather than grow past their bound.
 	small := NewCache(2)
-	for _, s := range []string{"SELECT 1", "SELECT 2", "SELECT 3"} {
+	for _, s := range []string{"SELECT 'a'", "SELECT 'b'", "SELECT 'c'", "SELECT a", "SELECT b", "SELECT c"} {
 		small.Classify(s)
 	}
-	if len(small.exact) > 2 {
-		t.Fatalf("%d texts kept, bound 2", len(small.exact))
+	if len(small.exact) != 1 || len(small.plain) != 1 {
+		t.Fatalf("%d texts and %d plain keys kept, bound 2", len(small.exact), len(small.plain))
+	}
+}
+
+// TestCacheFindsPlainVariantsWithoutScanning: literal variants of a text of plain tokens (pgbench's
+// statements) are found by their plain key, without a scan, share the first one's classification, and
+// are not kept by their text.
+func TestCacheFindsPlainVariantsWithoutScanning(t *testing.T) {
+	c := NewCache(100)
+	first, err := c.Classify("UPDATE pgbench_accounts SET abalance = abalance + -4711 WHERE aid = 1;")
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants := make([]string, 60)
+	for i := range variants {
+		variants[i] = "UPDATE pgbench_accounts SET abalance = abalance + -" + strconv.Itoa(i*7919) + " WHERE aid = " + strconv.Itoa(i*104729) + ";"
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(50, func() { n++; c.Classify(variants[n]) }); allocs != 0 {
+		t.Fatalf("a plain literal variant allocated %v times per lookup: it was scanned", allocs)
+	}
+	again, _ := c.Classify(variants[7])
+	fresh, _ := Classify(variants[7])
+	if &again[0] != &first[0] || !reflect.DeepEqual(again, fresh) {
+		t.Fatalf("cached %+v, fresh %+v", again, fresh)
+	}
+	if len(c.exact) != 0 || len(c.plain) != 1 || len(c.entries) != 1 {
+		t.Fatalf("%d texts, %d plain keys, %d literal-free keys kept; want 0, 1, 1", len(c.exact), len(c.plain), len(c.entries))
+	}
+}
+
+// TestPlainKey: which texts are plain, and their keys.
+func TestPlainKey(t *testing.T) {
+	for _, tc := range []struct {
+		sql, key string // key "" for a text that is not plain
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 42;", "SELECT abalance FROM pgbench_accounts WHERE aid = \x00;"},
+		{"select a1, t.b_2 from t where x=-17 and y in (1,2)", "select a1, t.b_2 from t where x=-\x00 and y in (\x00,\x00)"},
+		{"SELECT arr[1:2]::int4[]\n\tFROM t LIMIT 10", "SELECT arr[\x00:\x00]::int4[]\n\tFROM t LIMIT \x00"},
+		{"END;", "END;"},
+		{"", ""}, // empty: plain, and its key is empty
+		{"SELECT 1.5", ""}, {"SELECT .5", ""}, {"SELECT 1.", ""}, {"SELECT 1e5", ""}, {"SELECT 0x1F", ""},
+		{"SELECT 1_000", ""}, {"SELECT 1abc", ""}, {"SELECT 'x'", ""}, {"SELECT \"x\"", ""}, {"SELECT $1", ""},
+		{"SELECT $$1$$", ""}, {"SELECT 1 -- 2", ""}, {"SELECT /* 2 */ 1", ""}, {"SELECT E'\\n'", ""},
+		{"SELECT ü", ""}, {"SELECT a$b", ""}, {"SELECT 1 \f", ""}, {"SELECT \x00", ""}, {"SELECT a @> b", ""},
+		{"SELECT 1" + strings.Repeat(" ", maxExactText), ""},
+	} {
+		key, plain := plainKey(nil, tc.sql)
+		wantPlain := tc.key != "" || tc.sql == ""
+		if plain != wantPlain || string(key) != tc.key {
+			t.Errorf("plainKey(%q) = %q, %v; want %q, %v", tc.sql, key, plain, tc.key, wantPlain)
+		}
 	}
 }

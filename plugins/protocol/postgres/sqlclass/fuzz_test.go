@@ -1,7 +1,9 @@
 package sqlclass
 
 import (
+	"bytes"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -78,6 +80,51 @@ func FuzzScanTokens(f *testing.F) {
 		})
 		if ok != wantOK || !slices.Equal(got, want) {
 			t.Fatalf("scanTokens %v %v; Scan %v %v", ok, got, wantOK, want)
+		}
+	})
+}
+
+// FuzzPlainKey: a text the cache answers by another's plain key classifies as that other text, which is
+// what lets the cache answer it so. For any plain text that parses, variants with the digits of every
+// integer literal changed (within the literal's kind: integer or larger number) have the same plain key
+// and the same literal-free key from PostgreSQL's own scanner, and they classify alike, or do not parse
+// at all where the grammar checks a value itself (float(60)); the server then refuses them too.
+func FuzzPlainKey(f *testing.F) {
+	for _, s := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+		"UPDATE pgbench_tellers SET tbalance = tbalance + -5 WHERE tid = 3;",
+		"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, -4, CURRENT_TIMESTAMP);",
+		"select a[1:2]::varchar(10) from t order by 1 limit 5 offset 2", "SELECT 1;SELECT 2", "SELECT x.y FROM x.y",
+		"SELECT 1 FROM t GROUP BY 1 HAVING count(*)>1", "FETCH 5 FROM c", "SET statement_timeout = 5",
+		"SELECT 1 - -2 */ 3", "SELECT 1e", "SELECT 2 %3^4", "SELECT 1::float(20)", "FETCH 99999999999 FROM c",
+	} {
+		f.Add(s)
+	}
+	variants := [][2]string{{"7", "2147483648"}, {"0", "123456789012345678901234567890"}, {"2147483647", "0002147483648"}}
+	f.Fuzz(func(t *testing.T, sql string) {
+		key, plain := plainKey(nil, sql)
+		if !plain {
+			return
+		}
+		want, err := Classify(sql)
+		if err != nil {
+			return // the cache keeps only what classifies
+		}
+		wantKey, ok := literalFreeKey(sql)
+		if !ok {
+			t.Fatalf("%q classifies but does not scan", sql)
+		}
+		for _, digits := range variants {
+			v := string(bytes.ReplaceAll(bytes.ReplaceAll(key, []byte{0}, []byte(digits[0])), []byte{1}, []byte(digits[1])))
+			if vkey, vplain := plainKey(nil, v); !vplain || !bytes.Equal(vkey, key) {
+				t.Fatalf("variant %q: plain key %q, %v; want %q", v, vkey, vplain, key)
+			}
+			if got, ok := literalFreeKey(v); !ok || got != wantKey {
+				t.Fatalf("%q and its variant %q scan apart: %q and %q, %v", sql, v, wantKey, got, ok)
+			}
+			if got, err := Classify(v); err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q and its variant %q classify apart: %+v and %+v", sql, v, want, got)
+			}
 		}
 	})
 }
