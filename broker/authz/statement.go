@@ -95,6 +95,17 @@ func statementKey(st Statement, ap ApprovalState) string {
 	return b.String()
 }
 
+// Epoch is the span a Memo's decisions hold for: one second of the authorizer's clock (the finest grain
+// of the time a policy can see) under one policy set. Within one epoch, a session's decisions for
+// identical inputs are the same decisions.
+type Epoch struct {
+	sec    int64
+	digest string
+}
+
+// Epoch returns the current epoch.
+func (a *Authorizer) Epoch() Epoch { return Epoch{sec: a.now().Unix(), digest: a.Engine.Digest()} }
+
 // Memo remembers a session's decisions for identical inputs. An entry lives only within the same
 // second (the finest grain of the time a policy can see) and the same policy set, so a memoized
 // decision is the one the engine would give. A nil *Memo decides every time. It is not safe for

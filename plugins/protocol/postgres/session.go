@@ -49,11 +49,12 @@ type session struct {
 	dataBytes int
 	truncated bool
 
-	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo and
+	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo, verdicts and
 	// discarding; queue is shared with the backend side; clientMu serializes writes to the client.
 	ctx        context.Context
 	insp       inspection
 	memo       authz.Memo
+	verdicts   verdicts
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue

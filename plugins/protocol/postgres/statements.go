@@ -371,14 +371,73 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.
 	return s.flushBackend()
 }
 
+// decideAndPlan decides sts (holding them for approval if hold and a policy says so) and plans the
+// masking of their results. It returns the decision, the approval state the statements were decided
+// with, the plan, and a denial to send when one is refused.
+//
+// Literal variants of one statement share their classification (sqlclass.Cache), and deciding the
+// same classification again within one authorization epoch gives the same decision and plan: those of
+// allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
+// its Cedar decisions and masking plans. A statement held for approval is decided every time.
+func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *pgproto3.ErrorResponse) {
+	key := verdictKey{ap: ap}
+	remember := s.insp.authz != nil && len(sts) > 0
+	var epoch authz.Epoch
+	if remember {
+		key.first, key.n = &sts[0], len(sts)
+		epoch = s.insp.authz.Epoch()
+		if s.verdicts.epoch != epoch || s.verdicts.entries == nil || len(s.verdicts.entries) >= maxVerdicts {
+			s.verdicts = verdicts{epoch: epoch, entries: map[verdictKey]verdict{}}
+		}
+		if v, ok := s.verdicts.entries[key]; ok {
+			return v.d, ap, v.p, nil
+		}
+	}
+	d, decided, denial := s.decide(text, sts, ap, hold)
+	var p *plan
+	if denial == nil {
+		p = s.buildPlan(sts, decided)
+		denial = copyOutDenied(sts, p)
+	}
+	// Kept only when nothing was held: an approval is asked for every time it is needed.
+	if remember && denial == nil && decided == ap {
+		s.verdicts.entries[key] = verdict{d: d, p: p}
+	}
+	return d, decided, p, denial
+}
+
+// verdicts are the decisions and plans of allowed statements in one authorization epoch, by the
+// classification the statements share (see decideAndPlan). Plans are not modified once built.
+type verdicts struct {
+	epoch   authz.Epoch
+	entries map[verdictKey]verdict
+}
+
+// verdictKey is a classification, by the address of its first statement (the cache's shared result,
+// which a kept entry keeps alive, so no other classification can take that address), and the approval
+// state it is decided with.
+type verdictKey struct {
+	first *sqlclass.Statement
+	n     int
+	ap    authz.ApprovalState
+}
+
+type verdict struct {
+	d authz.Decision
+	p *plan
+}
+
+// maxVerdicts bounds a session's verdicts.
+const maxVerdicts = 256
+
 // onQuery handles a simple-protocol Query: every statement in it is decided, and the whole string is
 // refused if one is.
 func (s *session) onQuery(m *pgproto3.Query) error {
-	sts, d, ap, denial := s.classifyAndDecide(m.String)
+	sts, denial := s.classify(m.String)
+	var d authz.Decision
 	var p *plan
 	if denial == nil {
-		p = s.buildPlan(sts, ap)
-		denial = copyOutDenied(sts, p)
+		d, _, p, denial = s.decideAndPlan(m.String, sts, authz.ApprovalState{}, true)
 	}
 	if denial != nil {
 		return s.deny("simple", m.String, sts, d, denial)
@@ -473,12 +532,7 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 			"svidbroker: portal %q was not bound through the broker", m.Portal)))
 	}
 	st := pt.stmt
-	d, ap, denial := s.decide(st.text, st.sts, st.approval, false)
-	var p *plan
-	if denial == nil {
-		p = s.buildPlan(st.sts, ap)
-		denial = copyOutDenied(st.sts, p)
-	}
+	d, _, p, denial := s.decideAndPlan(st.text, st.sts, st.approval, false)
 	if denial != nil {
 		return s.deny("extended", st.text, st.sts, d, denial)
 	}
