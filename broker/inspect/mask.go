@@ -69,6 +69,7 @@ type Scratch struct {
 	buf []byte // the masked values since the last Reset
 }
 
+// scratch returns a scratch that masks as m does, into buf.
 func (m *Masker) scratch(buf []byte) *Scratch {
 	sc := &Scratch{buf: buf}
 	if m.hash != nil {
