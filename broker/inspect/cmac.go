@@ -13,7 +13,9 @@ import (
 // HMAC-SHA-256 because it is fast where masking needs it: a column value is one or two AES blocks,
 // which AES-NI encrypts in a few nanoseconds each, where an HMAC always costs two SHA-256 blocks at the
 // least (about 4× as long per value, measured by BenchmarkHash). Masking runs on every masked value of
-// every result row, so this is most of what a masked result costs beyond the hop.
+// every result row, so this is most of what a masked result costs beyond the hop. Go's AES is constant
+// time where the CPU has AES instructions (amd64 with AES-NI, arm64 with the cryptography extension);
+// on CPUs without them it falls back to table lookups, which are not.
 
 // hashKeyInfo labels the AES-256 key derived from the configured hash key (HKDF-SHA-256). Deriving it
 // lets the configured key be any length of at least MinHashKeyBytes, and keeps it for this one use.

@@ -399,8 +399,9 @@ func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.
 		p = s.buildPlan(sts, decided)
 		denial = copyOutDenied(sts, p)
 	}
-	// Kept only when nothing was held: an approval is asked for every time it is needed.
-	if remember && denial == nil && decided == ap {
+	// Kept only when nothing was held (an approval is asked for every time it is needed), and only
+	// under the epoch the statements were decided in: a reload during the decision is a new epoch.
+	if remember && denial == nil && decided == ap && s.insp.authz.Epoch() == epoch {
 		s.verdicts.entries[key] = verdict{d: d, p: p}
 	}
 	return d, decided, p, denial

@@ -178,7 +178,7 @@ func literalFreeKey(sql string) (string, bool) {
 			// The marker keeps the literal's kind: the grammar takes an integer in places where it
 			// refuses a larger number or a string (FETCH 5, varchar(10)).
 			b.WriteByte(0)
-			b.WriteByte(byte('a' + tok - pg.Token_FCONST)) // the literal tokens are numbered 260 to 266
+			b.WriteByte(byte('a' + tok - pg.Token_FCONST)) // the literal tokens are numbered 260 to 264, and 266
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
 			return true
 		default:
