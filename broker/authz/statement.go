@@ -111,8 +111,7 @@ func (a *Authorizer) Epoch() Epoch { return Epoch{sec: a.now().Unix(), digest: a
 // decision is the one the engine would give. A nil *Memo decides every time. It is not safe for
 // concurrent use.
 type Memo struct {
-	sec     int64
-	digest  string
+	epoch   Epoch
 	entries map[string]Decision
 }
 
@@ -123,9 +122,9 @@ func (m *Memo) decide(e *Engine, now time.Time, key string, f func() Decision) D
 	if m == nil {
 		return f()
 	}
-	digest := e.Digest()
-	if m.entries == nil || m.sec != now.Unix() || m.digest != digest || len(m.entries) >= MaxMemoEntries {
-		m.entries, m.sec, m.digest = map[string]Decision{}, now.Unix(), digest
+	epoch := Epoch{sec: now.Unix(), digest: e.Digest()}
+	if m.entries == nil || m.epoch != epoch || len(m.entries) >= MaxMemoEntries {
+		m.entries, m.epoch = map[string]Decision{}, epoch
 	}
 	if d, ok := m.entries[key]; ok {
 		return d
