@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -36,8 +36,13 @@ type Config struct {
 	Signer note.Signer
 	// CheckpointInterval is how often a checkpoint is written when records were added. Default 10s.
 	CheckpointInterval time.Duration
+	// FlushInterval bounds how long a written record waits for a flush to stable storage when nothing
+	// asks for one sooner. Default 10ms.
+	FlushInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Logger reports a failure of the store, with the records it may have cost. Default: none.
+	Logger *slog.Logger
 }
 
 // entry is one line of the chain file.
@@ -48,39 +53,53 @@ type entry struct {
 	MAC  string          `json:"mac"`
 }
 
-// Log is an open chain.
+// Log is an open chain. One goroutine (the writer) chains and writes records in batches; another
+// (the flusher) makes what was written durable, so that writing goes on while a flush is under way.
 type Log struct {
 	cfg   Config
 	st    store
 	reqs  chan *appendReq
-	done  chan struct{}
+	done  chan struct{} // closed when the writer has stopped
+	kick  chan struct{} // a flush is wanted now
+	wrote chan struct{} // records were written: flush within FlushInterval
+	quit  chan struct{} // stops the flusher
+	fdone chan struct{} // closed when the flusher has stopped
 	close sync.Once
 
-	mu     sync.Mutex // guards failed, seq, mac
-	failed error
-	seq    uint64
-	mac    string
-	cpSeq  uint64
-	// unsynced: records were written without a sync since the last one (the writer's alone).
-	unsynced bool
-	macs     *entryMACs // the writer's alone
+	mu      sync.Mutex // guards failed, seq, mac, durable
+	flushed *sync.Cond // on mu: durable moved, or the log failed or closed
+	failed  error
+	closed  bool
+	seq     uint64 // the last record written to the store
+	mac     string
+	durable uint64     // the last record known to be on stable storage
+	cpSeq   uint64     // the writer's: the last record a checkpoint names
+	macs    *entryMACs // the writer's
 }
 
 type appendReq struct {
-	rec  []byte     // the record's JSON, encoded by the appender so the writer's turn stays short
-	resp chan error // nil for async
+	rec    []byte        // the record's JSON, encoded by the appender so the writer's turn stays short
+	resp   chan appended // nil for AppendAsync
+	urgent bool          // start a flush as soon as it is written
+}
+
+// appended is a written record's sequence number, or why it was not written.
+type appended struct {
+	seq uint64
+	err error
 }
 
 // ErrFailed wraps the error that failed the log; every append after it fails.
 var ErrFailed = errors.New("audit: log failed")
 
-// store keeps a chain's entries and checkpoints durably: files (fileStore) or PostgreSQL (pgStore).
+// store keeps a chain's entries and checkpoints: files (fileStore) or PostgreSQL (pgStore). append
+// and checkpoint are called by one goroutine, sync by another, at the same time.
 type store interface {
-	// append writes entries, already chained; with durable, it returns once they (and everything
-	// written before) are durable.
-	append(entries []entry, durable bool) error
-	// sync makes everything written durable.
-	sync() error
+	// append writes entries, already chained, so that the broker process dying loses none of them
+	// once it returns; they are durable after the next sync.
+	append(entries []entry) error
+	// sync makes everything appended so far durable; upTo is the last entry's seq.
+	sync(upTo uint64) error
 	// checkpoint writes a signed note durably.
 	checkpoint(note []byte) error
 	close() error
@@ -139,25 +158,43 @@ func checkConfig(cfg *Config) error {
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = 10 * time.Second
 	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 10 * time.Millisecond
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
 
 // start resumes a verified chain and starts its writer.
 func start(cfg Config, st store, rep *Report) *Log {
-	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{}), macs: newEntryMACs(cfg.MACKey)}
+	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), wrote: make(chan struct{}, 1), quit: make(chan struct{}), fdone: make(chan struct{}),
+		macs: newEntryMACs(cfg.MACKey)}
+	l.flushed = sync.NewCond(&l.mu)
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
 		l.mac = genesis(cfg.MACKey, cfg.Chain)
 	}
 	l.cpSeq = rep.LastCheckpoint
+	// What a previous run wrote may not have been flushed before it stopped: flush it now.
+	if err := st.sync(l.seq); err != nil {
+		l.fail(fmt.Errorf("flush at start: %w", err))
+	} else {
+		l.durable = l.seq
+	}
 	go l.writer()
+	go l.flusher()
 	return l
 }
 
-func (s *fileStore) append(entries []entry, durable bool) error {
+// append writes the entries' lines with one write(2): once it returns the kernel holds them, and they
+// survive the broker process.
+func (s *fileStore) append(entries []entry) error {
 	buf := s.buf[:0]
 	for _, e := range entries {
 		buf = appendLine(buf, e)
@@ -165,19 +202,14 @@ func (s *fileStore) append(entries []entry, durable bool) error {
 	if cap(buf) <= maxKeptLines {
 		s.buf = buf
 	}
-	if _, err := s.f.Write(buf); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	return s.f.Sync()
+	_, err := s.f.Write(buf)
+	return err
 }
 
 // maxKeptLines is the largest line buffer a fileStore keeps from one append to the next.
 const maxKeptLines = 1 << 20
 
-func (s *fileStore) sync() error { return s.f.Sync() }
+func (s *fileStore) sync(uint64) error { return s.f.Sync() }
 
 // appendLine appends the entry's line: the same bytes json.Marshal gives, without encoding rec a
 // second time (seq is a number, prev and mac are hex, and rec is already compact JSON).
@@ -242,143 +274,6 @@ func (l *Log) encode(rec Record) ([]byte, error) {
 	return b, nil
 }
 
-// Append writes rec and returns once it is durable.
-func (l *Log) Append(rec Record) error {
-	if err := l.Err(); err != nil {
-		return err
-	}
-	b, err := l.encode(rec)
-	if err != nil {
-		return err
-	}
-	r := &appendReq{rec: b, resp: make(chan error, 1)}
-	select {
-	case l.reqs <- r:
-	case <-l.done:
-		return fmt.Errorf("%w: closed", ErrFailed)
-	}
-	select {
-	case err := <-r.resp:
-		return err
-	case <-l.done:
-		return fmt.Errorf("%w: closed", ErrFailed)
-	}
-}
-
-// AppendAsync queues rec without waiting. If the queue is full it waits, rather than drop a record.
-func (l *Log) AppendAsync(rec Record) {
-	if l.Err() != nil {
-		return
-	}
-	b, err := l.encode(rec)
-	if err != nil {
-		return
-	}
-	select {
-	case l.reqs <- &appendReq{rec: b}:
-	case <-l.done:
-	}
-}
-
-// Err returns the error that failed the log, or nil.
-func (l *Log) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.failed
-}
-
-// Close writes pending records and a final checkpoint, and releases the chain.
-func (l *Log) Close() error {
-	var err error
-	l.close.Do(func() {
-		close(l.reqs)
-		<-l.done
-		err = l.st.close()
-	})
-	return err
-}
-
-// writer batches requests into one write and one fsync.
-func (l *Log) writer() {
-	defer close(l.done)
-	tick := time.NewTicker(l.cfg.CheckpointInterval)
-	defer tick.Stop()
-	var batch []*appendReq
-	for {
-		select {
-		case r, ok := <-l.reqs:
-			if !ok {
-				l.checkpoint()
-				return
-			}
-			batch = append(batch[:0], r)
-			// The appenders the last fsync released are runnable now; let them enqueue before taking
-			// the batch, or each fsync would carry one record while the others wait for the next.
-			runtime.Gosched()
-		drain:
-			for len(batch) < 512 {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
-			err := l.writeBatch(batch)
-			for _, r := range batch {
-				if r.resp != nil {
-					r.resp <- err
-				}
-			}
-		case <-tick.C:
-			l.checkpoint()
-		}
-	}
-}
-
-func (l *Log) fail(err error) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failed == nil {
-		l.failed = fmt.Errorf("%w: %v", ErrFailed, err)
-	}
-	return l.failed
-}
-
-func (l *Log) writeBatch(batch []*appendReq) error {
-	if err := l.Err(); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	seq, prev := l.seq, l.mac
-	l.mu.Unlock()
-	entries := make([]entry, 0, len(batch))
-	for _, r := range batch {
-		seq++
-		mac := l.macs.mac(seq, prev, r.rec)
-		entries = append(entries, entry{Seq: seq, Prev: prev, Rec: r.rec, MAC: mac})
-		prev = mac
-	}
-	// A batch of records nobody waits for (result summaries, session ends) is written but not synced:
-	// the next durable append, checkpoint or close syncs it. That halves the fsyncs of a statement
-	// stream without weakening what Append promises.
-	durable := false
-	for _, r := range batch {
-		durable = durable || r.resp != nil
-	}
-	if err := l.st.append(entries, durable); err != nil {
-		return l.fail(err)
-	}
-	l.unsynced = !durable
-	l.mu.Lock()
-	l.seq, l.mac = seq, prev
-	l.mu.Unlock()
-	return nil
-}
-
 // truncate keeps a record under MaxRecordBytes by cutting its statement text.
 func truncate(r Record) Record {
 	if r.Statement != nil && len(r.Statement.Text) > MaxRecordBytes/2 {
@@ -387,35 +282,6 @@ func truncate(r Record) Record {
 		r.Statement = &s
 	}
 	return r
-}
-
-// checkpoint signs the chain's head if it moved since the last checkpoint.
-func (l *Log) checkpoint() {
-	l.mu.Lock()
-	seq, mac, failed := l.seq, l.mac, l.failed
-	l.mu.Unlock()
-	if failed != nil || seq == 0 || seq == l.cpSeq {
-		return
-	}
-	// A checkpoint must never name records that a crash could still lose.
-	if l.unsynced {
-		if err := l.st.sync(); err != nil {
-			l.fail(err)
-			return
-		}
-		l.unsynced = false
-	}
-	text := fmt.Sprintf("svidbroker audit checkpoint\nchain %s\nseq %d\nmac %s\ntime %s\n", l.cfg.Chain, seq, mac, l.cfg.Now().UTC().Format(time.RFC3339))
-	signed, err := note.Sign(&note.Note{Text: text}, l.cfg.Signer)
-	if err != nil {
-		l.fail(err)
-		return
-	}
-	if err := l.st.checkpoint(signed); err != nil {
-		l.fail(err)
-		return
-	}
-	l.cpSeq = seq
 }
 
 // readLines calls f for each line of path, with its 1-based number. A missing file has no lines. A

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/note"
@@ -27,16 +29,25 @@ CREATE TABLE IF NOT EXISTS svidbroker_audit_checkpoints (
 	id    bigserial,
 	note  text   NOT NULL,
 	PRIMARY KEY (chain, id)
+);
+CREATE TABLE IF NOT EXISTS svidbroker_audit_flushes (
+	chain text   PRIMARY KEY,
+	seq   bigint NOT NULL -- every entry up to it is durable
 );`
 
+// pgStore keeps a chain in PostgreSQL. Entries are committed with synchronous_commit off: once the
+// commit returns, the database holds them (the broker dying loses nothing), and its WAL writer makes
+// them durable within 3 × wal_writer_delay. sync is a synchronous commit, which flushes the WAL up to
+// itself and so every entry before it. One connection serves both, one call at a time.
 type pgStore struct {
+	mu    sync.Mutex
 	conn  *pgx.Conn
 	chain string
 }
 
 // OpenPostgres opens the chain cfg.Chain in the database conn points at (creating the tables if
-// needed), takes the chain's writer lock, verifies the chain, and starts the writer. Commits are
-// durable when the database runs with synchronous_commit on, its default. The Log owns conn.
+// needed), takes the chain's writer lock, verifies the chain, and starts the writer. A flush is a
+// synchronous commit, durable when the database's fsync is on. The Log owns conn.
 func OpenPostgres(ctx context.Context, cfg Config, conn *pgx.Conn) (*Log, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return nil, err
@@ -67,12 +78,36 @@ func chainLockKey(chain string) int64 {
 	return int64(h.Sum64())
 }
 
-// sync is a no-op: every append commits.
-func (s *pgStore) sync() error { return nil }
+// pgTimeout bounds each call to the audit database.
+const pgTimeout = 30 * time.Second
 
-// append commits entries in one transaction, durable or not (PostgreSQL's commit is the unit).
-func (s *pgStore) append(entries []entry, _ bool) error {
-	ctx := context.Background()
+// sync records seq as flushed, in a synchronous commit.
+func (s *pgStore) sync(seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
+	tx, err := s.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO svidbroker_audit_flushes (chain, seq) VALUES ($1, $2)
+ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq`, s.chain, int64(seq)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// append commits entries in one transaction, without waiting for its WAL to reach the disk.
+func (s *pgStore) append(entries []entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
 	rows := make([][]any, len(entries))
 	for i, e := range entries {
 		rows[i] = []any{s.chain, int64(e.Seq), e.Prev, string(e.Rec), e.MAC}
@@ -82,18 +117,30 @@ func (s *pgStore) append(entries []entry, _ bool) error {
 		return err
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+		return err
+	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"svidbroker_audit"}, []string{"chain", "seq", "prev", "rec", "mac"}, pgx.CopyFromRows(rows)); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
 }
 
+// checkpoint commits a signed note synchronously (the session default).
 func (s *pgStore) checkpoint(n []byte) error {
-	_, err := s.conn.Exec(context.Background(), "INSERT INTO svidbroker_audit_checkpoints (chain, note) VALUES ($1, $2)", s.chain, string(n))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
+	_, err := s.conn.Exec(ctx, "INSERT INTO svidbroker_audit_checkpoints (chain, note) VALUES ($1, $2)", s.chain, string(n))
 	return err
 }
 
-func (s *pgStore) close() error { return s.conn.Close(context.Background()) }
+func (s *pgStore) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn.Close(context.Background())
+}
 
 // VerifyPostgres verifies a chain kept in PostgreSQL, as Verify does for files. Line numbers in the
 // problems are positions in seq order.

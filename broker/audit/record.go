@@ -81,9 +81,16 @@ type Result struct {
 	Truncated bool        `json:"truncated,omitempty"`
 }
 
-// Sink is where the data path records. Append returns once the record is durable; AppendAsync queues
-// it (errors then fail the sink for the next Append).
+// Sink is where the data path records. What a protocol engine waits for, and when, is how it keeps
+// its durability promise (audit durability = "commit" or "statement"): Write before a statement
+// reaches the backend, and Flush before anything commits.
 type Sink interface {
-	Append(Record) error
+	// Write returns once the store holds rec, so that the broker process dying loses nothing written;
+	// rec is durable within the flush interval. urgent starts its flush at once, for a record that a
+	// commit point will wait for.
+	Write(rec Record, urgent bool) error
+	// Flush returns once every record written before it is durable (on stable storage).
+	Flush() error
+	// AppendAsync queues rec without waiting; an error fails the sink for the next Write or Flush.
 	AppendAsync(Record)
 }

@@ -113,8 +113,18 @@ type Audit struct {
 	// CheckpointInterval is how often the chain's head is signed. Default "10s"; a tail truncated after
 	// the last checkpoint of an unclean stop cannot be detected, so keep it short.
 	CheckpointInterval string `hcl:"checkpoint_interval,optional"`
+	// Durability is when a statement may go on relative to its record. "commit" (the default): a
+	// statement reaches the backend once its record is written to the store (the broker dying loses
+	// no record of anything that ran), and nothing commits until every record up to it is on stable
+	// storage; records of reads are flushed within FlushInterval. "statement": every statement waits
+	// until its record is on stable storage.
+	Durability string `hcl:"durability,optional"`
+	// FlushInterval bounds how long a written record waits for a flush when no commit asks for one
+	// sooner: a kernel crash or power loss can lose at most this much of the records of reads.
+	// Default "10ms".
+	FlushInterval string `hcl:"flush_interval,optional"`
 
-	CheckpointIntervalD time.Duration
+	CheckpointIntervalD, FlushIntervalD time.Duration
 }
 
 // Vault configures the credentials that backends with auth = "vault" (or "vault-kv") use. The broker

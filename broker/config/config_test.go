@@ -202,13 +202,21 @@ func TestAuditSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Audit.Data != "summary" || cfg.Audit.Chain == "" || cfg.Audit.CheckpointIntervalD != 10*time.Second {
+	if cfg.Audit.Data != "summary" || cfg.Audit.Chain == "" || cfg.Audit.CheckpointIntervalD != 10*time.Second ||
+		cfg.Audit.Durability != "commit" || cfg.Audit.FlushIntervalD != 10*time.Millisecond {
 		t.Fatalf("defaults: %+v", cfg.Audit)
 	}
+	cfg, err = Parse("broker.hcl", []byte(block("  dir = \"/x\"\n  durability = \"statement\"\n  flush_interval = \"2ms\"\n")))
+	if err != nil || cfg.Audit.Durability != "statement" || cfg.Audit.FlushIntervalD != 2*time.Millisecond {
+		t.Fatalf("durability = statement, flush_interval = 2ms: %+v %v", cfg.Audit, err)
+	}
 	for name, body := range map[string]string{
-		"no store":     "",
-		"two stores":   "  dir = \"/x\"\n  postgres {\n    address = \"db:5432\"\n    database = \"a\"\n    user = \"u\"\n    ca_file = \"" + ca + "\"\n  }\n",
-		"unknown data": "  dir = \"/x\"\n  data = \"everything\"\n",
+		"no store":             "",
+		"two stores":           "  dir = \"/x\"\n  postgres {\n    address = \"db:5432\"\n    database = \"a\"\n    user = \"u\"\n    ca_file = \"" + ca + "\"\n  }\n",
+		"unknown data":         "  dir = \"/x\"\n  data = \"everything\"\n",
+		"unknown durability":   "  dir = \"/x\"\n  durability = \"eventually\"\n",
+		"flush interval":       "  dir = \"/x\"\n  flush_interval = \"0s\"\n",
+		"flush interval a min": "  dir = \"/x\"\n  flush_interval = \"1m\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Parse("broker.hcl", []byte(block(body))); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {

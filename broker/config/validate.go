@@ -174,6 +174,14 @@ func (c *Config) Validate() error {
 			a.OnFailure = "refuse"
 		}
 		v.oneOf(a.OnFailure, []string{"refuse", "continue"}, "audit", "on_failure")
+		if a.Durability == "" {
+			a.Durability = "commit"
+		}
+		v.oneOf(a.Durability, []string{"commit", "statement"}, "audit", "durability")
+		a.FlushIntervalD = v.duration(a.FlushInterval, 10*time.Millisecond, "audit", "flush_interval")
+		if a.FlushIntervalD > time.Second {
+			v.fail("Flush interval too long", fmt.Sprintf("audit.flush_interval %s: at most 1s; a kernel crash can lose the records of this long.", a.FlushIntervalD), "audit", "flush_interval")
+		}
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}

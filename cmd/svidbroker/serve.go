@@ -101,13 +101,14 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Audit == nil {
 		log.WarnContext(ctx, "no audit block in the configuration: sessions and statements are NOT recorded")
 	} else {
-		alog, err := openAudit(ctx, cfg.Audit, src)
+		alog, err := openAudit(ctx, cfg.Audit, src, log)
 		if err != nil {
 			return err
 		}
 		defer alog.Close()
 		sink, auditErr = alog, alog.Err
-		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain)
+		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain,
+			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
 
 	leases, err := newLeases(ctx, cfg, src, log)
@@ -207,14 +208,15 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			return nil, err
 		}
 		return postgres.New(postgres.Config{
-			Target:        t.Name,
-			ServerTLS:     identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
-			Authorize:     authorize,
-			Audit:         sink,
-			NoResults:     cfg.Audit != nil && cfg.Audit.Data == "none",
-			FullData:      cfg.Audit != nil && cfg.Audit.Data == "full",
-			AuditFailOpen: cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
-			Attest:        attest,
+			Target:            t.Name,
+			ServerTLS:         identity.ServerConfig(src, src, cfg.Trusted, postgres.ALPN),
+			Authorize:         authorize,
+			Audit:             sink,
+			NoResults:         cfg.Audit != nil && cfg.Audit.Data == "none",
+			FullData:          cfg.Audit != nil && cfg.Audit.Data == "full",
+			AuditFailOpen:     cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
+			AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
+			Attest:            attest,
 			Backend: postgres.Backend{
 				Address:  t.Backend.Address,
 				Database: t.Backend.Database,
@@ -371,7 +373,7 @@ func credentialSource(cfg *config.Config, b config.Backend) *credential.Source {
 	return &src
 }
 
-func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source) (*audit.Log, error) {
+func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source, log *slog.Logger) (*audit.Log, error) {
 	key, err := audit.LoadMACKey(a.MACKeyFile)
 	if err != nil {
 		return nil, err
@@ -380,7 +382,8 @@ func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source
 	if err != nil {
 		return nil, err
 	}
-	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD}
+	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD,
+		FlushInterval: a.FlushIntervalD, Logger: log}
 	if a.Postgres == nil {
 		return audit.Open(cfg)
 	}

@@ -47,9 +47,13 @@ type Config struct {
 	// or an exact allow list, which has no decision to return). Its error is shown to the client, so it
 	// must hold no secret.
 	Authorize func(context.Context, authz.Connect) (authz.Decision, error)
-	// Audit records sessions and statements; every statement is durable before it is forwarded. Nil
-	// records nothing.
+	// Audit records sessions and statements: every statement's record is written to the store before
+	// the statement is forwarded, and nothing commits before its records are on stable storage
+	// (commitPoints). Nil records nothing.
 	Audit audit.Sink
+	// AuditPerStatement makes every statement wait until its record is on stable storage (audit
+	// durability = "statement").
+	AuditPerStatement bool
 	// NoResults leaves result summaries out of the audit log.
 	NoResults bool
 	// FullData records result rows too, as the client saw them (masked), up to a cap per statement.
@@ -165,7 +169,8 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	}
 	sessionID := newSessionID()
 	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
-	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target, noResults: e.cfg.NoResults, fullData: e.cfg.FullData}
+	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target,
+		noResults: e.cfg.NoResults, fullData: e.cfg.FullData, perStatement: e.cfg.AuditPerStatement}
 	if e.cfg.AuditFailOpen {
 		var once sync.Once
 		rec.failOpen = func(err error) {
@@ -214,7 +219,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	if decision.ID != "" {
 		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
-	if err := rec.durable(start); err != nil {
+	if err := rec.written(start, false); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err

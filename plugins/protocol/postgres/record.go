@@ -22,8 +22,11 @@ type recorder struct {
 	target    string
 	noResults bool
 	fullData  bool // record the rows too (audit data = "full")
-	// failOpen, when set, is told of a failed durable record instead of the statement being refused
-	// (audit on_failure = "continue").
+	// perStatement makes every statement wait until its record is on stable storage (audit
+	// durability = "statement"); otherwise only commit points wait for that (see commitPoints).
+	perStatement bool
+	// failOpen, when set, is told of a failed record instead of the statement being refused (audit
+	// on_failure = "continue").
 	failOpen func(error)
 }
 
@@ -41,19 +44,48 @@ func (r recorder) stamp(rec audit.Record) audit.Record {
 	return rec
 }
 
-// durable records rec and returns once it is on disk.
+// durable records rec and returns once it, and every record before it, is on stable storage.
 func (r recorder) durable(rec audit.Record) error {
 	if !r.on() {
 		return nil
 	}
-	if err := r.sink.Append(r.stamp(rec)); err != nil {
-		if r.failOpen != nil {
-			r.failOpen(err) // the operator chose to keep serving: said, not refused
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errAudit, err)
+	if err := r.sink.Write(r.stamp(rec), true); err != nil {
+		return r.failed(err)
 	}
-	return nil
+	return r.failed(r.sink.Flush())
+}
+
+// written records rec and returns once the store holds it, or once it is on stable storage in
+// durability "statement". urgent starts its flush at once: a commit point will wait for it.
+func (r recorder) written(rec audit.Record, urgent bool) error {
+	if r.perStatement {
+		return r.durable(rec)
+	}
+	if !r.on() {
+		return nil
+	}
+	return r.failed(r.sink.Write(r.stamp(rec), urgent))
+}
+
+// flush returns once every record written is on stable storage.
+func (r recorder) flush() error {
+	if !r.on() {
+		return nil
+	}
+	return r.failed(r.sink.Flush())
+}
+
+// failed turns a failed record into errAudit, which refuses the statement and ends the session, or,
+// with on_failure = "continue", says so and lets it run.
+func (r recorder) failed(err error) error {
+	if err == nil {
+		return nil
+	}
+	if r.failOpen != nil {
+		r.failOpen(err) // the operator chose to keep serving: said, not refused
+		return nil
+	}
+	return fmt.Errorf("%w: %v", errAudit, err)
 }
 
 // async records rec without waiting; a failure fails the sink for the next durable record.

@@ -224,7 +224,8 @@ type recordingSink struct {
 	recs []audit.Record
 }
 
-func (r *recordingSink) Append(rec audit.Record) error { r.AppendAsync(rec); return nil }
+func (r *recordingSink) Write(rec audit.Record, _ bool) error { r.AppendAsync(rec); return nil }
+func (r *recordingSink) Flush() error                         { return nil }
 func (r *recordingSink) AppendAsync(rec audit.Record) {
 	r.mu.Lock()
 	r.recs = append(r.recs, rec)

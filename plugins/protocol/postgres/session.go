@@ -60,7 +60,8 @@ type session struct {
 	queue      queue
 	discarding bool   // a statement was denied in the extended protocol: discard until Sync
 	names      uint64 // backend names given so far
-	pending    int    // bytes buffered for the backend since the last write
+	commits    commitPoints
+	pending    int // bytes buffered for the backend since the last write
 	clientMu   sync.Mutex
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
@@ -261,7 +262,10 @@ func (s *session) clientToBackend() error {
 		case *pgproto3.Close:
 			err = s.onClose(m)
 		case *pgproto3.Sync:
-			s.queue.push(&item{kind: itSync})
+			if err = s.beforeSync(); err != nil {
+				break
+			}
+			s.queue.push(&item{kind: itSync, cycle: s.nextCycle()})
 			s.backend.Send(m)
 			err = s.flushBackend()
 		case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
@@ -461,6 +465,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 			h.masks = nil
 			h.stmt++ // the next result belongs to the next statement of the string
 		case *pgproto3.ReadyForQuery:
+			s.readyForQuery(h, m)
 			s.queue.pop()
 		}
 	case itExecute:
@@ -489,7 +494,8 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 			s.queue.pop()
 		}
 	case itSync, itCall:
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+		if m, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			s.readyForQuery(h, m)
 			s.queue.pop()
 		}
 	}

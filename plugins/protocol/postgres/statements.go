@@ -98,6 +98,8 @@ type item struct {
 	exec  *item // itInjected: the execution whose columns it learns
 	masks []fieldMask
 	stmt  int // itQuery: which statement of the string the backend is answering
+	// cycle numbers an itQuery, itSync or itCall: the cycle its ReadyForQuery ends (commitPoints).
+	cycle uint64
 	// recordFull: a deciding policy asked for @record("full"): the rows go in the audit log.
 	recordFull bool
 	denial     *pgproto3.ErrorResponse
@@ -366,7 +368,7 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.
 		s.discarding = true
 		return nil
 	}
-	s.queue.push(&item{kind: itSync})
+	s.queue.push(&item{kind: itSync, cycle: s.nextCycle()})
 	s.backend.Send(&pgproto3.Sync{})
 	return s.flushBackend()
 }
@@ -443,10 +445,10 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 	if denial != nil {
 		return s.deny("simple", m.String, sts, d, denial)
 	}
-	if err := s.rec.durable(s.auditStatement("simple", m.String, "", sts, d, nil, p)); err != nil {
+	if err := s.recordStatement(s.auditStatement("simple", m.String, "", sts, d, nil, p), sts, true); err != nil {
 		return err
 	}
-	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full"})
+	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle()})
 	s.backend.Send(m)
 	return s.flushBackend()
 }
@@ -544,7 +546,7 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 			params[i] = "<withheld>"
 		}
 	}
-	if err := s.rec.durable(s.auditStatement("extended", st.text, "", st.sts, d, params, p)); err != nil {
+	if err := s.recordStatement(s.auditStatement("extended", st.text, "", st.sts, d, params, p), st.sts, false); err != nil {
 		return err
 	}
 	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
@@ -620,18 +622,18 @@ func mentionsMasked(sts []sqlclass.Statement, p *plan) bool {
 }
 
 // onFunctionCall decides the function-call protocol, an admin action: it calls a function by OID,
-// which no statement shows.
+// which no statement shows. Its effect is unknown, so it is a commit point.
 func (s *session) onFunctionCall(m *pgproto3.FunctionCall) error {
 	text := "function call protocol: function OID " + strconv.FormatUint(uint64(m.Function), 10)
-	sts := []sqlclass.Statement{{Kind: sqlclass.KindAdmin, AdminReasons: []string{"the function-call protocol"}}}
+	sts := []sqlclass.Statement{{Kind: sqlclass.KindAdmin, AdminReasons: []string{"the function-call protocol"}, Effect: sqlclass.EffectCommit}}
 	d, _, denial := s.decide(text, sts, authz.ApprovalState{}, false)
 	if denial != nil {
 		return s.deny("function-call", text, sts, d, denial)
 	}
-	if err := s.rec.durable(s.auditStatement("function-call", text, "", sts, d, nil, nil)); err != nil {
+	if err := s.recordStatement(s.auditStatement("function-call", text, "", sts, d, nil, nil), sts, true); err != nil {
 		return err
 	}
-	s.queue.push(&item{kind: itCall})
+	s.queue.push(&item{kind: itCall, cycle: s.nextCycle()})
 	s.backend.Send(m)
 	return s.flushBackend()
 }

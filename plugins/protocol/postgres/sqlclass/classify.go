@@ -67,6 +67,11 @@ type Statement struct {
 	// ChangesObjects marks statements that can create or change views, functions or rules, after
 	// which the broker refreshes what it knows about the database.
 	ChangesObjects bool
+	// Effect says whether the statement may change what lasts, or commit (see Effect).
+	Effect Effect
+	// TxControl marks statements that may open or close a transaction block: BEGIN, START
+	// TRANSACTION, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION, COMMIT and ROLLBACK PREPARED.
+	TxControl bool
 }
 
 // QualifiedRef is rel.name: a column of rel, or a call of name with rel's whole row.
@@ -132,6 +137,10 @@ func classify(n *pg.Node, text string) (Statement, error) {
 	st := Statement{
 		Kind: kind, Functions: w.funcs, AdminReasons: w.admin, NestedWrite: w.nestedWrite,
 		Columns: w.columns, CopyOut: w.copyOut, CopyIn: w.copyIn, Fetch: w.fetch, ChangesObjects: w.changesObjects,
+		Effect: w.effect(n, kind),
+	}
+	if tx := n.GetTransactionStmt(); tx != nil {
+		_, st.TxControl = txEffect(tx)
 	}
 	for _, r := range w.tables {
 		if r.cte {
@@ -200,6 +209,7 @@ type walker struct {
 	copyIn             bool
 	fetch              bool
 	changesObjects     bool
+	locking            bool // a locking clause (FOR UPDATE, FOR SHARE): a lock is not a read
 	depth              int
 	err                error
 	text               string // the statement's own text
@@ -575,6 +585,7 @@ func (w *walker) walkSelect(s *pg.SelectStmt, sc *scope, top bool) {
 		}
 		w.walk(t.ProtoReflect(), sc, KindSelect)
 	}
+	w.locking = w.locking || len(s.LockingClause) > 0
 	for _, list := range [][]*pg.Node{s.DistinctClause, s.FromClause, s.GroupClause, s.WindowClause, s.SortClause, s.LockingClause} {
 		for _, n := range list {
 			w.walk(n.ProtoReflect(), sc, KindSelect)
