@@ -273,3 +273,42 @@ func TestEscapeAndTimeline(t *testing.T) {
 		t.Fatalf("sessions by ID %+v", byID)
 	}
 }
+
+// TestVerifyReportsTheTailNoCheckpointCovers: records written after the last checkpoint verify, and
+// the report names them as not proven durable; a clean close covers them.
+func TestVerifyReportsTheTailNoCheckpointCovers(t *testing.T) {
+	k := newKeys(t)
+	dir := t.TempDir()
+	l := openLog(t, k, dir)
+	for i := range 3 {
+		if err := l.Append(stmt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, k, dir)
+	defer l.Close()
+	for i := range 2 {
+		if err := l.Write(stmt(10+i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Verify(dir, "b1", k.mac, k.verif)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %v", rep, err)
+	}
+	if from, to := rep.Uncovered(); from != 4 || to != 5 {
+		t.Fatalf("uncovered tail %d to %d; want 4 to 5", from, to)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = Verify(dir, "b1", k.mac, k.verif); err != nil || !rep.OK() {
+		t.Fatalf("verify after close: %v %v", rep, err)
+	}
+	if from, to := rep.Uncovered(); from <= to {
+		t.Fatalf("uncovered tail %d to %d after a clean close; want none", from, to)
+	}
+}

@@ -25,6 +25,13 @@ type Report struct {
 // OK reports whether the chain verified.
 func (r *Report) OK() bool { return len(r.Problems) == 0 }
 
+// Uncovered returns the records after the last checkpoint, from and to (from > to when there are
+// none). They were written, and verify, but no signed checkpoint proves they were durable or that
+// nothing after them was cut: after a crash or a failed flush, records beyond them may be missing
+// unnoticed. A running broker's log always has such a tail, up to one checkpoint interval long; a
+// cleanly closed one has none.
+func (r *Report) Uncovered() (from, to uint64) { return r.LastCheckpoint + 1, r.Records }
+
 type checkpoint struct {
 	line int
 	seq  uint64

@@ -91,35 +91,141 @@ func TestAuditRecordsWhatHappened(t *testing.T) {
 	}
 }
 
-// TestKillDashNineLosesNothingAnswered runs statements through a broker and kills it with SIGKILL
-// mid-load. Every statement the client got a result for is in the log, and the chain verifies.
-func TestKillDashNineLosesNothingAnswered(t *testing.T) {
+// durabilities are the audit durability levels; the tests of failures run in each.
+var durabilities = []string{"commit", "statement"}
+
+// TestKillDashNineLosesNoRecordOfWhatRan runs reads and writes through a broker, in both protocols, in
+// and out of transaction blocks, each carrying a unique marker, and kills the broker with SIGKILL
+// mid-load; then restarts it on the same chain. The chain verifies; every statement whose result a
+// client received is in the log; and every committed change (the markers in the table, read as the
+// superuser) has its record.
+func TestKillDashNineLosesNoRecordOfWhatRan(t *testing.T) {
 	s, _ := shared(t)
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-kill9", Binary: brokerBin})
+	admin, err := s.Postgres.Connect(t.Context(), "shop")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer admin.Close(context.Background())
+	for _, q := range []string{"CREATE TABLE IF NOT EXISTS crash_markers (m text)", "GRANT INSERT ON crash_markers TO " + stack.BrokerDBRole} {
+		if _, err := admin.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policies := packsWith(t, "crash.cedar", `@id("analyst-crash-markers")
+permit (principal in Group::"analysts", action == Action::"sql:insert", resource == Table::"shop/public.crash_markers");`)
 	f := clientFiles(t, s, stack.PersonaAnalyst)
-	cfg := pgxConfig(t, b, f)
-	answered := make(chan []string, 4)
+	for _, durability := range durabilities {
+		t.Run(durability, func(t *testing.T) {
+			opts := stack.BrokerOptions{Name: "svidbroker-kill9-" + durability, Binary: brokerBin, PolicyDir: policies, AuditDurability: durability}
+			b, err := s.StartBroker(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := fmt.Sprintf("kill9-%s-%d", durability, time.Now().UnixNano())
+			answered := loadUntilKilled(t, b, pgxConfig(t, b, f), prefix)
+			// The same broker again, on the same chain: it starts only on a chain that verifies.
+			again, err := s.StartBroker(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Stop()
+			if rep := verifyChain(t, again); !rep.OK() {
+				t.Fatalf("chain after kill -9: %v", rep.Problems)
+			}
+			logged := map[string]bool{}
+			if err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+				if st := e.Record.Statement; st != nil && e.Record.Kind == audit.KindStatement {
+					logged[st.Text] = true
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, text := range answered {
+				if !logged[text] {
+					t.Fatalf("%q was answered but is not in the log", text)
+				}
+			}
+			rows, err := admin.Query(t.Context(), "SELECT m FROM crash_markers WHERE m LIKE $1", prefix+"%")
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range committed {
+				if !logged[insertMarker(m)] {
+					t.Fatalf("marker %s was committed but its statement is not in the log", m)
+				}
+			}
+			if len(answered) < 40 || len(committed) < 10 {
+				t.Fatalf("only %d statements answered and %d changes committed before the kill", len(answered), len(committed))
+			}
+			t.Logf("%d answered statements and %d committed changes, all in the log", len(answered), len(committed))
+		})
+	}
+}
+
+func insertMarker(m string) string { return "INSERT INTO crash_markers VALUES ('" + m + "')" }
+
+// loadUntilKilled runs six clients through b until it is killed with SIGKILL: reads and autocommitted
+// inserts in the simple and the extended protocol, and blocks of inserts in both. It returns the texts
+// of the statements whose results came back.
+func loadUntilKilled(t *testing.T, b *stack.Broker, cfg *pgx.ConnConfig, prefix string) []string {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for w := range 4 {
+	type worker struct {
+		simple, write, block bool
+	}
+	workers := []worker{{simple: true}, {}, {simple: true, write: true}, {write: true}, {simple: true, write: true, block: true}, {write: true, block: true}}
+	answered := make(chan []string, len(workers))
+	for w, kind := range workers {
 		go func() {
 			var got []string
 			defer func() { answered <- got }()
-			conn, err := pgx.ConnectConfig(ctx, cfg)
+			c := cfg.Copy()
+			if kind.simple {
+				c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+			}
+			conn, err := pgx.ConnectConfig(ctx, c)
 			if err != nil {
 				return
 			}
 			defer conn.Close(context.Background())
 			for i := 0; ; i++ {
-				m := fmt.Sprintf("kill9-%d-%d", w, i)
-				var out string
-				if err := conn.QueryRow(ctx, "SELECT '"+m+"'::text").Scan(&out); err != nil {
-					return
+				m := fmt.Sprintf("%s-%d-%d", prefix, w, i)
+				switch {
+				case !kind.write:
+					text := "SELECT '" + m + "'::text"
+					var out string
+					if err := conn.QueryRow(ctx, text).Scan(&out); err != nil || out != m {
+						return
+					}
+					got = append(got, text)
+				case !kind.block:
+					if _, err := conn.Exec(ctx, insertMarker(m)); err != nil {
+						return
+					}
+					got = append(got, insertMarker(m))
+				default:
+					tx, err := conn.Begin(ctx)
+					if err != nil {
+						return
+					}
+					var texts []string
+					for j := range 3 {
+						text := insertMarker(fmt.Sprintf("%s-%d", m, j))
+						if _, err := tx.Exec(ctx, text); err != nil {
+							return
+						}
+						texts = append(texts, text)
+					}
+					if err := tx.Commit(ctx); err != nil {
+						return
+					}
+					got = append(got, texts...)
 				}
-				got = append(got, m)
 			}
 		}()
 	}
@@ -128,42 +234,29 @@ func TestKillDashNineLosesNothingAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all []string
-	for range 4 {
+	for range workers {
 		all = append(all, <-answered...)
 	}
-	if len(all) < 20 {
-		t.Fatalf("only %d statements ran before the kill", len(all))
-	}
-	logged := map[string]bool{}
-	if err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
-		if st := e.Record.Statement; st != nil {
-			logged[st.Text] = true
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range all {
-		if !logged["SELECT '"+m+"'::text"] {
-			t.Fatalf("statement %s was answered but is not in the log", m)
-		}
-	}
-	if rep := verifyChain(t, b); !rep.OK() {
-		t.Fatalf("chain after kill -9: %v", rep.Problems)
-	}
-	t.Logf("%d answered statements, all in the log", len(all))
+	return all
 }
 
 // TestFullAuditStoreRefusesStatements puts a broker's audit log on a small filesystem and fills it.
 // The next statement is refused (nothing unrecorded reaches the database), and new connections are
 // refused until the store is fixed.
 func TestFullAuditStoreRefusesStatements(t *testing.T) {
+	for _, durability := range durabilities {
+		t.Run(durability, func(t *testing.T) { fullAuditStoreRefusesStatements(t, durability) })
+	}
+}
+
+func fullAuditStoreRefusesStatements(t *testing.T, durability string) {
 	s, _ := shared(t)
-	dir := smallAuditFS(t, s, "small-audit-fs")
+	dir := smallAuditFS(t, s, "small-audit-fs-"+durability)
 	// The packs, and a policy that lets the analyst insert into the probe table.
 	policies := packsWith(t, "probe.cedar", `@id("analyst-probe-insert")
 permit (principal in Group::"analysts", action == Action::"sql:insert", resource == Table::"shop/public.audit_probe");`)
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-fullaudit", Binary: brokerBin, AuditDir: dir, PolicyDir: policies})
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-fullaudit-" + durability, Binary: brokerBin, AuditDir: dir,
+		PolicyDir: policies, AuditDurability: durability})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +281,7 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
-	for _, q := range []string{"CREATE TABLE audit_probe (x int)", "GRANT INSERT ON audit_probe TO " + stack.BrokerDBRole} {
+	for _, q := range []string{"CREATE TABLE IF NOT EXISTS audit_probe (x int)", "TRUNCATE audit_probe", "GRANT INSERT ON audit_probe TO " + stack.BrokerDBRole} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatal(err)
 		}
@@ -273,9 +366,16 @@ func TestRecordedResultsAreMasked(t *testing.T) {
 // TestFullAuditStoreWithOnFailureContinue: an operator who set audit.on_failure = "continue" keeps
 // serving when the store fills: statements run (unrecorded) and new connections are accepted.
 func TestFullAuditStoreWithOnFailureContinue(t *testing.T) {
+	for _, durability := range durabilities {
+		t.Run(durability, func(t *testing.T) { fullAuditStoreWithOnFailureContinue(t, durability) })
+	}
+}
+
+func fullAuditStoreWithOnFailureContinue(t *testing.T, durability string) {
 	s, _ := shared(t)
-	dir := smallAuditFS(t, s, "small-audit-fs-continue")
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-failopen", Binary: brokerBin, AuditDir: dir, AuditOnFailure: "continue"})
+	dir := smallAuditFS(t, s, "small-audit-fs-continue-"+durability)
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: "svidbroker-failopen-" + durability, Binary: brokerBin, AuditDir: dir,
+		AuditOnFailure: "continue", AuditDurability: durability})
 	if err != nil {
 		t.Fatal(err)
 	}

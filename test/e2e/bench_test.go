@@ -10,8 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -210,41 +210,106 @@ func mustPKCS8(b testing.TB, key crypto.PrivateKey) []byte {
 	return der
 }
 
-// BenchmarkPgbenchAudit runs pgbench (select-only, 4, 16 and 48 clients) through two brokers on the same stack,
-// one recording every statement durably and one not, alternating rounds in the same run. Read
-// "audit-on/off" (the goal is at least 0.85). Run it with -benchtime 1x: each round lasts seconds.
+// BenchmarkPgbenchAudit measures what recording costs, per audit durability level: pgbench's
+// select-only (-S) and TPC-B-like scripts at 4, 16 and 48 clients, through brokers that record with
+// durability "commit" (each statement's record written before it runs, commits held until their
+// records are flushed), with "statement" (each statement held until its record is flushed), and not at
+// all ("off"), and directly to PostgreSQL, alternating rounds in the same run (the order reversed every
+// other round).
+//
+// Sub-benchmarks are named by script and clients ("select-only-4c", "tpcb-16c"). Read the metrics
+// "commit/off" and "statement/off" (tps ratios), and "commit-added-p50-us" (and p99, and the same for
+// "statement"): a mode's percentile of per-transaction latency minus direct's, per statement (a TPC-B
+// transaction is seven statements; its "/stmt" figures divide by seven). Run it with -benchtime 1x.
 func BenchmarkPgbenchAudit(b *testing.B) {
-	s, withAudit := shared(b)
-	without, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: "svidbroker-noaudit", Binary: brokerBin, NoAudit: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer without.Stop()
-	initPgbench(b, s, 1, "SELECT")
-	f := clientFiles(b, s, stack.PersonaAnalyst)
-	run := func(br *stack.Broker, clients int) float64 {
-		cmd := exec.Command("pgbench", "-n", "-S", "-c", strconv.Itoa(clients), "-j", "2", "-T", "4", "-h", "localhost", "-p", portOf(br), "-U", "agent", "shop")
-		cmd.Env = append(os.Environ(), "PGSSLMODE=verify-full", "PGSSLCERT="+f.Cert, "PGSSLKEY="+f.Key, "PGSSLROOTCERT="+f.RootCert)
-		out, err := cmd.CombinedOutput()
+	s, selectCommit := shared(b)
+	// Scale 16: pgbench's guidance is a scale near the number of clients, so that TPC-B's updates do
+	// not all queue on a few branch rows.
+	initPgbench(b, s, 16, "SELECT, INSERT, UPDATE")
+	writePacks := packsWith(b, "bench-pgbench-writes.cedar", pgbenchWritePolicy)
+	start := func(opts stack.BrokerOptions) *stack.Broker {
+		opts.Binary = brokerBin
+		br, err := s.StartBroker(b.Context(), opts)
 		if err != nil {
-			b.Fatalf("pgbench: %v\n%s", err, out)
+			b.Fatal(err)
 		}
-		return pgbenchTPS(b, out)
+		b.Cleanup(func() { br.Stop() })
+		return br
 	}
-	// More clients let group commit share each fsync among more statements.
-	for _, clients := range []int{4, 16, 48} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			var on, off float64
-			for b.Loop() {
-				for range 2 {
-					on += run(withAudit, clients)
-					off += run(without, clients)
+	brokers := map[string]map[string]*stack.Broker{
+		"select-only": {
+			"commit":    selectCommit,
+			"statement": start(stack.BrokerOptions{Name: "svidbroker-audit-statement", AuditDurability: "statement"}),
+			"off":       start(stack.BrokerOptions{Name: "svidbroker-audit-off", NoAudit: true}),
+		},
+		"tpcb": {
+			"commit":    start(stack.BrokerOptions{Name: "svidbroker-audit-writes-commit", PolicyDir: writePacks}),
+			"statement": start(stack.BrokerOptions{Name: "svidbroker-audit-writes-statement", PolicyDir: writePacks, AuditDurability: "statement"}),
+			"off":       start(stack.BrokerOptions{Name: "svidbroker-audit-writes-off", PolicyDir: writePacks, NoAudit: true}),
+		},
+	}
+	self := clientFiles(b, s, stack.PersonaBroker)
+	agent := clientFiles(b, s, stack.PersonaAnalyst)
+	direct := pgbenchPath{name: "direct", port: strconv.Itoa(s.Postgres.Port), user: stack.BrokerDBRole,
+		env: []string{"PGSSLMODE=verify-full", "PGSSLCERT=" + self.Cert, "PGSSLKEY=" + self.Key, "PGSSLROOTCERT=" + s.Postgres.CAPath}}
+	viaBroker := func(name string, br *stack.Broker) pgbenchPath {
+		return pgbenchPath{name: name, port: portOf(br), user: "agent",
+			env: []string{"PGSSLMODE=verify-full", "PGSSLCERT=" + agent.Cert, "PGSSLKEY=" + agent.Key, "PGSSLROOTCERT=" + agent.RootCert}}
+	}
+	modes := []string{"commit", "statement", "off"}
+	for _, script := range []struct {
+		name       string
+		args       []string
+		statements float64 // per transaction
+	}{{"select-only", []string{"-S"}, 1}, {"tpcb", nil, 7}} {
+		paths := []pgbenchPath{direct}
+		for _, m := range modes {
+			paths = append(paths, viaBroker(m, brokers[script.name][m]))
+		}
+		for _, clients := range []int{4, 16, 48} {
+			b.Run(fmt.Sprintf("%s-%dc", script.name, clients), func(b *testing.B) {
+				args := append([]string{"-c", strconv.Itoa(clients)}, script.args...)
+				for _, p := range paths { // each path works before anything is measured
+					runPgbench(b, p, 1, args...)
 				}
-			}
-			b.ReportMetric(on/float64(2*b.N), "tps-audit-on")
-			b.ReportMetric(off/float64(2*b.N), "tps-audit-off")
-			b.ReportMetric(on/off, "audit-on/off")
-		})
+				tps := map[string]float64{}
+				lat := map[string][]float64{}
+				rounds := 0
+				for b.Loop() {
+					for round := range 2 {
+						order := slices.Clone(paths)
+						if round%2 == 1 {
+							slices.Reverse(order)
+						}
+						for _, p := range order {
+							r := runPgbench(b, p, 4, args...)
+							tps[p.name] += r.tps
+							lat[p.name] = append(lat[p.name], r.latency...)
+						}
+						rounds++
+					}
+				}
+				unit := "us"
+				if script.statements > 1 {
+					unit = "us/stmt"
+				}
+				slices.Sort(lat["direct"])
+				for _, p := range paths {
+					b.ReportMetric(tps[p.name]/float64(rounds), "tps-"+p.name)
+				}
+				for _, m := range []string{"commit", "statement"} {
+					b.ReportMetric(tps[m]/tps["off"], m+"/off")
+					slices.Sort(lat[m])
+					for _, q := range []struct {
+						name string
+						q    float64
+					}{{"p50", 0.50}, {"p99", 0.99}} {
+						d, v := percentile(lat["direct"], q.q), percentile(lat[m], q.q)
+						b.ReportMetric((v-d)/script.statements, m+"-added-"+q.name+"-"+unit)
+					}
+				}
+			})
+		}
 	}
 }
 

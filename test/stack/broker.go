@@ -41,6 +41,8 @@ type BrokerOptions struct {
 	AuditDir string
 	// AuditOnFailure sets audit.on_failure ("refuse", the default, or "continue").
 	AuditOnFailure string
+	// AuditDurability sets audit.durability ("commit", the default, or "statement").
+	AuditDurability string
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
@@ -104,7 +106,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	}
 	auditBlock := ""
 	if !opts.NoAudit {
-		if auditBlock, err = s.auditSetup(b, opts.Name, opts.AuditDir, opts.AuditOnFailure); err != nil {
+		if auditBlock, err = s.auditSetup(b, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -240,9 +242,13 @@ policy {
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
-func (s *Stack) auditSetup(b *Broker, name, dir, onFailure string) (string, error) {
+func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
+	name, dir, onFailure, durability := opts.Name, opts.AuditDir, opts.AuditOnFailure, opts.AuditDurability
 	if onFailure == "" {
 		onFailure = "refuse"
+	}
+	if durability == "" {
+		durability = "commit"
 	}
 	broker, err := s.Persona(PersonaBroker)
 	if err != nil {
@@ -266,7 +272,8 @@ func (s *Stack) auditSetup(b *Broker, name, dir, onFailure string) (string, erro
 			return "", err
 		}
 	}
-	return fmt.Sprintf(`# Every session and statement is recorded, durably, before it reaches the database.
+	return fmt.Sprintf(`# Every session and statement is recorded before it reaches the database, and nothing commits
+# before its records are on stable storage.
 audit {
   dir                 = %q
   chain               = %q
@@ -274,8 +281,9 @@ audit {
   signing_key_file    = %q
   checkpoint_interval = "1s"
   on_failure          = %q
+  durability          = %q
 }
-`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure), nil
+`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure, durability), nil
 }
 
 // copyTree copies a directory of regular files, readable by every uid.
