@@ -53,47 +53,48 @@ type entry struct {
 	MAC  string          `json:"mac"`
 }
 
-// Log is an open chain. One goroutine (the writer) chains and writes records in batches; another
-// (the flusher) makes what was written durable, so that writing goes on while a flush is under way.
+// Log is an open chain. Appenders chain their records under the log's lock and write them
+// themselves: the first to find no write under way writes everything chained so far, with one write,
+// and the others wait for it (group commit, without handing each record to another goroutine). A
+// flusher goroutine makes what was written durable, so that writing goes on while a flush is under
+// way; it also writes the checkpoints.
 type Log struct {
 	cfg   Config
 	st    store
-	reqs  chan *appendReq
-	done  chan struct{} // closed when the writer has stopped
 	kick  chan struct{} // a flush is wanted now
 	wrote chan struct{} // records were written: flush within FlushInterval
 	quit  chan struct{} // stops the flusher
 	fdone chan struct{} // closed when the flusher has stopped
 	close sync.Once
 
-	mu      sync.Mutex // guards failed, seq, mac, durable
-	flushed *sync.Cond // on mu: durable moved, or the log failed or closed
+	mu      sync.Mutex
+	cond    *sync.Cond // on mu: written or durable moved, a write ended, or the log failed or stopped
 	failed  error
-	closed  bool
-	seq     uint64 // the last record written to the store
+	closed  bool   // no more appends
+	stopped bool   // closed and flushed: nothing more becomes durable
+	seq     uint64 // the last record chained
 	mac     string
-	durable uint64     // the last record known to be on stable storage
-	cpSeq   uint64     // the writer's: the last record a checkpoint names
-	macs    *entryMACs // the writer's
+	macs    *entryMACs
+	pending []entry // chained, not yet written
+	spare   []entry // a written batch's slice, for the next
+	urgent  bool    // a pending record wants its flush at once
+	writing bool    // an appender is writing
+	written uint64  // the last record written to the store
+	// writtenMAC is the MAC of record written, which a checkpoint names.
+	writtenMAC string
+	durable    uint64 // the last record known to be on stable storage
+	cpSeq      uint64 // the flusher's: the last record a checkpoint names
 }
 
-type appendReq struct {
-	rec    []byte        // the record's JSON, encoded by the appender so the writer's turn stays short
-	resp   chan appended // nil for AppendAsync
-	urgent bool          // start a flush as soon as it is written
-}
-
-// appended is a written record's sequence number, or why it was not written.
-type appended struct {
-	seq uint64
-	err error
-}
+// maxPending bounds the records AppendAsync may leave chained while a write is under way; beyond it,
+// it waits for the write, rather than hold records without bound.
+const maxPending = 4096
 
 // ErrFailed wraps the error that failed the log; every append after it fails.
 var ErrFailed = errors.New("audit: log failed")
 
-// store keeps a chain's entries and checkpoints: files (fileStore) or PostgreSQL (pgStore). append
-// and checkpoint are called by one goroutine, sync by another, at the same time.
+// store keeps a chain's entries and checkpoints: files (fileStore) or PostgreSQL (pgStore). One
+// append runs at a time; sync and checkpoint run on the flusher, at the same time as an append.
 type store interface {
 	// append writes entries, already chained, so that the broker process dying loses none of them
 	// once it returns; they are durable after the next sync.
@@ -170,24 +171,22 @@ func checkConfig(cfg *Config) error {
 	return nil
 }
 
-// start resumes a verified chain and starts its writer.
+// start resumes a verified chain and starts its flusher.
 func start(cfg Config, st store, rep *Report) *Log {
-	l := &Log{cfg: cfg, st: st, reqs: make(chan *appendReq, 1024), done: make(chan struct{}),
-		kick: make(chan struct{}, 1), wrote: make(chan struct{}, 1), quit: make(chan struct{}), fdone: make(chan struct{}),
-		macs: newEntryMACs(cfg.MACKey)}
-	l.flushed = sync.NewCond(&l.mu)
+	l := &Log{cfg: cfg, st: st, kick: make(chan struct{}, 1), wrote: make(chan struct{}, 1), quit: make(chan struct{}),
+		fdone: make(chan struct{}), macs: newEntryMACs(cfg.MACKey)}
+	l.cond = sync.NewCond(&l.mu)
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
 		l.mac = genesis(cfg.MACKey, cfg.Chain)
 	}
-	l.cpSeq = rep.LastCheckpoint
+	l.written, l.writtenMAC, l.cpSeq = l.seq, l.mac, rep.LastCheckpoint
 	// What a previous run wrote may not have been flushed before it stopped: flush it now.
 	if err := st.sync(l.seq); err != nil {
 		l.fail(fmt.Errorf("flush at start: %w", err))
 	} else {
 		l.durable = l.seq
 	}
-	go l.writer()
 	go l.flusher()
 	return l
 }

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"fmt"
-	"runtime"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -10,7 +9,7 @@ import (
 
 // Append records rec and returns once it is durable: on stable storage, with every record before it.
 func (l *Log) Append(rec Record) error {
-	seq, err := l.write(rec, true)
+	seq, err := l.append(rec, true, true)
 	if err != nil {
 		return err
 	}
@@ -22,38 +21,26 @@ func (l *Log) Append(rec Record) error {
 // stable storage within the flush interval; with urgent, a flush starts as soon as it is written, so
 // that a commit point that follows (Flush) finds the flush under way or done.
 func (l *Log) Write(rec Record, urgent bool) error {
-	_, err := l.write(rec, urgent)
+	_, err := l.append(rec, true, urgent)
 	return err
 }
 
 // Flush returns once every record written before it was called is durable.
 func (l *Log) Flush() error {
 	l.mu.Lock()
-	seq, failed := l.seq, l.failed
+	seq := l.written
 	l.mu.Unlock()
-	if failed != nil {
-		return failed
-	}
 	return l.waitDurable(seq)
 }
 
-// AppendAsync queues rec without waiting. If the queue is full it waits, rather than drop a record.
-// The record is written with the next batch and is durable within the flush interval after that.
-func (l *Log) AppendAsync(rec Record) {
-	if l.Err() != nil {
-		return
-	}
-	b, err := l.encode(rec)
-	if err != nil {
-		return
-	}
-	select {
-	case l.reqs <- &appendReq{rec: b}:
-	case <-l.done:
-	}
-}
+// AppendAsync records rec without waiting for it to be written, unless a write is under way with
+// many records waiting behind it. It is written with the next write and durable within the flush
+// interval after that. An error fails the log for the next Write or Flush.
+func (l *Log) AppendAsync(rec Record) { _, _ = l.append(rec, false, false) }
 
-func (l *Log) write(rec Record, urgent bool) (uint64, error) {
+// append chains rec and, with wait, returns once it is written. If no write is under way, the caller
+// writes everything chained so far itself.
+func (l *Log) append(rec Record, wait, urgent bool) (uint64, error) {
 	if err := l.Err(); err != nil {
 		return 0, err
 	}
@@ -61,30 +48,79 @@ func (l *Log) write(rec Record, urgent bool) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	r := &appendReq{rec: b, resp: make(chan appended, 1), urgent: urgent}
-	select {
-	case l.reqs <- r:
-	case <-l.done:
-		return 0, fmt.Errorf("%w: closed", ErrFailed)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.refusing(); err != nil {
+		return 0, err
 	}
-	select {
-	case a := <-r.resp:
-		return a.seq, a.err
-	case <-l.done:
-		return 0, fmt.Errorf("%w: closed", ErrFailed)
+	l.seq++
+	seq, mac := l.seq, l.macs.mac(l.seq, l.mac, b)
+	l.pending = append(l.pending, entry{Seq: seq, Prev: l.mac, Rec: b, MAC: mac})
+	l.mac = mac
+	l.urgent = l.urgent || urgent
+	if !l.writing {
+		l.writeLocked()
+	} else if !wait && len(l.pending) < maxPending {
+		return seq, nil // the write under way takes it next
 	}
+	for l.written < seq && l.failed == nil {
+		l.cond.Wait()
+	}
+	if l.written < seq {
+		return 0, l.failed
+	}
+	return seq, nil
 }
 
-// waitDurable waits until record seq is durable, starting a flush if none is under way.
+// refusing says why no record can be added, if one cannot.
+func (l *Log) refusing() error {
+	switch {
+	case l.failed != nil:
+		return l.failed
+	case l.closed:
+		return fmt.Errorf("%w: closed", ErrFailed)
+	}
+	return nil
+}
+
+// writeLocked writes what is pending, and what is chained meanwhile, until nothing is; l.mu is held,
+// and released during each write.
+func (l *Log) writeLocked() {
+	l.writing = true
+	for len(l.pending) > 0 && l.failed == nil {
+		batch, urgent := l.pending, l.urgent
+		l.pending, l.spare, l.urgent = l.spare, nil, false
+		l.mu.Unlock()
+		err := l.st.append(batch)
+		l.mu.Lock()
+		if err != nil {
+			l.failLocked(fmt.Errorf("write of records %d to %d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err))
+			break
+		}
+		l.written, l.writtenMAC = batch[len(batch)-1].Seq, batch[len(batch)-1].MAC
+		clear(batch)
+		l.spare = batch[:0]
+		if urgent {
+			l.kickFlush()
+		} else {
+			select {
+			case l.wrote <- struct{}{}:
+			default:
+			}
+		}
+		l.cond.Broadcast()
+	}
+	l.writing = false
+	l.cond.Broadcast()
+}
+
+// waitDurable waits until record seq is durable, asking for a flush.
 func (l *Log) waitDurable(seq uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.durable >= seq {
-		return nil
-	}
-	l.kickFlush()
-	for l.durable < seq && l.failed == nil && !l.closed {
-		l.flushed.Wait()
+	for l.durable < seq && l.failed == nil && !l.stopped {
+		l.kickFlush()
+		l.cond.Wait()
 	}
 	switch {
 	case l.durable >= seq:
@@ -111,80 +147,38 @@ func (l *Log) Err() error {
 	return l.failed
 }
 
-// Close writes pending records, flushes them, writes a final checkpoint, and releases the chain.
+// Close refuses further records, writes and flushes the pending ones, writes a final checkpoint, and
+// releases the chain.
 func (l *Log) Close() error {
 	var err error
 	l.close.Do(func() {
-		close(l.reqs)
-		<-l.done
 		close(l.quit)
 		<-l.fdone
 		l.mu.Lock()
 		l.closed = true
-		l.flushed.Broadcast()
+		for l.writing {
+			l.cond.Wait()
+		}
+		if len(l.pending) > 0 {
+			l.writeLocked() // left by AppendAsync
+		}
+		l.mu.Unlock()
+		l.checkpoint()
+		l.mu.Lock()
+		l.stopped = true
+		l.cond.Broadcast()
 		l.mu.Unlock()
 		err = l.st.close()
 	})
 	return err
 }
 
-// writer chains requests in batches and writes each batch with one write; checkpoints are its too.
-func (l *Log) writer() {
-	defer close(l.done)
-	tick := time.NewTicker(l.cfg.CheckpointInterval)
-	defer tick.Stop()
-	var batch []*appendReq
-	for {
-		select {
-		case r, ok := <-l.reqs:
-			if !ok {
-				l.checkpoint()
-				return
-			}
-			batch = append(batch[:0], r)
-			// The appenders the last write released are runnable now; let them enqueue before taking
-			// the batch, or each write would carry one record while the others wait for the next.
-			runtime.Gosched()
-		drain:
-			for len(batch) < 512 {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
-			first, err := l.writeBatch(batch)
-			urgent := false
-			for i, r := range batch {
-				urgent = urgent || r.urgent
-				if r.resp != nil {
-					r.resp <- appended{seq: first + uint64(i), err: err}
-				}
-			}
-			if err == nil {
-				if urgent {
-					l.kickFlush()
-				} else {
-					select {
-					case l.wrote <- struct{}{}:
-					default:
-					}
-				}
-			}
-		case <-tick.C:
-			l.checkpoint()
-		}
-	}
-}
-
 // flusher makes written records durable: at once when a flush is asked for, else within
-// FlushInterval of a write. While it flushes, the writer goes on writing; the next flush covers that.
+// FlushInterval of a write. It also writes a checkpoint every CheckpointInterval.
 func (l *Log) flusher() {
 	defer close(l.fdone)
+	tick := time.NewTicker(l.cfg.CheckpointInterval)
+	defer tick.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
@@ -198,6 +192,9 @@ func (l *Log) flusher() {
 			}
 			continue
 		case <-timer.C:
+		case <-tick.C:
+			l.checkpoint()
+			continue
 		case <-l.quit:
 			return
 		}
@@ -213,7 +210,7 @@ func (l *Log) flusher() {
 // flush makes every record written so far durable. It reports whether more were written meanwhile.
 func (l *Log) flush() (more bool) {
 	l.mu.Lock()
-	target, failed := l.seq, l.failed
+	target, failed := l.written, l.failed
 	done := l.durable >= target
 	l.mu.Unlock()
 	if failed != nil || done {
@@ -227,8 +224,8 @@ func (l *Log) flush() (more bool) {
 		return false
 	}
 	l.durable = max(l.durable, target)
-	l.flushed.Broadcast()
-	return l.seq > l.durable
+	l.cond.Broadcast()
+	return l.written > l.durable
 }
 
 func (l *Log) fail(err error) error {
@@ -243,53 +240,28 @@ func (l *Log) failLocked(err error) error {
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: %v", ErrFailed, err)
 		l.cfg.Logger.Error("audit store failed: no more records can be kept, and records after the last flush may not be durable",
-			"chain", l.cfg.Chain, "error", err, "last_durable_seq", l.durable, "not_durable_from_seq", l.durable+1, "last_written_seq", l.seq)
-		l.flushed.Broadcast()
+			"chain", l.cfg.Chain, "error", err, "last_durable_seq", l.durable, "not_durable_from_seq", l.durable+1,
+			"last_written_seq", l.written, "last_chained_seq", l.seq)
+		l.cond.Broadcast()
 	}
 	return l.failed
 }
 
-// writeBatch chains and writes a batch, and returns its first record's seq.
-func (l *Log) writeBatch(batch []*appendReq) (uint64, error) {
-	if err := l.Err(); err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	seq, prev := l.seq, l.mac
-	l.mu.Unlock()
-	first := seq + 1
-	entries := make([]entry, 0, len(batch))
-	for _, r := range batch {
-		seq++
-		mac := l.macs.mac(seq, prev, r.rec)
-		entries = append(entries, entry{Seq: seq, Prev: prev, Rec: r.rec, MAC: mac})
-		prev = mac
-	}
-	if err := l.st.append(entries); err != nil {
-		return 0, l.fail(fmt.Errorf("write of records %d to %d: %w", first, seq, err))
-	}
-	l.mu.Lock()
-	l.seq, l.mac = seq, prev
-	l.mu.Unlock()
-	return first, nil
-}
-
-// checkpoint signs the chain's head if it moved since the last checkpoint.
+// checkpoint signs the chain's head if it moved since the last checkpoint, once every record up to
+// it is durable: a checkpoint must never name records that a crash could still lose.
 func (l *Log) checkpoint() {
 	l.mu.Lock()
-	seq, mac, failed := l.seq, l.mac, l.failed
+	seq, mac := l.written, l.writtenMAC
 	l.mu.Unlock()
-	if failed != nil || seq == 0 || seq == l.cpSeq {
+	if seq == 0 || seq == l.cpSeq {
 		return
 	}
-	// A checkpoint must never name records that a crash could still lose. Only this goroutine writes,
-	// so seq cannot move during the flush.
 	l.flush()
 	l.mu.Lock()
-	durable := l.durable >= seq
+	failed, durable := l.failed, l.durable
 	l.mu.Unlock()
-	if !durable {
-		return // the flush failed, and failed the log
+	if failed != nil || durable < seq {
+		return
 	}
 	text := fmt.Sprintf("svidbroker audit checkpoint\nchain %s\nseq %d\nmac %s\ntime %s\n", l.cfg.Chain, seq, mac, l.cfg.Now().UTC().Format(time.RFC3339))
 	signed, err := note.Sign(&note.Note{Text: text}, l.cfg.Signer)

@@ -10,7 +10,8 @@ import (
 )
 
 // commitPoints keeps audit durability "commit": every statement reaches the backend once its record is
-// written to the audit store, and nothing commits before every record up to it is on stable storage.
+// written to the audit store, and nothing commits before the records of what it commits are on stable
+// storage.
 // The broker finds each point at which the backend may commit and holds the message there until the
 // records are flushed:
 //   - a statement that commits (COMMIT, END, PREPARE TRANSACTION, COMMIT PREPARED) or may commit by
@@ -62,8 +63,11 @@ func (s *session) inBlock() bool {
 
 // recordStatement records a statement that is about to be sent to the backend, and returns once the
 // records it needs are where audit durability says: its own written to the store, and, at a commit
-// point, every record up to it on stable storage. simple says it is a Query, which commits at its
-// end outside a block; an Execute commits only by what it runs, and its Sync commits the rest.
+// point, every record before it on stable storage, and its own too when it changes something itself
+// (a change outside a block, VACUUM). A COMMIT changes nothing itself: it waits for the flush of the
+// transaction's records, most often begun as they were written, and its own record is written after
+// that flush and made durable within the flush interval. simple says it is a Query, which commits at
+// its end outside a block; an Execute commits only by what it runs, and its Sync commits the rest.
 func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, simple bool) error {
 	if !s.rec.on() {
 		return nil
@@ -72,25 +76,37 @@ func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, si
 	// Changes written before this statement were in a block if it was one when the statement began:
 	// then only a commit (EffectCommit) can commit them, and a ROLLBACK in sts discards them.
 	wasInBlock := s.inBlock()
+	changes := false // a statement of sts changes something itself
 	for _, st := range sts {
 		if st.TxControl {
 			s.commits.txChanged = s.commits.cycles + 1 // this cycle's
 		}
+		changes = changes || st.Effect == sqlclass.EffectChange || st.Effect == sqlclass.EffectCommit && !st.TxControl
 	}
 	commits := effect == sqlclass.EffectCommit ||
 		simple && (effect == sqlclass.EffectChange && !s.inBlock() || s.commits.dirty && !wasInBlock)
-	if commits {
+	switch {
+	case s.rec.perStatement:
+		return s.rec.durable(rec) // every record durable before its statement: nothing is ever dirty
+	case !commits:
+		if err := s.rec.written(rec, changes); err != nil {
+			return err
+		}
+		s.commits.dirty = s.commits.dirty || changes
+		return nil
+	case changes:
 		if err := s.rec.durable(rec); err != nil {
 			return err
 		}
-		s.commits.dirty = false
-		return nil
+	default:
+		if err := s.rec.flush(); err != nil {
+			return err
+		}
+		if err := s.rec.written(rec, false); err != nil {
+			return err
+		}
 	}
-	change := effect == sqlclass.EffectChange
-	if err := s.rec.written(rec, change); err != nil {
-		return err
-	}
-	s.commits.dirty = s.commits.dirty || change && !s.rec.perStatement
+	s.commits.dirty = false
 	return nil
 }
 

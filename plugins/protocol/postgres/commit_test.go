@@ -89,16 +89,17 @@ var modelStatements = map[string]modelStmt{
 	"ROLLBACK":                             {end: true, rollback: true},
 	"PREPARE TRANSACTION 'p'":              {commit: true, end: true},
 	"COMMIT PREPARED 'p'":                  {commit: true},
-	"CREATE INDEX CONCURRENTLY i ON t (x)": {commit: true},
+	"CREATE INDEX CONCURRENTLY i ON t (x)": {change: true, commit: true},
 }
 
-// apply runs one statement and reports whether it commits where it stands.
-func (m *txModel) apply(t *testing.T, sql string) bool {
+// apply runs one statement and reports whether it commits where it stands, and whether it changes
+// something itself.
+func (m *txModel) apply(t *testing.T, sql string) (commit, change bool) {
 	st, ok := modelStatements[sql]
 	if !ok {
 		t.Errorf("the model does not know %q", sql)
 	}
-	commit := st.commit
+	commit = st.commit
 	switch {
 	case st.begin:
 		m.inBlock = true
@@ -111,7 +112,7 @@ func (m *txModel) apply(t *testing.T, sql string) bool {
 	if st.change && !m.inBlock {
 		m.implicit = true
 	}
-	return commit
+	return commit, st.change
 }
 
 // endImplicit ends an implicit transaction (a Query's end, a Sync) and reports whether it commits a
@@ -132,19 +133,24 @@ func (m *txModel) status() byte {
 }
 
 // serveModel answers the broker as PostgreSQL would, and checks at every message that its
-// statement's record was written before it was sent, and at every commit point that every record up
-// to it was on stable storage (or, with perStatement, at every statement).
+// statement's record was written before it was sent, and at every commit point that the records of
+// everything it commits were on stable storage: every record before it, and its own when it changes
+// something itself (with perStatement, every statement's own).
 func serveModel(t *testing.T, conn io.ReadWriter, stamps <-chan sinkState, perStatement bool) {
 	be := pgproto3.NewBackend(conn, conn)
 	var m txModel
 	stmts, portals := map[string]string{}, map[string]string{}
 	seen := 0 // statement messages (Query, Execute) so far: each has one record
-	check := func(st sinkState, what string, commit bool) {
+	check := func(st sinkState, what string, commit, change bool) {
 		if st.written < seen {
 			t.Errorf("%s reached the backend before its record was written (%d of %d written)", what, st.written, seen)
 		}
-		if (commit || perStatement) && st.durable < seen {
-			t.Errorf("%s reached the backend with %d of its %d records on stable storage", what, st.durable, seen)
+		need := seen - 1 // the records before it
+		if change || perStatement {
+			need = seen
+		}
+		if (commit || perStatement) && st.durable < need {
+			t.Errorf("%s reached the backend with %d records on stable storage; what it commits needs %d", what, st.durable, need)
 		}
 	}
 	for {
@@ -156,13 +162,14 @@ func serveModel(t *testing.T, conn io.ReadWriter, stamps <-chan sinkState, perSt
 		switch msg := msg.(type) {
 		case *pgproto3.Query:
 			seen++
-			commit := false
+			commit, change := false, false
 			for _, sql := range strings.Split(msg.String, "; ") {
-				commit = m.apply(t, sql) || commit
+				c, ch := m.apply(t, sql)
+				commit, change = commit || c, change || ch
 				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("OK")})
 			}
 			commit = m.endImplicit() || commit
-			check(st, fmt.Sprintf("Query %q", msg.String), commit)
+			check(st, fmt.Sprintf("Query %q", msg.String), commit, change)
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: m.status()})
 		case *pgproto3.Parse:
 			stmts[msg.Name] = msg.Query
@@ -173,7 +180,8 @@ func serveModel(t *testing.T, conn io.ReadWriter, stamps <-chan sinkState, perSt
 		case *pgproto3.Execute:
 			seen++
 			sql := portals[msg.Portal]
-			check(st, fmt.Sprintf("Execute %q", sql), m.apply(t, sql))
+			commit, change := m.apply(t, sql)
+			check(st, fmt.Sprintf("Execute %q", sql), commit, change)
 			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("OK")})
 		case *pgproto3.Sync:
 			if m.endImplicit() && st.durable < seen {

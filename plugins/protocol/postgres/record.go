@@ -55,12 +55,9 @@ func (r recorder) durable(rec audit.Record) error {
 	return r.failed(r.sink.Flush())
 }
 
-// written records rec and returns once the store holds it, or once it is on stable storage in
-// durability "statement". urgent starts its flush at once: a commit point will wait for it.
+// written records rec and returns once the store holds it. urgent starts its flush at once: a commit
+// point will wait for it.
 func (r recorder) written(rec audit.Record, urgent bool) error {
-	if r.perStatement {
-		return r.durable(rec)
-	}
 	if !r.on() {
 		return nil
 	}

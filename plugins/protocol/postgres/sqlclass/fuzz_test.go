@@ -17,6 +17,7 @@ func FuzzClassify(f *testing.F) {
 		"SELECT 1", "select email from customers", "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d",
 		"COPY (SELECT 1) TO STDOUT", "DO $$ begin end $$", "SET search_path = x", "SELECT row_to_json(c) FROM customers c",
 		"BEGIN; UPDATE orders SET total = 1; COMMIT", "select $1::int", "SELECT 'x' || U&'\\0041'",
+		"SELECT nextval('s')", "SELECT * FROM t FOR UPDATE", "CREATE INDEX CONCURRENTLY i ON t (x)", "PREPARE TRANSACTION 'x'",
 	} {
 		f.Add(s)
 	}
@@ -42,8 +43,18 @@ func FuzzClassify(f *testing.F) {
 			if !found {
 				t.Fatalf("unknown kind %q", st.Kind)
 			}
-			if cached[i].Kind != st.Kind || len(cached[i].Accesses) != len(st.Accesses) {
+			if cached[i].Kind != st.Kind || len(cached[i].Accesses) != len(st.Accesses) || cached[i].Effect != st.Effect {
 				t.Fatalf("cache disagrees: %+v vs %+v", cached[i], st)
+			}
+			// The audit log's commit points rest on Effect: nothing that writes, changes the schema or
+			// escapes inspection may pass for read-only, and an admin statement may always commit.
+			switch {
+			case st.Effect == EffectNone && st.Kind != KindSelect && st.Kind != KindUtility && st.Kind != KindTransaction:
+				t.Fatalf("a %s statement classified as changing nothing: %q", st.Kind, sql)
+			case st.Effect == EffectNone && st.NestedWrite:
+				t.Fatalf("a statement with a nested write classified as changing nothing: %q", sql)
+			case st.Kind == KindAdmin && st.Effect != EffectCommit:
+				t.Fatalf("an admin statement not held as a commit: %q", sql)
 			}
 		}
 	})
