@@ -7,9 +7,9 @@ import (
 	"unicode/utf8"
 )
 
-// SyntaxError is a policy file that does not parse, located at the token that is wrong and said in a
+// syntaxProblem is a policy file that does not parse, located at the token that is wrong and said in a
 // sentence.
-type SyntaxError struct {
+type syntaxProblem struct {
 	File         string
 	Line, Column int // 0 when cedar-go gave no position
 	Msg          string
@@ -17,23 +17,23 @@ type SyntaxError struct {
 	Err error
 }
 
-func (e *SyntaxError) Error() string {
+func (e *syntaxProblem) Error() string {
 	if e.Line == 0 {
 		return fmt.Sprintf("%s: syntax error: %s", e.File, e.Msg)
 	}
 	return fmt.Sprintf("%s:%d:%d: syntax error: %s", e.File, e.Line, e.Column, e.Msg)
 }
 
-func (e *SyntaxError) Unwrap() error { return e.Err }
+func (e *syntaxProblem) Unwrap() error { return e.Err }
 
 // syntaxError rewrites cedar-go's parse error for the file path holding src. cedar-go reports
 // "parse error at <input>:LINE:COL "TOKEN": DETAIL", where the position is usually that of the token
 // after the one at fault (the parser has already consumed it), and DETAIL is terse ("exact got resource
 // want ,"). The error exposes no structured position, so its text is read, and the source is tokenized
 // again to find the token at fault.
-func syntaxError(path string, src []byte, err error) *SyntaxError {
+func syntaxError(path string, src []byte, err error) *syntaxProblem {
 	msg := strings.TrimPrefix(err.Error(), "parser error: ")
-	out := &SyntaxError{File: path, Msg: msg, Err: err}
+	out := &syntaxProblem{File: path, Msg: msg, Err: err}
 	if rest, ok := strings.CutPrefix(msg, "parse error at <input>:"); ok {
 		pos, rest, _ := strings.Cut(rest, " ")
 		line, col, ok := parsePos(pos)
@@ -77,7 +77,7 @@ func scanSentence(detail string) string {
 }
 
 // explainParse turns the parser's detail into a sentence and moves the position to the token at fault.
-func explainParse(e *SyntaxError, toks []token, detail string) {
+func explainParse(e *syntaxProblem, toks []token, detail string) {
 	at := len(toks) // the reported token; len(toks) is the end of the file
 	for i, t := range toks {
 		if t.line == e.Line && t.col == e.Column {

@@ -305,6 +305,17 @@ func (d *demo) showReplay() error {
 		return err
 	}
 	const sql = "SELECT id, name, email FROM customers ORDER BY id LIMIT 2"
+	b, err := os.ReadFile(d.path("audit.env"))
+	if err != nil {
+		return err
+	}
+	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	analyst := audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}
+	// The chain holds the tour's sessions, and those of runs it continues: this one is the next.
+	before, err := audit.Sessions(audit.Files(dir, chain), analyst)
+	if err != nil {
+		return err
+	}
 	fmt.Println("\nA session just ran through the broker as the analyst:")
 	fmt.Println("  $ . .demo/analyst.env && psql -c '" + sql + "'")
 	out, err := d.psql(stack.PersonaAnalyst, sql)
@@ -312,19 +323,14 @@ func (d *demo) showReplay() error {
 	if err != nil {
 		return fmt.Errorf("psql: %w", err)
 	}
-	b, err := os.ReadFile(d.path("audit.env"))
-	if err != nil {
-		return err
-	}
-	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	var sessions []audit.SessionSummary
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if sessions, err = audit.Sessions(audit.Files(dir, chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}); err == nil &&
-			len(sessions) > 0 && sessions[len(sessions)-1].Ended {
+		if sessions, err = audit.Sessions(audit.Files(dir, chain), analyst); err == nil &&
+			len(sessions) > len(before) && sessions[len(sessions)-1].Ended {
 			break
 		}
 	}
-	if len(sessions) == 0 {
+	if len(sessions) <= len(before) {
 		return fmt.Errorf("the session is not in the audit log")
 	}
 	last := sessions[len(sessions)-1].Session

@@ -37,6 +37,9 @@ func keep(demoDir, stateDir, configPath string, named map[string]string) error {
 	cfg := string(b)
 	dest := func(p string) (src, dst string) {
 		for from, to := range named {
+			if from == "" {
+				continue
+			}
 			if p == from || strings.HasPrefix(p, from+string(filepath.Separator)) {
 				return from, filepath.Join(demoDir, to, strings.TrimPrefix(p, from))
 			}
