@@ -135,8 +135,10 @@ func (e *Engine) Policy(id string) (Policy, bool) {
 func (p Policy) Reason() string { return string(p.Policy.Annotations()["reason"]) }
 
 // Decide evaluates req. Default deny; any evaluation error denies.
-func (e *Engine) Decide(req Request) Decision {
-	set := e.current.Load()
+func (e *Engine) Decide(req Request) Decision { return e.decideIn(e.current.Load(), req) }
+
+// decideIn evaluates req under set, for callers that ask several questions of one set.
+func (e *Engine) decideIn(set *policySet, req Request) Decision {
 	cr := cedar.Request{Principal: req.Principal, Action: req.Action, Resource: req.Resource, Context: req.Context}
 	d, diag := cedar.Authorize(set.index.policies(req.Action, req.Resource.Type), req.Entities, cr)
 	out := decision(set, d, diag)

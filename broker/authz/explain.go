@@ -78,6 +78,7 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 	ents := a.Entities(peer)
 	principal := WorkloadUID(id)
 	now := a.now()
+	set := a.Engine.current.Load() // one set answers every question, whatever reloads meanwhile
 	resources := slices.SortedFunc(maps.Keys(a.static), func(x, y types.EntityUID) int {
 		return strings.Compare(x.String(), y.String())
 	})
@@ -94,7 +95,7 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 			if err != nil {
 				return nil, err
 			}
-			d := a.Engine.Decide(Request{Principal: principal, Action: Action(action.name), Resource: uid, Context: rctx, Entities: ents})
+			d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action.name), Resource: uid, Context: rctx, Entities: ents})
 			out = append(out, Capability{Action: action.name, Resource: uid.String(),
 				Allow: d.Allow, Reasons: d.Reasons, Obligations: d.Obligations})
 		}
