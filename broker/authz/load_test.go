@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -79,19 +80,17 @@ func FuzzSyntaxError(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "p.cedar"), src, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, problems := loadFile(filepath.Join(dir, "p.cedar"))
+		path := filepath.Join(dir, "p.cedar")
+		_, problems := loadFile(path)
+		lines := bytes.Count(src, []byte("\n")) + 1
 		for _, p := range problems {
-			var line int
-			for _, part := range strings.SplitN(strings.TrimPrefix(p, filepath.Join(dir, "p.cedar")+":"), ":", 2)[:1] {
-				for _, c := range part {
-					if c < '0' || c > '9' {
-						line = -1
-						break
-					}
-					line = line*10 + int(c-'0')
-				}
+			rest, ok := strings.CutPrefix(p, path+":")
+			if !ok {
+				t.Fatalf("problem does not name the file: %s", p)
 			}
-			if lines := bytes.Count(src, []byte("\n")) + 1; line > lines {
+			// "LINE:COL: ..." when there is a position, " syntax error: ..." or another message when not.
+			l, _, _ := strings.Cut(rest, ":")
+			if line, err := strconv.Atoi(l); err == nil && (line < 1 || line > lines) {
 				t.Fatalf("problem names line %d of a %d-line file: %s", line, lines, p)
 			}
 		}
