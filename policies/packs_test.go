@@ -57,8 +57,8 @@ func TestPacks(t *testing.T) {
 	}
 }
 
-// TestCanListsTheAnalystsCapabilities asks, through batch evaluation, everything the analyst may do
-// under all packs, and checks it against the packs' intent.
+// TestCanListsTheAnalystsCapabilities asks everything the analyst may do under all packs, every
+// action of the schema on every catalog resource, and checks it against the packs' intent.
 func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 	e := allPacks(t)
 	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Kind: "postgres",
@@ -87,6 +87,12 @@ func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 		`column:read-unmasked Column::"shop/public.customers.name"`:  true,
 		`column:read-unmasked Column::"shop/public.customers.email"`: false,
 		`column:read-unmasked Column::"shop/public.orders.total"`:    true,
+		// Statements that touch no table are asked of the target: BEGIN, SHOW, SELECT 1, DO.
+		`sql:transaction Target::"shop"`:        true,
+		`sql:utility Target::"shop"`:            true,
+		`sql:select Target::"shop"`:             true,
+		`sql:admin Target::"shop"`:              false,
+		`sql:admin Table::"shop/public.orders"`: false,
 	}
 	for k, allow := range want {
 		c, ok := got[k]

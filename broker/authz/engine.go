@@ -29,10 +29,14 @@ type Engine struct {
 	cfg     Config
 	current atomic.Pointer[policySet]
 	reload  sync.Mutex // one reload at a time
+	// refused identifies the files (or the error reading them) last refused, under reload, so a set
+	// that stays broken is logged once rather than at every reload interval.
+	refused string
 
 	// EvalErrors counts decisions denied because a policy failed to evaluate.
 	EvalErrors atomic.Int64
-	// ReloadFailures counts refused policy sets.
+	// ReloadFailures counts refused policy sets: each distinct set of files once, however many
+	// reloads find it.
 	ReloadFailures atomic.Int64
 }
 
@@ -68,18 +72,19 @@ func (e *Engine) Reload() error {
 	defer e.reload.Unlock()
 	digest, err := dirDigest(e.cfg.Dir)
 	if err != nil {
-		e.ReloadFailures.Add(1)
+		e.refuse("unreadable\x00"+err.Error(), "policy directory unreadable; the previous set stays in force", err)
 		return err
 	}
 	if cur := e.current.Load(); cur != nil && cur.digest == digest {
+		e.refused = ""
 		return nil
 	}
 	policies, err := LoadDir(e.cfg.Dir, e.cfg.Schema)
 	if err != nil {
-		e.ReloadFailures.Add(1)
-		e.cfg.Logger.Error("policy set refused; the previous set stays in force", "dir", e.cfg.Dir, "error", err)
+		e.refuse(digest, "policy set refused; the previous set stays in force", err)
 		return err
 	}
+	e.refused = ""
 	set := &policySet{policies: policies, byID: map[string]Policy{}, index: newIndex(policies), digest: digest, loaded: time.Now()}
 	for _, p := range policies {
 		set.byID[p.ID] = p
@@ -87,6 +92,17 @@ func (e *Engine) Reload() error {
 	e.current.Store(set)
 	e.cfg.Logger.Info("policy set loaded", "dir", e.cfg.Dir, "policies", len(policies), "digest", digest)
 	return nil
+}
+
+// refuse counts and logs a refused set, once for as long as key (the files' digest, or the error
+// reading them) stays the same. Called with e.reload held.
+func (e *Engine) refuse(key, msg string, err error) {
+	if key == e.refused {
+		return
+	}
+	e.refused = key
+	e.ReloadFailures.Add(1)
+	e.cfg.Logger.Error(msg, "dir", e.cfg.Dir, "error", err)
 }
 
 // Watch reloads when the directory's contents change, checking every interval, until ctx ends.
@@ -109,9 +125,20 @@ func (e *Engine) Digest() string { return e.current.Load().digest }
 // Policies returns the policy set in force.
 func (e *Engine) Policies() []Policy { return e.current.Load().policies }
 
+// Policy returns the policy with the @id id in the set in force.
+func (e *Engine) Policy(id string) (Policy, bool) {
+	p, ok := e.current.Load().byID[id]
+	return p, ok
+}
+
+// Reason is the policy's @reason annotation: why it exists, in its author's words; "" when it has none.
+func (p Policy) Reason() string { return string(p.Policy.Annotations()["reason"]) }
+
 // Decide evaluates req. Default deny; any evaluation error denies.
-func (e *Engine) Decide(req Request) Decision {
-	set := e.current.Load()
+func (e *Engine) Decide(req Request) Decision { return e.decideIn(e.current.Load(), req) }
+
+// decideIn evaluates req under set, for callers that ask several questions of one set.
+func (e *Engine) decideIn(set *policySet, req Request) Decision {
 	cr := cedar.Request{Principal: req.Principal, Action: req.Action, Resource: req.Resource, Context: req.Context}
 	d, diag := cedar.Authorize(set.index.policies(req.Action, req.Resource.Type), req.Entities, cr)
 	out := decision(set, d, diag)

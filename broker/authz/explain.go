@@ -2,13 +2,13 @@ package authz
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
-	"github.com/cedar-policy/cedar-go/x/exp/batch"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/identity"
@@ -69,48 +69,35 @@ type Capability struct {
 }
 
 // Can lists, for every action the schema gives a workload and every catalog resource it applies to,
-// whether the principal is allowed, using cedar-go's batch evaluation with the resource as a variable.
-// Statement actions are asked as a statement of that kind on the resource, without approval; the
-// answer is what the principal may try, before any approval.
+// whether the principal is allowed. Each request is built as the broker builds it: a statement action
+// on a Table is asked as a statement of that kind on that table, and on the Target as one that touches
+// no table (BEGIN, SHOW, SELECT 1), without approval; the answer is what the principal may try, before
+// any approval.
 func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string) ([]Capability, error) {
 	peer := identity.Peer{ID: id, Attestation: &identity.Attestation{Selectors: selectors}}
-	ents := types.EntityMap{}
-	for k, v := range a.static {
-		ents[k] = v
-	}
-	w := a.Catalog.Workload(peer)
-	ents[w.UID] = w
-	set := a.Engine.current.Load()
+	ents := a.Entities(peer)
+	principal := WorkloadUID(id)
 	now := a.now()
+	set := a.Engine.current.Load() // one set answers every question, whatever reloads meanwhile
+	resources := slices.SortedFunc(maps.Keys(a.static), func(x, y types.EntityUID) int {
+		return strings.Compare(x.String(), y.String())
+	})
 	var out []Capability
-	for _, action := range workloadActions {
-		var resources []types.Value
-		for uid := range a.static {
-			if slices.Contains(action.types, uid.Type) {
-				resources = append(resources, uid)
+	for _, action := range a.Engine.workloadActions() {
+		for _, uid := range resources {
+			if !slices.Contains(action.types, uid.Type) {
+				continue
 			}
-		}
-		if len(resources) == 0 {
-			continue
-		}
-		rctx, err := requestContext(action.name, now, netip.IPv4Unspecified(), "", "", "")
-		if err != nil {
-			return nil, err
-		}
-		err = batch.Authorize(ctx, policyList(set.policies), ents, batch.Request{
-			Principal: w.UID,
-			Action:    Action(action.name),
-			Resource:  batch.Variable("resource"),
-			Context:   rctx,
-			Variables: batch.Variables{"resource": resources},
-		}, func(r batch.Result) error {
-			d := decision(set, r.Decision, r.Diagnostic)
-			out = append(out, Capability{Action: action.name, Resource: r.Request.Resource.String(),
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			rctx, err := actionContext(action.name, now, netip.IPv4Unspecified(), a.tablesOf(uid), "")
+			if err != nil {
+				return nil, err
+			}
+			d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action.name), Resource: uid, Context: rctx, Entities: ents})
+			out = append(out, Capability{Action: action.name, Resource: uid.String(),
 				Allow: d.Allow, Reasons: d.Reasons, Obligations: d.Obligations})
-			return nil
-		})
-		if err != nil {
-			return nil, err
 		}
 	}
 	slices.SortFunc(out, func(x, y Capability) int {
@@ -122,17 +109,40 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 	return out, nil
 }
 
-// workloadActions are the schema's actions whose principal is a Workload, with their resource types.
-var workloadActions = []struct {
+// tablesOf is the statement's tables when the resource is asked about: the table itself, or a
+// column's table.
+func (a *Authorizer) tablesOf(uid types.EntityUID) []string {
+	switch uid.Type {
+	case TypeTable:
+		return []string{string(uid.ID)}
+	case TypeColumn:
+		var out []string
+		for p := range a.static[uid].Parents.All() {
+			if p.Type == TypeTable {
+				out = append(out, string(p.ID))
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// actionSpec is an action of the schema whose principal is a Workload, with its resource types.
+type actionSpec struct {
 	name  string
 	types []types.EntityType
-}{
-	{"connect", []types.EntityType{TypeTarget}},
-	{"credential:use", []types.EntityType{TypeCredentialRole}},
-	{"sql:select", []types.EntityType{TypeTable}},
-	{"sql:insert", []types.EntityType{TypeTable}},
-	{"sql:update", []types.EntityType{TypeTable}},
-	{"sql:delete", []types.EntityType{TypeTable}},
-	{"sql:ddl", []types.EntityType{TypeTable, TypeTarget}},
-	{"column:read-unmasked", []types.EntityType{TypeColumn}},
+}
+
+// workloadActions lists the schema's actions a workload can take, by name, so that a new action in
+// the schema (sql:transaction, sql:utility, ...) is asked about without anyone keeping a list.
+func (e *Engine) workloadActions() []actionSpec {
+	var out []actionSpec
+	for uid, act := range e.cfg.Schema.resolved.Actions {
+		if act.AppliesTo == nil || !slices.Contains(act.AppliesTo.Principals, TypeWorkload) {
+			continue
+		}
+		out = append(out, actionSpec{name: string(uid.ID), types: act.AppliesTo.Resources})
+	}
+	slices.SortFunc(out, func(x, y actionSpec) int { return strings.Compare(x.name, y.name) })
+	return out
 }

@@ -71,14 +71,32 @@ type Policy struct {
 
 // policyFiles lists the *.cedar and *.cedar.json files below dir, sorted.
 func policyFiles(dir string) ([]string, error) {
+	return filesBelow(dir, func(path string) bool {
+		return strings.HasSuffix(path, ".cedar") || strings.HasSuffix(path, ".cedar.json")
+	})
+}
+
+// filesBelow lists the regular files below dir whose path matches, sorted. dir itself may be a
+// symbolic link (the demo's .demo/policies is one): it is followed, and the paths returned stay
+// under dir as given, so messages name the files the way the user does.
+func filesBelow(dir string, match func(path string) bool) ([]string, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("authz: policy directory: %w", err)
+	}
 	var files []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && (strings.HasSuffix(path, ".cedar") || strings.HasSuffix(path, ".cedar.json")) {
-			files = append(files, path)
+		if d.IsDir() || !match(path) {
+			return nil
 		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		files = append(files, filepath.Join(dir, rel))
 		return nil
 	})
 	if err != nil {
@@ -138,8 +156,7 @@ func loadFile(path string) ([]Policy, []string) {
 	} else {
 		pl, err := cedar.NewPolicyListFromBytes(path, b)
 		if err != nil {
-			// The parser names its input "<input>"; name the file instead.
-			return nil, []string{strings.ReplaceAll(err.Error(), "<input>", path)}
+			return nil, []string{syntaxError(path, b, err).Error()}
 		}
 		list = pl
 	}

@@ -2,10 +2,10 @@ package authz
 
 import (
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,23 +83,23 @@ type TestResult struct {
 
 // RunTests runs every *.test.hcl file below dir against e.
 func RunTests(e *Engine, dir string) ([]TestResult, error) {
-	var files []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".test.hcl") {
-			files = append(files, path)
-		}
-		return err
-	})
+	return RunTestsWith(e, dir, nil, nil)
+}
+
+// RunTestsWith runs every *.test.hcl file below dir against e. A file that declares no catalog (no
+// catalog block and no catalog_file) uses catalogs, and one that declares no group uses groups: the
+// broker's own, when the tests are run against its configuration.
+func RunTestsWith(e *Engine, dir string, catalogs []CatalogBlock, groups []GroupBlock) ([]TestResult, error) {
+	files, err := filesBelow(dir, func(path string) bool { return strings.HasSuffix(path, ".test.hcl") })
 	if err != nil {
-		return nil, fmt.Errorf("authz: %w", err)
+		return nil, err
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("authz: no test files (*.test.hcl) below %s", dir)
 	}
-	slices.Sort(files)
 	var results []TestResult
 	for _, f := range files {
-		rs, err := runFile(e, f)
+		rs, err := runFile(e, f, catalogs, groups)
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +108,7 @@ func RunTests(e *Engine, dir string) ([]TestResult, error) {
 	return results, nil
 }
 
-func runFile(e *Engine, path string) ([]TestResult, error) {
+func runFile(e *Engine, path string, catalogs []CatalogBlock, groups []GroupBlock) ([]TestResult, error) {
 	p := hclparse.NewParser()
 	file, diags := p.ParseHCLFile(path)
 	if diags.HasErrors() {
@@ -131,6 +131,12 @@ func runFile(e *Engine, path string) ([]TestResult, error) {
 			return nil, fmt.Errorf("authz: %s", diags.Error())
 		}
 		tf.Catalogs, tf.Groups = append(tf.Catalogs, c.Catalogs...), append(tf.Groups, c.Groups...)
+	}
+	if len(tf.Catalogs) == 0 {
+		tf.Catalogs = catalogs
+	}
+	if len(tf.Groups) == 0 {
+		tf.Groups = groups
 	}
 	cat := NewCatalog(tf.Catalogs, tf.Groups)
 	static := cat.Entities()
@@ -220,35 +226,75 @@ func (tc *TestCase) diff(d Decision) []string {
 		got = "allow"
 	}
 	if tc.Expect != got {
-		diff = append(diff, fmt.Sprintf("decision: want %s, got %s", tc.Expect, got))
+		line := fmt.Sprintf("decision: expected %s, got %s", tc.Expect, got)
+		if len(d.Reasons) > 0 {
+			line += " by " + policyNames(d.Reasons)
+		} else if !d.Allow {
+			line += " because no policy permits it (default deny)"
+		}
+		diff = append(diff, line)
 	}
 	if tc.Reasons != nil {
 		want, have := slices.Sorted(slices.Values(tc.Reasons)), slices.Sorted(slices.Values(d.Reasons))
 		if !slices.Equal(want, have) {
-			diff = append(diff, fmt.Sprintf("reasons: want %q, got %q", want, have))
+			diff = append(diff, fmt.Sprintf("deciding policies: expected %s, got %s", policyNames(want), policyNames(have)))
 		}
 	}
-	if tc.Obligations != nil && *tc.Obligations != d.Obligations {
-		diff = append(diff, fmt.Sprintf("obligations: want %+v, got %+v", *tc.Obligations, d.Obligations))
+	if tc.Obligations != nil {
+		for _, f := range []struct{ name, want, got string }{
+			{"approval", tc.Obligations.Approval, d.Obligations.Approval},
+			{"record", tc.Obligations.Record, d.Obligations.Record},
+			{"mask", tc.Obligations.Mask, d.Obligations.Mask},
+		} {
+			if f.want != f.got {
+				diff = append(diff, fmt.Sprintf("obligation %s: expected %s, got %s", f.name, valueOrNone(f.want), valueOrNone(f.got)))
+			}
+		}
 	}
 	for _, e := range d.Errors {
-		diff = append(diff, fmt.Sprintf("policy %s failed to evaluate: %s", e.PolicyID, e.Message))
+		diff = append(diff, fmt.Sprintf("policy %q failed to evaluate: %s", e.PolicyID, e.Message))
 	}
 	return diff
 }
 
+// policyNames lists policy @ids for a sentence: "a", "b"; or none.
+func policyNames(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = strconv.Quote(id)
+	}
+	return strings.Join(quoted, ", ")
+}
+
+func valueOrNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return strconv.Quote(v)
+}
+
 // requestContext builds the context record an action's decisions get.
 func requestContext(action string, now time.Time, src netip.Addr, target, table, approval string) (types.Record, error) {
+	var tables []string
+	if table != "" {
+		tables = []string{string(TableUID(target, table).ID)}
+	}
+	return actionContext(action, now, src, tables, approval)
+}
+
+// actionContext builds the context record of an action on a statement touching tables (Table entity
+// IDs), or of a connection-time action.
+func actionContext(action string, now time.Time, src netip.Addr, tables []string, approval string) (types.Record, error) {
 	switch {
 	case action == "connect" || action == "credential:use":
 		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
 	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked":
-		st := Statement{Kind: strings.TrimPrefix(action, "sql:")}
-		if table != "" {
-			st.Tables = []string{string(TableUID(target, table).ID)}
-		}
+		st := Statement{Kind: strings.TrimPrefix(action, "sql:"), Tables: tables}
 		return StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval}), nil
 	default:
-		return types.Record{}, fmt.Errorf("action %q is not one svidbroker decides yet", action)
+		return types.Record{}, fmt.Errorf("authz: action %q is not one svidbroker decides yet", action)
 	}
 }

@@ -3,8 +3,11 @@
 //
 // A Provider (the Vault plugin) issues leased credentials. The Manager acquires one lease per session,
 // records its ID (never the secret) in a journal before using it, renews it in the background while
-// the session lives, and revokes it when the session ends. If a renewal fails or the lease reaches its
-// maximum lifetime, the session's context is cancelled, so the protocol plugin ends the backend
-// session itself: revoking a PostgreSQL role does not end the sessions it already has open. At start,
-// leases left in the journal by a crash are revoked.
+// the session lives, and revokes it when the session ends. A failed renewal is retried with jittered
+// backoff while the lease has time left; if renewal fails for good or the lease reaches its maximum
+// lifetime, the session's context is cancelled, so the protocol plugin ends the backend session
+// itself: revoking a PostgreSQL role does not end the sessions it already has open. A failed
+// revocation is retried in the background, a bounded number of times within a bounded time; a lease
+// still unrevoked stays in the journal, and leases left there (by a crash, or by retries that gave up)
+// are revoked at the next start.
 package credential

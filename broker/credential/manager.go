@@ -17,6 +17,12 @@ type Manager struct {
 	log      *slog.Logger
 	timeout  time.Duration // bounds each call to the provider
 	reuse    time.Duration // how long a lease outlives its last session, for the next of the same caller
+	backoff  backoff
+
+	// closed stops revocations retried in the background (under mu); retries counts them.
+	closed  bool
+	closing chan struct{}
+	retries sync.WaitGroup
 
 	mu     sync.Mutex
 	pool   map[poolKey]*held
@@ -52,7 +58,8 @@ func NewManager(p Provider, j *Journal, log *slog.Logger, timeout, reuse time.Du
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Manager{provider: p, journal: j, log: log, timeout: timeout, reuse: reuse, pool: map[poolKey]*held{}}
+	return &Manager{provider: p, journal: j, log: log, timeout: timeout, reuse: reuse, backoff: defaultBackoff,
+		pool: map[poolKey]*held{}, closing: make(chan struct{})}
 }
 
 // Sweep revokes the leases a previous run left in the journal.
@@ -137,11 +144,13 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	return s, nil
 }
 
-// renew renews at half the remaining TTL until cancelled. A renewal that fails, or that comes back
-// shorter than it needs to be (the lease hit its max TTL), ends the sessions before the lease expires.
+// renew renews at half the remaining TTL until cancelled. A failed renewal is retried, with backoff,
+// while the lease has time left; a renewal that fails for good, or that comes back shorter than it needs
+// to be (the lease hit its max TTL), ends the sessions before the lease expires.
 func (m *Manager) renew(ctx context.Context, h *held) {
 	defer close(h.done)
 	ttl := h.lease.TTL
+	expires := time.Now().Add(ttl)
 	fail := func(err error) {
 		m.mu.Lock()
 		h.failed = true
@@ -168,9 +177,8 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			fail(fmt.Errorf("credential: lease %s is not renewable and expires", h.lease.ID))
 			return
 		}
-		cctx, cancel := context.WithTimeout(ctx, m.timeout)
-		next, err := m.provider.Renew(cctx, h.lease.ID)
-		cancel()
+		// Sessions end with a tenth of the TTL to spare, before the credential stops working.
+		next, err := m.renewRetrying(ctx, h.lease.ID, expires.Add(-ttl/10))
 		if ctx.Err() != nil {
 			return
 		}
@@ -187,7 +195,34 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			}
 			return
 		}
-		ttl = next
+		ttl, expires = next, time.Now().Add(next)
+	}
+}
+
+// renewRetrying renews the lease, retrying failures with backoff until a retry could not be made
+// before deadline.
+func (m *Manager) renewRetrying(ctx context.Context, id string, deadline time.Time) (time.Duration, error) {
+	for attempt := 0; ; attempt++ {
+		callDeadline := time.Now().Add(m.timeout)
+		if deadline.Before(callDeadline) {
+			callDeadline = deadline
+		}
+		cctx, cancel := context.WithDeadline(ctx, callDeadline)
+		next, err := m.provider.Renew(cctx, id)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return next, err
+		}
+		wait := m.backoff.wait(attempt)
+		if time.Now().Add(wait).After(deadline) {
+			return 0, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
+		}
+		m.log.WarnContext(ctx, "lease renewal failed; retrying", "lease", id, "attempt", attempt+1, "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 }
 
@@ -225,8 +260,18 @@ func (s *Session) End() {
 	})
 }
 
-// Close revokes the leases kept for reuse that no session holds.
+// Close revokes the leases kept for reuse that no session holds, and stops the revocations being
+// retried in the background: the leases they were for stay in the journal, for the next start's sweep.
 func (m *Manager) Close() {
+	defer func() {
+		m.mu.Lock()
+		if !m.closed {
+			m.closed = true
+			close(m.closing)
+		}
+		m.mu.Unlock()
+		m.retries.Wait()
+	}()
 	m.mu.Lock()
 	var idle []*held
 	for k, h := range m.pool {
@@ -252,16 +297,60 @@ func (m *Manager) release(h *held) {
 	}
 }
 
+// revoke revokes the lease and removes it from the journal; if the provider fails, the revocation is
+// retried in the background.
 func (m *Manager) revoke(id string) {
+	err := m.revokeOnce(id)
+	if err == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
+		return
+	}
+	m.log.Warn("lease revocation failed; retrying in the background", "lease", id, "error", err)
+	m.retries.Add(1)
+	go m.retryRevoke(id, err)
+}
+
+// retryRevoke retries a failed revocation with backoff, a bounded number of times within a bounded
+// time, until Close.
+func (m *Manager) retryRevoke(id string, err error) {
+	defer m.retries.Done()
+	deadline := time.Now().Add(m.backoff.revokeWithin)
+	attempts := 1
+	for n := 0; n < m.backoff.revokeAttempts; n++ {
+		wait := m.backoff.wait(n)
+		if time.Now().Add(wait).After(deadline) {
+			break
+		}
+		select {
+		case <-m.closing:
+			m.log.Warn("shutting down: lease revocation not retried further; it stays in the journal for the next sweep", "lease", id)
+			return
+		case <-time.After(wait):
+		}
+		attempts++
+		if err = m.revokeOnce(id); err == nil {
+			m.log.Info("lease revoked on retry", "lease", id, "attempts", attempts)
+			return
+		}
+	}
+	m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "attempts", attempts, "error", err)
+}
+
+func (m *Manager) revokeOnce(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
 	if err := m.provider.Revoke(ctx, id); err != nil {
-		m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
-		return
+		return err
 	}
 	if m.journal != nil {
 		if err := m.journal.Remove(id); err != nil {
 			m.log.Error("journal", "error", err)
 		}
 	}
+	return nil
 }

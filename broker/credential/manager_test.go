@@ -23,7 +23,13 @@ type memProvider struct {
 	renewErr error
 	renewTTL func(n int) time.Duration
 	renewals int
+	// renewFailures and revokeFailures make the first so many renewals or revocations fail; -1 makes
+	// every one fail.
+	renewFailures, revokeFailures int
+	revokes                       int
 }
+
+func failing(n, failures int) bool { return failures < 0 || n <= failures }
 
 func (p *memProvider) Acquire(_ context.Context, src Source) (*Lease, error) {
 	p.mu.Lock()
@@ -44,6 +50,9 @@ func (p *memProvider) Renew(context.Context, string) (time.Duration, error) {
 	if p.renewErr != nil {
 		return 0, p.renewErr
 	}
+	if failing(p.renewals, p.renewFailures) {
+		return 0, errors.New("vault unreachable")
+	}
 	if p.renewTTL != nil {
 		return p.renewTTL(p.renewals), nil
 	}
@@ -53,6 +62,10 @@ func (p *memProvider) Renew(context.Context, string) (time.Duration, error) {
 func (p *memProvider) Revoke(_ context.Context, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.revokes++
+	if failing(p.revokes, p.revokeFailures) {
+		return errors.New("vault unreachable")
+	}
 	delete(p.live, id)
 	return nil
 }

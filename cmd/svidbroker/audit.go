@@ -16,14 +16,6 @@ import (
 	"github.com/svidbroker/svidbroker/broker/config"
 )
 
-const auditUsage = `usage:
-  svidbroker audit keygen --dir DIR [--name NAME]
-  svidbroker audit verify   (--config FILE | --dir DIR --chain NAME --mac-key FILE | --postgres URL --chain NAME --mac-key FILE) [--verifier-key FILE]
-  svidbroker audit sessions (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--spiffe-id ID] [--target T] [--since 1h|RFC3339] [--decision allow|deny]
-  svidbroker audit export   (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--session ID]
-  svidbroker replay         (--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--follow] SESSION
-`
-
 // errVerifyFailed makes `audit verify` exit non-zero; the problems are already printed.
 var errVerifyFailed = errors.New("audit chain does not verify")
 
@@ -38,7 +30,7 @@ func (c *chainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.chain, "chain", "", "the chain name, without --config")
 	fs.StringVar(&c.macKey, "mac-key", "", "the MAC key file, without --config")
 	fs.StringVar(&c.verifierKey, "verifier-key", "", "the checkpoint verifier key (default: verifier.key beside the signing or MAC key)")
-	fs.StringVar(&c.postgres, "postgres", "", "verify a chain kept in PostgreSQL: a connection `URL` with the auditor's own credentials")
+	fs.StringVar(&c.postgres, "postgres", "", "read a chain kept in PostgreSQL: a connection `URL` with the auditor's own credentials")
 }
 
 func (c *chainFlags) resolve() error {
@@ -84,24 +76,31 @@ func (c *chainFlags) reader(ctx context.Context) (read audit.Reader, close func(
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
+		fmt.Fprint(stderr, groupUsage("audit"))
 		return errUsage
 	}
-	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if wantsHelp(args[:1]) || args[0] == "help" {
+		fmt.Fprint(stdout, groupUsage("audit"))
+		return errHelp
+	}
+	name := "audit " + args[0]
+	if _, ok := lookup(name); !ok {
+		return unknownCommand(stderr, "audit", args[0], subcommandNames("audit"))
+	}
+	fs := newFlags(name)
+	parse := func() error { return parseFlags(fs, name, args[1:], stdout, stderr) }
 	var cf chainFlags
 	switch args[0] {
 	case "keygen":
 		dir := fs.String("dir", "", "directory for the new keys")
-		name := fs.String("name", "svidbroker-audit", "the signer's name, shown in checkpoints")
-		if err := fs.Parse(args[1:]); err != nil {
+		signer := fs.String("name", "svidbroker-audit", "the signer's name, shown in checkpoints")
+		if err := parse(); err != nil {
 			return err
 		}
 		if *dir == "" {
-			fmt.Fprint(stderr, auditUsage)
-			return errUsage
+			return usageError(stderr, name, "--dir DIR is required")
 		}
-		if err := audit.GenerateKeys(*dir, *name); err != nil {
+		if err := audit.GenerateKeys(*dir, *signer); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s (keep secret; auditors need it), %s (keep secret) and %s (public) in %s\n",
@@ -109,7 +108,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "verify":
 		cf.register(fs)
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parse(); err != nil {
 			return err
 		}
 		if err := cf.resolve(); err != nil {
@@ -157,7 +156,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&f.Target, "target", "", "only this target")
 		since := fs.String("since", "", "only sessions started since a duration ago (1h) or a time (RFC 3339)")
 		fs.StringVar(&f.Decision, "decision", "", "allow or deny")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parse(); err != nil {
 			return err
 		}
 		if *since != "" {
@@ -191,7 +190,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "export":
 		cf.register(fs)
 		session := fs.String("session", "", "only this session")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parse(); err != nil {
 			return err
 		}
 		read, done, err := cf.reader(ctx)
@@ -207,23 +206,20 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return enc.Encode(e)
 		})
 	default:
-		fmt.Fprintf(stderr, "svidbroker audit: unknown command %q\n%s", args[0], auditUsage)
-		return errUsage
+		return unknownCommand(stderr, "audit", args[0], subcommandNames("audit"))
 	}
 }
 
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("replay")
 	var cf chainFlags
 	cf.register(fs)
 	follow := fs.Bool("follow", false, "keep printing the session's records as they are written, until it ends")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "replay", args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprint(stderr, auditUsage)
-		return errUsage
+		return usageError(stderr, "replay", "give one SESSION (list them with 'svidbroker audit sessions')")
 	}
 	read, done, err := cf.reader(ctx)
 	if err != nil {

@@ -8,49 +8,29 @@
 //	svidbroker audit keygen|verify|sessions|export ...
 //	svidbroker replay SESSION
 //	svidbroker version
+//	svidbroker help [COMMAND]
+//
+// Every command and subcommand prints its usage with -h or --help.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"strings"
 	"syscall"
 )
-
-// version is set at build time with -ldflags "-X main.version=..."; otherwise it comes from the
-// module's build information.
-var version = ""
-
-const usage = `svidbroker: workload identity broker for AI agents
-
-Usage:
-  svidbroker serve --config FILE   run the broker
-  svidbroker policy validate DIR   check policies against the schema
-  svidbroker policy test DIR       run policy tests (*.test.hcl)
-  svidbroker policy explain ...    show how one request is decided, policy by policy
-  svidbroker policy can ID ...     list everything a workload may do across the catalog
-  svidbroker audit keygen|verify|sessions|export ...   the tamper-evident session log
-  svidbroker replay SESSION ...    a session's timeline as it happened
-  svidbroker version               print the version
-
-Run 'svidbroker COMMAND -h' for a command's flags.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// errUsage marks a command-line mistake; its message has already been printed with the usage.
-var errUsage = errors.New("usage")
-
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, topUsage())
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,25 +38,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serveCmd(ctx, args[1:], stderr)
+		err = serveCmd(ctx, args[1:], stdout, stderr)
 	case "policy":
 		err = policyCmd(ctx, args[1:], stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "svidbroker", versionString())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	case "version", "--version", "-version":
+		if len(args) > 1 && args[0] == "version" {
+			if !wantsHelp(args[1:]) {
+				err = usageError(stderr, "version", "takes no arguments")
+				break
+			}
+			c, _ := lookup("version")
+			fmt.Fprintf(stdout, "usage: %s\n  %s\n", c.usageLine(), c.summary)
+			break
+		}
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "-help", "--help":
+		err = helpCmd(args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "svidbroker: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		if strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(stderr, "svidbroker: unknown flag %s: flags follow the command, as in 'svidbroker serve --config FILE'.\nRun 'svidbroker help' for the commands.\n", args[0])
+			return 2
+		}
+		err = unknownCommand(stderr, "", args[0], topNames())
 	}
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
-	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
 		return 2
 	case errors.Is(err, errTestsFailed), errors.Is(err, errVerifyFailed):
 		return 1
@@ -86,12 +78,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func versionString() string {
-	if version != "" {
-		return version
+// helpCmd prints the list of commands, or the usage of the command named by args.
+func helpCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, topUsage())
+		return nil
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	if wantsHelp(args) {
+		c, _ := lookup("help")
+		fmt.Fprintf(stdout, "usage: %s\n  %s\n", c.usageLine(), c.summary)
+		return nil
 	}
-	return "(devel)"
+	name := strings.Join(args, " ")
+	if c, ok := lookup(name); ok {
+		fmt.Fprintf(stdout, "usage: %s\n  %s\n\nRun '%s -h' for its flags.\n", c.usageLine(), c.summary, "svidbroker "+name)
+		return nil
+	}
+	if len(group(name)) > 0 {
+		fmt.Fprint(stdout, groupUsage(name))
+		return nil
+	}
+	return unknownCommand(stderr, "", name, topNames())
 }

@@ -22,9 +22,17 @@ func TestCLI(t *testing.T) {
 		stderr []string
 	}{
 		{name: "no command", args: nil, code: 2, stderr: []string{"Usage:"}},
-		{name: "unknown command", args: []string{"srve"}, code: 2, stderr: []string{`unknown command "srve"`}},
+		{name: "unknown command", args: []string{"srve"}, code: 2, stderr: []string{`unknown command "srve"; did you mean "serve"?`, "Run 'svidbroker help'"}},
+		{name: "unknown subcommand", args: []string{"policy", "cna"}, code: 2, stderr: []string{`unknown command "cna"; did you mean "can"?`, "Run 'svidbroker policy -h'"}},
+		{name: "unknown audit subcommand", args: []string{"audit", "verfy"}, code: 2, stderr: []string{`did you mean "verify"?`, "Run 'svidbroker audit -h'"}},
+		{name: "unknown flag", args: []string{"policy", "can", "--bogus"}, code: 2,
+			stderr: []string{"flag provided but not defined: -bogus", "Run 'svidbroker policy can -h' for its flags."}},
+		{name: "flag before the command", args: []string{"--config", "x.hcl"}, code: 2, stderr: []string{"unknown flag --config", "'svidbroker serve --config FILE'"}},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "svidbroker "},
-		{name: "serve without config", args: []string{"serve"}, code: 2, stderr: []string{"--config FILE"}},
+		{name: "--version", args: []string{"--version"}, code: 0, stdout: "svidbroker "},
+		{name: "version with an argument", args: []string{"version", "x"}, code: 2, stderr: []string{"takes no arguments"}},
+		{name: "serve without config", args: []string{"serve"}, code: 2, stderr: []string{"--config FILE is required", "Run 'svidbroker serve -h'"}},
+		{name: "replay without a session", args: []string{"replay", "--dir", dir}, code: 2, stderr: []string{"give one SESSION"}},
 		{name: "serve with missing file", args: []string{"serve", "--config", filepath.Join(dir, "nope.hcl")}, code: 1, stderr: []string{"no such file"}},
 		{name: "serve with a typo", args: []string{"serve", "--config", typo}, code: 1,
 			stderr: []string{typo + ":2:", `"workload_api_sockt"`, `Did you mean "workload_api_socket"?`}},
@@ -83,9 +91,15 @@ test "agent connects" {
 	if code := run([]string{"policy", "test", dir}, &out, &errb); code != 1 {
 		t.Fatalf("failing test exited %d", code)
 	}
-	for _, want := range []string{"FAIL", "ok.test.hcl:3", "decision: want deny, got allow", `reasons: want ["nobody"], got ["agents"]`, "0 passed, 1 failed"} {
+	for _, want := range []string{"FAIL", "ok.test.hcl:3", `decision: expected deny, got allow by "agents"`,
+		`deciding policies: expected "nobody", got "agents"`, "0 passed, 1 failed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output does not contain %q:\n%s", want, out.String())
+		}
+	}
+	for _, dump := range []string{"[", "{", "%!"} {
+		if strings.Contains(out.String(), dump) {
+			t.Errorf("output holds a Go value dump (%q):\n%s", dump, out.String())
 		}
 	}
 	// An invalid policy is refused, naming file:line and the @id.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -16,63 +17,91 @@ import (
 	"github.com/svidbroker/svidbroker/policies"
 )
 
-const policyUsage = `usage:
-  svidbroker policy validate DIR
-  svidbroker policy test [--tests DIR] DIR
-  svidbroker policy explain --config FILE --principal SPIFFE_ID [--selectors a,b] --action ACTION --target T [--table schema.name] [--column C] [--role R] [--approval STATE]
-  svidbroker policy can --config FILE [--selectors a,b] [--json] SPIFFE_ID
-`
-
 func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
+		fmt.Fprint(stderr, groupUsage("policy"))
 		return errUsage
 	}
+	if wantsHelp(args[:1]) || args[0] == "help" {
+		fmt.Fprint(stdout, groupUsage("policy"))
+		return errHelp
+	}
+	name := "policy " + args[0]
+	if _, ok := lookup(name); !ok {
+		return unknownCommand(stderr, "policy", args[0], subcommandNames("policy"))
+	}
+	fs := newFlags(name)
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("policy "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	switch args[0] {
 	case "validate":
-		if err := fs.Parse(args[1:]); err != nil {
+		cfgPath := fs.String("config", "", "the broker's configuration `file`: validate its policy.dir")
+		if err := parseFlags(fs, name, args[1:], stdout, stderr); err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			fmt.Fprint(stderr, policyUsage)
-			return errUsage
-		}
-		ps, err := authz.LoadDir(fs.Arg(0), schema)
+		dir, _, err := policyDir(stderr, name, fs, *cfgPath)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %d policies, valid against the schema\n", fs.Arg(0), len(ps))
-		return nil
-	case "test":
-		tests := fs.String("tests", "", "directory of *.test.hcl files (default: the policy directory)")
-		if err := fs.Parse(args[1:]); err != nil {
+		ps, err := authz.LoadDir(dir, schema)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			fmt.Fprint(stderr, policyUsage)
-			return errUsage
+		fmt.Fprintf(stdout, "%s: %d policies, valid against the schema\n", dir, len(ps))
+		return nil
+	case "test":
+		cfgPath := fs.String("config", "", "the broker's configuration `file`: test its policy.dir, with its catalog and groups for test files that declare none")
+		tests := fs.String("tests", "", "directory of *.test.hcl files (default: the policy directory)")
+		if err := parseFlags(fs, name, args[1:], stdout, stderr); err != nil {
+			return err
 		}
-		return policyTest(fs.Arg(0), *tests, schema, stdout)
+		dir, cfg, err := policyDir(stderr, name, fs, *cfgPath)
+		if err != nil {
+			return err
+		}
+		return policyTest(dir, *tests, cfg, schema, stdout)
 	case "explain":
 		return policyExplain(fs, args[1:], schema, stdout, stderr)
-	case "can":
+	default: // "can"
 		return policyCan(ctx, fs, args[1:], schema, stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "svidbroker policy: unknown command %q\n%s", args[0], policyUsage)
-		return errUsage
 	}
+}
+
+// policyDir is the policy directory a command works on: its one argument, or the configuration's
+// policy.dir (with the configuration, for its catalog).
+func policyDir(stderr io.Writer, name string, fs *flag.FlagSet, cfgPath string) (string, *config.Config, error) {
+	switch {
+	case cfgPath != "" && fs.NArg() > 0:
+		return "", nil, usageError(stderr, name, "give a policy DIR or --config FILE, not both")
+	case cfgPath == "" && fs.NArg() != 1:
+		return "", nil, usageError(stderr, name, "give one policy DIR, or --config FILE")
+	case cfgPath == "":
+		return fs.Arg(0), nil, nil
+	}
+	cfg, err := loadPolicyConfig(cfgPath)
+	if err != nil {
+		return "", nil, err
+	}
+	return cfg.Policy.Dir, cfg, nil
+}
+
+func loadPolicyConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Policy == nil {
+		return nil, fmt.Errorf("%s has no policy block: connections are decided by allow_spiffe_ids, not Cedar", path)
+	}
+	return cfg, nil
 }
 
 // errTestsFailed makes `policy test` exit non-zero; the failures are already printed.
 var errTestsFailed = errors.New("policy tests failed")
 
-func policyTest(dir, tests string, schema *authz.Schema, stdout io.Writer) error {
+func policyTest(dir, tests string, cfg *config.Config, schema *authz.Schema, stdout io.Writer) error {
 	if tests == "" {
 		tests = dir
 	}
@@ -80,7 +109,12 @@ func policyTest(dir, tests string, schema *authz.Schema, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	results, err := authz.RunTests(e, tests)
+	var catalogs []authz.CatalogBlock
+	var groups []authz.GroupBlock
+	if cfg != nil {
+		catalogs, groups = cfg.Catalogs, cfg.Groups
+	}
+	results, err := authz.RunTestsWith(e, tests, catalogs, groups)
 	if err != nil {
 		return err
 	}
@@ -103,19 +137,16 @@ func policyTest(dir, tests string, schema *authz.Schema, stdout io.Writer) error
 	return nil
 }
 
-func loadAuthorizer(path string, schema *authz.Schema) (*authz.Authorizer, error) {
-	cfg, err := config.Load(path)
+func loadAuthorizer(path string, schema *authz.Schema) (*authz.Authorizer, *config.Config, error) {
+	cfg, err := loadPolicyConfig(path)
 	if err != nil {
-		return nil, err
-	}
-	if cfg.Policy == nil {
-		return nil, fmt.Errorf("%s has no policy block: connections are decided by allow_spiffe_ids, not Cedar", path)
+		return nil, nil, err
 	}
 	e, err := authz.New(authz.Config{Dir: cfg.Policy.Dir, Schema: schema, Logger: quietLogger()})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return authz.NewAuthorizer(e, authz.NewCatalog(cfg.Catalogs, cfg.Groups)), nil
+	return authz.NewAuthorizer(e, authz.NewCatalog(cfg.Catalogs, cfg.Groups)), cfg, nil
 }
 
 func splitList(s string) []string {
@@ -138,15 +169,24 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 	fs.StringVar(&spec.Role, "role", "", "a credential role of the target")
 	fs.StringVar(&spec.Approval, "approval", "", "approval state: none, pending, approved, denied, expired")
 	fs.IntVar(&spec.HourUTC, "hour", 12, "hour of the day, UTC")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "policy explain", args, stdout, stderr); err != nil {
 		return err
 	}
-	if *cfgPath == "" || spec.Principal == "" || spec.Action == "" || spec.Target == "" {
-		fmt.Fprint(stderr, policyUsage)
-		return errUsage
+	var missing []string
+	for flag, v := range map[string]string{"--config": *cfgPath, "--principal": spec.Principal, "--action": spec.Action, "--target": spec.Target} {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return usageError(stderr, "policy explain", "%s required", strings.Join(missing, ", "))
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "policy explain", "unexpected argument %q", fs.Arg(0))
 	}
 	spec.Selectors = splitList(*selectors)
-	az, err := loadAuthorizer(*cfgPath, schema)
+	az, _, err := loadAuthorizer(*cfgPath, schema)
 	if err != nil {
 		return err
 	}
@@ -172,6 +212,11 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 	default:
 		fmt.Fprintln(stdout, "why        no permit matched (default deny)")
 	}
+	for _, id := range ex.Decision.Reasons {
+		if p, ok := az.Engine.Policy(id); ok && p.Reason() != "" {
+			fmt.Fprintf(stdout, "reason     %s: %s\n", id, p.Reason())
+		}
+	}
 	if o := ex.Decision.Obligations; o != (authz.Obligations{}) {
 		fmt.Fprintf(stdout, "obligations approval=%s record=%s mask=%s\n", orNone(o.Approval), orNone(o.Record), orNone(o.Mask))
 	}
@@ -185,6 +230,9 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 			state = "matched"
 		}
 		fmt.Fprintf(stdout, "  %-6s %-28s %s:%d  %s\n", o.Effect, o.Policy.ID, o.Policy.File, o.Policy.Line, state)
+		if r := o.Policy.Reason(); r != "" && o.Satisfied {
+			fmt.Fprintf(stdout, "         %-28s @reason: %s\n", "", r)
+		}
 	}
 	return nil
 }
@@ -193,18 +241,20 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	cfgPath := fs.String("config", "", "the broker's configuration `file` (policy dir, catalog, groups)")
 	selectors := fs.String("selectors", "", "the caller's attested selectors, comma-separated")
 	asJSON := fs.Bool("json", false, "print JSON, for an agent's planner")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "policy can", args, stdout, stderr); err != nil {
 		return err
 	}
-	if *cfgPath == "" || fs.NArg() != 1 {
-		fmt.Fprint(stderr, policyUsage)
-		return errUsage
+	if *cfgPath == "" {
+		return usageError(stderr, "policy can", "--config FILE is required")
+	}
+	if fs.NArg() != 1 {
+		return usageError(stderr, "policy can", "give one SPIFFE_ID, after the flags")
 	}
 	id, err := spiffeid.FromString(fs.Arg(0))
 	if err != nil {
-		return fmt.Errorf("SPIFFE ID: %w", err)
+		return fmt.Errorf("SPIFFE ID %q: %w", fs.Arg(0), err)
 	}
-	az, err := loadAuthorizer(*cfgPath, schema)
+	az, cfg, err := loadAuthorizer(*cfgPath, schema)
 	if err != nil {
 		return err
 	}
@@ -219,18 +269,49 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	}
 	fmt.Fprintf(stdout, "%s, under policy set %s:\n", id, az.Engine.Digest())
 	for _, c := range caps {
-		if !c.Allow {
-			continue
+		if c.Allow {
+			fmt.Fprintln(stdout, strings.TrimRight(fmt.Sprintf("  may    %-22s %-45s %s", c.Action, c.Resource, obligationText(c.Obligations)), " "))
 		}
-		fmt.Fprintf(stdout, "  may    %-22s %-45s %s\n", c.Action, c.Resource, obligationText(c.Obligations))
 	}
+	var masked []authz.Capability
 	for _, c := range caps {
 		if !c.Allow && c.Action == "column:read-unmasked" {
-			mask := c.Obligations.Mask
-			fmt.Fprintf(stdout, "  masked %-22s %-45s mask=%s\n", "(read-unmasked denied)", c.Resource, orNone(mask))
+			masked = append(masked, c)
 		}
 	}
+	if len(masked) > 0 {
+		fmt.Fprintln(stdout, "\nColumns it reads masked (column:read-unmasked is denied):")
+	}
+	for _, c := range masked {
+		fmt.Fprintf(stdout, "  masked %-45s %s\n", c.Resource, maskText(c, cfg.Policy.DefaultMask, az.Engine))
+	}
 	return nil
+}
+
+// maskText says how a denied column is masked and which policy decided it.
+func maskText(c authz.Capability, defaultMask string, e *authz.Engine) string {
+	var who string
+	switch {
+	case len(c.Reasons) == 0:
+		who = "no policy permits reading it in clear (default deny)"
+	default:
+		var named []string
+		for _, id := range c.Reasons {
+			n := "policy " + id
+			if p, ok := e.Policy(id); ok {
+				n += fmt.Sprintf(" (%s:%d)", p.File, p.Line)
+				if r := p.Reason(); r != "" {
+					n += fmt.Sprintf(": %q", r)
+				}
+			}
+			named = append(named, n)
+		}
+		who = "forbidden by " + strings.Join(named, "; ")
+	}
+	if c.Obligations.Mask != "" {
+		return fmt.Sprintf("strategy %s, from @mask of the deciding policy; %s", c.Obligations.Mask, who)
+	}
+	return fmt.Sprintf("strategy %s, the policy block's default_mask (no deciding policy names a @mask); %s", defaultMask, who)
 }
 
 func obligationText(o authz.Obligations) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,16 +32,17 @@ import (
 	"github.com/svidbroker/svidbroker/policies"
 )
 
-func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve")
 	path := fs.String("config", "", "path to the HCL configuration `file` (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "serve", args, stdout, stderr); err != nil {
 		return err
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: svidbroker serve --config FILE")
-		return errUsage
+	if *path == "" {
+		return usageError(stderr, "serve", "--config FILE is required")
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "serve", "unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -269,7 +269,10 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 				return
 			case <-hup:
 				log.Info("SIGHUP: reloading policies")
-				_ = engine.Reload() // a refused set is logged; the previous one stays
+				if err := engine.Reload(); err != nil {
+					// The engine logs a refused set's problems once per change of its files.
+					log.Warn("SIGHUP: policy set refused; the previous set stays in force", "dir", cfg.Policy.Dir)
+				}
 			}
 		}
 	}()

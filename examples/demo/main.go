@@ -1,17 +1,22 @@
 // Command svidbroker-demo runs svidbroker's local demo: real SPIRE, PostgreSQL and the broker, with one
 // agent persona per uid, each holding only its SPIFFE identity.
 //
-//	svidbroker-demo up     start everything in the background; return when it is ready
-//	svidbroker-demo down   stop everything the demo started
+//	svidbroker-demo up            start everything in the background; return when it is ready
+//	svidbroker-demo status        which components run, their pids, addresses and logs
+//	svidbroker-demo down [--wipe] stop everything the demo started; keep the audit log and policies
+//	                              in .demo/ unless --wipe
 //
-// `make demo` and `make demo-down` call these. State and outputs go to .demo/ (see README.md).
+// `make demo`, `make demo-down` and `make demo-down WIPE=1` call these. State and outputs go to .demo/
+// (see README.md).
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,33 +35,76 @@ import (
 	"github.com/svidbroker/svidbroker/test/vault"
 )
 
+const usage = `svidbroker-demo: svidbroker's local demo (real SPIRE, PostgreSQL, a Vault-API server and the broker)
+
+Usage:
+  svidbroker-demo up     [--dir .demo] [--bin .bin]   start everything in the background; return when ready
+  svidbroker-demo status [--dir .demo]                which components run: pids, addresses, logs
+  svidbroker-demo down   [--dir .demo] [--wipe]       stop everything; the audit log, its keys, the policies
+                                                      and the configuration stay in the directory unless --wipe
+
+make demo, make demo-down and make demo-down WIPE=1 run these.
+`
+
 func main() {
 	stack.WorkloadMain() // the demo is also the workload that fetches personas' SVIDs
-	fs := flag.NewFlagSet("svidbroker-demo", flag.ExitOnError)
-	dir := fs.String("dir", ".demo", "directory for the demo's outputs")
-	bin := fs.String("bin", ".bin", "directory holding svidbroker, spire-server and spire-agent")
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: svidbroker-demo up|down [--dir .demo] [--bin .bin]")
-		os.Exit(2)
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	_ = fs.Parse(os.Args[2:])
+	cmd := args[0]
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "up", "down", "status", "run": // run is the background process that up starts
+	default:
+		fmt.Fprintf(stderr, "svidbroker-demo: unknown command %q: use up, status or down.\nRun 'svidbroker-demo --help' for their flags.\n", cmd)
+		return 2
+	}
+	fs := flag.NewFlagSet("svidbroker-demo "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dir := fs.String("dir", ".demo", "directory for the demo's state and outputs")
+	bin := fs.String("bin", ".bin", "directory holding svidbroker, spire-server and spire-agent")
+	wipe := fs.Bool("wipe", false, "down: also remove the kept audit log, keys, policies and configuration")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "svidbroker-demo %s: %v\nRun 'svidbroker-demo --help' for the flags.\n", cmd, err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "svidbroker-demo %s: unexpected argument %q\nRun 'svidbroker-demo --help' for the flags.\n", cmd, fs.Arg(0))
+		return 2
+	}
+	if *wipe && cmd != "down" {
+		fmt.Fprintf(stderr, "svidbroker-demo %s: --wipe is for down\n", cmd)
+		return 2
+	}
 	d, err := newDemo(*dir, *bin)
 	if err == nil {
-		switch os.Args[1] {
+		switch cmd {
 		case "up":
 			err = d.up()
 		case "down":
-			err = d.down()
-		case "run": // the background process that `up` starts
+			err = d.down(stdout, *wipe)
+		case "status":
+			err = d.status(stdout)
+		case "run":
 			err = d.run()
-		default:
-			err = fmt.Errorf("unknown command %q: use up or down", os.Args[1])
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "svidbroker-demo:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "svidbroker-demo:", err)
+		return 1
 	}
+	return 0
 }
 
 type demo struct {
@@ -104,8 +152,12 @@ func (d *demo) up() error {
 			return fmt.Errorf("%s not found in %s: run `make tools build` (or just `make demo`)", name, d.bin)
 		}
 	}
-	if err := os.RemoveAll(d.dir); err != nil {
+	// What an earlier run kept (the audit log, its keys, the policies) carries into this one.
+	if err := clearRuntime(d.dir); err != nil {
 		return err
+	}
+	if policies, auditDir, _ := kept(d.dir); policies != "" || auditDir != "" {
+		fmt.Printf("Continuing with what the last run kept in %s (start afresh with: make demo-down WIPE=1).\n", d.rel(d.dir))
 	}
 	if err := os.MkdirAll(d.path("logs"), 0o755); err != nil {
 		return err
@@ -253,6 +305,17 @@ func (d *demo) showReplay() error {
 		return err
 	}
 	const sql = "SELECT id, name, email FROM customers ORDER BY id LIMIT 2"
+	b, err := os.ReadFile(d.path("audit.env"))
+	if err != nil {
+		return err
+	}
+	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	analyst := audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}
+	// The chain holds the tour's sessions, and those of runs it continues: this one is the next.
+	before, err := audit.Sessions(audit.Files(dir, chain), analyst)
+	if err != nil {
+		return err
+	}
 	fmt.Println("\nA session just ran through the broker as the analyst:")
 	fmt.Println("  $ . .demo/analyst.env && psql -c '" + sql + "'")
 	out, err := d.psql(stack.PersonaAnalyst, sql)
@@ -260,19 +323,14 @@ func (d *demo) showReplay() error {
 	if err != nil {
 		return fmt.Errorf("psql: %w", err)
 	}
-	b, err := os.ReadFile(d.path("audit.env"))
-	if err != nil {
-		return err
-	}
-	dir, chain, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	var sessions []audit.SessionSummary
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if sessions, err = audit.Sessions(audit.Files(dir, chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/analyst"}); err == nil &&
-			len(sessions) > 0 && sessions[len(sessions)-1].Ended {
+		if sessions, err = audit.Sessions(audit.Files(dir, chain), analyst); err == nil &&
+			len(sessions) > len(before) && sessions[len(sessions)-1].Ended {
 			break
 		}
 	}
-	if len(sessions) == 0 {
+	if len(sessions) <= len(before) {
 		return fmt.Errorf("the session is not in the audit log")
 	}
 	last := sessions[len(sessions)-1].Session
@@ -296,23 +354,48 @@ func indent(s string) string {
 	return b.String()
 }
 
-// down stops the background process, which stops everything it started, and waits for it.
-func (d *demo) down() error {
-	pid := d.running()
-	if pid == 0 {
-		fmt.Println("The demo is not running.")
+// down stops the background process, which stops everything it started and keeps the audit log,
+// its keys, the policies and the configuration in the demo directory; with wipe, it removes the
+// directory.
+func (d *demo) down(w io.Writer, wipe bool) error {
+	if pid := d.running(); pid == 0 {
+		fmt.Fprintln(w, "The demo is not running.")
+	} else {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			return err
+		}
+		if err := waitExit(pid, time.Minute); err != nil {
+			return fmt.Errorf("%w; see %s", err, d.path("logs", "demo.log"))
+		}
+		fmt.Fprintln(w, "The demo has stopped.")
+	}
+	if wipe {
+		if err := os.RemoveAll(d.dir); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "Removed %s: the audit log, its keys, the policies and the logs.\n", d.rel(d.dir))
 		return nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return err
+	if _, auditDir, _ := kept(d.dir); auditDir != "" {
+		fmt.Fprintf(w, `Kept in %[1]s: the audit log (%[2]s), its keys (%[3]s), the policies with your edits (%[4]s),
+and the configuration (%[5]s); the next make demo continues with them. While the demo is down:
+  .bin/svidbroker audit verify   --config %[5]s
+  .bin/svidbroker audit sessions --config %[5]s
+  .bin/svidbroker policy test    --config %[5]s
+Remove them with: make demo-down WIPE=1
+`, d.rel(d.dir), d.rel(d.path(keptAudit)), d.rel(d.path(keptKeys)), d.rel(d.path(keptPolicies)), d.rel(d.path(keptConfig)))
 	}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	return nil
+}
+
+// waitExit waits until process pid is gone.
+func waitExit(pid int, within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if syscall.Kill(pid, 0) != nil {
-			fmt.Println("The demo has stopped.")
 			return nil
 		}
 	}
-	return fmt.Errorf("demo process %d did not stop within a minute; see %s", pid, d.path("logs", "demo.log"))
+	return fmt.Errorf("demo process %d did not stop within %s", pid, within)
 }
 
 // run is the background process: it owns the stack and keeps the personas' SVID files current.
@@ -366,15 +449,33 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	b, err := s.StartBroker(startCtx, stack.BrokerOptions{Binary: brokerBin, VaultRole: "shop-read", Extra: vaultBlock})
+	opts := stack.BrokerOptions{Binary: brokerBin, VaultRole: "shop-read", Extra: vaultBlock}
+	if err := d.restore(s, &opts); err != nil {
+		return err
+	}
+	b, err := s.StartBroker(startCtx, opts)
 	if err != nil {
 		return err
 	}
-	if err := os.Symlink(b.ConfigPath, d.path("broker.hcl")); err != nil {
-		return err
-	}
-	if err := os.Symlink(b.PolicyDir, d.path("policies")); err != nil {
-		return err
+	// On the way out, once the broker has stopped and before the stack removes its state, the audit
+	// log, the policies and the configuration are kept in the demo directory.
+	defer func() {
+		if err := b.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop svidbroker:", err)
+		}
+		named := map[string]string{b.PolicyDir: keptPolicies, b.AuditDir: keptAudit, b.AuditKeys: keptKeys}
+		if err := keep(d.dir, s.Dir, b.ConfigPath, named); err != nil {
+			fmt.Fprintln(os.Stderr, "keep the audit log and policies:", err)
+		}
+	}()
+	// While the demo runs, broker.hcl and policies are the live ones (policy edits reload at once).
+	for name, target := range map[string]string{keptConfig: b.ConfigPath, keptPolicies: b.PolicyDir} {
+		if err := os.RemoveAll(d.path(name)); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, d.path(name)); err != nil {
+			return err
+		}
 	}
 	personas := []string{stack.PersonaAnalyst, stack.PersonaSupport, stack.PersonaMigrator, stack.PersonaIntruder}
 	svidDir := d.path("svids")
@@ -393,6 +494,10 @@ func (d *demo) run() error {
 	if err := os.WriteFile(d.path("README.txt"), []byte(d.guide(s, b, v.Addr)), 0o644); err != nil {
 		return err
 	}
+	if err := d.writeStatus(d.runStatus(s, b, v.Addr)); err != nil {
+		return err
+	}
+	defer os.Remove(d.path(statusFile))
 	if err := os.WriteFile(d.path("ready"), nil, 0o644); err != nil {
 		return err
 	}
@@ -417,6 +522,40 @@ func (d *demo) run() error {
 			return fmt.Errorf("svidbroker exited: %v", err)
 		}
 	}
+}
+
+// restore has the broker continue what an earlier run kept: its policies become the broker's, and the
+// audit chain goes on in a copy of the kept log, with its keys.
+func (d *demo) restore(s *stack.Stack, opts *stack.BrokerOptions) error {
+	policies, auditDir, auditKeys := kept(d.dir)
+	if policies != "" {
+		opts.PolicyDir = policies // copied into the stack, where the broker's uid can read it
+	}
+	if auditDir == "" || auditKeys == "" {
+		return nil
+	}
+	opts.AuditDir, opts.AuditKeys = filepath.Join(s.Dir, "kept-audit"), filepath.Join(s.Dir, "kept-audit-keys")
+	if err := copyTree(auditDir, opts.AuditDir); err != nil {
+		return err
+	}
+	return copyTree(auditKeys, opts.AuditKeys)
+}
+
+// runStatus describes the running demo for `status`.
+func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runStatus {
+	st := runStatus{PID: os.Getpid(), Started: time.Now(), Components: []component{
+		{Name: "demo (and the Vault-API server)", PID: os.Getpid(), Address: vaultAddr, Log: d.path("logs", "demo.log")},
+	}}
+	addrs := map[string]string{
+		"spire-server": s.SPIRE.ServerAddr,
+		"spire-agent":  s.SPIRE.Endpoint(),
+		"postgres":     fmt.Sprintf("%s:%d", s.Postgres.Host, s.Postgres.Port),
+		"svidbroker":   b.Addr + " (admin " + b.AdminAddr + ")",
+	}
+	for _, c := range s.Components() {
+		st.Components = append(st.Components, component{Name: c.Name, PID: c.PID, Address: addrs[c.Name], Log: c.Log})
+	}
+	return st
 }
 
 // refresh writes each persona's current SVID files and its .env file.
@@ -484,7 +623,8 @@ Audit (every session and statement, recorded before it reaches the database):
   .bin/svidbroker replay --config %s/broker.hcl SESSION
   .bin/svidbroker audit verify --config %s/broker.hcl
 
-Stop everything with: make demo-down
+Status (components, pids, addresses, logs): .bin/svidbroker-demo status
+Stop everything with: make demo-down   (keeps the audit log and policies here; WIPE=1 removes them)
 `, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, vaultAddr, rel(d.path("broker.hcl")), rel(d.path("logs")),
 		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
 }

@@ -39,6 +39,9 @@ type BrokerOptions struct {
 	NoAudit bool
 	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
 	AuditDir string
+	// AuditKeys, if set, is the directory of the audit keys, generated there unless it holds them
+	// already (a chain kept from an earlier run continues with its keys). Default Dir/Name-audit-keys.
+	AuditKeys string
 	// AuditOnFailure sets audit.on_failure ("refuse", the default, or "continue").
 	AuditOnFailure string
 	// AuditDurability sets audit.durability ("commit", the default, or "statement").
@@ -243,7 +246,7 @@ policy {
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
 func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
-	name, dir, onFailure, durability := opts.Name, opts.AuditDir, opts.AuditOnFailure, opts.AuditDurability
+	name, dir, keys, onFailure, durability := opts.Name, opts.AuditDir, opts.AuditKeys, opts.AuditOnFailure, opts.AuditDurability
 	if onFailure == "" {
 		onFailure = "refuse"
 	}
@@ -257,7 +260,10 @@ func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
 	if dir == "" {
 		dir = filepath.Join(s.Dir, name+"-audit")
 	}
-	b.AuditDir, b.AuditKeys, b.Chain = dir, filepath.Join(s.Dir, name+"-audit-keys"), name
+	if keys == "" {
+		keys = filepath.Join(s.Dir, name+"-audit-keys")
+	}
+	b.AuditDir, b.AuditKeys, b.Chain = dir, keys, name
 	// A broker started again under the same name continues its chain, with its keys.
 	if _, err := os.Stat(filepath.Join(b.AuditKeys, audit.MACKeyFile)); errors.Is(err, fs.ErrNotExist) {
 		if err := audit.GenerateKeys(b.AuditKeys, name); err != nil {

@@ -143,6 +143,23 @@ func (s *Stack) AddPersona(ctx context.Context, p Persona) ([]string, error) {
 	return ids, nil
 }
 
+// Component is a process the stack started.
+type Component struct {
+	Name string
+	PID  int
+	// Log is the file its output goes to.
+	Log string
+}
+
+// Components lists the processes the stack started, in start order.
+func (s *Stack) Components() []Component {
+	var out []Component
+	for _, p := range s.procs {
+		out = append(out, Component{Name: p.name, PID: p.cmd.Process.Pid, Log: p.logPath})
+	}
+	return out
+}
+
 // PIDs returns the process IDs of the components the stack started (not their children).
 func (s *Stack) PIDs() []int {
 	var pids []int

@@ -1,0 +1,237 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// TestSyntaxErrorsSayWhatAndWhere loads broken policies: each refusal names file:line:col of the token
+// at fault, in a sentence, instead of cedar-go's "exact got resource want ,".
+func TestSyntaxErrorsSayWhatAndWhere(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      string // after "FILE:"
+	}{
+		{"missing comma in the scope", `@id("a") permit (principal, action == Action::"connect" resource);`,
+			`1:57: syntax error: expected "," but found "resource": is a "," missing before it?`},
+		{"missing semicolon", `@id("a") permit (principal, action, resource)`,
+			`1:46: syntax error: the file ends where ";" was expected: end each policy with a semicolon`},
+		{"unknown effect", `@id("a") allow (principal, action, resource);`,
+			`1:10: syntax error: a policy starts with "permit" or "forbid" (after its annotations), not "allow"`},
+		{"unterminated string", `@id("a") permit (principal, action, resource) when { "abc };`,
+			`1:54: syntax error: a string is not closed`},
+		{"missing comma in a set, on line 4", "@id(\"a\")\npermit (\n  principal,\n  action in [Action::\"x\" Action::\"y\"],\n  resource\n);",
+			`4:26: syntax error: expected "," between elements, or the closing bracket, but found "Action"`},
+		{"unknown function", `@id("a") permit (principal, action, resource) when { foo(1) };`,
+			`1:54: syntax error: "foo" is not a Cedar function`},
+		{"missing operand", `@id("a") permit (principal, action, resource) when { principal.x == };`,
+			`1:69: syntax error: expected a value`},
+		{"duplicate annotation", `@id("a") @id("b") permit (principal, action, resource);`,
+			`1:11: syntax error: the annotation @id appears twice on one policy`},
+		{"unknown method after a comment", "@id(\"a\") permit (principal, action, resource) // bogus\nunless { principal.x.bogus() };",
+			`2:22: syntax error: "bogus" is not a Cedar method`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writePolicies(t, dir, map[string]string{"p.cedar": tc.src})
+			_, err := LoadDir(dir, testSchema(t))
+			var le *LoadError
+			if !errors.As(err, &le) || len(le.Problems) != 1 {
+				t.Fatalf("want one problem, got %v", err)
+			}
+			want := filepath.Join(dir, "p.cedar") + ":" + tc.want
+			if !strings.HasPrefix(le.Problems[0], want) {
+				t.Errorf("problem\n  %s\nwant it to start with\n  %s", le.Problems[0], want)
+			}
+			for _, raw := range []string{"<input>", "exact got", "parse error at"} {
+				if strings.Contains(le.Problems[0], raw) {
+					t.Errorf("problem still holds cedar-go's wording %q: %s", raw, le.Problems[0])
+				}
+			}
+		})
+	}
+}
+
+// FuzzSyntaxError holds the rewrite to its promises on any input cedar-go refuses: it does not panic,
+// and the position it names is inside the file.
+func FuzzSyntaxError(f *testing.F) {
+	for _, s := range []string{
+		`@id("a") permit (principal, action == Action::"connect" resource);`,
+		`@id("a") permit (principal, action, resource) when { {a: 1, a: 2} };`,
+		`@id("a") permit (principal, action, resource) when { principal.x.isEmpty(1) };`,
+		"/* open comment", `@id("\q") permit (principal, action, resource);`, "permit (principal, action, resource) when { 1 =",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "p.cedar"), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "p.cedar")
+		_, problems := loadFile(path)
+		lines := bytes.Count(src, []byte("\n")) + 1
+		for _, p := range problems {
+			rest, ok := strings.CutPrefix(p, path+":")
+			if !ok {
+				t.Fatalf("problem does not name the file: %s", p)
+			}
+			// "LINE:COL: ..." when there is a position, " syntax error: ..." or another message when not.
+			l, _, _ := strings.Cut(rest, ":")
+			if line, err := strconv.Atoi(l); err == nil && (line < 1 || line > lines) {
+				t.Fatalf("problem names line %d of a %d-line file: %s", line, lines, p)
+			}
+		}
+	})
+}
+
+// TestPolicyDirMayBeASymlink loads and tests policies through a symbolic link to their directory, as
+// the demo's .demo/policies is, and names the files through the link.
+func TestPolicyDirMayBeASymlink(t *testing.T) {
+	real := t.TempDir()
+	writePolicies(t, real, map[string]string{"p.cedar": permitAgents, "p.test.hcl": `catalog "shop" {}
+group "agents" { ids = ["spiffe://example.org/agent/*"] }
+test "agent connects" {
+  principal = "spiffe://example.org/agent/a"
+  action    = "connect"
+  target    = "shop"
+  expect    = "allow"
+}
+`})
+	link := filepath.Join(t.TempDir(), "policies")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := LoadDir(link, testSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].File != filepath.Join(link, "p.cedar") {
+		t.Fatalf("policies %+v, want one from %s", ps, filepath.Join(link, "p.cedar"))
+	}
+	e, err := New(Config{Dir: link, Schema: testSchema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := RunTests(e, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || len(results[0].Diff) != 0 {
+		t.Fatalf("results %+v", results)
+	}
+}
+
+// TestRefusedSetIsLoggedOncePerChange keeps a broken set on disk across many reload intervals: it is
+// logged and counted once, again only when the files change, and again after a good set in between.
+func TestRefusedSetIsLoggedOncePerChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		writePolicies(t, dir, map[string]string{"p.cedar": permitAgents})
+		var logs bytes.Buffer
+		e, err := New(Config{Dir: dir, Schema: testSchema(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go e.Watch(ctx, time.Second)
+		refusals := func() int { return strings.Count(logs.String(), "level=ERROR") }
+		wait := func(d time.Duration) {
+			time.Sleep(d)
+			synctest.Wait()
+		}
+		steps := []struct {
+			name  string
+			src   string
+			count int // refusals logged so far
+		}{
+			{"broken", `@id("broken") permit (principal, action, resource) when { principal.nope };`, 1},
+			{"broken another way", `@id("broken") permit (principal, action resource);`, 2},
+			{"fixed", permitAgents, 2},
+			{"broken as before", `@id("broken") permit (principal, action, resource) when { principal.nope };`, 3},
+		}
+		for _, s := range steps {
+			writePolicies(t, dir, map[string]string{"p.cedar": s.src})
+			wait(30 * time.Second) // thirty reload intervals
+			if got := refusals(); got != s.count {
+				t.Fatalf("%s: %d refusals logged, want %d:\n%s", s.name, got, s.count, logs.String())
+			}
+			if got := e.ReloadFailures.Load(); got != int64(s.count) {
+				t.Fatalf("%s: ReloadFailures = %d, want %d", s.name, got, s.count)
+			}
+		}
+		if e.Reload() == nil {
+			t.Fatal("Reload of a refused set returned no error")
+		}
+		if got := refusals(); got != 3 {
+			t.Fatalf("an explicit Reload of the same refused set logged again: %d", got)
+		}
+		cancel()
+	})
+}
+
+func TestFailedTestSaysWhatDiffersInWords(t *testing.T) {
+	req := &TestCase{Expect: "allow", Reasons: []string{"a", "b"}, Obligations: &Obligations{Mask: "hash", Record: "full"}}
+	d := Decision{Allow: false, Reasons: []string{"forbid-x"}, Obligations: Obligations{Mask: "partial", Record: "full"}}
+	got := strings.Join(req.diff(d), "\n")
+	want := []string{
+		`decision: expected allow, got deny by "forbid-x"`,
+		`deciding policies: expected "a", "b", got "forbid-x"`,
+		`obligation mask: expected "hash", got "partial"`,
+	}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("diff does not say %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "record") || strings.Contains(got, "{") {
+		t.Errorf("diff mentions what matched, or dumps a struct:\n%s", got)
+	}
+	none := (&TestCase{Expect: "allow", Reasons: []string{}, Obligations: &Obligations{Approval: "required"}}).diff(Decision{})
+	for _, w := range []string{"got deny because no policy permits it (default deny)", `obligation approval: expected "required", got none`} {
+		if !strings.Contains(strings.Join(none, "\n"), w) {
+			t.Errorf("diff does not say %q:\n%s", w, strings.Join(none, "\n"))
+		}
+	}
+}
+
+// TestCanAsksEveryWorkloadActionOfTheSchema lists capabilities over a catalog with every kind of
+// resource: each action the schema lets a workload take appears, on each resource type it applies to.
+func TestCanAsksEveryWorkloadActionOfTheSchema(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{"p.cedar": permitAgents})
+	cat := NewCatalog([]CatalogBlock{{Target: "shop", Tables: []TableBlock{{Name: "public.t", Columns: []ColumnBlock{{Name: "c"}}}},
+		Roles: []RoleBlock{{Name: "r"}}}}, []GroupBlock{{Name: "agents", IDs: []string{"spiffe://example.org/agent/*"}}})
+	caps, err := NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, c := range caps {
+		listed[c.Action+" "+c.Resource] = true
+	}
+	for _, want := range []string{
+		`connect Target::"shop"`, `credential:use CredentialRole::"shop/r"`, `column:read-unmasked Column::"shop/public.t.c"`,
+		`sql:select Table::"shop/public.t"`, `sql:select Target::"shop"`, `sql:insert Table::"shop/public.t"`,
+		`sql:update Table::"shop/public.t"`, `sql:delete Table::"shop/public.t"`, `sql:ddl Target::"shop"`,
+		`sql:admin Target::"shop"`, `sql:admin Table::"shop/public.t"`, `sql:transaction Target::"shop"`, `sql:utility Target::"shop"`,
+	} {
+		t.Run(want, func(t *testing.T) {
+			if !listed[want] {
+				t.Errorf("not listed; listed: %v", listed)
+			}
+		})
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// What `down` keeps in the demo directory, and `up` carries into the next run: the audit log and its
+// keys (the chain continues), the policies with their edits, and the configuration, its paths pointing
+// at these copies, so `svidbroker audit ... --config .demo/broker.hcl` and `svidbroker policy ...`
+// work while the demo is down.
+const (
+	keptConfig   = "broker.hcl"
+	keptPolicies = "policies"
+	keptAudit    = "audit"
+	keptKeys     = "audit-keys"
+	// keptOther holds the other files the configuration names: CA certificates, the mask key.
+	keptOther = "state"
+)
+
+var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther}
+
+// keep copies what the configuration at configPath names inside stateDir (which the stack removes
+// when it stops) into demoDir, and writes the configuration there with those paths rewritten. named
+// maps directories to the names they keep (the policy directory to "policies", ...); anything else
+// goes below "state". Stop the broker first, so the audit log is complete.
+func keep(demoDir, stateDir, configPath string, named map[string]string) error {
+	b, err := os.ReadFile(configPath)
+	if err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	cfg := string(b)
+	dest := func(p string) (src, dst string) {
+		for from, to := range named {
+			if from == "" {
+				continue
+			}
+			if p == from || strings.HasPrefix(p, from+string(filepath.Separator)) {
+				return from, filepath.Join(demoDir, to, strings.TrimPrefix(p, from))
+			}
+		}
+		rel, _ := filepath.Rel(stateDir, p)
+		return p, filepath.Join(demoDir, keptOther, rel)
+	}
+	copied := map[string]bool{}
+	if err := os.RemoveAll(filepath.Join(demoDir, keptOther)); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	for _, p := range pathsUnder(cfg, stateDir) {
+		src, dst := dest(p)
+		if !copied[src] {
+			copied[src] = true
+			_, top := dest(src)
+			if err := replaceWithCopy(src, top); err != nil {
+				return err
+			}
+		}
+		cfg = strings.ReplaceAll(cfg, `"`+p+`"`, `"`+dst+`"`)
+	}
+	header := "# Kept by `svidbroker-demo down`: the broker that ran with this configuration has stopped, and its\n" +
+		"# paths now point at copies in this directory, for `svidbroker audit` and `svidbroker policy`.\n"
+	return writeReplacing(filepath.Join(demoDir, keptConfig), []byte(header+cfg))
+}
+
+// pathsUnder lists the distinct quoted strings of cfg that are paths below dir.
+func pathsUnder(cfg, dir string) []string {
+	var out []string
+	prefix := `"` + dir + string(filepath.Separator)
+	for rest := cfg; ; {
+		i := strings.Index(rest, prefix)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		end := strings.IndexByte(rest, '"')
+		if end < 0 {
+			break
+		}
+		if p := rest[:end]; !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+		rest = rest[end+1:]
+	}
+	return out
+}
+
+// replaceWithCopy copies src (a file or a directory tree) to dst, replacing whatever dst was: a
+// symbolic link into the stopped stack, or a copy from an earlier run. A src that is gone is skipped.
+func replaceWithCopy(src, dst string) error {
+	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	tmp := dst + ".new"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	if err := copyTree(src, tmp); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	return nil
+}
+
+func writeReplacing(path string, b []byte) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("keep: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	return nil
+}
+
+// copyTree copies a file, or a directory of regular files, keeping their permission bits: audit keys
+// stay private.
+func copyTree(src, dst string) error {
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case !d.Type().IsRegular():
+			return nil // sockets and the like belong to the running stack
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, info.Mode().Perm())
+	})
+	if err != nil {
+		return fmt.Errorf("keep: %w", err)
+	}
+	return nil
+}
+
+// kept returns what an earlier run left in demoDir: the policy directory (when it is a directory of
+// its own, not a link into a running stack), and the audit log and keys.
+func kept(demoDir string) (policies, auditDir, auditKeys string) {
+	if st, err := os.Lstat(filepath.Join(demoDir, keptPolicies)); err == nil && st.IsDir() {
+		policies = filepath.Join(demoDir, keptPolicies)
+	}
+	if st, err := os.Stat(filepath.Join(demoDir, keptAudit)); err == nil && st.IsDir() {
+		auditDir = filepath.Join(demoDir, keptAudit)
+	}
+	if st, err := os.Stat(filepath.Join(demoDir, keptKeys)); err == nil && st.IsDir() {
+		auditKeys = filepath.Join(demoDir, keptKeys)
+	}
+	return policies, auditDir, auditKeys
+}
+
+// clearRuntime removes what a run leaves in demoDir besides the kept state: pid and ready files,
+// logs, personas' files.
+func clearRuntime(demoDir string) error {
+	entries, err := os.ReadDir(demoDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if slices.Contains(keptNames, e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(demoDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/policies"
+)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeRun lays out a stopped run's state directory as the stack does: a configuration naming a CA
+// file, a policy directory, and an audit log with its keys, all below stateDir.
+func fakeRun(t *testing.T, stateDir string) (configPath string, named map[string]string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, NotBefore: time.Now(),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	must(t, os.MkdirAll(filepath.Join(stateDir, "postgres"), 0o755))
+	ca := filepath.Join(stateDir, "postgres", "ca.pem")
+	must(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+
+	policyDir := filepath.Join(stateDir, "svidbroker-policies")
+	must(t, os.MkdirAll(policyDir, 0o755))
+	must(t, os.WriteFile(filepath.Join(policyDir, "edited.cedar"),
+		[]byte(`@id("edited") permit (principal, action == Action::"connect", resource == Target::"shop");`), 0o644))
+
+	auditDir, keys := filepath.Join(stateDir, "svidbroker-audit"), filepath.Join(stateDir, "svidbroker-audit-keys")
+	must(t, audit.GenerateKeys(keys, "svidbroker"))
+	must(t, os.MkdirAll(auditDir, 0o700))
+	mac, err := audit.LoadMACKey(filepath.Join(keys, audit.MACKeyFile))
+	must(t, err)
+	signer, err := audit.LoadSigner(filepath.Join(keys, audit.SigningKeyFile))
+	must(t, err)
+	l, err := audit.Open(audit.Config{Dir: auditDir, Chain: "svidbroker", MACKey: mac, Signer: signer})
+	must(t, err)
+	for i := range 3 {
+		must(t, l.Append(audit.Record{Time: time.Now(), Kind: audit.KindSessionStart, Session: "s" + strconv.Itoa(i),
+			SPIFFEID: "spiffe://example.org/agent/analyst", Target: "shop"}))
+	}
+	must(t, l.Close())
+
+	cfg := `trust_domain        = "example.org"
+workload_api_socket = "unix://` + stateDir + `/agent/api.sock"
+policy {
+  dir = "` + policyDir + `"
+}
+audit {
+  dir              = "` + auditDir + `"
+  chain            = "svidbroker"
+  mac_key_file     = "` + filepath.Join(keys, audit.MACKeyFile) + `"
+  signing_key_file = "` + filepath.Join(keys, audit.SigningKeyFile) + `"
+}
+target "shop" {
+  protocol = "postgres"
+  listen   = "127.0.0.1:15432"
+  backend {
+    address  = "127.0.0.1:5432"
+    database = "shop"
+    user     = "svidbroker"
+    ca_file  = "` + ca + `"
+  }
+}
+catalog "shop" {}
+`
+	configPath = filepath.Join(stateDir, "svidbroker.hcl")
+	must(t, os.WriteFile(configPath, []byte(cfg), 0o644))
+	return configPath, map[string]string{policyDir: keptPolicies, auditDir: keptAudit, keys: keptKeys}
+}
+
+// TestDownKeepsWhatTheAuditAndPolicyCommandsNeed stops a run (its state directory is removed, as the
+// stack removes it) and then uses the kept configuration as `svidbroker audit verify --config` and
+// `svidbroker policy validate --config` do: it loads, the chain verifies whole, and the policy edit
+// is there.
+func TestDownKeepsWhatTheAuditAndPolicyCommandsNeed(t *testing.T) {
+	demoDir, stateDir := t.TempDir(), t.TempDir()
+	configPath, named := fakeRun(t, stateDir)
+	// While running, the demo directory links into the state directory.
+	must(t, os.Symlink(configPath, filepath.Join(demoDir, keptConfig)))
+	must(t, os.Symlink(filepath.Join(stateDir, "svidbroker-policies"), filepath.Join(demoDir, keptPolicies)))
+
+	must(t, keep(demoDir, stateDir, configPath, named))
+	must(t, os.RemoveAll(stateDir))
+
+	cfg, err := config.Load(filepath.Join(demoDir, keptConfig))
+	if err != nil {
+		t.Fatalf("the kept configuration does not load: %v", err)
+	}
+	if !strings.HasPrefix(cfg.Audit.Dir, demoDir) || !strings.HasPrefix(cfg.Policy.Dir, demoDir) {
+		t.Fatalf("kept paths point outside %s: audit %s, policy %s", demoDir, cfg.Audit.Dir, cfg.Policy.Dir)
+	}
+	mac, err := audit.LoadMACKey(cfg.Audit.MACKeyFile)
+	must(t, err)
+	v, err := audit.LoadVerifier(filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), audit.VerifierKeyFile))
+	must(t, err)
+	rep, err := audit.Verify(cfg.Audit.Dir, cfg.Audit.Chain, mac, v)
+	must(t, err)
+	if !rep.OK() || rep.Records != 3 {
+		t.Fatalf("kept chain: %d records, problems %v", rep.Records, rep.Problems)
+	}
+	ss, err := audit.Sessions(audit.Files(cfg.Audit.Dir, cfg.Audit.Chain), audit.Filter{})
+	must(t, err)
+	if len(ss) != 3 {
+		t.Fatalf("%d sessions in the kept log", len(ss))
+	}
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	must(t, err)
+	ps, err := authz.LoadDir(cfg.Policy.Dir, schema)
+	if err != nil || len(ps) != 1 || ps[0].ID != "edited" {
+		t.Fatalf("kept policies %v, %v", ps, err)
+	}
+	if st, err := os.Stat(filepath.Join(demoDir, keptKeys, audit.MACKeyFile)); err != nil || st.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("kept MAC key %v, %v: must stay private", st, err)
+	}
+}
+
+// TestUpClearsOnlyWhatARunRecreates: the kept state survives `up`; logs, pid files and personas'
+// files do not. A policies link into a dead stack is not taken for kept policies.
+func TestUpClearsOnlyWhatARunRecreates(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{keptAudit, keptKeys, keptOther, "logs", "svids"} {
+		must(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+	}
+	for _, name := range []string{keptConfig, "analyst.env", "demo.pid", "ready", "README.txt", statusFile} {
+		must(t, os.WriteFile(filepath.Join(dir, name), nil, 0o644))
+	}
+	must(t, os.Symlink(filepath.Join(t.TempDir(), "gone"), filepath.Join(dir, keptPolicies)))
+	must(t, clearRuntime(dir))
+	entries, err := os.ReadDir(dir)
+	must(t, err)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if got, want := strings.Join(left, " "), "audit audit-keys broker.hcl policies state"; got != want {
+		t.Fatalf("left %q, want %q", got, want)
+	}
+	if policies, auditDir, keys := kept(dir); policies != "" || auditDir == "" || keys == "" {
+		t.Fatalf("kept() = %q %q %q", policies, auditDir, keys)
+	}
+	must(t, os.Remove(filepath.Join(dir, keptPolicies)))
+	must(t, os.Mkdir(filepath.Join(dir, keptPolicies), 0o755))
+	if policies, _, _ := kept(dir); policies == "" {
+		t.Fatal("a kept policy directory is not found")
+	}
+}
+
+func TestDemoCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"--help", []string{"--help"}, 0, "svidbroker-demo status", ""},
+		{"-h", []string{"-h"}, 0, "svidbroker-demo down", ""},
+		{"help", []string{"help"}, 0, "Usage:", ""},
+		{"up -h", []string{"up", "-h"}, 0, "Usage:", ""},
+		{"down --help", []string{"down", "--help"}, 0, "--wipe", ""},
+		{"status -h", []string{"status", "-h"}, 0, "Usage:", ""},
+		{"no command", nil, 2, "", "Usage:"},
+		{"unknown command", []string{"stat"}, 2, "", "use up, status or down"},
+		{"unknown flag", []string{"down", "--wype"}, 2, "", "Run 'svidbroker-demo --help'"},
+		{"wipe is for down", []string{"up", "--wipe"}, 2, "", "--wipe is for down"},
+		{"status when stopped", []string{"status", "--dir", dir}, 0, "The demo is not running", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := runMain(tc.args, &stdout, &stderr); code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.stdout, stderr.String(), tc.stderr)
+			}
+		})
+	}
+}
+
+// TestStatusShowsComponents reads what a running demo recorded and checks each pid.
+func TestStatusShowsComponents(t *testing.T) {
+	dir := t.TempDir()
+	d, err := newDemo(dir, t.TempDir())
+	must(t, err)
+	must(t, os.WriteFile(d.path("demo.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644))
+	must(t, d.writeStatus(runStatus{PID: os.Getpid(), Started: time.Now(), Components: []component{
+		{Name: "spire-server", PID: os.Getpid(), Address: "127.0.0.1:8081", Log: d.path("logs", "spire-server.log")},
+		{Name: "svidbroker", PID: 1 << 22, Address: "127.0.0.1:15432 (admin 127.0.0.1:8210)", Log: d.path("logs", "svidbroker.log")},
+	}}))
+	var out bytes.Buffer
+	must(t, d.status(&out))
+	for _, want := range []string{
+		"The demo is running (pid " + strconv.Itoa(os.Getpid()),
+		"spire-server  " + strconv.Itoa(os.Getpid()), "running", "127.0.0.1:8081", d.path("logs", "spire-server.log"),
+		"svidbroker", "EXITED", "127.0.0.1:15432 (admin 127.0.0.1:8210)",
+		"Logs: " + d.path("logs"),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status does not show %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestDownWipeRemovesTheKeptState: with --wipe, nothing stays.
+func TestDownWipeRemovesTheKeptState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".demo")
+	must(t, os.MkdirAll(filepath.Join(dir, keptAudit), 0o755))
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"down", "--dir", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("down: %d %s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, keptAudit)); err != nil {
+		t.Fatalf("down without --wipe removed the kept audit log: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "make demo-down WIPE=1") {
+		t.Errorf("down does not say how to remove what it kept:\n%s", stdout.String())
+	}
+	if code := runMain([]string{"down", "--dir", dir, "--wipe"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("down --wipe: %d %s", code, stderr.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("down --wipe left %s: %v", dir, err)
+	}
+}
