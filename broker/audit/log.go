@@ -83,6 +83,8 @@ type Log struct {
 	// writtenMAC is the MAC of record written, which a checkpoint names.
 	writtenMAC string
 	durable    uint64 // the last record known to be on stable storage
+	// durableMAC is the MAC of record durable, which a checkpoint names.
+	durableMAC string
 	cpSeq      uint64 // the flusher's: the last record a checkpoint names
 }
 
@@ -185,7 +187,7 @@ func start(cfg Config, st store, rep *Report) *Log {
 	if err := st.sync(l.seq); err != nil {
 		l.fail(fmt.Errorf("flush at start: %w", err))
 	} else {
-		l.durable = l.seq
+		l.durable, l.durableMAC = l.seq, l.mac
 	}
 	go l.flusher()
 	return l
@@ -266,7 +268,8 @@ func (m *entryMACs) mac(seq uint64, prev string, rec []byte) string {
 // encode is the JSON of rec as the chain keeps it. A record that cannot be encoded fails the log:
 // it could not be kept, and what follows it must not be kept without it.
 func (l *Log) encode(rec Record) ([]byte, error) {
-	b, err := json.Marshal(truncate(rec))
+	rec = truncate(rec)
+	b, err := encodeRecord(&rec)
 	if err != nil {
 		return nil, l.fail(err)
 	}

@@ -33,9 +33,10 @@ func (l *Log) Flush() error {
 	return l.waitDurable(seq)
 }
 
-// AppendAsync records rec without waiting for it to be written, unless a write is under way with
-// many records waiting behind it. It is written with the next write and durable within the flush
-// interval after that. An error fails the log for the next Write or Flush.
+// AppendAsync records rec without waiting for it to be written, unless many records already wait to
+// be. It is written with the next record someone waits for, or by the flusher, and so is in the store
+// and durable within the flush interval; a write of its own for each result summary would cost more
+// than the statement's. An error fails the log for the next Write or Flush.
 func (l *Log) AppendAsync(rec Record) { _, _ = l.append(rec, false, false) }
 
 // append chains rec and, with wait, returns once it is written. If no write is under way, the caller
@@ -58,10 +59,15 @@ func (l *Log) append(rec Record, wait, urgent bool) (uint64, error) {
 	l.pending = append(l.pending, entry{Seq: seq, Prev: l.mac, Rec: b, MAC: mac})
 	l.mac = mac
 	l.urgent = l.urgent || urgent
-	if !l.writing {
+	switch {
+	case !wait && len(l.pending) < maxPending:
+		select {
+		case l.wrote <- struct{}{}: // the flusher writes it, unless an appender does first
+		default:
+		}
+		return seq, nil
+	case !l.writing:
 		l.writeLocked()
-	} else if !wait && len(l.pending) < maxPending {
-		return seq, nil // the write under way takes it next
 	}
 	for l.written < seq && l.failed == nil {
 		l.cond.Wait()
@@ -207,10 +213,14 @@ func (l *Log) flusher() {
 	}
 }
 
-// flush makes every record written so far durable. It reports whether more were written meanwhile.
+// flush writes what is chained, unless an appender is writing it, and makes every record written so
+// far durable. It reports whether more were chained meanwhile.
 func (l *Log) flush() (more bool) {
 	l.mu.Lock()
-	target, failed := l.written, l.failed
+	if !l.writing && len(l.pending) > 0 {
+		l.writeLocked()
+	}
+	target, targetMAC, failed := l.written, l.writtenMAC, l.failed
 	done := l.durable >= target
 	l.mu.Unlock()
 	if failed != nil || done {
@@ -223,9 +233,11 @@ func (l *Log) flush() (more bool) {
 		l.failLocked(fmt.Errorf("flush: %w", err))
 		return false
 	}
-	l.durable = max(l.durable, target)
+	if target > l.durable {
+		l.durable, l.durableMAC = target, targetMAC
+	}
 	l.cond.Broadcast()
-	return l.written > l.durable
+	return l.seq > l.durable
 }
 
 func (l *Log) fail(err error) error {
@@ -247,20 +259,14 @@ func (l *Log) failLocked(err error) error {
 	return l.failed
 }
 
-// checkpoint signs the chain's head if it moved since the last checkpoint, once every record up to
-// it is durable: a checkpoint must never name records that a crash could still lose.
+// checkpoint flushes, then signs the last durable record if it moved since the last checkpoint: a
+// checkpoint must never name records that a crash could still lose.
 func (l *Log) checkpoint() {
-	l.mu.Lock()
-	seq, mac := l.written, l.writtenMAC
-	l.mu.Unlock()
-	if seq == 0 || seq == l.cpSeq {
-		return
-	}
 	l.flush()
 	l.mu.Lock()
-	failed, durable := l.failed, l.durable
+	seq, mac, failed := l.durable, l.durableMAC, l.failed
 	l.mu.Unlock()
-	if failed != nil || durable < seq {
+	if failed != nil || seq == 0 || seq == l.cpSeq {
 		return
 	}
 	text := fmt.Sprintf("svidbroker audit checkpoint\nchain %s\nseq %d\nmac %s\ntime %s\n", l.cfg.Chain, seq, mac, l.cfg.Now().UTC().Format(time.RFC3339))
