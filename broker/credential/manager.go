@@ -90,6 +90,7 @@ type Session struct {
 	h     *held
 	id    int
 	once  sync.Once
+	ended Release
 }
 
 // Start gives a session of principal a credential from src, its lease kept renewed. end is called,
@@ -226,9 +227,26 @@ func (m *Manager) renewRetrying(ctx context.Context, id string, deadline time.Ti
 	}
 }
 
-// End releases the session's use of its lease. The last session to end revokes it, at once or, with
-// reuse, after the reuse window if no session of the same caller took it up meanwhile.
-func (s *Session) End() {
+// Release is what became of a lease when a session ended its use of it, as the audit log says it.
+type Release string
+
+const (
+	// Revoked: the session was the lease's last user, and the lease is revoked.
+	Revoked Release = "revoked"
+	// RevocationRetrying: the lease's revocation failed, and is retried in the background.
+	RevocationRetrying Release = "revocation failed, retrying"
+	// InUse: other sessions of the same caller still use the lease.
+	InUse Release = "still in use"
+	// Pooled: the lease waits for reuse, and is revoked if no session takes it up in time.
+	Pooled Release = "kept for reuse"
+	// NotRevocable: a static credential, which no revocation applies to.
+	NotRevocable Release = "static, not revoked"
+)
+
+// End releases the session's use of its lease, and says what became of the lease. The last session
+// to end revokes it, at once or, with reuse, after the reuse window if no session of the same caller
+// took it up meanwhile. Later calls return what the first one did.
+func (s *Session) End() Release {
 	s.once.Do(func() {
 		m, h := s.m, s.h
 		m.mu.Lock()
@@ -236,6 +254,7 @@ func (s *Session) End() {
 		h.refs--
 		if h.refs > 0 {
 			m.mu.Unlock()
+			s.ended = InUse
 			return
 		}
 		if m.reuse > 0 && m.pool[h.key] == h && !h.failed {
@@ -250,14 +269,16 @@ func (s *Session) End() {
 				m.release(h)
 			})
 			m.mu.Unlock()
+			s.ended = Pooled
 			return
 		}
 		if m.pool[h.key] == h {
 			delete(m.pool, h.key)
 		}
 		m.mu.Unlock()
-		m.release(h)
+		s.ended = m.release(h)
 	})
+	return s.ended
 }
 
 // Close revokes the leases kept for reuse that no session holds, and stops the revocations being
@@ -289,30 +310,32 @@ func (m *Manager) Close() {
 	}
 }
 
-func (m *Manager) release(h *held) {
+func (m *Manager) release(h *held) Release {
 	h.cancel()
 	<-h.done
-	if !h.lease.Static {
-		m.revoke(h.lease.ID)
+	if h.lease.Static {
+		return NotRevocable
 	}
+	return m.revoke(h.lease.ID)
 }
 
 // revoke revokes the lease and removes it from the journal; if the provider fails, the revocation is
 // retried in the background.
-func (m *Manager) revoke(id string) {
+func (m *Manager) revoke(id string) Release {
 	err := m.revokeOnce(id)
 	if err == nil {
-		return
+		return Revoked
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
-		return
+		return RevocationRetrying
 	}
 	m.log.Warn("lease revocation failed; retrying in the background", "lease", id, "error", err)
 	m.retries.Add(1)
 	go m.retryRevoke(id, err)
+	return RevocationRetrying
 }
 
 // retryRevoke retries a failed revocation with backoff, a bounded number of times within a bounded

@@ -228,13 +228,16 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
 	}
-	// From here on the log holds the session's start; a session that fails to open also gets its end.
-	// The reason stays generic: details (which may name hosts or users) go to the operational log.
+	// From here on the log holds the session's start; a session that fails to open also gets its end,
+	// with the class of what failed. The reason stays generic: details (which may name hosts or users)
+	// go to the operational log.
+	failed := ""
 	defer func() {
 		if err != nil {
-			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established"}})
+			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established: " + failed}})
 		}
 	}()
+	failed = notEstablishedParams
 	params, err := e.cfg.Backend.runtimeParams(startup.Parameters, e.cfg.Target)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
@@ -244,6 +247,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	lost := new(trigger) // the credential could not be kept: end the session
 	var lease *credential.Session
 	if e.cfg.Backend.Lease != nil {
+		failed = notEstablishedCredential
 		lease, err = e.cfg.Backend.Lease(ctx, connect, lost.fire)
 		if err != nil {
 			// The detail stays in the log; the client learns only that there is no credential.
@@ -253,9 +257,10 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 			return nil, err
 		}
 		user, password = lease.Lease.Username, lease.Lease.Password
-		rec.async(audit.Record{Kind: audit.KindDecision, LeaseID: lease.Lease.ID})
+		rec.async(leaseRecord(lease.Lease.ID, "acquired"))
 	}
 	var meta *dbMeta
+	failed = notEstablishedBackend
 	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password, func(pc *pgconn.PgConn) error {
 		if e.cfg.Policy == nil {
 			return nil
@@ -278,8 +283,9 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		return nil, err
 	}
 
+	failed = notEstablishedMisconfigured
 	for name, value := range be.ParameterStatuses {
-		if err := checkParameter(name, value); err != nil {
+		if err = checkParameter(name, value); err != nil {
 			be.Conn.Close()
 			if lease != nil {
 				lease.End()
@@ -300,6 +306,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	binary.BigEndian.PutUint32(secret[:], key.secret)
 	client.Send(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: secret[:]})
 	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
+	failed = notEstablishedClient
 	abort := func(err error) (server.Session, error) {
 		e.cancels.remove(key)
 		be.Conn.Close()
@@ -328,6 +335,15 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
 	}, nil
 }
+
+// Why a session that began was not established, as its end record says it.
+const (
+	notEstablishedParams        = "the client's startup parameters were refused"
+	notEstablishedCredential    = "no backend credential"
+	notEstablishedBackend       = "backend unavailable"
+	notEstablishedMisconfigured = "misconfigured backend"
+	notEstablishedClient        = "the client left during startup"
+)
 
 func auditDecision(d authz.Decision, action, target string) *audit.Decision {
 	ad := &audit.Decision{ID: d.ID, Action: action, Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,

@@ -120,6 +120,33 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 	}
 }
 
+// maskedIn lists the masked columns a result of sts can carry ("public.customers.email=hash"), sorted:
+// those of the tables the statements read, or all of them when a statement's result is masked as
+// derived from masked data (a view, a function, a cursor). A statement that reads no masked table,
+// such as BEGIN, lists none.
+func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
+	if !p.active() {
+		return nil
+	}
+	all := p.derived != "" && len(sts) == 0
+	read := map[string]bool{}
+	for i, st := range sts {
+		all = all || i < len(p.derivedAt) && p.derivedAt[i] != ""
+		for _, a := range st.Accesses {
+			read[a.Table] = true
+		}
+	}
+	var out []string
+	for k, strategy := range p.cols {
+		t := p.meta.tables[k.table]
+		if all || read[t.name] {
+			out = append(out, t.name+"."+t.columns[k.attr]+"="+string(strategy))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // strategy returns how to mask a column of the result of statement i (-1: any of them), "" for not
 // at all.
 func (p *plan) strategy(f pgproto3.FieldDescription, i int) inspect.Strategy {

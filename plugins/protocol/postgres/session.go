@@ -107,6 +107,9 @@ func (s *session) Run(ctx context.Context) error {
 	defer expiry.Stop()
 	if s.lost != nil {
 		s.lost.set(func(err error) {
+			if s.lease != nil {
+				s.rec.async(leaseRecord(s.lease.Lease.ID, "renewal failed"))
+			}
 			s.endFromBroker(err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
 		})
 	}
@@ -129,7 +132,7 @@ func (s *session) Run(ctx context.Context) error {
 	}
 	// Revoking the lease after the backend session closed: revocation alone would not end it.
 	if s.lease != nil {
-		s.lease.End()
+		s.rec.async(leaseRecord(s.lease.Lease.ID, string(s.lease.End())))
 	}
 	if s.terminated.Load() {
 		err = nil
@@ -381,7 +384,7 @@ func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]by
 		}
 	}
 	out := s.answer(h, msg)
-	s.summarize(msg, h != nil && h.recordFull)
+	s.summarize(h, msg)
 	if out == nil {
 		return held, nil
 	}
