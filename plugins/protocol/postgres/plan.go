@@ -121,20 +121,22 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 }
 
 // maskedIn lists the masked columns a result of sts can carry ("public.customers.email=hash"), sorted:
-// those of the tables the statements read, or all of them when a statement's result is masked as
-// derived from masked data (a view, a function, a cursor). A statement that reads no masked table,
-// such as BEGIN, lists none.
+// those of the tables the statements name, or all of them when a statement that reads (a query, a
+// function, a cursor) has its result masked as derived from masked data. A statement that names no
+// masked table and reads nothing, such as BEGIN or CREATE TABLE, lists none.
 func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
 	if !p.active() {
 		return nil
 	}
-	all := p.derived != "" && len(sts) == 0
+	all := false
 	read := map[string]bool{}
 	for i, st := range sts {
-		all = all || i < len(p.derivedAt) && p.derivedAt[i] != ""
+		reads := st.Fetch || len(st.Functions) > 0 || len(st.PossibleFunctions) > 0
 		for _, a := range st.Accesses {
 			read[a.Table] = true
+			reads = reads || a.Action == sqlclass.KindSelect
 		}
+		all = all || reads && i < len(p.derivedAt) && p.derivedAt[i] != ""
 	}
 	var out []string
 	for k, strategy := range p.cols {
