@@ -85,6 +85,8 @@ func TestDynamicCredentialPerSession(t *testing.T) {
 	support.Close(ctx)
 	waitRoleGone(t, ua)
 	waitRoleGone(t, us)
+	// The audit log has each lease as lease events: acquired when the session began, revoked at its end.
+	checkLeaseEvents(t, b, mustPersonaID(t, s, stack.PersonaAnalyst))
 
 	// Vault sealed: new sessions are refused within the configured deadline, with no fallback.
 	if v.compat != nil {

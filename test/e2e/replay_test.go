@@ -207,3 +207,31 @@ func TestReplayAndExportSayWhatHappened(t *testing.T) {
 		t.Errorf("audit sessions --decision deny does not list the session with refused statements:\n%s", denied)
 	}
 }
+
+// checkLeaseEvents waits for a session of spiffeID in b's chain whose lease was acquired and then
+// revoked, and checks that its replay says so, in order, as lease events.
+func checkLeaseEvents(t *testing.T, b *stack.Broker, spiffeID string) {
+	t.Helper()
+	var session string
+	for deadline := time.Now().Add(15 * time.Second); session == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+			if r := e.Record; r.Kind == audit.KindLease && r.SPIFFEID == spiffeID && r.Detail["event"] == "revoked" {
+				session = r.Session
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if session == "" {
+		t.Fatalf("no revoked lease of %s in the chain", spiffeID)
+	}
+	checkReplay(t, brokerCLI(t, b, "replay", "--config="+b.ConfigPath, session), []lineMeaning{
+		{kind: audit.KindSessionStart, has: []string{spiffeID}},
+		{kind: audit.KindLease, has: []string{" acquired"}},
+		{kind: audit.KindStatement, has: []string{"SELECT"}},
+		{kind: audit.KindLease, has: []string{" revoked"}},
+		{kind: audit.KindSessionEnd, has: []string{"client ended the session"}},
+	})
+}
