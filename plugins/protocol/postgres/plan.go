@@ -29,7 +29,8 @@ type plan struct {
 	derived inspect.Strategy
 	// derivedAt is derived for each statement of a simple Query, in order.
 	derivedAt []inspect.Strategy
-	// scrub withholds the text of errors and notices: they can quote values of masked columns.
+	// scrub withholds the text of notices, and of errors that can quote data (quotesData): they can
+	// quote values of masked columns.
 	scrub bool
 	// maskedNames are the masked columns' names.
 	maskedNames []string
@@ -104,7 +105,7 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 			// A view over masked data may rename a masked column, and a relation made after the session
 			// began may hold copies of masked values.
 			derived = derived || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
-			if maskedTables[a.Table] || !catalogTables[a.Table] {
+			if maskedTables[a.Table] {
 				p.scrub = true
 			}
 		}
@@ -258,6 +259,25 @@ func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []
 	}
 	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
 	return dst, n, nil
+}
+
+// quotesData reports whether an error of SQLSTATE code can quote the data a statement read, and so is
+// withheld from a statement that reads masked columns (scrub): data exceptions (22: "invalid input
+// syntax for type integer: <value>"), integrity constraint violations (23, and 44 for WITH CHECK
+// OPTION: "Failing row contains (<row>)"), raised exceptions (P0), errors of functions and triggers
+// (09, 27, 2F, 38, 39), internal errors (XX), and an error without a valid SQLSTATE. The rest (an
+// undefined table or column, a syntax error, a permission error, a serialization failure, ...) names
+// objects the statement itself names, not values, and passes through. The class decides, never the
+// message's text.
+func quotesData(code string) bool {
+	if len(code) != 5 {
+		return true
+	}
+	switch code[:2] {
+	case "22", "23", "44", "P0", "09", "27", "2F", "38", "39", "XX":
+		return true
+	}
+	return false
 }
 
 // scrub returns the error or notice with everything that could quote a value removed: only the

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -146,5 +147,66 @@ func TestMaskedColumnsAreListedOnlyWhereAResultCarriesThem(t *testing.T) {
 				t.Errorf("masked %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestUnparsableStatementsGetTheParsersMessageAndPosition: SQL the broker cannot parse is refused
+// with what PostgreSQL would answer (42601, the parser's message, the error's position), in both
+// protocols, and recorded as refused because it does not parse.
+func TestUnparsableStatementsGetTheParsersMessageAndPosition(t *testing.T) {
+	const sql = "SELECT * FROM orders WHERE"
+	for _, c := range []struct {
+		name string
+		send func(s *session) error
+	}{
+		{"simple", func(s *session) error { return s.onQuery(&pgproto3.Query{String: sql}) }},
+		{"extended", func(s *session) error { return s.onParse(&pgproto3.Parse{Query: sql}) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newRelaySession(t, relayIO{})
+			sink := &recordingSink{}
+			s.rec = recorder{sink: sink, session: "s1"}
+			if err := c.send(s); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.queue.items) == 0 || s.queue.items[0].kind != itDenied {
+				t.Fatalf("not refused: %+v", s.queue.items)
+			}
+			e := s.queue.items[0].denial
+			if e.Code != "42601" || e.Message != "syntax error at end of input" || e.Position != 27 || e.Severity != "ERROR" {
+				t.Errorf("refused with %+v", e)
+			}
+			if len(sink.recs) != 1 || sink.recs[0].Detail["refused"] != refusedUnparsed || sink.recs[0].Error != "SQLSTATE 42601" {
+				t.Errorf("recorded %+v", sink.recs)
+			}
+		})
+	}
+}
+
+// TestAStatementTheBackendFailedToParseCanBeParsedAgain: a named statement whose Parse the backend
+// refused (an undefined column) does not exist, at the server or at the broker: the client may Parse
+// the name again (pgx does, with its statement cache) and is not told it already exists (42P05).
+func TestAStatementTheBackendFailedToParseCanBeParsedAgain(t *testing.T) {
+	again := encodeMessages(t, &pgproto3.Parse{Name: "stmtcache_1", Query: "SELECT emial FROM orders"}, &pgproto3.Sync{})
+	var toBackend bytes.Buffer
+	s := newRelaySession(t, relayIO{fromClient: bytes.NewReader(again), toBackend: &toBackend})
+	if err := s.onParse(&pgproto3.Parse{Name: "stmtcache_1", Query: "SELECT emial FROM orders"}); err != nil {
+		t.Fatal(err)
+	}
+	h := s.queue.head()
+	if out, ok := s.answer(h, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42703", Message: `column "emial" does not exist`}).(*pgproto3.ErrorResponse); !ok || out.Code != "42703" {
+		t.Fatalf("the backend's error became %+v", out)
+	}
+	s.queue.skipToSync()
+	s.queue.pop()
+	toBackend.Reset()
+	_ = s.clientToBackend() // until the client's stream ends
+	for _, it := range s.queue.items {
+		if it.kind == itDenied {
+			t.Fatalf("the second Parse was refused: %+v", it.denial)
+		}
+	}
+	if !bytes.Contains(toBackend.Bytes(), []byte("SELECT emial FROM orders")) {
+		t.Fatal("the second Parse did not reach the backend")
 	}
 }

@@ -58,6 +58,7 @@ type session struct {
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue
+	failed     failedParses
 	discarding bool   // a statement was denied in the extended protocol: discard until Sync
 	names      uint64 // backend names given so far
 	commits    commitPoints
@@ -235,6 +236,7 @@ func (s *session) clientToBackend() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from client: %w", err)
 		}
+		s.failed.forget(s.stmts)
 		if s.discarding {
 			switch msg.(type) {
 			case *pgproto3.Sync:
@@ -442,8 +444,11 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		switch {
 		case h.kind == itDenied:
 			out = h.denial
-		case h.plan != nil && h.plan.scrub:
+		case h.plan != nil && h.plan.scrub && quotesData(e.Code):
 			out = scrub(e)
+		}
+		if h.kind == itParse && h.parsed != nil {
+			s.failed.add(h.name, h.parsed)
 		}
 		switch h.kind {
 		case itQuery, itCall, itSync:

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -103,6 +104,45 @@ type item struct {
 	// recordFull: a deciding policy asked for @record("full"): the rows go in the audit log.
 	recordFull bool
 	denial     *pgproto3.ErrorResponse
+	// parsed and name: itParse's statement and its client's name, forgotten if the backend refuses it.
+	parsed *prepared
+	name   string
+}
+
+// failedParses are the named statements whose Parse the backend refused. The backend side notes them;
+// the client side forgets their names before it handles the client's next message, since the server
+// keeps no statement whose Parse failed and the client may Parse that name again.
+type failedParses struct {
+	any   atomic.Bool
+	mu    sync.Mutex
+	names map[string]*prepared
+}
+
+func (f *failedParses) add(name string, st *prepared) {
+	f.mu.Lock()
+	if f.names == nil {
+		f.names = map[string]*prepared{}
+	}
+	f.names[name] = st
+	f.any.Store(true)
+	f.mu.Unlock()
+}
+
+// forget removes the statements whose Parse failed from stmts, unless their names were given to
+// other statements since.
+func (f *failedParses) forget(stmts map[string]*prepared) {
+	if !f.any.Load() {
+		return
+	}
+	f.mu.Lock()
+	for name, st := range f.names {
+		if stmts[name] == st {
+			delete(stmts, name)
+		}
+	}
+	clear(f.names)
+	f.any.Store(false)
+	f.mu.Unlock()
 }
 
 // queue holds the answers the backend owes, oldest first. The client side appends before it
@@ -167,9 +207,15 @@ func (s *session) refuseMessage(e *pgproto3.ErrorResponse) error {
 	return s.deny("extended", "", nil, refused(e, refusedProtocol))
 }
 
-// classify parses and classifies sql; a statement that does not parse is denied.
+// classify parses and classifies sql; a statement that does not parse is denied, with the parser's
+// message and position as the server gives them (42601).
 func (s *session) classify(sql string) ([]sqlclass.Statement, *pgproto3.ErrorResponse) {
 	sts, err := s.insp.classifier.Classify(sql)
+	if se, ok := errors.AsType[*sqlclass.SyntaxError](err); ok {
+		e := errorResponse("42601", se.Message)
+		e.Position = int32(min(se.Position, len(sql)+1))
+		return nil, e
+	}
 	if err != nil {
 		return nil, errStatementDenied("svidbroker: statement denied: it does not parse as PostgreSQL SQL, and what the broker cannot parse it does not run")
 	}
@@ -482,7 +528,7 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 	}
 	st := &prepared{text: m.Query, sts: sts, approval: ap, backend: s.backendName("s", m.Name)}
 	s.stmts[m.Name] = st
-	s.queue.push(&item{kind: itParse})
+	s.queue.push(&item{kind: itParse, parsed: st, name: m.Name})
 	s.backend.Send(&pgproto3.Parse{Name: st.backend, Query: m.Query, ParameterOIDs: m.ParameterOIDs})
 	return nil
 }
