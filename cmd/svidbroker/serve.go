@@ -124,7 +124,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.WarnContext(ctx, "audit on_failure = continue: if the audit store fails, statements run unrecorded")
 		auditErr = func() error { return nil }
 	}
-	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
+	// What ready says reaches clients: the audit store's error, which may name hosts or paths, stays in
+	// the log.
+	ready := func() error {
+		var audit error
+		if err := auditErr(); err != nil {
+			audit = errors.New("the audit log is unavailable, so new sessions are refused")
+		}
+		return errors.Join(svidValid(src), audit)
+	}
 
 	srvCfg := server.Config{
 		HandshakeTimeout:        cfg.Limits.HandshakeTimeoutD,
@@ -225,6 +233,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				Lease:    lease,
 			},
 			Ready:           ready,
+			TLSReady:        func() error { return svidValid(src) },
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			Logger:          log,

@@ -66,9 +66,15 @@ type Config struct {
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	// Backend is where sessions go.
 	Backend Backend
-	// Ready reports whether the broker may grant new access (it holds a valid SVID). When it fails, new
-	// clients get a PostgreSQL error saying why, before any TLS. Nil means always ready.
+	// Ready reports whether the broker may grant new access (it holds a valid SVID, its audit log
+	// works). When it fails, a new client gets a FATAL error saying why, once TLS is up and it has sent
+	// its startup message, where clients show the server's errors (libpq reports an error sent in
+	// answer to SSLRequest only as "server sent an error response during SSL exchange"). Its text goes
+	// to clients, so it must hold no secret or host name. Nil means always ready.
 	Ready func() error
+	// TLSReady reports whether the broker can complete a TLS handshake a client accepts (its own SVID
+	// is current). When it fails, clients are refused before TLS. Nil means always.
+	TLSReady func() error
 	// SVIDExpiryGrace is how long a session may outlive its client's SVID before the broker ends it.
 	SVIDExpiryGrace time.Duration
 	// MaxMessageBytes caps one protocol message in either direction.
@@ -193,6 +199,13 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	if startup.ProtocolVersion != pgproto3.ProtocolVersion30 {
 		sendFatal(client, "0A000", "svidbroker: only protocol version 3.0 is supported")
 		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
+	}
+	if e.cfg.Ready != nil {
+		if err := e.cfg.Ready(); err != nil {
+			log.WarnContext(ctx, "connection refused: the broker is not ready", "error", err)
+			sendFatal(client, "57P03", "svidbroker: not accepting connections: "+err.Error())
+			return nil, fmt.Errorf("postgres: not ready: %w", err)
+		}
 	}
 	if e.cfg.Attest != nil {
 		if peer.Attestation, err = e.cfg.Attest(ctx, peer.ID); err != nil {
@@ -379,9 +392,10 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.SSLRequest:
-			if e.cfg.Ready != nil {
-				if err := e.cfg.Ready(); err != nil {
-					// libpq reports an ErrorResponse sent in answer to SSLRequest as the server's error.
+			if e.cfg.TLSReady != nil {
+				if err := e.cfg.TLSReady(); err != nil {
+					// No TLS handshake the client would accept can follow, so the refusal goes now, where
+					// libpq says only that there was one: the reason is on /readyz and in the log.
 					sendFatal(pgproto3.NewBackend(raw, raw), "08006", "svidbroker: not accepting connections: "+err.Error())
 					return nil, fmt.Errorf("postgres: not ready: %w", err)
 				}
