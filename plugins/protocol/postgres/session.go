@@ -68,7 +68,9 @@ type session struct {
 	cancels    *cancelRegistry
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
-	closeOnce  sync.Once
+	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.
+	backendFatal atomic.Bool
+	closeOnce    sync.Once
 }
 
 // errClientTerminated marks a session the client ended with Terminate.
@@ -94,6 +96,12 @@ func (s *session) Run(ctx context.Context) error {
 		close(s.b2cDone)
 		if !s.ending.Load() {
 			s.backendFirst.Store(true)
+			if !s.terminated.Load() && !s.backendFatal.Load() {
+				// The backend went away without a word: the client learns that, not only that its
+				// connection closed (which libpq reports as "SSL SYSCALL error: EOF detected").
+				s.shortenClientWrites()
+				s.sendFatal("08006", "svidbroker: the database connection was lost")
+			}
 			s.close() // the backend side ended: so does the client's
 		}
 		b2c <- err
@@ -435,6 +443,9 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 			return &n
 		}
 		return msg
+	}
+	if e, ok := msg.(*pgproto3.ErrorResponse); ok && (e.Severity == "FATAL" || e.Severity == "PANIC") {
+		s.backendFatal.Store(true)
 	}
 	if h == nil {
 		return msg
