@@ -144,7 +144,11 @@ func Format(e Entry) string {
 			fmt.Fprintf(&b, " after %s", Escape(d))
 		}
 	case KindDecision:
-		if d := r.Decision; d != nil {
+		if d := r.Decision; d != nil && !d.Allow && r.Detail["refused"] != "" {
+			// Refused by something other than a policy (an allow list): no decision to cite.
+			fmt.Fprintf(&b, " %s to %s refused: %s", Escape(d.Action), Escape(r.Target), Escape(r.Detail["refused"]))
+			decision = nil
+		} else if d != nil {
 			fmt.Fprintf(&b, " %s to %s %s (decision %s)", Escape(d.Action), Escape(r.Target), outcome(d), Escape(d.ID))
 			decision = nil
 		}

@@ -47,6 +47,8 @@ func scripted() []Entry {
 		{Kind: KindSessionEnd, Session: "a", Detail: map[string]string{"reason": "client ended the session", "duration": "2s"}},
 		{Kind: KindDecision, Session: "b", Remote: "127.0.0.1:5001", SPIFFEID: "spiffe://example.org/agent/intruder",
 			Decision: &Decision{ID: "c2", Action: "connect", Allow: false}},
+		{Kind: KindDecision, Session: "d", Decision: &Decision{Action: "connect", Resource: `Target::"shop"`},
+			Detail: map[string]string{"refused": "not in the target's allow list"}},
 		{Kind: KindSessionStart, Session: "c", Decision: &Decision{ID: "c3", Action: "connect", Allow: true, Policies: []string{"agents-connect"}}},
 		{Kind: KindSessionEnd, Session: "c", Detail: map[string]string{"reason": "session not established: backend unavailable"}},
 	}
@@ -138,6 +140,7 @@ func TestReplayOfRefusedAndFailedSessions(t *testing.T) {
 	}{
 		{"b", []string{"decision", "connect to shop refused: no policy permitted it: denied by default (decision c2)"}},
 		{"c", []string{"session not established: backend unavailable"}},
+		{"d", []string{"connect to shop refused: not in the target's allow list"}},
 	} {
 		t.Run(c.session, func(t *testing.T) {
 			tl, err := Timeline(sliceReader(scripted()), c.session)
@@ -188,9 +191,9 @@ func TestSessionsFilterByDecision(t *testing.T) {
 		decision string
 		want     []string
 	}{
-		{"deny", []string{"a", "b"}},
+		{"deny", []string{"a", "b", "d"}},
 		{"allow", []string{"c"}},
-		{"", []string{"a", "b", "c"}},
+		{"", []string{"a", "b", "d", "c"}},
 	} {
 		t.Run(c.decision, func(t *testing.T) {
 			ss, err := Sessions(sliceReader(scripted()), Filter{Decision: c.decision})

@@ -223,7 +223,11 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	decision, err := e.cfg.Authorize(ctx, connect)
 	if err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
-		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)})
+		refusal := audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)}
+		if decision.ID == "" { // an exact allow list refused it, not a policy
+			refusal.Detail = map[string]string{"refused": "not in the target's allow list"}
+		}
+		rec.async(refusal)
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
