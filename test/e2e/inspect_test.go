@@ -62,6 +62,21 @@ func fails(parts ...string) outcome {
 	}
 }
 
+// withheld wants an error whose details the broker withheld, and neither of Alice's values in it.
+func withheld(out string, err error) error {
+	if err == nil {
+		return fmt.Errorf("ran: %q", out)
+	}
+	msg := out + " " + err.Error()
+	if strings.Contains(msg, aliceEmail) || strings.Contains(msg, aliceSSN) || strings.Contains(msg, "123-45") {
+		return fmt.Errorf("LEAK in error: %q", msg)
+	}
+	if !strings.Contains(msg, "details withheld") {
+		return fmt.Errorf("error not withheld: %q", msg)
+	}
+	return nil
+}
+
 // syntaxError wants PostgreSQL's answer to SQL that does not parse: 42601, the parser's message, and
 // the position (in characters, from 1), which psql shows as a caret under the statement's line.
 func syntaxError(message string, position int) outcome {
@@ -209,7 +224,10 @@ var inspectCases = []inspectCase{
 	// over masked columns or a table outside the catalog.
 	{stack.PersonaAnalyst, "SELECT emial FROM customers WHERE id = 1", fails(`column "emial" does not exist`)},
 	{stack.PersonaAnalyst, "SELECT email FROM customerz", fails(`relation "customerz" does not exist`)},
-	// A value that an error message would quote is withheld.
+	// A value that an error message would quote is withheld, also when the error is of a class that
+	// usually names only what the statement names (a value cast to regclass or regtype).
+	{stack.PersonaAnalyst, "SELECT email::regclass FROM customers WHERE id = 1", withheld},
+	{stack.PersonaAnalyst, "SELECT ssn::regtype FROM customers WHERE id = 1", withheld},
 	{stack.PersonaAnalyst, "SELECT ssn::int FROM customers WHERE id = 1", func(out string, err error) error {
 		if err == nil {
 			return fmt.Errorf("ran: %q", out)

@@ -261,21 +261,36 @@ func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []
 	return dst, n, nil
 }
 
-// quotesData reports whether an error of SQLSTATE code can quote the data a statement read, and so is
-// withheld from a statement that reads masked columns (scrub): data exceptions (22: "invalid input
-// syntax for type integer: <value>"), integrity constraint violations (23, and 44 for WITH CHECK
-// OPTION: "Failing row contains (<row>)"), raised exceptions (P0), errors of functions and triggers
-// (09, 27, 2F, 38, 39), internal errors (XX), and an error without a valid SQLSTATE. The rest (an
-// undefined table or column, a syntax error, a permission error, a serialization failure, ...) names
-// objects the statement itself names, not values, and passes through. The class decides, never the
-// message's text.
-func quotesData(code string) bool {
+// quotesData reports whether error e can quote the data a statement read, and so is withheld from a
+// statement that reads masked columns (scrub). Its SQLSTATE class decides, never its message's text.
+//
+// Data exceptions (22: "invalid input syntax for type integer: <value>"), integrity constraint
+// violations (23, and 44 for WITH CHECK OPTION: "Failing row contains (<row>)"), raised exceptions
+// (P0), errors of functions, triggers and foreign data (09, 27, 2F, 38, 39, HV), internal errors (XX),
+// and an error without a valid SQLSTATE can: they are withheld.
+//
+// Errors that name an object (42 syntax and access rules, 3D, 3F, 26, 34, 0P, 28, 0L, 3B, 2B) name
+// what the statement names when the server raised them analysing the client's text: it points into
+// that text (Position) and gives no context. Raised while the statement runs, they can name a value
+// taken for a name (a text cast to regclass: schema "<value>" does not exist), so they are withheld.
+// A permission error (42501) names objects only and passes.
+//
+// The rest (a serialization failure, a cancelled statement, a feature not supported, ...) quotes no
+// value and passes.
+func quotesData(e *pgproto3.ErrorResponse) bool {
+	code := e.Code
 	if len(code) != 5 {
 		return true
 	}
 	switch code[:2] {
-	case "22", "23", "44", "P0", "09", "27", "2F", "38", "39", "XX":
+	case "22", "23", "44", "P0", "09", "27", "2F", "38", "39", "HV", "XX":
 		return true
+	case "42", "3D", "3F", "26", "34", "0P", "28", "0L", "3B", "2B":
+		if code == "42501" {
+			return false
+		}
+		inText := e.Position > 0 && e.Where == "" && e.InternalQuery == "" && e.InternalPosition == 0
+		return !inText
 	}
 	return false
 }

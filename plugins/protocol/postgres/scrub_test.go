@@ -9,38 +9,47 @@ import (
 
 // TestErrorsAreWithheldOnlyWhenTheyCanQuoteData: in a statement that reads masked columns, an error
 // whose SQLSTATE class can quote the data read (a data exception, a constraint violation, a raised
-// exception, ...) is withheld; an undefined table or column, a syntax or permission error reaches the
-// client as the backend sent it. A statement over tables outside the catalog, which hold no masked
-// data, has nothing withheld, its notices included. The class decides: the same message passes under
-// one code and is withheld under another.
+// exception, ...) is withheld, and so is a syntax or access error the server raised while running the
+// statement (no position in it: a value cast to regclass); an undefined table or column or a syntax
+// error in the statement's text, and a permission error, reach the client as the backend sent them. A
+// statement over tables outside the catalog, which hold no masked data, has nothing withheld, its
+// notices included.
 func TestErrorsAreWithheldOnlyWhenTheyCanQuoteData(t *testing.T) {
 	const secret = "alice@example.org"
+	const masked, outside = "SELECT email FROM customers", "SELECT abalance FROM pgbench_accounts"
 	for _, c := range []struct {
+		name     string
 		sql      string
 		code     string
+		position int32  // where the server points into the statement; 0 for nowhere
+		where    string // the error's context
 		withheld bool
 	}{
-		{"SELECT email FROM customers", "42P01", false}, // undefined table
-		{"SELECT email FROM customers", "42703", false}, // undefined column
-		{"SELECT email FROM customers", "42501", false}, // permission denied
-		{"SELECT email FROM customers", "42601", false}, // syntax error
-		{"SELECT email FROM customers", "40001", false}, // serialization failure
-		{"SELECT email FROM customers", "22P02", true},  // invalid input syntax: quotes the value
-		{"SELECT email FROM customers", "23505", true},  // unique violation: Key (email)=(...)
-		{"SELECT email FROM customers", "23514", true},  // check violation: Failing row contains
-		{"SELECT email FROM customers", "44000", true},  // WITH CHECK OPTION: Failing row contains
-		{"SELECT email FROM customers", "P0001", true},  // RAISE EXCEPTION
-		{"SELECT email FROM customers", "XX000", true},  // internal error
-		{"SELECT email FROM customers", "", true},       // no SQLSTATE
-		{"SELECT email FROM customers", "2201", true},   // not a SQLSTATE
-		{"SELECT abalance FROM pgbench_accounts", "22P02", false},
-		{"SELECT abalance FROM pgbench_accounts", "23505", false},
+		{"undefined table", masked, "42P01", 19, "", false},
+		{"undefined column", masked, "42703", 8, "", false},
+		{"syntax error", masked, "42601", 1, "", false},
+		{"permission denied", masked, "42501", 0, "", false},
+		{"serialization failure", masked, "40001", 0, "", false},
+		{"a value cast to regclass", masked, "42P01", 0, "", true}, // relation "<value>" does not exist
+		{"a value cast to regnamespace", masked, "3F000", 0, "", true},
+		{"a value cast to regtype", masked, "42704", 0, "", true},
+		{"a value parsed as a type name", masked, "42601", 1, `invalid type name "` + secret + `"`, true},
+		{"invalid input syntax", masked, "22P02", 0, "", true},
+		{"unique violation", masked, "23505", 0, "", true},
+		{"check violation", masked, "23514", 0, "", true},
+		{"WITH CHECK OPTION", masked, "44000", 0, "", true},
+		{"RAISE EXCEPTION", masked, "P0001", 0, "", true},
+		{"internal error", masked, "XX000", 0, "", true},
+		{"no SQLSTATE", masked, "", 0, "", true},
+		{"not a SQLSTATE", masked, "2201", 0, "", true},
+		{"outside the catalog: invalid input", outside, "22P02", 0, "", false},
+		{"outside the catalog: unique violation", outside, "23505", 0, "", false},
 	} {
-		t.Run(c.sql+"/"+c.code, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			s := newRelaySession(t, relayIO{})
 			p := existingPlan(t, c.sql)
 			h := &item{kind: itQuery, plan: p}
-			in := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: c.code,
+			in := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: c.code, Position: c.position, Where: c.where,
 				Message: "message quoting " + secret, Detail: "Key (email)=(" + secret + ")"}
 			out, ok := s.answer(h, in).(*pgproto3.ErrorResponse)
 			if !ok {

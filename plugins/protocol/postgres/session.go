@@ -455,7 +455,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		switch {
 		case h.kind == itDenied:
 			out = h.denial
-		case h.plan != nil && h.plan.scrub && quotesData(e.Code):
+		case h.plan != nil && h.plan.scrub && quotesData(e):
 			out = scrub(e)
 		}
 		if h.kind == itParse && h.parsed != nil {
