@@ -10,7 +10,8 @@ import (
 
 // TestALostBackendIsAFatalErrorTheClientShows: a backend connection that dies under a session gives
 // the client a FATAL 08006 saying so (libpq would otherwise report only "SSL SYSCALL error: EOF
-// detected"); a backend that said why it ends (a FATAL of its own) is not talked over.
+// detected"); one the broker ends because the backend sent what it does not relay gives 08P01; a
+// backend that said why it ends (a FATAL of its own) is not talked over.
 func TestALostBackendIsAFatalErrorTheClientShows(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -20,6 +21,8 @@ func TestALostBackendIsAFatalErrorTheClientShows(t *testing.T) {
 		{"connection lost", nil, []string{"08006"}},
 		{"backend terminated", []pgproto3.BackendMessage{&pgproto3.ErrorResponse{Severity: "FATAL", Code: "57P01",
 			Message: "terminating connection due to administrator command"}}, []string{"57P01"}},
+		{"backend sent what the broker does not relay", []pgproto3.BackendMessage{
+			&pgproto3.ParameterStatus{Name: "client_encoding", Value: "SJIS"}}, []string{"08P01"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pki := newTestPKI(t)

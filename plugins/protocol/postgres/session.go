@@ -73,6 +73,9 @@ type session struct {
 	closeOnce    sync.Once
 }
 
+// errBackendLost marks a session whose backend connection ended or failed under it.
+var errBackendLost = errors.New("postgres: from backend: connection lost")
+
 // errClientTerminated marks a session the client ended with Terminate.
 var errClientTerminated = errors.New("client terminated")
 
@@ -97,10 +100,14 @@ func (s *session) Run(ctx context.Context) error {
 		if !s.ending.Load() {
 			s.backendFirst.Store(true)
 			if !s.terminated.Load() && !s.backendFatal.Load() {
-				// The backend went away without a word: the client learns that, not only that its
-				// connection closed (which libpq reports as "SSL SYSCALL error: EOF detected").
+				// The client learns why its session ends, not only that its connection closed (which
+				// libpq reports as "SSL SYSCALL error: EOF detected").
 				s.shortenClientWrites()
-				s.sendFatal("08006", "svidbroker: the database connection was lost")
+				if errors.Is(err, errBackendLost) {
+					s.sendFatal("08006", "svidbroker: the database connection was lost")
+				} else {
+					s.sendFatal("08P01", "svidbroker: terminating connection: the database sent what the broker does not relay (details are in the broker's log)")
+				}
 			}
 			s.close() // the backend side ended: so does the client's
 		}
@@ -344,7 +351,7 @@ func (s *session) backendToClient() error {
 	for {
 		typ, body, err := s.backend.next()
 		if err != nil {
-			return fmt.Errorf("postgres: from backend: %w", err)
+			return fmt.Errorf("%w: %w", errBackendLost, err)
 		}
 		h := s.queue.head()
 		if typ == 'D' && h != nil && (h.kind == itQuery || h.kind == itExecute) {
