@@ -38,14 +38,15 @@ type poolKey struct {
 
 // held is a lease kept alive for the sessions that use it.
 type held struct {
-	lease  *Lease
-	key    poolKey
-	refs   int
-	ends   map[int]func(error)
-	failed bool
-	idle   *time.Timer
-	cancel context.CancelFunc
-	done   chan struct{}
+	lease *Lease
+	key   poolKey
+	refs  int
+	ends  map[int]func(error)
+	idle  *time.Timer
+	// released is set by whoever takes on revoking the lease, so that it is released once.
+	released bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // NewManager returns a manager; journal may be nil (no crash recovery) only in tests. With reuse > 0,
@@ -144,19 +145,17 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	return s, nil
 }
 
-// renew renews at half the remaining TTL until cancelled. A failed renewal is retried, with backoff,
-// while the lease has time left; a renewal that fails for good, or that comes back shorter than it needs
-// to be (the lease hit its max TTL), ends the sessions before the lease expires.
+// renew renews at half the remaining TTL until cancelled. A renewal that fails transiently is retried,
+// with backoff, while the lease has time left; one that fails for good ends the sessions at once, and
+// one that comes back shorter than it needs to be (the lease hit its max TTL) ends them before the lease
+// expires.
 func (m *Manager) renew(ctx context.Context, h *held) {
 	defer close(h.done)
 	ttl := h.lease.TTL
 	expires := time.Now().Add(ttl)
 	fail := func(err error) {
 		m.mu.Lock()
-		h.failed = true
-		if m.pool[h.key] == h {
-			delete(m.pool, h.key)
-		}
+		m.unpoolLocked(h)
 		ends := make([]func(error), 0, len(h.ends))
 		for _, e := range h.ends {
 			ends = append(ends, e)
@@ -178,7 +177,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			return
 		}
 		// Sessions end with a tenth of the TTL to spare, before the credential stops working.
-		next, err := m.renewRetrying(ctx, h.lease.ID, expires.Add(-ttl/10))
+		next, err := m.renewRetrying(ctx, h, expires.Add(-ttl/10))
 		if ctx.Err() != nil {
 			return
 		}
@@ -199,9 +198,10 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 	}
 }
 
-// renewRetrying renews the lease, retrying failures with backoff until a retry could not be made
-// before deadline.
-func (m *Manager) renewRetrying(ctx context.Context, id string, deadline time.Time) (time.Duration, error) {
+// renewRetrying renews h's lease, retrying transient failures with backoff until a retry could not be
+// made before deadline. From the first failure on, the lease is no longer handed to new sessions.
+func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time) (time.Duration, error) {
+	id := h.lease.ID
 	for attempt := 0; ; attempt++ {
 		callDeadline := time.Now().Add(m.timeout)
 		if deadline.Before(callDeadline) {
@@ -209,9 +209,15 @@ func (m *Manager) renewRetrying(ctx context.Context, id string, deadline time.Ti
 		}
 		cctx, cancel := context.WithDeadline(ctx, callDeadline)
 		next, err := m.provider.Renew(cctx, id)
+		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return next, err
+		}
+		m.unpool(h)
+		// A call that ran out its own time found the provider unreachable, which may pass.
+		if !errors.Is(err, ErrTransient) && !timedOut {
+			return 0, fmt.Errorf("%w (not retried: the failure is not transient)", err)
 		}
 		wait := m.backoff.wait(attempt)
 		if time.Now().Add(wait).After(deadline) {
@@ -238,14 +244,17 @@ func (s *Session) End() {
 			m.mu.Unlock()
 			return
 		}
-		if m.reuse > 0 && m.pool[h.key] == h && !h.failed {
+		if m.reuse > 0 && m.pool[h.key] == h {
 			h.idle = time.AfterFunc(m.reuse, func() {
 				m.mu.Lock()
-				if h.refs > 0 || m.pool[h.key] != h {
+				if h.refs > 0 || h.released {
 					m.mu.Unlock()
 					return
 				}
-				delete(m.pool, h.key)
+				h.released = true
+				if m.pool[h.key] == h {
+					delete(m.pool, h.key)
+				}
 				m.mu.Unlock()
 				m.release(h)
 			})
@@ -255,6 +264,7 @@ func (s *Session) End() {
 		if m.pool[h.key] == h {
 			delete(m.pool, h.key)
 		}
+		h.released = true
 		m.mu.Unlock()
 		m.release(h)
 	})
@@ -275,10 +285,11 @@ func (m *Manager) Close() {
 	m.mu.Lock()
 	var idle []*held
 	for k, h := range m.pool {
-		if h.refs == 0 {
+		if h.refs == 0 && !h.released {
 			if h.idle != nil {
 				h.idle.Stop()
 			}
+			h.released = true
 			delete(m.pool, k)
 			idle = append(idle, h)
 		}
@@ -286,6 +297,23 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	for _, h := range idle {
 		m.release(h)
+	}
+}
+
+// unpool stops h's lease being handed to new sessions.
+func (m *Manager) unpool(h *held) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unpoolLocked(h)
+}
+
+func (m *Manager) unpoolLocked(h *held) {
+	if m.pool[h.key] == h {
+		delete(m.pool, h.key)
+	}
+	if h.refs == 0 && h.idle != nil {
+		// Idle, it waits for no one: revoke it now rather than at the end of the reuse window.
+		h.idle.Reset(0)
 	}
 }
 

@@ -1,6 +1,7 @@
 package credential
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -168,6 +169,105 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 			if len(seen) < 2 {
 				t.Fatalf("wait(%d) is always %v: no jitter", tc.n, b.wait(tc.n))
 			}
+		})
+	}
+}
+
+// errLeaseNotFound is what Vault answers to renewing a lease revoked out of band: no retry can help.
+var errLeaseNotFound = errors.New("vault: renew database/creds/r/1: Code: 400. Errors: * lease not found or lease is not renewable")
+
+// TestPermanentRenewalFailureEndsSessionsAtOnce: a renewal that fails for good ends the session at
+// the first attempt; only a transient failure is retried, and then still ends the session before the
+// lease expires.
+func TestPermanentRenewalFailureEndsSessionsAtOnce(t *testing.T) {
+	cases := []struct {
+		name     string
+		err      error
+		attempts func(n int) bool
+		endedBy  time.Duration
+	}{
+		{"lease not found", errLeaseNotFound, func(n int) bool { return n == 1 }, 30 * time.Minute},
+		{"sealed", fmt.Errorf("vault: 503 sealed: %w", ErrTransient), func(n int) bool { return n > 3 }, 54 * time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := &memProvider{live: map[string]bool{}, ttl: time.Hour, renewErr: tc.err}
+				m := NewManager(p, nil, quiet(), 10*time.Second, 0)
+				m.backoff = testBackoff
+				start := time.Now()
+				var endedAt atomic.Int64
+				var reason atomic.Value
+				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(err error) {
+					endedAt.Store(int64(time.Since(start)))
+					reason.Store(err)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.End()
+				time.Sleep(2 * time.Hour)
+				synctest.Wait()
+				ended := time.Duration(endedAt.Load())
+				if ended == 0 || ended > tc.endedBy {
+					t.Fatalf("session ended at %v, want by %v", ended, tc.endedBy)
+				}
+				if err, _ := reason.Load().(error); !errors.Is(err, tc.err) {
+					t.Fatalf("ended with %v, want it to wrap %v", err, tc.err)
+				}
+				p.mu.Lock()
+				n := p.renewals
+				p.mu.Unlock()
+				if !tc.attempts(n) {
+					t.Fatalf("%d renewal attempts", n)
+				}
+			})
+		})
+	}
+}
+
+// TestFailingLeaseIsNotReused: once a lease's renewal fails, a new session of the same caller gets a
+// lease of its own, whether the failure was permanent or transient and still being retried; an idle
+// lease whose renewal fails is revoked without waiting out the reuse window.
+func TestFailingLeaseIsNotReused(t *testing.T) {
+	cases := []struct {
+		name string
+		p    *memProvider
+	}{
+		{"permanent failure", &memProvider{live: map[string]bool{}, ttl: time.Hour, renewErr: errLeaseNotFound}},
+		{"transient failure being retried", &memProvider{live: map[string]bool{}, ttl: time.Hour, renewFailures: -1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := NewManager(tc.p, nil, quiet(), 10*time.Second, 2*time.Hour)
+				m.backoff = testBackoff
+				defer m.Close()
+				start := func() *Session {
+					s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				}
+				s1 := start()
+				time.Sleep(30*time.Minute + 2*time.Second) // the first renewal has failed
+				s2 := start()
+				if s2.Lease.ID == s1.Lease.ID || m.Reused.Load() != 0 || m.Acquired.Load() != 2 {
+					t.Fatalf("second session got %v (first %v), reused %d", s2.Lease, s1.Lease, m.Reused.Load())
+				}
+				s2.End() // idle, its lease kept for the reuse window
+				s1.End()
+				synctest.Wait()
+				if live := tc.p.liveIDs(); len(live) != 1 || live[0] != s2.Lease.ID {
+					t.Fatalf("live leases %v after both sessions ended, want only the idle %s", live, s2.Lease.ID)
+				}
+				time.Sleep(30*time.Minute + 2*time.Second) // the idle lease's renewal has failed
+				synctest.Wait()
+				if live := tc.p.liveIDs(); len(live) != 0 {
+					t.Fatalf("idle lease %v kept although its renewal failed", live)
+				}
+			})
 		})
 	}
 }
