@@ -39,10 +39,13 @@ type poolKey struct {
 // held is a lease kept alive for the sessions that use it.
 type held struct {
 	lease *Lease
-	key   poolKey
-	refs  int
-	ends  map[int]func(error)
-	idle  *time.Timer
+	// expires is when the lease expires at the latest: its TTL counted from when the request that
+	// obtained or last renewed it was sent, since the provider counts it from some time after.
+	expires time.Time
+	key     poolKey
+	refs    int
+	ends    map[int]func(error)
+	idle    *time.Timer
 	// released is set by whoever takes on revoking the lease, so that it is released once.
 	released bool
 	cancel   context.CancelFunc
@@ -115,6 +118,7 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	m.mu.Unlock()
 
 	cctx, cancel := context.WithTimeout(ctx, m.timeout)
+	sent := time.Now()
 	lease, err := m.provider.Acquire(cctx, src)
 	cancel()
 	if err != nil {
@@ -128,7 +132,7 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 		}
 	}
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &held{lease: lease, key: key, refs: 1, ends: map[int]func(error){}, cancel: rcancel, done: make(chan struct{})}
+	h := &held{lease: lease, expires: sent.Add(lease.TTL), key: key, refs: 1, ends: map[int]func(error){}, cancel: rcancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.nextID++
 	h.ends[m.nextID] = end
@@ -151,8 +155,7 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 // expires.
 func (m *Manager) renew(ctx context.Context, h *held) {
 	defer close(h.done)
-	ttl := h.lease.TTL
-	expires := time.Now().Add(ttl)
+	ttl, expires := h.lease.TTL, h.expires
 	fail := func(err error) {
 		m.mu.Lock()
 		m.unpoolLocked(h)
@@ -166,7 +169,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 		}
 	}
 	for {
-		wait := max(ttl/2, 100*time.Millisecond)
+		wait := max(time.Until(expires.Add(-ttl/2)), 100*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return
@@ -177,7 +180,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			return
 		}
 		// Sessions end with a tenth of the TTL to spare, before the credential stops working.
-		next, err := m.renewRetrying(ctx, h, expires.Add(-ttl/10))
+		next, sent, err := m.renewRetrying(ctx, h, expires.Add(-ttl/10))
 		if ctx.Err() != nil {
 			return
 		}
@@ -189,44 +192,46 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			// The lease cannot be extended further: end the sessions before it expires.
 			select {
 			case <-ctx.Done():
-			case <-time.After(next * 3 / 4):
+			case <-time.After(time.Until(sent.Add(next * 3 / 4))):
 				fail(fmt.Errorf("credential: lease %s reached its maximum lifetime", h.lease.ID))
 			}
 			return
 		}
-		ttl, expires = next, time.Now().Add(next)
+		ttl, expires = next, sent.Add(next)
 	}
 }
 
 // renewRetrying renews h's lease, retrying transient failures with backoff until a retry could not be
-// made before deadline. From the first failure on, the lease is no longer handed to new sessions.
-func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time) (time.Duration, error) {
+// made before deadline. It returns the new TTL and when the request that obtained it was sent. From the
+// first failure on, the lease is no longer handed to new sessions.
+func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time) (next time.Duration, sent time.Time, err error) {
 	id := h.lease.ID
 	for attempt := 0; ; attempt++ {
-		callDeadline := time.Now().Add(m.timeout)
+		sent = time.Now()
+		callDeadline := sent.Add(m.timeout)
 		if deadline.Before(callDeadline) {
 			callDeadline = deadline
 		}
 		cctx, cancel := context.WithDeadline(ctx, callDeadline)
-		next, err := m.provider.Renew(cctx, id)
+		next, err = m.provider.Renew(cctx, id)
 		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil || ctx.Err() != nil {
-			return next, err
+			return next, sent, err
 		}
 		m.unpool(h)
 		// A call that ran out its own time found the provider unreachable, which may pass.
 		if !errors.Is(err, ErrTransient) && !timedOut {
-			return 0, fmt.Errorf("%w (not retried: the failure is not transient)", err)
+			return 0, sent, fmt.Errorf("%w (not retried: the failure is not transient)", err)
 		}
 		wait := m.backoff.wait(attempt)
 		if time.Now().Add(wait).After(deadline) {
-			return 0, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
+			return 0, sent, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
 		}
 		m.log.WarnContext(ctx, "lease renewal failed; retrying", "lease", id, "attempt", attempt+1, "retry_in", wait, "error", err)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, sent, ctx.Err()
 		case <-time.After(wait):
 		}
 	}

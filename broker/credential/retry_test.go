@@ -1,8 +1,10 @@
 package credential
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -270,4 +272,89 @@ func TestFailingLeaseIsNotReused(t *testing.T) {
 			})
 		})
 	}
+}
+
+// scriptedProvider answers renewals with renew, given the attempt's number from 1, and keeps the
+// lease's expiry as Vault would: counted from when it handled the request.
+type scriptedProvider struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	renew   func(ctx context.Context, n int) (time.Duration, error)
+	revoke  func(ctx context.Context) error
+	n       int
+	expires time.Time
+}
+
+func (p *scriptedProvider) Acquire(context.Context, Source) (*Lease, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expires = time.Now().Add(p.ttl)
+	return &Lease{ID: "database/creds/r/1", Username: "u", Password: "pw", TTL: p.ttl, Renewable: true}, nil
+}
+
+func (p *scriptedProvider) Renew(ctx context.Context, _ string) (time.Duration, error) {
+	p.mu.Lock()
+	p.n++
+	n := p.n
+	p.mu.Unlock()
+	return p.renew(ctx, n)
+}
+
+func (p *scriptedProvider) Revoke(ctx context.Context, _ string) error {
+	if p.revoke != nil {
+		return p.revoke(ctx)
+	}
+	return nil
+}
+
+// handled records that Vault renewed the lease now, for ttl.
+func (p *scriptedProvider) handled(ttl time.Duration) {
+	p.mu.Lock()
+	p.expires = time.Now().Add(ttl)
+	p.mu.Unlock()
+}
+
+// TestSlowRenewalAnswerDoesNotExtendTheSession: Vault renews a 30s lease at once but its answer takes
+// 8s to arrive, then Vault hangs for good. The lease's expiry is counted from when the renewal was
+// sent, so the session still ends with a tenth of the TTL to spare before the lease really expires.
+func TestSlowRenewalAnswerDoesNotExtendTheSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 30 * time.Second
+		p := &scriptedProvider{ttl: ttl}
+		p.renew = func(ctx context.Context, n int) (time.Duration, error) {
+			if n == 1 {
+				p.handled(ttl)
+				select {
+				case <-time.After(8 * time.Second):
+					return ttl, nil
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+			}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}
+		m := NewManager(p, nil, quiet(), 10*time.Second, 0)
+		m.backoff = testBackoff
+		start := time.Now()
+		var endedAt atomic.Int64
+		s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) { endedAt.Store(time.Now().UnixNano()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.End()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if endedAt.Load() == 0 {
+			t.Fatal("session not ended although Vault hangs")
+		}
+		ended := time.Unix(0, endedAt.Load())
+		p.mu.Lock()
+		expires := p.expires
+		p.mu.Unlock()
+		if latest := expires.Add(-ttl / 10); ended.After(latest) {
+			t.Fatalf("session ended at %v, the lease expired at %v: want the session ended by %v",
+				ended.Sub(start), expires.Sub(start), latest.Sub(start))
+		}
+	})
 }
