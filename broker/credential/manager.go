@@ -201,11 +201,11 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 	}
 }
 
-// renewRetrying renews h's lease, retrying transient failures with backoff until a retry could not be
-// made before deadline. It returns the new TTL and when the request that obtained it was sent. From the
-// first failure on, the lease is no longer handed to new sessions.
+// renewRetrying renews h's lease, retrying transient failures with backoff, the last time with what
+// time is left before deadline. It returns the new TTL and when the request that obtained it was
+// sent. From the first failure on, the lease is no longer handed to new sessions.
 func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time) (next time.Duration, sent time.Time, err error) {
-	id := h.lease.ID
+	id, last := h.lease.ID, false
 	for attempt := 0; ; attempt++ {
 		sent = time.Now()
 		callDeadline := sent.Add(m.timeout)
@@ -224,9 +224,15 @@ func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time
 		if !errors.Is(err, ErrTransient) && !timedOut {
 			return 0, sent, fmt.Errorf("%w (not retried: the failure is not transient)", err)
 		}
-		wait := m.backoff.wait(attempt)
-		if time.Now().Add(wait).After(deadline) {
+		left := time.Until(deadline)
+		if last || left <= 0 {
 			return 0, sent, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
+		}
+		// A wait that would leave the next attempt less than its time before the deadline is cut
+		// short, for one last attempt, rather than giving up with time left.
+		wait := m.backoff.wait(attempt)
+		if budget := min(m.timeout, left/2); wait > left-budget {
+			wait, last = left-budget, true
 		}
 		m.log.WarnContext(ctx, "lease renewal failed; retrying", "lease", id, "attempt", attempt+1, "retry_in", wait, "error", err)
 		select {

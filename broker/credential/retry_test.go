@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -357,4 +358,62 @@ func TestSlowRenewalAnswerDoesNotExtendTheSession(t *testing.T) {
 				ended.Sub(start), expires.Sub(start), latest.Sub(start))
 		}
 	})
+}
+
+// TestLastRenewalAttemptUsesTheTimeLeft: when the next backoff would overshoot the deadline (54s
+// into a one-minute lease), the manager does not give up with time left but makes one last attempt,
+// leaving it the call timeout (5s) before the deadline.
+func TestLastRenewalAttemptUsesTheTimeLeft(t *testing.T) {
+	cases := []struct {
+		name     string
+		back     time.Duration // Vault answers again from then on; 0: never
+		attempts []time.Duration
+		ended    bool
+	}{
+		{"Vault back before the last attempt", 47 * time.Second, []time.Duration{30 * time.Second, 49 * time.Second}, false},
+		{"Vault never back", 0, []time.Duration{30 * time.Second, 49 * time.Second}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := &scriptedProvider{ttl: time.Minute}
+				start := time.Now()
+				var mu sync.Mutex
+				var attempts []time.Duration
+				p.renew = func(ctx context.Context, n int) (time.Duration, error) {
+					at := time.Since(start)
+					mu.Lock()
+					attempts = append(attempts, at)
+					mu.Unlock()
+					if tc.back == 0 || at < tc.back {
+						return 0, fmt.Errorf("vault: 503 sealed: %w", ErrTransient)
+					}
+					return time.Minute, nil
+				}
+				m := NewManager(p, nil, quiet(), 5*time.Second, 0)
+				// Every wait is 30s to 60s: the first retry would already be past the deadline.
+				m.backoff = backoff{initial: time.Minute, max: time.Minute}
+				var endedAt atomic.Int64
+				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) { endedAt.Store(int64(time.Since(start))) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.End()
+				time.Sleep(55 * time.Second)
+				synctest.Wait()
+				ended := time.Duration(endedAt.Load())
+				if tc.ended != (ended != 0) {
+					t.Fatalf("session ended at %v (0: alive), want ended %v", ended, tc.ended)
+				}
+				if ended > 54*time.Second {
+					t.Fatalf("session ended at %v, past the deadline of 54s", ended)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !slices.Equal(attempts, tc.attempts) {
+					t.Fatalf("renewals attempted at %v, want %v", attempts, tc.attempts)
+				}
+			})
+		})
+	}
 }
