@@ -127,7 +127,7 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	m.Acquired.Add(1)
 	if !lease.Static && m.journal != nil {
 		if err := m.journal.Add(lease.ID); err != nil {
-			m.revoke(lease.ID)
+			m.revoke(ctx, lease.ID)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
@@ -281,8 +281,9 @@ func (s *Session) End() {
 	})
 }
 
-// Close revokes the leases kept for reuse that no session holds, and stops the revocations being
-// retried in the background: the leases they were for stay in the journal, for the next start's sweep.
+// Close revokes the leases kept for reuse that no session holds, then stops the revocations being
+// retried in the background and cuts short any revocation call in flight, without waiting for a hung
+// provider: the leases they were for stay in the journal, for the next start's sweep.
 func (m *Manager) Close() {
 	defer func() {
 		m.mu.Lock()
@@ -332,31 +333,32 @@ func (m *Manager) release(h *held) {
 	h.cancel()
 	<-h.done
 	if !h.lease.Static {
-		m.revoke(h.lease.ID)
+		m.revoke(context.Background(), h.lease.ID)
 	}
 }
 
 // revoke revokes the lease and removes it from the journal; if the provider fails, the revocation is
-// retried in the background.
-func (m *Manager) revoke(id string) {
-	err := m.revokeOnce(id)
+// retried in the background. ctx carries values for the logs; its cancellation is ignored.
+func (m *Manager) revoke(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	err := m.revokeOnce(ctx, id)
 	if err == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
+		m.log.ErrorContext(ctx, "lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
 		return
 	}
-	m.log.Warn("lease revocation failed; retrying in the background", "lease", id, "error", err)
+	m.log.WarnContext(ctx, "lease revocation failed; retrying in the background", "lease", id, "error", err)
 	m.retries.Add(1)
-	go m.retryRevoke(id, err)
+	go m.retryRevoke(ctx, id, err)
 }
 
 // retryRevoke retries a failed revocation with backoff, a bounded number of times within a bounded
 // time, until Close.
-func (m *Manager) retryRevoke(id string, err error) {
+func (m *Manager) retryRevoke(ctx context.Context, id string, err error) {
 	defer m.retries.Done()
 	deadline := time.Now().Add(m.backoff.revokeWithin)
 	attempts := 1
@@ -367,28 +369,37 @@ func (m *Manager) retryRevoke(id string, err error) {
 		}
 		select {
 		case <-m.closing:
-			m.log.Warn("shutting down: lease revocation not retried further; it stays in the journal for the next sweep", "lease", id)
+			m.log.WarnContext(ctx, "shutting down: lease revocation not retried further; it stays in the journal for the next sweep", "lease", id)
 			return
 		case <-time.After(wait):
 		}
 		attempts++
-		if err = m.revokeOnce(id); err == nil {
-			m.log.Info("lease revoked on retry", "lease", id, "attempts", attempts)
+		if err = m.revokeOnce(ctx, id); err == nil {
+			m.log.InfoContext(ctx, "lease revoked on retry", "lease", id, "attempts", attempts)
 			return
 		}
 	}
-	m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "attempts", attempts, "error", err)
+	m.log.ErrorContext(ctx, "lease revocation failed; it stays in the journal for the next sweep", "lease", id, "attempts", attempts, "error", err)
 }
 
-func (m *Manager) revokeOnce(id string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+// revokeOnce makes one revocation call, bounded by the call timeout and cut short by Close, which
+// does not wait for a hung provider: a lease not revoked stays in the journal for the next sweep.
+func (m *Manager) revokeOnce(ctx context.Context, id string) error {
+	cctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	if err := m.provider.Revoke(ctx, id); err != nil {
+	go func() {
+		select {
+		case <-m.closing:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	if err := m.provider.Revoke(cctx, id); err != nil {
 		return err
 	}
 	if m.journal != nil {
 		if err := m.journal.Remove(id); err != nil {
-			m.log.Error("journal", "error", err)
+			m.log.ErrorContext(ctx, "journal", "error", err)
 		}
 	}
 	return nil

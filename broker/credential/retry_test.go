@@ -417,3 +417,63 @@ func TestLastRenewalAttemptUsesTheTimeLeft(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseDoesNotWaitForAHungRevocation: Close cuts short a revocation call in flight against a
+// provider that hangs, whether it is a background retry or a session's own revocation, and the lease
+// stays in the journal for the next sweep.
+func TestCloseDoesNotWaitForAHungRevocation(t *testing.T) {
+	cases := []struct {
+		name string
+		// fails is how many revocations fail at once before the provider starts to hang.
+		fails int32
+		// inFlight is how long after the session ends Close comes.
+		inFlight time.Duration
+	}{
+		{"background retry in flight", 1, 1500 * time.Millisecond}, // the first retry comes within 1s
+		{"session's revocation in flight", 0, time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var revokes atomic.Int32
+				p := &scriptedProvider{ttl: time.Hour}
+				p.revoke = func(ctx context.Context) error {
+					if revokes.Add(1) <= tc.fails {
+						return fmt.Errorf("vault: 503 sealed: %w", ErrTransient)
+					}
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				j, err := OpenJournal(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := NewManager(p, j, quiet(), 10*time.Second, 0)
+				m.backoff = testBackoff
+				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ended := make(chan struct{})
+				go func() {
+					s.End()
+					close(ended)
+				}()
+				time.Sleep(tc.inFlight)
+				synctest.Wait()
+				if n := revokes.Load(); n != tc.fails+1 {
+					t.Fatalf("%d revocations before Close, want %d (the last one hung)", n, tc.fails+1)
+				}
+				start := time.Now()
+				m.Close()
+				<-ended
+				if took := time.Since(start); took != 0 {
+					t.Fatalf("Close and End took %v with the provider hung", took)
+				}
+				if ids, _ := j.List(); len(ids) != 1 || ids[0] != s.Lease.ID {
+					t.Fatalf("journal %v after Close, want the unrevoked %s", ids, s.Lease.ID)
+				}
+			})
+		})
+	}
+}
