@@ -21,9 +21,82 @@ const (
 	keptKeys     = "audit-keys"
 	// keptOther holds the other files the configuration names: CA certificates, the mask key.
 	keptOther = "state"
+	// keptAside holds the kept configuration and policies while a run has broker.hcl and policies
+	// link into its stack. They are moved there, never deleted, so a run that dies without keeping
+	// (SIGKILL, out of memory, a reboot) loses only its own changes.
+	keptAside = "kept-while-running"
 )
 
-var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther}
+var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther, keptAside}
+
+// linked are the kept names a running demo links into its stack.
+var linked = []string{keptConfig, keptPolicies}
+
+// linkLive points demoDir's broker.hcl and policies at the running stack's, given by targets (kept
+// name to path), after moving the copies an earlier run kept aside.
+func linkLive(demoDir string, targets map[string]string) error {
+	for _, name := range linked {
+		p := filepath.Join(demoDir, name)
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("link %s: %w", name, err)
+		case st.Mode()&os.ModeSymlink != 0:
+			if err := os.Remove(p); err != nil { // a dead run's link; recoverKept restored what it hid
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		default:
+			aside := filepath.Join(demoDir, keptAside, name)
+			if err := os.MkdirAll(filepath.Dir(aside), 0o755); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+			if err := os.RemoveAll(aside); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+			if err := os.Rename(p, aside); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		}
+		if target, ok := targets[name]; ok {
+			if err := os.Symlink(target, p); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// recoverKept undoes linkLive once no run is using the links: a link left by a run that died
+// without keeping (or whose keep failed) gives way to the copy set aside, and copies set aside that a
+// completed keep replaced are removed. It returns the names it restored.
+func recoverKept(demoDir string) (restored []string, err error) {
+	for _, name := range linked {
+		p, aside := filepath.Join(demoDir, name), filepath.Join(demoDir, keptAside, name)
+		if st, err := os.Lstat(p); err == nil && st.Mode()&os.ModeSymlink != 0 {
+			if err := os.Remove(p); err != nil {
+				return restored, fmt.Errorf("restore %s: %w", name, err)
+			}
+		}
+		if _, err := os.Lstat(p); err == nil {
+			if err := os.RemoveAll(aside); err != nil {
+				return restored, fmt.Errorf("restore %s: %w", name, err)
+			}
+			continue
+		}
+		if _, err := os.Lstat(aside); err != nil {
+			continue
+		}
+		if err := os.Rename(aside, p); err != nil {
+			return restored, fmt.Errorf("restore %s: %w", name, err)
+		}
+		restored = append(restored, name)
+	}
+	if err := os.Remove(filepath.Join(demoDir, keptAside)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return restored, fmt.Errorf("restore: %w", err)
+	}
+	return restored, nil
+}
 
 // keep copies what the configuration at configPath names inside stateDir (which the stack removes
 // when it stops) into demoDir, and writes the configuration there with those paths rewritten. named

@@ -247,3 +247,123 @@ func TestDownWipeRemovesTheKeptState(t *testing.T) {
 		t.Fatalf("down --wipe left %s: %v", dir, err)
 	}
 }
+
+// TestRunThatDiesWithoutKeepingLosesNothingKept: while a run links broker.hcl and policies into its
+// stack, the copies the previous run kept are set aside, not deleted; if the run dies without keeping
+// (SIGKILL, out of memory, a reboot), the next up restores them, whether the stack's directory went
+// with it or was left behind.
+func TestRunThatDiesWithoutKeepingLosesNothingKept(t *testing.T) {
+	cases := []struct {
+		name      string
+		stackGone bool
+	}{
+		{"stack removed", true},
+		{"stack left behind", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			demoDir, state1 := t.TempDir(), t.TempDir()
+			configPath, named := fakeRun(t, state1)
+			must(t, keep(demoDir, state1, configPath, named)) // the first run's down
+			must(t, os.RemoveAll(state1))
+
+			// The second run links into its own stack.
+			stack2 := t.TempDir()
+			config2, _ := fakeRun(t, stack2)
+			policies2 := filepath.Join(stack2, "svidbroker-policies")
+			must(t, os.WriteFile(filepath.Join(policies2, "second.cedar"), []byte(`@id("second") forbid (principal, action, resource);`), 0o644))
+			must(t, linkLive(demoDir, map[string]string{keptConfig: config2, keptPolicies: policies2}))
+			if _, err := os.Stat(filepath.Join(demoDir, keptPolicies, "second.cedar")); err != nil {
+				t.Fatalf("policies do not link to the running stack's: %v", err)
+			}
+
+			// It dies without keeping.
+			if tc.stackGone {
+				must(t, os.RemoveAll(stack2))
+			}
+			restored, err := recoverKept(demoDir) // the next up
+			must(t, err)
+			if got := strings.Join(restored, " "); got != keptConfig+" "+keptPolicies {
+				t.Fatalf("restored %q", got)
+			}
+			must(t, clearRuntime(demoDir))
+			policiesDir, auditDir, keys := kept(demoDir)
+			if policiesDir == "" || auditDir == "" || keys == "" {
+				t.Fatalf("kept() = %q %q %q after the crash", policiesDir, auditDir, keys)
+			}
+			if _, err := os.Stat(filepath.Join(policiesDir, "edited.cedar")); err != nil {
+				t.Fatalf("the kept policy edit is gone: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(policiesDir, "second.cedar")); err == nil {
+				t.Fatal("the policies are the dead run's, not the kept ones")
+			}
+			cfg, err := config.Load(filepath.Join(demoDir, keptConfig))
+			if err != nil {
+				t.Fatalf("the kept configuration does not load: %v", err)
+			}
+			if cfg.Policy.Dir != policiesDir {
+				t.Fatalf("kept configuration's policy dir %s, want %s", cfg.Policy.Dir, policiesDir)
+			}
+			if _, err := os.Stat(filepath.Join(demoDir, keptAside)); !os.IsNotExist(err) {
+				t.Fatalf("%s left behind: %v", keptAside, err)
+			}
+		})
+	}
+}
+
+// TestRunThatKeepsReplacesTheKeptState: a run that stops normally keeps its own state, and the copies
+// set aside when it started go.
+func TestRunThatKeepsReplacesTheKeptState(t *testing.T) {
+	demoDir, state1 := t.TempDir(), t.TempDir()
+	configPath, named := fakeRun(t, state1)
+	must(t, keep(demoDir, state1, configPath, named))
+	must(t, os.RemoveAll(state1))
+
+	stack2 := t.TempDir()
+	config2, named2 := fakeRun(t, stack2)
+	policies2 := filepath.Join(stack2, "svidbroker-policies")
+	must(t, os.WriteFile(filepath.Join(policies2, "second.cedar"), []byte(`@id("second") forbid (principal, action, resource);`), 0o644))
+	must(t, linkLive(demoDir, map[string]string{keptConfig: config2, keptPolicies: policies2}))
+	must(t, keep(demoDir, stack2, config2, named2))
+	restored, err := recoverKept(demoDir)
+	must(t, err)
+	if len(restored) != 0 {
+		t.Fatalf("restored %v over what the run kept", restored)
+	}
+	must(t, os.RemoveAll(stack2))
+	if _, err := os.Stat(filepath.Join(demoDir, keptPolicies, "second.cedar")); err != nil {
+		t.Fatalf("the run's policies were not kept: %v", err)
+	}
+	if _, err := config.Load(filepath.Join(demoDir, keptConfig)); err != nil {
+		t.Fatalf("the kept configuration does not load: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(demoDir, keptAside)); !os.IsNotExist(err) {
+		t.Fatalf("%s left behind: %v", keptAside, err)
+	}
+}
+
+// TestUpSaysWhichPoliciesItContinuesWith names the policy directory the next run takes up.
+func TestUpSaysWhichPoliciesItContinuesWith(t *testing.T) {
+	cases := []struct {
+		name string
+		dirs []string
+		want string
+	}{
+		{"nothing kept", nil, ""},
+		{"audit log only", []string{keptAudit}, "Continuing with the demo's default policies (none were kept), and the audit log kept in "},
+		{"policies and audit log", []string{keptPolicies, keptAudit}, "Continuing with the policies kept in {dir}/policies, and the audit log kept in {dir}/audit "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := newDemo(t.TempDir(), t.TempDir())
+			must(t, err)
+			for _, name := range tc.dirs {
+				must(t, os.Mkdir(d.path(name), 0o755))
+			}
+			got, want := d.continuing(), strings.ReplaceAll(tc.want, "{dir}", d.dir)
+			if want == "" && got != "" || !strings.HasPrefix(got, want) {
+				t.Fatalf("continuing() = %q, want it to start with %q", got, want)
+			}
+		})
+	}
+}
