@@ -152,6 +152,9 @@ func (d *demo) up() error {
 			return fmt.Errorf("%s not found in %s: run `make tools build` (or just `make demo`)", name, d.bin)
 		}
 	}
+	if err := markDemoDir(d.dir); err != nil {
+		return err
+	}
 	// What an earlier run kept (the audit log, its keys, the policies) carries into this one.
 	restored, err := recoverKept(d.dir)
 	if err != nil {
@@ -381,8 +384,11 @@ func indent(s string) string {
 
 // down stops the background process, which stops everything it started and keeps the audit log,
 // its keys, the policies and the configuration in the demo directory; with wipe, it removes the
-// directory.
+// directory. It refuses a directory that is not the demo's.
 func (d *demo) down(w io.Writer, wipe bool) error {
+	if err := checkDemoDir(d.dir); err != nil {
+		return err
+	}
 	if pid := d.running(); pid == 0 {
 		fmt.Fprintln(w, "The demo is not running.")
 	} else {

@@ -27,7 +27,44 @@ const (
 	keptAside = "kept-while-running"
 )
 
-var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther, keptAside}
+var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther, keptAside, markerFile}
+
+// markerFile marks a directory as the demo's: up writes it into the directory it creates or finds
+// empty, and nothing clears or wipes a non-empty directory without it, so a mistyped --dir cannot
+// remove someone's files.
+const markerFile = ".svidbroker-demo"
+
+// errNotDemoDir is returned for a non-empty directory without the marker.
+var errNotDemoDir = errors.New("not a demo directory")
+
+// checkDemoDir returns nil when dir is the demo's: marked, empty or absent.
+func checkDemoDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s is not empty and has no %s file, so svidbroker-demo leaves it alone: pass --dir "+
+		"a new or empty directory (a demo directory from before the marker existed needs: touch %s)",
+		errNotDemoDir, dir, markerFile, filepath.Join(dir, markerFile))
+}
+
+// markDemoDir creates dir if need be and marks it as the demo's; it refuses a directory that is not.
+func markDemoDir(dir string) error {
+	if err := checkDemoDir(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, markerFile),
+		[]byte("This directory belongs to svidbroker-demo, which may clear it (up) or remove it (down --wipe).\n"), 0o644)
+}
 
 // linked are the kept names a running demo links into its stack.
 var linked = []string{keptConfig, keptPolicies}
@@ -251,8 +288,11 @@ func kept(demoDir string) (policies, auditDir, auditKeys string) {
 }
 
 // clearRuntime removes what a run leaves in demoDir besides the kept state: pid and ready files,
-// logs, personas' files.
+// logs, personas' files. It refuses a directory that is not the demo's.
 func clearRuntime(demoDir string) error {
+	if err := checkDemoDir(demoDir); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(demoDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

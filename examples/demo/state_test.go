@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -141,6 +143,7 @@ func TestDownKeepsWhatTheAuditAndPolicyCommandsNeed(t *testing.T) {
 // files do not. A policies link into a dead stack is not taken for kept policies.
 func TestUpClearsOnlyWhatARunRecreates(t *testing.T) {
 	dir := t.TempDir()
+	must(t, markDemoDir(dir))
 	for _, name := range []string{keptAudit, keptKeys, keptOther, "logs", "svids"} {
 		must(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
 	}
@@ -155,7 +158,7 @@ func TestUpClearsOnlyWhatARunRecreates(t *testing.T) {
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	if got, want := strings.Join(left, " "), "audit audit-keys broker.hcl policies state"; got != want {
+	if got, want := strings.Join(left, " "), markerFile+" audit audit-keys broker.hcl policies state"; got != want {
 		t.Fatalf("left %q, want %q", got, want)
 	}
 	if policies, auditDir, keys := kept(dir); policies != "" || auditDir == "" || keys == "" {
@@ -229,6 +232,7 @@ func TestStatusShowsComponents(t *testing.T) {
 // TestDownWipeRemovesTheKeptState: with --wipe, nothing stays.
 func TestDownWipeRemovesTheKeptState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".demo")
+	must(t, markDemoDir(dir))
 	must(t, os.MkdirAll(filepath.Join(dir, keptAudit), 0o755))
 	var stdout, stderr bytes.Buffer
 	if code := runMain([]string{"down", "--dir", dir}, &stdout, &stderr); code != 0 {
@@ -263,6 +267,7 @@ func TestRunThatDiesWithoutKeepingLosesNothingKept(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			demoDir, state1 := t.TempDir(), t.TempDir()
+			must(t, markDemoDir(demoDir))
 			configPath, named := fakeRun(t, state1)
 			must(t, keep(demoDir, state1, configPath, named)) // the first run's down
 			must(t, os.RemoveAll(state1))
@@ -363,6 +368,105 @@ func TestUpSaysWhichPoliciesItContinuesWith(t *testing.T) {
 			got, want := d.continuing(), strings.ReplaceAll(tc.want, "{dir}", d.dir)
 			if want == "" && got != "" || !strings.HasPrefix(got, want) {
 				t.Fatalf("continuing() = %q, want it to start with %q", got, want)
+			}
+		})
+	}
+}
+
+// TestOnlyTheDemosDirectoryIsClearedOrWiped: up marks the directory it creates or finds empty, and
+// neither up's clearing nor down (with or without --wipe) touches a non-empty directory without the
+// mark, such as a mistyped --dir.
+func TestOnlyTheDemosDirectoryIsClearedOrWiped(t *testing.T) {
+	cases := []struct {
+		name   string
+		layout func(t *testing.T, dir string) // nil: the directory does not exist
+		ok     bool
+	}{
+		{"absent", nil, true},
+		{"empty", func(t *testing.T, dir string) { must(t, os.Mkdir(dir, 0o755)) }, true},
+		{"marked by up", func(t *testing.T, dir string) {
+			must(t, markDemoDir(dir))
+			must(t, os.MkdirAll(filepath.Join(dir, "logs"), 0o755))
+		}, true},
+		{"someone's files", func(t *testing.T, dir string) {
+			must(t, os.MkdirAll(filepath.Join(dir, "thesis"), 0o755))
+			must(t, os.WriteFile(filepath.Join(dir, "thesis", "chapter1.tex"), []byte("x"), 0o644))
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := []struct {
+				name string
+				do   func(dir string) error
+			}{
+				{"up's clearing", clearRuntime},
+				{"up's marking", markDemoDir},
+				{"down", func(dir string) error { return runCode([]string{"down", "--dir", dir}) }},
+				{"down --wipe", func(dir string) error { return runCode([]string{"down", "--dir", dir, "--wipe"}) }},
+			}
+			for _, step := range steps {
+				dir := filepath.Join(t.TempDir(), "demo")
+				if tc.layout != nil {
+					tc.layout(t, dir)
+				}
+				err := step.do(dir)
+				if tc.ok && err != nil {
+					t.Fatalf("%s: %v", step.name, err)
+				}
+				if !tc.ok {
+					if err == nil || !strings.Contains(err.Error(), "has no "+markerFile+" file") {
+						t.Fatalf("%s: %v, want a refusal naming %s", step.name, err, markerFile)
+					}
+					if _, err := os.Stat(filepath.Join(dir, "thesis", "chapter1.tex")); err != nil {
+						t.Fatalf("%s removed someone's files: %v", step.name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// runCode runs the command line and returns its standard error as an error when it fails.
+func runCode(args []string) error {
+	var stdout, stderr bytes.Buffer
+	if code := runMain(args, &stdout, &stderr); code != 0 {
+		return fmt.Errorf("exit %d: %s", code, stderr.String())
+	}
+	return nil
+}
+
+// TestMakeDemoDownWipesOnlyWhenWIPEIs1: make demo-down WIPE=0 (or any value but 1) keeps .demo/,
+// whether the demo launcher is built (down --wipe) or not (rm -rf).
+func TestMakeDemoDownWipesOnlyWhenWIPEIs1(t *testing.T) {
+	cases := []struct {
+		wipe  string // "-": unset
+		wipes bool
+	}{
+		{"-", false}, {"", false}, {"0", false}, {"no", false}, {"1", true},
+	}
+	for _, tc := range cases {
+		t.Run("WIPE="+tc.wipe, func(t *testing.T) {
+			args := []string{"-n", "--no-print-directory", "-C", "../..", "demo-down", "BIN=" + t.TempDir()}
+			if tc.wipe != "-" {
+				args = append(args, "WIPE="+tc.wipe)
+			}
+			cmd := exec.Command("make", args...) // -n: prints the recipe, runs nothing
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "WIPE=") && !strings.HasPrefix(kv, "MAKEFLAGS=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("make: %v\n%s", err, out)
+			}
+			recipe := string(out)
+			if !strings.Contains(recipe, "svidbroker-demo down --dir .demo") || !strings.Contains(recipe, "The demo is not running.") {
+				t.Fatalf("unexpected recipe:\n%s", recipe)
+			}
+			// The recipe is one shell line: both branches show.
+			if got := []bool{strings.Contains(recipe, "--wipe"), strings.Contains(recipe, "rm -rf .demo")}; got[0] != tc.wipes || got[1] != tc.wipes {
+				t.Fatalf("--wipe %v, rm -rf %v; want both %v:\n%s", got[0], got[1], tc.wipes, recipe)
 			}
 		})
 	}
