@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -231,6 +232,56 @@ func TestCanAsksEveryWorkloadActionOfTheSchema(t *testing.T) {
 		t.Run(want, func(t *testing.T) {
 			if !listed[want] {
 				t.Errorf("not listed; listed: %v", listed)
+			}
+		})
+	}
+}
+
+// TestCanCarriesEvaluationErrors: a capability denied because a policy failed to evaluate says so,
+// with the policy and its error, whatever the policy's effect; one decided without errors has none.
+func TestCanCarriesEvaluationErrors(t *testing.T) {
+	const overflow = `when { context.time * 9223372036854775807 > 0 }`
+	cases := []struct {
+		name   string
+		policy string
+		allow  bool
+		errors []string
+	}{
+		{"erroring permit", `@id("clear-overflow")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop") ` + overflow + `;`,
+			false, []string{"clear-overflow"}},
+		{"erroring forbid", `@id("clear")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop");
+@id("hide-overflow")
+forbid (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop") ` + overflow + `;`,
+			false, []string{"hide-overflow"}},
+		{"no error", `@id("clear")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop");`,
+			true, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := newEngine(t, map[string]string{"p.cedar": permitAgents, "q.cedar": tc.policy})
+			cat := NewCatalog([]CatalogBlock{{Target: "shop", Tables: []TableBlock{{Name: "public.t", Columns: []ColumnBlock{{Name: "c"}}}}}},
+				[]GroupBlock{{Name: "agents", IDs: []string{"spiffe://example.org/agent/*"}}})
+			caps, err := NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/a"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(caps, func(c Capability) bool { return c.Action == "column:read-unmasked" })
+			if i < 0 {
+				t.Fatalf("column:read-unmasked not listed: %v", caps)
+			}
+			c := caps[i]
+			var ids []string
+			for _, pe := range c.Errors {
+				ids = append(ids, pe.PolicyID)
+				if !strings.Contains(pe.Message, "overflow") {
+					t.Errorf("error of %s: %q, want the evaluation error", pe.PolicyID, pe.Message)
+				}
+			}
+			if c.Allow != tc.allow || !slices.Equal(ids, tc.errors) {
+				t.Fatalf("allow %v errors %v, want allow %v errors %v", c.Allow, ids, tc.allow, tc.errors)
 			}
 		})
 	}
