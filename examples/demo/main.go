@@ -134,7 +134,7 @@ func (d *demo) running() int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+	if err != nil || !alive(pid) {
 		return 0
 	}
 	return pid
@@ -427,7 +427,7 @@ Remove them with: make demo-down WIPE=1
 // waitExit waits until process pid is gone.
 func waitExit(pid int, within time.Duration) error {
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if syscall.Kill(pid, 0) != nil {
+		if !alive(pid) {
 			return nil
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -469,5 +470,32 @@ func TestMakeDemoDownWipesOnlyWhenWIPEIs1(t *testing.T) {
 				t.Fatalf("--wipe %v, rm -rf %v; want both %v:\n%s", got[0], got[1], tc.wipes, recipe)
 			}
 		})
+	}
+}
+
+// TestProcessOfAnotherUserCountsAsRunning: kill(pid, 0) answers EPERM for a process that exists but
+// belongs to another user (a persona's, when status runs unprivileged): it is running, not exited.
+func TestProcessOfAnotherUserCountsAsRunning(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"signal allowed", nil, true},
+		{"another user's process (EPERM)", syscall.EPERM, true},
+		{"no such process (ESRCH)", syscall.ESRCH, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exists(tc.err); got != tc.want {
+				t.Fatalf("exists(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	if !alive(os.Getpid()) || !alive(1) {
+		t.Fatal("this process or init is not alive")
+	}
+	if alive(0) || alive(-1) {
+		t.Fatal("pid 0 or -1 taken for a process")
 	}
 }
