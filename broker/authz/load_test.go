@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -285,4 +286,51 @@ permit (principal in Group::"agents", action == Action::"column:read-unmasked", 
 			}
 		})
 	}
+}
+
+// TestRefusedSetIsNotParsedAgain: files refused once are not parsed again at every reload interval,
+// and an explicit Reload still returns why they were refused; once they change, they are parsed again.
+func TestRefusedSetIsNotParsedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		writePolicies(t, dir, map[string]string{"p.cedar": permitAgents})
+		e, err := New(Config{Dir: dir, Schema: testSchema(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go e.Watch(ctx, time.Second)
+		parsed := func() int {
+			e.reload.Lock()
+			defer e.reload.Unlock()
+			return e.parsed
+		}
+		steps := []struct {
+			name   string
+			src    string
+			parsed int // sets parsed so far
+		}{
+			{"broken", `@id("broken") permit (principal, action resource);`, 2},
+			{"still broken", "", 2},
+			{"broken another way", `@id("broken") permit (principal, action, resource) when { principal.nope };`, 3},
+			{"fixed", permitAgents + "// fixed\n", 4},
+		}
+		for _, s := range steps {
+			if s.src != "" {
+				writePolicies(t, dir, map[string]string{"p.cedar": s.src})
+			}
+			time.Sleep(30 * time.Second) // thirty reload intervals
+			synctest.Wait()
+			if got := parsed(); got != s.parsed {
+				t.Fatalf("%s: %d sets parsed, want %d", s.name, got, s.parsed)
+			}
+			if s.name == "still broken" {
+				if err := e.Reload(); err == nil || !strings.Contains(err.Error(), "p.cedar") {
+					t.Fatalf("Reload of the refused set: %v, want the refusal naming p.cedar", err)
+				}
+			}
+		}
+		cancel()
+	})
 }
