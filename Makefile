@@ -52,9 +52,10 @@ demo: tools build
 	$(BIN)/svidbroker-demo up --dir .demo --bin $(BIN)
 
 ## demo-down: stop everything `make demo` started; the audit log and policies stay in .demo/ unless WIPE=1
+## (exactly 1: WIPE=0 keeps them)
 demo-down:
-	@if [ -x $(BIN)/svidbroker-demo ]; then $(BIN)/svidbroker-demo down --dir .demo $(if $(WIPE),--wipe); \
-	else echo "The demo is not running."; $(if $(WIPE),rm -rf .demo;) fi
+	@if [ -x $(BIN)/svidbroker-demo ]; then $(BIN)/svidbroker-demo down --dir .demo $(if $(filter 1,$(WIPE)),--wipe); \
+	else echo "The demo is not running."; $(if $(filter 1,$(WIPE)),rm -rf .demo;) fi
 
 ## bench: each measurement against its baseline in the same run, reported as ratios (benchstat reads it)
 bench: tools build

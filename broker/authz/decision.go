@@ -38,8 +38,8 @@ type Decision struct {
 
 // PolicyError is a policy that failed to evaluate.
 type PolicyError struct {
-	PolicyID string
-	Message  string
+	PolicyID string `json:"policy"`
+	Message  string `json:"message"`
 }
 
 // Obligations are what the deciding policies require besides allow or deny. When several policies set

@@ -30,9 +30,13 @@ type Engine struct {
 	cfg     Config
 	current atomic.Pointer[policySet]
 	reload  sync.Mutex // one reload at a time
-	// refused identifies the files (or the error reading them) last refused, under reload, so a set
-	// that stays broken is logged once rather than at every reload interval.
-	refused string
+	// refused identifies the files (or the error reading them) last refused, and refusedErr is why,
+	// under reload: a set that stays broken is neither parsed again nor logged at every reload
+	// interval.
+	refused    string
+	refusedErr error
+	// parsed counts the sets parsed, under reload.
+	parsed int
 
 	// EvalErrors counts decisions denied because a policy failed to evaluate.
 	EvalErrors atomic.Int64
@@ -80,6 +84,10 @@ func (e *Engine) Reload() error {
 		e.refused = ""
 		return nil
 	}
+	if digest == e.refused {
+		return e.refusedErr // the same files: parsing them again would refuse them again
+	}
+	e.parsed++
 	policies, err := LoadDir(e.cfg.Dir, e.cfg.Schema)
 	if err != nil {
 		e.refuse(digest, "policy set refused; the previous set stays in force", err)
@@ -98,6 +106,7 @@ func (e *Engine) Reload() error {
 // refuse counts and logs a refused set, once for as long as key (the files' digest, or the error
 // reading them) stays the same. Called with e.reload held.
 func (e *Engine) refuse(key, msg string, err error) {
+	e.refusedErr = err
 	if key == e.refused {
 		return
 	}

@@ -61,11 +61,14 @@ func (e *Engine) Explain(req Request) Explanation {
 
 // Capability is one thing a principal may do.
 type Capability struct {
-	Action      string      `json:"action"`
-	Resource    string      `json:"resource"`
-	Allow       bool        `json:"allow"`
-	Reasons     []string    `json:"policies"`
-	Obligations Obligations `json:"obligations"`
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+	Allow    bool   `json:"allow"`
+	// Reasons are the deciding policies, as in Decision: the erroring ones when any policy errored.
+	Reasons []string `json:"policies"`
+	// Errors are the policies that failed to evaluate; any error denies.
+	Errors      []PolicyError `json:"errors,omitempty"`
+	Obligations Obligations   `json:"obligations"`
 }
 
 // Can lists, for every action the schema gives a workload and every catalog resource it applies to,
@@ -97,7 +100,7 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 			}
 			d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action.name), Resource: uid, Context: rctx, Entities: ents})
 			out = append(out, Capability{Action: action.name, Resource: uid.String(),
-				Allow: d.Allow, Reasons: d.Reasons, Obligations: d.Obligations})
+				Allow: d.Allow, Reasons: d.Reasons, Errors: d.Errors, Obligations: d.Obligations})
 		}
 	}
 	slices.SortFunc(out, func(x, y Capability) int {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -234,4 +236,101 @@ func TestCanAsksEveryWorkloadActionOfTheSchema(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCanCarriesEvaluationErrors: a capability denied because a policy failed to evaluate says so,
+// with the policy and its error, whatever the policy's effect; one decided without errors has none.
+func TestCanCarriesEvaluationErrors(t *testing.T) {
+	const overflow = `when { context.time * 9223372036854775807 > 0 }`
+	cases := []struct {
+		name   string
+		policy string
+		allow  bool
+		errors []string
+	}{
+		{"erroring permit", `@id("clear-overflow")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop") ` + overflow + `;`,
+			false, []string{"clear-overflow"}},
+		{"erroring forbid", `@id("clear")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop");
+@id("hide-overflow")
+forbid (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop") ` + overflow + `;`,
+			false, []string{"hide-overflow"}},
+		{"no error", `@id("clear")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop");`,
+			true, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := newEngine(t, map[string]string{"p.cedar": permitAgents, "q.cedar": tc.policy})
+			cat := NewCatalog([]CatalogBlock{{Target: "shop", Tables: []TableBlock{{Name: "public.t", Columns: []ColumnBlock{{Name: "c"}}}}}},
+				[]GroupBlock{{Name: "agents", IDs: []string{"spiffe://example.org/agent/*"}}})
+			caps, err := NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/a"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(caps, func(c Capability) bool { return c.Action == "column:read-unmasked" })
+			if i < 0 {
+				t.Fatalf("column:read-unmasked not listed: %v", caps)
+			}
+			c := caps[i]
+			var ids []string
+			for _, pe := range c.Errors {
+				ids = append(ids, pe.PolicyID)
+				if !strings.Contains(pe.Message, "overflow") {
+					t.Errorf("error of %s: %q, want the evaluation error", pe.PolicyID, pe.Message)
+				}
+			}
+			if c.Allow != tc.allow || !slices.Equal(ids, tc.errors) {
+				t.Fatalf("allow %v errors %v, want allow %v errors %v", c.Allow, ids, tc.allow, tc.errors)
+			}
+		})
+	}
+}
+
+// TestRefusedSetIsNotParsedAgain: files refused once are not parsed again at every reload interval,
+// and an explicit Reload still returns why they were refused; once they change, they are parsed again.
+func TestRefusedSetIsNotParsedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		writePolicies(t, dir, map[string]string{"p.cedar": permitAgents})
+		e, err := New(Config{Dir: dir, Schema: testSchema(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go e.Watch(ctx, time.Second)
+		parsed := func() int {
+			e.reload.Lock()
+			defer e.reload.Unlock()
+			return e.parsed
+		}
+		steps := []struct {
+			name   string
+			src    string
+			parsed int // sets parsed so far
+		}{
+			{"broken", `@id("broken") permit (principal, action resource);`, 2},
+			{"still broken", "", 2},
+			{"broken another way", `@id("broken") permit (principal, action, resource) when { principal.nope };`, 3},
+			{"fixed", permitAgents + "// fixed\n", 4},
+		}
+		for _, s := range steps {
+			if s.src != "" {
+				writePolicies(t, dir, map[string]string{"p.cedar": s.src})
+			}
+			time.Sleep(30 * time.Second) // thirty reload intervals
+			synctest.Wait()
+			if got := parsed(); got != s.parsed {
+				t.Fatalf("%s: %d sets parsed, want %d", s.name, got, s.parsed)
+			}
+			if s.name == "still broken" {
+				if err := e.Reload(); err == nil || !strings.Contains(err.Error(), "p.cedar") {
+					t.Fatalf("Reload of the refused set: %v, want the refusal naming p.cedar", err)
+				}
+			}
+		}
+		cancel()
+	})
 }

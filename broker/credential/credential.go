@@ -74,6 +74,12 @@ type Provider interface {
 	Revoke(ctx context.Context, leaseID string) error
 }
 
+// ErrTransient marks a provider error worth retrying: the provider was unreachable, sealed, rate
+// limiting or overloaded, and the same call may succeed later. A Provider wraps it (with %w) into such
+// errors and into no others. A renewal that fails without it (the lease was revoked out of band, say)
+// fails for good: the lease's sessions end at once.
+var ErrTransient = errors.New("credential: transient provider failure")
+
 // ErrUnavailable wraps every failure to obtain a credential: the session is refused, never given a
 // fallback.
 var ErrUnavailable = errors.New("credential: unavailable")

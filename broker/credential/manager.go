@@ -38,14 +38,18 @@ type poolKey struct {
 
 // held is a lease kept alive for the sessions that use it.
 type held struct {
-	lease  *Lease
-	key    poolKey
-	refs   int
-	ends   map[int]func(error)
-	failed bool
-	idle   *time.Timer
-	cancel context.CancelFunc
-	done   chan struct{}
+	lease *Lease
+	// expires is when the lease expires at the latest: its TTL counted from when the request that
+	// obtained or last renewed it was sent, since the provider counts it from some time after.
+	expires time.Time
+	key     poolKey
+	refs    int
+	ends    map[int]func(error)
+	idle    *time.Timer
+	// released is set by whoever takes on revoking the lease, so that it is released once.
+	released bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // NewManager returns a manager; journal may be nil (no crash recovery) only in tests. With reuse > 0,
@@ -115,6 +119,7 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	m.mu.Unlock()
 
 	cctx, cancel := context.WithTimeout(ctx, m.timeout)
+	sent := time.Now()
 	lease, err := m.provider.Acquire(cctx, src)
 	cancel()
 	if err != nil {
@@ -123,12 +128,12 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	m.Acquired.Add(1)
 	if !lease.Static && m.journal != nil {
 		if err := m.journal.Add(lease.ID); err != nil {
-			m.revoke(lease.ID)
+			m.revoke(ctx, lease.ID)
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &held{lease: lease, key: key, refs: 1, ends: map[int]func(error){}, cancel: rcancel, done: make(chan struct{})}
+	h := &held{lease: lease, expires: sent.Add(lease.TTL), key: key, refs: 1, ends: map[int]func(error){}, cancel: rcancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.nextID++
 	h.ends[m.nextID] = end
@@ -145,19 +150,16 @@ func (m *Manager) Start(ctx context.Context, principal string, src Source, end f
 	return s, nil
 }
 
-// renew renews at half the remaining TTL until cancelled. A failed renewal is retried, with backoff,
-// while the lease has time left; a renewal that fails for good, or that comes back shorter than it needs
-// to be (the lease hit its max TTL), ends the sessions before the lease expires.
+// renew renews at half the remaining TTL until cancelled. A renewal that fails transiently is retried,
+// with backoff, while the lease has time left; one that fails for good ends the sessions at once, and
+// one that comes back shorter than it needs to be (the lease hit its max TTL) ends them before the lease
+// expires.
 func (m *Manager) renew(ctx context.Context, h *held) {
 	defer close(h.done)
-	ttl := h.lease.TTL
-	expires := time.Now().Add(ttl)
+	ttl, expires := h.lease.TTL, h.expires
 	fail := func(err error) {
 		m.mu.Lock()
-		h.failed = true
-		if m.pool[h.key] == h {
-			delete(m.pool, h.key)
-		}
+		m.unpoolLocked(h)
 		ends := make([]func(error), 0, len(h.ends))
 		for _, e := range h.ends {
 			ends = append(ends, e)
@@ -168,7 +170,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 		}
 	}
 	for {
-		wait := max(ttl/2, 100*time.Millisecond)
+		wait := max(time.Until(expires.Add(-ttl/2)), 100*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return
@@ -179,7 +181,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			return
 		}
 		// Sessions end with a tenth of the TTL to spare, before the credential stops working.
-		next, err := m.renewRetrying(ctx, h.lease.ID, expires.Add(-ttl/10))
+		next, sent, err := m.renewRetrying(ctx, h, expires.Add(-ttl/10))
 		if ctx.Err() != nil {
 			return
 		}
@@ -191,37 +193,52 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 			// The lease cannot be extended further: end the sessions before it expires.
 			select {
 			case <-ctx.Done():
-			case <-time.After(next * 3 / 4):
+			case <-time.After(time.Until(sent.Add(next * 3 / 4))):
 				fail(fmt.Errorf("credential: lease %s reached its maximum lifetime", h.lease.ID))
 			}
 			return
 		}
-		ttl, expires = next, time.Now().Add(next)
+		ttl, expires = next, sent.Add(next)
 	}
 }
 
-// renewRetrying renews the lease, retrying failures with backoff until a retry could not be made
-// before deadline.
-func (m *Manager) renewRetrying(ctx context.Context, id string, deadline time.Time) (time.Duration, error) {
+// renewRetrying renews h's lease, retrying transient failures with backoff, the last time with what
+// time is left before deadline. It returns the new TTL and when the request that obtained it was
+// sent. From the first failure on, the lease is no longer handed to new sessions.
+func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time) (next time.Duration, sent time.Time, err error) {
+	id, last := h.lease.ID, false
 	for attempt := 0; ; attempt++ {
-		callDeadline := time.Now().Add(m.timeout)
+		sent = time.Now()
+		callDeadline := sent.Add(m.timeout)
 		if deadline.Before(callDeadline) {
 			callDeadline = deadline
 		}
 		cctx, cancel := context.WithDeadline(ctx, callDeadline)
-		next, err := m.provider.Renew(cctx, id)
+		next, err = m.provider.Renew(cctx, id)
+		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil || ctx.Err() != nil {
-			return next, err
+			return next, sent, err
 		}
+		m.unpool(h)
+		// A call that ran out its own time found the provider unreachable, which may pass.
+		if !errors.Is(err, ErrTransient) && !timedOut {
+			return 0, sent, fmt.Errorf("%w (not retried: the failure is not transient)", err)
+		}
+		left := time.Until(deadline)
+		if last || left <= 0 {
+			return 0, sent, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
+		}
+		// A wait that would leave the next attempt less than its time before the deadline is cut
+		// short, for one last attempt, rather than giving up with time left.
 		wait := m.backoff.wait(attempt)
-		if time.Now().Add(wait).After(deadline) {
-			return 0, fmt.Errorf("%w (%d attempts; no time left to retry before the lease expires)", err, attempt+1)
+		if budget := min(m.timeout, left/2); wait > left-budget {
+			wait, last = left-budget, true
 		}
 		m.log.WarnContext(ctx, "lease renewal failed; retrying", "lease", id, "attempt", attempt+1, "retry_in", wait, "error", err)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, sent, ctx.Err()
 		case <-time.After(wait):
 		}
 	}
@@ -257,14 +274,17 @@ func (s *Session) End() Release {
 			s.ended = InUse
 			return
 		}
-		if m.reuse > 0 && m.pool[h.key] == h && !h.failed {
+		if m.reuse > 0 && m.pool[h.key] == h {
 			h.idle = time.AfterFunc(m.reuse, func() {
 				m.mu.Lock()
-				if h.refs > 0 || m.pool[h.key] != h {
+				if h.refs > 0 || h.released {
 					m.mu.Unlock()
 					return
 				}
-				delete(m.pool, h.key)
+				h.released = true
+				if m.pool[h.key] == h {
+					delete(m.pool, h.key)
+				}
 				m.mu.Unlock()
 				m.release(h)
 			})
@@ -275,14 +295,16 @@ func (s *Session) End() Release {
 		if m.pool[h.key] == h {
 			delete(m.pool, h.key)
 		}
+		h.released = true
 		m.mu.Unlock()
 		s.ended = m.release(h)
 	})
 	return s.ended
 }
 
-// Close revokes the leases kept for reuse that no session holds, and stops the revocations being
-// retried in the background: the leases they were for stay in the journal, for the next start's sweep.
+// Close revokes the leases kept for reuse that no session holds, then stops the revocations being
+// retried in the background and cuts short any revocation call in flight, without waiting for a hung
+// provider: the leases they were for stay in the journal, for the next start's sweep.
 func (m *Manager) Close() {
 	defer func() {
 		m.mu.Lock()
@@ -296,10 +318,11 @@ func (m *Manager) Close() {
 	m.mu.Lock()
 	var idle []*held
 	for k, h := range m.pool {
-		if h.refs == 0 {
+		if h.refs == 0 && !h.released {
 			if h.idle != nil {
 				h.idle.Stop()
 			}
+			h.released = true
 			delete(m.pool, k)
 			idle = append(idle, h)
 		}
@@ -310,37 +333,55 @@ func (m *Manager) Close() {
 	}
 }
 
+// unpool stops h's lease being handed to new sessions.
+func (m *Manager) unpool(h *held) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unpoolLocked(h)
+}
+
+func (m *Manager) unpoolLocked(h *held) {
+	if m.pool[h.key] == h {
+		delete(m.pool, h.key)
+	}
+	if h.refs == 0 && h.idle != nil {
+		// Idle, it waits for no one: revoke it now rather than at the end of the reuse window.
+		h.idle.Reset(0)
+	}
+}
+
 func (m *Manager) release(h *held) Release {
 	h.cancel()
 	<-h.done
 	if h.lease.Static {
 		return NotRevocable
 	}
-	return m.revoke(h.lease.ID)
+	return m.revoke(context.Background(), h.lease.ID)
 }
 
 // revoke revokes the lease and removes it from the journal; if the provider fails, the revocation is
-// retried in the background.
-func (m *Manager) revoke(id string) Release {
-	err := m.revokeOnce(id)
+// retried in the background. ctx carries values for the logs; its cancellation is ignored.
+func (m *Manager) revoke(ctx context.Context, id string) Release {
+	ctx = context.WithoutCancel(ctx)
+	err := m.revokeOnce(ctx, id)
 	if err == nil {
 		return Revoked
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
+		m.log.ErrorContext(ctx, "lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
 		return RevocationRetrying
 	}
-	m.log.Warn("lease revocation failed; retrying in the background", "lease", id, "error", err)
+	m.log.WarnContext(ctx, "lease revocation failed; retrying in the background", "lease", id, "error", err)
 	m.retries.Add(1)
-	go m.retryRevoke(id, err)
+	go m.retryRevoke(ctx, id, err)
 	return RevocationRetrying
 }
 
 // retryRevoke retries a failed revocation with backoff, a bounded number of times within a bounded
 // time, until Close.
-func (m *Manager) retryRevoke(id string, err error) {
+func (m *Manager) retryRevoke(ctx context.Context, id string, err error) {
 	defer m.retries.Done()
 	deadline := time.Now().Add(m.backoff.revokeWithin)
 	attempts := 1
@@ -351,28 +392,37 @@ func (m *Manager) retryRevoke(id string, err error) {
 		}
 		select {
 		case <-m.closing:
-			m.log.Warn("shutting down: lease revocation not retried further; it stays in the journal for the next sweep", "lease", id)
+			m.log.WarnContext(ctx, "shutting down: lease revocation not retried further; it stays in the journal for the next sweep", "lease", id)
 			return
 		case <-time.After(wait):
 		}
 		attempts++
-		if err = m.revokeOnce(id); err == nil {
-			m.log.Info("lease revoked on retry", "lease", id, "attempts", attempts)
+		if err = m.revokeOnce(ctx, id); err == nil {
+			m.log.InfoContext(ctx, "lease revoked on retry", "lease", id, "attempts", attempts)
 			return
 		}
 	}
-	m.log.Error("lease revocation failed; it stays in the journal for the next sweep", "lease", id, "attempts", attempts, "error", err)
+	m.log.ErrorContext(ctx, "lease revocation failed; it stays in the journal for the next sweep", "lease", id, "attempts", attempts, "error", err)
 }
 
-func (m *Manager) revokeOnce(id string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+// revokeOnce makes one revocation call, bounded by the call timeout and cut short by Close, which
+// does not wait for a hung provider: a lease not revoked stays in the journal for the next sweep.
+func (m *Manager) revokeOnce(ctx context.Context, id string) error {
+	cctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	if err := m.provider.Revoke(ctx, id); err != nil {
+	go func() {
+		select {
+		case <-m.closing:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	if err := m.provider.Revoke(cctx, id); err != nil {
 		return err
 	}
 	if m.journal != nil {
 		if err := m.journal.Remove(id); err != nil {
-			m.log.Error("journal", "error", err)
+			m.log.ErrorContext(ctx, "journal", "error", err)
 		}
 	}
 	return nil

@@ -52,7 +52,7 @@ func (p *memProvider) Renew(context.Context, string) (time.Duration, error) {
 		return 0, p.renewErr
 	}
 	if failing(p.renewals, p.renewFailures) {
-		return 0, errors.New("vault unreachable")
+		return 0, fmt.Errorf("vault unreachable: %w", ErrTransient)
 	}
 	if p.renewTTL != nil {
 		return p.renewTTL(p.renewals), nil
@@ -65,7 +65,7 @@ func (p *memProvider) Revoke(_ context.Context, id string) error {
 	defer p.mu.Unlock()
 	p.revokes++
 	if failing(p.revokes, p.revokeFailures) {
-		return errors.New("vault unreachable")
+		return fmt.Errorf("vault unreachable: %w", ErrTransient)
 	}
 	delete(p.live, id)
 	return nil

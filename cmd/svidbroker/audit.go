@@ -33,6 +33,22 @@ func (c *chainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.postgres, "postgres", "", "read a chain kept in PostgreSQL: a connection `URL` with the auditor's own credentials")
 }
 
+// check reports a command line that names no chain as a usage mistake of the command name.
+func (c *chainFlags) check(stderr io.Writer, name string) error {
+	if c.config == "" && ((c.dir == "" && c.postgres == "") || c.chain == "") {
+		return usageError(stderr, name, "give --config FILE, or --dir DIR (or --postgres URL) and --chain NAME")
+	}
+	return nil
+}
+
+// noArgs reports arguments left after the flags as a usage mistake of the command name.
+func noArgs(stderr io.Writer, name string, fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usageError(stderr, name, "unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
 func (c *chainFlags) resolve() error {
 	if c.config != "" {
 		cfg, err := config.Load(c.config)
@@ -90,6 +106,13 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags(name)
 	parse := func() error { return parseFlags(fs, name, args[1:], stdout, stderr) }
 	var cf chainFlags
+	// chainOnly checks a command line that names a chain and nothing else.
+	chainOnly := func() error {
+		if err := noArgs(stderr, name, fs); err != nil {
+			return err
+		}
+		return cf.check(stderr, name)
+	}
 	switch args[0] {
 	case "keygen":
 		dir := fs.String("dir", "", "directory for the new keys")
@@ -110,6 +133,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cf.register(fs)
 		if err := parse(); err != nil {
 			return err
+		}
+		if err := chainOnly(); err != nil {
+			return err
+		}
+		if cf.config == "" && cf.macKey == "" {
+			return usageError(stderr, name, "--mac-key FILE is required without --config")
 		}
 		if err := cf.resolve(); err != nil {
 			return err
@@ -159,15 +188,18 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := parse(); err != nil {
 			return err
 		}
-		if f.Decision != "" && f.Decision != "allow" && f.Decision != "deny" {
-			return usageError(stderr, name, "--decision %q: give allow or deny", f.Decision)
+		if err := chainOnly(); err != nil {
+			return err
 		}
 		if *since != "" {
 			if d, err := time.ParseDuration(*since); err == nil {
 				f.Since = time.Now().Add(-d)
 			} else if f.Since, err = time.Parse(time.RFC3339, *since); err != nil {
-				return fmt.Errorf("--since %q: a duration such as 1h or an RFC 3339 time", *since)
+				return usageError(stderr, name, "--since %q: give a duration such as 1h or an RFC 3339 time", *since)
 			}
+		}
+		if f.Decision != "" && f.Decision != "allow" && f.Decision != "deny" {
+			return usageError(stderr, name, "--decision %q: give allow or deny", f.Decision)
 		}
 		read, done, err := cf.reader(ctx)
 		if err != nil {
@@ -194,6 +226,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cf.register(fs)
 		session := fs.String("session", "", "only this session")
 		if err := parse(); err != nil {
+			return err
+		}
+		if err := chainOnly(); err != nil {
 			return err
 		}
 		read, done, err := cf.reader(ctx)
@@ -223,6 +258,9 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if fs.NArg() != 1 {
 		return usageError(stderr, "replay", "give one SESSION (list them with 'svidbroker audit sessions')")
+	}
+	if err := cf.check(stderr, "replay"); err != nil {
+		return err
 	}
 	read, done, err := cf.reader(ctx)
 	if err != nil {

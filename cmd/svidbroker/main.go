@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 && args[0] == "version" {
-			if !wantsHelp(args[1:]) {
+			if !wantsHelp(args[1:]) && args[1] != "help" {
 				err = usageError(stderr, "version", "takes no arguments")
 				break
 			}

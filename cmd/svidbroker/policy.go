@@ -288,18 +288,31 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	return nil
 }
 
-// maskText says how a denied column is masked and which policy decided it.
+// maskText says how a denied column is masked and which policy decided it. A policy that failed to
+// evaluate is named as such: it denies whatever its effect, and a permit does not forbid.
 func maskText(c authz.Capability, defaultMask string, e *authz.Engine) string {
+	where := func(id string) string {
+		n := "policy " + id
+		if p, ok := e.Policy(id); ok {
+			n += fmt.Sprintf(" (%s:%d)", p.File, p.Line)
+		}
+		return n
+	}
 	var who string
 	switch {
+	case len(c.Errors) > 0:
+		var named []string
+		for _, pe := range c.Errors {
+			named = append(named, where(pe.PolicyID)+" failed to evaluate (any error denies): "+pe.Message)
+		}
+		who = strings.Join(named, "; ")
 	case len(c.Reasons) == 0:
 		who = "no policy permits reading it in clear (default deny)"
 	default:
 		var named []string
 		for _, id := range c.Reasons {
-			n := "policy " + id
+			n := where(id)
 			if p, ok := e.Policy(id); ok {
-				n += fmt.Sprintf(" (%s:%d)", p.File, p.Line)
 				if r := p.Reason(); r != "" {
 					n += fmt.Sprintf(": %q", r)
 				}

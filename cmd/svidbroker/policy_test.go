@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -203,4 +204,69 @@ func TestPolicyCommandMistakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCanSaysWhenAPolicyFailedToEvaluate: a column masked because a permit policy errored is shown as
+// masked by that policy's failure, not as forbidden by it; --json carries the error.
+func TestCanSaysWhenAPolicyFailedToEvaluate(t *testing.T) {
+	dir := t.TempDir()
+	pol := `@id("agents-connect")
+permit (principal in Group::"agents", action == Action::"connect", resource == Target::"shop");
+
+@id("agents-clear-overflow")
+permit (principal in Group::"agents", action == Action::"column:read-unmasked", resource in Target::"shop")
+when { context.time * 9223372036854775807 > 0 };
+`
+	if err := os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeBrokerConfig(t, dir)
+	can := func(t *testing.T, args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args = append(append([]string{"policy", "can", "--config", cfg}, args...), "spiffe://example.org/agent/a")
+		if code := run(args, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+		}
+		return stdout.String()
+	}
+	t.Run("text", func(t *testing.T) {
+		out := can(t)
+		for _, w := range []string{
+			`masked Column::"shop/public.customers.name"`,
+			"policy agents-clear-overflow (" + filepath.Join(dir, "p.cedar") + ":4) failed to evaluate (any error denies): integer overflow",
+		} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output does not contain\n  %s\n%s", w, out)
+			}
+		}
+		if strings.Contains(out, "forbidden by") {
+			t.Errorf("a permit that failed to evaluate is shown as forbidding:\n%s", out)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		var got struct {
+			Capabilities []struct {
+				Action, Resource string
+				Errors           []struct{ Policy, Message string }
+			}
+		}
+		out := can(t, "--json")
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		columns := 0
+		for _, c := range got.Capabilities {
+			if c.Action != "column:read-unmasked" {
+				continue
+			}
+			columns++
+			if len(c.Errors) != 1 || c.Errors[0].Policy != "agents-clear-overflow" || !strings.Contains(c.Errors[0].Message, "overflow") {
+				t.Errorf("%s: errors %+v, want agents-clear-overflow's", c.Resource, c.Errors)
+			}
+		}
+		if columns != 3 {
+			t.Errorf("%d column capabilities, want the catalog's 3:\n%s", columns, out)
+		}
+	})
 }

@@ -104,9 +104,9 @@ func newFlags(name string) *flag.FlagSet {
 	return flag.NewFlagSet("svidbroker "+name, flag.ContinueOnError)
 }
 
-// parseFlags parses args for the command name. Asked for help (-h, --help, anywhere), it prints the
-// usage line and flags to stdout and returns errHelp; given a flag it does not know, it says so and
-// what to run for the flags it does.
+// parseFlags parses args for the command name. Asked for help (-h or --help anywhere, or "help" as the
+// first argument, as `svidbroker policy help` takes it), it prints the usage line and flags to stdout
+// and returns errHelp; given a flag it does not know, it says so and what to run for the flags it does.
 func parseFlags(fs *flag.FlagSet, name string, args []string, stdout, stderr io.Writer) error {
 	c, _ := lookup(name)
 	var out bytes.Buffer
@@ -120,7 +120,7 @@ func parseFlags(fs *flag.FlagSet, name string, args []string, stdout, stderr io.
 			fs.PrintDefaults()
 		}
 	}
-	if wantsHelp(args) {
+	if wantsHelp(args) || len(args) > 0 && args[0] == "help" {
 		fs.Usage()
 		_, _ = stdout.Write(out.Bytes())
 		return errHelp

@@ -31,6 +31,9 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			asks = append(asks, ask{append(append([]string{}, words...), flag), "usage: svidbroker " + c.name})
 		}
 		asks = append(asks, ask{append([]string{"help"}, words...), "usage: svidbroker " + c.name})
+		if c.name != "help" { // "help" first, as `svidbroker policy help` takes it
+			asks = append(asks, ask{append(append([]string{}, words...), "help"), "usage: svidbroker " + c.name})
+		}
 	}
 	for _, a := range asks {
 		t.Run(strings.Join(a.args, " "), func(t *testing.T) {
@@ -107,6 +110,43 @@ func TestVersionText(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("version text does not contain %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// TestAuditCommandMistakes: a command line the audit commands cannot use exits 2 with what is wrong,
+// the command's usage line and what to run for its flags.
+func TestAuditCommandMistakes(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"verify without a chain", []string{"audit", "verify"}, "give --config FILE, or --dir DIR (or --postgres URL) and --chain NAME"},
+		{"verify without a MAC key", []string{"audit", "verify", "--dir", "d", "--chain", "c"}, "--mac-key FILE is required without --config"},
+		{"verify with an argument", []string{"audit", "verify", "--config", "x.hcl", "extra"}, `unexpected argument "extra"`},
+		{"sessions without a chain", []string{"audit", "sessions", "--dir", "d"}, "give --config FILE, or --dir DIR"},
+		{"sessions with a bad --since", []string{"audit", "sessions", "--dir", "d", "--chain", "c", "--since", "yesterday"}, `--since "yesterday"`},
+		{"sessions with a bad --decision", []string{"audit", "sessions", "--dir", "d", "--chain", "c", "--decision", "maybe"}, `--decision "maybe": give allow or deny`},
+		{"export without a chain", []string{"audit", "export"}, "give --config FILE, or --dir DIR"},
+		{"export with an argument", []string{"audit", "export", "--dir", "d", "--chain", "c", "s1"}, `unexpected argument "s1"`},
+		{"replay without a chain", []string{"replay", "s1"}, "give --config FILE, or --dir DIR"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2\nstderr: %s", code, stderr.String())
+			}
+			cmd := strings.Join(tc.args[:2], " ") // the command's name
+			if tc.args[0] == "replay" {
+				cmd = "replay"
+			}
+			for _, w := range []string{tc.want, "usage: svidbroker " + cmd + " ", "Run 'svidbroker " + cmd + " -h'"} {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, stderr.String())
 				}
 			}
 		})

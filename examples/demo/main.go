@@ -134,7 +134,7 @@ func (d *demo) running() int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+	if err != nil || !alive(pid) {
 		return 0
 	}
 	return pid
@@ -152,12 +152,23 @@ func (d *demo) up() error {
 			return fmt.Errorf("%s not found in %s: run `make tools build` (or just `make demo`)", name, d.bin)
 		}
 	}
+	if err := markDemoDir(d.dir); err != nil {
+		return err
+	}
 	// What an earlier run kept (the audit log, its keys, the policies) carries into this one.
+	restored, err := recoverKept(d.dir)
+	if err != nil {
+		return err
+	}
+	if len(restored) > 0 {
+		fmt.Printf("The last run ended without keeping its state (killed, or the machine restarted): %s are as the run before it kept them.\n",
+			strings.Join(restored, " and "))
+	}
 	if err := clearRuntime(d.dir); err != nil {
 		return err
 	}
-	if policies, auditDir, _ := kept(d.dir); policies != "" || auditDir != "" {
-		fmt.Printf("Continuing with what the last run kept in %s (start afresh with: make demo-down WIPE=1).\n", d.rel(d.dir))
+	if msg := d.continuing(); msg != "" {
+		fmt.Println(msg)
 	}
 	if err := os.MkdirAll(d.path("logs"), 0o755); err != nil {
 		return err
@@ -198,6 +209,23 @@ func (d *demo) up() error {
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	return fmt.Errorf("the demo was not ready within 3 minutes; see %s", d.path("logs"))
+}
+
+// continuing says what of an earlier run's kept state the next run takes up, naming the policy
+// directory it will run; "" when there is nothing.
+func (d *demo) continuing() string {
+	policies, auditDir, _ := kept(d.dir)
+	if policies == "" && auditDir == "" {
+		return ""
+	}
+	what := "the demo's default policies (none were kept)"
+	if policies != "" {
+		what = "the policies kept in " + d.rel(policies)
+	}
+	if auditDir != "" {
+		what += ", and the audit log kept in " + d.rel(auditDir)
+	}
+	return "Continuing with " + what + " (start afresh with: make demo-down WIPE=1)."
 }
 
 func (d *demo) printGuide() error {
@@ -356,8 +384,11 @@ func indent(s string) string {
 
 // down stops the background process, which stops everything it started and keeps the audit log,
 // its keys, the policies and the configuration in the demo directory; with wipe, it removes the
-// directory.
+// directory. It refuses a directory that is not the demo's.
 func (d *demo) down(w io.Writer, wipe bool) error {
+	if err := checkDemoDir(d.dir); err != nil {
+		return err
+	}
 	if pid := d.running(); pid == 0 {
 		fmt.Fprintln(w, "The demo is not running.")
 	} else {
@@ -368,6 +399,11 @@ func (d *demo) down(w io.Writer, wipe bool) error {
 			return fmt.Errorf("%w; see %s", err, d.path("logs", "demo.log"))
 		}
 		fmt.Fprintln(w, "The demo has stopped.")
+	}
+	if !wipe {
+		if _, err := recoverKept(d.dir); err != nil {
+			return err
+		}
 	}
 	if wipe {
 		if err := os.RemoveAll(d.dir); err != nil {
@@ -391,7 +427,7 @@ Remove them with: make demo-down WIPE=1
 // waitExit waits until process pid is gone.
 func waitExit(pid int, within time.Duration) error {
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if syscall.Kill(pid, 0) != nil {
+		if !alive(pid) {
 			return nil
 		}
 	}
@@ -467,15 +503,14 @@ func (d *demo) run() error {
 		if err := keep(d.dir, s.Dir, b.ConfigPath, named); err != nil {
 			fmt.Fprintln(os.Stderr, "keep the audit log and policies:", err)
 		}
+		// Copies that keep replaced go; links keep did not replace give way to the copies set aside.
+		if _, err := recoverKept(d.dir); err != nil {
+			fmt.Fprintln(os.Stderr, "keep the audit log and policies:", err)
+		}
 	}()
 	// While the demo runs, broker.hcl and policies are the live ones (policy edits reload at once).
-	for name, target := range map[string]string{keptConfig: b.ConfigPath, keptPolicies: b.PolicyDir} {
-		if err := os.RemoveAll(d.path(name)); err != nil {
-			return err
-		}
-		if err := os.Symlink(target, d.path(name)); err != nil {
-			return err
-		}
+	if err := linkLive(d.dir, map[string]string{keptConfig: b.ConfigPath, keptPolicies: b.PolicyDir}); err != nil {
+		return err
 	}
 	personas := []string{stack.PersonaAnalyst, stack.PersonaSupport, stack.PersonaMigrator, stack.PersonaIntruder}
 	svidDir := d.path("svids")

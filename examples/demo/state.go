@@ -21,9 +21,119 @@ const (
 	keptKeys     = "audit-keys"
 	// keptOther holds the other files the configuration names: CA certificates, the mask key.
 	keptOther = "state"
+	// keptAside holds the kept configuration and policies while a run has broker.hcl and policies
+	// link into its stack. They are moved there, never deleted, so a run that dies without keeping
+	// (SIGKILL, out of memory, a reboot) loses only its own changes.
+	keptAside = "kept-while-running"
 )
 
-var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther}
+var keptNames = []string{keptConfig, keptPolicies, keptAudit, keptKeys, keptOther, keptAside, markerFile}
+
+// markerFile marks a directory as the demo's: up writes it into the directory it creates or finds
+// empty, and nothing clears or wipes a non-empty directory without it, so a mistyped --dir cannot
+// remove someone's files.
+const markerFile = ".svidbroker-demo"
+
+// errNotDemoDir is returned for a non-empty directory without the marker.
+var errNotDemoDir = errors.New("not a demo directory")
+
+// checkDemoDir returns nil when dir is the demo's: marked, empty or absent.
+func checkDemoDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s is not empty and has no %s file, so svidbroker-demo leaves it alone: pass --dir "+
+		"a new or empty directory (a demo directory from before the marker existed needs: touch %s)",
+		errNotDemoDir, dir, markerFile, filepath.Join(dir, markerFile))
+}
+
+// markDemoDir creates dir if need be and marks it as the demo's; it refuses a directory that is not.
+func markDemoDir(dir string) error {
+	if err := checkDemoDir(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, markerFile),
+		[]byte("This directory belongs to svidbroker-demo, which may clear it (up) or remove it (down --wipe).\n"), 0o644)
+}
+
+// linked are the kept names a running demo links into its stack.
+var linked = []string{keptConfig, keptPolicies}
+
+// linkLive points demoDir's broker.hcl and policies at the running stack's, given by targets (kept
+// name to path), after moving the copies an earlier run kept aside.
+func linkLive(demoDir string, targets map[string]string) error {
+	for _, name := range linked {
+		p := filepath.Join(demoDir, name)
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("link %s: %w", name, err)
+		case st.Mode()&os.ModeSymlink != 0:
+			if err := os.Remove(p); err != nil { // a dead run's link; recoverKept restored what it hid
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		default:
+			aside := filepath.Join(demoDir, keptAside, name)
+			if err := os.MkdirAll(filepath.Dir(aside), 0o755); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+			if err := os.RemoveAll(aside); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+			if err := os.Rename(p, aside); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		}
+		if target, ok := targets[name]; ok {
+			if err := os.Symlink(target, p); err != nil {
+				return fmt.Errorf("link %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// recoverKept undoes linkLive once no run is using the links: a link left by a run that died
+// without keeping (or whose keep failed) gives way to the copy set aside, and copies set aside that a
+// completed keep replaced are removed. It returns the names it restored.
+func recoverKept(demoDir string) (restored []string, err error) {
+	for _, name := range linked {
+		p, aside := filepath.Join(demoDir, name), filepath.Join(demoDir, keptAside, name)
+		if st, err := os.Lstat(p); err == nil && st.Mode()&os.ModeSymlink != 0 {
+			if err := os.Remove(p); err != nil {
+				return restored, fmt.Errorf("restore %s: %w", name, err)
+			}
+		}
+		if _, err := os.Lstat(p); err == nil {
+			if err := os.RemoveAll(aside); err != nil {
+				return restored, fmt.Errorf("restore %s: %w", name, err)
+			}
+			continue
+		}
+		if _, err := os.Lstat(aside); err != nil {
+			continue
+		}
+		if err := os.Rename(aside, p); err != nil {
+			return restored, fmt.Errorf("restore %s: %w", name, err)
+		}
+		restored = append(restored, name)
+	}
+	if err := os.Remove(filepath.Join(demoDir, keptAside)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return restored, fmt.Errorf("restore: %w", err)
+	}
+	return restored, nil
+}
 
 // keep copies what the configuration at configPath names inside stateDir (which the stack removes
 // when it stops) into demoDir, and writes the configuration there with those paths rewritten. named
@@ -178,8 +288,11 @@ func kept(demoDir string) (policies, auditDir, auditKeys string) {
 }
 
 // clearRuntime removes what a run leaves in demoDir besides the kept state: pid and ready files,
-// logs, personas' files.
+// logs, personas' files. It refuses a directory that is not the demo's.
 func clearRuntime(demoDir string) error {
+	if err := checkDemoDir(demoDir); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(demoDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

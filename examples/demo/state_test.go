@@ -8,11 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +144,7 @@ func TestDownKeepsWhatTheAuditAndPolicyCommandsNeed(t *testing.T) {
 // files do not. A policies link into a dead stack is not taken for kept policies.
 func TestUpClearsOnlyWhatARunRecreates(t *testing.T) {
 	dir := t.TempDir()
+	must(t, markDemoDir(dir))
 	for _, name := range []string{keptAudit, keptKeys, keptOther, "logs", "svids"} {
 		must(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
 	}
@@ -155,7 +159,7 @@ func TestUpClearsOnlyWhatARunRecreates(t *testing.T) {
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	if got, want := strings.Join(left, " "), "audit audit-keys broker.hcl policies state"; got != want {
+	if got, want := strings.Join(left, " "), markerFile+" audit audit-keys broker.hcl policies state"; got != want {
 		t.Fatalf("left %q, want %q", got, want)
 	}
 	if policies, auditDir, keys := kept(dir); policies != "" || auditDir == "" || keys == "" {
@@ -229,6 +233,7 @@ func TestStatusShowsComponents(t *testing.T) {
 // TestDownWipeRemovesTheKeptState: with --wipe, nothing stays.
 func TestDownWipeRemovesTheKeptState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".demo")
+	must(t, markDemoDir(dir))
 	must(t, os.MkdirAll(filepath.Join(dir, keptAudit), 0o755))
 	var stdout, stderr bytes.Buffer
 	if code := runMain([]string{"down", "--dir", dir}, &stdout, &stderr); code != 0 {
@@ -245,5 +250,252 @@ func TestDownWipeRemovesTheKeptState(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("down --wipe left %s: %v", dir, err)
+	}
+}
+
+// TestRunThatDiesWithoutKeepingLosesNothingKept: while a run links broker.hcl and policies into its
+// stack, the copies the previous run kept are set aside, not deleted; if the run dies without keeping
+// (SIGKILL, out of memory, a reboot), the next up restores them, whether the stack's directory went
+// with it or was left behind.
+func TestRunThatDiesWithoutKeepingLosesNothingKept(t *testing.T) {
+	cases := []struct {
+		name      string
+		stackGone bool
+	}{
+		{"stack removed", true},
+		{"stack left behind", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			demoDir, state1 := t.TempDir(), t.TempDir()
+			must(t, markDemoDir(demoDir))
+			configPath, named := fakeRun(t, state1)
+			must(t, keep(demoDir, state1, configPath, named)) // the first run's down
+			must(t, os.RemoveAll(state1))
+
+			// The second run links into its own stack.
+			stack2 := t.TempDir()
+			config2, _ := fakeRun(t, stack2)
+			policies2 := filepath.Join(stack2, "svidbroker-policies")
+			must(t, os.WriteFile(filepath.Join(policies2, "second.cedar"), []byte(`@id("second") forbid (principal, action, resource);`), 0o644))
+			must(t, linkLive(demoDir, map[string]string{keptConfig: config2, keptPolicies: policies2}))
+			if _, err := os.Stat(filepath.Join(demoDir, keptPolicies, "second.cedar")); err != nil {
+				t.Fatalf("policies do not link to the running stack's: %v", err)
+			}
+
+			// It dies without keeping.
+			if tc.stackGone {
+				must(t, os.RemoveAll(stack2))
+			}
+			restored, err := recoverKept(demoDir) // the next up
+			must(t, err)
+			if got := strings.Join(restored, " "); got != keptConfig+" "+keptPolicies {
+				t.Fatalf("restored %q", got)
+			}
+			must(t, clearRuntime(demoDir))
+			policiesDir, auditDir, keys := kept(demoDir)
+			if policiesDir == "" || auditDir == "" || keys == "" {
+				t.Fatalf("kept() = %q %q %q after the crash", policiesDir, auditDir, keys)
+			}
+			if _, err := os.Stat(filepath.Join(policiesDir, "edited.cedar")); err != nil {
+				t.Fatalf("the kept policy edit is gone: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(policiesDir, "second.cedar")); err == nil {
+				t.Fatal("the policies are the dead run's, not the kept ones")
+			}
+			cfg, err := config.Load(filepath.Join(demoDir, keptConfig))
+			if err != nil {
+				t.Fatalf("the kept configuration does not load: %v", err)
+			}
+			if cfg.Policy.Dir != policiesDir {
+				t.Fatalf("kept configuration's policy dir %s, want %s", cfg.Policy.Dir, policiesDir)
+			}
+			if _, err := os.Stat(filepath.Join(demoDir, keptAside)); !os.IsNotExist(err) {
+				t.Fatalf("%s left behind: %v", keptAside, err)
+			}
+		})
+	}
+}
+
+// TestRunThatKeepsReplacesTheKeptState: a run that stops normally keeps its own state, and the copies
+// set aside when it started go.
+func TestRunThatKeepsReplacesTheKeptState(t *testing.T) {
+	demoDir, state1 := t.TempDir(), t.TempDir()
+	configPath, named := fakeRun(t, state1)
+	must(t, keep(demoDir, state1, configPath, named))
+	must(t, os.RemoveAll(state1))
+
+	stack2 := t.TempDir()
+	config2, named2 := fakeRun(t, stack2)
+	policies2 := filepath.Join(stack2, "svidbroker-policies")
+	must(t, os.WriteFile(filepath.Join(policies2, "second.cedar"), []byte(`@id("second") forbid (principal, action, resource);`), 0o644))
+	must(t, linkLive(demoDir, map[string]string{keptConfig: config2, keptPolicies: policies2}))
+	must(t, keep(demoDir, stack2, config2, named2))
+	restored, err := recoverKept(demoDir)
+	must(t, err)
+	if len(restored) != 0 {
+		t.Fatalf("restored %v over what the run kept", restored)
+	}
+	must(t, os.RemoveAll(stack2))
+	if _, err := os.Stat(filepath.Join(demoDir, keptPolicies, "second.cedar")); err != nil {
+		t.Fatalf("the run's policies were not kept: %v", err)
+	}
+	if _, err := config.Load(filepath.Join(demoDir, keptConfig)); err != nil {
+		t.Fatalf("the kept configuration does not load: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(demoDir, keptAside)); !os.IsNotExist(err) {
+		t.Fatalf("%s left behind: %v", keptAside, err)
+	}
+}
+
+// TestUpSaysWhichPoliciesItContinuesWith names the policy directory the next run takes up.
+func TestUpSaysWhichPoliciesItContinuesWith(t *testing.T) {
+	cases := []struct {
+		name string
+		dirs []string
+		want string
+	}{
+		{"nothing kept", nil, ""},
+		{"audit log only", []string{keptAudit}, "Continuing with the demo's default policies (none were kept), and the audit log kept in "},
+		{"policies and audit log", []string{keptPolicies, keptAudit}, "Continuing with the policies kept in {dir}/policies, and the audit log kept in {dir}/audit "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := newDemo(t.TempDir(), t.TempDir())
+			must(t, err)
+			for _, name := range tc.dirs {
+				must(t, os.Mkdir(d.path(name), 0o755))
+			}
+			got, want := d.continuing(), strings.ReplaceAll(tc.want, "{dir}", d.dir)
+			if want == "" && got != "" || !strings.HasPrefix(got, want) {
+				t.Fatalf("continuing() = %q, want it to start with %q", got, want)
+			}
+		})
+	}
+}
+
+// TestOnlyTheDemosDirectoryIsClearedOrWiped: up marks the directory it creates or finds empty, and
+// neither up's clearing nor down (with or without --wipe) touches a non-empty directory without the
+// mark, such as a mistyped --dir.
+func TestOnlyTheDemosDirectoryIsClearedOrWiped(t *testing.T) {
+	cases := []struct {
+		name   string
+		layout func(t *testing.T, dir string) // nil: the directory does not exist
+		ok     bool
+	}{
+		{"absent", nil, true},
+		{"empty", func(t *testing.T, dir string) { must(t, os.Mkdir(dir, 0o755)) }, true},
+		{"marked by up", func(t *testing.T, dir string) {
+			must(t, markDemoDir(dir))
+			must(t, os.MkdirAll(filepath.Join(dir, "logs"), 0o755))
+		}, true},
+		{"someone's files", func(t *testing.T, dir string) {
+			must(t, os.MkdirAll(filepath.Join(dir, "thesis"), 0o755))
+			must(t, os.WriteFile(filepath.Join(dir, "thesis", "chapter1.tex"), []byte("x"), 0o644))
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := []struct {
+				name string
+				do   func(dir string) error
+			}{
+				{"up's clearing", clearRuntime},
+				{"up's marking", markDemoDir},
+				{"down", func(dir string) error { return runCode([]string{"down", "--dir", dir}) }},
+				{"down --wipe", func(dir string) error { return runCode([]string{"down", "--dir", dir, "--wipe"}) }},
+			}
+			for _, step := range steps {
+				dir := filepath.Join(t.TempDir(), "demo")
+				if tc.layout != nil {
+					tc.layout(t, dir)
+				}
+				err := step.do(dir)
+				if tc.ok && err != nil {
+					t.Fatalf("%s: %v", step.name, err)
+				}
+				if !tc.ok {
+					if err == nil || !strings.Contains(err.Error(), "has no "+markerFile+" file") {
+						t.Fatalf("%s: %v, want a refusal naming %s", step.name, err, markerFile)
+					}
+					if _, err := os.Stat(filepath.Join(dir, "thesis", "chapter1.tex")); err != nil {
+						t.Fatalf("%s removed someone's files: %v", step.name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// runCode runs the command line and returns its standard error as an error when it fails.
+func runCode(args []string) error {
+	var stdout, stderr bytes.Buffer
+	if code := runMain(args, &stdout, &stderr); code != 0 {
+		return fmt.Errorf("exit %d: %s", code, stderr.String())
+	}
+	return nil
+}
+
+// TestMakeDemoDownWipesOnlyWhenWIPEIs1: make demo-down WIPE=0 (or any value but 1) keeps .demo/,
+// whether the demo launcher is built (down --wipe) or not (rm -rf).
+func TestMakeDemoDownWipesOnlyWhenWIPEIs1(t *testing.T) {
+	cases := []struct {
+		wipe  string // "-": unset
+		wipes bool
+	}{
+		{"-", false}, {"", false}, {"0", false}, {"no", false}, {"1", true},
+	}
+	for _, tc := range cases {
+		t.Run("WIPE="+tc.wipe, func(t *testing.T) {
+			args := []string{"-n", "--no-print-directory", "-C", "../..", "demo-down", "BIN=" + t.TempDir()}
+			if tc.wipe != "-" {
+				args = append(args, "WIPE="+tc.wipe)
+			}
+			cmd := exec.Command("make", args...) // -n: prints the recipe, runs nothing
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "WIPE=") && !strings.HasPrefix(kv, "MAKEFLAGS=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("make: %v\n%s", err, out)
+			}
+			recipe := string(out)
+			if !strings.Contains(recipe, "svidbroker-demo down --dir .demo") || !strings.Contains(recipe, "The demo is not running.") {
+				t.Fatalf("unexpected recipe:\n%s", recipe)
+			}
+			// The recipe is one shell line: both branches show.
+			if got := []bool{strings.Contains(recipe, "--wipe"), strings.Contains(recipe, "rm -rf .demo")}; got[0] != tc.wipes || got[1] != tc.wipes {
+				t.Fatalf("--wipe %v, rm -rf %v; want both %v:\n%s", got[0], got[1], tc.wipes, recipe)
+			}
+		})
+	}
+}
+
+// TestProcessOfAnotherUserCountsAsRunning: kill(pid, 0) answers EPERM for a process that exists but
+// belongs to another user (a persona's, when status runs unprivileged): it is running, not exited.
+func TestProcessOfAnotherUserCountsAsRunning(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"signal allowed", nil, true},
+		{"another user's process (EPERM)", syscall.EPERM, true},
+		{"no such process (ESRCH)", syscall.ESRCH, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exists(tc.err); got != tc.want {
+				t.Fatalf("exists(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	if !alive(os.Getpid()) || !alive(1) {
+		t.Fatal("this process or init is not alive")
+	}
+	if alive(0) || alive(-1) {
+		t.Fatal("pid 0 or -1 taken for a process")
 	}
 }

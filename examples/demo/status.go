@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,7 +58,7 @@ func (d *demo) status(w io.Writer) error {
 		fmt.Fprintln(tw, "  COMPONENT\tPID\tSTATE\tADDRESS\tLOG")
 		for _, c := range st.Components {
 			state := "running"
-			if c.PID <= 0 || syscall.Kill(c.PID, 0) != nil {
+			if !alive(c.PID) {
 				state = "EXITED"
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\n", c.Name, c.PID, state, c.Address, d.rel(c.Log))
@@ -81,6 +82,17 @@ func (d *demo) status(w io.Writer) error {
 		fmt.Fprintln(w, "Remove them with: make demo-down WIPE=1")
 	}
 	return nil
+}
+
+// alive reports whether process pid exists. kill(pid, 0) answers EPERM for a process that exists but
+// belongs to another user: the personas run as uids of their own, and status may run as anyone.
+func alive(pid int) bool {
+	return pid > 0 && exists(syscall.Kill(pid, 0))
+}
+
+// exists reads kill(pid, 0)'s answer: only an error other than EPERM (ESRCH) means no such process.
+func exists(err error) bool {
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // rel shows p relative to the working directory when it lies below it.

@@ -222,36 +222,15 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			paths := []pgbenchPath{direct, relay, viaBouncer, broker("broker", mode.broker), broker("broker-noaudit", mode.noAudit)}
-			for _, p := range paths { // each path works before anything is measured
-				runPgbench(b, p, 1, mode.args...)
-			}
-			tps := map[string]float64{}
-			lat := map[string][]float64{}
-			rounds := 0
-			for b.Loop() {
-				for round := range 2 {
-					order := slices.Clone(paths)
-					if round%2 == 1 {
-						slices.Reverse(order)
-					}
-					for _, p := range order {
-						r := runPgbench(b, p, 4, mode.args...)
-						tps[p.name] += r.tps
-						lat[p.name] = append(lat[p.name], r.latency...)
-					}
-					rounds++
-				}
-			}
+			tps, lat := pgbenchRounds(b, paths, 1, mode.args...)
 			for _, p := range paths {
-				b.ReportMetric(tps[p.name]/float64(rounds), "tps-"+p.name)
+				b.ReportMetric(tps[p.name], "tps-"+p.name)
 			}
 			for _, r := range [][2]string{{"broker", "direct"}, {"relay", "direct"}, {"pgbouncer", "direct"},
 				{"broker", "relay"}, {"broker", "pgbouncer"}, {"broker-noaudit", "direct"}, {"broker-noaudit", "relay"},
 				{"broker-noaudit", "pgbouncer"}, {"broker", "broker-noaudit"}} {
 				b.ReportMetric(tps[r[0]]/tps[r[1]], r[0]+"/"+r[1])
 			}
-			slices.Sort(lat["direct"])
-			slices.Sort(lat["broker"])
 			unit := "us"
 			if mode.statements > 1 {
 				unit = "us/stmt"
@@ -266,6 +245,38 @@ func BenchmarkPgbenchPaths(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pgbenchRounds runs pgbench with args through each path for warmup seconds (so that each works
+// before anything is measured), then, in each iteration of b.Loop, two rounds of 4 s per path, the
+// order reversed every other round so that noise from other work hits all paths alike. It returns
+// each path's mean tps and its sorted per-transaction latencies.
+func pgbenchRounds(b *testing.B, paths []pgbenchPath, warmup int, args ...string) (map[string]float64, map[string][]float64) {
+	for _, p := range paths {
+		runPgbench(b, p, warmup, args...)
+	}
+	tps := map[string]float64{}
+	lat := map[string][]float64{}
+	rounds := 0
+	for b.Loop() {
+		for round := range 2 {
+			order := slices.Clone(paths)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, p := range order {
+				r := runPgbench(b, p, 4, args...)
+				tps[p.name] += r.tps
+				lat[p.name] = append(lat[p.name], r.latency...)
+			}
+			rounds++
+		}
+	}
+	for _, p := range paths {
+		tps[p.name] /= float64(rounds)
+		slices.Sort(lat[p.name])
+	}
+	return tps, lat
 }
 
 // startRelay listens on a free loopback port and copies bytes both ways between each client and

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -269,37 +268,17 @@ func BenchmarkPgbenchAudit(b *testing.B) {
 		for _, clients := range []int{4, 16, 48} {
 			b.Run(fmt.Sprintf("%s-%dc", script.name, clients), func(b *testing.B) {
 				args := append([]string{"-c", strconv.Itoa(clients)}, script.args...)
-				for _, p := range paths { // each path works before anything is measured (48 clients take a
-					runPgbench(b, p, 3, args...) // second or more to connect through the broker)
-				}
-				tps := map[string]float64{}
-				lat := map[string][]float64{}
-				rounds := 0
-				for b.Loop() {
-					for round := range 2 {
-						order := slices.Clone(paths)
-						if round%2 == 1 {
-							slices.Reverse(order)
-						}
-						for _, p := range order {
-							r := runPgbench(b, p, 4, args...)
-							tps[p.name] += r.tps
-							lat[p.name] = append(lat[p.name], r.latency...)
-						}
-						rounds++
-					}
-				}
+				// 48 clients take a second or more to connect through the broker: a longer warm-up.
+				tps, lat := pgbenchRounds(b, paths, 3, args...)
 				unit := "us"
 				if script.statements > 1 {
 					unit = "us/stmt"
 				}
-				slices.Sort(lat["direct"])
 				for _, p := range paths {
-					b.ReportMetric(tps[p.name]/float64(rounds), "tps-"+p.name)
+					b.ReportMetric(tps[p.name], "tps-"+p.name)
 				}
 				for _, m := range []string{"commit", "statement"} {
 					b.ReportMetric(tps[m]/tps["off"], m+"/off")
-					slices.Sort(lat[m])
 					for _, q := range []struct {
 						name string
 						q    float64

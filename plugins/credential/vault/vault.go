@@ -264,6 +264,15 @@ func (p *Provider) call(ctx context.Context, f func() error) error {
 	return err
 }
 
+// transient marks an error call would have retried (Vault sealed, rate limiting, failing or
+// unreachable) as credential.ErrTransient, so that the broker retries too; it leaves any other as is.
+func transient(err error) error {
+	if retryable(err) {
+		return fmt.Errorf("%w: %w", credential.ErrTransient, err)
+	}
+	return err
+}
+
 func retryable(err error) bool {
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
@@ -306,7 +315,7 @@ func (p *Provider) Acquire(ctx context.Context, src credential.Source) (*credent
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vault: credential from %s: %w", src, err)
+		return nil, fmt.Errorf("vault: credential from %s: %w", src, transient(err))
 	}
 	lease.Username, _ = data[userKey].(string)
 	lease.Password, _ = data[passKey].(string)
@@ -334,7 +343,7 @@ func (p *Provider) Renew(ctx context.Context, leaseID string) (time.Duration, er
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("vault: renew %s: %w", leaseID, err)
+		return 0, fmt.Errorf("vault: renew %s: %w", leaseID, transient(err))
 	}
 	return time.Duration(secret.LeaseDuration) * time.Second, nil
 }
@@ -342,7 +351,7 @@ func (p *Provider) Renew(ctx context.Context, leaseID string) (time.Duration, er
 // Revoke revokes a lease.
 func (p *Provider) Revoke(ctx context.Context, leaseID string) error {
 	if err := p.call(ctx, func() error { return p.client.Sys().RevokeWithContext(ctx, leaseID) }); err != nil {
-		return fmt.Errorf("vault: revoke %s: %w", leaseID, err)
+		return fmt.Errorf("vault: revoke %s: %w", leaseID, transient(err))
 	}
 	return nil
 }

@@ -288,3 +288,60 @@ func TestFailClosedRetries(t *testing.T) {
 		t.Fatal("acquired a credential from a stopped Vault")
 	}
 }
+
+// TestTransientErrorsAreMarked: the failures the provider retries itself are marked
+// credential.ErrTransient for the broker to retry as well; any other, such as renewing a lease Vault
+// no longer knows (it was revoked out of band), is not, so that its sessions end at once.
+func TestTransientErrorsAreMarked(t *testing.T) {
+	cancelled := func(ctx context.Context) context.Context {
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		return ctx
+	}
+	renew := func(ctx context.Context, p *vault.Provider) error {
+		_, err := p.Renew(ctx, "database/creds/shop/revoked")
+		return err
+	}
+	acquire := func(ctx context.Context, p *vault.Provider) error {
+		_, err := p.Acquire(ctx, appSecret)
+		return err
+	}
+	revoke := func(ctx context.Context, p *vault.Provider) error { return p.Revoke(ctx, "database/creds/shop/1") }
+	cases := []struct {
+		name      string
+		breakIt   func(*fixture)
+		ctx       func(context.Context) context.Context
+		call      func(context.Context, *vault.Provider) error
+		transient bool
+	}{
+		{name: "renew: lease not found", call: renew, transient: false},
+		{name: "renew: rate limited", breakIt: func(f *fixture) { f.srv.Throttle(1000) }, call: renew, transient: true},
+		{name: "renew: sealed", breakIt: func(f *fixture) { f.srv.Seal() }, call: renew, transient: true},
+		{name: "renew: unreachable", breakIt: func(f *fixture) { f.srv.Close() }, call: renew, transient: true},
+		{name: "renew: cancelled by the caller", ctx: cancelled, call: renew, transient: false},
+		{name: "acquire: sealed", breakIt: func(f *fixture) { f.srv.Seal() }, call: acquire, transient: true},
+		{name: "acquire: cancelled by the caller", ctx: cancelled, call: acquire, transient: false},
+		{name: "revoke: rate limited", breakIt: func(f *fixture) { f.srv.Throttle(1000) }, call: revoke, transient: true},
+		{name: "revoke: unreachable", breakIt: func(f *fixture) { f.srv.Close() }, call: revoke, transient: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, "1h", "24h")
+			p := f.provider(t, vault.Config{Method: vault.MethodCert, Role: "broker", Attempts: 2})
+			if tc.breakIt != nil {
+				tc.breakIt(f)
+			}
+			ctx := t.Context()
+			if tc.ctx != nil {
+				ctx = tc.ctx(ctx)
+			}
+			err := tc.call(ctx, p)
+			if err == nil {
+				t.Fatal("the call succeeded")
+			}
+			if got := errors.Is(err, credential.ErrTransient); got != tc.transient {
+				t.Fatalf("transient %v, want %v: %v", got, tc.transient, err)
+			}
+		})
+	}
+}
