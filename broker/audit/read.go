@@ -50,11 +50,15 @@ type SessionSummary struct {
 	Target     string    `json:"target"`
 	Start      time.Time `json:"start"`
 	Statements int       `json:"statements"`
-	Denied     bool      `json:"denied"`
+	// Denied says the connection itself was refused.
+	Denied bool `json:"denied"`
 	// DeniedStatements counts the statements the broker refused.
 	DeniedStatements int  `json:"denied_statements"`
 	Ended            bool `json:"ended"`
 }
+
+// Refused reports whether anything in the session was refused: its connection or a statement.
+func (s SessionSummary) Refused() bool { return s.Denied || s.DeniedStatements > 0 }
 
 // Filter selects sessions; empty fields match everything.
 type Filter struct {
@@ -62,7 +66,8 @@ type Filter struct {
 	Target   string
 	Since    time.Time
 	Until    time.Time
-	// Decision is "allow" or "deny": sessions whose connect decision had that outcome.
+	// Decision is "deny" for sessions in which anything was refused (the connection, or a statement),
+	// or "allow" for sessions in which nothing was.
 	Decision string
 }
 
@@ -101,8 +106,8 @@ func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 			f.Target != "" && s.Target != f.Target,
 			!f.Since.IsZero() && s.Start.Before(f.Since),
 			!f.Until.IsZero() && s.Start.After(f.Until),
-			f.Decision == "deny" && !s.Denied,
-			f.Decision == "allow" && s.Denied:
+			f.Decision == "deny" && !s.Refused(),
+			f.Decision == "allow" && s.Refused():
 			continue
 		}
 		out = append(out, *s)
@@ -123,64 +128,160 @@ func Timeline(read Reader, session string) ([]Entry, error) {
 }
 
 // Format renders one record as a line for people. Control characters are escaped, so a statement
-// cannot rewrite the terminal or forge lines.
+// cannot rewrite the terminal or forge lines. Every line says what happened: a refused statement
+// reads "refused", with why and by which policy, never as allowed.
 func Format(e Entry) string {
 	r := e.Record
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s #%d %-13s", r.Time.UTC().Format("15:04:05.000"), e.Seq, r.Kind)
+	decision := r.Decision
 	switch r.Kind {
 	case KindSessionStart:
 		fmt.Fprintf(&b, " %s → %s from %s", Escape(r.SPIFFEID), Escape(r.Target), Escape(r.Remote))
 	case KindSessionEnd:
-		fmt.Fprintf(&b, " %s after %s", Escape(r.Detail["reason"]), Escape(r.Detail["duration"]))
-	case KindStatement, KindDenied:
-		fmt.Fprintf(&b, " [%s] %s", r.Statement.Protocol, Escape(r.Statement.Text))
-		if len(r.Statement.Params) > 0 {
-			fmt.Fprintf(&b, " params (%s)", Escape(strings.Join(r.Statement.Params, ", ")))
+		fmt.Fprintf(&b, " %s", Escape(r.Detail["reason"]))
+		if d := r.Detail["duration"]; d != "" {
+			fmt.Fprintf(&b, " after %s", Escape(d))
 		}
-		if len(r.Statement.Masked) > 0 {
-			fmt.Fprintf(&b, " masked %s", Escape(strings.Join(r.Statement.Masked, ",")))
+	case KindDecision:
+		if d := r.Decision; d != nil && !d.Allow && r.Detail["refused"] != "" {
+			// Refused by something other than a policy (an allow list): no decision to cite.
+			fmt.Fprintf(&b, " %s to %s refused: %s", Escape(d.Action), Escape(r.Target), Escape(r.Detail["refused"]))
+			decision = nil
+		} else if d != nil {
+			fmt.Fprintf(&b, " %s to %s %s (decision %s)", Escape(d.Action), Escape(r.Target), outcome(d), Escape(d.ID))
+			decision = nil
 		}
-		if r.Error != "" {
-			fmt.Fprintf(&b, " refused (%s)", Escape(r.Error))
-		}
+	case KindStatement:
+		formatStatement(&b, r.Statement)
+	case KindDenied:
+		formatStatement(&b, r.Statement)
+		formatRefusal(&b, r)
+		decision = nil
 	case KindApproval:
-		fmt.Fprintf(&b, " request %s %s", Escape(r.Detail["request"]), Escape(r.Detail["state"]))
-		if a := r.Detail["approver"]; a != "" {
-			fmt.Fprintf(&b, " by %s", Escape(a))
-		}
+		formatApproval(&b, r)
+		decision = nil
+	case KindLease:
+		fmt.Fprintf(&b, " %s %s", Escape(r.LeaseID), Escape(r.Detail["event"]))
 	case KindResult:
-		fmt.Fprintf(&b, " %s: %d rows, %d bytes", Escape(r.Result.Tag), r.Result.Rows, r.Result.Bytes)
-		if len(r.Result.Columns) > 0 {
-			fmt.Fprintf(&b, "\n    | %s |", Escape(strings.Join(r.Result.Columns, " | ")))
-		}
-		for _, row := range r.Result.Data {
-			vals := make([]string, len(row))
-			for i, v := range row {
-				vals[i] = "NULL"
-				if v != nil {
-					vals[i] = Escape(*v)
-				}
-			}
-			fmt.Fprintf(&b, "\n    | %s |", strings.Join(vals, " | "))
-		}
-		if r.Result.Truncated {
-			b.WriteString("\n    (more rows not recorded)")
-		}
+		formatResult(&b, r.Result)
 	case KindError:
 		fmt.Fprintf(&b, " %s", Escape(r.Error))
 	}
-	if d := r.Decision; d != nil {
-		verdict := "deny"
-		if d.Allow {
-			verdict = "allow"
-		}
-		fmt.Fprintf(&b, " decision %s %s %s by %s", d.ID, d.Action, verdict, Escape(strings.Join(d.Policies, ",")))
+	if d := decision; d != nil {
+		fmt.Fprintf(&b, "; %s %s (decision %s)", Escape(d.Action), outcome(d), Escape(d.ID))
 	}
-	if r.LeaseID != "" {
+	if r.LeaseID != "" && r.Kind != KindLease {
 		fmt.Fprintf(&b, " lease %s", Escape(r.LeaseID))
 	}
 	return b.String()
+}
+
+// Verdict says what decided d: the allowing or forbidding policies, a policy that failed to evaluate,
+// or, when no policy matched, the default deny.
+func Verdict(d *Decision) string {
+	policies := Escape(strings.Join(d.Policies, ", "))
+	switch {
+	case d.Allow && policies == "":
+		return "allowed"
+	case d.Allow:
+		return "allowed by " + policies
+	case d.ErrorPolicy != "":
+		return "policy " + Escape(d.ErrorPolicy) + " failed to evaluate, which denies"
+	case policies != "":
+		return "forbidden by " + policies
+	default:
+		return "no policy permitted it: denied by default"
+	}
+}
+
+// outcome is "allowed by …" or "refused: " and why.
+func outcome(d *Decision) string {
+	if d.Allow {
+		return Verdict(d)
+	}
+	return "refused: " + Verdict(d)
+}
+
+func formatStatement(b *strings.Builder, st *Statement) {
+	if st == nil {
+		return
+	}
+	fmt.Fprintf(b, " [%s] %s", Escape(st.Protocol), Escape(st.Text))
+	if len(st.Params) > 0 {
+		fmt.Fprintf(b, " params (%s)", Escape(strings.Join(st.Params, ", ")))
+	}
+	if len(st.Masked) > 0 {
+		fmt.Fprintf(b, " masked %s", Escape(strings.Join(st.Masked, ",")))
+	}
+}
+
+// formatRefusal says why a statement was refused: the reason its record gives and the policies that
+// refused it or held it for approval.
+func formatRefusal(b *strings.Builder, r Record) {
+	fmt.Fprintf(b, "; refused (%s)", Escape(r.Error))
+	reason, d := r.Detail["refused"], r.Decision
+	switch {
+	case strings.HasPrefix(reason, "approval "):
+		fmt.Fprintf(b, ": %s", Escape(reason))
+		if req := r.Detail["request"]; req != "" {
+			fmt.Fprintf(b, ", request %s", Escape(req))
+		}
+		if d != nil && len(d.Policies) > 0 {
+			fmt.Fprintf(b, ", held by %s", Escape(strings.Join(d.Policies, ", ")))
+		}
+	case d != nil:
+		// A policy decided the refusal: what the decision says is why.
+		deny := *d
+		deny.Allow = false
+		fmt.Fprintf(b, ": %s", Verdict(&deny))
+	case reason != "":
+		fmt.Fprintf(b, ": %s", Escape(reason))
+	}
+	if d != nil {
+		fmt.Fprintf(b, " (decision %s)", Escape(d.ID))
+	}
+}
+
+// formatApproval renders an approval request's state: held (by the policies that require approval),
+// then approved, denied or expired, and by whom.
+func formatApproval(b *strings.Builder, r Record) {
+	fmt.Fprintf(b, " request %s", Escape(r.Detail["request"]))
+	switch state := r.Detail["state"]; state {
+	case "pending":
+		b.WriteString(" held for approval")
+		if d := r.Decision; d != nil && len(d.Policies) > 0 {
+			fmt.Fprintf(b, " by %s", Escape(strings.Join(d.Policies, ", ")))
+		}
+	default:
+		fmt.Fprintf(b, " %s", Escape(state))
+		if a := r.Detail["approver"]; a != "" {
+			fmt.Fprintf(b, " by %s", Escape(a))
+		}
+	}
+}
+
+func formatResult(b *strings.Builder, res *Result) {
+	if res == nil {
+		return
+	}
+	fmt.Fprintf(b, " %s: %d rows, %d bytes", Escape(res.Tag), res.Rows, res.Bytes)
+	if len(res.Columns) > 0 {
+		fmt.Fprintf(b, "\n    | %s |", Escape(strings.Join(res.Columns, " | ")))
+	}
+	for _, row := range res.Data {
+		vals := make([]string, len(row))
+		for i, v := range row {
+			vals[i] = "NULL"
+			if v != nil {
+				vals[i] = Escape(*v)
+			}
+		}
+		fmt.Fprintf(b, "\n    | %s |", strings.Join(vals, " | "))
+	}
+	if res.Truncated {
+		b.WriteString("\n    (more rows not recorded)")
+	}
 }
 
 // Escape makes s safe to print: control characters (escape sequences, carriage returns, newlines)

@@ -14,6 +14,9 @@ const (
 	KindDenied = "denied"
 	// KindApproval is an approval request's state: "pending", then its outcome.
 	KindApproval = "approval"
+	// KindLease is an event of the session's backend credential, by its LeaseID: Detail "event" is
+	// "acquired", "renewal failed", or what became of it at the session's end ("revoked", ...).
+	KindLease = "lease"
 )
 
 // Record is one event of a session. Secrets never go in a record: credentials appear as lease IDs.

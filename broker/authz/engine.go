@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -184,4 +185,12 @@ func dirDigest(dir string) (string, error) {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// Ready reports whether a valid policy set is in force.
+func (e *Engine) Ready() error {
+	if e.current.Load() == nil {
+		return errors.New("authz: no valid policy set in force")
+	}
+	return nil
 }

@@ -264,3 +264,22 @@ func TestGroupPatternsAreSegmentExact(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyNeedsAPolicySetInForce: an engine with a loaded set is ready; one without is not.
+func TestReadyNeedsAPolicySetInForce(t *testing.T) {
+	loaded, _ := newEngine(t, map[string]string{"p.cedar": `@id("p") permit (principal, action, resource);`})
+	for _, c := range []struct {
+		name  string
+		e     *Engine
+		ready bool
+	}{
+		{"loaded", loaded, true},
+		{"no set", &Engine{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.e.Ready(); (err == nil) != c.ready {
+				t.Errorf("Ready = %v", err)
+			}
+		})
+	}
+}

@@ -94,6 +94,7 @@ type Session struct {
 	h     *held
 	id    int
 	once  sync.Once
+	ended Release
 }
 
 // Start gives a session of principal a credential from src, its lease kept renewed. end is called,
@@ -243,9 +244,26 @@ func (m *Manager) renewRetrying(ctx context.Context, h *held, deadline time.Time
 	}
 }
 
-// End releases the session's use of its lease. The last session to end revokes it, at once or, with
-// reuse, after the reuse window if no session of the same caller took it up meanwhile.
-func (s *Session) End() {
+// Release is what became of a lease when a session ended its use of it, as the audit log says it.
+type Release string
+
+const (
+	// Revoked: the session was the lease's last user, and the lease is revoked.
+	Revoked Release = "revoked"
+	// RevocationRetrying: the lease's revocation failed, and is retried in the background.
+	RevocationRetrying Release = "revocation failed, retrying"
+	// InUse: other sessions of the same caller still use the lease.
+	InUse Release = "still in use"
+	// Pooled: the lease waits for reuse, and is revoked if no session takes it up in time.
+	Pooled Release = "kept for reuse"
+	// NotRevocable: a static credential, which no revocation applies to.
+	NotRevocable Release = "static, not revoked"
+)
+
+// End releases the session's use of its lease, and says what became of the lease. The last session
+// to end revokes it, at once or, with reuse, after the reuse window if no session of the same caller
+// took it up meanwhile. Later calls return what the first one did.
+func (s *Session) End() Release {
 	s.once.Do(func() {
 		m, h := s.m, s.h
 		m.mu.Lock()
@@ -253,6 +271,7 @@ func (s *Session) End() {
 		h.refs--
 		if h.refs > 0 {
 			m.mu.Unlock()
+			s.ended = InUse
 			return
 		}
 		if m.reuse > 0 && m.pool[h.key] == h {
@@ -270,6 +289,7 @@ func (s *Session) End() {
 				m.release(h)
 			})
 			m.mu.Unlock()
+			s.ended = Pooled
 			return
 		}
 		if m.pool[h.key] == h {
@@ -277,8 +297,9 @@ func (s *Session) End() {
 		}
 		h.released = true
 		m.mu.Unlock()
-		m.release(h)
+		s.ended = m.release(h)
 	})
+	return s.ended
 }
 
 // Close revokes the leases kept for reuse that no session holds, then stops the revocations being
@@ -329,31 +350,33 @@ func (m *Manager) unpoolLocked(h *held) {
 	}
 }
 
-func (m *Manager) release(h *held) {
+func (m *Manager) release(h *held) Release {
 	h.cancel()
 	<-h.done
-	if !h.lease.Static {
-		m.revoke(context.Background(), h.lease.ID)
+	if h.lease.Static {
+		return NotRevocable
 	}
+	return m.revoke(context.Background(), h.lease.ID)
 }
 
 // revoke revokes the lease and removes it from the journal; if the provider fails, the revocation is
 // retried in the background. ctx carries values for the logs; its cancellation is ignored.
-func (m *Manager) revoke(ctx context.Context, id string) {
+func (m *Manager) revoke(ctx context.Context, id string) Release {
 	ctx = context.WithoutCancel(ctx)
 	err := m.revokeOnce(ctx, id)
 	if err == nil {
-		return
+		return Revoked
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		m.log.ErrorContext(ctx, "lease revocation failed; it stays in the journal for the next sweep", "lease", id, "error", err)
-		return
+		return RevocationRetrying
 	}
 	m.log.WarnContext(ctx, "lease revocation failed; retrying in the background", "lease", id, "error", err)
 	m.retries.Add(1)
 	go m.retryRevoke(ctx, id, err)
+	return RevocationRetrying
 }
 
 // retryRevoke retries a failed revocation with backoff, a bounded number of times within a bounded

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -243,5 +244,45 @@ func TestStaticCredentialIsNeitherJournaledNorRevoked(t *testing.T) {
 	}
 	if got := fmt.Sprintf("%v %+v %#v", s.Lease, s.Lease, s.Lease); strings.Contains(got, "secret") {
 		t.Fatalf("formatting shows the password: %s", got)
+	}
+}
+
+// TestEndSaysWhatBecameOfTheLease: the session that ends last revokes the lease and says so; one that
+// leaves it to other sessions, or to reuse, says that instead; a failed revocation says it is retried.
+func TestEndSaysWhatBecameOfTheLease(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		reuse          time.Duration
+		revokeFailures int
+		want           []Release // of each session's End, in order
+	}{
+		{"one session", 0, 0, []Release{Revoked}},
+		{"two sessions share a lease", time.Hour, 0, []Release{InUse, Pooled}},
+		{"revocation fails", 0, -1, []Release{RevocationRetrying}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := &memProvider{live: map[string]bool{}, ttl: time.Hour, revokeFailures: c.revokeFailures}
+				m := NewManager(p, nil, quiet(), time.Second, c.reuse)
+				m.backoff = testBackoff
+				var sessions []*Session
+				for range c.want {
+					s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
+					if err != nil {
+						t.Fatal(err)
+					}
+					sessions = append(sessions, s)
+				}
+				for i, s := range sessions {
+					if got := s.End(); got != c.want[i] {
+						t.Errorf("session %d: End = %q, want %q", i, got, c.want[i])
+					}
+					if got := s.End(); got != c.want[i] {
+						t.Errorf("session %d: End again = %q, want %q", i, got, c.want[i])
+					}
+				}
+				m.Close()
+			})
+		})
 	}
 }

@@ -253,3 +253,12 @@ func spiffeIDString(id *types.SPIFFEID) string {
 	}
 	return "spiffe://" + id.TrustDomain + id.Path
 }
+
+// Check reports whether the SPIRE server answers the entry API the broker's lookups use. Its error
+// gives the gRPC status code, not the server's address.
+func (a *Attestations) Check(ctx context.Context) error {
+	if _, err := a.entries.ListEntries(ctx, &entryv1.ListEntriesRequest{PageSize: 1}); err != nil {
+		return fmt.Errorf("identity: SPIRE server unreachable or refusing the entry API (%s)", status.Code(err))
+	}
+	return nil
+}

@@ -40,8 +40,12 @@ type Config struct {
 	AdminAddress string
 	// AdminHandlers are served on the admin listener too, by pattern.
 	AdminHandlers map[string]http.Handler
-	// Ready reports whether the broker can grant new access (it has an SVID, and so on). Nil means ready.
-	Ready func() error
+	// Checks are what the broker needs to start a new session (its SVID, its audit log, a policy set,
+	// SPIRE, each target's backend and Vault): /readyz fails while one fails, and /readyz?verbose lists
+	// them all. None means always ready.
+	Checks []Check
+	// CheckTimeout bounds each check. Default DefaultCheckTimeout.
+	CheckTimeout time.Duration
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -63,6 +67,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = DefaultCheckTimeout
 	}
 	s := &Server{cfg: cfg}
 	for _, l := range cfg.Listeners {
@@ -218,15 +225,7 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.cfg.Ready != nil {
-			if err := s.cfg.Ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("GET /readyz", readyz(s.cfg.Checks, s.cfg.CheckTimeout))
 	for pattern, h := range s.cfg.AdminHandlers {
 		mux.Handle(pattern, h)
 	}

@@ -222,10 +222,20 @@ func TestShutdownDrainsThenForces(t *testing.T) {
 	})
 }
 
+// TestAdminReadiness: /healthz answers while the process runs; /readyz fails while any check fails,
+// naming the failed ones, and with ?verbose lists every check in the style of Kubernetes' health
+// endpoints. A check that does not answer within its deadline fails.
 func TestAdminReadiness(t *testing.T) {
-	ready := errors.New("no SVID yet")
-	s, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Ready: func() error { return ready }})
-	get := func(path string) (int, string) {
+	var svid, audit error
+	checks := []Check{
+		{Name: "svid", Check: func(context.Context) error { return svid }},
+		{Name: "audit", Check: func(context.Context) error { return audit }},
+		{Name: "target/shop/backend", Check: func(context.Context) error { return nil }},
+		{Name: "spire-server", Check: func(ctx context.Context) error { <-ctx.Done(); return nil }},
+	}
+	s, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Checks: checks[:3], CheckTimeout: 100 * time.Millisecond})
+	slow, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Checks: checks, CheckTimeout: 100 * time.Millisecond})
+	get := func(s *Server, path string) (int, string) {
 		resp, err := http.Get("http://" + s.AdminAddr().String() + path)
 		if err != nil {
 			t.Fatal(err)
@@ -234,15 +244,34 @@ func TestAdminReadiness(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, _ := get("/healthz"); code != http.StatusOK {
+	if code, _ := get(s, "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz = %d", code)
 	}
-	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || body != "not ready: no SVID yet\n" {
-		t.Fatalf("/readyz = %d %q while not ready", code, body)
-	}
-	ready = nil
-	if code, _ := get("/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz = %d when ready", code)
+	for _, c := range []struct {
+		name   string
+		svid   error
+		audit  error
+		server *Server
+		path   string
+		code   int
+		body   string
+	}{
+		{"ready", nil, nil, s, "/readyz", http.StatusOK, "ok\n"},
+		{"ready, verbose", nil, nil, s, "/readyz?verbose", http.StatusOK,
+			"[+]svid ok\n[+]audit ok\n[+]target/shop/backend ok\nreadyz check passed\n"},
+		{"no SVID", errors.New("no SVID yet"), nil, s, "/readyz", http.StatusServiceUnavailable,
+			"[-]svid failed: no SVID yet\nreadyz check failed\n"},
+		{"audit failing, verbose", nil, errors.New("the audit log is unavailable"), s, "/readyz?verbose", http.StatusServiceUnavailable,
+			"[+]svid ok\n[-]audit failed: the audit log is unavailable\n[+]target/shop/backend ok\nreadyz check failed\n"},
+		{"a check past its deadline", nil, nil, slow, "/readyz?verbose", http.StatusServiceUnavailable,
+			"[+]svid ok\n[+]audit ok\n[+]target/shop/backend ok\n[-]spire-server failed: no answer within the deadline\nreadyz check failed\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svid, audit = c.svid, c.audit
+			if code, body := get(c.server, c.path); code != c.code || body != c.body {
+				t.Errorf("%s = %d %q; want %d %q", c.path, code, body, c.code, c.body)
+			}
+		})
 	}
 }
 

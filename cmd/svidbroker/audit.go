@@ -184,7 +184,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&f.SPIFFEID, "spiffe-id", "", "only this caller")
 		fs.StringVar(&f.Target, "target", "", "only this target")
 		since := fs.String("since", "", "only sessions started since a duration ago (1h) or a time (RFC 3339)")
-		fs.StringVar(&f.Decision, "decision", "", "allow or deny")
+		fs.StringVar(&f.Decision, "decision", "", "deny: sessions in which anything was refused (the connection or a statement); allow: those in which nothing was")
 		if err := parse(); err != nil {
 			return err
 		}
@@ -216,10 +216,10 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				state = "open"
 			}
 			if s.Denied {
-				state = "denied"
+				state = "connection refused"
 			}
-			fmt.Fprintf(stdout, "%s  %s  %-40s %-10s %3d statements  %s\n", s.Session, s.Start.UTC().Format(time.RFC3339),
-				audit.Escape(s.SPIFFEID), audit.Escape(s.Target), s.Statements, state)
+			fmt.Fprintf(stdout, "%s  %s  %-40s %-10s %3d statements  %3d refused  %s\n", s.Session, s.Start.UTC().Format(time.RFC3339),
+				audit.Escape(s.SPIFFEID), audit.Escape(s.Target), s.Statements, s.DeniedStatements, state)
 		}
 		return nil
 	case "export":

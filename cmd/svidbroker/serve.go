@@ -63,6 +63,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.InfoContext(ctx, "broker identity", "spiffe_id", svid.ID.String(), "expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
 
 	var attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
+	deps := dependencies{src: src}
 	if ss := cfg.SPIREServer; ss != nil {
 		atts, err := identity.NewAttestations(identity.AttestationConfig{
 			Address: ss.Address, ServerID: ss.ServerIDParsed, Source: src, TTL: ss.CacheTTLD,
@@ -71,7 +72,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer atts.Close()
-		attest = atts.Lookup
+		attest, deps.spire = atts.Lookup, atts.Check
 	}
 
 	authorize, az, err := newAuthorize(ctx, cfg, log)
@@ -111,9 +112,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
 
-	leases, err := newLeases(ctx, cfg, src, log)
+	leases, vault, err := newLeases(ctx, cfg, src, log)
 	if err != nil {
 		return err
+	}
+	if vault != nil {
+		deps.vault = vault.Check
 	}
 	if leases != nil {
 		defer leases.Close()
@@ -124,7 +128,21 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.WarnContext(ctx, "audit on_failure = continue: if the audit store fails, statements run unrecorded")
 		auditErr = func() error { return nil }
 	}
-	ready := func() error { return errors.Join(svidValid(src), auditErr()) }
+	// What ready says reaches clients: the audit store's error, which may name hosts or paths, stays in
+	// the log.
+	ready := func() error {
+		var audit error
+		if err := auditErr(); err != nil {
+			audit = errors.New("the audit log is unavailable, so new sessions are refused")
+		}
+		return errors.Join(svidValid(src), audit)
+	}
+	if cfg.Audit != nil {
+		deps.audit = auditErr
+	}
+	if az != nil {
+		deps.policy = az.Engine
+	}
 
 	srvCfg := server.Config{
 		HandshakeTimeout:        cfg.Limits.HandshakeTimeoutD,
@@ -133,7 +151,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ShutdownGrace:           cfg.Limits.ShutdownGraceD,
 		AdminAddress:            *cfg.Admin.Listen,
 		AdminHandlers:           adminHandlers,
-		Ready:                   ready,
+		Checks:                  readinessChecks(cfg, deps),
 		Logger:                  log,
 	}
 	// Targets that share an address share a listener: the client's database names the target.
@@ -225,6 +243,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				Lease:    lease,
 			},
 			Ready:           ready,
+			TLSReady:        func() error { return svidValid(src) },
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			Logger:          log,
@@ -316,9 +335,9 @@ func approvalTimeout(cfg *config.Config) time.Duration {
 
 // newLeases sets up Vault credentials when the configuration has a vault block, and revokes the
 // leases a previous run left in the journal.
-func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, log *slog.Logger) (*credential.Manager, error) {
+func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, log *slog.Logger) (*credential.Manager, *vaultcred.Provider, error) {
 	if cfg.Vault == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	v := cfg.Vault
 	vc := vaultcred.Config{Address: v.Address, CAFile: v.CAFile, Method: v.Method, AuthMount: v.AuthMount, SVID: src}
@@ -337,7 +356,7 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 	case vaultcred.MethodToken:
 		tok, err := os.ReadFile(v.DevTokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("vault: dev_token_file: %w", err)
+			return nil, nil, fmt.Errorf("vault: dev_token_file: %w", err)
 		}
 		vc.Token = strings.TrimSpace(string(tok))
 		log.WarnContext(ctx, "Vault is reached with a static token from vault.dev_token_file: for development only; use cert_role or a jwt block",
@@ -345,18 +364,18 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 	}
 	provider, err := vaultcred.New(vc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	journal, err := credential.OpenJournal(v.JournalDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m := credential.NewManager(provider, journal, log, v.TimeoutD, v.ReuseD)
 	revoked, err := m.Sweep(ctx)
 	if revoked > 0 || err != nil {
 		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
 	}
-	return m, nil
+	return m, provider, nil
 }
 
 // credentialSource says where a backend's credential comes from; nil when the broker logs in with its

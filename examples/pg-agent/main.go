@@ -8,7 +8,9 @@
 //
 // Rows are printed one per line, columns separated by tabs, in PostgreSQL's COPY text format (NULL is
 // \N; backslash, tab, newline and carriage return are escaped). A PostgreSQL error (including the
-// broker's denials) is printed to stderr with its SQLSTATE, and the exit code is 1.
+// broker's denials) is printed to stderr with its SQLSTATE, and the exit code is 1. Notices, such as
+// the broker's word that a statement waits for approval (with the request's ID), are printed to
+// stderr as they arrive.
 //
 // See README.md for running it against `make demo`.
 package main
@@ -115,6 +117,11 @@ func run(ctx context.Context, addr, db, query string, brokerID spiffeid.ID, sock
 	cfg.TLSConfig = tlsCfg
 	cfg.Fallbacks = nil // no second attempt with other TLS settings, or without TLS
 	cfg.Password = ""   // nothing from PGPASSWORD or a .pgpass file is ever sent
+	// Notices go to stderr as they arrive: a statement the broker holds for a person's approval says
+	// so at once, with the request's ID, while the agent waits for the outcome.
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		fmt.Fprintf(os.Stderr, "%s %s: %s\n", n.Severity, n.Code, n.Message)
+	}
 
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

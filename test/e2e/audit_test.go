@@ -303,6 +303,10 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 	if err == nil {
 		t.Fatalf("new connection accepted with a failed audit log: %s", out)
 	}
+	// The refusal comes after TLS, as a FATAL error psql shows (not "error response during SSL exchange").
+	if !strings.Contains(out, "FATAL:  svidbroker: not accepting connections: the audit log is unavailable") {
+		t.Fatalf("psql does not show why the connection was refused:\n%s", out)
+	}
 	if code, body := readyz(t, b); code != http.StatusServiceUnavailable || !strings.Contains(body, "audit") {
 		t.Fatalf("/readyz = %d %q", code, body)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,12 +86,23 @@ func TestDynamicCredentialPerSession(t *testing.T) {
 	support.Close(ctx)
 	waitRoleGone(t, ua)
 	waitRoleGone(t, us)
+	// The audit log has each lease as lease events: acquired when the session began, revoked at its end.
+	checkLeaseEvents(t, b, mustPersonaID(t, s, stack.PersonaAnalyst))
 
 	// Vault sealed: new sessions are refused within the configured deadline, with no fallback.
 	if v.compat != nil {
+		if code, body := readyzAt(t, b, "/readyz?verbose"); code != http.StatusOK || !strings.Contains(body, "[+]target/shop/vault ok\n") {
+			t.Fatalf("/readyz?verbose = %d\n%s", code, body)
+		}
 		v.compat.Seal()
 		out, err := psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT 1")
+		// Readiness says which dependency fails: Vault, for the target whose credential comes from it.
+		code, body := readyzAt(t, b, "/readyz?verbose")
 		v.compat.Unseal()
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]target/shop/vault failed: vault: sys/health answered HTTP 503\n") ||
+			!strings.Contains(body, "[+]target/shop/backend ok\n") || !strings.HasSuffix(body, "readyz check failed\n") {
+			t.Errorf("/readyz?verbose with Vault sealed = %d\n%s", code, body)
+		}
 		if err == nil || !strings.Contains(out, "no credential for target") {
 			t.Fatalf("with Vault sealed: %v\n%s", err, out)
 		}

@@ -43,6 +43,66 @@ func denied(parts ...string) outcome {
 	}
 }
 
+// fails wants an error that says each of parts, and withholds nothing.
+func fails(parts ...string) outcome {
+	return func(out string, err error) error {
+		if err == nil {
+			return fmt.Errorf("ran, giving %q; want an error", out)
+		}
+		msg := out + " " + err.Error()
+		for _, p := range parts {
+			if !strings.Contains(msg, p) {
+				return fmt.Errorf("error %q does not say %q", msg, p)
+			}
+		}
+		if strings.Contains(msg, "withheld") {
+			return fmt.Errorf("error %q withholds its details", msg)
+		}
+		return nil
+	}
+}
+
+// withheld wants an error whose details the broker withheld, and neither of Alice's values in it.
+func withheld(out string, err error) error {
+	if err == nil {
+		return fmt.Errorf("ran: %q", out)
+	}
+	msg := out + " " + err.Error()
+	if strings.Contains(msg, aliceEmail) || strings.Contains(msg, aliceSSN) || strings.Contains(msg, "123-45") {
+		return fmt.Errorf("LEAK in error: %q", msg)
+	}
+	if !strings.Contains(msg, "details withheld") {
+		return fmt.Errorf("error not withheld: %q", msg)
+	}
+	return nil
+}
+
+// syntaxError wants PostgreSQL's answer to SQL that does not parse: 42601, the parser's message, and
+// the position (in characters, from 1), which psql shows as a caret under the statement's line.
+func syntaxError(message string, position int) outcome {
+	return func(out string, err error) error {
+		if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+			if pe.Code != "42601" || pe.Message != message || int(pe.Position) != position {
+				return fmt.Errorf("error %s %q at %d; want 42601 %q at %d", pe.Code, pe.Message, pe.Position, message, position)
+			}
+			return nil
+		}
+		if err == nil || !strings.Contains(out, "ERROR:  "+message) {
+			return fmt.Errorf("psql: %q (%v); want %q", out, err, message)
+		}
+		lines := strings.Split(out, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "LINE 1: ") && i+1 < len(lines) {
+				if caret := strings.Index(lines[i+1], "^"); caret-len("LINE 1: ")+1 != position {
+					return fmt.Errorf("psql shows the error at column %d, want %d:\n%s", caret-len("LINE 1: ")+1, position, out)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("psql shows no position: %q", out)
+	}
+}
+
 // gives wants exactly want.
 func gives(want string) outcome {
 	return func(out string, err error) error {
@@ -103,7 +163,10 @@ var inspectCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT query_to_xml('select email from customers', true, true, '')", denied("baseline-no-admin-sql")},
 	{stack.PersonaAnalyst, "WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d", denied("DELETE on table public.orders")},
 	{stack.PersonaAnalyst, "SELECT 1; DELETE FROM orders", denied("DELETE")},
-	{stack.PersonaAnalyst, "selec 1", denied("does not parse")},
+	// SQL the broker cannot parse gets the parser's message and position, as from PostgreSQL (psql
+	// shows the line and a caret under the position).
+	{stack.PersonaAnalyst, "selec 1", syntaxError(`syntax error at or near "selec"`, 1)},
+	{stack.PersonaAnalyst, "SELECT id FROM orders WHERE id = = 1", syntaxError(`syntax error at or near "="`, 34)},
 	{stack.PersonaAnalyst, "CREATE TABLE analyst_t (a int)", denied("DDL")},
 	{stack.PersonaAnalyst, "EXECUTE some_plan", denied("baseline-no-admin-sql")},
 	{stack.PersonaAnalyst, "CALL some_procedure()", denied("baseline-no-admin-sql")},
@@ -157,7 +220,14 @@ var inspectCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT * FROM customer_contacts() LIMIT 1", hidden(isHash)},
 	{stack.PersonaAnalyst, "SELECT upper(c) FROM customer_contacts() AS c LIMIT 1", hidden(isHash)},
 	{stack.PersonaAnalyst, "SELECT query FROM pg_stat_activity", denied("baseline-no-admin-sql")},
-	// A value that an error message would quote is withheld.
+	// An error that cannot quote data reaches the client as PostgreSQL sent it, also in a statement
+	// over masked columns or a table outside the catalog.
+	{stack.PersonaAnalyst, "SELECT emial FROM customers WHERE id = 1", fails(`column "emial" does not exist`)},
+	{stack.PersonaAnalyst, "SELECT email FROM customerz", fails(`relation "customerz" does not exist`)},
+	// A value that an error message would quote is withheld, also when the error is of a class that
+	// usually names only what the statement names (a value cast to regclass or regtype).
+	{stack.PersonaAnalyst, "SELECT email::regclass FROM customers WHERE id = 1", withheld},
+	{stack.PersonaAnalyst, "SELECT ssn::regtype FROM customers WHERE id = 1", withheld},
 	{stack.PersonaAnalyst, "SELECT ssn::int FROM customers WHERE id = 1", func(out string, err error) error {
 		if err == nil {
 			return fmt.Errorf("ran: %q", out)

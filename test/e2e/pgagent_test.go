@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -94,6 +96,33 @@ func TestPgAgent(t *testing.T) {
 		stdout, stderr, code := run(t, stack.PersonaAnalyst, false, "-query", "DELETE FROM orders")
 		if code != 1 || stdout != "" || !strings.Contains(stderr, "ERROR 42501: ") {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and SQLSTATE 42501", code, stdout, stderr)
+		}
+	})
+	t.Run("held statement's notice", func(t *testing.T) {
+		t.Parallel()
+		// The agent is told at once that its statement waits, and for which request.
+		table := fmt.Sprintf("pgagent_held_%d", time.Now().UnixNano())
+		type result struct {
+			stdout, stderr string
+			code           int
+		}
+		done := make(chan result, 1)
+		go func() {
+			stdout, stderr, code := run(t, stack.PersonaMigrator, false, "-query", "CREATE TEMP TABLE "+table+" (a int)")
+			done <- result{stdout, stderr, code}
+		}()
+		req := waitPending(t, b, table)
+		httpReq, _ := http.NewRequest("POST", "http://"+b.AdminAddr+"/approvals/"+req.ID+"/approve", nil)
+		httpReq.Header.Set("X-Approver", "dba@example.com")
+		resp, err := http.DefaultClient.Do(httpReq)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("approve: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		r := <-done
+		want := "NOTICE 00000: svidbroker: this statement is waiting for approval; request " + req.ID + "\n"
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("exit %d, stderr %q; want exit 0 and %q", r.code, r.stderr, want)
 		}
 	})
 	t.Run("wrong broker ID", func(t *testing.T) {

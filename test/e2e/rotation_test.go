@@ -160,7 +160,13 @@ func TestAgentDown(t *testing.T) {
 
 func readyz(t *testing.T, b *stack.Broker) (int, string) {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + b.AdminAddr + "/readyz")
+	return readyzAt(t, b, "/readyz")
+}
+
+// readyzAt gets path (/readyz, with its query) from b's admin listener.
+func readyzAt(t *testing.T, b *stack.Broker, path string) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + b.AdminAddr + path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ type BrokerOptions struct {
 	// BackendCredential, if set, replaces the backend's credential lines (auth and what it needs),
 	// such as auth = "vault" with vault_path; Extra must then hold the vault block.
 	BackendCredential string
+	// BackendAddress, if set, is the host:port the broker reaches PostgreSQL at (a proxy in front of
+	// it, for tests of a failing network). Default the stack's PostgreSQL.
+	BackendAddress string
 }
 
 // Broker is a running svidbroker process.
@@ -113,6 +116,10 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 			return nil, err
 		}
 	}
+	backendAddr := net.JoinHostPort(s.Postgres.Host, strconv.Itoa(s.Postgres.Port))
+	if opts.BackendAddress != "" {
+		backendAddr = opts.BackendAddress
+	}
 	target := func(name string) string {
 		return fmt.Sprintf(`target %q {
   protocol = "postgres"
@@ -120,13 +127,13 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 
 %s
   backend {
-    address     = "%s:%d"
+    address     = %q
     database    = "shop"
 %s    ca_file     = %q
     server_name = "localhost"
   }
 }
-`, name, b.Addr, authorization.target, s.Postgres.Host, s.Postgres.Port, backendAuth, s.Postgres.CAPath)
+`, name, b.Addr, authorization.target, backendAddr, backendAuth, s.Postgres.CAPath)
 	}
 	targets := target("shop")
 	if opts.SecondTarget != "" {

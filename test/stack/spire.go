@@ -225,6 +225,13 @@ func (sp *SPIRE) KillAgent() {
 	<-sp.agent.done
 }
 
+// KillServer kills the SPIRE server with SIGKILL, as a crash would, and waits for it to exit. The agent
+// keeps serving the SVIDs it holds.
+func (sp *SPIRE) KillServer() {
+	_ = sp.server.cmd.Process.Kill()
+	<-sp.server.done
+}
+
 // Register creates one registration entry per persona through the Entry API: its SPIFFE ID for
 // processes running as its uid on the stack's agent. It returns the entries' IDs.
 func (sp *SPIRE) Register(ctx context.Context, personas ...Persona) ([]string, error) {

@@ -66,9 +66,15 @@ type Config struct {
 	Attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	// Backend is where sessions go.
 	Backend Backend
-	// Ready reports whether the broker may grant new access (it holds a valid SVID). When it fails, new
-	// clients get a PostgreSQL error saying why, before any TLS. Nil means always ready.
+	// Ready reports whether the broker may grant new access (it holds a valid SVID, its audit log
+	// works). When it fails, a new client gets a FATAL error saying why, once TLS is up and it has sent
+	// its startup message, where clients show the server's errors (libpq reports an error sent in
+	// answer to SSLRequest only as "server sent an error response during SSL exchange"). Its text goes
+	// to clients, so it must hold no secret or host name. Nil means always ready.
 	Ready func() error
+	// TLSReady reports whether the broker can complete a TLS handshake a client accepts (its own SVID
+	// is current). When it fails, clients are refused before TLS. Nil means always.
+	TLSReady func() error
 	// SVIDExpiryGrace is how long a session may outlive its client's SVID before the broker ends it.
 	SVIDExpiryGrace time.Duration
 	// MaxMessageBytes caps one protocol message in either direction.
@@ -194,6 +200,13 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "0A000", "svidbroker: only protocol version 3.0 is supported")
 		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
 	}
+	if e.cfg.Ready != nil {
+		if err := e.cfg.Ready(); err != nil {
+			log.WarnContext(ctx, "connection refused: the broker is not ready", "error", err)
+			sendFatal(client, "57P03", "svidbroker: not accepting connections: "+err.Error())
+			return nil, fmt.Errorf("postgres: not ready: %w", err)
+		}
+	}
 	if e.cfg.Attest != nil {
 		if peer.Attestation, err = e.cfg.Attest(ctx, peer.ID); err != nil {
 			log.WarnContext(ctx, "connection refused: SPIRE did not confirm the caller", "error", err)
@@ -210,7 +223,11 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	decision, err := e.cfg.Authorize(ctx, connect)
 	if err != nil {
 		log.WarnContext(ctx, "connection denied", "reason", err)
-		rec.async(audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)})
+		refusal := audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)}
+		if decision.ID == "" { // an exact allow list refused it, not a policy
+			refusal.Detail = map[string]string{"refused": "not in the target's allow list"}
+		}
+		rec.async(refusal)
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
@@ -228,13 +245,16 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
 	}
-	// From here on the log holds the session's start; a session that fails to open also gets its end.
-	// The reason stays generic: details (which may name hosts or users) go to the operational log.
+	// From here on the log holds the session's start; a session that fails to open also gets its end,
+	// with the class of what failed. The reason stays generic: details (which may name hosts or users)
+	// go to the operational log.
+	failed := ""
 	defer func() {
 		if err != nil {
-			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established"}})
+			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established: " + failed}})
 		}
 	}()
+	failed = notEstablishedParams
 	params, err := e.cfg.Backend.runtimeParams(startup.Parameters, e.cfg.Target)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
@@ -244,6 +264,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	lost := new(trigger) // the credential could not be kept: end the session
 	var lease *credential.Session
 	if e.cfg.Backend.Lease != nil {
+		failed = notEstablishedCredential
 		lease, err = e.cfg.Backend.Lease(ctx, connect, lost.fire)
 		if err != nil {
 			// The detail stays in the log; the client learns only that there is no credential.
@@ -253,9 +274,10 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 			return nil, err
 		}
 		user, password = lease.Lease.Username, lease.Lease.Password
-		rec.async(audit.Record{Kind: audit.KindDecision, LeaseID: lease.Lease.ID})
+		rec.async(leaseRecord(lease.Lease.ID, "acquired"))
 	}
 	var meta *dbMeta
+	failed = notEstablishedBackend
 	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password, func(pc *pgconn.PgConn) error {
 		if e.cfg.Policy == nil {
 			return nil
@@ -278,8 +300,9 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		return nil, err
 	}
 
+	failed = notEstablishedMisconfigured
 	for name, value := range be.ParameterStatuses {
-		if err := checkParameter(name, value); err != nil {
+		if err = checkParameter(name, value); err != nil {
 			be.Conn.Close()
 			if lease != nil {
 				lease.End()
@@ -300,6 +323,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	binary.BigEndian.PutUint32(secret[:], key.secret)
 	client.Send(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: secret[:]})
 	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
+	failed = notEstablishedClient
 	abort := func(err error) (server.Session, error) {
 		e.cancels.remove(key)
 		be.Conn.Close()
@@ -328,6 +352,15 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
 	}, nil
 }
+
+// Why a session that began was not established, as its end record says it.
+const (
+	notEstablishedParams        = "the client's startup parameters were refused"
+	notEstablishedCredential    = "no backend credential"
+	notEstablishedBackend       = "backend unavailable"
+	notEstablishedMisconfigured = "misconfigured backend"
+	notEstablishedClient        = "the client left during startup"
+)
 
 func auditDecision(d authz.Decision, action, target string) *audit.Decision {
 	ad := &audit.Decision{ID: d.ID, Action: action, Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,
@@ -363,9 +396,10 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.SSLRequest:
-			if e.cfg.Ready != nil {
-				if err := e.cfg.Ready(); err != nil {
-					// libpq reports an ErrorResponse sent in answer to SSLRequest as the server's error.
+			if e.cfg.TLSReady != nil {
+				if err := e.cfg.TLSReady(); err != nil {
+					// No TLS handshake the client would accept can follow, so the refusal goes now, where
+					// libpq says only that there was one: the reason is on /readyz and in the log.
 					sendFatal(pgproto3.NewBackend(raw, raw), "08006", "svidbroker: not accepting connections: "+err.Error())
 					return nil, fmt.Errorf("postgres: not ready: %w", err)
 				}

@@ -29,7 +29,8 @@ type plan struct {
 	derived inspect.Strategy
 	// derivedAt is derived for each statement of a simple Query, in order.
 	derivedAt []inspect.Strategy
-	// scrub withholds the text of errors and notices: they can quote values of masked columns.
+	// scrub withholds the text of notices, and of errors that can quote data (quotesData): they can
+	// quote values of masked columns.
 	scrub bool
 	// maskedNames are the masked columns' names.
 	maskedNames []string
@@ -104,7 +105,7 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 			// A view over masked data may rename a masked column, and a relation made after the session
 			// began may hold copies of masked values.
 			derived = derived || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
-			if maskedTables[a.Table] || !catalogTables[a.Table] {
+			if maskedTables[a.Table] {
 				p.scrub = true
 			}
 		}
@@ -118,6 +119,35 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 	if p.derived != "" {
 		p.scrub = true
 	}
+}
+
+// maskedIn lists the masked columns a result of sts can carry ("public.customers.email=hash"), sorted:
+// those of the tables the statements name, or all of them when a statement that reads (a query, a
+// function, a cursor) has its result masked as derived from masked data. A statement that names no
+// masked table and reads nothing, such as BEGIN or CREATE TABLE, lists none.
+func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
+	if !p.active() {
+		return nil
+	}
+	all := false
+	read := map[string]bool{}
+	for i, st := range sts {
+		reads := st.Fetch || len(st.Functions) > 0 || len(st.PossibleFunctions) > 0
+		for _, a := range st.Accesses {
+			read[a.Table] = true
+			reads = reads || a.Action == sqlclass.KindSelect
+		}
+		all = all || reads && i < len(p.derivedAt) && p.derivedAt[i] != ""
+	}
+	var out []string
+	for k, strategy := range p.cols {
+		t := p.meta.tables[k.table]
+		if all || read[t.name] {
+			out = append(out, t.name+"."+t.columns[k.attr]+"="+string(strategy))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // strategy returns how to mask a column of the result of statement i (-1: any of them), "" for not
@@ -229,6 +259,40 @@ func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []
 	}
 	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
 	return dst, n, nil
+}
+
+// quotesData reports whether error e can quote the data a statement read, and so is withheld from a
+// statement that reads masked columns (scrub). Its SQLSTATE class decides, never its message's text.
+//
+// Data exceptions (22: "invalid input syntax for type integer: <value>"), integrity constraint
+// violations (23, and 44 for WITH CHECK OPTION: "Failing row contains (<row>)"), raised exceptions
+// (P0), errors of functions, triggers and foreign data (09, 27, 2F, 38, 39, HV), internal errors (XX),
+// and an error without a valid SQLSTATE can: they are withheld.
+//
+// Errors that name an object (42 syntax and access rules, 3D, 3F, 26, 34, 0P, 28, 0L, 3B, 2B) name
+// what the statement names when the server raised them analysing the client's text: it points into
+// that text (Position) and gives no context. Raised while the statement runs, they can name a value
+// taken for a name (a text cast to regclass: schema "<value>" does not exist), so they are withheld.
+// A permission error (42501) names objects only and passes.
+//
+// The rest (a serialization failure, a cancelled statement, a feature not supported, ...) quotes no
+// value and passes.
+func quotesData(e *pgproto3.ErrorResponse) bool {
+	code := e.Code
+	if len(code) != 5 {
+		return true
+	}
+	switch code[:2] {
+	case "22", "23", "44", "P0", "09", "27", "2F", "38", "39", "HV", "XX":
+		return true
+	case "42", "3D", "3F", "26", "34", "0P", "28", "0L", "3B", "2B":
+		if code == "42501" {
+			return false
+		}
+		inText := e.Position > 0 && e.Where == "" && e.InternalQuery == "" && e.InternalPosition == 0
+		return !inText
+	}
+	return false
 }
 
 // scrub returns the error or notice with everything that could quote a value removed: only the

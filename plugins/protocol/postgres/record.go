@@ -95,11 +95,12 @@ func (r recorder) async(rec audit.Record) {
 // summarize counts result rows and bytes and records a summary per completed statement. Row data is
 // not recorded; backend error messages are not either, since they can quote row values: only the
 // SQLSTATE.
-// It sees messages after masking: recorded rows are what the client saw.
-func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
+// It sees messages after masking: recorded rows are what the client saw. h is the item msg answers.
+func (s *session) summarize(h *item, msg pgproto3.BackendMessage) {
 	if !s.rec.on() {
 		return
 	}
+	full := h != nil && h.recordFull
 	switch m := msg.(type) {
 	case *pgproto3.RowDescription:
 		s.columns, s.formats = s.columns[:0], s.formats[:0]
@@ -126,6 +127,11 @@ func (s *session) summarize(msg pgproto3.BackendMessage, full bool) {
 		s.rec.async(audit.Record{Kind: audit.KindResult, Result: res})
 		s.rows, s.bytes, s.data, s.dataBytes, s.truncated = 0, 0, nil, 0, false
 	case *pgproto3.ErrorResponse:
+		if h != nil && h.kind == itDenied {
+			// The backend's failure on deniedPortal, which the broker caused: the refusal is recorded
+			// already, and this error is not the session's.
+			break
+		}
 		s.rec.async(audit.Record{Kind: audit.KindError, Error: "SQLSTATE " + sqlstate(m.Code) + " (" + m.Severity + ")"})
 		s.data, s.dataBytes, s.truncated = nil, 0, false
 	}
@@ -170,6 +176,11 @@ func (s *session) recordRow(m *pgproto3.DataRow) {
 		row[i] = &text
 	}
 	s.data = append(s.data, row)
+}
+
+// leaseRecord records an event of the session's backend credential.
+func leaseRecord(id, event string) audit.Record {
+	return audit.Record{Kind: audit.KindLease, LeaseID: id, Detail: map[string]string{"event": event}}
 }
 
 // sqlstate shows a missing SQLSTATE as such.

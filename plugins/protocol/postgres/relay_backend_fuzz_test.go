@@ -275,7 +275,7 @@ func expectations(in []pgproto3.BackendMessage, q []*modelItem) expectation {
 		ok := true
 		switch m := msg.(type) {
 		case *pgproto3.ErrorResponse:
-			if maskedContext(h) && !h.failed {
+			if maskedContext(h) && !h.failed && quotesData(m) {
 				exp.scrubbed[errIdx] = true
 			}
 			errIdx++

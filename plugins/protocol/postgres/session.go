@@ -58,6 +58,7 @@ type session struct {
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue
+	failed     failedParses
 	discarding bool   // a statement was denied in the extended protocol: discard until Sync
 	names      uint64 // backend names given so far
 	commits    commitPoints
@@ -67,8 +68,13 @@ type session struct {
 	cancels    *cancelRegistry
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
-	closeOnce  sync.Once
+	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.
+	backendFatal atomic.Bool
+	closeOnce    sync.Once
 }
+
+// errBackendLost marks a session whose backend connection ended or failed under it.
+var errBackendLost = errors.New("postgres: from backend: connection lost")
 
 // errClientTerminated marks a session the client ended with Terminate.
 var errClientTerminated = errors.New("client terminated")
@@ -93,6 +99,16 @@ func (s *session) Run(ctx context.Context) error {
 		close(s.b2cDone)
 		if !s.ending.Load() {
 			s.backendFirst.Store(true)
+			if !s.terminated.Load() && !s.backendFatal.Load() {
+				// The client learns why its session ends, not only that its connection closed (which
+				// libpq reports as "SSL SYSCALL error: EOF detected").
+				s.shortenClientWrites()
+				if errors.Is(err, errBackendLost) {
+					s.sendFatal("08006", "svidbroker: the database connection was lost")
+				} else {
+					s.sendFatal("08P01", "svidbroker: terminating connection: the database sent what the broker does not relay (details are in the broker's log)")
+				}
+			}
 			s.close() // the backend side ended: so does the client's
 		}
 		b2c <- err
@@ -107,6 +123,9 @@ func (s *session) Run(ctx context.Context) error {
 	defer expiry.Stop()
 	if s.lost != nil {
 		s.lost.set(func(err error) {
+			if s.lease != nil {
+				s.rec.async(leaseRecord(s.lease.Lease.ID, "renewal failed"))
+			}
 			s.endFromBroker(err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
 		})
 	}
@@ -129,7 +148,7 @@ func (s *session) Run(ctx context.Context) error {
 	}
 	// Revoking the lease after the backend session closed: revocation alone would not end it.
 	if s.lease != nil {
-		s.lease.End()
+		s.rec.async(leaseRecord(s.lease.Lease.ID, string(s.lease.End())))
 	}
 	if s.terminated.Load() {
 		err = nil
@@ -232,6 +251,7 @@ func (s *session) clientToBackend() error {
 		if err != nil {
 			return fmt.Errorf("postgres: from client: %w", err)
 		}
+		s.failed.forget(s.stmts)
 		if s.discarding {
 			switch msg.(type) {
 			case *pgproto3.Sync:
@@ -331,7 +351,7 @@ func (s *session) backendToClient() error {
 	for {
 		typ, body, err := s.backend.next()
 		if err != nil {
-			return fmt.Errorf("postgres: from backend: %w", err)
+			return fmt.Errorf("%w: %w", errBackendLost, err)
 		}
 		h := s.queue.head()
 		if typ == 'D' && h != nil && (h.kind == itQuery || h.kind == itExecute) {
@@ -381,7 +401,7 @@ func (s *session) relay(h *item, msg pgproto3.BackendMessage, held []byte) ([]by
 		}
 	}
 	out := s.answer(h, msg)
-	s.summarize(msg, h != nil && h.recordFull)
+	s.summarize(h, msg)
 	if out == nil {
 		return held, nil
 	}
@@ -431,6 +451,9 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		}
 		return msg
 	}
+	if e, ok := msg.(*pgproto3.ErrorResponse); ok && (e.Severity == "FATAL" || e.Severity == "PANIC") {
+		s.backendFatal.Store(true)
+	}
 	if h == nil {
 		return msg
 	}
@@ -439,8 +462,11 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		switch {
 		case h.kind == itDenied:
 			out = h.denial
-		case h.plan != nil && h.plan.scrub:
+		case h.plan != nil && h.plan.scrub && quotesData(e):
 			out = scrub(e)
+		}
+		if h.kind == itParse && h.parsed != nil {
+			s.failed.add(h.name, h.parsed)
 		}
 		switch h.kind {
 		case itQuery, itCall, itSync:

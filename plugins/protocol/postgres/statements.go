@@ -103,6 +103,9 @@ type item struct {
 	// recordFull: a deciding policy asked for @record("full"): the rows go in the audit log.
 	recordFull bool
 	denial     *pgproto3.ErrorResponse
+	// parsed and name: itParse's statement and its client's name, forgotten if the backend refuses it.
+	parsed *prepared
+	name   string
 }
 
 // queue holds the answers the backend owes, oldest first. The client side appends before it
@@ -164,12 +167,18 @@ func errorResponse(code, msg string) *pgproto3.ErrorResponse {
 // refuseMessage answers an extended-protocol message that names nothing the broker decided, as the
 // server answers a message it cannot carry out.
 func (s *session) refuseMessage(e *pgproto3.ErrorResponse) error {
-	return s.deny("extended", "", nil, authz.Decision{}, e)
+	return s.deny("extended", "", nil, refused(e, refusedProtocol))
 }
 
-// classify parses and classifies sql; a statement that does not parse is denied.
+// classify parses and classifies sql; a statement that does not parse is denied, with the parser's
+// message and position as the server gives them (42601).
 func (s *session) classify(sql string) ([]sqlclass.Statement, *pgproto3.ErrorResponse) {
 	sts, err := s.insp.classifier.Classify(sql)
+	if se, ok := errors.AsType[*sqlclass.SyntaxError](err); ok {
+		e := errorResponse("42601", se.Message)
+		e.Position = int32(min(se.Position, len(sql)+1))
+		return nil, e
+	}
 	if err != nil {
 		return nil, errStatementDenied("svidbroker: statement denied: it does not parse as PostgreSQL SQL, and what the broker cannot parse it does not run")
 	}
@@ -178,41 +187,57 @@ func (s *session) classify(sql string) ([]sqlclass.Statement, *pgproto3.ErrorRes
 
 // classifyAndDecide parses sql and decides its statements, holding them for approval if a policy
 // says so.
-func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Decision, authz.ApprovalState, *pgproto3.ErrorResponse) {
+func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Decision, authz.ApprovalState, *refusal) {
 	sts, denial := s.classify(sql)
 	if denial != nil {
-		return nil, authz.Decision{}, authz.ApprovalState{}, denial
+		return nil, authz.Decision{}, authz.ApprovalState{}, refused(denial, refusedUnparsed)
 	}
-	d, ap, denial := s.decide(sql, sts, authz.ApprovalState{}, true)
-	return sts, d, ap, denial
+	d, ap, r := s.decide(sql, sts, authz.ApprovalState{}, true)
+	return sts, d, ap, r
 }
 
 // decide decides every statement of sts. It returns the combined decision, the approval state the
-// statements were decided with, and a denial to send when one is refused.
-func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *pgproto3.ErrorResponse) {
+// statements were decided with, and a refusal when one is refused.
+func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *refusal) {
 	var last authz.Decision
 	multi := len(sts) > 1
 	for _, st := range sts {
 		d, err := s.decideOne(st, multi, ap)
-		if err == nil && d.Obligations.Approval == "required" && ap.State != "approved" {
-			if !hold {
-				err = errors.New("it needs a person's approval")
-			} else {
-				ap, err = s.hold(text, d)
-				if err == nil {
-					d, err = s.decideOne(st, multi, ap)
-					if err == nil && d.Obligations.Approval == "required" {
-						err = errors.New("the policies still require approval after it was granted")
-					}
-				}
-			}
-		}
 		if err != nil {
-			return d, ap, errStatementDenied(denialMessage(st, err))
+			return d, ap, s.statementRefusal(st, d, err)
+		}
+		if d.Obligations.Approval == "required" && ap.State != "approved" {
+			deny := func(err error, request, state string) *refusal {
+				return approvalRefusal(errStatementDenied(denialMessage(st, err)), d, request, state)
+			}
+			if !hold {
+				return d, ap, deny(errors.New("it needs a person's approval"), "", "required")
+			}
+			var request string
+			if ap, request, err = s.hold(text, d); err != nil {
+				return d, ap, deny(err, request, ap.State)
+			}
+			again, err := s.decideOne(st, multi, ap)
+			if err != nil {
+				return again, ap, s.statementRefusal(st, again, err)
+			}
+			if again.Obligations.Approval == "required" {
+				return again, ap, deny(errors.New("the policies still require approval after it was granted"), request, "required")
+			}
+			d = again
 		}
 		last = d
 	}
 	return last, ap, nil
+}
+
+// statementRefusal is the refusal of st, which decideOne refused with d and err.
+func (s *session) statementRefusal(st sqlclass.Statement, d authz.Decision, err error) *refusal {
+	resp := errStatementDenied(denialMessage(st, err))
+	if s.insp.authz == nil {
+		return refused(resp, refusedNoPolicies)
+	}
+	return policyRefusal(resp, d)
 }
 
 func denialMessage(st sqlclass.Statement, err error) string {
@@ -240,21 +265,23 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 	return s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
 }
 
-// hold asks for approval and waits for it, telling the client the request's ID.
-func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, error) {
+// hold asks for approval and waits for it, telling the client the request's ID. It returns the
+// approval's outcome and the request's ID.
+func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
 	if s.insp.approve == nil {
-		return authz.ApprovalState{}, errors.New("it needs a person's approval, and no approver is configured")
+		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
 	}
 	req := Approval{ID: newSessionID(), Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target, Statement: text, Decision: d}
-	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"},
-		Decision: auditDecision(d, "sql", s.rec.target)})
+	held := auditDecision(d, "sql", s.rec.target)
+	held.Allow = false // held, not allowed: its approval field says what it waits for
+	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"}, Decision: held})
 	s.clientMu.Lock()
 	s.client.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
 		Message: "svidbroker: this statement is waiting for approval; request " + req.ID})
 	err := s.flushClient()
 	s.clientMu.Unlock()
 	if err != nil {
-		return authz.ApprovalState{}, err
+		return authz.ApprovalState{}, req.ID, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.insp.approvalTimeout)
 	defer cancel()
@@ -264,6 +291,7 @@ func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, erro
 		st.State = "expired"
 		err = fmt.Errorf("approval request %s timed out", req.ID)
 	case err != nil:
+		st.State = "failed"
 		err = fmt.Errorf("approval request %s failed: %v", req.ID, err)
 	case st.State == "denied":
 		err = fmt.Errorf("approval request %s was denied", req.ID)
@@ -271,7 +299,7 @@ func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, erro
 		err = fmt.Errorf("approval request %s ended as %q", req.ID, st.State)
 	}
 	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
-	return st, err
+	return st, req.ID, err
 }
 
 // buildPlan decides column:read-unmasked for every tagged column of the target in the context of
@@ -337,14 +365,7 @@ func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Sta
 	if !s.rec.on() {
 		return audit.Record{} // nothing records it: not worth building
 	}
-	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params}
-	if p.active() {
-		for k, strategy := range p.cols {
-			t := p.meta.tables[k.table]
-			st.Masked = append(st.Masked, t.name+"."+t.columns[k.attr]+"="+string(strategy))
-		}
-		slices.Sort(st.Masked)
-	}
+	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params, Masked: p.maskedIn(sts)}
 	rec := audit.Record{Kind: audit.KindStatement, Statement: st}
 	if d.ID != "" {
 		rec.Decision = auditDecision(d, "sql", s.rec.target)
@@ -356,13 +377,14 @@ func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Sta
 // the broker's error replaces the backend's. In the simple protocol, and for a function call, a Sync
 // follows, which gives the client its ReadyForQuery; in the extended protocol the client's messages
 // are discarded until its Sync, as the server would.
-func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.Decision, denial *pgproto3.ErrorResponse) error {
-	rec := s.auditStatement(protocol, text, "", sts, d, nil, nil)
-	rec.Kind = audit.KindDenied
-	rec.Error = "SQLSTATE " + denial.Code
-	s.rec.async(rec)
-	s.log.Info("statement denied", "protocol", protocol, "kinds", kinds(sts), "decision", d.ID, "policies", d.Reasons)
-	s.queue.push(&item{kind: itDenied, denial: denial})
+func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refusal) error {
+	if s.rec.on() {
+		rec := s.auditStatement(protocol, text, "", sts, authz.Decision{}, nil, nil)
+		r.record(&rec, s.rec.target)
+		s.rec.async(rec)
+	}
+	s.log.Info("statement denied", "protocol", protocol, "kinds", kinds(sts), "reason", r.reason, "decision", r.d.ID, "policies", r.d.Reasons)
+	s.queue.push(&item{kind: itDenied, denial: r.resp})
 	s.backend.Send(&pgproto3.Execute{Portal: deniedPortal})
 	if protocol == "extended" {
 		s.discarding = true
@@ -375,13 +397,13 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, d authz.
 
 // decideAndPlan decides sts (holding them for approval if hold and a policy says so) and plans the
 // masking of their results. It returns the decision, the approval state the statements were decided
-// with, the plan, and a denial to send when one is refused.
+// with, the plan, and a refusal when one is refused.
 //
 // Literal variants of one statement share their classification (sqlclass.Cache), and deciding the
 // same classification again within one authorization epoch gives the same decision and plan: those of
 // allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
 // its Cedar decisions and masking plans. A statement held for approval is decided every time.
-func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *pgproto3.ErrorResponse) {
+func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	key := verdictKey{ap: ap}
 	remember := s.insp.authz != nil && len(sts) > 0
 	var epoch authz.Epoch
@@ -399,7 +421,9 @@ func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.
 	var p *plan
 	if denial == nil {
 		p = s.buildPlan(sts, decided)
-		denial = copyOutDenied(sts, p)
+		if resp := copyOutDenied(sts, p); resp != nil {
+			denial = refused(resp, refusedUnmaskable)
+		}
 	}
 	// Kept only when nothing was held (an approval is asked for every time it is needed), and only
 	// under the epoch the statements were decided in: a reload during the decision is a new epoch.
@@ -436,14 +460,13 @@ const maxVerdicts = 256
 // onQuery handles a simple-protocol Query: every statement in it is decided, and the whole string is
 // refused if one is.
 func (s *session) onQuery(m *pgproto3.Query) error {
-	sts, denial := s.classify(m.String)
-	var d authz.Decision
-	var p *plan
-	if denial == nil {
-		d, _, p, denial = s.decideAndPlan(m.String, sts, authz.ApprovalState{}, true)
+	sts, resp := s.classify(m.String)
+	if resp != nil {
+		return s.deny("simple", m.String, sts, refused(resp, refusedUnparsed))
 	}
+	d, _, p, denial := s.decideAndPlan(m.String, sts, authz.ApprovalState{}, true)
 	if denial != nil {
-		return s.deny("simple", m.String, sts, d, denial)
+		return s.deny("simple", m.String, sts, denial)
 	}
 	if err := s.recordStatement(s.auditStatement("simple", m.String, "", sts, d, nil, p), sts, true); err != nil {
 		return err
@@ -455,20 +478,20 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 
 // onParse decides a statement when it is prepared (holding it for approval if a policy says so).
 func (s *session) onParse(m *pgproto3.Parse) error {
-	sts, d, ap, denial := s.classifyAndDecide(m.Query)
+	sts, _, ap, denial := s.classifyAndDecide(m.Query)
 	if denial != nil {
-		return s.deny("extended", m.Query, sts, d, denial)
+		return s.deny("extended", m.Query, sts, denial)
 	}
 	if m.Name != "" && s.stmts[m.Name] != nil {
 		// As the server: a named statement must be closed before its name is used again.
-		return s.deny("extended", m.Query, sts, d, errorResponse("42P05", fmt.Sprintf("prepared statement %q already exists", m.Name)))
+		return s.deny("extended", m.Query, sts, refused(errorResponse("42P05", fmt.Sprintf("prepared statement %q already exists", m.Name)), refusedProtocol))
 	}
 	if len(s.stmts) >= maxPrepared && s.stmts[m.Name] == nil {
-		return s.deny("extended", m.Query, sts, d, errStatementDenied(fmt.Sprintf("svidbroker: more than %d prepared statements in one session", maxPrepared)))
+		return s.deny("extended", m.Query, sts, refused(errStatementDenied(fmt.Sprintf("svidbroker: more than %d prepared statements in one session", maxPrepared)), refusedLimit))
 	}
 	st := &prepared{text: m.Query, sts: sts, approval: ap, backend: s.backendName("s", m.Name)}
 	s.stmts[m.Name] = st
-	s.queue.push(&item{kind: itParse})
+	s.queue.push(&item{kind: itParse, parsed: st, name: m.Name})
 	s.backend.Send(&pgproto3.Parse{Name: st.backend, Query: m.Query, ParameterOIDs: m.ParameterOIDs})
 	return nil
 }
@@ -486,7 +509,7 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 			"svidbroker: prepared statement %q was not prepared through the broker", m.PreparedStatement)))
 	}
 	if len(s.portals) >= maxPortals && s.portals[m.DestinationPortal] == nil {
-		return s.deny("extended", st.text, st.sts, authz.Decision{}, errStatementDenied(fmt.Sprintf("svidbroker: more than %d portals in one session", maxPortals)))
+		return s.deny("extended", st.text, st.sts, refused(errStatementDenied(fmt.Sprintf("svidbroker: more than %d portals in one session", maxPortals)), refusedLimit))
 	}
 	pt := &portal{stmt: st, backend: s.backendName("p", m.DestinationPortal)}
 	if s.rec.on() {
@@ -537,7 +560,7 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	st := pt.stmt
 	d, _, p, denial := s.decideAndPlan(st.text, st.sts, st.approval, false)
 	if denial != nil {
-		return s.deny("extended", st.text, st.sts, d, denial)
+		return s.deny("extended", st.text, st.sts, denial)
 	}
 	params := pt.params
 	if p.active() && mentionsMasked(st.sts, p) {
@@ -628,7 +651,7 @@ func (s *session) onFunctionCall(m *pgproto3.FunctionCall) error {
 	sts := []sqlclass.Statement{{Kind: sqlclass.KindAdmin, AdminReasons: []string{"the function-call protocol"}, Effect: sqlclass.EffectCommit}}
 	d, _, denial := s.decide(text, sts, authz.ApprovalState{}, false)
 	if denial != nil {
-		return s.deny("function-call", text, sts, d, denial)
+		return s.deny("function-call", text, sts, denial)
 	}
 	if err := s.recordStatement(s.auditStatement("function-call", text, "", sts, d, nil, nil), sts, true); err != nil {
 		return err

@@ -66,8 +66,8 @@ func TestVerdictsAreReusedWithinAnEpoch(t *testing.T) {
 		if denial != nil {
 			t.Fatalf("%s: %s", sql, denial.Message)
 		}
-		d, _, _, denial := s.decideAndPlan(sql, sts, authz.ApprovalState{}, true)
-		return d, denial == nil
+		d, _, _, refusal := s.decideAndPlan(sql, sts, authz.ApprovalState{}, true)
+		return d, refusal == nil
 	}
 	reused := false
 	for try := 0; try < 5 && !reused; try++ { // a second may turn between the two (a new epoch)

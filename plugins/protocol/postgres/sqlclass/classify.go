@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -100,11 +101,29 @@ func (s Statement) Tables() []string {
 // ErrParse wraps every parse failure.
 var ErrParse = errors.New("sqlclass: the statement does not parse")
 
+// SyntaxError is what the parser found wrong with a statement, as PostgreSQL reports it. It is
+// ErrParse.
+type SyntaxError struct {
+	// Message is the parser's, such as `syntax error at or near "SELEC"`.
+	Message string
+	// Position is where in the statement, in characters from 1; 0 when the parser gives none.
+	Position int
+}
+
+func (e *SyntaxError) Error() string { return "sqlclass: " + e.Message }
+
+// Is makes a SyntaxError ErrParse.
+func (e *SyntaxError) Is(target error) bool { return target == ErrParse }
+
 // Classify parses sql, which may hold several statements, and classifies each. An empty string
-// (only whitespace or comments) has no statements.
+// (only whitespace or comments) has no statements. A statement the parser refuses gives a
+// *SyntaxError.
 func Classify(sql string) ([]Statement, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
+		if pe, ok := errors.AsType[*parser.Error](err); ok {
+			return nil, &SyntaxError{Message: pe.Message, Position: pe.Cursorpos}
+		}
 		return nil, fmt.Errorf("%w: %v", ErrParse, err)
 	}
 	out := make([]Statement, 0, len(tree.Stmts))

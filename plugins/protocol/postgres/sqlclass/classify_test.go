@@ -294,3 +294,30 @@ func TestPlainKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSyntaxErrorsGiveTheParsersMessageAndPosition: a statement that does not parse gives what
+// PostgreSQL itself reports for it: the message and the position in characters, from 1.
+func TestSyntaxErrorsGiveTheParsersMessageAndPosition(t *testing.T) {
+	for _, c := range []struct {
+		sql      string
+		message  string
+		position int
+	}{
+		{"SELEC 1", `syntax error at or near "SELEC"`, 1},
+		{"SELECT * FROM orders WHERE", "syntax error at end of input", 27},
+		{"SELECT 'é', * FROM", "syntax error at end of input", 19},
+		{"SELECT 1; DELET FROM orders", `syntax error at or near "DELET"`, 11},
+		{"SELECT 'unterminated", "unterminated quoted string at or near \"'unterminated\"", 8},
+	} {
+		t.Run(c.sql, func(t *testing.T) {
+			_, err := Classify(c.sql)
+			se, ok := errors.AsType[*SyntaxError](err)
+			if !ok || !errors.Is(err, ErrParse) {
+				t.Fatalf("Classify = %v, want a SyntaxError that is ErrParse", err)
+			}
+			if se.Message != c.message || se.Position != c.position {
+				t.Errorf("%q at %d, want %q at %d", se.Message, se.Position, c.message, c.position)
+			}
+		})
+	}
+}
