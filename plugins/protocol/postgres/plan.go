@@ -262,12 +262,8 @@ func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []
 }
 
 // quotesData reports whether error e can quote the data a statement read, and so is withheld from a
-// statement that reads masked columns (scrub). Its SQLSTATE class decides, never its message's text.
-//
-// Data exceptions (22: "invalid input syntax for type integer: <value>"), integrity constraint
-// violations (23, and 44 for WITH CHECK OPTION: "Failing row contains (<row>)"), raised exceptions
-// (P0), errors of functions, triggers and foreign data (09, 27, 2F, 38, 39, HV), internal errors (XX),
-// and an error without a valid SQLSTATE can: they are withheld.
+// statement that reads masked columns (scrub). Its SQLSTATE class decides, never its message's text,
+// and only classes known to quote no value pass: what is not known is withheld.
 //
 // Errors that name an object (42 syntax and access rules, 3D, 3F, 26, 34, 0P, 28, 0L, 3B, 2B) name
 // what the statement names when the server raised them analysing the client's text: it points into
@@ -275,16 +271,20 @@ func appendRow(dst, body []byte, masks []fieldMask, sc *inspect.Scratch) (out []
 // taken for a name (a text cast to regclass: schema "<value>" does not exist), so they are withheld.
 // A permission error (42501) names objects only and passes.
 //
-// The rest (a serialization failure, a cancelled statement, a feature not supported, ...) quotes no
-// value and passes.
+// Errors about the connection, the transaction, resources and the server's state (08, 0A, 21, 24, 25,
+// 40, 53, 54, 55, 57, 58) quote no value and pass. Everything else is withheld: data exceptions (22:
+// "invalid input syntax for type integer: <value>"), integrity constraint violations (23, and 44:
+// "Failing row contains (<row>)"), raised exceptions (P0), errors of functions, triggers and foreign
+// data (09, 27, 2F, 38, 39, HV), internal errors (XX), classes this list does not name, and an error
+// without a valid SQLSTATE.
 func quotesData(e *pgproto3.ErrorResponse) bool {
 	code := e.Code
 	if len(code) != 5 {
 		return true
 	}
 	switch code[:2] {
-	case "22", "23", "44", "P0", "09", "27", "2F", "38", "39", "HV", "XX":
-		return true
+	case "08", "0A", "21", "24", "25", "40", "53", "54", "55", "57", "58":
+		return false
 	case "42", "3D", "3F", "26", "34", "0P", "28", "0L", "3B", "2B":
 		if code == "42501" {
 			return false
@@ -292,7 +292,7 @@ func quotesData(e *pgproto3.ErrorResponse) bool {
 		inText := e.Position > 0 && e.Where == "" && e.InternalQuery == "" && e.InternalPosition == 0
 		return !inText
 	}
-	return false
+	return true
 }
 
 // scrub returns the error or notice with everything that could quote a value removed: only the

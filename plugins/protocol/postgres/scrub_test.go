@@ -42,6 +42,10 @@ func TestErrorsAreWithheldOnlyWhenTheyCanQuoteData(t *testing.T) {
 		{"internal error", masked, "XX000", 0, "", true},
 		{"no SQLSTATE", masked, "", 0, "", true},
 		{"not a SQLSTATE", masked, "2201", 0, "", true},
+		{"a class no rule names", masked, "F0000", 0, "", true},
+		{"snapshot too old", masked, "72000", 0, "", true},
+		{"deadlock", masked, "40P01", 0, "", false},
+		{"cancelled", masked, "57014", 0, "", false},
 		{"outside the catalog: invalid input", outside, "22P02", 0, "", false},
 		{"outside the catalog: unique violation", outside, "23505", 0, "", false},
 	} {
