@@ -11,10 +11,15 @@ import (
 )
 
 // Check is one thing the broker needs to start a new session: its SVID, its audit log, a policy set,
-// SPIRE, a target's backend or Vault. /readyz fails while any check fails.
+// SPIRE; or, optional, what one target needs: its backend, Vault. /readyz fails while any check that
+// is not optional fails.
 type Check struct {
 	// Name is how /readyz?verbose lists it: "[+]name ok" or "[-]name failed: reason".
 	Name string
+	// Optional marks what only some sessions need (one target's backend or Vault): /readyz?verbose lists
+	// its state, but it does not make the broker unready, which would take every target out of
+	// service for one; that target's sessions are refused with their own error.
+	Optional bool
 	// Check returns nil when the dependency works. It must return once ctx is done (/readyz gives
 	// each check a deadline). Its error is shown on /readyz, so it must hold no secret.
 	Check func(ctx context.Context) error
@@ -48,8 +53,8 @@ func runChecks(ctx context.Context, checks []Check, timeout time.Duration) []err
 }
 
 // readyz answers /readyz in the style of Kubernetes' health endpoints: 200 and "ok" when every check
-// passes, else 503 with the failed checks; with ?verbose, every check, "[+]name ok" or "[-]name failed:
-// reason", then "readyz check passed" or "readyz check failed".
+// that is not optional passes, else 503 with the failed checks; with ?verbose, every check, "[+]name
+// ok" or "[-]name failed: reason", then "readyz check passed" or "readyz check failed".
 func readyz(checks []Check, timeout time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		_, verbose := r.URL.Query()["verbose"]
@@ -58,6 +63,10 @@ func readyz(checks []Check, timeout time.Duration) http.HandlerFunc {
 		failed := false
 		for i, c := range checks {
 			switch err := errs[i]; {
+			case err != nil && c.Optional:
+				if verbose {
+					fmt.Fprintf(&b, "[-]%s failed: %s (optional: its target's sessions are refused)\n", c.Name, oneLine(err.Error()))
+				}
 			case err != nil:
 				failed = true
 				fmt.Fprintf(&b, "[-]%s failed: %s\n", c.Name, oneLine(err.Error()))

@@ -233,8 +233,11 @@ func TestAdminReadiness(t *testing.T) {
 		{Name: "target/shop/backend", Check: func(context.Context) error { return nil }},
 		{Name: "spire-server", Check: func(ctx context.Context) error { <-ctx.Done(); return nil }},
 	}
+	var vault error
+	withTarget := append(checks[:2:2], Check{Name: "target/shop/vault", Optional: true, Check: func(context.Context) error { return vault }})
 	s, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Checks: checks[:3], CheckTimeout: 100 * time.Millisecond})
 	slow, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Checks: checks, CheckTimeout: 100 * time.Millisecond})
+	targets, _, _ := start(t, Config{AdminAddress: "127.0.0.1:0", Checks: withTarget, CheckTimeout: 100 * time.Millisecond})
 	get := func(s *Server, path string) (int, string) {
 		resp, err := http.Get("http://" + s.AdminAddr().String() + path)
 		if err != nil {
@@ -251,23 +254,29 @@ func TestAdminReadiness(t *testing.T) {
 		name   string
 		svid   error
 		audit  error
+		vault  error
 		server *Server
 		path   string
 		code   int
 		body   string
 	}{
-		{"ready", nil, nil, s, "/readyz", http.StatusOK, "ok\n"},
-		{"ready, verbose", nil, nil, s, "/readyz?verbose", http.StatusOK,
+		{"ready", nil, nil, nil, s, "/readyz", http.StatusOK, "ok\n"},
+		{"ready, verbose", nil, nil, nil, s, "/readyz?verbose", http.StatusOK,
 			"[+]svid ok\n[+]audit ok\n[+]target/shop/backend ok\nreadyz check passed\n"},
-		{"no SVID", errors.New("no SVID yet"), nil, s, "/readyz", http.StatusServiceUnavailable,
+		{"no SVID", errors.New("no SVID yet"), nil, nil, s, "/readyz", http.StatusServiceUnavailable,
 			"[-]svid failed: no SVID yet\nreadyz check failed\n"},
-		{"audit failing, verbose", nil, errors.New("the audit log is unavailable"), s, "/readyz?verbose", http.StatusServiceUnavailable,
+		{"audit failing, verbose", nil, errors.New("the audit log is unavailable"), nil, s, "/readyz?verbose", http.StatusServiceUnavailable,
 			"[+]svid ok\n[-]audit failed: the audit log is unavailable\n[+]target/shop/backend ok\nreadyz check failed\n"},
-		{"a check past its deadline", nil, nil, slow, "/readyz?verbose", http.StatusServiceUnavailable,
+		{"a check past its deadline", nil, nil, nil, slow, "/readyz?verbose", http.StatusServiceUnavailable,
 			"[+]svid ok\n[+]audit ok\n[+]target/shop/backend ok\n[-]spire-server failed: no answer within the deadline\nreadyz check failed\n"},
+		{"a target's Vault sealed", nil, nil, errors.New("vault: sealed"), targets, "/readyz", http.StatusOK, "ok\n"},
+		{"a target's Vault sealed, verbose", nil, nil, errors.New("vault: sealed"), targets, "/readyz?verbose", http.StatusOK,
+			"[+]svid ok\n[+]audit ok\n[-]target/shop/vault failed: vault: sealed (optional: its target's sessions are refused)\nreadyz check passed\n"},
+		{"a target's Vault sealed and no SVID", errors.New("no SVID yet"), nil, errors.New("vault: sealed"), targets, "/readyz", http.StatusServiceUnavailable,
+			"[-]svid failed: no SVID yet\nreadyz check failed\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			svid, audit = c.svid, c.audit
+			svid, audit, vault = c.svid, c.audit, c.vault
 			if code, body := get(c.server, c.path); code != c.code || body != c.body {
 				t.Errorf("%s = %d %q; want %d %q", c.path, code, body, c.code, c.body)
 			}

@@ -28,7 +28,8 @@ type dependencies struct {
 }
 
 // readinessChecks lists the broker's dependencies: its SVID, its audit log, its policy set, the
-// SPIRE server, and each target's backend and (when its credential comes from Vault) Vault.
+// SPIRE server, and, optional (listed, not required for readiness), each target's backend and (when
+// its credential comes from Vault) Vault.
 func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 	checks := []server.Check{{Name: "svid", Check: func(context.Context) error { return svidValid(d.src) }}}
 	if d.audit != nil {
@@ -48,11 +49,11 @@ func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 	}
 	for _, t := range cfg.Targets {
 		addr := t.Backend.Address
-		checks = append(checks, server.Check{Name: "target/" + t.Name + "/backend", Check: func(ctx context.Context) error {
+		checks = append(checks, server.Check{Name: "target/" + t.Name + "/backend", Optional: true, Check: func(ctx context.Context) error {
 			return dialCheck(ctx, addr)
 		}})
 		if d.vault != nil && credentialSource(cfg, t.Backend) != nil {
-			checks = append(checks, server.Check{Name: "target/" + t.Name + "/vault", Check: d.vault})
+			checks = append(checks, server.Check{Name: "target/" + t.Name + "/vault", Optional: true, Check: d.vault})
 		}
 	}
 	return checks
