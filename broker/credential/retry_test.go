@@ -29,8 +29,7 @@ func TestRenewalIsRetriedWithinTheLeaseTTL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := &memProvider{live: map[string]bool{}, ttl: time.Minute, renewFailures: tc.failures}
-				m := NewManager(p, nil, quiet(), 5*time.Second, 0)
-				m.backoff = testBackoff
+				m := retryingManager(p, nil, 5*time.Second, 0)
 				start := time.Now()
 				var endedAt atomic.Int64 // since start, in ns; 0 while the session lives
 				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) { endedAt.Store(int64(time.Since(start))) })
@@ -81,12 +80,8 @@ func TestFailedRevocationIsRetriedInTheBackground(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := &memProvider{live: map[string]bool{}, ttl: time.Hour, revokeFailures: tc.failures}
-				j, err := OpenJournal(t.TempDir())
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := NewManager(p, j, quiet(), 5*time.Second, 0)
-				m.backoff = testBackoff
+				j := testJournal(t)
+				m := retryingManager(p, j, 5*time.Second, 0)
 				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
 				if err != nil {
 					t.Fatal(err)
@@ -125,12 +120,8 @@ func TestFailedRevocationIsRetriedInTheBackground(t *testing.T) {
 func TestCloseStopsRevocationRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := &memProvider{live: map[string]bool{}, ttl: time.Hour, revokeFailures: -1}
-		j, err := OpenJournal(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := NewManager(p, j, quiet(), 5*time.Second, 0)
-		m.backoff = testBackoff
+		j := testJournal(t)
+		m := retryingManager(p, j, 5*time.Second, 0)
 		s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
 		if err != nil {
 			t.Fatal(err)
@@ -196,8 +187,7 @@ func TestPermanentRenewalFailureEndsSessionsAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := &memProvider{live: map[string]bool{}, ttl: time.Hour, renewErr: tc.err}
-				m := NewManager(p, nil, quiet(), 10*time.Second, 0)
-				m.backoff = testBackoff
+				m := retryingManager(p, nil, 10*time.Second, 0)
 				start := time.Now()
 				var endedAt atomic.Int64
 				var reason atomic.Value
@@ -243,8 +233,7 @@ func TestFailingLeaseIsNotReused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				m := NewManager(tc.p, nil, quiet(), 10*time.Second, 2*time.Hour)
-				m.backoff = testBackoff
+				m := retryingManager(tc.p, nil, 10*time.Second, 2*time.Hour)
 				defer m.Close()
 				start := func() *Session {
 					s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
@@ -335,8 +324,7 @@ func TestSlowRenewalAnswerDoesNotExtendTheSession(t *testing.T) {
 			<-ctx.Done()
 			return 0, ctx.Err()
 		}
-		m := NewManager(p, nil, quiet(), 10*time.Second, 0)
-		m.backoff = testBackoff
+		m := retryingManager(p, nil, 10*time.Second, 0)
 		start := time.Now()
 		var endedAt atomic.Int64
 		s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) { endedAt.Store(time.Now().UnixNano()) })
@@ -444,12 +432,8 @@ func TestCloseDoesNotWaitForAHungRevocation(t *testing.T) {
 					<-ctx.Done()
 					return ctx.Err()
 				}
-				j, err := OpenJournal(t.TempDir())
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := NewManager(p, j, quiet(), 10*time.Second, 0)
-				m.backoff = testBackoff
+				j := testJournal(t)
+				m := retryingManager(p, j, 10*time.Second, 0)
 				s, err := m.Start(t.Context(), "spiffe://example.org/a", roleR, func(error) {})
 				if err != nil {
 					t.Fatal(err)
@@ -476,4 +460,21 @@ func TestCloseDoesNotWaitForAHungRevocation(t *testing.T) {
 			})
 		})
 	}
+}
+
+// retryingManager is a manager of p, with journal j (or none), that retries on testBackoff.
+func retryingManager(p Provider, j *Journal, timeout, reuse time.Duration) *Manager {
+	m := NewManager(p, j, quiet(), timeout, reuse)
+	m.backoff = testBackoff
+	return m
+}
+
+// testJournal is a journal in a directory of the test's own.
+func testJournal(t *testing.T) *Journal {
+	t.Helper()
+	j, err := OpenJournal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
