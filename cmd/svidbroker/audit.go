@@ -91,17 +91,9 @@ func (c *chainFlags) reader(ctx context.Context) (read audit.Reader, close func(
 }
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, groupUsage("audit"))
-		return errUsage
-	}
-	if wantsHelp(args[:1]) || args[0] == "help" {
-		fmt.Fprint(stdout, groupUsage("audit"))
-		return errHelp
-	}
-	name := "audit " + args[0]
-	if _, ok := lookup(name); !ok {
-		return unknownCommand(stderr, "audit", args[0], subcommandNames("audit"))
+	name, err := subcommand("audit", args, stdout, stderr)
+	if err != nil {
+		return err
 	}
 	fs := newFlags(name)
 	parse := func() error { return parseFlags(fs, name, args[1:], stdout, stderr) }

@@ -18,17 +18,9 @@ import (
 )
 
 func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, groupUsage("policy"))
-		return errUsage
-	}
-	if wantsHelp(args[:1]) || args[0] == "help" {
-		fmt.Fprint(stdout, groupUsage("policy"))
-		return errHelp
-	}
-	name := "policy " + args[0]
-	if _, ok := lookup(name); !ok {
-		return unknownCommand(stderr, "policy", args[0], subcommandNames("policy"))
+	name, err := subcommand("policy", args, stdout, stderr)
+	if err != nil {
+		return err
 	}
 	fs := newFlags(name)
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)

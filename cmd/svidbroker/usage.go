@@ -207,3 +207,22 @@ func topNames() []string {
 	}
 	return out
 }
+
+// subcommand checks the subcommand args name in group: it prints the group's usage for none (an
+// error) or for help (errHelp), says what to run for an unknown one, and otherwise returns its full
+// name ("audit verify").
+func subcommand(group string, args []string, stdout, stderr io.Writer) (string, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, groupUsage(group))
+		return "", errUsage
+	}
+	if wantsHelp(args[:1]) || args[0] == "help" {
+		fmt.Fprint(stdout, groupUsage(group))
+		return "", errHelp
+	}
+	name := group + " " + args[0]
+	if _, ok := lookup(name); !ok {
+		return "", unknownCommand(stderr, group, args[0], subcommandNames(group))
+	}
+	return name, nil
+}
