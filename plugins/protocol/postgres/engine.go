@@ -236,11 +236,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	if decision.ID != "" {
 		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
-	record := rec.written // the session's statements wait for what audit durability says
-	if rec.perStatement {
-		record = func(r audit.Record, _ bool) error { return rec.durable(r) }
-	}
-	if err := record(start, false); err != nil {
+	if err := rec.sessionStart(start); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err

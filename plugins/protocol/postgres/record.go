@@ -64,6 +64,15 @@ func (r recorder) written(rec audit.Record, urgent bool) error {
 	return r.failed(r.sink.Write(r.stamp(rec), urgent))
 }
 
+// sessionStart records a session's start as its statements are recorded: written to the store, or,
+// in durability "statement", on stable storage.
+func (r recorder) sessionStart(rec audit.Record) error {
+	if r.perStatement {
+		return r.durable(rec)
+	}
+	return r.written(rec, false)
+}
+
 // flush returns once every record written is on stable storage.
 func (r recorder) flush() error {
 	if !r.on() {
