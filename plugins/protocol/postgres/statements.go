@@ -423,6 +423,8 @@ func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.
 		p = s.buildPlan(sts, decided)
 		if resp := copyOutDenied(sts, p); resp != nil {
 			denial = refused(resp, refusedUnmaskable)
+		} else {
+			denial = s.checkMaskedUses(sts, p, decided)
 		}
 	}
 	// Kept only when nothing was held (an approval is asked for every time it is needed), and only
