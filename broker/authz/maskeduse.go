@@ -3,6 +3,7 @@ package authz
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
 )
@@ -52,4 +53,17 @@ func (a *Authorizer) UseMasked(c Connect, table, column string, st Statement, ap
 			Entities: a.Entities(c.Peer),
 		})
 	})
+}
+
+// maskedUse is the use a test case describes; the other column is named in the test's target.
+func (tc *TestCase) maskedUse() MaskedUse {
+	u := MaskedUse{Clause: tc.Use, Equality: tc.Equality}
+	if tc.WithColumn != "" {
+		table, column := tc.WithColumn, ""
+		if i := strings.LastIndexByte(tc.WithColumn, '.'); i > 0 {
+			table, column = tc.WithColumn[:i], tc.WithColumn[i+1:]
+		}
+		u.WithColumn = string(ColumnUID(tc.Target, table, column).ID)
+	}
+	return u
 }

@@ -63,3 +63,26 @@ test "reads tables the catalog does not list" {
   table     = "public.not_in_the_catalog"
   expect    = "allow"
 }
+
+test "does not filter on partially masked data" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "ssn"
+  use       = "where"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not compute on partially masked data" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "email"
+  use       = "function"
+  expect    = "deny"
+}
