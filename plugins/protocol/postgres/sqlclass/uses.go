@@ -892,7 +892,11 @@ func (w *useWalker) expr(n *pg.Node, lvl *level, clause string) Origin {
 			parts = append(parts, p.GetString_().GetSval())
 		}
 		fn := Origin{Sources: []Source{{Function: strings.ToLower(strings.Join(parts, "."))}}}
-		w.use(clause, fn, nil)
+		if clause != UseFunction {
+			// A function's result tested in a predicate, an ordering or a grouping: the function may
+			// read masked data. Called in a result or in FROM, its result is masked as derived instead.
+			w.use(clause, fn, nil)
+		}
 		o.add(fn)
 		return o
 	case *pg.Node_SelectStmt:
