@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/svidbroker/svidbroker/test/stack"
 )
@@ -102,6 +103,45 @@ func TestMaskedUsesThroughPgx(t *testing.T) {
 		}
 		if _, err := pgxText(t.Context(), conn, "SELECT 1", pgx.TextFormatCode); err != nil {
 			t.Fatalf("%s: session unusable after %q: %v", c.persona, c.sql, err)
+		}
+	}
+}
+
+// TestRedactedComputedColumnsAreNoticed: a result column redacted because it passes masked data
+// untraced comes with a notice that names the masked column and says why; a plain masked column, and a
+// count, come without one.
+func TestRedactedComputedColumnsAreNoticed(t *testing.T) {
+	s, b := shared(t)
+	var notices []string
+	cfg := pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst))
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, c := range []struct {
+		sql    string
+		notice bool
+	}{
+		{"SELECT email FROM customers WHERE id = 1 UNION ALL SELECT 'alice@example.com'", true},
+		{"SELECT (SELECT ssn FROM customers WHERE id = 1)", true},
+		{"SELECT email FROM customers WHERE id = 1", false},
+		{"SELECT count(email) FROM customers", false},
+	} {
+		notices = nil
+		if _, err := pgxText(t.Context(), conn, c.sql, pgx.TextFormatCode); err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		got := strings.Join(notices, "\n")
+		switch {
+		case c.notice && (!strings.Contains(got, "public.customers.") || !strings.Contains(got, "redacted")):
+			t.Errorf("%s: notice %q, want one naming the masked column and saying it is redacted", c.sql, got)
+		case !c.notice && got != "":
+			t.Errorf("%s: unexpected notice %q", c.sql, got)
+		}
+		if strings.Contains(got, aliceEmail) || strings.Contains(got, aliceSSN) {
+			t.Errorf("%s: the notice quotes data: %q", c.sql, got)
 		}
 	}
 }

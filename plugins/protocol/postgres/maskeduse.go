@@ -5,7 +5,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -164,4 +167,51 @@ func (s *session) checkMaskedUses(sts []sqlclass.Statement, p *plan, ap authz.Ap
 		}
 	}
 	return nil
+}
+
+// redactedNotice tells the client which of the statements' result columns are redacted because they
+// are computed from (or pass untraced) masked data, or "" when none is: the agent learns why it gets
+// "***" or NULL, instead of taking it for the data.
+func (p *plan) redactedNotice(sts []sqlclass.Statement) string {
+	if !p.active() {
+		return ""
+	}
+	var what []string
+	for i, st := range sts {
+		if i >= len(p.derivedAt) || p.derivedAt[i] == "" {
+			continue
+		}
+		for _, m := range p.masked(st.Untraced) {
+			w := m.what
+			if m.table != "" {
+				w = m.table + "." + m.column
+			}
+			if !slices.Contains(what, w) {
+				what = append(what, w)
+			}
+		}
+		if st.Fetch && !slices.Contains(what, "a cursor's rows") {
+			what = append(what, "a cursor's rows")
+		}
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	slices.Sort(what)
+	return "svidbroker: result columns computed from masked data, or passed through a set operation, subquery, view or function, are " +
+		string(p.derivedAt[slices.IndexFunc(p.derivedAt, func(s inspect.Strategy) bool { return s != "" })]) +
+		"ed, never partially shown or hashed: they may carry " + strings.Join(what, "; ") +
+		". Select the masked column itself as a plain result column to get it masked by its own strategy"
+}
+
+// noticeRedacted sends the client redactedNotice's notice, if any.
+func (s *session) noticeRedacted(p *plan, sts []sqlclass.Statement) error {
+	msg := p.redactedNotice(sts)
+	if msg == "" {
+		return nil
+	}
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	s.client.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000", Message: msg})
+	return s.flushClient()
 }

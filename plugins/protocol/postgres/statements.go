@@ -473,6 +473,9 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 	if err := s.recordStatement(s.auditStatement("simple", m.String, "", sts, d, nil, p), sts, true); err != nil {
 		return err
 	}
+	if err := s.noticeRedacted(p, sts); err != nil {
+		return err
+	}
 	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle()})
 	s.backend.Send(m)
 	return s.flushBackend()
@@ -572,6 +575,9 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		}
 	}
 	if err := s.recordStatement(s.auditStatement("extended", st.text, "", st.sts, d, params, p), st.sts, false); err != nil {
+		return err
+	}
+	if err := s.noticeRedacted(p, st.sts); err != nil {
 		return err
 	}
 	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
