@@ -27,8 +27,24 @@ type MaskedUse struct {
 	WithColumn string
 }
 
-// MaskedUseContext is the context of column:use-masked decisions: the statement's, and the use.
-func MaskedUseContext(base types.Record, u MaskedUse) types.Record {
+// withTags returns the catalog's tags of the column u.WithColumn names (none for a column the catalog
+// does not list), so that a policy can permit comparisons of hidden values with hidden values only.
+func withTags(static types.EntityMap, u MaskedUse) types.Set {
+	if u.WithColumn != "" {
+		if e, ok := static[types.NewEntityUID(TypeColumn, types.String(u.WithColumn))]; ok {
+			if v, ok := e.Attributes.Get("tags"); ok {
+				if set, ok := v.(types.Set); ok {
+					return set
+				}
+			}
+		}
+	}
+	return types.NewSet()
+}
+
+// MaskedUseContext is the context of column:use-masked decisions: the statement's, and the use, with
+// the tags the catalog (static) gives the other column.
+func MaskedUseContext(base types.Record, u MaskedUse, static types.EntityMap) types.Record {
 	m := types.RecordMap{}
 	for k, v := range base.All() {
 		m[k] = v
@@ -37,6 +53,7 @@ func MaskedUseContext(base types.Record, u MaskedUse) types.Record {
 		"clause":     types.String(u.Clause),
 		"equality":   types.Boolean(u.Equality),
 		"withColumn": types.String(u.WithColumn),
+		"withTags":   withTags(static, u),
 	})
 	return types.NewRecord(m)
 }
@@ -49,7 +66,7 @@ func (a *Authorizer) UseMasked(c Connect, table, column string, st Statement, ap
 		return a.Engine.Decide(Request{
 			Principal: WorkloadUID(c.Peer.ID), Action: Action(ActionUseMasked),
 			Resource: ColumnUID(c.Target, table, column),
-			Context:  MaskedUseContext(base, u),
+			Context:  MaskedUseContext(base, u, a.static),
 			Entities: a.Entities(c.Peer),
 		})
 	})

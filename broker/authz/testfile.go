@@ -223,7 +223,7 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 		return Request{}, err
 	}
 	if tc.Action == ActionUseMasked {
-		ctx = MaskedUseContext(ctx, tc.Use)
+		ctx = MaskedUseContext(ctx, tc.Use, static)
 	}
 	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
 		Entities: Entities{Static: static, Workload: cat.Workload(peer)}}, nil

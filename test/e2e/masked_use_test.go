@@ -41,6 +41,9 @@ var maskedUseCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT c.id FROM customers c JOIN (SELECT 'alice@example.com' AS x) g ON c.email = g.x", denied("public.customers.email", "JOIN")},
 	{stack.PersonaAnalyst, "SELECT c.id FROM customers c JOIN (VALUES ('alice@example.com')) g(x) ON c.email = g.x", denied("public.customers.email", "JOIN")},
 	{stack.PersonaAnalyst, "SELECT c.id FROM customers c JOIN customers d ON c.email < d.email", denied("public.customers.email", "JOIN")},
+	// An equality with a column the analyst reads in clear would test the hidden values against a list.
+	{stack.PersonaAnalyst, "SELECT c.id FROM customers c JOIN customers d ON c.email = d.name", denied("public.customers.email", "JOIN")},
+	{stack.PersonaAnalyst, "SELECT c.id FROM customers c JOIN orders o ON c.ssn = o.id::text", denied("public.customers.ssn", "JOIN")},
 	{stack.PersonaAnalyst, "SELECT c.id FROM customers c, customers d WHERE c.email = d.email AND c.id = 1", denied("public.customers.email", "WHERE")},
 	// Aggregates: a count is correct (a masked column's NULLs show anyway); anything that computes with
 	// the value is refused, never a silent NULL.

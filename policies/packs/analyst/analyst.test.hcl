@@ -169,3 +169,17 @@ test "does not sort, group or compute on personal data" {
   use       = "order"
   expect    = "deny"
 }
+
+test "does not join personal data with a column it reads in clear" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "column:use-masked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "ssn"
+  use         = "join"
+  equality    = true
+  with_column = "public.orders.id"
+  expect      = "deny"
+  reasons     = []
+}
