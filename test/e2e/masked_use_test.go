@@ -34,6 +34,10 @@ var maskedUseCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT rank() OVER (ORDER BY email) FROM customers", denied("public.customers.email", "WINDOW")},
 	{stack.PersonaAnalyst, "SELECT email FROM customers INTERSECT SELECT 'alice@example.com'", denied("public.customers.email", "SET-OPERATION")},
 	{stack.PersonaAnalyst, "SELECT id FROM customers ORDER BY id LIMIT 1", gives("1")}, // control
+	{stack.PersonaAnalyst, "SELECT * FROM customers ORDER BY id LIMIT 1", hidden(func(l string) bool { // control
+		f := strings.Split(l, "|")
+		return len(f) == 4 && f[0] == "1" && f[1] == "Alice" && isHash(f[2]) && isHash(f[3])
+	})},
 	// Joins: an equality with another stored column is permitted by the analyst's pack, and gives a
 	// correct count; a join on a value of the caller's choosing, or on anything but equality, is not.
 	{stack.PersonaAnalyst, "SELECT count(*) FROM customers c JOIN customers d ON c.email = d.email", gives(strconv.Itoa(stack.SeedCustomers))},

@@ -389,7 +389,14 @@ func (w *useWalker) selectStmt(s *pg.SelectStmt, lvl *level) []output {
 			}
 		}
 		// ORDER BY and LIMIT of a set operation name its result's columns.
-		out := &level{parent: lvl, rels: []*relation{{outs: outs}}}
+		res := &relation{outs: outs}
+		if starred {
+			res.open = true
+			for _, o := range outs {
+				res.openOrigin.add(o.origin)
+			}
+		}
+		out := &level{parent: lvl, rels: []*relation{res}}
 		for _, n := range s.SortClause {
 			w.sortItem(n, out, outs, UseOrder)
 		}
@@ -577,8 +584,10 @@ func (w *useWalker) sortItem(n *pg.Node, lvl *level, outs []output, clause strin
 	}
 	if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
 		name := cr.Fields[0].GetString_().Sval
+		// A star's columns have no name here, but the name resolves among the same relations' columns
+		// below.
 		for _, o := range outs {
-			if o.name == name || o.name == "" {
+			if o.name == name {
 				w.use(clause, o.origin, nil)
 			}
 		}

@@ -69,6 +69,8 @@ func TestUsesOfColumnsOutsideTheResult(t *testing.T) {
 		{"SELECT id FROM customers ORDER BY email", []string{"order:customers.email"}},
 		{"SELECT email AS e FROM customers ORDER BY e", []string{"order:customers.e", "order:customers.email"}},
 		{"SELECT id, email FROM customers ORDER BY 2", []string{"order:customers.email", "order:customers.id"}},
+		{"SELECT * FROM customers ORDER BY id", []string{"order:customers.id"}},
+		{"SELECT * FROM customers UNION SELECT * FROM customers ORDER BY id", []string{"order:customers.*", "set-operation:customers.*"}},
 		{"SELECT count(*) FROM customers GROUP BY email", []string{"group:customers.email"}},
 		{"SELECT count(*) FROM customers GROUP BY 1 HAVING max(ssn) > '5'", []string{"having:customers.ssn", "having:fn:max"}},
 		{"SELECT rank() OVER (PARTITION BY email) FROM customers", []string{"window:customers.email"}},
