@@ -153,9 +153,14 @@ func (r *relation) column(name string) (o Origin, found, definite bool) {
 		return Origin{Sources: []Source{{Table: r.table, Column: name}}}, true, false
 	}
 	for _, out := range r.outs {
-		if out.name == name {
+		switch {
+		case out.name == name:
 			o.add(out.origin)
 			found, definite = true, true
+		case out.name == "":
+			// A star's columns: the one called name, if its relation has one.
+			o.add(narrow(out.origin, name))
+			found = true
 		}
 	}
 	if r.open {
@@ -163,6 +168,22 @@ func (r *relation) column(name string) (o Origin, found, definite bool) {
 		found = true
 	}
 	return o, found, definite
+}
+
+// narrow is the origin of the column called name among the columns a star gave, whose origin is o:
+// any column of a table becomes that table's column name. A computed origin (a whole row) stays.
+func narrow(o Origin, name string) Origin {
+	if o.Computed {
+		return o
+	}
+	out := Origin{Unknown: o.Unknown}
+	for _, s := range o.Sources {
+		if s.Function == "" && s.Column == "*" {
+			s.Column = name
+		}
+		out.add(Origin{Sources: []Source{s}})
+	}
+	return out
 }
 
 // useWalker finds the uses of one statement.
@@ -792,8 +813,8 @@ func (w *useWalker) resolve(cr *pg.ColumnRef, lvl *level) Origin {
 		if r == nil {
 			return Origin{Unknown: true}
 		}
-		o, _, definite := r.column(name)
-		if !definite && r.table == "" {
+		o, found, _ := r.column(name)
+		if !found {
 			// rel.name with no column name is name(rel): a function of the whole row.
 			o.add(r.whole())
 			o.add(Origin{Sources: []Source{{Function: strings.ToLower(name)}}})

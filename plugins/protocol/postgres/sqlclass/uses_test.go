@@ -88,6 +88,9 @@ func TestUsesOfColumnsOutsideTheResult(t *testing.T) {
 		{"SELECT 1 FROM customers c JOIN (SELECT 'guess' AS x) g ON c.email = g.x", []string{"join:customers.email="}},
 		// Subqueries, CTEs and aliases are resolved to the table column.
 		{"SELECT e FROM (SELECT email AS e FROM customers) s WHERE e LIKE 'a%'", []string{"where:customers.email"}},
+		{"SELECT x.id FROM (SELECT * FROM customers) x WHERE x.id = 1", []string{"where:customers.id"}},
+		{"SELECT 1 FROM (SELECT * FROM customers) x WHERE x.ssn = '1'", []string{"where:customers.ssn"}},
+		{"WITH x AS (TABLE customers) SELECT 1 FROM x WHERE email = 'a'", []string{"where:customers.email"}},
 		{"WITH x AS (SELECT ssn FROM customers) SELECT 1 FROM x WHERE x.ssn = '1'", []string{"where:customers.ssn"}},
 		{"WITH x(s) AS (SELECT ssn FROM customers) SELECT 1 FROM x WHERE s = '1'", []string{"where:customers.ssn"}},
 		{"SELECT 1 FROM customers AS c(i, n, e) WHERE e = 'x'", []string{"where:customers.*"}},
