@@ -74,13 +74,17 @@ func (a *Authorizer) UseMasked(c Connect, table, column string, st Statement, ap
 
 // maskedUse is the use a test case describes; the other column is named in the test's target.
 func (tc *TestCase) maskedUse() MaskedUse {
-	u := MaskedUse{Clause: tc.Use, Equality: tc.Equality}
-	if tc.WithColumn != "" {
-		table, column := tc.WithColumn, ""
-		if i := strings.LastIndexByte(tc.WithColumn, '.'); i > 0 {
-			table, column = tc.WithColumn[:i], tc.WithColumn[i+1:]
-		}
-		u.WithColumn = string(ColumnUID(tc.Target, table, column).ID)
+	return MaskedUse{Clause: tc.Use, Equality: tc.Equality, WithColumn: ColumnID(tc.Target, tc.WithColumn)}
+}
+
+// ColumnID is the entity ID of column "schema.table.column" of target, "" for "".
+func ColumnID(target, qualified string) string {
+	if qualified == "" {
+		return ""
 	}
-	return u
+	table, column := qualified, ""
+	if i := strings.LastIndexByte(qualified, '.'); i > 0 {
+		table, column = qualified[:i], qualified[i+1:]
+	}
+	return string(ColumnUID(target, table, column).ID)
 }
