@@ -172,6 +172,13 @@ func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
 
 // strategy returns how to mask a column of the result of statement i (-1: any of them), "" for not
 // at all.
+//
+// The server names a table column in a result's description only for a plain column reference,
+// passed up unchanged through subqueries, CTEs and inner joins' columns; expressions, casts, set
+// operations, VALUES, functions and a FULL JOIN's merged columns give OID 0. A column that names a
+// masked column therefore carries that column's stored value, and only such a column gets the
+// column's own strategy (hash or partial among them). A view's column names the view, and may be
+// computed: it is redacted. Everything else that may carry masked data (derivedAt) is redacted too.
 func (p *plan) strategy(f pgproto3.FieldDescription, i int) inspect.Strategy {
 	if !p.active() {
 		return ""
