@@ -57,7 +57,7 @@ var maskedUseCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT count(DISTINCT email) FROM customers", denied("public.customers.email")},
 	// A chosen value is never hashed with the column's key: a computed or untraced column is redacted.
 	{stack.PersonaAnalyst, "SELECT email FROM customers WHERE id = 1 UNION ALL SELECT 'alice@example.com'", gives("***\n***")},
-	{stack.PersonaAnalyst, "SELECT email FROM customers WHERE id = 1", hidden(isHash)}, // control: the plain column
+	{stack.PersonaAnalyst, "SELECT email FROM customers WHERE id = 1", hidden(isHash)},                            // control: the plain column
 	{stack.PersonaAnalyst, "SELECT 'x@example.com' AS email FROM customers WHERE id = 1", gives("x@example.com")}, // a literal is not data
 	// Partial masks cannot be steered: the value made to look like an email address is not shown.
 	{stack.PersonaSupport, "SELECT 'x@' || ssn || '.io' FROM customers WHERE id = 1", denied("public.customers.ssn", "FUNCTION")},

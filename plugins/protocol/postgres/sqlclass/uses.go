@@ -1101,4 +1101,6 @@ func (w *useWalker) write(n *pg.Node, lvl *level) []output {
 	return outs
 }
 
-func pgInfer(ic *pg.InferClause) *pg.Node { return &pg.Node{Node: &pg.Node_InferClause{InferClause: ic}} }
+func pgInfer(ic *pg.InferClause) *pg.Node {
+	return &pg.Node{Node: &pg.Node_InferClause{InferClause: ic}}
+}
