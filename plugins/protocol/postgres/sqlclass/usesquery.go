@@ -15,37 +15,61 @@ func (w *useWalker) with(wc *pg.WithClause, lvl *level) *level {
 		return lvl
 	}
 	out := &level{parent: lvl, ctes: map[string]*relation{}}
+	if wc.Recursive {
+		w.recursive(wc, out)
+		return out
+	}
 	for _, c := range wc.Ctes {
 		cte := c.GetCommonTableExpr()
 		if cte == nil {
 			w.unknown = true
 			continue
 		}
-		r := &relation{name: cte.Ctename}
-		if wc.Recursive {
-			// Its own references see what it gives: start from nothing known, and widen until nothing
-			// changes (the sources are finite, and each pass can only add).
-			r.open, r.openOrigin = true, Origin{}
-			out.ctes[cte.Ctename] = r
-			for range 8 {
-				outs := w.cteQuery(cte, out)
-				next := Origin{}
-				for _, o := range outs {
-					next.add(o.origin)
-				}
-				next.Computed = true
-				grown := len(next.Sources) != len(r.openOrigin.Sources) || next.Unknown != r.openOrigin.Unknown
-				r.outs, r.openOrigin = nil, next
-				if !grown {
-					break
-				}
-			}
-			continue
-		}
-		r.outs = rename(w.cteQuery(cte, out), cte.Aliascolnames)
-		out.ctes[cte.Ctename] = r
+		out.ctes[cte.Ctename] = &relation{name: cte.Ctename, outs: rename(w.cteQuery(cte, out), cte.Aliascolnames)}
 	}
 	return out
+}
+
+// maxRecursivePasses bounds the passes over a recursive WITH; one that has not settled by then has
+// CTEs whose columns may hold anything.
+const maxRecursivePasses = 8
+
+// recursive adds the CTEs of a WITH RECURSIVE to out. Each may read any of them, itself included, so
+// their columns start from nothing known and widen, pass after pass, until nothing changes: the
+// sources are finite, and a pass can only add to them.
+func (w *useWalker) recursive(wc *pg.WithClause, out *level) {
+	var ctes []*pg.CommonTableExpr
+	var rels []*relation
+	for _, c := range wc.Ctes {
+		cte := c.GetCommonTableExpr()
+		if cte == nil {
+			w.unknown = true
+			continue
+		}
+		r := &relation{name: cte.Ctename, open: true, openOrigin: Origin{Computed: true}}
+		out.ctes[cte.Ctename] = r
+		ctes, rels = append(ctes, cte), append(rels, r)
+	}
+	for range maxRecursivePasses {
+		grown := false
+		for i, cte := range ctes {
+			next := Origin{Computed: true}
+			for _, o := range w.cteQuery(cte, out) {
+				next.add(o.origin)
+			}
+			next.add(rels[i].openOrigin)
+			if len(next.Sources) != len(rels[i].openOrigin.Sources) || next.Unknown != rels[i].openOrigin.Unknown {
+				grown = true
+			}
+			rels[i].openOrigin = next
+		}
+		if !grown || w.unknown {
+			return
+		}
+	}
+	for _, r := range rels {
+		r.openOrigin.Unknown = true
+	}
 }
 
 func (w *useWalker) cteQuery(cte *pg.CommonTableExpr, lvl *level) []output {
@@ -273,13 +297,14 @@ func (w *useWalker) targetValue(n *pg.Node, lvl *level) Origin {
 			return o
 		}
 	case *pg.Node_FuncCall:
-		// count(column) and count(*) count rows, and a masked column's NULLs show as NULL anyway.
+		// count(column) and count(*) count rows, and a masked column's NULLs show as NULL anyway. The
+		// result is the function's: a count the database itself defines could compute anything.
 		if f := v.FuncCall; isCount(f) && f.AggFilter == nil && len(f.AggOrder) == 0 && f.Over == nil && !f.AggDistinct &&
-			(f.AggStar || len(f.Args) == 1 && f.Args[0].GetColumnRef() != nil) {
+			(f.AggStar || len(f.Args) == 1 && f.Args[0].GetColumnRef() != nil && !isStar(f.Args[0].GetColumnRef())) {
 			if len(f.Args) == 1 {
 				w.resolve(f.Args[0].GetColumnRef(), lvl)
 			}
-			return Origin{Computed: true}
+			return Origin{Sources: []Source{{Function: "count"}}, Computed: true}
 		}
 	}
 	o := w.expr(n, lvl, UseFunction)
