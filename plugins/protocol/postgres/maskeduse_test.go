@@ -99,6 +99,7 @@ func TestMaskedColumnUsesAreRefused(t *testing.T) {
 		{"SELECT 1 FROM customers c WHERE c::text LIKE '%alice%'", []string{"public.customers.email"}},
 		{"SELECT id FROM customers_contacts WHERE reference = '1'", []string{"view public.customers_contacts"}},
 		{"SELECT 1 FROM orders WHERE customer_contacts() = 'x'", []string{"customer_contacts"}},
+		{"SELECT 1 FROM orders o WHERE o.customer_contacts = 'x'", []string{"customer_contacts"}},
 		{"SELECT 1 FROM copies WHERE email = 'x'", []string{"public.copies", "did not exist"}},
 		{"SELECT id FROM orders WHERE id = 1", nil},
 		{"SELECT 1 FROM customers NATURAL JOIN customers", []string{"JOIN"}},

@@ -94,6 +94,23 @@ func (w *useWalker) resolve(cr *pg.ColumnRef, lvl *level) Origin {
 	return o
 }
 
+// mayCall adds to o, the origin of rel.name where rel is a relation of the database, the function
+// name: the server calls name(rel) when rel has no column name, and a function the database defines
+// may read masked data. (For a subquery or CTE, resolve adds it when no column has the name; a result
+// column of that form is seen to by the statement's PossibleFunctions.)
+func (w *useWalker) mayCall(cr *pg.ColumnRef, lvl *level, o Origin) Origin {
+	if len(cr.Fields) < 2 || isStar(cr) {
+		return o
+	}
+	if r := w.findRelation(cr.Fields[:len(cr.Fields)-1], lvl); r == nil || r.table == "" {
+		return o
+	}
+	if s := cr.Fields[len(cr.Fields)-1].GetString_(); s != nil {
+		o.add(Origin{Sources: []Source{{Function: strings.ToLower(s.Sval)}}})
+	}
+	return o
+}
+
 // subLinkValue analyzes a subquery and returns the origin of its first column.
 func (w *useWalker) subLinkValue(sl *pg.SubLink, lvl *level) Origin {
 	s := sl.Subselect.GetSelectStmt()
@@ -127,7 +144,7 @@ func (w *useWalker) expr(n *pg.Node, lvl *level, clause string) Origin {
 	defer w.leave()
 	switch v := n.GetNode().(type) {
 	case *pg.Node_ColumnRef:
-		o := w.resolve(v.ColumnRef, lvl)
+		o := w.mayCall(v.ColumnRef, lvl, w.resolve(v.ColumnRef, lvl))
 		w.use(clause, o, nil)
 		return o
 	case *pg.Node_SubLink:
@@ -145,8 +162,8 @@ func (w *useWalker) expr(n *pg.Node, lvl *level, clause string) Origin {
 			l, r := a.Lexpr.GetColumnRef(), a.Rexpr.GetColumnRef()
 			if l != nil && r != nil && !isStar(l) && !isStar(r) {
 				lo, ro := w.resolve(l, lvl), w.resolve(r, lvl)
-				w.use(clause, lo, &ro)
-				w.use(clause, ro, &lo)
+				w.use(clause, w.mayCall(l, lvl, lo), &ro)
+				w.use(clause, w.mayCall(r, lvl, ro), &lo)
 				return Origin{Sources: union(lo, ro).Sources, Computed: true, Unknown: lo.Unknown || ro.Unknown}
 			}
 		}
