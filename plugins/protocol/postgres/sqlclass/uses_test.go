@@ -74,6 +74,8 @@ func TestUsesOfColumnsOutsideTheResult(t *testing.T) {
 		{"SELECT * FROM customers ORDER BY id", []string{"order:customers.id"}},
 		{"SELECT * FROM customers UNION SELECT * FROM customers ORDER BY id", []string{"order:customers.*", "set-operation:customers.*"}},
 		{"SELECT count(*) FROM customers GROUP BY email", []string{"group:customers.email"}},
+		{"SELECT email FROM customers GROUP BY ROLLUP (1)", []string{"group:customers.email"}},
+		{"SELECT id, email FROM customers GROUP BY GROUPING SETS ((id), (1, 2))", []string{"group:customers.email", "group:customers.id"}},
 		{"SELECT count(*) FROM customers GROUP BY 1 HAVING max(ssn) > '5'", []string{"group:fn:count", "having:customers.ssn", "having:fn:max"}},
 		{"SELECT rank() OVER (PARTITION BY email) FROM customers", []string{"window:customers.email"}},
 		{"SELECT upper(email) FROM customers", []string{"function:customers.email"}},

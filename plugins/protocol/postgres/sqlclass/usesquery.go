@@ -332,6 +332,26 @@ func (w *useWalker) sortItem(n *pg.Node, lvl *level, outs []output, clause strin
 	if n == nil {
 		return
 	}
+	// ROLLUP, CUBE and GROUPING SETS hold items of their own, positions among them.
+	var items []*pg.Node
+	switch {
+	case n.GetGroupingSet() != nil:
+		items = n.GetGroupingSet().Content
+	case n.GetRowExpr() != nil && clause == UseGroup:
+		items = n.GetRowExpr().Args
+	case n.GetList() != nil:
+		items = n.GetList().Items
+	}
+	if items != nil || n.GetGroupingSet() != nil {
+		if !w.enter() {
+			return
+		}
+		defer w.leave()
+		for _, it := range items {
+			w.sortItem(it, lvl, outs, clause)
+		}
+		return
+	}
 	if n.GetAConst() != nil {
 		for _, o := range outs {
 			w.use(clause, o.origin, nil)
