@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
@@ -15,6 +16,22 @@ import (
 // refusedMaskedUse is why a statement that uses a masked column other than as a plain result column
 // was refused, when no policy could permit it (the value's source is not one catalog column).
 const refusedMaskedUse = "it uses masked data in a way that could reveal it"
+
+// refusedUse says, in a refused statement's record, which use of which masked column was refused.
+type refusedUse struct {
+	clause, column string // column: its Column entity UID, when a policy was asked
+}
+
+func (u *refusedUse) record(rec *audit.Record) {
+	if u == nil {
+		return
+	}
+	rec.Detail["use"] = u.clause
+	if rec.Decision != nil && u.column != "" {
+		rec.Decision.Action = authz.ActionUseMasked
+		rec.Decision.Resource = u.column
+	}
+}
 
 // maskedSource is one masked value a use reads: a tagged column masked for the caller (table and
 // column set), or a source no policy can be asked about (what says what it is).
@@ -151,8 +168,10 @@ func (s *session) checkMaskedUses(sts []sqlclass.Statement, p *plan, ap authz.Ap
 			for _, m := range p.masked(u.Value) {
 				clause := strings.ToUpper(u.Clause)
 				if m.table == "" {
-					return refused(errStatementDenied(fmt.Sprintf("svidbroker: statement denied: its %s uses %s, and %s; %s",
+					r := refused(errStatementDenied(fmt.Sprintf("svidbroker: statement denied: its %s uses %s, and %s; %s",
 						clause, m.what, useReasons[u.Clause], "use the catalog's tables and columns directly")), refusedMaskedUse)
+					r.use = &refusedUse{clause: u.Clause}
+					return r
 				}
 				use := authz.MaskedUse{Clause: u.Clause}
 				use.WithColumn, use.Equality = p.equalityWith(s.insp.connect.Target, u.EqualTo)
@@ -162,7 +181,9 @@ func (s *session) checkMaskedUses(sts []sqlclass.Statement, p *plan, ap authz.Ap
 				}
 				msg := fmt.Sprintf("svidbroker: statement denied: column %s.%s is masked for you, and using it in %s would reveal it: %s. No policy permits %s for this use; %s",
 					m.table, m.column, clause, useReasons[u.Clause], authz.ActionUseMasked, useAdvice)
-				return policyRefusal(errStatementDenied(msg), d)
+				r := policyRefusal(errStatementDenied(msg), d)
+				r.use = &refusedUse{clause: u.Clause, column: authz.ColumnUID(s.insp.connect.Target, m.table, m.column).String()}
+				return r
 			}
 		}
 	}

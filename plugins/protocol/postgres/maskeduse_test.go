@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/inspect"
@@ -161,6 +162,38 @@ func TestComputedColumnsAreRedactedNotHashed(t *testing.T) {
 		}
 		if got := p.strategy(c.field, 0); got != c.want {
 			t.Errorf("%s: strategy %q, want %q", c.sql, got, c.want)
+		}
+	}
+}
+
+// TestRefusedUseIsRecordedAsSuch: the record of a refused use names the action, the column and the
+// clause, not a statement decision.
+func TestRefusedUseIsRecordedAsSuch(t *testing.T) {
+	s := newMaskedUseSession(t)
+	for _, c := range []struct {
+		sql, use, action, resource string
+	}{
+		{"SELECT id FROM customers WHERE email = 'x'", "where", authz.ActionUseMasked, `Column::"shop/public.customers.email"`},
+		{"SELECT id FROM customers_contacts ORDER BY reference", "order", "", ""},
+	} {
+		sts, resp := s.classify(c.sql)
+		if resp != nil {
+			t.Fatal(resp.Message)
+		}
+		_, _, _, r := s.decideAndPlan(c.sql, sts, authz.ApprovalState{}, false)
+		if r == nil {
+			t.Fatalf("%s: allowed", c.sql)
+		}
+		var rec audit.Record
+		r.record(&rec, "shop")
+		if rec.Kind != audit.KindDenied || rec.Detail["use"] != c.use {
+			t.Errorf("%s: record %+v, want a denial of use %q", c.sql, rec, c.use)
+		}
+		switch {
+		case c.action == "" && rec.Decision != nil:
+			t.Errorf("%s: a decision recorded where no policy was asked: %+v", c.sql, rec.Decision)
+		case c.action != "" && (rec.Decision == nil || rec.Decision.Action != c.action || rec.Decision.Resource != c.resource || rec.Decision.Allow):
+			t.Errorf("%s: decision %+v, want a denial of %s on %s", c.sql, rec.Decision, c.action, c.resource)
 		}
 	}
 }
