@@ -525,6 +525,15 @@ func TestInheritanceChildIsMasked(t *testing.T) {
 	if err != nil || len(f) != 3 || f[0] != "Zed" || !isHash(f[1]) || !isHash(f[2]) {
 		t.Fatalf("child table: %q %v", out, err)
 	}
+	// Its masked columns are masked in predicates too, by its own name.
+	out, err = psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT name FROM customers_archive WHERE ssn LIKE '9%'")
+	if e := denied("public.customers.ssn", "WHERE")(out, err); e != nil {
+		t.Errorf("child table predicate: %v", e)
+	}
+	out, err = psql(t, b, clientFiles(t, s, stack.PersonaAnalyst), nil, "SELECT name FROM customers_archive WHERE note = 'x'")
+	if err != nil || out != "Zed" {
+		t.Errorf("child table predicate on its own column: %q %v", out, err)
+	}
 }
 
 // TestDatabaseNamesTheTarget: two targets on one listener; the client's database names the target,

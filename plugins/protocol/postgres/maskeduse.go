@@ -56,6 +56,10 @@ func (p *plan) maskedColumns(table string) []string {
 
 // tableNamed finds a catalog table with tagged columns by name.
 func (p *plan) tableNamed(name string) (metaTable, bool) {
+	if oid, ok := p.meta.descendants[name]; ok {
+		// A partition or inheritance child: the table's rows and tagged columns, and columns of its own.
+		return p.meta.tables[oid], true
+	}
 	if t, ok := p.meta.byName[name]; ok {
 		return t, true
 	}
@@ -83,16 +87,16 @@ func (p *plan) masked(o sqlclass.Origin) []maskedSource {
 			continue
 		}
 		if t, ok := p.tableNamed(s.Table); ok {
-			cols := p.maskedColumns(s.Table)
+			cols := p.maskedColumns(t.name)
 			if s.Column != "*" && t.all[s.Column] {
 				if slices.Contains(cols, s.Column) {
-					out = append(out, maskedSource{table: s.Table, column: s.Column})
+					out = append(out, maskedSource{table: t.name, column: s.Column})
 				}
 				continue
 			}
 			// A star, a whole row, or rel.name where rel has no column name: name(rel) reads the row.
 			for _, c := range cols {
-				out = append(out, maskedSource{table: s.Table, column: c})
+				out = append(out, maskedSource{table: t.name, column: c})
 			}
 			continue
 		}
@@ -110,7 +114,7 @@ func (p *plan) masked(o sqlclass.Origin) []maskedSource {
 // a function of a masked table's whole row: the table has no column of that name.
 func (p *plan) untracedAmong(o sqlclass.Origin) bool {
 	for _, s := range o.Sources {
-		if t, ok := p.tableNamed(s.Table); ok && s.Column != "*" && !t.all[s.Column] && len(p.maskedColumns(s.Table)) > 0 {
+		if t, ok := p.tableNamed(s.Table); ok && s.Column != "*" && !t.all[s.Column] && len(p.maskedColumns(t.name)) > 0 {
 			return true
 		}
 	}

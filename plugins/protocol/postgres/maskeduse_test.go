@@ -14,6 +14,9 @@ import (
 	"github.com/svidbroker/svidbroker/policies"
 )
 
+// reviewArchive is an inheritance child of customers, with a column of its own (note).
+const reviewArchive = 16400
+
 // maskedUsePolicies let agents read the shop with personal data hashed, and join on it by equality.
 const maskedUsePolicies = `
 @id("read") permit (principal in Group::"agents", action == Action::"sql:select", resource in Target::"shop");
@@ -53,15 +56,18 @@ func newMaskedUseSession(t *testing.T) *session {
 	s := newRelaySession(t, relayIO{})
 	s.insp.authz = authz.NewAuthorizer(e, catalog)
 	s.insp.connect = authz.Connect{Peer: identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/a")}, Target: "shop"}
+	archive := metaTable{name: "public.customers", columns: map[int16]string{reviewEmail: "email", reviewSSN: "ssn"},
+		all: map[string]bool{"id": true, "name": true, "email": true, "ssn": true, "note": true}}
 	s.insp.meta = &dbMeta{
-		tables:    map[uint32]metaTable{reviewCustomers: customers},
-		byName:    map[string]metaTable{"public.customers": customers},
-		views:     map[uint32][]uint32{reviewContacts: {reviewCustomers}},
-		maxOID:    reviewMaxOID,
-		catalog:   map[string]bool{"public.customers": true, "public.orders": true},
-		functions: map[string]bool{"customer_contacts": true},
-		existing:  map[string]bool{"public.customers": true, "public.orders": true, "public.customers_contacts": true},
-		viewNames: map[string]bool{"public.customers_contacts": true},
+		tables:      map[uint32]metaTable{reviewCustomers: customers, reviewArchive: archive},
+		byName:      map[string]metaTable{"public.customers": customers},
+		views:       map[uint32][]uint32{reviewContacts: {reviewCustomers}},
+		maxOID:      reviewMaxOID,
+		catalog:     map[string]bool{"public.customers": true, "public.orders": true},
+		functions:   map[string]bool{"customer_contacts": true},
+		existing:    map[string]bool{"public.customers": true, "public.orders": true, "public.customers_contacts": true, "public.customers_archive": true},
+		descendants: map[string]uint32{"public.customers_archive": reviewArchive},
+		viewNames:   map[string]bool{"public.customers_contacts": true},
 	}
 	return s
 }
@@ -103,6 +109,9 @@ func TestMaskedColumnUsesAreRefused(t *testing.T) {
 		{"SELECT 1 FROM orders o WHERE o.customer_contacts = 'x'", []string{"customer_contacts"}},
 		{"SELECT 1 FROM copies WHERE email = 'x'", []string{"public.copies", "did not exist"}},
 		{"SELECT id FROM orders WHERE id = 1", nil},
+		{"SELECT id FROM customers_archive WHERE ssn = '1'", []string{"public.customers.ssn", "WHERE"}},
+		{"SELECT id FROM customers_archive WHERE id = 1", nil},
+		{"SELECT id FROM customers_archive WHERE note = 'x'", nil},
 		{"SELECT 1 FROM customers NATURAL JOIN customers", []string{"JOIN"}},
 	} {
 		sts, resp := s.classify(c.sql)
