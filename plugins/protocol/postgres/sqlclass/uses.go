@@ -6,6 +6,17 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
+// The analysis of uses tells, for each statement, where column values go other than into plain
+// columns of the result, and where the result's untraced columns come from. It walks the parse tree
+// scope by scope, as the server resolves names: FROM items make a level's relations (tables by name;
+// subqueries, CTEs, functions, VALUES and aliased joins by the origins of their columns), and each
+// column reference resolves among them, innermost level first. It knows no catalog, so it keeps every
+// reading the server might take: an unqualified name may be a column of any table in scope (the
+// broker's catalog rules out those that are not), rel.name may be name(rel), a star's columns may have
+// any name, and a position in ORDER BY or GROUP BY may be any result column (the cache shares one
+// analysis among statements that differ in literals only). What it cannot follow is Unknown, and a
+// statement it cannot finish has unknown uses: the broker treats both as masked.
+
 // Clauses a column's value can be used in, other than as a plain column of the top-level result. Each
 // lets a caller learn something about a masked value: which rows match (where, join, having), how
 // values sort (order, window), which are equal (group, set-operation), or what an expression makes of
