@@ -303,7 +303,11 @@ func actionContext(action string, now time.Time, src netip.Addr, tables []string
 		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
 	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked" || action == ActionUseMasked:
 		st := Statement{Kind: strings.TrimPrefix(action, "sql:"), Tables: tables}
-		return StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval}), nil
+		ctx := StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval})
+		if action == ActionUseMasked {
+			ctx = MaskedUseContext(ctx, MaskedUse{}, nil) // no particular use: what is permitted whatever the use
+		}
+		return ctx, nil
 	default:
 		return types.Record{}, fmt.Errorf("authz: action %q is not one svidbroker decides yet", action)
 	}
