@@ -2,6 +2,7 @@ package sqlclass
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -174,7 +175,7 @@ func TestUsesDoNotDependOnLiterals(t *testing.T) {
 func TestTooManyUsesAreUnknown(t *testing.T) {
 	var preds []string
 	for i := range maxUses + 10 {
-		preds = append(preds, "c"+itoa(i)+" = 1")
+		preds = append(preds, "c"+strconv.Itoa(i)+" = 1")
 	}
 	st := classifyOne(t, "SELECT 1 FROM customers WHERE "+strings.Join(preds, " AND "))
 	if !st.UsesUnknown {

@@ -2,6 +2,7 @@ package sqlclass
 
 import (
 	"slices"
+	"strconv"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -163,7 +164,7 @@ func (w *useWalker) selectStmt(s *pg.SelectStmt, lvl *level) []output {
 				o := w.targetValue(v, lvl)
 				o.Computed = true // VALUES columns are not traced
 				if i >= len(outs) {
-					outs = append(outs, output{name: "column" + itoa(i+1)})
+					outs = append(outs, output{name: "column" + strconv.Itoa(i+1)})
 				}
 				outs[i].origin.add(o)
 			}
@@ -230,14 +231,6 @@ func (w *useWalker) limit(s *pg.SelectStmt, lvl *level) {
 			w.clause(n, lvl, UseLimit)
 		}
 	}
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }
 
 // defaultName is the name the server gives a result column without an alias, where the analysis needs
