@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +45,20 @@ type Config struct {
 	Now func() time.Time
 	// Logger reports a failure of the store, with the records it may have cost. Default: none.
 	Logger *slog.Logger
+	// Verifier checks the chain's signed checkpoints when it is opened; without it they are counted,
+	// not read. Required with a Witness.
+	Verifier note.Verifier
+	// Witness, if set, is sent every signed checkpoint, so that a cut of the log together with its
+	// checkpoints file shows. A chain that does not cover the witness's latest checkpoint is not opened.
+	Witness Witness
+	// WitnessTimeout bounds each call to the witness. Default 5s.
+	WitnessTimeout time.Duration
+	// WitnessMaxLag is how long a signed checkpoint may wait for the witness to take it; after that,
+	// Err reports the log unavailable and statements are refused until the witness takes it. Default 1m.
+	WitnessMaxLag time.Duration
+	// RetryInterval is the longest wait between attempts to recover a failed store; they start at
+	// FlushInterval and double. Default 5s.
+	RetryInterval time.Duration
 }
 
 // entry is one line of the chain file.
@@ -85,7 +101,36 @@ type Log struct {
 	durable    uint64 // the last record known to be on stable storage
 	// durableMAC is the MAC of record durable, which a checkpoint names.
 	durableMAC string
-	cpSeq      uint64 // the flusher's: the last record a checkpoint names
+	cpMu       sync.Mutex // one checkpoint at a time
+	cpSeq      uint64     // on cpMu: the last record a checkpoint names
+	// epoch counts failures: a record chained in an earlier epoch than the current one was dropped
+	// (or its flush failed), whatever seq later records take.
+	epoch uint64
+	// failure is the current failure, which recovery records; lastFailure the error of the last one.
+	failure     *failure
+	lastFailure error
+
+	// The witness's state: the latest signed checkpoint it has not taken, since when one has waited,
+	// and the last attempt's error.
+	wkick    chan struct{}
+	wdone    chan struct{}
+	wNote    []byte
+	wSeq     uint64
+	wSince   time.Time
+	wErr     error
+	wTaken   uint64
+}
+
+// failure is what a failed write or flush cost: records chained but never written (lostFrom to
+// lostTo, refused to whoever waited for them), and records written whose flush failed.
+type failure struct {
+	err                              error
+	at                               time.Time
+	lostFrom, lostTo                 uint64
+	unflushedFrom, unflushedTo       uint64
+	torn                             map[string]string
+	recorded                         bool // the failure's record is written; its flush remains
+	recordSeq                        uint64
 }
 
 // maxPending bounds the records AppendAsync may leave chained while a write is under way; beyond it,
@@ -105,6 +150,10 @@ type store interface {
 	sync(upTo uint64) error
 	// checkpoint writes a signed note durably.
 	checkpoint(note []byte) error
+	// repair readies the store for appends after a failed append, checkpoint or sync: it ends with
+	// the last entry and checkpoint written successfully. It describes what it cut, for the record of
+	// the failure.
+	repair() (map[string]string, error)
 	close() error
 }
 
@@ -112,10 +161,15 @@ type store interface {
 type fileStore struct {
 	f, cp, lock *os.File
 	buf         []byte // the lines of the last append, kept for the next
+	// size and cpSize are the files' sizes after the last write that succeeded: what a failed write
+	// added after them is incomplete, and repair cuts it.
+	size, cpSize int64
 }
 
 // Open opens (or creates) the chain in files under cfg.Dir, checks that it is intact up to its end,
-// and starts the writer.
+// and starts the writer. A new chain starts with a KindChainStart record, signed at once. An
+// incomplete final line that a failed write left (a full disk, then a crash) is cut, and the next
+// record says where it was and its hash.
 func Open(cfg Config) (*Log, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return nil, err
@@ -131,22 +185,32 @@ func Open(cfg Config) (*Log, error) {
 		lock.Close()
 		return nil, fmt.Errorf("audit: chain %q is open in another process (one writer per chain): %w", cfg.Chain, err)
 	}
-	// Resume from the chain's last entry, after checking the whole chain.
-	rep, err := Verify(cfg.Dir, cfg.Chain, cfg.MACKey, nil)
+	logPath, cpPath := chainPath(cfg.Dir, cfg.Chain), checkpointPath(cfg.Dir, cfg.Chain)
+	rep, err := resume(cfg, isEmpty(logPath) && isEmpty(cpPath),
+		func(f func(int, []byte) error) error { return readLines(cpPath, f) },
+		func(f func(int, []byte) error) error { return readLines(logPath, f) })
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	if !rep.OK() {
-		lock.Close()
-		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
+	// Cut what a failed write left, before appending after it.
+	for _, t := range []struct {
+		path string
+		torn *Torn
+	}{{logPath, rep.Torn}, {cpPath, rep.TornCheckpoint}} {
+		if t.torn != nil {
+			if err := cutFile(t.path, t.torn.Offset); err != nil {
+				lock.Close()
+				return nil, fmt.Errorf("audit: cut the incomplete last line of %s: %w", t.path, err)
+			}
+		}
 	}
 	st := &fileStore{lock: lock}
-	if st.f, err = os.OpenFile(chainPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	if st.f, st.size, err = openAppend(logPath); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	if st.cp, err = os.OpenFile(checkpointPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	if st.cp, st.cpSize, err = openAppend(cpPath); err != nil {
 		st.f.Close()
 		lock.Close()
 		return nil, fmt.Errorf("audit: %w", err)
@@ -156,7 +220,119 @@ func Open(cfg Config) (*Log, error) {
 		st.close()
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	return start(cfg, st, rep), nil
+	return begin(cfg, st, rep)
+}
+
+// resume verifies a chain before it is appended to: fresh says its store holds nothing (a new chain).
+// It checks the chain against the witness's latest checkpoint, when the witness answers.
+func resume(cfg Config, fresh bool, checkpoints, entries lineSource) (*Report, error) {
+	var witnessed []byte
+	if cfg.Witness != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.WitnessTimeout)
+		latest, err := cfg.Witness.Latest(ctx, cfg.Chain)
+		cancel()
+		switch {
+		case err != nil:
+			cfg.Logger.Warn("audit: the witness did not answer at start, so the chain is not checked against it now; checkpoints wait for it, and new access is refused once one has waited longer than the witness's max_lag",
+				"chain", cfg.Chain, "error", err)
+		case len(latest) > 0:
+			witnessed = latest
+		}
+	}
+	if fresh {
+		if witnessed != nil {
+			return nil, fmt.Errorf("audit: chain %q has no log and no checkpoints here, but the witness holds a checkpoint of it: the log was removed; restore it, or start a new chain under another name", cfg.Chain)
+		}
+		return &Report{}, nil
+	}
+	rep, err := verify(cfg.Chain, cfg.MACKey, cfg.Verifier, witnessed, checkpoints, entries)
+	if err != nil {
+		return nil, err
+	}
+	// A crash between writing a new chain's start record and signing it leaves just that record.
+	if rep.Records == 1 && rep.Checkpoints == 0 && len(rep.Problems) == 1 && strings.HasPrefix(rep.Problems[0], "the checkpoints file is missing or empty") {
+		rep.Problems = nil
+	}
+	if !rep.OK() {
+		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
+	}
+	return rep, nil
+}
+
+// begin starts a resumed chain's writer, then records what starting found: a new chain's start
+// record and its checkpoint; a restart's cut incomplete lines.
+func begin(cfg Config, st store, rep *Report) (*Log, error) {
+	l := start(cfg, st, rep)
+	if err := l.Err(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if rep.Records == 0 {
+		if err := l.Append(Record{Time: cfg.Now().UTC(), Kind: KindChainStart, Detail: map[string]string{"chain": cfg.Chain}}); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if rep.Torn != nil || rep.TornCheckpoint != nil {
+		d := map[string]string{"found": "at start", "error": "an earlier run's write failed (a full disk?) and left an incomplete last line, cut now"}
+		tornDetail(d, "torn_", rep.Torn)
+		tornDetail(d, "torn_checkpoint_", rep.TornCheckpoint)
+		if err := l.Append(Record{Time: cfg.Now().UTC(), Kind: KindWriteFailed, Detail: d}); err != nil {
+			l.Close()
+			return nil, err
+		}
+		cfg.Logger.Warn("audit: cut an incomplete last line that a failed write left, and recorded its hash", "chain", cfg.Chain, "detail", d)
+	}
+	if rep.LastCheckpoint == 0 || rep.Torn != nil || rep.TornCheckpoint != nil {
+		l.checkpoint() // sign the start record, or what the restart found, at once
+	}
+	if err := l.Err(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func tornDetail(d map[string]string, prefix string, t *Torn) {
+	if t == nil {
+		return
+	}
+	d[prefix+"offset"] = strconv.FormatInt(t.Offset, 10)
+	d[prefix+"bytes"] = strconv.Itoa(t.Length)
+	d[prefix+"sha256"] = t.SHA256
+}
+
+// isEmpty reports whether path is missing or empty.
+func isEmpty(path string) bool {
+	fi, err := os.Stat(path)
+	return errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0
+}
+
+// cutFile truncates path to size, durably.
+func cutFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return fdatasync(f)
+}
+
+// openAppend opens path for appending, creating it, and returns its size.
+func openAppend(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
 }
 
 func checkConfig(cfg *Config) error {
@@ -175,13 +351,25 @@ func checkConfig(cfg *Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Witness != nil && cfg.Verifier == nil {
+		return errors.New("audit: a witness needs the checkpoint verifier key, to check what it holds")
+	}
+	if cfg.WitnessTimeout <= 0 {
+		cfg.WitnessTimeout = 5 * time.Second
+	}
+	if cfg.WitnessMaxLag <= 0 {
+		cfg.WitnessMaxLag = time.Minute
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 5 * time.Second
+	}
 	return nil
 }
 
 // start resumes a verified chain and starts its flusher.
 func start(cfg Config, st store, rep *Report) *Log {
 	l := &Log{cfg: cfg, st: st, kick: make(chan struct{}, 1), wrote: make(chan struct{}, 1), quit: make(chan struct{}),
-		fdone: make(chan struct{}), macs: newEntryMACs(cfg.MACKey)}
+		fdone: make(chan struct{}), macs: newEntryMACs(cfg.MACKey), wkick: make(chan struct{}, 1), wdone: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
@@ -194,7 +382,16 @@ func start(cfg Config, st store, rep *Report) *Log {
 	} else {
 		l.durable, l.durableMAC = l.seq, l.mac
 	}
+	if cfg.Witness != nil && len(rep.lastNote) > 0 {
+		// The witness may have missed the last run's latest checkpoint; it refuses none it holds later.
+		l.queueWitness(rep.LastCheckpoint, rep.lastNote)
+	}
 	go l.flusher()
+	if cfg.Witness != nil {
+		go l.witnessLoop()
+	} else {
+		close(l.wdone)
+	}
 	return l
 }
 
@@ -208,8 +405,11 @@ func (s *fileStore) append(entries []entry) error {
 	if cap(buf) <= maxKeptLines {
 		s.buf = buf
 	}
-	_, err := s.f.Write(buf)
-	return err
+	if _, err := s.f.Write(buf); err != nil {
+		return err
+	}
+	s.size += int64(len(buf))
+	return nil
 }
 
 // maxKeptLines is the largest line buffer a fileStore keeps from one append to the next.
@@ -267,10 +467,62 @@ func appendLine(buf []byte, e entry) []byte {
 
 func (s *fileStore) checkpoint(note []byte) error {
 	line, _ := json.Marshal(map[string]string{"note": string(note)})
-	if _, err := s.cp.Write(append(line, '\n')); err != nil {
+	line = append(line, '\n')
+	if _, err := s.cp.Write(line); err != nil {
 		return err
 	}
+	s.cpSize += int64(len(line))
 	return fdatasync(s.cp)
+}
+
+// repair cuts what failed writes added to either file after the last write that succeeded, and
+// returns where those bytes were and their hash, for the record of the failure.
+func (s *fileStore) repair() (map[string]string, error) {
+	d := map[string]string{}
+	for _, f := range []struct {
+		file   *os.File
+		good   int64
+		prefix string
+	}{{s.f, s.size, "torn_"}, {s.cp, s.cpSize, "torn_checkpoint_"}} {
+		t, err := cutTail(f.file, f.good)
+		if err != nil {
+			return nil, err
+		}
+		tornDetail(d, f.prefix, t)
+	}
+	return d, nil
+}
+
+// cutTail truncates f, opened for appending, to good, durably, and describes the bytes cut; nil when
+// there were none.
+func cutTail(f *os.File, good int64) (*Torn, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case fi.Size() < good:
+		return nil, fmt.Errorf("%s is %d bytes, shorter than the %d written to it: it was cut while the broker ran", f.Name(), fi.Size(), good)
+	case fi.Size() == good:
+		return nil, fdatasync(f)
+	}
+	r, err := os.Open(f.Name())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.NewSectionReader(r, good, fi.Size()-good))
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(good); err != nil {
+		return nil, err
+	}
+	if err := fdatasync(f); err != nil {
+		return nil, err
+	}
+	return &Torn{Offset: good, Length: int(n), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 func (s *fileStore) close() error { return errors.Join(s.f.Close(), s.cp.Close(), s.lock.Close()) }
