@@ -112,25 +112,25 @@ type Log struct {
 
 	// The witness's state: the latest signed checkpoint it has not taken, since when one has waited,
 	// and the last attempt's error.
-	wkick    chan struct{}
-	wdone    chan struct{}
-	wNote    []byte
-	wSeq     uint64
-	wSince   time.Time
-	wErr     error
-	wTaken   uint64
+	wkick  chan struct{}
+	wdone  chan struct{}
+	wNote  []byte
+	wSeq   uint64
+	wSince time.Time
+	wErr   error
+	wTaken uint64
 }
 
 // failure is what a failed write or flush cost: records chained but never written (lostFrom to
 // lostTo, refused to whoever waited for them), and records written whose flush failed.
 type failure struct {
-	err                              error
-	at                               time.Time
-	lostFrom, lostTo                 uint64
-	unflushedFrom, unflushedTo       uint64
-	torn                             map[string]string
-	recorded                         bool // the failure's record is written; its flush remains
-	recordSeq                        uint64
+	err                        error
+	at                         time.Time
+	lostFrom, lostTo           uint64
+	unflushedFrom, unflushedTo uint64
+	torn                       map[string]string
+	recorded                   bool // the failure's record is written; its flush remains
+	recordSeq                  uint64
 }
 
 // maxPending bounds the records AppendAsync may leave chained while a write is under way; beyond it,

@@ -178,9 +178,9 @@ func TestRestartOnATornTail(t *testing.T) {
 func TestMissingOrEmptyFilesFail(t *testing.T) {
 	k := newKeys(t)
 	for _, c := range []struct {
-		name  string
+		name   string
 		break_ func(dir string) error
-		want  string
+		want   string
 	}{
 		{"intact", func(string) error { return nil }, ""},
 		{"log missing", func(dir string) error { return os.Remove(chainPath(dir, "b1")) }, "the log is missing or empty"},
