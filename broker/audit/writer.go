@@ -200,20 +200,27 @@ func (l *Log) flusher() {
 	armed := false
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	// The backoff goes on doubling across a recovery that fails again soon (a disk that is still full
+	// takes the failure's record in the bytes it cut, then fails the next write), so that such a store
+	// is tried less and less often; it starts over once the store has held for RetryInterval.
 	retrying, backoff := false, l.cfg.FlushInterval
+	var recovered time.Time
 	for {
 		if !retrying && l.failedNow() {
+			if !recovered.IsZero() && time.Since(recovered) > l.cfg.RetryInterval {
+				backoff = l.cfg.FlushInterval
+			}
 			retry.Reset(backoff)
 			retrying = true
 		}
 		select {
 		case <-retry.C:
 			retrying = false
+			backoff = min(2*backoff, l.cfg.RetryInterval)
 			if err := l.recover(); err != nil {
-				backoff = min(2*backoff, l.cfg.RetryInterval)
 				l.cfg.Logger.Warn("audit: the store has not recovered yet; statements stay refused", "chain", l.cfg.Chain, "error", err, "next_attempt_in", backoff)
 			} else {
-				backoff = l.cfg.FlushInterval
+				recovered = time.Now()
 			}
 			continue
 		case <-l.kick:

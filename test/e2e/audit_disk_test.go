@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/test/stack"
+)
+
+// TestAuditDiskFullRecoversAndRestarts fills the audit log's filesystem under a running broker, frees
+// it, goes on, fills it again, kills the broker while it is full, frees it, and restarts it. While
+// full, statements and new connections are refused and /readyz fails; once space is free the broker
+// takes statements again by itself and /readyz passes; after the kill it starts again on the chain,
+// whatever incomplete line the failed writes left. The chain verifies, and records each failed write.
+func TestAuditDiskFullRecoversAndRestarts(t *testing.T) {
+	s, _ := shared(t)
+	dir := smallAuditFS(t, s, "small-audit-fs-recover")
+	opts := stack.BrokerOptions{Name: "svidbroker-diskfull", Binary: brokerBin, AuditDir: dir}
+	b, err := s.StartBroker(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { b.Stop() }()
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+
+	// fill fills the filesystem, then runs statements until the log cannot take one.
+	fill := func(round int) {
+		t.Helper()
+		conn, err := pgx.ConnectConfig(t.Context(), pgxConfig(t, b, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		fillFS(t, dir)
+		for i := range 5000 {
+			var n int
+			if err = conn.QueryRow(t.Context(), fmt.Sprintf("SELECT %d", i)).Scan(&n); err != nil {
+				break
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), "audit log is unavailable") {
+			t.Fatalf("round %d: statements on a full audit store: %v", round, err)
+		}
+		// While the disk stays full, the broker's retries cut the incomplete bytes and may write the
+		// failure's record in their room before the next write fails again: new connections and
+		// /readyz can pass for such a moment, and every statement is still refused. Poll until both
+		// show the failure.
+		var out, body string
+		var code int
+		refused := false
+		for deadline := time.Now().Add(60 * time.Second); !refused && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			out, err = psql(t, b, f, nil, "SELECT 1")
+			code, body = readyz(t, b)
+			refused = err != nil && strings.Contains(out, "the audit log is unavailable") &&
+				code == http.StatusServiceUnavailable && strings.Contains(body, "audit")
+		}
+		if !refused {
+			t.Fatalf("round %d: on a full audit store, a new connection: %v %s; /readyz: %d %q", round, err, out, code, body)
+		}
+	}
+	free := func() {
+		t.Helper()
+		if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// goOn waits (polling, with a generous deadline) until the broker is ready and takes a session.
+	goOn := func(what string) {
+		t.Helper()
+		var out string
+		var code int
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if code, _ = readyz(t, b); code == http.StatusOK {
+				if out, err = psql(t, b, f, nil, "SELECT 'after-"+what+"'"); err == nil && out == "after-"+what {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /readyz %d, psql %q %v", what, code, out, err)
+			}
+		}
+	}
+
+	fill(1)
+	free()
+	goOn("free")
+
+	fill(2)
+	if err := b.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	free()
+	if b, err = s.StartBroker(t.Context(), opts); err != nil {
+		t.Fatalf("restart after a kill on a full disk: %v", err)
+	}
+	goOn("restart")
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep := verifyChain(t, b)
+	if !rep.OK() || rep.Torn != nil {
+		t.Fatalf("chain after the full disks: %+v", rep)
+	}
+	if len(rep.FailedWrites) == 0 || !strings.Contains(strings.Join(rep.FailedWrites, "\n"), "no space left on device") {
+		t.Fatalf("the chain does not record the failed writes: %q", rep.FailedWrites)
+	}
+	logged := map[string]bool{}
+	if err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
+		if st := e.Record.Statement; st != nil && e.Record.Kind == audit.KindStatement {
+			logged[st.Text] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"SELECT 'after-free'", "SELECT 'after-restart'"} {
+		if !logged[text] {
+			t.Errorf("%q ran but is not in the log", text)
+		}
+	}
+	t.Logf("failed writes recorded: %q", rep.FailedWrites)
+}
+
+// TestAuditWitnessSeesACutLog runs a broker whose checkpoints also go to a witness directory, then
+// cuts the log and its checkpoints file back together: `audit verify` alone verifies the cut chain
+// only through its last checkpoint; with the witness it fails; the broker refuses to start on it.
+func TestAuditWitnessSeesACutLog(t *testing.T) {
+	s, _ := shared(t)
+	witness := filepath.Join(s.Dir, "audit-witness-cut")
+	opts := stack.BrokerOptions{Name: "svidbroker-witnessed", Binary: brokerBin, AuditWitnessDir: witness}
+	b, err := s.StartBroker(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	if out, err := psql(t, b, f, nil, "SELECT 'before-the-cut'"); err != nil {
+		t.Fatalf("psql: %v %s", err, out)
+	}
+	if err := b.Stop(); err != nil { // a final checkpoint, which the witness takes
+		t.Fatal(err)
+	}
+	verify := func(extra ...string) (string, error) {
+		args := append([]string{"audit", "verify", "--dir", b.AuditDir, "--chain", b.Chain, "--mac-key", filepath.Join(b.AuditKeys, audit.MACKeyFile)}, extra...)
+		out, err := exec.Command(brokerBin, args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify("--witness", witness); err != nil || !strings.Contains(out, "verified against the witness through record") {
+		t.Fatalf("the whole chain against the witness: %v\n%s", err, out)
+	}
+	// Keep only the start record and its checkpoint: the session's records and theirs are gone.
+	for _, file := range []string{b.Chain + ".jsonl", b.Chain + ".checkpoints"} {
+		path := filepath.Join(b.AuditDir, file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		if err := os.WriteFile(path, []byte(first+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := verify(); err != nil || !strings.Contains(out, "verified through record 1 (the last signed checkpoint") || strings.Contains(out, "intact") {
+		t.Fatalf("the cut chain alone: %v\n%s", err, out)
+	}
+	if out, err := verify("--witness", witness); err == nil || !strings.Contains(out, "were removed") {
+		t.Fatalf("the cut chain against the witness: %v\n%s", err, out)
+	}
+	if _, err := s.StartBroker(t.Context(), opts); err == nil {
+		t.Fatal("the broker started on a chain the witness shows cut")
+	}
+}
