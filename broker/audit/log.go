@@ -54,7 +54,8 @@ type Config struct {
 	// WitnessTimeout bounds each call to the witness. Default 5s.
 	WitnessTimeout time.Duration
 	// WitnessMaxLag is how long a signed checkpoint may wait for the witness to take it; after that,
-	// Err reports the log unavailable and statements are refused until the witness takes it. Default 1m.
+	// Err reports the log unavailable and statements are refused until the witness takes it. Default
+	// 1m; negative: a lagging witness refuses nothing (audit on_failure = "continue").
 	WitnessMaxLag time.Duration
 	// RetryInterval is the longest wait between attempts to recover a failed store; they start at
 	// FlushInterval and double. Default 5s.
@@ -118,7 +119,10 @@ type Log struct {
 	wSeq   uint64
 	wSince time.Time
 	wErr   error
-	wTaken uint64
+	// wUnchecked says the chain is still to be checked against the witness's latest checkpoint (the
+	// witness did not answer at start); wBroken, that it does not cover it.
+	wUnchecked bool
+	wBroken    error
 }
 
 // failure is what a failed write or flush cost: records chained but never written (lostFrom to
@@ -227,13 +231,15 @@ func Open(cfg Config) (*Log, error) {
 // It checks the chain against the witness's latest checkpoint, when the witness answers.
 func resume(cfg Config, fresh bool, checkpoints, entries lineSource) (*Report, error) {
 	var witnessed []byte
+	unchecked := false
 	if cfg.Witness != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.WitnessTimeout)
 		latest, err := cfg.Witness.Latest(ctx, cfg.Chain)
 		cancel()
 		switch {
 		case err != nil:
-			cfg.Logger.Warn("audit: the witness did not answer at start, so the chain is not checked against it now; checkpoints wait for it, and new access is refused once one has waited longer than the witness's max_lag",
+			unchecked = true
+			cfg.Logger.Warn("audit: the witness did not answer at start; the chain is checked against it once it does, and until then no checkpoint is sent to it (new access is refused once one has waited longer than max_lag)",
 				"chain", cfg.Chain, "error", err)
 		case len(latest) > 0:
 			witnessed = latest
@@ -243,12 +249,13 @@ func resume(cfg Config, fresh bool, checkpoints, entries lineSource) (*Report, e
 		if witnessed != nil {
 			return nil, fmt.Errorf("audit: chain %q has no log and no checkpoints here, but the witness holds a checkpoint of it: the log was removed; restore it, or start a new chain under another name", cfg.Chain)
 		}
-		return &Report{}, nil
+		return &Report{witnessUnchecked: unchecked}, nil
 	}
 	rep, err := verify(cfg.Chain, cfg.MACKey, cfg.Verifier, witnessed, checkpoints, entries)
 	if err != nil {
 		return nil, err
 	}
+	rep.witnessUnchecked = unchecked
 	// A crash between writing a new chain's start record and signing it leaves just that record.
 	if rep.Records == 1 && rep.Checkpoints == 0 && len(rep.Problems) == 1 && strings.HasPrefix(rep.Problems[0], "the checkpoints file is missing or empty") {
 		rep.Problems = nil
@@ -357,7 +364,7 @@ func checkConfig(cfg *Config) error {
 	if cfg.WitnessTimeout <= 0 {
 		cfg.WitnessTimeout = 5 * time.Second
 	}
-	if cfg.WitnessMaxLag <= 0 {
+	if cfg.WitnessMaxLag == 0 {
 		cfg.WitnessMaxLag = time.Minute
 	}
 	if cfg.RetryInterval <= 0 {
@@ -382,6 +389,7 @@ func start(cfg Config, st store, rep *Report) *Log {
 	} else {
 		l.durable, l.durableMAC = l.seq, l.mac
 	}
+	l.wUnchecked = rep.witnessUnchecked
 	if cfg.Witness != nil && len(rep.lastNote) > 0 {
 		// The witness may have missed the last run's latest checkpoint; it refuses none it holds later.
 		l.queueWitness(rep.LastCheckpoint, rep.lastNote)
@@ -475,6 +483,27 @@ func (s *fileStore) checkpoint(note []byte) error {
 	return fdatasync(s.cp)
 }
 
+// macAt returns the MAC of record seq, which the log holds.
+func (s *fileStore) macAt(seq uint64) (string, error) {
+	mac := ""
+	errFound := errors.New("found")
+	err := readLines(s.f.Name(), func(n int, line []byte) error {
+		var e entry
+		if json.Unmarshal(line, &e) == nil && e.Seq == seq {
+			mac = e.MAC
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && err != errFound {
+		return "", err
+	}
+	if mac == "" {
+		return "", fmt.Errorf("record %d is not in the log", seq)
+	}
+	return mac, nil
+}
+
 // repair cuts what failed writes added to either file after the last write that succeeded, and
 // returns where those bytes were and their hash, for the record of the failure.
 func (s *fileStore) repair() (map[string]string, error) {
@@ -490,8 +519,20 @@ func (s *fileStore) repair() (map[string]string, error) {
 		}
 		tornDetail(d, f.prefix, t)
 	}
+	// A disk that is still full would take the failure's record in the room just cut, and fail the
+	// next write: wait for room.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.f.Name()), &fs); err != nil {
+		return nil, err
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < minFreeBytes {
+		return nil, fmt.Errorf("%s has %d bytes free: writes resume once it has %d", filepath.Dir(s.f.Name()), free, minFreeBytes)
+	}
 	return d, nil
 }
+
+// minFreeBytes is the room a failed file store waits for before it takes records again.
+const minFreeBytes = 64 << 10
 
 // cutTail truncates f, opened for appending, to good, durably, and describes the bytes cut; nil when
 // there were none.

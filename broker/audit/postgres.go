@@ -137,6 +137,17 @@ func (s *pgStore) checkpoint(n []byte) error {
 	return err
 }
 
+// macAt returns the MAC of record seq.
+func (s *pgStore) macAt(seq uint64) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
+	var mac string
+	err := s.conn.QueryRow(ctx, "SELECT mac FROM svidbroker_audit WHERE chain = $1 AND seq = $2", s.chain, int64(seq)).Scan(&mac)
+	return mac, err
+}
+
 // repair checks that the database answers again: a failed append or checkpoint rolled back, and
 // leaves nothing to cut.
 func (s *pgStore) repair() (map[string]string, error) {

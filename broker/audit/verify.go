@@ -38,7 +38,8 @@ type Report struct {
 	// Problems say exactly where the chain is broken; empty means that nothing shows tampering.
 	Problems []string
 
-	lastNote []byte // the signed checkpoint of LastCheckpoint
+	lastNote         []byte // the signed checkpoint of LastCheckpoint
+	witnessUnchecked bool   // the witness did not answer when the chain was opened
 }
 
 // Torn is an incomplete final line: its line number, where it starts, its length, and the SHA-256 of

@@ -75,7 +75,10 @@ func (l *Log) queueWitness(seq uint64, signed []byte) {
 // witnessOverdue says why the log takes no statement's record while a checkpoint has waited for the
 // witness longer than WitnessMaxLag; l.mu is held.
 func (l *Log) witnessOverdue() error {
-	if l.wNote == nil || l.cfg.Now().Sub(l.wSince) <= l.cfg.WitnessMaxLag {
+	if l.wBroken != nil {
+		return l.wBroken
+	}
+	if l.wNote == nil || l.cfg.WitnessMaxLag < 0 || l.cfg.Now().Sub(l.wSince) <= l.cfg.WitnessMaxLag {
 		return nil
 	}
 	why := "it did not answer"
@@ -122,27 +125,80 @@ func (l *Log) witnessLoop() {
 	}
 }
 
-// publish sends the waiting checkpoint, if any, within WitnessTimeout.
+// publish sends the waiting checkpoint, if any, within WitnessTimeout, once the chain is known to
+// cover the witness's latest checkpoint.
 func (l *Log) publish() error {
 	l.mu.Lock()
-	signed, seq := l.wNote, l.wSeq
+	signed, seq, unchecked, broken := l.wNote, l.wSeq, l.wUnchecked, l.wBroken
 	l.mu.Unlock()
-	if signed == nil {
-		return nil
+	if signed == nil || broken != nil {
+		return broken
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.WitnessTimeout)
-	err := l.cfg.Witness.Publish(ctx, l.cfg.Chain, seq, signed)
-	cancel()
+	defer cancel()
+	var err error
+	if unchecked {
+		err = l.checkWitness(ctx)
+	}
+	if err == nil {
+		err = l.cfg.Witness.Publish(ctx, l.cfg.Chain, seq, signed)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		l.wErr = err
 		return err
 	}
-	l.wErr, l.wTaken = nil, seq
+	l.wErr = nil
 	if l.wSeq == seq {
 		l.wNote = nil
 	}
+	return nil
+}
+
+// checkWitness checks, once the witness answers, what Open could not: that the chain covers the
+// witness's latest checkpoint. If it does not, records were removed before this start, and the log
+// takes no statement's record from then on.
+func (l *Log) checkWitness(ctx context.Context) error {
+	latest, err := l.cfg.Witness.Latest(ctx, l.cfg.Chain)
+	if err != nil {
+		return err
+	}
+	broken := func(format string, a ...any) error {
+		err := fmt.Errorf("%w: the chain does not cover the witness's latest checkpoint: "+format, append([]any{ErrFailed}, a...)...)
+		l.cfg.Logger.Error("audit: records were removed from the chain before this start; no more statements are recorded (restart on the restored chain)",
+			"chain", l.cfg.Chain, "error", err)
+		l.mu.Lock()
+		l.wBroken, l.wErr = err, err
+		l.mu.Unlock()
+		return err
+	}
+	if latest != nil {
+		cp, err := openCheckpoint(latest, l.cfg.Verifier, l.cfg.Chain)
+		if err != nil {
+			return broken("%v", err)
+		}
+		l.mu.Lock()
+		written := l.written
+		l.mu.Unlock()
+		if cp.seq > written {
+			return broken("it holds record %d, and the log held only %d when it was opened (removed)", cp.seq, written)
+		}
+		r, ok := l.st.(interface{ macAt(uint64) (string, error) })
+		if !ok {
+			return broken("the store cannot read record %d back", cp.seq)
+		}
+		mac, err := r.macAt(cp.seq)
+		if err != nil {
+			return err
+		}
+		if mac != cp.mac {
+			return broken("record %d differs from the one it holds (rewritten)", cp.seq)
+		}
+	}
+	l.mu.Lock()
+	l.wUnchecked = false
+	l.mu.Unlock()
 	return nil
 }
 

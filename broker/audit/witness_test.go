@@ -310,3 +310,54 @@ func TestVerifyWithoutWitnessProvesOnlyTheLastCheckpoint(t *testing.T) {
 		t.Fatalf("proven through %d at %v, of %d records; want 4 of 5, with a time", seq, at, rep.Records)
 	}
 }
+
+// TestCutChainShowsOnceTheWitnessAnswers: a broker started while the witness is down cannot check the
+// chain against it then; it does so once the witness answers, and a chain that was cut then refuses
+// statements at once. The uncut chain, started the same way, goes on.
+func TestCutChainShowsOnceTheWitnessAnswers(t *testing.T) {
+	k := newKeys(t)
+	for _, cut := range []bool{false, true} {
+		t.Run(map[bool]string{false: "control: uncut", true: "cut"}[cut], func(t *testing.T) {
+			w, down := flakyWitness(t, k)
+			dir := t.TempDir()
+			cfg := witnessedConfig(k, dir, w)
+			cfg.RetryInterval, cfg.FlushInterval = 20*time.Millisecond, time.Millisecond
+			writeRuns(t, cfg, 2, 3) // checkpoints at 1, 4, 7 in the witness
+			if cut {
+				cutBoth(t, dir, 4, 2)
+			}
+			down.Store(true)
+			l, err := Open(cfg)
+			if err != nil {
+				t.Fatalf("open while the witness is down: %v", err)
+			}
+			defer l.Close()
+			// Past record 7, which the witness holds, even on the cut chain: a witness that checks
+			// sequence numbers alone would take its checkpoint.
+			for i := range 5 {
+				if err := l.Append(stmt(50 + i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.checkpoint()
+			down.Store(false)
+			if !cut {
+				eventually(t, "the witness taking the checkpoint", func() bool {
+					latest, _ := w.Latest(context.Background(), "b1")
+					return bytes.Contains(latest, []byte("seq 12\n"))
+				})
+				if err := l.Err(); err != nil {
+					t.Fatalf("the uncut chain: %v", err)
+				}
+				return
+			}
+			eventually(t, "the cut showing", func() bool { return l.Err() != nil })
+			if err := l.Write(stmt(51), false); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "does not cover the witness's latest checkpoint") {
+				t.Fatalf("a statement on a chain the witness shows cut: %v", err)
+			}
+			if latest, _ := w.Latest(context.Background(), "b1"); !bytes.Contains(latest, []byte("seq 7\n")) {
+				t.Fatalf("the witness took a checkpoint of the cut chain: %s", latest)
+			}
+		})
+	}
+}

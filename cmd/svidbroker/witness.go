@@ -74,5 +74,8 @@ func witnessConfig(a *config.Audit, src x509svid.Source, cfg *audit.Config) erro
 		return err
 	}
 	cfg.Verifier, cfg.WitnessTimeout, cfg.WitnessMaxLag = v, w.TimeoutD, w.MaxLagD
+	if a.OnFailure == "continue" {
+		cfg.WitnessMaxLag = -1 // availability first: a lagging witness refuses nothing, as a failed store does not
+	}
 	return nil
 }
