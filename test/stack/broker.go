@@ -48,6 +48,8 @@ type BrokerOptions struct {
 	AuditDurability string
 	// AuditWitnessDir, if set, is a directory the audit block's witness keeps checkpoints in.
 	AuditWitnessDir string
+	// AuditWitness, if set, is the body of the audit block's witness block (instead of AuditWitnessDir).
+	AuditWitness string
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
@@ -291,6 +293,9 @@ func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
 			return "", err
 		}
 		witness = fmt.Sprintf("  witness {\n    dir = %q\n  }\n", w)
+	}
+	if opts.AuditWitness != "" {
+		witness = "  witness {\n" + opts.AuditWitness + "\n  }\n"
 	}
 	for _, d := range []string{b.AuditDir, b.AuditKeys} {
 		if err := ChownTree(d, int(broker.UID), int(broker.UID)); err != nil {
