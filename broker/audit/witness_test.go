@@ -361,3 +361,33 @@ func TestCutChainShowsOnceTheWitnessAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPWitnessVerifiesAndBoundsItsCalls: a witness whose certificate the client does not trust is
+// not used, and a witness that does not answer is given up on at the call's deadline.
+func TestHTTPWitnessVerifiesAndBoundsItsCalls(t *testing.T) {
+	k := newKeys(t)
+	srv := httptest.NewTLSServer(WitnessHandler(&FileWitness{Dir: t.TempDir()}, note.VerifierList(k.verif)))
+	defer srv.Close()
+	untrusting, err := NewHTTPWitness(srv.URL, &http.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusting.Latest(context.Background(), "b1"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a witness with an untrusted certificate: %v", err)
+	}
+	if _, err := NewHTTPWitness("http://witness/", http.DefaultClient); err == nil {
+		t.Fatal("accepted a plain http witness")
+	}
+	stuck := make(chan struct{})
+	hung := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-stuck }))
+	defer func() { close(stuck); hung.Close() }()
+	w, err := NewHTTPWitness(hung.URL, hung.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := w.Publish(ctx, "b1", 1, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a witness that does not answer: %v", err)
+	}
+}
