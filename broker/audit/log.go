@@ -134,6 +134,7 @@ type failure struct {
 	unflushedFrom, unflushedTo uint64
 	torn                       map[string]string
 	recorded                   bool // the failure's record is written; its flush remains
+	dropped                    int  // records not waited for (results, ends) refused while it failed
 	recordSeq                  uint64
 }
 

@@ -19,7 +19,10 @@ func (l *Log) recover() error {
 	if f == nil {
 		return nil
 	}
-	if !f.recorded {
+	l.mu.Lock()
+	recorded := f.recorded
+	l.mu.Unlock()
+	if !recorded {
 		torn, err := l.st.repair()
 		if err != nil {
 			return fmt.Errorf("repair: %w", err)
@@ -28,7 +31,10 @@ func (l *Log) recover() error {
 			f.torn = map[string]string{}
 		}
 		maps.Copy(f.torn, torn)
+		l.mu.Lock()
 		rec := Record{Time: l.cfg.Now().UTC(), Kind: KindWriteFailed, Detail: failureDetail(f)}
+		f.recorded = true
+		l.mu.Unlock()
 		b, err := encodeRecord(&rec)
 		if err != nil {
 			return err
@@ -38,12 +44,15 @@ func (l *Log) recover() error {
 		e := entry{Seq: seq, Prev: l.mac, Rec: b, MAC: l.macs.mac(seq, l.mac, b)}
 		l.mu.Unlock()
 		if err := l.st.append([]entry{e}); err != nil {
+			l.mu.Lock()
+			f.recorded = false
+			l.mu.Unlock()
 			return fmt.Errorf("write the record of the failure: %w", err)
 		}
 		l.mu.Lock()
 		l.seq, l.mac, l.written, l.writtenMAC = seq, e.MAC, seq, e.MAC
+		f.recordSeq = seq
 		l.mu.Unlock()
-		f.recorded, f.recordSeq = true, seq
 	}
 	l.mu.Lock()
 	seq, mac := l.written, l.writtenMAC
@@ -70,6 +79,9 @@ func failureDetail(f *failure) map[string]string {
 	if f.unflushedFrom <= f.unflushedTo {
 		d["not_flushed_from"], d["not_flushed_to"] = strconv.FormatUint(f.unflushedFrom, 10), strconv.FormatUint(f.unflushedTo, 10)
 	}
+	if f.dropped > 0 {
+		d["dropped_unwaited"] = strconv.Itoa(f.dropped)
+	}
 	maps.Copy(d, f.torn)
 	return d
 }
@@ -89,6 +101,9 @@ func describeWriteFailure(r Record) string {
 	}
 	if d["lost_from"] != "" {
 		s += fmt.Sprintf("; records chained as %s to %s were never written (the statements that waited for them were refused; results and ends recorded without waiting are lost)", d["lost_from"], d["lost_to"])
+	}
+	if d["dropped_unwaited"] != "" {
+		s += fmt.Sprintf("; %s record(s) nobody waited for (result summaries, session ends) refused while it failed", d["dropped_unwaited"])
 	}
 	if d["not_flushed_from"] != "" {
 		s += fmt.Sprintf("; records %s to %s were written before the failure but not confirmed on stable storage then", d["not_flushed_from"], d["not_flushed_to"])

@@ -77,6 +77,7 @@ func TestWriterRecoversAfterAFullDisk(t *testing.T) {
 	if l.Err() == nil {
 		t.Fatal("Err is nil while the store is full")
 	}
+	l.AppendAsync(Record{Kind: KindResult, Session: "s1"}) // nobody waits for it: dropped, and counted
 	// The verifier, run now, sees a failed write at the tail, not tampering.
 	rep, err := Verify(dir, "b1", k.mac, k.verif)
 	if err != nil || !rep.OK() || rep.Torn == nil || rep.Torn.Length != int(ts.torn.Load()) {
@@ -98,7 +99,8 @@ func TestWriterRecoversAfterAFullDisk(t *testing.T) {
 	if len(rep.FailedWrites) != 1 {
 		t.Fatalf("failed writes %q; want one", rep.FailedWrites)
 	}
-	for _, want := range []string{"record 3:", "no space left on device", "records chained as 3 to 3 were never written", "at offset", tornSum} {
+	for _, want := range []string{"record 3:", "no space left on device", "records chained as 3 to 3 were never written",
+		"1 record(s) nobody waited for", "at offset", tornSum} {
 		if !strings.Contains(rep.FailedWrites[0], want) {
 			t.Errorf("the failure's record does not say %q: %s", want, rep.FailedWrites[0])
 		}

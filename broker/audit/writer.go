@@ -49,6 +49,9 @@ func (l *Log) append(rec Record, wait, urgent bool) (uint64, uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.refusing(wait); err != nil {
+		if f := l.failure; f != nil && !wait {
+			f.dropped++ // said in the failure's record
+		}
 		return 0, 0, err
 	}
 	ep := l.epoch
