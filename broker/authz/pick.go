@@ -185,3 +185,16 @@ func (a *Authorizer) tablesOfTarget(target string) []types.EntityUID {
 	slices.SortFunc(out, func(x, y types.EntityUID) int { return strings.Compare(string(x.ID), string(y.ID)) })
 	return out
 }
+
+// StatementActions lists the schema's statement actions ("sql:select", ...): what a credential role
+// can cover.
+func (s *Schema) StatementActions() []string {
+	var out []string
+	for uid := range s.resolved.Actions {
+		if strings.HasPrefix(string(uid.ID), "sql:") {
+			out = append(out, string(uid.ID))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
