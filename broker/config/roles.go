@@ -16,10 +16,15 @@ import (
 // roles, the backend names exactly one of vault_role and vault_path, as before roles were picked.
 func (v *validator) credentialRoles(t *Target, at string) {
 	var roles []authz.RoleBlock
+	blocks := 0
 	for _, cb := range v.c.Catalogs {
 		if cb.Target == t.Name {
 			roles = append(roles, cb.Roles...)
+			blocks++
 		}
+	}
+	if blocks > 1 {
+		v.fail("Duplicate catalog", fmt.Sprintf("target %q has %d catalog blocks; write one, holding all its tables and credential roles.", t.Name, blocks), "catalog:"+t.Name)
 	}
 	v.roleBlocks(t.Name, roles)
 	b := &t.Backend

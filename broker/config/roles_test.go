@@ -94,6 +94,7 @@ func TestCredentialRoleMistakesAreRefused(t *testing.T) {
 		"duplicate":      {`    auth = "vault"`, `catalog "shop" {` + "\n" + `credential_role "r" { covers = ["sql:select"] }` + "\n" + `credential_role "r" { covers = ["sql:ddl"] }` + "\n}", true, "twice"},
 		"vault path in a role name": {`    auth = "vault"`, `catalog "shop" {` + "\n" + `credential_role "r" {` + "\n" + `covers = ["sql:select"]` + "\n" + `vault_role = "../sys/x"` + "\n}\n}", true,
 			"must be one Vault path segment"},
+		"two catalogs":             {`    auth = "vault"`, shopRoles + "catalog \"shop\" {\n  credential_role \"extra\" { covers = [\"sql:select\"] }\n}\n", true, "has 2 catalog blocks"},
 		"vault role without vault": {`    user = "svidbroker"`, shopRoles, true, `names vault_role "shop-owner", but target "shop" has auth = "svid"`},
 	} {
 		t.Run(name, func(t *testing.T) {
