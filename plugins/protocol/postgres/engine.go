@@ -244,18 +244,16 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	if decision.ID != "" {
 		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
-	var roleRecord *audit.Record
 	if pick.Role != "" {
-		r := roleStart(&start, pick, e.cfg.Target, raw.RemoteAddr().String())
-		roleRecord = &r
+		start.Detail["credential_role"], start.Detail["credential_role_for"] = pick.Role, strings.Join(pick.For, ",")
 	}
 	if err := rec.sessionStart(start); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
 	}
-	if roleRecord != nil {
-		rec.async(*roleRecord)
+	if pick.Role != "" {
+		rec.async(roleRecord(pick, e.cfg.Target, raw.RemoteAddr().String()))
 	}
 	// From here on the log holds the session's start; a session that fails to open also gets its end,
 	// with the class of what failed. The reason stays generic: details (which may name hosts or users)

@@ -54,11 +54,8 @@ func roleDecision(d authz.Decision, target, role string) *audit.Decision {
 	return ad
 }
 
-// roleStart adds the picked role to a session's start record, and returns the record of the
-// credential:use decision that permitted it.
-func roleStart(start *audit.Record, pick authz.RolePick, target, remote string) audit.Record {
-	start.Detail["credential_role"] = pick.Role
-	start.Detail["credential_role_for"] = strings.Join(pick.For, ",")
+// roleRecord records the credential:use decision that permitted a session's role.
+func roleRecord(pick authz.RolePick, target, remote string) audit.Record {
 	return audit.Record{Kind: audit.KindDecision, Remote: remote, Decision: roleDecision(pick.Decision, target, pick.Role),
 		Detail: map[string]string{"credential_role": pick.Role}}
 }
