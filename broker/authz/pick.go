@@ -47,14 +47,8 @@ type RoleUse struct {
 
 func (n *NoRole) Error() string {
 	if len(n.Permitted) > 0 {
-		var covers []string
-		for _, u := range n.Uses {
-			if slices.Contains(n.Permitted, u.Role) {
-				covers = append(covers, u.Role)
-			}
-		}
 		return fmt.Sprintf("no credential role of target %q: credential:use permits %s, but no policy permits any action it covers (its covers in the catalog); permit such an action, or credential:use of a role that covers what the caller may do",
-			n.Target, strings.Join(covers, ", "))
+			n.Target, strings.Join(n.Permitted, ", "))
 	}
 	var why []string
 	for _, u := range n.Uses {
@@ -87,7 +81,10 @@ func (n *NoRole) Is(err error) bool { return err == ErrNoRole || err == ErrDenie
 //
 // A caller permitted only sql:select gets the read role even where credential:use permits more;
 // one permitted DDL (held for approval) gets the role covering sql:ddl. Every question is asked of
-// one policy set. `svidbroker policy can` shows the same pick, through this function.
+// one policy set, with the connection's facts; tables outside the catalog are not asked about, so a
+// permit that names only such tables does not make its action needed. It asks at most one decision
+// per role, plus one per covered action and catalog table. `svidbroker policy can` shows the same
+// pick, through this function.
 func (a *Authorizer) PickRole(c Connect) (RolePick, error) {
 	var target *CatalogTarget
 	for i := range a.Catalog.Targets {
