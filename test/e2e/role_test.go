@@ -194,3 +194,64 @@ func checkRoleRecords(t *testing.T, b *stack.Broker, migrator, refused string) {
 			start, decision, lease, refusals, refusedAccess)
 	}
 }
+
+// TestStackVaultRolesGrantWhatTheirCoversSay: the three roles the stack's Vault issues can do what
+// their catalog covers say, and not what a more privileged role covers: shop-read reads but cannot
+// write, shop-write writes but cannot create a table, shop-admin creates one. Each statement runs in a
+// transaction that is rolled back, directly against PostgreSQL with the leased credential.
+func TestStackVaultRolesGrantWhatTheirCoversSay(t *testing.T) {
+	s, _ := shared(t)
+	_, root := startVault(t)
+	configureVault(t, s, root, "1m", "10m")
+	ctx := t.Context()
+	const insert = "INSERT INTO orders (id, customer_id, total, created_at) VALUES (999001, 1, 1, now())"
+	const create = "CREATE TABLE public.grants_probe (a int)"
+	for _, tc := range []struct {
+		role    string
+		allowed []string
+		denied  []string
+	}{
+		{"shop-read", []string{"SELECT count(*) FROM customers"}, []string{insert, create}},
+		{"shop-write", []string{"SELECT count(*) FROM customers", insert}, []string{create}},
+		{"shop-admin", []string{"SELECT count(*) FROM customers", insert, create, "ALTER TABLE orders ADD COLUMN grants_probe int"}, nil},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			secret, err := root.Logical().ReadWithContext(ctx, "database/creds/"+tc.role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Sys().RevokeWithContext(context.Background(), secret.LeaseID)
+			cfg, err := s.Postgres.ConnConfig("shop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.User, _ = secret.Data["username"].(string)
+			cfg.Password, _ = secret.Data["password"].(string)
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			run := func(sql string) error {
+				tx, err := c.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback(context.Background())
+				_, err = tx.Exec(ctx, sql)
+				return err
+			}
+			for _, sql := range tc.allowed {
+				if err := run(sql); err != nil {
+					t.Errorf("%s: %v", sql, err)
+				}
+			}
+			for _, sql := range tc.denied {
+				var pe *pgconn.PgError
+				if err := run(sql); !errors.As(err, &pe) || pe.Code != "42501" {
+					t.Errorf("%s: %v; want permission denied (42501)", sql, err)
+				}
+			}
+		})
+	}
+}
