@@ -261,6 +261,10 @@ type Target struct {
 
 	// Allowed is AllowSPIFFEIDs, parsed.
 	Allowed []spiffeid.ID
+	// VaultRoles maps each credential_role of the target's catalog to the Vault database engine role
+	// its sessions lease from, when Cedar picks each session's role (auth = "vault" without
+	// vault_role or vault_path). Nil when the target's credential is fixed in its backend block.
+	VaultRoles map[string]string
 }
 
 // Backend is where a target's sessions go, and how the broker authenticates there.
@@ -274,12 +278,14 @@ type Backend struct {
 	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
 	// the TLS client certificate (PostgreSQL `cert` authentication with SPIRE's bundle as ssl_ca_file, and
 	// the SVID's first DNS name as the role). No secret exists anywhere. "vault": each session gets a
-	// dynamic credential of its own from Vault, used with SCRAM: from the database engine's role
-	// VaultRole, or from VaultPath, any path that returns a secret with a lease. "vault-kv": every
-	// session uses one static credential read from a kv-v2 secret — explicitly weaker: shared by
-	// sessions, living beyond them, never revoked by the broker.
+	// dynamic credential of its own from Vault, used with SCRAM: from the database engine role that
+	// Cedar picks per session among the target's catalog credential_roles (see Target.VaultRoles),
+	// or from the fixed VaultRole, or from VaultPath, any path that returns a secret with a lease.
+	// "vault-kv": every session uses one static credential read from a kv-v2 secret — explicitly
+	// weaker: shared by sessions, living beyond them, never revoked by the broker.
 	Auth string `hcl:"auth,optional"`
-	// VaultRole is the database engine role to lease credentials from, with auth = "vault".
+	// VaultRole is the database engine role every session leases credentials from, with auth = "vault",
+	// for a target whose catalog lists no credential roles.
 	VaultRole string `hcl:"vault_role,optional"`
 	// VaultPath is a Vault path returning a leased secret, with auth = "vault" (instead of VaultRole).
 	VaultPath string `hcl:"vault_path,optional"`

@@ -292,6 +292,7 @@ func (c *Config) Validate() error {
 			v.fail("Two authorizations", "with a policy block, Cedar decides connections: move allow_spiffe_ids into a policy.", at, "allow_spiffe_ids")
 		}
 		v.backend(&t.Backend, at)
+		v.credentialRoles(t, at)
 	}
 	for _, cb := range c.Catalogs {
 		if !names[cb.Target] {
@@ -323,9 +324,8 @@ func (v *validator) backend(b *Backend, target string) {
 			v.fail("Empty user", "backend.user must name the role the broker logs in as with its SVID.", at("user")...)
 		}
 	case "vault":
-		if (b.VaultRole == "") == (b.VaultPath == "") {
-			v.fail("Missing vault_role", "with auth = \"vault\", set exactly one of backend.vault_role (a database engine role) and backend.vault_path (any Vault path that returns a leased secret).", at("vault_role")...)
-		}
+		// Where the credential comes from (vault_role, vault_path or the catalog's credential roles)
+		// is checked with the catalog: credentialRoles.
 		if b.VaultKVPath != "" || b.VaultKVMount != "" {
 			v.fail("kv-v2 with a dynamic source", "vault_kv_mount and vault_kv_path belong to auth = \"vault-kv\".", at("vault_kv_path")...)
 		}

@@ -204,16 +204,24 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
-		var lease func(context.Context, authz.Connect, func(error)) (*credential.Session, error)
+		var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
 		if src := credentialSource(cfg, t.Backend); src != nil {
 			clientCert = nil
 			if src.Kind == credential.Static {
 				log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
 					"target", t.Name, "secret", src.String())
 			}
-			lease = func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error) {
-				return leases.Start(ctx, c.Peer.ID.String(), *src, end)
+			lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
+				s, err := roleSource(cfg, t, *src, role)
+				if err != nil {
+					return nil, err
+				}
+				return leases.Start(ctx, c.Peer.ID.String(), s, end)
 			}
+		}
+		pickRole, err := rolePicker(t, az, log)
+		if err != nil {
+			return nil, err
 		}
 		var approve postgres.ApproveFunc
 		if approvals != nil {
@@ -244,6 +252,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				User:     t.Backend.User,
 				TLS:      backendTLS,
 				Lease:    lease,
+				PickRole: pickRole,
 			},
 			Ready:           ready,
 			TLSReady:        func() error { return svidValid(src) },

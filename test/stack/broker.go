@@ -53,8 +53,13 @@ type BrokerOptions struct {
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
-	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
-	// the vault block.
+	// VaultRoles makes the backend use auth = "vault" with no fixed role: Cedar picks each session's
+	// credential role among the catalog's (shop-read, shop-write, shop-admin, which ConfigureVault
+	// sets up). Extra must then hold the vault block.
+	VaultRoles bool
+	// VaultRole, if set, makes the backend use auth = "vault" with this one role for every session,
+	// for a broker without Cedar (with Allow): a catalog's credential roles and a fixed role exclude
+	// each other. Extra must then hold the vault block.
 	VaultRole string
 	// BackendCredential, if set, replaces the backend's credential lines (auth and what it needs),
 	// such as auth = "vault" with vault_path; Extra must then hold the vault block.
@@ -110,6 +115,10 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	switch {
 	case opts.BackendCredential != "":
 		backendAuth = opts.BackendCredential
+	case opts.VaultRoles:
+		backendAuth = "    # Each session logs in with a dynamic credential of its own, leased from Vault for the\n" +
+			"    # credential role Cedar picks for the caller among the catalog's.\n" +
+			"    auth        = \"vault\"\n"
 	case opts.VaultRole != "":
 		backendAuth = fmt.Sprintf("    # Each session logs in with a dynamic credential of its own, leased from Vault.\n"+
 			"    auth        = \"vault\"\n    vault_role  = %q\n", opts.VaultRole)

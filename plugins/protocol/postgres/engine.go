@@ -231,15 +231,29 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
+	var pick authz.RolePick
+	if e.cfg.Backend.PickRole != nil {
+		var ok bool
+		if pick, ok = e.pickRole(ctx, connect, client, rec, raw.RemoteAddr().String(), log); !ok {
+			return nil, fmt.Errorf("postgres: %s: no credential role", peer.ID)
+		}
+		log = log.With("credential_role", pick.Role)
+	}
 	start := audit.Record{Kind: audit.KindSessionStart, Remote: raw.RemoteAddr().String(),
 		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
 	if decision.ID != "" {
 		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
+	if pick.Role != "" {
+		start.Detail["credential_role"], start.Detail["credential_role_for"] = pick.Role, strings.Join(pick.For, ",")
+	}
 	if err := rec.sessionStart(start); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
+	}
+	if pick.Role != "" {
+		rec.async(roleRecord(pick, e.cfg.Target, raw.RemoteAddr().String()))
 	}
 	// From here on the log holds the session's start; a session that fails to open also gets its end,
 	// with the class of what failed. The reason stays generic: details (which may name hosts or users)
@@ -261,7 +275,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	var lease *credential.Session
 	if e.cfg.Backend.Lease != nil {
 		failed = notEstablishedCredential
-		lease, err = e.cfg.Backend.Lease(ctx, connect, lost.fire)
+		lease, err = e.cfg.Backend.Lease(ctx, connect, pick.Role, lost.fire)
 		if err != nil {
 			// The detail stays in the log; the client learns only that there is no credential.
 			log.ErrorContext(ctx, "no backend credential", "error", err)
@@ -270,7 +284,11 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 			return nil, err
 		}
 		user, password = lease.Lease.Username, lease.Lease.Password
-		rec.async(leaseRecord(lease.Lease.ID, "acquired"))
+		acquired := leaseRecord(lease.Lease.ID, "acquired")
+		if pick.Role != "" {
+			acquired.Detail["credential_role"] = pick.Role
+		}
+		rec.async(acquired)
 	}
 	var meta *dbMeta
 	failed = notEstablishedBackend

@@ -86,3 +86,23 @@ test "reads tables the catalog does not list" {
   table     = "public.not_in_the_catalog"
   expect    = "allow"
 }
+
+# Its sessions run as shop-admin, the one role it may use, so that approved DDL runs in the database.
+test "uses the admin role" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-admin"
+  expect    = "allow"
+  reasons   = ["migrator-admin-role"]
+}
+
+test "not the write role" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-write"
+  expect    = "deny"
+}

@@ -63,3 +63,22 @@ test "reads tables the catalog does not list" {
   table     = "public.not_in_the_catalog"
   expect    = "allow"
 }
+
+test "uses the read-only role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-read"
+  expect    = "allow"
+  reasons   = ["support-read-role"]
+}
+
+test "not the write role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-write"
+  expect    = "deny"
+}
