@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
@@ -242,4 +246,84 @@ func TestAuditPostgresWitness(t *testing.T) {
 	if out, err := verify(); err == nil || !strings.Contains(out, "were removed") {
 		t.Fatalf("the cut chain against the PostgreSQL witness: %v\n%s", err, out)
 	}
+}
+
+// TestAuditHTTPSWitnessDownStopsNewAccess runs a broker whose witness is an HTTPS service. While the
+// witness answers, sessions run and an auditor verifies against it; when it stops answering, the
+// broker keeps serving until a checkpoint has waited longer than max_lag, then refuses new sessions
+// and fails /readyz; once the witness answers again, it takes sessions again by itself.
+func TestAuditHTTPSWitnessDownStopsNewAccess(t *testing.T) {
+	s, _ := shared(t)
+	keys := filepath.Join(s.Dir, "https-witness-keys")
+	if err := audit.GenerateKeys(keys, "svidbroker-httpswitness"); err != nil {
+		t.Fatal(err)
+	}
+	broker, _ := s.Persona(stack.PersonaBroker)
+	if err := stack.ChownTree(keys, int(broker.UID), int(broker.UID)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := audit.LoadVerifier(filepath.Join(keys, audit.VerifierKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	h := audit.WitnessHandler(&audit.FileWitness{Dir: t.TempDir()}, note.VerifierList(v))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(s.Dir, "https-witness-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.URL + "/v1/checkpoints"
+	opts := stack.BrokerOptions{Name: "svidbroker-httpswitness", Binary: brokerBin, AuditKeys: keys,
+		AuditWitness: fmt.Sprintf("    url = %q\n    ca_file = %q\n    timeout = \"1s\"\n    max_lag = \"2s\"", url, ca)}
+	b, err := s.StartBroker(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	f := clientFiles(t, s, stack.PersonaAnalyst)
+	if out, err := psql(t, b, f, nil, "SELECT 'witnessed'"); err != nil || out != "witnessed" {
+		t.Fatalf("psql with the witness up: %q %v", out, err)
+	}
+	// until polls cond with a generous deadline: it checks that something happens, never how fast.
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not happen", what)
+			}
+		}
+	}
+	verify := func() (string, error) {
+		out, err := exec.Command(brokerBin, "audit", "verify", "--dir", b.AuditDir, "--chain", b.Chain, "--mac-key", filepath.Join(keys, audit.MACKeyFile),
+			"--witness", url, "--witness-ca", ca).CombinedOutput()
+		return string(out), err
+	}
+	until("verification against the HTTPS witness", func() bool {
+		out, err := verify()
+		return err == nil && strings.Contains(out, "verified against the witness through record")
+	})
+
+	down.Store(true)
+	until("refusal once the witness is overdue", func() bool {
+		code, body := readyz(t, b)
+		out, err := psql(t, b, f, nil, "SELECT 'while-down'")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "audit") && err != nil && strings.Contains(out, "the audit log is unavailable")
+	})
+	if _, body := readyzAt(t, b, "/readyz?verbose"); !strings.Contains(body, "[-]audit-witness failed") {
+		t.Fatalf("/readyz?verbose does not list the witness: %s", body)
+	}
+	down.Store(false)
+	until("sessions again once the witness answers", func() bool {
+		out, err := psql(t, b, f, nil, "SELECT 'after-witness'")
+		code, _ := readyz(t, b)
+		return err == nil && out == "after-witness" && code == http.StatusOK
+	})
 }
