@@ -334,6 +334,15 @@ func (s *fileStore) macAt(seq uint64) (string, error) {
 // repair cuts what failed writes added to either file after the last write that succeeded, and
 // returns where those bytes were and their hash, for the record of the failure.
 func (s *fileStore) repair() (map[string]string, error) {
+	// A disk that is still full would take the failure's record in the room a cut frees, and fail the
+	// next write: wait for room, leaving the incomplete bytes where verify reports them until then.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.f.Name()), &fs); err != nil {
+		return nil, err
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < minFreeBytes {
+		return nil, fmt.Errorf("%s has %d bytes free: writes resume once it has %d", filepath.Dir(s.f.Name()), free, minFreeBytes)
+	}
 	d := map[string]string{}
 	for _, f := range []struct {
 		file   *os.File
@@ -345,15 +354,6 @@ func (s *fileStore) repair() (map[string]string, error) {
 			return nil, err
 		}
 		tornDetail(d, f.prefix, t)
-	}
-	// A disk that is still full would take the failure's record in the room just cut, and fail the
-	// next write: wait for room.
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(s.f.Name()), &fs); err != nil {
-		return nil, err
-	}
-	if free := fs.Bavail * uint64(fs.Bsize); free < minFreeBytes {
-		return nil, fmt.Errorf("%s has %d bytes free: writes resume once it has %d", filepath.Dir(s.f.Name()), free, minFreeBytes)
 	}
 	return d, nil
 }

@@ -18,7 +18,15 @@ import (
 type tornStore struct {
 	*fileStore
 	full atomic.Bool
-	torn atomic.Int64 // bytes the last failed append left
+	torn atomic.Int64 // bytes the failed appends left
+}
+
+// repair fails while the disk is full, as the file store's does when its file system has no room.
+func (s *tornStore) repair() (map[string]string, error) {
+	if s.full.Load() {
+		return nil, &os.PathError{Op: "statfs", Path: s.f.Name(), Err: syscall.ENOSPC}
+	}
+	return s.fileStore.repair()
 }
 
 func (s *tornStore) append(entries []entry) error {
@@ -33,7 +41,7 @@ func (s *tornStore) append(entries []entry) error {
 	if err != nil {
 		return err
 	}
-	s.torn.Store(int64(n)) // a retry's repair cuts the last one's first
+	s.torn.Add(int64(n))
 	return &os.PathError{Op: "write", Path: s.f.Name(), Err: syscall.ENOSPC}
 }
 
