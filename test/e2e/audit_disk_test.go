@@ -29,8 +29,9 @@ import (
 // whatever incomplete line the failed writes left. The chain verifies, and records each failed write.
 func TestAuditDiskFullRecoversAndRestarts(t *testing.T) {
 	s, _ := shared(t)
-	dir := smallAuditFS(t, s, "small-audit-fs-recover")
-	opts := stack.BrokerOptions{Name: "svidbroker-diskfull", Binary: brokerBin, AuditDir: dir}
+	name := fmt.Sprintf("svidbroker-diskfull-%d", time.Now().UnixNano())
+	dir := smallAuditFS(t, s, name+"-fs")
+	opts := stack.BrokerOptions{Name: name, Binary: brokerBin, AuditDir: dir}
 	b, err := s.StartBroker(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +142,9 @@ func TestAuditDiskFullRecoversAndRestarts(t *testing.T) {
 // only through its last checkpoint; with the witness it fails; the broker refuses to start on it.
 func TestAuditWitnessSeesACutLog(t *testing.T) {
 	s, _ := shared(t)
-	witness := filepath.Join(s.Dir, "audit-witness-cut")
-	opts := stack.BrokerOptions{Name: "svidbroker-witnessed", Binary: brokerBin, AuditWitnessDir: witness}
+	name := fmt.Sprintf("svidbroker-witnessed-%d", time.Now().UnixNano())
+	witness := filepath.Join(s.Dir, name+"-witness")
+	opts := stack.BrokerOptions{Name: name, Binary: brokerBin, AuditWitnessDir: witness}
 	b, err := s.StartBroker(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +203,7 @@ func TestAuditPostgresWitness(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opts := stack.BrokerOptions{Name: "svidbroker-pgwitness", Binary: brokerBin, AuditWitness: fmt.Sprintf(`    postgres {
+	opts := stack.BrokerOptions{Name: fmt.Sprintf("svidbroker-pgwitness-%d", time.Now().UnixNano()), Binary: brokerBin, AuditWitness: fmt.Sprintf(`    postgres {
       address     = "%s:%d"
       database    = "shop"
       user        = %q
@@ -254,8 +256,9 @@ func TestAuditPostgresWitness(t *testing.T) {
 // and fails /readyz; once the witness answers again, it takes sessions again by itself.
 func TestAuditHTTPSWitnessDownStopsNewAccess(t *testing.T) {
 	s, _ := shared(t)
-	keys := filepath.Join(s.Dir, "https-witness-keys")
-	if err := audit.GenerateKeys(keys, "svidbroker-httpswitness"); err != nil {
+	name := fmt.Sprintf("svidbroker-httpswitness-%d", time.Now().UnixNano())
+	keys := filepath.Join(s.Dir, name+"-keys")
+	if err := audit.GenerateKeys(keys, name); err != nil {
 		t.Fatal(err)
 	}
 	broker, _ := s.Persona(stack.PersonaBroker)
@@ -276,12 +279,12 @@ func TestAuditHTTPSWitnessDownStopsNewAccess(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	ca := filepath.Join(s.Dir, "https-witness-ca.pem")
+	ca := filepath.Join(s.Dir, name+"-ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	url := srv.URL + "/v1/checkpoints"
-	opts := stack.BrokerOptions{Name: "svidbroker-httpswitness", Binary: brokerBin, AuditKeys: keys,
+	opts := stack.BrokerOptions{Name: name, Binary: brokerBin, AuditKeys: keys,
 		AuditWitness: fmt.Sprintf("    url = %q\n    ca_file = %q\n    timeout = \"1s\"\n    max_lag = \"2s\"", url, ca)}
 	b, err := s.StartBroker(t.Context(), opts)
 	if err != nil {
