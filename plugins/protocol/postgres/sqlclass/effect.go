@@ -87,17 +87,18 @@ func (w *walker) effect(n *pg.Node, kind string) Effect {
 	if kind == KindAdmin || commitsByItself(n) {
 		return EffectCommit
 	}
-	switch kind {
-	case KindTransaction:
-		e, _ := txEffect(n.GetTransactionStmt())
+	if tx := n.GetTransactionStmt(); tx != nil {
+		e, _ := txEffect(tx) // two-phase commit is KindLock, and commits all the same
 		return e
+	}
+	switch kind {
 	case KindUtility:
 		if n.GetNotifyStmt() != nil {
 			return EffectChange // delivered when its transaction commits
 		}
 		return EffectNone
-	case KindSelect:
-		if w.nestedWrite || w.locking {
+	case KindSelect, KindLock:
+		if w.nestedWrite || w.locking || w.advisoryLock {
 			return EffectChange
 		}
 		for _, f := range w.funcs {

@@ -21,7 +21,7 @@ func FuzzClassify(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	kinds := []string{KindSelect, KindInsert, KindUpdate, KindDelete, KindDDL, KindAdmin, KindTransaction, KindUtility}
+	kinds := []string{KindSelect, KindInsert, KindUpdate, KindDelete, KindDDL, KindAdmin, KindTransaction, KindUtility, KindLock}
 	c := NewCache(64)
 	f.Fuzz(func(t *testing.T, sql string) {
 		sts, err := Classify(sql)
@@ -49,7 +49,8 @@ func FuzzClassify(f *testing.F) {
 			// The audit log's commit points rest on Effect: nothing that writes, changes the schema or
 			// escapes inspection may pass for read-only, and an admin statement may always commit.
 			switch {
-			case st.Effect == EffectNone && st.Kind != KindSelect && st.Kind != KindUtility && st.Kind != KindTransaction:
+			case st.Effect == EffectNone && st.Kind != KindSelect && st.Kind != KindUtility && st.Kind != KindTransaction,
+				st.Kind == KindLock && st.Effect == EffectNone:
 				t.Fatalf("a %s statement classified as changing nothing: %q", st.Kind, sql)
 			case st.Effect == EffectNone && st.NestedWrite:
 				t.Fatalf("a statement with a nested write classified as changing nothing: %q", sql)
