@@ -73,6 +73,10 @@ func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, si
 		return nil
 	}
 	effect := sqlclass.Strongest(sts)
+	writes := effect == sqlclass.EffectNone && s.callsWritingFunction(sts) // a database function that may write
+	if writes {
+		effect = sqlclass.EffectChange
+	}
 	// Changes written before this statement were in a block if it was one when the statement began:
 	// then only a commit (EffectCommit) can commit them, and a ROLLBACK in sts discards them.
 	wasInBlock := s.inBlock()
@@ -83,6 +87,7 @@ func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, si
 		}
 		changes = changes || st.Effect == sqlclass.EffectChange || st.Effect == sqlclass.EffectCommit && !st.TxControl
 	}
+	changes = changes || writes
 	commits := effect == sqlclass.EffectCommit ||
 		simple && (effect == sqlclass.EffectChange && !s.inBlock() || s.commits.dirty && !wasInBlock)
 	switch {

@@ -262,7 +262,11 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 		accesses[i] = authz.Access{Action: a.Action, Table: a.Table}
 	}
 	ast := authz.Statement{Kind: st.Kind, Tables: st.Tables(), Functions: st.Functions, MultiStatement: multi}
-	return s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	d, err := s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	if err != nil {
+		return d, err
+	}
+	return s.decideFunctions(st, ast, ap, d)
 }
 
 // hold asks for approval and waits for it, telling the client the request's ID. It returns the

@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
+)
+
+func testFuncCatalog() *funcCatalog {
+	definer := authz.Function{Schema: "public", Name: "purge", Volatility: "volatile", SecurityDefiner: true, Language: "plpgsql", Owner: "shop"}
+	total := authz.Function{Schema: "public", Name: "order_total", Arguments: "integer", Volatility: "stable", Language: "sql", Owner: "shop"}
+	totalText := authz.Function{Schema: "public", Name: "order_total", Arguments: "text", Volatility: "volatile", Language: "sql", Owner: "shop"}
+	lower := authz.Function{Schema: "public", Name: "lower", Arguments: "text", Volatility: "volatile", Language: "sql", Owner: "shop"}
+	hidden := authz.Function{Schema: "audit", Name: "order_total", Arguments: "integer", Volatility: "volatile", Language: "sql", Owner: "shop"}
+	dotted := authz.Function{Schema: "public", Name: "public.purge", Volatility: "volatile", Language: "sql", Owner: "shop"}
+	return &funcCatalog{
+		path: []string{"pg_catalog", "public"},
+		byName: map[string][]authz.Function{"purge": {definer}, "order_total": {total, totalText, hidden},
+			"lower": {lower}, "public.purge": {dotted}},
+		builtin: map[string]bool{"lower": true, "count": true, "now": true},
+	}
+}
+
+// TestCallsResolveAlongTheSearchPath: an unqualified call may run any overload of its name on the
+// search path, a built-in name shadowed there included; a qualified one only its schema's; a call of
+// nothing the catalog knows is refused; built-ins alone are not database functions.
+func TestCallsResolveAlongTheSearchPath(t *testing.T) {
+	fc := testFuncCatalog()
+	for _, c := range []struct {
+		sql     string
+		want    []string // schema.name(arguments)
+		unknown bool
+	}{
+		{"SELECT purge()", []string{"public.purge()"}, false},
+		{"SELECT order_total(1)", []string{"public.order_total(integer)", "public.order_total(text)"}, false},
+		{"SELECT audit.order_total(1)", []string{"audit.order_total(integer)"}, false},
+		{"SELECT lower('x')", []string{"public.lower(text)"}, false},
+		{"SELECT pg_catalog.lower('x')", nil, false},
+		{"SELECT count(*), now()", nil, false},
+		{`SELECT "public.purge"()`, []string{"public.public.purge()", "public.purge()"}, false},
+		{"SELECT shop.public.purge()", []string{"public.purge()"}, false},
+		{"SELECT c.purge FROM orders c", []string{"public.purge()"}, false},
+		{"SELECT made_later()", nil, true},
+		{"SELECT other.purge()", nil, true},
+	} {
+		t.Run(c.sql, func(t *testing.T) {
+			sts, err := sqlclass.Classify(c.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fns, err := fc.calls(sts[0])
+			if c.unknown {
+				if !errors.Is(err, errUnknownFunction) {
+					t.Fatalf("got %v, %v; want it refused as unknown", fns, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range fns {
+				got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
