@@ -32,7 +32,9 @@ type Function struct {
 // Writes reports whether f may change data, or does what it does with privileges the caller may
 // lack: it is volatile or SECURITY DEFINER. PostgreSQL refuses writes in the SQL and PL/pgSQL bodies of
 // stable and immutable functions; the declared volatility is what the broker goes by.
-func (f Function) Writes() bool { return f.Volatility != "immutable" && f.Volatility != "stable" || f.SecurityDefiner }
+func (f Function) Writes() bool {
+	return f.Volatility != "immutable" && f.Volatility != "stable" || f.SecurityDefiner
+}
 
 // FunctionUID is the entity of an overload: Function::"shop/public.f(integer)".
 func FunctionUID(target string, f Function) types.EntityUID {

@@ -52,6 +52,7 @@ func (s *session) nextCycle() uint64 {
 // readyForQuery notes where the backend is after the cycle h ended (backend side).
 func (s *session) readyForQuery(h *item, m *pgproto3.ReadyForQuery) {
 	s.commits.rfq.Store(h.cycle<<8 | uint64(m.TxStatus))
+	s.idle.readyForQuery(m.TxStatus)
 }
 
 // inBlock reports whether the statement about to be sent certainly runs inside a transaction block.

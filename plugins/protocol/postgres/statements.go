@@ -111,12 +111,14 @@ type item struct {
 // queue holds the answers the backend owes, oldest first. The client side appends before it
 // forwards; the backend side consumes.
 type queue struct {
-	mu    sync.Mutex
-	items []*item
+	mu     sync.Mutex
+	items  []*item
+	pushed uint64 // items ever pushed (idleWatch)
 }
 
 func (q *queue) push(it *item) {
 	q.mu.Lock()
+	q.pushed++
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 }
@@ -191,6 +193,9 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	sts, denial := s.classify(sql)
 	if denial != nil {
 		return nil, authz.Decision{}, authz.ApprovalState{}, refused(denial, refusedUnparsed)
+	}
+	if r := s.checkSettings(sql, sts); r != nil {
+		return sts, authz.Decision{}, authz.ApprovalState{}, r
 	}
 	d, ap, r := s.decide(sql, sts, authz.ApprovalState{}, true)
 	return sts, d, ap, r
@@ -408,6 +413,9 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 // allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
 // its Cedar decisions and masking plans. A statement held for approval is decided every time.
 func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
+	if r := s.checkSettings(text, sts); r != nil {
+		return authz.Decision{}, ap, nil, r // before the verdicts: their key does not see the values
+	}
 	key := verdictKey{ap: ap}
 	remember := s.insp.authz != nil && len(sts) > 0
 	var epoch authz.Epoch

@@ -55,3 +55,26 @@ func TestViewFunctionsTakesFunctionsInFrom(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// FuzzViewFunctions: any definition either parses and gives sorted, distinct, lower-case names none of
+// which is on the read-only list, or is ErrParse.
+func FuzzViewFunctions(f *testing.F) {
+	for _, s := range []string{"SELECT * FROM pg_stat_get_activity(NULL) s", "SELECT 1", "SELECT x FROM unnest(ARRAY[1]) x, LATERAL F(x) y",
+		"SELECT (SELECT a FROM g() a) FROM h()"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, def string) {
+		fns, err := ViewFunctions(def)
+		if err != nil {
+			return
+		}
+		if !slices.IsSorted(fns) || len(slices.Compact(slices.Clone(fns))) != len(fns) {
+			t.Fatalf("not sorted and distinct: %q", fns)
+		}
+		for _, fn := range fns {
+			if fn != strings.ToLower(fn) || ReadOnlyFunction(fn) {
+				t.Fatalf("%q in %q", fn, fns)
+			}
+		}
+	})
+}

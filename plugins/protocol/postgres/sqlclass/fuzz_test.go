@@ -18,6 +18,8 @@ func FuzzClassify(f *testing.F) {
 		"COPY (SELECT 1) TO STDOUT", "DO $$ begin end $$", "SET search_path = x", "SELECT row_to_json(c) FROM customers c",
 		"BEGIN; UPDATE orders SET total = 1; COMMIT", "select $1::int", "SELECT 'x' || U&'\\0041'",
 		"SELECT nextval('s')", "SELECT * FROM t FOR UPDATE", "CREATE INDEX CONCURRENTLY i ON t (x)", "PREPARE TRANSACTION 'x'",
+		"LOCK TABLE t IN EXCLUSIVE MODE", "SELECT pg_try_advisory_xact_lock(1)", "SELECT * FROM pg_stat_get_activity(NULL)",
+		"SELECT t.f FROM t FOR KEY SHARE OF t", "SET LOCAL statement_timeout = '1s'", "COMMIT PREPARED 'x'",
 	} {
 		f.Add(s)
 	}
