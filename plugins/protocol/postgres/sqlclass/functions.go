@@ -21,6 +21,9 @@ import (
 // Functions that show other sessions' statements outside those views are listed by hand in
 // otherSessionsFunctions.
 
+// RefusedRelations are the statistics relations the classifier refuses by name (tables and views).
+func RefusedRelations() []string { return slices.Clone(statisticsRelations) }
+
 // BlockedViews are the refused relations that are views.
 func BlockedViews() []string {
 	var out []string
