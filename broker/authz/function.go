@@ -91,8 +91,11 @@ func (a *Authorizer) Functions(c Connect, st Statement, fns []Function, ap Appro
 				Context: ctx, Entities: withEntity{Entities: ents, extra: ent}})
 		})
 		if !d.Allow {
-			return d, &Denied{Decision: d, What: fmt.Sprintf("call of function %s.%s(%s) (%s%s)", f.Schema, f.Name, f.Arguments,
-				f.Volatility, map[bool]string{true: ", SECURITY DEFINER"}[f.SecurityDefiner])}
+			kind := f.Volatility
+			if f.SecurityDefiner {
+				kind += ", SECURITY DEFINER"
+			}
+			return d, &Denied{Decision: d, What: fmt.Sprintf("call of function %s.%s(%s) (%s)", f.Schema, f.Name, f.Arguments, kind)}
 		}
 		allows = append(allows, d)
 	}
