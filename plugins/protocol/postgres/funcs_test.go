@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
@@ -71,4 +72,43 @@ func TestCallsResolveAlongTheSearchPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzCallResolution: for any statement, every database function a call resolves to is one the catalog
+// holds under a reading of a name the statement calls, and resolution never fails for a statement that
+// calls only built-ins.
+func FuzzCallResolution(f *testing.F) {
+	for _, s := range []string{"SELECT purge()", "SELECT order_total(1)", `SELECT "public.purge"()`, "SELECT a.b.c.d()",
+		"SELECT c.purge FROM t c", "SELECT count(*), lower('x') FROM t", "SELECT made_later()", "SELECT pg_catalog.now()"} {
+		f.Add(s)
+	}
+	fc := testFuncCatalog()
+	f.Fuzz(func(t *testing.T, sql string) {
+		sts, err := sqlclass.Classify(sql)
+		if err != nil {
+			return
+		}
+		for _, st := range sts {
+			fns, err := fc.calls(st)
+			if err != nil {
+				if !errors.Is(err, errUnknownFunction) {
+					t.Fatalf("%q: %v", sql, err)
+				}
+				continue
+			}
+			for _, fn := range fns {
+				held := false
+				for _, c := range fc.byName[fn.Name] {
+					held = held || c == fn
+				}
+				named := false
+				for _, name := range append(slices.Clone(st.Functions), st.PossibleFunctions...) {
+					named = named || name == fn.Name || strings.HasSuffix(name, "."+fn.Name)
+				}
+				if !held || !named {
+					t.Fatalf("%q resolved to %+v (held %t, named %t)", sql, fn, held, named)
+				}
+			}
+		}
+	})
 }
