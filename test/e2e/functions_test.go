@@ -34,6 +34,11 @@ func prepareFunctions(t *testing.T, s *stack.Stack) {
 		"CREATE OR REPLACE FUNCTION public.initcap(varchar) RETURNS text LANGUAGE sql SECURITY DEFINER AS 'DELETE FROM fn_canary; SELECT $1::text'",
 		"CREATE OR REPLACE FUNCTION canary_count_as_owner() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER AS 'SELECT count(*) FROM fn_canary'",
 		"CREATE OR REPLACE FUNCTION canary_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM fn_canary'",
+		// Views whose rules call them: reading the view runs the function.
+		"CREATE OR REPLACE VIEW canary_purge AS SELECT delete_canaries() AS n",
+		"CREATE OR REPLACE VIEW canary_purge_again AS SELECT n FROM canary_purge",
+		"CREATE OR REPLACE VIEW canary_counted AS SELECT canary_count() AS n",
+		"GRANT SELECT ON canary_purge, canary_purge_again, canary_counted TO " + stack.BrokerDBRole,
 	} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -55,6 +60,9 @@ var functionCases = []inspectCase{
 	// Unqualified, the call may resolve to either: the broker decides the database's candidate.
 	{stack.PersonaAnalyst, "SELECT initcap('abc')", denied("public.initcap")},
 	{stack.PersonaAnalyst, "SELECT canary_count_as_owner()", denied("SECURITY DEFINER", "baseline-no-writing-functions")},
+	// A view that calls one, directly or through another view.
+	{stack.PersonaAnalyst, "SELECT n FROM canary_purge", denied("public.delete_canaries()", "baseline-no-writing-functions")},
+	{stack.PersonaAnalyst, "SELECT count(*) FROM canary_purge_again", denied("public.delete_canaries()", "baseline-no-writing-functions")},
 	// Unknown to the session's catalog: refused, not passed to the server.
 	{stack.PersonaAnalyst, "SELECT no_such_function()", denied("no_such_function", "no function of that name")},
 	{stack.PersonaAnalyst, "SELECT other_schema.canary_count()", denied("other_schema.canary_count", "no function of that name")},
@@ -64,6 +72,7 @@ var functionCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT canary_count()", runs},
 	{stack.PersonaSupport, "SELECT public.canary_count()", runs},
 	{stack.PersonaMigrator, "SELECT canary_count()", runs},
+	{stack.PersonaAnalyst, "SELECT n FROM canary_counted", runs},
 	{stack.PersonaAnalyst, "SELECT pg_catalog.initcap('abc')", runs},
 	{stack.PersonaAnalyst, "SELECT upper('abc'), count(*) FROM orders WHERE customer_id = 1", gives("ABC|2")},
 }

@@ -25,6 +25,9 @@ type funcCatalog struct {
 	path    []string                    // schemas on the search path, in order
 	byName  map[string][]authz.Function // database functions by name
 	builtin map[string]bool             // names of pg_catalog's and information_schema's functions
+	// views are the database functions each view ("schema.name") runs when read, directly or through
+	// the views it reads.
+	views map[string][]authz.Function
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -41,6 +44,26 @@ LIMIT 100001`
 const builtinNamesSQL = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname IN ('pg_catalog', 'information_schema')
+LIMIT 100001`
+
+// viewCallsSQL lists, for each view, the database functions its rules call, directly or through the
+// views it reads (recursively).
+const viewCallsSQL = `WITH RECURSIVE calls(view, fn) AS (
+  SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+  UNION
+  SELECT r.ev_class, c.fn FROM calls c
+  JOIN pg_catalog.pg_depend d ON d.refobjid = c.view AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE r.ev_class <> c.view)
+SELECT vn.nspname || '.' || v.relname, n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)
+FROM calls c
+JOIN pg_catalog.pg_class v ON v.oid = c.view
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE v.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 LIMIT 100001`
 
 const searchPathSQL = `SELECT s FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS u(s, i) ORDER BY i`
@@ -78,6 +101,24 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 	}
 	for _, row := range res.Rows {
 		fc.builtin[string(row[0])] = true
+	}
+	res = pc.ExecParams(ctx, viewCallsSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: reading the functions views call: %w", res.Err)
+	}
+	if len(res.Rows) > maxFunctions {
+		return nil, fmt.Errorf("postgres: views call more than %d functions", maxFunctions)
+	}
+	for _, row := range res.Rows {
+		view, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3])
+		for _, f := range fc.byName[name] {
+			if f.Schema == schema && f.Arguments == args {
+				if fc.views == nil {
+					fc.views = map[string][]authz.Function{}
+				}
+				fc.views[view] = appendNew(fc.views[view], []authz.Function{f})
+			}
+		}
 	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
@@ -119,9 +160,10 @@ func (fc *funcCatalog) resolve(name string) (fns []authz.Function, known bool) {
 	return fns, known || len(fns) > 0
 }
 
-// calls returns the database functions st may call: by its calls, and by the names it may call in
-// attribute notation (rel.name), which are calls only when such a function exists. A call that
-// resolves to nothing the catalog knows is an error naming it.
+// calls returns the database functions st may call: by its calls, by the names it may call in
+// attribute notation (rel.name), which are calls only when such a function exists, and by the views it
+// reads, whose rules call them. A call that resolves to nothing the catalog knows is an error naming
+// it.
 func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 	var out []authz.Function
 	for _, name := range st.Functions {
@@ -134,6 +176,9 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 	for _, name := range st.PossibleFunctions {
 		fns, _ := fc.resolve(name)
 		out = appendNew(out, fns)
+	}
+	for _, a := range st.Accesses {
+		out = appendNew(out, fc.views[a.Table])
 	}
 	return out, nil
 }
@@ -150,7 +195,7 @@ func appendNew(out, fns []authz.Function) []authz.Function {
 // decideFunctions decides the database functions st may call, after its own decision d allowed it.
 func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
 	fc := s.insp.funcs()
-	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 {
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 {
 		return d, nil
 	}
 	fns, err := fc.calls(st)

@@ -22,6 +22,7 @@ func testFuncCatalog() *funcCatalog {
 		byName: map[string][]authz.Function{"purge": {definer}, "order_total": {total, totalText, hidden},
 			"lower": {lower}, "public.purge": {dotted}},
 		builtin: map[string]bool{"lower": true, "count": true, "now": true},
+		views:   map[string][]authz.Function{"public.purge_view": {definer}, "public.totals": {total}},
 	}
 }
 
@@ -46,6 +47,10 @@ func TestCallsResolveAlongTheSearchPath(t *testing.T) {
 		{"SELECT c.purge FROM orders c", []string{"public.purge()"}, false},
 		{"SELECT made_later()", nil, true},
 		{"SELECT other.purge()", nil, true},
+		// Reading a view runs the functions its rules call.
+		{"SELECT * FROM purge_view", []string{"public.purge()"}, false},
+		{"SELECT count(*) FROM orders o JOIN public.totals t ON true", []string{"public.order_total(integer)"}, false},
+		{"SELECT * FROM orders", nil, false},
 	} {
 		t.Run(c.sql, func(t *testing.T) {
 			sts, err := sqlclass.Classify(c.sql)
@@ -79,7 +84,8 @@ func TestCallsResolveAlongTheSearchPath(t *testing.T) {
 // calls only built-ins.
 func FuzzCallResolution(f *testing.F) {
 	for _, s := range []string{"SELECT purge()", "SELECT order_total(1)", `SELECT "public.purge"()`, "SELECT a.b.c.d()",
-		"SELECT c.purge FROM t c", "SELECT count(*), lower('x') FROM t", "SELECT made_later()", "SELECT pg_catalog.now()"} {
+		"SELECT c.purge FROM t c", "SELECT count(*), lower('x') FROM t", "SELECT made_later()", "SELECT pg_catalog.now()",
+		"SELECT * FROM purge_view v JOIN totals t ON true"} {
 		f.Add(s)
 	}
 	fc := testFuncCatalog()
@@ -104,6 +110,9 @@ func FuzzCallResolution(f *testing.F) {
 				named := false
 				for _, name := range append(slices.Clone(st.Functions), st.PossibleFunctions...) {
 					named = named || name == fn.Name || strings.HasSuffix(name, "."+fn.Name)
+				}
+				for _, a := range st.Accesses {
+					named = named || slices.Contains(fc.views[a.Table], fn)
 				}
 				if !held || !named {
 					t.Fatalf("%q resolved to %+v (held %t, named %t)", sql, fn, held, named)
