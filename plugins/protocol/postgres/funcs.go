@@ -130,8 +130,11 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 	return fc, nil
 }
 
-// errUnknownFunction refuses a call the catalog cannot resolve.
+// errUnknownFunction refuses a call the catalog cannot resolve; refusedUnknownFunction says so in the
+// audit log.
 var errUnknownFunction = errors.New("unknown function")
+
+const refusedUnknownFunction = "it calls a function the database did not have when the session began"
 
 // resolve returns the database functions a call of name (as sqlclass gives it: its parts joined by
 // ".") may run. A quoted part may itself hold a dot, so every reading of the name is tried. known is

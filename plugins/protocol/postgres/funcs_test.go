@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
@@ -120,4 +123,63 @@ func FuzzCallResolution(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFunctionRefusalsAreRecordedAsWhatTheyWere: a call of a database function no policy permits is
+// refused by default, naming the function; a call of a name the session's catalog does not know is
+// refused as unknown; a statement that calls only built-ins runs. A call that may write makes the
+// statement a change, whatever the classifier made of the name.
+func TestFunctionRefusalsAreRecordedAsWhatTheyWere(t *testing.T) {
+	for _, c := range []struct {
+		sql, refused, says string
+	}{
+		{"SELECT purge()", refusedDefault, "public.purge() (volatile, SECURITY DEFINER)"},
+		{"SELECT lower(name) FROM orders", refusedDefault, "public.lower(text)"},
+		{"SELECT made_later()", refusedUnknownFunction, "made_later"},
+		{"SELECT count(*) FROM orders", "", ""},
+	} {
+		t.Run(c.sql, func(t *testing.T) {
+			s, _, _ := newVerdictSession(t)
+			s.insp.meta = &dbMeta{funcs: testFuncCatalog()}
+			sink := &recordingSink{}
+			s.rec = recorder{sink: sink, session: "s1", target: "shop"}
+			if err := s.onQuery(&pgproto3.Query{String: c.sql}); err != nil {
+				t.Fatal(err)
+			}
+			var rec *audit.Record
+			for i := range sink.recs {
+				if k := sink.recs[i].Kind; k == audit.KindStatement || k == audit.KindDenied {
+					rec = &sink.recs[i]
+				}
+			}
+			if rec == nil {
+				t.Fatal("no statement record")
+			}
+			if c.refused == "" {
+				if rec.Kind != audit.KindStatement {
+					t.Fatalf("recorded as %s %v", rec.Kind, rec.Detail)
+				}
+				return
+			}
+			if rec.Kind != audit.KindDenied || rec.Detail["refused"] != c.refused {
+				t.Fatalf("recorded as %s %q, want refused %q", rec.Kind, rec.Detail["refused"], c.refused)
+			}
+			it := s.queue.head()
+			if it == nil || it.kind != itDenied || !strings.Contains(it.denial.Message, c.says) {
+				t.Fatalf("the client's error does not name %q: %+v", c.says, it)
+			}
+		})
+	}
+	s, _, _ := newVerdictSession(t)
+	s.insp.meta = &dbMeta{funcs: testFuncCatalog()}
+	for sql, writes := range map[string]bool{"SELECT lower('x')": true, "SELECT * FROM purge_view": true,
+		"SELECT pg_catalog.lower('x')": false, "SELECT * FROM totals": false} {
+		sts, err := sqlclass.Classify(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.callsWritingFunction(sts); got != writes {
+			t.Errorf("%s: calls a writing function %t, want %t", sql, got, writes)
+		}
+	}
 }

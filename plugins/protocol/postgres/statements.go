@@ -239,8 +239,11 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 // statementRefusal is the refusal of st, which decideOne refused with d and err.
 func (s *session) statementRefusal(st sqlclass.Statement, d authz.Decision, err error) *refusal {
 	resp := errStatementDenied(denialMessage(st, err))
-	if s.insp.authz == nil {
+	switch {
+	case s.insp.authz == nil:
 		return refused(resp, refusedNoPolicies)
+	case errors.Is(err, errUnknownFunction):
+		return refused(resp, refusedUnknownFunction)
 	}
 	return policyRefusal(resp, d)
 }
