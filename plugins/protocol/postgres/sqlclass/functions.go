@@ -18,6 +18,11 @@ import (
 // definitions, and the e2e test TestBlockedViewFunctionsAreTheServers derives it again from the test
 // cluster's pg_get_viewdef and fails, printing the table, when the server's views differ.
 //
+// The table is built in rather than derived at each session's start: the views are the server's own,
+// fixed by its major version, and the classifier needs the set before any session (the cache shares
+// classifications across sessions and targets). A server whose views differ fails that test, which
+// prints the table to build in.
+//
 // Functions that show other sessions' statements outside those views are listed by hand in
 // otherSessionsFunctions.
 
