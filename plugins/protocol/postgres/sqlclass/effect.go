@@ -114,7 +114,10 @@ func (w *walker) effect(n *pg.Node, kind string) Effect {
 
 // ReadOnlyFunction reports whether name, as a statement calls it (unqualified or qualified with
 // pg_catalog), is a built-in function known to change nothing. The list is deliberately short:
-// functions outside it, and every function of another schema, count as changes.
+// functions outside it, and every function of another schema, count as changes. An unqualified name on
+// it may still resolve to a database function of the same name on the search path: the postgres
+// engine finds those in the session's catalog and counts such a call as a change when the function
+// may write.
 func ReadOnlyFunction(name string) bool {
 	if schema, fn, ok := strings.Cut(name, "."); ok {
 		if schema != "pg_catalog" || strings.Contains(fn, ".") {
