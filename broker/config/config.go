@@ -259,12 +259,31 @@ type Target struct {
 
 	Backend Backend `hcl:"backend,block"`
 
+	// Timeouts limit how long the target's sessions may hold the database. Defaults apply without it.
+	Timeouts *Timeouts `hcl:"timeouts,block"`
+
 	// Allowed is AllowSPIFFEIDs, parsed.
 	Allowed []spiffeid.ID
 	// VaultRoles maps each credential_role of the target's catalog to the Vault database engine role
 	// its sessions lease from, when Cedar picks each session's role (auth = "vault" without
 	// vault_role or vault_path). Nil when the target's credential is fixed in its backend block.
 	VaultRoles map[string]string
+}
+
+// Timeouts are a target's session time limits.
+type Timeouts struct {
+	// MaxStatementTimeout is the highest statement_timeout an agent may set, and the value its
+	// sessions start with. Default "5m".
+	MaxStatementTimeout string `hcl:"max_statement_timeout,optional"`
+	// MaxLockTimeout is the highest lock_timeout an agent may set, and the value its sessions start
+	// with. Default "1m".
+	MaxLockTimeout string `hcl:"max_lock_timeout,optional"`
+	// IdleInTransaction is how long a session may sit idle in a transaction before the broker ends
+	// it, and the highest idle_in_transaction_session_timeout an agent may set. Default "3m".
+	IdleInTransaction string `hcl:"idle_in_transaction,optional"`
+
+	// The same, parsed; filled in by validation (defaults included).
+	MaxStatementTimeoutD, MaxLockTimeoutD, IdleInTransactionD time.Duration
 }
 
 // Backend is where a target's sessions go, and how the broker authenticates there.

@@ -293,6 +293,7 @@ func (c *Config) Validate() error {
 		}
 		v.backend(&t.Backend, at)
 		v.credentialRoles(t, at)
+		v.timeouts(t, at)
 	}
 	for _, cb := range c.Catalogs {
 		if !names[cb.Target] {
@@ -348,6 +349,37 @@ func (v *validator) backend(b *Backend, target string) {
 		v.fail("Unreadable CA file", fmt.Sprintf("backend.ca_file: %v.", err), at("ca_file")...)
 	} else if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
 		v.fail("Invalid CA file", fmt.Sprintf("backend.ca_file %s holds no PEM certificate.", b.CAFile), at("ca_file")...)
+	}
+}
+
+// Default target timeouts, and the largest PostgreSQL takes (INT_MAX milliseconds).
+const (
+	DefaultMaxStatementTimeout = 5 * time.Minute
+	DefaultMaxLockTimeout      = time.Minute
+	DefaultIdleInTransaction   = 3 * time.Minute
+	maxPostgresTimeout         = 2147483647 * time.Millisecond
+)
+
+// timeouts fills in a target's timeouts block, with defaults when it has none.
+func (v *validator) timeouts(t *Target, target string) {
+	if t.Timeouts == nil {
+		t.Timeouts = &Timeouts{}
+	}
+	tt := t.Timeouts
+	for _, f := range []struct {
+		raw  string
+		def  time.Duration
+		d    *time.Duration
+		name string
+	}{
+		{tt.MaxStatementTimeout, DefaultMaxStatementTimeout, &tt.MaxStatementTimeoutD, "max_statement_timeout"},
+		{tt.MaxLockTimeout, DefaultMaxLockTimeout, &tt.MaxLockTimeoutD, "max_lock_timeout"},
+		{tt.IdleInTransaction, DefaultIdleInTransaction, &tt.IdleInTransactionD, "idle_in_transaction"},
+	} {
+		*f.d = v.duration(f.raw, f.def, target, "timeouts", f.name)
+		if *f.d < time.Millisecond || *f.d > maxPostgresTimeout {
+			v.fail("Timeout out of range", fmt.Sprintf("timeouts.%s is %q; PostgreSQL takes timeouts from 1ms to %s (about 24 days).", f.name, f.raw, maxPostgresTimeout), target, "timeouts", f.name)
+		}
 	}
 }
 

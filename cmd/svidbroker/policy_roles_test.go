@@ -62,7 +62,7 @@ func TestPolicyCanShowsTheCredentialRoleThatRuns(t *testing.T) {
 	for _, tc := range []struct{ persona, want string }{
 		{"analyst", `shop       shop-read (Vault role shop-read), for sql:select; credential:use permitted by analyst-read-role`},
 		{"support", `shop       shop-read (Vault role shop-read), for sql:select; credential:use permitted by support-read-role`},
-		{"migrator", `shop       shop-admin (Vault role shop-admin), for sql:ddl; credential:use permitted by migrator-admin-role`},
+		{"migrator", `shop       shop-admin (Vault role shop-admin), for sql:ddl, sql:lock; credential:use permitted by migrator-admin-role`},
 		{"stranger", `shop       refused at connect: no credential role of target "shop": credential:use is denied for every one (shop-read: no policy permits it;`},
 	} {
 		t.Run(tc.persona, func(t *testing.T) {

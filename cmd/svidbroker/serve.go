@@ -264,6 +264,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			DefaultMask:     defaultMask(cfg),
 			ApprovalTimeout: approvalTimeout(cfg),
 			Approve:         approve,
+			Timeouts:        targetTimeouts(t),
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)
@@ -460,4 +461,13 @@ func newLogger(c *config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// targetTimeouts are a target's session time limits, as validated (defaults filled in).
+func targetTimeouts(t config.Target) postgres.Timeouts {
+	if t.Timeouts == nil {
+		return postgres.Timeouts{}
+	}
+	return postgres.Timeouts{Statement: t.Timeouts.MaxStatementTimeoutD, Lock: t.Timeouts.MaxLockTimeoutD,
+		IdleInTransaction: t.Timeouts.IdleInTransactionD}
 }

@@ -165,7 +165,7 @@ func checkRoleRecords(t *testing.T, b *stack.Broker, migrator, refused string) {
 		err := audit.Read(b.AuditDir, b.Chain, func(e audit.Entry) error {
 			r := e.Record
 			switch {
-			case r.SPIFFEID == migrator && r.Kind == audit.KindSessionStart && r.Detail["credential_role"] == "shop-admin" && r.Detail["credential_role_for"] == "sql:ddl":
+			case r.SPIFFEID == migrator && r.Kind == audit.KindSessionStart && r.Detail["credential_role"] == "shop-admin" && r.Detail["credential_role_for"] == "sql:ddl,sql:lock":
 				start++
 			case r.SPIFFEID == migrator && r.Kind == audit.KindDecision && r.Decision != nil && r.Decision.Action == "credential:use" &&
 				r.Decision.Allow && r.Decision.Resource == `CredentialRole::"shop/shop-admin"` && len(r.Decision.Policies) == 1 && r.Decision.Policies[0] == "migrator-admin-role":

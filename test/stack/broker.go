@@ -35,6 +35,8 @@ type BrokerOptions struct {
 	PolicyDir string
 	// Extra is appended to the generated configuration, for tests of other settings.
 	Extra string
+	// TargetExtra is added to each target block (a timeouts block, for example).
+	TargetExtra string
 	// NoAudit leaves the audit block out (sessions unrecorded).
 	NoAudit bool
 	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
@@ -139,6 +141,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
   listen   = %q
 
 %s
+%s
   backend {
     address     = %q
     database    = "shop"
@@ -146,7 +149,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
     server_name = "localhost"
   }
 }
-`, name, b.Addr, authorization.target, backendAddr, backendAuth, s.Postgres.CAPath)
+`, name, b.Addr, authorization.target, opts.TargetExtra, backendAddr, backendAuth, s.Postgres.CAPath)
 	}
 	targets := target("shop")
 	if opts.SecondTarget != "" {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -97,6 +98,9 @@ type Config struct {
 	Approve ApproveFunc
 	// ApprovalTimeout bounds the wait for an approval. Default DefaultApprovalTimeout.
 	ApprovalTimeout time.Duration
+	// Timeouts are the ceilings of the session's timeouts and its idle-in-transaction limit (see
+	// Timeouts); zero fields take the defaults.
+	Timeouts Timeouts
 }
 
 // DefaultApprovalTimeout bounds the wait for an approval.
@@ -131,6 +135,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("postgres: MaxMessageBytes must be positive")
 	}
 	if err := cfg.Backend.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Timeouts.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.WriteTimeout <= 0 {
@@ -265,11 +272,17 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		}
 	}()
 	failed = notEstablishedParams
-	params, err := e.cfg.Backend.runtimeParams(startup.Parameters, e.cfg.Target)
+	clientParams, timeouts, err := e.cfg.Timeouts.startupTimeouts(startup.Parameters)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
 		return nil, err
 	}
+	params, err := e.cfg.Backend.runtimeParams(clientParams, e.cfg.Target)
+	if err != nil {
+		sendFatal(client, "08P01", "svidbroker: "+err.Error())
+		return nil, err
+	}
+	maps.Copy(params, timeouts)
 	user, password := e.cfg.Backend.User, ""
 	lost := new(trigger) // the credential could not be kept: end the session
 	var lease *credential.Session
@@ -364,6 +377,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
 			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
+		timeouts: e.cfg.Timeouts,
 	}, nil
 }
 

@@ -32,6 +32,8 @@ type dbMeta struct {
 	// existing are the relations ("schema.name") there were when the session began; viewNames are those
 	// among them that are views over masked data.
 	existing, viewNames map[string]bool
+	// funcs are the database's functions and search_path, to decide calls (funcs.go).
+	funcs *funcCatalog
 }
 
 // metaShare keeps the last dbMeta a session of one target loaded. A session that loads an identical
@@ -127,6 +129,10 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		return nil, fmt.Errorf("postgres: reading relation OIDs: %w", err)
 	}
 	m.maxOID = uint32(max)
+	var err error
+	if m.funcs, err = loadFuncCatalog(ctx, pc); err != nil {
+		return nil, err
+	}
 	if len(tagged) == 0 {
 		return m, nil
 	}

@@ -111,12 +111,14 @@ type item struct {
 // queue holds the answers the backend owes, oldest first. The client side appends before it
 // forwards; the backend side consumes.
 type queue struct {
-	mu    sync.Mutex
-	items []*item
+	mu     sync.Mutex
+	items  []*item
+	pushed uint64 // items ever pushed (idleWatch)
 }
 
 func (q *queue) push(it *item) {
 	q.mu.Lock()
+	q.pushed++
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 }
@@ -192,6 +194,9 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	if denial != nil {
 		return nil, authz.Decision{}, authz.ApprovalState{}, refused(denial, refusedUnparsed)
 	}
+	if r := s.checkSettings(sql, sts); r != nil {
+		return sts, authz.Decision{}, authz.ApprovalState{}, r
+	}
 	d, ap, r := s.decide(sql, sts, authz.ApprovalState{}, true)
 	return sts, d, ap, r
 }
@@ -234,8 +239,11 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 // statementRefusal is the refusal of st, which decideOne refused with d and err.
 func (s *session) statementRefusal(st sqlclass.Statement, d authz.Decision, err error) *refusal {
 	resp := errStatementDenied(denialMessage(st, err))
-	if s.insp.authz == nil {
+	switch {
+	case s.insp.authz == nil:
 		return refused(resp, refusedNoPolicies)
+	case errors.Is(err, errUnknownFunction):
+		return refused(resp, refusedUnknownFunction)
 	}
 	return policyRefusal(resp, d)
 }
@@ -262,7 +270,11 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 		accesses[i] = authz.Access{Action: a.Action, Table: a.Table}
 	}
 	ast := authz.Statement{Kind: st.Kind, Tables: st.Tables(), Functions: st.Functions, MultiStatement: multi}
-	return s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	d, err := s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	if err != nil {
+		return d, err
+	}
+	return s.decideFunctions(st, ast, ap, d)
 }
 
 // hold asks for approval and waits for it, telling the client the request's ID. It returns the
@@ -404,6 +416,9 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 // allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
 // its Cedar decisions and masking plans. A statement held for approval is decided every time.
 func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
+	if r := s.checkSettings(text, sts); r != nil {
+		return authz.Decision{}, ap, nil, r // before the verdicts: their key does not see the values
+	}
 	key := verdictKey{ap: ap}
 	remember := s.insp.authz != nil && len(sts) > 0
 	var epoch authz.Epoch

@@ -106,3 +106,54 @@ test "not the write role" {
   role      = "shop-write"
   expect    = "deny"
 }
+
+test "calls a stable function" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.order_total"
+    volatility       = "stable"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "allow"
+  reasons   = ["migrator-read-functions"]
+}
+
+test "does not call a volatile function on its own pack" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.purge_orders"
+    volatility       = "volatile"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "locks the tables it migrates" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "allow"
+  reasons   = ["migrator-locks"]
+}
+
+test "takes advisory locks" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:lock"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["migrator-locks"]
+}
