@@ -77,6 +77,9 @@ func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 	var order []string
 	err := read(func(e Entry) error {
 		r := e.Record
+		if r.Kind == KindChainStart || r.Kind == KindWriteFailed {
+			return nil // the log's own records, of no session
+		}
 		s, ok := byID[r.Session]
 		if !ok {
 			s = &SessionSummary{Session: r.Session, SPIFFEID: r.SPIFFEID, Target: r.Target, Start: r.Time}
@@ -167,6 +170,10 @@ func Format(e Entry) string {
 		formatResult(&b, r.Result)
 	case KindError:
 		fmt.Fprintf(&b, " %s", Escape(r.Error))
+	case KindChainStart:
+		fmt.Fprintf(&b, " chain %s created", Escape(r.Detail["chain"]))
+	case KindWriteFailed:
+		fmt.Fprintf(&b, " %s", Escape(describeWriteFailure(r)))
 	}
 	if d := decision; d != nil {
 		fmt.Fprintf(&b, "; %s %s (decision %s)", Escape(d.Action), outcome(d), Escape(d.ID))

@@ -123,6 +123,9 @@ type Audit struct {
 	// sooner: a kernel crash or power loss can lose at most this much of the records of reads.
 	// Default "10ms".
 	FlushInterval string `hcl:"flush_interval,optional"`
+	// Witness is where every signed checkpoint is also sent, so that a cut of the log together with
+	// its checkpoints shows. Without it, that cut back to an earlier checkpoint cannot be detected.
+	Witness *AuditWitness `hcl:"witness,block"`
 
 	CheckpointIntervalD, FlushIntervalD time.Duration
 }

@@ -185,6 +185,7 @@ func (c *Config) Validate() error {
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}
+		v.auditWitness(a)
 		if pg := a.Postgres; pg != nil {
 			v.hostPort(pg.Address, "audit", "postgres", "address")
 			if pg.ServerName == "" {

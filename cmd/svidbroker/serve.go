@@ -108,6 +108,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer alog.Close()
 		sink, auditErr = alog, alog.Err
+		if cfg.Audit.Witness != nil {
+			deps.auditWitness = alog.WitnessErr
+		}
 		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain,
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
@@ -416,6 +419,9 @@ func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source
 	}
 	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD,
 		FlushInterval: a.FlushIntervalD, Logger: log}
+	if err := witnessConfig(a, src, &cfg); err != nil {
+		return nil, err
+	}
 	if a.Postgres == nil {
 		return audit.Open(cfg)
 	}

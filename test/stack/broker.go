@@ -48,6 +48,10 @@ type BrokerOptions struct {
 	AuditOnFailure string
 	// AuditDurability sets audit.durability ("commit", the default, or "statement").
 	AuditDurability string
+	// AuditWitnessDir, if set, is a directory the audit block's witness keeps checkpoints in.
+	AuditWitnessDir string
+	// AuditWitness, if set, is the body of the audit block's witness block (instead of AuditWitnessDir).
+	AuditWitness string
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
@@ -292,6 +296,19 @@ func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
 	if err := os.MkdirAll(b.AuditDir, 0o700); err != nil {
 		return "", fmt.Errorf("stack: %w", err)
 	}
+	witness := ""
+	if w := opts.AuditWitnessDir; w != "" {
+		if err := os.MkdirAll(w, 0o700); err != nil {
+			return "", fmt.Errorf("stack: %w", err)
+		}
+		if err := ChownTree(w, int(broker.UID), int(broker.UID)); err != nil {
+			return "", err
+		}
+		witness = fmt.Sprintf("  witness {\n    dir = %q\n  }\n", w)
+	}
+	if opts.AuditWitness != "" {
+		witness = "  witness {\n" + opts.AuditWitness + "\n  }\n"
+	}
 	for _, d := range []string{b.AuditDir, b.AuditKeys} {
 		if err := ChownTree(d, int(broker.UID), int(broker.UID)); err != nil {
 			return "", err
@@ -307,8 +324,8 @@ audit {
   checkpoint_interval = "1s"
   on_failure          = %q
   durability          = %q
-}
-`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure, durability), nil
+%s}
+`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure, durability, witness), nil
 }
 
 // copyTree copies a directory of regular files, readable by every uid.
