@@ -215,6 +215,9 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 			}
 			var request string
 			if ap, request, err = s.hold(text, d); err != nil {
+				if w, ok := errors.AsType[*withdrawal](err); ok {
+					return d, ap, w.refusal(d)
+				}
 				return d, ap, deny(err, request, ap.State)
 			}
 			again, err := s.decideOne(st, multi, ap)
@@ -266,7 +269,8 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 }
 
 // hold asks for approval and waits for it, telling the client the request's ID. It returns the
-// approval's outcome and the request's ID.
+// approval's outcome and the request's ID. A cancel request from the client, or the client's going
+// away, withdraws the request (hold.go): the error is then a *withdrawal, whatever the approver says.
 func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
 	if s.insp.approve == nil {
 		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
@@ -283,9 +287,27 @@ func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, stri
 	if err != nil {
 		return authz.ApprovalState{}, req.ID, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.insp.approvalTimeout)
+	ctx, withdraw := context.WithCancelCause(s.ctx)
+	defer withdraw(nil)
+	endHold := s.beginHold(withdraw)
+	ctx, cancel := context.WithTimeout(ctx, s.insp.approvalTimeout)
 	defer cancel()
 	st, err := s.insp.approve(ctx, req)
+	why := endHold()
+	if why == nil && s.ctx.Err() != nil {
+		why = errWithdrawnSessionEnd
+	}
+	if why != nil {
+		// Also when an approval came just as it was withdrawn: the statement's client is gone, or it
+		// cancelled the statement, so nothing runs.
+		reason := why.Error()
+		if err == nil && st.State == "approved" {
+			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
+		}
+		s.log.Info("statement held for approval withdrawn", "request", req.ID, "reason", why)
+		s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
+		return authz.ApprovalState{State: "withdrawn"}, req.ID, &withdrawal{request: req.ID, why: why}
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
 		st.State = "expired"
