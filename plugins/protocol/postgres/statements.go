@@ -40,7 +40,10 @@ type Approval struct {
 
 // ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
 // the statement again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
-// the approval deadline.
+// the approval deadline, and is cancelled when the request is withdrawn (its client cancelled the
+// statement or went away, or its session ended), with the reason as its cause (context.Cause): the
+// function should then return at once, and take the request off its approvers' list. Whatever it
+// returns then, the statement does not run.
 type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
 
 // prepared is a statement of the extended protocol, as the broker parsed and decided it.
