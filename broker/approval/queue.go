@@ -1,6 +1,7 @@
 // Package approval holds statements that a policy says need a person's approval (@approval("required"))
-// until someone approves or denies them, or the wait times out. The Queue is the broker's side of the
-// workflow: protocol engines wait on it, and approvers resolve requests through the broker's admin API.
+// until someone approves or denies them, the wait times out, or the statement is withdrawn (its client
+// cancelled it or went away). The Queue is the broker's side of the workflow: protocol engines wait on
+// it, and approvers resolve requests through the broker's admin API.
 // Who may approve (OIDC login of approvers, Cedar's "approve" action) is decided before Resolve is
 // called; the admin API without that login is meant for development and the demo.
 package approval

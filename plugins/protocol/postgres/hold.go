@@ -55,7 +55,7 @@ func (w *withdrawal) Error() string {
 // server's own answer to a cancelled statement (57014), with a note that the approval request was
 // withdrawn.
 func (w *withdrawal) refusal(d authz.Decision) *refusal {
-	var resp = errorResponse("57014", "canceling statement due to user request")
+	resp := errorResponse("57014", "canceling statement due to user request")
 	switch w.why {
 	case errWithdrawnCancel:
 		resp.Detail = fmt.Sprintf("svidbroker: approval request %s was withdrawn; the statement did not run and can no longer be approved.", w.request)
