@@ -316,6 +316,9 @@ func TestApprovalWhileConnectedRunsTheDDL(t *testing.T) {
 	if !tableExists(t, admin, table) {
 		t.Fatal("the approved DDL did not run")
 	}
+	if _, err := admin.Exec(t.Context(), "DROP TABLE "+withdrawSchema+"."+table); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // psqlProc is a psql running one statement, with its output.
