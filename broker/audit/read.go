@@ -251,7 +251,7 @@ func formatRefusal(b *strings.Builder, r Record) {
 }
 
 // formatApproval renders an approval request's state: held (by the policies that require approval),
-// then approved, denied or expired, and by whom.
+// then approved, denied or expired, and by whom, or withdrawn, and why.
 func formatApproval(b *strings.Builder, r Record) {
 	fmt.Fprintf(b, " request %s", Escape(r.Detail["request"]))
 	switch state := r.Detail["state"]; state {
@@ -264,6 +264,9 @@ func formatApproval(b *strings.Builder, r Record) {
 		fmt.Fprintf(b, " %s", Escape(state))
 		if a := r.Detail["approver"]; a != "" {
 			fmt.Fprintf(b, " by %s", Escape(a))
+		}
+		if why := r.Detail["reason"]; why != "" {
+			fmt.Fprintf(b, ": %s", Escape(why))
 		}
 	}
 }

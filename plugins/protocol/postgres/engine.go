@@ -516,16 +516,20 @@ func (r *Router) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	return r.first.start(ctx, raw, conn, msg) // cancel requests, and refusals of anything else
 }
 
-// cancel forwards a cancel request with a valid key to its backend session, and never says whether
-// the key was valid (neither does the server).
+// cancel acts on a cancel request with a valid key (cancelRegistry.cancel: it withdraws a statement
+// held for approval, and reaches the backend session), and never says whether the key was valid
+// (neither does the server).
 func (e *Engine) cancel(ctx context.Context, m *pgproto3.CancelRequest) error {
-	ok, err := e.cancels.cancel(ctx, m)
+	outcome, err := e.cancels.cancel(ctx, m)
+	if outcome == cancelWithdrew || outcome == cancelWithdrewAndForwarded {
+		e.cfg.Logger.Info("cancel request withdrew a statement held for approval")
+	}
 	switch {
 	case err != nil:
-		e.cfg.Logger.Warn("cancel request not delivered", "error", err)
-	case ok:
+		e.cfg.Logger.Warn("cancel request not delivered to the backend", "error", err)
+	case outcome == cancelForwarded || outcome == cancelWithdrewAndForwarded:
 		e.cfg.Logger.Info("cancel request forwarded to the backend")
-	default:
+	case outcome == cancelUnknownKey:
 		e.cfg.Logger.Info("cancel request with an unknown key ignored")
 	}
 	return errCancelRequest

@@ -40,7 +40,10 @@ type Approval struct {
 
 // ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
 // the statement again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
-// the approval deadline.
+// the approval deadline, and is cancelled when the request is withdrawn (its client cancelled the
+// statement or went away, or its session ended), with the reason as its cause (context.Cause): the
+// function should then return at once, and take the request off its approvers' list. Whatever it
+// returns then, the statement does not run.
 type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
 
 // prepared is a statement of the extended protocol, as the broker parsed and decided it.
@@ -220,6 +223,9 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 			}
 			var request string
 			if ap, request, err = s.hold(text, d); err != nil {
+				if w, ok := errors.AsType[*withdrawal](err); ok {
+					return d, ap, w.refusal(d)
+				}
 				return d, ap, deny(err, request, ap.State)
 			}
 			again, err := s.decideOne(st, multi, ap)
@@ -278,7 +284,8 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 }
 
 // hold asks for approval and waits for it, telling the client the request's ID. It returns the
-// approval's outcome and the request's ID.
+// approval's outcome and the request's ID. A cancel request from the client, or the client's going
+// away, withdraws the request (hold.go): the error is then a *withdrawal, whatever the approver says.
 func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
 	if s.insp.approve == nil {
 		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
@@ -295,9 +302,27 @@ func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, stri
 	if err != nil {
 		return authz.ApprovalState{}, req.ID, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.insp.approvalTimeout)
+	ctx, withdraw := context.WithCancelCause(s.ctx)
+	defer withdraw(nil)
+	endHold := s.beginHold(withdraw)
+	ctx, cancel := context.WithTimeout(ctx, s.insp.approvalTimeout)
 	defer cancel()
 	st, err := s.insp.approve(ctx, req)
+	why := endHold()
+	if why == nil && s.ctx.Err() != nil {
+		why = errWithdrawnSessionEnd
+	}
+	if why != nil {
+		// Also when an approval came just as it was withdrawn: the statement's client is gone, or it
+		// cancelled the statement, so nothing runs.
+		reason := why.Error()
+		if err == nil && st.State == "approved" {
+			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
+		}
+		s.log.Info("statement held for approval withdrawn", "request", req.ID, "reason", why)
+		s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
+		return authz.ApprovalState{State: "withdrawn"}, req.ID, &withdrawal{request: req.ID, why: why}
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
 		st.State = "expired"
