@@ -19,7 +19,7 @@ catalog "shop" {
   }
   credential_role "shop-read" { covers = ["sql:select"] }
   credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
-  credential_role "shop-admin" { covers = ["sql:ddl"] }
+  credential_role "shop-admin" { covers = ["sql:ddl", "sql:lock"] }
 }
 
 group "analysts" { selectors = ["agent:name:analyst"] }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
@@ -109,39 +111,52 @@ func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 	}
 }
 
-// TestPickRoleIsLeastPrivileged picks credential roles under all packs: each persona gets the least
-// privileged role that covers the action and that its policies permit, or none.
-func TestPickRoleIsLeastPrivileged(t *testing.T) {
+// TestEachPersonaGetsItsCredentialRole picks the credential role of each persona's sessions under all
+// packs and the catalog the stack and the demo use (policies/catalog.hcl): the roles they may use and
+// what their policies permit decide it; a caller no policy gives a role is refused.
+func TestEachPersonaGetsItsCredentialRole(t *testing.T) {
 	e := allPacks(t)
-	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Roles: []authz.RoleBlock{
-		{Name: "shop-read", Covers: []string{"sql:select"}},
-		{Name: "shop-write", Covers: []string{"sql:select", "sql:insert", "sql:update", "sql:delete"}},
-		{Name: "shop-admin", Covers: []string{"sql:select", "sql:ddl"}},
-	}}}, []authz.GroupBlock{
-		{Name: "analysts", Selectors: []string{"agent:name:analyst"}},
-		{Name: "migrators", Selectors: []string{"agent:name:migrator"}},
-	})
-	az := authz.NewAuthorizer(e, cat)
-	peer := func(name string) identity.Peer {
-		return identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + name),
-			Attestation: &identity.Attestation{Selectors: []string{"agent:name:" + name}}}
+	file, diags := hclparse.NewParser().ParseHCLFile("catalog.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
 	}
-	cases := []struct {
-		persona, action, want string
+	var c struct {
+		Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
+		Groups   []authz.GroupBlock   `hcl:"group,block"`
+	}
+	if diags := gohcl.DecodeBody(file.Body, nil, &c); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	az := authz.NewAuthorizer(e, authz.NewCatalog(c.Catalogs, c.Groups))
+	for _, tc := range []struct {
+		persona  string
+		attested bool
+		want     string
+		for_     string
 	}{
-		{"analyst", "sql:select", "shop-read"},
-		{"analyst", "sql:update", ""},
-		{"migrator", "sql:ddl", "shop-admin"},
-		{"migrator", "sql:select", "shop-admin"}, // its only permitted role; it covers select too
-		{"stranger", "sql:select", ""},
-	}
-	for _, tc := range cases {
-		role, _, err := az.PickRole(authz.Connect{Peer: peer(tc.persona), Target: "shop"}, tc.action)
-		if role != tc.want || (tc.want == "") != (err != nil) {
-			t.Errorf("%s %s: role %q, err %v; want %q", tc.persona, tc.action, role, err, tc.want)
+		{"analyst", true, "shop-read", "sql:select"},
+		{"support", true, "shop-read", "sql:select"},
+		{"migrator", true, "shop-admin", "sql:ddl sql:lock"}, // DDL held for approval still needs the role
+		{"stranger", true, "", ""},
+		{"analyst", false, "", ""}, // unattested: the baseline forbids everything
+	} {
+		peer := identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + tc.persona)}
+		if tc.attested {
+			peer.Attestation = &identity.Attestation{Selectors: []string{"agent:name:" + tc.persona}}
 		}
-		if tc.want == "" && !errors.Is(err, authz.ErrDenied) {
-			t.Errorf("%s %s: error %v is not ErrDenied", tc.persona, tc.action, err)
+		pick, err := az.PickRole(authz.Connect{Peer: peer, Target: "shop"})
+		if pick.Role != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("%s (attested %v): role %q, err %v; want %q", tc.persona, tc.attested, pick.Role, err, tc.want)
+			continue
+		}
+		if tc.want == "" {
+			if !errors.Is(err, authz.ErrNoRole) {
+				t.Errorf("%s: error %v is not ErrNoRole", tc.persona, err)
+			}
+			continue
+		}
+		if strings.Join(pick.For, " ") != tc.for_ || len(pick.Uncovered) > 0 {
+			t.Errorf("%s: role %s for %q, uncovered %q; want for %s", tc.persona, pick.Role, pick.For, pick.Uncovered, tc.for_)
 		}
 	}
 }

@@ -13,6 +13,9 @@ import (
 //	POST /approvals/{id}/approve    approve (the approver's name in the X-Approver header)
 //	POST /approvals/{id}/deny       deny
 //
+// Resolving a request that was withdrawn (its client cancelled the statement or went away) or that
+// expired answers 410 Gone, saying which and why; one that is not pending otherwise, 404.
+//
 // It authenticates no one: it is for development and the demo, on a loopback admin address.
 func (q *Queue) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -29,6 +32,8 @@ func (q *Queue) Handler() http.Handler {
 			}
 			err := q.Resolve(r.PathValue("id"), approve, approver)
 			switch {
+			case errors.Is(err, ErrWithdrawn) || errors.Is(err, ErrExpired):
+				http.Error(w, err.Error(), http.StatusGone)
 			case errors.Is(err, ErrUnknown):
 				http.Error(w, err.Error(), http.StatusNotFound)
 			case err != nil:

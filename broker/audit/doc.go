@@ -16,7 +16,15 @@
 // statement's record is written before the statement runs, and everything up to a commit point is
 // flushed before the backend may commit.
 //
-// The first write or flush error fails the log for good, saying which records may not be durable:
-// every later append fails, so the data path refuses new work rather than run it unrecorded. An
-// advisory lock keeps to one writer per chain.
+// A write or flush error fails the log, saying which records may not be durable: every append fails
+// while it does, so the data path refuses new work rather than run it unrecorded. The log retries
+// with backoff; once the store takes writes again, it cuts what the failed writes left (a torn last
+// line), records the failure (KindWriteFailed: what it cost and the hash of the bytes cut), and takes
+// records again. Opening a chain whose last line a failed write tore does the same. An advisory lock
+// keeps to one writer per chain.
+//
+// A chain starts with a KindChainStart record, signed at once, so a missing or empty log or
+// checkpoints file is detected. A log cut together with its checkpoints back to an earlier checkpoint
+// looks like a log that ended there; a Witness, which receives every signed checkpoint and which the
+// broker can only add to, makes such a cut show (VerifyWitnessed).
 package audit

@@ -43,6 +43,21 @@ type Config struct {
 	Now func() time.Time
 	// Logger reports a failure of the store, with the records it may have cost. Default: none.
 	Logger *slog.Logger
+	// Verifier checks the chain's signed checkpoints when it is opened; without it they are counted,
+	// not read. Required with a Witness.
+	Verifier note.Verifier
+	// Witness, if set, is sent every signed checkpoint, so that a cut of the log together with its
+	// checkpoints file shows. A chain that does not cover the witness's latest checkpoint is not opened.
+	Witness Witness
+	// WitnessTimeout bounds each call to the witness. Default 5s.
+	WitnessTimeout time.Duration
+	// WitnessMaxLag is how long a signed checkpoint may wait for the witness to take it; after that,
+	// Err reports the log unavailable and statements are refused until the witness takes it. Default
+	// 1m; negative: a lagging witness refuses nothing (audit on_failure = "continue").
+	WitnessMaxLag time.Duration
+	// RetryInterval is the longest wait between attempts to recover a failed store; they start at
+	// FlushInterval and double. Default 5s.
+	RetryInterval time.Duration
 }
 
 // entry is one line of the chain file.
@@ -85,7 +100,40 @@ type Log struct {
 	durable    uint64 // the last record known to be on stable storage
 	// durableMAC is the MAC of record durable, which a checkpoint names.
 	durableMAC string
-	cpSeq      uint64 // the flusher's: the last record a checkpoint names
+	cpMu       sync.Mutex // one checkpoint at a time
+	cpSeq      uint64     // on cpMu: the last record a checkpoint names
+	// epoch counts failures: a record chained in an earlier epoch than the current one was dropped
+	// (or its flush failed), whatever seq later records take.
+	epoch uint64
+	// failure is the current failure, which recovery records; lastFailure the error of the last one.
+	failure     *failure
+	lastFailure error
+
+	// The witness's state: the latest signed checkpoint it has not taken, since when one has waited,
+	// and the last attempt's error.
+	wkick  chan struct{}
+	wdone  chan struct{}
+	wNote  []byte
+	wSeq   uint64
+	wSince time.Time
+	wErr   error
+	// wUnchecked says the chain is still to be checked against the witness's latest checkpoint (the
+	// witness did not answer at start); wBroken, that it does not cover it.
+	wUnchecked bool
+	wBroken    error
+}
+
+// failure is what a failed write or flush cost: records chained but never written (lostFrom to
+// lostTo, refused to whoever waited for them), and records written whose flush failed.
+type failure struct {
+	err                        error
+	at                         time.Time
+	lostFrom, lostTo           uint64
+	unflushedFrom, unflushedTo uint64
+	torn                       map[string]string
+	recorded                   bool // the failure's record is written; its flush remains
+	dropped                    int  // records not waited for (results, ends) refused while it failed
+	recordSeq                  uint64
 }
 
 // maxPending bounds the records AppendAsync may leave chained while a write is under way; beyond it,
@@ -105,6 +153,10 @@ type store interface {
 	sync(upTo uint64) error
 	// checkpoint writes a signed note durably.
 	checkpoint(note []byte) error
+	// repair readies the store for appends after a failed append, checkpoint or sync: it ends with
+	// the last entry and checkpoint written successfully. It describes what it cut, for the record of
+	// the failure.
+	repair() (map[string]string, error)
 	close() error
 }
 
@@ -112,51 +164,9 @@ type store interface {
 type fileStore struct {
 	f, cp, lock *os.File
 	buf         []byte // the lines of the last append, kept for the next
-}
-
-// Open opens (or creates) the chain in files under cfg.Dir, checks that it is intact up to its end,
-// and starts the writer.
-func Open(cfg Config) (*Log, error) {
-	if err := checkConfig(&cfg); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, cfg.Chain+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit: chain %q is open in another process (one writer per chain): %w", cfg.Chain, err)
-	}
-	// Resume from the chain's last entry, after checking the whole chain.
-	rep, err := Verify(cfg.Dir, cfg.Chain, cfg.MACKey, nil)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	if !rep.OK() {
-		lock.Close()
-		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
-	}
-	st := &fileStore{lock: lock}
-	if st.f, err = os.OpenFile(chainPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if st.cp, err = os.OpenFile(checkpointPath(cfg.Dir, cfg.Chain), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		st.f.Close()
-		lock.Close()
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	// The files' names must survive a crash too, if they were just created.
-	if err := syncDir(cfg.Dir); err != nil {
-		st.close()
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	return start(cfg, st, rep), nil
+	// size and cpSize are the files' sizes after the last write that succeeded: what a failed write
+	// added after them is incomplete, and repair cuts it.
+	size, cpSize int64
 }
 
 func checkConfig(cfg *Config) error {
@@ -175,13 +185,25 @@ func checkConfig(cfg *Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Witness != nil && cfg.Verifier == nil {
+		return errors.New("audit: a witness needs the checkpoint verifier key, to check what it holds")
+	}
+	if cfg.WitnessTimeout <= 0 {
+		cfg.WitnessTimeout = 5 * time.Second
+	}
+	if cfg.WitnessMaxLag == 0 {
+		cfg.WitnessMaxLag = time.Minute
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 5 * time.Second
+	}
 	return nil
 }
 
 // start resumes a verified chain and starts its flusher.
 func start(cfg Config, st store, rep *Report) *Log {
 	l := &Log{cfg: cfg, st: st, kick: make(chan struct{}, 1), wrote: make(chan struct{}, 1), quit: make(chan struct{}),
-		fdone: make(chan struct{}), macs: newEntryMACs(cfg.MACKey)}
+		fdone: make(chan struct{}), macs: newEntryMACs(cfg.MACKey), wkick: make(chan struct{}, 1), wdone: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	l.seq, l.mac = rep.Records, rep.LastMAC
 	if l.seq == 0 {
@@ -194,7 +216,17 @@ func start(cfg Config, st store, rep *Report) *Log {
 	} else {
 		l.durable, l.durableMAC = l.seq, l.mac
 	}
+	l.wUnchecked = rep.witnessUnchecked
+	if cfg.Witness != nil && len(rep.lastNote) > 0 {
+		// The witness may have missed the last run's latest checkpoint; it refuses none it holds later.
+		l.queueWitness(rep.LastCheckpoint, rep.lastNote)
+	}
 	go l.flusher()
+	if cfg.Witness != nil {
+		go l.witnessLoop()
+	} else {
+		close(l.wdone)
+	}
 	return l
 }
 
@@ -208,8 +240,11 @@ func (s *fileStore) append(entries []entry) error {
 	if cap(buf) <= maxKeptLines {
 		s.buf = buf
 	}
-	_, err := s.f.Write(buf)
-	return err
+	if _, err := s.f.Write(buf); err != nil {
+		return err
+	}
+	s.size += int64(len(buf))
+	return nil
 }
 
 // maxKeptLines is the largest line buffer a fileStore keeps from one append to the next.
@@ -267,10 +302,95 @@ func appendLine(buf []byte, e entry) []byte {
 
 func (s *fileStore) checkpoint(note []byte) error {
 	line, _ := json.Marshal(map[string]string{"note": string(note)})
-	if _, err := s.cp.Write(append(line, '\n')); err != nil {
+	line = append(line, '\n')
+	if _, err := s.cp.Write(line); err != nil {
 		return err
 	}
+	s.cpSize += int64(len(line))
 	return fdatasync(s.cp)
+}
+
+// macAt returns the MAC of record seq, which the log holds.
+func (s *fileStore) macAt(seq uint64) (string, error) {
+	mac := ""
+	errFound := errors.New("found")
+	err := readLines(s.f.Name(), func(n int, line []byte) error {
+		var e entry
+		if json.Unmarshal(line, &e) == nil && e.Seq == seq {
+			mac = e.MAC
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && err != errFound {
+		return "", err
+	}
+	if mac == "" {
+		return "", fmt.Errorf("record %d is not in the log", seq)
+	}
+	return mac, nil
+}
+
+// repair cuts what failed writes added to either file after the last write that succeeded, and
+// returns where those bytes were and their hash, for the record of the failure.
+func (s *fileStore) repair() (map[string]string, error) {
+	// A disk that is still full would take the failure's record in the room a cut frees, and fail the
+	// next write: wait for room, leaving the incomplete bytes where verify reports them until then.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.f.Name()), &fs); err != nil {
+		return nil, err
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < minFreeBytes {
+		return nil, fmt.Errorf("%s has %d bytes free: writes resume once it has %d", filepath.Dir(s.f.Name()), free, minFreeBytes)
+	}
+	d := map[string]string{}
+	for _, f := range []struct {
+		file   *os.File
+		good   int64
+		prefix string
+	}{{s.f, s.size, "torn_"}, {s.cp, s.cpSize, "torn_checkpoint_"}} {
+		t, err := cutTail(f.file, f.good)
+		if err != nil {
+			return nil, err
+		}
+		tornDetail(d, f.prefix, t)
+	}
+	return d, nil
+}
+
+// minFreeBytes is the room a failed file store waits for before it takes records again.
+const minFreeBytes = 64 << 10
+
+// cutTail truncates f, opened for appending, to good, durably, and describes the bytes cut; nil when
+// there were none.
+func cutTail(f *os.File, good int64) (*Torn, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case fi.Size() < good:
+		return nil, fmt.Errorf("%s is %d bytes, shorter than the %d written to it: it was cut while the broker ran", f.Name(), fi.Size(), good)
+	case fi.Size() == good:
+		return nil, fdatasync(f)
+	}
+	r, err := os.Open(f.Name())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.NewSectionReader(r, good, fi.Size()-good))
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(good); err != nil {
+		return nil, err
+	}
+	if err := fdatasync(f); err != nil {
+		return nil, err
+	}
+	return &Torn{Offset: good, Length: int(n), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 func (s *fileStore) close() error { return errors.Join(s.f.Close(), s.cp.Close(), s.lock.Close()) }

@@ -107,15 +107,15 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}{
 		{"intact", func(l [][]byte) [][]byte { return l }, ""},
 		{"edited", func(l [][]byte) [][]byte {
-			l[4] = bytes.Replace(l[4], []byte("SELECT 5"), []byte("SELECT 6"), 1)
+			l[5] = bytes.Replace(l[5], []byte("SELECT 5"), []byte("SELECT 6"), 1)
 			return l
-		}, "line 5: record 5 was altered"},
+		}, "line 6: record 6 was altered"},
 		{"deleted", func(l [][]byte) [][]byte { return append(l[:3], l[4:]...) }, "line 4: records 4 to 4 are missing"},
 		{"inserted", func(l [][]byte) [][]byte {
 			return append(l[:6], append([][]byte{l[2]}, l[6:]...)...)
 		}, "line 7: record 3 appears again"},
 		{"reordered", func(l [][]byte) [][]byte { l[2], l[3] = l[3], l[2]; return l }, "line 3: records 3 to 3 are missing"},
-		{"tail truncated", func(l [][]byte) [][]byte { return l[:7] }, "signed at record 10, but the log ends at record 7 (truncated)"},
+		{"tail truncated", func(l [][]byte) [][]byte { return l[:7] }, "signed at record 11, but the log ends at record 7 (truncated)"},
 		{"garbage line", func(l [][]byte) [][]byte { return append(l[:5], append([][]byte{[]byte("{}\n")}, l[5:]...)...) }, "line 6: not a chain entry"},
 	}
 	for _, tc := range cases {
@@ -127,7 +127,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.want == "" {
-				if !rep.OK() || rep.Records != 10 || rep.Checkpoints != 1 {
+				if !rep.OK() || rep.Records != 11 || rep.Checkpoints != 2 { // the start record and its checkpoint, 10, a checkpoint at close
 					t.Fatalf("intact chain: %+v", rep)
 				}
 				return
@@ -183,7 +183,7 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := Verify(dir, "b1", k.mac, k.verif)
-	if err != nil || !rep.OK() || rep.Records != 800 {
+	if err != nil || !rep.OK() || rep.Records != 801 {
 		t.Fatalf("%+v %v", rep, err)
 	}
 	// Reopening continues the same chain.
@@ -192,7 +192,7 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	if rep, _ := Verify(dir, "b1", k.mac, k.verif); !rep.OK() || rep.Records != 801 {
+	if rep, _ := Verify(dir, "b1", k.mac, k.verif); !rep.OK() || rep.Records != 802 {
 		t.Fatalf("after reopening: %+v", rep)
 	}
 }
@@ -299,8 +299,8 @@ func TestVerifyReportsTheTailNoCheckpointCovers(t *testing.T) {
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %v %v", rep, err)
 	}
-	if from, to := rep.Uncovered(); from != 4 || to != 5 {
-		t.Fatalf("uncovered tail %d to %d; want 4 to 5", from, to)
+	if from, to := rep.Uncovered(); from != 5 || to != 6 {
+		t.Fatalf("uncovered tail %d to %d; want 5 to 6", from, to)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

@@ -62,14 +62,15 @@ func OpenPostgres(ctx context.Context, cfg Config, conn *pgx.Conn) (*Log, error)
 	if !locked {
 		return nil, fmt.Errorf("audit: chain %q is being written by another broker (one writer per chain)", cfg.Chain)
 	}
-	rep, err := VerifyPostgres(ctx, conn, cfg.Chain, cfg.MACKey, nil)
+	var rows int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM svidbroker_audit WHERE chain = $1) + (SELECT count(*) FROM svidbroker_audit_checkpoints WHERE chain = $1)`, cfg.Chain).Scan(&rows); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	rep, err := resume(cfg, rows == 0, pgCheckpoints(ctx, conn, cfg.Chain), pgEntries(ctx, conn, cfg.Chain))
 	if err != nil {
 		return nil, err
 	}
-	if !rep.OK() {
-		return nil, fmt.Errorf("audit: chain %q does not verify; refusing to append to it: %s", cfg.Chain, rep.Problems[0])
-	}
-	return start(cfg, &pgStore{conn: conn, chain: cfg.Chain}, rep), nil
+	return begin(cfg, &pgStore{conn: conn, chain: cfg.Chain}, rep)
 }
 
 func chainLockKey(chain string) int64 {
@@ -136,6 +137,27 @@ func (s *pgStore) checkpoint(n []byte) error {
 	return err
 }
 
+// macAt returns the MAC of record seq.
+func (s *pgStore) macAt(seq uint64) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
+	var mac string
+	err := s.conn.QueryRow(ctx, "SELECT mac FROM svidbroker_audit WHERE chain = $1 AND seq = $2", s.chain, int64(seq)).Scan(&mac)
+	return mac, err
+}
+
+// repair checks that the database answers again: a failed append or checkpoint rolled back, and
+// leaves nothing to cut.
+func (s *pgStore) repair() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	defer cancel()
+	return nil, s.conn.Ping(ctx)
+}
+
 func (s *pgStore) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,7 +167,29 @@ func (s *pgStore) close() error {
 // VerifyPostgres verifies a chain kept in PostgreSQL, as Verify does for files. Line numbers in the
 // problems are positions in seq order.
 func VerifyPostgres(ctx context.Context, conn *pgx.Conn, chain string, key []byte, v note.Verifier) (*Report, error) {
-	checkpoints := func(f func(int, []byte) error) error {
+	rep, err := verify(chain, key, v, nil, pgCheckpoints(ctx, conn, chain), pgEntries(ctx, conn, chain))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return rep, nil
+}
+
+// VerifyPostgresWitnessed verifies a chain kept in PostgreSQL, as VerifyWitnessed does for files.
+func VerifyPostgresWitnessed(ctx context.Context, conn *pgx.Conn, chain string, key []byte, v note.Verifier, w Witness) (*Report, error) {
+	latest, err := witnessLatest(ctx, w, chain)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := verify(chain, key, v, latest, pgCheckpoints(ctx, conn, chain), pgEntries(ctx, conn, chain))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return rep, nil
+}
+
+// pgCheckpoints yields a chain's checkpoints as the lines a checkpoints file would hold.
+func pgCheckpoints(ctx context.Context, conn *pgx.Conn, chain string) lineSource {
+	return func(f func(int, []byte) error) error {
 		rows, err := conn.Query(ctx, "SELECT note FROM svidbroker_audit_checkpoints WHERE chain = $1 ORDER BY id", chain)
 		if err != nil {
 			return err
@@ -157,17 +201,12 @@ func VerifyPostgres(ctx context.Context, conn *pgx.Conn, chain string, key []byt
 				return err
 			}
 			line, _ := json.Marshal(map[string]string{"note": text})
-			if err := f(n, line); err != nil {
+			if err := f(n, append(line, '\n')); err != nil {
 				return err
 			}
 		}
 		return rows.Err()
 	}
-	rep, err := verify(chain, key, v, checkpoints, pgEntries(ctx, conn, chain))
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	return rep, nil
 }
 
 // Postgres reads a chain kept in PostgreSQL.
@@ -189,7 +228,7 @@ func pgEntries(ctx context.Context, conn *pgx.Conn, chain string) lineSource {
 			if err := rows.Scan(&seq, &prev, &rec, &mac); err != nil {
 				return err
 			}
-			line := []byte("{}") // reported as "not a chain entry"
+			line := []byte("{}\n") // reported as "not a chain entry"
 			if seq >= 0 && json.Valid([]byte(rec)) {
 				line = appendLine(nil, entry{Seq: uint64(seq), Prev: prev, Rec: json.RawMessage(rec), MAC: mac})
 			}

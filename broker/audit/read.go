@@ -77,6 +77,9 @@ func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 	var order []string
 	err := read(func(e Entry) error {
 		r := e.Record
+		if r.Kind == KindChainStart || r.Kind == KindWriteFailed {
+			return nil // the log's own records, of no session
+		}
 		s, ok := byID[r.Session]
 		if !ok {
 			s = &SessionSummary{Session: r.Session, SPIFFEID: r.SPIFFEID, Target: r.Target, Start: r.Time}
@@ -167,6 +170,10 @@ func Format(e Entry) string {
 		formatResult(&b, r.Result)
 	case KindError:
 		fmt.Fprintf(&b, " %s", Escape(r.Error))
+	case KindChainStart:
+		fmt.Fprintf(&b, " chain %s created", Escape(r.Detail["chain"]))
+	case KindWriteFailed:
+		fmt.Fprintf(&b, " %s", Escape(describeWriteFailure(r)))
 	}
 	if d := decision; d != nil {
 		fmt.Fprintf(&b, "; %s %s (decision %s)", Escape(d.Action), outcome(d), Escape(d.ID))
@@ -244,7 +251,7 @@ func formatRefusal(b *strings.Builder, r Record) {
 }
 
 // formatApproval renders an approval request's state: held (by the policies that require approval),
-// then approved, denied or expired, and by whom.
+// then approved, denied or expired, and by whom, or withdrawn, and why.
 func formatApproval(b *strings.Builder, r Record) {
 	fmt.Fprintf(b, " request %s", Escape(r.Detail["request"]))
 	switch state := r.Detail["state"]; state {
@@ -257,6 +264,9 @@ func formatApproval(b *strings.Builder, r Record) {
 		fmt.Fprintf(b, " %s", Escape(state))
 		if a := r.Detail["approver"]; a != "" {
 			fmt.Fprintf(b, " by %s", Escape(a))
+		}
+		if why := r.Detail["reason"]; why != "" {
+			fmt.Fprintf(b, ": %s", Escape(why))
 		}
 	}
 }

@@ -17,6 +17,15 @@ const (
 	// KindLease is an event of the session's backend credential, by its LeaseID: Detail "event" is
 	// "acquired", "renewal failed", or what became of it at the session's end ("revoked", ...).
 	KindLease = "lease"
+	// KindChainStart is a chain's first record, written and signed when the chain is created: a chain
+	// without it, or without its checkpoint, was cut. Detail "chain" names the chain.
+	KindChainStart = "chain_start"
+	// KindWriteFailed records that the store failed and recovered: Detail "error" is the failure,
+	// "lost_from" and "lost_to" the records chained but never written (their statements were
+	// refused; records nobody waited for, such as result summaries, are lost), "torn_offset",
+	// "torn_bytes" and "torn_sha256" the incomplete bytes cut from the log's end, "torn_checkpoint_*"
+	// those cut from the checkpoints file, and "found" is "at start" when a restart found them.
+	KindWriteFailed = "audit_write_failed"
 )
 
 // Record is one event of a session. Secrets never go in a record: credentials appear as lease IDs.

@@ -50,6 +50,8 @@ func (c *testStore) checkpoint([]byte) error {
 	return nil
 }
 
+func (c *testStore) repair() (map[string]string, error) { return nil, nil }
+
 func (c *testStore) close() error { return nil }
 
 func (c *testStore) synced() []uint64 {

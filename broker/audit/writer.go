@@ -9,11 +9,11 @@ import (
 
 // Append records rec and returns once it is durable: on stable storage, with every record before it.
 func (l *Log) Append(rec Record) error {
-	seq, err := l.append(rec, true, true)
+	seq, ep, err := l.append(rec, true, true)
 	if err != nil {
 		return err
 	}
-	return l.waitDurable(seq)
+	return l.waitDurable(seq, ep)
 }
 
 // Write records rec and returns once the store holds it: the broker process dying after that loses
@@ -21,39 +21,40 @@ func (l *Log) Append(rec Record) error {
 // stable storage within the flush interval; with urgent, a flush starts as soon as it is written, so
 // that a commit point that follows (Flush) finds the flush under way or done.
 func (l *Log) Write(rec Record, urgent bool) error {
-	_, err := l.append(rec, true, urgent)
+	_, _, err := l.append(rec, true, urgent)
 	return err
 }
 
 // Flush returns once every record written before it was called is durable.
 func (l *Log) Flush() error {
 	l.mu.Lock()
-	seq := l.written
+	seq, ep := l.written, l.epoch
 	l.mu.Unlock()
-	return l.waitDurable(seq)
+	return l.waitDurable(seq, ep)
 }
 
 // AppendAsync records rec without waiting for it to be written, unless many records already wait to
 // be. It is written with the next record someone waits for, or by the flusher, and so is in the store
 // and durable within the flush interval; a write of its own for each result summary would cost more
 // than the statement's. An error fails the log for the next Write or Flush.
-func (l *Log) AppendAsync(rec Record) { _, _ = l.append(rec, false, false) }
+func (l *Log) AppendAsync(rec Record) { _, _, _ = l.append(rec, false, false) }
 
 // append chains rec and, with wait, returns once it is written. If no write is under way, the caller
 // writes everything chained so far itself.
-func (l *Log) append(rec Record, wait, urgent bool) (uint64, error) {
-	if err := l.Err(); err != nil {
-		return 0, err
-	}
+func (l *Log) append(rec Record, wait, urgent bool) (uint64, uint64, error) {
 	b, err := l.encode(rec)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.refusing(); err != nil {
-		return 0, err
+	if err := l.refusing(wait); err != nil {
+		if f := l.failure; f != nil && !wait {
+			f.dropped++ // said in the failure's record
+		}
+		return 0, 0, err
 	}
+	ep := l.epoch
 	l.seq++
 	seq, mac := l.seq, l.macs.mac(l.seq, l.mac, b)
 	l.pending = append(l.pending, entry{Seq: seq, Prev: l.mac, Rec: b, MAC: mac})
@@ -65,26 +66,30 @@ func (l *Log) append(rec Record, wait, urgent bool) (uint64, error) {
 		case l.wrote <- struct{}{}: // the flusher writes it, unless an appender does first
 		default:
 		}
-		return seq, nil
+		return seq, ep, nil
 	case !l.writing:
 		l.writeLocked()
 	}
-	for l.written < seq && l.failed == nil {
+	for l.written < seq && l.failed == nil && l.epoch == ep {
 		l.cond.Wait()
 	}
-	if l.written < seq {
-		return 0, l.failed
+	if l.epoch != ep || l.written < seq {
+		return 0, 0, l.lastFailure
 	}
-	return seq, nil
+	return seq, ep, nil
 }
 
-// refusing says why no record can be added, if one cannot.
-func (l *Log) refusing() error {
+// refusing says why no record can be added, if one cannot. A record that something waits for
+// before it goes on (a statement's) is refused too while the witness is overdue; one nobody waits
+// for (what became of work already under way) is still kept.
+func (l *Log) refusing(wait bool) error {
 	switch {
 	case l.failed != nil:
 		return l.failed
 	case l.closed:
 		return fmt.Errorf("%w: closed", ErrFailed)
+	case wait:
+		return l.witnessOverdue()
 	}
 	return nil
 }
@@ -120,15 +125,17 @@ func (l *Log) writeLocked() {
 	l.cond.Broadcast()
 }
 
-// waitDurable waits until record seq is durable, asking for a flush.
-func (l *Log) waitDurable(seq uint64) error {
+// waitDurable waits until record seq, chained in epoch ep, is durable, asking for a flush.
+func (l *Log) waitDurable(seq, ep uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.durable < seq && l.failed == nil && !l.stopped {
+	for l.durable < seq && l.failed == nil && !l.stopped && l.epoch == ep {
 		l.kickFlush()
 		l.cond.Wait()
 	}
 	switch {
+	case l.epoch != ep:
+		return l.lastFailure
 	case l.durable >= seq:
 		return nil
 	case l.failed != nil:
@@ -146,11 +153,15 @@ func (l *Log) kickFlush() {
 	}
 }
 
-// Err returns the error that failed the log, or nil.
+// Err returns why the log takes no statement's record now: the store failed (until it recovers), or
+// the witness has not taken a checkpoint for longer than WitnessMaxLag; nil when it takes them.
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.failed
+	if l.failed != nil {
+		return l.failed
+	}
+	return l.witnessOverdue()
 }
 
 // Close refuses further records, writes and flushes the pending ones, writes a final checkpoint, and
@@ -160,6 +171,7 @@ func (l *Log) Close() error {
 	l.close.Do(func() {
 		close(l.quit)
 		<-l.fdone
+		<-l.wdone
 		l.mu.Lock()
 		l.closed = true
 		for l.writing {
@@ -170,6 +182,7 @@ func (l *Log) Close() error {
 		}
 		l.mu.Unlock()
 		l.checkpoint()
+		l.publishFinal()
 		l.mu.Lock()
 		l.stopped = true
 		l.cond.Broadcast()
@@ -188,8 +201,31 @@ func (l *Log) flusher() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	// The backoff goes on doubling across a recovery that fails again soon (a disk that is still full
+	// takes the failure's record in the bytes it cut, then fails the next write), so that such a store
+	// is tried less and less often; it starts over once the store has held for RetryInterval.
+	retrying, backoff := false, l.cfg.FlushInterval
+	var recovered time.Time
 	for {
+		if !retrying && l.failedNow() {
+			if !recovered.IsZero() && time.Since(recovered) > l.cfg.RetryInterval {
+				backoff = l.cfg.FlushInterval
+			}
+			retry.Reset(backoff)
+			retrying = true
+		}
 		select {
+		case <-retry.C:
+			retrying = false
+			backoff = min(2*backoff, l.cfg.RetryInterval)
+			if err := l.recover(); err != nil {
+				l.cfg.Logger.Warn("audit: the store has not recovered yet; statements stay refused", "chain", l.cfg.Chain, "error", err, "next_attempt_in", backoff)
+			} else {
+				recovered = time.Now()
+			}
+			continue
 		case <-l.kick:
 		case <-l.wrote:
 			if !armed {
@@ -240,20 +276,36 @@ func (l *Log) flush() (more bool) {
 	return l.seq > l.durable
 }
 
+// failedNow reports whether the store has failed (not merely the witness lagging).
+func (l *Log) failedNow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed != nil
+}
+
 func (l *Log) fail(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.failLocked(err)
 }
 
-// failLocked fails the log for good, once, and says which records may not be durable: those after
-// the last flush, up to the last written, and any whose write failed.
+// failLocked fails the log until it recovers, and says which records may not be durable: those
+// after the last flush, up to the last written, and those chained but not written, which are dropped:
+// whoever waited for them is refused, and the chain goes on from the last record written.
 func (l *Log) failLocked(err error) error {
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: %v", ErrFailed, err)
-		l.cfg.Logger.Error("audit store failed: no more records can be kept, and records after the last flush may not be durable",
+		l.lastFailure = l.failed
+		l.epoch++
+		l.failure = &failure{err: err, at: l.cfg.Now(), lostFrom: l.written + 1, lostTo: l.seq,
+			unflushedFrom: l.durable + 1, unflushedTo: l.written}
+		l.cfg.Logger.Error("audit store failed: statements are refused until it recovers, and records after the last flush may not be durable",
 			"chain", l.cfg.Chain, "error", err, "last_durable_seq", l.durable, "not_durable_from_seq", l.durable+1,
 			"last_written_seq", l.written, "last_chained_seq", l.seq)
+		l.seq, l.mac = l.written, l.writtenMAC
+		clear(l.pending)
+		l.pending, l.urgent = l.pending[:0], false
+		l.kickFlush() // the flusher schedules recovery
 		l.cond.Broadcast()
 	}
 	return l.failed
@@ -262,6 +314,8 @@ func (l *Log) failLocked(err error) error {
 // checkpoint flushes, then signs the last durable record if it moved since the last checkpoint: a
 // checkpoint must never name records that a crash could still lose.
 func (l *Log) checkpoint() {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
 	l.flush()
 	l.mu.Lock()
 	seq, mac, failed := l.durable, l.durableMAC, l.failed
@@ -269,8 +323,7 @@ func (l *Log) checkpoint() {
 	if failed != nil || seq == 0 || seq == l.cpSeq {
 		return
 	}
-	text := fmt.Sprintf("svidbroker audit checkpoint\nchain %s\nseq %d\nmac %s\ntime %s\n", l.cfg.Chain, seq, mac, l.cfg.Now().UTC().Format(time.RFC3339))
-	signed, err := note.Sign(&note.Note{Text: text}, l.cfg.Signer)
+	signed, err := note.Sign(&note.Note{Text: checkpointText(l.cfg.Chain, seq, mac, l.cfg.Now())}, l.cfg.Signer)
 	if err != nil {
 		l.fail(err)
 		return
@@ -280,4 +333,7 @@ func (l *Log) checkpoint() {
 		return
 	}
 	l.cpSeq = seq
+	if l.cfg.Witness != nil {
+		l.queueWitness(seq, signed)
+	}
 }

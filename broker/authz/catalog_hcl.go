@@ -25,10 +25,15 @@ type ColumnBlock struct {
 	Tags []string `hcl:"tags,optional"`
 }
 
-// RoleBlock is a `credential_role "name" { covers = [...] }` block.
+// RoleBlock is a `credential_role "name" { covers = [...] }` block. Cedar picks one per session (see
+// Authorizer.PickRole).
 type RoleBlock struct {
-	Name   string   `hcl:"name,label"`
+	Name string `hcl:"name,label"`
+	// Covers are the statement actions the role is meant for ("sql:select", ...).
 	Covers []string `hcl:"covers,optional"`
+	// VaultRole is the database secrets engine role the broker leases the credential from, under the
+	// vault block's mount, for a target with auth = "vault". Default: Name.
+	VaultRole string `hcl:"vault_role,optional"`
 }
 
 // GroupBlock is a `group "name" { ids = [...]; selectors = [...] }` block.
@@ -51,7 +56,7 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *Catalog {
 			t.Tables = append(t.Tables, ct)
 		}
 		for _, r := range b.Roles {
-			t.Roles = append(t.Roles, CredentialRole(r))
+			t.Roles = append(t.Roles, CredentialRole{Name: r.Name, Covers: r.Covers})
 		}
 		c.Targets = append(c.Targets, t)
 	}

@@ -2,38 +2,7 @@ package authz
 
 import (
 	"crypto/tls"
-	"fmt"
-	"slices"
 )
-
-// PickRole chooses the credential role for a session: the target's roles are tried from least to most
-// privileged, and the first one that covers the action and that credential:use permits for the caller
-// wins. It returns that role's decision, or a *Denied error when no role qualifies.
-func (a *Authorizer) PickRole(c Connect, action string) (string, Decision, error) {
-	var target *CatalogTarget
-	for i := range a.Catalog.Targets {
-		if a.Catalog.Targets[i].Name == c.Target {
-			target = &a.Catalog.Targets[i]
-		}
-	}
-	if target == nil || len(target.Roles) == 0 {
-		return "", Decision{}, fmt.Errorf("authz: target %q has no credential roles in the catalog", c.Target)
-	}
-	ents := a.Entities(c.Peer)
-	ctx := ConnectionContext(a.now(), c.Source, tls.VersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite))
-	var last Decision
-	for _, r := range target.Roles {
-		if !slices.Contains(r.Covers, action) {
-			continue
-		}
-		last = a.Engine.Decide(Request{Principal: WorkloadUID(c.Peer.ID), Action: Action("credential:use"),
-			Resource: RoleUID(c.Target, r.Name), Context: ctx, Entities: ents})
-		if last.Allow {
-			return r.Name, last, nil
-		}
-	}
-	return "", last, &Denied{Decision: last, What: fmt.Sprintf("a credential role of target %q for %s", c.Target, action)}
-}
 
 // ColumnMask asks column:read-unmasked for one column of a result. It returns "" when the caller may
 // read the column in clear, and otherwise the masking strategy: the one the deciding policies name with

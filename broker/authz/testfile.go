@@ -60,6 +60,9 @@ type TestCase struct {
 	Table  string `hcl:"table,optional"`
 	Column string `hcl:"column,optional"`
 	Role   string `hcl:"role,optional"`
+	// Function is a database function for sql:call-function: the broker reads its attributes from the
+	// database, so the test states them.
+	Function *FunctionBlock `hcl:"function,block"`
 	// Context facts.
 	Approval string `hcl:"approval,optional"` // default "none"
 	HourUTC  *int   `hcl:"hour_utc,optional"` // default 12
@@ -75,6 +78,35 @@ type TestCase struct {
 	Obligations *Obligations `hcl:"obligations,block"`
 
 	Range hcl.Range `hcl:",def_range"`
+}
+
+// FunctionBlock describes a database function in a test: name is "schema.name".
+type FunctionBlock struct {
+	Name            string `hcl:"name"`
+	Arguments       string `hcl:"arguments,optional"`
+	Volatility      string `hcl:"volatility"`
+	SecurityDefiner bool   `hcl:"security_definer,optional"`
+	Language        string `hcl:"language,optional"` // default "sql"
+	Owner           string `hcl:"owner,optional"`
+}
+
+func (b *FunctionBlock) function() (*Function, error) {
+	if b == nil {
+		return nil, nil
+	}
+	schema, name, ok := strings.Cut(b.Name, ".")
+	if !ok {
+		return nil, fmt.Errorf("function %q: write its schema too (\"public.%s\")", b.Name, b.Name)
+	}
+	if !slices.Contains([]string{"immutable", "stable", "volatile"}, b.Volatility) {
+		return nil, fmt.Errorf("function %q: volatility is %q; use immutable, stable or volatile", b.Name, b.Volatility)
+	}
+	f := &Function{Schema: schema, Name: name, Arguments: b.Arguments, Volatility: b.Volatility,
+		SecurityDefiner: b.SecurityDefiner, Language: b.Language, Owner: b.Owner}
+	if f.Language == "" {
+		f.Language = "sql"
+	}
+	return f, nil
 }
 
 // TestResult is the outcome of one test case.
@@ -166,9 +198,11 @@ type RequestSpec struct {
 	Unattested                  bool
 	Action                      string
 	Target, Table, Column, Role string
-	Approval                    string
-	HourUTC                     int
-	SourceIP                    string
+	// Function, for sql:call-function, is the function called.
+	Function *Function
+	Approval string
+	HourUTC  int
+	SourceIP string
 	// Use is how a column:use-masked request uses the column.
 	Use MaskedUse
 }
@@ -177,6 +211,11 @@ func (tc *TestCase) request(cat *Catalog, static types.EntityMap) (Request, erro
 	spec := RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
 		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse()}
+	fn, err := tc.Function.function()
+	if err != nil {
+		return Request{}, err
+	}
+	spec.Function = fn
 	if tc.HourUTC != nil {
 		spec.HourUTC = *tc.HourUTC
 	}
@@ -194,7 +233,14 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 		peer.Attestation = &identity.Attestation{Selectors: tc.Selectors}
 	}
 	var resource types.EntityUID
+	var ents types.EntityGetter = Entities{Static: static, Workload: cat.Workload(peer)}
 	switch {
+	case tc.Function != nil:
+		ent := FunctionEntity(tc.Target, *tc.Function)
+		resource, ents = ent.UID, withEntity{Entities: ents.(Entities), extra: ent}
+		if _, ok := static[TargetUID(tc.Target)]; !ok {
+			return Request{}, fmt.Errorf("target %q is not in the file's catalog", tc.Target)
+		}
 	case tc.Role != "":
 		resource = RoleUID(tc.Target, tc.Role)
 	case tc.Column != "":
@@ -205,6 +251,7 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 		resource = TargetUID(tc.Target)
 	}
 	_, known := static[resource]
+	known = known || resource.Type == TypeFunction
 	if !known && resource.Type == TypeTable {
 		_, known = uncatalogedTable(static, resource) // as the broker sees a table the catalog omits
 	}
@@ -226,7 +273,7 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 		ctx = MaskedUseContext(ctx, tc.Use, static)
 	}
 	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
-		Entities: Entities{Static: static, Workload: cat.Workload(peer)}}, nil
+		Entities: ents}, nil
 }
 
 func (tc *TestCase) diff(d Decision) []string {
@@ -303,6 +350,9 @@ func actionContext(action string, now time.Time, src netip.Addr, tables []string
 		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
 	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked" || action == ActionUseMasked:
 		st := Statement{Kind: strings.TrimPrefix(action, "sql:"), Tables: tables}
+		if action == ActionCallFunction {
+			st.Kind = "select" // a function is called by a statement, most often a query
+		}
 		ctx := StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval})
 		if action == ActionUseMasked {
 			ctx = MaskedUseContext(ctx, MaskedUse{}, nil) // no particular use: what is permitted whatever the use

@@ -123,6 +123,9 @@ type Audit struct {
 	// sooner: a kernel crash or power loss can lose at most this much of the records of reads.
 	// Default "10ms".
 	FlushInterval string `hcl:"flush_interval,optional"`
+	// Witness is where every signed checkpoint is also sent, so that a cut of the log together with
+	// its checkpoints shows. Without it, that cut back to an earlier checkpoint cannot be detected.
+	Witness *AuditWitness `hcl:"witness,block"`
 
 	CheckpointIntervalD, FlushIntervalD time.Duration
 }
@@ -256,8 +259,31 @@ type Target struct {
 
 	Backend Backend `hcl:"backend,block"`
 
+	// Timeouts limit how long the target's sessions may hold the database. Defaults apply without it.
+	Timeouts *Timeouts `hcl:"timeouts,block"`
+
 	// Allowed is AllowSPIFFEIDs, parsed.
 	Allowed []spiffeid.ID
+	// VaultRoles maps each credential_role of the target's catalog to the Vault database engine role
+	// its sessions lease from, when Cedar picks each session's role (auth = "vault" without
+	// vault_role or vault_path). Nil when the target's credential is fixed in its backend block.
+	VaultRoles map[string]string
+}
+
+// Timeouts are a target's session time limits.
+type Timeouts struct {
+	// MaxStatementTimeout is the highest statement_timeout an agent may set, and the value its
+	// sessions start with. Default "5m".
+	MaxStatementTimeout string `hcl:"max_statement_timeout,optional"`
+	// MaxLockTimeout is the highest lock_timeout an agent may set, and the value its sessions start
+	// with. Default "1m".
+	MaxLockTimeout string `hcl:"max_lock_timeout,optional"`
+	// IdleInTransaction is how long a session may sit idle in a transaction before the broker ends
+	// it, and the highest idle_in_transaction_session_timeout an agent may set. Default "3m".
+	IdleInTransaction string `hcl:"idle_in_transaction,optional"`
+
+	// The same, parsed; filled in by validation (defaults included).
+	MaxStatementTimeoutD, MaxLockTimeoutD, IdleInTransactionD time.Duration
 }
 
 // Backend is where a target's sessions go, and how the broker authenticates there.
@@ -271,12 +297,14 @@ type Backend struct {
 	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
 	// the TLS client certificate (PostgreSQL `cert` authentication with SPIRE's bundle as ssl_ca_file, and
 	// the SVID's first DNS name as the role). No secret exists anywhere. "vault": each session gets a
-	// dynamic credential of its own from Vault, used with SCRAM: from the database engine's role
-	// VaultRole, or from VaultPath, any path that returns a secret with a lease. "vault-kv": every
-	// session uses one static credential read from a kv-v2 secret — explicitly weaker: shared by
-	// sessions, living beyond them, never revoked by the broker.
+	// dynamic credential of its own from Vault, used with SCRAM: from the database engine role that
+	// Cedar picks per session among the target's catalog credential_roles (see Target.VaultRoles),
+	// or from the fixed VaultRole, or from VaultPath, any path that returns a secret with a lease.
+	// "vault-kv": every session uses one static credential read from a kv-v2 secret — explicitly
+	// weaker: shared by sessions, living beyond them, never revoked by the broker.
 	Auth string `hcl:"auth,optional"`
-	// VaultRole is the database engine role to lease credentials from, with auth = "vault".
+	// VaultRole is the database engine role every session leases credentials from, with auth = "vault",
+	// for a target whose catalog lists no credential roles.
 	VaultRole string `hcl:"vault_role,optional"`
 	// VaultPath is a Vault path returning a leased secret, with auth = "vault" (instead of VaultRole).
 	VaultPath string `hcl:"vault_path,optional"`

@@ -88,6 +88,23 @@ func TestLoadValidFillsDefaults(t *testing.T) {
 	if len(cfg.Targets[0].Allowed) != 1 || cfg.Targets[0].Allowed[0] != want {
 		t.Errorf("Allowed = %v", cfg.Targets[0].Allowed)
 	}
+	if to := cfg.Targets[0].Timeouts; to == nil || to.MaxStatementTimeoutD != DefaultMaxStatementTimeout ||
+		to.MaxLockTimeoutD != DefaultMaxLockTimeout || to.IdleInTransactionD != DefaultIdleInTransaction {
+		t.Errorf("timeouts not defaulted: %+v", to)
+	}
+}
+
+func TestTargetTimeouts(t *testing.T) {
+	ca := write(t, "ca.pem", caPEM)
+	hcl := strings.Replace(valid(ca), "  backend {", "  timeouts {\n    max_statement_timeout = \"30s\"\n    idle_in_transaction = \"45s\"\n  }\n  backend {", 1)
+	cfg, err := Load(write(t, "broker.hcl", hcl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := cfg.Targets[0].Timeouts
+	if to.MaxStatementTimeoutD != 30*time.Second || to.IdleInTransactionD != 45*time.Second || to.MaxLockTimeoutD != DefaultMaxLockTimeout {
+		t.Errorf("timeouts: %+v", to)
+	}
 }
 
 func TestBadConfigNamesFileLineAndField(t *testing.T) {
@@ -115,6 +132,9 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 		{"missing CA file", ca, "/nonexistent/ca.pem", 14, []string{"ca_file", "no such file"}},
 		{"bad log level", `trust_domain        = "example.org"`, "trust_domain = \"example.org\"\nlog {\n  level = \"loud\"\n}", 4, []string{"level", `"loud"`, `"debug"`}},
 		{"negative limit", `target "shop"`, "limits {\n  max_connections = -1\n}\ntarget \"shop\"", 6, []string{"max_connections must be positive"}},
+		{"bad timeout", `backend {`, "timeouts {\n    max_statement_timeout = \"5 minutes\"\n  }\n  backend {", 11, []string{"max_statement_timeout", `"5 minutes"`, `"2m"`}},
+		{"timeout below PostgreSQL's unit", `backend {`, "timeouts {\n    idle_in_transaction = \"10us\"\n  }\n  backend {", 11, []string{"timeouts.idle_in_transaction", "from 1ms"}},
+		{"timeout above PostgreSQL's range", `backend {`, "timeouts {\n    max_lock_timeout = \"1000h\"\n  }\n  backend {", 11, []string{"timeouts.max_lock_timeout", "24 days"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

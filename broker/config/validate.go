@@ -185,6 +185,7 @@ func (c *Config) Validate() error {
 		if (a.Dir == "") == (a.Postgres == nil) {
 			v.fail("Audit store", "audit needs exactly one store: dir (files) or a postgres block.", "audit")
 		}
+		v.auditWitness(a)
 		if pg := a.Postgres; pg != nil {
 			v.hostPort(pg.Address, "audit", "postgres", "address")
 			if pg.ServerName == "" {
@@ -291,6 +292,8 @@ func (c *Config) Validate() error {
 			v.fail("Two authorizations", "with a policy block, Cedar decides connections: move allow_spiffe_ids into a policy.", at, "allow_spiffe_ids")
 		}
 		v.backend(&t.Backend, at)
+		v.credentialRoles(t, at)
+		v.timeouts(t, at)
 	}
 	for _, cb := range c.Catalogs {
 		if !names[cb.Target] {
@@ -322,9 +325,8 @@ func (v *validator) backend(b *Backend, target string) {
 			v.fail("Empty user", "backend.user must name the role the broker logs in as with its SVID.", at("user")...)
 		}
 	case "vault":
-		if (b.VaultRole == "") == (b.VaultPath == "") {
-			v.fail("Missing vault_role", "with auth = \"vault\", set exactly one of backend.vault_role (a database engine role) and backend.vault_path (any Vault path that returns a leased secret).", at("vault_role")...)
-		}
+		// Where the credential comes from (vault_role, vault_path or the catalog's credential roles)
+		// is checked with the catalog: credentialRoles.
 		if b.VaultKVPath != "" || b.VaultKVMount != "" {
 			v.fail("kv-v2 with a dynamic source", "vault_kv_mount and vault_kv_path belong to auth = \"vault-kv\".", at("vault_kv_path")...)
 		}
@@ -347,6 +349,37 @@ func (v *validator) backend(b *Backend, target string) {
 		v.fail("Unreadable CA file", fmt.Sprintf("backend.ca_file: %v.", err), at("ca_file")...)
 	} else if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
 		v.fail("Invalid CA file", fmt.Sprintf("backend.ca_file %s holds no PEM certificate.", b.CAFile), at("ca_file")...)
+	}
+}
+
+// Default target timeouts, and the largest PostgreSQL takes (INT_MAX milliseconds).
+const (
+	DefaultMaxStatementTimeout = 5 * time.Minute
+	DefaultMaxLockTimeout      = time.Minute
+	DefaultIdleInTransaction   = 3 * time.Minute
+	maxPostgresTimeout         = 2147483647 * time.Millisecond
+)
+
+// timeouts fills in a target's timeouts block, with defaults when it has none.
+func (v *validator) timeouts(t *Target, target string) {
+	if t.Timeouts == nil {
+		t.Timeouts = &Timeouts{}
+	}
+	tt := t.Timeouts
+	for _, f := range []struct {
+		raw  string
+		def  time.Duration
+		d    *time.Duration
+		name string
+	}{
+		{tt.MaxStatementTimeout, DefaultMaxStatementTimeout, &tt.MaxStatementTimeoutD, "max_statement_timeout"},
+		{tt.MaxLockTimeout, DefaultMaxLockTimeout, &tt.MaxLockTimeoutD, "max_lock_timeout"},
+		{tt.IdleInTransaction, DefaultIdleInTransaction, &tt.IdleInTransactionD, "idle_in_transaction"},
+	} {
+		*f.d = v.duration(f.raw, f.def, target, "timeouts", f.name)
+		if *f.d < time.Millisecond || *f.d > maxPostgresTimeout {
+			v.fail("Timeout out of range", fmt.Sprintf("timeouts.%s is %q; PostgreSQL takes timeouts from 1ms to %s (about 24 days).", f.name, f.raw, maxPostgresTimeout), target, "timeouts", f.name)
+		}
 	}
 }
 

@@ -20,6 +20,9 @@ type Check struct {
 	// its state, but it does not make the broker unready, which would take every target out of
 	// service for one; that target's sessions are refused with their own error.
 	Optional bool
+	// Consequence says, for an optional check, what its failure means. Default: "its target's
+	// sessions are refused".
+	Consequence string
 	// Check returns nil when the dependency works. It must return once ctx is done (/readyz gives
 	// each check a deadline). Its error is shown on /readyz, so it must hold no secret.
 	Check func(ctx context.Context) error
@@ -65,7 +68,11 @@ func readyz(checks []Check, timeout time.Duration) http.HandlerFunc {
 			switch err := errs[i]; {
 			case err != nil && c.Optional:
 				if verbose {
-					fmt.Fprintf(&b, "[-]%s failed: %s (optional: its target's sessions are refused)\n", c.Name, oneLine(err.Error()))
+					consequence := c.Consequence
+					if consequence == "" {
+						consequence = "its target's sessions are refused"
+					}
+					fmt.Fprintf(&b, "[-]%s failed: %s (optional: %s)\n", c.Name, oneLine(err.Error()), consequence)
 				}
 			case err != nil:
 				failed = true

@@ -22,6 +22,8 @@ var errVerifyFailed = errors.New("audit chain does not verify")
 // chainFlags locate a chain, from the broker's configuration or directly.
 type chainFlags struct {
 	config, dir, chain, macKey, verifierKey, postgres string
+	// witnessCfg is the configuration's witness, if it has one.
+	witnessCfg *config.AuditWitness
 }
 
 func (c *chainFlags) register(fs *flag.FlagSet) {
@@ -61,7 +63,7 @@ func (c *chainFlags) resolve() error {
 		if cfg.Audit.Postgres != nil && c.postgres == "" {
 			return fmt.Errorf("%s keeps its chain in PostgreSQL: add --postgres URL, with your own credentials", c.config)
 		}
-		c.dir, c.chain, c.macKey = cfg.Audit.Dir, cfg.Audit.Chain, cfg.Audit.MACKeyFile
+		c.dir, c.chain, c.macKey, c.witnessCfg = cfg.Audit.Dir, cfg.Audit.Chain, cfg.Audit.MACKeyFile, cfg.Audit.Witness
 		if c.verifierKey == "" {
 			c.verifierKey = filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), audit.VerifierKeyFile)
 		}
@@ -123,6 +125,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "verify":
 		cf.register(fs)
+		var wf witnessFlags
+		wf.register(fs)
 		if err := parse(); err != nil {
 			return err
 		}
@@ -132,44 +136,13 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cf.config == "" && cf.macKey == "" {
 			return usageError(stderr, name, "--mac-key FILE is required without --config")
 		}
+		if err := wf.check(stderr, name); err != nil {
+			return err
+		}
 		if err := cf.resolve(); err != nil {
 			return err
 		}
-		key, err := audit.LoadMACKey(cf.macKey)
-		if err != nil {
-			return err
-		}
-		v, err := audit.LoadVerifier(cf.verifierKey)
-		if err != nil {
-			return err
-		}
-		var rep *audit.Report
-		if cf.postgres != "" {
-			conn, err := pgx.Connect(ctx, cf.postgres)
-			if err != nil {
-				return fmt.Errorf("audit database: %w", err)
-			}
-			defer conn.Close(context.Background())
-			rep, err = audit.VerifyPostgres(ctx, conn, cf.chain, key, v)
-			if err != nil {
-				return err
-			}
-		} else if rep, err = audit.Verify(cf.dir, cf.chain, key, v); err != nil {
-			return err
-		}
-		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "PROBLEM  %s\n", p)
-		}
-		fmt.Fprintf(stdout, "chain %q: %d records, %d signed checkpoints (latest at record %d)", cf.chain, rep.Records, rep.Checkpoints, rep.LastCheckpoint)
-		if !rep.OK() {
-			fmt.Fprintf(stdout, ": %d problems\n", len(rep.Problems))
-			return errVerifyFailed
-		}
-		fmt.Fprintln(stdout, ": intact")
-		if from, to := rep.Uncovered(); from <= to {
-			fmt.Fprintf(stdout, "records %d to %d follow the last checkpoint: they verify, but no checkpoint proves them durable or that none were cut after them (normal while the broker runs; after a crash or a failed flush, records beyond them may be missing)\n", from, to)
-		}
-		return nil
+		return verifyChain(ctx, &cf, &wf, stdout)
 	case "sessions":
 		cf.register(fs)
 		var f audit.Filter

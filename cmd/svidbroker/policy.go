@@ -258,10 +258,11 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	if err != nil {
 		return err
 	}
+	roles := sessionRoles(cfg, az, id, splitList(*selectors))
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"principal": id.String(), "policySet": az.Engine.Digest(), "capabilities": caps})
+		return enc.Encode(map[string]any{"principal": id.String(), "policySet": az.Engine.Digest(), "capabilities": caps, "credentialRoles": roles})
 	}
 	fmt.Fprintf(stdout, "%s, under policy set %s:\n", id, az.Engine.Digest())
 	for _, c := range caps {
@@ -281,6 +282,7 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	for _, c := range masked {
 		fmt.Fprintf(stdout, "  masked %-45s %s\n", c.Resource, maskText(c, cfg.Policy.DefaultMask, az.Engine))
 	}
+	printSessionRoles(stdout, roles)
 	return nil
 }
 

@@ -19,6 +19,9 @@ type dependencies struct {
 	// audit reports the audit log's failure; nil without an audit block, or with on_failure = continue
 	// (sessions then run unrecorded, which is said in the log).
 	audit func() error
+	// auditWitness reports checkpoints waiting for the audit witness, when one is configured. Listed,
+	// not required: once one waits longer than max_lag, audit fails and the broker is not ready.
+	auditWitness func() error
 	// policy is the policy engine; nil for targets authorized by allow lists only.
 	policy *authz.Engine
 	// spire checks the SPIRE server, when enrichment (spire_server) is configured.
@@ -27,8 +30,9 @@ type dependencies struct {
 	vault func(context.Context) error
 }
 
-// readinessChecks lists the broker's dependencies: its SVID, its audit log, its policy set, the
-// SPIRE server, and, optional (listed, not required for readiness), each target's backend and (when
+// readinessChecks lists the broker's dependencies: its SVID, its audit log (which fails while its store
+// fails, or once a checkpoint has waited for the witness beyond max_lag), its policy set, the SPIRE
+// server, and, optional (the audit witness's backlog within max_lag), (listed, not required for readiness), each target's backend and (when
 // its credential comes from Vault) Vault.
 func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 	checks := []server.Check{{Name: "svid", Check: func(context.Context) error { return svidValid(d.src) }}}
@@ -40,6 +44,10 @@ func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 			}
 			return nil
 		}})
+	}
+	if d.auditWitness != nil {
+		checks = append(checks, server.Check{Name: "audit-witness", Optional: true,
+			Consequence: "checkpoints wait for the witness; beyond max_lag, audit fails", Check: func(context.Context) error { return d.auditWitness() }})
 	}
 	if d.policy != nil {
 		checks = append(checks, server.Check{Name: "policy", Check: func(context.Context) error { return d.policy.Ready() }})

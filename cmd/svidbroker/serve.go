@@ -108,6 +108,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer alog.Close()
 		sink, auditErr = alog, alog.Err
+		if cfg.Audit.Witness != nil {
+			deps.auditWitness = alog.WitnessErr
+		}
 		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain,
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
@@ -201,16 +204,24 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
-		var lease func(context.Context, authz.Connect, func(error)) (*credential.Session, error)
+		var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
 		if src := credentialSource(cfg, t.Backend); src != nil {
 			clientCert = nil
 			if src.Kind == credential.Static {
 				log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
 					"target", t.Name, "secret", src.String())
 			}
-			lease = func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error) {
-				return leases.Start(ctx, c.Peer.ID.String(), *src, end)
+			lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
+				s, err := roleSource(cfg, t, *src, role)
+				if err != nil {
+					return nil, err
+				}
+				return leases.Start(ctx, c.Peer.ID.String(), s, end)
 			}
+		}
+		pickRole, err := rolePicker(t, az, log)
+		if err != nil {
+			return nil, err
 		}
 		var approve postgres.ApproveFunc
 		if approvals != nil {
@@ -241,6 +252,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 				User:     t.Backend.User,
 				TLS:      backendTLS,
 				Lease:    lease,
+				PickRole: pickRole,
 			},
 			Ready:           ready,
 			TLSReady:        func() error { return svidValid(src) },
@@ -252,6 +264,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			DefaultMask:     defaultMask(cfg),
 			ApprovalTimeout: approvalTimeout(cfg),
 			Approve:         approve,
+			Timeouts:        targetTimeouts(t),
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)
@@ -406,6 +419,9 @@ func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source
 	}
 	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD,
 		FlushInterval: a.FlushIntervalD, Logger: log}
+	if err := witnessConfig(a, src, &cfg); err != nil {
+		return nil, err
+	}
 	if a.Postgres == nil {
 		return audit.Open(cfg)
 	}
@@ -445,4 +461,13 @@ func newLogger(c *config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// targetTimeouts are a target's session time limits, as validated (defaults filled in).
+func targetTimeouts(t config.Target) postgres.Timeouts {
+	if t.Timeouts == nil {
+		return postgres.Timeouts{}
+	}
+	return postgres.Timeouts{Statement: t.Timeouts.MaxStatementTimeoutD, Lock: t.Timeouts.MaxLockTimeoutD,
+		IdleInTransaction: t.Timeouts.IdleInTransactionD}
 }

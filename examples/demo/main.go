@@ -275,8 +275,10 @@ func (d *demo) tour() error {
 	if err != nil {
 		return err
 	}
-	const ddl = "CREATE TEMP TABLE migration_notes (note text)"
-	fmt.Printf("\nAs the migrator (DDL waits for a person's approval):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", ddl)
+	// A real schema change: it runs, once approved, under the shop-admin role Cedar picks for the
+	// migrator's sessions (the analyst's and support's run as shop-read roles, which could not).
+	const ddl = "CREATE TABLE IF NOT EXISTS migration_notes (note text)"
+	fmt.Printf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", ddl)
 	type result struct {
 		out string
 		err error
@@ -485,7 +487,7 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	opts := stack.BrokerOptions{Binary: brokerBin, VaultRole: "shop-read", Extra: vaultBlock}
+	opts := stack.BrokerOptions{Binary: brokerBin, VaultRoles: true, Extra: vaultBlock}
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
@@ -635,7 +637,8 @@ func (d *demo) guide(s *stack.Stack, b *stack.Broker, vaultAddr string) string {
 	return fmt.Sprintf(`svidbroker demo
   broker      %s  (target "shop", PostgreSQL wire protocol; health: http://%s/readyz)
   SPIRE       trust domain example.org, Workload API %s
-  PostgreSQL  %s:%d  (each session logs in with a role Vault creates for it; the agent never sees it)
+  PostgreSQL  %s:%d  (each session logs in with a role Vault creates for it, of the credential role
+              Cedar picks for the caller: shop-read, shop-write or shop-admin; the agent never sees it)
   Vault       %s  (Vault-API-compatible test server; the broker logs in with its SVID)
   config      %s
   logs        %s/
@@ -643,7 +646,8 @@ func (d *demo) guide(s *stack.Stack, b *stack.Broker, vaultAddr string) string {
 Try it (each persona runs as its own uid with its own agent manifest; SPIRE attests both, with the unix
 attestor and svidbroker's agent attestor, and the broker checks the entry with SPIRE on every connection):
   . %s/analyst.env && psql -c 'select id, name, email from customers order by id limit 3'
-  . %s/support.env && psql -c 'select current_user, count(*) from orders group by 1'   # a Vault-made role
+  . %s/support.env && psql -c 'select current_user, count(*) from orders group by 1'   # a Vault-made shop-read role
+  . %s/migrator.env && psql -c 'select current_user'   # a shop-admin role: Cedar picks each caller's role
   . %s/intruder.env && psql -c 'select 1'      # refused: attested, but no policy permits it
   psql "host=localhost port=%s dbname=shop sslmode=disable" -c 'select 1'   # refused: TLS with an SVID required
   openssl x509 -in %s/svids/analyst.crt -noout -ext subjectAltName   # the agent's only credential
@@ -661,7 +665,7 @@ Audit (every session and statement, recorded before it reaches the database):
 Status (components, pids, addresses, logs): .bin/svidbroker-demo status
 Stop everything with: make demo-down   (keeps the audit log and policies here; WIPE=1 removes them)
 `, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, vaultAddr, rel(d.path("broker.hcl")), rel(d.path("logs")),
-		rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
+		rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
 }
 
 func mustGetwd() string {

@@ -45,3 +45,55 @@ test "a workload in no group is denied" {
   expect    = "deny"
   reasons   = []
 }
+
+test "with every pack loaded, the analyst calls a stable function" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.order_total"
+    volatility       = "stable"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "allow"
+  reasons   = ["analyst-read-functions"]
+}
+
+test "with every pack loaded, the baseline refuses a SECURITY DEFINER function to the migrator" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.delete_orders"
+    volatility       = "volatile"
+    security_definer = true
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = ["baseline-no-writing-functions"]
+}
+
+test "with every pack loaded, support may not lock rows" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "with every pack loaded, the migrator may lock rows" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "allow"
+  reasons   = ["migrator-locks"]
+}

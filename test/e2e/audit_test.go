@@ -85,9 +85,15 @@ func TestAuditRecordsWhatHappened(t *testing.T) {
 	if _, ok := kinds[audit.KindSessionEnd]; !ok {
 		t.Fatal("no session end")
 	}
-	denied, err := audit.Sessions(audit.Files(b.AuditDir, b.Chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/intruder", Decision: "deny"})
-	if err != nil || len(denied) == 0 {
-		t.Fatalf("the intruder's refusal is not searchable: %v %v", denied, err)
+	// The refusal's record may be written just after psql shows the refusal: poll for it.
+	var denied []audit.SessionSummary
+	for deadline := time.Now().Add(10 * time.Second); len(denied) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if denied, err = audit.Sessions(audit.Files(b.AuditDir, b.Chain), audit.Filter{SPIFFEID: "spiffe://example.org/agent/intruder", Decision: "deny"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(denied) == 0 {
+		t.Fatal("the intruder's refusal is not searchable")
 	}
 }
 

@@ -23,7 +23,7 @@ func vaultBroker(t *testing.T, s *stack.Stack, v *vaultTarget, name, journalName
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: block})
+	b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRoles: true, Extra: block})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,10 @@ path "sys/leases/*" { capabilities = ["update"] }`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One fixed path for every session: a broker without Cedar (an allow list), since Cedar would pick
+	// a credential role per session among the catalog's instead.
 	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-vault-jwt", Binary: brokerBin, Extra: block,
+		Allow:             []string{stack.PersonaAnalyst},
 		BackendCredential: "    auth        = \"vault\"\n    vault_path  = \"pg-shop/creds/shop-read\"\n"})
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +230,7 @@ func TestVaultUnreachableRefusedWithinDeadline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-vault-" + name, Binary: brokerBin, VaultRole: "shop-read", Extra: block})
+			b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-vault-" + name, Binary: brokerBin, VaultRoles: true, Extra: block})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +286,7 @@ func TestDevTokenWarnsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"svidbroker-vault-dev", "svidbroker-vault-dev-again"} {
-		b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRole: "shop-read", Extra: block})
+		b, err := s.StartBroker(t.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, VaultRoles: true, Extra: block})
 		if err != nil {
 			t.Fatal(err)
 		}

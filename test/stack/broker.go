@@ -35,6 +35,8 @@ type BrokerOptions struct {
 	PolicyDir string
 	// Extra is appended to the generated configuration, for tests of other settings.
 	Extra string
+	// TargetExtra is added to each target block (a timeouts block, for example).
+	TargetExtra string
 	// NoAudit leaves the audit block out (sessions unrecorded).
 	NoAudit bool
 	// AuditDir, if set, is where the audit log goes (for example a small filesystem a test fills).
@@ -46,11 +48,20 @@ type BrokerOptions struct {
 	AuditOnFailure string
 	// AuditDurability sets audit.durability ("commit", the default, or "statement").
 	AuditDurability string
+	// AuditWitnessDir, if set, is a directory the audit block's witness keeps checkpoints in.
+	AuditWitnessDir string
+	// AuditWitness, if set, is the body of the audit block's witness block (instead of AuditWitnessDir).
+	AuditWitness string
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
-	// VaultRole, if set, makes the backend use auth = "vault" with this role; Extra must then hold
-	// the vault block.
+	// VaultRoles makes the backend use auth = "vault" with no fixed role: Cedar picks each session's
+	// credential role among the catalog's (shop-read, shop-write, shop-admin, which ConfigureVault
+	// sets up). Extra must then hold the vault block.
+	VaultRoles bool
+	// VaultRole, if set, makes the backend use auth = "vault" with this one role for every session,
+	// for a broker without Cedar (with Allow): a catalog's credential roles and a fixed role exclude
+	// each other. Extra must then hold the vault block.
 	VaultRole string
 	// BackendCredential, if set, replaces the backend's credential lines (auth and what it needs),
 	// such as auth = "vault" with vault_path; Extra must then hold the vault block.
@@ -106,6 +117,10 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
 	switch {
 	case opts.BackendCredential != "":
 		backendAuth = opts.BackendCredential
+	case opts.VaultRoles:
+		backendAuth = "    # Each session logs in with a dynamic credential of its own, leased from Vault for the\n" +
+			"    # credential role Cedar picks for the caller among the catalog's.\n" +
+			"    auth        = \"vault\"\n"
 	case opts.VaultRole != "":
 		backendAuth = fmt.Sprintf("    # Each session logs in with a dynamic credential of its own, leased from Vault.\n"+
 			"    auth        = \"vault\"\n    vault_role  = %q\n", opts.VaultRole)
@@ -126,6 +141,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
   listen   = %q
 
 %s
+%s
   backend {
     address     = %q
     database    = "shop"
@@ -133,7 +149,7 @@ func (s *Stack) StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, e
     server_name = "localhost"
   }
 }
-`, name, b.Addr, authorization.target, backendAddr, backendAuth, s.Postgres.CAPath)
+`, name, b.Addr, authorization.target, opts.TargetExtra, backendAddr, backendAuth, s.Postgres.CAPath)
 	}
 	targets := target("shop")
 	if opts.SecondTarget != "" {
@@ -280,6 +296,19 @@ func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
 	if err := os.MkdirAll(b.AuditDir, 0o700); err != nil {
 		return "", fmt.Errorf("stack: %w", err)
 	}
+	witness := ""
+	if w := opts.AuditWitnessDir; w != "" {
+		if err := os.MkdirAll(w, 0o700); err != nil {
+			return "", fmt.Errorf("stack: %w", err)
+		}
+		if err := ChownTree(w, int(broker.UID), int(broker.UID)); err != nil {
+			return "", err
+		}
+		witness = fmt.Sprintf("  witness {\n    dir = %q\n  }\n", w)
+	}
+	if opts.AuditWitness != "" {
+		witness = "  witness {\n" + opts.AuditWitness + "\n  }\n"
+	}
 	for _, d := range []string{b.AuditDir, b.AuditKeys} {
 		if err := ChownTree(d, int(broker.UID), int(broker.UID)); err != nil {
 			return "", err
@@ -295,8 +324,8 @@ audit {
   checkpoint_interval = "1s"
   on_failure          = %q
   durability          = %q
-}
-`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure, durability), nil
+%s}
+`, b.AuditDir, b.Chain, filepath.Join(b.AuditKeys, audit.MACKeyFile), filepath.Join(b.AuditKeys, audit.SigningKeyFile), onFailure, durability, witness), nil
 }
 
 // copyTree copies a directory of regular files, readable by every uid.

@@ -31,8 +31,11 @@ CREATE TABLE orders (
 
 var seedNames = [SeedCustomers]string{"Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"}
 
-// seed creates the "shop" database with customers and orders, and the role that `cert` authentication
-// maps the broker's SVID to.
+// ShopOwnerRole owns the shop's tables; shop-admin credentials from Vault are its members.
+const ShopOwnerRole = "shop_owner"
+
+// seed creates the "shop" database with customers and orders, owned by ShopOwnerRole, and the role
+// that `cert` authentication maps the broker's SVID to.
 func (p *Postgres) seed(ctx context.Context) error {
 	admin, err := p.Connect(ctx, "postgres")
 	if err != nil {
@@ -42,6 +45,7 @@ func (p *Postgres) seed(ctx context.Context) error {
 	for _, q := range []string{
 		"CREATE DATABASE shop",
 		"CREATE ROLE " + BrokerDBRole + " LOGIN",
+		"CREATE ROLE " + ShopOwnerRole + " NOLOGIN",
 	} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			return fmt.Errorf("seed: %s: %w", q, err)
@@ -68,6 +72,11 @@ func (p *Postgres) seed(ctx context.Context) error {
 		}
 	}
 	b.Queue("GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders TO " + BrokerDBRole)
+	// The schema's owner: Vault's shop-admin credentials are its members, so they may alter these
+	// tables and create others in schema public (PostgreSQL 15 no longer lets everyone create there).
+	b.Queue("ALTER TABLE customers OWNER TO " + ShopOwnerRole)
+	b.Queue("ALTER TABLE orders OWNER TO " + ShopOwnerRole)
+	b.Queue("GRANT CREATE ON SCHEMA public TO " + ShopOwnerRole)
 	if err := shop.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("seed: rows: %w", err)
 	}

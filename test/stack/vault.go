@@ -6,14 +6,21 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // ConfigureVault sets a Vault up for the broker as a platform team would: the cert auth method
-// trusting SPIRE's bundle for the broker's SPIFFE ID only, a policy that can read the shop-read
-// credentials and renew and revoke leases, and the database engine in front of the stack's PostgreSQL,
-// with a role "shop-read" whose credentials live ttl (at most maxTTL). root must hold a root token.
+// trusting SPIRE's bundle for the broker's SPIFFE ID only, a policy that can read the credentials of
+// the catalog's roles and renew and revoke leases, and the database engine in front of the stack's
+// PostgreSQL, with the roles of policies/catalog.hcl, whose credentials live ttl (at most maxTTL):
+//   - shop-read: SELECT on the shop's tables;
+//   - shop-write: SELECT, INSERT, UPDATE and DELETE on them;
+//   - shop-admin: a member of shop_owner, which owns the tables and may create tables in schema
+//     public (DDL); what it creates is handed to shop_owner when its lease is revoked.
+//
+// root must hold a root token.
 func (s *Stack) ConfigureVault(ctx context.Context, root *vaultapi.Client, ttl, maxTTL string) error {
 	if err := EnableAuth(ctx, root, "cert", "cert"); err != nil {
 		return err
@@ -21,8 +28,12 @@ func (s *Stack) ConfigureVault(ctx context.Context, root *vaultapi.Client, ttl, 
 	if err := Mount(ctx, root, "database", "database", nil); err != nil {
 		return err
 	}
-	if err := root.Sys().PutPolicyWithContext(ctx, "broker", `path "database/creds/shop-read" { capabilities = ["read"] }
-path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
+	var policy strings.Builder
+	for _, r := range VaultRoles {
+		fmt.Fprintf(&policy, "path \"database/creds/%s\" { capabilities = [\"read\"] }\n", r)
+	}
+	policy.WriteString(`path "sys/leases/*" { capabilities = ["update"] }`)
+	if err := root.Sys().PutPolicyWithContext(ctx, "broker", policy.String()); err != nil {
 		return fmt.Errorf("stack: vault: %w", err)
 	}
 	bundle, err := os.ReadFile(s.SPIRE.BundlePath)
@@ -34,19 +45,23 @@ path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
 		return err
 	}
 	pg := s.Postgres
+	role := func(grants ...string) map[string]any {
+		return map[string]any{"db_name": "shop", "default_ttl": ttl, "max_ttl": maxTTL,
+			"creation_statements":   append([]string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`}, grants...),
+			"revocation_statements": []string{`REASSIGN OWNED BY "{{name}}" TO ` + ShopOwnerRole + `; DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}}
+	}
 	writes := []struct {
 		path string
 		data map[string]any
 	}{
 		{"auth/cert/certs/svidbroker", map[string]any{"certificate": string(bundle),
 			"allowed_uri_sans": []string{broker.ID.String()}, "token_policies": []string{"broker"}, "token_ttl": "1h"}},
-		{"database/config/shop", map[string]any{"plugin_name": "postgresql-database-plugin", "allowed_roles": []string{"shop-read"},
+		{"database/config/shop", map[string]any{"plugin_name": "postgresql-database-plugin", "allowed_roles": VaultRoles,
 			"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s:%d/shop?sslmode=verify-full&sslrootcert=%s", pg.Host, pg.Port, pg.CAPath),
 			"username":       pg.Superuser, "password": pg.SuperuserPassword()}},
-		{"database/roles/shop-read", map[string]any{"db_name": "shop", "default_ttl": ttl, "max_ttl": maxTTL,
-			"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
-				`GRANT SELECT ON customers, orders TO "{{name}}";`},
-			"revocation_statements": []string{`DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`}}},
+		{"database/roles/shop-read", role(`GRANT SELECT ON customers, orders TO "{{name}}";`)},
+		{"database/roles/shop-write", role(`GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders TO "{{name}}";`)},
+		{"database/roles/shop-admin", role(`GRANT ` + ShopOwnerRole + ` TO "{{name}}";`)},
 	}
 	for _, w := range writes {
 		if _, err := root.Logical().WriteWithContext(ctx, w.path, w.data); err != nil {
@@ -55,6 +70,10 @@ path "sys/leases/*" { capabilities = ["update"] }`); err != nil {
 	}
 	return nil
 }
+
+// VaultRoles are the database engine roles ConfigureVault sets up: the credential roles of
+// policies/catalog.hcl, least privileged first.
+var VaultRoles = []string{"shop-read", "shop-write", "shop-admin"}
 
 // EnableAuth enables an auth method at path unless one of that type is there already, so that tests
 // can run again against one long-lived Vault.

@@ -34,9 +34,14 @@ type Backend struct {
 	// ConnectTimeout bounds the connection and login. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// Lease, if set, gives each session a credential of its own (a Vault dynamic secret): the broker
-	// logs in with it through SCRAM instead of as User with its SVID. end must be called if the
-	// credential cannot be kept; the session then ends.
-	Lease func(ctx context.Context, c authz.Connect, end func(error)) (*credential.Session, error)
+	// logs in with it through SCRAM instead of as User with its SVID. role is the credential role
+	// PickRole picked, or "" without PickRole. end must be called if the credential cannot be kept;
+	// the session then ends.
+	Lease func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error)
+	// PickRole, if set, picks each session's credential role (authz.Authorizer.PickRole: Cedar's pick
+	// among the target's catalog credential roles), which Lease is then given. A caller it picks no
+	// role for is refused at connect.
+	PickRole func(ctx context.Context, c authz.Connect) (authz.RolePick, error)
 }
 
 func (b *Backend) validate() error {
@@ -45,6 +50,9 @@ func (b *Backend) validate() error {
 	}
 	if b.Database == "" || (b.User == "" && b.Lease == nil) {
 		return errors.New("postgres: backend database, and a user or a lease, are required")
+	}
+	if b.PickRole != nil && b.Lease == nil {
+		return errors.New("postgres: a backend whose credential role is picked needs Lease")
 	}
 	if b.TLS == nil || b.TLS.InsecureSkipVerify || b.TLS.RootCAs == nil {
 		return errors.New("postgres: backend TLS must verify the server (RootCAs set, InsecureSkipVerify off)")

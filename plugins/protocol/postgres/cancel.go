@@ -23,7 +23,8 @@ type cancelTarget struct {
 	secret  uint32
 	address string // the backend's host:port
 	pid     uint32
-	key     []byte // the backend's secret key
+	key     []byte     // the backend's secret key
+	held    *holdState // the session's statement held for approval; nil until it first holds one
 }
 
 // cancelRegistry maps the broker's cancel keys to backend sessions. A CancelRequest arrives on a new
@@ -56,40 +57,70 @@ func (r *cancelRegistry) add(address string, pid uint32, key []byte) cancelKey {
 	}
 }
 
+// attach lets cancel requests with k reach the statements its session holds for approval.
+func (r *cancelRegistry) attach(k cancelKey, h *holdState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.byPID[k.pid]; ok && t.secret == k.secret {
+		t.held = h
+		r.byPID[k.pid] = t
+	}
+}
+
 func (r *cancelRegistry) remove(k cancelKey) {
 	r.mu.Lock()
 	delete(r.byPID, k.pid)
 	r.mu.Unlock()
 }
 
-// cancel forwards a client's cancel request to its backend session, if the key is right. It reports
-// whether it was.
-func (r *cancelRegistry) cancel(ctx context.Context, m *pgproto3.CancelRequest) (bool, error) {
+// cancelOutcome is what a cancel request did.
+type cancelOutcome uint8
+
+const (
+	cancelUnknownKey           cancelOutcome = iota
+	cancelForwarded                          // to the backend session
+	cancelWithdrew                           // withdrew the statement held for approval; the backend owed nothing
+	cancelWithdrewAndForwarded               // withdrew the held statement, and went on to the backend, which owed answers
+)
+
+// cancel acts on a client's cancel request, if the key is right: it withdraws the statement the
+// session holds for approval, if any, and forwards the request to the backend session unless that
+// owes the client nothing.
+func (r *cancelRegistry) cancel(ctx context.Context, m *pgproto3.CancelRequest) (cancelOutcome, error) {
 	r.mu.Lock()
 	t, ok := r.byPID[m.ProcessID]
 	r.mu.Unlock()
 	var secret [4]byte
 	binary.BigEndian.PutUint32(secret[:], t.secret)
 	if !ok || len(m.SecretKey) != 4 || subtle.ConstantTimeCompare(m.SecretKey, secret[:]) != 1 {
-		return false, nil
+		return cancelUnknownKey, nil
+	}
+	outcome := cancelForwarded
+	if t.held != nil {
+		switch withdrew, forward := t.held.cancelRequest(); {
+		case withdrew && !forward:
+			return cancelWithdrew, nil
+		case withdrew:
+			outcome = cancelWithdrewAndForwarded
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", t.address)
 	if err != nil {
-		return true, fmt.Errorf("postgres: cancel: %w", err)
+		return outcome, fmt.Errorf("postgres: cancel: %w", err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(r.timeout))
 	buf, err := (&pgproto3.CancelRequest{ProcessID: t.pid, SecretKey: t.key}).Encode(nil)
 	if err != nil {
-		return true, fmt.Errorf("postgres: cancel: %w", err)
+		return outcome, fmt.Errorf("postgres: cancel: %w", err)
 	}
 	if _, err := conn.Write(buf); err != nil {
-		return true, fmt.Errorf("postgres: cancel: %w", err)
+		return outcome, fmt.Errorf("postgres: cancel: %w", err)
 	}
 	// The server closes the connection once it has acted on the request.
 	var one [1]byte
 	_, _ = conn.Read(one[:])
-	return true, nil
+	return outcome, nil
 }

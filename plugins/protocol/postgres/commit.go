@@ -52,6 +52,7 @@ func (s *session) nextCycle() uint64 {
 // readyForQuery notes where the backend is after the cycle h ended (backend side).
 func (s *session) readyForQuery(h *item, m *pgproto3.ReadyForQuery) {
 	s.commits.rfq.Store(h.cycle<<8 | uint64(m.TxStatus))
+	s.idle.readyForQuery(m.TxStatus)
 }
 
 // inBlock reports whether the statement about to be sent certainly runs inside a transaction block.
@@ -73,6 +74,10 @@ func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, si
 		return nil
 	}
 	effect := sqlclass.Strongest(sts)
+	writes := effect == sqlclass.EffectNone && s.callsWritingFunction(sts) // a database function that may write
+	if writes {
+		effect = sqlclass.EffectChange
+	}
 	// Changes written before this statement were in a block if it was one when the statement began:
 	// then only a commit (EffectCommit) can commit them, and a ROLLBACK in sts discards them.
 	wasInBlock := s.inBlock()
@@ -83,6 +88,7 @@ func (s *session) recordStatement(rec audit.Record, sts []sqlclass.Statement, si
 		}
 		changes = changes || st.Effect == sqlclass.EffectChange || st.Effect == sqlclass.EffectCommit && !st.TxControl
 	}
+	changes = changes || writes
 	commits := effect == sqlclass.EffectCommit ||
 		simple && (effect == sqlclass.EffectChange && !s.inBlock() || s.commits.dirty && !wasInBlock)
 	switch {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -97,6 +98,9 @@ type Config struct {
 	Approve ApproveFunc
 	// ApprovalTimeout bounds the wait for an approval. Default DefaultApprovalTimeout.
 	ApprovalTimeout time.Duration
+	// Timeouts are the ceilings of the session's timeouts and its idle-in-transaction limit (see
+	// Timeouts); zero fields take the defaults.
+	Timeouts Timeouts
 }
 
 // DefaultApprovalTimeout bounds the wait for an approval.
@@ -131,6 +135,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("postgres: MaxMessageBytes must be positive")
 	}
 	if err := cfg.Backend.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Timeouts.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.WriteTimeout <= 0 {
@@ -231,15 +238,29 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
 		return nil, err
 	}
+	var pick authz.RolePick
+	if e.cfg.Backend.PickRole != nil {
+		var ok bool
+		if pick, ok = e.pickRole(ctx, connect, client, rec, raw.RemoteAddr().String(), log); !ok {
+			return nil, fmt.Errorf("postgres: %s: no credential role", peer.ID)
+		}
+		log = log.With("credential_role", pick.Role)
+	}
 	start := audit.Record{Kind: audit.KindSessionStart, Remote: raw.RemoteAddr().String(),
 		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
 	if decision.ID != "" {
 		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
 	}
+	if pick.Role != "" {
+		start.Detail["credential_role"], start.Detail["credential_role_for"] = pick.Role, strings.Join(pick.For, ",")
+	}
 	if err := rec.sessionStart(start); err != nil {
 		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
 		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
 		return nil, err
+	}
+	if pick.Role != "" {
+		rec.async(roleRecord(pick, e.cfg.Target, raw.RemoteAddr().String()))
 	}
 	// From here on the log holds the session's start; a session that fails to open also gets its end,
 	// with the class of what failed. The reason stays generic: details (which may name hosts or users)
@@ -251,17 +272,23 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		}
 	}()
 	failed = notEstablishedParams
-	params, err := e.cfg.Backend.runtimeParams(startup.Parameters, e.cfg.Target)
+	clientParams, timeouts, err := e.cfg.Timeouts.startupTimeouts(startup.Parameters)
 	if err != nil {
 		sendFatal(client, "08P01", "svidbroker: "+err.Error())
 		return nil, err
 	}
+	params, err := e.cfg.Backend.runtimeParams(clientParams, e.cfg.Target)
+	if err != nil {
+		sendFatal(client, "08P01", "svidbroker: "+err.Error())
+		return nil, err
+	}
+	maps.Copy(params, timeouts)
 	user, password := e.cfg.Backend.User, ""
 	lost := new(trigger) // the credential could not be kept: end the session
 	var lease *credential.Session
 	if e.cfg.Backend.Lease != nil {
 		failed = notEstablishedCredential
-		lease, err = e.cfg.Backend.Lease(ctx, connect, lost.fire)
+		lease, err = e.cfg.Backend.Lease(ctx, connect, pick.Role, lost.fire)
 		if err != nil {
 			// The detail stays in the log; the client learns only that there is no credential.
 			log.ErrorContext(ctx, "no backend credential", "error", err)
@@ -270,7 +297,11 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 			return nil, err
 		}
 		user, password = lease.Lease.Username, lease.Lease.Password
-		rec.async(leaseRecord(lease.Lease.ID, "acquired"))
+		acquired := leaseRecord(lease.Lease.ID, "acquired")
+		if pick.Role != "" {
+			acquired.Detail["credential_role"] = pick.Role
+		}
+		rec.async(acquired)
 	}
 	var meta *dbMeta
 	failed = notEstablishedBackend
@@ -346,6 +377,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
 			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
+		timeouts: e.cfg.Timeouts,
 	}, nil
 }
 
@@ -484,16 +516,20 @@ func (r *Router) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	return r.first.start(ctx, raw, conn, msg) // cancel requests, and refusals of anything else
 }
 
-// cancel forwards a cancel request with a valid key to its backend session, and never says whether
-// the key was valid (neither does the server).
+// cancel acts on a cancel request with a valid key (cancelRegistry.cancel: it withdraws a statement
+// held for approval, and reaches the backend session), and never says whether the key was valid
+// (neither does the server).
 func (e *Engine) cancel(ctx context.Context, m *pgproto3.CancelRequest) error {
-	ok, err := e.cancels.cancel(ctx, m)
+	outcome, err := e.cancels.cancel(ctx, m)
+	if outcome == cancelWithdrew || outcome == cancelWithdrewAndForwarded {
+		e.cfg.Logger.Info("cancel request withdrew a statement held for approval")
+	}
 	switch {
 	case err != nil:
-		e.cfg.Logger.Warn("cancel request not delivered", "error", err)
-	case ok:
+		e.cfg.Logger.Warn("cancel request not delivered to the backend", "error", err)
+	case outcome == cancelForwarded || outcome == cancelWithdrewAndForwarded:
 		e.cfg.Logger.Info("cancel request forwarded to the backend")
-	default:
+	case outcome == cancelUnknownKey:
 		e.cfg.Logger.Info("cancel request with an unknown key ignored")
 	}
 	return errCancelRequest

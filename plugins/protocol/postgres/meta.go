@@ -35,6 +35,8 @@ type dbMeta struct {
 	// descendants maps the own names of the tagged tables' partitions and inheritance children to their
 	// OIDs in tables: they hold the rows and tagged columns of the tables they descend from.
 	descendants map[string]uint32
+	// funcs are the database's functions and search_path, to decide calls (funcs.go).
+	funcs *funcCatalog
 }
 
 // metaShare keeps the last dbMeta a session of one target loaded. A session that loads an identical
@@ -130,6 +132,10 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		return nil, fmt.Errorf("postgres: reading relation OIDs: %w", err)
 	}
 	m.maxOID = uint32(max)
+	var err error
+	if m.funcs, err = loadFuncCatalog(ctx, pc); err != nil {
+		return nil, err
+	}
 	if len(tagged) == 0 {
 		return m, nil
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // Why a statement was refused, as its audit record says it (Detail "refused"). An approval that did
-// not end in approval is "approval " and its outcome: expired, denied, failed or required.
+// not end in approval is "approval " and its outcome: expired, denied, failed or required, or
+// "withdrawn: " and why (hold.go).
 const (
 	refusedForbidden   = "forbidden by policy"
 	refusedDefault     = "no policy permitted it: denied by default"

@@ -66,11 +66,17 @@ type session struct {
 	clientMu   sync.Mutex
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
+	held       holdState // a statement held for approval, as a cancel request or the client's going away withdraws it
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.
 	backendFatal atomic.Bool
 	closeOnce    sync.Once
+
+	// timeouts are the target's: idle ends the session when it is idle in a transaction for
+	// timeouts.IdleInTransaction (0: never).
+	timeouts Timeouts
+	idle     idleWatch
 }
 
 // errBackendLost marks a session whose backend connection ended or failed under it.
@@ -93,6 +99,8 @@ func (s *session) Run(ctx context.Context) error {
 		defer s.cancels.remove(s.cancelKey)
 	}
 	s.ended, s.b2cDone = make(chan struct{}), make(chan struct{})
+	s.idle.start(s.timeouts.IdleInTransaction, &s.queue, func() { s.endIdle(s.timeouts.IdleInTransaction) })
+	defer s.idle.stop()
 	b2c := make(chan error, 1)
 	go func() {
 		err := s.guard("backend", s.backendToClient)
@@ -247,10 +255,12 @@ func (s *session) guard(side string, f func() error) (err error) {
 // buffers until then.
 func (s *session) clientToBackend() error {
 	for {
+		s.idle.clientWaiting()
 		msg, err := s.client.Receive()
 		if err != nil {
 			return fmt.Errorf("postgres: from client: %w", err)
 		}
+		s.idle.clientMessage()
 		s.failed.forget(s.stmts)
 		if s.discarding {
 			switch msg.(type) {
@@ -375,6 +385,7 @@ func (s *session) backendToClient() error {
 			if held, err = s.relay(h, msg, held); err != nil {
 				return err
 			}
+			s.idle.answered()
 		}
 		if len(held) == 0 {
 			continue
@@ -534,6 +545,7 @@ func (s *session) flushBackend() error {
 	if err := s.backend.Flush(); err != nil {
 		return fmt.Errorf("postgres: to backend: %w", err)
 	}
+	s.idle.flushedAll()
 	return nil
 }
 

@@ -40,7 +40,10 @@ type Approval struct {
 
 // ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
 // the statement again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
-// the approval deadline.
+// the approval deadline, and is cancelled when the request is withdrawn (its client cancelled the
+// statement or went away, or its session ended), with the reason as its cause (context.Cause): the
+// function should then return at once, and take the request off its approvers' list. Whatever it
+// returns then, the statement does not run.
 type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
 
 // prepared is a statement of the extended protocol, as the broker parsed and decided it.
@@ -111,12 +114,14 @@ type item struct {
 // queue holds the answers the backend owes, oldest first. The client side appends before it
 // forwards; the backend side consumes.
 type queue struct {
-	mu    sync.Mutex
-	items []*item
+	mu     sync.Mutex
+	items  []*item
+	pushed uint64 // items ever pushed (idleWatch)
 }
 
 func (q *queue) push(it *item) {
 	q.mu.Lock()
+	q.pushed++
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 }
@@ -192,6 +197,9 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	if denial != nil {
 		return nil, authz.Decision{}, authz.ApprovalState{}, refused(denial, refusedUnparsed)
 	}
+	if r := s.checkSettings(sql, sts); r != nil {
+		return sts, authz.Decision{}, authz.ApprovalState{}, r
+	}
 	d, ap, r := s.decide(sql, sts, authz.ApprovalState{}, true)
 	return sts, d, ap, r
 }
@@ -215,6 +223,9 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 			}
 			var request string
 			if ap, request, err = s.hold(text, d); err != nil {
+				if w, ok := errors.AsType[*withdrawal](err); ok {
+					return d, ap, w.refusal(d)
+				}
 				return d, ap, deny(err, request, ap.State)
 			}
 			again, err := s.decideOne(st, multi, ap)
@@ -234,8 +245,11 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 // statementRefusal is the refusal of st, which decideOne refused with d and err.
 func (s *session) statementRefusal(st sqlclass.Statement, d authz.Decision, err error) *refusal {
 	resp := errStatementDenied(denialMessage(st, err))
-	if s.insp.authz == nil {
+	switch {
+	case s.insp.authz == nil:
 		return refused(resp, refusedNoPolicies)
+	case errors.Is(err, errUnknownFunction):
+		return refused(resp, refusedUnknownFunction)
 	}
 	return policyRefusal(resp, d)
 }
@@ -262,11 +276,16 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 		accesses[i] = authz.Access{Action: a.Action, Table: a.Table}
 	}
 	ast := authz.Statement{Kind: st.Kind, Tables: st.Tables(), Functions: st.Functions, MultiStatement: multi}
-	return s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	d, err := s.insp.authz.Statement(s.insp.connect, ast, accesses, ap, &s.memo)
+	if err != nil {
+		return d, err
+	}
+	return s.decideFunctions(st, ast, ap, d)
 }
 
 // hold asks for approval and waits for it, telling the client the request's ID. It returns the
-// approval's outcome and the request's ID.
+// approval's outcome and the request's ID. A cancel request from the client, or the client's going
+// away, withdraws the request (hold.go): the error is then a *withdrawal, whatever the approver says.
 func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
 	if s.insp.approve == nil {
 		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
@@ -283,9 +302,27 @@ func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, stri
 	if err != nil {
 		return authz.ApprovalState{}, req.ID, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.insp.approvalTimeout)
+	ctx, withdraw := context.WithCancelCause(s.ctx)
+	defer withdraw(nil)
+	endHold := s.beginHold(withdraw)
+	ctx, cancel := context.WithTimeout(ctx, s.insp.approvalTimeout)
 	defer cancel()
 	st, err := s.insp.approve(ctx, req)
+	why := endHold()
+	if why == nil && s.ctx.Err() != nil {
+		why = errWithdrawnSessionEnd
+	}
+	if why != nil {
+		// Also when an approval came just as it was withdrawn: the statement's client is gone, or it
+		// cancelled the statement, so nothing runs.
+		reason := why.Error()
+		if err == nil && st.State == "approved" {
+			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
+		}
+		s.log.Info("statement held for approval withdrawn", "request", req.ID, "reason", why)
+		s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
+		return authz.ApprovalState{State: "withdrawn"}, req.ID, &withdrawal{request: req.ID, why: why}
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
 		st.State = "expired"
@@ -404,6 +441,9 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 // allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
 // its Cedar decisions and masking plans. A statement held for approval is decided every time.
 func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
+	if r := s.checkSettings(text, sts); r != nil {
+		return authz.Decision{}, ap, nil, r // before the verdicts: their key does not see the values
+	}
 	key := verdictKey{ap: ap}
 	remember := s.insp.authz != nil && len(sts) > 0
 	var epoch authz.Epoch

@@ -109,6 +109,73 @@ test "reads tables the catalog does not list" {
   expect    = "allow"
 }
 
+test "calls a stable function that runs with its own privileges" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.order_total"
+    volatility       = "stable"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "allow"
+  reasons   = ["analyst-read-functions"]
+}
+
+test "does not call a volatile function" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.purge_orders"
+    volatility       = "volatile"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not call a SECURITY DEFINER function, even a stable one" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.lookup_as_owner"
+    volatility       = "stable"
+    security_definer = true
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not lock rows (SELECT ... FOR UPDATE)" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not take advisory locks or prepare transactions" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:lock"
+  target    = "shop"
+  expect    = "deny"
+  reasons   = []
+}
+
 test "joins on personal data by equality with another column" {
   principal   = "spiffe://example.org/agent/analyst"
   selectors   = ["agent:name:analyst"]

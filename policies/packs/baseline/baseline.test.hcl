@@ -37,3 +37,35 @@ test "admin SQL, forbidden by name" {
   expect    = "deny"
   reasons   = ["baseline-no-admin-sql"]
 }
+
+test "a volatile function is a write no pack can check" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.purge_orders"
+    volatility       = "volatile"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = ["baseline-no-writing-functions"]
+}
+
+test "so is a SECURITY DEFINER one" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.lookup_as_owner"
+    volatility       = "immutable"
+    security_definer = true
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = ["baseline-no-writing-functions"]
+}

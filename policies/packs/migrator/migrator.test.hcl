@@ -86,3 +86,74 @@ test "reads tables the catalog does not list" {
   table     = "public.not_in_the_catalog"
   expect    = "allow"
 }
+
+# Its sessions run as shop-admin, the one role it may use, so that approved DDL runs in the database.
+test "uses the admin role" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-admin"
+  expect    = "allow"
+  reasons   = ["migrator-admin-role"]
+}
+
+test "not the write role" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-write"
+  expect    = "deny"
+}
+
+test "calls a stable function" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.order_total"
+    volatility       = "stable"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "allow"
+  reasons   = ["migrator-read-functions"]
+}
+
+test "does not call a volatile function on its own pack" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.purge_orders"
+    volatility       = "volatile"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "locks the tables it migrates" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "allow"
+  reasons   = ["migrator-locks"]
+}
+
+test "takes advisory locks" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "sql:lock"
+  target    = "shop"
+  expect    = "allow"
+  reasons   = ["migrator-locks"]
+}

@@ -64,6 +64,92 @@ test "reads tables the catalog does not list" {
   expect    = "allow"
 }
 
+test "uses the read-only role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-read"
+  expect    = "allow"
+  reasons   = ["support-read-role"]
+}
+
+test "not the write role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "shop"
+  role      = "shop-write"
+  expect    = "deny"
+}
+
+test "calls a stable function that runs with its own privileges" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.order_total"
+    volatility       = "stable"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "allow"
+  reasons   = ["support-read-functions"]
+}
+
+test "does not call a volatile function" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.purge_orders"
+    volatility       = "volatile"
+    security_definer = false
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not call a SECURITY DEFINER function, even a stable one" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:call-function"
+  target    = "shop"
+  function {
+    name             = "public.lookup_as_owner"
+    volatility       = "stable"
+    security_definer = true
+    language         = "plpgsql"
+    owner            = "shop_owner"
+  }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not lock rows (SELECT ... FOR UPDATE)" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:lock"
+  target    = "shop"
+  table     = "public.orders"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not take advisory locks or prepare transactions" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "sql:lock"
+  target    = "shop"
+  expect    = "deny"
+  reasons   = []
+}
+
 test "does not filter on partially masked data" {
   principal = "spiffe://example.org/agent/support"
   selectors = ["agent:name:support"]

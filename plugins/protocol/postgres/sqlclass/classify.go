@@ -25,6 +25,10 @@ const (
 	KindAdmin       = "admin"
 	KindTransaction = "transaction"
 	KindUtility     = "utility"
+	// KindLock takes locks that outlast a read or hold back other sessions: a locking clause (FOR
+	// UPDATE, FOR SHARE, ...), LOCK TABLE, an advisory lock, or two-phase commit (PREPARE TRANSACTION
+	// keeps the transaction's locks after the session; COMMIT and ROLLBACK PREPARED end one). See locks.go.
+	KindLock = "lock"
 )
 
 // MaxDepth bounds the parse tree's nesting the classifier walks; deeper trees are refused.
@@ -73,6 +77,9 @@ type Statement struct {
 	// TxControl marks statements that may open or close a transaction block: BEGIN, START
 	// TRANSACTION, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION, COMMIT and ROLLBACK PREPARED.
 	TxControl bool
+	// Settings are the session timeouts the statement sets or resets (see TimeoutSettings), lower
+	// case; their values are literals, which the cache does not key on, so SettingValues reads them.
+	Settings []string
 	// Uses are the uses of column values other than as plain columns of the top-level result (see
 	// uses.go); UsesUnknown marks a statement whose uses the broker cannot tell.
 	Uses        []Use
@@ -162,11 +169,13 @@ func classify(n *pg.Node, text string) (Statement, error) {
 		kind = KindAdmin
 	} else if w.sequenceWrite && kind == KindSelect {
 		kind = KindUpdate // nextval and setval change a sequence: a write, decided against the target
+	} else if (w.locking || w.advisoryLock) && kind == KindSelect {
+		kind = KindLock
 	}
 	st := Statement{
 		Kind: kind, Functions: w.funcs, AdminReasons: w.admin, NestedWrite: w.nestedWrite,
 		Columns: w.columns, CopyOut: w.copyOut, CopyIn: w.copyIn, Fetch: w.fetch, ChangesObjects: w.changesObjects,
-		Effect: w.effect(n, kind),
+		Effect: w.effect(n, kind), Settings: w.settings,
 	}
 	if tx := n.GetTransactionStmt(); tx != nil {
 		_, st.TxControl = txEffect(tx)
@@ -184,6 +193,9 @@ func classify(n *pg.Node, text string) (Statement, error) {
 		}
 		if !slices.Contains(st.Accesses, a) {
 			st.Accesses = append(st.Accesses, a)
+		}
+		if lock := (Access{Table: r.name, Action: KindLock}); w.locking && a.Action == KindSelect && !slices.Contains(st.Accesses, lock) {
+			st.Accesses = append(st.Accesses, lock) // every table a locking query reads: it may lock any of them
 		}
 	}
 	for _, name := range w.topNames {
@@ -241,7 +253,9 @@ type walker struct {
 	copyIn             bool
 	fetch              bool
 	changesObjects     bool
-	locking            bool // a locking clause (FOR UPDATE, FOR SHARE): a lock is not a read
+	locking            bool // a locking clause (FOR UPDATE, FOR SHARE) or LOCK TABLE: a lock is not a read
+	advisoryLock       bool // a call of an advisory lock function
+	settings           []string
 	depth              int
 	err                error
 	text               string // the statement's own text
@@ -354,12 +368,19 @@ func (w *walker) top(n *pg.Node) string {
 		*pg.Node_NotifyStmt, *pg.Node_DiscardStmt, *pg.Node_ConstraintsSetStmt:
 		return KindUtility
 	case *pg.Node_TransactionStmt:
+		if twoPhase(s.TransactionStmt) {
+			return KindLock
+		}
 		return KindTransaction
+	case *pg.Node_LockStmt:
+		w.locking = true
+		w.walk(n.ProtoReflect(), nil, KindLock)
+		return KindLock
 	case *pg.Node_CreateStmt, *pg.Node_AlterTableStmt, *pg.Node_IndexStmt, *pg.Node_CreateSeqStmt,
 		*pg.Node_AlterSeqStmt, *pg.Node_RenameStmt, *pg.Node_CommentStmt, *pg.Node_TruncateStmt,
 		*pg.Node_CompositeTypeStmt, *pg.Node_CreateEnumStmt, *pg.Node_AlterEnumStmt, *pg.Node_CreateDomainStmt,
 		*pg.Node_AlterDomainStmt, *pg.Node_AlterObjectSchemaStmt, *pg.Node_CreateStatsStmt,
-		*pg.Node_AlterStatsStmt, *pg.Node_LockStmt, *pg.Node_CreatePolicyStmt, *pg.Node_AlterPolicyStmt,
+		*pg.Node_AlterStatsStmt, *pg.Node_CreatePolicyStmt, *pg.Node_AlterPolicyStmt,
 		*pg.Node_AlterOwnerStmt, *pg.Node_CreateRangeStmt, *pg.Node_DefineStmt, *pg.Node_RefreshMatViewStmt:
 		w.walk(n.ProtoReflect(), nil, KindDDL)
 		return KindDDL
@@ -469,6 +490,9 @@ func (w *walker) set(s *pg.VariableSetStmt) string {
 	if !slices.Contains(harmlessSettings, strings.ToLower(s.Name)) {
 		w.adminBecause("SET " + strings.ToLower(s.Name))
 		return KindAdmin
+	}
+	if name := strings.ToLower(s.Name); slices.Contains(TimeoutSettings, name) && !slices.Contains(w.settings, name) {
+		w.settings = append(w.settings, name)
 	}
 	return KindUtility
 }
@@ -617,8 +641,9 @@ func (w *walker) walkSelect(s *pg.SelectStmt, sc *scope, top bool) {
 		}
 		w.walk(t.ProtoReflect(), sc, KindSelect)
 	}
+	// A locking clause's OF list names items of the FROM clause, not tables: it is not walked.
 	w.locking = w.locking || len(s.LockingClause) > 0
-	for _, list := range [][]*pg.Node{s.DistinctClause, s.FromClause, s.GroupClause, s.WindowClause, s.SortClause, s.LockingClause} {
+	for _, list := range [][]*pg.Node{s.DistinctClause, s.FromClause, s.GroupClause, s.WindowClause, s.SortClause} {
 		for _, n := range list {
 			w.walk(n.ProtoReflect(), sc, KindSelect)
 		}
@@ -819,6 +844,7 @@ func (w *walker) possibleCall(name string) {
 	if slices.Contains(adminFunctions, strings.ToLower(name)) {
 		w.adminBecause("function " + name)
 	}
+	w.special(name, name)
 	if !slices.Contains(w.possible, name) {
 		w.possible = append(w.possible, name)
 	}
@@ -859,5 +885,8 @@ func (w *walker) function(f *pg.FuncCall) {
 	}
 	if len(parts) > 0 && slices.Contains(sequenceWriters, strings.ToLower(parts[len(parts)-1])) {
 		w.sequenceWrite = true
+	}
+	if len(parts) > 0 {
+		w.special(parts[len(parts)-1], name)
 	}
 }

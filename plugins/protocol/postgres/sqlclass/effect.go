@@ -87,17 +87,18 @@ func (w *walker) effect(n *pg.Node, kind string) Effect {
 	if kind == KindAdmin || commitsByItself(n) {
 		return EffectCommit
 	}
-	switch kind {
-	case KindTransaction:
-		e, _ := txEffect(n.GetTransactionStmt())
+	if tx := n.GetTransactionStmt(); tx != nil {
+		e, _ := txEffect(tx) // two-phase commit is KindLock, and commits all the same
 		return e
+	}
+	switch kind {
 	case KindUtility:
 		if n.GetNotifyStmt() != nil {
 			return EffectChange // delivered when its transaction commits
 		}
 		return EffectNone
-	case KindSelect:
-		if w.nestedWrite || w.locking {
+	case KindSelect, KindLock:
+		if w.nestedWrite || w.locking || w.advisoryLock {
 			return EffectChange
 		}
 		for _, f := range w.funcs {
@@ -113,7 +114,10 @@ func (w *walker) effect(n *pg.Node, kind string) Effect {
 
 // ReadOnlyFunction reports whether name, as a statement calls it (unqualified or qualified with
 // pg_catalog), is a built-in function known to change nothing. The list is deliberately short:
-// functions outside it, and every function of another schema, count as changes.
+// functions outside it, and every function of another schema, count as changes. An unqualified name on
+// it may still resolve to a database function of the same name on the search path: the postgres
+// engine finds those in the session's catalog and counts such a call as a change when the function
+// may write.
 func ReadOnlyFunction(name string) bool {
 	if schema, fn, ok := strings.Cut(name, "."); ok {
 		if schema != "pg_catalog" || strings.Contains(fn, ".") {

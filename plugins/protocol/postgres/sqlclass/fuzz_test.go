@@ -18,10 +18,12 @@ func FuzzClassify(f *testing.F) {
 		"COPY (SELECT 1) TO STDOUT", "DO $$ begin end $$", "SET search_path = x", "SELECT row_to_json(c) FROM customers c",
 		"BEGIN; UPDATE orders SET total = 1; COMMIT", "select $1::int", "SELECT 'x' || U&'\\0041'",
 		"SELECT nextval('s')", "SELECT * FROM t FOR UPDATE", "CREATE INDEX CONCURRENTLY i ON t (x)", "PREPARE TRANSACTION 'x'",
+		"LOCK TABLE t IN EXCLUSIVE MODE", "SELECT pg_try_advisory_xact_lock(1)", "SELECT * FROM pg_stat_get_activity(NULL)",
+		"SELECT t.f FROM t FOR KEY SHARE OF t", "SET LOCAL statement_timeout = '1s'", "COMMIT PREPARED 'x'",
 	} {
 		f.Add(s)
 	}
-	kinds := []string{KindSelect, KindInsert, KindUpdate, KindDelete, KindDDL, KindAdmin, KindTransaction, KindUtility}
+	kinds := []string{KindSelect, KindInsert, KindUpdate, KindDelete, KindDDL, KindAdmin, KindTransaction, KindUtility, KindLock}
 	c := NewCache(64)
 	f.Fuzz(func(t *testing.T, sql string) {
 		sts, err := Classify(sql)
@@ -49,7 +51,8 @@ func FuzzClassify(f *testing.F) {
 			// The audit log's commit points rest on Effect: nothing that writes, changes the schema or
 			// escapes inspection may pass for read-only, and an admin statement may always commit.
 			switch {
-			case st.Effect == EffectNone && st.Kind != KindSelect && st.Kind != KindUtility && st.Kind != KindTransaction:
+			case st.Effect == EffectNone && st.Kind != KindSelect && st.Kind != KindUtility && st.Kind != KindTransaction,
+				st.Kind == KindLock && st.Effect == EffectNone:
 				t.Fatalf("a %s statement classified as changing nothing: %q", st.Kind, sql)
 			case st.Effect == EffectNone && st.NestedWrite:
 				t.Fatalf("a statement with a nested write classified as changing nothing: %q", sql)

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/broker/credential"
+)
+
+// rolePicker returns how a target's sessions get their credential role: Cedar's pick
+// (authz.Authorizer.PickRole, the function `policy can` shows) when the target leases per role, and
+// nil when its credential is fixed. A fixed credential beside catalog credential roles is logged:
+// credential:use then decides nothing for the target.
+func rolePicker(t config.Target, az *authz.Authorizer, log *slog.Logger) (func(context.Context, authz.Connect) (authz.RolePick, error), error) {
+	if t.VaultRoles == nil {
+		if roles := catalogRoles(az, t.Name); len(roles) > 0 {
+			log.Warn("the target's catalog lists credential roles, but its backend logs every session in with one credential: credential:use decides nothing for it; use auth = \"vault\" without vault_role for Cedar to pick a role per session",
+				"target", t.Name, "auth", t.Backend.Auth, "credential_roles", roles)
+		}
+		return nil, nil
+	}
+	if az == nil {
+		return nil, fmt.Errorf("target %q: credential roles are picked by Cedar, and there is no policy block", t.Name)
+	}
+	return func(ctx context.Context, c authz.Connect) (authz.RolePick, error) {
+		pick, err := az.PickRole(c)
+		log.DebugContext(ctx, "credential role", "target", c.Target, "spiffe_id", c.Peer.ID.String(), "role", pick.Role,
+			"for", pick.For, "decision", pick.Decision.ID, "policies", pick.Decision.Reasons, "error", err)
+		return pick, err
+	}, nil
+}
+
+// roleSource is where a session's credential comes from: the target's fixed source, or, for a picked
+// role, the database engine role it maps to.
+func roleSource(cfg *config.Config, t config.Target, fixed credential.Source, role string) (credential.Source, error) {
+	if t.VaultRoles == nil {
+		return fixed, nil
+	}
+	vr, ok := t.VaultRoles[role]
+	if !ok {
+		return credential.Source{}, fmt.Errorf("target %q: credential role %q is not in its catalog", t.Name, role)
+	}
+	fixed.Path = cfg.Vault.Mount + "/creds/" + vr
+	return fixed, nil
+}
+
+// catalogRoles names a target's catalog credential roles.
+func catalogRoles(az *authz.Authorizer, target string) []string {
+	if az == nil {
+		return nil
+	}
+	var out []string
+	for _, ct := range az.Catalog.Targets {
+		if ct.Name == target {
+			for _, r := range ct.Roles {
+				out = append(out, r.Name)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,239 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
+)
+
+// funcCatalog is what a session's backend says about functions when the session begins: every
+// function defined outside pg_catalog and information_schema (its volatility, SECURITY DEFINER, language
+// and owner), the names of the system schemas' functions, and the schemas an unqualified name is looked
+// up in (search_path, as current_schemas(true) resolves it). A statement's calls are resolved by name,
+// as the parse tree gives them; an unqualified name may resolve to a function of any schema on the
+// path, since the server picks among overloads by argument types, which the broker does not know, so
+// every such candidate is decided. search_path cannot change within a session: SET search_path and
+// set_config are admin actions.
+type funcCatalog struct {
+	path    []string                    // schemas on the search path, in order
+	byName  map[string][]authz.Function // database functions by name
+	builtin map[string]bool             // names of pg_catalog's and information_schema's functions
+	// views are the database functions each view ("schema.name") runs when read, directly or through
+	// the views it reads.
+	views map[string][]authz.Function
+}
+
+// maxFunctions bounds the database functions, and the built-in names, a session reads.
+const maxFunctions = 100000
+
+const funcCatalogSQL = `SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid), p.provolatile,
+  p.prosecdef::text, l.lanname, pg_catalog.pg_get_userbyid(p.proowner)
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prokind <> 'p'
+LIMIT 100001`
+
+const builtinNamesSQL = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname IN ('pg_catalog', 'information_schema')
+LIMIT 100001`
+
+// viewCallsSQL lists, for each view, the database functions its rules call, directly or through the
+// views it reads (recursively).
+const viewCallsSQL = `WITH RECURSIVE calls(view, fn) AS (
+  SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+  UNION
+  SELECT r.ev_class, c.fn FROM calls c
+  JOIN pg_catalog.pg_depend d ON d.refobjid = c.view AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE r.ev_class <> c.view)
+SELECT vn.nspname || '.' || v.relname, n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)
+FROM calls c
+JOIN pg_catalog.pg_class v ON v.oid = c.view
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE v.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+LIMIT 100001`
+
+const searchPathSQL = `SELECT s FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS u(s, i) ORDER BY i`
+
+// loadFuncCatalog reads the function catalog on the backend connection pc before it is handed over. A
+// failure refuses the session: calls could not be decided without it.
+func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, error) {
+	fc := &funcCatalog{byName: map[string][]authz.Function{}, builtin: map[string]bool{}}
+	res := pc.ExecParams(ctx, funcCatalogSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: reading the database's functions: %w", res.Err)
+	}
+	if len(res.Rows) > maxFunctions {
+		return nil, fmt.Errorf("postgres: the database defines more than %d functions, more than the broker reads", maxFunctions)
+	}
+	for _, row := range res.Rows {
+		f := authz.Function{Schema: string(row[0]), Name: string(row[1]), Arguments: string(row[2]),
+			SecurityDefiner: string(row[4]) == "true", Language: string(row[5]), Owner: string(row[6])}
+		switch string(row[3]) {
+		case "i":
+			f.Volatility = "immutable"
+		case "s":
+			f.Volatility = "stable"
+		default:
+			f.Volatility = "volatile"
+		}
+		fc.byName[f.Name] = append(fc.byName[f.Name], f)
+	}
+	res = pc.ExecParams(ctx, builtinNamesSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: reading the built-in functions' names: %w", res.Err)
+	}
+	if len(res.Rows) > maxFunctions {
+		return nil, fmt.Errorf("postgres: more than %d built-in function names", maxFunctions)
+	}
+	for _, row := range res.Rows {
+		fc.builtin[string(row[0])] = true
+	}
+	res = pc.ExecParams(ctx, viewCallsSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: reading the functions views call: %w", res.Err)
+	}
+	if len(res.Rows) > maxFunctions {
+		return nil, fmt.Errorf("postgres: views call more than %d functions", maxFunctions)
+	}
+	for _, row := range res.Rows {
+		view, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3])
+		for _, f := range fc.byName[name] {
+			if f.Schema == schema && f.Arguments == args {
+				if fc.views == nil {
+					fc.views = map[string][]authz.Function{}
+				}
+				fc.views[view] = appendNew(fc.views[view], []authz.Function{f})
+			}
+		}
+	}
+	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
+	}
+	for _, row := range res.Rows {
+		fc.path = append(fc.path, string(row[0]))
+	}
+	return fc, nil
+}
+
+// errUnknownFunction refuses a call the catalog cannot resolve; refusedUnknownFunction says so in the
+// audit log.
+var errUnknownFunction = errors.New("unknown function")
+
+const refusedUnknownFunction = "it calls a function the database did not have when the session began"
+
+// resolve returns the database functions a call of name (as sqlclass gives it: its parts joined by
+// ".") may run. A quoted part may itself hold a dot, so every reading of the name is tried. known is
+// false when no reading names a function the session's catalog has, database or built-in: one made
+// since the session began, or none at all.
+func (fc *funcCatalog) resolve(name string) (fns []authz.Function, known bool) {
+	add := func(schema, fn string) {
+		for _, f := range fc.byName[fn] {
+			if (schema == "" && slices.Contains(fc.path, f.Schema) || f.Schema == schema) && !slices.Contains(fns, f) {
+				fns = append(fns, f)
+			}
+		}
+		if fc.builtin[fn] && (schema == "" || schema == "pg_catalog" || schema == "information_schema") {
+			known = true
+		}
+	}
+	add("", name)
+	parts := strings.Split(name, ".")
+	for i := 1; i < len(parts); i++ {
+		fn := strings.Join(parts[i:], ".")
+		add(strings.Join(parts[:i], "."), fn)
+		if i >= 2 {
+			add(strings.Join(parts[1:i], "."), fn) // database.schema.name
+		}
+	}
+	return fns, known || len(fns) > 0
+}
+
+// calls returns the database functions st may call: by its calls, by the names it may call in
+// attribute notation (rel.name), which are calls only when such a function exists, and by the views it
+// reads, whose rules call them. A call that resolves to nothing the catalog knows is an error naming
+// it.
+func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
+	var out []authz.Function
+	for _, name := range st.Functions {
+		fns, known := fc.resolve(name)
+		if !known {
+			return nil, fmt.Errorf("call of function %s denied: %w: the database had no function of that name when the session began (reconnect if it was created since)", name, errUnknownFunction)
+		}
+		out = appendNew(out, fns)
+	}
+	for _, name := range st.PossibleFunctions {
+		fns, _ := fc.resolve(name)
+		out = appendNew(out, fns)
+	}
+	for _, a := range st.Accesses {
+		out = appendNew(out, fc.views[a.Table])
+	}
+	return out, nil
+}
+
+func appendNew(out, fns []authz.Function) []authz.Function {
+	for _, f := range fns {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// decideFunctions decides the database functions st may call, after its own decision d allowed it.
+func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
+	fc := s.insp.funcs()
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 {
+		return d, nil
+	}
+	fns, err := fc.calls(st)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	return s.insp.authz.Functions(s.insp.connect, ast, fns, ap, d, &s.memo)
+}
+
+// callsWritingFunction reports whether a statement of sts may call a database function that writes
+// (volatile or SECURITY DEFINER): its effect is then a change, whatever the classifier, which knows
+// only built-in names, made of it.
+func (s *session) callsWritingFunction(sts []sqlclass.Statement) bool {
+	fc := s.insp.funcs()
+	if fc == nil {
+		return false
+	}
+	for _, st := range sts {
+		fns, err := fc.calls(st)
+		if err != nil {
+			return true
+		}
+		for _, f := range fns {
+			if f.Writes() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// funcs is the session's function catalog, nil without one (a target without policies).
+func (i *inspection) funcs() *funcCatalog {
+	if i.meta == nil {
+		return nil
+	}
+	return i.meta.funcs
+}
