@@ -67,6 +67,11 @@ type TestCase struct {
 	Approval string `hcl:"approval,optional"` // default "none"
 	HourUTC  *int   `hcl:"hour_utc,optional"` // default 12
 	SourceIP string `hcl:"source_ip,optional"`
+	// For column:use-masked: the clause ("where", "join", ...), whether it is an equality with
+	// another column, and that column ("public.orders.customer_id", of the same target).
+	Use        string `hcl:"use,optional"`
+	Equality   bool   `hcl:"equality,optional"`
+	WithColumn string `hcl:"with_column,optional"`
 	// Expectations.
 	Expect      string       `hcl:"expect"` // "allow" or "deny"
 	Reasons     []string     `hcl:"reasons,optional"`
@@ -198,12 +203,14 @@ type RequestSpec struct {
 	Approval string
 	HourUTC  int
 	SourceIP string
+	// Use is how a column:use-masked request uses the column.
+	Use MaskedUse
 }
 
 func (tc *TestCase) request(cat *Catalog, static types.EntityMap) (Request, error) {
 	spec := RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
-		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP}
+		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse()}
 	fn, err := tc.Function.function()
 	if err != nil {
 		return Request{}, err
@@ -261,6 +268,9 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 	ctx, err := requestContext(tc.Action, now, src, tc.Target, tc.Table, tc.Approval)
 	if err != nil {
 		return Request{}, err
+	}
+	if tc.Action == ActionUseMasked {
+		ctx = MaskedUseContext(ctx, tc.Use, static)
 	}
 	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
 		Entities: ents}, nil
@@ -338,12 +348,16 @@ func actionContext(action string, now time.Time, src netip.Addr, tables []string
 	switch {
 	case action == "connect" || action == "credential:use":
 		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
-	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked":
+	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked" || action == ActionUseMasked:
 		st := Statement{Kind: strings.TrimPrefix(action, "sql:"), Tables: tables}
 		if action == ActionCallFunction {
 			st.Kind = "select" // a function is called by a statement, most often a query
 		}
-		return StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval}), nil
+		ctx := StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval})
+		if action == ActionUseMasked {
+			ctx = MaskedUseContext(ctx, MaskedUse{}, nil) // no particular use: what is permitted whatever the use
+		}
+		return ctx, nil
 	default:
 		return types.Record{}, fmt.Errorf("authz: action %q is not one svidbroker decides yet", action)
 	}
