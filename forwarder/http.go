@@ -60,7 +60,6 @@ func writeHTTPError(c net.Conn, status int, msg string) {
 	_, _ = c.Write(b.Bytes())
 }
 
-
 // drain half-closes c and reads (and drops) what the client still sends, briefly and boundedly, so
 // that closing with unread bytes does not reset the connection before the client has read the answer.
 func drain(c net.Conn) {
