@@ -169,6 +169,7 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	ln.Close()
+	log.Info("stopped accepting; waiting for open connections", "drain_timeout", f.cfg.DrainTimeout)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
