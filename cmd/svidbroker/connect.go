@@ -95,8 +95,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	where := ln.Addr().String()
 	if addr.Network == "unix" {
-		where = "unix:" + addr.Address
-		defer os.Remove(addr.Address)
+		where = "unix:" + addr.Address // removed when the listener closes
 	}
 	log.InfoContext(ctx, "forwarding", "listen", where, "protocol", string(proto), "broker", *broker, "broker_id", id.String(),
 		"spiffe_id", svid.ID.String(), "svid_expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
