@@ -300,3 +300,64 @@ func TestConnectRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestConnectUnixSocketIsTheWorkloadsOnly: on a Unix socket, psql (libpq's host=/dir) reaches the
+// broker through the forwarder when it runs as the forwarder's uid, and another persona's uid cannot
+// connect to the socket at all: it cannot borrow the forwarder's identity.
+func TestConnectUnixSocketIsTheWorkloadsOnly(t *testing.T) {
+	s, b := shared(t)
+	analyst, err := s.Persona(stack.PersonaAnalyst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(s.Dir, "connect-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, int(analyst.UID), int(analyst.UID)); err != nil {
+		t.Fatal(err)
+	}
+	sock := dir + "/.s.PGSQL.6432" // libpq's name for port 6432 in directory dir
+	cmd := connectCommand(t, s, context.Background(), stack.PersonaAnalyst,
+		"--protocol", "postgres", "--listen", "unix:"+sock, "--broker", b.Addr, "--broker-id", brokerIDName)
+	p := &connectProc{cmd: cmd}
+	cmd.Stderr = p
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		t.Logf("svidbroker connect logged:\n%s", p.log())
+	})
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "unix:"+sock {
+		t.Fatalf("svidbroker connect printed %q, want unix:%s\n%s", line, sock, p.log())
+	}
+	psqlAs := func(persona string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		c, err := s.Command(ctx, persona, "psql", "-X", "-A", "-t", "-c", "SELECT count(*) FROM customers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Env = append(c.Env, "PGHOST="+dir, "PGPORT=6432", "PGDATABASE=shop", "PGUSER=agent", "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
+		o, err := c.CombinedOutput()
+		return strings.TrimSpace(string(o)), err
+	}
+	if got, err := psqlAs(stack.PersonaAnalyst); err != nil || got != "8" {
+		t.Fatalf("psql as the forwarder's uid: %v: %q, want 8", err, got)
+	}
+	got, err := psqlAs(stack.PersonaSupport)
+	if err == nil || !strings.Contains(got, "Permission denied") {
+		t.Fatalf("psql as another uid: %v: %q; want the socket to refuse it", err, got)
+	}
+}
