@@ -138,6 +138,7 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var err error
+	var backoff time.Duration
 	for {
 		var c net.Conn
 		c, err = ln.Accept()
@@ -146,14 +147,20 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 				err = nil
 				break
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				err = fmt.Errorf("forwarder: accept: %w", err)
+				break
 			}
-			err = fmt.Errorf("forwarder: accept: %w", err)
-			break
+			// Out of file descriptors and the like pass: back off rather than spin or stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("accept failed; retrying", "error", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		backoff = 0
 		select {
 		case slots <- struct{}{}:
 		default:

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -281,5 +282,23 @@ func TestShutdownClosesConnectionsAfterTheDrainTimeout(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", s.addr); err == nil {
 		t.Fatal("the forwarder still accepts connections after shutdown")
+	}
+}
+
+func TestExpiredSVIDIsNamedToTheClient(t *testing.T) {
+	s := start(t, Postgres, nil, "spiffe://example.org"+brokerPath, func(c *Config) {
+		svid, _ := c.SVID.GetX509SVID()
+		expired := *svid
+		leaf := *svid.Certificates[0]
+		leaf.NotAfter = time.Now().Add(-time.Minute)
+		expired.Certificates = []*x509.Certificate{&leaf}
+		c.SVID = &expired
+	})
+	er := startupAndReadError(t, s.addr)
+	if er.Code != "08001" || !strings.Contains(er.Message, "X.509-SVID (spiffe://example.org"+forwarderPath+") expired at") {
+		t.Fatalf("client got %s %q; want 08001 saying the forwarder's SVID expired", er.Code, er.Message)
+	}
+	if accepted, _ := s.broker.count(); accepted != 0 {
+		t.Fatalf("the broker was dialed %d times with an expired SVID", accepted)
 	}
 }
