@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -135,6 +136,7 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancelConns()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, f.cfg.MaxConns)
+	refusals := make(chan struct{}, maxRefusals)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var err error
@@ -164,8 +166,16 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case slots <- struct{}{}:
 		default:
-			log.Warn("client refused: too many connections", "client", c.RemoteAddr().String(), "max_conns", f.cfg.MaxConns)
-			f.refuse(c, "53300", fmt.Sprintf("svidbroker connect: too many connections (max %d)", f.cfg.MaxConns))
+			log.Warn("client refused: too many connections", "client", clientName(c), "max_conns", f.cfg.MaxConns)
+			select {
+			case refusals <- struct{}{}:
+				go func() {
+					defer func() { <-refusals }()
+					f.refuse(c, "53300", fmt.Sprintf("svidbroker connect: too many connections (max %d)", f.cfg.MaxConns))
+				}()
+			default: // a flood: no answer, just the close
+				c.Close()
+			}
 			continue
 		}
 		wg.Add(1)
@@ -201,17 +211,21 @@ func (f *Forwarder) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
-// refuse tells a client it cannot be served, in its protocol, and closes c.
+// maxRefusals bounds the refusals being written at once; beyond it a refused client is just closed.
+const maxRefusals = 32
+
+// refuse tells a client it cannot be served, in its protocol, and closes c. Whatever the client sent
+// is left unread (libpq reads an ErrorResponse at any point of its startup), then drained briefly so
+// that the close does not reset the connection before the client has read the answer.
 func (f *Forwarder) refuse(c net.Conn, sqlstate, msg string) {
 	defer c.Close()
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	switch f.cfg.Protocol {
 	case Postgres:
-		// The client's first packet is unread: libpq reads an ErrorResponse at any point of its startup.
 		writeFatal(c, sqlstate, msg)
 	case HTTP:
 		writeHTTPError(c, 503, msg)
 	}
+	drain(c)
 }
 
 // clientName is how logs name a client: its address, or "unix" for a Unix socket peer.
@@ -220,4 +234,14 @@ func clientName(c net.Conn) string {
 		return a.String()
 	}
 	return "unix"
+}
+
+// drain half-closes c and reads (and drops) what the client still sends, briefly and boundedly, so
+// that closing with unread bytes does not reset the connection before the client has read the answer.
+func drain(c net.Conn) {
+	if cw, ok := c.(halfCloser); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }

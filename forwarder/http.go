@@ -59,13 +59,3 @@ func writeHTTPError(c net.Conn, status int, msg string) {
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = c.Write(b.Bytes())
 }
-
-// drain half-closes c and reads (and drops) what the client still sends, briefly and boundedly, so
-// that closing with unread bytes does not reset the connection before the client has read the answer.
-func drain(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
-}
