@@ -202,6 +202,9 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 // handle serves one client connection; it closes c.
 func (f *Forwarder) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	// Past the drain timeout, a client still in its startup (or a relay) is cut off at once.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 	log := f.cfg.Logger.With("client", clientName(c))
 	switch f.cfg.Protocol {
 	case Postgres:

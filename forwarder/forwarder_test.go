@@ -302,3 +302,37 @@ func TestExpiredSVIDIsNamedToTheClient(t *testing.T) {
 		t.Fatalf("the broker was dialed %d times with an expired SVID", accepted)
 	}
 }
+
+// TestShutdownCutsOffAClientThatNeverStarts: a client that stops in the middle of its startup (an
+// SSLRequest answered, then nothing) does not hold shutdown for its startup timeout.
+func TestShutdownCutsOffAClientThatNeverStarts(t *testing.T) {
+	s := start(t, Postgres, nil, "spiffe://example.org"+brokerPath, func(c *Config) {
+		c.DrainTimeout = 100 * time.Millisecond
+		c.ClientTimeout = time.Hour
+	})
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	ssl, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+	if _, err := c.Write(ssl); err != nil {
+		t.Fatal(err)
+	}
+	var n [1]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil || n[0] != 'N' {
+		t.Fatalf("SSLRequest answered %q, %v; want N", n[0], err)
+	}
+	s.cancel()
+	select {
+	case err := <-s.done:
+		s.done <- err
+	case <-time.After(60 * time.Second):
+		t.Fatal("Serve waited for a silent client's startup timeout")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the silent client read %d bytes, %v; want its connection closed", n, err)
+	}
+}
