@@ -38,17 +38,17 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads, decodes and validates the configuration file at path.
-func Load(path string) (*Config, error) {
+// Load reads, decodes and validates the configuration file at path, for a broker serving protocols.
+func Load(path string, protocols Protocols) (*Config, error) {
 	src, err := readLimited(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src)
+	return Parse(path, src, protocols)
 }
 
 // Parse decodes and validates src, naming path in errors.
-func Parse(path string, src []byte) (*Config, error) {
+func Parse(path string, src []byte, protocols Protocols) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, &Error{Diags: diags}
@@ -58,7 +58,7 @@ func Parse(path string, src []byte) (*Config, error) {
 		nameFields(file.Body.(*hclsyntax.Body), diags)
 		return nil, &Error{Diags: diags}
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(protocols); err != nil {
 		return nil, err
 	}
 	return cfg, nil
