@@ -66,7 +66,7 @@ target "shop" {
 
 func TestLoadValidFillsDefaults(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
-	cfg, err := config.Load(write(t, "broker.hcl", valid(ca)), protocols)
+	cfg, err := config.Load(write(t, "broker.hcl", valid(ca)), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestLoadValidFillsDefaults(t *testing.T) {
 func TestTargetTimeouts(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	hcl := strings.Replace(valid(ca), "  backend {", "  timeouts {\n    max_statement_timeout = \"30s\"\n    idle_in_transaction = \"45s\"\n  }\n  backend {", 1)
-	cfg, err := config.Load(write(t, "broker.hcl", hcl), protocols)
+	cfg, err := config.Load(write(t, "broker.hcl", hcl), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 			if err := os.WriteFile(path, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := config.Load(path, protocols)
+			_, err := config.Load(path, plugins)
 			if err == nil {
 				t.Fatal("Load accepted a bad config")
 			}
@@ -184,7 +184,7 @@ session {
 }
 `
 	src := strings.Replace(valid(ca), `"spiffe://example.org/agent/analyst"]`, `"spiffe://example.org/agent/analyst", "spiffe://partner.example/agent/x"]`, 1) + extra
-	cfg, err := config.Parse("broker.hcl", []byte(src), protocols)
+	cfg, err := config.Parse("broker.hcl", []byte(src), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ session {
 	}
 	for name, e := range bad {
 		t.Run(name, func(t *testing.T) {
-			if _, err := config.Parse("broker.hcl", []byte(valid(ca)+e), protocols); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(valid(ca)+e), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
@@ -220,7 +220,7 @@ func TestAuditSettings(t *testing.T) {
 	block := func(body string) string {
 		return valid(ca) + "audit {\n  mac_key_file = \"" + key + "\"\n  signing_key_file = \"" + key + "\"\n" + body + "}\n"
 	}
-	cfg, err := config.Parse("broker.hcl", []byte(block(`  dir = "/var/lib/svidbroker/audit"`+"\n")), protocols)
+	cfg, err := config.Parse("broker.hcl", []byte(block(`  dir = "/var/lib/svidbroker/audit"`+"\n")), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestAuditSettings(t *testing.T) {
 		cfg.Audit.Durability != "commit" || cfg.Audit.FlushIntervalD != 10*time.Millisecond {
 		t.Fatalf("defaults: %+v", cfg.Audit)
 	}
-	cfg, err = config.Parse("broker.hcl", []byte(block("  dir = \"/x\"\n  durability = \"statement\"\n  flush_interval = \"2ms\"\n")), protocols)
+	cfg, err = config.Parse("broker.hcl", []byte(block("  dir = \"/x\"\n  durability = \"statement\"\n  flush_interval = \"2ms\"\n")), plugins)
 	if err != nil || cfg.Audit.Durability != "statement" || cfg.Audit.FlushIntervalD != 2*time.Millisecond {
 		t.Fatalf("durability = statement, flush_interval = 2ms: %+v %v", cfg.Audit, err)
 	}
@@ -241,7 +241,7 @@ func TestAuditSettings(t *testing.T) {
 		"flush interval a min": "  dir = \"/x\"\n  flush_interval = \"1m\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := config.Parse("broker.hcl", []byte(block(body)), protocols); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(block(body)), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
@@ -252,11 +252,11 @@ func TestWorkloadSocketFromEnvironment(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	src := strings.Replace(valid(ca), `workload_api_socket = "unix:///run/spire/agent.sock"`, "", 1)
 	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "")
-	if _, err := config.Parse("broker.hcl", []byte(src), protocols); err == nil || !strings.Contains(err.Error(), "SPIFFE_ENDPOINT_SOCKET") {
+	if _, err := config.Parse("broker.hcl", []byte(src), plugins); err == nil || !strings.Contains(err.Error(), "SPIFFE_ENDPOINT_SOCKET") {
 		t.Fatalf("want an error naming SPIFFE_ENDPOINT_SOCKET, got %v", err)
 	}
 	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "unix:///tmp/agent.sock")
-	cfg, err := config.Parse("broker.hcl", []byte(src), protocols)
+	cfg, err := config.Parse("broker.hcl", []byte(src), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestWorkloadSocketFromEnvironment(t *testing.T) {
 
 func TestOversizedFileRefused(t *testing.T) {
 	p := write(t, "big.hcl", "# "+strings.Repeat("x", config.MaxFileBytes))
-	if _, err := config.Load(p, protocols); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := config.Load(p, plugins); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("want a size error, got %v", err)
 	}
 }
@@ -299,7 +299,7 @@ func TestVaultSettings(t *testing.T) {
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), protocols)
+			cfg, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), plugins)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -322,13 +322,13 @@ func TestVaultSettings(t *testing.T) {
 		"bad timeout":           {cert + "  timeout = \"soon\"\n", role},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), protocols); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
 	}
 	noBlock := strings.Replace(valid(ca), `    user     = "svidbroker"`, role, 1)
-	if _, err := config.Parse("broker.hcl", []byte(noBlock), protocols); err == nil || !strings.Contains(err.Error(), "vault block") {
+	if _, err := config.Parse("broker.hcl", []byte(noBlock), plugins); err == nil || !strings.Contains(err.Error(), "vault block") {
 		t.Fatalf("auth = \"vault\" without a vault block: %v", err)
 	}
 }

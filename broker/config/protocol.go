@@ -10,9 +10,20 @@ import (
 	"time"
 )
 
+// Plugins validate the blocks whose meaning belongs to a plugin rather than to the broker's core.
+// config imports no plugin: cmd fills Plugins in from the plugins it wires, and passes it to Load.
+type Plugins struct {
+	// Protocols are the protocols the broker serves, by the name a target gives in
+	// `protocol = "..."`. A target naming any other protocol is refused.
+	Protocols map[string]Protocol
+	// Vault validates the vault block, which configures the Vault credential plugin. Without it,
+	// a vault block is refused.
+	Vault VaultValidator
+}
+
 // Protocol validates the blocks of a target whose meaning belongs to the engine that serves the
-// target's protocol: what its backend block must hold, and which timeouts it takes. Each protocol
-// plugin provides one; config imports no plugin, so cmd passes them in as Protocols.
+// target's protocol: what its backend block must hold, and which timeouts it takes. A new protocol
+// (an HTTP or MCP target) brings its own, in its plugin.
 type Protocol interface {
 	// ValidateBackend checks t.Backend, filling in its defaults.
 	ValidateBackend(t *Target, c *Check)
@@ -20,25 +31,27 @@ type Protocol interface {
 	ValidateTimeouts(t *Target, c *Check)
 }
 
-// Protocols are the protocols the broker serves, by the name a target gives in `protocol = "..."`.
-// A target naming any other protocol is refused.
-type Protocols map[string]Protocol
-
-// names are the protocols' names in the order users see them in errors.
-func (p Protocols) names() []string {
-	return slices.Sorted(maps.Keys(p))
+// VaultValidator validates the vault block, filling in its defaults and the login Method.
+type VaultValidator interface {
+	ValidateVault(vb *Vault, c *Check)
 }
 
-// Check is how a Protocol reports the problems of one target's blocks, so that every problem of the
-// file is listed at once and each names file:line. A path is relative to the target block, such as
-// ("backend", "database"); its last element names the attribute.
+// protocolNames are the names of the protocols served, in the order users see them in errors.
+func protocolNames(protocols map[string]Protocol) []string {
+	return slices.Sorted(maps.Keys(protocols))
+}
+
+// Check is how a plugin reports the problems of the block it validates, so that every problem of the
+// file is listed at once and each names file:line. A path is relative to that block (for a
+// Protocol, the target block), such as ("backend", "database"); its last element names the
+// attribute.
 type Check struct {
-	v      *validator
-	target string // "target:NAME"
+	v     *validator
+	block []string // the steps to the block, as locate takes them: "target:NAME", or "vault"
 }
 
 func (c *Check) at(path []string) []string {
-	return append([]string{c.target}, path...)
+	return append(slices.Clip(c.block), path...)
 }
 
 // Fail reports a problem with the attribute at path.

@@ -9,7 +9,7 @@ import (
 
 // targets checks the target blocks, each with its protocol's validator, then that every catalog
 // names one of them.
-func (v *validator) targets(protocols Protocols) {
+func (v *validator) targets(protocols map[string]Protocol) {
 	c := v.c
 	if len(c.Targets) == 0 {
 		v.fail("No targets", "Add at least one target block; without one the broker has nothing to serve.", "target")
@@ -23,7 +23,7 @@ func (v *validator) targets(protocols Protocols) {
 			v.fail("Duplicate target", fmt.Sprintf("target %q is defined twice.", t.Name), at)
 		}
 		names[t.Name] = true
-		v.oneOf(t.Protocol, protocols.names(), at, "protocol")
+		v.oneOf(t.Protocol, protocolNames(protocols), at, "protocol")
 		v.hostPort(t.Listen, at, "listen")
 		// PostgreSQL targets may share a listener: the client's database names the target.
 		if other, ok := listens[t.Listen]; ok && (other.Protocol != "postgres" || t.Protocol != "postgres") {
@@ -33,7 +33,7 @@ func (v *validator) targets(protocols Protocols) {
 		v.allowSPIFFEIDs(t, at)
 		// A protocol no plugin serves has already been reported; nothing knows its blocks' meaning.
 		p := protocols[t.Protocol]
-		check := &Check{v: v, target: at}
+		check := &Check{v: v, block: []string{at}}
 		if p != nil {
 			p.ValidateBackend(t, check)
 		}

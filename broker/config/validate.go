@@ -80,9 +80,10 @@ func (v *validator) hostPort(addr string, at ...string) {
 }
 
 // Validate fills in defaults and checks every value, returning an *Error that lists each problem.
-// protocols are the protocols the broker serves: each target's protocol must be one of them, and its
-// validator checks the target's backend and timeouts blocks.
-func (c *Config) Validate(protocols Protocols) error {
+// plugins validate the blocks that belong to them: each target's protocol must be one of
+// plugins.Protocols, whose validator checks the target's backend and timeouts blocks, and
+// plugins.Vault checks the vault block.
+func (c *Config) Validate(plugins Plugins) error {
 	v := &validator{c: c}
 	v.trustDomains()
 	v.spireServer()
@@ -90,13 +91,13 @@ func (c *Config) Validate(protocols Protocols) error {
 	v.policy()
 	v.groups()
 	v.audit()
-	v.vault()
+	v.vault(plugins.Vault)
 	v.session()
 	v.workloadAPI()
 	v.log()
 	v.admin()
 	v.limits()
-	v.targets(protocols)
+	v.targets(plugins.Protocols)
 	if len(v.diags) > 0 {
 		return &Error{Diags: v.diags}
 	}
@@ -243,24 +244,14 @@ func (v *validator) audit() {
 	}
 }
 
-func (v *validator) vault() {
+func (v *validator) vault(plugin VaultValidator) {
 	vb := v.c.Vault
-	if vb == nil {
-		return
-	}
-	if u, err := url.Parse(vb.Address); err != nil || u.Scheme != "https" || u.Host == "" {
-		v.fail("Invalid Vault address", fmt.Sprintf("vault.address %q must be an https URL.", vb.Address), "vault", "address")
-	}
-	if _, err := os.Stat(vb.CAFile); err != nil {
-		v.fail("Unreadable CA file", fmt.Sprintf("vault.ca_file: %v.", err), "vault", "ca_file")
-	}
-	if vb.Mount == "" {
-		vb.Mount = "database"
-	}
-	v.vaultLogin(vb)
-	vb.TimeoutD = v.duration(vb.Timeout, 10*time.Second, "vault", "timeout")
-	if vb.Reuse != "" && vb.Reuse != "0s" && vb.Reuse != "0" {
-		vb.ReuseD = v.duration(vb.Reuse, 0, "vault", "reuse")
+	switch {
+	case vb == nil:
+	case plugin == nil:
+		v.fail("Unsupported block", "this broker has no Vault credential plugin to use the vault block with.", "vault")
+	default:
+		plugin.ValidateVault(vb, &Check{v: v, block: []string{"vault"}})
 	}
 }
 
@@ -321,28 +312,4 @@ func (v *validator) limits() {
 	v.positive(&l.MaxConcurrentHandshakes, DefaultMaxConcurrentHandshakes, "limits", "max_concurrent_handshakes")
 	v.positive(&l.MaxConnections, DefaultMaxConnections, "limits", "max_connections")
 	v.positive(&l.MaxMessageBytes, DefaultMaxMessageBytes, "limits", "max_message_bytes")
-}
-
-// vaultLogin checks that exactly one login method is configured, and names it.
-func (v *validator) vaultLogin(vb *Vault) {
-	var methods []string
-	if vb.CertRole != "" {
-		methods, vb.Method = append(methods, "cert_role"), "cert"
-	}
-	if vb.JWT != nil {
-		methods, vb.Method = append(methods, "jwt"), "jwt"
-		if vb.JWT.Role == "" || vb.JWT.Audience == "" {
-			v.fail("Incomplete jwt login", "vault.jwt needs role and audience (the JWT-SVID's audience, named by the role's bound_audiences).", "vault", "jwt")
-		}
-	}
-	if vb.DevTokenFile != "" {
-		methods, vb.Method = append(methods, "dev_token_file"), "token"
-		if _, err := os.Stat(vb.DevTokenFile); err != nil {
-			v.fail("Unreadable token file", fmt.Sprintf("vault.dev_token_file: %v.", err), "vault", "dev_token_file")
-		}
-	}
-	if len(methods) != 1 {
-		v.fail("Vault login", fmt.Sprintf("the vault block needs exactly one login: cert_role, a jwt block, or (development only) dev_token_file; it has %d (%s).",
-			len(methods), strings.Join(methods, ", ")), "vault")
-	}
 }

@@ -80,7 +80,7 @@ func policyDir(stderr io.Writer, name string, fs *flag.FlagSet, cfgPath string) 
 }
 
 func loadPolicyConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path, protocols())
+	cfg, err := config.Load(path, plugins())
 	if err != nil {
 		return nil, err
 	}

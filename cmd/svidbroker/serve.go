@@ -44,7 +44,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError(stderr, "serve", "unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := config.Load(*path, protocols())
+	cfg, err := config.Load(*path, plugins())
 	if err != nil {
 		return err
 	}
