@@ -308,7 +308,7 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 			}
 		}
 	}()
-	az := authz.NewAuthorizer(engine, authz.NewCatalog(cfg.Catalogs, cfg.Groups))
+	az := authz.NewAuthorizer(engine, cfg.Catalog())
 	return func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
 		return func(ctx context.Context, c authz.Connect) (authz.Decision, error) {
 			d, err := az.Connect(c)
