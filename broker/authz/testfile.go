@@ -26,6 +26,8 @@ type RequestSpec struct {
 	Approval string
 	HourUTC  int
 	SourceIP string
+	// Use is how a column:use-masked request uses the column.
+	Use MaskedUse
 }
 
 // BuildRequest builds a Request exactly as the broker does, from the catalog and a spec.
@@ -75,6 +77,9 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 	if err != nil {
 		return Request{}, err
 	}
+	if tc.Action == ActionUseMasked {
+		ctx = MaskedUseContext(ctx, tc.Use, static)
+	}
 	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx,
 		Entities: ents}, nil
 }
@@ -94,12 +99,16 @@ func actionContext(action string, now time.Time, src netip.Addr, tables []string
 	switch {
 	case action == "connect" || action == "credential:use":
 		return ConnectionContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256"), nil
-	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked":
+	case strings.HasPrefix(action, "sql:") || action == "column:read-unmasked" || action == ActionUseMasked:
 		st := Statement{Kind: strings.TrimPrefix(action, "sql:"), Tables: tables}
 		if action == ActionCallFunction {
 			st.Kind = "select" // a function is called by a statement, most often a query
 		}
-		return StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval}), nil
+		ctx := StatementContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", st, ApprovalState{State: approval})
+		if action == ActionUseMasked {
+			ctx = MaskedUseContext(ctx, MaskedUse{}, nil) // no particular use: what is permitted whatever the use
+		}
+		return ctx, nil
 	default:
 		return types.Record{}, fmt.Errorf("authz: action %q is not one svidbroker decides yet", action)
 	}

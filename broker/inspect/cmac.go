@@ -9,7 +9,10 @@ import (
 )
 
 // The hash strategy's pseudonyms are AES-CMAC tags (NIST SP 800-38B, RFC 4493): a PRF, so equal values
-// get equal tags and nobody without the key can compute or reverse one. CMAC is used rather than
+// get equal tags and nobody without the key can compute one. Nor can they invert one, except by having
+// candidate values tagged with the same key and comparing: a small set of possible values (a 4-digit
+// code) falls to that at once, which is why only a plain column's stored values are ever hashed (see
+// Hash). CMAC is used rather than
 // HMAC-SHA-256 because it is fast where masking needs it: a column value is one or two AES blocks,
 // which AES-NI encrypts in a few nanoseconds each, where an HMAC always costs two SHA-256 blocks at the
 // least (about 4× as long per value, measured by BenchmarkHash). Masking runs on every masked value of

@@ -18,8 +18,11 @@ const (
 	// an email address (a***@example.com), otherwise the last four letters or digits (***-**-6789).
 	Partial Strategy = "partial"
 	// Hash replaces the value with a keyed, deterministic pseudonym (an AES-CMAC tag, see cmac.go), so
-	// equal values stay equal and joins and GROUP BY still work, but the value cannot be recovered or
-	// guessed offline.
+	// equal values stay equal and joins and GROUP BY still work. Without the key the value cannot be
+	// recomputed offline, but it is only as hard to guess as the value itself: whoever can get values of
+	// their choosing hashed with the same key (by writing them into a hashed column, or by any path that
+	// hashes an expression) can match a hash against every candidate of a small space, such as a 4-digit
+	// code. The broker therefore hashes only a plain column reference, never a computed value.
 	Hash Strategy = "hash"
 	// Redact replaces the value with "***".
 	Redact Strategy = "redact"

@@ -155,16 +155,20 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 	fs.StringVar(&spec.Principal, "principal", "", "the caller's SPIFFE ID")
 	selectors := fs.String("selectors", "", "the caller's attested selectors, comma-separated")
 	fs.BoolVar(&spec.Unattested, "unattested", false, "as if SPIRE had not been asked about the caller")
-	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, credential:use, ...")
+	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, column:use-masked, credential:use, ...")
 	fs.StringVar(&spec.Target, "target", "", "the target")
 	fs.StringVar(&spec.Table, "table", "", "a table of the target, schema.name")
 	fs.StringVar(&spec.Column, "column", "", "a column of the table")
 	fs.StringVar(&spec.Role, "role", "", "a credential role of the target")
 	fs.StringVar(&spec.Approval, "approval", "", "approval state: none, pending, approved, denied, expired")
 	fs.IntVar(&spec.HourUTC, "hour", 12, "hour of the day, UTC")
+	fs.StringVar(&spec.Use.Clause, "use", "", "for column:use-masked: where, join, order, group, having, window, function, limit, set-operation, write")
+	fs.BoolVar(&spec.Use.Equality, "equality", false, "for column:use-masked: an equality with another column")
+	withColumn := fs.String("with-column", "", "for column:use-masked: that other column, schema.table.column")
 	if err := parseFlags(fs, "policy explain", args, stdout, stderr); err != nil {
 		return err
 	}
+	spec.Use.WithColumn = authz.ColumnID(spec.Target, *withColumn)
 	var missing []string
 	for flag, v := range map[string]string{"--config": *cfgPath, "--principal": spec.Principal, "--action": spec.Action, "--target": spec.Target} {
 		if v == "" {

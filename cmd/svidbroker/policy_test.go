@@ -139,6 +139,13 @@ func TestPolicyCommandsThroughTheConfig(t *testing.T) {
 			"why        forbidden by agents-pii-hashed",
 			"reason     agents-pii-hashed: agents join on personal data but never read it",
 		}},
+		{"explain decides a use of a masked column", []string{"policy", "explain", "--config", cfg, "--principal", id,
+			"--action", "column:use-masked", "--target", "shop", "--table", "public.customers", "--column", "email",
+			"--use", "join", "--equality", "--with-column", "public.customers.email"}, []string{
+			"decision   DENY",
+			`column:use-masked  Column::"shop/public.customers.email"`,
+			"why        no permit matched (default deny)",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -76,11 +76,12 @@ var reviewCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT contact FROM contact_list LIMIT 1", noLeak},
 	// A large-object write (created and unlinked at once) through attribute notation: admin.
 	{stack.PersonaAnalyst, "SELECT ((-1).lo_creat).lo_unlink", denied("baseline-no-admin-sql")},
-	// Handled.
-	{stack.PersonaAnalyst, "SELECT (c).email || '' FROM customers c WHERE id = 1", hidden(isHash)},
-	{stack.PersonaAnalyst, "SELECT v FROM customers c, jsonb_each_text(to_jsonb(c)) AS t(k, v) WHERE c.id = 1 AND k = 'email'", hidden(isHash)},
+	// Handled: computing with a masked column, or with a whole row that holds one, is refused.
+	{stack.PersonaAnalyst, "SELECT (c).email || '' FROM customers c WHERE id = 1", denied("public.customers.email", "FUNCTION")},
+	{stack.PersonaAnalyst, "SELECT v FROM customers c, jsonb_each_text(to_jsonb(c)) AS t(k, v) WHERE c.id = 1 AND k = 'email'", denied("public.customers.", "FUNCTION")},
 	{stack.PersonaAnalyst, "SELECT 1 FROM customers WHERE id = 1 AND ssn::int = 0", noLeak},
-	{stack.PersonaAnalyst, "SELECT x || '' FROM customer_contacts() AS t(x) LIMIT 1", hidden(isHash)},
+	{stack.PersonaAnalyst, "SELECT x || '' FROM customer_contacts() AS t(x) LIMIT 1", denied("customer_contacts")},
+	{stack.PersonaAnalyst, "SELECT x FROM customer_contacts() AS t(x) LIMIT 1", hidden(isRedacted)},
 	{stack.PersonaAnalyst, "SELECT lo_creat(-1)", denied("baseline-no-admin-sql")},
 	{stack.PersonaAnalyst, "SET SCHEMA 'pg_temp'", denied("baseline-no-admin-sql")},
 }

@@ -65,6 +65,11 @@ type Case struct {
 	Approval string `hcl:"approval,optional"` // default "none"
 	HourUTC  *int   `hcl:"hour_utc,optional"` // default 12
 	SourceIP string `hcl:"source_ip,optional"`
+	// For column:use-masked: the clause ("where", "join", ...), whether it is an equality with
+	// another column, and that column ("public.orders.customer_id", of the same target).
+	Use        string `hcl:"use,optional"`
+	Equality   bool   `hcl:"equality,optional"`
+	WithColumn string `hcl:"with_column,optional"`
 	// Expectations.
 	Expect      string             `hcl:"expect"` // "allow" or "deny"
 	Reasons     []string           `hcl:"reasons,optional"`
@@ -185,7 +190,7 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Request, error) {
 	spec := authz.RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
-		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP}
+		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse()}
 	fn, err := tc.Function.function()
 	if err != nil {
 		return authz.Request{}, err
@@ -195,6 +200,11 @@ func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Reque
 		spec.HourUTC = *tc.HourUTC
 	}
 	return authz.BuildRequest(cat, static, spec)
+}
+
+// maskedUse is the use a test case describes; the other column is named in the test's target.
+func (tc *Case) maskedUse() authz.MaskedUse {
+	return authz.MaskedUse{Clause: tc.Use, Equality: tc.Equality, WithColumn: authz.ColumnID(tc.Target, tc.WithColumn)}
 }
 
 func (tc *Case) diff(d authz.Decision) []string {

@@ -32,6 +32,9 @@ type dbMeta struct {
 	// existing are the relations ("schema.name") there were when the session began; viewNames are those
 	// among them that are views over masked data.
 	existing, viewNames map[string]bool
+	// descendants maps the own names of the tagged tables' partitions and inheritance children to their
+	// OIDs in tables: they hold the rows and tagged columns of the tables they descend from.
+	descendants map[string]uint32
 	// funcs are the database's functions and search_path, to decide calls (funcs.go).
 	funcs *funcCatalog
 }
@@ -250,6 +253,12 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		}
 		if _, ok := m.views[oid]; ok {
 			m.viewNames[name] = true
+		}
+		if t, ok := m.tables[oid]; ok && t.name != name {
+			if m.descendants == nil {
+				m.descendants = map[string]uint32{}
+			}
+			m.descendants[name] = oid
 		}
 	}
 	return m, nil

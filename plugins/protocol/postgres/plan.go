@@ -88,37 +88,55 @@ func (p *plan) finish(sts []sqlclass.Statement) {
 	p.derivedAt = make([]inspect.Strategy, len(sts))
 	for i, st := range sts {
 		derived := false
-		for _, r := range st.Refs {
-			derived = derived || r == "*" || slices.Contains(p.maskedNames, r)
+		if st.UsesUnknown {
+			derived = p.derivedByName(st, catalogTables)
+		} else {
+			// The result columns the server does not trace take their values from st.Untraced; a traced
+			// one may be a function of a whole row (rel.name, no column name) or a view's.
+			derived = len(p.masked(st.Untraced)) > 0 || p.untracedAmong(st.Traced)
 		}
 		for _, f := range append(append([]string(nil), st.Functions...), st.PossibleFunctions...) {
 			// A function of the database's own: its body may read masked columns.
 			derived = derived || p.meta.functions[f[strings.LastIndexByte(f, '.')+1:]]
 		}
-		for _, q := range st.Possible {
-			// rel.name where name is not a column of rel is name(rel): the whole row, masked columns
-			// included, goes to a function.
-			t, masked := p.meta.byName[q.Table]
-			derived = derived || q.Table == "" || masked && !t.all[q.Name]
-		}
 		for _, a := range st.Accesses {
-			// A view over masked data may rename a masked column, and a relation made after the session
-			// began may hold copies of masked values.
-			derived = derived || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
-			if maskedTables[a.Table] {
+			if maskedTables[a.Table] || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table]) {
 				p.scrub = true
 			}
 		}
 		// FETCH: the cursor's query is not in view here.
 		derived = derived || st.Fetch
 		if derived {
-			p.derivedAt[i] = p.strictest
+			// Computed from masked data: never partially shown or hashed, whatever the columns' own
+			// strategies. A partial mask's rules can be steered by an expression (wrap a value so that it
+			// looks like an email address, and its "domain" shows), and a hash of an expression hashes
+			// values of the caller's choosing with the same key.
+			p.derivedAt[i] = stricter(p.strictest, inspect.Redact)
 		}
 		p.derived = stricter(p.derived, p.derivedAt[i])
 	}
 	if p.derived != "" {
 		p.scrub = true
 	}
+}
+
+// derivedByName is the rule for a statement whose uses the broker could not analyse (it is refused
+// when any column is masked, see checkMaskedUses, so this only matters for plans without one): any
+// mention of a masked column's name, a star, a whole row, a view over masked data or a relation made
+// after the session began makes every untraced result column derived.
+func (p *plan) derivedByName(st sqlclass.Statement, catalogTables map[string]bool) bool {
+	derived := false
+	for _, r := range st.Refs {
+		derived = derived || r == "*" || slices.Contains(p.maskedNames, r)
+	}
+	for _, q := range st.Possible {
+		t, masked := p.meta.byName[q.Table]
+		derived = derived || q.Table == "" || masked && !t.all[q.Name]
+	}
+	for _, a := range st.Accesses {
+		derived = derived || !catalogTables[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
+	}
+	return derived
 }
 
 // maskedIn lists the masked columns a result of sts can carry ("public.customers.email=hash"), sorted:
@@ -133,11 +151,13 @@ func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
 	read := map[string]bool{}
 	for i, st := range sts {
 		reads := st.Fetch || len(st.Functions) > 0 || len(st.PossibleFunctions) > 0
+		unknown := false // a relation that may hold copies of masked values under other names
 		for _, a := range st.Accesses {
 			read[a.Table] = true
 			reads = reads || a.Action == sqlclass.KindSelect
+			unknown = unknown || !p.meta.catalog[a.Table] && (p.meta.viewNames[a.Table] || !p.meta.existing[a.Table])
 		}
-		all = all || reads && i < len(p.derivedAt) && p.derivedAt[i] != ""
+		all = all || reads && (unknown || i < len(p.derivedAt) && p.derivedAt[i] != "")
 	}
 	var out []string
 	for k, strategy := range p.cols {
@@ -152,6 +172,13 @@ func (p *plan) maskedIn(sts []sqlclass.Statement) []string {
 
 // strategy returns how to mask a column of the result of statement i (-1: any of them), "" for not
 // at all.
+//
+// The server names a table column in a result's description only for a plain column reference,
+// passed up unchanged through subqueries, CTEs and inner joins' columns; expressions, casts, set
+// operations, VALUES, functions and a FULL JOIN's merged columns give OID 0. A column that names a
+// masked column therefore carries that column's stored value, and only such a column gets the
+// column's own strategy (hash or partial among them). A view's column names the view, and may be
+// computed: it is redacted. Everything else that may carry masked data (derivedAt) is redacted too.
 func (p *plan) strategy(f pgproto3.FieldDescription, i int) inspect.Strategy {
 	if !p.active() {
 		return ""
@@ -168,15 +195,20 @@ func (p *plan) strategy(f pgproto3.FieldDescription, i int) inspect.Strategy {
 	}
 	if _, ok := p.meta.tables[oid]; ok {
 		if attr <= 0 { // a whole row, or a system column
-			return p.tables[oid]
+			return stricter(p.tables[oid], inspect.Redact)
 		}
 		return ""
 	}
+	// A view's column, or a column of a relation made after the session began, may be computed from
+	// masked data: redacted at least, never partially shown or hashed.
 	if _, ok := p.meta.views[oid]; ok {
-		return p.tables[oid]
+		if s := p.tables[oid]; s != "" {
+			return stricter(s, inspect.Redact)
+		}
+		return ""
 	}
 	if oid > p.meta.maxOID {
-		return p.strictest
+		return stricter(p.strictest, inspect.Redact)
 	}
 	return ""
 }

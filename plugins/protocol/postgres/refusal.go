@@ -30,6 +30,8 @@ type refusal struct {
 	d authz.Decision
 	// request is the approval request the statement was held for.
 	request string
+	// use, for a refused use of a masked column: the decision's action and resource, and the clause.
+	use *refusedUse
 }
 
 // refused is a refusal no policy decided.
@@ -69,4 +71,5 @@ func (r *refusal) record(rec *audit.Record, target string) {
 		rec.Decision = auditDecision(r.d, "sql", target)
 		rec.Decision.Allow = false // the statement's outcome, also when a policy held it for approval
 	}
+	r.use.record(rec)
 }

@@ -463,6 +463,8 @@ func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.
 		p = s.buildPlan(sts, decided)
 		if resp := copyOutDenied(sts, p); resp != nil {
 			denial = refused(resp, refusedUnmaskable)
+		} else {
+			denial = s.checkMaskedUses(sts, p, decided)
 		}
 	}
 	// Kept only when nothing was held (an approval is asked for every time it is needed), and only
@@ -509,6 +511,9 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 		return s.deny("simple", m.String, sts, denial)
 	}
 	if err := s.recordStatement(s.auditStatement("simple", m.String, "", sts, d, nil, p), sts, true); err != nil {
+		return err
+	}
+	if err := s.noticeRedacted(p, sts); err != nil {
 		return err
 	}
 	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle()})
@@ -610,6 +615,9 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		}
 	}
 	if err := s.recordStatement(s.auditStatement("extended", st.text, "", st.sts, d, params, p), st.sts, false); err != nil {
+		return err
+	}
+	if err := s.noticeRedacted(p, st.sts); err != nil {
 		return err
 	}
 	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}

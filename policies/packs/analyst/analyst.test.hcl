@@ -175,3 +175,78 @@ test "does not take advisory locks or prepare transactions" {
   expect    = "deny"
   reasons   = []
 }
+
+test "joins on personal data by equality with another column" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "column:use-masked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "email"
+  use         = "join"
+  equality    = true
+  with_column = "public.customers.email"
+  expect      = "allow"
+  reasons     = ["analyst-pii-equality-joins"]
+}
+
+test "does not join on personal data by anything but equality with a column" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "email"
+  use       = "join"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not filter on personal data" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "ssn"
+  use       = "where"
+  expect    = "deny"
+}
+
+test "does not compare personal data with another column outside a join" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "column:use-masked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "email"
+  use         = "where"
+  equality    = true
+  with_column = "public.customers.email"
+  expect      = "deny"
+}
+
+test "does not sort, group or compute on personal data" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "email"
+  use       = "order"
+  expect    = "deny"
+}
+
+test "does not join personal data with a column it reads in clear" {
+  principal   = "spiffe://example.org/agent/analyst"
+  selectors   = ["agent:name:analyst"]
+  action      = "column:use-masked"
+  target      = "shop"
+  table       = "public.customers"
+  column      = "ssn"
+  use         = "join"
+  equality    = true
+  with_column = "public.orders.id"
+  expect      = "deny"
+  reasons     = []
+}

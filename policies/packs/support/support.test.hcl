@@ -149,3 +149,26 @@ test "does not take advisory locks or prepare transactions" {
   expect    = "deny"
   reasons   = []
 }
+
+test "does not filter on partially masked data" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "ssn"
+  use       = "where"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not compute on partially masked data" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "column:use-masked"
+  target    = "shop"
+  table     = "public.customers"
+  column    = "email"
+  use       = "function"
+  expect    = "deny"
+}

@@ -82,6 +82,16 @@ type Statement struct {
 	// Settings are the session timeouts the statement sets or resets (see TimeoutSettings), lower
 	// case; their values are literals, which the cache does not key on, so SettingValues reads them.
 	Settings []string
+	// Uses are the uses of column values other than as plain columns of the top-level result (see
+	// uses.go); UsesUnknown marks a statement whose uses the broker cannot tell.
+	Uses        []Use
+	UsesUnknown bool
+	// Untraced is where the top-level result's columns that the server does not trace to a table
+	// column (expressions, set operations, whole rows of subqueries) may take their values from.
+	Untraced Origin
+	// Traced is where the others take their values from: the columns they name, if those exist (the
+	// server reads rel.name as name(rel) when rel has no column name).
+	Traced Origin
 }
 
 // QualifiedRef is rel.name: a column of rel, or a call of name with rel's whole row.
@@ -172,6 +182,9 @@ func classify(n *pg.Node, text string) (Statement, error) {
 	if tx := n.GetTransactionStmt(); tx != nil {
 		_, st.TxControl = txEffect(tx)
 	}
+	var known bool
+	st.Uses, st.Untraced, st.Traced, known = analyzeUses(n)
+	st.UsesUnknown = !known
 	for _, r := range w.tables {
 		if r.cte {
 			continue
