@@ -14,7 +14,7 @@
 //
 // The model requests are built from is the Catalog (targets, their tables, tagged columns and
 // credential roles, and groups of workloads) and the caller's identity.Peer. The Authorizer decides
-// on it (Connect, Statement, Functions, ColumnMask, PickRole), explains decisions (Explain) and lists
+// on it (Connect, Statement, Functions, ColumnMask, UseMasked, PickRole), explains decisions (Explain) and lists
 // what a workload may do (Can). Reading the catalog from HCL is config's (config.NewCatalog), and
 // running policy test files is authz/policytest's.
 package authz
