@@ -9,17 +9,30 @@ import (
 
 // body returns a JSON array of customer objects of about size bytes, two masked fields in each.
 func body(size int) []byte {
+	b, _ := customers(size, -1, false)
+	return b
+}
+
+// customers returns a JSON array of about size bytes of customer objects, or of count objects when
+// count is not negative, and how many it holds; masked writes the two fields as the benchmark's rules
+// mask them.
+func customers(size, count int, masked bool) ([]byte, int) {
 	var b bytes.Buffer
 	b.WriteByte('[')
-	for i := 0; b.Len() < size; i++ {
+	i := 0
+	for ; count < 0 && b.Len() < size || i < count; i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, `{"id":%d,"name":"Customer %d","email":"customer%d@example.com","ssn":"%03d-45-%04d","tier":"gold","active":true,"balance":%d.25,"tags":["a","b"]}`,
-			i, i, i, i%1000, i%10000, i)
+		email, ssn := fmt.Sprintf("customer%d@example.com", i), fmt.Sprintf("%03d-45-%04d", i%1000, i%10000)
+		if masked {
+			email, ssn = "c***@example.com", "***"
+		}
+		fmt.Fprintf(&b, `{"id":%d,"name":"Customer %d","email":"%s","ssn":"%s","tier":"gold","active":true,"balance":%d.25,"tags":["a","b"]}`,
+			i, i, email, ssn, i)
 	}
 	b.WriteByte(']')
-	return b.Bytes()
+	return b.Bytes(), i
 }
 
 // onlyReader hides bytes.Reader's WriterTo, so io.Copy moves the body through a buffer as it would
