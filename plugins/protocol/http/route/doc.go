@@ -12,6 +12,11 @@
 // both, so no precedence rule decides which policy applies. Literal segments are compared exactly
 // (case-sensitive) with the decoded segment; methods are exact too (a GET route does not match HEAD).
 //
+// Match takes the request target as it came on the wire and the Host header. Go's net/http server
+// replaces r.Host with an absolute-form target's host and drops the Host header, so an engine on
+// net/http cannot see the two disagree: it passes r.RequestURI and the host the target is served
+// under (not r.Host), which refuses an absolute-form target for any other host.
+//
 // The config package embeds Block in a target's catalog block:
 //
 //	Routes []route.Block `hcl:"route,block"`
