@@ -1,0 +1,177 @@
+package jsonmask
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/svidbroker/svidbroker/broker/inspect"
+)
+
+// Rule masks the values a path reaches with a strategy.
+type Rule struct {
+	Path     Path
+	Strategy inspect.Strategy
+}
+
+// Config configures a Filter.
+type Config struct {
+	// Rules are the fields to mask. A value that several rules reach is masked with the strongest of
+	// their strategies (partial < hash < redact < null).
+	Rules []Rule
+	// Masker applies the strategies, as it does to columns. Required.
+	Masker *inspect.Masker
+	// MaxDepth is the deepest nesting of objects and arrays accepted. Default 128.
+	MaxDepth int
+	// MaxToken is the longest object key, number or masked string accepted, in bytes: these are held
+	// whole to be compared or masked. Strings that are not masked stream through at any length.
+	// Default 1 MiB.
+	MaxToken int
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxDepth = 128
+	DefaultMaxToken = 1 << 20
+)
+
+// ErrInvalid is returned for a body that is not one valid JSON value; ErrLimit for one that exceeds
+// MaxDepth or MaxToken. Either way the body must be refused: what was written is a prefix of the
+// masked output, never a complete document.
+var (
+	ErrInvalid = errors.New("jsonmask: invalid JSON")
+	ErrLimit   = errors.New("jsonmask: limit exceeded")
+)
+
+// Filter masks JSON bodies. It is safe for concurrent use.
+type Filter struct {
+	rules    []Rule
+	masker   *inspect.Masker
+	maxDepth int
+	maxToken int
+	root     []state
+}
+
+// New returns a filter for cfg. It refuses an unknown strategy, and the hash strategy when the masker
+// has no hash key, so that a misconfigured rule fails at load rather than per response.
+func New(cfg Config) (*Filter, error) {
+	if cfg.Masker == nil {
+		return nil, errors.New("jsonmask: Config.Masker is required")
+	}
+	if cfg.MaxDepth == 0 {
+		cfg.MaxDepth = DefaultMaxDepth
+	}
+	if cfg.MaxToken == 0 {
+		cfg.MaxToken = DefaultMaxToken
+	}
+	if cfg.MaxDepth < 1 || cfg.MaxDepth > 10000 {
+		return nil, fmt.Errorf("jsonmask: MaxDepth %d out of range 1..10000", cfg.MaxDepth)
+	}
+	if cfg.MaxToken < 64 {
+		return nil, fmt.Errorf("jsonmask: MaxToken %d is below the minimum of 64 bytes", cfg.MaxToken)
+	}
+	if len(cfg.Rules) > 1<<16 {
+		return nil, fmt.Errorf("jsonmask: %d rules, at most %d", len(cfg.Rules), 1<<16)
+	}
+	f := &Filter{rules: cfg.Rules, masker: cfg.Masker, maxDepth: cfg.MaxDepth, maxToken: cfg.MaxToken}
+	for i, r := range cfg.Rules {
+		if len(r.Path.steps) == 0 {
+			return nil, fmt.Errorf("jsonmask: rule %d has no path (use ParsePath)", i)
+		}
+		if rank(r.Strategy) == 0 {
+			return nil, fmt.Errorf("jsonmask: field %s: unknown masking strategy %q (partial, hash, redact or null)", r.Path, r.Strategy)
+		}
+		if _, _, err := cfg.Masker.Mask(r.Strategy, []byte("x")); err != nil {
+			return nil, fmt.Errorf("jsonmask: field %s: %w", r.Path, err)
+		}
+		f.root = append(f.root, state{rule: uint32(i)})
+	}
+	return f, nil
+}
+
+// rank orders the strategies by strength; 0 is unknown.
+func rank(s inspect.Strategy) int {
+	switch s {
+	case inspect.Partial:
+		return 1
+	case inspect.Hash:
+		return 2
+	case inspect.Redact:
+		return 3
+	case inspect.Null:
+		return 4
+	}
+	return 0
+}
+
+// Copy reads one JSON value from src and writes it to dst with the rules' fields masked, returning
+// how many values it masked. Everything else is copied byte for byte, whitespace included. It holds
+// at most about 2×MaxToken of the body at a time, whatever its size.
+//
+// On error (ErrInvalid, ErrLimit, or a read or write error) dst has received a prefix of the masked
+// output and the caller must abort the response rather than end it normally. Errors name the byte
+// offset and the reason, never the body's content.
+func (f *Filter) Copy(dst io.Writer, src io.Reader) (masked int, err error) {
+	s := newScanner(f, dst, src)
+	err = s.run()
+	return s.masked, err
+}
+
+// state is a partial match: rule's path has matched up to step pos.
+type state struct {
+	rule uint32
+	pos  uint32
+}
+
+// children returns the states of a container's children, into dst, and the strategy that masks the
+// child itself ("" for none). key is the child's decoded key in an object; array says the container is
+// an array.
+func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, inspect.Strategy) {
+	dst = dst[:0]
+	var mask inspect.Strategy
+	advance := func(st state) {
+		st.pos++
+		r := f.rules[st.rule]
+		if int(st.pos) == len(r.Path.steps) {
+			if rank(r.Strategy) > rank(mask) {
+				mask = r.Strategy
+			}
+			return
+		}
+		for _, d := range dst {
+			if d == st {
+				return
+			}
+		}
+		dst = append(dst, st)
+	}
+	for _, st := range set {
+		sp := f.rules[st.rule].Path.steps[st.pos]
+		switch sp.kind {
+		case stepName:
+			if !array && string(key) == sp.name {
+				advance(st)
+			}
+		case stepAnyMember:
+			if !array {
+				advance(st)
+			}
+		case stepAnyElement:
+			if array {
+				advance(st)
+			}
+		case stepDescendant:
+			if !array && string(key) == sp.name {
+				advance(st)
+			}
+			dup := false
+			for _, d := range dst {
+				dup = dup || d == st
+			}
+			if !dup {
+				dst = append(dst, st)
+			}
+		}
+	}
+	return dst, mask
+}
