@@ -28,6 +28,8 @@ type funcCatalog struct {
 	// views are the database functions each view ("schema.name") runs when read, directly or through
 	// the views it reads.
 	views map[string][]authz.Function
+	// operators are the operators implemented by database functions, by name (funcops.go).
+	operators map[string][]dbOperator
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -120,6 +122,9 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 			}
 		}
 	}
+	if err := fc.loadOperators(ctx, pc); err != nil {
+		return nil, err
+	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
@@ -183,6 +188,9 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 	for _, a := range st.Accesses {
 		out = appendNew(out, fc.views[a.Table])
 	}
+	for _, op := range st.Operators {
+		out = appendNew(out, fc.operatorCalls(op))
+	}
 	return out, nil
 }
 
@@ -198,7 +206,7 @@ func appendNew(out, fns []authz.Function) []authz.Function {
 // decideFunctions decides the database functions st may call, after its own decision d allowed it.
 func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
 	fc := s.insp.funcs()
-	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 {
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(fc.operators) == 0 {
 		return d, nil
 	}
 	fns, err := fc.calls(st)
