@@ -132,6 +132,9 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 	for _, row := range res.Rows {
 		fc.path = append(fc.path, string(row[0]))
 	}
+	if err := checkSearchPath(fc.path); err != nil {
+		return nil, err
+	}
 	return fc, nil
 }
 
