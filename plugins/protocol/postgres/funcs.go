@@ -30,6 +30,8 @@ type funcCatalog struct {
 	views map[string][]authz.Function
 	// operators are the operators implemented by database functions, by name (funcops.go).
 	operators map[string][]dbOperator
+	// viewKinds are the views ("schema.name") whose reading does more than read (viewkinds.go).
+	viewKinds map[string]viewKind
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -123,6 +125,9 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 		}
 	}
 	if err := fc.loadOperators(ctx, pc); err != nil {
+		return nil, err
+	}
+	if err := fc.loadViewKinds(ctx, pc); err != nil {
 		return nil, err
 	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
