@@ -28,9 +28,26 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
 WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
 LIMIT 100001`
 
-// loadOperators reads into fc the operators backed by the database's functions (fc.byName).
+// operatorNamesSQL lists the names of every operator, built-in or not.
+const operatorNamesSQL = `SELECT DISTINCT oprname FROM pg_catalog.pg_operator LIMIT 100001`
+
+// loadOperators reads into fc the operators backed by the database's functions (fc.byName), and the
+// names of all operators.
 func (fc *funcCatalog) loadOperators(ctx context.Context, pc *pgconn.PgConn) error {
-	res := pc.ExecParams(ctx, operatorsSQL, nil, nil, nil, nil).Read()
+	res := pc.ExecParams(ctx, operatorNamesSQL, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return fmt.Errorf("postgres: reading the database's operators: %w", res.Err)
+	}
+	if len(res.Rows) > maxFunctions {
+		return fmt.Errorf("postgres: more than %d operator names", maxFunctions)
+	}
+	for _, row := range res.Rows {
+		if fc.operatorNames == nil {
+			fc.operatorNames = map[string]bool{}
+		}
+		fc.operatorNames[string(row[0])] = true
+	}
+	res = pc.ExecParams(ctx, operatorsSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("postgres: reading the database's operators: %w", res.Err)
 	}
@@ -54,15 +71,16 @@ func (fc *funcCatalog) loadOperators(ctx context.Context, pc *pgconn.PgConn) err
 // operatorCalls returns the database functions the use of operator op (as sqlclass gives it: "op", or
 // "schema.op") may call. An unqualified operator may be one of any schema on the path, since the server
 // picks among them by operand types, which the broker does not know. AnyOperator may be any of them.
-func (fc *funcCatalog) operatorCalls(op string) []authz.Function {
-	var out []authz.Function
+// known is false for an operator name the session's catalog did not have (one made since it began,
+// whose function the broker could not decide), when it read the names at all.
+func (fc *funcCatalog) operatorCalls(op string) (out []authz.Function, known bool) {
 	if op == sqlclass.AnyOperator {
 		for _, ops := range fc.operators {
 			for _, o := range ops {
 				out = appendNew(out, []authz.Function{o.fn})
 			}
 		}
-		return out
+		return out, true
 	}
 	schema := ""
 	if i := strings.LastIndexByte(op, '.'); i >= 0 {
@@ -76,5 +94,5 @@ func (fc *funcCatalog) operatorCalls(op string) []authz.Function {
 			out = appendNew(out, []authz.Function{o.fn})
 		}
 	}
-	return out
+	return out, fc.operatorNames == nil || fc.operatorNames[op]
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -21,7 +22,31 @@ func testOperatorCatalog() *funcCatalog {
 		"===": {{schema: "public", fn: purge}, {schema: "audit", fn: hidden}},
 		"=":   {{schema: "public", fn: totalText}},
 	}
+	fc.operatorNames = map[string]bool{"===": true, "=": true, "<>": true, "+": true, "||": true, ">": true, "<": true, ">=": true, "<=": true}
 	return fc
+}
+
+// TestOperatorsMadeSinceTheSessionBeganAreRefused: an operator name the session's catalog did not have
+// (CREATE OPERATOR since, in this session or another) is refused as unknown, since its function could
+// not be decided; a known name is not.
+func TestOperatorsMadeSinceTheSessionBeganAreRefused(t *testing.T) {
+	fc := testOperatorCatalog()
+	for sql, unknown := range map[string]bool{
+		"SELECT 1 #### 2":                              true,
+		"SELECT 1 OPERATOR(public.####) 2":             true,
+		"SELECT id FROM orders ORDER BY id USING ####": true,
+		"SELECT 1 + 2":                                 false,
+		"SELECT 1 OPERATOR(public.===) 2":              false,
+	} {
+		sts, err := sqlclass.Classify(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fc.calls(sts[0])
+		if got := errors.Is(err, errUnknownFunction); got != unknown {
+			t.Errorf("%s: refused as unknown %t (%v), want %t", sql, got, err, unknown)
+		}
+	}
 }
 
 // TestOperatorsCallTheirFunctions: using an operator the database defines calls the function behind
@@ -146,7 +171,8 @@ func FuzzOperatorCalls(f *testing.F) {
 		for _, st := range sts {
 			for _, op := range st.Operators {
 				name := op[strings.LastIndexByte(op, '.')+1:]
-				for _, fn := range fc.operatorCalls(op) {
+				fns, _ := fc.operatorCalls(op)
+				for _, fn := range fns {
 					held := false
 					for _, o := range fc.operators[name] {
 						held = held || o.fn == fn

@@ -28,8 +28,10 @@ type funcCatalog struct {
 	// views are the database functions each view ("schema.name") runs when read, directly or through
 	// the views it reads.
 	views map[string][]authz.Function
-	// operators are the operators implemented by database functions, by name (funcops.go).
-	operators map[string][]dbOperator
+	// operators are the operators implemented by database functions, by name, and operatorNames the
+	// names of all operators (funcops.go).
+	operators     map[string][]dbOperator
+	operatorNames map[string]bool
 	// viewKinds are the views ("schema.name") whose reading does more than read (viewkinds.go).
 	viewKinds map[string]viewKind
 }
@@ -197,7 +199,11 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 		out = appendNew(out, fc.views[a.Table])
 	}
 	for _, op := range st.Operators {
-		out = appendNew(out, fc.operatorCalls(op))
+		fns, known := fc.operatorCalls(op)
+		if !known {
+			return nil, fmt.Errorf("use of operator %s denied: %w: the database had no operator of that name when the session began (reconnect if it was created since)", op, errUnknownFunction)
+		}
+		out = appendNew(out, fns)
 	}
 	return out, nil
 }
@@ -214,7 +220,7 @@ func appendNew(out, fns []authz.Function) []authz.Function {
 // decideFunctions decides the database functions st may call, after its own decision d allowed it.
 func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
 	fc := s.insp.funcs()
-	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(fc.operators) == 0 {
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(st.Operators) == 0 {
 		return d, nil
 	}
 	fns, err := fc.calls(st)
