@@ -8,7 +8,8 @@ import (
 )
 
 // prepareOperatorsAndViews creates, as a DBA would, an operator backed by a SECURITY DEFINER function
-// that deletes fn_canary's rows, a view over pg_stat_activity and a view that takes an advisory lock.
+// that deletes fn_canary's rows, a domain whose CHECK calls such a function (and a domain over it), a
+// view over pg_stat_activity and a view that takes an advisory lock.
 func prepareOperatorsAndViews(t *testing.T, s *stack.Stack) {
 	prepareFunctions(t, s)
 	admin, err := s.Postgres.Connect(t.Context(), "shop")
@@ -23,6 +24,10 @@ func prepareOperatorsAndViews(t *testing.T, s *stack.Stack) {
 		"CREATE OR REPLACE VIEW activity_seen AS SELECT pid, query FROM pg_stat_activity",
 		"CREATE OR REPLACE VIEW lock_held AS SELECT pg_try_advisory_lock(42) AS held",
 		"GRANT SELECT ON activity_seen, lock_held TO " + stack.BrokerDBRole,
+		"CREATE OR REPLACE FUNCTION canary_check(int) RETURNS bool LANGUAGE sql SECURITY DEFINER AS 'WITH d AS (DELETE FROM fn_canary RETURNING 1) SELECT true'",
+		"DROP DOMAIN IF EXISTS canary_checked_again, canary_checked",
+		"CREATE DOMAIN canary_checked AS int CHECK (canary_check(VALUE))",
+		"CREATE DOMAIN canary_checked_again AS canary_checked",
 	} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -40,6 +45,9 @@ var operatorAndViewCases = []inspectCase{
 	{stack.PersonaSupport, "SELECT count(*) FROM activity_seen", denied("view public.activity_seen", "baseline-no-admin-sql")},
 	{stack.PersonaAnalyst, "SELECT held FROM lock_held", denied("LOCK")},
 	{stack.PersonaAnalyst, "SELECT n FROM canary_counted", runs}, // control: a view that only reads
+	{stack.PersonaAnalyst, "SELECT 1::canary_checked", denied("public.canary_check(integer)", "baseline-no-writing-functions")},
+	{stack.PersonaAnalyst, "SELECT CAST(id AS canary_checked_again) FROM orders", denied("public.canary_check(integer)")},
+	{stack.PersonaAnalyst, "SELECT 2::int + 1", gives("3")}, // control: a built-in type
 	// customers is (id, name, email, ssn): s(id, email, name) calls the third column, email, "name".
 	{stack.PersonaAnalyst, "SELECT count(*) FROM (SELECT * FROM customers) s(id, email, name) WHERE name LIKE 'a%'", denied("WHERE", "column:use-masked")},
 	{stack.PersonaAnalyst, "WITH s(id, email, name) AS (SELECT * FROM customers) SELECT count(*) FROM s WHERE name LIKE 'a%'", denied("WHERE", "column:use-masked")},

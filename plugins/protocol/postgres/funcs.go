@@ -34,6 +34,8 @@ type funcCatalog struct {
 	operatorNames map[string]bool
 	// viewKinds are the views ("schema.name") whose reading does more than read (viewkinds.go).
 	viewKinds map[string]viewKind
+	// typeCalls are the database functions casts to a type run, by type name (typecalls.go).
+	typeCalls map[string][]typeCall
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -132,6 +134,9 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 	if err := fc.loadViewKinds(ctx, pc); err != nil {
 		return nil, err
 	}
+	if err := fc.loadTypeCalls(ctx, pc); err != nil {
+		return nil, err
+	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
@@ -205,6 +210,9 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 		}
 		out = appendNew(out, fns)
 	}
+	for _, typ := range st.Types {
+		out = appendNew(out, fc.typeFunctions(typ))
+	}
 	return out, nil
 }
 
@@ -220,7 +228,7 @@ func appendNew(out, fns []authz.Function) []authz.Function {
 // decideFunctions decides the database functions st may call, after its own decision d allowed it.
 func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
 	fc := s.insp.funcs()
-	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(st.Operators) == 0 {
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(st.Operators) == 0 && len(fc.typeCalls) == 0 {
 		return d, nil
 	}
 	fns, err := fc.calls(st)
