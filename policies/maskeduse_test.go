@@ -6,15 +6,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/config"
 )
 
 // TestCanAsksColumnUseMaskedWithoutErrors: `policy can` asks column:use-masked too, for no particular
 // use, and the packs' policies on it evaluate without errors: nothing is permitted whatever the use.
 func TestCanAsksColumnUseMaskedWithoutErrors(t *testing.T) {
 	e := allPacks(t)
-	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Kind: "postgres",
-		Tables: []authz.TableBlock{{Name: "public.customers", Columns: []authz.ColumnBlock{{Name: "email", Tags: []string{"pii"}}}}},
-	}}, []authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}})
+	cat := config.NewCatalog([]config.CatalogBlock{{Target: "shop", Kind: "postgres",
+		Tables: []config.TableBlock{{Name: "public.customers", Columns: []config.ColumnBlock{{Name: "email", Tags: []string{"pii"}}}}},
+	}}, []config.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}})
 	caps, err := authz.NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/analyst"), []string{"agent:name:analyst"})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/authz/policytest"
+	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/policies"
 )
@@ -43,7 +45,7 @@ func TestPacks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			results, err := authz.RunTests(e, dirs[1])
+			results, err := policytest.Run(e, dirs[1])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,13 +65,13 @@ func TestPacks(t *testing.T) {
 // action of the schema on every catalog resource, and checks it against the packs' intent.
 func TestCanListsTheAnalystsCapabilities(t *testing.T) {
 	e := allPacks(t)
-	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Kind: "postgres",
-		Tables: []authz.TableBlock{
-			{Name: "public.customers", Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}},
-			{Name: "public.orders", Columns: []authz.ColumnBlock{{Name: "total"}}},
+	cat := config.NewCatalog([]config.CatalogBlock{{Target: "shop", Kind: "postgres",
+		Tables: []config.TableBlock{
+			{Name: "public.customers", Columns: []config.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}},
+			{Name: "public.orders", Columns: []config.ColumnBlock{{Name: "total"}}},
 		},
-		Roles: []authz.RoleBlock{{Name: "shop-read"}, {Name: "shop-admin"}},
-	}}, []authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}})
+		Roles: []config.RoleBlock{{Name: "shop-read"}, {Name: "shop-admin"}},
+	}}, []config.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}})
 	caps, err := authz.NewAuthorizer(e, cat).Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/analyst"), []string{"agent:name:analyst"})
 	if err != nil {
 		t.Fatal(err)
@@ -121,13 +123,13 @@ func TestEachPersonaGetsItsCredentialRole(t *testing.T) {
 		t.Fatal(diags)
 	}
 	var c struct {
-		Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
-		Groups   []authz.GroupBlock   `hcl:"group,block"`
+		Catalogs []config.CatalogBlock `hcl:"catalog,block"`
+		Groups   []config.GroupBlock   `hcl:"group,block"`
 	}
 	if diags := gohcl.DecodeBody(file.Body, nil, &c); diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	az := authz.NewAuthorizer(e, authz.NewCatalog(c.Catalogs, c.Groups))
+	az := authz.NewAuthorizer(e, config.NewCatalog(c.Catalogs, c.Groups))
 	for _, tc := range []struct {
 		persona  string
 		attested bool
@@ -163,9 +165,9 @@ func TestEachPersonaGetsItsCredentialRole(t *testing.T) {
 
 func TestColumnMaskStrategies(t *testing.T) {
 	e := allPacks(t)
-	cat := authz.NewCatalog([]authz.CatalogBlock{{Target: "shop", Tables: []authz.TableBlock{{Name: "public.customers",
-		Columns: []authz.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}}}}},
-		[]authz.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}, {Name: "support", Selectors: []string{"agent:name:support"}}})
+	cat := config.NewCatalog([]config.CatalogBlock{{Target: "shop", Tables: []config.TableBlock{{Name: "public.customers",
+		Columns: []config.ColumnBlock{{Name: "name"}, {Name: "email", Tags: []string{"pii"}}}}}}},
+		[]config.GroupBlock{{Name: "analysts", Selectors: []string{"agent:name:analyst"}}, {Name: "support", Selectors: []string{"agent:name:support"}}})
 	az := authz.NewAuthorizer(e, cat)
 	for _, tc := range []struct{ persona, column, want string }{
 		{"analyst", "name", ""},

@@ -33,6 +33,11 @@ type Catalog struct {
 	Groups  []GroupRule
 }
 
+// NewCatalog is the catalog of targets and group rules.
+func NewCatalog(targets []CatalogTarget, groups []GroupRule) *Catalog {
+	return &Catalog{Targets: targets, Groups: groups}
+}
+
 // CatalogTarget is a target's entry in the catalog.
 type CatalogTarget struct {
 	Name, Kind, Environment string

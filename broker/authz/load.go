@@ -76,6 +76,11 @@ func policyFiles(dir string) ([]string, error) {
 	})
 }
 
+// TestFiles lists the policy test files (*.test.hcl) below dir, sorted, as the policies are found.
+func TestFiles(dir string) ([]string, error) {
+	return filesBelow(dir, func(path string) bool { return strings.HasSuffix(path, ".test.hcl") })
+}
+
 // filesBelow lists the regular files below dir whose path matches, sorted. dir itself may be a
 // symbolic link (the demo's .demo/policies is one): it is followed, and the paths returned stay
 // under dir as given, so messages name the files the way the user does.

@@ -72,11 +72,6 @@ func (a *Authorizer) UseMasked(c Connect, table, column string, st Statement, ap
 	})
 }
 
-// maskedUse is the use a test case describes; the other column is named in the test's target.
-func (tc *TestCase) maskedUse() MaskedUse {
-	return MaskedUse{Clause: tc.Use, Equality: tc.Equality, WithColumn: ColumnID(tc.Target, tc.WithColumn)}
-}
-
 // ColumnID is the entity ID of column "schema.table.column" of target, "" for "".
 func ColumnID(target, qualified string) string {
 	if qualified == "" {

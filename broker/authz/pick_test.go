@@ -13,9 +13,9 @@ import (
 
 // pickCatalog has three roles whose covers do not repeat one another, as policies/catalog.hcl
 // writes them: a role ranked higher is taken to include the lower ones.
-var pickCatalog = NewCatalog([]CatalogBlock{{Target: "shop", Kind: "postgres",
-	Tables: []TableBlock{{Name: "public.orders"}, {Name: "public.customers"}},
-	Roles: []RoleBlock{
+var pickCatalog = NewCatalog([]CatalogTarget{{Name: "shop", Kind: "postgres",
+	Tables: []CatalogTable{{Name: "public.orders"}, {Name: "public.customers"}},
+	Roles: []CredentialRole{
 		{Name: "read", Covers: []string{"sql:select"}},
 		{Name: "write", Covers: []string{"sql:insert", "sql:update", "sql:delete"}},
 		{Name: "admin", Covers: []string{"sql:ddl"}},
@@ -119,7 +119,7 @@ permit (principal == Workload::"spiffe://example.org/agent/idle", action == Acti
 // fixed in the broker's configuration), which is an error, not an empty pick.
 func TestPickRoleNeedsRoles(t *testing.T) {
 	e, _ := newEngine(t, map[string]string{"p.cedar": `@id("all-connect") permit (principal, action == Action::"connect", resource);`})
-	az := NewAuthorizer(e, NewCatalog([]CatalogBlock{{Target: "shop"}}, nil))
+	az := NewAuthorizer(e, NewCatalog([]CatalogTarget{{Name: "shop"}}, nil))
 	if pick, err := az.PickRole(pickConnect("reader")); err == nil || errors.Is(err, ErrDenied) || pick.Role != "" {
 		t.Fatalf("pick %+v, err %v", pick, err)
 	}

@@ -3,7 +3,6 @@ package authz
 import (
 	"crypto/tls"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -55,21 +54,7 @@ func (a *Authorizer) Statement(c Connect, st Statement, accesses []Access, ap Ap
 		}
 		allows = append(allows, d)
 	}
-	if len(allows) == 1 {
-		return allows[0], nil
-	}
-	out := Decision{ID: newDecisionID(), Allow: true, PolicySet: allows[0].PolicySet}
-	for _, d := range allows {
-		for _, r := range d.Reasons {
-			if !slices.Contains(out.Reasons, r) {
-				out.Reasons = append(out.Reasons, r)
-			}
-		}
-		out.Obligations.Approval = stricter(out.Obligations.Approval, d.Obligations.Approval, annotationValues["approval"])
-		out.Obligations.Record = stricter(out.Obligations.Record, d.Obligations.Record, annotationValues["record"])
-		out.Obligations.Mask = stricter(out.Obligations.Mask, d.Obligations.Mask, annotationValues["mask"])
-	}
-	return out, nil
+	return Combine(allows...), nil
 }
 
 // StatementColumnMask is ColumnMask through memo.

@@ -5,8 +5,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
 // Config is a whole configuration file. Fields tagged hcl are what users write; the rest are derived by
@@ -28,13 +26,13 @@ type Config struct {
 	Audit       *Audit       `hcl:"audit,block"`
 	Vault       *Vault       `hcl:"vault,block"`
 	// Catalogs describe targets' tables, tagged columns and credential roles, for policies.
-	Catalogs []authz.CatalogBlock `hcl:"catalog,block"`
+	Catalogs []CatalogBlock `hcl:"catalog,block"`
 	// Groups put workloads into Cedar groups by SPIFFE ID pattern or by selectors.
-	Groups  []authz.GroupBlock `hcl:"group,block"`
-	Log     *Log               `hcl:"log,block"`
-	Admin   *Admin             `hcl:"admin,block"`
-	Limits  *Limits            `hcl:"limits,block"`
-	Targets []Target           `hcl:"target,block"`
+	Groups  []GroupBlock `hcl:"group,block"`
+	Log     *Log         `hcl:"log,block"`
+	Admin   *Admin       `hcl:"admin,block"`
+	Limits  *Limits      `hcl:"limits,block"`
+	Targets []Target     `hcl:"target,block"`
 
 	// Path is the file the configuration was loaded from.
 	Path string

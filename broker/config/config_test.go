@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"crypto/ecdsa"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/svidbroker/svidbroker/broker/config"
 )
 
 // caPEM is a freshly made self-signed certificate; validation only checks that ca_file holds one.
@@ -64,20 +66,20 @@ target "shop" {
 
 func TestLoadValidFillsDefaults(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
-	cfg, err := Load(write(t, "broker.hcl", valid(ca)))
+	cfg, err := config.Load(write(t, "broker.hcl", valid(ca)), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.TD != spiffeid.RequireTrustDomainFromString("example.org") {
 		t.Errorf("TD = %v", cfg.TD)
 	}
-	if got := cfg.Limits.HandshakeTimeoutD; got != DefaultHandshakeTimeout {
-		t.Errorf("handshake timeout = %v, want %v", got, DefaultHandshakeTimeout)
+	if got := cfg.Limits.HandshakeTimeoutD; got != config.DefaultHandshakeTimeout {
+		t.Errorf("handshake timeout = %v, want %v", got, config.DefaultHandshakeTimeout)
 	}
-	if cfg.Limits.MaxConcurrentHandshakes != DefaultMaxConcurrentHandshakes || cfg.Limits.MaxMessageBytes != DefaultMaxMessageBytes {
+	if cfg.Limits.MaxConcurrentHandshakes != config.DefaultMaxConcurrentHandshakes || cfg.Limits.MaxMessageBytes != config.DefaultMaxMessageBytes {
 		t.Errorf("limits not defaulted: %+v", cfg.Limits)
 	}
-	if *cfg.Admin.Listen != DefaultAdminListen || cfg.Log.Level != "info" || cfg.Log.Format != "text" {
+	if *cfg.Admin.Listen != config.DefaultAdminListen || cfg.Log.Level != "info" || cfg.Log.Format != "text" {
 		t.Errorf("admin/log not defaulted: %q %+v", *cfg.Admin.Listen, cfg.Log)
 	}
 	b := cfg.Targets[0].Backend
@@ -88,8 +90,8 @@ func TestLoadValidFillsDefaults(t *testing.T) {
 	if len(cfg.Targets[0].Allowed) != 1 || cfg.Targets[0].Allowed[0] != want {
 		t.Errorf("Allowed = %v", cfg.Targets[0].Allowed)
 	}
-	if to := cfg.Targets[0].Timeouts; to == nil || to.MaxStatementTimeoutD != DefaultMaxStatementTimeout ||
-		to.MaxLockTimeoutD != DefaultMaxLockTimeout || to.IdleInTransactionD != DefaultIdleInTransaction {
+	if to := cfg.Targets[0].Timeouts; to == nil || to.MaxStatementTimeoutD != config.DefaultMaxStatementTimeout ||
+		to.MaxLockTimeoutD != config.DefaultMaxLockTimeout || to.IdleInTransactionD != config.DefaultIdleInTransaction {
 		t.Errorf("timeouts not defaulted: %+v", to)
 	}
 }
@@ -97,12 +99,12 @@ func TestLoadValidFillsDefaults(t *testing.T) {
 func TestTargetTimeouts(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	hcl := strings.Replace(valid(ca), "  backend {", "  timeouts {\n    max_statement_timeout = \"30s\"\n    idle_in_transaction = \"45s\"\n  }\n  backend {", 1)
-	cfg, err := Load(write(t, "broker.hcl", hcl))
+	cfg, err := config.Load(write(t, "broker.hcl", hcl), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
 	to := cfg.Targets[0].Timeouts
-	if to.MaxStatementTimeoutD != 30*time.Second || to.IdleInTransactionD != 45*time.Second || to.MaxLockTimeoutD != DefaultMaxLockTimeout {
+	if to.MaxStatementTimeoutD != 30*time.Second || to.IdleInTransactionD != 45*time.Second || to.MaxLockTimeoutD != config.DefaultMaxLockTimeout {
 		t.Errorf("timeouts: %+v", to)
 	}
 }
@@ -145,7 +147,7 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 			if err := os.WriteFile(path, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Load(path)
+			_, err := config.Load(path, plugins)
 			if err == nil {
 				t.Fatal("Load accepted a bad config")
 			}
@@ -182,7 +184,7 @@ session {
 }
 `
 	src := strings.Replace(valid(ca), `"spiffe://example.org/agent/analyst"]`, `"spiffe://example.org/agent/analyst", "spiffe://partner.example/agent/x"]`, 1) + extra
-	cfg, err := Parse("broker.hcl", []byte(src))
+	cfg, err := config.Parse("broker.hcl", []byte(src), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +207,7 @@ session {
 	}
 	for name, e := range bad {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Parse("broker.hcl", []byte(valid(ca)+e)); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(valid(ca)+e), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
@@ -218,7 +220,7 @@ func TestAuditSettings(t *testing.T) {
 	block := func(body string) string {
 		return valid(ca) + "audit {\n  mac_key_file = \"" + key + "\"\n  signing_key_file = \"" + key + "\"\n" + body + "}\n"
 	}
-	cfg, err := Parse("broker.hcl", []byte(block(`  dir = "/var/lib/svidbroker/audit"`+"\n")))
+	cfg, err := config.Parse("broker.hcl", []byte(block(`  dir = "/var/lib/svidbroker/audit"`+"\n")), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +228,7 @@ func TestAuditSettings(t *testing.T) {
 		cfg.Audit.Durability != "commit" || cfg.Audit.FlushIntervalD != 10*time.Millisecond {
 		t.Fatalf("defaults: %+v", cfg.Audit)
 	}
-	cfg, err = Parse("broker.hcl", []byte(block("  dir = \"/x\"\n  durability = \"statement\"\n  flush_interval = \"2ms\"\n")))
+	cfg, err = config.Parse("broker.hcl", []byte(block("  dir = \"/x\"\n  durability = \"statement\"\n  flush_interval = \"2ms\"\n")), plugins)
 	if err != nil || cfg.Audit.Durability != "statement" || cfg.Audit.FlushIntervalD != 2*time.Millisecond {
 		t.Fatalf("durability = statement, flush_interval = 2ms: %+v %v", cfg.Audit, err)
 	}
@@ -239,7 +241,7 @@ func TestAuditSettings(t *testing.T) {
 		"flush interval a min": "  dir = \"/x\"\n  flush_interval = \"1m\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Parse("broker.hcl", []byte(block(body))); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(block(body)), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
@@ -250,11 +252,11 @@ func TestWorkloadSocketFromEnvironment(t *testing.T) {
 	ca := write(t, "ca.pem", caPEM)
 	src := strings.Replace(valid(ca), `workload_api_socket = "unix:///run/spire/agent.sock"`, "", 1)
 	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "")
-	if _, err := Parse("broker.hcl", []byte(src)); err == nil || !strings.Contains(err.Error(), "SPIFFE_ENDPOINT_SOCKET") {
+	if _, err := config.Parse("broker.hcl", []byte(src), plugins); err == nil || !strings.Contains(err.Error(), "SPIFFE_ENDPOINT_SOCKET") {
 		t.Fatalf("want an error naming SPIFFE_ENDPOINT_SOCKET, got %v", err)
 	}
 	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "unix:///tmp/agent.sock")
-	cfg, err := Parse("broker.hcl", []byte(src))
+	cfg, err := config.Parse("broker.hcl", []byte(src), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,8 +266,8 @@ func TestWorkloadSocketFromEnvironment(t *testing.T) {
 }
 
 func TestOversizedFileRefused(t *testing.T) {
-	p := write(t, "big.hcl", "# "+strings.Repeat("x", MaxFileBytes))
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+	p := write(t, "big.hcl", "# "+strings.Repeat("x", config.MaxFileBytes))
+	if _, err := config.Load(p, plugins); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("want a size error, got %v", err)
 	}
 }
@@ -280,24 +282,24 @@ func TestVaultSettings(t *testing.T) {
 	const role = `    auth = "vault"` + "\n" + `    vault_role = "shop-read"`
 	for name, tc := range map[string]struct {
 		login, backend, method string
-		check                  func(*Config) bool
+		check                  func(*config.Config) bool
 	}{
-		"cert": {`  cert_role = "svidbroker"` + "\n", role, "cert", func(c *Config) bool {
+		"cert": {`  cert_role = "svidbroker"` + "\n", role, "cert", func(c *config.Config) bool {
 			return c.Vault.Mount == "database" && c.Vault.TimeoutD == 10*time.Second && c.Vault.ReuseD == 0
 		}},
-		"jwt": {"  jwt {\n    role = \"svidbroker\"\n    audience = \"vault\"\n  }\n  auth_mount = \"spiffe-jwt\"\n", role, "jwt", func(c *Config) bool {
+		"jwt": {"  jwt {\n    role = \"svidbroker\"\n    audience = \"vault\"\n  }\n  auth_mount = \"spiffe-jwt\"\n", role, "jwt", func(c *config.Config) bool {
 			return c.Vault.JWT.Audience == "vault" && c.Vault.AuthMount == "spiffe-jwt"
 		}},
 		"dev token": {`  dev_token_file = "` + token + `"` + "\n", role, "token", nil},
-		"vault_path": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault\"\n    vault_path = \"pg/creds/ro\"", "cert", func(c *Config) bool {
+		"vault_path": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault\"\n    vault_path = \"pg/creds/ro\"", "cert", func(c *config.Config) bool {
 			return c.Targets[0].Backend.VaultPath == "pg/creds/ro"
 		}},
-		"kv-v2": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault-kv\"\n    vault_kv_path = \"pg/shop\"", "cert", func(c *Config) bool {
+		"kv-v2": {`  cert_role = "svidbroker"` + "\n", "    auth = \"vault-kv\"\n    vault_kv_path = \"pg/shop\"", "cert", func(c *config.Config) bool {
 			return c.Targets[0].Backend.VaultKVMount == "secret"
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := Parse("broker.hcl", []byte(vault(tc.login, tc.backend)))
+			cfg, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), plugins)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,13 +322,13 @@ func TestVaultSettings(t *testing.T) {
 		"bad timeout":           {cert + "  timeout = \"soon\"\n", role},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Parse("broker.hcl", []byte(vault(tc.login, tc.backend))); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
+			if _, err := config.Parse("broker.hcl", []byte(vault(tc.login, tc.backend)), plugins); err == nil || !strings.Contains(err.Error(), "broker.hcl:") {
 				t.Fatalf("accepted, or error without file:line: %v", err)
 			}
 		})
 	}
 	noBlock := strings.Replace(valid(ca), `    user     = "svidbroker"`, role, 1)
-	if _, err := Parse("broker.hcl", []byte(noBlock)); err == nil || !strings.Contains(err.Error(), "vault block") {
+	if _, err := config.Parse("broker.hcl", []byte(noBlock), plugins); err == nil || !strings.Contains(err.Error(), "vault block") {
 		t.Fatalf("auth = \"vault\" without a vault block: %v", err)
 	}
 }

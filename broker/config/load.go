@@ -38,17 +38,18 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads, decodes and validates the configuration file at path.
-func Load(path string) (*Config, error) {
+// Load reads, decodes and validates the configuration file at path, checking
+// the blocks that belong to plugins with theirs.
+func Load(path string, plugins Plugins) (*Config, error) {
 	src, err := readLimited(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src)
+	return Parse(path, src, plugins)
 }
 
 // Parse decodes and validates src, naming path in errors.
-func Parse(path string, src []byte) (*Config, error) {
+func Parse(path string, src []byte, plugins Plugins) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, &Error{Diags: diags}
@@ -58,7 +59,7 @@ func Parse(path string, src []byte) (*Config, error) {
 		nameFields(file.Body.(*hclsyntax.Body), diags)
 		return nil, &Error{Diags: diags}
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(plugins); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -15,7 +15,7 @@ import (
 // to a database engine role under vault.mount: its vault_role, or its own name. Without credential
 // roles, the backend names exactly one of vault_role and vault_path, as before roles were picked.
 func (v *validator) credentialRoles(t *Target, at string) {
-	var roles []authz.RoleBlock
+	var roles []RoleBlock
 	blocks := 0
 	for _, cb := range v.c.Catalogs {
 		if cb.Target == t.Name {
@@ -80,7 +80,7 @@ func (v *validator) credentialRoles(t *Target, at string) {
 // roleBlocks checks a target's credential roles: unique names, covers that are statement actions of
 // the schema (a misspelt one would never be needed, so the role would never be picked), and Vault role
 // names that are one path segment.
-func (v *validator) roleBlocks(target string, roles []authz.RoleBlock) {
+func (v *validator) roleBlocks(target string, roles []RoleBlock) {
 	actions := statementActions()
 	seen := map[string]bool{}
 	for _, r := range roles {

@@ -1,9 +1,11 @@
-package config
+package config_test
 
 import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/svidbroker/svidbroker/broker/config"
 )
 
 // rolesConfig is a target with auth = "vault" behind Cedar, its backend lines and catalog given.
@@ -52,7 +54,7 @@ catalog "shop" {
 // catalog, each role maps to a database engine role (its vault_role, or its own name), and a target
 // without credential roles keeps its one backend vault_role.
 func TestCredentialRolesMapToVaultRoles(t *testing.T) {
-	cfg, err := Parse("broker.hcl", []byte(rolesConfig(t, `    auth = "vault"`, shopRoles, true)))
+	cfg, err := config.Parse("broker.hcl", []byte(rolesConfig(t, `    auth = "vault"`, shopRoles, true)), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestCredentialRolesMapToVaultRoles(t *testing.T) {
 		t.Fatalf("VaultRoles = %v, want %v", got, want)
 	}
 	// Control: the fixed role of a target without credential roles, as before.
-	cfg, err = Parse("broker.hcl", []byte(rolesConfig(t, "    auth = \"vault\"\n    vault_role = \"shop-read\"", "", true)))
+	cfg, err = config.Parse("broker.hcl", []byte(rolesConfig(t, "    auth = \"vault\"\n    vault_role = \"shop-read\"", "", true)), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestCredentialRolesMapToVaultRoles(t *testing.T) {
 	}
 	// auth = "svid" with credential roles loads: the roles stay unused (serve says so at start).
 	svid := rolesConfig(t, `    user = "svidbroker"`, strings.Replace(shopRoles, "    vault_role = \"shop-owner\"\n", "", 1), true)
-	if cfg, err := Parse("broker.hcl", []byte(svid)); err != nil || cfg.Targets[0].VaultRoles != nil {
+	if cfg, err := config.Parse("broker.hcl", []byte(svid), plugins); err != nil || cfg.Targets[0].VaultRoles != nil {
 		t.Fatalf("auth = \"svid\" with credential roles: %v", err)
 	}
 }
@@ -98,7 +100,7 @@ func TestCredentialRoleMistakesAreRefused(t *testing.T) {
 		"vault role without vault": {`    user = "svidbroker"`, shopRoles, true, `names vault_role "shop-owner", but target "shop" has auth = "svid"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse("broker.hcl", []byte(rolesConfig(t, tc.backend, tc.catalog, tc.policy)))
+			_, err := config.Parse("broker.hcl", []byte(rolesConfig(t, tc.backend, tc.catalog, tc.policy)), plugins)
 			if err == nil || !strings.Contains(err.Error(), "broker.hcl:") || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("error %v; want file:line and %q", err, tc.says)
 			}

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/svidbroker/svidbroker/broker/config"
 )
 
 func TestAuditWitnessSettings(t *testing.T) {
@@ -18,7 +20,7 @@ func TestAuditWitnessSettings(t *testing.T) {
 		return valid(ca) + "audit {\n  dir = \"/var/lib/svidbroker/audit\"\n  mac_key_file = \"" + key + "\"\n  signing_key_file = \"" + key + "\"\n" +
 			"  witness {\n" + witness + "  }\n}\n"
 	}
-	cfg, err := Parse("broker.hcl", []byte(block("    dir = \"/mnt/witness\"\n")))
+	cfg, err := config.Parse("broker.hcl", []byte(block("    dir = \"/mnt/witness\"\n")), plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,12 +28,12 @@ func TestAuditWitnessSettings(t *testing.T) {
 	if w.TimeoutD != 5*time.Second || w.MaxLagD != time.Minute || w.VerifierKeyFile != filepath.Join(filepath.Dir(key), "verifier.key") {
 		t.Fatalf("defaults: %+v", w)
 	}
-	cfg, err = Parse("broker.hcl", []byte(block("    url = \"https://witness.internal:8443/v1/checkpoints\"\n    ca_file = \""+ca+"\"\n    max_lag = \"5m\"\n")))
+	cfg, err = config.Parse("broker.hcl", []byte(block("    url = \"https://witness.internal:8443/v1/checkpoints\"\n    ca_file = \""+ca+"\"\n    max_lag = \"5m\"\n")), plugins)
 	if err != nil || cfg.Audit.Witness.ServerName != "witness.internal" || cfg.Audit.Witness.MaxLagD != 5*time.Minute {
 		t.Fatalf("an https witness: %+v %v", cfg.Audit.Witness, err)
 	}
 	pg := "    postgres {\n      address = \"witness-db:5432\"\n      database = \"w\"\n      user = \"u\"\n      ca_file = \"" + ca + "\"\n    }\n"
-	if _, err := Parse("broker.hcl", []byte(block(pg))); err != nil {
+	if _, err := config.Parse("broker.hcl", []byte(block(pg)), plugins); err != nil {
 		t.Fatalf("a postgres witness: %v", err)
 	}
 	for name, c := range map[string]struct{ body, says string }{
@@ -44,7 +46,7 @@ func TestAuditWitnessSettings(t *testing.T) {
 		"missing verifier":  {"    dir = \"/mnt/w\"\n    verifier_key_file = \"/nonexistent/verifier.key\"\n", "verifier_key_file"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse("broker.hcl", []byte(block(c.body)))
+			_, err := config.Parse("broker.hcl", []byte(block(c.body)), plugins)
 			if err == nil || !strings.Contains(err.Error(), "broker.hcl:") || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("want an error at file:line saying %q, got %v", c.says, err)
 			}

@@ -53,7 +53,7 @@ func noArgs(stderr io.Writer, name string, fs *flag.FlagSet) error {
 
 func (c *chainFlags) resolve() error {
 	if c.config != "" {
-		cfg, err := config.Load(c.config)
+		cfg, err := config.Load(c.config, plugins())
 		if err != nil {
 			return err
 		}

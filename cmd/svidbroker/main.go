@@ -7,6 +7,7 @@
 //	svidbroker policy validate|test|explain|can ...
 //	svidbroker audit keygen|verify|sessions|export ...
 //	svidbroker replay SESSION
+//	svidbroker connect --protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id ID
 //	svidbroker version
 //	svidbroker help [COMMAND]
 //
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, args[1:], stdout, stderr)
+	case "connect":
+		err = connectCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 && args[0] == "version" {
 			if !wantsHelp(args[1:]) && args[1] != "help" {

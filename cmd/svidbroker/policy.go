@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/authz/policytest"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/policies"
 )
@@ -80,7 +81,7 @@ func policyDir(stderr io.Writer, name string, fs *flag.FlagSet, cfgPath string) 
 }
 
 func loadPolicyConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(path, plugins())
 	if err != nil {
 		return nil, err
 	}
@@ -101,12 +102,12 @@ func policyTest(dir, tests string, cfg *config.Config, schema *authz.Schema, std
 	if err != nil {
 		return err
 	}
-	var catalogs []authz.CatalogBlock
-	var groups []authz.GroupBlock
+	var catalogs []config.CatalogBlock
+	var groups []config.GroupBlock
 	if cfg != nil {
 		catalogs, groups = cfg.Catalogs, cfg.Groups
 	}
-	results, err := authz.RunTestsWith(e, tests, catalogs, groups)
+	results, err := policytest.RunWith(e, tests, catalogs, groups)
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func loadAuthorizer(path string, schema *authz.Schema) (*authz.Authorizer, *conf
 	if err != nil {
 		return nil, nil, err
 	}
-	return authz.NewAuthorizer(e, authz.NewCatalog(cfg.Catalogs, cfg.Groups)), cfg, nil
+	return authz.NewAuthorizer(e, cfg.Catalog()), cfg, nil
 }
 
 func splitList(s string) []string {

@@ -44,7 +44,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError(stderr, "serve", "unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(*path, plugins())
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 			}
 		}
 	}()
-	az := authz.NewAuthorizer(engine, authz.NewCatalog(cfg.Catalogs, cfg.Groups))
+	az := authz.NewAuthorizer(engine, cfg.Catalog())
 	return func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
 		return func(ctx context.Context, c authz.Connect) (authz.Decision, error) {
 			d, err := az.Connect(c)

@@ -22,8 +22,16 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/plugins/credential/vault"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 	"github.com/svidbroker/svidbroker/policies"
 )
+
+// demoPlugins are the plugins the demo's broker wires in.
+var demoPlugins = config.Plugins{
+	Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}},
+	Vault:     vault.ConfigValidator{},
+}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -108,7 +116,7 @@ func TestDownKeepsWhatTheAuditAndPolicyCommandsNeed(t *testing.T) {
 	must(t, keep(demoDir, stateDir, configPath, named))
 	must(t, os.RemoveAll(stateDir))
 
-	cfg, err := config.Load(filepath.Join(demoDir, keptConfig))
+	cfg, err := config.Load(filepath.Join(demoDir, keptConfig), demoPlugins)
 	if err != nil {
 		t.Fatalf("the kept configuration does not load: %v", err)
 	}
@@ -303,7 +311,7 @@ func TestRunThatDiesWithoutKeepingLosesNothingKept(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(policiesDir, "second.cedar")); err == nil {
 				t.Fatal("the policies are the dead run's, not the kept ones")
 			}
-			cfg, err := config.Load(filepath.Join(demoDir, keptConfig))
+			cfg, err := config.Load(filepath.Join(demoDir, keptConfig), demoPlugins)
 			if err != nil {
 				t.Fatalf("the kept configuration does not load: %v", err)
 			}
@@ -340,7 +348,7 @@ func TestRunThatKeepsReplacesTheKeptState(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(demoDir, keptPolicies, "second.cedar")); err != nil {
 		t.Fatalf("the run's policies were not kept: %v", err)
 	}
-	if _, err := config.Load(filepath.Join(demoDir, keptConfig)); err != nil {
+	if _, err := config.Load(filepath.Join(demoDir, keptConfig), demoPlugins); err != nil {
 		t.Fatalf("the kept configuration does not load: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(demoDir, keptAside)); !os.IsNotExist(err) {

@@ -10,7 +10,7 @@
 //     with a lease), renewed and revoked through sys/leases; or, explicitly weaker, a kv-v2 secret.
 //
 // It speaks to Vault only through github.com/hashicorp/vault/api, so it works the same against Vault,
-// OpenBao, or svidbroker's test server.
+// OpenBao, or svidbroker's test server. ConfigValidator checks the configuration's vault block.
 package vault
 
 import (

@@ -1,7 +1,9 @@
 // Package sqlclass classifies SQL with PostgreSQL's own parser (libpg_query through pg_query_go): what
-// kind of statement each one is, which tables it reads and writes, which functions it calls, and
-// whether it escapes inspection. The broker decides statements on this classification, never on the
-// text. Whatever does not parse is an error, and the broker denies it.
+// kind of statement each one is, which tables it reads, writes or locks, which functions it calls,
+// whether it escapes inspection, what it can do to the database's lasting state (Effect, for the
+// audit log's commit points) and which timeout settings it sets. The broker decides statements on
+// this classification, never on the text. Whatever does not parse is an error, and the broker denies
+// it. Cache keeps classifications of statements that differ only in their literals.
 package sqlclass
 
 import (

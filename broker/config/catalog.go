@@ -1,4 +1,6 @@
-package authz
+package config
+
+import "github.com/svidbroker/svidbroker/broker/authz"
 
 // CatalogBlock is a `catalog "TARGET" { ... }` block, as written in the broker's configuration and in
 // policy test files. It describes a target's tables and columns (with tags such as "pii") and its
@@ -26,7 +28,7 @@ type ColumnBlock struct {
 }
 
 // RoleBlock is a `credential_role "name" { covers = [...] }` block. Cedar picks one per session (see
-// Authorizer.PickRole).
+// authz.Authorizer.PickRole).
 type RoleBlock struct {
 	Name string `hcl:"name,label"`
 	// Covers are the statement actions the role is meant for ("sql:select", ...).
@@ -43,25 +45,31 @@ type GroupBlock struct {
 	Selectors []string `hcl:"selectors,optional"`
 }
 
-// NewCatalog builds a Catalog from configuration blocks.
-func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *Catalog {
-	c := &Catalog{}
+// NewCatalog is the catalog that catalog and group blocks describe, as authz models it.
+func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
+	var targets []authz.CatalogTarget
 	for _, b := range catalogs {
-		t := CatalogTarget{Name: b.Target, Kind: b.Kind, Environment: b.Environment, Tags: b.Tags}
+		t := authz.CatalogTarget{Name: b.Target, Kind: b.Kind, Environment: b.Environment, Tags: b.Tags}
 		for _, tb := range b.Tables {
-			ct := CatalogTable{Name: tb.Name, Tags: tb.Tags}
+			ct := authz.CatalogTable{Name: tb.Name, Tags: tb.Tags}
 			for _, col := range tb.Columns {
-				ct.Columns = append(ct.Columns, CatalogColumn(col))
+				ct.Columns = append(ct.Columns, authz.CatalogColumn(col))
 			}
 			t.Tables = append(t.Tables, ct)
 		}
 		for _, r := range b.Roles {
-			t.Roles = append(t.Roles, CredentialRole{Name: r.Name, Covers: r.Covers})
+			t.Roles = append(t.Roles, authz.CredentialRole{Name: r.Name, Covers: r.Covers})
 		}
-		c.Targets = append(c.Targets, t)
+		targets = append(targets, t)
 	}
+	var rules []authz.GroupRule
 	for _, g := range groups {
-		c.Groups = append(c.Groups, GroupRule(g))
+		rules = append(rules, authz.GroupRule(g))
 	}
-	return c
+	return authz.NewCatalog(targets, rules)
+}
+
+// Catalog is the catalog of the configuration's catalog and group blocks.
+func (c *Config) Catalog() *authz.Catalog {
+	return NewCatalog(c.Catalogs, c.Groups)
 }

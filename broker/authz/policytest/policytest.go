@@ -1,0 +1,265 @@
+package policytest
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cedar-policy/cedar-go/types"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/config"
+)
+
+// File is a policy test file (*.test.hcl): the catalog and groups the tests assume, and the tests.
+//
+//	catalog "shop" {
+//	  kind = "postgres"
+//	  table "public.customers" {
+//	    column "email" { tags = ["pii"] }
+//	  }
+//	}
+//	group "analysts" { selectors = ["agent:name:analyst"] }
+//
+//	test "the analyst may read customers" {
+//	  principal = "spiffe://example.org/agent/analyst"
+//	  selectors = ["agent:name:analyst"]
+//	  action    = "sql:select"
+//	  target    = "shop"
+//	  table     = "public.customers"
+//	  expect    = "allow"
+//	  reasons   = ["analyst-select"]          # optional: exactly these deciding policies
+//	  obligations { record = "metadata" }     # optional: exactly these obligations
+//	}
+type File struct {
+	// CatalogFile, relative to the test file, holds catalog and group blocks shared by several files.
+	CatalogFile string                `hcl:"catalog_file,optional"`
+	Catalogs    []config.CatalogBlock `hcl:"catalog,block"`
+	Groups      []config.GroupBlock   `hcl:"group,block"`
+	Tests       []Case                `hcl:"test,block"`
+}
+
+// Case is one request and the decision expected for it. The request is built exactly as the
+// broker builds it, from the same catalog and entity code.
+type Case struct {
+	Name      string   `hcl:"name,label"`
+	Principal string   `hcl:"principal"`
+	Selectors []string `hcl:"selectors,optional"`
+	// Attested is whether SPIRE was asked about the principal. Default true.
+	Attested *bool  `hcl:"attested,optional"`
+	Action   string `hcl:"action"`
+	// The resource: the most specific of target, table, column and role that is set.
+	Target string `hcl:"target"`
+	Table  string `hcl:"table,optional"`
+	Column string `hcl:"column,optional"`
+	Role   string `hcl:"role,optional"`
+	// Function is a database function for sql:call-function: the broker reads its attributes from the
+	// database, so the test states them.
+	Function *FunctionBlock `hcl:"function,block"`
+	// Context facts.
+	Approval string `hcl:"approval,optional"` // default "none"
+	HourUTC  *int   `hcl:"hour_utc,optional"` // default 12
+	SourceIP string `hcl:"source_ip,optional"`
+	// For column:use-masked: the clause ("where", "join", ...), whether it is an equality with
+	// another column, and that column ("public.orders.customer_id", of the same target).
+	Use        string `hcl:"use,optional"`
+	Equality   bool   `hcl:"equality,optional"`
+	WithColumn string `hcl:"with_column,optional"`
+	// Expectations.
+	Expect      string             `hcl:"expect"` // "allow" or "deny"
+	Reasons     []string           `hcl:"reasons,optional"`
+	Obligations *authz.Obligations `hcl:"obligations,block"`
+
+	Range hcl.Range `hcl:",def_range"`
+}
+
+// FunctionBlock describes a database function in a test: name is "schema.name".
+type FunctionBlock struct {
+	Name            string `hcl:"name"`
+	Arguments       string `hcl:"arguments,optional"`
+	Volatility      string `hcl:"volatility"`
+	SecurityDefiner bool   `hcl:"security_definer,optional"`
+	Language        string `hcl:"language,optional"` // default "sql"
+	Owner           string `hcl:"owner,optional"`
+}
+
+func (b *FunctionBlock) function() (*authz.Function, error) {
+	if b == nil {
+		return nil, nil
+	}
+	schema, name, ok := strings.Cut(b.Name, ".")
+	if !ok {
+		return nil, fmt.Errorf("function %q: write its schema too (\"public.%s\")", b.Name, b.Name)
+	}
+	if !slices.Contains([]string{"immutable", "stable", "volatile"}, b.Volatility) {
+		return nil, fmt.Errorf("function %q: volatility is %q; use immutable, stable or volatile", b.Name, b.Volatility)
+	}
+	f := &authz.Function{Schema: schema, Name: name, Arguments: b.Arguments, Volatility: b.Volatility,
+		SecurityDefiner: b.SecurityDefiner, Language: b.Language, Owner: b.Owner}
+	if f.Language == "" {
+		f.Language = "sql"
+	}
+	return f, nil
+}
+
+// Result is the outcome of one test case.
+type Result struct {
+	File, Name string
+	Line       int
+	Decision   authz.Decision
+	// Diff is empty when the test passed; otherwise it lists expected and actual values.
+	Diff []string
+}
+
+// Run runs every *.test.hcl file below dir against e.
+func Run(e *authz.Engine, dir string) ([]Result, error) {
+	return RunWith(e, dir, nil, nil)
+}
+
+// RunWith runs every *.test.hcl file below dir against e. A file that declares no catalog (no
+// catalog block and no catalog_file) uses catalogs, and one that declares no group uses groups: the
+// broker's own, when the tests are run against its configuration.
+func RunWith(e *authz.Engine, dir string, catalogs []config.CatalogBlock, groups []config.GroupBlock) ([]Result, error) {
+	files, err := authz.TestFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("authz: no test files (*.test.hcl) below %s", dir)
+	}
+	var results []Result
+	for _, f := range files {
+		rs, err := runFile(e, f, catalogs, groups)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, rs...)
+	}
+	return results, nil
+}
+
+func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, groups []config.GroupBlock) ([]Result, error) {
+	p := hclparse.NewParser()
+	file, diags := p.ParseHCLFile(path)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("authz: %s", diags.Error())
+	}
+	var tf File
+	if diags := gohcl.DecodeBody(file.Body, nil, &tf); diags.HasErrors() {
+		return nil, fmt.Errorf("authz: %s", diags.Error())
+	}
+	if tf.CatalogFile != "" {
+		shared, diags := p.ParseHCLFile(filepath.Join(filepath.Dir(path), tf.CatalogFile))
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("authz: %s", diags.Error())
+		}
+		var c struct {
+			Catalogs []config.CatalogBlock `hcl:"catalog,block"`
+			Groups   []config.GroupBlock   `hcl:"group,block"`
+		}
+		if diags := gohcl.DecodeBody(shared.Body, nil, &c); diags.HasErrors() {
+			return nil, fmt.Errorf("authz: %s", diags.Error())
+		}
+		tf.Catalogs, tf.Groups = append(tf.Catalogs, c.Catalogs...), append(tf.Groups, c.Groups...)
+	}
+	if len(tf.Catalogs) == 0 {
+		tf.Catalogs = catalogs
+	}
+	if len(tf.Groups) == 0 {
+		tf.Groups = groups
+	}
+	cat := config.NewCatalog(tf.Catalogs, tf.Groups)
+	static := cat.Entities()
+	var out []Result
+	for _, tc := range tf.Tests {
+		req, err := tc.request(cat, static)
+		if err != nil {
+			return nil, fmt.Errorf("authz: %s:%d: test %q: %w", path, tc.Range.Start.Line, tc.Name, err)
+		}
+		d := e.Decide(req)
+		out = append(out, Result{File: path, Name: tc.Name, Line: tc.Range.Start.Line, Decision: d, Diff: tc.diff(d)})
+	}
+	return out, nil
+}
+
+func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Request, error) {
+	spec := authz.RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
+		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
+		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse()}
+	fn, err := tc.Function.function()
+	if err != nil {
+		return authz.Request{}, err
+	}
+	spec.Function = fn
+	if tc.HourUTC != nil {
+		spec.HourUTC = *tc.HourUTC
+	}
+	return authz.BuildRequest(cat, static, spec)
+}
+
+// maskedUse is the use a test case describes; the other column is named in the test's target.
+func (tc *Case) maskedUse() authz.MaskedUse {
+	return authz.MaskedUse{Clause: tc.Use, Equality: tc.Equality, WithColumn: authz.ColumnID(tc.Target, tc.WithColumn)}
+}
+
+func (tc *Case) diff(d authz.Decision) []string {
+	var diff []string
+	got := "deny"
+	if d.Allow {
+		got = "allow"
+	}
+	if tc.Expect != got {
+		line := fmt.Sprintf("decision: expected %s, got %s", tc.Expect, got)
+		if len(d.Reasons) > 0 {
+			line += " by " + policyNames(d.Reasons)
+		} else if !d.Allow {
+			line += " because no policy permits it (default deny)"
+		}
+		diff = append(diff, line)
+	}
+	if tc.Reasons != nil {
+		want, have := slices.Sorted(slices.Values(tc.Reasons)), slices.Sorted(slices.Values(d.Reasons))
+		if !slices.Equal(want, have) {
+			diff = append(diff, fmt.Sprintf("deciding policies: expected %s, got %s", policyNames(want), policyNames(have)))
+		}
+	}
+	if tc.Obligations != nil {
+		for _, f := range []struct{ name, want, got string }{
+			{"approval", tc.Obligations.Approval, d.Obligations.Approval},
+			{"record", tc.Obligations.Record, d.Obligations.Record},
+			{"mask", tc.Obligations.Mask, d.Obligations.Mask},
+		} {
+			if f.want != f.got {
+				diff = append(diff, fmt.Sprintf("obligation %s: expected %s, got %s", f.name, valueOrNone(f.want), valueOrNone(f.got)))
+			}
+		}
+	}
+	for _, e := range d.Errors {
+		diff = append(diff, fmt.Sprintf("policy %q failed to evaluate: %s", e.PolicyID, e.Message))
+	}
+	return diff
+}
+
+// policyNames lists policy @ids for a sentence: "a", "b"; or none.
+func policyNames(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = strconv.Quote(id)
+	}
+	return strings.Join(quoted, ", ")
+}
+
+func valueOrNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return strconv.Quote(v)
+}

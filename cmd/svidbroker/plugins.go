@@ -1,0 +1,17 @@
+package main
+
+import (
+	"github.com/svidbroker/svidbroker/broker/config"
+	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
+)
+
+// plugins are the validators of the configuration blocks that belong to the plugins this broker
+// wires in: a target's protocol must be one of Protocols (an engine added to newEngine is added
+// here too), and the vault block configures the Vault credential plugin.
+func plugins() config.Plugins {
+	return config.Plugins{
+		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}},
+		Vault:     vaultcred.ConfigValidator{},
+	}
+}
