@@ -8,8 +8,9 @@ import (
 )
 
 // prepareOperatorsAndViews creates, as a DBA would, an operator backed by a SECURITY DEFINER function
-// that deletes fn_canary's rows, a domain whose CHECK calls such a function (and a domain over it), a
-// view over pg_stat_activity and a view that takes an advisory lock.
+// that deletes fn_canary's rows, a domain whose CHECK calls such a function (and a domain over it), an
+// aggregate whose state function is one, a view over pg_stat_activity and a view that takes an
+// advisory lock.
 func prepareOperatorsAndViews(t *testing.T, s *stack.Stack) {
 	prepareFunctions(t, s)
 	admin, err := s.Postgres.Connect(t.Context(), "shop")
@@ -28,6 +29,8 @@ func prepareOperatorsAndViews(t *testing.T, s *stack.Stack) {
 		"DROP DOMAIN IF EXISTS canary_checked_again, canary_checked",
 		"CREATE DOMAIN canary_checked AS int CHECK (canary_check(VALUE))",
 		"CREATE DOMAIN canary_checked_again AS canary_checked",
+		"CREATE OR REPLACE FUNCTION canary_step(int, int) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'WITH d AS (DELETE FROM fn_canary RETURNING 1) SELECT coalesce($1, 0) + 1'",
+		"CREATE OR REPLACE AGGREGATE canary_agg(int) (SFUNC = canary_step, STYPE = int)",
 	} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -48,6 +51,9 @@ var operatorAndViewCases = []inspectCase{
 	{stack.PersonaAnalyst, "SELECT 1::canary_checked", denied("public.canary_check(integer)", "baseline-no-writing-functions")},
 	{stack.PersonaAnalyst, "SELECT CAST(id AS canary_checked_again) FROM orders", denied("public.canary_check(integer)")},
 	{stack.PersonaAnalyst, "SELECT 2::int + 1", gives("3")}, // control: a built-in type
+	// PostgreSQL records every aggregate as immutable: its support functions say what it does.
+	{stack.PersonaAnalyst, "SELECT canary_agg(id) FROM orders", denied("public.canary_step(integer, integer)", "SECURITY DEFINER", "baseline-no-writing-functions")},
+	{stack.PersonaAnalyst, "SELECT sum(id) > 0 FROM orders", runs}, // control: a built-in aggregate
 	// customers is (id, name, email, ssn): s(id, email, name) calls the third column, email, "name".
 	{stack.PersonaAnalyst, "SELECT count(*) FROM (SELECT * FROM customers) s(id, email, name) WHERE name LIKE 'a%'", denied("WHERE", "column:use-masked")},
 	{stack.PersonaAnalyst, "WITH s(id, email, name) AS (SELECT * FROM customers) SELECT count(*) FROM s WHERE name LIKE 'a%'", denied("WHERE", "column:use-masked")},
@@ -67,6 +73,6 @@ func TestOperatorsAndViewsAreWhatTheyRun(t *testing.T) {
 	defer admin.Close(context.Background())
 	var n int
 	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM fn_canary").Scan(&n); err != nil || n != 5 {
-		t.Fatalf("fn_canary has %d rows (%v); a refused operator ran", n, err)
+		t.Fatalf("fn_canary has %d rows (%v); a refused operator, cast or aggregate ran", n, err)
 	}
 }

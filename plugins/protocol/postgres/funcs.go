@@ -36,6 +36,9 @@ type funcCatalog struct {
 	viewKinds map[string]viewKind
 	// typeCalls are the database functions casts to a type run, by type name (typecalls.go).
 	typeCalls map[string][]typeCall
+	// support are the database support functions of aggregates, by the aggregate's functionKey
+	// (aggcalls.go).
+	support map[string][]authz.Function
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -137,6 +140,9 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 	if err := fc.loadTypeCalls(ctx, pc); err != nil {
 		return nil, err
 	}
+	if err := fc.loadAggregateSupport(ctx, pc); err != nil {
+		return nil, err
+	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
@@ -213,7 +219,7 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 	for _, typ := range st.Types {
 		out = appendNew(out, fc.typeFunctions(typ))
 	}
-	return out, nil
+	return fc.withSupport(out), nil
 }
 
 func appendNew(out, fns []authz.Function) []authz.Function {
