@@ -28,6 +28,17 @@ type funcCatalog struct {
 	// views are the database functions each view ("schema.name") runs when read, directly or through
 	// the views it reads.
 	views map[string][]authz.Function
+	// operators are the operators implemented by database functions, by name, and operatorNames the
+	// names of all operators (funcops.go).
+	operators     map[string][]dbOperator
+	operatorNames map[string]bool
+	// viewKinds are the views ("schema.name") whose reading does more than read (viewkinds.go).
+	viewKinds map[string]viewKind
+	// typeCalls are the database functions casts to a type run, by type name (typecalls.go).
+	typeCalls map[string][]typeCall
+	// support are the database support functions of aggregates, by the aggregate's functionKey
+	// (aggcalls.go).
+	support map[string][]authz.Function
 }
 
 // maxFunctions bounds the database functions, and the built-in names, a session reads.
@@ -120,12 +131,27 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 			}
 		}
 	}
+	if err := fc.loadOperators(ctx, pc); err != nil {
+		return nil, err
+	}
+	if err := fc.loadViewKinds(ctx, pc); err != nil {
+		return nil, err
+	}
+	if err := fc.loadTypeCalls(ctx, pc); err != nil {
+		return nil, err
+	}
+	if err := fc.loadAggregateSupport(ctx, pc); err != nil {
+		return nil, err
+	}
 	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
 	}
 	for _, row := range res.Rows {
 		fc.path = append(fc.path, string(row[0]))
+	}
+	if err := checkSearchPath(fc.path); err != nil {
+		return nil, err
 	}
 	return fc, nil
 }
@@ -183,7 +209,17 @@ func (fc *funcCatalog) calls(st sqlclass.Statement) ([]authz.Function, error) {
 	for _, a := range st.Accesses {
 		out = appendNew(out, fc.views[a.Table])
 	}
-	return out, nil
+	for _, op := range st.Operators {
+		fns, known := fc.operatorCalls(op)
+		if !known {
+			return nil, fmt.Errorf("use of operator %s denied: %w: the database had no operator of that name when the session began (reconnect if it was created since)", op, errUnknownFunction)
+		}
+		out = appendNew(out, fns)
+	}
+	for _, typ := range st.Types {
+		out = appendNew(out, fc.typeFunctions(typ))
+	}
+	return fc.withSupport(out), nil
 }
 
 func appendNew(out, fns []authz.Function) []authz.Function {
@@ -198,7 +234,7 @@ func appendNew(out, fns []authz.Function) []authz.Function {
 // decideFunctions decides the database functions st may call, after its own decision d allowed it.
 func (s *session) decideFunctions(st sqlclass.Statement, ast authz.Statement, ap authz.ApprovalState, d authz.Decision) (authz.Decision, error) {
 	fc := s.insp.funcs()
-	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 {
+	if fc == nil || len(st.Functions) == 0 && len(st.PossibleFunctions) == 0 && len(fc.views) == 0 && len(st.Operators) == 0 && len(fc.typeCalls) == 0 {
 		return d, nil
 	}
 	fns, err := fc.calls(st)

@@ -160,6 +160,7 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		return nil, fmt.Errorf("postgres: resolving the catalog's tables: %w", res.Err)
 	}
 	var oids []uint32
+	found := map[string]map[string]bool{}
 	for _, row := range res.Rows {
 		var oid uint32
 		var attnum int16
@@ -177,11 +178,18 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 			oids = append(oids, oid)
 		}
 		t.all[column] = true
+		if found[table] == nil {
+			found[table] = map[string]bool{}
+		}
+		found[table][column] = true
 		for _, c := range tagged[table] {
 			if c == column {
 				t.columns[attnum] = column
 			}
 		}
+	}
+	if err := missingTagged(tagged, found); err != nil {
+		return nil, err
 	}
 	m.byName = map[string]metaTable{}
 	for _, t := range m.tables {

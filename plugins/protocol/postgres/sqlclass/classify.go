@@ -82,6 +82,12 @@ type Statement struct {
 	// Settings are the session timeouts the statement sets or resets (see TimeoutSettings), lower
 	// case; their values are literals, which the cache does not key on, so SettingValues reads them.
 	Settings []string
+	// Operators are the operators the statement names or applies, as written ("op", "schema.op"), or
+	// AnyOperator (see operators.go).
+	Operators []string
+	// Types are the types the statement names, as written ("name", "schema.name"), or AnyType (see
+	// types.go).
+	Types []string
 	// Uses are the uses of column values other than as plain columns of the top-level result (see
 	// uses.go); UsesUnknown marks a statement whose uses the broker cannot tell.
 	Uses        []Use
@@ -177,7 +183,7 @@ func classify(n *pg.Node, text string) (Statement, error) {
 	st := Statement{
 		Kind: kind, Functions: w.funcs, AdminReasons: w.admin, NestedWrite: w.nestedWrite,
 		Columns: w.columns, CopyOut: w.copyOut, CopyIn: w.copyIn, Fetch: w.fetch, ChangesObjects: w.changesObjects,
-		Effect: w.effect(n, kind), Settings: w.settings,
+		Effect: w.effect(n, kind), Settings: w.settings, Operators: operatorNames(n), Types: typeNames(n),
 	}
 	if tx := n.GetTransactionStmt(); tx != nil {
 		_, st.TxControl = txEffect(tx)

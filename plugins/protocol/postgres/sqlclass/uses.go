@@ -252,7 +252,12 @@ func analyzeUses(n *pg.Node) (uses []Use, untraced, traced Origin, ok bool) {
 func (w *useWalker) statement(n *pg.Node, lvl *level) {
 	switch s := n.GetNode().(type) {
 	case *pg.Node_SelectStmt:
-		w.topOutputs(w.selectStmt(s.SelectStmt, lvl))
+		outs := w.selectStmt(s.SelectStmt, lvl)
+		if s.SelectStmt.IntoClause != nil {
+			w.written(outs) // SELECT ... INTO a new table
+			return
+		}
+		w.topOutputs(outs)
 	case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt, *pg.Node_MergeStmt:
 		w.topOutputs(w.write(n, lvl))
 	case *pg.Node_ExplainStmt:
@@ -264,6 +269,12 @@ func (w *useWalker) statement(n *pg.Node, lvl *level) {
 	case *pg.Node_ViewStmt:
 		w.statement(s.ViewStmt.Query, lvl)
 	case *pg.Node_CreateTableAsStmt:
+		// A table made from a query holds copies the broker cannot mask in later sessions: it has no
+		// dependency on the tables they came from. (A materialized view has one, and is masked as a view.)
+		if sel := s.CreateTableAsStmt.Query.GetSelectStmt(); sel != nil && s.CreateTableAsStmt.Objtype != pg.ObjectType_OBJECT_MATVIEW {
+			w.written(w.selectStmt(sel, lvl))
+			return
+		}
 		w.statement(s.CreateTableAsStmt.Query, lvl)
 	case *pg.Node_CopyStmt:
 		c := s.CopyStmt
@@ -275,6 +286,13 @@ func (w *useWalker) statement(n *pg.Node, lvl *level) {
 			l := &level{parent: lvl, rels: []*relation{baseRelation(c.Relation)}}
 			w.clause(c.WhereClause, l, UseWhere)
 		}
+	}
+}
+
+// written records the result columns of a query whose rows are written into a new table as writes.
+func (w *useWalker) written(outs []output) {
+	for _, o := range outs {
+		w.use(UseWrite, o.origin, nil)
 	}
 }
 

@@ -262,15 +262,19 @@ func (w *useWalker) write(n *pg.Node, lvl *level) []output {
 		st := s.InsertStmt
 		with, returning = st.WithClause, st.ReturningList
 		from.parent = w.with(with, lvl)
+		inserted := Origin{}
 		if sel := st.SelectStmt.GetSelectStmt(); sel != nil {
 			for _, out := range w.selectStmt(sel, from.parent) {
 				w.use(UseWrite, out.origin, nil)
+				inserted.add(out.origin)
 			}
 		}
 		from.rels = append(from.rels, baseRelation(st.Relation))
 		if oc := st.OnConflictClause; oc != nil {
-			// EXCLUDED holds the row proposed for insertion, from the values just analysed.
-			from.rels = append(from.rels, &relation{name: "excluded", open: true, openOrigin: Origin{Sources: []Source{{Table: from.rels[0].table, Column: "*"}}}})
+			// EXCLUDED holds the row proposed for insertion, from the values just analysed (and the
+			// table's defaults): any of its columns may hold any of them.
+			inserted.add(Origin{Sources: []Source{{Table: from.rels[0].table, Column: "*"}}})
+			from.rels = append(from.rels, &relation{name: "excluded", open: true, openOrigin: inserted})
 			for _, t := range oc.TargetList {
 				if rt := t.GetResTarget(); rt != nil && rt.Val != nil {
 					w.expr(rt.Val, from, UseWrite)

@@ -26,7 +26,9 @@ func (w *useWalker) with(wc *pg.WithClause, lvl *level) *level {
 			w.unknown = true
 			continue
 		}
-		out.ctes[cte.Ctename] = &relation{name: cte.Ctename, outs: rename(w.cteQuery(cte, out), cte.Aliascolnames)}
+		r := &relation{name: cte.Ctename, outs: w.cteQuery(cte, out)}
+		renamed(r, cte.Aliascolnames)
+		out.ctes[cte.Ctename] = r
 	}
 	return out
 }
@@ -81,21 +83,26 @@ func (w *useWalker) cteQuery(cte *pg.CommonTableExpr, lvl *level) []output {
 	return w.write(q, lvl)
 }
 
-// rename names outs by an alias's column list.
-func rename(outs []output, names []*pg.Node) []output {
-	out := slices.Clone(outs)
+// renamed names r's columns by an alias's column list. The names go by position, and positions past a
+// star's columns (whose number the broker does not know) cannot be told apart: a column renamed there
+// may be any of r's columns, so r's columns become columns of unknown name that may hold any of them.
+// (narrow would otherwise take the new name for the table column of that name.)
+func renamed(r *relation, names []*pg.Node) {
+	out := slices.Clone(r.outs)
 	for i, n := range names {
 		if i < len(out) && out[i].name != "" {
 			out[i].name = n.GetString_().GetSval()
-		} else {
-			// Positions after a star's columns are not known: every name may be any column.
-			for j := range out {
-				out[j].name = ""
-			}
-			return out
+			continue
 		}
+		var all Origin
+		all.add(r.openOrigin)
+		for _, o := range r.outs {
+			all.add(o.origin)
+		}
+		r.outs, r.open, r.openOrigin = nil, true, all
+		return
 	}
-	return out
+	r.outs = out
 }
 
 // selectStmt analyzes a SELECT in the scope lvl and returns its result's columns.
@@ -378,7 +385,7 @@ func (w *useWalker) fromItem(n *pg.Node, lvl *level) {
 				r := *c
 				if rv.Alias != nil {
 					r.name = rv.Alias.Aliasname
-					r.outs = rename(r.outs, rv.Alias.Colnames)
+					renamed(&r, rv.Alias.Colnames)
 				}
 				lvl.rels = append(lvl.rels, &r)
 				return
@@ -396,7 +403,7 @@ func (w *useWalker) fromItem(n *pg.Node, lvl *level) {
 		r := &relation{outs: outs}
 		if sub.Alias != nil {
 			r.name = sub.Alias.Aliasname
-			r.outs = rename(outs, sub.Alias.Colnames)
+			renamed(r, sub.Alias.Colnames)
 		}
 		lvl.rels = append(lvl.rels, r)
 	case *pg.Node_RangeFunction:
