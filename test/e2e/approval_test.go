@@ -52,9 +52,13 @@ func TestApprovalHold(t *testing.T) {
 			done <- err
 		}()
 		req := waitPending(t, b, table)
-		mu.Lock()
-		told := len(notices) > 0 && strings.Contains(notices[len(notices)-1], req.ID)
-		mu.Unlock()
+		// The request is pending before its notice reaches the client, which reads it when it arrives.
+		told := false
+		for deadline := time.Now().Add(15 * time.Second); !told && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			told = len(notices) > 0 && strings.Contains(notices[len(notices)-1], req.ID)
+			mu.Unlock()
+		}
 		if !told {
 			t.Fatalf("the client was not told request %s: %q", req.ID, notices)
 		}
