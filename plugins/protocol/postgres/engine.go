@@ -161,13 +161,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
 	if cfg.Approve == nil && cfg.Approvals != nil {
-		q, log := cfg.Approvals, cfg.Logger
-		cfg.Approve = func(ctx context.Context, a Approval) (authz.ApprovalState, error) {
-			log.InfoContext(ctx, "statement held for approval", "request", a.ID, "session", a.Session,
-				"spiffe_id", a.SPIFFEID, "policies", a.Decision.Reasons)
-			return q.Wait(ctx, approval.Request{ID: a.ID, Session: a.Session, SPIFFEID: a.SPIFFEID,
-				Target: a.Target, Statement: a.Statement, Policies: a.Decision.Reasons, Decision: a.Decision.ID})
-		}
+		cfg.Approve = sess.QueueApprover(cfg.Approvals, cfg.Logger)
 	}
 	core, err := sess.New(sess.Config{
 		Target: cfg.Target, Authorize: cfg.Authorize, Policy: cfg.Policy, Attest: cfg.Attest, Ready: cfg.Ready,
