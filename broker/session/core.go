@@ -55,10 +55,17 @@ type Config struct {
 	AuditFailOpen bool
 	// SVIDExpiryGrace is how long a session may outlive its client's SVID.
 	SVIDExpiryGrace time.Duration
+	// Approve waits for a person's approval of a held operation (QueueApprover), at most
+	// ApprovalTimeout. Nil refuses operations that need one.
+	Approve         ApproveFunc
+	ApprovalTimeout time.Duration
 	// Logger is the engine's logger; each session's adds the session, the SPIFFE ID, the remote
 	// address, what SPIRE attested and the credential role. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultApprovalTimeout bounds the wait for an approval.
+const DefaultApprovalTimeout = 5 * time.Minute
 
 // Core opens, watches and ends the sessions of one target, whatever their protocol.
 type Core struct {
@@ -76,6 +83,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ApprovalTimeout <= 0 {
+		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
 	c := &Core{cfg: cfg}
 	c.revokes.core = c
@@ -119,7 +129,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	}
 	id := newID()
 	log := c.cfg.Logger.With("session", id, "spiffe_id", peer.ID.String(), "remote", remote)
-	s := &Session{core: c, id: id, log: log, remote: remote,
+	s := &Session{core: c, id: id, log: log, remote: remote, approve: DecideConfig{Approve: c.cfg.Approve, Timeout: c.cfg.ApprovalTimeout},
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
 	if c.cfg.AuditFailOpen {
 		var once sync.Once
