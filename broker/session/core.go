@@ -97,6 +97,10 @@ func New(cfg Config) (*Core, error) {
 type OpenRequest struct {
 	// TLS is the client connection's state: its verified certificate chain names the caller.
 	TLS tls.ConnectionState
+	// Peer, if set, is a caller the engine identified itself, by a credential it verified (a JWT-SVID
+	// against the trust bundles): it replaces the TLS certificate's identity, and its Expires bounds
+	// the session as an SVID's does. Nil: the TLS client certificate names the caller.
+	Peer *identity.Peer
 	// Remote is the client's address.
 	Remote net.Addr
 	// Check, if set, is the engine's own check of what the client asked for (its startup parameters,
@@ -115,8 +119,14 @@ type OpenRequest struct {
 // role, records the session's start and leases its credential. On error (an *Error) nothing is
 // granted, what was refused is recorded, and the engine tells its client in its protocol's terms.
 func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
-	peer, err := identity.PeerFromTLS(req.TLS)
-	if err != nil {
+	var peer identity.Peer
+	var err error
+	if req.Peer != nil {
+		peer = *req.Peer
+		if peer.ID.IsZero() || peer.Expires.IsZero() {
+			return nil, &Error{Kind: ErrUnidentified, Err: errors.New("session: the engine's peer has no SPIFFE ID or expiry")}
+		}
+	} else if peer, err = identity.PeerFromTLS(req.TLS); err != nil {
 		return nil, &Error{Kind: ErrUnidentified, Err: err}
 	}
 	remote := ""

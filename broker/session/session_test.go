@@ -213,3 +213,25 @@ func TestWatchEndsWithTheCause(t *testing.T) {
 		})
 	})
 }
+
+// TestOpenWithAnEngineVerifiedPeer: an engine that verified the caller itself (a JWT-SVID) opens the
+// session under that identity; one without an ID or expiry is refused as unidentified.
+func TestOpenWithAnEngineVerifiedPeer(t *testing.T) {
+	var decided spiffeid.ID
+	core, err := New(Config{Target: "api", Logger: slog.New(slog.DiscardHandler),
+		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { decided = c.Peer.ID; return authz.Decision{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/jwt"), Expires: time.Now().Add(time.Minute)}
+	s, err := core.Open(t.Context(), OpenRequest{Peer: &jwt, Remote: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Peer().ID != jwt.ID || decided != jwt.ID || !s.EndBy().Equal(jwt.Expires) {
+		t.Errorf("session of %v decided for %v until %v, want %v until %v", s.Peer().ID, decided, s.EndBy(), jwt.ID, jwt.Expires)
+	}
+	if _, err := core.Open(t.Context(), OpenRequest{Peer: &identity.Peer{}, Remote: remote}); !errors.Is(err, ErrUnidentified) {
+		t.Errorf("Open with an empty peer: %v, want ErrUnidentified", err)
+	}
+}
