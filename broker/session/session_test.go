@@ -219,7 +219,10 @@ func TestWatchEndsWithTheCause(t *testing.T) {
 func TestOpenWithAnEngineVerifiedPeer(t *testing.T) {
 	var decided spiffeid.ID
 	core, err := New(Config{Target: "api", Logger: slog.New(slog.DiscardHandler),
-		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { decided = c.Peer.ID; return authz.Decision{}, nil }})
+		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) {
+			decided = c.Peer.ID
+			return authz.Decision{}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
