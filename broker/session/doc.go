@@ -44,13 +44,14 @@
 //     anything else protocol-shaped (which columns or fields, commit points) stays in the engine.
 //
 //  6. End: once both connections are closed, the engine calls Session.End with why the session
-//     ended (nil when the client ended it): the credential is revoked and recorded, then the end.
+//     ended (nil when the client ended it) and when it started running: the watches stop, the
+//     credential is revoked and recorded, then the end.
 //
 // The core never imports an engine, knows no SQL and no HTTP, and holds no package-level state:
 // everything lives in a Core or a Session.
 //
 // The Postgres engine uses Open, Abort, Watch (the watches behind Start, over its own relay's
-// fields), Hold and the decision and lease records. It still decides statements with its own loop
-// and verdict cache (statements.go), which its tests pin, around the same Hold, and writes its own
-// end records; moving those onto Decide and End is the next step.
+// fields), Hold, EndRecords (what End records) and the decision and lease records. It still decides
+// statements with its own loop and verdict cache (statements.go), which its tests pin, around the
+// same Hold; moving that loop onto Decide is the next step.
 package session

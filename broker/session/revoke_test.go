@@ -57,7 +57,7 @@ func TestReloadRevokesSessionsNoLongerPermitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Start(t.Context())
-		t.Cleanup(func() { s.End(nil, 0) })
+		t.Cleanup(func() { s.End(nil, time.Now()) })
 		return s
 	}
 	a, b := open("spiffe://example.org/agent/a"), open("spiffe://example.org/agent/b")
@@ -138,7 +138,7 @@ func TestRevocationWatcherStopsWithTheLastSession(t *testing.T) {
 	if !running {
 		t.Fatal("no watcher while a session is registered")
 	}
-	s.End(nil, 0)
+	s.End(nil, time.Now())
 	core.revokes.mu.Lock()
 	defer core.revokes.mu.Unlock()
 	if core.revokes.stop != nil || len(core.revokes.live) != 0 {

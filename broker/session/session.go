@@ -92,23 +92,30 @@ func (s *Session) Abort(reason string) {
 	s.rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established: " + reason}})
 }
 
-// End ends an established session: the watches stop, the credential is revoked (after the engine
-// closed the backend connection: revoking alone would not end the backend's session) and recorded,
-// and the end is recorded with why (nil: the client ended it) and how long the session ran.
-func (s *Session) End(why error, ran time.Duration) {
+// End ends an established session: the watches stop, and EndRecords records the rest. Call it once
+// the engine closed the backend connection (revoking the credential alone would not end the backend's
+// session), with why the session ended (nil: the client ended it) and when it started running.
+func (s *Session) End(why error, started time.Time) {
 	if !s.markEnded() {
 		return
 	}
 	s.stopWatching()
-	if l := s.Lease(); l != nil {
-		s.rec.async(LeaseRecord(l.Lease.ID, string(l.End())))
+	EndRecords(s.rec.async, s.Lease(), why, started)
+}
+
+// EndRecords revokes a session's credential (lease may be nil) and records that, then records the
+// session's end: why (nil: the client ended it) and how long it ran since started. Session.End uses
+// it; an engine whose relay keeps its own recorder may call it with that recorder's write.
+func EndRecords(record func(audit.Record), lease *credential.Session, why error, started time.Time) {
+	if lease != nil {
+		record(LeaseRecord(lease.Lease.ID, string(lease.End())))
 	}
 	reason := "client ended the session"
 	if why != nil {
 		reason = why.Error()
 	}
-	s.rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{
-		"reason": reason, "duration": ran.Round(time.Millisecond).String()}})
+	record(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{
+		"reason": reason, "duration": time.Since(started).Round(time.Millisecond).String()}})
 }
 
 func (s *Session) markEnded() bool {

@@ -147,7 +147,7 @@ func TestOpenRefusesAsTheCauseSays(t *testing.T) {
 				if s.Lease() == nil || s.Lease().Lease.Password != "p" || s.Peer().ID.String() != "spiffe://example.org/agent/a" {
 					t.Errorf("opened session: lease %v, peer %v", s.Lease(), s.Peer().ID)
 				}
-				s.End(nil, time.Second)
+				s.End(nil, time.Now())
 				c.records = append(c.records, "lease:revoked", "session_end:client ended the session")
 			}
 			if got := snk.kinds(); !slices.Equal(got, c.records) {

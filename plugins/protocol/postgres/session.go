@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/inspect"
@@ -152,23 +151,15 @@ func (s *session) Run(ctx context.Context) error {
 	case s.backendFirst.Load():
 		err = backendErr
 	}
-	// Revoking the lease after the backend session closed: revocation alone would not end it.
-	if s.lease != nil {
-		s.rec.async(leaseRecord(s.lease.Lease.ID, string(s.lease.End())))
-	}
 	if s.terminated.Load() {
 		err = nil
 	}
+	// Revoking the lease after the backend session closed: revocation alone would not end it.
+	sess.EndRecords(s.rec.async, s.lease, err, start)
 	level := slog.LevelInfo
 	if errors.Is(err, ErrSVIDExpired) || errors.Is(err, errAudit) {
 		level = slog.LevelWarn
 	}
-	reason := "client ended the session"
-	if err != nil {
-		reason = err.Error()
-	}
-	s.rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{
-		"reason": reason, "duration": time.Since(start).Round(time.Millisecond).String()}})
 	s.log.Log(ctx, level, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
 	return err
 }
