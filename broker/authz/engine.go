@@ -36,7 +36,8 @@ type Engine struct {
 	refused    string
 	refusedErr error
 	// parsed counts the sets parsed, under reload.
-	parsed int
+	parsed  int
+	changes changes
 
 	// EvalErrors counts decisions denied because a policy failed to evaluate.
 	EvalErrors atomic.Int64
@@ -99,6 +100,7 @@ func (e *Engine) Reload() error {
 		set.byID[p.ID] = p
 	}
 	e.current.Store(set)
+	e.changed()
 	e.cfg.Logger.Info("policy set loaded", "dir", e.cfg.Dir, "policies", len(policies), "digest", digest)
 	return nil
 }

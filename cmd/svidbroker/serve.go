@@ -223,15 +223,6 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 		if err != nil {
 			return nil, err
 		}
-		var approve postgres.ApproveFunc
-		if approvals != nil {
-			approve = func(ctx context.Context, a postgres.Approval) (authz.ApprovalState, error) {
-				log.InfoContext(ctx, "statement held for approval", "request", a.ID, "session", a.Session,
-					"spiffe_id", a.SPIFFEID, "policies", a.Decision.Reasons)
-				return approvals.Wait(ctx, approval.Request{ID: a.ID, Session: a.Session, SPIFFEID: a.SPIFFEID,
-					Target: a.Target, Statement: a.Statement, Policies: a.Decision.Reasons, Decision: a.Decision.ID})
-			}
-		}
 		backendTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
 		if err != nil {
 			return nil, err
@@ -263,7 +254,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Masker:          masker,
 			DefaultMask:     defaultMask(cfg),
 			ApprovalTimeout: approvalTimeout(cfg),
-			Approve:         approve,
+			Approvals:       approvals,
 			Timeouts:        targetTimeouts(t),
 		})
 	default:

@@ -27,7 +27,8 @@ type cancelTarget struct {
 	held    *holdState // the session's statement held for approval; nil until it first holds one
 }
 
-// cancelRegistry maps the broker's cancel keys to backend sessions. A CancelRequest arrives on a new
+// cancelRegistry maps the broker's cancel keys to backend sessions, for one engine or one router (no
+// registry is shared by the whole process). A CancelRequest arrives on a new
 // connection, usually without TLS (that is how libpq sends it), so the only proof is the key: 64 random
 // bits, compared in constant time, as the server itself does.
 type cancelRegistry struct {
@@ -39,9 +40,6 @@ type cancelRegistry struct {
 func newCancelRegistry(timeout time.Duration) *cancelRegistry {
 	return &cancelRegistry{byPID: map[uint32]cancelTarget{}, timeout: timeout}
 }
-
-// sharedCancels is the process's registry: a cancel request may arrive on any listener.
-var sharedCancels = sync.OnceValue(func() *cancelRegistry { return newCancelRegistry(DefaultConnectTimeout) })
 
 // add registers a backend session and returns the key for its client.
 func (r *cancelRegistry) add(address string, pid uint32, key []byte) cancelKey {

@@ -12,22 +12,21 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
-	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/server"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -94,7 +93,11 @@ type Config struct {
 	// DefaultMask is the strategy for a column whose read-unmasked is denied by a policy that names
 	// none. Default inspect.Redact.
 	DefaultMask inspect.Strategy
-	// Approve waits for a person's approval of a held statement. Nil refuses statements that need one.
+	// Approvals is the queue approvers resolve held statements through. A held statement waits on it
+	// unless Approve is set.
+	Approvals *approval.Queue
+	// Approve waits for a person's approval of a held statement, in place of Approvals. With neither,
+	// statements that need an approval are refused.
 	Approve ApproveFunc
 	// ApprovalTimeout bounds the wait for an approval. Default DefaultApprovalTimeout.
 	ApprovalTimeout time.Duration
@@ -112,7 +115,8 @@ const classifierCacheEntries = 4096
 // Engine is the PostgreSQL protocol engine.
 type Engine struct {
 	cfg        Config
-	cancels    *cancelRegistry
+	core       *sess.Core      // opens, watches and ends sessions
+	cancels    *cancelRegistry // this engine's, or its router's: see NewRouter
 	classifier *sqlclass.Cache
 	metas      metaShare
 }
@@ -156,7 +160,20 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ApprovalTimeout <= 0 {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
-	return &Engine{cfg: cfg, cancels: sharedCancels(), classifier: sqlclass.NewCache(classifierCacheEntries)}, nil
+	if cfg.Approve == nil && cfg.Approvals != nil {
+		cfg.Approve = sess.QueueApprover(cfg.Approvals, cfg.Logger)
+	}
+	core, err := sess.New(sess.Config{
+		Target: cfg.Target, Authorize: cfg.Authorize, Policy: cfg.Policy, Attest: cfg.Attest, Ready: cfg.Ready,
+		PickRole: cfg.Backend.PickRole, Lease: cfg.Backend.Lease,
+		Audit: cfg.Audit, AuditPerStatement: cfg.AuditPerStatement, AuditFailOpen: cfg.AuditFailOpen,
+		SVIDExpiryGrace: cfg.SVIDExpiryGrace, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, core: core, cancels: newCancelRegistry(DefaultConnectTimeout),
+		classifier: sqlclass.NewCache(classifierCacheEntries)}, nil
 }
 
 // Handshake authenticates a client and connects it to the backend. See server.Engine.
@@ -174,24 +191,9 @@ func (e *Engine) Handshake(ctx context.Context, raw net.Conn) (server.Session, e
 	return e.start(ctx, raw, conn, msg)
 }
 
-// start runs a session from its first message inside TLS.
-func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pgproto3.FrontendMessage) (_ server.Session, err error) {
-	peer, err := identity.PeerFromTLS(conn.ConnectionState())
-	if err != nil {
-		return nil, err
-	}
-	sessionID := newSessionID()
-	log := e.cfg.Logger.With("session", sessionID, "spiffe_id", peer.ID.String(), "remote", raw.RemoteAddr().String())
-	rec := recorder{sink: e.cfg.Audit, session: sessionID, spiffeID: peer.ID.String(), target: e.cfg.Target,
-		noResults: e.cfg.NoResults, fullData: e.cfg.FullData, perStatement: e.cfg.AuditPerStatement}
-	if e.cfg.AuditFailOpen {
-		var once sync.Once
-		rec.failOpen = func(err error) {
-			once.Do(func() {
-				log.Error("audit log unavailable: statements of this session run UNRECORDED (audit on_failure = continue)", "error", err)
-			})
-		}
-	}
+// start runs a session from its first message inside TLS: the core (broker/session) opens it, and
+// the engine connects the backend and finishes the protocol's startup.
+func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pgproto3.FrontendMessage) (server.Session, error) {
 	client := pgproto3.NewBackend(conn, conn)
 	client.SetMaxBodyLen(e.cfg.MaxMessageBytes)
 
@@ -207,104 +209,34 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		sendFatal(client, "0A000", "svidbroker: only protocol version 3.0 is supported")
 		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
 	}
-	if e.cfg.Ready != nil {
-		if err := e.cfg.Ready(); err != nil {
-			log.WarnContext(ctx, "connection refused: the broker is not ready", "error", err)
-			sendFatal(client, "57P03", "svidbroker: not accepting connections: "+err.Error())
-			return nil, fmt.Errorf("postgres: not ready: %w", err)
-		}
-	}
-	if e.cfg.Attest != nil {
-		if peer.Attestation, err = e.cfg.Attest(ctx, peer.ID); err != nil {
-			log.WarnContext(ctx, "connection refused: SPIRE did not confirm the caller", "error", err)
-			sendFatal(client, "28000", fmt.Sprintf("svidbroker: SPIRE did not confirm %s: %v", peer.ID, err))
-			return nil, err
-		}
-		log = log.With("selectors", peer.Attestation.Selectors, "node_attestation", peer.Attestation.NodeAttestationType)
-	}
-	var source netip.Addr
-	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
-		source = ap.Addr().Unmap()
-	}
-	connect := authz.Connect{Peer: peer, Target: e.cfg.Target, Source: source, TLS: conn.ConnectionState()}
-	decision, err := e.cfg.Authorize(ctx, connect)
-	if err != nil {
-		log.WarnContext(ctx, "connection denied", "reason", err)
-		refusal := audit.Record{Kind: audit.KindDecision, Remote: raw.RemoteAddr().String(), Decision: auditDecision(decision, "connect", e.cfg.Target)}
-		if decision.ID == "" { // an exact allow list refused it, not a policy
-			refusal.Detail = map[string]string{"refused": "not in the target's allow list"}
-		}
-		rec.async(refusal)
-		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", peer.ID, err))
-		return nil, err
-	}
-	var pick authz.RolePick
-	if e.cfg.Backend.PickRole != nil {
-		var ok bool
-		if pick, ok = e.pickRole(ctx, connect, client, rec, raw.RemoteAddr().String(), log); !ok {
-			return nil, fmt.Errorf("postgres: %s: no credential role", peer.ID)
-		}
-		log = log.With("credential_role", pick.Role)
-	}
-	start := audit.Record{Kind: audit.KindSessionStart, Remote: raw.RemoteAddr().String(),
-		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
-	if decision.ID != "" {
-		start.Decision = auditDecision(decision, "connect", e.cfg.Target)
-	}
-	if pick.Role != "" {
-		start.Detail["credential_role"], start.Detail["credential_role_for"] = pick.Role, strings.Join(pick.For, ",")
-	}
-	if err := rec.sessionStart(start); err != nil {
-		log.ErrorContext(ctx, "session refused: audit log unavailable", "error", err)
-		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
-		return nil, err
-	}
-	if pick.Role != "" {
-		rec.async(roleRecord(pick, e.cfg.Target, raw.RemoteAddr().String()))
-	}
-	// From here on the log holds the session's start; a session that fails to open also gets its end,
-	// with the class of what failed. The reason stays generic: details (which may name hosts or users)
-	// go to the operational log.
-	failed := ""
-	defer func() {
-		if err != nil {
-			rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{"reason": "session not established: " + failed}})
-		}
-	}()
-	failed = notEstablishedParams
-	clientParams, timeouts, err := e.cfg.Timeouts.startupTimeouts(startup.Parameters)
-	if err != nil {
-		sendFatal(client, "08P01", "svidbroker: "+err.Error())
-		return nil, err
-	}
-	params, err := e.cfg.Backend.runtimeParams(clientParams, e.cfg.Target)
-	if err != nil {
-		sendFatal(client, "08P01", "svidbroker: "+err.Error())
-		return nil, err
-	}
-	maps.Copy(params, timeouts)
-	user, password := e.cfg.Backend.User, ""
+	var params map[string]string
 	lost := new(trigger) // the credential could not be kept: end the session
-	var lease *credential.Session
-	if e.cfg.Backend.Lease != nil {
-		failed = notEstablishedCredential
-		lease, err = e.cfg.Backend.Lease(ctx, connect, pick.Role, lost.fire)
-		if err != nil {
-			// The detail stays in the log; the client learns only that there is no credential.
-			log.ErrorContext(ctx, "no backend credential", "error", err)
-			rec.async(audit.Record{Kind: audit.KindError, Error: "no backend credential"})
-			sendFatal(client, "08006", fmt.Sprintf("svidbroker: no credential for target %q could be obtained", e.cfg.Target))
-			return nil, err
-		}
+	cs, err := e.core.Open(ctx, sess.OpenRequest{TLS: conn.ConnectionState(), Remote: raw.RemoteAddr(),
+		Check: func() error {
+			clientParams, timeouts, err := e.cfg.Timeouts.startupTimeouts(startup.Parameters)
+			if err != nil {
+				return err
+			}
+			if params, err = e.cfg.Backend.runtimeParams(clientParams, e.cfg.Target); err != nil {
+				return err
+			}
+			maps.Copy(params, timeouts)
+			return nil
+		},
+		CheckRefusal: notEstablishedParams, LeaseLost: lost.fire})
+	if err != nil {
+		return nil, e.refuseOpen(client, err)
+	}
+	log := cs.Log()
+	peer := cs.Peer()
+	rec := recorder{sink: e.cfg.Audit, session: cs.ID(), spiffeID: peer.ID.String(), target: e.cfg.Target,
+		noResults: e.cfg.NoResults, fullData: e.cfg.FullData, perStatement: e.cfg.AuditPerStatement, failOpen: cs.AuditFailOpen()}
+	user, password := e.cfg.Backend.User, ""
+	lease := cs.Lease()
+	if lease != nil {
 		user, password = lease.Lease.Username, lease.Lease.Password
-		acquired := leaseRecord(lease.Lease.ID, "acquired")
-		if pick.Role != "" {
-			acquired.Detail["credential_role"] = pick.Role
-		}
-		rec.async(acquired)
 	}
 	var meta *dbMeta
-	failed = notEstablishedBackend
 	be, err := e.cfg.Backend.connect(ctx, params, e.cfg.MaxMessageBytes, user, password, func(pc *pgconn.PgConn) error {
 		if e.cfg.Policy == nil {
 			return nil
@@ -318,22 +250,17 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		return nil
 	})
 	if err != nil {
-		if lease != nil {
-			lease.End()
-		}
+		cs.Abort(notEstablishedBackend)
 		// The detail stays in the log; the client learns only that the backend is unavailable.
 		log.ErrorContext(ctx, "backend connection failed", "error", err)
 		sendFatal(client, "08006", fmt.Sprintf("svidbroker: target %q is unavailable", e.cfg.Target))
 		return nil, err
 	}
 
-	failed = notEstablishedMisconfigured
 	for name, value := range be.ParameterStatuses {
 		if err = checkParameter(name, value); err != nil {
 			be.Conn.Close()
-			if lease != nil {
-				lease.End()
-			}
+			cs.Abort(notEstablishedMisconfigured)
 			log.ErrorContext(ctx, "backend refused", "error", err)
 			sendFatal(client, "08006", fmt.Sprintf("svidbroker: target %q is misconfigured: %v", e.cfg.Target, err))
 			return nil, err
@@ -350,13 +277,10 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	binary.BigEndian.PutUint32(secret[:], key.secret)
 	client.Send(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: secret[:]})
 	client.Send(&pgproto3.ReadyForQuery{TxStatus: be.TxStatus})
-	failed = notEstablishedClient
 	abort := func(err error) (server.Session, error) {
 		e.cancels.remove(key)
 		be.Conn.Close()
-		if lease != nil {
-			lease.End()
-		}
+		cs.Abort(notEstablishedClient)
 		return nil, err
 	}
 	if err := client.Flush(); err != nil {
@@ -372,31 +296,53 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	log.InfoContext(ctx, "session started", "svid_expires", peer.Expires.UTC().Format(time.RFC3339))
 	return &session{
 		log: log, client: newClientWire(conn, conn, e.cfg.MaxMessageBytes), clientConn: conn, backend: backend, backendConn: be.Conn,
-		writeTimeout: e.cfg.WriteTimeout, endBy: peer.Expires.Add(e.cfg.SVIDExpiryGrace), rec: rec,
-		lease: lease, lost: lost,
-		insp: inspection{authz: e.cfg.Policy, connect: connect, classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
+		writeTimeout: e.cfg.WriteTimeout, endBy: cs.EndBy(), rec: rec,
+		lease: lease, lost: lost, core: cs,
+		insp: inspection{authz: e.cfg.Policy, connect: cs.Connect(), classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
 			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
 		timeouts: e.cfg.Timeouts,
 	}, nil
 }
 
+// refuseOpen tells the client, in PostgreSQL's terms, why the core did not open its session, and
+// returns the error that ends the handshake.
+func (e *Engine) refuseOpen(client *pgproto3.Backend, err error) error {
+	se, ok := errors.AsType[*sess.Error](err)
+	if !ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, sess.ErrUnidentified):
+		return se.Err
+	case errors.Is(err, sess.ErrNotReady):
+		sendFatal(client, "57P03", "svidbroker: not accepting connections: "+se.Err.Error())
+		return fmt.Errorf("postgres: not ready: %w", err)
+	case errors.Is(err, sess.ErrUnattested):
+		sendFatal(client, "28000", fmt.Sprintf("svidbroker: SPIRE did not confirm %s: %v", se.Peer, se.Err))
+	case errors.Is(err, sess.ErrDenied), errors.Is(err, sess.ErrNoRole):
+		sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", se.Peer, se.Err))
+	case errors.Is(err, sess.ErrAuditUnavailable):
+		sendFatal(client, "58030", "svidbroker: the audit log is unavailable, so sessions are refused")
+	case errors.Is(err, sess.ErrRefused):
+		sendFatal(client, "08P01", "svidbroker: "+se.Err.Error())
+	case errors.Is(err, sess.ErrNoCredential):
+		// The detail stays in the log; the client learns only that there is no credential.
+		sendFatal(client, "08006", fmt.Sprintf("svidbroker: no credential for target %q could be obtained", e.cfg.Target))
+	}
+	return fmt.Errorf("postgres: %w", err)
+}
+
 // Why a session that began was not established, as its end record says it.
 const (
 	notEstablishedParams        = "the client's startup parameters were refused"
-	notEstablishedCredential    = "no backend credential"
 	notEstablishedBackend       = "backend unavailable"
 	notEstablishedMisconfigured = "misconfigured backend"
 	notEstablishedClient        = "the client left during startup"
 )
 
 func auditDecision(d authz.Decision, action, target string) *audit.Decision {
-	ad := &audit.Decision{ID: d.ID, Action: action, Resource: fmt.Sprintf("Target::%q", target), Allow: d.Allow,
-		Policies: d.Reasons, Approval: d.Obligations.Approval, Record: d.Obligations.Record, Mask: d.Obligations.Mask, PolicySet: d.PolicySet}
-	if len(d.Errors) > 0 {
-		ad.ErrorPolicy = d.Errors[0].PolicyID
-	}
-	return ad
+	return sess.AuditDecision(d, action, target)
 }
 
 // upgrade runs the pre-TLS exchange and the TLS handshake. Plaintext sessions are refused.
@@ -463,7 +409,9 @@ func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 }
 
 // Router serves several targets on one listener: the startup parameter "database" names the target.
-// The targets share the broker's TLS configuration (the first target's is used for the handshake).
+// The targets share the broker's TLS configuration (the first target's is used for the handshake), and
+// one cancel registry: a cancel request names no target, and arrives on the listener of the session it
+// cancels (libpq sends it to the address it connected to).
 type Router struct {
 	first   *Engine
 	targets map[string]*Engine
@@ -482,6 +430,9 @@ func NewRouter(engines ...*Engine) (*Router, error) {
 			return nil, fmt.Errorf("postgres: target %q twice on one listener", e.cfg.Target)
 		}
 		r.targets[e.cfg.Target] = e
+	}
+	for _, e := range engines {
+		e.cancels = r.first.cancels // before any session starts: the engines serve only through r
 	}
 	return r, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 )
 
 // A statement held for approval belongs to its client: it is withdrawn, and runs whatever the approver
@@ -36,35 +37,25 @@ const maxHoldSpill = 64 << 10
 var (
 	errWithdrawnCancel     = errors.New("the client sent a cancel request")
 	errWithdrawnDisconnect = errors.New("the client disconnected")
-	errWithdrawnSessionEnd = errors.New("its session ended")
+	errWithdrawnSessionEnd = sess.ErrWithdrawnSessionEnd
 	errWithdrawnOverflow   = fmt.Errorf("the client sent %d KiB or more after the held statement, beyond which the broker stops reading, so it could no longer tell whether the client was still connected; send further statements once the held one is answered",
 		maxHoldSpill>>10)
 )
 
-// withdrawal is hold's error for a statement withdrawn before an approval could run it.
-type withdrawal struct {
-	request string
-	why     error
-}
-
-func (w *withdrawal) Error() string {
-	return fmt.Sprintf("approval request %s was withdrawn: %v", w.request, w.why)
-}
-
-// refusal is the answer to the withdrawn statement, which d held. A client that cancelled it gets the
-// server's own answer to a cancelled statement (57014), with a note that the approval request was
-// withdrawn.
-func (w *withdrawal) refusal(d authz.Decision) *refusal {
+// withdrawalRefusal is the answer to the withdrawn statement, which d held. A client that cancelled
+// it gets the server's own answer to a cancelled statement (57014), with a note that the approval
+// request was withdrawn.
+func withdrawalRefusal(w *sess.Withdrawn, d authz.Decision) *refusal {
 	resp := errorResponse("57014", "canceling statement due to user request")
-	switch w.why {
+	switch w.Why {
 	case errWithdrawnCancel:
-		resp.Detail = fmt.Sprintf("svidbroker: approval request %s was withdrawn; the statement did not run and can no longer be approved.", w.request)
+		resp.Detail = fmt.Sprintf("svidbroker: approval request %s was withdrawn; the statement did not run and can no longer be approved.", w.Request)
 	case errWithdrawnOverflow:
 		resp = errorResponse("54000", "svidbroker: "+w.Error())
 	default: // nobody is there to read it
 		resp.Message = "svidbroker: " + w.Error()
 	}
-	return &refusal{resp: resp, d: d, reason: "approval withdrawn: " + w.why.Error(), request: w.request}
+	return &refusal{resp: resp, d: d, reason: "approval withdrawn: " + w.Why.Error(), request: w.Request}
 }
 
 // holdState is a session's statement held for approval, if any, as cancel requests (from other

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -9,10 +8,11 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 )
 
 // errAudit ends a session whose statement could not be recorded.
-var errAudit = errors.New("postgres: audit log unavailable")
+var errAudit = fmt.Errorf("postgres: %w", sess.ErrAuditUnavailable)
 
 // recorder stamps a session's records and writes them to the audit sink, if there is one.
 type recorder struct {
@@ -188,9 +188,7 @@ func (s *session) recordRow(m *pgproto3.DataRow) {
 }
 
 // leaseRecord records an event of the session's backend credential.
-func leaseRecord(id, event string) audit.Record {
-	return audit.Record{Kind: audit.KindLease, LeaseID: id, Detail: map[string]string{"event": event}}
-}
+func leaseRecord(id, event string) audit.Record { return sess.LeaseRecord(id, event) }
 
 // sqlstate shows a missing SQLSTATE as such.
 func sqlstate(code string) string {

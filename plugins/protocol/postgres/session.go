@@ -13,10 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 )
 
 // session relays one client to its backend, message by message.
@@ -31,6 +31,7 @@ type session struct {
 	rec          recorder
 	lease        *credential.Session // nil when the broker logs in with its SVID
 	lost         *trigger            // fires when the credential could not be kept
+	core         *sess.Session       // the core's side of the session: its policy revocation; nil in tests of the relay alone
 
 	// Ending a session happens once. ending marks it begun, by the broker (shutdown, SVID expiry, a
 	// lost credential, the audit log failing: endErr says which) or because a side ended; ended
@@ -86,10 +87,11 @@ var errBackendLost = errors.New("postgres: from backend: connection lost")
 var errClientTerminated = errors.New("client terminated")
 
 // ErrSVIDExpired ends a session whose client's SVID expired more than the grace period ago.
-var ErrSVIDExpired = errors.New("postgres: client SVID expired")
+var ErrSVIDExpired = fmt.Errorf("postgres: %w", sess.ErrSVIDExpired)
 
-// Run relays until either side ends, the client's SVID expires (plus grace), or ctx is cancelled
-// (shutdown), and then closes both connections. The client side runs on the caller's goroutine and
+// Run relays until either side ends, or the broker ends the session (sess.Watch: the client's SVID
+// expires, plus grace; its credential is lost; a policy reload no longer permits it; ctx is cancelled,
+// at shutdown), and then closes both connections. The client side runs on the caller's goroutine and
 // the backend side on one more; the broker's reasons to end a session wait on timers and callbacks
 // and take a goroutine only when they fire, so an idle session costs two goroutines.
 func (s *session) Run(ctx context.Context) error {
@@ -121,22 +123,17 @@ func (s *session) Run(ctx context.Context) error {
 		}
 		b2c <- err
 	}()
-	stopShutdown := context.AfterFunc(ctx, func() {
-		s.endFromBroker(ctx.Err(), "57P01", "svidbroker: terminating connection because the broker is shutting down")
-	})
-	defer stopShutdown()
-	expiry := time.AfterFunc(time.Until(s.endBy), func() {
-		s.endFromBroker(ErrSVIDExpired, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
-	})
-	defer expiry.Stop()
+	w := sess.Watches{EndBy: s.endBy}
 	if s.lost != nil {
-		s.lost.set(func(err error) {
-			if s.lease != nil {
-				s.rec.async(leaseRecord(s.lease.Lease.ID, "renewal failed"))
-			}
-			s.endFromBroker(err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
-		})
+		w.Lost = s.lost.set
 	}
+	if s.core != nil {
+		w.Revoked = s.core.Revocations
+	}
+	ends, stopWatches := sess.Watch(ctx, w)
+	defer stopWatches()
+	stopEnds := context.AfterFunc(ends, func() { s.endFromCause(context.Cause(ends)) })
+	defer stopEnds()
 	err := s.guard("client", s.clientToBackend)
 	switch {
 	case errors.Is(err, errAudit):
@@ -154,25 +151,39 @@ func (s *session) Run(ctx context.Context) error {
 	case s.backendFirst.Load():
 		err = backendErr
 	}
-	// Revoking the lease after the backend session closed: revocation alone would not end it.
-	if s.lease != nil {
-		s.rec.async(leaseRecord(s.lease.Lease.ID, string(s.lease.End())))
-	}
 	if s.terminated.Load() {
 		err = nil
 	}
+	// Revoking the lease after the backend session closed: revocation alone would not end it.
+	sess.EndRecords(s.rec.async, s.lease, err, start)
 	level := slog.LevelInfo
 	if errors.Is(err, ErrSVIDExpired) || errors.Is(err, errAudit) {
 		level = slog.LevelWarn
 	}
-	reason := "client ended the session"
-	if err != nil {
-		reason = err.Error()
-	}
-	s.rec.async(audit.Record{Kind: audit.KindSessionEnd, Detail: map[string]string{
-		"reason": reason, "duration": time.Since(start).Round(time.Millisecond).String()}})
 	s.log.Log(ctx, level, "session ended", "duration", time.Since(start).Round(time.Millisecond), "error", err)
 	return err
+}
+
+// endFromCause ends the session for why the core's watches ended it (a *sess.Ended), telling the
+// client in PostgreSQL's terms.
+func (s *session) endFromCause(cause error) {
+	ended, _ := cause.(*sess.Ended)
+	if ended == nil {
+		ended = &sess.Ended{Why: sess.ErrShutdown, Err: cause}
+	}
+	switch {
+	case errors.Is(ended, sess.ErrSVIDExpired):
+		s.endFromBroker(ErrSVIDExpired, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
+	case errors.Is(ended, sess.ErrLeaseLost):
+		if s.lease != nil {
+			s.rec.async(leaseRecord(s.lease.Lease.ID, "renewal failed"))
+		}
+		s.endFromBroker(ended.Err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
+	case errors.Is(ended, sess.ErrRevoked):
+		s.endFromBroker(ended, "28000", "svidbroker: terminating connection because the policies in force no longer permit it: "+ended.Err.Error())
+	default: // shutdown: the server's context ended
+		s.endFromBroker(ended.Err, "57P01", "svidbroker: terminating connection because the broker is shutting down")
+	}
 }
 
 // endFromBroker stops a running session from the broker's side, unless it is ending already: the

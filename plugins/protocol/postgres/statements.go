@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -26,25 +26,10 @@ import (
 const deniedPortal = "svidbroker: statement denied"
 
 // Approval is a request for a person's approval of one statement.
-type Approval struct {
-	// ID identifies the request; the client is told it in a NoticeResponse.
-	ID       string
-	Session  string
-	SPIFFEID string
-	Target   string
-	// Statement is the text awaiting approval.
-	Statement string
-	// Decision is the decision that requires approval.
-	Decision authz.Decision
-}
+type Approval = sess.Approval
 
-// ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
-// the statement again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
-// the approval deadline, and is cancelled when the request is withdrawn (its client cancelled the
-// statement or went away, or its session ended), with the reason as its cause (context.Cause): the
-// function should then return at once, and take the request off its approvers' list. Whatever it
-// returns then, the statement does not run.
-type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
+// ApproveFunc waits for the outcome of an approval request (see sess.ApproveFunc).
+type ApproveFunc = sess.ApproveFunc
 
 // prepared is a statement of the extended protocol, as the broker parsed and decided it.
 type prepared struct {
@@ -224,8 +209,8 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 			}
 			var request string
 			if ap, request, err = s.hold(text, d); err != nil {
-				if w, ok := errors.AsType[*withdrawal](err); ok {
-					return d, ap, w.refusal(d)
+				if w, ok := errors.AsType[*sess.Withdrawn](err); ok {
+					return d, ap, withdrawalRefusal(w, d)
 				}
 				return d, ap, deny(err, request, ap.State)
 			}
@@ -284,60 +269,25 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 	return s.decideFunctions(st, ast, ap, d)
 }
 
-// hold asks for approval and waits for it, telling the client the request's ID. It returns the
-// approval's outcome and the request's ID. A cancel request from the client, or the client's going
-// away, withdraws the request (hold.go): the error is then a *withdrawal, whatever the approver says.
+// hold asks for approval and waits for it (sess.Hold), telling the client the request's ID. It returns
+// the approval's outcome and the request's ID. A cancel request from the client, or the client's going
+// away, withdraws the request (hold.go): the error is then a *sess.Withdrawn, whatever the approver
+// says.
 func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
-	if s.insp.approve == nil {
-		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
-	}
-	req := Approval{ID: newSessionID(), Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target, Statement: text, Decision: d}
-	held := auditDecision(d, "sql", s.rec.target)
-	held.Allow = false // held, not allowed: its approval field says what it waits for
-	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"}, Decision: held})
-	s.clientMu.Lock()
-	s.client.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
-		Message: "svidbroker: this statement is waiting for approval; request " + req.ID})
-	err := s.flushClient()
-	s.clientMu.Unlock()
-	if err != nil {
-		return authz.ApprovalState{}, req.ID, err
-	}
-	ctx, withdraw := context.WithCancelCause(s.ctx)
-	defer withdraw(nil)
-	endHold := s.beginHold(withdraw)
-	ctx, cancel := context.WithTimeout(ctx, s.insp.approvalTimeout)
-	defer cancel()
-	st, err := s.insp.approve(ctx, req)
-	why := endHold()
-	if why == nil && s.ctx.Err() != nil {
-		why = errWithdrawnSessionEnd
-	}
-	if why != nil {
-		// Also when an approval came just as it was withdrawn: the statement's client is gone, or it
-		// cancelled the statement, so nothing runs.
-		reason := why.Error()
-		if err == nil && st.State == "approved" {
-			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
-		}
-		s.log.Info("statement held for approval withdrawn", "request", req.ID, "reason", why)
-		s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
-		return authz.ApprovalState{State: "withdrawn"}, req.ID, &withdrawal{request: req.ID, why: why}
-	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
-		st.State = "expired"
-		err = fmt.Errorf("approval request %s timed out", req.ID)
-	case err != nil:
-		st.State = "failed"
-		err = fmt.Errorf("approval request %s failed: %v", req.ID, err)
-	case st.State == "denied":
-		err = fmt.Errorf("approval request %s was denied", req.ID)
-	case st.State != "approved":
-		err = fmt.Errorf("approval request %s ended as %q", req.ID, st.State)
-	}
-	s.rec.async(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
-	return st, req.ID, err
+	return sess.Hold(s.ctx, sess.HoldRequest{
+		Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target,
+		Text: text, Decision: d, Action: "sql", Approve: s.insp.approve, Timeout: s.insp.approvalTimeout,
+		Notify: func(request string) error {
+			s.clientMu.Lock()
+			defer s.clientMu.Unlock()
+			s.client.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
+				Message: "svidbroker: this statement is waiting for approval; request " + request})
+			return s.flushClient()
+		},
+		Withdrawable: s.beginHold,
+		Record:       s.rec.async,
+		Log:          s.log,
+	})
 }
 
 // buildPlan decides column:read-unmasked for every tagged column of the target in the context of

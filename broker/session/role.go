@@ -1,42 +1,36 @@
-package postgres
+package session
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
-// pickRole picks the session's credential role, when Cedar picks it (Backend.PickRole). A caller
-// with no role is refused: each role's credential:use decision is recorded, the client is told what
-// to fix, and the error ends the handshake before the session starts. ok is false on refusal.
-func (e *Engine) pickRole(ctx context.Context, c authz.Connect, client *pgproto3.Backend, rec recorder, remote string, log *slog.Logger) (authz.RolePick, bool) {
-	pick, err := e.cfg.Backend.PickRole(ctx, c)
+// pickRole picks the session's credential role. A caller with no role is refused: each role's
+// credential:use decision is recorded, and the error says what to fix.
+func (c *Core) pickRole(ctx context.Context, s *Session) (authz.RolePick, error) {
+	pick, err := c.cfg.PickRole(ctx, s.connect)
 	if err == nil {
-		return pick, true
+		return pick, nil
 	}
-	var no *authz.NoRole
-	if errors.As(err, &no) {
+	if no, ok := errors.AsType[*authz.NoRole](err); ok {
 		for _, u := range no.Uses {
-			rec.async(audit.Record{Kind: audit.KindDecision, Remote: remote,
-				Decision: roleDecision(u.Decision, e.cfg.Target, u.Role),
+			s.rec.async(audit.Record{Kind: audit.KindDecision, Remote: s.remote,
+				Decision: roleDecision(u.Decision, c.cfg.Target, u.Role),
 				Detail:   map[string]string{"refused": "no credential role: " + refusalCause(no)}})
 		}
 	} else {
 		// No decision was made (no policy set in force): nothing to cite, and nothing is granted.
-		rec.async(audit.Record{Kind: audit.KindDecision, Remote: remote,
-			Decision: &audit.Decision{Action: "credential:use", Resource: fmt.Sprintf("Target::%q", e.cfg.Target)},
+		s.rec.async(audit.Record{Kind: audit.KindDecision, Remote: s.remote,
+			Decision: &audit.Decision{Action: "credential:use", Resource: fmt.Sprintf("Target::%q", c.cfg.Target)},
 			Detail:   map[string]string{"refused": "no credential role could be picked"}})
 	}
-	log.WarnContext(ctx, "connection refused: no credential role", "reason", err)
-	sendFatal(client, "28000", fmt.Sprintf("svidbroker: %s: %v", c.Peer.ID, err))
-	return pick, false
+	s.log.WarnContext(ctx, "connection refused: no credential role", "reason", err)
+	return pick, err
 }
 
 // refusalCause says, in a few words for the audit log, why no role was picked.
@@ -49,7 +43,7 @@ func refusalCause(no *authz.NoRole) string {
 
 // roleDecision is a credential:use decision as the audit log records it.
 func roleDecision(d authz.Decision, target, role string) *audit.Decision {
-	ad := auditDecision(d, "credential:use", target)
+	ad := AuditDecision(d, "credential:use", target)
 	ad.Resource = fmt.Sprintf("CredentialRole::%q", target+"/"+role)
 	return ad
 }

@@ -1,0 +1,138 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/svidbroker/svidbroker/broker/approval"
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
+)
+
+// Approval is a request for a person's approval of one operation.
+type Approval struct {
+	// ID identifies the request; the engine tells its client (HoldRequest.Notify).
+	ID       string
+	Session  string
+	SPIFFEID string
+	Target   string
+	// Statement is the operation's text as approvers see it: a SQL statement, an HTTP request line.
+	Statement string
+	// Decision is the decision that requires approval.
+	Decision authz.Decision
+}
+
+// ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
+// the operation again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
+// the approval deadline, and is cancelled when the request is withdrawn, with the reason as its cause
+// (context.Cause): the function should then return at once, and take the request off its approvers'
+// list. Whatever it returns then, the operation does not run.
+type ApproveFunc func(ctx context.Context, a Approval) (authz.ApprovalState, error)
+
+// QueueApprover waits on q, which approvers resolve (the admin API).
+func QueueApprover(q *approval.Queue, log *slog.Logger) ApproveFunc {
+	return func(ctx context.Context, a Approval) (authz.ApprovalState, error) {
+		log.InfoContext(ctx, "operation held for approval", "request", a.ID, "session", a.Session,
+			"spiffe_id", a.SPIFFEID, "policies", a.Decision.Reasons)
+		return q.Wait(ctx, approval.Request{ID: a.ID, Session: a.Session, SPIFFEID: a.SPIFFEID,
+			Target: a.Target, Statement: a.Statement, Policies: a.Decision.Reasons, Decision: a.Decision.ID})
+	}
+}
+
+// ErrWithdrawnSessionEnd is why a held operation is withdrawn when its session ends.
+var ErrWithdrawnSessionEnd = errors.New("its session ended")
+
+// Withdrawn is Hold's error for an operation withdrawn before an approval could run it.
+type Withdrawn struct {
+	Request string
+	Why     error
+}
+
+func (w *Withdrawn) Error() string {
+	return fmt.Sprintf("approval request %s was withdrawn: %v", w.Request, w.Why)
+}
+
+// HoldRequest is an operation a decision holds for a person's approval.
+type HoldRequest struct {
+	// Session, SPIFFEID and Target say whose operation it is, to approvers and in records.
+	Session, SPIFFEID, Target string
+	// Text is the operation as approvers see it.
+	Text string
+	// Decision is the decision that requires approval; Action names its action in the audit record.
+	Decision authz.Decision
+	Action   string
+	// Approve waits for the outcome; nil refuses the operation (no approver is configured).
+	Approve ApproveFunc
+	// Timeout bounds the wait.
+	Timeout time.Duration
+	// Notify, if set, tells the client that the operation waits, and the request's ID. Its error
+	// refuses the operation without asking anyone.
+	Notify func(request string) error
+	// Withdrawable, if set, lets the engine withdraw the request while it waits (its client cancelled
+	// the operation or went away): it gets withdraw, and returns end, which stops that and says why
+	// the request was withdrawn (nil: it was not).
+	Withdrawable func(withdraw context.CancelCauseFunc) (end func() error)
+	// Record writes an audit record of the session without waiting; Log is the session's logger.
+	Record func(audit.Record)
+	Log    *slog.Logger
+}
+
+// Hold records the request, tells the client, waits for the approval (at most Timeout, and no longer
+// than ctx, the session's) and records the outcome. It returns the approval state to decide the
+// operation again with, the request's ID, and an error unless it was approved: a *Withdrawn when the
+// request was withdrawn, whatever the approver said.
+func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, error) {
+	if h.Approve == nil {
+		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
+	}
+	req := Approval{ID: newID(), Session: h.Session, SPIFFEID: h.SPIFFEID, Target: h.Target, Statement: h.Text, Decision: h.Decision}
+	held := AuditDecision(h.Decision, h.Action, h.Target)
+	held.Allow = false // held, not allowed: its approval field says what it waits for
+	h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"}, Decision: held})
+	if h.Notify != nil {
+		if err := h.Notify(req.ID); err != nil {
+			return authz.ApprovalState{}, req.ID, err
+		}
+	}
+	wctx, withdraw := context.WithCancelCause(ctx)
+	defer withdraw(nil)
+	end := func() error { return nil }
+	if h.Withdrawable != nil {
+		end = h.Withdrawable(withdraw)
+	}
+	wctx, cancel := context.WithTimeout(wctx, h.Timeout)
+	defer cancel()
+	st, err := h.Approve(wctx, req)
+	why := end()
+	if why == nil && ctx.Err() != nil {
+		why = ErrWithdrawnSessionEnd
+	}
+	if why != nil {
+		// Also when an approval came just as it was withdrawn: the operation's client is gone, or it
+		// cancelled the operation, so nothing runs.
+		reason := why.Error()
+		if err == nil && st.State == "approved" {
+			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
+		}
+		h.Log.Info("operation held for approval withdrawn", "request", req.ID, "reason", why)
+		h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
+		return authz.ApprovalState{State: "withdrawn"}, req.ID, &Withdrawn{Request: req.ID, Why: why}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || err == nil && st.State == "expired":
+		st.State = "expired"
+		err = fmt.Errorf("approval request %s timed out", req.ID)
+	case err != nil:
+		st.State = "failed"
+		err = fmt.Errorf("approval request %s failed: %v", req.ID, err)
+	case st.State == "denied":
+		err = fmt.Errorf("approval request %s was denied", req.ID)
+	case st.State != "approved":
+		err = fmt.Errorf("approval request %s ended as %q", req.ID, st.State)
+	}
+	h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
+	return st, req.ID, err
+}
