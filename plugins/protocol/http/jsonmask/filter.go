@@ -129,49 +129,43 @@ type state struct {
 func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, inspect.Strategy) {
 	dst = dst[:0]
 	var mask inspect.Strategy
-	advance := func(st state) {
-		st.pos++
-		r := f.rules[st.rule]
-		if int(st.pos) == len(r.Path.steps) {
-			if rank(r.Strategy) > rank(mask) {
-				mask = r.Strategy
-			}
-			return
-		}
-		for _, d := range dst {
-			if d == st {
-				return
-			}
-		}
-		dst = append(dst, st)
-	}
 	for _, st := range set {
-		sp := f.rules[st.rule].Path.steps[st.pos]
+		r := &f.rules[st.rule]
+		sp := &r.Path.steps[st.pos]
+		hit, stay := false, false // stay: a descendant step goes on matching below
 		switch sp.kind {
 		case stepName:
-			if !array && string(key) == sp.name {
-				advance(st)
-			}
+			hit = !array && string(key) == sp.name
 		case stepAnyMember:
-			if !array {
-				advance(st)
-			}
+			hit = !array
 		case stepAnyElement:
-			if array {
-				advance(st)
-			}
+			hit = array
 		case stepDescendant:
-			if !array && string(key) == sp.name {
-				advance(st)
+			hit, stay = !array && string(key) == sp.name, true
+		}
+		if hit {
+			next := state{rule: st.rule, pos: st.pos + 1}
+			if int(next.pos) == len(r.Path.steps) {
+				if rank(r.Strategy) > rank(mask) {
+					mask = r.Strategy
+				}
+			} else {
+				dst = addState(dst, next)
 			}
-			dup := false
-			for _, d := range dst {
-				dup = dup || d == st
-			}
-			if !dup {
-				dst = append(dst, st)
-			}
+		}
+		if stay {
+			dst = addState(dst, st)
 		}
 	}
 	return dst, mask
+}
+
+// addState appends st to dst unless it is there already.
+func addState(dst []state, st state) []state {
+	for _, d := range dst {
+		if d == st {
+			return dst
+		}
+	}
+	return append(dst, st)
 }

@@ -30,6 +30,7 @@ type scanner struct {
 	base int64 // offset in the body of buf[0]
 	eof  bool
 	drop bool // inside a masked object or array: scanned, never written
+	esc  bool // the last string scanned had an escape
 	werr error
 
 	sets   [][]state // the children's states, per depth
@@ -136,6 +137,15 @@ func (s *scanner) fill() (bool, error) {
 
 // skipWS skips whitespace and returns the next byte, or -1 at the end of the body.
 func (s *scanner) skipWS() (int, error) {
+	if s.pos < s.end {
+		if c := s.buf[s.pos]; c > ' ' {
+			return int(c), nil
+		}
+	}
+	return s.skipWSSlow()
+}
+
+func (s *scanner) skipWSSlow() (int, error) {
 	for {
 		for s.pos < s.end {
 			switch c := s.buf[s.pos]; c {
@@ -207,8 +217,12 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		start := s.hold // fill may have moved the window, and the held token with it
 		s.hold = -1
-		s.val = decodeString(s.val[:0], s.buf[start:s.pos])
-		return s.replace(start, mask, s.val)
+		v := s.buf[start+1 : s.pos-1]
+		if s.esc {
+			s.val = decodeString(s.val[:0], s.buf[start:s.pos])
+			v = s.val
+		}
+		return s.replace(start, mask, v)
 	case c == '-' || (c >= '0' && c <= '9'):
 		s.hold = s.pos
 		if err := s.number(); err != nil {
@@ -333,9 +347,13 @@ func (s *scanner) object(depth int, set []state) error {
 			if err := s.str(true); err != nil {
 				return err
 			}
-			s.key = decodeString(s.key[:0], s.buf[s.hold:s.pos])
+			key := s.buf[s.hold+1 : s.pos-1] // a key without escapes is its own value
+			if s.esc {
+				s.key = decodeString(s.key[:0], s.buf[s.hold:s.pos])
+				key = s.key
+			}
 			s.hold = -1
-			child, mask = s.f.children(s.sets[depth], set, false, s.key)
+			child, mask = s.f.children(s.sets[depth], set, false, key)
 			s.sets[depth] = child
 		}
 		if c, err = s.skipWS(); err != nil {
@@ -420,6 +438,7 @@ func (s *scanner) array(depth int, set []state) error {
 // the caller sets); otherwise it streams through.
 func (s *scanner) str(held bool) error {
 	s.pos++ // '"'
+	s.esc = false
 	for {
 		i := s.pos
 		for i < s.end {
@@ -451,6 +470,7 @@ func (s *scanner) str(held bool) error {
 			return s.errorf("control character in a string")
 		}
 		// An escape: hold it whole while reading it.
+		s.esc = true
 		if !held {
 			s.hold = s.pos
 		}
