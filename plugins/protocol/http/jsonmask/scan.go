@@ -2,6 +2,7 @@ package jsonmask
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"unicode/utf16"
@@ -300,14 +301,17 @@ const hexDigits = "0123456789abcdef"
 // writeQuoted writes v as a JSON string.
 func (s *scanner) writeQuoted(v []byte) {
 	q := append(s.key[:0], '"')
-	for _, c := range v {
-		switch {
+	for i := 0; i < len(v); i++ {
+		j := plainRun(v, i)
+		q = append(q, v[i:j]...)
+		if i = j; i == len(v) {
+			break
+		}
+		switch c := v[i]; {
 		case c == '"' || c == '\\':
 			q = append(q, '\\', c)
-		case c < 0x20:
+		default: // a control character
 			q = append(q, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			q = append(q, c)
 		}
 	}
 	q = append(q, '"')
@@ -440,14 +444,7 @@ func (s *scanner) str(held bool) error {
 	s.pos++ // '"'
 	s.esc = false
 	for {
-		i := s.pos
-		for i < s.end {
-			c := s.buf[i]
-			if c == '"' || c == '\\' || c < 0x20 {
-				break
-			}
-			i++
-		}
+		i := plainRun(s.buf[:s.end], s.pos)
 		s.pos = i
 		if i == s.end {
 			more, err := s.fill()
@@ -505,6 +502,37 @@ func (s *scanner) str(held bool) error {
 		}
 	}
 }
+
+// plainRun returns the index of the first byte at or after i in b that ends a run of plain string
+// content: '"', '\\' or a control character, or len(b) if there is none. It tests eight bytes at a
+// time while none of them is special.
+func plainRun(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		// A byte's high bit is set in each term when it is below 0x20, is '"', or is '\\' (the
+		// usual zero-byte test; a false hit only sends the word to the bytewise loop below).
+		if ((w-ones*0x20)|(q-ones)|(bs-ones))&^(w&q&bs)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if special[b[i]] {
+			return i
+		}
+	}
+	return i
+}
+
+// special marks the bytes that end plain string content.
+var special = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func hexVal(c byte) int {
 	switch {
