@@ -50,6 +50,15 @@ type Filter struct {
 	maxDepth int
 	maxToken int
 	root     []state
+	steps    []fstep // every rule's steps, one after another: a state is an index into it
+}
+
+// fstep is a rule's step as matching uses it.
+type fstep struct {
+	name  string
+	kind  stepKind
+	final bool  // the rule's last step: reaching past it masks the value
+	rank  uint8 // the rule's strategy's rank, when final
 }
 
 // New returns a filter for cfg. It refuses an unknown strategy, and the hash strategy when the masker
@@ -84,7 +93,10 @@ func New(cfg Config) (*Filter, error) {
 		if _, _, err := cfg.Masker.Mask(r.Strategy, []byte("x")); err != nil {
 			return nil, fmt.Errorf("jsonmask: field %s: %w", r.Path, err)
 		}
-		f.root = append(f.root, state{rule: uint32(i)})
+		f.root = append(f.root, state(len(f.steps)))
+		for j, sp := range r.Path.steps {
+			f.steps = append(f.steps, fstep{name: sp.name, kind: sp.kind, final: j == len(r.Path.steps)-1, rank: uint8(rank(r.Strategy))})
+		}
 	}
 	return f, nil
 }
@@ -117,21 +129,20 @@ func (f *Filter) Copy(dst io.Writer, src io.Reader) (masked int, err error) {
 	return s.masked, err
 }
 
-// state is a partial match: rule's path has matched up to step pos.
-type state struct {
-	rule uint32
-	pos  uint32
-}
+// state is a partial match: a rule's path has matched up to the step f.steps[state].
+type state uint32
+
+// strategies by rank.
+var byRank = [...]inspect.Strategy{"", inspect.Partial, inspect.Hash, inspect.Redact, inspect.Null}
 
 // children returns the states of a container's children, into dst, and the strategy that masks the
 // child itself ("" for none). key is the child's decoded key in an object; array says the container is
 // an array.
 func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, inspect.Strategy) {
 	dst = dst[:0]
-	var mask inspect.Strategy
+	var mask uint8
 	for _, st := range set {
-		r := &f.rules[st.rule]
-		sp := &r.Path.steps[st.pos]
+		sp := &f.steps[st]
 		hit, stay := false, false // stay: a descendant step goes on matching below
 		switch sp.kind {
 		case stepName:
@@ -144,20 +155,17 @@ func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, in
 			hit, stay = !array && string(key) == sp.name, true
 		}
 		if hit {
-			next := state{rule: st.rule, pos: st.pos + 1}
-			if int(next.pos) == len(r.Path.steps) {
-				if rank(r.Strategy) > rank(mask) {
-					mask = r.Strategy
-				}
+			if sp.final {
+				mask = max(mask, sp.rank)
 			} else {
-				dst = addState(dst, next)
+				dst = addState(dst, st+1)
 			}
 		}
 		if stay {
 			dst = addState(dst, st)
 		}
 	}
-	return dst, mask
+	return dst, byRank[mask]
 }
 
 // addState appends st to dst unless it is there already.
