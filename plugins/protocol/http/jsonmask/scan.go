@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -138,10 +139,8 @@ func (s *scanner) fill() (bool, error) {
 
 // skipWS skips whitespace and returns the next byte, or -1 at the end of the body.
 func (s *scanner) skipWS() (int, error) {
-	if s.pos < s.end {
-		if c := s.buf[s.pos]; c > ' ' {
-			return int(c), nil
-		}
+	if p := s.pos; p < s.end && s.buf[p] > ' ' {
+		return int(s.buf[p]), nil
 	}
 	return s.skipWSSlow()
 }
@@ -505,16 +504,17 @@ func (s *scanner) str(held bool) error {
 
 // plainRun returns the index of the first byte at or after i in b that ends a run of plain string
 // content: '"', '\\' or a control character, or len(b) if there is none. It tests eight bytes at a
-// time while none of them is special.
+// time.
 func plainRun(b []byte, i int) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
 		q, bs := w^(ones*'"'), w^(ones*'\\')
-		// A byte's high bit is set in each term when it is below 0x20, is '"', or is '\\' (the
-		// usual zero-byte test; a false hit only sends the word to the bytewise loop below).
-		if ((w-ones*0x20)|(q-ones)|(bs-ones))&^(w&q&bs)&highs != 0 {
-			break
+		// The usual zero-byte test, on w (bytes below 0x20), w^'"' and w^'\\': a byte's high bit
+		// is set if it is special. A borrow can set a false one only above a special byte, so the
+		// lowest one set is the first special byte.
+		if m := ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
 	}
 	for ; i < len(b); i++ {
@@ -580,9 +580,13 @@ func (s *scanner) number() error {
 // heldLimit refuses a held token longer than MaxToken, even one that fit in the window.
 func (s *scanner) heldLimit() error {
 	if s.pos-s.hold > s.f.maxToken {
-		return fmt.Errorf("%w at byte %d: a key, number or masked string longer than %d bytes", ErrLimit, s.base+int64(s.hold), s.f.maxToken)
+		return s.heldError()
 	}
 	return nil
+}
+
+func (s *scanner) heldError() error {
+	return fmt.Errorf("%w at byte %d: a key, number or masked string longer than %d bytes", ErrLimit, s.base+int64(s.hold), s.f.maxToken)
 }
 
 func validNumber(b []byte) bool {
