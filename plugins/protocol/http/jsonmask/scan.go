@@ -137,6 +137,24 @@ func (s *scanner) fill() (bool, error) {
 	}
 }
 
+// peek returns the byte at pos if it is in the window and not whitespace, else -1: skipWS's common
+// case, small enough to inline.
+func (s *scanner) peek() int {
+	if p := s.pos; p < s.end && s.buf[p] > ' ' {
+		return int(s.buf[p])
+	}
+	return -1
+}
+
+// quoted returns the index of the closing quote of the string at pos when the string is whole in
+// the window and has no escapes (and so no control characters), else -1.
+func (s *scanner) quoted() int {
+	if j := plainRun(s.buf[:s.end], s.pos+1); j < s.end && s.buf[j] == '"' {
+		return j
+	}
+	return -1
+}
+
 // skipWS skips whitespace and returns the next byte, or -1 at the end of the body.
 func (s *scanner) skipWS() (int, error) {
 	if p := s.pos; p < s.end && s.buf[p] > ' ' {
@@ -208,8 +226,18 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		return s.array(depth+1, set)
 	case c == '"':
+		j := s.quoted()
 		if mask == "" || s.drop {
+			if j >= 0 {
+				s.pos = j + 1
+				return nil
+			}
 			return s.str(false)
+		}
+		if j >= 0 && j+1-s.pos <= s.f.maxToken {
+			start := s.pos
+			s.pos = j + 1
+			return s.replace(start, mask, s.buf[start+1:j])
 		}
 		s.hold = s.pos
 		if err := s.str(true); err != nil {
@@ -341,7 +369,16 @@ func (s *scanner) object(depth int, set []state) error {
 		}
 		var child []state
 		var mask inspect.Strategy
-		if len(set) == 0 {
+		if j := s.quoted(); j >= 0 && (len(set) == 0 || j+1-s.pos <= s.f.maxToken) {
+			// The common case: a key without escapes, whole in the window (and, when it is
+			// compared, within MaxToken).
+			key := s.buf[s.pos+1 : j]
+			s.pos = j + 1
+			if len(set) > 0 {
+				child, mask = s.f.children(s.sets[depth], set, false, key)
+				s.sets[depth] = child
+			}
+		} else if len(set) == 0 {
 			if err := s.str(false); err != nil {
 				return err
 			}
@@ -359,15 +396,19 @@ func (s *scanner) object(depth int, set []state) error {
 			child, mask = s.f.children(s.sets[depth], set, false, key)
 			s.sets[depth] = child
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
-		}
-		if c != ':' {
-			return s.errorf("want ':' after an object key")
+		if c = s.peek(); c != ':' {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
+			if c != ':' {
+				return s.errorf("want ':' after an object key")
+			}
 		}
 		s.pos++
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		if c < 0 {
 			return s.errorf("the body ends inside an object")
@@ -375,14 +416,18 @@ func (s *scanner) object(depth int, set []state) error {
 		if err := s.value(depth, child, mask); err != nil {
 			return err
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		switch c {
 		case ',':
 			s.pos++
-			if c, err = s.skipWS(); err != nil {
-				return err
+			if c = s.peek(); c < 0 {
+				if c, err = s.skipWS(); err != nil {
+					return err
+				}
 			}
 		case '}':
 			s.pos++
@@ -419,14 +464,18 @@ func (s *scanner) array(depth int, set []state) error {
 		if err := s.value(depth, child, mask); err != nil {
 			return err
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		switch c {
 		case ',':
 			s.pos++
-			if c, err = s.skipWS(); err != nil {
-				return err
+			if c = s.peek(); c < 0 {
+				if c, err = s.skipWS(); err != nil {
+					return err
+				}
 			}
 		case ']':
 			s.pos++
