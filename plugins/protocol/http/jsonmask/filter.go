@@ -51,6 +51,7 @@ type Filter struct {
 	maxToken int
 	root     []state
 	steps    []fstep // every rule's steps, one after another: a state is an index into it
+	noSkip   bool    // tests: walk unmasked and masked subtrees with object and array, not skip
 }
 
 // fstep is a rule's step as matching uses it.

@@ -36,6 +36,7 @@ type scanner struct {
 	werr error
 
 	sets   [][]state // the children's states, per depth
+	stack  []byte    // skip's open brackets
 	key    []byte    // the decoded key being compared
 	val    []byte    // the decoded string being masked
 	masked int
@@ -212,14 +213,20 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 			s.masked++
 			s.drop = true
 			var err error
-			if c == '{' {
+			switch {
+			case !s.f.noSkip:
+				err = s.skip(depth)
+			case c == '{':
 				err = s.object(depth+1, nil)
-			} else {
+			default:
 				err = s.array(depth+1, nil)
 			}
 			s.flushTo(s.pos)
 			s.drop = false
 			return err
+		}
+		if len(set) == 0 && !s.f.noSkip {
+			return s.skip(depth) // no rule reaches below
 		}
 		if c == '{' {
 			return s.object(depth+1, set)
@@ -264,28 +271,10 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		// A number is masked by its text, as a column's value is; the result is a string (or null).
 		return s.replace(start, mask, s.buf[start:s.pos])
 	default:
-		var lit string
-		switch c {
-		case 't':
-			lit = "true"
-		case 'f':
-			lit = "false"
-		case 'n':
-			lit = "null"
-		default:
-			return s.errorf("unexpected character %q, want a value", c)
-		}
-		s.hold = s.pos
-		ok, err := s.ensure(len(lit))
+		lit, start, err := s.literal(c)
 		if err != nil {
 			return err
 		}
-		start := s.hold
-		s.hold = -1
-		if !ok || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
-			return s.errorf("invalid literal, want %s", lit)
-		}
-		s.pos += len(lit)
 		if mask == "" || s.drop || lit == "null" {
 			return nil // null stays null: there is nothing to hide
 		}
@@ -295,6 +284,37 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		return s.replace(start, inspect.Redact, nil)
 	}
+}
+
+// literal scans the literal at pos, whose first byte is c, returning it and where it starts.
+func (s *scanner) literal(c byte) (lit string, start int, err error) {
+	switch c {
+	case 't':
+		lit = "true"
+	case 'f':
+		lit = "false"
+	case 'n':
+		lit = "null"
+	default:
+		return "", 0, s.errorf("unexpected character %q, want a value", c)
+	}
+	if s.pos+len(lit) <= s.end && string(s.buf[s.pos:s.pos+len(lit)]) == lit {
+		start = s.pos
+		s.pos += len(lit)
+		return lit, start, nil
+	}
+	s.hold = s.pos
+	ok, err := s.ensure(len(lit))
+	if err != nil {
+		return "", 0, err
+	}
+	start = s.hold
+	s.hold = -1
+	if !ok || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
+		return "", 0, s.errorf("invalid literal, want %s", lit)
+	}
+	s.pos += len(lit)
+	return lit, start, nil
 }
 
 // replace writes the masked form of v in place of buf[start:pos].
