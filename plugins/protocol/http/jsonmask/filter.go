@@ -51,7 +51,9 @@ type Filter struct {
 	maxToken int
 	root     []state
 	steps    []fstep // every rule's steps, one after another: a state is an index into it
-	noSkip   bool    // tests: walk unmasked and masked subtrees with object and array, not skip
+	// names[c] has bit n set when a rule names a key of n bytes (63: 63 or more) starting with c.
+	names  [256]uint64
+	noSkip bool // tests: walk unmasked and masked subtrees with object and array, not skip
 }
 
 // fstep is a rule's step as matching uses it.
@@ -96,6 +98,9 @@ func New(cfg Config) (*Filter, error) {
 		}
 		f.root = append(f.root, state(len(f.steps)))
 		for j, sp := range r.Path.steps {
+			if sp.name != "" {
+				f.names[sp.name[0]] |= 1 << min(len(sp.name), 63)
+			}
 			f.steps = append(f.steps, fstep{name: sp.name, kind: sp.kind, final: j == len(r.Path.steps)-1, rank: uint8(rank(r.Strategy))})
 		}
 	}
@@ -167,6 +172,23 @@ func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, in
 		}
 	}
 	return dst, byRank[mask]
+}
+
+// namesOnly reports whether every state of set is a step by name or an array's step, so that in an
+// object only a key a rule names can match.
+func (f *Filter) namesOnly(set []state) bool {
+	for _, st := range set {
+		if k := f.steps[st].kind; k != stepName && k != stepAnyElement {
+			return false
+		}
+	}
+	return true
+}
+
+// mayBeNamed reports false for a key that no rule names (by its first byte and length); true means
+// only that it may be.
+func (f *Filter) mayBeNamed(key []byte) bool {
+	return len(key) == 0 || f.names[key[0]]>>min(len(key), 63)&1 != 0
 }
 
 // addState appends st to dst unless it is there already.

@@ -383,6 +383,7 @@ func (s *scanner) object(depth int, set []state) error {
 	for len(s.sets) <= depth {
 		s.sets = append(s.sets, nil)
 	}
+	namesOnly := s.f.namesOnly(set) // then most keys are passed over by mayBeNamed
 	for {
 		if c != '"' {
 			return s.errorf("want an object key or '}'")
@@ -394,7 +395,7 @@ func (s *scanner) object(depth int, set []state) error {
 			// compared, within MaxToken).
 			key := s.buf[s.pos+1 : j]
 			s.pos = j + 1
-			if len(set) > 0 {
+			if len(set) > 0 && (!namesOnly || s.f.mayBeNamed(key)) {
 				child, mask = s.f.children(s.sets[depth], set, false, key)
 				s.sets[depth] = child
 			}
