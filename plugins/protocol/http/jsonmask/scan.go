@@ -259,12 +259,15 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		return s.replace(start, mask, v)
 	case c == '-' || (c >= '0' && c <= '9'):
-		s.hold = s.pos
-		if err := s.number(); err != nil {
-			return err
+		start := s.pos
+		if !s.numberInWindow() {
+			s.hold = s.pos
+			if err := s.number(); err != nil {
+				return err
+			}
+			start = s.hold
+			s.hold = -1
 		}
-		start := s.hold
-		s.hold = -1
 		if mask == "" || s.drop {
 			return nil
 		}
@@ -347,6 +350,17 @@ const hexDigits = "0123456789abcdef"
 
 // writeQuoted writes v as a JSON string.
 func (s *scanner) writeQuoted(v []byte) {
+	if s.werr != nil {
+		return
+	}
+	if plainRun(v, 0) == len(v) { // the common case: nothing to escape
+		s.out.WriteByte('"')
+		s.out.Write(v)
+		if err := s.out.WriteByte('"'); err != nil { // bufio.Writer's errors stick
+			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
+		}
+		return
+	}
 	q := append(s.key[:0], '"')
 	for i := 0; i < len(v); i++ {
 		j := plainRun(v, i)
@@ -646,6 +660,28 @@ func (s *scanner) number() error {
 	s.pos = i
 	return s.heldLimit()
 }
+
+// numberInWindow scans a valid number at pos that ends inside the window within MaxToken, as number
+// would, and reports whether it did; if not, pos is unchanged and number must scan it.
+func (s *scanner) numberInWindow() bool {
+	i := s.pos
+	for i < s.end && numByte[s.buf[i]] {
+		i++
+	}
+	if i == s.end || i-s.pos > s.f.maxToken || !validNumber(s.buf[s.pos:i]) {
+		return false
+	}
+	s.pos = i
+	return true
+}
+
+// numByte marks the bytes number takes into a number's text.
+var numByte = func() (t [256]bool) {
+	for _, c := range []byte("0123456789+-.eE") {
+		t[c] = true
+	}
+	return t
+}()
 
 // heldLimit refuses a held token longer than MaxToken, even one that fit in the window.
 func (s *scanner) heldLimit() error {

@@ -74,6 +74,9 @@ value: // c, at pos, should start a value
 			return err
 		}
 	case c == '-' || (c >= '0' && c <= '9'):
+		if s.numberInWindow() {
+			break
+		}
 		s.hold = s.pos
 		if err = s.number(); err != nil {
 			return err
