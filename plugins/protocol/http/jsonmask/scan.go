@@ -590,14 +590,8 @@ func (s *scanner) str(held bool) error {
 // content: '"', '\\' or a control character, or len(b) if there is none. It tests eight bytes at a
 // time.
 func plainRun(b []byte, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		q, bs := w^(ones*'"'), w^(ones*'\\')
-		// The usual zero-byte test, on w (bytes below 0x20), w^'"' and w^'\\': a byte's high bit
-		// is set if it is special. A borrow can set a false one only above a special byte, so the
-		// lowest one set is the first special byte.
-		if m := ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+		if m := specials(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}
 	}
@@ -607,6 +601,15 @@ func plainRun(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20,
+// by the usual zero-byte test on w (bytes below 0x20), w^'"' and w^'\\'. A borrow can set a false
+// bit only above a special byte, so the lowest bit set is the first special byte.
+func specials(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := w^(ones*'"'), w^(ones*'\\')
+	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
 }
 
 // special marks the bytes that end plain string content.
