@@ -50,6 +50,18 @@ type Filter struct {
 	maxDepth int
 	maxToken int
 	root     []state
+	steps    []fstep // every rule's steps, one after another: a state is an index into it
+	// names[c] has bit n set when a rule names a key of n bytes (63: 63 or more) starting with c.
+	names  [256]uint64
+	noSkip bool // tests: walk unmasked and masked subtrees with object and array, not skip
+}
+
+// fstep is a rule's step as matching uses it.
+type fstep struct {
+	name  string
+	kind  stepKind
+	final bool  // the rule's last step: reaching past it masks the value
+	rank  uint8 // the rule's strategy's rank, when final
 }
 
 // New returns a filter for cfg. It refuses an unknown strategy, and the hash strategy when the masker
@@ -84,7 +96,13 @@ func New(cfg Config) (*Filter, error) {
 		if _, _, err := cfg.Masker.Mask(r.Strategy, []byte("x")); err != nil {
 			return nil, fmt.Errorf("jsonmask: field %s: %w", r.Path, err)
 		}
-		f.root = append(f.root, state{rule: uint32(i)})
+		f.root = append(f.root, state(len(f.steps)))
+		for j, sp := range r.Path.steps {
+			if sp.name != "" {
+				f.names[sp.name[0]] |= 1 << min(len(sp.name), 63)
+			}
+			f.steps = append(f.steps, fstep{name: sp.name, kind: sp.kind, final: j == len(r.Path.steps)-1, rank: uint8(rank(r.Strategy))})
+		}
 	}
 	return f, nil
 }
@@ -117,61 +135,68 @@ func (f *Filter) Copy(dst io.Writer, src io.Reader) (masked int, err error) {
 	return s.masked, err
 }
 
-// state is a partial match: rule's path has matched up to step pos.
-type state struct {
-	rule uint32
-	pos  uint32
-}
+// state is a partial match: a rule's path has matched up to the step f.steps[state].
+type state uint32
+
+// strategies by rank.
+var byRank = [...]inspect.Strategy{"", inspect.Partial, inspect.Hash, inspect.Redact, inspect.Null}
 
 // children returns the states of a container's children, into dst, and the strategy that masks the
 // child itself ("" for none). key is the child's decoded key in an object; array says the container is
 // an array.
 func (f *Filter) children(dst, set []state, array bool, key []byte) ([]state, inspect.Strategy) {
 	dst = dst[:0]
-	var mask inspect.Strategy
-	advance := func(st state) {
-		st.pos++
-		r := f.rules[st.rule]
-		if int(st.pos) == len(r.Path.steps) {
-			if rank(r.Strategy) > rank(mask) {
-				mask = r.Strategy
-			}
-			return
-		}
-		for _, d := range dst {
-			if d == st {
-				return
-			}
-		}
-		dst = append(dst, st)
-	}
+	var mask uint8
 	for _, st := range set {
-		sp := f.rules[st.rule].Path.steps[st.pos]
+		sp := &f.steps[st]
+		hit, stay := false, false // stay: a descendant step goes on matching below
 		switch sp.kind {
 		case stepName:
-			if !array && string(key) == sp.name {
-				advance(st)
-			}
+			hit = !array && string(key) == sp.name
 		case stepAnyMember:
-			if !array {
-				advance(st)
-			}
+			hit = !array
 		case stepAnyElement:
-			if array {
-				advance(st)
-			}
+			hit = array
 		case stepDescendant:
-			if !array && string(key) == sp.name {
-				advance(st)
-			}
-			dup := false
-			for _, d := range dst {
-				dup = dup || d == st
-			}
-			if !dup {
-				dst = append(dst, st)
+			hit, stay = !array && string(key) == sp.name, true
+		}
+		if hit {
+			if sp.final {
+				mask = max(mask, sp.rank)
+			} else {
+				dst = addState(dst, st+1)
 			}
 		}
+		if stay {
+			dst = addState(dst, st)
+		}
 	}
-	return dst, mask
+	return dst, byRank[mask]
+}
+
+// namesOnly reports whether every state of set is a step by name or an array's step, so that in an
+// object only a key a rule names can match.
+func (f *Filter) namesOnly(set []state) bool {
+	for _, st := range set {
+		if k := f.steps[st].kind; k != stepName && k != stepAnyElement {
+			return false
+		}
+	}
+	return true
+}
+
+// mayBeNamed reports false for a key that no rule names (by its first byte and length); true means
+// only that it may be.
+func (f *Filter) mayBeNamed(key []byte) bool {
+	return len(key) == 0 || f.names[key[0]]>>min(len(key), 63)&1 != 0
+}
+
+// addState appends st to dst unless it is there already.
+func addState(dst []state, st state) []state {
+	for _, d := range dst {
+		if d == st {
+			return dst
+		}
+	}
+	return append(dst, st)
 }

@@ -2,8 +2,10 @@ package jsonmask
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -30,9 +32,11 @@ type scanner struct {
 	base int64 // offset in the body of buf[0]
 	eof  bool
 	drop bool // inside a masked object or array: scanned, never written
+	esc  bool // the last string scanned had an escape
 	werr error
 
 	sets   [][]state // the children's states, per depth
+	stack  []byte    // skip's open brackets
 	key    []byte    // the decoded key being compared
 	val    []byte    // the decoded string being masked
 	masked int
@@ -134,8 +138,33 @@ func (s *scanner) fill() (bool, error) {
 	}
 }
 
+// peek returns the byte at pos if it is in the window and not whitespace, else -1: skipWS's common
+// case, small enough to inline.
+func (s *scanner) peek() int {
+	if p := s.pos; p < s.end && s.buf[p] > ' ' {
+		return int(s.buf[p])
+	}
+	return -1
+}
+
+// quoted returns the index of the closing quote of the string at pos when the string is whole in
+// the window and has no escapes (and so no control characters), else -1.
+func (s *scanner) quoted() int {
+	if j := plainRun(s.buf[:s.end], s.pos+1); j < s.end && s.buf[j] == '"' {
+		return j
+	}
+	return -1
+}
+
 // skipWS skips whitespace and returns the next byte, or -1 at the end of the body.
 func (s *scanner) skipWS() (int, error) {
+	if p := s.pos; p < s.end && s.buf[p] > ' ' {
+		return int(s.buf[p]), nil
+	}
+	return s.skipWSSlow()
+}
+
+func (s *scanner) skipWSSlow() (int, error) {
 	for {
 		for s.pos < s.end {
 			switch c := s.buf[s.pos]; c {
@@ -184,22 +213,38 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 			s.masked++
 			s.drop = true
 			var err error
-			if c == '{' {
+			switch {
+			case !s.f.noSkip:
+				err = s.skip(depth)
+			case c == '{':
 				err = s.object(depth+1, nil)
-			} else {
+			default:
 				err = s.array(depth+1, nil)
 			}
 			s.flushTo(s.pos)
 			s.drop = false
 			return err
 		}
+		if len(set) == 0 && !s.f.noSkip {
+			return s.skip(depth) // no rule reaches below
+		}
 		if c == '{' {
 			return s.object(depth+1, set)
 		}
 		return s.array(depth+1, set)
 	case c == '"':
+		j := s.quoted()
 		if mask == "" || s.drop {
+			if j >= 0 {
+				s.pos = j + 1
+				return nil
+			}
 			return s.str(false)
+		}
+		if j >= 0 && j+1-s.pos <= s.f.maxToken {
+			start := s.pos
+			s.pos = j + 1
+			return s.replace(start, mask, s.buf[start+1:j])
 		}
 		s.hold = s.pos
 		if err := s.str(true); err != nil {
@@ -207,43 +252,32 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		start := s.hold // fill may have moved the window, and the held token with it
 		s.hold = -1
-		s.val = decodeString(s.val[:0], s.buf[start:s.pos])
-		return s.replace(start, mask, s.val)
-	case c == '-' || (c >= '0' && c <= '9'):
-		s.hold = s.pos
-		if err := s.number(); err != nil {
-			return err
+		v := s.buf[start+1 : s.pos-1]
+		if s.esc {
+			s.val = decodeString(s.val[:0], s.buf[start:s.pos])
+			v = s.val
 		}
-		start := s.hold
-		s.hold = -1
+		return s.replace(start, mask, v)
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := s.pos
+		if !s.numberInWindow() {
+			s.hold = s.pos
+			if err := s.number(); err != nil {
+				return err
+			}
+			start = s.hold
+			s.hold = -1
+		}
 		if mask == "" || s.drop {
 			return nil
 		}
 		// A number is masked by its text, as a column's value is; the result is a string (or null).
 		return s.replace(start, mask, s.buf[start:s.pos])
 	default:
-		var lit string
-		switch c {
-		case 't':
-			lit = "true"
-		case 'f':
-			lit = "false"
-		case 'n':
-			lit = "null"
-		default:
-			return s.errorf("unexpected character %q, want a value", c)
-		}
-		s.hold = s.pos
-		ok, err := s.ensure(len(lit))
+		lit, start, err := s.literal(c)
 		if err != nil {
 			return err
 		}
-		start := s.hold
-		s.hold = -1
-		if !ok || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
-			return s.errorf("invalid literal, want %s", lit)
-		}
-		s.pos += len(lit)
 		if mask == "" || s.drop || lit == "null" {
 			return nil // null stays null: there is nothing to hide
 		}
@@ -253,6 +287,37 @@ func (s *scanner) value(depth int, set []state, mask inspect.Strategy) error {
 		}
 		return s.replace(start, inspect.Redact, nil)
 	}
+}
+
+// literal scans the literal at pos, whose first byte is c, returning it and where it starts.
+func (s *scanner) literal(c byte) (lit string, start int, err error) {
+	switch c {
+	case 't':
+		lit = "true"
+	case 'f':
+		lit = "false"
+	case 'n':
+		lit = "null"
+	default:
+		return "", 0, s.errorf("unexpected character %q, want a value", c)
+	}
+	if s.pos+len(lit) <= s.end && string(s.buf[s.pos:s.pos+len(lit)]) == lit {
+		start = s.pos
+		s.pos += len(lit)
+		return lit, start, nil
+	}
+	s.hold = s.pos
+	ok, err := s.ensure(len(lit))
+	if err != nil {
+		return "", 0, err
+	}
+	start = s.hold
+	s.hold = -1
+	if !ok || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
+		return "", 0, s.errorf("invalid literal, want %s", lit)
+	}
+	s.pos += len(lit)
+	return lit, start, nil
 }
 
 // replace writes the masked form of v in place of buf[start:pos].
@@ -285,15 +350,29 @@ const hexDigits = "0123456789abcdef"
 
 // writeQuoted writes v as a JSON string.
 func (s *scanner) writeQuoted(v []byte) {
+	if s.werr != nil {
+		return
+	}
+	if plainRun(v, 0) == len(v) { // the common case: nothing to escape
+		s.out.WriteByte('"')
+		s.out.Write(v)
+		if err := s.out.WriteByte('"'); err != nil { // bufio.Writer's errors stick
+			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
+		}
+		return
+	}
 	q := append(s.key[:0], '"')
-	for _, c := range v {
-		switch {
+	for i := 0; i < len(v); i++ {
+		j := plainRun(v, i)
+		q = append(q, v[i:j]...)
+		if i = j; i == len(v) {
+			break
+		}
+		switch c := v[i]; {
 		case c == '"' || c == '\\':
 			q = append(q, '\\', c)
-		case c < 0x20:
+		default: // a control character
 			q = append(q, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			q = append(q, c)
 		}
 	}
 	q = append(q, '"')
@@ -318,13 +397,23 @@ func (s *scanner) object(depth int, set []state) error {
 	for len(s.sets) <= depth {
 		s.sets = append(s.sets, nil)
 	}
+	namesOnly := s.f.namesOnly(set) // then most keys are passed over by mayBeNamed
 	for {
 		if c != '"' {
 			return s.errorf("want an object key or '}'")
 		}
 		var child []state
 		var mask inspect.Strategy
-		if len(set) == 0 {
+		if j := s.quoted(); j >= 0 && (len(set) == 0 || j+1-s.pos <= s.f.maxToken) {
+			// The common case: a key without escapes, whole in the window (and, when it is
+			// compared, within MaxToken).
+			key := s.buf[s.pos+1 : j]
+			s.pos = j + 1
+			if len(set) > 0 && (!namesOnly || s.f.mayBeNamed(key)) {
+				child, mask = s.f.children(s.sets[depth], set, false, key)
+				s.sets[depth] = child
+			}
+		} else if len(set) == 0 {
 			if err := s.str(false); err != nil {
 				return err
 			}
@@ -333,20 +422,28 @@ func (s *scanner) object(depth int, set []state) error {
 			if err := s.str(true); err != nil {
 				return err
 			}
-			s.key = decodeString(s.key[:0], s.buf[s.hold:s.pos])
+			key := s.buf[s.hold+1 : s.pos-1] // a key without escapes is its own value
+			if s.esc {
+				s.key = decodeString(s.key[:0], s.buf[s.hold:s.pos])
+				key = s.key
+			}
 			s.hold = -1
-			child, mask = s.f.children(s.sets[depth], set, false, s.key)
+			child, mask = s.f.children(s.sets[depth], set, false, key)
 			s.sets[depth] = child
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
-		}
-		if c != ':' {
-			return s.errorf("want ':' after an object key")
+		if c = s.peek(); c != ':' {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
+			if c != ':' {
+				return s.errorf("want ':' after an object key")
+			}
 		}
 		s.pos++
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		if c < 0 {
 			return s.errorf("the body ends inside an object")
@@ -354,14 +451,18 @@ func (s *scanner) object(depth int, set []state) error {
 		if err := s.value(depth, child, mask); err != nil {
 			return err
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		switch c {
 		case ',':
 			s.pos++
-			if c, err = s.skipWS(); err != nil {
-				return err
+			if c = s.peek(); c < 0 {
+				if c, err = s.skipWS(); err != nil {
+					return err
+				}
 			}
 		case '}':
 			s.pos++
@@ -398,14 +499,18 @@ func (s *scanner) array(depth int, set []state) error {
 		if err := s.value(depth, child, mask); err != nil {
 			return err
 		}
-		if c, err = s.skipWS(); err != nil {
-			return err
+		if c = s.peek(); c < 0 {
+			if c, err = s.skipWS(); err != nil {
+				return err
+			}
 		}
 		switch c {
 		case ',':
 			s.pos++
-			if c, err = s.skipWS(); err != nil {
-				return err
+			if c = s.peek(); c < 0 {
+				if c, err = s.skipWS(); err != nil {
+					return err
+				}
 			}
 		case ']':
 			s.pos++
@@ -420,15 +525,9 @@ func (s *scanner) array(depth int, set []state) error {
 // the caller sets); otherwise it streams through.
 func (s *scanner) str(held bool) error {
 	s.pos++ // '"'
+	s.esc = false
 	for {
-		i := s.pos
-		for i < s.end {
-			c := s.buf[i]
-			if c == '"' || c == '\\' || c < 0x20 {
-				break
-			}
-			i++
-		}
+		i := plainRun(s.buf[:s.end], s.pos)
 		s.pos = i
 		if i == s.end {
 			more, err := s.fill()
@@ -451,6 +550,7 @@ func (s *scanner) str(held bool) error {
 			return s.errorf("control character in a string")
 		}
 		// An escape: hold it whole while reading it.
+		s.esc = true
 		if !held {
 			s.hold = s.pos
 		}
@@ -485,6 +585,41 @@ func (s *scanner) str(held bool) error {
 		}
 	}
 }
+
+// plainRun returns the index of the first byte at or after i in b that ends a run of plain string
+// content: '"', '\\' or a control character, or len(b) if there is none. It tests eight bytes at a
+// time.
+func plainRun(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := specials(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if special[b[i]] {
+			return i
+		}
+	}
+	return i
+}
+
+// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20,
+// by the usual zero-byte test on w (bytes below 0x20), w^'"' and w^'\\'. A borrow can set a false
+// bit only above a special byte, so the lowest bit set is the first special byte.
+func specials(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := w^(ones*'"'), w^(ones*'\\')
+	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
+}
+
+// special marks the bytes that end plain string content.
+var special = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func hexVal(c byte) int {
 	switch {
@@ -529,12 +664,38 @@ func (s *scanner) number() error {
 	return s.heldLimit()
 }
 
+// numberInWindow scans a valid number at pos that ends inside the window within MaxToken, as number
+// would, and reports whether it did; if not, pos is unchanged and number must scan it.
+func (s *scanner) numberInWindow() bool {
+	i := s.pos
+	for i < s.end && numByte[s.buf[i]] {
+		i++
+	}
+	if i == s.end || i-s.pos > s.f.maxToken || !validNumber(s.buf[s.pos:i]) {
+		return false
+	}
+	s.pos = i
+	return true
+}
+
+// numByte marks the bytes number takes into a number's text.
+var numByte = func() (t [256]bool) {
+	for _, c := range []byte("0123456789+-.eE") {
+		t[c] = true
+	}
+	return t
+}()
+
 // heldLimit refuses a held token longer than MaxToken, even one that fit in the window.
 func (s *scanner) heldLimit() error {
 	if s.pos-s.hold > s.f.maxToken {
-		return fmt.Errorf("%w at byte %d: a key, number or masked string longer than %d bytes", ErrLimit, s.base+int64(s.hold), s.f.maxToken)
+		return s.heldError()
 	}
 	return nil
+}
+
+func (s *scanner) heldError() error {
+	return fmt.Errorf("%w at byte %d: a key, number or masked string longer than %d bytes", ErrLimit, s.base+int64(s.hold), s.f.maxToken)
 }
 
 func validNumber(b []byte) bool {
