@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,12 +27,9 @@ LIMIT 100001`
 
 func functionKey(schema, name, args string) string { return schema + "." + name + "(" + args + ")" }
 
-// loadAggregateSupport reads into fc the database support functions of each aggregate.
-func (fc *funcCatalog) loadAggregateSupport(ctx context.Context, pc *pgconn.PgConn) error {
-	res := pc.ExecParams(ctx, aggregateSupportSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return fmt.Errorf("postgres: reading the aggregates' support functions: %w", res.Err)
-	}
+// readAggregateSupport reads into fc the database support functions of each aggregate, from res
+// (aggregateSupportSQL).
+func (fc *funcCatalog) readAggregateSupport(res *pgconn.Result) error {
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: aggregates have more than %d support functions", maxFunctions)
 	}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,13 +30,10 @@ LIMIT 100001`
 // operatorNamesSQL lists the names of every operator, built-in or not.
 const operatorNamesSQL = `SELECT DISTINCT oprname FROM pg_catalog.pg_operator LIMIT 100001`
 
-// loadOperators reads into fc the operators backed by the database's functions (fc.byName), and the
-// names of all operators.
-func (fc *funcCatalog) loadOperators(ctx context.Context, pc *pgconn.PgConn) error {
-	res := pc.ExecParams(ctx, operatorNamesSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return fmt.Errorf("postgres: reading the database's operators: %w", res.Err)
-	}
+// readOperators reads into fc the operators backed by the database's functions (fc.byName), from
+// ops (operatorsSQL), and the names of all operators, from names (operatorNamesSQL).
+func (fc *funcCatalog) readOperators(names, ops *pgconn.Result) error {
+	res := names
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: more than %d operator names", maxFunctions)
 	}
@@ -47,10 +43,7 @@ func (fc *funcCatalog) loadOperators(ctx context.Context, pc *pgconn.PgConn) err
 		}
 		fc.operatorNames[string(row[0])] = true
 	}
-	res = pc.ExecParams(ctx, operatorsSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return fmt.Errorf("postgres: reading the database's operators: %w", res.Err)
-	}
+	res = ops
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: more than %d operators run database functions", maxFunctions)
 	}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -79,18 +78,34 @@ LIMIT 100001`
 
 const searchPathSQL = `SELECT s FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS u(s, i) ORDER BY i`
 
-// loadFuncCatalog reads the function catalog on the backend connection pc before it is handed over. A
-// failure refuses the session: calls could not be decided without it.
-func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, error) {
-	fc := &funcCatalog{byName: map[string][]authz.Function{}, builtin: map[string]bool{}}
-	res := pc.ExecParams(ctx, funcCatalogSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: reading the database's functions: %w", res.Err)
+// funcCatalogQueries are the queries a function catalog is read from (newFuncCatalog), in the order
+// it takes their results.
+func funcCatalogQueries() []catalogQuery {
+	return []catalogQuery{
+		{sql: funcCatalogSQL, what: "reading the database's functions"},
+		{sql: builtinNamesSQL, what: "reading the built-in functions' names"},
+		{sql: viewCallsSQL, what: "reading the functions views call"},
+		{sql: operatorNamesSQL, what: "reading the database's operators"},
+		{sql: operatorsSQL, what: "reading the database's operators"},
+		{sql: viewDefsSQL, what: "reading the database's views"},
+		{sql: typeCallsSQL, what: "reading the functions of casts and domains"},
+		{sql: aggregateSupportSQL, what: "reading the aggregates' support functions"},
+		{sql: searchPathSQL, what: "reading search_path"},
 	}
-	if len(res.Rows) > maxFunctions {
+}
+
+// newFuncCatalog builds the function catalog from the results of funcCatalogQueries, read on the
+// backend connection before it is handed over. A failure refuses the session: calls could not be
+// decided without it.
+func newFuncCatalog(res []*pgconn.Result) (*funcCatalog, error) {
+	if len(res) != len(funcCatalogQueries()) {
+		return nil, fmt.Errorf("postgres: reading the function catalog: %d results to %d queries", len(res), len(funcCatalogQueries()))
+	}
+	fc := &funcCatalog{byName: map[string][]authz.Function{}, builtin: map[string]bool{}}
+	if len(res[0].Rows) > maxFunctions {
 		return nil, fmt.Errorf("postgres: the database defines more than %d functions, more than the broker reads", maxFunctions)
 	}
-	for _, row := range res.Rows {
+	for _, row := range res[0].Rows {
 		f := authz.Function{Schema: string(row[0]), Name: string(row[1]), Arguments: string(row[2]),
 			SecurityDefiner: string(row[4]) == "true", Language: string(row[5]), Owner: string(row[6])}
 		switch string(row[3]) {
@@ -103,24 +118,16 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 		}
 		fc.byName[f.Name] = append(fc.byName[f.Name], f)
 	}
-	res = pc.ExecParams(ctx, builtinNamesSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: reading the built-in functions' names: %w", res.Err)
-	}
-	if len(res.Rows) > maxFunctions {
+	if len(res[1].Rows) > maxFunctions {
 		return nil, fmt.Errorf("postgres: more than %d built-in function names", maxFunctions)
 	}
-	for _, row := range res.Rows {
+	for _, row := range res[1].Rows {
 		fc.builtin[string(row[0])] = true
 	}
-	res = pc.ExecParams(ctx, viewCallsSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: reading the functions views call: %w", res.Err)
-	}
-	if len(res.Rows) > maxFunctions {
+	if len(res[2].Rows) > maxFunctions {
 		return nil, fmt.Errorf("postgres: views call more than %d functions", maxFunctions)
 	}
-	for _, row := range res.Rows {
+	for _, row := range res[2].Rows {
 		view, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3])
 		for _, f := range fc.byName[name] {
 			if f.Schema == schema && f.Arguments == args {
@@ -131,23 +138,19 @@ func loadFuncCatalog(ctx context.Context, pc *pgconn.PgConn) (*funcCatalog, erro
 			}
 		}
 	}
-	if err := fc.loadOperators(ctx, pc); err != nil {
+	if err := fc.readOperators(res[3], res[4]); err != nil {
 		return nil, err
 	}
-	if err := fc.loadViewKinds(ctx, pc); err != nil {
+	if err := fc.readViewKinds(res[5]); err != nil {
 		return nil, err
 	}
-	if err := fc.loadTypeCalls(ctx, pc); err != nil {
+	if err := fc.readTypeCalls(res[6]); err != nil {
 		return nil, err
 	}
-	if err := fc.loadAggregateSupport(ctx, pc); err != nil {
+	if err := fc.readAggregateSupport(res[7]); err != nil {
 		return nil, err
 	}
-	res = pc.ExecParams(ctx, searchPathSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: reading search_path: %w", res.Err)
-	}
-	for _, row := range res.Rows {
+	for _, row := range res[8].Rows {
 		fc.path = append(fc.path, string(row[0]))
 	}
 	if err := checkSearchPath(fc.path); err != nil {

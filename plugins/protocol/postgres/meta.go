@@ -2,8 +2,9 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
-	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -37,12 +38,17 @@ type dbMeta struct {
 	descendants map[string]uint32
 	// funcs are the database's functions and search_path, to decide calls (funcs.go).
 	funcs *funcCatalog
+	// sum is the SHA-256 of everything it was derived from: the catalog's tagged columns and tables,
+	// and every query and answer of the session's catalog read (catalogread.go). Zero when unknown.
+	sum [sha256.Size]byte
 }
 
-// metaShare keeps the last dbMeta a session of one target loaded. A session that loads an identical
-// one (the catalog did not change in between) uses that instead, so that idle sessions do not each
-// hold a copy of the same catalog; every session still reads the catalog as it is when it begins.
-// A dbMeta is never modified once loaded.
+// metaShare keeps the last dbMeta a session of one target loaded. A session that loads one from the
+// same inputs (the catalog did not change in between: its sum is the same) uses that instead, so that
+// idle sessions do not each hold a copy of the same catalog; every session still reads the catalog as
+// it is when it begins, and a dbMeta is derived from nothing but what sum covers, so the shared one is
+// what the session's own read gives. A dbMeta is never modified once loaded. Comparing sums, not the
+// derived maps, keeps the check's cost from growing with the database's catalog.
 type metaShare struct {
 	mu   sync.Mutex
 	last *dbMeta
@@ -51,7 +57,10 @@ type metaShare struct {
 func (s *metaShare) intern(m *dbMeta) *dbMeta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last != nil && reflect.DeepEqual(s.last, m) {
+	if m.sum == ([sha256.Size]byte{}) {
+		return m // nothing says what it was derived from
+	}
+	if s.last != nil && s.last.sum == m.sum {
 		return s.last
 	}
 	s.last = m
@@ -119,45 +128,58 @@ const metaViewsSQL = `WITH RECURSIVE v(view, base) AS (
   WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND r.ev_class <> d.refobjid)
 SELECT view, base FROM v`
 
+// metaMaxOIDSQL reads the highest relation OID.
+const metaMaxOIDSQL = "SELECT max(oid)::text FROM pg_catalog.pg_class"
+
 // loadMeta resolves the tagged columns of tagged on the backend connection pc, before it is handed
-// over. A failure refuses the session: masking cannot work without it.
+// over. A failure refuses the session: masking cannot work without it. Its queries go as one
+// pipelined batch (catalogread.go), plus one for the views over the tagged tables.
 func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string, catalog map[string]bool) (*dbMeta, error) {
 	m := &dbMeta{tables: map[uint32]metaTable{}, views: map[uint32][]uint32{}, catalog: catalog}
-	maxRes := pc.ExecParams(ctx, "SELECT max(oid)::text FROM pg_catalog.pg_class", nil, nil, nil, nil).Read()
-	if maxRes.Err != nil || len(maxRes.Rows) != 1 {
-		return nil, fmt.Errorf("postgres: reading relation OIDs: %v", maxRes.Err)
+	sum := sha256.New()
+	sumInputs(sum, tagged, catalog)
+	qs := append([]catalogQuery{{sql: metaMaxOIDSQL, what: "reading relation OIDs"}}, funcCatalogQueries()...)
+	nf := len(qs)
+	if len(tagged) > 0 {
+		names := make([]string, 0, len(tagged))
+		for n := range tagged {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		arr, err := encodeText(pgtype.TextArrayOID, names)
+		if err != nil {
+			return nil, err
+		}
+		qs = append(qs,
+			catalogQuery{sql: metaFunctionsSQL, what: "listing the database's functions"},
+			catalogQuery{sql: metaColumnsSQL, params: [][]byte{arr}, oids: []uint32{pgtype.TextArrayOID}, what: "resolving the catalog's tables"},
+			catalogQuery{sql: metaFunctionViewsSQL, what: "finding views that call functions"},
+			catalogQuery{sql: metaRelationsSQL, what: "listing relations"})
+	}
+	all, err := readCatalog(ctx, pc, sum, qs)
+	if err != nil {
+		return nil, err
+	}
+	maxRes := all[0]
+	if len(maxRes.Rows) != 1 {
+		return nil, fmt.Errorf("postgres: reading relation OIDs: %d rows", len(maxRes.Rows))
 	}
 	var max uint64
 	if _, err := fmt.Sscan(string(maxRes.Rows[0][0]), &max); err != nil {
 		return nil, fmt.Errorf("postgres: reading relation OIDs: %w", err)
 	}
 	m.maxOID = uint32(max)
-	var err error
-	if m.funcs, err = loadFuncCatalog(ctx, pc); err != nil {
+	if m.funcs, err = newFuncCatalog(all[1:nf]); err != nil {
 		return nil, err
 	}
 	if len(tagged) == 0 {
+		m.sum = [sha256.Size]byte(sum.Sum(nil))
 		return m, nil
 	}
+	fres, res, viewRes, nres := all[nf], all[nf+1], all[nf+2], all[nf+3]
 	m.functions = map[string]bool{}
-	fres := pc.ExecParams(ctx, metaFunctionsSQL, nil, nil, nil, nil).Read()
-	if fres.Err != nil {
-		return nil, fmt.Errorf("postgres: listing the database's functions: %w", fres.Err)
-	}
 	for _, row := range fres.Rows {
 		m.functions[string(row[0])] = true
-	}
-	names := make([]string, 0, len(tagged))
-	for n := range tagged {
-		names = append(names, n)
-	}
-	arr, err := encodeText(pgtype.TextArrayOID, names)
-	if err != nil {
-		return nil, err
-	}
-	res := pc.ExecParams(ctx, metaColumnsSQL, [][]byte{arr}, []uint32{pgtype.TextArrayOID}, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: resolving the catalog's tables: %w", res.Err)
 	}
 	var oids []uint32
 	found := map[string]map[string]bool{}
@@ -196,21 +218,14 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		m.byName[t.name] = t // a table's partitions and children share its name and tagged columns
 	}
 	if len(oids) == 0 {
+		m.sum = [sha256.Size]byte(sum.Sum(nil))
 		return m, nil
-	}
-	arr, err = encodeText(pgtype.OIDArrayOID, oids)
-	if err != nil {
-		return nil, err
 	}
 	// Views that call the database's own functions may read anything: they count as views over every
 	// tagged table, and so do the views over them.
-	fres = pc.ExecParams(ctx, metaFunctionViewsSQL, nil, nil, nil, nil).Read()
-	if fres.Err != nil {
-		return nil, fmt.Errorf("postgres: finding views that call functions: %w", fres.Err)
-	}
 	funcViews := map[uint32]bool{}
 	seeds := append([]uint32(nil), oids...)
-	for _, row := range fres.Rows {
+	for _, row := range viewRes.Rows {
 		var view uint32
 		if _, err := fmt.Sscan(string(row[0]), &view); err != nil {
 			return nil, err
@@ -219,15 +234,16 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		seeds = append(seeds, view)
 		m.views[view] = append(m.views[view], oids...)
 	}
-	arr, err = encodeText(pgtype.OIDArrayOID, seeds)
+	arr, err := encodeText(pgtype.OIDArrayOID, seeds)
 	if err != nil {
 		return nil, err
 	}
-	res = pc.ExecParams(ctx, metaViewsSQL, [][]byte{arr}, []uint32{pgtype.OIDArrayOID}, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("postgres: finding views over the catalog's tables: %w", res.Err)
+	vres, err := readCatalog(ctx, pc, sum, []catalogQuery{{sql: metaViewsSQL, params: [][]byte{arr},
+		oids: []uint32{pgtype.OIDArrayOID}, what: "finding views over the catalog's tables"}})
+	if err != nil {
+		return nil, err
 	}
-	for _, row := range res.Rows {
+	for _, row := range vres[0].Rows {
 		var view, base uint32
 		if _, err := fmt.Sscan(string(row[0]), &view); err != nil {
 			return nil, err
@@ -243,10 +259,6 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 	}
 	// Names: of the views above, and of the tables that exist now, so that a statement can tell a
 	// relation made later (which may hold copies of masked values) from one that was there.
-	nres := pc.ExecParams(ctx, metaRelationsSQL, nil, nil, nil, nil).Read()
-	if nres.Err != nil {
-		return nil, fmt.Errorf("postgres: listing relations: %w", nres.Err)
-	}
 	m.existing, m.viewNames = map[string]bool{}, map[string]bool{}
 	for _, row := range nres.Rows {
 		var oid uint32
@@ -269,6 +281,7 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 			m.descendants[name] = oid
 		}
 	}
+	m.sum = [sha256.Size]byte(sum.Sum(nil))
 	return m, nil
 }
 

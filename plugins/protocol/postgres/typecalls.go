@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,12 +42,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 LIMIT 100001`
 
-// loadTypeCalls reads into fc the database functions casts to each type run.
-func (fc *funcCatalog) loadTypeCalls(ctx context.Context, pc *pgconn.PgConn) error {
-	res := pc.ExecParams(ctx, typeCallsSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return fmt.Errorf("postgres: reading the functions of casts and domains: %w", res.Err)
-	}
+// readTypeCalls reads into fc the database functions casts to each type run, from res (typeCallsSQL).
+func (fc *funcCatalog) readTypeCalls(res *pgconn.Result) error {
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: casts and domains run more than %d functions", maxFunctions)
 	}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,12 +31,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 LIMIT 100001`
 
-// loadViewKinds reads and classifies the database's views into fc.viewKinds.
-func (fc *funcCatalog) loadViewKinds(ctx context.Context, pc *pgconn.PgConn) error {
-	res := pc.ExecParams(ctx, viewDefsSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return fmt.Errorf("postgres: reading the database's views: %w", res.Err)
-	}
+// readViewKinds classifies the database's views, from res (viewDefsSQL), into fc.viewKinds.
+func (fc *funcCatalog) readViewKinds(res *pgconn.Result) error {
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: the database defines more than %d views, more than the broker reads", maxFunctions)
 	}
