@@ -167,13 +167,17 @@ func TestReviewServerStringSyntaxIsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(context.Background())
+	// Cleanups run last first: the reset below runs before this Close. (A deferred Close would run
+	// before both, and the setting would stay for every later test's sessions.)
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "ALTER ROLE "+stack.BrokerDBRole+" RESET standard_conforming_strings"); err != nil {
+			t.Errorf("resetting standard_conforming_strings for %s: %v", stack.BrokerDBRole, err)
+		}
+	})
 	if _, err := admin.Exec(t.Context(), "ALTER ROLE "+stack.BrokerDBRole+" SET standard_conforming_strings = off"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "ALTER ROLE "+stack.BrokerDBRole+" RESET standard_conforming_strings")
-	})
 	cfg := pgxConfig(t, b, clientFiles(t, s, stack.PersonaAnalyst))
 	pc, err := pgconn.ConnectConfig(t.Context(), &cfg.Config)
 	if err != nil {

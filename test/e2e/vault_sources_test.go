@@ -104,7 +104,7 @@ func TestStaticKVCredentialCanary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(context.Background())
+	t.Cleanup(func() { admin.Close(context.Background()) }) // after the cleanup below, which uses it
 	for _, q := range []string{
 		fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s'`, user, canary),
 		fmt.Sprintf(`GRANT SELECT ON customers TO %s`, user),
