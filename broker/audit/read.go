@@ -147,12 +147,17 @@ func Format(e Entry) string {
 			fmt.Fprintf(&b, " after %s", Escape(d))
 		}
 	case KindDecision:
+		// A credential:use decision names the role it was about, not only the target.
+		what := "to " + Escape(r.Target)
+		if role := r.Detail["credential_role"]; role != "" {
+			what = "of role " + Escape(role) + " on " + Escape(r.Target)
+		}
 		if d := r.Decision; d != nil && !d.Allow && r.Detail["refused"] != "" {
 			// Refused by something other than a policy (an allow list): no decision to cite.
-			fmt.Fprintf(&b, " %s to %s refused: %s", Escape(d.Action), Escape(r.Target), Escape(r.Detail["refused"]))
+			fmt.Fprintf(&b, " %s %s refused: %s", Escape(d.Action), what, Escape(r.Detail["refused"]))
 			decision = nil
 		} else if d != nil {
-			fmt.Fprintf(&b, " %s to %s %s (decision %s)", Escape(d.Action), Escape(r.Target), outcome(d), Escape(d.ID))
+			fmt.Fprintf(&b, " %s %s %s (decision %s)", Escape(d.Action), what, outcome(d), Escape(d.ID))
 			decision = nil
 		}
 	case KindStatement:

@@ -210,3 +210,26 @@ func TestSessionsFilterByDecision(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayNamesTheCredentialRole: a credential:use decision's line names the role it was about,
+// allowed or refused; a decision about no role (connect) still names only the target (the control).
+func TestReplayNamesTheCredentialRole(t *testing.T) {
+	for _, c := range []struct {
+		rec  Record
+		want string
+	}{
+		{Record{Kind: KindDecision, Target: "shop", Detail: map[string]string{"credential_role": "shop-read"},
+			Decision: &Decision{ID: "r1", Action: "credential:use", Resource: `CredentialRole::"shop/shop-read"`, Allow: true, Policies: []string{"analyst-read-role"}}},
+			"credential:use of role shop-read on shop allowed by analyst-read-role (decision r1)"},
+		{Record{Kind: KindDecision, Target: "shop", Detail: map[string]string{"credential_role": "shop-admin", "refused": "no credential role: credential:use denied for every credential role of the target"},
+			Decision: &Decision{ID: "r2", Action: "credential:use", Resource: `CredentialRole::"shop/shop-admin"`}},
+			"credential:use of role shop-admin on shop refused: no credential role: credential:use denied for every credential role of the target"},
+		{Record{Kind: KindDecision, Target: "shop",
+			Decision: &Decision{ID: "c1", Action: "connect", Resource: `Target::"shop"`, Allow: true, Policies: []string{"analyst-connect"}}},
+			"connect to shop allowed by analyst-connect (decision c1)"},
+	} {
+		if line := Format(Entry{Seq: 1, Record: c.rec}); !strings.Contains(line, c.want) {
+			t.Errorf("%q does not say %q", line, c.want)
+		}
+	}
+}

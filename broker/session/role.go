@@ -21,7 +21,7 @@ func (c *Core) pickRole(ctx context.Context, s *Session) (authz.RolePick, error)
 		for _, u := range no.Uses {
 			s.rec.async(audit.Record{Kind: audit.KindDecision, Remote: s.remote,
 				Decision: roleDecision(u.Decision, c.cfg.Target, u.Role),
-				Detail:   map[string]string{"refused": "no credential role: " + refusalCause(no)}})
+				Detail:   map[string]string{"credential_role": u.Role, "refused": "no credential role: " + refusalCause(no)}})
 		}
 	} else {
 		// No decision was made (no policy set in force): nothing to cite, and nothing is granted.
