@@ -75,19 +75,7 @@ func ViewFunctions(def string) ([]string, error) {
 		case *pg.SelectStmt:
 			inRange = false // a subquery's own FROM clause says what it takes rows from
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Kind() != protoreflect.MessageKind {
-				return true
-			}
-			if fd.IsList() {
-				for i := range v.List().Len() {
-					visit(v.List().Get(i).Message(), inRange)
-				}
-				return true
-			}
-			visit(v.Message(), inRange)
-			return true
-		})
+		eachChild(m, func(c protoreflect.Message) { visit(c, inRange) })
 	}
 	for _, st := range tree.Stmts {
 		visit(st.ProtoReflect(), false)

@@ -2,7 +2,6 @@ package sqlclass
 
 import (
 	"slices"
-	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -33,14 +32,9 @@ func operatorNames(n *pg.Node) []string {
 		}
 	}
 	qualified := func(parts []*pg.Node) {
-		if len(parts) == 0 {
-			return
+		if len(parts) > 0 {
+			add(dotted(parts))
 		}
-		s := make([]string, 0, len(parts))
-		for _, p := range parts {
-			s = append(s, p.GetString_().GetSval())
-		}
-		add(strings.Join(s, "."))
 	}
 	var visit func(m protoreflect.Message, depth int)
 	visit = func(m protoreflect.Message, depth int) {
@@ -71,20 +65,7 @@ func operatorNames(n *pg.Node) []string {
 				add("=")
 			}
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-			if fd.Kind() != protoreflect.MessageKind {
-				return true
-			}
-			if fd.IsList() {
-				l := val.List()
-				for i := range l.Len() {
-					visit(l.Get(i).Message(), depth+1)
-				}
-			} else {
-				visit(val.Message(), depth+1)
-			}
-			return true
-		})
+		eachChild(m, func(c protoreflect.Message) { visit(c, depth+1) })
 	}
 	visit(n.ProtoReflect(), 0)
 	slices.Sort(out)

@@ -2,7 +2,6 @@ package sqlclass
 
 import (
 	"slices"
-	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -29,28 +28,11 @@ func typeNames(n *pg.Node) []string {
 			return
 		}
 		if tn, ok := m.Interface().(*pg.TypeName); ok && len(tn.Names) > 0 {
-			parts := make([]string, 0, len(tn.Names))
-			for _, p := range tn.Names {
-				parts = append(parts, p.GetString_().GetSval())
-			}
-			if name := strings.Join(parts, "."); !slices.Contains(out, name) {
+			if name := dotted(tn.Names); !slices.Contains(out, name) {
 				out = append(out, name)
 			}
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-			if fd.Kind() != protoreflect.MessageKind {
-				return true
-			}
-			if fd.IsList() {
-				l := val.List()
-				for i := range l.Len() {
-					visit(l.Get(i).Message(), depth+1)
-				}
-			} else {
-				visit(val.Message(), depth+1)
-			}
-			return true
-		})
+		eachChild(m, func(c protoreflect.Message) { visit(c, depth+1) })
 	}
 	visit(n.ProtoReflect(), 0)
 	slices.Sort(out)
