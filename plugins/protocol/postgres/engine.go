@@ -522,5 +522,3 @@ func randomBytes(n int) []byte {
 }
 
 func randomUint32() uint32 { return binary.BigEndian.Uint32(randomBytes(4)) }
-
-func newSessionID() string { return fmt.Sprintf("%x", randomBytes(8)) }
