@@ -39,12 +39,7 @@ type Error struct {
 	Decision authz.Decision
 }
 
-func (e *Error) Error() string {
-	if e.Err == nil {
-		return "session: " + e.Kind.Error()
-	}
-	return "session: " + e.Kind.Error() + ": " + e.Err.Error()
-}
+func (e *Error) Error() string { return message(e.Kind, e.Err) }
 
 // Is matches the sentinel Kind.
 func (e *Error) Is(target error) bool { return target == e.Kind }
@@ -72,14 +67,17 @@ type Ended struct {
 	Decision authz.Decision // ErrRevoked: the decision that no longer permits the session
 }
 
-func (e *Ended) Error() string {
-	if e.Err == nil {
-		return "session: " + e.Why.Error()
-	}
-	return "session: " + e.Why.Error() + ": " + e.Err.Error()
-}
+func (e *Ended) Error() string { return message(e.Why, e.Err) }
 
 // Is matches the sentinel Why.
 func (e *Ended) Is(target error) bool { return target == e.Why }
 
 func (e *Ended) Unwrap() error { return e.Err }
+
+// message is the text of an *Error or an *Ended: the sentinel, then the cause if there is one.
+func message(sentinel, cause error) string {
+	if cause == nil {
+		return "session: " + sentinel.Error()
+	}
+	return "session: " + sentinel.Error() + ": " + cause.Error()
+}

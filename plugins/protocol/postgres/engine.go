@@ -341,10 +341,6 @@ const (
 	notEstablishedClient        = "the client left during startup"
 )
 
-func auditDecision(d authz.Decision, action, target string) *audit.Decision {
-	return sess.AuditDecision(d, action, target)
-}
-
 // upgrade runs the pre-TLS exchange and the TLS handshake. Plaintext sessions are refused.
 func (e *Engine) upgrade(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
 	var first [1]byte
@@ -526,5 +522,3 @@ func randomBytes(n int) []byte {
 }
 
 func randomUint32() uint32 { return binary.BigEndian.Uint32(randomBytes(4)) }
-
-func newSessionID() string { return fmt.Sprintf("%x", randomBytes(8)) }

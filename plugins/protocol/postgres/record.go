@@ -187,9 +187,6 @@ func (s *session) recordRow(m *pgproto3.DataRow) {
 	s.data = append(s.data, row)
 }
 
-// leaseRecord records an event of the session's backend credential.
-func leaseRecord(id, event string) audit.Record { return sess.LeaseRecord(id, event) }
-
 // sqlstate shows a missing SQLSTATE as such.
 func sqlstate(code string) string {
 	if code == "" {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 )
 
 // Why a statement was refused, as its audit record says it (Detail "refused"). An approval that did
@@ -68,7 +69,7 @@ func (r *refusal) record(rec *audit.Record, target string) {
 		rec.Detail["request"] = r.request
 	}
 	if r.d.ID != "" {
-		rec.Decision = auditDecision(r.d, "sql", target)
+		rec.Decision = sess.AuditDecision(r.d, "sql", target)
 		rec.Decision.Allow = false // the statement's outcome, also when a policy held it for approval
 	}
 	r.use.record(rec)

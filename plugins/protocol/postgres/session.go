@@ -176,7 +176,7 @@ func (s *session) endFromCause(cause error) {
 		s.endFromBroker(ErrSVIDExpired, "28000", "svidbroker: terminating connection because the client's SVID expired; reconnect with the rotated SVID")
 	case errors.Is(ended, sess.ErrLeaseLost):
 		if s.lease != nil {
-			s.rec.async(leaseRecord(s.lease.Lease.ID, "renewal failed"))
+			s.rec.async(sess.LeaseRecord(s.lease.Lease.ID, "renewal failed"))
 		}
 		s.endFromBroker(ended.Err, "08006", "svidbroker: terminating connection because its backend credential could not be kept")
 	case errors.Is(ended, sess.ErrRevoked):

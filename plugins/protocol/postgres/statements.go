@@ -356,7 +356,7 @@ func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Sta
 	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params, Masked: p.maskedIn(sts)}
 	rec := audit.Record{Kind: audit.KindStatement, Statement: st}
 	if d.ID != "" {
-		rec.Decision = auditDecision(d, "sql", s.rec.target)
+		rec.Decision = sess.AuditDecision(d, "sql", s.rec.target)
 	}
 	return rec
 }
