@@ -49,13 +49,11 @@ func (fc *funcCatalog) readOperators(names, ops *pgconn.Result) error {
 	}
 	for _, row := range res.Rows {
 		opSchema, op, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3]), string(row[4])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.operators == nil {
-					fc.operators = map[string][]dbOperator{}
-				}
-				fc.operators[op] = append(fc.operators[op], dbOperator{schema: opSchema, fn: f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.operators == nil {
+				fc.operators = map[string][]dbOperator{}
 			}
+			fc.operators[op] = append(fc.operators[op], dbOperator{schema: opSchema, fn: f})
 		}
 	}
 	return nil

@@ -49,13 +49,11 @@ func (fc *funcCatalog) readTypeCalls(res *pgconn.Result) error {
 	}
 	for _, row := range res.Rows {
 		typSchema, typ, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3]), string(row[4])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.typeCalls == nil {
-					fc.typeCalls = map[string][]typeCall{}
-				}
-				fc.typeCalls[typ] = append(fc.typeCalls[typ], typeCall{schema: typSchema, fn: f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.typeCalls == nil {
+				fc.typeCalls = map[string][]typeCall{}
 			}
+			fc.typeCalls[typ] = append(fc.typeCalls[typ], typeCall{schema: typSchema, fn: f})
 		}
 	}
 	return nil
