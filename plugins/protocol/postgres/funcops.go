@@ -59,6 +59,20 @@ func (fc *funcCatalog) readOperators(names, ops *pgconn.Result) error {
 	return nil
 }
 
+// splitSchema splits a name as sqlclass gives an operator or type ("name", "schema.name" or
+// "database.schema.name") into its schema ("" when unqualified) and its last part.
+func splitSchema(qualified string) (schema, name string) {
+	i := strings.LastIndexByte(qualified, '.')
+	if i < 0 {
+		return "", qualified
+	}
+	schema, name = qualified[:i], qualified[i+1:]
+	if j := strings.IndexByte(schema, '.'); j >= 0 {
+		schema = schema[j+1:] // database.schema
+	}
+	return schema, name
+}
+
 // operatorCalls returns the database functions the use of operator op (as sqlclass gives it: "op", or
 // "schema.op") may call. An unqualified operator may be one of any schema on the path, since the server
 // picks among them by operand types, which the broker does not know. AnyOperator may be any of them.
@@ -73,13 +87,7 @@ func (fc *funcCatalog) operatorCalls(op string) (out []authz.Function, known boo
 		}
 		return out, true
 	}
-	schema := ""
-	if i := strings.LastIndexByte(op, '.'); i >= 0 {
-		schema, op = op[:i], op[i+1:]
-		if j := strings.IndexByte(schema, '.'); j >= 0 {
-			schema = schema[j+1:] // database.schema
-		}
-	}
+	schema, op := splitSchema(op)
 	for _, o := range fc.operators[op] {
 		if schema == "" && slices.Contains(fc.path, o.schema) || o.schema == schema {
 			out = appendNew(out, []authz.Function{o.fn})

@@ -72,13 +72,7 @@ func (fc *funcCatalog) typeFunctions(typ string) []authz.Function {
 		}
 		return out
 	}
-	schema := ""
-	if i := strings.LastIndexByte(typ, '.'); i >= 0 {
-		schema, typ = typ[:i], typ[i+1:]
-		if j := strings.IndexByte(schema, '.'); j >= 0 {
-			schema = schema[j+1:] // database.schema
-		}
-	}
+	schema, typ := splitSchema(typ)
 	for _, c := range fc.typeCalls[typ] {
 		onPath := slices.Contains(fc.path, c.schema) || strings.HasPrefix(c.schema, "pg_temp_")
 		if schema == "" && onPath || c.schema == schema {
