@@ -70,11 +70,7 @@ func TestCallsResolveAlongTheSearchPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, f := range fns {
-				got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
-			}
-			slices.Sort(got)
+			got := functionKeys(fns)
 			if !slices.Equal(got, c.want) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
@@ -182,4 +178,15 @@ func TestFunctionRefusalsAreRecordedAsWhatTheyWere(t *testing.T) {
 			t.Errorf("%s: calls a writing function %t, want %t", sql, got, writes)
 		}
 	}
+}
+
+// functionKeys returns the keys (schema.name(args)) of fns, sorted, for comparing a resolution with
+// what a test wants.
+func functionKeys(fns []authz.Function) []string {
+	var keys []string
+	for _, f := range fns {
+		keys = append(keys, functionKey(f.Schema, f.Name, f.Arguments))
+	}
+	slices.Sort(keys)
+	return keys
 }
