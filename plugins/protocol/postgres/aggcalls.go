@@ -36,13 +36,11 @@ func (fc *funcCatalog) readAggregateSupport(res *pgconn.Result) error {
 	for _, row := range res.Rows {
 		agg := functionKey(string(row[0]), string(row[1]), string(row[2]))
 		schema, name, args := string(row[3]), string(row[4]), string(row[5])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.support == nil {
-					fc.support = map[string][]authz.Function{}
-				}
-				fc.support[agg] = appendNew(fc.support[agg], []authz.Function{f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.support == nil {
+				fc.support = map[string][]authz.Function{}
 			}
+			fc.support[agg] = appendNew(fc.support[agg], []authz.Function{f})
 		}
 	}
 	return nil

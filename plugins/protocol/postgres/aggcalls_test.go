@@ -38,11 +38,7 @@ func TestAggregatesCallTheirSupportFunctions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, f := range fns {
-			got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
-		}
-		slices.Sort(got)
+		got := functionKeys(fns)
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: got %q, want %q", c.sql, got, c.want)
 		}

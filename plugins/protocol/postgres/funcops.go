@@ -49,16 +49,28 @@ func (fc *funcCatalog) readOperators(names, ops *pgconn.Result) error {
 	}
 	for _, row := range res.Rows {
 		opSchema, op, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3]), string(row[4])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.operators == nil {
-					fc.operators = map[string][]dbOperator{}
-				}
-				fc.operators[op] = append(fc.operators[op], dbOperator{schema: opSchema, fn: f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.operators == nil {
+				fc.operators = map[string][]dbOperator{}
 			}
+			fc.operators[op] = append(fc.operators[op], dbOperator{schema: opSchema, fn: f})
 		}
 	}
 	return nil
+}
+
+// splitSchema splits a name as sqlclass gives an operator or type ("name", "schema.name" or
+// "database.schema.name") into its schema ("" when unqualified) and its last part.
+func splitSchema(qualified string) (schema, name string) {
+	i := strings.LastIndexByte(qualified, '.')
+	if i < 0 {
+		return "", qualified
+	}
+	schema, name = qualified[:i], qualified[i+1:]
+	if j := strings.IndexByte(schema, '.'); j >= 0 {
+		schema = schema[j+1:] // database.schema
+	}
+	return schema, name
 }
 
 // operatorCalls returns the database functions the use of operator op (as sqlclass gives it: "op", or
@@ -75,13 +87,7 @@ func (fc *funcCatalog) operatorCalls(op string) (out []authz.Function, known boo
 		}
 		return out, true
 	}
-	schema := ""
-	if i := strings.LastIndexByte(op, '.'); i >= 0 {
-		schema, op = op[:i], op[i+1:]
-		if j := strings.IndexByte(schema, '.'); j >= 0 {
-			schema = schema[j+1:] // database.schema
-		}
-	}
+	schema, op := splitSchema(op)
 	for _, o := range fc.operators[op] {
 		if schema == "" && slices.Contains(fc.path, o.schema) || o.schema == schema {
 			out = appendNew(out, []authz.Function{o.fn})

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
@@ -90,11 +88,7 @@ func TestOperatorsCallTheirFunctions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, f := range fns {
-				got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
-			}
-			slices.Sort(got)
+			got := functionKeys(fns)
 			if !slices.Equal(got, c.want) {
 				t.Errorf("got %q, want %q (operators %q)", got, c.want, sts[0].Operators)
 			}
@@ -117,20 +111,7 @@ func TestOperatorOfAWritingFunctionIsRefused(t *testing.T) {
 			fc := testOperatorCatalog()
 			delete(fc.operators, "=") // the control's = is the built-in one
 			s.insp.meta = &dbMeta{funcs: fc}
-			sink := &recordingSink{}
-			s.rec = recorder{sink: sink, session: "s1", target: "shop"}
-			if err := s.onQuery(&pgproto3.Query{String: c.sql}); err != nil {
-				t.Fatal(err)
-			}
-			var rec *audit.Record
-			for i := range sink.recs {
-				if k := sink.recs[i].Kind; k == audit.KindStatement || k == audit.KindDenied {
-					rec = &sink.recs[i]
-				}
-			}
-			if rec == nil {
-				t.Fatal("no statement record")
-			}
+			rec := queryRecord(t, s, c.sql)
 			if c.refused == "" {
 				if rec.Kind != audit.KindStatement {
 					t.Fatalf("recorded as %s %v", rec.Kind, rec.Detail)

@@ -129,13 +129,11 @@ func newFuncCatalog(res []*pgconn.Result) (*funcCatalog, error) {
 	}
 	for _, row := range res[2].Rows {
 		view, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.views == nil {
-					fc.views = map[string][]authz.Function{}
-				}
-				fc.views[view] = appendNew(fc.views[view], []authz.Function{f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.views == nil {
+				fc.views = map[string][]authz.Function{}
 			}
+			fc.views[view] = appendNew(fc.views[view], []authz.Function{f})
 		}
 	}
 	if err := fc.readOperators(res[3], res[4]); err != nil {
@@ -157,6 +155,18 @@ func newFuncCatalog(res []*pgconn.Result) (*funcCatalog, error) {
 		return nil, err
 	}
 	return fc, nil
+}
+
+// exact returns the database functions of the catalog with this schema, name and identity arguments,
+// as the catalog queries name the function a view, operator, cast or aggregate calls.
+func (fc *funcCatalog) exact(schema, name, args string) []authz.Function {
+	var out []authz.Function
+	for _, f := range fc.byName[name] {
+		if f.Schema == schema && f.Arguments == args {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // errUnknownFunction refuses a call the catalog cannot resolve; refusedUnknownFunction says so in the

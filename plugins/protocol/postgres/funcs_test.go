@@ -70,11 +70,7 @@ func TestCallsResolveAlongTheSearchPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, f := range fns {
-				got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
-			}
-			slices.Sort(got)
+			got := functionKeys(fns)
 			if !slices.Equal(got, c.want) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
@@ -141,20 +137,7 @@ func TestFunctionRefusalsAreRecordedAsWhatTheyWere(t *testing.T) {
 		t.Run(c.sql, func(t *testing.T) {
 			s, _, _ := newVerdictSession(t)
 			s.insp.meta = &dbMeta{funcs: testFuncCatalog()}
-			sink := &recordingSink{}
-			s.rec = recorder{sink: sink, session: "s1", target: "shop"}
-			if err := s.onQuery(&pgproto3.Query{String: c.sql}); err != nil {
-				t.Fatal(err)
-			}
-			var rec *audit.Record
-			for i := range sink.recs {
-				if k := sink.recs[i].Kind; k == audit.KindStatement || k == audit.KindDenied {
-					rec = &sink.recs[i]
-				}
-			}
-			if rec == nil {
-				t.Fatal("no statement record")
-			}
+			rec := queryRecord(t, s, c.sql)
 			if c.refused == "" {
 				if rec.Kind != audit.KindStatement {
 					t.Fatalf("recorded as %s %v", rec.Kind, rec.Detail)
@@ -182,4 +165,36 @@ func TestFunctionRefusalsAreRecordedAsWhatTheyWere(t *testing.T) {
 			t.Errorf("%s: calls a writing function %t, want %t", sql, got, writes)
 		}
 	}
+}
+
+// functionKeys returns the keys (schema.name(args)) of fns, sorted, for comparing a resolution with
+// what a test wants.
+func functionKeys(fns []authz.Function) []string {
+	var keys []string
+	for _, f := range fns {
+		keys = append(keys, functionKey(f.Schema, f.Name, f.Arguments))
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// queryRecord runs sql as a simple query on s and returns the record of the statement, run or refused,
+// failing the test when there is none.
+func queryRecord(t *testing.T, s *session, sql string) *audit.Record {
+	t.Helper()
+	sink := &recordingSink{}
+	s.rec = recorder{sink: sink, session: "s1", target: "shop"}
+	if err := s.onQuery(&pgproto3.Query{String: sql}); err != nil {
+		t.Fatal(err)
+	}
+	var rec *audit.Record
+	for i := range sink.recs {
+		if k := sink.recs[i].Kind; k == audit.KindStatement || k == audit.KindDenied {
+			rec = &sink.recs[i]
+		}
+	}
+	if rec == nil {
+		t.Fatal("no statement record")
+	}
+	return rec
 }

@@ -49,13 +49,11 @@ func (fc *funcCatalog) readTypeCalls(res *pgconn.Result) error {
 	}
 	for _, row := range res.Rows {
 		typSchema, typ, schema, name, args := string(row[0]), string(row[1]), string(row[2]), string(row[3]), string(row[4])
-		for _, f := range fc.byName[name] {
-			if f.Schema == schema && f.Arguments == args {
-				if fc.typeCalls == nil {
-					fc.typeCalls = map[string][]typeCall{}
-				}
-				fc.typeCalls[typ] = append(fc.typeCalls[typ], typeCall{schema: typSchema, fn: f})
+		for _, f := range fc.exact(schema, name, args) {
+			if fc.typeCalls == nil {
+				fc.typeCalls = map[string][]typeCall{}
 			}
+			fc.typeCalls[typ] = append(fc.typeCalls[typ], typeCall{schema: typSchema, fn: f})
 		}
 	}
 	return nil
@@ -74,13 +72,7 @@ func (fc *funcCatalog) typeFunctions(typ string) []authz.Function {
 		}
 		return out
 	}
-	schema := ""
-	if i := strings.LastIndexByte(typ, '.'); i >= 0 {
-		schema, typ = typ[:i], typ[i+1:]
-		if j := strings.IndexByte(schema, '.'); j >= 0 {
-			schema = schema[j+1:] // database.schema
-		}
-	}
+	schema, typ := splitSchema(typ)
 	for _, c := range fc.typeCalls[typ] {
 		onPath := slices.Contains(fc.path, c.schema) || strings.HasPrefix(c.schema, "pg_temp_")
 		if schema == "" && onPath || c.schema == schema {

@@ -55,11 +55,7 @@ func TestCastsRunTheirTypesFunctions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, f := range fns {
-				got = append(got, f.Schema+"."+f.Name+"("+f.Arguments+")")
-			}
-			slices.Sort(got)
+			got := functionKeys(fns)
 			if !slices.Equal(got, c.want) {
 				t.Errorf("got %q, want %q (types %q)", got, c.want, sts[0].Types)
 			}
