@@ -445,6 +445,11 @@ func truncate(r Record) Record {
 	return r
 }
 
+// fileLines is the lineSource of the file at path.
+func fileLines(path string) lineSource {
+	return func(f func(int, []byte) error) error { return readLines(path, f) }
+}
+
 // readLines calls f for each line of path, with its 1-based number. A missing file has no lines. A
 // line longer than twice MaxRecordBytes is an error before it is held in memory whole.
 func readLines(path string, f func(n int, line []byte) error) error {

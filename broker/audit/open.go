@@ -32,8 +32,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	logPath, cpPath := chainPath(cfg.Dir, cfg.Chain), checkpointPath(cfg.Dir, cfg.Chain)
 	rep, err := resume(cfg, isEmpty(logPath) && isEmpty(cpPath),
-		func(f func(int, []byte) error) error { return readLines(cpPath, f) },
-		func(f func(int, []byte) error) error { return readLines(logPath, f) })
+		fileLines(cpPath), fileLines(logPath))
 	if err != nil {
 		lock.Close()
 		return nil, err

@@ -22,7 +22,7 @@ type Reader func(func(Entry) error) error
 // Files reads a chain kept in files.
 func Files(dir, chain string) Reader {
 	return func(f func(Entry) error) error {
-		return readEntries(func(g func(int, []byte) error) error { return readLines(chainPath(dir, chain), g) }, f)
+		return readEntries(fileLines(chainPath(dir, chain)), f)
 	}
 }
 

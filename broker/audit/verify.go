@@ -101,9 +101,7 @@ type checkpoint struct {
 // read. A missing or empty log, or checkpoints file, is a problem: a chain starts with a record
 // (KindChainStart) that is signed as soon as it is written.
 func Verify(dir, chain string, key []byte, v note.Verifier) (*Report, error) {
-	return verify(chain, key, v, nil,
-		func(f func(int, []byte) error) error { return readLines(checkpointPath(dir, chain), f) },
-		func(f func(int, []byte) error) error { return readLines(chainPath(dir, chain), f) })
+	return verify(chain, key, v, nil, fileLines(checkpointPath(dir, chain)), fileLines(chainPath(dir, chain)))
 }
 
 // lines iterates over numbered lines of a chain or of its checkpoints, wherever they are stored. A

@@ -40,9 +40,7 @@ func VerifyWitnessed(ctx context.Context, dir, chain string, key []byte, v note.
 	if err != nil {
 		return nil, err
 	}
-	return verify(chain, key, v, latest,
-		func(f func(int, []byte) error) error { return readLines(checkpointPath(dir, chain), f) },
-		func(f func(int, []byte) error) error { return readLines(chainPath(dir, chain), f) })
+	return verify(chain, key, v, latest, fileLines(checkpointPath(dir, chain)), fileLines(chainPath(dir, chain)))
 }
 
 // witnessLatest is the witness's latest checkpoint of chain, empty (not nil) when it holds none.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/policies"
@@ -107,14 +108,15 @@ func (v *validator) roleBlocks(target string, roles []RoleBlock) {
 }
 
 // statementActions are the schema's statement actions; none if the embedded schema does not parse,
-// which policies' own tests rule out.
-func statementActions() []string {
+// which policies' own tests rule out. The schema is embedded, so it is parsed once per process, not
+// once per target each time a configuration is loaded.
+var statementActions = sync.OnceValue(func() []string {
 	s, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
 		return nil
 	}
 	return s.StatementActions()
-}
+})
 
 func pathSegment(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsFunc(s, func(r rune) bool {

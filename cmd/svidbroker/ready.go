@@ -31,9 +31,9 @@ type dependencies struct {
 }
 
 // readinessChecks lists the broker's dependencies: its SVID, its audit log (which fails while its store
-// fails, or once a checkpoint has waited for the witness beyond max_lag), its policy set, the SPIRE
-// server, and, optional (the audit witness's backlog within max_lag), (listed, not required for readiness), each target's backend and (when
-// its credential comes from Vault) Vault.
+// fails, or once a checkpoint has waited for the witness beyond max_lag), its policy set and the SPIRE
+// server; and, listed but not required for readiness, the audit witness's backlog within max_lag, each
+// target's backend and (when its credential comes from Vault) Vault.
 func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 	checks := []server.Check{{Name: "svid", Check: func(context.Context) error { return svidValid(d.src) }}}
 	if d.audit != nil {
