@@ -243,7 +243,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		}
 		var err error
 		tagged, catalog := taggedColumns(e.cfg.Policy.Catalog, e.cfg.Target)
-		if meta, err = loadMeta(ctx, pc, tagged, catalog); err != nil {
+		if meta, err = loadMeta(ctx, pc, tagged, catalog, e.classifier.Classify); err != nil {
 			return err
 		}
 		meta = e.metas.intern(meta)

@@ -97,7 +97,7 @@ func funcCatalogQueries() []catalogQuery {
 // newFuncCatalog builds the function catalog from the results of funcCatalogQueries, read on the
 // backend connection before it is handed over. A failure refuses the session: calls could not be
 // decided without it.
-func newFuncCatalog(res []*pgconn.Result) (*funcCatalog, error) {
+func newFuncCatalog(res []*pgconn.Result, classify classifier) (*funcCatalog, error) {
 	if len(res) != len(funcCatalogQueries()) {
 		return nil, fmt.Errorf("postgres: reading the function catalog: %d results to %d queries", len(res), len(funcCatalogQueries()))
 	}
@@ -139,7 +139,7 @@ func newFuncCatalog(res []*pgconn.Result) (*funcCatalog, error) {
 	if err := fc.readOperators(res[3], res[4]); err != nil {
 		return nil, err
 	}
-	if err := fc.readViewKinds(res[5]); err != nil {
+	if err := fc.readViewKinds(res[5], classify); err != nil {
 		return nil, err
 	}
 	if err := fc.readTypeCalls(res[6]); err != nil {

@@ -134,7 +134,7 @@ const metaMaxOIDSQL = "SELECT max(oid)::text FROM pg_catalog.pg_class"
 // loadMeta resolves the tagged columns of tagged on the backend connection pc, before it is handed
 // over. A failure refuses the session: masking cannot work without it. Its queries go as one
 // pipelined batch (catalogread.go), plus one for the views over the tagged tables.
-func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string, catalog map[string]bool) (*dbMeta, error) {
+func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string, catalog map[string]bool, classify classifier) (*dbMeta, error) {
 	m := &dbMeta{tables: map[uint32]metaTable{}, views: map[uint32][]uint32{}, catalog: catalog}
 	sum := sha256.New()
 	sumInputs(sum, tagged, catalog)
@@ -169,7 +169,7 @@ func loadMeta(ctx context.Context, pc *pgconn.PgConn, tagged map[string][]string
 		return nil, fmt.Errorf("postgres: reading relation OIDs: %w", err)
 	}
 	m.maxOID = uint32(max)
-	if m.funcs, err = newFuncCatalog(all[1:nf]); err != nil {
+	if m.funcs, err = newFuncCatalog(all[1:nf], classify); err != nil {
 		return nil, err
 	}
 	if len(tagged) == 0 {

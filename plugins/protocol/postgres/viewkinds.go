@@ -31,8 +31,13 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 LIMIT 100001`
 
+// classifier classifies a query: sqlclass.Classify, or an engine's cache of it, which a session's
+// view definitions go through as its statements do (each session reads every view's definition, and
+// they seldom change).
+type classifier func(sql string) ([]sqlclass.Statement, error)
+
 // readViewKinds classifies the database's views, from res (viewDefsSQL), into fc.viewKinds.
-func (fc *funcCatalog) readViewKinds(res *pgconn.Result) error {
+func (fc *funcCatalog) readViewKinds(res *pgconn.Result, classify classifier) error {
 	if len(res.Rows) > maxFunctions {
 		return fmt.Errorf("postgres: the database defines more than %d views, more than the broker reads", maxFunctions)
 	}
@@ -40,17 +45,17 @@ func (fc *funcCatalog) readViewKinds(res *pgconn.Result) error {
 	for _, row := range res.Rows {
 		defs[string(row[0])] = string(row[1])
 	}
-	fc.viewKinds = classifyViews(defs)
+	fc.viewKinds = classifyViews(defs, classify)
 	return nil
 }
 
 // classifyViews returns the kinds of the views (by "schema.name") whose queries, defs, do more than
 // read, directly or through the views they read. A query the classifier cannot read is admin.
-func classifyViews(defs map[string]string) map[string]viewKind {
+func classifyViews(defs map[string]string, classify classifier) map[string]viewKind {
 	out := map[string]viewKind{}
 	reads := map[string][]string{} // view -> the relations its query reads
 	for name, def := range defs {
-		sts, err := sqlclass.Classify(def)
+		sts, err := classify(def)
 		if err != nil || len(sts) != 1 {
 			out[name] = viewKind{kind: sqlclass.KindAdmin, reasons: []string{"view " + name + ", whose query the broker cannot read"}}
 			continue

@@ -25,7 +25,7 @@ var testViewDefs = map[string]string{
 // that, through other views too, naming the view; a view that only reads stays a read, and a query
 // the broker cannot read is admin.
 func TestViewsAreWhatTheirQueriesDo(t *testing.T) {
-	kinds := classifyViews(testViewDefs)
+	kinds := classifyViews(testViewDefs, sqlclass.Classify)
 	for view, want := range map[string]string{
 		"public.active_queries": sqlclass.KindAdmin, "public.over_active": sqlclass.KindAdmin, "public.actf": sqlclass.KindAdmin,
 		"public.lockv": sqlclass.KindLock, "public.seqv": sqlclass.KindUpdate, "public.broken": sqlclass.KindAdmin,
@@ -65,7 +65,7 @@ func TestViewsAreWhatTheirQueriesDo(t *testing.T) {
 // as an admin action, told which view does what; reading a plain view runs.
 func TestReadingAnAdminViewIsRefused(t *testing.T) {
 	s, _, _ := newVerdictSession(t)
-	s.insp.meta = &dbMeta{funcs: &funcCatalog{viewKinds: classifyViews(testViewDefs)}}
+	s.insp.meta = &dbMeta{funcs: &funcCatalog{viewKinds: classifyViews(testViewDefs, sqlclass.Classify)}}
 	for sql, refused := range map[string]bool{"SELECT query FROM active_queries": true, "SELECT * FROM lockv": true, "SELECT id FROM plain": false} {
 		sts, resp := s.classify(sql)
 		if resp != nil {
@@ -90,7 +90,7 @@ func FuzzViewKinds(f *testing.F) {
 		f.Add(d, "SELECT * FROM v1;")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		kinds := classifyViews(map[string]string{"public.v1": a, "public.v2": b})
+		kinds := classifyViews(map[string]string{"public.v1": a, "public.v2": b}, sqlclass.Classify)
 		for name, k := range kinds {
 			switch k.kind {
 			case sqlclass.KindAdmin, sqlclass.KindLock, sqlclass.KindUpdate, sqlclass.KindDDL, sqlclass.KindInsert, sqlclass.KindDelete, sqlclass.KindUtility, sqlclass.KindTransaction:
