@@ -85,12 +85,12 @@ func TestDecodeRefund(t *testing.T) {
 	}
 	for body, errText := range map[string]string{
 		`{"order_id": 10, "amount": 250, "reason": "x", "admin": true}`: `unknown field "admin"`,
-		`{"order_id": "10", "amount": 250, "reason": "x"}`:               "order_id must be an integer",
-		`{"order_id": 10, "amount": 2.5, "reason": "x"}`:                 "amount must be an integer",
-		`{"order_id": 10, "amount": 250}`:                                "reason must be",
-		`{"order_id": 0, "amount": 250, "reason": "x"}`:                  "order_id must be a positive",
-		`{"order_id": 10, "amount": -5, "reason": "x"}`:                  "amount must be from 1",
-		`{"order_id": 10, "amount": 250, "reason": "x"} {}`:              "more than one JSON value",
+		`{"order_id": "10", "amount": 250, "reason": "x"}`:              "order_id must be an integer",
+		`{"order_id": 10, "amount": 2.5, "reason": "x"}`:                "amount must be an integer",
+		`{"order_id": 10, "amount": 250}`:                               "reason must be",
+		`{"order_id": 0, "amount": 250, "reason": "x"}`:                 "order_id must be a positive",
+		`{"order_id": 10, "amount": -5, "reason": "x"}`:                 "amount must be from 1",
+		`{"order_id": 10, "amount": 250, "reason": "x"} {}`:             "more than one JSON value",
 		`[1, 2]`:   "not a JSON object",
 		`not json`: "not a JSON object",
 		`{"order_id": 10, "amount": 250, "reason": "` + strings.Repeat("é", maxReasonRunes+1) + `"}`: "at most 500",
