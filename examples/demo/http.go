@@ -271,7 +271,7 @@ injects an API token Vault leased for the role Cedar picks, api-read or api-writ
 sees it). Each persona runs svidbroker connect as its uid, which forwards plain HTTP on loopback with
 the persona's SVID:
   curl -s $(cat %[2]s/support.http)/v1/customers/1                # email and ssn come back partially masked
-  curl -s $(cat %[2]s/analyst.http)/v1/customers?limit=3           # the analyst's masks
+  curl -s "$(cat %[2]s/analyst.http)/v1/customers?limit=3"        # the analyst's masks
   curl -s -X DELETE $(cat %[2]s/analyst.http)/v1/orders/70         # refused: the analyst may not delete
   curl -s $(cat %[2]s/intruder.http)/v1/customers/1                # refused: no policy permits it
   curl -s -X DELETE $(cat %[2]s/migrator.http)/v1/orders/71        # held until a person approves; meanwhile:
