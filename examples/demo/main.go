@@ -515,7 +515,7 @@ func (d *demo) run() error {
 		if d.apiListen, err = freeLoopbackAddr(); err != nil {
 			return err
 		}
-		opts.Extra += d.api.TargetHCL(d.apiListen) + stack.JWTBlock()
+		opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
 	}
 	if err := d.restore(s, &opts); err != nil {
 		return err

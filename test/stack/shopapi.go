@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	hcl "github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
@@ -260,19 +258,20 @@ func (s *Stack) ConfigureAPIVault(ctx context.Context, root *vaultapi.Client, a 
 }
 
 // TargetHCL is the broker configuration of http target "api" (APITargetName) listening at listen,
-// in front of the API, for BrokerOptions.Extra: each session's API token is leased from Vault for the
-// credential role Cedar picks among catalog "api"'s and injected as Authorization: Bearer. The
-// catalog "api" (routes, fields, credential roles) is in policies/catalog.hcl, which StartBroker
-// already puts in the configuration when it uses Cedar; with BrokerOptions.Allow, add
-// APICatalogHCL. Add JWTBlock for agents that present JWT-SVIDs.
-func (a *ShopAPI) TargetHCL(listen string) string {
+// in front of the API, for BrokerOptions.Extra of a broker that uses Cedar (not Allow); extra is
+// added inside the target block (a timeouts block, say), as BrokerOptions.TargetExtra is for "shop".
+// Each session's API token is leased from Vault for the credential role Cedar picks among catalog
+// "api"'s, and injected as Authorization: Bearer. The catalog "api" (routes, fields, credential
+// roles) is in policies/catalog.hcl, which StartBroker puts in the configuration whole: the file is
+// its one source. Add JWTBlock for agents that present JWT-SVIDs.
+func (a *ShopAPI) TargetHCL(listen, extra string) string {
 	return fmt.Sprintf(`
 # The shop's HTTPS API (examples/shopapi). Agents never hold its token: the broker leases one from
 # Vault per session, for the credential role Cedar picks (api-read or api-write), and injects it.
 target %q {
   protocol = "http"
   listen   = %q
-
+%s
   backend {
     address            = %q
     ca_file            = %q
@@ -281,40 +280,10 @@ target %q {
     vault_password_key = "token"
   }
 }
-`, APITargetName, listen, a.Addr, a.CAFile)
+`, APITargetName, listen, extra, a.Addr, a.CAFile)
 }
 
 // JWTBlock makes the broker's http targets accept JWT-SVIDs of audience JWTAudience as bearers.
 func JWTBlock() string {
 	return fmt.Sprintf("\n# HTTP targets accept a JWT-SVID for this audience in Authorization: Bearer.\njwt {\n  audience = %q\n}\n", JWTAudience)
-}
-
-// APICatalogHCL returns the `catalog "api"` block of policies/catalog.hcl, as written there, for a
-// configuration that does not take the whole file (BrokerOptions.Allow). The file is the one source
-// of the API's catalog.
-func APICatalogHCL() (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	return catalogBlock(filepath.Join(root, "policies", "catalog.hcl"), APITargetName)
-}
-
-// catalogBlock returns the source text of the `catalog "<name>"` block of an HCL file.
-func catalogBlock(path, name string) (string, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("stack: %w", err)
-	}
-	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
-	if diags.HasErrors() {
-		return "", fmt.Errorf("stack: %s: %s", path, diags.Error())
-	}
-	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
-		if b.Type == "catalog" && len(b.Labels) == 1 && b.Labels[0] == name {
-			r := b.Range()
-			return string(src[r.Start.Byte:r.End.Byte]) + "\n", nil
-		}
-	}
-	return "", fmt.Errorf("stack: %s has no catalog %q block", path, name)
 }

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	hcl "github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/svidbroker/svidbroker/test/vault"
@@ -306,20 +309,48 @@ func TestShopAPISecretsOutOfAgentsReach(t *testing.T) {
 	}
 }
 
-func TestAPICatalogBlock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "catalog.hcl")
-	src := "catalog \"shop\" {\n  kind = \"postgres\"\n}\n\ncatalog \"api\" {\n  kind = \"http\"\n  route \"GET /v1/orders/{id}\" {}\n}\ngroup \"x\" { selectors = [] }\n"
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
+// TestAPITargetHCL decodes the target and jwt blocks the e2e tests and the demo add to the broker's
+// configuration, as the configuration's HCL decoding would.
+func TestAPITargetHCL(t *testing.T) {
+	a := &ShopAPI{Addr: "127.0.0.1:9443", CAFile: "/tmp/api-ca.pem"}
+	src := a.TargetHCL("127.0.0.1:8443", "  timeouts {\n    upstream = \"5s\"\n  }\n") + JWTBlock()
+	f, diags := hclsyntax.ParseConfig([]byte(src), "extra.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatalf("%s\n%s", diags.Error(), src)
 	}
-	got, err := catalogBlock(path, "api")
-	if err != nil {
-		t.Fatal(err)
+	var cfg struct {
+		Targets []struct {
+			Name     string `hcl:"name,label"`
+			Protocol string `hcl:"protocol"`
+			Listen   string `hcl:"listen"`
+			Timeouts struct {
+				Upstream string `hcl:"upstream"`
+			} `hcl:"timeouts,block"`
+			Backend struct {
+				Address          string `hcl:"address"`
+				CAFile           string `hcl:"ca_file"`
+				ServerName       string `hcl:"server_name"`
+				Auth             string `hcl:"auth"`
+				VaultPasswordKey string `hcl:"vault_password_key"`
+			} `hcl:"backend,block"`
+		} `hcl:"target,block"`
+		JWT struct {
+			Audience string `hcl:"audience"`
+		} `hcl:"jwt,block"`
 	}
-	if want := "catalog \"api\" {\n  kind = \"http\"\n  route \"GET /v1/orders/{id}\" {}\n}\n"; got != want {
-		t.Errorf("catalogBlock = %q, want %q", got, want)
+	if diags := gohcl.DecodeBody(f.Body, nil, &cfg); diags.HasErrors() {
+		t.Fatalf("%s\n%s", diags.Error(), src)
 	}
-	if _, err := catalogBlock(path, "mcp"); err == nil || !strings.Contains(err.Error(), `no catalog "mcp"`) {
-		t.Errorf("a missing catalog: %v", err)
+	if len(cfg.Targets) != 1 {
+		t.Fatalf("%d targets, want 1", len(cfg.Targets))
+	}
+	tg := cfg.Targets[0]
+	b := tg.Backend
+	if tg.Name != "api" || tg.Protocol != "http" || tg.Listen != "127.0.0.1:8443" || tg.Timeouts.Upstream != "5s" ||
+		b.Address != a.Addr || b.CAFile != a.CAFile || b.ServerName != "localhost" || b.Auth != "vault" || b.VaultPasswordKey != "token" {
+		t.Errorf("target %+v", tg)
+	}
+	if cfg.JWT.Audience != JWTAudience {
+		t.Errorf("jwt audience %q, want %q", cfg.JWT.Audience, JWTAudience)
 	}
 }
