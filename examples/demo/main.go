@@ -5,6 +5,7 @@
 //	svidbroker-demo status        which components run, their pids, addresses and logs
 //	svidbroker-demo down [--wipe] stop everything the demo started; keep the audit log and policies
 //	                              in .demo/ unless --wipe
+//	svidbroker-demo jwt --persona NAME   print a JWT-SVID fetched from the Workload API as the persona
 //
 // `make demo`, `make demo-down` and `make demo-down WIPE=1` call these. State and outputs go to .demo/
 // (see README.md).
@@ -42,6 +43,9 @@ Usage:
   svidbroker-demo status [--dir .demo]                which components run: pids, addresses, logs
   svidbroker-demo down   [--dir .demo] [--wipe]       stop everything; the audit log, its keys, the policies
                                                       and the configuration stay in the directory unless --wipe
+  svidbroker-demo jwt    --persona NAME [--audience svidbroker] [--dir .demo]
+                                                      print a JWT-SVID the persona's uid fetches from the
+                                                      Workload API, for curl -H "Authorization: Bearer ..."
 
 make demo, make demo-down and make demo-down WIPE=1 run these.
 `
@@ -61,9 +65,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "jwt":
+		return jwtCmd(args[1:], stdout, stderr)
+	case "jwt-fetch": // what jwt runs as the persona
+		return jwtFetch(args[1:], stdout, stderr)
 	case "up", "down", "status", "run": // run is the background process that up starts
 	default:
-		fmt.Fprintf(stderr, "svidbroker-demo: unknown command %q: use up, status or down.\nRun 'svidbroker-demo --help' for their flags.\n", cmd)
+		fmt.Fprintf(stderr, "svidbroker-demo: unknown command %q: use up, status, down or jwt.\nRun 'svidbroker-demo --help' for their flags.\n", cmd)
 		return 2
 	}
 	fs := flag.NewFlagSet("svidbroker-demo "+cmd, flag.ContinueOnError)
@@ -109,6 +117,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 type demo struct {
 	dir, bin string
+	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it, when
+	// httpTarget is on. Set by run.
+	api       *stack.ShopAPI
+	apiListen string
+	connects  []*connectProc
 }
 
 func newDemo(dir, bin string) (*demo, error) {
@@ -299,6 +312,9 @@ func (d *demo) tour() error {
 	if r.err != nil {
 		return fmt.Errorf("psql: %w", r.err)
 	}
+	if httpTarget {
+		return d.httpTour(strings.TrimSpace(string(admin)))
+	}
 	return nil
 }
 
@@ -483,11 +499,24 @@ func (d *demo) run() error {
 	if err := s.ConfigureVault(startCtx, root, "5m", "8h"); err != nil {
 		return err
 	}
+	// The shop's HTTPS API, with its own database login, and Vault's engine for its API tokens.
+	if d.api, err = s.StartShopAPI(startCtx); err != nil {
+		return err
+	}
+	if err := s.ConfigureAPIVault(startCtx, root, d.api, "5m", "8h"); err != nil {
+		return err
+	}
 	vaultBlock, err := s.VaultBlock("svidbroker", v.Addr, v.CACertPEM)
 	if err != nil {
 		return err
 	}
 	opts := stack.BrokerOptions{Binary: brokerBin, VaultRoles: true, Extra: vaultBlock}
+	if httpTarget {
+		if d.apiListen, err = freeLoopbackAddr(); err != nil {
+			return err
+		}
+		opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
+	}
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
@@ -521,6 +550,15 @@ func (d *demo) run() error {
 	}
 	if err := d.refresh(startCtx, s, b, personas, svidDir); err != nil {
 		return err
+	}
+	if err := d.writeWorkloads(startCtx, s, personas); err != nil {
+		return err
+	}
+	if httpTarget {
+		if d.connects, err = d.startConnects(startCtx, s, brokerBin, d.apiListen, personas); err != nil {
+			return err
+		}
+		defer stopConnects(d.connects) // before the broker stops
 	}
 	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
@@ -589,8 +627,17 @@ func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runS
 		"postgres":     fmt.Sprintf("%s:%d", s.Postgres.Host, s.Postgres.Port),
 		"svidbroker":   b.Addr + " (admin " + b.AdminAddr + ")",
 	}
+	if d.api != nil {
+		addrs["shopapi"] = d.api.Addr
+	}
+	if d.apiListen != "" {
+		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + " (admin " + b.AdminAddr + ")"
+	}
 	for _, c := range s.Components() {
 		st.Components = append(st.Components, component{Name: c.Name, PID: c.PID, Address: addrs[c.Name], Log: c.Log})
+	}
+	for _, c := range d.connects {
+		st.Components = append(st.Components, component{Name: "connect " + c.persona, PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
 	}
 	return st
 }
@@ -662,10 +709,23 @@ Audit (every session and statement, recorded before it reaches the database):
   .bin/svidbroker replay --config %s/broker.hcl SESSION
   .bin/svidbroker audit verify --config %s/broker.hcl
 
+%s
 Status (components, pids, addresses, logs): .bin/svidbroker-demo status
 Stop everything with: make demo-down   (keeps the audit log and policies here; WIPE=1 removes them)
 `, b.Addr, b.AdminAddr, s.SPIRE.Endpoint(), s.Postgres.Host, s.Postgres.Port, vaultAddr, rel(d.path("broker.hcl")), rel(d.path("logs")),
-		rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir))
+		rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), d.apiGuide(b))
+}
+
+// apiGuide is the guide's part on the shop API: through the broker's http target when httpTarget is
+// on, else where it runs.
+func (d *demo) apiGuide(b *stack.Broker) string {
+	if httpTarget {
+		return d.httpGuide(d.apiListen, b.AdminAddr)
+	}
+	return fmt.Sprintf(`
+Shop API    https://%s  (examples/shopapi; every request needs an API token leased from Vault's
+            api/creds/api-read or api-write; the broker's http target "api" is not enabled in this build)
+`, d.api.Addr)
 }
 
 func mustGetwd() string {

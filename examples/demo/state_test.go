@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -196,7 +197,10 @@ func TestDemoCommandLine(t *testing.T) {
 		{"down --help", []string{"down", "--help"}, 0, "--wipe", ""},
 		{"status -h", []string{"status", "-h"}, 0, "Usage:", ""},
 		{"no command", nil, 2, "", "Usage:"},
-		{"unknown command", []string{"stat"}, 2, "", "use up, status or down"},
+		{"unknown command", []string{"stat"}, 2, "", "use up, status, down or jwt"},
+		{"jwt -h", []string{"jwt", "-h"}, 0, "--persona NAME", ""},
+		{"jwt without a persona", []string{"jwt", "--dir", dir}, 2, "", "usage: svidbroker-demo jwt"},
+		{"jwt when stopped", []string{"jwt", "--dir", dir, "--persona", "support"}, 1, "", "is the demo running?"},
 		{"unknown flag", []string{"down", "--wype"}, 2, "", "Run 'svidbroker-demo --help'"},
 		{"wipe is for down", []string{"up", "--wipe"}, 2, "", "--wipe is for down"},
 		{"status when stopped", []string{"status", "--dir", dir}, 0, "The demo is not running", ""},
@@ -211,6 +215,21 @@ func TestDemoCommandLine(t *testing.T) {
 				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.stdout, stderr.String(), tc.stderr)
 			}
 		})
+	}
+}
+
+// TestJWTUnknownPersona names the personas when asked for another, before running anything.
+func TestJWTUnknownPersona(t *testing.T) {
+	dir := t.TempDir()
+	d, err := newDemo(dir, t.TempDir())
+	must(t, err)
+	b, err := json.Marshal(workloads{Binary: "/nonexistent", Personas: map[string]workloadPersona{"support": {UID: 30002, GID: 30002}}})
+	must(t, err)
+	must(t, os.WriteFile(d.path(workloadFile), b, 0o644))
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"jwt", "--dir", dir, "--persona", "admin"}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `no persona "admin"`) {
+		t.Fatalf("exit %d, stderr %q; want 2 naming the persona", code, stderr.String())
 	}
 }
 

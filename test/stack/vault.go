@@ -32,6 +32,9 @@ func (s *Stack) ConfigureVault(ctx context.Context, root *vaultapi.Client, ttl, 
 	for _, r := range VaultRoles {
 		fmt.Fprintf(&policy, "path \"database/creds/%s\" { capabilities = [\"read\"] }\n", r)
 	}
+	for _, r := range APIVaultRoles { // the API-token engine's, if ConfigureAPIVault mounts it
+		fmt.Fprintf(&policy, "path \"%s/creds/%s\" { capabilities = [\"read\"] }\n", APIVaultMount, r)
+	}
 	policy.WriteString(`path "sys/leases/*" { capabilities = ["update"] }`)
 	if err := root.Sys().PutPolicyWithContext(ctx, "broker", policy.String()); err != nil {
 		return fmt.Errorf("stack: vault: %w", err)

@@ -31,9 +31,12 @@ type dbRole struct {
 // "<mount>/<name>".
 type lease struct {
 	id, mount, role, username string
-	issued, expires           time.Time
-	maxExpires                time.Time
-	lastRenewal               time.Time
+	// engine is "" for the database engine, engineAPIToken for a token of that engine (tokenSHA256).
+	engine          string
+	tokenSHA256     []byte
+	issued, expires time.Time
+	maxExpires      time.Time
+	lastRenewal     time.Time
 }
 
 // database serves the database secrets engine mounted at mnt; rest is the path below the mount.
@@ -178,10 +181,14 @@ func (s *Server) leaseLookup(body map[string]any) (any, error) {
 }
 
 // leaseRenew extends a lease by the increment (default: the role's default TTL), never past max_ttl.
-func (s *Server) leaseRenew(body map[string]any) (any, error) {
+func (s *Server) leaseRenew(ctx context.Context, body map[string]any) (any, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	l, ok := s.leases[str(body, "lease_id")]
+	if ok && l.engine == engineAPIToken {
+		s.mu.Unlock()
+		return s.apiLeaseRenew(ctx, l.id, body)
+	}
+	defer s.mu.Unlock()
 	if !ok {
 		return nil, errf(http.StatusBadRequest, "lease not found or lease is not renewable")
 	}
@@ -209,6 +216,10 @@ func (s *Server) leaseRevoke(ctx context.Context, id string) error {
 	l, ok := s.leases[id]
 	var role *dbRole
 	var cfg *dbConfig
+	if ok && l.engine == engineAPIToken {
+		s.mu.Unlock()
+		return s.apiLeaseRevoke(ctx, l)
+	}
 	if ok {
 		role = s.dbRoles[l.role]
 		cfg = s.dbConfig[l.mount+"/"+role.db]

@@ -23,6 +23,12 @@
 //     and creds/<role>, which runs the creation statements on the real PostgreSQL;
 //   - kv version 2: data/<path> (read, by version too; write, with check-and-set; delete) and
 //     metadata/<path> (read, list, delete); a missing secret is 404 {"errors":[]};
+//   - an API-token engine (type "api-token", which Vault does not have built in: a platform team's
+//     plugin would play its part) for an HTTP API that checks bearer tokens in its own PostgreSQL
+//     table (examples/shopapi): config with a connection_url template, username, password and table
+//     (default api.tokens); roles/<name> with default_ttl and max_ttl; creds/<name>, which stores a
+//     new token's SHA-256 with the role name and expiry and returns {"token": ...} under a lease;
 //   - leases: sys/leases/lookup, renew (capped by max_ttl) and revoke; expired leases are revoked on
-//     time, which drops the PostgreSQL role.
+//     time, which drops the PostgreSQL role (database engine) or deletes the token's row (API-token
+//     engine: renewal moves the row's expiry), so that a revoked credential stops working at once.
 package vault

@@ -53,6 +53,9 @@ type Server struct {
 	dbRoles  map[string]*dbRole
 	leases   map[string]*lease
 	kv       map[string]*kvSecret
+	// The API-token engine's config by mount, and roles by "<mount>/<name>".
+	apiConfigs map[string]*apiConfig
+	apiRoles   map[string]*apiRole
 }
 
 // Options tune a Server.
@@ -91,7 +94,7 @@ func Start(opts Options) (*Server, error) {
 		tokens: map[string]*token{}, policies: map[string][]rule{}, certs: map[string]*certRole{},
 		jwtCfgs: map[string]*jwtConfig{}, jwtRoles: map[string]*jwtRole{},
 		dbConfig: map[string]*dbConfig{}, dbRoles: map[string]*dbRole{}, leases: map[string]*lease{},
-		kv: map[string]*kvSecret{},
+		kv: map[string]*kvSecret{}, apiConfigs: map[string]*apiConfig{}, apiRoles: map[string]*apiRole{},
 	}
 	s.tokens[s.RootToken] = &token{id: s.RootToken, accessor: randHex(12), policies: []string{"root"}}
 	s.srv = &http.Server{Handler: http.MaxBytesHandler(http.HandlerFunc(s.serve), opts.MaxRequestBytes),
@@ -114,6 +117,9 @@ func (s *Server) Close() error {
 	close(s.stop)
 	for _, cfg := range s.dbConfig {
 		defer cfg.pool.Close()
+	}
+	for _, cfg := range s.apiConfigs {
+		defer cfg.db.pool.Close()
 	}
 	s.mu.Unlock()
 	<-s.done
@@ -271,7 +277,7 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 	case path == "sys/leases/lookup":
 		return s.leaseLookup(body)
 	case path == "sys/leases/renew":
-		return s.leaseRenew(body)
+		return s.leaseRenew(r.Context(), body)
 	case path == "sys/leases/revoke":
 		return nil, s.leaseRevoke(r.Context(), str(body, "lease_id"))
 	}
@@ -288,6 +294,8 @@ func (s *Server) route(r *http.Request, path string, body map[string]any) (any, 
 		return s.database(r.Context(), mnt, rest, r.Method, body)
 	case "kv-v2":
 		return s.kvV2(r, mnt, rest, body)
+	case engineAPIToken:
+		return s.apiToken(r.Context(), mnt, rest, r.Method, body)
 	}
 	return nil, errf(http.StatusNotFound, "no handler for route %q. route entry not found.", path)
 }
@@ -342,7 +350,7 @@ func (s *Server) authenticate(r *http.Request) (*token, error) {
 // authTypes and engineTypes are the auth methods and secrets engines this server implements.
 var (
 	authTypes   = map[string]bool{"cert": true, "jwt": true}
-	engineTypes = map[string]bool{"database": true, "kv-v2": true}
+	engineTypes = map[string]bool{"database": true, "kv-v2": true, engineAPIToken: true}
 )
 
 // listMounts answers GET sys/auth and sys/mounts: each mount, with a trailing "/", and its type (kv
@@ -373,7 +381,7 @@ func (s *Server) enable(table map[string]string, types map[string]bool, path, me
 		typ = "kv-v2"
 	}
 	if !types[typ] {
-		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert and jwt auth, the database engine and kv version 2)", typ)
+		return nil, errf(http.StatusBadRequest, "unsupported type %q (this server implements cert and jwt auth, the database engine, kv version 2 and api-token)", typ)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

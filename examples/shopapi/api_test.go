@@ -1,0 +1,126 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestBearer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		want    string // "" means refused
+		errText string
+	}{
+		{"bearer", []string{"Bearer abc.DEF-123"}, "abc.DEF-123", ""},
+		{"scheme case-insensitive", []string{"bearer tok"}, "tok", ""},
+		{"none", nil, "", "no Authorization header"},
+		{"two headers", []string{"Bearer a", "Bearer b"}, "", "more than one"},
+		{"basic", []string{"Basic dXNlcjpwYXNz"}, "", "not Bearer"},
+		{"empty token", []string{"Bearer "}, "", "empty"},
+		{"space in token", []string{"Bearer a b"}, "", "whitespace"},
+		{"too long", []string{"Bearer " + strings.Repeat("x", maxTokenBytes+1)}, "", "longer than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, v := range tc.headers {
+				h.Add("Authorization", v)
+			}
+			got, err := bearer(h)
+			if tc.want != "" {
+				if err != nil || got != tc.want {
+					t.Fatalf("bearer = %q, %v; want %q", got, err, tc.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.errText) {
+				t.Fatalf("bearer = %q, %v; want an error mentioning %q", got, err, tc.errText)
+			}
+		})
+	}
+}
+
+func TestRoleMethods(t *testing.T) {
+	for _, tc := range []struct {
+		role, method string
+		want         bool
+	}{
+		{"api-read", "GET", true},
+		{"api-read", "DELETE", false},
+		{"api-read", "POST", false},
+		{"api-write", "GET", true},
+		{"api-write", "POST", true},
+		{"api-write", "DELETE", true},
+		{"api-write", "PUT", false},
+		{"shop-admin", "GET", false}, // a role the API does not know allows nothing
+	} {
+		if got := allows(tc.role, tc.method); got != tc.want {
+			t.Errorf("allows(%q, %q) = %v, want %v", tc.role, tc.method, got, tc.want)
+		}
+	}
+}
+
+func TestParseLimit(t *testing.T) {
+	for q, want := range map[string]int{"": defaultLimit, "limit=1": 1, "limit=100": 100} {
+		if got, err := parseLimit(q); err != nil || got != want {
+			t.Errorf("parseLimit(%q) = %d, %v; want %d", q, got, err, want)
+		}
+	}
+	for q, errText := range map[string]string{
+		"limit=0": "from 1 to", "limit=101": "from 1 to", "limit=x": "from 1 to", "limit=-1": "from 1 to",
+		"limit=1&limit=2": "more than once", "offset=3": `unknown query parameter "offset"`, "limit=%zz": "malformed",
+	} {
+		if _, err := parseLimit(q); err == nil || !strings.Contains(err.Error(), errText) {
+			t.Errorf("parseLimit(%q) = %v, want an error mentioning %q", q, err, errText)
+		}
+	}
+}
+
+func TestDecodeRefund(t *testing.T) {
+	rf, err := decodeRefund([]byte(`{"order_id": 10, "amount": 250, "reason": "damaged"}`))
+	if err != nil || rf != (refund{OrderID: 10, Amount: 250, Reason: "damaged"}) {
+		t.Fatalf("decodeRefund = %+v, %v", rf, err)
+	}
+	for body, errText := range map[string]string{
+		`{"order_id": 10, "amount": 250, "reason": "x", "admin": true}`: `unknown field "admin"`,
+		`{"order_id": "10", "amount": 250, "reason": "x"}`:              "order_id must be an integer",
+		`{"order_id": 10, "amount": 2.5, "reason": "x"}`:                "amount must be an integer",
+		`{"order_id": 10, "amount": 250}`:                               "reason must be",
+		`{"order_id": 0, "amount": 250, "reason": "x"}`:                 "order_id must be a positive",
+		`{"order_id": 10, "amount": -5, "reason": "x"}`:                 "amount must be from 1",
+		`{"order_id": 10, "amount": 250, "reason": "x"} {}`:             "more than one JSON value",
+		`[1, 2]`:   "not a JSON object",
+		`not json`: "not a JSON object",
+		`{"order_id": 10, "amount": 250, "reason": "` + strings.Repeat("é", maxReasonRunes+1) + `"}`: "at most 500",
+	} {
+		if _, err := decodeRefund([]byte(body)); err == nil || !strings.Contains(err.Error(), errText) {
+			t.Errorf("decodeRefund(%.60q) = %v, want an error mentioning %q", body, err, errText)
+		}
+	}
+}
+
+// FuzzDecodeRefund checks that whatever decodeRefund accepts is within the documented bounds.
+func FuzzDecodeRefund(f *testing.F) {
+	for _, s := range []string{
+		`{"order_id": 10, "amount": 250, "reason": "damaged"}`,
+		`{"order_id": 10, "amount": 250, "reason": "x"} {}`,
+		`{"order_id": 1e3, "amount": 1, "reason": "\u00e9"}`,
+		`{"ORDER_ID": 10, "amount": 250, "reason": "case"}`,
+		`{"order_id": 10, "order_id": -1, "amount": 1, "reason": "dup"}`,
+		``, `null`, `{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rf, err := decodeRefund(body)
+		if err != nil {
+			return
+		}
+		if rf.OrderID <= 0 || rf.Amount <= 0 || rf.Amount > maxAmount || rf.Reason == "" ||
+			!utf8.ValidString(rf.Reason) || utf8.RuneCountInString(rf.Reason) > maxReasonRunes {
+			t.Fatalf("accepted out-of-bounds refund %+v from %q", rf, body)
+		}
+	})
+}

@@ -1,0 +1,289 @@
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// The demo's upstream API (examples/shopapi) and what it needs in PostgreSQL and Vault.
+const (
+	// ShopAPIUID is the uid the API runs as: no persona's, so no agent can read its files (its
+	// database password among them), and SPIRE issues it nothing.
+	ShopAPIUID = 30100
+	// ShopAPIDBRole is the API's own PostgreSQL login: it reads customers and orders, deletes orders,
+	// records refunds in api.refunds and reads api.tokens.
+	ShopAPIDBRole = "shopapi"
+	// APITokenIssuerRole is the login of Vault's API-token engine: it may only write api.tokens.
+	APITokenIssuerRole = "api_token_issuer"
+	// APIVaultMount is where ConfigureAPIVault mounts the API-token engine.
+	APIVaultMount = "api"
+	// APITargetName is the broker's http target in front of the API.
+	APITargetName = "api"
+	// JWTAudience is the audience of the JWT-SVIDs agents present to the broker's http targets.
+	JWTAudience = "svidbroker"
+)
+
+// APIVaultRoles are the API-token engine's roles: the API lets api-read GET, and api-write GET, POST
+// and DELETE. They are the credential roles of catalog "api" in policies/catalog.hcl.
+var APIVaultRoles = []string{"api-read", "api-write"}
+
+// apiSchema is the API's own schema in database "shop": its token table, which Vault's engine
+// writes and the API reads on every request, and the refunds it records.
+const apiSchema = `
+CREATE SCHEMA IF NOT EXISTS api;
+CREATE TABLE IF NOT EXISTS api.tokens (
+	token_sha256 bytea PRIMARY KEY CHECK (length(token_sha256) = 32),
+	role         text NOT NULL,
+	expires_at   timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api.refunds (
+	id         bigserial PRIMARY KEY,
+	order_id   integer NOT NULL,
+	amount     bigint NOT NULL CHECK (amount > 0),
+	reason     text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+DO $$ BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '` + ShopAPIDBRole + `') THEN CREATE ROLE ` + ShopAPIDBRole + ` LOGIN; END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '` + APITokenIssuerRole + `') THEN CREATE ROLE ` + APITokenIssuerRole + ` LOGIN; END IF;
+END $$;
+REVOKE ALL ON SCHEMA api FROM PUBLIC;
+GRANT USAGE ON SCHEMA api TO ` + ShopAPIDBRole + `, ` + APITokenIssuerRole + `;
+GRANT SELECT ON api.tokens TO ` + ShopAPIDBRole + `;
+GRANT SELECT, INSERT ON api.refunds TO ` + ShopAPIDBRole + `;
+GRANT USAGE ON SEQUENCE api.refunds_id_seq TO ` + ShopAPIDBRole + `;
+GRANT SELECT ON public.customers TO ` + ShopAPIDBRole + `;
+GRANT SELECT, DELETE ON public.orders TO ` + ShopAPIDBRole + `;
+GRANT SELECT, INSERT, UPDATE, DELETE ON api.tokens TO ` + APITokenIssuerRole + `;
+`
+
+// ShopAPI is a running examples/shopapi in front of the stack's database "shop".
+type ShopAPI struct {
+	// Addr is its HTTPS host:port (127.0.0.1).
+	Addr string
+	// CAFile is the PEM CA that signed its certificate, for localhost and 127.0.0.1.
+	CAFile string
+
+	issuerPassword string
+	proc           *process
+}
+
+// StartShopAPI sets up the API's schema and logins in database "shop" and runs svidbroker-shopapi
+// (built by `make build`) as ShopAPIUID. Its database password goes into a file only that uid can
+// read. It returns once /healthz answers over verified TLS; Close stops it.
+func (s *Stack) StartShopAPI(ctx context.Context) (*ShopAPI, error) {
+	src, err := tool(s.binDir, "svidbroker-shopapi", "build")
+	if err != nil {
+		return nil, err
+	}
+	bin, err := s.Install(src, "svidbroker-shopapi")
+	if err != nil {
+		return nil, err
+	}
+	apiPW, issuerPW := randomPassword(), randomPassword()
+	if err := s.setupAPISchema(ctx, apiPW, issuerPW); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	a := &ShopAPI{Addr: "127.0.0.1:" + strconv.Itoa(port), CAFile: filepath.Join(s.Dir, "shopapi-ca.pem"), issuerPassword: issuerPW}
+	sc, err := newServerCert("localhost")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(a.CAFile, sc.caPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	dir := filepath.Join(s.Dir, "shopapi")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	pg := s.Postgres
+	files := map[string][]byte{
+		"server.crt": sc.certPEM, "server.key": sc.keyPEM,
+		"db.conn": fmt.Appendf(nil, "host=%s port=%d dbname=shop user=%s password=%s sslmode=verify-full sslrootcert=%s\n",
+			pg.Host, pg.Port, ShopAPIDBRole, apiPW, pg.CAPath),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+	}
+	if err := ChownTree(dir, ShopAPIUID, ShopAPIUID); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--listen", a.Addr, "--cert", filepath.Join(dir, "server.crt"),
+		"--key", filepath.Join(dir, "server.key"), "--db-file", filepath.Join(dir, "db.conn"))
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: ShopAPIUID, Gid: ShopAPIUID}}
+	if a.proc, err = s.launch("shopapi", cmd, syscall.SIGTERM); err != nil {
+		return nil, err
+	}
+	client, err := a.Client()
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, a.proc, "GET https://"+a.Addr+"/healthz", func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr+"/healthz", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// setupAPISchema creates the API's schema, tables and logins, and sets the logins' passwords.
+func (s *Stack) setupAPISchema(ctx context.Context, apiPW, issuerPW string) error {
+	c, err := s.Postgres.Connect(ctx, "shop")
+	if err != nil {
+		return fmt.Errorf("stack: shopapi schema: %w", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, apiSchema); err != nil {
+		return fmt.Errorf("stack: shopapi schema: %w", err)
+	}
+	// The passwords are hex: nothing in them needs quoting.
+	for role, pw := range map[string]string{ShopAPIDBRole: apiPW, APITokenIssuerRole: issuerPW} {
+		if _, err := c.Exec(ctx, "ALTER ROLE "+role+" PASSWORD '"+pw+"'"); err != nil {
+			return fmt.Errorf("stack: shopapi schema: set the password of %s: %w", role, err)
+		}
+	}
+	return nil
+}
+
+// StartPostgres starts a stack of PostgreSQL alone (database "shop" seeded, no SPIRE, no personas),
+// for tests of the components that need nothing else: the API-token engine, the shop API. Close
+// stops it and removes its directory.
+func StartPostgres(ctx context.Context) (s *Stack, err error) {
+	s = &Stack{}
+	if s.binDir, err = BinDir(); err != nil {
+		return nil, err
+	}
+	if s.Dir, err = os.MkdirTemp("", "svidbroker-pg-"); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s.ownsDir, s.LogDir = true, filepath.Join(s.Dir, "logs")
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+			s = nil
+		}
+	}()
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return s, fmt.Errorf("stack: %w", err)
+	}
+	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
+		return s, fmt.Errorf("stack: %w", err)
+	}
+	return s, s.startPostgres(ctx, PostgresConfig{})
+}
+
+func randomPassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Client returns an HTTPS client that trusts the API's CA only.
+func (a *ShopAPI) Client() (*http.Client, error) {
+	ca, err := os.ReadFile(a.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("stack: no certificate in %s", a.CAFile)
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+// URL is the API's base URL.
+func (a *ShopAPI) URL() string { return "https://" + a.Addr }
+
+// Stop ends the API with SIGTERM and waits for it (the stack's Close does too).
+func (a *ShopAPI) Stop() error { return a.proc.stop() }
+
+// LogPath is the file the API's output goes to.
+func (a *ShopAPI) LogPath() string { return a.proc.logPath }
+
+// PID is the API process's ID.
+func (a *ShopAPI) PID() int { return a.proc.cmd.Process.Pid }
+
+// ConfigureAPIVault mounts the API-token engine at APIVaultMount with the roles APIVaultRoles, whose
+// tokens live ttl (renewable up to maxTTL). The engine writes api.tokens as APITokenIssuerRole.
+// ConfigureVault's broker policy may already read their creds.
+func (s *Stack) ConfigureAPIVault(ctx context.Context, root *vaultapi.Client, a *ShopAPI, ttl, maxTTL string) error {
+	if err := Mount(ctx, root, APIVaultMount, "api-token", nil); err != nil {
+		return err
+	}
+	pg := s.Postgres
+	if _, err := root.Logical().WriteWithContext(ctx, APIVaultMount+"/config", map[string]any{
+		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s:%d/shop?sslmode=verify-full&sslrootcert=%s", pg.Host, pg.Port, pg.CAPath),
+		"username":       APITokenIssuerRole, "password": a.issuerPassword, "table": "api.tokens",
+	}); err != nil {
+		return fmt.Errorf("stack: vault: write %s/config: %w", APIVaultMount, err)
+	}
+	for _, r := range APIVaultRoles {
+		if _, err := root.Logical().WriteWithContext(ctx, APIVaultMount+"/roles/"+r, map[string]any{"default_ttl": ttl, "max_ttl": maxTTL}); err != nil {
+			return fmt.Errorf("stack: vault: write %s/roles/%s: %w", APIVaultMount, r, err)
+		}
+	}
+	return nil
+}
+
+// TargetHCL is the broker configuration of http target "api" (APITargetName) listening at listen,
+// in front of the API, for BrokerOptions.Extra of a broker that uses Cedar (not Allow); extra is
+// added inside the target block (a timeouts block, say), as BrokerOptions.TargetExtra is for "shop".
+// Each session's API token is leased from Vault for the credential role Cedar picks among catalog
+// "api"'s, and injected as Authorization: Bearer. The catalog "api" (routes, fields, credential
+// roles) is in policies/catalog.hcl, which StartBroker puts in the configuration whole: the file is
+// its one source. Add JWTBlock for agents that present JWT-SVIDs.
+func (a *ShopAPI) TargetHCL(listen, extra string) string {
+	return fmt.Sprintf(`
+# The shop's HTTPS API (examples/shopapi). Agents never hold its token: the broker leases one from
+# Vault per session, for the credential role Cedar picks (api-read or api-write), and injects it.
+target %q {
+  protocol = "http"
+  listen   = %q
+%s
+  backend {
+    address            = %q
+    ca_file            = %q
+    server_name        = "localhost"
+    auth               = "vault"
+    vault_password_key = "token"
+  }
+}
+`, APITargetName, listen, extra, a.Addr, a.CAFile)
+}
+
+// JWTBlock makes the broker's http targets accept JWT-SVIDs of audience JWTAudience as bearers.
+func JWTBlock() string {
+	return fmt.Sprintf("\n# HTTP targets accept a JWT-SVID for this audience in Authorization: Bearer.\njwt {\n  audience = %q\n}\n", JWTAudience)
+}
