@@ -47,11 +47,25 @@ type Schema struct {
 	validator *validate.Validator
 }
 
-// ParseSchema parses a schema in Cedar's schema syntax.
+// ParseSchema parses a schema in Cedar's schema syntax, with the HTTP records of an empty catalog
+// (see ParseSchemaFor): the schema of a broker without routes.
 func ParseSchema(name string, src []byte) (*Schema, error) {
+	return ParseSchemaFor(name, src, nil)
+}
+
+// ParseSchemaFor parses a schema in Cedar's schema syntax, with the record types HTTPParams,
+// HTTPQuery and HTTPBody generated from the catalog's routes (HTTPRecords) appended to it: what the
+// HTTP context of the schema refers to. A nil catalog has no routes.
+func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
+	gen, err := HTTPRecords(c)
+	if err != nil {
+		return nil, err
+	}
+	full := make([]byte, 0, len(src)+len(gen)+1)
+	full = append(append(append(full, src...), '\n'), gen...)
 	var s schema.Schema
 	s.SetFilename(name)
-	if err := s.UnmarshalCedar(src); err != nil {
+	if err := s.UnmarshalCedar(full); err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
 	}
 	r, err := s.Resolve()
