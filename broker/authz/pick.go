@@ -76,9 +76,11 @@ func (n *NoRole) Is(err error) bool { return err == ErrNoRole || err == ErrDenie
 //     or request held for approval counts), on the target or on any of its catalog tables; an HTTP
 //     action, on any catalog route of its method (asked with the route's template as the path and
 //     no parameters, query or body, so a permit that holds only for some values does not count).
-//  3. The pick is the most privileged candidate whose covers include a needed action: the least
-//     privileged role that still serves the most privileged thing the caller may do. A role ranked
-//     above another is taken to include what that one's covers allow.
+//  3. The pick is the most privileged candidate whose covers include a needed action that no less
+//     privileged candidate covers: the least privileged role that still serves the most privileged
+//     thing the caller may do. A role ranked above another is taken to include what that one's
+//     covers allow, whether its covers repeat them (api-write covering http:get as api-read does)
+//     or not.
 //  4. With no such candidate the caller is refused: a *NoRole error (ErrNoRole, ErrDenied).
 //
 // A caller permitted only sql:select gets the read role even where credential:use permits more;
@@ -157,12 +159,14 @@ func (a *Authorizer) PickRole(c Connect) (RolePick, error) {
 		i := permitted[k]
 		r := target.Roles[i]
 		var why []string
+		own := false // a needed action no permitted role below covers
 		for _, action := range r.Covers {
 			if need(action) {
 				why = append(why, action)
+				own = own || !slices.ContainsFunc(permitted[:k], func(j int) bool { return slices.Contains(target.Roles[j].Covers, action) })
 			}
 		}
-		if len(why) == 0 {
+		if !own {
 			continue
 		}
 		pick := RolePick{Target: c.Target, Role: r.Name, Decision: no.Uses[i].Decision, For: why}
