@@ -205,7 +205,7 @@ func TestGeneratedRecordsValidatePolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	cases := []struct {
 		cond string
 		ok   bool
 	}{
@@ -213,15 +213,34 @@ func TestGeneratedRecordsValidatePolicies(t *testing.T) {
 		{`context.query has limit && context.query.limit == "5"`, true},
 		{`context.body has amount && context.body.amount > 5`, true},
 		{`context.body has notify && context.body.notify`, true},
+		{`context.query has offset`, false},                           // not declared: always false
+		{`!(context.body has amout)`, false},                          // misspelt: always true
 		{`context.params.name == "x"`, false},                         // no route has {name}
 		{`context.body has reason && context.body.reason > 5`, false}, // a String
 		{`context.body.amount > 5`, false},                            // optional: test with has first
-	} {
+	}
+	for _, tc := range cases {
 		dir := t.TempDir()
 		writePolicies(t, dir, map[string]string{"p.cedar": `@id("p") permit (principal, action == Action::"http:get", resource) when { ` + tc.cond + ` };`})
 		_, err := LoadDir(dir, s)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok=%v", tc.cond, err, tc.ok)
+		}
+	}
+	// A forbid on a misspelt name is refused, naming the declared ones; without routes every name
+	// is undeclared.
+	for _, sc := range []struct {
+		schema *Schema
+		says   string
+	}{
+		{s, `context.body.amout: no route of the catalog declares body member "amout" (declared: amount, notify, order_id, reason)`},
+		{testSchema(t), `context.params.id: no route of the catalog declares path parameter "id"; a test of an undeclared name is always false`},
+	} {
+		dir := t.TempDir()
+		writePolicies(t, dir, map[string]string{"p.cedar": `@id("big") forbid (principal, action == Action::"http:post", resource) when { context.body has amout && context.body.amout > 100 };
+@id("id") forbid (principal, action == Action::"http:get", resource) when { context.params has id };`})
+		if _, err := LoadDir(dir, sc.schema); err == nil || !strings.Contains(err.Error(), sc.says) {
+			t.Errorf("got %v, want %q", err, sc.says)
 		}
 	}
 }

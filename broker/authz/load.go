@@ -45,6 +45,8 @@ func (e *LoadError) Error() string {
 type Schema struct {
 	resolved  *resolved.Schema
 	validator *validate.Validator
+	// http are the generated records' attributes (see httpRecordAttrs).
+	http map[string]map[string]string
 }
 
 // ParseSchema parses a schema in Cedar's schema syntax, with the HTTP records of an empty catalog
@@ -61,6 +63,7 @@ func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
+	recs, _ := httpRecordAttrs(c) // HTTPRecords checked them
 	full := make([]byte, 0, len(src)+len(gen)+1)
 	full = append(append(append(full, src...), '\n'), gen...)
 	var s schema.Schema
@@ -72,7 +75,7 @@ func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
 	}
-	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict())}, nil
+	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict()), http: recs}, nil
 }
 
 // Policy is one loaded policy.
@@ -220,6 +223,9 @@ func check(all []Policy, s *Schema) []string {
 				for _, e := range flatten(err) {
 					problems = append(problems, fmt.Sprintf("%s: %v", where, e))
 				}
+			}
+			for _, e := range undeclaredHTTPNames(p.Policy, s.http) {
+				problems = append(problems, fmt.Sprintf("%s: %s", where, e))
 			}
 		}
 	}
