@@ -330,3 +330,31 @@ func TestCanListsRoutesByMethodAndFields(t *testing.T) {
 		}
 	}
 }
+
+// FuzzHTTPRecords holds the generated schema to its promise on any names: either HTTPRecords refuses
+// them, or the schema with the records parses and declares exactly the three records, so no name can
+// inject a declaration.
+func FuzzHTTPRecords(f *testing.F) {
+	for _, s := range [][3]string{{"id", "limit", "amount"}, {"a.b-c", "_x", "n"}, {`a"b`, "x", "y"}, {"a", "b", `c?: Long }; type Y = { "d`}, {"", "q", "b"}} {
+		f.Add(s[0], s[1], s[2], "Long")
+	}
+	f.Fuzz(func(t *testing.T, param, query, member, typ string) {
+		cat := NewCatalog([]CatalogTarget{{Name: "api", Routes: []CatalogRoute{{Pattern: "POST /a/{x}", Params: []string{param},
+			Query: []string{query}, Body: map[string]string{member: typ}}}}}, nil)
+		gen, err := HTTPRecords(cat)
+		if err != nil {
+			return
+		}
+		for _, n := range []string{param, query, member} {
+			if !attributeName(n) {
+				t.Fatalf("generated a record with name %q", n)
+			}
+		}
+		if strings.Count(gen, "type ") != 3 || strings.Count(gen, "?:") != 3 {
+			t.Fatalf("generated:\n%s", gen)
+		}
+		if _, err := ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cat); err != nil {
+			t.Fatalf("the generated records do not parse: %v\n%s", err, gen)
+		}
+	})
+}

@@ -106,3 +106,30 @@ func TestParseRefusesBadDeclarations(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseDeclarations holds Parse to its checks on any declarations: what it accepts has names of
+// the declared alphabet and body types of BodyTypes.
+func FuzzParseDeclarations(f *testing.F) {
+	f.Add("GET /v1/customers/{id}", "limit", "amount", "Long")
+	f.Add("POST /a", "a=b", "a b", "Number")
+	f.Add("POST /a/{x}/{y...}", "_q.1-2", "_", "Bool")
+	f.Fuzz(func(t *testing.T, pattern, query, member, typ string) {
+		r, err := Parse(Block{Pattern: pattern, Query: []string{query}, Body: map[string]string{member: typ}})
+		if err != nil {
+			return
+		}
+		for _, n := range []string{query, member} {
+			if declaredName(n) != nil {
+				t.Fatalf("accepted name %q", n)
+			}
+		}
+		if !slices.Contains(BodyTypes, r.Body[member]) {
+			t.Fatalf("accepted type %q", typ)
+		}
+		for _, p := range r.Params {
+			if !validName(p) {
+				t.Fatalf("parameter %q", p)
+			}
+		}
+	})
+}
