@@ -1,5 +1,5 @@
-# The catalog and groups of the demo database "shop": what the policy packs talk about besides the
-# caller. The pack tests use this file (catalog_file), and the test stack and the demo put the same
+# The catalog and groups of the demo database "shop" and of the demo API "api" (an http target in
+# front of the shop's customers and orders): what the policy packs talk about besides the caller. The pack tests use this file (catalog_file), and the test stack and the demo put the same
 # blocks into the broker's configuration.
 catalog "shop" {
   kind        = "postgres"
@@ -20,6 +20,33 @@ catalog "shop" {
   credential_role "shop-read" { covers = ["sql:select"] }
   credential_role "shop-write" { covers = ["sql:insert", "sql:update", "sql:delete"] }
   credential_role "shop-admin" { covers = ["sql:ddl", "sql:lock"] }
+}
+
+catalog "api" {
+  kind        = "http"
+  environment = "dev"
+  route "GET /v1/customers/{id}" {
+    tags = ["pii"]
+    field "$.email" { tags = ["pii"] }
+    field "$.ssn"   { tags = ["pii", "sensitive"] }
+  }
+  route "GET /v1/customers/{id}/events" { # text/event-stream; each event's data is JSON
+    tags = ["pii"]
+    field "$.email" { tags = ["pii"] }
+    field "$.ssn"   { tags = ["pii", "sensitive"] }
+  }
+  route "GET /v1/orders/{id}" {}
+  route "DELETE /v1/orders/{id}" {}
+  route "POST /v1/refunds" {
+    body = { order_id = "Long", amount = "Long", reason = "String" } # declared JSON body members
+  }
+  route "GET /v1/customers" {
+    query = ["limit"] # declared query parameters
+    field "$.items[*].email" { tags = ["pii"] }
+    field "$.items[*].ssn"   { tags = ["pii", "sensitive"] }
+  }
+  credential_role "api-read"  { covers = ["http:get"] }
+  credential_role "api-write" { covers = ["http:get", "http:post", "http:delete"] }
 }
 
 group "analysts" { selectors = ["agent:name:analyst"] }

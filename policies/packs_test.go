@@ -21,10 +21,6 @@ import (
 // TestPacks runs every pack's own tests against that pack alone, and the combined tests against all
 // packs together, as the demo loads them.
 func TestPacks(t *testing.T) {
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
 	packs, err := os.ReadDir("packs")
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +37,11 @@ func TestPacks(t *testing.T) {
 	}
 	for name, dirs := range runs {
 		t.Run(name, func(t *testing.T) {
+			// The schema with the records the tests' catalogs generate, as `svidbroker policy test`.
+			schema, err := policytest.Schema(dirs[1], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			e, err := authz.New(authz.Config{Dir: dirs[0], Schema: schema})
 			if err != nil {
 				t.Fatal(err)
@@ -133,22 +134,28 @@ func TestEachPersonaGetsItsCredentialRole(t *testing.T) {
 	for _, tc := range []struct {
 		persona  string
 		attested bool
+		target   string
 		want     string
 		for_     string
 	}{
-		{"analyst", true, "shop-read", "sql:select"},
-		{"support", true, "shop-read", "sql:select"},
-		{"migrator", true, "shop-admin", "sql:ddl sql:lock"}, // DDL held for approval still needs the role
-		{"stranger", true, "", ""},
-		{"analyst", false, "", ""}, // unattested: the baseline forbids everything
+		{"analyst", true, "shop", "shop-read", "sql:select"},
+		{"support", true, "shop", "shop-read", "sql:select"},
+		{"migrator", true, "shop", "shop-admin", "sql:ddl sql:lock"}, // DDL held for approval still needs the role
+		{"stranger", true, "shop", "", ""},
+		{"analyst", false, "shop", "", ""}, // unattested: the baseline forbids everything
+		{"analyst", true, "api", "api-read", "http:get"},
+		{"support", true, "api", "api-read", "http:get"},
+		{"migrator", true, "api", "api-write", "http:get http:post http:delete"}, // writes held for approval need the role
+		{"intruder", true, "api", "", ""},
+		{"support", false, "api", "", ""},
 	} {
 		peer := identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + tc.persona)}
 		if tc.attested {
 			peer.Attestation = &identity.Attestation{Selectors: []string{"agent:name:" + tc.persona}}
 		}
-		pick, err := az.PickRole(authz.Connect{Peer: peer, Target: "shop"})
+		pick, err := az.PickRole(authz.Connect{Peer: peer, Target: tc.target})
 		if pick.Role != tc.want || (tc.want == "") != (err != nil) {
-			t.Errorf("%s (attested %v): role %q, err %v; want %q", tc.persona, tc.attested, pick.Role, err, tc.want)
+			t.Errorf("%s (attested %v) on %s: role %q, err %v; want %q", tc.persona, tc.attested, tc.target, pick.Role, err, tc.want)
 			continue
 		}
 		if tc.want == "" {
@@ -187,7 +194,7 @@ func TestColumnMaskStrategies(t *testing.T) {
 // allPacks loads every pack together, as the demo does.
 func allPacks(t *testing.T) *authz.Engine {
 	t.Helper()
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	schema, err := authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, demoCatalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,4 +203,70 @@ func allPacks(t *testing.T) *authz.Engine {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// demoCatalog is policies/catalog.hcl, as the stack and the demo configure it.
+func demoCatalog(t *testing.T) *authz.Catalog {
+	t.Helper()
+	file, diags := hclparse.NewParser().ParseHCLFile("catalog.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var c struct {
+		Catalogs []config.CatalogBlock `hcl:"catalog,block"`
+		Groups   []config.GroupBlock   `hcl:"group,block"`
+	}
+	if diags := gohcl.DecodeBody(file.Body, nil, &c); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if err := config.CheckRoutes(c.Catalogs); err != nil {
+		t.Fatal(err)
+	}
+	return config.NewCatalog(c.Catalogs, c.Groups)
+}
+
+// TestFieldMaskStrategies masks each persona's API response fields under all packs, through
+// FieldMask as the engine asks it: the same strategies as the personas' columns.
+func TestFieldMaskStrategies(t *testing.T) {
+	az := authz.NewAuthorizer(allPacks(t), demoCatalog(t))
+	get := authz.HTTPRequest{Target: "api", Route: "GET /v1/customers/{id}", Method: "GET", Path: "/v1/customers/1", Params: map[string]string{"id": "1"}}
+	list := authz.HTTPRequest{Target: "api", Route: "GET /v1/customers", Method: "GET", Path: "/v1/customers", Query: map[string]string{"limit": "5"}}
+	for _, tc := range []struct {
+		persona string
+		r       authz.HTTPRequest
+		field   string
+		want    string
+	}{
+		{"analyst", get, "$.email", "hash"},
+		{"analyst", list, "$.items[*].ssn", "hash"},
+		{"support", get, "$.ssn", "partial"},
+		{"support", list, "$.items[*].email", "partial"},
+		{"migrator", get, "$.ssn", "redact"},
+		{"intruder", get, "$.email", "null"}, // no policy: the configured default
+	} {
+		c := authz.Connect{Peer: identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + tc.persona),
+			Attestation: &identity.Attestation{Selectors: []string{"agent:name:" + tc.persona}}}, Target: "api"}
+		got, d := az.FieldMask(c, tc.r, tc.field, authz.ApprovalState{}, "null")
+		if got != tc.want {
+			t.Errorf("%s reads %s: mask %q (policies %v), want %q", tc.persona, tc.field, got, d.Reasons, tc.want)
+		}
+	}
+	// And the requests themselves: the analyst may not delete, the migrator's delete is held, the
+	// intruder reads nothing.
+	del := authz.HTTPRequest{Target: "api", Route: "DELETE /v1/orders/{id}", Method: "DELETE", Path: "/v1/orders/7", Params: map[string]string{"id": "7"}}
+	for _, tc := range []struct {
+		persona  string
+		r        authz.HTTPRequest
+		allow    bool
+		approval string
+	}{
+		{"analyst", get, true, ""}, {"analyst", del, false, ""}, {"migrator", del, true, "required"}, {"intruder", get, false, ""},
+	} {
+		c := authz.Connect{Peer: identity.Peer{ID: spiffeid.RequireFromString("spiffe://example.org/agent/" + tc.persona),
+			Attestation: &identity.Attestation{Selectors: []string{"agent:name:" + tc.persona}}}, Target: "api"}
+		d, err := az.HTTP(c, tc.r, authz.ApprovalState{})
+		if d.Allow != tc.allow || (err == nil) != tc.allow || d.Obligations.Approval != tc.approval {
+			t.Errorf("%s %s: allow %v approval %q (%v), want %v %q", tc.persona, tc.r.Route, d.Allow, d.Obligations.Approval, err, tc.allow, tc.approval)
+		}
+	}
 }

@@ -20,6 +20,9 @@ var ErrDenied = errors.New("denied")
 type Denied struct {
 	Decision Decision
 	What     string // "connect to target \"shop\"", ...
+	// Permit, when set, says what a policy must permit for the request to pass: added to a default
+	// deny's message.
+	Permit string
 }
 
 func (d *Denied) Error() string {
@@ -28,6 +31,8 @@ func (d *Denied) Error() string {
 		return fmt.Sprintf("%s denied: policy %s failed to evaluate (decision %s)", d.What, d.Decision.Errors[0].PolicyID, d.Decision.ID)
 	case len(d.Decision.Reasons) > 0:
 		return fmt.Sprintf("%s denied by policy %s (decision %s)", d.What, strings.Join(d.Decision.Reasons, ", "), d.Decision.ID)
+	case d.Permit != "":
+		return fmt.Sprintf("%s denied: no policy permits it; to allow it, permit %s (decision %s)", d.What, d.Permit, d.Decision.ID)
 	default:
 		return fmt.Sprintf("%s denied: no policy permits it (decision %s)", d.What, d.Decision.ID)
 	}

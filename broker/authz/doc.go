@@ -1,5 +1,5 @@
-// Package authz decides with Cedar: every connection, statement, function call, sensitive column and
-// credential role.
+// Package authz decides with Cedar: every connection, statement, function call, sensitive column,
+// HTTP request, sensitive response field and credential role.
 //
 // Policies load from a directory (Cedar text, *.cedar, or Cedar JSON, *.cedar.json) and are validated
 // strictly against the schema in policies/; every policy needs a unique @id annotation, which becomes
@@ -12,9 +12,11 @@
 // set (@approval, @record, @mask), and a decision ID for the audit log. Policies are indexed by action
 // and resource type, so a decision evaluates only the policies that can apply to it.
 //
-// The model requests are built from is the Catalog (targets, their tables, tagged columns and
-// credential roles, and groups of workloads) and the caller's identity.Peer. The Authorizer decides
-// on it (Connect, Statement, Functions, ColumnMask, UseMasked, PickRole), explains decisions (Explain) and lists
+// The model requests are built from is the Catalog (targets, their tables, tagged columns, routes,
+// tagged response fields and credential roles, and groups of workloads) and the caller's
+// identity.Peer. The schema's HTTP context records are generated from the catalog's routes
+// (ParseSchemaFor). The Authorizer decides on it (Connect, Statement, Functions, ColumnMask,
+// UseMasked, HTTP, FieldMask, PickRole), explains decisions (Explain) and lists
 // what a workload may do (Can). Reading the catalog from HCL is config's (config.NewCatalog), and
 // running policy test files is authz/policytest's.
 package authz

@@ -21,13 +21,15 @@ const (
 	TypeTable          types.EntityType = "Table"
 	TypeColumn         types.EntityType = "Column"
 	TypeCredentialRole types.EntityType = "CredentialRole"
+	TypeRoute          types.EntityType = "Route"
+	TypeField          types.EntityType = "Field"
 )
 
 // Action returns the UID of a schema action, such as "connect" or "sql:select".
 func Action(name string) types.EntityUID { return types.NewEntityUID("Action", types.String(name)) }
 
 // Catalog describes what policies talk about besides the caller: targets, their tables, tagged
-// columns and credential roles, and groups of workloads. It comes from the broker's configuration.
+// columns, routes, tagged response fields and credential roles, and groups of workloads. It comes from the broker's configuration.
 type Catalog struct {
 	Targets []CatalogTarget
 	Groups  []GroupRule
@@ -43,6 +45,8 @@ type CatalogTarget struct {
 	Name, Kind, Environment string
 	Tags                    []string
 	Tables                  []CatalogTable
+	// Routes are an HTTP target's routes.
+	Routes []CatalogRoute
 	// Roles are the target's credential roles, least privileged first.
 	Roles []CredentialRole
 }
@@ -118,6 +122,14 @@ func (c *Catalog) Entities() types.EntityMap {
 			add(tbu, &tu, types.RecordMap{"name": types.String(name), "schema": types.String(schema), "tags": stringSet(tb.Tags)})
 			for _, col := range tb.Columns {
 				add(ColumnUID(t.Name, schema+"."+name, col.Name), &tbu, types.RecordMap{"name": types.String(col.Name), "tags": stringSet(col.Tags)})
+			}
+		}
+		for _, r := range t.Routes {
+			ru := RouteUID(t.Name, r.Pattern)
+			method, path, _ := strings.Cut(r.Pattern, " ")
+			add(ru, &tu, types.RecordMap{"method": types.String(method), "path": types.String(path), "tags": stringSet(r.Tags)})
+			for _, f := range r.Fields {
+				add(FieldUID(t.Name, r.Pattern, f.Path), &ru, types.RecordMap{"path": types.String(f.Path), "tags": stringSet(f.Tags)})
 			}
 		}
 		for rank, r := range t.Roles {

@@ -75,7 +75,8 @@ type Capability struct {
 // whether the principal is allowed. Each request is built as the broker builds it: a statement action
 // on a Table is asked as a statement of that kind on that table, and on the Target as one that touches
 // no table (BEGIN, SHOW, SELECT 1), without approval; the answer is what the principal may try, before
-// any approval.
+// any approval. An HTTP action is asked of the routes of its method, and field:read-unmasked of
+// every field, each with the route's template as the path and no parameters, query or body.
 func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string) ([]Capability, error) {
 	peer := identity.Peer{ID: id, Attestation: &identity.Attestation{Selectors: selectors}}
 	ents := a.Entities(peer)
@@ -94,9 +95,18 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			rctx, err := actionContext(action.name, now, netip.IPv4Unspecified(), a.tablesOf(uid), "")
-			if err != nil {
-				return nil, err
+			var rctx types.Record
+			if uid.Type == TypeRoute || uid.Type == TypeField {
+				probe, ok := a.probeOf(uid)
+				if !ok || uid.Type == TypeRoute && HTTPAction(probe.Method) != action.name {
+					continue // a route is only ever asked its own method's action
+				}
+				rctx = HTTPContext(now, netip.IPv4Unspecified(), "", "", probe, ApprovalState{})
+			} else {
+				var err error
+				if rctx, err = actionContext(action.name, now, netip.IPv4Unspecified(), a.tablesOf(uid), ""); err != nil {
+					return nil, err
+				}
 			}
 			d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action.name), Resource: uid, Context: rctx, Entities: ents})
 			out = append(out, Capability{Action: action.name, Resource: uid.String(),
@@ -110,6 +120,29 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 		return strings.Compare(x.Resource, y.Resource)
 	})
 	return out, nil
+}
+
+// probeOf is the request a Route or a Field's route is asked about in Can (see routeProbe).
+func (a *Authorizer) probeOf(uid types.EntityUID) (HTTPRequest, bool) {
+	e, ok := a.static[uid]
+	if ok && uid.Type == TypeField {
+		for p := range e.Parents.All() {
+			e, ok = a.static[p]
+		}
+	}
+	if !ok {
+		return HTTPRequest{}, false
+	}
+	var r HTTPRequest
+	if v, ok := e.Attributes.Get("method"); ok {
+		s, _ := v.(types.String)
+		r.Method = string(s)
+	}
+	if v, ok := e.Attributes.Get("path"); ok {
+		s, _ := v.(types.String)
+		r.Path = string(s)
+	}
+	return r, r.Method != ""
 }
 
 // tablesOf is the statement's tables when the resource is asked about: the table itself, or a

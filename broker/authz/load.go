@@ -45,20 +45,37 @@ func (e *LoadError) Error() string {
 type Schema struct {
 	resolved  *resolved.Schema
 	validator *validate.Validator
+	// http are the generated records' attributes (see httpRecordAttrs).
+	http map[string]map[string]string
 }
 
-// ParseSchema parses a schema in Cedar's schema syntax.
+// ParseSchema parses a schema in Cedar's schema syntax, with the HTTP records of an empty catalog
+// (see ParseSchemaFor): the schema of a broker without routes.
 func ParseSchema(name string, src []byte) (*Schema, error) {
+	return ParseSchemaFor(name, src, nil)
+}
+
+// ParseSchemaFor parses a schema in Cedar's schema syntax, with the record types HTTPParams,
+// HTTPQuery and HTTPBody generated from the catalog's routes (HTTPRecords) appended to it: what the
+// HTTP context of the schema refers to. A nil catalog has no routes.
+func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
+	gen, err := HTTPRecords(c)
+	if err != nil {
+		return nil, err
+	}
+	recs, _ := httpRecordAttrs(c) // HTTPRecords checked them
+	full := make([]byte, 0, len(src)+len(gen)+1)
+	full = append(append(append(full, src...), '\n'), gen...)
 	var s schema.Schema
 	s.SetFilename(name)
-	if err := s.UnmarshalCedar(src); err != nil {
+	if err := s.UnmarshalCedar(full); err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
 	}
 	r, err := s.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
 	}
-	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict())}, nil
+	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict()), http: recs}, nil
 }
 
 // Policy is one loaded policy.
@@ -206,6 +223,9 @@ func check(all []Policy, s *Schema) []string {
 				for _, e := range flatten(err) {
 					problems = append(problems, fmt.Sprintf("%s: %v", where, e))
 				}
+			}
+			for _, e := range undeclaredHTTPNames(p.Policy, s.http) {
+				problems = append(problems, fmt.Sprintf("%s: %s", where, e))
 			}
 		}
 	}

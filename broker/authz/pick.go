@@ -73,10 +73,14 @@ func (n *NoRole) Is(err error) bool { return err == ErrNoRole || err == ErrDenie
 //
 //  1. The candidates are the roles credential:use permits for the caller.
 //  2. An action is needed when the caller's policies permit it, before any approval (a statement
-//     held for approval counts), on the target or on any of its catalog tables.
-//  3. The pick is the most privileged candidate whose covers include a needed action: the least
-//     privileged role that still serves the most privileged thing the caller may do. A role ranked
-//     above another is taken to include what that one's covers allow.
+//     or request held for approval counts), on the target or on any of its catalog tables; an HTTP
+//     action, on any catalog route of its method (asked with the route's template as the path and
+//     no parameters, query or body, so a permit that holds only for some values does not count).
+//  3. The pick is the most privileged candidate whose covers include a needed action that no less
+//     privileged candidate covers: the least privileged role that still serves the most privileged
+//     thing the caller may do. A role ranked above another is taken to include what that one's
+//     covers allow, whether its covers repeat them (api-write covering http:get as api-read does)
+//     or not.
 //  4. With no such candidate the caller is refused: a *NoRole error (ErrNoRole, ErrDenied).
 //
 // A caller permitted only sql:select gets the read role even where credential:use permits more;
@@ -122,22 +126,32 @@ func (a *Authorizer) PickRole(c Connect) (RolePick, error) {
 		if v, ok := needed[action]; ok {
 			return v
 		}
-		kind, ok := strings.CutPrefix(action, "sql:")
 		allow := false
-		for _, res := range resources {
-			if !ok {
-				break // only statement actions are asked: a role covers what sessions send
+		if kind, ok := strings.CutPrefix(action, "sql:"); ok {
+			for _, res := range resources {
+				var tables []string
+				if res.Type == TypeTable {
+					tables = []string{string(res.ID)}
+				}
+				ctx := StatementContext(now, c.Source, tlsVersion, cipher, Statement{Kind: kind, Tables: tables}, ApprovalState{})
+				if d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action), Resource: res, Context: ctx, Entities: ents}); d.Allow {
+					allow = true
+					break
+				}
 			}
-			var tables []string
-			if res.Type == TypeTable {
-				tables = []string{string(res.ID)}
-			}
-			ctx := StatementContext(now, c.Source, tlsVersion, cipher, Statement{Kind: kind, Tables: tables}, ApprovalState{})
-			if d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action), Resource: res, Context: ctx, Entities: ents}); d.Allow {
-				allow = true
-				break
+		} else if strings.HasPrefix(action, "http:") {
+			for _, rt := range target.Routes {
+				if HTTPAction(rt.Method()) != action {
+					continue // a route is only ever asked its own method's action
+				}
+				ctx := HTTPContext(now, c.Source, tlsVersion, cipher, routeProbe(c.Target, rt), ApprovalState{})
+				if d := a.Engine.decideIn(set, Request{Principal: principal, Action: Action(action), Resource: RouteUID(c.Target, rt.Pattern), Context: ctx, Entities: ents}); d.Allow {
+					allow = true
+					break
+				}
 			}
 		}
+		// Only statement and HTTP request actions are asked: a role covers what sessions send.
 		needed[action] = allow
 		return allow
 	}
@@ -145,12 +159,14 @@ func (a *Authorizer) PickRole(c Connect) (RolePick, error) {
 		i := permitted[k]
 		r := target.Roles[i]
 		var why []string
+		own := false // a needed action no permitted role below covers
 		for _, action := range r.Covers {
 			if need(action) {
 				why = append(why, action)
+				own = own || !slices.ContainsFunc(permitted[:k], func(j int) bool { return slices.Contains(target.Roles[j].Covers, action) })
 			}
 		}
-		if len(why) == 0 {
+		if !own {
 			continue
 		}
 		pick := RolePick{Target: c.Target, Role: r.Name, Decision: no.Uses[i].Decision, For: why}
@@ -184,14 +200,27 @@ func (a *Authorizer) tablesOfTarget(target string) []types.EntityUID {
 }
 
 // StatementActions lists the schema's statement actions ("sql:select", ...): what a credential role
-// can cover.
-func (s *Schema) StatementActions() []string {
+// of a database target can cover.
+func (s *Schema) StatementActions() []string { return s.actionsWithPrefix("sql:") }
+
+// HTTPActions lists the schema's HTTP request actions ("http:get", ...): what a credential role of
+// an HTTP target can cover.
+func (s *Schema) HTTPActions() []string { return s.actionsWithPrefix("http:") }
+
+func (s *Schema) actionsWithPrefix(prefix string) []string {
 	var out []string
 	for uid := range s.resolved.Actions {
-		if strings.HasPrefix(string(uid.ID), "sql:") {
+		if strings.HasPrefix(string(uid.ID), prefix) {
 			out = append(out, string(uid.ID))
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// routeProbe is the request a route is asked about when no particular request is: its template as
+// the path, no parameters, query or body.
+func routeProbe(target string, rt CatalogRoute) HTTPRequest {
+	_, path, _ := strings.Cut(rt.Pattern, " ")
+	return HTTPRequest{Target: target, Route: rt.Pattern, Method: rt.Method(), Path: path}
 }

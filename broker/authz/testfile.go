@@ -28,6 +28,15 @@ type RequestSpec struct {
 	SourceIP string
 	// Use is how a column:use-masked request uses the column.
 	Use MaskedUse
+	// Route, for an HTTP action or field:read-unmasked, is the target's route as written
+	// ("GET /v1/customers/{id}"); Field, for field:read-unmasked, one of its fields ("$.ssn").
+	Route, Field string
+	// Params, Query and Body are the HTTP request's path parameters, declared query parameters and
+	// declared body members (string, int64 or bool).
+	Params, Query map[string]string
+	Body          map[string]any
+	// Path is the path forwarded; default the route's template with Params substituted.
+	Path string
 }
 
 // BuildRequest builds a Request exactly as the broker does, from the catalog and a spec.
@@ -43,6 +52,10 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 	var resource types.EntityUID
 	var ents types.EntityGetter = Entities{Static: static, Workload: cat.Workload(peer)}
 	switch {
+	case tc.Route != "":
+		return buildHTTPRequest(cat, static, tc, id, ents)
+	case strings.HasPrefix(tc.Action, "http:") || tc.Action == ActionFieldUnmasked:
+		return Request{}, fmt.Errorf("action %q is asked of a route: name the route (\"GET /v1/customers/{id}\")", tc.Action)
 	case tc.Function != nil:
 		ent := FunctionEntity(tc.Target, *tc.Function)
 		resource, ents = ent.UID, withEntity{Entities: ents.(Entities), extra: ent}
@@ -112,4 +125,48 @@ func actionContext(action string, now time.Time, src netip.Addr, tables []string
 	default:
 		return types.Record{}, fmt.Errorf("authz: action %q is not one svidbroker decides yet", action)
 	}
+}
+
+// buildHTTPRequest builds the request of an HTTP action, or of field:read-unmasked, on a route.
+func buildHTTPRequest(cat *Catalog, static types.EntityMap, tc RequestSpec, id spiffeid.ID, ents types.EntityGetter) (Request, error) {
+	rt, ok := cat.route(tc.Target, tc.Route)
+	if !ok {
+		return Request{}, fmt.Errorf("route %q is not in the catalog of target %q", tc.Route, tc.Target)
+	}
+	resource := RouteUID(tc.Target, tc.Route)
+	switch {
+	case tc.Action == ActionFieldUnmasked:
+		if tc.Field == "" {
+			return Request{}, fmt.Errorf("%s is asked of a field: name one of route %q's fields", ActionFieldUnmasked, tc.Route)
+		}
+		resource = FieldUID(tc.Target, tc.Route, tc.Field)
+		if _, ok := static[resource]; !ok {
+			return Request{}, fmt.Errorf("route %q of target %q lists no field %q", tc.Route, tc.Target, tc.Field)
+		}
+	case tc.Field != "":
+		return Request{}, fmt.Errorf("a field is asked %s, not %s", ActionFieldUnmasked, tc.Action)
+	case tc.Action != HTTPAction(rt.Method()):
+		return Request{}, fmt.Errorf("action %q is never asked of route %q: the broker asks %q of a %s route", tc.Action, tc.Route, HTTPAction(rt.Method()), rt.Method())
+	}
+	r := HTTPRequest{Target: tc.Target, Route: tc.Route, Method: rt.Method(), Path: tc.Path, Params: tc.Params, Query: tc.Query, Body: tc.Body}
+	if err := checkHTTPRequest(rt, r); err != nil {
+		return Request{}, err
+	}
+	if r.Path == "" {
+		r.Path = routeProbe(tc.Target, *rt).Path
+		for name, v := range r.Params {
+			r.Path = strings.ReplaceAll(r.Path, "{"+name+"...}", v)
+			r.Path = strings.ReplaceAll(r.Path, "{"+name+"}", v)
+		}
+	}
+	now := time.Date(2026, 1, 5, tc.HourUTC, 0, 0, 0, time.UTC)
+	src := netip.MustParseAddr("127.0.0.1")
+	if tc.SourceIP != "" {
+		var err error
+		if src, err = netip.ParseAddr(tc.SourceIP); err != nil {
+			return Request{}, fmt.Errorf("source_ip: %w", err)
+		}
+	}
+	ctx := HTTPContext(now, src, "TLS1.3", "TLS_AES_128_GCM_SHA256", r, ApprovalState{State: tc.Approval})
+	return Request{Principal: WorkloadUID(id), Action: Action(tc.Action), Resource: resource, Context: ctx, Entities: ents}, nil
 }

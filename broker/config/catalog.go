@@ -1,17 +1,22 @@
 package config
 
-import "github.com/svidbroker/svidbroker/broker/authz"
+import (
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/plugins/protocol/http/route"
+)
 
 // CatalogBlock is a `catalog "TARGET" { ... }` block, as written in the broker's configuration and in
-// policy test files. It describes a target's tables and columns (with tags such as "pii") and its
-// credential roles, least privileged first.
+// policy test files. It describes a database target's tables and columns (with tags such as "pii"),
+// an http target's routes (with tagged response fields, declared query parameters and body members),
+// and its credential roles, least privileged first.
 type CatalogBlock struct {
-	Target      string       `hcl:"target,label"`
-	Kind        string       `hcl:"kind,optional"`
-	Environment string       `hcl:"environment,optional"`
-	Tags        []string     `hcl:"tags,optional"`
-	Tables      []TableBlock `hcl:"table,block"`
-	Roles       []RoleBlock  `hcl:"credential_role,block"`
+	Target      string        `hcl:"target,label"`
+	Kind        string        `hcl:"kind,optional"`
+	Environment string        `hcl:"environment,optional"`
+	Tags        []string      `hcl:"tags,optional"`
+	Tables      []TableBlock  `hcl:"table,block"`
+	Routes      []route.Block `hcl:"route,block"`
+	Roles       []RoleBlock   `hcl:"credential_role,block"`
 }
 
 // TableBlock is a `table "schema.name" { ... }` block.
@@ -31,7 +36,8 @@ type ColumnBlock struct {
 // authz.Authorizer.PickRole).
 type RoleBlock struct {
 	Name string `hcl:"name,label"`
-	// Covers are the statement actions the role is meant for ("sql:select", ...).
+	// Covers are the actions the role is meant for: statement actions ("sql:select", ...), or HTTP
+	// request actions ("http:get", ...) for an http target.
 	Covers []string `hcl:"covers,optional"`
 	// VaultRole is the database secrets engine role the broker leases the credential from, under the
 	// vault block's mount, for a target with auth = "vault". Default: Name.
@@ -57,6 +63,7 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 			}
 			t.Tables = append(t.Tables, ct)
 		}
+		t.Routes = catalogRoutes(b.Routes)
 		for _, r := range b.Roles {
 			t.Roles = append(t.Roles, authz.CredentialRole{Name: r.Name, Covers: r.Covers})
 		}

@@ -27,7 +27,8 @@ func (v *validator) credentialRoles(t *Target, at string) {
 	if blocks > 1 {
 		v.fail("Duplicate catalog", fmt.Sprintf("target %q has %d catalog blocks; write one, holding all its tables and credential roles.", t.Name, blocks), "catalog:"+t.Name)
 	}
-	v.roleBlocks(t.Name, roles)
+	v.routes(t)
+	v.roleBlocks(t, roles)
 	b := &t.Backend
 	t.VaultRoles = nil
 	if b.Auth != "vault" {
@@ -78,11 +79,16 @@ func (v *validator) credentialRoles(t *Target, at string) {
 	}
 }
 
-// roleBlocks checks a target's credential roles: unique names, covers that are statement actions of
-// the schema (a misspelt one would never be needed, so the role would never be picked), and Vault role
+// roleBlocks checks a target's credential roles: unique names, covers that are actions of the schema
+// a session of the target's protocol sends (statement actions, or HTTP request actions for an http
+// target; a misspelt one would never be needed, so the role would never be picked), and Vault role
 // names that are one path segment.
-func (v *validator) roleBlocks(target string, roles []RoleBlock) {
-	actions := statementActions()
+func (v *validator) roleBlocks(t *Target, roles []RoleBlock) {
+	target := t.Name
+	actions, kind, example := coverActions().sql, "statement action", "sql:select"
+	if t.Protocol == "http" {
+		actions, kind, example = coverActions().http, "HTTP request action", "http:get"
+	}
 	seen := map[string]bool{}
 	for _, r := range roles {
 		at := []string{"catalog:" + target, "credential_role:" + r.Name}
@@ -97,26 +103,35 @@ func (v *validator) roleBlocks(target string, roles []RoleBlock) {
 			v.fail("Invalid vault_role", fmt.Sprintf("credential_role %q: vault_role %q must be one Vault path segment (no \"/\", spaces, \"..\"), the database engine role's name.", r.Name, r.VaultRole), append(at, "vault_role")...)
 		}
 		if len(r.Covers) == 0 {
-			v.fail("Credential role covers nothing", fmt.Sprintf("credential_role %q has no covers, so Cedar never picks it: list the statement actions it is for, such as covers = [\"sql:select\"].", r.Name), at...)
+			v.fail("Credential role covers nothing", fmt.Sprintf("credential_role %q has no covers, so Cedar never picks it: list the %ss it is for, such as covers = [%q].", r.Name, kind, example), at...)
 		}
 		for _, a := range r.Covers {
 			if !slices.Contains(actions, a) {
-				v.fail("Unknown action", fmt.Sprintf("credential_role %q covers %q, which is not a statement action; use one of %q.", r.Name, a, actions), append(at, "covers")...)
+				v.fail("Unknown action", fmt.Sprintf("credential_role %q covers %q, which is not a%s %s of target %q (protocol %q); use one of %q.",
+					r.Name, a, article(kind), kind, target, t.Protocol, actions), append(at, "covers")...)
 			}
 		}
 	}
 }
 
-// statementActions are the schema's statement actions; none if the embedded schema does not parse,
-// which policies' own tests rule out. The schema is embedded, so it is parsed once per process, not
-// once per target each time a configuration is loaded.
-var statementActions = sync.OnceValue(func() []string {
+// coverActions are the schema's statement actions and HTTP request actions: what a credential role
+// can cover; none if the embedded schema does not parse, which policies' own tests rule out. The
+// schema is embedded, so it is parsed once per process, not once per target each time a
+// configuration is loaded; the actions do not depend on the catalog.
+var coverActions = sync.OnceValue(func() struct{ sql, http []string } {
 	s, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
-		return nil
+		return struct{ sql, http []string }{}
 	}
-	return s.StatementActions()
+	return struct{ sql, http []string }{s.StatementActions(), s.HTTPActions()}
 })
+
+func article(word string) string {
+	if strings.HasPrefix(word, "HTTP") {
+		return "n"
+	}
+	return ""
+}
 
 func pathSegment(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsFunc(s, func(r rune) bool {

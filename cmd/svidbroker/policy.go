@@ -24,17 +24,22 @@ func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fs := newFlags(name)
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		return err
-	}
 	switch args[0] {
 	case "validate":
-		cfgPath := fs.String("config", "", "the broker's configuration `file`: validate its policy.dir")
+		cfgPath := fs.String("config", "", "the broker's configuration `file`: validate its policy.dir, with the HTTP records its catalog generates (without it, those of the catalogs of the test files below DIR)")
 		if err := parseFlags(fs, name, args[1:], stdout, stderr); err != nil {
 			return err
 		}
-		dir, _, err := policyDir(stderr, name, fs, *cfgPath)
+		dir, cfg, err := policyDir(stderr, name, fs, *cfgPath)
+		if err != nil {
+			return err
+		}
+		var schema *authz.Schema
+		if cfg != nil {
+			schema, err = authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cfg.Catalog())
+		} else {
+			schema, err = policytest.Schema(dir, nil)
+		}
 		if err != nil {
 			return err
 		}
@@ -54,11 +59,11 @@ func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		return policyTest(dir, *tests, cfg, schema, stdout)
+		return policyTest(dir, *tests, cfg, stdout)
 	case "explain":
-		return policyExplain(fs, args[1:], schema, stdout, stderr)
+		return policyExplain(fs, args[1:], stdout, stderr)
 	default: // "can"
-		return policyCan(ctx, fs, args[1:], schema, stdout, stderr)
+		return policyCan(ctx, fs, args[1:], stdout, stderr)
 	}
 }
 
@@ -94,18 +99,24 @@ func loadPolicyConfig(path string) (*config.Config, error) {
 // errTestsFailed makes `policy test` exit non-zero; the failures are already printed.
 var errTestsFailed = errors.New("policy tests failed")
 
-func policyTest(dir, tests string, cfg *config.Config, schema *authz.Schema, stdout io.Writer) error {
+// policyTest runs the tests, against policies loaded with the HTTP records that the catalogs of the
+// test files and of the configuration generate.
+func policyTest(dir, tests string, cfg *config.Config, stdout io.Writer) error {
 	if tests == "" {
 		tests = dir
-	}
-	e, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: quietLogger()})
-	if err != nil {
-		return err
 	}
 	var catalogs []config.CatalogBlock
 	var groups []config.GroupBlock
 	if cfg != nil {
 		catalogs, groups = cfg.Catalogs, cfg.Groups
+	}
+	schema, err := policytest.Schema(tests, catalogs)
+	if err != nil {
+		return err
+	}
+	e, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: quietLogger()})
+	if err != nil {
+		return err
 	}
 	results, err := policytest.RunWith(e, tests, catalogs, groups)
 	if err != nil {
@@ -130,8 +141,14 @@ func policyTest(dir, tests string, cfg *config.Config, schema *authz.Schema, std
 	return nil
 }
 
-func loadAuthorizer(path string, schema *authz.Schema) (*authz.Authorizer, *config.Config, error) {
+// loadAuthorizer loads the configuration and its policies, with the HTTP records its catalog
+// generates, as the broker does.
+func loadAuthorizer(path string) (*authz.Authorizer, *config.Config, error) {
 	cfg, err := loadPolicyConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	schema, err := authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cfg.Catalog())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,13 +166,13 @@ func splitList(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout, stderr io.Writer) error {
+func policyExplain(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "the broker's configuration `file` (policy dir, catalog, groups)")
 	var spec authz.RequestSpec
 	fs.StringVar(&spec.Principal, "principal", "", "the caller's SPIFFE ID")
 	selectors := fs.String("selectors", "", "the caller's attested selectors, comma-separated")
 	fs.BoolVar(&spec.Unattested, "unattested", false, "as if SPIRE had not been asked about the caller")
-	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, column:use-masked, credential:use, ...")
+	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, column:use-masked, credential:use, http:get, field:read-unmasked, ... (default with --route: the route's method's action, or field:read-unmasked with --field)")
 	fs.StringVar(&spec.Target, "target", "", "the target")
 	fs.StringVar(&spec.Table, "table", "", "a table of the target, schema.name")
 	fs.StringVar(&spec.Column, "column", "", "a column of the table")
@@ -165,10 +182,14 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 	fs.StringVar(&spec.Use.Clause, "use", "", "for column:use-masked: where, join, order, group, having, window, function, limit, set-operation, write")
 	fs.BoolVar(&spec.Use.Equality, "equality", false, "for column:use-masked: an equality with another column")
 	withColumn := fs.String("with-column", "", "for column:use-masked: that other column, schema.table.column")
+	hf := httpFlags(fs, &spec)
 	if err := parseFlags(fs, "policy explain", args, stdout, stderr); err != nil {
 		return err
 	}
 	spec.Use.WithColumn = authz.ColumnID(spec.Target, *withColumn)
+	if spec.Action == "" && spec.Route != "" {
+		spec.Action = defaultHTTPAction(spec)
+	}
 	var missing []string
 	for flag, v := range map[string]string{"--config": *cfgPath, "--principal": spec.Principal, "--action": spec.Action, "--target": spec.Target} {
 		if v == "" {
@@ -183,10 +204,18 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 		return usageError(stderr, "policy explain", "unexpected argument %q", fs.Arg(0))
 	}
 	spec.Selectors = splitList(*selectors)
-	az, _, err := loadAuthorizer(*cfgPath, schema)
+	az, _, err := loadAuthorizer(*cfgPath)
 	if err != nil {
 		return err
 	}
+	if err := hf.apply(az.Catalog, &spec); err != nil {
+		return usageError(stderr, "policy explain", "%v", err)
+	}
+	return printExplain(stdout, az, spec)
+}
+
+// printExplain shows how one request is decided, policy by policy.
+func printExplain(stdout io.Writer, az *authz.Authorizer, spec authz.RequestSpec) error {
 	req, err := authz.BuildRequest(az.Catalog, az.Static(), spec)
 	if err != nil {
 		return err
@@ -234,7 +263,7 @@ func policyExplain(fs *flag.FlagSet, args []string, schema *authz.Schema, stdout
 	return nil
 }
 
-func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *authz.Schema, stdout, stderr io.Writer) error {
+func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "the broker's configuration `file` (policy dir, catalog, groups)")
 	selectors := fs.String("selectors", "", "the caller's attested selectors, comma-separated")
 	asJSON := fs.Bool("json", false, "print JSON, for an agent's planner")
@@ -251,16 +280,21 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 	if err != nil {
 		return fmt.Errorf("SPIFFE ID %q: %w", fs.Arg(0), err)
 	}
-	az, cfg, err := loadAuthorizer(*cfgPath, schema)
+	az, cfg, err := loadAuthorizer(*cfgPath)
 	if err != nil {
 		return err
 	}
-	caps, err := az.Can(ctx, id, splitList(*selectors))
+	return printCan(ctx, stdout, az, cfg, id, splitList(*selectors), *asJSON)
+}
+
+// printCan lists what id may do, what it reads masked, and the credential role of its sessions.
+func printCan(ctx context.Context, stdout io.Writer, az *authz.Authorizer, cfg *config.Config, id spiffeid.ID, selectors []string, asJSON bool) error {
+	caps, err := az.Can(ctx, id, selectors)
 	if err != nil {
 		return err
 	}
-	roles := sessionRoles(cfg, az, id, splitList(*selectors))
-	if *asJSON {
+	roles := sessionRoles(cfg, az, id, selectors)
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"principal": id.String(), "policySet": az.Engine.Digest(), "capabilities": caps, "credentialRoles": roles})
@@ -271,17 +305,22 @@ func policyCan(ctx context.Context, fs *flag.FlagSet, args []string, schema *aut
 			fmt.Fprintln(stdout, strings.TrimRight(fmt.Sprintf("  may    %-22s %-45s %s", c.Action, c.Resource, obligationText(c.Obligations)), " "))
 		}
 	}
-	var masked []authz.Capability
-	for _, c := range caps {
-		if !c.Allow && c.Action == "column:read-unmasked" {
-			masked = append(masked, c)
+	for _, kind := range []struct{ action, title string }{
+		{"column:read-unmasked", "Columns it reads masked (column:read-unmasked is denied):"},
+		{authz.ActionFieldUnmasked, "Response fields it reads masked (field:read-unmasked is denied):"},
+	} {
+		var masked []authz.Capability
+		for _, c := range caps {
+			if !c.Allow && c.Action == kind.action {
+				masked = append(masked, c)
+			}
 		}
-	}
-	if len(masked) > 0 {
-		fmt.Fprintln(stdout, "\nColumns it reads masked (column:read-unmasked is denied):")
-	}
-	for _, c := range masked {
-		fmt.Fprintf(stdout, "  masked %-45s %s\n", c.Resource, maskText(c, cfg.Policy.DefaultMask, az.Engine))
+		if len(masked) > 0 {
+			fmt.Fprintln(stdout, "\n"+kind.title)
+		}
+		for _, c := range masked {
+			fmt.Fprintf(stdout, "  masked %-45s %s\n", c.Resource, maskText(c, cfg.Policy.DefaultMask, az.Engine))
+		}
 	}
 	printSessionRoles(stdout, roles)
 	return nil

@@ -89,7 +89,7 @@ func printSessionRoles(w io.Writer, roles []sessionRole) {
 			fmt.Fprintf(w, "  %-10s %s (Vault role %s), for %s; credential:use permitted by %s\n",
 				r.Target, r.Role, r.VaultRole, strings.Join(r.For, ", "), strings.Join(r.Policies, ", "))
 			if len(r.Uncovered) > 0 {
-				fmt.Fprintf(w, "  %-10s note: %s permitted, but only by roles credential:use does not permit: such statements fail in the database\n",
+				fmt.Fprintf(w, "  %-10s note: %s permitted, but only by roles credential:use does not permit: such statements fail in the database, such requests upstream\n",
 					"", strings.Join(r.Uncovered, ", "))
 			}
 		}

@@ -273,7 +273,7 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 			}
 		}, nil, nil
 	}
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	schema, err := authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cfg.Catalog())
 	if err != nil {
 		return nil, nil, err
 	}

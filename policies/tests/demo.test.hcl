@@ -97,3 +97,78 @@ test "with every pack loaded, the migrator may lock rows" {
   expect    = "allow"
   reasons   = ["migrator-locks"]
 }
+
+# The API (target "api"), as the database.
+
+test "the intruder is refused by the API as by the database" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the intruder gets no API credential" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-read"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "analyst without attestation reads no customer despite its pack" {
+  principal = "spiffe://example.org/agent/analyst"
+  attested  = false
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "deny"
+  reasons   = ["baseline-attested-only"]
+}
+
+test "analyst deletes no order under all packs" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "support reads the ssn partially masked under all packs" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = ["support-api-pii-partial"]
+  obligations {
+    mask = "partial"
+  }
+}
+
+test "migrator's refund waits for approval under all packs" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:post"
+  target    = "api"
+  route     = "POST /v1/refunds"
+  body      = { order_id = 7, amount = 25, reason = "damaged" }
+  expect    = "allow"
+  reasons   = ["migrator-api-write-hold"]
+  obligations {
+    approval = "required"
+    record = "full"
+  }
+}

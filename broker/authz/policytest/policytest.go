@@ -11,9 +11,11 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/policies"
 )
 
 // File is a policy test file (*.test.hcl): the catalog and groups the tests assume, and the tests.
@@ -36,6 +38,29 @@ import (
 //	  reasons   = ["analyst-select"]          # optional: exactly these deciding policies
 //	  obligations { record = "metadata" }     # optional: exactly these obligations
 //	}
+//
+// An HTTP request names the route of an http catalog, and may give its path parameters, declared
+// query parameters and declared JSON body members; a response field's masking is asked with
+// field:read-unmasked and the field's path, its strategy expected in obligations:
+//
+//	test "support may not refund large amounts" {
+//	  principal = "spiffe://example.org/agent/support"
+//	  selectors = ["agent:name:support"]
+//	  action    = "http:post"
+//	  target    = "api"
+//	  route     = "POST /v1/refunds"
+//	  body      = { order_id = 7, amount = 500, reason = "damaged" }
+//	  expect    = "deny"
+//	}
+//	test "support reads the ssn partially masked" {
+//	  ...
+//	  action  = "field:read-unmasked"
+//	  route   = "GET /v1/customers/{id}"
+//	  params  = { id = "1" }
+//	  field   = "$.ssn"
+//	  expect  = "deny"
+//	  obligations { mask = "partial" }
+//	}
 type File struct {
 	// CatalogFile, relative to the test file, holds catalog and group blocks shared by several files.
 	CatalogFile string                `hcl:"catalog_file,optional"`
@@ -53,7 +78,8 @@ type Case struct {
 	// Attested is whether SPIRE was asked about the principal. Default true.
 	Attested *bool  `hcl:"attested,optional"`
 	Action   string `hcl:"action"`
-	// The resource: the most specific of target, table, column and role that is set.
+	// The resource: the most specific of target, table, column, role and route (with field) that is
+	// set.
 	Target string `hcl:"target"`
 	Table  string `hcl:"table,optional"`
 	Column string `hcl:"column,optional"`
@@ -70,6 +96,16 @@ type Case struct {
 	Use        string `hcl:"use,optional"`
 	Equality   bool   `hcl:"equality,optional"`
 	WithColumn string `hcl:"with_column,optional"`
+	// An HTTP request (http:* or field:read-unmasked): the route as the catalog writes it, the field
+	// for field:read-unmasked, the path parameters, the declared query parameters and the declared
+	// JSON body members (strings, integers, booleans). Path is the path forwarded, default the
+	// template with the parameters filled in.
+	Route  string            `hcl:"route,optional"`
+	Field  string            `hcl:"field,optional"`
+	Params map[string]string `hcl:"params,optional"`
+	Query  map[string]string `hcl:"query,optional"`
+	Body   cty.Value         `hcl:"body,optional"`
+	Path   string            `hcl:"path,optional"`
 	// Expectations.
 	Expect      string             `hcl:"expect"` // "allow" or "deny"
 	Reasons     []string           `hcl:"reasons,optional"`
@@ -143,27 +179,28 @@ func RunWith(e *authz.Engine, dir string, catalogs []config.CatalogBlock, groups
 	return results, nil
 }
 
-func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, groups []config.GroupBlock) ([]Result, error) {
+// readFile reads a test file, with its catalog_file, and the catalogs and groups it falls back on.
+func readFile(path string, catalogs []config.CatalogBlock, groups []config.GroupBlock) (File, error) {
 	p := hclparse.NewParser()
 	file, diags := p.ParseHCLFile(path)
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("authz: %s", diags.Error())
+		return File{}, fmt.Errorf("authz: %s", diags.Error())
 	}
 	var tf File
 	if diags := gohcl.DecodeBody(file.Body, nil, &tf); diags.HasErrors() {
-		return nil, fmt.Errorf("authz: %s", diags.Error())
+		return File{}, fmt.Errorf("authz: %s", diags.Error())
 	}
 	if tf.CatalogFile != "" {
 		shared, diags := p.ParseHCLFile(filepath.Join(filepath.Dir(path), tf.CatalogFile))
 		if diags.HasErrors() {
-			return nil, fmt.Errorf("authz: %s", diags.Error())
+			return File{}, fmt.Errorf("authz: %s", diags.Error())
 		}
 		var c struct {
 			Catalogs []config.CatalogBlock `hcl:"catalog,block"`
 			Groups   []config.GroupBlock   `hcl:"group,block"`
 		}
 		if diags := gohcl.DecodeBody(shared.Body, nil, &c); diags.HasErrors() {
-			return nil, fmt.Errorf("authz: %s", diags.Error())
+			return File{}, fmt.Errorf("authz: %s", diags.Error())
 		}
 		tf.Catalogs, tf.Groups = append(tf.Catalogs, c.Catalogs...), append(tf.Groups, c.Groups...)
 	}
@@ -172,6 +209,36 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 	}
 	if len(tf.Groups) == 0 {
 		tf.Groups = groups
+	}
+	if err := config.CheckRoutes(tf.Catalogs); err != nil {
+		return File{}, fmt.Errorf("authz: %s: %w", path, err)
+	}
+	return tf, nil
+}
+
+// Schema is the embedded schema, with the HTTP records generated from the catalogs of every test
+// file below dir and from catalogs (the ones a file without its own falls back on): the schema to
+// load the policies these tests run against with, as the broker loads them with its own catalog.
+func Schema(dir string, catalogs []config.CatalogBlock) (*authz.Schema, error) {
+	files, err := authz.TestFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	all := append([]config.CatalogBlock(nil), catalogs...)
+	for _, f := range files {
+		tf, err := readFile(f, catalogs, nil)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, tf.Catalogs...)
+	}
+	return authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, config.NewCatalog(all, nil))
+}
+
+func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, groups []config.GroupBlock) ([]Result, error) {
+	tf, err := readFile(path, catalogs, groups)
+	if err != nil {
+		return nil, err
 	}
 	cat := config.NewCatalog(tf.Catalogs, tf.Groups)
 	static := cat.Entities()
@@ -190,7 +257,13 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Request, error) {
 	spec := authz.RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
-		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse()}
+		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse(),
+		Route: tc.Route, Field: tc.Field, Params: tc.Params, Query: tc.Query, Path: tc.Path}
+	body, err := bodyOf(tc.Body)
+	if err != nil {
+		return authz.Request{}, err
+	}
+	spec.Body = body
 	fn, err := tc.Function.function()
 	if err != nil {
 		return authz.Request{}, err
@@ -262,4 +335,36 @@ func valueOrNone(v string) string {
 		return "none"
 	}
 	return strconv.Quote(v)
+}
+
+// bodyOf converts a test's body object to the members authz takes: strings, integers (int64) and
+// booleans.
+func bodyOf(v cty.Value) (map[string]any, error) {
+	if v.IsNull() {
+		return nil, nil
+	}
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		return nil, fmt.Errorf("body is an object of members: body = { amount = 5, reason = \"damaged\" }")
+	}
+	out := map[string]any{}
+	for k, m := range v.AsValueMap() {
+		switch {
+		case m.IsNull() || !m.IsKnown():
+			return nil, fmt.Errorf("body member %q has no value", k)
+		case m.Type() == cty.String:
+			out[k] = m.AsString()
+		case m.Type() == cty.Bool:
+			out[k] = m.True()
+		case m.Type() == cty.Number:
+			f := m.AsBigFloat()
+			n, acc := f.Int64()
+			if !f.IsInt() || acc != 0 {
+				return nil, fmt.Errorf("body member %q: a number must be an integer that fits in 64 bits (Long)", k)
+			}
+			out[k] = n
+		default:
+			return nil, fmt.Errorf("body member %q: a member is a string, an integer or a boolean", k)
+		}
+	}
+	return out, nil
 }

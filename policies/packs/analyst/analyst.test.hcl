@@ -250,3 +250,138 @@ test "does not join personal data with a column it reads in clear" {
   expect      = "deny"
   reasons     = []
 }
+
+# The API (target "api"), as the database.
+
+test "connects to the API" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "connect"
+  target    = "api"
+  expect    = "allow"
+  reasons   = ["analyst-api-connect"]
+}
+
+test "reads a customer through the API" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "allow"
+  reasons   = ["analyst-api-read"]
+  obligations {
+    record = "metadata"
+  }
+}
+
+test "reads orders through the API" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "allow"
+  reasons   = ["analyst-api-read"]
+}
+
+test "the API's email is hashed" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.email"
+  expect    = "deny"
+  reasons   = ["analyst-api-pii-hashed"]
+  obligations {
+    mask = "hash"
+  }
+}
+
+test "the API's ssn is hashed" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = ["analyst-api-pii-hashed"]
+  obligations {
+    mask = "hash"
+  }
+}
+
+test "ssn in an event stream is hashed" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}/events"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = ["analyst-api-pii-hashed"]
+  obligations {
+    mask = "hash"
+  }
+}
+
+test "cannot delete an order" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "cannot post a refund" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:post"
+  target    = "api"
+  route     = "POST /v1/refunds"
+  body      = { order_id = 7, amount = 25, reason = "damaged" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "cannot delete an order even when approved" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  approval  = "approved"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "uses the API's read role" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-read"
+  expect    = "allow"
+  reasons   = ["analyst-api-read-role"]
+}
+
+test "not the API's write role" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-write"
+  expect    = "deny"
+  reasons   = []
+}

@@ -69,3 +69,69 @@ test "so is a SECURITY DEFINER one" {
   expect    = "deny"
   reasons   = ["baseline-no-writing-functions"]
 }
+
+# The API (target "api"), as the database.
+
+test "the intruder does not reach the API" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "connect"
+  target    = "api"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the intruder reads no customer" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the intruder deletes no order" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the intruder reads no field in clear" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the intruder gets no API credential" {
+  principal = "spiffe://example.org/agent/intruder"
+  selectors = ["agent:name:intruder"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-read"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "an unattested caller calls no route, forbidden by name" {
+  principal = "spiffe://example.org/agent/analyst"
+  attested  = false
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "deny"
+  reasons   = ["baseline-attested-only"]
+}

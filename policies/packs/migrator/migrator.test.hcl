@@ -157,3 +157,122 @@ test "takes advisory locks" {
   expect    = "allow"
   reasons   = ["migrator-locks"]
 }
+
+# The API (target "api"), as the database.
+
+test "connects to the API" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "connect"
+  target    = "api"
+  expect    = "allow"
+  reasons   = ["migrator-api-connect"]
+}
+
+test "reads through the API, fully recorded" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "allow"
+  reasons   = ["migrator-api-read"]
+  obligations {
+    record = "full"
+  }
+}
+
+test "deleting an order waits for approval" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "allow"
+  reasons   = ["migrator-api-write-hold"]
+  obligations {
+    approval = "required"
+    record = "full"
+  }
+}
+
+test "posting a refund waits for approval" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:post"
+  target    = "api"
+  route     = "POST /v1/refunds"
+  body      = { order_id = 7, amount = 25, reason = "damaged" }
+  expect    = "allow"
+  reasons   = ["migrator-api-write-hold"]
+  obligations {
+    approval = "required"
+    record = "full"
+  }
+}
+
+test "an approved delete runs" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  approval  = "approved"
+  expect    = "allow"
+  reasons   = ["migrator-api-write-approved"]
+  obligations {
+    record = "full"
+  }
+}
+
+test "a refused delete does not run" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  approval  = "denied"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "an expired refund approval does not run" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "http:post"
+  target    = "api"
+  route     = "POST /v1/refunds"
+  body      = { order_id = 7, amount = 25, reason = "damaged" }
+  approval  = "expired"
+  expect    = "deny"
+  reasons   = []
+}
+
+test "the API's ssn is redacted" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = ["migrator-api-pii-redacted"]
+  obligations {
+    mask = "redact"
+  }
+}
+
+test "uses the API's write role" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-write"
+  expect    = "allow"
+  reasons   = ["migrator-api-write-role"]
+}

@@ -172,3 +172,125 @@ test "does not compute on partially masked data" {
   use       = "function"
   expect    = "deny"
 }
+
+# The API (target "api"), as the database.
+
+test "connects to the API" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "connect"
+  target    = "api"
+  expect    = "allow"
+  reasons   = ["support-api-connect"]
+}
+
+test "reads a customer through the API, fully recorded" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  expect    = "allow"
+  reasons   = ["support-api-read"]
+  obligations {
+    record = "full"
+  }
+}
+
+test "lists customers a page at a time" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "http:get"
+  target    = "api"
+  route     = "GET /v1/customers"
+  query     = { limit = "5" }
+  expect    = "allow"
+  reasons   = ["support-api-read"]
+}
+
+test "the API's ssn is partially masked" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.ssn"
+  expect    = "deny"
+  reasons   = ["support-api-pii-partial"]
+  obligations {
+    mask = "partial"
+  }
+}
+
+test "the API's email is partially masked" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers/{id}"
+  params    = { id = "1" }
+  field     = "$.email"
+  expect    = "deny"
+  reasons   = ["support-api-pii-partial"]
+  obligations {
+    mask = "partial"
+  }
+}
+
+test "ssn in a list is partially masked" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "field:read-unmasked"
+  target    = "api"
+  route     = "GET /v1/customers"
+  field     = "$.items[*].ssn"
+  expect    = "deny"
+  reasons   = ["support-api-pii-partial"]
+  obligations {
+    mask = "partial"
+  }
+}
+
+test "does not delete orders through the API" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "http:delete"
+  target    = "api"
+  route     = "DELETE /v1/orders/{id}"
+  params    = { id = "7" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "does not post refunds" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "http:post"
+  target    = "api"
+  route     = "POST /v1/refunds"
+  body      = { order_id = 7, amount = 25, reason = "damaged" }
+  expect    = "deny"
+  reasons   = []
+}
+
+test "uses the API's read role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-read"
+  expect    = "allow"
+  reasons   = ["support-api-read-role"]
+}
+
+test "not the API's write role" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "credential:use"
+  target    = "api"
+  role      = "api-write"
+  expect    = "deny"
+  reasons   = []
+}

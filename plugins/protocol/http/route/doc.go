@@ -17,6 +17,10 @@
 // net/http cannot see the two disagree: it passes r.RequestURI and the host the target is served
 // under (not r.Host), which refuses an absolute-form target for any other host.
 //
+// A route also declares the query parameters it takes and the members of its JSON body, with their
+// types (Block.Query, Block.Body): the engine refuses any other, and authz generates the Cedar
+// records policies see them in (context.query, context.body) from these declarations.
+//
 // The config package embeds Block in a target's catalog block:
 //
 //	Routes []route.Block `hcl:"route,block"`

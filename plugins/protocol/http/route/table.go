@@ -15,14 +15,22 @@ import (
 //	  field "$.ssn" { tags = ["pii"] }
 //	  field "$.items[*].email" { tags = ["pii", "contact"] }
 //	}
+//	route "POST /v1/refunds" {
+//	  query = ["dry_run"]
+//	  body  = { order_id = "Long", reason = "String" }
+//	}
 //
 // The label is the method, one space and a path template: literal segments, {name} for one segment
 // and, last only, {name...} for one or more. Fields are response fields, as jsonmask paths, with
-// tags that policies decide masking by, as they do columns'.
+// tags that policies decide masking by, as they do columns'. Query lists the query parameters the
+// route takes and Body the members of its JSON request body with their types (see BodyTypes): the
+// engine refuses any other, and policies see them in the request's context.
 type Block struct {
-	Pattern string       `hcl:"pattern,label"`
-	Tags    []string     `hcl:"tags,optional"`
-	Fields  []FieldBlock `hcl:"field,block"`
+	Pattern string            `hcl:"pattern,label"`
+	Tags    []string          `hcl:"tags,optional"`
+	Query   []string          `hcl:"query,optional"`
+	Body    map[string]string `hcl:"body,optional"`
+	Fields  []FieldBlock      `hcl:"field,block"`
 }
 
 // FieldBlock is a `field "$.json.path" { tags = [...] }` block.
@@ -37,7 +45,14 @@ type Route struct {
 	Method  string
 	Tags    []string
 	Fields  []Field
-	segs    []segment
+	// Params are the template's parameter names, in order.
+	Params []string
+	// Query are the declared query parameters, in the order written.
+	Query []string
+	// Body maps each declared JSON body member to its type, one of BodyTypes; nil when the route
+	// takes no body.
+	Body map[string]string
+	segs []segment
 }
 
 // Field is a tagged response field.
@@ -64,34 +79,27 @@ var (
 func NewTable(blocks []Block) (*Table, error) {
 	t := &Table{byMethod: map[string][]*Route{}}
 	for _, b := range blocks {
-		method, segs, err := parsePattern(b.Pattern)
+		r, err := Parse(b)
 		if err != nil {
 			return nil, err
 		}
-		r := &Route{Pattern: b.Pattern, Method: method, Tags: b.Tags, segs: segs}
-		seen := map[string]bool{}
-		for _, fb := range b.Fields {
-			p, err := jsonmask.ParsePath(fb.Path)
-			if err != nil {
-				return nil, fmt.Errorf("route %q: field: %w", b.Pattern, err)
-			}
-			if seen[fb.Path] {
-				return nil, fmt.Errorf("route %q: field %q is listed twice", b.Pattern, fb.Path)
-			}
-			seen[fb.Path] = true
-			if len(fb.Tags) == 0 {
-				return nil, fmt.Errorf("route %q: field %q has no tags; policies decide a field's masking by its tags", b.Pattern, fb.Path)
-			}
-			r.Fields = append(r.Fields, Field{Path: p, Tags: fb.Tags})
-		}
-		for _, o := range t.byMethod[method] {
-			if overlap(o.segs, segs) {
+		for _, o := range t.byMethod[r.Method] {
+			if overlap(o.segs, r.segs) {
 				return nil, fmt.Errorf("route %q overlaps route %q: some paths match both; make them distinct (a literal segment where the other has a parameter is an overlap too)", b.Pattern, o.Pattern)
 			}
 		}
-		t.byMethod[method] = append(t.byMethod[method], r)
+		t.byMethod[r.Method] = append(t.byMethod[r.Method], r)
 	}
 	return t, nil
+}
+
+// Routes returns the table's routes, by method and then in the order written.
+func (t *Table) Routes() []*Route {
+	var out []*Route
+	for _, m := range methodOrder {
+		out = append(out, t.byMethod[m]...)
+	}
+	return out
 }
 
 // Match is a request matched to a route.
