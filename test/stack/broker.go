@@ -15,6 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 )
 
@@ -178,6 +182,13 @@ spire_server {
 %s
 %s
 %s%s`, TrustDomain.Name(), s.SPIRE.Endpoint(), b.AdminAddr, s.SPIRE.ServerAddr, authorization.global, auditBlock, targets, opts.Extra)
+	if authorization.catalog != nil {
+		catalogs, err := catalogsOf(authorization.catalog, hcl)
+		if err != nil {
+			return nil, err
+		}
+		hcl += "\n# The catalog and groups of policies/catalog.hcl, for the targets above.\n" + string(catalogs)
+	}
 	if err := os.WriteFile(opts.ConfigPath, []byte(hcl), 0o644); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
@@ -209,7 +220,12 @@ spire_server {
 	return b, nil
 }
 
-type authorization struct{ global, target, dir string }
+type authorization struct {
+	global, target, dir string
+	// catalog is policies/catalog.hcl, whose catalog blocks StartBroker keeps for the targets the
+	// configuration has (a catalog naming no target is refused, as it should be).
+	catalog []byte
+}
 
 // authorization returns the configuration text that decides connections: Cedar policies copied into
 // the stack (where the broker's uid can read them) with the catalog of policies/catalog.hcl, or an
@@ -263,8 +279,7 @@ policy {
   approver         = "admin-api"
   approval_timeout = "30s"
 }
-
-%s`, dst, maskKey, catalog), dir: dst}, nil
+`, dst, maskKey), dir: dst, catalog: catalog}, nil
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.
@@ -412,3 +427,28 @@ func (b *Broker) PID() int { return b.proc.cmd.Process.Pid }
 
 // LogPath is the file the broker's output goes to.
 func (b *Broker) LogPath() string { return b.proc.logPath }
+
+// catalogsOf returns catalog, policies/catalog.hcl, without the catalog blocks of targets that the
+// configuration cfg does not have.
+func catalogsOf(catalog []byte, cfg string) ([]byte, error) {
+	parsed, diags := hclsyntax.ParseConfig([]byte(cfg), "svidbroker.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("stack: the generated configuration: %s", diags.Error())
+	}
+	targets := map[string]bool{}
+	for _, b := range parsed.Body.(*hclsyntax.Body).Blocks {
+		if b.Type == "target" && len(b.Labels) == 1 {
+			targets[b.Labels[0]] = true
+		}
+	}
+	f, diags := hclwrite.ParseConfig(catalog, "catalog.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("stack: policies/catalog.hcl: %s", diags.Error())
+	}
+	for _, b := range f.Body().Blocks() {
+		if b.Type() == "catalog" && len(b.Labels()) == 1 && !targets[b.Labels()[0]] {
+			f.Body().RemoveBlock(b)
+		}
+	}
+	return f.Bytes(), nil
+}
