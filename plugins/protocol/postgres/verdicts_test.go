@@ -25,7 +25,7 @@ when { context.approval.state == "approved" };
 `
 
 // newVerdictSession is a relay session deciding by verdictPolicies, in dir, for agent a.
-func newVerdictSession(t *testing.T) (*session, *authz.Engine, string) {
+func newVerdictSession(t testing.TB) (*session, *authz.Engine, string) {
 	t.Helper()
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
@@ -47,7 +47,7 @@ func newVerdictSession(t *testing.T) (*session, *authz.Engine, string) {
 	return s, e, dir
 }
 
-func writeVerdictPolicies(t *testing.T, dir, src string) {
+func writeVerdictPolicies(t testing.TB, dir, src string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
