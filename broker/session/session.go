@@ -23,8 +23,7 @@ type Session struct {
 	decision authz.Decision
 	role     authz.RolePick
 	lost     func(error) // the engine's, told when the credential cannot be kept
-	approve  DecideConfig
-	verdicts verdictCache
+	decider  Decider
 
 	mu     sync.Mutex
 	lease  *credential.Session // nil without Config.Lease

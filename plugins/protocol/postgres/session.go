@@ -50,12 +50,12 @@ type session struct {
 	dataBytes int
 	truncated bool
 
-	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo, verdicts and
-	// discarding; queue is shared with the backend side; clientMu serializes writes to the client.
+	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo, deciding
+	// and discarding; queue is shared with the backend side; clientMu serializes writes to the client.
 	ctx        context.Context
 	insp       inspection
 	memo       authz.Memo
-	verdicts   verdicts
+	deciding   deciding // decides statements and keeps their verdicts (statements.go)
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue

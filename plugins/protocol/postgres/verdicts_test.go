@@ -102,12 +102,11 @@ func TestVerdictsAreReusedWithinAnEpoch(t *testing.T) {
 		held++
 		return authz.ApprovalState{State: "approved", Approver: "alice"}, nil
 	}
+	// The two are literal variants, one classification: a verdict kept for the first would let the
+	// second run without an approval.
 	for i, sql := range []string{"UPDATE pgbench_accounts SET abalance = 1 WHERE aid = 1", "UPDATE pgbench_accounts SET abalance = 2 WHERE aid = 2"} {
 		if d, ok := decide(sql); !ok || held != i+1 {
 			t.Fatalf("%s: allowed %v after %d approvals, want %d: %+v", sql, ok, held, i+1, d)
 		}
-	}
-	if len(s.verdicts.entries) != 0 {
-		t.Fatalf("%d verdicts kept after approvals, want none", len(s.verdicts.entries))
 	}
 }
