@@ -110,9 +110,6 @@ type OpenRequest struct {
 	// CheckRefusal names a failed Check in the session's end record ("the client's startup
 	// parameters were refused"); it must quote nothing the client sent.
 	CheckRefusal string
-	// LeaseLost, if set, is also told when the credential cannot be kept, besides the session's
-	// context (for engines that end sessions with their own wire message).
-	LeaseLost func(error)
 }
 
 // Open identifies the client, asks SPIRE what it attested, decides the connect, picks the credential
@@ -205,7 +202,6 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 			return refuse(ErrRefused, err, s.decision)
 		}
 	}
-	s.lost = req.LeaseLost
 	if c.cfg.Lease != nil {
 		lease, err := c.cfg.Lease(ctx, s.connect, s.role.Role, s.leaseLost)
 		if err != nil {

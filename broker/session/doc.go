@@ -53,10 +53,10 @@
 // The core never imports an engine, knows no SQL and no HTTP, and holds no package-level state:
 // everything lives in a Core or a Session.
 //
-// The Postgres engine uses Open, Abort, Watch (the watches behind Start, over its own relay's
-// fields), EndRecords (what End records) and the decision and lease records. It decides statements
-// with a Decider of its own (the one behind Session.Decide, with its parts, plan, verdicts and holds),
-// since its relay keeps the session's state and records each statement in its own terms: a refusal
-// with its SQLSTATE, an allowed statement as its transaction's commit points require. It still takes
-// the credential's loss through OpenRequest.LeaseLost and records it itself.
+// The Postgres engine uses Open, Abort, Watch (the watches behind Start, over its own relay's fields,
+// armed with Losses and Revocations), EndRecords (what End records) and the decision and lease
+// records; it records the credential's loss itself, when the loss ends the session. It decides
+// statements with a Decider of its own (the one behind Session.Decide, with its parts, plan, verdicts
+// and holds), since its relay keeps the session's state and records each statement in its own terms:
+// a refusal with its SQLSTATE, an allowed statement as its transaction's commit points require.
 package session
