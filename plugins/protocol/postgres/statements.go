@@ -200,7 +200,7 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 // state the statements were decided with, the plan, and a refusal when one is refused.
 func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold, planned bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	d := &s.deciding
-	if d.part == nil {
+	if d.part == nil { // the session's first decision
 		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz}
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
@@ -217,7 +217,7 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 	}
 	v := d.Decide(s.ctx, op)
 	if v.Outcome == sess.Block {
-		return v.Decision, v.Approval, nil, s.verdictRefusal(s.insp.funcs().throughViews(sts[d.at]), v)
+		return v.Decision, v.Approval, nil, s.verdictRefusal(sts, d.at, v)
 	}
 	p, _ := v.Plan.(*plan)
 	return v.Decision, v.Approval, p, nil
@@ -255,15 +255,15 @@ func (s *session) planVerdict(v sess.Verdict) (any, error) {
 	return p, nil
 }
 
-// verdictRefusal is the refusal of a blocked verdict: st is the statement decided last, as its views
-// make it.
-func (s *session) verdictRefusal(st sqlclass.Statement, v sess.Verdict) *refusal {
+// verdictRefusal is the refusal of a blocked verdict of sts, of which sts[at] was decided last.
+func (s *session) verdictRefusal(sts []sqlclass.Statement, at int, v sess.Verdict) *refusal {
 	if r, ok := errors.AsType[*refusal](v.Err); ok {
 		return r // the plan's (decide's Prepare)
 	}
 	if w, ok := errors.AsType[*sess.Withdrawn](v.Err); ok {
 		return withdrawalRefusal(w, v.Decision)
 	}
+	st := s.insp.funcs().throughViews(sts[at]) // as it was decided
 	if errors.Is(v.Err, sess.ErrApproval) {
 		return approvalRefusal(errStatementDenied(denialMessage(st, v.Cause)), v.Decision, v.Request, v.Approval.State)
 	}
