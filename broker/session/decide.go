@@ -19,7 +19,8 @@ type Operation struct {
 	// Text is the operation as approvers see it and the audit log records it.
 	Text string
 	// Key, if not nil, is a comparable fingerprint of the classification: operations with equal keys
-	// get the same decision under one policy set, so an allowed verdict is reused. Nil: never reused.
+	// get the same decision within one policy epoch (Decider.Policy), so an allowed verdict is reused.
+	// Nil: never reused.
 	Key any
 	// Decide decides the operation with approval state ap: an error is a refusal, and is shown to
 	// the client. Required unless Part is set.
