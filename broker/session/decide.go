@@ -169,7 +169,7 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 			return v
 		}
 	}
-	v := d.decide(ctx, op)
+	v := d.decide(ctx, &op)
 	if v.Outcome != Block && op.Prepare != nil {
 		plan, err := op.Prepare(v)
 		if err != nil {
@@ -183,7 +183,7 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	return v
 }
 
-func (d *Decider) decide(ctx context.Context, op Operation) Verdict {
+func (d *Decider) decide(ctx context.Context, op *Operation) Verdict {
 	part, parts := op.Part, op.Parts
 	if part == nil {
 		part, parts = func(_ int, ap authz.ApprovalState) (authz.Decision, error) { return op.Decide(ap) }, 1
@@ -203,7 +203,7 @@ func (d *Decider) decide(ctx context.Context, op Operation) Verdict {
 			if op.NoHold || d.Hold == nil {
 				return blocked(ErrApproval, errNeedsApproval, dec, authz.ApprovalState{State: "required"})
 			}
-			if ap, request, err = d.Hold(ctx, op, dec); err != nil {
+			if ap, request, err = d.Hold(ctx, *op, dec); err != nil {
 				if _, ok := errors.AsType[*Withdrawn](err); ok {
 					return Verdict{Decision: dec, Approval: ap, Request: request, Err: err, Cause: err}
 				}

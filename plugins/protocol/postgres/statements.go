@@ -205,7 +205,6 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
-	defer func() { d.sts = nil }()
 	op := sess.Operation{Action: "sql", Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
 	if planned {
 		if s.insp.authz != nil && len(sts) > 0 {
@@ -216,6 +215,7 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 		op.Prepare = d.prepare
 	}
 	v := d.Decide(s.ctx, op)
+	d.sts = nil
 	if v.Outcome == sess.Block {
 		return v.Decision, v.Approval, nil, s.verdictRefusal(sts, d.at, v)
 	}
