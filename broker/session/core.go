@@ -110,9 +110,6 @@ type OpenRequest struct {
 	// CheckRefusal names a failed Check in the session's end record ("the client's startup
 	// parameters were refused"); it must quote nothing the client sent.
 	CheckRefusal string
-	// LeaseLost, if set, is also told when the credential cannot be kept, besides the session's
-	// context (for engines that end sessions with their own wire message).
-	LeaseLost func(error)
 }
 
 // Open identifies the client, asks SPIRE what it attested, decides the connect, picks the credential
@@ -139,8 +136,9 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	}
 	id := newID()
 	log := c.cfg.Logger.With("session", id, "spiffe_id", peer.ID.String(), "remote", remote)
-	s := &Session{core: c, id: id, log: log, remote: remote, approve: DecideConfig{Approve: c.cfg.Approve, Timeout: c.cfg.ApprovalTimeout},
+	s := &Session{core: c, id: id, log: log, remote: remote,
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
+	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy}
 	if c.cfg.AuditFailOpen {
 		var once sync.Once
 		s.rec.failOpen = func(err error) {
@@ -204,7 +202,6 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 			return refuse(ErrRefused, err, s.decision)
 		}
 	}
-	s.lost = req.LeaseLost
 	if c.cfg.Lease != nil {
 		lease, err := c.cfg.Lease(ctx, s.connect, s.role.Role, s.leaseLost)
 		if err != nil {

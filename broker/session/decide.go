@@ -5,35 +5,48 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
 // Operation is one thing a client asks of the target (a statement, a request, a tool call), as its
-// engine classified it. The core knows no protocol: Decide is the engine's Cedar request, built from
-// its classification.
+// engine classified it. The core knows no protocol: Decide (or Part) is the engine's Cedar request,
+// built from its classification.
 type Operation struct {
 	// Action names the operation's kind in audit records and approvals ("sql", "http").
 	Action string
 	// Text is the operation as approvers see it and the audit log records it.
 	Text string
 	// Key, if not nil, is a comparable fingerprint of the classification: operations with equal keys
-	// get the same decision under one policy set, so an allowed verdict is reused. Nil: never reused.
+	// get the same decision within one policy epoch (Decider.Policy), so an allowed verdict is reused.
+	// Nil: never reused.
 	Key any
 	// Decide decides the operation with approval state ap: an error is a refusal, and is shown to
-	// the client. Required.
+	// the client. Required unless Part is set.
 	Decide func(ap authz.ApprovalState) (authz.Decision, error)
+	// Part, if set, decides an operation of Parts parts (the statements of one SQL string) in place
+	// of Decide: part i with approval state ap. The parts are decided in order, and the first refused
+	// refuses the operation. A part that needs an approval holds the whole operation; once approved,
+	// that part is decided again and the parts after it are decided with the approval granted. The
+	// verdict's decision is the last part's. Zero parts are allowed, with no decision.
+	Part  func(i int, ap authz.ApprovalState) (authz.Decision, error)
+	Parts int
 	// Approval is the approval state to decide with (an approval granted earlier); zero for none.
 	Approval authz.ApprovalState
 	// NoHold refuses an operation that needs an approval instead of holding it.
 	NoHold bool
-	// Notify and Withdrawable are HoldRequest's, for a held operation.
+	// Notify and Withdrawable are HoldRequest's, for a held operation (Session.Decide's holds).
 	Notify       func(request string) error
 	Withdrawable func(withdraw context.CancelCauseFunc) (end func() error)
-	// Record, if set, is the operation's audit record, which Decide writes, with the decision, before
-	// it returns an allowing verdict; Durable makes it wait until the record is on stable storage.
+	// Prepare, if set, is the engine's own work on an allowing verdict that depends only on the
+	// classification and the decision (which columns or fields to mask, say). Its result is the
+	// verdict's Plan, kept and reused with the verdict; its error refuses the operation, as the
+	// verdict's Err.
+	Prepare func(v Verdict) (plan any, err error)
+	// Record, if set, is the operation's audit record, which Session.Decide writes, with the
+	// decision, before it returns an allowing verdict; Durable makes it wait until the record is on
+	// stable storage.
 	Record  *audit.Record
 	Durable bool
 }
@@ -62,11 +75,17 @@ type Verdict struct {
 	Outcome Outcome
 	// Decision is the deciding decision: its policies (Reasons) say why.
 	Decision authz.Decision
-	// Approval is the approval state it was decided with; Request the approval request, if one was made.
+	// Approval is the approval state it was decided with ("required" when it needed an approval it
+	// did not get: it could not be held, or the policies still required one once it was granted);
+	// Request the approval request, if one was made.
 	Approval authz.ApprovalState
 	Request  string
-	// Err says why a blocked operation was refused (ErrBlocked, a *Withdrawn, ErrAuditUnavailable).
-	Err error
+	// Err says why a blocked operation was refused (ErrBlocked, ErrApproval, a *Withdrawn,
+	// ErrAuditUnavailable, or Prepare's error); Cause is the reason Err gives after its kind (the
+	// policy's error, the approval's outcome), for an engine that words refusals itself.
+	Err, Cause error
+	// Plan is what Operation.Prepare made of an allowing verdict.
+	Plan any
 }
 
 // ErrBlocked is a verdict's error for an operation the policies refused, and ErrApproval for one that
@@ -76,16 +95,34 @@ var (
 	ErrApproval = errors.New("approval not granted")
 )
 
-// DecideConfig is how a session's operations are held for approval.
-type DecideConfig struct {
-	Approve ApproveFunc
-	Timeout time.Duration
+// Why an operation that needs an approval did not get one without a hold (Verdict.Cause).
+var (
+	errNeedsApproval = errors.New("it needs a person's approval")
+	errStillRequired = errors.New("the policies still require approval after it was granted")
+)
+
+// Decider decides the operations of one session: from a verdict kept for the operation's key, or by
+// the operation's decision, holding it for a person's approval when a policy requires one.
+// Session.Decide is a Decider's, and records what it decides. An engine whose relay keeps a
+// session's state itself (the Postgres engine) may keep one of its own, and record what it decides
+// in its own terms.
+type Decider struct {
+	// Hold holds op, which decision d requires an approval for, and waits for the outcome (Hold,
+	// with the session's fields and op's). It returns the approval state to decide op again with,
+	// the request's ID, and an error unless it was approved. Nil refuses what needs an approval.
+	Hold func(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error)
+	// Policy, if set, is the policy set operations are decided with: a kept verdict is reused only in
+	// the epoch it was decided in (authz.Epoch: one policy set, one second of its clock, so that a
+	// policy on the time of day is decided again). Nil: kept verdicts hold until the session ends.
+	Policy *authz.Authorizer
+
+	verdicts verdictCache
 }
 
-// verdictCache keeps the verdicts of allowed operations by key, under one policy set.
+// verdictCache keeps the verdicts of allowed operations by key, within one epoch.
 type verdictCache struct {
 	mu      sync.Mutex
-	digest  string
+	epoch   authz.Epoch
 	entries map[verdictKey]Verdict
 }
 
@@ -97,63 +134,96 @@ type verdictKey struct {
 // maxVerdicts bounds a session's kept verdicts.
 const maxVerdicts = 256
 
-// Decide decides op: from a verdict kept for its key under the policy set in force, or by op.Decide,
-// holding it for approval (Hold) when the decision requires one, and recording op.Record. An
-// operation that is refused gets a Block verdict whose Err says why, wrapping ErrBlocked (with the
-// policy's error), ErrApproval, a *Withdrawn or ErrAuditUnavailable; the engine turns it into its
-// protocol's error.
+// Decide decides op through the session's Decider, and records it: a refused operation's refusal,
+// with the decision that refused it, and an allowed one's op.Record. An operation that is refused gets
+// a Block verdict whose Err says why, wrapping ErrBlocked (with the policy's error), ErrApproval, a
+// *Withdrawn or ErrAuditUnavailable; the engine turns it into its protocol's error.
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
-	digest := ""
-	if p := s.core.cfg.Policy; p != nil {
-		digest = p.Engine.Digest()
-	}
-	vk := verdictKey{key: op.Key, ap: op.Approval}
-	if op.Key != nil {
-		if v, ok := s.verdicts.get(digest, vk); ok {
-			return s.recorded(op, v)
-		}
-	}
-	v := s.decide(ctx, op)
+	v := s.decider.Decide(ctx, op)
 	if v.Outcome == Block {
 		s.refusalRecord(op, v)
 		return v
 	}
-	if op.Key != nil && v.Outcome != Held {
-		s.verdicts.put(digest, vk, v) // an approval is asked for every time it is needed
-	}
 	return s.recorded(op, v)
 }
 
-func (s *Session) decide(ctx context.Context, op Operation) Verdict {
-	ap := op.Approval
-	d, err := op.Decide(ap)
-	if err != nil {
-		return Verdict{Decision: d, Approval: ap, Err: fmt.Errorf("%w: %w", ErrBlocked, err)}
-	}
-	if d.Obligations.Approval != "required" || ap.State == "approved" {
-		return Verdict{Outcome: outcome(d), Decision: d, Approval: ap}
-	}
-	if op.NoHold {
-		return Verdict{Decision: d, Approval: authz.ApprovalState{State: "required"}, Err: fmt.Errorf("%w: it needs a person's approval", ErrApproval)}
-	}
-	ap, request, err := Hold(ctx, HoldRequest{Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
-		Text: op.Text, Decision: d, Action: op.Action, Approve: s.approve.Approve, Timeout: s.approve.Timeout,
+// hold is a Session's Decider.Hold.
+func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
+	return Hold(ctx, HoldRequest{Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
+		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})
-	if err != nil {
-		if _, ok := errors.AsType[*Withdrawn](err); !ok {
-			err = fmt.Errorf("%w: %w", ErrApproval, err)
+}
+
+// Decide decides op: from a verdict kept for its key in the epoch in force, or by op's decision,
+// holding it for approval when the decision requires one, then op.Prepare. A verdict is kept when op
+// has a key, it was allowed without a hold (an approval is asked for every time it is needed), and
+// no new epoch began while it was decided. It records nothing but a hold's approval records.
+func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
+	var epoch authz.Epoch
+	if d.Policy != nil {
+		epoch = d.Policy.Epoch()
+	}
+	vk := verdictKey{key: op.Key, ap: op.Approval}
+	if op.Key != nil {
+		if v, ok := d.verdicts.get(epoch, vk); ok {
+			return v
 		}
-		return Verdict{Decision: d, Approval: ap, Request: request, Err: err}
 	}
-	again, err := op.Decide(ap)
-	switch {
-	case err != nil:
-		return Verdict{Decision: again, Approval: ap, Request: request, Err: fmt.Errorf("%w: %w", ErrBlocked, err)}
-	case again.Obligations.Approval == "required":
-		return Verdict{Decision: again, Approval: ap, Request: request,
-			Err: fmt.Errorf("%w: the policies still require approval after it was granted", ErrApproval)}
+	v := d.decide(ctx, &op)
+	if v.Outcome != Block && op.Prepare != nil {
+		plan, err := op.Prepare(v)
+		if err != nil {
+			return Verdict{Decision: v.Decision, Approval: v.Approval, Request: v.Request, Err: err, Cause: err}
+		}
+		v.Plan = plan
 	}
-	return Verdict{Outcome: Held, Decision: again, Approval: ap, Request: request}
+	if op.Key != nil && v.Outcome != Block && v.Outcome != Held && (d.Policy == nil || d.Policy.Epoch() == epoch) {
+		d.verdicts.put(epoch, vk, v)
+	}
+	return v
+}
+
+func (d *Decider) decide(ctx context.Context, op *Operation) Verdict {
+	part, parts := op.Part, op.Parts
+	if part == nil {
+		part, parts = func(_ int, ap authz.ApprovalState) (authz.Decision, error) { return op.Decide(ap) }, 1
+	}
+	ap := op.Approval
+	var last authz.Decision
+	request, held := "", false
+	blocked := func(kind, cause error, dec authz.Decision, ap authz.ApprovalState) Verdict {
+		return Verdict{Decision: dec, Approval: ap, Request: request, Err: fmt.Errorf("%w: %w", kind, cause), Cause: cause}
+	}
+	for i := range parts {
+		dec, err := part(i, ap)
+		if err != nil {
+			return blocked(ErrBlocked, err, dec, ap)
+		}
+		if dec.Obligations.Approval == "required" && ap.State != "approved" {
+			if op.NoHold || d.Hold == nil {
+				return blocked(ErrApproval, errNeedsApproval, dec, authz.ApprovalState{State: "required"})
+			}
+			if ap, request, err = d.Hold(ctx, *op, dec); err != nil {
+				if _, ok := errors.AsType[*Withdrawn](err); ok {
+					return Verdict{Decision: dec, Approval: ap, Request: request, Err: err, Cause: err}
+				}
+				return blocked(ErrApproval, err, dec, ap)
+			}
+			again, err := part(i, ap)
+			switch {
+			case err != nil:
+				return blocked(ErrBlocked, err, again, ap)
+			case again.Obligations.Approval == "required":
+				return blocked(ErrApproval, errStillRequired, again, authz.ApprovalState{State: "required"})
+			}
+			dec, held = again, true
+		}
+		last = dec
+	}
+	if held {
+		return Verdict{Outcome: Held, Decision: last, Approval: ap, Request: request}
+	}
+	return Verdict{Outcome: outcome(last), Decision: last, Approval: ap}
 }
 
 func outcome(d authz.Decision) Outcome {
@@ -182,7 +252,7 @@ func (s *Session) recorded(op Operation, v Verdict) Verdict {
 			s.rec.failOpen(err)
 			return v
 		}
-		return Verdict{Decision: v.Decision, Approval: v.Approval, Request: v.Request, Err: fmt.Errorf("%w: %v", ErrAuditUnavailable, err)}
+		return Verdict{Decision: v.Decision, Approval: v.Approval, Request: v.Request, Err: fmt.Errorf("%w: %v", ErrAuditUnavailable, err), Cause: err}
 	}
 	return v
 }
@@ -203,21 +273,21 @@ func (s *Session) refusalRecord(op Operation, v Verdict) {
 	s.rec.async(rec)
 }
 
-func (c *verdictCache) get(digest string, k verdictKey) (Verdict, bool) {
+func (c *verdictCache) get(epoch authz.Epoch, k verdictKey) (Verdict, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.digest != digest {
+	if c.epoch != epoch {
 		return Verdict{}, false
 	}
 	v, ok := c.entries[k]
 	return v, ok
 }
 
-func (c *verdictCache) put(digest string, k verdictKey, v Verdict) {
+func (c *verdictCache) put(epoch authz.Epoch, k verdictKey, v Verdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.digest != digest || c.entries == nil || len(c.entries) >= maxVerdicts {
-		c.digest, c.entries = digest, map[verdictKey]Verdict{}
+	if c.epoch != epoch || c.entries == nil || len(c.entries) >= maxVerdicts {
+		c.epoch, c.entries = epoch, map[verdictKey]Verdict{}
 	}
 	c.entries[k] = v
 }

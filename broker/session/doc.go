@@ -35,13 +35,16 @@
 //
 //  5. Operations: for each thing the client asks, the engine classifies it and calls Session.Decide
 //     with an Operation: its action, its text, a comparable key of its classification (so an allowed
-//     verdict is reused under the same policy set), the Cedar request as a function of the approval
-//     state, and its audit record. Decide holds the operation for a person's approval when a policy
-//     requires one (telling the client through Operation.Notify, and letting the engine withdraw it
-//     through Operation.Withdrawable when its client cancels or leaves), records it (durably if asked)
-//     and returns a Verdict: Allow, Mask, Held or Block, with the deciding decision and, for Block, the
-//     reason (ErrBlocked, ErrApproval, a *Withdrawn, ErrAuditUnavailable). Masking values and
-//     anything else protocol-shaped (which columns or fields, commit points) stays in the engine.
+//     verdict is reused within one policy epoch), the Cedar request as a function of the approval
+//     state (Decide, or Part for each part of an operation of several, such as the statements of one
+//     SQL string), the engine's own plan of an allowed verdict (Prepare: which columns or fields to
+//     mask, kept with the verdict), and its audit record. Decide holds the operation for a person's
+//     approval when a policy requires one (telling the client through Operation.Notify, and letting
+//     the engine withdraw it through Operation.Withdrawable when its client cancels or leaves),
+//     records it (durably if asked) and returns a Verdict: Allow, Mask, Held or Block, with the
+//     deciding decision, the plan and, for Block, the reason (ErrBlocked, ErrApproval, a *Withdrawn,
+//     ErrAuditUnavailable, the plan's refusal) and its Cause, for an engine that words refusals
+//     itself. Masking values and anything else protocol-shaped (commit points) stays in the engine.
 //
 //  6. End: once both connections are closed, the engine calls Session.End with why the session
 //     ended (nil when the client ended it) and when it started running: the watches stop, the
@@ -50,8 +53,10 @@
 // The core never imports an engine, knows no SQL and no HTTP, and holds no package-level state:
 // everything lives in a Core or a Session.
 //
-// The Postgres engine uses Open, Abort, Watch (the watches behind Start, over its own relay's
-// fields), Hold, EndRecords (what End records) and the decision and lease records. It still decides
-// statements with its own loop and verdict cache (statements.go), which its tests pin, around the
-// same Hold; moving that loop onto Decide is the next step.
+// The Postgres engine uses Open, Abort, Watch (the watches behind Start, over its own relay's fields,
+// armed with Losses and Revocations), EndRecords (what End records) and the decision and lease
+// records; it records the credential's loss itself, when the loss ends the session. It decides
+// statements with a Decider of its own (the one behind Session.Decide, with its parts, plan, verdicts
+// and holds), since its relay keeps the session's state and records each statement in its own terms:
+// a refusal with its SQLSTATE, an allowed statement as its transaction's commit points require.
 package session

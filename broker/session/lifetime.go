@@ -83,10 +83,6 @@ func (s *Session) stopWatching() {
 
 // leaseLost is the lease manager's word that the credential could not be kept.
 func (s *Session) leaseLost(err error) {
-	if s.lost != nil {
-		s.lost(err) // the engine records it and ends the session
-		return
-	}
 	s.mu.Lock()
 	fn := s.lostFn
 	if fn == nil {
@@ -100,20 +96,26 @@ func (s *Session) leaseLost(err error) {
 
 // onLost registers fn for the credential's loss (Watches.Lost), recording the loss first.
 func (s *Session) onLost(fn func(error)) {
-	record := func(err error) {
+	s.Losses(func(err error) {
 		if l := s.Lease(); l != nil {
 			s.rec.async(LeaseRecord(l.Lease.ID, "renewal failed"))
 		}
 		fn(err)
-	}
+	})
+}
+
+// Losses registers fn to be told, on a goroutine of its own, that the session's credential could not
+// be kept (Watches.Lost), whether that came before or after: for an engine that arms Watch over its
+// own relay's fields, and records the loss itself when it ends the session.
+func (s *Session) Losses(fn func(error)) {
 	s.mu.Lock()
 	gone := s.gone
 	if gone == nil {
-		s.lostFn = record
+		s.lostFn = fn
 	}
 	s.mu.Unlock()
 	if gone != nil {
-		go record(gone)
+		go fn(gone)
 	}
 }
 

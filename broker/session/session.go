@@ -22,17 +22,15 @@ type Session struct {
 	connect  authz.Connect
 	decision authz.Decision
 	role     authz.RolePick
-	lost     func(error) // the engine's, told when the credential cannot be kept
-	approve  DecideConfig
-	verdicts verdictCache
+	decider  Decider
 
 	mu     sync.Mutex
 	lease  *credential.Session // nil without Config.Lease
 	ended  bool
 	cancel context.CancelCauseFunc // set by Start
 	ctx    context.Context
-	gone   error       // the credential's loss, when it came before Start
-	lostFn func(error) // Start's, told of the credential's loss
+	gone   error       // the credential's loss, when it came before Losses
+	lostFn func(error) // Losses', told of the credential's loss
 	stop   func()
 }
 

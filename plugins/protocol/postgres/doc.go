@@ -13,8 +13,9 @@
 // plaintext can be buffered and later read as if it came through TLS.
 //
 // Every statement, in the simple and the extended protocol, is parsed and classified by sqlclass
-// and decided before it reaches the backend: by Cedar per table, function and column, holding it
-// for a person's approval where a policy says so, and refusing whatever does not parse. A refused
+// and decided before it reaches the backend, through the session core's Decider (broker/session):
+// by Cedar per table, function and column, holding it for a person's approval where a policy says so,
+// and refusing whatever does not parse. A refused
 // statement fails where it stands, as if the server had refused it. Columns a policy masks are
 // masked in the rows the client receives (a computed column over one is redacted), are used
 // elsewhere in a statement (WHERE, JOIN, ORDER BY, ...) only where column:use-masked permits, and

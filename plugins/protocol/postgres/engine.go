@@ -210,7 +210,6 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		return nil, fmt.Errorf("postgres: protocol version %#x", startup.ProtocolVersion)
 	}
 	var params map[string]string
-	lost := new(trigger) // the credential could not be kept: end the session
 	cs, err := e.core.Open(ctx, sess.OpenRequest{TLS: conn.ConnectionState(), Remote: raw.RemoteAddr(),
 		Check: func() error {
 			clientParams, timeouts, err := e.cfg.Timeouts.startupTimeouts(startup.Parameters)
@@ -223,7 +222,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 			maps.Copy(params, timeouts)
 			return nil
 		},
-		CheckRefusal: notEstablishedParams, LeaseLost: lost.fire})
+		CheckRefusal: notEstablishedParams})
 	if err != nil {
 		return nil, e.refuseOpen(client, err)
 	}
@@ -297,7 +296,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 	return &session{
 		log: log, client: newClientWire(conn, conn, e.cfg.MaxMessageBytes), clientConn: conn, backend: backend, backendConn: be.Conn,
 		writeTimeout: e.cfg.WriteTimeout, endBy: cs.EndBy(), rec: rec,
-		lease: lease, lost: lost, core: cs,
+		lease: lease, core: cs,
 		insp: inspection{authz: e.cfg.Policy, connect: cs.Connect(), classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
 			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 )
 
 // leaseProvider issues one non-renewable lease and revokes it.
@@ -23,28 +25,37 @@ func (leaseProvider) Renew(context.Context, string) (time.Duration, error) {
 }
 func (leaseProvider) Revoke(context.Context, string) error { return nil }
 
-// TestLeaseEventsAreRecordedAsLeaseEvents: a session whose credential could not be kept records that
-// as a lease event, then, at its end, what became of the lease (revoked), by lease ID; none of them
-// is a decision.
+// TestLeaseEventsAreRecordedAsLeaseEvents: a session whose credential could not be kept (the lease
+// manager tells the session core, which ends the session) records that as a lease event, then, at its
+// end, what became of the lease (revoked), by lease ID; none of them is a decision.
 func TestLeaseEventsAreRecordedAsLeaseEvents(t *testing.T) {
 	m := credential.NewManager(leaseProvider{}, nil, slog.New(slog.DiscardHandler), time.Second, 0)
 	defer m.Close()
-	lost := new(trigger)
-	lease, err := m.Start(t.Context(), "spiffe://example.org/agent/a", credential.Source{Path: "database/creds/ro"}, lost.fire)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pki := newTestPKI(t)
 	_, brokerClient := tlsPair(t, pki)
 	brokerBackend, _ := tcpPair(t)
+	var lost func(error) // the manager's word to the core that the credential could not be kept
+	core, err := sess.New(sess.Config{Target: "shop", Logger: slog.New(slog.DiscardHandler),
+		Authorize: func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{}, nil },
+		Lease: func(ctx context.Context, c authz.Connect, _ string, end func(error)) (*credential.Session, error) {
+			lost = end
+			return m.Start(ctx, c.Peer.ID.String(), credential.Source{Path: "database/creds/ro"}, end)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := core.Open(t.Context(), sess.OpenRequest{TLS: brokerClient.ConnectionState(), Remote: brokerClient.RemoteAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := newRelaySession(t, relayIO{fromClient: brokerClient, toClient: brokerClient, clientConn: brokerClient,
 		fromBackend: brokerBackend, toBackend: brokerBackend, backendConn: brokerBackend})
 	sink := &recordingSink{}
 	s.rec = recorder{sink: sink, session: "s1"}
-	s.lease, s.lost = lease, lost
+	s.lease, s.core = cs.Lease(), cs
 	done := make(chan error, 1)
 	go func() { done <- s.Run(context.Background()) }()
-	lost.fire(errors.New("credential: renewing lease database/creds/ro/L1 failed"))
+	lost(errors.New("credential: renewing lease database/creds/ro/L1 failed"))
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

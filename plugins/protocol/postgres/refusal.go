@@ -35,6 +35,10 @@ type refusal struct {
 	use *refusedUse
 }
 
+// Error is the client's message: a refusal of a statement's plan is the error of its verdict
+// (sess.Operation.Prepare).
+func (r *refusal) Error() string { return r.resp.Message }
+
 // refused is a refusal no policy decided.
 func refused(resp *pgproto3.ErrorResponse, reason string) *refusal {
 	return &refusal{resp: resp, reason: reason}

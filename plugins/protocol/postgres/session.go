@@ -30,8 +30,7 @@ type session struct {
 	endBy        time.Time // the client's SVID expiry plus the grace period
 	rec          recorder
 	lease        *credential.Session // nil when the broker logs in with its SVID
-	lost         *trigger            // fires when the credential could not be kept
-	core         *sess.Session       // the core's side of the session: its policy revocation; nil in tests of the relay alone
+	core         *sess.Session       // the core's side of the session: its credential's loss and policy revocation; nil in tests of the relay alone
 
 	// Ending a session happens once. ending marks it begun, by the broker (shutdown, SVID expiry, a
 	// lost credential, the audit log failing: endErr says which) or because a side ended; ended
@@ -50,12 +49,12 @@ type session struct {
 	dataBytes int
 	truncated bool
 
-	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo, verdicts and
-	// discarding; queue is shared with the backend side; clientMu serializes writes to the client.
+	// Statement inspection. The client side (clientToBackend) owns stmts, portals, memo, deciding
+	// and discarding; queue is shared with the backend side; clientMu serializes writes to the client.
 	ctx        context.Context
 	insp       inspection
 	memo       authz.Memo
-	verdicts   verdicts
+	deciding   deciding // decides statements and keeps their verdicts (statements.go)
 	stmts      map[string]*prepared
 	portals    map[string]*portal
 	queue      queue
@@ -124,11 +123,8 @@ func (s *session) Run(ctx context.Context) error {
 		b2c <- err
 	}()
 	w := sess.Watches{EndBy: s.endBy}
-	if s.lost != nil {
-		w.Lost = s.lost.set
-	}
 	if s.core != nil {
-		w.Revoked = s.core.Revocations
+		w.Lost, w.Revoked = s.core.Losses, s.core.Revocations
 	}
 	ends, stopWatches := sess.Watch(ctx, w)
 	defer stopWatches()
@@ -200,36 +196,6 @@ func (s *session) endFromBroker(reason error, code, msg string) {
 	s.sendFatal(code, msg)
 	s.close()
 	close(s.ended)
-}
-
-// trigger calls a function once with the error it fired with, whether it fired before or after the
-// function was set; the function runs on a goroutine of its own.
-type trigger struct {
-	mu    sync.Mutex
-	fired bool
-	err   error
-	fn    func(error)
-}
-
-func (t *trigger) fire(err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.fired {
-		return
-	}
-	t.fired, t.err = true, err
-	if t.fn != nil {
-		go t.fn(err)
-	}
-}
-
-func (t *trigger) set(fn func(error)) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.fn = fn
-	if t.fired {
-		go fn(t.err)
-	}
 }
 
 // sendFatal sends the client a FATAL error. The client side may still be writing (an approval

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -185,47 +186,88 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	if r := s.checkSettings(sql, sts); r != nil {
 		return sts, authz.Decision{}, authz.ApprovalState{}, r
 	}
-	d, ap, r := s.decide(sql, sts, authz.ApprovalState{}, true)
+	d, ap, _, r := s.decide(sql, sts, authz.ApprovalState{}, true, false)
 	return sts, d, ap, r
 }
 
-// decide decides every statement of sts. It returns the combined decision, the approval state the
-// statements were decided with, and a refusal when one is refused.
-func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *refusal) {
-	var last authz.Decision
-	multi := len(sts) > 1
-	for _, st := range sts {
-		st = s.insp.funcs().throughViews(st) // a view's query may do more than read (viewkinds.go)
-		d, err := s.decideOne(st, multi, ap)
-		if err != nil {
-			return d, ap, s.statementRefusal(st, d, err)
-		}
-		if d.Obligations.Approval == "required" && ap.State != "approved" {
-			deny := func(err error, request, state string) *refusal {
-				return approvalRefusal(errStatementDenied(denialMessage(st, err)), d, request, state)
-			}
-			if !hold {
-				return d, ap, deny(errors.New("it needs a person's approval"), "", "required")
-			}
-			var request string
-			if ap, request, err = s.hold(text, d); err != nil {
-				if w, ok := errors.AsType[*sess.Withdrawn](err); ok {
-					return d, ap, withdrawalRefusal(w, d)
-				}
-				return d, ap, deny(err, request, ap.State)
-			}
-			again, err := s.decideOne(st, multi, ap)
-			if err != nil {
-				return again, ap, s.statementRefusal(st, again, err)
-			}
-			if again.Obligations.Approval == "required" {
-				return again, ap, deny(errors.New("the policies still require approval after it was granted"), request, "required")
-			}
-			d = again
-		}
-		last = d
+// decide decides every statement of sts through the session's decider (broker/session), in order,
+// with approval state ap, holding them for approval if hold and a policy says so. planned also plans
+// the masking of their results, and keeps (and reuses) the decision and plan of allowed statements:
+// literal variants of one statement share their classification (sqlclass.Cache), and deciding the
+// same classification again within one authorization epoch gives the same decision and plan, which
+// saves a pgbench-like stream of statements its Cedar decisions and masking plans. A statement held
+// for approval is decided every time. It returns the decision (the last statement's), the approval
+// state the statements were decided with, the plan, and a refusal when one is refused.
+func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold, planned bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
+	d := &s.deciding
+	if d.part == nil { // the session's first decision
+		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz}
+		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
-	return last, ap, nil
+	d.sts, d.at = sts, 0
+	op := sess.Operation{Action: "sql", Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
+	if planned {
+		if s.insp.authz != nil && len(sts) > 0 {
+			// The classification, by the address of its first statement: the cache's shared result,
+			// which a kept verdict keeps alive, so no other classification can take that address.
+			op.Key = &sts[0]
+		}
+		op.Prepare = d.prepare
+	}
+	v := d.Decide(s.ctx, op)
+	d.sts = nil
+	if v.Outcome == sess.Block {
+		return v.Decision, v.Approval, nil, s.verdictRefusal(sts, d.at, v)
+	}
+	p, _ := v.Plan.(*plan)
+	return v.Decision, v.Approval, p, nil
+}
+
+// deciding is the session's decider, and the statements it is deciding (decide) for its operation's
+// Part and Prepare, which are made once per session.
+type deciding struct {
+	sess.Decider
+	sts     []sqlclass.Statement
+	at      int // the statement decided last
+	part    func(int, authz.ApprovalState) (authz.Decision, error)
+	prepare func(sess.Verdict) (any, error)
+}
+
+// decidePart decides statement i of those being decided (an operation's Part), through the views it
+// reads: a view's query may do more than read (viewkinds.go).
+func (s *session) decidePart(i int, ap authz.ApprovalState) (authz.Decision, error) {
+	d := &s.deciding
+	d.at = i
+	return s.decideOne(s.insp.funcs().throughViews(d.sts[i]), len(d.sts) > 1, ap)
+}
+
+// planVerdict plans the masking of the results of the statements being decided, allowed by v (an
+// operation's Prepare), and refuses them when their data could carry masked values unmasked.
+func (s *session) planVerdict(v sess.Verdict) (any, error) {
+	sts := s.deciding.sts
+	p := s.buildPlan(sts, v.Approval)
+	if resp := copyOutDenied(sts, p); resp != nil {
+		return nil, refused(resp, refusedUnmaskable)
+	}
+	if r := s.checkMaskedUses(sts, p, v.Approval); r != nil {
+		return nil, r
+	}
+	return p, nil
+}
+
+// verdictRefusal is the refusal of a blocked verdict of sts, of which sts[at] was decided last.
+func (s *session) verdictRefusal(sts []sqlclass.Statement, at int, v sess.Verdict) *refusal {
+	if r, ok := errors.AsType[*refusal](v.Err); ok {
+		return r // the plan's (decide's Prepare)
+	}
+	if w, ok := errors.AsType[*sess.Withdrawn](v.Err); ok {
+		return withdrawalRefusal(w, v.Decision)
+	}
+	st := s.insp.funcs().throughViews(sts[at]) // as it was decided
+	if errors.Is(v.Err, sess.ErrApproval) {
+		return approvalRefusal(errStatementDenied(denialMessage(st, v.Cause)), v.Decision, v.Request, v.Approval.State)
+	}
+	return s.statementRefusal(st, v.Decision, v.Cause)
 }
 
 // statementRefusal is the refusal of st, which decideOne refused with d and err.
@@ -269,14 +311,14 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 	return s.decideFunctions(st, ast, ap, d)
 }
 
-// hold asks for approval and waits for it (sess.Hold), telling the client the request's ID. It returns
-// the approval's outcome and the request's ID. A cancel request from the client, or the client's going
-// away, withdraws the request (hold.go): the error is then a *sess.Withdrawn, whatever the approver
-// says.
-func (s *session) hold(text string, d authz.Decision) (authz.ApprovalState, string, error) {
-	return sess.Hold(s.ctx, sess.HoldRequest{
+// hold asks for approval of op, which d requires, and waits for it (sess.Hold), telling the client the
+// request's ID: the session's decider holds with it. It returns the approval's outcome and the
+// request's ID. A cancel request from the client, or the client's going away, withdraws the request
+// (hold.go): the error is then a *sess.Withdrawn, whatever the approver says.
+func (s *session) hold(ctx context.Context, op sess.Operation, d authz.Decision) (authz.ApprovalState, string, error) {
+	return sess.Hold(ctx, sess.HoldRequest{
 		Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target,
-		Text: text, Decision: d, Action: "sql", Approve: s.insp.approve, Timeout: s.insp.approvalTimeout,
+		Text: op.Text, Decision: d, Action: op.Action, Approve: s.insp.approve, Timeout: s.insp.approvalTimeout,
 		Notify: func(request string) error {
 			s.clientMu.Lock()
 			defer s.clientMu.Unlock()
@@ -384,71 +426,14 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 }
 
 // decideAndPlan decides sts (holding them for approval if hold and a policy says so) and plans the
-// masking of their results. It returns the decision, the approval state the statements were decided
-// with, the plan, and a refusal when one is refused.
-//
-// Literal variants of one statement share their classification (sqlclass.Cache), and deciding the
-// same classification again within one authorization epoch gives the same decision and plan: those of
-// allowed statements are kept in s.verdicts and reused, which saves a pgbench-like stream of statements
-// its Cedar decisions and masking plans. A statement held for approval is decided every time.
+// masking of their results (decide). It returns the decision, the approval state the statements were
+// decided with, the plan, and a refusal when one is refused.
 func (s *session) decideAndPlan(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	if r := s.checkSettings(text, sts); r != nil {
 		return authz.Decision{}, ap, nil, r // before the verdicts: their key does not see the values
 	}
-	key := verdictKey{ap: ap}
-	remember := s.insp.authz != nil && len(sts) > 0
-	var epoch authz.Epoch
-	if remember {
-		key.first, key.n = &sts[0], len(sts)
-		epoch = s.insp.authz.Epoch()
-		if s.verdicts.epoch != epoch || s.verdicts.entries == nil || len(s.verdicts.entries) >= maxVerdicts {
-			s.verdicts = verdicts{epoch: epoch, entries: map[verdictKey]verdict{}}
-		}
-		if v, ok := s.verdicts.entries[key]; ok {
-			return v.d, ap, v.p, nil
-		}
-	}
-	d, decided, denial := s.decide(text, sts, ap, hold)
-	var p *plan
-	if denial == nil {
-		p = s.buildPlan(sts, decided)
-		if resp := copyOutDenied(sts, p); resp != nil {
-			denial = refused(resp, refusedUnmaskable)
-		} else {
-			denial = s.checkMaskedUses(sts, p, decided)
-		}
-	}
-	// Kept only when nothing was held (an approval is asked for every time it is needed), and only
-	// under the epoch the statements were decided in: a reload during the decision is a new epoch.
-	if remember && denial == nil && decided == ap && s.insp.authz.Epoch() == epoch {
-		s.verdicts.entries[key] = verdict{d: d, p: p}
-	}
-	return d, decided, p, denial
+	return s.decide(text, sts, ap, hold, true)
 }
-
-// verdicts are the decisions and plans of allowed statements in one authorization epoch, by the
-// classification the statements share (see decideAndPlan). Plans are not modified once built.
-type verdicts struct {
-	epoch   authz.Epoch
-	entries map[verdictKey]verdict
-}
-
-// verdictKey is a classification, by the address of its first statement (the cache's shared result,
-// which a kept entry keeps alive, so no other classification can take that address), and the approval
-// state it is decided with.
-type verdictKey struct {
-	first *sqlclass.Statement
-	n     int
-	ap    authz.ApprovalState
-}
-
-type verdict struct {
-	d authz.Decision
-	p *plan
-}
-
-// maxVerdicts bounds a session's verdicts.
-const maxVerdicts = 256
 
 // onQuery handles a simple-protocol Query: every statement in it is decided, and the whole string is
 // refused if one is.
@@ -648,7 +633,7 @@ func mentionsMasked(sts []sqlclass.Statement, p *plan) bool {
 func (s *session) onFunctionCall(m *pgproto3.FunctionCall) error {
 	text := "function call protocol: function OID " + strconv.FormatUint(uint64(m.Function), 10)
 	sts := []sqlclass.Statement{{Kind: sqlclass.KindAdmin, AdminReasons: []string{"the function-call protocol"}, Effect: sqlclass.EffectCommit}}
-	d, _, denial := s.decide(text, sts, authz.ApprovalState{}, false)
+	d, _, _, denial := s.decide(text, sts, authz.ApprovalState{}, false, false)
 	if denial != nil {
 		return s.deny("function-call", text, sts, denial)
 	}

@@ -25,7 +25,7 @@ when { context.approval.state == "approved" };
 `
 
 // newVerdictSession is a relay session deciding by verdictPolicies, in dir, for agent a.
-func newVerdictSession(t *testing.T) (*session, *authz.Engine, string) {
+func newVerdictSession(t testing.TB) (*session, *authz.Engine, string) {
 	t.Helper()
 	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
 	if err != nil {
@@ -47,7 +47,7 @@ func newVerdictSession(t *testing.T) (*session, *authz.Engine, string) {
 	return s, e, dir
 }
 
-func writeVerdictPolicies(t *testing.T, dir, src string) {
+func writeVerdictPolicies(t testing.TB, dir, src string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -102,12 +102,11 @@ func TestVerdictsAreReusedWithinAnEpoch(t *testing.T) {
 		held++
 		return authz.ApprovalState{State: "approved", Approver: "alice"}, nil
 	}
+	// The two are literal variants, one classification: a verdict kept for the first would let the
+	// second run without an approval.
 	for i, sql := range []string{"UPDATE pgbench_accounts SET abalance = 1 WHERE aid = 1", "UPDATE pgbench_accounts SET abalance = 2 WHERE aid = 2"} {
 		if d, ok := decide(sql); !ok || held != i+1 {
 			t.Fatalf("%s: allowed %v after %d approvals, want %d: %+v", sql, ok, held, i+1, d)
 		}
-	}
-	if len(s.verdicts.entries) != 0 {
-		t.Fatalf("%d verdicts kept after approvals, want none", len(s.verdicts.entries))
 	}
 }
