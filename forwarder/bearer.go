@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -114,10 +115,10 @@ const requestWriteGrace = 10 * time.Second
 func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader, client io.Writer,
 	broker *tls.Conn, bbr *bufio.Reader, req *clientRequest, bearer string) (keep bool, reason string) {
 	bodyRead := &atomic.Bool{}
-	if req.body == nil {
-		bodyRead.Store(true)
+	if _, settled := req.body.(*bytes.Reader); req.body == nil || settled {
+		bodyRead.Store(true) // nothing of it is left to read from the client
 	} else {
-		req.body = &eofNotice{r: req.body, done: bodyRead}
+		req.body = &eofNotice{r: req.body, length: req.length, done: bodyRead}
 	}
 	written := make(chan error, 1)
 	relayed := make(chan struct{})
@@ -137,7 +138,7 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 		}
 		written <- err
 	}()
-	keep, wrote, err := relayResponse(bbr, f.cfg.MaxHeaderBytes, client, req)
+	keep, wrote, err := relayResponse(bbr, f.cfg.MaxHeaderBytes, client, req, bodyRead.Load)
 	close(relayed)
 	interrupted := false
 	if !bodyRead.Load() {
@@ -304,15 +305,19 @@ func (c *clientConn) resume() {
 	c.mu.Unlock()
 }
 
-// eofNotice records when a body has been read to its end.
+// eofNotice records when a body has been read from the client to its end: its length, when known
+// (the broker may answer before the read that would return io.EOF), else io.EOF.
 type eofNotice struct {
-	r    io.Reader
-	done *atomic.Bool
+	r      io.Reader
+	length int64 // -1 if unknown
+	n      int64
+	done   *atomic.Bool
 }
 
 func (e *eofNotice) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
-	if errors.Is(err, io.EOF) {
+	e.n += int64(n)
+	if errors.Is(err, io.EOF) || e.length >= 0 && e.n >= e.length {
 		e.done.Store(true)
 	}
 	return n, err

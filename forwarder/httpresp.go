@@ -21,8 +21,9 @@ var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", 
 // writes it to the client, streaming: each piece of the body is written as it arrives, so chunked
 // bodies and server-sent events pass event by event. Interim 1xx responses pass first (to an HTTP/1.1
 // client). It reports whether the client connection may carry another request, and whether any
-// byte went to the client (after which a failure can only close the connection).
-func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *clientRequest) (keep, wrote bool, err error) {
+// byte went to the client (after which a failure can only close the connection). keepable, asked
+// when the final response's head is written, says whether the exchange left the connection usable.
+func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *clientRequest, keepable func() bool) (keep, wrote bool, err error) {
 	var resp *http.Response
 	for {
 		if _, err := peekHeaderBlock(bbr, maxHeader); err != nil {
@@ -50,7 +51,7 @@ func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *client
 	}
 	defer resp.Body.Close()
 
-	keep = !r.close && !r.proto10 && !resp.Close
+	keep = !r.close && !r.proto10 && !resp.Close && keepable()
 	bodyless := r.method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var framing string
 	chunked := false
