@@ -155,9 +155,7 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 		werr = <-written
 		keep = false
 	}
-	if watch != nil && watch.stop() {
-		keep = false
-	}
+	clientGone := watch != nil && watch.stop()
 	var re *requestError
 	switch {
 	case errors.As(werr, &re) && !interrupted:
@@ -177,7 +175,10 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 		return false, "request not sent whole"
 	}
 	log.Debug("request forwarded")
-	if !keep {
+	switch {
+	case clientGone:
+		return false, "client closed"
+	case !keep:
 		return false, "closed after a response"
 	}
 	return true, ""

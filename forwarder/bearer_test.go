@@ -412,3 +412,41 @@ func TestJWTModeConfig(t *testing.T) {
 		t.Fatal("JWT mode's TLS configuration offers a client certificate")
 	}
 }
+
+// TestJWTModePassesOnAClientLeavingAHeldRequest: a client that closes its connection while the
+// broker holds its request (for approval) is seen by the broker as gone, as a direct client would be.
+func TestJWTModePassesOnAClientLeavingAHeldRequest(t *testing.T) {
+	s := startJWT(t)
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+	// Once the broker has the request, the client leaves.
+	select {
+	case <-s.broker.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held request never reached the broker")
+	}
+	c.Close()
+	select {
+	case <-s.broker.withdrawn:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the broker never saw the client of its held request go away")
+	}
+}
+
+// TestJWTModeClosesWhenTheBrokerAnswersBeforeTheBody: a broker that refuses a request before its
+// body came leaves the client connection's framing unknown; the client is told Connection: close.
+func TestJWTModeClosesWhenTheBrokerAnswersBeforeTheBody(t *testing.T) {
+	s := startJWT(t)
+	resp, body := rawExchange(t, s.addr, "POST /refuse HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n")
+	if resp.StatusCode != 403 || body != "refused\n" || !resp.Close {
+		t.Fatalf("got %d %q close=%v, want the broker's 403 and Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	// The control: the same request with its body, to a path that reads it, keeps the connection.
+	resp, body = rawExchange(t, s.addr, "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
+	if resp.StatusCode != 200 || body != "hi" || resp.Close {
+		t.Fatalf("got %d %q close=%v, want 200 hi on a kept connection", resp.StatusCode, body, resp.Close)
+	}
+}

@@ -92,11 +92,15 @@ type seen struct {
 // jwtBroker is a real HTTPS server with the broker's SVID that does not ask for a client
 // certificate, as the broker's HTTP listener must allow for bearer callers. It records each request
 // and serves a few paths: /echo (the body back), /chunked (a body flushed in pieces), /sse (two
-// events, the second only once the test says the first arrived), anything else "ok".
+// events, the second only once the test says the first arrived), /refuse (403 without reading the
+// body), /hold (no answer until the client goes away), anything else "ok".
 type jwtBroker struct {
 	addr  string
 	conns atomic.Int32
 	next  chan struct{} // /sse: let the second event go
+	// held gets a signal when a /hold request arrives; withdrawn its path once its client went away.
+	held      chan struct{}
+	withdrawn chan string
 
 	mu   sync.Mutex
 	reqs []seen
@@ -106,7 +110,7 @@ const jwtAudience = "svidbroker-http"
 
 func newJWTBroker(t *testing.T, ca *testCA) *jwtBroker {
 	t.Helper()
-	b := &jwtBroker{next: make(chan struct{}, 1)}
+	b := &jwtBroker{next: make(chan struct{}, 1), held: make(chan struct{}, 1), withdrawn: make(chan string, 1)}
 	tc := tlsconfig.TLSServerConfig(ca.svid(t, brokerPath))
 	tc.NextProtos = []string{"h2", "http/1.1"}
 	srv := &http.Server{
@@ -130,6 +134,16 @@ func newJWTBroker(t *testing.T, ca *testCA) *jwtBroker {
 }
 
 func (b *jwtBroker) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/refuse": // answers without reading the body
+		http.Error(w, "refused", http.StatusForbidden)
+		return
+	case "/hold": // a request held until its client goes away
+		b.held <- struct{}{}
+		<-r.Context().Done()
+		b.withdrawn <- r.URL.Path
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err != nil {
 		http.Error(w, "body: "+err.Error(), 400)
