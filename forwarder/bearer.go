@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,11 +20,12 @@ import (
 // broker connection opened at the first request that passes the checks; a refused request is
 // answered by the forwarder, and closes the connection, so nothing after it is read as a request.
 func (f *Forwarder) handleHTTPBearer(ctx context.Context, log *slog.Logger, c net.Conn) {
-	cc := &clientConn{Conn: c}
+	cc := &watchedConn{Conn: c}
 	br := bufio.NewReaderSize(cc, f.cfg.MaxHeaderBytes)
-	client := &boundedConn{Conn: c, write: f.cfg.IdleTimeout}
+	client := &boundedWriter{c: c, limit: f.cfg.IdleTimeout}
 	var (
 		broker  *tls.Conn
+		bwc     *watchedConn
 		bbr     *bufio.Reader
 		served  int
 		dropped int
@@ -46,8 +46,18 @@ func (f *Forwarder) handleHTTPBearer(ctx context.Context, log *slog.Logger, c ne
 		if served > 0 {
 			wait = f.cfg.IdleTimeout
 		}
+		// Meanwhile a broker that closes the idle connection closes the client's, so that the
+		// client opens a new one (and, for its next request, the forwarder a new broker connection).
+		var idle *peerWatch
+		if broker != nil {
+			idle = watchPeer(bwc, bbr, func(bool) { c.Close() })
+		}
 		cc.setDeadline(time.Now().Add(wait))
 		first, err := br.Peek(1)
+		if idle != nil && idle.stop() {
+			reason = "the broker closed the connection"
+			return
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				reason = "idle"
@@ -95,7 +105,8 @@ func (f *Forwarder) handleHTTPBearer(ctx context.Context, log *slog.Logger, c ne
 			// A drain past its deadline, or Serve's end, cuts a request waiting on the broker.
 			stop := context.AfterFunc(ctx, func() { broker.Close() })
 			defer stop()
-			bbr = bufio.NewReaderSize(&boundedConn{Conn: broker, read: f.cfg.IdleTimeout}, f.cfg.MaxHeaderBytes)
+			bwc = &watchedConn{Conn: broker, base: f.cfg.IdleTimeout, perRead: f.cfg.IdleTimeout}
+			bbr = bufio.NewReaderSize(bwc, f.cfg.MaxHeaderBytes)
 		}
 		served++
 		keep, why := f.exchange(log, cc, br, client, broker, bbr, req, bearer)
@@ -112,7 +123,7 @@ const requestWriteGrace = 10 * time.Second
 
 // exchange sends one request to the broker and relays its response. The request is written while the
 // response is read, as a broker may answer (100 Continue, or a refusal) before the body has arrived.
-func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader, client io.Writer,
+func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader, client io.Writer,
 	broker *tls.Conn, bbr *bufio.Reader, req *clientRequest, bearer string) (keep bool, reason string) {
 	bodyRead := &atomic.Bool{}
 	if _, settled := req.body.(*bytes.Reader); req.body == nil || settled {
@@ -122,9 +133,9 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 	}
 	written := make(chan error, 1)
 	relayed := make(chan struct{})
-	var watch *clientWatch // set before written is sent
+	var watch *peerWatch // set before written is sent
 	go func() {
-		err := req.writeTo(&boundedConn{Conn: broker, write: f.cfg.IdleTimeout}, bearer)
+		err := req.writeTo(&boundedWriter{c: broker, limit: f.cfg.IdleTimeout}, bearer)
 		if err != nil {
 			broker.Close() // an incomplete request must not be completed by anything else
 		} else {
@@ -133,7 +144,13 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 			default:
 				// The whole request is read: a client that now goes away is passed on to the broker
 				// (which may be holding the request for approval), as a direct client's would be.
-				watch = watchClient(cc, br, broker)
+				watch = watchPeer(cc, br, func(eof bool) {
+					if eof {
+						_ = broker.CloseWrite()
+					} else {
+						_ = broker.Close()
+					}
+				})
 			}
 		}
 		written <- err
@@ -184,40 +201,8 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *clientConn, br *bufio.Reader,
 	return true, ""
 }
 
-// clientWatch notices a client that closes its connection while its response is awaited.
-type clientWatch struct {
-	cc   *clientConn
-	done chan struct{}
-	gone atomic.Bool
-}
-
-func watchClient(cc *clientConn, br *bufio.Reader, broker *tls.Conn) *clientWatch {
-	w := &clientWatch{cc: cc, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		if _, err := br.Peek(1); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return // the next request (pipelined), or stop
-		} else if errors.Is(err, io.EOF) {
-			w.gone.Store(true)
-			_ = broker.CloseWrite()
-		} else {
-			w.gone.Store(true)
-			_ = broker.Close()
-		}
-	}()
-	return w
-}
-
-// stop ends the watch; it reports whether the client went away.
-func (w *clientWatch) stop() bool {
-	w.cc.interrupt()
-	<-w.done
-	w.cc.resume()
-	return w.gone.Load()
-}
-
 // refuseRequest answers a refused request and half-closes the client connection.
-func (f *Forwarder) refuseRequest(cc *clientConn, re *requestError) {
+func (f *Forwarder) refuseRequest(cc *watchedConn, re *requestError) {
 	msg := "svidbroker connect: " + re.msg
 	if re.detail != "" {
 		msg += " (" + re.detail + ")"
@@ -234,76 +219,15 @@ func hostOf(c net.Conn) string {
 	return "localhost"
 }
 
-// boundedConn puts a deadline on each Read and Write when read or write is set.
-type boundedConn struct {
-	net.Conn
-	read, write time.Duration
+// boundedWriter puts a deadline on each Write.
+type boundedWriter struct {
+	c     net.Conn
+	limit time.Duration
 }
 
-func (b *boundedConn) Read(p []byte) (int, error) {
-	if b.read > 0 {
-		_ = b.Conn.SetReadDeadline(time.Now().Add(b.read))
-	}
-	return b.Conn.Read(p)
-}
-
-func (b *boundedConn) Write(p []byte) (int, error) {
-	if b.write > 0 {
-		_ = b.Conn.SetWriteDeadline(time.Now().Add(b.write))
-	}
-	return b.Conn.Write(p)
-}
-
-// clientConn is the client's connection as its bufio.Reader reads it: with a deadline per read while
-// a body streams, and a read that another goroutine can interrupt at once (and that stays
-// interrupted until resumed, whatever deadline a read would set).
-type clientConn struct {
-	net.Conn
-	mu          sync.Mutex
-	perRead     time.Duration
-	interrupted bool
-}
-
-func (c *clientConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.interrupted {
-		c.mu.Unlock()
-		return 0, os.ErrDeadlineExceeded
-	}
-	if c.perRead > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.perRead))
-	}
-	c.mu.Unlock()
-	return c.Conn.Read(p)
-}
-
-func (c *clientConn) setPerRead(d time.Duration) {
-	c.mu.Lock()
-	c.perRead = d
-	c.mu.Unlock()
-}
-
-// setDeadline sets an absolute read deadline (with no deadline per read).
-func (c *clientConn) setDeadline(t time.Time) {
-	c.mu.Lock()
-	c.perRead = 0
-	_ = c.Conn.SetReadDeadline(t)
-	c.mu.Unlock()
-}
-
-func (c *clientConn) interrupt() {
-	c.mu.Lock()
-	c.interrupted = true
-	_ = c.Conn.SetReadDeadline(time.Now())
-	c.mu.Unlock()
-}
-
-func (c *clientConn) resume() {
-	c.mu.Lock()
-	c.interrupted = false
-	c.perRead = 0
-	_ = c.Conn.SetReadDeadline(time.Time{})
-	c.mu.Unlock()
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	_ = b.c.SetWriteDeadline(time.Now().Add(b.limit))
+	return b.c.Write(p)
 }
 
 // eofNotice records when a body has been read from the client to its end: its length, when known

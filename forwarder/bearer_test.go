@@ -450,3 +450,34 @@ func TestJWTModeClosesWhenTheBrokerAnswersBeforeTheBody(t *testing.T) {
 		t.Fatalf("got %d %q close=%v, want 200 hi on a kept connection", resp.StatusCode, body, resp.Close)
 	}
 }
+
+// TestJWTModeClosesTheClientWhenTheBrokerClosesAnIdleConnection: the forwarder keeps one broker
+// connection per client connection, so when the broker ends an idle one, the client's ends too, and
+// the client's next connection gets a new broker connection.
+func TestJWTModeClosesTheClientWhenTheBrokerClosesAnIdleConnection(t *testing.T) {
+	s := startJWTIdle(t, 50*time.Millisecond)
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("got %d close=%v, want 200 on a kept connection", resp.StatusCode, resp.Close)
+	}
+	// The client idles; the broker closes its end; the client's connection ends.
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the idle client connection: read %d bytes, %v; want it closed (EOF)", n, err)
+	}
+	resp2, body := rawExchange(t, s.addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp2.StatusCode != 200 || body != "ok" || s.broker.conns.Load() != 2 {
+		t.Fatalf("the next connection: %d %q over broker connection %d; want 200 ok over a second", resp2.StatusCode, body, s.broker.conns.Load())
+	}
+}

@@ -108,7 +108,8 @@ type jwtBroker struct {
 
 const jwtAudience = "svidbroker-http"
 
-func newJWTBroker(t *testing.T, ca *testCA) *jwtBroker {
+// newJWTBroker starts the broker; idle, if not zero, is how long it keeps an idle connection.
+func newJWTBroker(t *testing.T, ca *testCA, idle time.Duration) *jwtBroker {
 	t.Helper()
 	b := &jwtBroker{next: make(chan struct{}, 1), held: make(chan struct{}, 1), withdrawn: make(chan string, 1)}
 	tc := tlsconfig.TLSServerConfig(ca.svid(t, brokerPath))
@@ -117,6 +118,7 @@ func newJWTBroker(t *testing.T, ca *testCA) *jwtBroker {
 		Handler:           http.HandlerFunc(b.serve),
 		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idle,
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				b.conns.Add(1)
@@ -213,8 +215,14 @@ func (s *syncBuffer) String() string {
 
 func startJWT(t *testing.T, tweak ...func(*Config)) *jwtSetup {
 	t.Helper()
+	return startJWTIdle(t, 0, tweak...)
+}
+
+// startJWTIdle is startJWT with a broker that closes connections idle for brokerIdle.
+func startJWTIdle(t *testing.T, brokerIdle time.Duration, tweak ...func(*Config)) *jwtSetup {
+	t.Helper()
 	ca := newTestCA(t, "example.org")
-	s := &jwtSetup{broker: newJWTBroker(t, ca), src: newFakeJWTSource(t, ca.td), logs: &syncBuffer{}}
+	s := &jwtSetup{broker: newJWTBroker(t, ca, brokerIdle), src: newFakeJWTSource(t, ca.td), logs: &syncBuffer{}}
 	cfg := Config{Protocol: HTTP, Broker: s.broker.addr, BrokerID: spiffeid.RequireFromPath(ca.td, brokerPath),
 		Bundles: ca.bundle(), JWTAudience: jwtAudience, JWT: s.src, DialTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(s.logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))}
