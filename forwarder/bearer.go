@@ -135,42 +135,53 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader
 	relayed := make(chan struct{})
 	var watch *peerWatch // set before written is sent
 	go func() {
-		err := req.writeTo(&boundedWriter{c: broker, limit: f.cfg.IdleTimeout}, bearer)
-		if err != nil {
+		if err := req.writeTo(&boundedWriter{c: broker, limit: f.cfg.IdleTimeout}, bearer); err != nil {
+			// Said before the close that makes the response's reader fail, so that the reader's
+			// failure is known to be this one.
+			written <- err
 			broker.Close() // an incomplete request must not be completed by anything else
-		} else {
-			select {
-			case <-relayed:
-			default:
-				// The whole request is read: a client that now goes away is passed on to the broker
-				// (which may be holding the request for approval), as a direct client's would be.
-				watch = watchPeer(cc, br, func(eof bool) {
-					if eof {
-						_ = broker.CloseWrite()
-					} else {
-						_ = broker.Close()
-					}
-				})
-			}
+			return
 		}
-		written <- err
+		select {
+		case <-relayed:
+		default:
+			// The whole request is read: a client that now goes away is passed on to the broker
+			// (which may be holding the request for approval), as a direct client's would be.
+			watch = watchPeer(cc, br, func(eof bool) {
+				if eof {
+					_ = broker.CloseWrite()
+				} else {
+					_ = broker.Close()
+				}
+			})
+		}
+		written <- nil
 	}()
 	keep, wrote, err := relayResponse(bbr, f.cfg.MaxHeaderBytes, client, req, bodyRead.Load)
 	close(relayed)
-	interrupted := false
-	if !bodyRead.Load() {
-		// The broker answered before the client sent its whole body: where the next request would
-		// start is unknown, so the connection ends here.
-		cc.interrupt()
-		interrupted, keep = true, false
-	}
 	var werr error
-	select {
-	case werr = <-written:
-	case <-time.After(requestWriteGrace):
-		broker.Close()
-		werr = <-written
+	done, interrupted := false, false
+	if !bodyRead.Load() {
+		// The broker answered (or failed) before the client sent its whole body: where the next
+		// request would start is unknown, so the connection ends here, unless the body itself was the
+		// failure.
+		select {
+		case werr = <-written:
+			done = true
+		default:
+			cc.interrupt()
+			interrupted = true
+		}
 		keep = false
+	}
+	if !done {
+		select {
+		case werr = <-written:
+		case <-time.After(requestWriteGrace):
+			broker.Close()
+			werr = <-written
+			keep = false
+		}
 	}
 	clientGone := watch != nil && watch.stop()
 	var re *requestError

@@ -481,3 +481,29 @@ func TestJWTModeClosesTheClientWhenTheBrokerClosesAnIdleConnection(t *testing.T)
 		t.Fatalf("the next connection: %d %q over broker connection %d; want 200 ok over a second", resp2.StatusCode, body, s.broker.conns.Load())
 	}
 }
+
+// TestJWTModeCutsALongChunkedBodyThatTurnsMalformed: past settleLimit a chunked body streams; a
+// malformed chunk after that point ends the broker connection mid-request, so the broker never gets
+// a complete request, and the client gets 400.
+func TestJWTModeCutsALongChunkedBodyThatTurnsMalformed(t *testing.T) {
+	s := startJWT(t)
+	var b strings.Builder
+	b.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for range 3 {
+		b.WriteString("8000\r\n" + strings.Repeat("x", 0x8000) + "\r\n")
+	}
+	b.WriteString("zz\r\nbad\r\n0\r\n\r\n")
+	resp, body := rawExchange(t, s.addr, b.String())
+	if resp.StatusCode != 400 || !strings.Contains(body, "chunked encoding is malformed") {
+		t.Fatalf("got %d %q, want 400 naming the chunked encoding", resp.StatusCode, body)
+	}
+	if reqs := s.broker.requests(); len(reqs) != 0 {
+		t.Fatalf("the broker completed %d requests, want none", len(reqs))
+	}
+	// The control: the same body, well formed, arrives whole.
+	good := strings.Replace(b.String(), "zz\r\nbad\r\n", "3\r\nend\r\n", 1)
+	resp, body = rawExchange(t, s.addr, good)
+	if resp.StatusCode != 200 || len(body) != 3*0x8000+3 || !strings.HasSuffix(body, "xend") {
+		t.Fatalf("got %d and %d bytes, want 200 and the whole body", resp.StatusCode, len(body))
+	}
+}
