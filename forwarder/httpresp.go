@@ -26,15 +26,23 @@ var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", 
 func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *clientRequest, keepable func() bool) (keep, wrote bool, err error) {
 	var resp *http.Response
 	for {
-		if _, err := peekHeaderBlock(bbr, maxHeader); err != nil {
+		block, err := peekHeaderBlock(bbr, maxHeader)
+		if err != nil {
 			if errors.Is(err, errHeaderTooLarge) {
 				return false, wrote, fmt.Errorf("the broker's response header block is over %d bytes", maxHeader)
 			}
 			return false, wrote, fmt.Errorf("reading the broker's response: %w", err)
 		}
+		// The broker's header block is held to the rules of a client's (it is net/http's server).
+		if re := checkFieldLines(block[:len(block)-4], true); re != nil {
+			return false, wrote, fmt.Errorf("the broker's response: %s", re.msg)
+		}
 		resp, err = http.ReadResponse(bbr, &http.Request{Method: r.method})
 		if err != nil {
 			return false, wrote, fmt.Errorf("the broker's response is not valid HTTP/1.1: %w", err)
+		}
+		if resp.ProtoMajor != 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
+			return false, wrote, fmt.Errorf("the broker's response is %s %d, not HTTP/1.x with a status from 100 to 599", resp.Proto, resp.StatusCode)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return false, wrote, errors.New("the broker switched protocols, which the forwarder never asks for in JWT mode")
