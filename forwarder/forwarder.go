@@ -25,7 +25,8 @@ const (
 	// Postgres clients connect without TLS; the forwarder makes the broker's SSLRequest itself.
 	Postgres Protocol = "postgres"
 	// HTTP clients (HTTP/1.1, and MCP over it) connect to http://; the forwarder opens TLS to the
-	// broker with ALPN "http/1.1" and relays bytes.
+	// broker with ALPN "http/1.1" and relays bytes, or in JWT mode (Config.JWTAudience) rewrites
+	// each request with its JWT-SVID as the bearer.
 	HTTP Protocol = "http"
 )
 
