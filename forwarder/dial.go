@@ -26,18 +26,20 @@ func (e *brokerError) Error() string {
 	return fmt.Sprintf("the broker refused before TLS: %s (SQLSTATE %s)", e.msg, e.code)
 }
 
-// dialBroker opens a mutual-TLS connection to the broker: TCP within DialTimeout, then (for
-// PostgreSQL) SSLRequest and its 'S', then the handshake, both within HandshakeTimeout. The broker
-// is accepted only with the configured SPIFFE ID.
+// dialBroker opens a mutual-TLS connection to the broker (in JWT mode, TLS without a client
+// certificate): TCP within DialTimeout, then (for PostgreSQL) SSLRequest and its 'S', then the
+// handshake, both within HandshakeTimeout. The broker is accepted only with the configured SPIFFE ID.
 func (f *Forwarder) dialBroker(ctx context.Context) (*tls.Conn, error) {
-	// Said here, before the broker would refuse the handshake with a bare "bad certificate".
-	svid, err := f.cfg.SVID.GetX509SVID()
-	if err != nil {
-		return nil, fmt.Errorf("the forwarder has no X.509-SVID: %w", err)
-	}
-	if exp := svid.Certificates[0].NotAfter; time.Now().After(exp) {
-		return nil, fmt.Errorf("the forwarder's X.509-SVID (%s) expired at %s: the SPIRE agent has not renewed it; is it running?",
-			svid.ID, exp.UTC().Format(time.RFC3339))
+	if f.tokens == nil {
+		// Said here, before the broker would refuse the handshake with a bare "bad certificate".
+		svid, err := f.cfg.SVID.GetX509SVID()
+		if err != nil {
+			return nil, fmt.Errorf("the forwarder has no X.509-SVID: %w", err)
+		}
+		if exp := svid.Certificates[0].NotAfter; time.Now().After(exp) {
+			return nil, fmt.Errorf("the forwarder's X.509-SVID (%s) expired at %s: the SPIRE agent has not renewed it; is it running?",
+				svid.ID, exp.UTC().Format(time.RFC3339))
+		}
 	}
 	d := net.Dialer{Timeout: f.cfg.DialTimeout}
 	raw, err := d.DialContext(ctx, "tcp", f.cfg.Broker)

@@ -13,4 +13,11 @@
 // that is relayed as bytes, one broker connection per client connection, and the broker decides on
 // what it parses itself. The startup packets are decoded with pgproto3; the few lines that frame them
 // are this package's own, with their own fuzz target, because the broker's reader is not exported.
+//
+// HTTP has a second mode, JWT mode (Config.JWTAudience): each request carries the forwarder's
+// JWT-SVID as its bearer, over TLS without a client certificate, so that the token is the request's
+// only identity. Adding a header means parsing HTTP, so in that mode the forwarder reads each request
+// strictly with net/http (httpreq.go), refuses what two parsers could frame differently, and writes it
+// again in one canonical form; responses are parsed with net/http and streamed back (httpresp.go).
+// The JWT-SVID is kept for half its lifetime (token.go).
 package forwarder

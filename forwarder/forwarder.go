@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
@@ -24,7 +25,8 @@ const (
 	// Postgres clients connect without TLS; the forwarder makes the broker's SSLRequest itself.
 	Postgres Protocol = "postgres"
 	// HTTP clients (HTTP/1.1, and MCP over it) connect to http://; the forwarder opens TLS to the
-	// broker with ALPN "http/1.1" and relays bytes.
+	// broker with ALPN "http/1.1" and relays bytes, or in JWT mode (Config.JWTAudience) rewrites
+	// each request with its JWT-SVID as the bearer.
 	HTTP Protocol = "http"
 )
 
@@ -37,10 +39,22 @@ type Config struct {
 	// BrokerID is the SPIFFE ID the broker must present; any other certificate is refused. Required.
 	BrokerID spiffeid.ID
 	// SVID is the forwarder's X.509-SVID, read at each handshake (a workloadapi.X509Source keeps it
-	// current as it rotates). Required.
+	// current as it rotates). Required, except in JWT mode, where it is not used.
 	SVID x509svid.Source
 	// Bundles verify the broker's certificate. Required (usually the same X509Source).
 	Bundles x509bundle.Source
+	// JWTAudience switches an HTTP forwarder to JWT mode: each request goes to the broker with
+	// "Authorization: Bearer" and a JWT-SVID for this audience, over TLS without a client
+	// certificate, so that the bearer is the request's only identity. The forwarder then parses
+	// HTTP (strictly; see httpreq.go) instead of relaying bytes.
+	JWTAudience string
+	// JWT fetches the JWT-SVIDs (a workloadapi.JWTSource). Required in JWT mode.
+	JWT jwtsvid.Source
+	// TokenTimeout bounds one fetch of a JWT-SVID. Default 10s.
+	TokenTimeout time.Duration
+	// MaxHeaderBytes bounds a request's and a response's header block in JWT mode. Default 64 KiB;
+	// at least 4 KiB.
+	MaxHeaderBytes int
 	// DialTimeout bounds the TCP connect to the broker. Default 10s.
 	DialTimeout time.Duration
 	// HandshakeTimeout bounds the broker's answer to SSLRequest and the TLS handshake. Default 10s.
@@ -78,14 +92,30 @@ func (c *Config) Validate() error {
 	if c.BrokerID.IsZero() {
 		return errors.New("forwarder: no broker SPIFFE ID; the broker is authorized by its exact ID only")
 	}
-	if c.SVID == nil || c.Bundles == nil {
+	if c.JWTAudience != "" {
+		if c.Protocol != HTTP {
+			return fmt.Errorf("forwarder: a JWT audience is for protocol http only, not %s", c.Protocol)
+		}
+		if c.JWT == nil {
+			return errors.New("forwarder: a JWT audience but no JWT-SVID source")
+		}
+		if c.Bundles == nil {
+			return errors.New("forwarder: no X.509 bundle source to verify the broker with")
+		}
+	} else if c.SVID == nil || c.Bundles == nil {
 		return errors.New("forwarder: no X.509-SVID source")
+	}
+	if c.MaxHeaderBytes < 0 || c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 4096 {
+		return errors.New("forwarder: MaxHeaderBytes must be at least 4096")
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
 	}
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
 	}{{&c.DialTimeout, 10 * time.Second}, {&c.HandshakeTimeout, 10 * time.Second}, {&c.ClientTimeout, 30 * time.Second},
-		{&c.IdleTimeout, 30 * time.Minute}, {&c.DrainTimeout, 10 * time.Second}} {
+		{&c.IdleTimeout, 30 * time.Minute}, {&c.DrainTimeout, 10 * time.Second}, {&c.TokenTimeout, 10 * time.Second}} {
 		if *d.v < 0 {
 			return errors.New("forwarder: timeouts must not be negative")
 		}
@@ -107,8 +137,9 @@ func (c *Config) Validate() error {
 
 // Forwarder relays local clients to the broker over mutual TLS with its own SVID.
 type Forwarder struct {
-	cfg Config
-	tls *tls.Config
+	cfg    Config
+	tls    *tls.Config
+	tokens *tokens // JWT mode only
 }
 
 // New returns a Forwarder for a validated cfg.
@@ -116,7 +147,17 @@ func New(cfg Config) (*Forwarder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tc := tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundles, tlsconfig.AuthorizeID(cfg.BrokerID))
+	var tc *tls.Config
+	var toks *tokens
+	if cfg.JWTAudience != "" {
+		// No client certificate: the broker must take the bearer as the request's principal, with
+		// nothing else on the connection that it could decide on instead, or fall back to when the
+		// token is refused.
+		tc = tlsconfig.TLSClientConfig(cfg.Bundles, tlsconfig.AuthorizeID(cfg.BrokerID))
+		toks = newTokens(cfg.JWT, cfg.JWTAudience, cfg.TokenTimeout)
+	} else {
+		tc = tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundles, tlsconfig.AuthorizeID(cfg.BrokerID))
+	}
 	// go-spiffe sets InsecureSkipVerify only to replace the host name check with its own chain and ID
 	// check in VerifyPeerCertificate. No session cache: Go skips VerifyPeerCertificate on resumption.
 	tc.ClientSessionCache = nil
@@ -125,7 +166,7 @@ func New(cfg Config) (*Forwarder, error) {
 		// The bytes relayed are HTTP/1.1; the broker must not pick h2 for this connection.
 		tc.NextProtos = []string{"http/1.1"}
 	}
-	return &Forwarder{cfg: cfg, tls: tc}, nil
+	return &Forwarder{cfg: cfg, tls: tc, tokens: toks}, nil
 }
 
 // Serve accepts clients on ln until ctx ends, then stops accepting, waits up to DrainTimeout for open
@@ -210,7 +251,11 @@ func (f *Forwarder) handle(ctx context.Context, c net.Conn) {
 	case Postgres:
 		f.handlePostgres(ctx, log, c)
 	case HTTP:
-		f.handleHTTP(ctx, log, c)
+		if f.tokens != nil {
+			f.handleHTTPBearer(ctx, log, c)
+		} else {
+			f.handleHTTP(ctx, log, c)
+		}
 	}
 }
 

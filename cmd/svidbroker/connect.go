@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/svidbroker/svidbroker/forwarder"
 )
 
 // connectCmd runs the local forwarder: clients without an SVID connect to it on loopback, and it
-// reaches the broker over mutual TLS with its own X.509-SVID from the Workload API.
+// reaches the broker over mutual TLS with its own X.509-SVID from the Workload API, or (HTTP with
+// --jwt-audience) over TLS with its JWT-SVID as each request's bearer.
 func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("connect")
 	protocol := fs.String("protocol", "", "what the local clients speak: `postgres` (psql, libpq, pgx with sslmode=disable or prefer) or http (HTTP/1.1 and MCP clients given http://) (required)")
@@ -26,12 +28,15 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	broker := fs.String("broker", "", "`host:port` of the broker's listener for that protocol (required)")
 	brokerID := fs.String("broker-id", "", "the SPIFFE `ID` the broker must present, e.g. spiffe://example.org/svidbroker (required)")
 	socket := fs.String("socket", "", "Workload API `address`, unix:///path or /path (default $SPIFFE_ENDPOINT_SOCKET)")
+	jwtAudience := fs.String("jwt-audience", "", "http only: send each request with a JWT-SVID for audience `AUD` (the broker's) from the Workload API in Authorization: Bearer, over TLS without a client certificate, so that the token is the request's only identity")
 	allowRemote := fs.Bool("allow-remote", false, "allow a listen address other hosts can reach; anyone who connects acts with this workload's identity")
-	svidTimeout := fs.Duration("svid-timeout", 30*time.Second, "how long to wait at start for the first X.509-SVID")
+	svidTimeout := fs.Duration("svid-timeout", 30*time.Second, "how long to wait at start for the first X.509-SVID (and JWT-SVID)")
+	tokenTimeout := fs.Duration("token-timeout", 10*time.Second, "with --jwt-audience: limit on fetching a JWT-SVID (one is kept for half its lifetime)")
+	maxHeaderBytes := fs.Int("max-header-bytes", 64<<10, "with --jwt-audience: limit on a request's or a response's header block")
 	dialTimeout := fs.Duration("dial-timeout", 10*time.Second, "limit on the TCP connect to the broker")
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "limit on the broker's SSLRequest answer and the TLS handshake")
-	clientTimeout := fs.Duration("client-timeout", 30*time.Second, "limit on a new client's startup packets (postgres) or first byte (http)")
-	idleTimeout := fs.Duration("idle-timeout", 30*time.Minute, "close a connection on which nothing moved for this long")
+	clientTimeout := fs.Duration("client-timeout", 30*time.Second, "limit on a new client's startup packets (postgres) or first byte (http); with --jwt-audience also on a request's header block and on each read of its body")
+	idleTimeout := fs.Duration("idle-timeout", 30*time.Minute, "close a connection on which nothing moved for this long; with --jwt-audience also the limit on waiting for a response (a request held for approval included) and between requests")
 	drainTimeout := fs.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open connections may finish before they are closed")
 	maxConns := fs.Int("max-conns", 256, "client connections relayed at once; more are refused")
 	verbose := fs.Bool("v", false, "log at debug level")
@@ -49,6 +54,12 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	proto := forwarder.Protocol(*protocol)
 	if proto != forwarder.Postgres && proto != forwarder.HTTP {
 		return usageError(stderr, "connect", "--protocol %q: want postgres or http", *protocol)
+	}
+	if *jwtAudience != "" && proto != forwarder.HTTP {
+		return usageError(stderr, "connect", "--jwt-audience is for --protocol http only (a PostgreSQL client authenticates with the X.509-SVID)")
+	}
+	if *jwtAudience != "" && *maxHeaderBytes < 4096 {
+		return usageError(stderr, "connect", "--max-header-bytes %d: want at least 4096", *maxHeaderBytes)
 	}
 	id, err := spiffeid.FromString(*brokerID)
 	if err != nil {
@@ -85,11 +96,25 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	fwd, err := forwarder.New(forwarder.Config{
+	cfg := forwarder.Config{
 		Protocol: proto, Broker: *broker, BrokerID: id, SVID: src, Bundles: src,
 		DialTimeout: *dialTimeout, HandshakeTimeout: *handshakeTimeout, ClientTimeout: *clientTimeout,
 		IdleTimeout: *idleTimeout, DrainTimeout: *drainTimeout, MaxConns: *maxConns, Logger: log,
-	})
+	}
+	identity := []any{"spiffe_id", svid.ID.String(), "svid_expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339)}
+	if *jwtAudience != "" {
+		jwtSrc, first, err := connectJWTSource(ctx, *socket, *jwtAudience, *svidTimeout)
+		if err != nil {
+			return err
+		}
+		defer jwtSrc.Close()
+		// The X.509 source stays for the bundle the broker's certificate is verified with; the
+		// forwarder presents no certificate.
+		cfg.SVID, cfg.JWT, cfg.JWTAudience = nil, jwtSrc, *jwtAudience
+		cfg.TokenTimeout, cfg.MaxHeaderBytes = *tokenTimeout, *maxHeaderBytes
+		identity = []any{"spiffe_id", first.ID.String(), "jwt_audience", *jwtAudience, "jwt_expires", first.Expiry.UTC().Format(time.RFC3339)}
+	}
+	fwd, err := forwarder.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -97,11 +122,46 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if addr.Network == "unix" {
 		where = "unix:" + addr.Address // removed when the listener closes
 	}
-	log.InfoContext(ctx, "forwarding", "listen", where, "protocol", string(proto), "broker", *broker, "broker_id", id.String(),
-		"spiffe_id", svid.ID.String(), "svid_expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+	log.InfoContext(ctx, "forwarding", append([]any{"listen", where, "protocol", string(proto), "broker", *broker, "broker_id", id.String()}, identity...)...)
 	// One line on stdout, once the listener is ready: where clients connect.
 	fmt.Fprintln(stdout, where)
 	return fwd.Serve(ctx, ln)
+}
+
+// connectJWTSource opens a JWT source on the Workload API and fetches one JWT-SVID for audience
+// within timeout, so that a workload the agent issues none to is told so at start. The token itself
+// is not kept here: the forwarder fetches its own.
+func connectJWTSource(ctx context.Context, socket, audience string, timeout time.Duration) (*workloadapi.JWTSource, *jwtsvid.SVID, error) {
+	last := &lastWatchError{}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	src, err := workloadapi.NewJWTSource(wctx, workloadapi.WithClientOptions(workloadClientOptions(socket, last)...))
+	if err != nil {
+		why := ""
+		if m := last.get(); m != "" {
+			why = " (" + m + ")"
+		}
+		return nil, nil, fmt.Errorf("connect: no JWT bundle from the Workload API within %s%s: %w", timeout, why, err)
+	}
+	svid, err := src.FetchJWTSVID(wctx, jwtsvid.Params{Audience: audience})
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("connect: no JWT-SVID for audience %q from the Workload API within %s: %w; does a registration entry match this process?", audience, timeout, err)
+	}
+	return src, svid, nil
+}
+
+// workloadClientOptions are the Workload API client's options: the socket, when given, and a logger
+// keeping the last error.
+func workloadClientOptions(socket string, last *lastWatchError) []workloadapi.ClientOption {
+	opts := []workloadapi.ClientOption{workloadapi.WithLogger(last)}
+	if socket != "" {
+		if strings.HasPrefix(socket, "/") {
+			socket = "unix://" + socket
+		}
+		opts = append(opts, workloadapi.WithAddr(socket))
+	}
+	return opts
 }
 
 // connectSource waits up to timeout for the first X.509-SVID. When none comes, the error says why the
@@ -109,13 +169,8 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // only logs while it retries.
 func connectSource(ctx context.Context, socket string, timeout time.Duration) (*workloadapi.X509Source, error) {
 	last := &lastWatchError{}
-	opts := []workloadapi.ClientOption{workloadapi.WithLogger(last)}
-	if socket != "" {
-		if strings.HasPrefix(socket, "/") {
-			socket = "unix://" + socket
-		}
-		opts = append(opts, workloadapi.WithAddr(socket))
-	} else if os.Getenv("SPIFFE_ENDPOINT_SOCKET") == "" {
+	opts := workloadClientOptions(socket, last)
+	if socket == "" && os.Getenv("SPIFFE_ENDPOINT_SOCKET") == "" {
 		return nil, errors.New("connect: no Workload API socket: set --socket or SPIFFE_ENDPOINT_SOCKET to the SPIRE agent's socket")
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)

@@ -7,7 +7,7 @@
 //	svidbroker policy validate|test|explain|can ...
 //	svidbroker audit keygen|verify|sessions|export ...
 //	svidbroker replay SESSION
-//	svidbroker connect --protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id ID
+//	svidbroker connect --protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id ID [--jwt-audience AUD]
 //	svidbroker version
 //	svidbroker help [COMMAND]
 //

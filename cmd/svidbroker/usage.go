@@ -33,8 +33,8 @@ var commands = []command{
 		"list recorded sessions"},
 	{"audit export", "(--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--session ID]", "print records as JSON lines"},
 	{"replay", "(--config FILE | --dir DIR --chain NAME | --postgres URL --chain NAME) [--follow] SESSION", "a session's timeline as it happened"},
-	{"connect", "--protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id SPIFFE_ID [--socket ADDR] [--allow-remote]",
-		"forward local clients without an SVID to the broker, over mTLS with this workload's SVID"},
+	{"connect", "--protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id SPIFFE_ID [--jwt-audience AUD] [--socket ADDR] [--allow-remote]",
+		"forward local clients without an SVID to the broker, over mTLS with this workload's SVID (or, for http, with its JWT-SVID as each request's bearer)"},
 	{"version", "", "print the module version and VCS revision"},
 	{"help", "[COMMAND]", "show this list, or one command's usage"},
 }

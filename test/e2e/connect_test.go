@@ -65,8 +65,13 @@ func startConnect(t *testing.T, s *stack.Stack, b *stack.Broker, persona string)
 // startConnectTo is startConnect with the broker's address given.
 func startConnectTo(t *testing.T, s *stack.Stack, persona, brokerAddr string) *connectProc {
 	t.Helper()
-	cmd := connectCommand(t, s, context.Background(), persona,
-		"--protocol", "postgres", "--listen", "127.0.0.1:0", "--broker", brokerAddr, "--broker-id", brokerIDName)
+	return startConnectArgs(t, s, persona, "--protocol", "postgres", "--listen", "127.0.0.1:0", "--broker", brokerAddr, "--broker-id", brokerIDName)
+}
+
+// startConnectArgs runs `svidbroker connect args...` as persona, as startConnect does.
+func startConnectArgs(t *testing.T, s *stack.Stack, persona string, args ...string) *connectProc {
+	t.Helper()
+	cmd := connectCommand(t, s, context.Background(), persona, args...)
 	p := &connectProc{cmd: cmd}
 	cmd.Stderr = p
 	out, err := cmd.StdoutPipe()
