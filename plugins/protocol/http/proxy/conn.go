@@ -125,13 +125,14 @@ var errTooManyPrincipals = errors.New("too many principals on one connection")
 
 // oneConn is a listener of one connection: Accept returns it once, then blocks until it is closed.
 type oneConn struct {
-	once sync.Once
-	conn *closeNotify
-	ch   chan net.Conn
+	once   sync.Once
+	conn   *closeNotify
+	ch     chan net.Conn
+	closed chan struct{}
 }
 
 func newOneConn(c *closeNotify) *oneConn {
-	l := &oneConn{conn: c, ch: make(chan net.Conn, 1)}
+	l := &oneConn{conn: c, ch: make(chan net.Conn, 1), closed: make(chan struct{})}
 	l.ch <- c
 	return l
 }
@@ -142,12 +143,16 @@ func (l *oneConn) Accept() (net.Conn, error) {
 		return c, nil
 	case <-l.conn.done:
 		return nil, errConnClosed
+	case <-l.closed:
+		return nil, errConnClosed
 	}
 }
 
 func (l *oneConn) Close() error {
-	// Closing the listener (srv.Close) before the connection is served closes the connection too.
+	// srv.Close closes the listener, waits for Serve to return, then closes the connection; a
+	// connection never served is closed here.
 	l.once.Do(func() {
+		close(l.closed)
 		select {
 		case c := <-l.ch:
 			c.Close()

@@ -48,14 +48,14 @@ func (g *guard) Read(p []byte) (int, error) {
 		if g.refusal() != nil {
 			return 0, io.EOF
 		}
-		if g.readErr != nil {
-			return 0, g.readErr
+		if err := g.readErr; err != nil {
+			// Not kept: net/http ends its background read with a deadline in the past, then reads on.
+			g.readErr = nil
+			return 0, err
 		}
 		n, err := g.Conn.Read(g.rbuf)
 		g.feed(g.rbuf[:n])
-		if err != nil {
-			g.readErr = err
-		}
+		g.readErr = err
 	}
 	n := copy(p, g.out)
 	g.out = g.out[n:]
