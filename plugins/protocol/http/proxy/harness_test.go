@@ -240,8 +240,10 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		Target:    "api",
 		ServerTLS: ServerTLS(src, bundle, []spiffeid.TrustDomain{td}),
 		Session: session.Config{
-			Authorize: func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{ID: "c1", Allow: true}, nil },
-			Audit:     r.sink,
+			Authorize: func(context.Context, authz.Connect) (authz.Decision, error) {
+				return authz.Decision{ID: "c1", Allow: true}, nil
+			},
+			Audit: r.sink,
 			Lease: func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
 				r.leaseMu.Lock()
 				r.leases++
@@ -399,4 +401,4 @@ func (tokenProvider) Acquire(context.Context, credential.Source) (*credential.Le
 	return &credential.Lease{ID: "api/creds/api-read/l1", Password: canary, TTL: time.Hour, Renewable: true}, nil
 }
 func (tokenProvider) Renew(context.Context, string) (time.Duration, error) { return time.Hour, nil }
-func (tokenProvider) Revoke(context.Context, string) error                   { return nil }
+func (tokenProvider) Revoke(context.Context, string) error                 { return nil }
