@@ -126,7 +126,8 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		sum := sha256.Sum256(body)
 		key += fmt.Sprintf("\x00%x", sum)
 	}
-	v := s.Decide(ctx, session.Operation{
+	// The hold lasts as long as the session; the client's leaving withdraws it (Withdrawable).
+	v := s.Decide(s.Context(), session.Operation{
 		Action: "http", Text: text, Key: key, Record: &rec,
 		Durable: e.cfg.Session.AuditPerStatement || !safeMethod(r.Method),
 		Decide:  func(ap authz.ApprovalState) (authz.Decision, error) { return e.cfg.Policy.HTTP(conn, req, ap) },
