@@ -75,6 +75,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		attest, deps.spire = atts.Lookup, atts.Check
 	}
 
+	jwtVerifier, closeJWT, err := newJWTVerifier(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeJWT()
+
 	authorize, az, err := newAuthorize(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -162,7 +168,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	byAddr := map[string][]server.Engine{}
 	names := map[string][]string{}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
+		var engine server.Engine
+		if t.Protocol == "http" {
+			engine, err = newHTTPEngine(httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
+				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, log: log})
+		} else {
+			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
+		}
 		if err != nil {
 			return err
 		}
