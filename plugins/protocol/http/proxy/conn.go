@@ -88,12 +88,21 @@ func (c *clientConn) session(ctx context.Context, peer *identity.Peer) (*princip
 	key := principalKey{}
 	if peer != nil {
 		key = principalKey{bearer: true, id: peer.ID.String()}
+		// The verifier allows clock skew; a session is not opened past the token's expiry and grace.
+		if time.Now().After(peer.Expires.Add(c.e.cfg.Session.SVIDExpiryGrace)) {
+			return nil, errTokenExpired
+		}
 	} else if st := c.tls.ConnectionState(); len(st.PeerCertificates) > 0 {
 		p, err := identity.PeerFromTLS(st)
 		if err != nil {
 			return nil, &session.Error{Kind: session.ErrUnidentified, Err: err}
 		}
 		key.id = p.ID.String()
+		// A connection outliving its certificate gets no new session: the client reconnects with its
+		// rotated SVID.
+		if grace := c.e.cfg.Session.SVIDExpiryGrace; time.Now().After(p.Expires.Add(grace)) {
+			return nil, errCertificateExpired
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,7 +130,11 @@ func (c *clientConn) session(ctx context.Context, peer *identity.Peer) (*princip
 	return p, nil
 }
 
-var errTooManyPrincipals = errors.New("too many principals on one connection")
+var (
+	errTooManyPrincipals  = errors.New("too many principals on one connection")
+	errCertificateExpired = errors.New("the connection's client certificate has expired")
+	errTokenExpired       = errors.New("the bearer JWT-SVID has expired")
+)
 
 // oneConn is a listener of one connection: Accept returns it once, then blocks until it is closed.
 type oneConn struct {

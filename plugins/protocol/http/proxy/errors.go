@@ -35,6 +35,12 @@ func writeError(w http.ResponseWriter, status int, b errorBody) {
 func (e *Engine) openStatus(err error) (int, string) {
 	se, ok := errors.AsType[*session.Error](err)
 	if !ok {
+		if errors.Is(err, errCertificateExpired) {
+			return http.StatusUnauthorized, "svidbroker: the connection's client X.509-SVID has expired; open a new connection with the rotated SVID"
+		}
+		if errors.Is(err, errTokenExpired) {
+			return http.StatusUnauthorized, "svidbroker: the bearer JWT-SVID has expired; fetch a new one from the Workload API"
+		}
 		if errors.Is(err, errTooManyPrincipals) {
 			return http.StatusTooManyRequests, fmt.Sprintf("svidbroker: more than %d principals on one connection; open another connection", e.cfg.Limits.MaxPrincipals)
 		}

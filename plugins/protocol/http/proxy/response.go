@@ -45,11 +45,11 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		cause := context.Cause(ctx)
 		s.Log().WarnContext(ctx, "upstream request failed", "route", f.m.Route.Pattern, "error", err, "cause", cause)
 		s.Record(audit.Record{Kind: audit.KindError, Error: "upstream unavailable", Detail: map[string]string{"route": f.m.Route.Pattern}})
-		msg := fmt.Sprintf("svidbroker: the upstream of target %q did not answer", e.cfg.Target)
+		status, msg := http.StatusBadGateway, fmt.Sprintf("svidbroker: the upstream of target %q did not answer", e.cfg.Target)
 		if _, ok := errors.AsType[*session.Ended](cause); ok {
-			msg = "svidbroker: " + cause.Error()
+			status, msg = http.StatusServiceUnavailable, "svidbroker: "+cause.Error()+"; send the request again"
 		}
-		writeError(w, http.StatusBadGateway, errorBody{Error: msg, Route: f.m.Route.Pattern})
+		writeError(w, status, errorBody{Error: msg, Route: f.m.Route.Pattern})
 		return
 	}
 	defer resp.Body.Close()
