@@ -127,6 +127,7 @@ func (c *clientConn) session(ctx context.Context, peer *identity.Peer) (*princip
 	}
 	p := &principal{s: s, ctx: s.Start(c.ctx), started: time.Now()}
 	c.principals[key] = p
+	s.Log().InfoContext(ctx, "session started", "bearer", key.bearer, "svid_expires", s.Peer().Expires.UTC().Format(time.RFC3339))
 	return p, nil
 }
 

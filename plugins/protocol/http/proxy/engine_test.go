@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -159,8 +162,29 @@ func TestBadBearersAreRefusedAndNothingForwarded(t *testing.T) {
 	}
 }
 
+// logBuffer collects the engine's logs, at debug level.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func TestAgentCredentialsStayBehindAndUpstreamSecretsStayOut(t *testing.T) {
-	r := newRig(t, rigOptions{routes: customerRoutes, noJWT: true, handler: func(w http.ResponseWriter, req *http.Request) {
+	logs := &logBuffer{}
+	r := newRig(t, rigOptions{routes: customerRoutes, noJWT: true, config: func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}, handler: func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Add("Set-Cookie", "session=upstream-session")
 		w.Header().Set("X-Echo-Authorization", req.Header.Get("Authorization"))
@@ -199,6 +223,13 @@ func TestAgentCredentialsStayBehindAndUpstreamSecretsStayOut(t *testing.T) {
 		noCanary(t, "the client's header "+k, strings.Join(v, ","))
 	}
 	noCanary(t, "the audit records", recordsText(t, r.sink))
+	if !strings.Contains(logs.String(), "spiffe_id="+agentID) {
+		t.Fatalf("control: the session was not logged: %s", logs)
+	}
+	noCanary(t, "the logs", logs.String())
+	if strings.Contains(logs.String(), "agent-own-secret") {
+		t.Fatal("the agent's Authorization reached the logs")
+	}
 }
 
 func TestPolicyDecidesOnThePathTheUpstreamServes(t *testing.T) {
