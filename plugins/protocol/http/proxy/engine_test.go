@@ -300,7 +300,7 @@ func TestUnknownRouteIsRefusedAndRecorded(t *testing.T) {
 			denied++
 		}
 	}
-	if denied != 4 {
+	if denied != 4 || !strings.Contains(recordsText(t, r.sink), "GET /v1/admin/users") {
 		t.Fatalf("%d refusals recorded, want 4: %s", denied, recordsText(t, r.sink))
 	}
 }
@@ -363,5 +363,28 @@ func TestQueryAndBodyChecks(t *testing.T) {
 	}
 	if len(fwd) != 3 || fwd["amount"] != float64(300) {
 		t.Fatalf("forwarded body %v", fwd)
+	}
+}
+
+func TestAuditUnavailableRefusesRequests(t *testing.T) {
+	r := newRig(t, rigOptions{routes: customerRoutes})
+	c := r.client(t, agentID)
+	if status, body, _ := get(t, c, newReq(t, "GET", r.url("/v1/orders/1"), "")); status != 200 {
+		t.Fatalf("control: %d %s", status, body)
+	}
+	r.sink.fail.Store(true)
+	// On the open session (the request's record), and for a principal whose session would open now.
+	status, body, _ := get(t, c, newReq(t, "DELETE", r.url("/v1/orders/1"), ""))
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "audit") {
+		t.Fatalf("open session: %d %s", status, body)
+	}
+	req := newReq(t, "GET", r.url("/v1/orders/2"), "")
+	req.Header.Set("Authorization", "Bearer "+r.token(t, "spiffe://example.org/agent/analyst", nil))
+	status, body, _ = get(t, c, req)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "audit") {
+		t.Fatalf("new session: %d %s", status, body)
+	}
+	if n := len(r.up.requests()); n != 1 {
+		t.Fatalf("%d requests forwarded while the audit log was unavailable", n-1)
 	}
 }

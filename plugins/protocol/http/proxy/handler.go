@@ -70,9 +70,9 @@ func refusingPolicies(err error) []string {
 }
 
 func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session.Session) {
-	refuse := func(status int, b errorBody, detail string) {
+	refuse := func(status int, b errorBody, detail, text string) {
 		s.Record(audit.Record{Kind: audit.KindDenied, Remote: s.Connect().Source.String(),
-			Statement: &audit.Statement{Protocol: "http", Text: r.Method + " (refused before routing)"},
+			Statement: &audit.Statement{Protocol: "http", Text: text},
 			Detail:    map[string]string{"refused": detail, "status": fmt.Sprint(status)}})
 		writeError(w, status, b)
 	}
@@ -80,10 +80,11 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	switch {
 	case errors.Is(err, route.ErrNoRoute):
 		msg := fmt.Sprintf("svidbroker: no route of target %q matches %s %s; requests are refused unless a route of the target's catalog names them", e.cfg.Target, r.Method, pathOnly(r.RequestURI))
-		refuse(http.StatusForbidden, errorBody{Error: msg}, "no route matches")
+		refuse(http.StatusForbidden, errorBody{Error: msg}, "no route matches", r.Method+" "+pathOnly(r.RequestURI))
 		return
 	case err != nil:
-		refuse(http.StatusBadRequest, errorBody{Error: "svidbroker: " + err.Error()}, err.Error())
+		// The target is not quoted: it was refused for what it holds.
+		refuse(http.StatusBadRequest, errorBody{Error: "svidbroker: " + err.Error()}, err.Error(), r.Method+" (request target refused)")
 		return
 	}
 	pattern := m.Route.Pattern

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,10 +177,17 @@ func (f *fakePolicy) requests() []Request {
 type memSink struct {
 	mu   sync.Mutex
 	recs []audit.Record
+	fail atomic.Bool // Write fails: the store is unavailable
 }
 
-func (s *memSink) Write(rec audit.Record, _ bool) error { s.AppendAsync(rec); return nil }
-func (s *memSink) Flush() error                         { return nil }
+func (s *memSink) Write(rec audit.Record, _ bool) error {
+	if s.fail.Load() {
+		return errors.New("disk full")
+	}
+	s.AppendAsync(rec)
+	return nil
+}
+func (s *memSink) Flush() error { return nil }
 func (s *memSink) AppendAsync(rec audit.Record) {
 	s.mu.Lock()
 	s.recs = append(s.recs, rec)
