@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -116,8 +117,12 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if rec != nil {
 			dst = io.MultiWriter(lw, rec)
 		}
-		n, err := filter.Copy(dst, body)
+		bw := bufio.NewWriterSize(dst, 64<<10) // the filter's small writes (masked values) in large ones
+		n, err := filter.Copy(bw, body)
 		res.Rows = int64(n)
+		if err == nil {
+			err = bw.Flush()
+		}
 		if err == nil {
 			err = lw.commit()
 		}
