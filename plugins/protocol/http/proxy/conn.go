@@ -127,8 +127,21 @@ func (c *clientConn) session(ctx context.Context, peer *identity.Peer) (*princip
 	}
 	p := &principal{s: s, ctx: s.Start(c.ctx), started: time.Now()}
 	c.principals[key] = p
+	// A session the broker ends (expiry, lost lease, revocation, shutdown) ends now, its credential
+	// revoked, not when the connection closes.
+	context.AfterFunc(p.ctx, func() { c.drop(key, p) })
 	s.Log().InfoContext(ctx, "session started", "bearer", key.bearer, "svid_expires", s.Peer().Expires.UTC().Format(time.RFC3339))
 	return p, nil
+}
+
+// drop ends p's session, which the broker ended, and forgets it.
+func (c *clientConn) drop(key principalKey, p *principal) {
+	c.mu.Lock()
+	if c.principals[key] == p {
+		delete(c.principals, key)
+	}
+	c.mu.Unlock()
+	p.s.End(context.Cause(p.ctx), p.started)
 }
 
 var (

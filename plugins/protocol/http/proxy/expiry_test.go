@@ -30,6 +30,19 @@ func TestBearerSessionEndsWithItsTokenAndANewTokenOpensAnother(t *testing.T) {
 	for time.Now().Before(time.Unix(exp.Unix()+1, 0)) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The session ends by itself, its credential revoked, before any other request comes.
+	for deadline := time.Now().Add(10 * time.Second); !ended(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the expired session did not end: %s", recordsText(t, r.sink))
+		}
+	}
+	revoked := false
+	for _, rec := range r.sink.all() {
+		revoked = revoked || rec.Kind == audit.KindLease && rec.Detail["event"] == "revoked"
+	}
+	if !revoked {
+		t.Fatalf("the expired session's lease was not revoked: %s", recordsText(t, r.sink))
+	}
 	req = newReq(t, "GET", r.url("/v1/orders/2"), "")
 	req.Header.Set("Authorization", "Bearer "+short)
 	if status, body, _ := get(t, c, req); status != 401 || !strings.Contains(body, "expired") {
