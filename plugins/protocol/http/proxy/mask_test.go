@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,5 +195,36 @@ func TestLargeMaskedBodyRefusedMidStreamIsCutOff(t *testing.T) {
 	}
 	if err == nil || err.Error() == "EOF" || strings.Contains(b.String(), "123-45-6789") {
 		t.Fatalf("the body ended normally (%v) or leaked", err)
+	}
+}
+
+func TestMaskedEventStreamIsNotHeldBack(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"id\":1,\"ssn\":\"123-45-6789\"}\n\n")
+		w.(http.Flusher).Flush()
+		select { // the second event only once the agent has the first
+		case <-release:
+		case <-req.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "data: {\"id\":2,\"ssn\":\"987-65-4321\"}\n\n")
+	}})
+	r.policy.masks = map[string]string{"$.ssn": "redact"}
+	resp, err := r.client(t, agentID).Do(newReq(t, "GET", r.url("/v1/customers/1/events"), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 512)
+	n, err := resp.Body.Read(first)
+	if err != nil || !strings.Contains(string(first[:n]), `"id":1`) || strings.Contains(string(first[:n]), "123-45") {
+		t.Fatalf("first event: %q, %v", first[:n], err)
+	}
+	close(release)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(rest), `"id":2`) || strings.Contains(string(rest), "987-65") {
+		t.Fatalf("second event: %q, %v", rest, err)
 	}
 }
