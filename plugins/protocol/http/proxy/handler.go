@@ -71,7 +71,7 @@ func refusingPolicies(err error) []string {
 
 func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session.Session) {
 	refuse := func(status int, b errorBody, detail, text string) {
-		s.Record(audit.Record{Kind: audit.KindDenied, Remote: s.Connect().Source.String(),
+		s.Record(audit.Record{Kind: audit.KindDenied,
 			Statement: &audit.Statement{Protocol: "http", Text: text},
 			Detail:    map[string]string{"refused": detail, "status": fmt.Sprint(status)}})
 		writeError(w, status, b)
@@ -237,11 +237,8 @@ func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *sessio
 		}
 	}
 	if f.body != nil {
-		out.Body = http.NoBody
 		out.ContentLength = int64(len(f.body))
-		body := f.body
-		out.GetBody = nil
-		out.Body = readCloser{bytes.NewReader(body)}
+		out.Body = readCloser{bytes.NewReader(f.body)}
 		out.Header.Set("Content-Type", "application/json")
 	}
 	if l := s.Lease(); l != nil {
