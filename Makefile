@@ -66,6 +66,10 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/ ./plugins/protocol/postgres/sqlclass/
 # JSON masking of a 10 MB response beside io.Copy of it (x-direct); 20000x of 10 MB would take too long.
 	$(GO) test -run '^$$' -bench . -benchtime 10x -count 1 ./plugins/protocol/http/jsonmask/
+# HTTP targets: 16 keep-alive clients direct, through httputil.ReverseProxy and through the engine (ratios
+# and added p50); a 10 MB response with 2 masked fields per object through the engine beside direct.
+	$(GO) test -run '^$$' -bench 'HTTPPaths' -benchtime 20000x -count 1 ./plugins/protocol/http/proxy/
+	$(GO) test -run '^$$' -bench 'HTTPMasked10MB' -benchtime 10x -count 1 ./plugins/protocol/http/proxy/
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows|IdleSessionMemory' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
 

@@ -247,7 +247,7 @@ type Limits struct {
 type Target struct {
 	// Name identifies the target in logs and, later, in policy (Target::"name").
 	Name string `hcl:"name,label"`
-	// Protocol is the wire protocol the listener speaks. Supported: "postgres".
+	// Protocol is the wire protocol the listener speaks. Supported: "postgres", "http".
 	Protocol string `hcl:"protocol"`
 	// Listen is the host:port agents connect to.
 	Listen string `hcl:"listen"`
@@ -257,7 +257,7 @@ type Target struct {
 
 	Backend Backend `hcl:"backend,block"`
 
-	// Timeouts limit how long the target's sessions may hold the database. Defaults apply without it.
+	// Timeouts limit how long the target's sessions may hold the backend. Defaults apply without it.
 	Timeouts *Timeouts `hcl:"timeouts,block"`
 
 	// Allowed is AllowSPIFFEIDs, parsed.
@@ -280,16 +280,26 @@ type Timeouts struct {
 	// it, and the highest idle_in_transaction_session_timeout an agent may set. Default "3m".
 	IdleInTransaction string `hcl:"idle_in_transaction,optional"`
 
+	// Upstream bounds the wait for an http target's upstream response headers, and each read of its
+	// response body. Default "30s".
+	Upstream string `hcl:"upstream,optional"`
+	// Idle is how long an http target's client connection may wait between requests. Default "90s".
+	Idle string `hcl:"idle,optional"`
+	// ReadHeader bounds the reading of one http request's headers. Default "10s".
+	ReadHeader string `hcl:"read_header,optional"`
+
 	// The same, parsed; filled in by validation (defaults included).
 	MaxStatementTimeoutD, MaxLockTimeoutD, IdleInTransactionD time.Duration
+	UpstreamD, IdleD, ReadHeaderD                             time.Duration
 }
 
 // Backend is where a target's sessions go, and how the broker authenticates there.
 type Backend struct {
 	// Address is the backend's host:port.
 	Address string `hcl:"address"`
-	// Database is the database every session of this target uses, whatever the client asks for.
-	Database string `hcl:"database"`
+	// Database is the database every session of this target uses, whatever the client asks for
+	// (postgres targets, where it is required).
+	Database string `hcl:"database,optional"`
 	// User is the backend role the broker logs in as, with auth = "svid".
 	User string `hcl:"user,optional"`
 	// Auth is how the broker proves itself to the backend. "svid": it presents its own X.509-SVID as
@@ -306,6 +316,11 @@ type Backend struct {
 	VaultRole string `hcl:"vault_role,optional"`
 	// VaultPath is a Vault path returning a leased secret, with auth = "vault" (instead of VaultRole).
 	VaultPath string `hcl:"vault_path,optional"`
+	// VaultMount is the secrets engine's path that VaultRole and the catalog's credential roles lease
+	// from (<mount>/creds/<role>), with auth = "vault". Default: the vault block's mount. A target
+	// whose credentials come from another engine than the database one (an API-token engine for an
+	// http target) names it here.
+	VaultMount string `hcl:"vault_mount,optional"`
 	// VaultKVMount and VaultKVPath name the kv-v2 secret of auth = "vault-kv". Mount default "secret".
 	VaultKVMount string `hcl:"vault_kv_mount,optional"`
 	VaultKVPath  string `hcl:"vault_kv_path,optional"`
@@ -317,4 +332,10 @@ type Backend struct {
 	CAFile string `hcl:"ca_file"`
 	// ServerName is the name checked in the backend's certificate. Default: Address's host.
 	ServerName string `hcl:"server_name,optional"`
+	// CredentialHeader is the request header an http target's credential is sent in (http targets).
+	// Default "Authorization".
+	CredentialHeader string `hcl:"credential_header,optional"`
+	// CredentialPrefix is written before the credential in CredentialHeader (http targets). Default
+	// "Bearer " when the header is Authorization, else none; set "" for none with Authorization.
+	CredentialPrefix *string `hcl:"credential_prefix,optional"`
 }

@@ -86,6 +86,12 @@ func (c *Check) BackendAuth(b *Backend) {
 		if b.VaultKVPath != "" || b.VaultKVMount != "" {
 			c.Fail("kv-v2 with a dynamic source", "vault_kv_mount and vault_kv_path belong to auth = \"vault-kv\".", "backend", "vault_kv_path")
 		}
+		if b.VaultMount != "" && b.VaultPath != "" {
+			c.Fail("Mount with a path", "backend.vault_path names the whole Vault path; vault_mount applies to vault_role and the catalog's credential roles only.", "backend", "vault_mount")
+		}
+		if b.VaultMount == "" && c.v.c.Vault != nil {
+			b.VaultMount = c.v.c.Vault.Mount
+		}
 	case "vault-kv":
 		if b.VaultKVPath == "" {
 			c.Fail("Missing vault_kv_path", "with auth = \"vault-kv\", backend.vault_kv_path names the kv-v2 secret holding the credential.", "backend", "vault_kv_path")

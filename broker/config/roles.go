@@ -57,8 +57,8 @@ func (v *validator) credentialRoles(t *Target, at string) {
 			attr, value = "vault_path", b.VaultPath
 		}
 		mount := "<vault.mount>"
-		if v.c.Vault != nil {
-			mount = v.c.Vault.Mount
+		if b.VaultMount != "" {
+			mount = b.VaultMount
 		}
 		v.fail("Two credential sources", fmt.Sprintf("catalog %q lists credential roles (%s), and Cedar picks one of them per session; backend.%s = %q would give every session the same credential. Remove backend.%s: each credential_role leases from %s/creds/<its vault_role, default its name>.",
 			t.Name, strings.Join(names, ", "), attr, value, attr, mount), at, "backend", attr)

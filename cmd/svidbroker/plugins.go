@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/svidbroker/svidbroker/broker/config"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
+	"github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 )
 
@@ -11,7 +12,7 @@ import (
 // here too), and the vault block configures the Vault credential plugin.
 func plugins() config.Plugins {
 	return config.Plugins{
-		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}},
+		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}, "http": proxy.ConfigValidator{}},
 		Vault:     vaultcred.ConfigValidator{},
 	}
 }

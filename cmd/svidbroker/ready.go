@@ -60,7 +60,7 @@ func readinessChecks(cfg *config.Config, d dependencies) []server.Check {
 		checks = append(checks, server.Check{Name: "target/" + t.Name + "/backend", Optional: true, Check: func(ctx context.Context) error {
 			return dialCheck(ctx, addr)
 		}})
-		if d.vault != nil && credentialSource(cfg, t.Backend) != nil {
+		if d.vault != nil && credentialSource(t.Backend) != nil {
 			checks = append(checks, server.Check{Name: "target/" + t.Name + "/vault", Optional: true, Check: d.vault})
 		}
 	}

@@ -34,8 +34,8 @@ func rolePicker(t config.Target, az *authz.Authorizer, log *slog.Logger) (func(c
 }
 
 // roleSource is where a session's credential comes from: the target's fixed source, or, for a picked
-// role, the database engine role it maps to.
-func roleSource(cfg *config.Config, t config.Target, fixed credential.Source, role string) (credential.Source, error) {
+// role, the secrets engine role it maps to under the backend's vault_mount.
+func roleSource(t config.Target, fixed credential.Source, role string) (credential.Source, error) {
 	if t.VaultRoles == nil {
 		return fixed, nil
 	}
@@ -43,7 +43,7 @@ func roleSource(cfg *config.Config, t config.Target, fixed credential.Source, ro
 	if !ok {
 		return credential.Source{}, fmt.Errorf("target %q: credential role %q is not in its catalog", t.Name, role)
 	}
-	fixed.Path = cfg.Vault.Mount + "/creds/" + vr
+	fixed.Path = t.Backend.VaultMount + "/creds/" + vr
 	return fixed, nil
 }
 

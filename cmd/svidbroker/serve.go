@@ -75,6 +75,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		attest, deps.spire = atts.Lookup, atts.Check
 	}
 
+	jwtVerifier, closeJWT, err := newJWTVerifier(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeJWT()
+
 	authorize, az, err := newAuthorize(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -162,7 +168,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	byAddr := map[string][]server.Engine{}
 	names := map[string][]string{}
 	for _, t := range cfg.Targets {
-		engine, err := newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
+		var engine server.Engine
+		if t.Protocol == "http" {
+			engine, err = newHTTPEngine(httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
+				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, log: log})
+		} else {
+			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
+		}
 		if err != nil {
 			return err
 		}
@@ -205,14 +217,14 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
 		var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
-		if src := credentialSource(cfg, t.Backend); src != nil {
+		if src := credentialSource(t.Backend); src != nil {
 			clientCert = nil
 			if src.Kind == credential.Static {
 				log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
 					"target", t.Name, "secret", src.String())
 			}
 			lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
-				s, err := roleSource(cfg, t, *src, role)
+				s, err := roleSource(t, *src, role)
 				if err != nil {
 					return nil, err
 				}
@@ -384,7 +396,7 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 
 // credentialSource says where a backend's credential comes from; nil when the broker logs in with its
 // own SVID.
-func credentialSource(cfg *config.Config, b config.Backend) *credential.Source {
+func credentialSource(b config.Backend) *credential.Source {
 	src := credential.Source{UsernameKey: b.VaultUsernameKey, PasswordKey: b.VaultPasswordKey}
 	switch {
 	case b.Auth == "vault-kv":
@@ -392,7 +404,7 @@ func credentialSource(cfg *config.Config, b config.Backend) *credential.Source {
 	case b.Auth == "vault" && b.VaultPath != "":
 		src.Path = b.VaultPath
 	case b.Auth == "vault":
-		src.Path = cfg.Vault.Mount + "/creds/" + b.VaultRole
+		src.Path = b.VaultMount + "/creds/" + b.VaultRole
 	default:
 		return nil
 	}

@@ -278,6 +278,7 @@ target %q {
     server_name        = "localhost"
     auth               = "vault"
     vault_password_key = "token"
+    vault_mount        = "api"
   }
 }
 `, APITargetName, listen, extra, a.Addr, a.CAFile)

@@ -30,6 +30,9 @@ func (ConfigValidator) ValidateBackend(t *config.Target, c *config.Check) {
 	if b.Auth == "svid" && b.User == "" {
 		c.Fail("Empty user", "backend.user must name the role the broker logs in as with its SVID.", "backend", "user")
 	}
+	if b.CredentialHeader != "" || b.CredentialPrefix != nil {
+		c.Fail("Credential header on a postgres target", "backend.credential_header and credential_prefix belong to http targets; a postgres credential is a user name and password.", "backend", "credential_header")
+	}
 	c.BackendCAFile(b)
 }
 
@@ -40,6 +43,11 @@ func (ConfigValidator) ValidateTimeouts(t *config.Target, c *config.Check) {
 		t.Timeouts = &config.Timeouts{}
 	}
 	tt := t.Timeouts
+	for name, raw := range map[string]string{"upstream": tt.Upstream, "idle": tt.Idle, "read_header": tt.ReadHeader} {
+		if raw != "" {
+			c.Fail("Timeout of another protocol", fmt.Sprintf("timeouts.%s belongs to http targets; a postgres target takes max_statement_timeout, max_lock_timeout and idle_in_transaction.", name), "timeouts", name)
+		}
+	}
 	for _, f := range []struct {
 		raw  string
 		def  time.Duration

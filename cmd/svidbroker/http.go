@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/svidbroker/svidbroker/broker/approval"
+	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/broker/credential"
+	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/broker/server"
+	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
+)
+
+// newJWTVerifier makes the top-level jwt block live: bearer JWT-SVIDs of http targets are verified
+// against the JWT bundles the Workload API delivers (of the trusted trust domains only), or through
+// OIDC discovery for the trust domains configured that way. Nil without a jwt block.
+func newJWTVerifier(ctx context.Context, cfg *config.Config) (*identity.JWTVerifier, func(), error) {
+	if cfg.JWT == nil {
+		return nil, func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, identity.DefaultSourceTimeout)
+	defer cancel()
+	src, err := workloadapi.NewJWTSource(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(cfg.WorkloadAPISocket)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("jwt: no JWT bundles from the Workload API at %s: %w", cfg.WorkloadAPISocket, err)
+	}
+	oidc := map[spiffeid.TrustDomain]string{}
+	for _, o := range cfg.JWT.OIDC {
+		td, err := spiffeid.TrustDomainFromString(o.TrustDomain)
+		if err != nil {
+			src.Close()
+			return nil, nil, fmt.Errorf("jwt: oidc %q: %w", o.TrustDomain, err)
+		}
+		oidc[td] = o.IssuerURL
+	}
+	v, err := identity.NewJWTVerifier(identity.JWTConfig{Bundles: trustedBundles{src: src, trusted: cfg.Trusted},
+		Audience: cfg.JWT.Audience, Issuer: cfg.JWT.Issuer, OIDC: oidc})
+	if err != nil {
+		src.Close()
+		return nil, nil, err
+	}
+	return v, func() { src.Close() }, nil
+}
+
+// trustedBundles gives the bundles of the broker's trusted trust domains only.
+type trustedBundles struct {
+	src     jwtbundle.Source
+	trusted []spiffeid.TrustDomain
+}
+
+func (b trustedBundles) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	for _, t := range b.trusted {
+		if t == td {
+			return b.src.GetJWTBundleForTrustDomain(td)
+		}
+	}
+	return nil, fmt.Errorf("trust domain %q is not trusted by the broker", td)
+}
+
+// httpTarget is what an http target's engine is built from.
+type httpTarget struct {
+	cfg       *config.Config
+	t         config.Target
+	src       *workloadapi.X509Source
+	jwt       *identity.JWTVerifier
+	attest    func(context.Context, spiffeid.ID) (*identity.Attestation, error)
+	authorize func(context.Context, authz.Connect) (authz.Decision, error)
+	az        *authz.Authorizer
+	masker    *inspect.Masker
+	approvals *approval.Queue
+	sink      audit.Sink
+	ready     func() error
+	leases    *credential.Manager
+	log       *slog.Logger
+}
+
+func newHTTPEngine(h httpTarget) (server.Engine, error) {
+	cfg, t := h.cfg, h.t
+	policy, err := httpPolicy(h.az)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %w", t.Name, err)
+	}
+	routes, err := cfg.RouteTable(t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %w", t.Name, err)
+	}
+	var clientCert x509svid.Source = h.src // auth = "svid": the broker's SVID is the client certificate
+	var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
+	if src := credentialSource(t.Backend); src != nil {
+		clientCert = nil
+		if src.Kind == credential.Static {
+			h.log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
+				"target", t.Name, "secret", src.String())
+		}
+		lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
+			s, err := roleSource(t, *src, role)
+			if err != nil {
+				return nil, err
+			}
+			return h.leases.Start(ctx, c.Peer.ID.String(), s, end)
+		}
+	}
+	pickRole, err := rolePicker(t, h.az, h.log)
+	if err != nil {
+		return nil, err
+	}
+	upstreamTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
+	if err != nil {
+		return nil, err
+	}
+	var approve sess.ApproveFunc
+	if h.approvals != nil {
+		approve = sess.QueueApprover(h.approvals, h.log)
+	}
+	prefix := ""
+	if t.Backend.CredentialPrefix != nil {
+		prefix = *t.Backend.CredentialPrefix
+	}
+	limits := proxy.Limits{MaxBodyBytes: cfg.Limits.MaxMessageBytes}
+	if tt := t.Timeouts; tt != nil {
+		limits.Upstream, limits.Idle, limits.ReadHeader = tt.UpstreamD, tt.IdleD, tt.ReadHeaderD
+	}
+	return proxy.New(proxy.Config{
+		Target:    t.Name,
+		ServerTLS: proxy.ServerTLS(h.src, h.src, cfg.Trusted),
+		JWT:       h.jwt,
+		Session: sess.Config{
+			Authorize: h.authorize, Policy: h.az, Attest: h.attest, Ready: h.ready, PickRole: pickRole, Lease: lease,
+			Audit: h.sink, AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
+			AuditFailOpen:   cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
+			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg),
+		},
+		Routes: routes, Policy: policy,
+		Masker: h.masker, DefaultMask: defaultMask(cfg),
+		FullData: cfg.Audit != nil && cfg.Audit.Data == "full",
+		Upstream: proxy.Upstream{Address: t.Backend.Address, TLS: upstreamTLS,
+			CredentialHeader: t.Backend.CredentialHeader, CredentialPrefix: prefix},
+		Limits:  limits,
+		Approve: approve,
+		Logger:  h.log,
+	})
+}
+
+// httpPolicy is the authorizer as the engine's Policy: Cedar decides each request on its Route and
+// each tagged response field.
+func httpPolicy(az *authz.Authorizer) (proxy.Policy, error) {
+	if az == nil {
+		return nil, errors.New("http targets are decided per request by Cedar: add a policy block")
+	}
+	return authzPolicy{az}, nil
+}
+
+type authzPolicy struct{ az *authz.Authorizer }
+
+func (p authzPolicy) HTTP(c authz.Connect, r proxy.Request, ap authz.ApprovalState) (authz.Decision, error) {
+	return p.az.HTTP(c, authz.HTTPRequest(r), ap)
+}
+
+func (p authzPolicy) FieldMask(c authz.Connect, r proxy.Request, field string, ap authz.ApprovalState, def string) (string, authz.Decision) {
+	return p.az.FieldMask(c, authz.HTTPRequest(r), field, ap, def)
+}
