@@ -24,12 +24,6 @@ import (
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
-// httpTarget puts the http target "api" (the shop API, examples/shopapi) into the demo broker's
-// configuration, runs `svidbroker connect --protocol http` per persona and shows HTTP in the guide and
-// the tour. It needs a broker that serves protocol "http" and the catalog "api" in
-// policies/catalog.hcl; without it the demo still starts the API and its Vault engine, unused.
-const httpTarget = false
-
 // workloadFile records, for `svidbroker-demo jwt`, how each persona's processes are run: uid, gid
 // and environment (the agent's socket, the agent manifest), and the demo binary they can execute.
 const workloadFile = "workloads.json"

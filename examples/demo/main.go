@@ -117,8 +117,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 type demo struct {
 	dir, bin string
-	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it, when
-	// httpTarget is on. Set by run.
+	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it. Set by run.
 	api       *stack.ShopAPI
 	apiListen string
 	connects  []*connectProc
@@ -312,10 +311,7 @@ func (d *demo) tour() error {
 	if r.err != nil {
 		return fmt.Errorf("psql: %w", r.err)
 	}
-	if httpTarget {
-		return d.httpTour(strings.TrimSpace(string(admin)))
-	}
-	return nil
+	return d.httpTour(strings.TrimSpace(string(admin)))
 }
 
 // approvePending waits for the approval request of a statement mentioning what, and approves it.
@@ -511,12 +507,10 @@ func (d *demo) run() error {
 		return err
 	}
 	opts := stack.BrokerOptions{Binary: brokerBin, VaultRoles: true, Extra: vaultBlock}
-	if httpTarget {
-		if d.apiListen, err = freeLoopbackAddr(); err != nil {
-			return err
-		}
-		opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
+	if d.apiListen, err = freeLoopbackAddr(); err != nil {
+		return err
 	}
+	opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
@@ -554,12 +548,10 @@ func (d *demo) run() error {
 	if err := d.writeWorkloads(startCtx, s, personas); err != nil {
 		return err
 	}
-	if httpTarget {
-		if d.connects, err = d.startConnects(startCtx, s, brokerBin, d.apiListen, personas); err != nil {
-			return err
-		}
-		defer stopConnects(d.connects) // before the broker stops
+	if d.connects, err = d.startConnects(startCtx, s, brokerBin, d.apiListen, personas); err != nil {
+		return err
 	}
+	defer stopConnects(d.connects) // before the broker stops
 	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -716,16 +708,9 @@ Stop everything with: make demo-down   (keeps the audit log and policies here; W
 		rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), port, rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), rel(d.dir), d.apiGuide(b))
 }
 
-// apiGuide is the guide's part on the shop API: through the broker's http target when httpTarget is
-// on, else where it runs.
+// apiGuide is the guide's part on the shop API, through the broker's http target "api".
 func (d *demo) apiGuide(b *stack.Broker) string {
-	if httpTarget {
-		return d.httpGuide(d.apiListen, b.AdminAddr)
-	}
-	return fmt.Sprintf(`
-Shop API    https://%s  (examples/shopapi; every request needs an API token leased from Vault's
-            api/creds/api-read or api-write; the broker's http target "api" is not enabled in this build)
-`, d.api.Addr)
+	return d.httpGuide(d.apiListen, b.AdminAddr)
 }
 
 func mustGetwd() string {
