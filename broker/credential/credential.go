@@ -31,6 +31,9 @@ type Source struct {
 	// UsernameKey and PasswordKey name the fields of the secret's data holding the credential.
 	// Default "username" and "password".
 	UsernameKey, PasswordKey string
+	// TokenOnly: the credential is one secret value (PasswordKey's, an API token of an http target),
+	// with no username.
+	TokenOnly bool
 }
 
 // String names the source for logs and records; it holds no secret.

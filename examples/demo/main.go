@@ -12,12 +12,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,7 +123,9 @@ type demo struct {
 	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it. Set by run.
 	api       *stack.ShopAPI
 	apiListen string
-	connects  []*connectProc
+	// ownPolicies: the policies kept from an earlier run are not this checkout's packs.
+	ownPolicies bool
+	connects    []*connectProc
 }
 
 func newDemo(dir, bin string) (*demo, error) {
@@ -343,6 +348,9 @@ func (d *demo) approvePending(admin, what string) (string, error) {
 // showReplay runs one session as the analyst with psql and prints its record from the audit log, as
 // `svidbroker replay` shows it.
 func (d *demo) showReplay() error {
+	if d.ownPolicies {
+		return nil // the tour shows what the packs decide
+	}
 	if err := d.tour(); err != nil {
 		return err
 	}
@@ -597,6 +605,11 @@ func (d *demo) restore(s *stack.Stack, opts *stack.BrokerOptions) error {
 	policies, auditDir, auditKeys := kept(d.dir)
 	if policies != "" {
 		opts.PolicyDir = policies // copied into the stack, where the broker's uid can read it
+		if root, err := stack.RepoRoot(); err == nil && !sameTree(policies, filepath.Join(root, "policies", "packs")) {
+			d.ownPolicies = true
+			fmt.Printf("Keeping the policies of an earlier run in %s: they differ from this checkout's policies/packs,\n"+
+				"so the tour below is skipped. `make demo-down WIPE=1` starts again from the packs.\n", rel(policies))
+		}
 	}
 	if auditDir == "" || auditKeys == "" {
 		return nil
@@ -666,12 +679,6 @@ export PGSSLROOTCERT=%s
 }
 
 func (d *demo) guide(s *stack.Stack, b *stack.Broker, vaultAddr string) string {
-	rel := func(p string) string {
-		if r, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(r, "..") {
-			return r
-		}
-		return p
-	}
 	_, port, _ := strings.Cut(b.Addr, ":")
 	return fmt.Sprintf(`svidbroker demo
   broker      %s  (target "shop", PostgreSQL wire protocol; health: http://%s/readyz)
@@ -713,7 +720,40 @@ func (d *demo) apiGuide(b *stack.Broker) string {
 	return d.httpGuide(d.apiListen, b.AdminAddr)
 }
 
+// rel is p relative to the working directory when it is below it, else p.
+func rel(p string) string {
+	if r, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
 func mustGetwd() string {
 	wd, _ := os.Getwd()
 	return wd
+}
+
+// sameTree reports whether directories a and b hold the same files with the same contents.
+func sameTree(a, b string) bool {
+	files := func(root string) map[string][]byte {
+		out := map[string][]byte{}
+		err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(root, path)
+			out[rel] = data
+			return err
+		})
+		if err != nil {
+			return nil
+		}
+		return out
+	}
+	fa, fb := files(a), files(b)
+	return fa != nil && fb != nil && maps.EqualFunc(fa, fb, bytes.Equal)
 }

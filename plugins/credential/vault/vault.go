@@ -319,9 +319,12 @@ func (p *Provider) Acquire(ctx context.Context, src credential.Source) (*credent
 	}
 	lease.Username, _ = data[userKey].(string)
 	lease.Password, _ = data[passKey].(string)
-	if lease.Username == "" || lease.Password == "" {
+	if (lease.Username == "" && !src.TokenOnly) || lease.Password == "" {
 		if !lease.Static {
 			p.revokeQuietly(lease.ID)
+		}
+		if src.TokenOnly {
+			return nil, fmt.Errorf("vault: %s returned no %q string", src, passKey)
 		}
 		return nil, fmt.Errorf("vault: %s returned no %q or %q string", src, userKey, passKey)
 	}

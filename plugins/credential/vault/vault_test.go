@@ -201,11 +201,18 @@ func TestSourceShapes(t *testing.T) {
 	if err != nil || l.Username != "other" || l.Password != "pw-secret-2" {
 		t.Fatalf("custom keys: %v %v", l, err)
 	}
+	// A token alone (an http target's API token): no username is needed, the token still is.
+	l, err = p.Acquire(ctx, credential.Source{Kind: credential.Static, Mount: "secret", Path: "pg/app", UsernameKey: "absent", PasswordKey: "pass", TokenOnly: true})
+	if err != nil || l.Username != "" || l.Password != "pw-secret-2" {
+		t.Fatalf("token only: %v %v", l, err)
+	}
 	for name, src := range map[string]credential.Source{
-		"no password":   {Kind: credential.Static, Mount: "secret", Path: "pg/nopass"},
-		"missing":       {Kind: credential.Static, Mount: "secret", Path: "pg/none"},
-		"no lease":      {Kind: credential.Dynamic, Path: "secret/data/pg/app"},
-		"not permitted": {Kind: credential.Dynamic, Path: "database/creds/admin"},
+		"no username":          {Kind: credential.Static, Mount: "secret", Path: "pg/app", UsernameKey: "absent", PasswordKey: "pass"},
+		"token only, no token": {Kind: credential.Static, Mount: "secret", Path: "pg/nopass", TokenOnly: true},
+		"no password":          {Kind: credential.Static, Mount: "secret", Path: "pg/nopass"},
+		"missing":              {Kind: credential.Static, Mount: "secret", Path: "pg/none"},
+		"no lease":             {Kind: credential.Dynamic, Path: "secret/data/pg/app"},
+		"not permitted":        {Kind: credential.Dynamic, Path: "database/creds/admin"},
 	} {
 		l, err := p.Acquire(ctx, src)
 		if err == nil {
