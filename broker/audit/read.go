@@ -173,6 +173,16 @@ func Format(e Entry) string {
 		fmt.Fprintf(&b, " %s %s", Escape(r.LeaseID), Escape(r.Detail["event"]))
 	case KindResult:
 		formatResult(&b, r.Result)
+		// What an HTTP response's record adds: the fields masked, a response withheld or cut off.
+		if m := r.Detail["masked"]; m != "" {
+			fmt.Fprintf(&b, "; masked %s", Escape(m))
+		}
+		if why := r.Detail["refused"]; why != "" {
+			fmt.Fprintf(&b, "; withheld: %s", Escape(why))
+		}
+		if why := r.Detail["error"]; why != "" {
+			fmt.Fprintf(&b, "; %s", Escape(why))
+		}
 	case KindError:
 		fmt.Fprintf(&b, " %s", Escape(r.Error))
 	case KindChainStart:
@@ -280,7 +290,11 @@ func formatResult(b *strings.Builder, res *Result) {
 	if res == nil {
 		return
 	}
-	fmt.Fprintf(b, " %s: %d rows, %d bytes", Escape(res.Tag), res.Rows, res.Bytes)
+	unit := "rows"
+	if res.Unit != "" {
+		unit = res.Unit
+	}
+	fmt.Fprintf(b, " %s: %d %s, %d bytes", Escape(res.Tag), res.Rows, Escape(unit), res.Bytes)
 	if len(res.Columns) > 0 {
 		fmt.Fprintf(b, "\n    | %s |", Escape(strings.Join(res.Columns, " | ")))
 	}

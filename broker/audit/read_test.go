@@ -233,3 +233,33 @@ func TestReplayNamesTheCredentialRole(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayOfHTTPResults: an HTTP response's record says what its count is (masked values, not
+// rows), which fields were masked, and a response withheld because it could not be masked.
+func TestReplayOfHTTPResults(t *testing.T) {
+	for _, c := range []struct {
+		rec      Record
+		has, not []string
+	}{
+		{Record{Kind: KindResult, Result: &Result{Tag: "HTTP 200", Rows: 2, Bytes: 71, Unit: "masked values"},
+			Detail: map[string]string{"masked": "$.email=partial,$.ssn=partial"}},
+			[]string{"HTTP 200: 2 masked values, 71 bytes", "masked $.email=partial,$.ssn=partial"}, []string{"rows"}},
+		{Record{Kind: KindResult, Result: &Result{Tag: "refused (upstream HTTP 200)", Unit: "masked values"},
+			Detail: map[string]string{"refused": "the upstream answered with \"text/html\""}},
+			[]string{"0 masked values", "withheld: the upstream answered"}, []string{"rows"}},
+		{Record{Kind: KindResult, Result: &Result{Tag: "SELECT 2", Rows: 2, Bytes: 40}},
+			[]string{"SELECT 2: 2 rows, 40 bytes"}, []string{"masked", "withheld"}},
+	} {
+		line := Format(Entry{Record: c.rec})
+		for _, s := range c.has {
+			if !strings.Contains(line, s) {
+				t.Errorf("%q does not say %q", line, s)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(line, s) {
+				t.Errorf("%q says %q", line, s)
+			}
+		}
+	}
+}

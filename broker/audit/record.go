@@ -86,6 +86,9 @@ type Result struct {
 	Tag   string `json:"tag"`
 	Rows  int64  `json:"rows"`
 	Bytes int64  `json:"bytes"`
+	// Unit names what Rows counts when it is not a result's rows: "masked values" of an HTTP
+	// response (its JSON body's, or its event stream's across events). "" is rows.
+	Unit string `json:"unit,omitempty"`
 	// Columns and Data are the result as the client saw it (masked), when the data is recorded:
 	// text values, NULL as null, binary values as "<N bytes>". Truncated says rows were left out.
 	Columns   []string    `json:"columns,omitempty"`

@@ -62,7 +62,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		secret = l.Lease.Password
 	}
 	copyResponseHeader(w.Header(), resp.Header, secret, len(f.rules) > 0)
-	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode)}
+	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode), Unit: "masked values"}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
 	if len(f.masked) > 0 {
 		detail["masked"] = strings.Join(f.masked, ",")
@@ -138,7 +138,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	case ct == "text/event-stream":
 		w.WriteHeader(resp.StatusCode)
 		n, bytes, err := maskEvents(w, body, filter, e.cfg.Limits.MaxEventBytes, rec)
-		res.Rows, res.Bytes = int64(n), bytes
+		res.Rows, res.Bytes = int64(n), bytes // masked values, across the stream's events
 		if err != nil {
 			detail["error"] = "event stream cut off: " + err.Error()
 			panic(http.ErrAbortHandler)
