@@ -183,7 +183,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if s.Denied {
 				state = "connection refused"
 			}
-			fmt.Fprintf(stdout, "%s  %s  %-40s %-10s %3d statements  %3d refused  %s\n", s.Session, s.Start.UTC().Format(time.RFC3339),
+			fmt.Fprintf(stdout, "%s  %s  %-40s %-10s %3d operations  %3d refused  %s\n", s.Session, s.Start.UTC().Format(time.RFC3339),
 				audit.Escape(s.SPIFFEID), audit.Escape(s.Target), s.Statements, s.DeniedStatements, state)
 		}
 		return nil
