@@ -151,7 +151,11 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if r.Context().Err() != nil {
 			return // the client is gone
 		}
-		writeError(w, status, errorBody{Error: "svidbroker: " + v.Err.Error(), Policy: v.Decision.Reasons, Route: pattern, Approval: v.Request})
+		why := v.Err
+		if errors.Is(v.Err, session.ErrBlocked) && v.Cause != nil {
+			why = v.Cause // the policy's refusal says what was denied and what to permit
+		}
+		writeError(w, status, errorBody{Error: "svidbroker: " + why.Error(), Policy: v.Decision.Reasons, Route: pattern, Approval: v.Request})
 		return
 	}
 	var rules []jsonmask.Rule
