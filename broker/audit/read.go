@@ -141,6 +141,9 @@ func Format(e Entry) string {
 	switch r.Kind {
 	case KindSessionStart:
 		fmt.Fprintf(&b, " %s → %s from %s", Escape(r.SPIFFEID), Escape(r.Target), Escape(r.Remote))
+		if by := r.Detail["authenticated_by"]; by != "" {
+			fmt.Fprintf(&b, " by its %s", Escape(by))
+		}
 	case KindSessionEnd:
 		fmt.Fprintf(&b, " %s", Escape(r.Detail["reason"]))
 		if d := r.Detail["duration"]; d != "" {

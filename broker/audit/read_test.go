@@ -247,6 +247,9 @@ func TestReplayOfHTTPResults(t *testing.T) {
 		{Record{Kind: KindResult, Result: &Result{Tag: "refused (upstream HTTP 200)", Unit: "masked values"},
 			Detail: map[string]string{"refused": "the upstream answered with \"text/html\""}},
 			[]string{"0 masked values", "withheld: the upstream answered"}, []string{"rows"}},
+		{Record{Kind: KindSessionStart, SPIFFEID: "spiffe://example.org/agent/support", Target: "api", Remote: "127.0.0.1:1",
+			Detail: map[string]string{"authenticated_by": "JWT-SVID"}},
+			[]string{"agent/support → api from 127.0.0.1:1 by its JWT-SVID"}, nil},
 		{Record{Kind: KindResult, Result: &Result{Tag: "SELECT 2", Rows: 2, Bytes: 40}},
 			[]string{"SELECT 2: 2 rows, 40 bytes"}, []string{"masked", "withheld"}},
 	} {

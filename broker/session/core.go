@@ -101,6 +101,9 @@ type OpenRequest struct {
 	// against the trust bundles): it replaces the TLS certificate's identity, and its Expires bounds
 	// the session as an SVID's does. Nil: the TLS client certificate names the caller.
 	Peer *identity.Peer
+	// PeerBy names the credential that identified Peer, for the start record ("JWT-SVID"). Without
+	// Peer, the caller is identified by its "X.509-SVID".
+	PeerBy string
 	// Remote is the client's address.
 	Remote net.Addr
 	// Check, if set, is the engine's own check of what the client asked for (its startup parameters,
@@ -180,8 +183,12 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 		}
 		s.log = s.log.With("credential_role", s.role.Role)
 	}
+	by := "X.509-SVID"
+	if req.Peer != nil {
+		by = req.PeerBy
+	}
 	start := audit.Record{Kind: audit.KindSessionStart, Remote: remote,
-		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339)}}
+		Detail: map[string]string{"svid_expires": peer.Expires.UTC().Format(time.RFC3339), "authenticated_by": by}}
 	if s.decision.ID != "" {
 		start.Decision = AuditDecision(s.decision, "connect", c.cfg.Target)
 	}

@@ -121,7 +121,7 @@ func (c *clientConn) session(ctx context.Context, peer *identity.Peer) (*princip
 	if len(c.principals) >= c.e.cfg.Limits.MaxPrincipals {
 		return nil, errTooManyPrincipals
 	}
-	s, err := c.e.core.Open(ctx, session.OpenRequest{TLS: c.tls.ConnectionState(), Peer: peer, Remote: c.remote})
+	s, err := c.e.core.Open(ctx, session.OpenRequest{TLS: c.tls.ConnectionState(), Peer: peer, PeerBy: "JWT-SVID", Remote: c.remote})
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,16 @@ func TestOneSessionPerConnectionAndPrincipal(t *testing.T) {
 	if byPrincipal["GET /v1/orders/7"] != agentID || byPrincipal["GET /v1/orders/8"] != "spiffe://example.org/agent/analyst" {
 		t.Fatalf("requests recorded under %v", byPrincipal)
 	}
+	// Each session's start says which credential identified its principal.
+	by := map[string]string{}
+	for _, rec := range r.sink.all() {
+		if rec.Kind == audit.KindSessionStart {
+			by[rec.SPIFFEID] = rec.Detail["authenticated_by"]
+		}
+	}
+	if by[agentID] != "X.509-SVID" || by["spiffe://example.org/agent/analyst"] != "JWT-SVID" {
+		t.Fatalf("session starts say they were authenticated by %v", by)
+	}
 }
 
 func TestBearerCallerWithoutClientCertificate(t *testing.T) {
