@@ -411,6 +411,30 @@ func (p httpPath) load(b *testing.B, clients int, d time.Duration, uris []string
 	return len(lat), elapsed, lat
 }
 
+// processCPU is the CPU time process pid's threads have run so far, in nanoseconds: the sum of
+// the first field of /proc/<pid>/task/*/schedstat (a thread that ended meanwhile is left out; the
+// Go runtime seldom ends threads).
+func processCPU(b *testing.B, pid int) time.Duration {
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("no /proc/%d/task/*/schedstat (%v)", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		stat, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended
+		}
+		run, _, _ := strings.Cut(string(stat), " ")
+		ns, err := strconv.ParseInt(run, 10, 64)
+		if err != nil {
+			b.Fatalf("%s: %q", t, stat)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
+}
+
 // dirBytes is the size of the files under dir.
 func dirBytes(b *testing.B, dir string) int64 {
 	var n int64
@@ -466,7 +490,9 @@ func checkMasked(b *testing.B, what string, direct, masked []customer) {
 // the latency the broker adds at the 50th and 99th percentile beside each baseline under 16 clients
 // ("broker-added-p50-us" beside direct, "broker-added-p50-vs-revproxy-us", and p99 alike), and to
 // one client alone ("...-1client-us", with no queueing behind other clients; the goal is at most
-// 200 µs at p50). "audit-B/req" is what the audit log grew by per request through the broker.
+// 200 µs at p50). "audit-B/req" is what the audit log grew by per request through the broker, and
+// "broker-cpu-us/req" the CPU time the broker process used per request under 16 clients (user and
+// system, from /proc; less sensitive than throughput to other work on the machine).
 // Absolute numbers depend on the machine. Run it with -benchtime 1x: each iteration is two rounds
 // of 16 clients and two of one client.
 func BenchmarkHTTPStackPaths(b *testing.B) {
@@ -513,6 +539,7 @@ func BenchmarkHTTPStackPaths(b *testing.B) {
 				res[p.name] = &result{}
 			}
 			var audit int64
+			var cpu time.Duration
 			for b.Loop() {
 				for round := range 2 {
 					order := slices.Clone(paths)
@@ -520,13 +547,14 @@ func BenchmarkHTTPStackPaths(b *testing.B) {
 						slices.Reverse(order)
 					}
 					for _, p := range order {
-						before := int64(0)
+						before, cpu0 := int64(0), time.Duration(0)
 						if p.name == "broker" {
-							before = dirBytes(b, f.broker.AuditDir)
+							before, cpu0 = dirBytes(b, f.broker.AuditDir), processCPU(b, f.broker.PID())
 						}
 						n, elapsed, lat := p.load(b, httpBenchClients, 3*time.Second, uris)
 						if p.name == "broker" {
 							audit += dirBytes(b, f.broker.AuditDir) - before
+							cpu += processCPU(b, f.broker.PID()) - cpu0
 						}
 						r := res[p.name]
 						r.n, r.elapsed, r.lat = r.n+n, r.elapsed+elapsed, append(r.lat, lat...)
@@ -570,6 +598,7 @@ func BenchmarkHTTPStackPaths(b *testing.B) {
 				b.ReportMetric(percentile(br.lat1, 0.50)-percentile(bl.lat1, 0.50), "broker-added-p50-1client"+suffix)
 			}
 			b.ReportMetric(float64(audit)/float64(res["broker"].n), "audit-B/req")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(res["broker"].n), "broker-cpu-us/req")
 		})
 	}
 }
@@ -631,30 +660,37 @@ func processAlloc() uint64 {
 	return m.TotalAlloc
 }
 
-// BenchmarkHTTPStackMasked fetches a JSON list of customers of 1 MB and of 10 MB, each object with
-// two fields masked for the analyst (email and ssn, hashed), from the static upstream directly and
-// through the broker (target "static", the analyst pack's rules, audit on), alternating in the same
-// run: five of each size per path and iteration, every 1 MB fetch before any 10 MB fetch.
+// BenchmarkHTTPStackMasked fetches a JSON list of customers of 1 MB and of 10 MB (about 7,900 and
+// 79,000 objects), each object with two fields masked for the analyst (email and ssn, hashed with
+// the broker's key), from the static upstream on three paths, alternating in the same run:
+// directly; through the broker as the analyst (target "static", route GET /v1/customers, the
+// analyst pack's rules, audit on); and, to tell the hop from the masking, the same body through the
+// broker on a route without fields to mask (GET /v1/orders/{id}, "unmasked"). Each iteration
+// fetches each size ten times per path, every 1 MB fetch before any 10 MB fetch.
 //
-// Read "broker/direct-10MB" (time per response; the goal is at most 1.5) and the broker process's
-// memory: "broker-B/resp-1MB" and "-10MB" are the bytes it allocated per response (runtime
-// TotalAlloc, read from its pprof endpoint, the reading's own cost taken off), and
-// "broker-heapsys-MB-after-1MB" and "-after-10MB" its heap's size (HeapSys, which never shrinks)
-// after the first iteration's 1 MB fetches and then after its 10 MB fetches: a broker that holds a
-// whole body grows by several times the body between the two. "direct-B/resp-*" is what this
-// process (the client and the static upstream) allocated per direct response, for scale. Run it
-// with -benchtime 1x or more.
+// Read "broker/direct-10MB" (time per response; the goal is at most 1.5), "unmasked/direct-*" (the
+// hop alone) and "broker/unmasked-*" (what masking adds to it), and the broker process's memory:
+// "broker-B/resp-1MB" and "-10MB" are the bytes it allocated per masked response (runtime
+// TotalAlloc, read from its pprof endpoint, the reading's own cost taken off; their ratio is
+// "broker-B/resp-10MB/1MB", near 1 when memory is flat in the body size, near 10 when it grows with
+// it), and "broker-heapsys-MB-after-1MB" and "-after-10MB" the size of its heap (HeapSys, which
+// estimates the largest the heap has been) after the first iteration's 1 MB fetches and then after
+// its 10 MB fetches: a broker that held a whole body would grow by several times the body between
+// the two. "broker-cpu-ms/resp-*" is the CPU time the broker process used per masked response (from
+// /proc). "direct-B/resp-*" is what this process (client and upstream) allocated per
+// direct response, for scale. Run it with -benchtime 1x or more.
 func BenchmarkHTTPStackMasked(b *testing.B) {
 	sizes := []struct {
 		name  string
 		bytes int
 	}{{"1MB", 1 << 20}, {"10MB", 10 << 20}}
 	bodies := map[string][]byte{}
-	uri := map[string]string{}
+	masked, unmasked := map[string]string{}, map[string]string{}
 	for _, sz := range sizes {
 		body, n := customerList(sz.bytes)
-		uri[sz.name] = "/v1/customers?limit=" + strconv.Itoa(n)
-		bodies[uri[sz.name]] = body
+		masked[sz.name] = "/v1/customers?limit=" + strconv.Itoa(n)
+		unmasked[sz.name] = "/v1/orders/" + strconv.Itoa(n)
+		bodies[masked[sz.name]], bodies[unmasked[sz.name]] = body, body
 	}
 	f := setupHTTPBench(b, "svidbroker-httpbench-masked", bodies)
 	paths := f.paths(b, f.static.URL, f.staticURL, "Bearer bench-client")
@@ -662,21 +698,23 @@ func BenchmarkHTTPStackMasked(b *testing.B) {
 	type list struct {
 		Items []customer `json:"items"`
 	}
-	for _, sz := range sizes {
-		var d, m list
-		for _, p := range []struct {
-			path httpPath
-			into *list
-		}{{direct, &d}, {viaBroker, &m}} {
-			body, status := get(b, p.path.client, p.path.base+uri[sz.name], p.path.auth)
-			if err := json.Unmarshal(body, p.into); status != http.StatusOK || err != nil {
-				b.Fatalf("%s: GET %s: %d %v\n%s", p.path.name, uri[sz.name], status, err, f.brokerLog())
-			}
+	decode := func(p httpPath, uri string) list {
+		var l list
+		body, status := get(b, p.client, p.base+uri, p.auth)
+		if err := json.Unmarshal(body, &l); status != http.StatusOK || err != nil {
+			b.Fatalf("%s: GET %s: %d %v\n%s", p.name, uri, status, err, f.brokerLog())
 		}
-		checkMasked(b, sz.name, d.Items, m.Items)
+		return l
 	}
-	fetch := func(p httpPath, size string) time.Duration {
-		req, err := http.NewRequest(http.MethodGet, p.base+uri[size], nil)
+	for _, sz := range sizes {
+		d := decode(direct, masked[sz.name])
+		checkMasked(b, sz.name, d.Items, decode(viaBroker, masked[sz.name]).Items)
+		if u := decode(viaBroker, unmasked[sz.name]); !slices.Equal(u.Items, d.Items) {
+			b.Fatalf("%s: the broker changed a body on a route without fields to mask", sz.name)
+		}
+	}
+	fetch := func(p httpPath, uri string) time.Duration {
+		req, err := http.NewRequest(http.MethodGet, p.base+uri, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -690,8 +728,8 @@ func BenchmarkHTTPStackMasked(b *testing.B) {
 		}
 		n, err := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK || n < int64(len(bodies[uri[size]]))*8/10 {
-			b.Fatalf("%s: GET %s: %d, %d bytes, %v", p.name, uri[size], resp.StatusCode, n, err)
+		if err != nil || resp.StatusCode != http.StatusOK || n < int64(len(bodies[uri]))*8/10 {
+			b.Fatalf("%s: GET %s: %d, %d bytes, %v", p.name, uri, resp.StatusCode, n, err)
 		}
 		return time.Since(t0)
 	}
@@ -699,38 +737,47 @@ func BenchmarkHTTPStackMasked(b *testing.B) {
 	a0, _ := brokerMem(b, f.broker.AdminAddr)
 	a1, _ := brokerMem(b, f.broker.AdminAddr)
 	readCost := a1 - a0
-	const perIteration = 5
+	const perIteration = 10
 	type result struct {
-		direct, broker   time.Duration
-		brokerB, directB uint64
-		heapSys          uint64
-		n                int
+		direct, broker, unmasked time.Duration
+		brokerCPU, unmaskedCPU   time.Duration
+		brokerB, directB         uint64
+		heapSys                  uint64
+		n                        int
 	}
 	res := map[string]*result{}
 	for _, sz := range sizes {
 		res[sz.name] = &result{}
 	}
+	pid := f.broker.PID()
 	first := true
 	for b.Loop() {
 		for _, sz := range sizes {
 			r := res[sz.name]
 			for i := range perIteration {
-				// Alternate which path goes first.
-				order := []httpPath{direct, viaBroker}
-				if i%2 == 1 {
-					slices.Reverse(order)
-				}
-				for _, p := range order {
-					if p.name == "direct" {
+				steps := []func(){
+					func() {
 						before := processAlloc()
-						r.direct += fetch(p, sz.name)
+						r.direct += fetch(direct, masked[sz.name])
 						r.directB += processAlloc() - before
-						continue
-					}
-					t0, _ := brokerMem(b, f.broker.AdminAddr)
-					r.broker += fetch(p, sz.name)
-					t1, _ := brokerMem(b, f.broker.AdminAddr)
-					r.brokerB += t1 - t0 - min(readCost, t1-t0)
+					},
+					func() {
+						m0, _ := brokerMem(b, f.broker.AdminAddr)
+						c0 := processCPU(b, pid)
+						r.broker += fetch(viaBroker, masked[sz.name])
+						r.brokerCPU += processCPU(b, pid) - c0
+						m1, _ := brokerMem(b, f.broker.AdminAddr)
+						r.brokerB += m1 - m0 - min(readCost, m1-m0)
+					},
+					func() {
+						c0 := processCPU(b, pid)
+						r.unmasked += fetch(viaBroker, unmasked[sz.name])
+						r.unmaskedCPU += processCPU(b, pid) - c0
+					},
+				}
+				// Each path goes first, second and third in turn.
+				for j := range steps {
+					steps[(i+j)%len(steps)]()
 				}
 				r.n++
 			}
@@ -741,12 +788,18 @@ func BenchmarkHTTPStackMasked(b *testing.B) {
 		first = false
 	}
 	b.ReportMetric(0, "ns/op")
+	ms := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1e3 / float64(n) }
 	for _, sz := range sizes {
 		r := res[sz.name]
 		n := float64(r.n)
-		b.ReportMetric(float64(r.direct.Microseconds())/1e3/n, "direct-ms/resp-"+sz.name)
-		b.ReportMetric(float64(r.broker.Microseconds())/1e3/n, "broker-ms/resp-"+sz.name)
+		b.ReportMetric(ms(r.direct, r.n), "direct-ms/resp-"+sz.name)
+		b.ReportMetric(ms(r.broker, r.n), "broker-ms/resp-"+sz.name)
+		b.ReportMetric(ms(r.unmasked, r.n), "unmasked-ms/resp-"+sz.name)
 		b.ReportMetric(float64(r.broker)/float64(r.direct), "broker/direct-"+sz.name)
+		b.ReportMetric(float64(r.unmasked)/float64(r.direct), "unmasked/direct-"+sz.name)
+		b.ReportMetric(float64(r.broker)/float64(r.unmasked), "broker/unmasked-"+sz.name)
+		b.ReportMetric(ms(r.brokerCPU, r.n), "broker-cpu-ms/resp-"+sz.name)
+		b.ReportMetric(ms(r.unmaskedCPU, r.n), "unmasked-cpu-ms/resp-"+sz.name)
 		b.ReportMetric(float64(r.brokerB)/n, "broker-B/resp-"+sz.name)
 		b.ReportMetric(float64(r.directB)/n, "direct-B/resp-"+sz.name)
 		b.ReportMetric(float64(r.heapSys)/(1<<20), "broker-heapsys-MB-after-"+sz.name)
