@@ -72,6 +72,10 @@ bench: tools build
 	$(GO) test -run '^$$' -bench 'HTTPMasked10MB' -benchtime 10x -count 1 ./plugins/protocol/http/proxy/
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows|IdleSessionMemory' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
+# HTTP targets on the real stack: the broker binary (packs, audit) in front of the shop API and of a static
+# upstream, beside the upstream directly and httputil.ReverseProxy (throughput ratios, added p50/p99); masked
+# 1 MB and 10 MB responses beside direct (time ratios, the broker's allocated bytes per response).
+	$(GO) test -run '^$$' -bench 'BenchmarkHTTPStack' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's
 ## fuzzing engine can fail a run whose duration ran out with a bare "context deadline exceeded" and no

@@ -31,8 +31,8 @@ type Source struct {
 	// UsernameKey and PasswordKey name the fields of the secret's data holding the credential.
 	// Default "username" and "password".
 	UsernameKey, PasswordKey string
-	// TokenOnly: the credential is one secret value (PasswordKey's, an API token of an http target),
-	// with no username.
+	// TokenOnly says the secret's credential is its PasswordKey field alone (an API token): no
+	// username is read or required, and Lease.Username stays empty. http targets set it.
 	TokenOnly bool
 }
 

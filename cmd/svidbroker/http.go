@@ -99,8 +99,8 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 	var clientCert x509svid.Source = h.src // auth = "svid": the broker's SVID is the client certificate
 	var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
 	if src := credentialSource(t.Backend); src != nil {
-		src.TokenOnly = true // an API token: the secret's vault_password_key field
 		clientCert = nil
+		src.TokenOnly = true // an http target's credential is a token: the secret needs no username
 		if src.Kind == credential.Static {
 			h.log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
 				"target", t.Name, "secret", src.String())

@@ -317,7 +317,9 @@ func (p *Provider) Acquire(ctx context.Context, src credential.Source) (*credent
 	if err != nil {
 		return nil, fmt.Errorf("vault: credential from %s: %w", src, transient(err))
 	}
-	lease.Username, _ = data[userKey].(string)
+	if !src.TokenOnly {
+		lease.Username, _ = data[userKey].(string)
+	}
 	lease.Password, _ = data[passKey].(string)
 	if (lease.Username == "" && !src.TokenOnly) || lease.Password == "" {
 		if !lease.Static {
