@@ -221,13 +221,22 @@ func (a *Authorizer) refused() Decision {
 // the record. A field the route does not list, or a request that does not fit its route, is masked
 // with def.
 func (a *Authorizer) FieldMask(c Connect, r HTTPRequest, field string, ap ApprovalState, def string) (string, Decision) {
-	req, err := a.httpRequest(c, r, ap, ActionFieldUnmasked, FieldUID(r.Target, r.Route, field))
-	if err != nil {
-		return def, a.refused()
+	strategies, decisions := a.FieldMasks(c, r, []string{field}, ap, def)
+	return strategies[0], decisions[0]
+}
+
+// FieldMasks decides FieldMask for each of fields, building the request's context and entities once.
+func (a *Authorizer) FieldMasks(c Connect, r HTTPRequest, fields []string, ap ApprovalState, def string) ([]string, []Decision) {
+	strategies, decisions := make([]string, len(fields)), make([]Decision, len(fields))
+	req, err := a.httpRequest(c, r, ap, ActionFieldUnmasked, types.EntityUID{})
+	for i, field := range fields {
+		req.Resource = FieldUID(r.Target, r.Route, field)
+		if _, ok := a.static[req.Resource]; err != nil || !ok {
+			strategies[i], decisions[i] = def, a.refused()
+			continue
+		}
+		d := a.Engine.Decide(req)
+		strategies[i], decisions[i] = maskStrategy(d, def), d
 	}
-	if _, ok := a.static[req.Resource]; !ok {
-		return def, a.refused()
-	}
-	d := a.Engine.Decide(req)
-	return maskStrategy(d, def), d
+	return strategies, decisions
 }

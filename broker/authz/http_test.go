@@ -185,6 +185,11 @@ func TestFieldMaskFollowsTheDecidingForbid(t *testing.T) {
 			t.Errorf("%s: mask %q by %v, want %q by %q", tc.field, got, d.Reasons, tc.want, tc.policies)
 		}
 	}
+	// FieldMasks decides the same, for all fields at once.
+	got, ds := a.FieldMasks(c, r, []string{"$.email", "$.ssn", "$.phone"}, ApprovalState{}, "redact")
+	if strings.Join(got, ",") != ",partial,redact" || strings.Join(ds[1].Reasons, ",") != "ssn-partial" || ds[2].ID == "" {
+		t.Errorf("FieldMasks: %q, %v", got, ds)
+	}
 	// Without any permit, the default mask.
 	none := httpEngine(t, `@id("x") permit (principal, action == Action::"connect", resource);`)
 	if got, _ := none.FieldMask(c, r, "$.email", ApprovalState{}, "hash"); got != "hash" {
@@ -194,6 +199,9 @@ func TestFieldMaskFollowsTheDecidingForbid(t *testing.T) {
 	bad := r
 	bad.Query = map[string]string{"x": "1"}
 	if got, _ := a.FieldMask(c, bad, "$.email", ApprovalState{}, "null"); got != "null" {
+		t.Errorf("an ill-fitting request: %q", got)
+	}
+	if got, _ := a.FieldMasks(c, bad, []string{"$.email", "$.ssn"}, ApprovalState{}, "null"); strings.Join(got, ",") != "null,null" {
 		t.Errorf("an ill-fitting request: %q", got)
 	}
 }
