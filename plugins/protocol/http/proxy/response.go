@@ -104,6 +104,12 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		refuse(fmt.Sprintf("the upstream's response is encoded (%s) and fields of route %q are masked; the upstream must send it unencoded", enc, f.m.Route.Pattern))
 		return
 	}
+	ct, err = maskedMediaType(resp.Header)
+	if err != nil {
+		refuse(fmt.Sprintf("%v, and fields of route %q are masked", err, f.m.Route.Pattern))
+		return
+	}
+	w.Header()["Content-Type"] = []string{ct}
 	filter, err := jsonmask.New(jsonmask.Config{Rules: f.rules, Masker: e.cfg.Masker})
 	if err != nil {
 		s.Log().ErrorContext(ctx, "field masks refused", "route", f.m.Route.Pattern, "error", err)

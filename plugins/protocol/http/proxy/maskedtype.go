@@ -1,0 +1,29 @@
+package proxy
+
+import (
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// maskedMediaType reads how a response whose fields are masked is framed, refusing what the mask
+// cannot stand for: exactly one Content-Type, whose charset (if any) is UTF-8, since the masker reads
+// the body's bytes as UTF-8 and a client that decodes another charset (UTF-7's "+AHM-sn" is "ssn")
+// would find keys the masker never saw. It returns the media type alone, which the engine sends as
+// the response's only Content-Type, so that the agent decodes the body exactly as it was masked. A
+// refusal's text names no value of the body.
+func maskedMediaType(h http.Header) (string, error) {
+	cts := h.Values("Content-Type")
+	if len(cts) != 1 {
+		return "", fmt.Errorf("the upstream's response carries %d Content-Type headers; it must carry one", len(cts))
+	}
+	mt, params, err := mime.ParseMediaType(cts[0])
+	if err != nil {
+		return "", fmt.Errorf("the upstream's Content-Type cannot be parsed (%v)", err)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", fmt.Errorf("the upstream's response is in charset %q; masked responses must be UTF-8", cs)
+	}
+	return mt, nil
+}
