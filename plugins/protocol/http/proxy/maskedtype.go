@@ -10,9 +10,10 @@ import (
 // maskedMediaType reads how a response whose fields are masked is framed, refusing what the mask
 // cannot stand for: exactly one Content-Type, whose charset (if any) is UTF-8, since the masker reads
 // the body's bytes as UTF-8 and a client that decodes another charset (UTF-7's "+AHM-sn" is "ssn")
-// would find keys the masker never saw. It returns the media type alone, which the engine sends as
-// the response's only Content-Type, so that the agent decodes the body exactly as it was masked. A
-// refusal's text names no value of the body.
+// would find keys the masker never saw; and no content coding in any of its Content-Encoding
+// headers (a client decodes the codings of all of them, in order). It returns the media type alone,
+// which the engine sends as the response's only Content-Type, so that the agent decodes the body
+// exactly as it was masked. A refusal's text names no value of the body.
 func maskedMediaType(h http.Header) (string, error) {
 	cts := h.Values("Content-Type")
 	if len(cts) != 1 {
@@ -24,6 +25,13 @@ func maskedMediaType(h http.Header) (string, error) {
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return "", fmt.Errorf("the upstream's response is in charset %q; masked responses must be UTF-8", cs)
+	}
+	for _, v := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return "", fmt.Errorf("the upstream's response is encoded (%s) where it must be sent unencoded", c)
+			}
+		}
 	}
 	return mt, nil
 }

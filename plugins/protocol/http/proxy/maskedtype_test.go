@@ -51,3 +51,38 @@ func TestMaskedResponseCharsetAndTypeAreTheMaskersReading(t *testing.T) {
 		})
 	}
 }
+
+// A content coding in any Content-Encoding header of a masked response refuses it: the masker reads
+// the bytes as they come, and the agent would decode them with every coding listed.
+func TestMaskedResponseWithACodingInAnyContentEncodingIsRefused(t *testing.T) {
+	cases := []struct {
+		name     string
+		encoding []string
+		status   int
+	}{
+		{"identity then gzip", []string{"identity", "gzip"}, http.StatusBadGateway},
+		{"identity, br in one", []string{"identity, br"}, http.StatusBadGateway},
+		{"gzip", []string{"gzip"}, http.StatusBadGateway},
+		{"identity alone (control)", []string{"identity"}, http.StatusOK},
+		{"none (control)", nil, http.StatusOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if tc.encoding != nil {
+					w.Header()["Content-Encoding"] = tc.encoding
+				}
+				fmt.Fprint(w, `{"id":1,"ssn":"123-45-6789"}`)
+			}})
+			r.policy.masks = map[string]string{"$.ssn": "redact"}
+			status, body, _ := get(t, r.client(t, agentID), newReq(t, "GET", r.url("/v1/customers/1"), ""))
+			if status != tc.status || strings.Contains(body, "123-45-6789") {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			}
+			if status == http.StatusOK && !strings.Contains(body, `"ssn":"***"`) {
+				t.Fatalf("not masked: %s", body)
+			}
+		})
+	}
+}

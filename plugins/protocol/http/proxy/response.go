@@ -100,10 +100,6 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		writeError(w, http.StatusBadGateway, errorBody{Error: "svidbroker: " + why, Route: f.m.Route.Pattern})
 	}
-	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		refuse(fmt.Sprintf("the upstream's response is encoded (%s) and fields of route %q are masked; the upstream must send it unencoded", enc, f.m.Route.Pattern))
-		return
-	}
 	ct, err = maskedMediaType(resp.Header)
 	if err != nil {
 		refuse(fmt.Sprintf("%v, and fields of route %q are masked", err, f.m.Route.Pattern))
