@@ -61,6 +61,10 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if l := s.Lease(); l != nil {
 		secret = l.Lease.Password
 	}
+	var src io.Reader = body
+	if secret != "" {
+		src = newWithholdSecret(body, secret)
+	}
 	copyResponseHeader(w.Header(), resp.Header, secret, len(f.rules) > 0)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode)}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
@@ -84,7 +88,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	bodyless := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	if len(f.rules) == 0 || bodyless {
 		w.WriteHeader(resp.StatusCode)
-		n, err := relay(w, body, rec, ct == "text/event-stream")
+		n, err := relay(w, src, rec, ct == "text/event-stream")
 		res.Bytes = n
 		if err != nil {
 			detail["error"] = "response cut off: " + err.Error()
@@ -120,7 +124,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 			dst = io.MultiWriter(lw, rec)
 		}
 		bw := bufio.NewWriterSize(dst, 64<<10) // the filter's small writes (masked values) in large ones
-		n, err := filter.Copy(bw, body)
+		n, err := filter.Copy(bw, src)
 		res.Rows = int64(n)
 		if err == nil {
 			err = bw.Flush()
@@ -139,7 +143,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	case ct == "text/event-stream":
 		w.WriteHeader(resp.StatusCode)
-		n, bytes, err := maskEvents(w, body, filter, e.cfg.Limits.MaxEventBytes, rec)
+		n, bytes, err := maskEvents(w, src, filter, e.cfg.Limits.MaxEventBytes, rec)
 		res.Rows, res.Bytes = int64(n), bytes
 		if err != nil {
 			detail["error"] = "event stream cut off: " + err.Error()
