@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -8,13 +9,18 @@ import (
 )
 
 // maskedMediaType reads how a response whose fields are masked is framed, refusing what the mask
-// cannot stand for: exactly one Content-Type, whose charset (if any) is UTF-8, since the masker reads
-// the body's bytes as UTF-8 and a client that decodes another charset (UTF-7's "+AHM-sn" is "ssn")
-// would find keys the masker never saw; and no content coding in any of its Content-Encoding
-// headers (a client decodes the codings of all of them, in order). It returns the media type alone,
-// which the engine sends as the response's only Content-Type, so that the agent decodes the body
-// exactly as it was masked. A refusal's text names no value of the body.
-func maskedMediaType(h http.Header) (string, error) {
+// cannot stand for: a part of a representation (206), which the field paths of the whole do not
+// describe ("123-45-6789", the bytes of one value, is a JSON document whose root no rule names);
+// exactly one Content-Type, whose charset (if any) is UTF-8, since the masker reads the body's bytes
+// as UTF-8 and a client that decodes another charset (UTF-7's "+AHM-sn" is "ssn") would find keys
+// the masker never saw; and no content coding in any of its Content-Encoding headers (a client
+// decodes the codings of all of them, in order). It returns the media type alone, which the engine
+// sends as the response's only Content-Type, so that the agent decodes the body exactly as it was
+// masked. A refusal's text names no value of the body.
+func maskedMediaType(status int, h http.Header) (string, error) {
+	if status == http.StatusPartialContent {
+		return "", errors.New("the upstream answered with a part of the response (206)")
+	}
 	cts := h.Values("Content-Type")
 	if len(cts) != 1 {
 		return "", fmt.Errorf("the upstream's response carries %d Content-Type headers; it must carry one", len(cts))

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A masked response reaches the agent only in the charset the masker read it in, under one
@@ -84,5 +85,44 @@ func TestMaskedResponseWithACodingInAnyContentEncodingIsRefused(t *testing.T) {
 				t.Fatalf("not masked: %s", body)
 			}
 		})
+	}
+}
+
+// A masked route's response is the whole representation: the agent's Range is not forwarded, and an
+// upstream's part of one (206) is refused, since the bytes of one value ("123-45-6789") are a JSON
+// document of their own, whose root no field path names.
+func TestMaskedResponseIsNeverAPart(t *testing.T) {
+	const doc = `{"id":1,"ssn":"123-45-6789"}`
+	forceRange := false
+	r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if forceRange {
+			req.Header.Set("Range", "bytes=14-26")
+		}
+		http.ServeContent(w, req, "", time.Time{}, strings.NewReader(doc))
+	}})
+	r.policy.masks = map[string]string{"$.ssn": "redact"}
+	c := r.client(t, agentID)
+	ranged := func(path string) (int, string) {
+		req := newReq(t, "GET", r.url(path), "")
+		req.Header.Set("Range", "bytes=14-26")
+		status, body, _ := get(t, c, req)
+		return status, body
+	}
+	if status, body := ranged("/v1/customers/1"); status != http.StatusOK || body != `{"id":1,"ssn":"***"}` {
+		t.Fatalf("ranged request of a masked route: %d %q, want the whole body masked", status, body)
+	}
+	if got := r.up.requests()[0].Header; got.Get("Range") != "" {
+		t.Fatalf("the agent's Range reached the upstream of a masked route")
+	}
+	forceRange = true // an upstream that answers with a part unasked
+	if status, body := ranged("/v1/customers/1"); status != http.StatusBadGateway || strings.Contains(body, "123-45") {
+		t.Fatalf("a part of a masked response: %d %q", status, body)
+	}
+	// Control: a route with nothing masked forwards Range and relays the part.
+	forceRange = false
+	r.policy.masks = nil
+	if status, body := ranged("/v1/orders/1"); status != http.StatusPartialContent || body != `"123-45-6789"` {
+		t.Fatalf("control: %d %q", status, body)
 	}
 }

@@ -104,7 +104,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		writeError(w, http.StatusBadGateway, errorBody{Error: "svidbroker: " + why, Route: f.m.Route.Pattern})
 	}
-	ct, err = maskedMediaType(resp.Header)
+	ct, err = maskedMediaType(resp.StatusCode, resp.Header)
 	if err != nil {
 		refuse(fmt.Sprintf("%v, and fields of route %q are masked", err, f.m.Route.Pattern))
 		return
