@@ -238,9 +238,11 @@ func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *sessio
 	}
 	if len(f.rules) > 0 {
 		// Fields are masked by their paths in the whole representation: ask for it whole, since a
-		// part of it is refused.
-		out.Header.Del("Range")
-		out.Header.Del("If-Range")
+		// part of it is refused; and unconditionally, since a 304 or 412 would say whether a
+		// validator the agent guessed (an ETag hashed from the unmasked body) is the body's.
+		for _, h := range maskedRequestHeaders {
+			out.Header.Del(h)
+		}
 	}
 	if f.body != nil {
 		out.ContentLength = int64(len(f.body))

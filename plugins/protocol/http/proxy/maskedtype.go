@@ -41,3 +41,8 @@ func maskedMediaType(status int, h http.Header) (string, error) {
 	}
 	return mt, nil
 }
+
+// maskedRequestHeaders are not forwarded on a request whose response is masked: Range asks for a part
+// of the representation, and the preconditions (RFC 9110 §13.1) compare validators of the unmasked
+// one.
+var maskedRequestHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strings"
@@ -124,5 +125,37 @@ func TestMaskedResponseIsNeverAPart(t *testing.T) {
 	r.policy.masks = nil
 	if status, body := ranged("/v1/orders/1"); status != http.StatusPartialContent || body != `"123-45-6789"` {
 		t.Fatalf("control: %d %q", status, body)
+	}
+}
+
+// A masked route's request reaches the upstream without preconditions: a 304 or 412 would tell the
+// agent whether its guess of a validator hashed from the unmasked body (the ETag it never sees) is
+// right.
+func TestMaskedResponseIsNoValidatorOracle(t *testing.T) {
+	const doc = `{"id":1,"ssn":"123-45-6789"}`
+	etag := func(body string) string { return fmt.Sprintf(`"%x"`, sha256.Sum256([]byte(body))) }
+	r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", etag(doc))
+		http.ServeContent(w, req, "", time.Time{}, strings.NewReader(doc))
+	}})
+	r.policy.masks = map[string]string{"$.ssn": "redact"}
+	c := r.client(t, agentID)
+	guess := func(path, header, value string) int {
+		req := newReq(t, "GET", r.url(path), "")
+		req.Header.Set(header, value)
+		status, _, _ := get(t, c, req)
+		return status
+	}
+	for _, h := range []string{"If-None-Match", "If-Match"} {
+		right, wrong := guess("/v1/customers/1", h, etag(doc)), guess("/v1/customers/1", h, etag(`{"id":1,"ssn":"000-00-0000"}`))
+		if right != http.StatusOK || wrong != http.StatusOK {
+			t.Fatalf("%s on a masked route: %d for the right guess, %d for a wrong one; want 200 for both", h, right, wrong)
+		}
+	}
+	// Control: a route with nothing masked keeps its conditional requests.
+	r.policy.masks = nil
+	if status := guess("/v1/orders/1", "If-None-Match", etag(doc)); status != http.StatusNotModified {
+		t.Fatalf("control: %d, want 304", status)
 	}
 }
