@@ -192,7 +192,7 @@ func dropRequestHeader(name string, listed map[string]bool) bool {
 		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
 		return true
 	}
-	return hopByHop[name] || listed[name] || strings.HasPrefix(name, "Proxy-")
+	return hopByHop[name] || listed[name] || strings.HasPrefix(name, "Proxy-") || restatesRequest(name)
 }
 
 // connectionListed are the headers a Connection header names: hop-by-hop too.
