@@ -107,7 +107,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		refuseReq(err)
 		return
 	}
-	members, body, err := readBody(r, pattern, info, e.cfg.Limits.MaxBodyBytes)
+	members, body, err := e.readBodyInTime(w, r, pattern, info)
 	if err != nil {
 		refuseReq(err)
 		return
