@@ -23,8 +23,9 @@ var errClientLeft = errors.New("the client closed its connection")
 
 // ServeHTTP serves one request: its principal, its session, its route, its checks, its decision,
 // then the upstream's response, masked.
-func (c *clientConn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *clientConn) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	e := c.e
+	w := newWriteDeadline(rw, e.cfg.Limits.Write)
 	var peer *identity.Peer
 	switch {
 	case e.cfg.JWT != nil && len(r.Header.Values("Authorization")) > 0:
