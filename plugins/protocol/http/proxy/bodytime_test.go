@@ -36,6 +36,10 @@ func TestRequestBodyIsReadWithinItsDeadline(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "did not arrive in time") {
 		t.Fatalf("got %d %s", resp.StatusCode, body)
 	}
+	// What remains of the body on the wire is never read as a request: the connection closes.
+	if !resp.Close {
+		t.Fatal("the connection was kept after a body that did not arrive")
+	}
 	if n := len(r.up.requests()); n != 0 {
 		t.Fatalf("%d requests reached the upstream", n)
 	}
