@@ -159,3 +159,30 @@ func TestMaskedResponseIsNoValidatorOracle(t *testing.T) {
 		t.Fatalf("control: %d, want 304", status)
 	}
 }
+
+// The refusal of a body the masker cannot read quotes none of it: the byte where it failed may be
+// the first of a masked value.
+func TestUnreadableMaskedBodyRefusalQuotesNoneOfIt(t *testing.T) {
+	for _, tc := range []struct{ value, quoted string }{
+		{"Q23-45-6789", "Q"}, // an upstream that forgot the quotes
+		{"tQ3-45-6789", "true"},
+		{"nQ3-45-6789", "null"},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"id":1,"ssn":%s}`, tc.value)
+			}})
+			r.policy.masks = map[string]string{"$.ssn": "redact"}
+			status, body, _ := get(t, r.client(t, agentID), newReq(t, "GET", r.url("/v1/customers/1"), ""))
+			if status != http.StatusBadGateway || !strings.Contains(body, "could not be masked") {
+				t.Fatalf("got %d %s", status, body)
+			}
+			for _, where := range []string{body, recordsText(t, r.sink)} {
+				if strings.Contains(where, "'"+tc.quoted+"'") || strings.Contains(where, "want "+tc.quoted+")") || strings.Contains(where, tc.value) {
+					t.Fatalf("the start of the masked value was quoted: %s", where)
+				}
+			}
+		})
+	}
+}
