@@ -165,7 +165,8 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	full := e.cfg.FullData && v.Decision.Obligations.Record == "full"
-	e.forward(ctx, w, r, s, forwarding{m: m, body: body, rules: rules, masked: masked, full: full, text: text})
+	e.forward(ctx, w, r, s, forwarding{m: m, body: body, rules: rules, masked: masked, full: full, text: text,
+		describesMasked: len(rules) > 0 || e.headOfMaskedGet(r)})
 }
 
 // pathOnly is a request target without its query, for errors.
@@ -220,6 +221,9 @@ type forwarding struct {
 	masked []string
 	full   bool
 	text   string
+	// describesMasked: the response describes a body whose fields are masked (its own, or, for
+	// HEAD, the GET's), so what describes the unmasked body stays behind.
+	describesMasked bool
 }
 
 func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *session.Session, f forwarding) (*http.Request, error) {
@@ -237,7 +241,7 @@ func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *sessio
 			out.Header[k] = vs
 		}
 	}
-	if len(f.rules) > 0 {
+	if f.describesMasked {
 		// Fields are masked by their paths in the whole representation: ask for it whole, since a
 		// part of it is refused; and unconditionally, since a 304 or 412 would say whether a
 		// validator the agent guessed (an ETag hashed from the unmasked body) is the body's.

@@ -65,7 +65,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if secret != "" {
 		src = newWithholdSecret(body, secret)
 	}
-	copyResponseHeader(w.Header(), resp.Header, secret, len(f.rules) > 0)
+	copyResponseHeader(w.Header(), resp.Header, secret, f.describesMasked)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode)}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
 	if len(f.masked) > 0 {
