@@ -299,7 +299,8 @@ func (s *scanner) literal(c byte) (lit string, start int, err error) {
 	case 'n':
 		lit = "null"
 	default:
-		return "", 0, s.errorf("unexpected character %q, want a value", c)
+		// The byte is not quoted: it may be the first of a masked value.
+		return "", 0, s.errorf("unexpected character, want a value")
 	}
 	if s.pos+len(lit) <= s.end && string(s.buf[s.pos:s.pos+len(lit)]) == lit {
 		start = s.pos
@@ -314,7 +315,7 @@ func (s *scanner) literal(c byte) (lit string, start int, err error) {
 	start = s.hold
 	s.hold = -1
 	if !ok || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
-		return "", 0, s.errorf("invalid literal, want %s", lit)
+		return "", 0, s.errorf("invalid literal, want true, false or null")
 	}
 	s.pos += len(lit)
 	return lit, start, nil

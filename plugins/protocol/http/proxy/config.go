@@ -72,6 +72,11 @@ type Limits struct {
 	// ReadHeader bounds the reading of a request's head, Idle the wait between requests, Upstream the
 	// wait for the upstream's response headers and each read of its body. Defaults 10s, 90s, 30s.
 	ReadHeader, Idle, Upstream time.Duration
+	// ReadBody bounds the reading of a request's body, from its head's end. Default 30s.
+	ReadBody time.Duration
+	// Write bounds each write of a response to the client (the head, each piece of the body).
+	// Default 30s.
+	Write time.Duration
 }
 
 // Defaults of Limits.
@@ -82,6 +87,8 @@ const (
 	DefaultReadHeader     = 10 * time.Second
 	DefaultIdle           = 90 * time.Second
 	DefaultUpstream       = 30 * time.Second
+	DefaultReadBody       = 30 * time.Second
+	DefaultWrite          = 30 * time.Second
 )
 
 // Config configures an Engine for one target.
@@ -144,7 +151,7 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&l.ReadHeader, DefaultReadHeader}, {&l.Idle, DefaultIdle}, {&l.Upstream, DefaultUpstream}} {
+	}{{&l.ReadHeader, DefaultReadHeader}, {&l.Idle, DefaultIdle}, {&l.Upstream, DefaultUpstream}, {&l.ReadBody, DefaultReadBody}, {&l.Write, DefaultWrite}} {
 		if *f.v <= 0 {
 			*f.v = f.def
 		}

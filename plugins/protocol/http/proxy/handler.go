@@ -23,8 +23,9 @@ var errClientLeft = errors.New("the client closed its connection")
 
 // ServeHTTP serves one request: its principal, its session, its route, its checks, its decision,
 // then the upstream's response, masked.
-func (c *clientConn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *clientConn) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	e := c.e
+	w := newWriteDeadline(rw, e.cfg.Limits.Write)
 	var peer *identity.Peer
 	switch {
 	case e.cfg.JWT != nil && len(r.Header.Values("Authorization")) > 0:
@@ -107,7 +108,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		refuseReq(err)
 		return
 	}
-	members, body, err := readBody(r, pattern, info, e.cfg.Limits.MaxBodyBytes)
+	members, body, err := e.readBodyInTime(w, r, pattern, info)
 	if err != nil {
 		refuseReq(err)
 		return
@@ -168,7 +169,8 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	full := e.cfg.FullData && v.Decision.Obligations.Record == "full"
-	e.forward(ctx, w, r, s, forwarding{m: m, body: body, rules: rules, masked: masked, full: full, text: text})
+	e.forward(ctx, w, r, s, forwarding{m: m, body: body, rules: rules, masked: masked, full: full, text: text,
+		describesMasked: len(rules) > 0 || e.headOfMaskedGet(r)})
 }
 
 // pathOnly is a request target without its query, for errors.
@@ -196,7 +198,7 @@ func dropRequestHeader(name string, listed map[string]bool) bool {
 		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
 		return true
 	}
-	return hopByHop[name] || listed[name] || strings.HasPrefix(name, "Proxy-")
+	return hopByHop[name] || listed[name] || strings.HasPrefix(name, "Proxy-") || restatesRequest(name)
 }
 
 // connectionListed are the headers a Connection header names: hop-by-hop too.
@@ -223,6 +225,9 @@ type forwarding struct {
 	masked []string
 	full   bool
 	text   string
+	// describesMasked: the response describes a body whose fields are masked (its own, or, for
+	// HEAD, the GET's), so what describes the unmasked body stays behind.
+	describesMasked bool
 }
 
 func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *session.Session, f forwarding) (*http.Request, error) {
@@ -238,6 +243,14 @@ func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *sessio
 	for k, vs := range r.Header {
 		if !dropRequestHeader(k, listed) {
 			out.Header[k] = vs
+		}
+	}
+	if f.describesMasked {
+		// Fields are masked by their paths in the whole representation: ask for it whole, since a
+		// part of it is refused; and unconditionally, since a 304 or 412 would say whether a
+		// validator the agent guessed (an ETag hashed from the unmasked body) is the body's.
+		for _, h := range maskedRequestHeaders {
+			out.Header.Del(h)
 		}
 	}
 	if f.body != nil {

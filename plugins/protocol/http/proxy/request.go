@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -73,6 +74,9 @@ func readBody(r *http.Request, pattern string, info routeDecl, max int) (map[str
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, nil, &requestError{http.StatusRequestTimeout, "the request body did not arrive in time; send it whole right after the head"}
+		}
 		return nil, nil, badRequest("the request body could not be read: %v", err)
 	}
 	if len(raw) > max {

@@ -61,7 +61,11 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if l := s.Lease(); l != nil {
 		secret = l.Lease.Password
 	}
-	copyResponseHeader(w.Header(), resp.Header, secret, len(f.rules) > 0)
+	var src io.Reader = body
+	if secret != "" {
+		src = newWithholdSecret(body, secret)
+	}
+	copyResponseHeader(w.Header(), resp.Header, secret, f.describesMasked)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode), Unit: "masked values"}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
 	if len(f.masked) > 0 {
@@ -84,7 +88,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	bodyless := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	if len(f.rules) == 0 || bodyless {
 		w.WriteHeader(resp.StatusCode)
-		n, err := relay(w, body, rec, ct == "text/event-stream")
+		n, err := relay(w, src, rec, ct == "text/event-stream")
 		res.Bytes = n
 		if err != nil {
 			detail["error"] = "response cut off: " + err.Error()
@@ -100,10 +104,12 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		writeError(w, http.StatusBadGateway, errorBody{Error: "svidbroker: " + why, Route: f.m.Route.Pattern})
 	}
-	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		refuse(fmt.Sprintf("the upstream's response is encoded (%s) and fields of route %q are masked; the upstream must send it unencoded", enc, f.m.Route.Pattern))
+	ct, err = maskedMediaType(resp.StatusCode, resp.Header)
+	if err != nil {
+		refuse(fmt.Sprintf("%v, and fields of route %q are masked", err, f.m.Route.Pattern))
 		return
 	}
+	w.Header()["Content-Type"] = []string{ct}
 	filter, err := jsonmask.New(jsonmask.Config{Rules: f.rules, Masker: e.cfg.Masker})
 	if err != nil {
 		s.Log().ErrorContext(ctx, "field masks refused", "route", f.m.Route.Pattern, "error", err)
@@ -118,7 +124,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 			dst = io.MultiWriter(lw, rec)
 		}
 		bw := bufio.NewWriterSize(dst, 64<<10) // the filter's small writes (masked values) in large ones
-		n, err := filter.Copy(bw, body)
+		n, err := filter.Copy(bw, src)
 		res.Rows = int64(n)
 		if err == nil {
 			err = bw.Flush()
@@ -137,7 +143,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	case ct == "text/event-stream":
 		w.WriteHeader(resp.StatusCode)
-		n, bytes, err := maskEvents(w, body, filter, e.cfg.Limits.MaxEventBytes, rec)
+		n, bytes, err := maskEvents(w, src, filter, e.cfg.Limits.MaxEventBytes, rec)
 		res.Rows, res.Bytes = int64(n), bytes // masked values, across the stream's events
 		if err != nil {
 			detail["error"] = "event stream cut off: " + err.Error()
