@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Operation is one thing a client asks of the target (a statement, a request, a tool call), as its
@@ -115,6 +117,9 @@ type Decider struct {
 	// the epoch it was decided in (authz.Epoch: one policy set, one second of its clock, so that a
 	// policy on the time of day is decided again). Nil: kept verdicts hold until the session ends.
 	Policy *authz.Authorizer
+	// Metrics, if set, counts each operation decided by its outcome, with the time the broker took
+	// (Session.Metrics gives a session's).
+	Metrics *metrics.Target
 
 	verdicts verdictCache
 }
@@ -149,7 +154,7 @@ func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 
 // hold is a Session's Decider.Hold.
 func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
-	return Hold(ctx, HoldRequest{Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
+	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})
 }
@@ -159,6 +164,19 @@ func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (aut
 // has a key, it was allowed without a hold (an approval is asked for every time it is needed), and
 // no new epoch began while it was decided. It records nothing but a hold's approval records.
 func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
+	if d.Metrics == nil {
+		return d.decideKept(ctx, op)
+	}
+	start := time.Now()
+	v := d.decideKept(ctx, op)
+	d.Metrics.Operation(metricOutcomes[v.Outcome], time.Since(start))
+	return v
+}
+
+// metricOutcomes are the verdicts' outcomes as metrics count them.
+var metricOutcomes = [...]int{Block: metrics.Refused, Allow: metrics.Allowed, Mask: metrics.Masked, Held: metrics.Held}
+
+func (d *Decider) decideKept(ctx context.Context, op Operation) Verdict {
 	var epoch authz.Epoch
 	if d.Policy != nil {
 		epoch = d.Policy.Epoch()

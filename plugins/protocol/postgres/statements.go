@@ -201,7 +201,7 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold, planned bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	d := &s.deciding
 	if d.part == nil { // the session's first decision
-		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz}
+		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz, Metrics: s.core.Metrics()}
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
@@ -329,6 +329,7 @@ func (s *session) hold(ctx context.Context, op sess.Operation, d authz.Decision)
 		Withdrawable: s.beginHold,
 		Record:       s.rec.async,
 		Log:          s.log,
+		Metrics:      s.core.Metrics(),
 	})
 }
 
