@@ -41,7 +41,8 @@ func touchAll(t *testing.T, m *Metrics) {
 	tm.SessionRefused("spiffe://example.org/agent", "denied")
 	tm.SessionEnded("client_ended")
 	for _, o := range []int{Allowed, Masked, Held, Refused} {
-		tm.Operation(o, time.Millisecond)
+		tm.Operation("", o, time.Millisecond)
+		tm.Operation("select", o, time.Millisecond)
 	}
 	tm.ApprovalHeld()
 	tm.ApprovalDone("approved", 3*time.Second)
@@ -127,10 +128,14 @@ func TestValuesMoveWithOperations(t *testing.T) {
 	if got := testutil.ToFloat64(m.sessionsEnded.WithLabelValues("shop", "postgres", "revoked")); got != 1 {
 		t.Errorf("revoked ends = %v, want 1", got)
 	}
-	tm.Operation(Refused, time.Millisecond)
-	tm.Operation(Held, time.Minute)
+	tm.Operation("", Refused, time.Millisecond)
+	tm.Operation("delete", Refused, time.Millisecond)
+	tm.Operation("", Held, time.Minute)
 	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "sql", "refused")); got != 1 {
-		t.Errorf("refused operations = %v, want 1", got)
+		t.Errorf("refused operations of the default kind = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "delete", "refused")); got != 1 {
+		t.Errorf("refused deletes = %v, want 1", got)
 	}
 	if got := testutil.CollectAndCount(m.operationAdded); got != 1 {
 		t.Errorf("added-time series = %d, want 1", got)

@@ -74,24 +74,36 @@ const (
 	Refused
 )
 
-// Operation counts an operation decided with outcome (Allowed, Masked, Held or Refused), and, unless
-// it was held, observes the time the broker took to decide it.
-func (t *Target) Operation(outcome int, took time.Duration) {
+// outcomeNames are Operation's outcomes as labels.
+var outcomeNames = [...]string{Allowed: "allowed", Masked: "masked", Held: "held", Refused: "refused"}
+
+// Operation counts an operation of kind decided with outcome (Allowed, Masked, Held or Refused), and,
+// unless it was held, observes the time the broker took to decide it. kind is one of the engine's
+// fixed classes ("select", "ddl"), never client text; "" is the target's default kind.
+func (t *Target) Operation(kind string, outcome int, took time.Duration) {
 	if t == nil {
 		return
 	}
-	switch outcome {
-	case Allowed:
-		t.allowed.Inc()
-	case Masked:
-		t.masked.Inc()
-	case Held:
-		t.held.Inc()
-		return // its time is mostly a person's: approval_wait_seconds has it
-	default:
-		t.refused.Inc()
+	if kind != "" && kind != t.opKind {
+		if outcome < Allowed || outcome > Refused {
+			outcome = Refused
+		}
+		t.m.operations.WithLabelValues(t.target, t.protocol, kind, outcomeNames[outcome]).Inc()
+	} else {
+		switch outcome {
+		case Allowed:
+			t.allowed.Inc()
+		case Masked:
+			t.masked.Inc()
+		case Held:
+			t.held.Inc()
+		default:
+			t.refused.Inc()
+		}
 	}
-	t.added.Observe(took.Seconds())
+	if outcome != Held { // a held operation's time is mostly a person's: approval_wait_seconds has it
+		t.added.Observe(took.Seconds())
+	}
 }
 
 // ApprovalHeld counts an operation that starts waiting for a person's approval; ApprovalDone ends

@@ -18,6 +18,9 @@ import (
 type Operation struct {
 	// Action names the operation's kind in audit records and approvals ("sql", "http").
 	Action string
+	// Kind, if set, is the operation's class in metrics (a statement's kind: "select", "ddl"), from
+	// the engine's fixed set, never client text. Default Config.OperationKind.
+	Kind string
 	// Text is the operation as approvers see it and the audit log records it.
 	Text string
 	// Key, if not nil, is a comparable fingerprint of the classification: operations with equal keys
@@ -169,7 +172,7 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	}
 	start := time.Now()
 	v := d.decideKept(ctx, op)
-	d.Metrics.Operation(metricOutcomes[v.Outcome], time.Since(start))
+	d.Metrics.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
 	return v
 }
 

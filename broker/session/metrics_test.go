@@ -57,7 +57,9 @@ func newMetricsCore(t *testing.T, m *metrics.Metrics, authorize func(context.Con
 
 func TestMetricsCountSessionsAsTheyOpenAndEnd(t *testing.T) {
 	allow := func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{}, nil }
-	deny := func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{}, errors.New("not allowed") }
+	deny := func(context.Context, authz.Connect) (authz.Decision, error) {
+		return authz.Decision{}, errors.New("not allowed")
+	}
 	target := map[string]string{"target": "shop", "protocol": "postgres"}
 	with := func(k, v string) map[string]string {
 		l := map[string]string{k: v}

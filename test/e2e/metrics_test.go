@@ -74,7 +74,8 @@ func TestMetricsMoveWithPostgresOperations(t *testing.T) {
 	s, b := shared(t)
 	shop := map[string]string{"target": "shop", "protocol": "postgres"}
 	denied := map[string]string{"action": "sql:admin", "effect": "deny", "policy_id": "baseline-no-admin-sql"}
-	refused := map[string]string{"target": "shop", "protocol": "postgres", "kind": "sql", "outcome": "refused"}
+	refused := map[string]string{"target": "shop", "protocol": "postgres", "kind": "admin", "outcome": "refused"}
+	selects := map[string]string{"target": "shop", "protocol": "postgres", "kind": "select"}
 	_, before := scrape(t, b)
 
 	conn := connect(t, s, b, stack.PersonaAnalyst)
@@ -102,7 +103,10 @@ func TestMetricsMoveWithPostgresOperations(t *testing.T) {
 		t.Errorf("denied sql:admin decisions under baseline-no-admin-sql rose by %v after one was denied", d)
 	}
 	if d := metricAt(after, "svidbroker_operations_total", refused) - metricAt(open, "svidbroker_operations_total", refused); d < 1 {
-		t.Errorf("refused operations rose by %v after a refusal", d)
+		t.Errorf("refused admin statements rose by %v after a refusal", d)
+	}
+	if d := metricAt(after, "svidbroker_operations_total", selects) - metricAt(open, "svidbroker_operations_total", selects); d < 2 {
+		t.Errorf("SELECT statements decided rose by %v after two ran", d)
 	}
 	if n := metricAt(after, "svidbroker_operation_added_seconds", map[string]string{"protocol": "postgres"}); n < 3 {
 		t.Errorf("the broker's added time was observed for %v operations, want at least 3", n)

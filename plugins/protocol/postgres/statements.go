@@ -205,7 +205,7 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
-	op := sess.Operation{Action: "sql", Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
+	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
 	if planned {
 		if s.insp.authz != nil && len(sts) > 0 {
 			// The classification, by the address of its first statement: the cache's shared result,
@@ -221,6 +221,20 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 	}
 	p, _ := v.Plan.(*plan)
 	return v.Decision, v.Approval, p, nil
+}
+
+// operationKind is the statements' kind in metrics: theirs when they share one, "multiple" when
+// they do not, "empty" for none.
+func operationKind(sts []sqlclass.Statement) string {
+	if len(sts) == 0 {
+		return "empty"
+	}
+	for _, st := range sts[1:] {
+		if st.Kind != sts[0].Kind {
+			return "multiple"
+		}
+	}
+	return sts[0].Kind
 }
 
 // deciding is the session's decider, and the statements it is deciding (decide) for its operation's
