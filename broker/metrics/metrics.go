@@ -167,8 +167,11 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // spiffeIDLabel is id as a label value: id while fewer than MaxSPIFFEIDs distinct IDs were
-// labelled, Other beyond.
+// labelled, Other beyond; "none" for a caller without one, which takes no place under the cap.
 func (m *Metrics) spiffeIDLabel(id string) string {
+	if id == "" {
+		return "none"
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.ids[id]; ok {

@@ -212,8 +212,12 @@ func TestSPIFFEIDLabelsAreCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm := m.Target("shop", "postgres", "sql")
+	tm.SessionRefused("", "unidentified") // takes no place under the cap
 	for _, id := range []string{"spiffe://td/a", "spiffe://td/b", "spiffe://td/c", "spiffe://td/d", "spiffe://td/a"} {
 		tm.SessionStarted(id)
+	}
+	if got := testutil.ToFloat64(m.sessionsRefused.WithLabelValues("shop", "postgres", "none", "unidentified")); got != 1 {
+		t.Errorf("unidentified refusals = %v, want 1 under spiffe_id=\"none\"", got)
 	}
 	want := map[string]float64{"spiffe://td/a": 2, "spiffe://td/b": 1, Other: 2}
 	for id, n := range want {
