@@ -44,6 +44,7 @@ func touchAll(t *testing.T, m *Metrics) {
 		tm.Operation("", o, time.Millisecond)
 		tm.Operation("select", o, time.Millisecond)
 	}
+	tm.OperationRefused("unparsed")
 	tm.ApprovalHeld()
 	tm.ApprovalDone("approved", 3*time.Second)
 	m.Decision("sql:select", false, []string{"deny-ddl"}, 20*time.Microsecond)
@@ -131,6 +132,10 @@ func TestValuesMoveWithOperations(t *testing.T) {
 	tm.Operation("", Refused, time.Millisecond)
 	tm.Operation("delete", Refused, time.Millisecond)
 	tm.Operation("", Held, time.Minute)
+	tm.OperationRefused("unparsed")
+	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "unparsed", "refused")); got != 1 {
+		t.Errorf("refused unparsed operations = %v, want 1", got)
+	}
 	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "sql", "refused")); got != 1 {
 		t.Errorf("refused operations of the default kind = %v, want 1", got)
 	}

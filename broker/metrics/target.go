@@ -106,6 +106,18 @@ func (t *Target) Operation(kind string, outcome int, took time.Duration) {
 	}
 }
 
+// OperationRefused counts an operation of kind the engine refused before deciding it (one that does
+// not parse, or that breaks a protocol rule or a limit): the broker's time is not observed.
+func (t *Target) OperationRefused(kind string) {
+	if t == nil {
+		return
+	}
+	if kind == "" {
+		kind = t.opKind
+	}
+	t.m.operations.WithLabelValues(t.target, t.protocol, kind, "refused").Inc()
+}
+
 // ApprovalHeld counts an operation that starts waiting for a person's approval; ApprovalDone ends
 // that wait, with its outcome ("approved", "denied", "expired", "failed" or "withdrawn").
 func (t *Target) ApprovalHeld() {

@@ -18,6 +18,9 @@ import (
 type Operation struct {
 	// Action names the operation's kind in audit records and approvals ("sql", "http").
 	Action string
+	// Ahead marks a decision ahead of the operation's run (a statement prepared, decided again at each
+	// execution): metrics count it only when it is refused or held.
+	Ahead bool
 	// Kind, if set, is the operation's class in metrics (a statement's kind: "select", "ddl"), from
 	// the engine's fixed set, never client text. Default Config.OperationKind.
 	Kind string
@@ -172,7 +175,9 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	}
 	start := time.Now()
 	v := d.decideKept(ctx, op)
-	d.Metrics.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
+	if !op.Ahead || v.Outcome == Block || v.Outcome == Held {
+		d.Metrics.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
+	}
 	return v
 }
 

@@ -142,7 +142,10 @@ func TestMetricsCountOperationsAndApprovals(t *testing.T) {
 	for _, kind := range []string{"allow", "deny", "deny", "mask", "hold"} {
 		s.Decide(t.Context(), Operation{Action: "sql", Text: "SELECT 1", Decide: decider(kind, &calls)})
 	}
-	for outcome, want := range map[string]float64{"allowed": 1, "refused": 2, "masked": 1, "held": 1} {
+	// Decided ahead of its run (a statement prepared): counted only when refused or held.
+	s.Decide(t.Context(), Operation{Action: "sql", Text: "SELECT 1", Ahead: true, Decide: decider("allow", &calls)})
+	s.Decide(t.Context(), Operation{Action: "sql", Text: "SELECT 1", Ahead: true, Decide: decider("deny", &calls)})
+	for outcome, want := range map[string]float64{"allowed": 1, "refused": 3, "masked": 1, "held": 1} {
 		l := map[string]string{"target": "shop", "protocol": "postgres", "kind": "sql", "outcome": outcome}
 		if got := metricValue(t, m, "svidbroker_operations_total", l); got != want {
 			t.Errorf("operations %s = %v, want %v", outcome, got, want)

@@ -76,6 +76,7 @@ func TestMetricsMoveWithPostgresOperations(t *testing.T) {
 	denied := map[string]string{"action": "sql:admin", "effect": "deny", "policy_id": "baseline-no-admin-sql"}
 	refused := map[string]string{"target": "shop", "protocol": "postgres", "kind": "admin", "outcome": "refused"}
 	selects := map[string]string{"target": "shop", "protocol": "postgres", "kind": "select"}
+	unparsed := map[string]string{"target": "shop", "protocol": "postgres", "kind": "unparsed", "outcome": "refused"}
 	_, before := scrape(t, b)
 
 	conn := connect(t, s, b, stack.PersonaAnalyst)
@@ -98,7 +99,13 @@ func TestMetricsMoveWithPostgresOperations(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), "SET ROLE postgres"); err == nil || !strings.Contains(err.Error(), "baseline-no-admin-sql") {
 		t.Fatalf("SET ROLE: %v, want a denial by baseline-no-admin-sql", err)
 	}
+	if _, err := conn.Exec(t.Context(), "SELEC 1"); err == nil {
+		t.Fatal("a statement that does not parse ran")
+	}
 	body, after := scrape(t, b)
+	if d := metricAt(after, "svidbroker_operations_total", unparsed) - metricAt(open, "svidbroker_operations_total", unparsed); d < 1 {
+		t.Errorf("refused unparsed statements rose by %v after one was refused", d)
+	}
 	if d := metricAt(after, "svidbroker_decisions_total", denied) - metricAt(open, "svidbroker_decisions_total", denied); d < 1 {
 		t.Errorf("denied sql:admin decisions under baseline-no-admin-sql rose by %v after one was denied", d)
 	}

@@ -186,7 +186,9 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	if r := s.checkSettings(sql, sts); r != nil {
 		return sts, authz.Decision{}, authz.ApprovalState{}, r
 	}
+	s.deciding.ahead = true // a prepared statement is decided again at each execution
 	d, ap, _, r := s.decide(sql, sts, authz.ApprovalState{}, true, false)
+	s.deciding.ahead = false
 	return sts, d, ap, r
 }
 
@@ -205,7 +207,7 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
-	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
+	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Ahead: d.ahead, Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
 	if planned {
 		if s.insp.authz != nil && len(sts) > 0 {
 			// The classification, by the address of its first statement: the cache's shared result,
@@ -217,7 +219,9 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 	v := d.Decide(s.ctx, op)
 	d.sts = nil
 	if v.Outcome == sess.Block {
-		return v.Decision, v.Approval, nil, s.verdictRefusal(sts, d.at, v)
+		r := s.verdictRefusal(sts, d.at, v)
+		r.decided = true
+		return v.Decision, v.Approval, nil, r
 	}
 	p, _ := v.Plan.(*plan)
 	return v.Decision, v.Approval, p, nil
@@ -245,6 +249,7 @@ type deciding struct {
 	at      int // the statement decided last
 	part    func(int, authz.ApprovalState) (authz.Decision, error)
 	prepare func(sess.Verdict) (any, error)
+	ahead   bool // the statements are being prepared (Parse), not run
 }
 
 // decidePart decides statement i of those being decided (an operation's Part), through the views it
@@ -429,6 +434,13 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 		s.rec.async(rec)
 	}
 	s.log.Info("statement denied", "protocol", protocol, "kinds", kinds(sts), "reason", r.reason, "decision", r.d.ID, "policies", r.d.Reasons)
+	if !r.decided { // refused before a decision: unparsed, a protocol rule, a limit, a setting
+		kind := operationKind(sts)
+		if r.reason == refusedUnparsed {
+			kind = "unparsed"
+		}
+		s.core.Metrics().OperationRefused(kind)
+	}
 	s.queue.push(&item{kind: itDenied, denial: r.resp})
 	s.backend.Send(&pgproto3.Execute{Portal: deniedPortal})
 	if protocol == "extended" {
