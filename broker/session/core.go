@@ -147,7 +147,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	log := c.cfg.Logger.With("session", id, "spiffe_id", peer.ID.String(), "remote", remote)
 	s := &Session{core: c, id: id, log: log, remote: remote,
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
-	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy, Metrics: c.metrics}
+	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy} // Session.Decide counts what it decides
 	if c.cfg.AuditFailOpen {
 		var once sync.Once
 		s.rec.failOpen = func(err error) {

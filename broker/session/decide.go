@@ -150,12 +150,15 @@ const maxVerdicts = 256
 // a Block verdict whose Err says why, wrapping ErrBlocked (with the policy's error), ErrApproval, a
 // *Withdrawn or ErrAuditUnavailable; the engine turns it into its protocol's error.
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
-	v := s.decider.Decide(ctx, op)
+	start := time.Now()
+	v := s.decider.Decide(ctx, op) // counted here, once recorded: a record that fails blocks it
 	if v.Outcome == Block {
 		s.refusalRecord(op, v)
-		return v
+	} else {
+		v = s.recorded(op, v)
 	}
-	return s.recorded(op, v)
+	countOperation(s.core.metrics, op, v, start)
+	return v
 }
 
 // hold is a Session's Decider.Hold.
@@ -175,10 +178,16 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	}
 	start := time.Now()
 	v := d.decideKept(ctx, op)
-	if !op.Ahead || v.Outcome == Block || v.Outcome == Held {
-		d.Metrics.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
-	}
+	countOperation(d.Metrics, op, v, start)
 	return v
+}
+
+// countOperation counts op's verdict v, decided since start; one decided ahead of its run only when
+// it is refused or held.
+func countOperation(m *metrics.Target, op Operation, v Verdict, start time.Time) {
+	if m != nil && (!op.Ahead || v.Outcome == Block || v.Outcome == Held) {
+		m.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
+	}
 }
 
 // metricOutcomes are the verdicts' outcomes as metrics count them.

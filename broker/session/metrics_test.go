@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/metrics"
 )
@@ -161,4 +162,39 @@ func TestMetricsCountOperationsAndApprovals(t *testing.T) {
 		t.Errorf("approvals pending = %v after the outcome, want 0", got)
 	}
 	s.End(nil, time.Now())
+}
+
+// TestMetricsCountAnUnrecordedOperationAsRefused: an allowed operation whose record cannot be written
+// does not run, and is counted as refused, not allowed.
+func TestMetricsCountAnUnrecordedOperationAsRefused(t *testing.T) {
+	m, err := metrics.New(metrics.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snk := &sink{}
+	core, err := New(Config{Target: "api", Protocol: "http", OperationKind: "http", Metrics: m, Audit: snk,
+		Logger: slog.New(slog.DiscardHandler), Authorize: func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, "spiffe://example.org/agent/a", time.Now().Add(time.Hour)), Remote: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snk.fail = errors.New("disk full")
+	calls := 0
+	v := s.Decide(t.Context(), Operation{Action: "http", Text: "GET /v1/orders", Decide: decider("allow", &calls),
+		Record: &audit.Record{Kind: audit.KindStatement}, Durable: true})
+	if v.Outcome != Block {
+		t.Fatalf("an unrecorded operation got %v", v.Outcome)
+	}
+	l := func(outcome string) map[string]string {
+		return map[string]string{"target": "api", "protocol": "http", "kind": "http", "outcome": outcome}
+	}
+	if got := metricValue(t, m, "svidbroker_operations_total", l("refused")); got != 1 {
+		t.Errorf("refused = %v, want 1", got)
+	}
+	if got := metricValue(t, m, "svidbroker_operations_total", l("allowed")); got != 0 {
+		t.Errorf("allowed = %v for an operation that did not run, want 0", got)
+	}
 }
