@@ -152,8 +152,11 @@ func (s *session) Run(ctx context.Context) error {
 	}
 	// Revoking the lease after the backend session closed: revocation alone would not end it.
 	why := err
-	if ends.Err() != nil {
+	switch {
+	case ends.Err() != nil:
 		why = context.Cause(ends) // the core's watches ended it: their *sess.Ended says why
+	case errors.Is(err, errAudit):
+		why = sess.ErrAuditUnavailable
 	}
 	s.core.Closed(why)
 	sess.EndRecords(s.rec.async, s.lease, err, start)
