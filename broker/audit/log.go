@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // MaxRecordBytes bounds one record's JSON; longer statement texts are cut (and marked).
@@ -58,6 +60,8 @@ type Config struct {
 	// RetryInterval is the longest wait between attempts to recover a failed store; they start at
 	// FlushInterval and double. Default 5s.
 	RetryInterval time.Duration
+	// Metrics, if set, times the store's writes and flushes and counts its errors.
+	Metrics *metrics.Metrics
 }
 
 // entry is one line of the chain file.

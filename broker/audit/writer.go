@@ -102,7 +102,9 @@ func (l *Log) writeLocked() {
 		batch, urgent := l.pending, l.urgent
 		l.pending, l.spare, l.urgent = l.spare, nil, false
 		l.mu.Unlock()
+		start := time.Now()
 		err := l.st.append(batch)
+		l.cfg.Metrics.AuditAppend(time.Since(start), err)
 		l.mu.Lock()
 		if err != nil {
 			l.failLocked(fmt.Errorf("write of records %d to %d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err))
@@ -143,6 +145,14 @@ func (l *Log) waitDurable(seq, ep uint64) error {
 	default:
 		return fmt.Errorf("%w: closed", ErrFailed)
 	}
+}
+
+// Unflushed is how many records are chained but not yet durable: written to the store and waiting
+// for a flush, or waiting to be written.
+func (l *Log) Unflushed() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq - min(l.durable, l.seq)
 }
 
 // kickFlush asks the flusher for a flush now.
@@ -262,7 +272,9 @@ func (l *Log) flush() (more bool) {
 	if failed != nil || done {
 		return false
 	}
+	start := time.Now()
 	err := l.st.sync(target)
+	l.cfg.Metrics.AuditFlush(time.Since(start), err)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -325,10 +337,12 @@ func (l *Log) checkpoint() {
 	}
 	signed, err := note.Sign(&note.Note{Text: checkpointText(l.cfg.Chain, seq, mac, l.cfg.Now())}, l.cfg.Signer)
 	if err != nil {
+		l.cfg.Metrics.AuditCheckpointFailed()
 		l.fail(err)
 		return
 	}
 	if err := l.st.checkpoint(signed); err != nil {
+		l.cfg.Metrics.AuditCheckpointFailed()
 		l.fail(fmt.Errorf("checkpoint: %w", err))
 		return
 	}

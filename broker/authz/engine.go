@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
+
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Config configures an Engine.
@@ -23,6 +25,8 @@ type Config struct {
 	Schema *Schema
 	// Logger receives reloads and evaluation errors. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, if set, counts decisions, their time, and reloads, and shows the set in force.
+	Metrics *metrics.Metrics
 }
 
 // Engine decides requests against the policy set in force, which it can reload atomically.
@@ -100,6 +104,7 @@ func (e *Engine) Reload() error {
 		set.byID[p.ID] = p
 	}
 	e.current.Store(set)
+	e.cfg.Metrics.PolicyLoaded(digest)
 	e.changed()
 	e.cfg.Logger.Info("policy set loaded", "dir", e.cfg.Dir, "policies", len(policies), "digest", digest)
 	return nil
@@ -114,6 +119,7 @@ func (e *Engine) refuse(key, msg string, err error) {
 	}
 	e.refused = key
 	e.ReloadFailures.Add(1)
+	e.cfg.Metrics.PolicyRefused()
 	e.cfg.Logger.Error(msg, "dir", e.cfg.Dir, "error", err)
 }
 
@@ -151,9 +157,16 @@ func (e *Engine) Decide(req Request) Decision { return e.decideIn(e.current.Load
 
 // decideIn evaluates req under set, for callers that ask several questions of one set.
 func (e *Engine) decideIn(set *policySet, req Request) Decision {
+	var start time.Time
+	if e.cfg.Metrics != nil {
+		start = time.Now()
+	}
 	cr := cedar.Request{Principal: req.Principal, Action: req.Action, Resource: req.Resource, Context: req.Context}
 	d, diag := cedar.Authorize(set.index.policies(req.Action, req.Resource.Type), req.Entities, cr)
 	out := decision(set, d, diag)
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Decision(string(req.Action.ID), out.Allow, out.Reasons, time.Since(start))
+	}
 	if len(out.Errors) > 0 {
 		e.EvalErrors.Add(1)
 		e.cfg.Logger.Warn("policy evaluation error: request denied", "decision", out.ID, "action", string(req.Action.ID),

@@ -31,6 +31,7 @@ type Config struct {
 	Groups  []GroupBlock `hcl:"group,block"`
 	Log     *Log         `hcl:"log,block"`
 	Admin   *Admin       `hcl:"admin,block"`
+	Metrics *Metrics     `hcl:"metrics,block"`
 	Limits  *Limits      `hcl:"limits,block"`
 	Targets []Target     `hcl:"target,block"`
 

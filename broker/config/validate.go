@@ -96,6 +96,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.workloadAPI()
 	v.log()
 	v.admin()
+	v.metrics()
 	v.limits()
 	v.targets(plugins.Protocols)
 	if len(v.diags) > 0 {

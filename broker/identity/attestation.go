@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Attestation is what SPIRE attested about a workload: its registration entry and its node.
@@ -64,6 +66,8 @@ type AttestationConfig struct {
 	MaxEntries int
 	// Timeout bounds one lookup. Default 5s.
 	Timeout time.Duration
+	// Metrics, if set, times each lookup that asks SPIRE (not those the cache answers).
+	Metrics *metrics.Metrics
 }
 
 // Attestations resolves and caches what SPIRE attested about workloads.
@@ -130,7 +134,9 @@ func (a *Attestations) Lookup(ctx context.Context, id spiffeid.ID) (*Attestation
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
+	start := time.Now()
 	att, err := a.fetch(ctx, id)
+	a.cfg.Metrics.SPIRELookup(time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Config configures the core of one target's sessions.
@@ -59,6 +60,11 @@ type Config struct {
 	// ApprovalTimeout. Nil refuses operations that need one.
 	Approve         ApproveFunc
 	ApprovalTimeout time.Duration
+	// Protocol names the engine's protocol ("postgres", "http") and OperationKind its operations
+	// ("sql", "http") in metrics.
+	Protocol, OperationKind string
+	// Metrics, if set, counts sessions, operations and approvals (broker/metrics).
+	Metrics *metrics.Metrics
 	// Logger is the engine's logger; each session's adds the session, the SPIFFE ID, the remote
 	// address, what SPIRE attested and the credential role. Default slog.Default().
 	Logger *slog.Logger
@@ -71,6 +77,7 @@ const DefaultApprovalTimeout = 5 * time.Minute
 type Core struct {
 	cfg     Config
 	revokes revocations
+	metrics *metrics.Target // nil without Config.Metrics
 }
 
 // New checks cfg and returns a Core.
@@ -87,7 +94,7 @@ func New(cfg Config) (*Core, error) {
 	if cfg.ApprovalTimeout <= 0 {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
-	c := &Core{cfg: cfg}
+	c := &Core{cfg: cfg, metrics: cfg.Metrics.Target(cfg.Target, cfg.Protocol, cfg.OperationKind)}
 	c.revokes.core = c
 	return c, nil
 }
@@ -124,9 +131,11 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	if req.Peer != nil {
 		peer = *req.Peer
 		if peer.ID.IsZero() || peer.Expires.IsZero() {
+			c.metrics.SessionRefused("", refusalReasons[ErrUnidentified])
 			return nil, &Error{Kind: ErrUnidentified, Err: errors.New("session: the engine's peer has no SPIFFE ID or expiry")}
 		}
 	} else if peer, err = identity.PeerFromTLS(req.TLS); err != nil {
+		c.metrics.SessionRefused("", refusalReasons[ErrUnidentified])
 		return nil, &Error{Kind: ErrUnidentified, Err: err}
 	}
 	remote := ""
@@ -141,7 +150,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	log := c.cfg.Logger.With("session", id, "spiffe_id", peer.ID.String(), "remote", remote)
 	s := &Session{core: c, id: id, log: log, remote: remote,
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
-	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy}
+	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy} // Session.Decide counts what it decides
 	if c.cfg.AuditFailOpen {
 		var once sync.Once
 		s.rec.failOpen = func(err error) {
@@ -151,6 +160,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 		}
 	}
 	refuse := func(kind, err error, d authz.Decision) (*Session, error) {
+		c.metrics.SessionRefused(peer.ID.String(), refusalReasons[kind])
 		return nil, &Error{Kind: kind, Err: err, Peer: peer.ID, Decision: d}
 	}
 	if c.cfg.Ready != nil {
@@ -225,6 +235,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 		}
 		s.rec.async(acquired)
 	}
+	s.opened()
 	return s, nil
 }
 

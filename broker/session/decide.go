@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Operation is one thing a client asks of the target (a statement, a request, a tool call), as its
@@ -16,6 +18,12 @@ import (
 type Operation struct {
 	// Action names the operation's kind in audit records and approvals ("sql", "http").
 	Action string
+	// Ahead marks a decision ahead of the operation's run (a statement prepared, decided again at each
+	// execution): metrics count it only when it is refused or held.
+	Ahead bool
+	// Kind, if set, is the operation's class in metrics (a statement's kind: "select", "ddl"), from
+	// the engine's fixed set, never client text. Default Config.OperationKind.
+	Kind string
 	// Text is the operation as approvers see it and the audit log records it.
 	Text string
 	// Key, if not nil, is a comparable fingerprint of the classification: operations with equal keys
@@ -115,6 +123,9 @@ type Decider struct {
 	// the epoch it was decided in (authz.Epoch: one policy set, one second of its clock, so that a
 	// policy on the time of day is decided again). Nil: kept verdicts hold until the session ends.
 	Policy *authz.Authorizer
+	// Metrics, if set, counts each operation decided by its outcome, with the time the broker took
+	// (Session.Metrics gives a session's).
+	Metrics *metrics.Target
 
 	verdicts verdictCache
 }
@@ -139,17 +150,20 @@ const maxVerdicts = 256
 // a Block verdict whose Err says why, wrapping ErrBlocked (with the policy's error), ErrApproval, a
 // *Withdrawn or ErrAuditUnavailable; the engine turns it into its protocol's error.
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
-	v := s.decider.Decide(ctx, op)
+	start := time.Now()
+	v := s.decider.Decide(ctx, op) // counted here, once recorded: a record that fails blocks it
 	if v.Outcome == Block {
 		s.refusalRecord(op, v)
-		return v
+	} else {
+		v = s.recorded(op, v)
 	}
-	return s.recorded(op, v)
+	countOperation(s.core.metrics, op, v, start)
+	return v
 }
 
 // hold is a Session's Decider.Hold.
 func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
-	return Hold(ctx, HoldRequest{Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
+	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})
 }
@@ -159,6 +173,27 @@ func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (aut
 // has a key, it was allowed without a hold (an approval is asked for every time it is needed), and
 // no new epoch began while it was decided. It records nothing but a hold's approval records.
 func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
+	if d.Metrics == nil {
+		return d.decideKept(ctx, op)
+	}
+	start := time.Now()
+	v := d.decideKept(ctx, op)
+	countOperation(d.Metrics, op, v, start)
+	return v
+}
+
+// countOperation counts op's verdict v, decided since start; one decided ahead of its run only when
+// it is refused or held.
+func countOperation(m *metrics.Target, op Operation, v Verdict, start time.Time) {
+	if m != nil && (!op.Ahead || v.Outcome == Block || v.Outcome == Held) {
+		m.Operation(op.Kind, metricOutcomes[v.Outcome], time.Since(start))
+	}
+}
+
+// metricOutcomes are the verdicts' outcomes as metrics count them.
+var metricOutcomes = [...]int{Block: metrics.Refused, Allow: metrics.Allowed, Mask: metrics.Masked, Held: metrics.Held}
+
+func (d *Decider) decideKept(ctx context.Context, op Operation) Verdict {
 	var epoch authz.Epoch
 	if d.Policy != nil {
 		epoch = d.Policy.Epoch()

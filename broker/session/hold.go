@@ -10,6 +10,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Approval is a request for a person's approval of one operation.
@@ -78,6 +79,8 @@ type HoldRequest struct {
 	// Record writes an audit record of the session without waiting; Log is the session's logger.
 	Record func(audit.Record)
 	Log    *slog.Logger
+	// Metrics, if set, counts the hold and its outcome (Session.Metrics gives a session's).
+	Metrics *metrics.Target
 }
 
 // Hold records the request, tells the client, waits for the approval (at most Timeout, and no longer
@@ -97,6 +100,8 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 			return authz.ApprovalState{}, req.ID, err
 		}
 	}
+	h.Metrics.ApprovalHeld()
+	heldAt := time.Now()
 	wctx, withdraw := context.WithCancelCause(ctx)
 	defer withdraw(nil)
 	end := func() error { return nil }
@@ -119,6 +124,7 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 		}
 		h.Log.Info("operation held for approval withdrawn", "request", req.ID, "reason", why)
 		h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
+		h.Metrics.ApprovalDone("withdrawn", time.Since(heldAt))
 		return authz.ApprovalState{State: "withdrawn"}, req.ID, &Withdrawn{Request: req.ID, Why: why}
 	}
 	switch {
@@ -134,5 +140,6 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 		err = fmt.Errorf("approval request %s ended as %q", req.ID, st.State)
 	}
 	h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
+	h.Metrics.ApprovalDone(approvalOutcome(st.State), time.Since(heldAt))
 	return st, req.ID, err
 }

@@ -24,14 +24,16 @@ type Session struct {
 	role     authz.RolePick
 	decider  Decider
 
-	mu     sync.Mutex
-	lease  *credential.Session // nil without Config.Lease
-	ended  bool
-	cancel context.CancelCauseFunc // set by Start
-	ctx    context.Context
-	gone   error       // the credential's loss, when it came before Losses
-	lostFn func(error) // Losses', told of the credential's loss
-	stop   func()
+	mu    sync.Mutex
+	lease *credential.Session // nil without Config.Lease
+	ended bool
+	// counted: metrics counted the session's start, and not yet its end.
+	counted bool
+	cancel  context.CancelCauseFunc // set by Start
+	ctx     context.Context
+	gone    error       // the credential's loss, when it came before Losses
+	lostFn  func(error) // Losses', told of the credential's loss
+	stop    func()
 }
 
 // ID identifies the session in records and logs.
@@ -84,6 +86,7 @@ func (s *Session) Abort(reason string) {
 	if !s.markEnded() {
 		return
 	}
+	s.countEnd("aborted")
 	if l := s.Lease(); l != nil {
 		l.End()
 	}
@@ -98,6 +101,7 @@ func (s *Session) End(why error, started time.Time) {
 		return
 	}
 	s.stopWatching()
+	s.countEnd(endOutcome(why))
 	EndRecords(s.rec.async, s.Lease(), why, started)
 }
 

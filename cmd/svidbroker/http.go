@@ -18,6 +18,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
 	sess "github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
@@ -83,6 +84,7 @@ type httpTarget struct {
 	sink      audit.Sink
 	ready     func() error
 	leases    *credential.Manager
+	metrics   *metrics.Metrics
 	log       *slog.Logger
 }
 
@@ -142,6 +144,7 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 			Audit: h.sink, AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
 			AuditFailOpen:   cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg),
+			Protocol: "http", OperationKind: "http", Metrics: h.metrics,
 		},
 		Routes: routes, Policy: policy,
 		Masker: h.masker, DefaultMask: defaultMask(cfg),

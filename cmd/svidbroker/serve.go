@@ -26,6 +26,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
@@ -61,12 +62,16 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log.InfoContext(ctx, "broker identity", "spiffe_id", svid.ID.String(), "expires", svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+	mtr, err := newMetrics(cfg, src)
+	if err != nil {
+		return err
+	}
 
 	var attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	deps := dependencies{src: src}
 	if ss := cfg.SPIREServer; ss != nil {
 		atts, err := identity.NewAttestations(identity.AttestationConfig{
-			Address: ss.Address, ServerID: ss.ServerIDParsed, Source: src, TTL: ss.CacheTTLD,
+			Address: ss.Address, ServerID: ss.ServerIDParsed, Source: src, TTL: ss.CacheTTLD, Metrics: mtr,
 		}, cfg.TD)
 		if err != nil {
 			return err
@@ -81,7 +86,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer closeJWT()
 
-	authorize, az, err := newAuthorize(ctx, cfg, log)
+	authorize, az, err := newAuthorize(ctx, cfg, mtr, log)
 	if err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var approvals *approval.Queue
-	adminHandlers := map[string]http.Handler{}
+	adminHandlers := map[string]http.Handler{"/metrics": mtr.Handler()}
 	if cfg.Admin.Pprof {
 		adminHandlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
 		adminHandlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
@@ -108,11 +113,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Audit == nil {
 		log.WarnContext(ctx, "no audit block in the configuration: sessions and statements are NOT recorded")
 	} else {
-		alog, err := openAudit(ctx, cfg.Audit, src, log)
+		alog, err := openAudit(ctx, cfg.Audit, src, mtr, log)
 		if err != nil {
 			return err
 		}
 		defer alog.Close()
+		if err := mtr.WatchAuditBacklog(alog.Unflushed); err != nil {
+			return err
+		}
 		sink, auditErr = alog, alog.Err
 		if cfg.Audit.Witness != nil {
 			deps.auditWitness = alog.WitnessErr
@@ -121,7 +129,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
 
-	leases, vault, err := newLeases(ctx, cfg, src, log)
+	leases, vault, err := newLeases(ctx, cfg, src, mtr, log)
 	if err != nil {
 		return err
 	}
@@ -171,9 +179,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		var engine server.Engine
 		if t.Protocol == "http" {
 			engine, err = newHTTPEngine(httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
-				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, log: log})
+				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, metrics: mtr, log: log})
 		} else {
-			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, log)
+			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, mtr, log)
 		}
 		if err != nil {
 			return err
@@ -212,7 +220,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
 	authorize func(context.Context, authz.Connect) (authz.Decision, error), az *authz.Authorizer, masker *inspect.Masker,
-	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, log *slog.Logger) (server.Engine, error) {
+	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
@@ -268,6 +276,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			ApprovalTimeout: approvalTimeout(cfg),
 			Approvals:       approvals,
 			Timeouts:        targetTimeouts(t),
+			Metrics:         mtr,
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)
@@ -276,7 +285,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 
 // newAuthorize returns, per target, how connections are decided: by Cedar when the config has a
 // policy block (reloaded on change and on SIGHUP), otherwise by the target's exact allow list.
-func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error), *authz.Authorizer, error) {
+func newAuthorize(ctx context.Context, cfg *config.Config, mtr *metrics.Metrics, log *slog.Logger) (func(config.Target) func(context.Context, authz.Connect) (authz.Decision, error), *authz.Authorizer, error) {
 	if cfg.Policy == nil {
 		return func(t config.Target) func(context.Context, authz.Connect) (authz.Decision, error) {
 			allow := identity.AuthorizeExact(t.Allowed)
@@ -289,7 +298,7 @@ func newAuthorize(ctx context.Context, cfg *config.Config, log *slog.Logger) (fu
 	if err != nil {
 		return nil, nil, err
 	}
-	engine, err := authz.New(authz.Config{Dir: cfg.Policy.Dir, Schema: schema, Logger: log})
+	engine, err := authz.New(authz.Config{Dir: cfg.Policy.Dir, Schema: schema, Logger: log, Metrics: mtr})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -351,7 +360,7 @@ func approvalTimeout(cfg *config.Config) time.Duration {
 
 // newLeases sets up Vault credentials when the configuration has a vault block, and revokes the
 // leases a previous run left in the journal.
-func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, log *slog.Logger) (*credential.Manager, *vaultcred.Provider, error) {
+func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, mtr *metrics.Metrics, log *slog.Logger) (*credential.Manager, *vaultcred.Provider, error) {
 	if cfg.Vault == nil {
 		return nil, nil, nil
 	}
@@ -386,7 +395,7 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 	if err != nil {
 		return nil, nil, err
 	}
-	m := credential.NewManager(provider, journal, log, v.TimeoutD, v.ReuseD)
+	m := credential.NewManager(mtr.Provider(provider), journal, log, v.TimeoutD, v.ReuseD)
 	revoked, err := m.Sweep(ctx)
 	if revoked > 0 || err != nil {
 		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
@@ -411,7 +420,7 @@ func credentialSource(b config.Backend) *credential.Source {
 	return &src
 }
 
-func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source, log *slog.Logger) (*audit.Log, error) {
+func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source, mtr *metrics.Metrics, log *slog.Logger) (*audit.Log, error) {
 	key, err := audit.LoadMACKey(a.MACKeyFile)
 	if err != nil {
 		return nil, err
@@ -421,7 +430,7 @@ func openAudit(ctx context.Context, a *config.Audit, src *workloadapi.X509Source
 		return nil, err
 	}
 	cfg := audit.Config{Dir: a.Dir, Chain: a.Chain, MACKey: key, Signer: signer, CheckpointInterval: a.CheckpointIntervalD,
-		FlushInterval: a.FlushIntervalD, Logger: log}
+		FlushInterval: a.FlushIntervalD, Logger: log, Metrics: mtr}
 	if err := witnessConfig(a, src, &cfg); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
 	sess "github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
@@ -104,6 +105,8 @@ type Config struct {
 	// Timeouts are the ceilings of the session's timeouts and its idle-in-transaction limit (see
 	// Timeouts); zero fields take the defaults.
 	Timeouts Timeouts
+	// Metrics, if set, counts the target's sessions, statements and approvals (broker/metrics).
+	Metrics *metrics.Metrics
 }
 
 // DefaultApprovalTimeout bounds the wait for an approval.
@@ -168,6 +171,7 @@ func New(cfg Config) (*Engine, error) {
 		PickRole: cfg.Backend.PickRole, Lease: cfg.Backend.Lease,
 		Audit: cfg.Audit, AuditPerStatement: cfg.AuditPerStatement, AuditFailOpen: cfg.AuditFailOpen,
 		SVIDExpiryGrace: cfg.SVIDExpiryGrace, Logger: cfg.Logger,
+		Protocol: "postgres", OperationKind: "sql", Metrics: cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -33,6 +33,8 @@ type refusal struct {
 	request string
 	// use, for a refused use of a masked column: the decision's action and resource, and the clause.
 	use *refusedUse
+	// decided: the session's decider refused it, and its metrics counted it.
+	decided bool
 }
 
 // Error is the client's message: a refusal of a statement's plan is the error of its verdict

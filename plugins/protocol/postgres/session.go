@@ -151,6 +151,14 @@ func (s *session) Run(ctx context.Context) error {
 		err = nil
 	}
 	// Revoking the lease after the backend session closed: revocation alone would not end it.
+	why := err
+	switch {
+	case ends.Err() != nil:
+		why = context.Cause(ends) // the core's watches ended it: their *sess.Ended says why
+	case errors.Is(err, errAudit):
+		why = sess.ErrAuditUnavailable
+	}
+	s.core.Closed(why)
 	sess.EndRecords(s.rec.async, s.lease, err, start)
 	level := slog.LevelInfo
 	if errors.Is(err, ErrSVIDExpired) || errors.Is(err, errAudit) {

@@ -186,7 +186,9 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 	if r := s.checkSettings(sql, sts); r != nil {
 		return sts, authz.Decision{}, authz.ApprovalState{}, r
 	}
+	s.deciding.ahead = true // a prepared statement is decided again at each execution
 	d, ap, _, r := s.decide(sql, sts, authz.ApprovalState{}, true, false)
+	s.deciding.ahead = false
 	return sts, d, ap, r
 }
 
@@ -201,11 +203,11 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold, planned bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	d := &s.deciding
 	if d.part == nil { // the session's first decision
-		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz}
+		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz, Metrics: s.core.Metrics()}
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
-	op := sess.Operation{Action: "sql", Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
+	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Ahead: d.ahead, Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
 	if planned {
 		if s.insp.authz != nil && len(sts) > 0 {
 			// The classification, by the address of its first statement: the cache's shared result,
@@ -217,10 +219,26 @@ func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.Approva
 	v := d.Decide(s.ctx, op)
 	d.sts = nil
 	if v.Outcome == sess.Block {
-		return v.Decision, v.Approval, nil, s.verdictRefusal(sts, d.at, v)
+		r := s.verdictRefusal(sts, d.at, v)
+		r.decided = true
+		return v.Decision, v.Approval, nil, r
 	}
 	p, _ := v.Plan.(*plan)
 	return v.Decision, v.Approval, p, nil
+}
+
+// operationKind is the statements' kind in metrics: theirs when they share one, "multiple" when
+// they do not, "empty" for none.
+func operationKind(sts []sqlclass.Statement) string {
+	if len(sts) == 0 {
+		return "empty"
+	}
+	for _, st := range sts[1:] {
+		if st.Kind != sts[0].Kind {
+			return "multiple"
+		}
+	}
+	return sts[0].Kind
 }
 
 // deciding is the session's decider, and the statements it is deciding (decide) for its operation's
@@ -231,6 +249,7 @@ type deciding struct {
 	at      int // the statement decided last
 	part    func(int, authz.ApprovalState) (authz.Decision, error)
 	prepare func(sess.Verdict) (any, error)
+	ahead   bool // the statements are being prepared (Parse), not run
 }
 
 // decidePart decides statement i of those being decided (an operation's Part), through the views it
@@ -329,6 +348,7 @@ func (s *session) hold(ctx context.Context, op sess.Operation, d authz.Decision)
 		Withdrawable: s.beginHold,
 		Record:       s.rec.async,
 		Log:          s.log,
+		Metrics:      s.core.Metrics(),
 	})
 }
 
@@ -414,6 +434,13 @@ func (s *session) deny(protocol, text string, sts []sqlclass.Statement, r *refus
 		s.rec.async(rec)
 	}
 	s.log.Info("statement denied", "protocol", protocol, "kinds", kinds(sts), "reason", r.reason, "decision", r.d.ID, "policies", r.d.Reasons)
+	if !r.decided { // refused before a decision: unparsed, a protocol rule, a limit, a setting
+		kind := operationKind(sts)
+		if r.reason == refusedUnparsed {
+			kind = "unparsed"
+		}
+		s.core.Metrics().OperationRefused(kind)
+	}
 	s.queue.push(&item{kind: itDenied, denial: r.resp})
 	s.backend.Send(&pgproto3.Execute{Portal: deniedPortal})
 	if protocol == "extended" {
