@@ -21,7 +21,7 @@ type scanner struct {
 	f   *Filter
 	src io.Reader
 	dst io.Writer
-	out []byte // output not yet written to dst: written when it reaches chunk bytes
+	out []byte // output not yet written to dst, at most chunk bytes unless one masked value is longer
 	sc  *inspect.Scratch
 
 	buf  []byte
@@ -43,7 +43,7 @@ type scanner struct {
 }
 
 func newScanner(f *Filter, dst io.Writer, src io.Reader) *scanner {
-	return &scanner{f: f, src: src, dst: dst, out: make([]byte, 0, chunk+512), sc: f.masker.NewScratch(),
+	return &scanner{f: f, src: src, dst: dst, out: make([]byte, 0, chunk), sc: f.masker.NewScratch(),
 		buf: make([]byte, chunk), hold: -1}
 }
 
@@ -358,8 +358,13 @@ func (s *scanner) replace(start int, mask inspect.Strategy, v []byte) error {
 }
 
 func (s *scanner) writeString(v string) {
+	s.room(len(v))
 	s.out = append(s.out, v...)
-	if len(s.out) >= chunk {
+}
+
+// room drains out when n more bytes would not fit.
+func (s *scanner) room(n int) {
+	if len(s.out)+n > chunk {
 		s.drain()
 	}
 }
@@ -372,12 +377,11 @@ func (s *scanner) writeQuoted(v []byte) {
 		return
 	}
 	if plainRun(v, 0) == len(v) { // the common case: nothing to escape
+		s.room(len(v) + 2)
 		s.out = append(append(append(s.out, '"'), v...), '"')
-		if len(s.out) >= chunk {
-			s.drain()
-		}
 		return
 	}
+	s.room(6*len(v) + 2)
 	q := append(s.out, '"')
 	for i := 0; i < len(v); i++ {
 		j := plainRun(v, i)
@@ -393,9 +397,6 @@ func (s *scanner) writeQuoted(v []byte) {
 		}
 	}
 	s.out = append(q, '"')
-	if len(s.out) >= chunk {
-		s.drain()
-	}
 }
 
 func (s *scanner) object(depth int, set []state) error {
