@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -117,11 +116,19 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if rec != nil {
 			dst = io.MultiWriter(lw, rec)
 		}
-		bw := bufio.NewWriterSize(dst, 64<<10) // the filter's small writes (masked values) in large ones
-		n, err := filter.Copy(bw, body)
+		// Reading the upstream and writing to the agent overlap with the masking (maskpipe.go).
+		var src io.Reader = body
+		if resp.ContentLength < 0 || resp.ContentLength > readBuffer {
+			ra := newReadAhead(ctx, body, func() { resp.Body.Close() })
+			defer ra.stop()
+			src = ra
+		}
+		wb := newWriteBehind(ctx, dst)
+		defer wb.close(true)
+		n, err := filter.Copy(wb, src)
 		res.Rows = int64(n)
-		if err == nil {
-			err = bw.Flush()
+		if werr := wb.close(err != nil); err == nil {
+			err = werr
 		}
 		if err == nil {
 			err = lw.commit()
