@@ -633,13 +633,15 @@ func plainRun(b []byte, i int) int {
 	return i
 }
 
-// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20,
-// by the usual zero-byte test on w (bytes below 0x20), w^'"' and w^'\\'. A borrow can set a false
-// bit only above a special byte, so the lowest bit set is the first special byte.
+// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20.
+// Flipping bit 1 maps '"' (0x22) to 0x20 and the bytes below 0x20 among themselves, and no other
+// byte below 0x21, so one less-than test on w^0x02… finds both, and the usual zero-byte test on
+// w^'\\' finds the backslashes. A borrow can set a false bit only above a special byte, so the
+// lowest bit set is the first special byte.
 func specials(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q, bs := w^(ones*'"'), w^(ones*'\\')
-	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
+	q, bs := w^(ones*0x02), w^(ones*'\\')
+	return ((q-ones*0x21)&^q | (bs-ones)&^bs) & highs
 }
 
 // special marks the bytes that end plain string content.
