@@ -20,8 +20,8 @@ const chunk = 32 << 10
 type scanner struct {
 	f   *Filter
 	src io.Reader
-	dst io.Writer
-	out []byte // output not yet written to dst, at most chunk bytes unless one masked value is longer
+	dst io.Writer // nil in Append: out is the result
+	out []byte    // output not yet written to dst, at most chunk bytes unless one masked value is longer
 	sc  *inspect.Scratch
 
 	buf  []byte
@@ -75,6 +75,9 @@ func (s *scanner) run() error {
 
 // drain writes the output held in out to dst.
 func (s *scanner) drain() {
+	if s.dst == nil {
+		return // Append: out is the result
+	}
 	if len(s.out) > 0 && s.werr == nil {
 		if _, err := s.dst.Write(s.out); err != nil {
 			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
@@ -92,7 +95,7 @@ func (s *scanner) flushTo(i int) {
 		p := s.buf[s.emit:i]
 		if len(s.out)+len(p) > chunk {
 			s.drain()
-			if len(p) >= chunk && s.werr == nil { // a long unmasked span goes as it is
+			if len(p) >= chunk && s.werr == nil && s.dst != nil { // a long unmasked span goes as it is
 				if _, err := s.dst.Write(p); err != nil {
 					s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
 				}

@@ -216,8 +216,7 @@ func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool) (int6
 func maskEvents(w http.ResponseWriter, src io.Reader, f *jsonmask.Filter, maxEvent int, rec *capped) (masked int, n int64, err error) {
 	rc := http.NewResponseController(w)
 	rd := sse.NewReader(src, maxEvent)
-	var data bytes.Buffer
-	var out []byte
+	var in, data, out []byte
 	for {
 		ev, err := rd.Next()
 		if err == io.EOF {
@@ -227,13 +226,14 @@ func maskEvents(w http.ResponseWriter, src io.Reader, f *jsonmask.Filter, maxEve
 			return masked, n, err
 		}
 		if ev.HasData {
-			data.Reset()
-			k, err := f.Copy(&data, strings.NewReader(ev.Data))
+			in = append(in[:0], ev.Data...)
+			var k int
+			data, k, err = f.Append(data[:0], in)
 			if err != nil {
 				return masked, n, fmt.Errorf("an event's data could not be masked: %w", err)
 			}
 			masked += k
-			ev.Data = data.String()
+			ev.Data = string(data)
 		}
 		out, err = sse.AppendEvent(out[:0], ev)
 		if err != nil {
