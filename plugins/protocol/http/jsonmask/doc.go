@@ -20,14 +20,18 @@
 // that is not exactly one JSON value (RFC 8259) with ErrInvalid, and nesting beyond MaxDepth or a
 // held token beyond MaxToken with ErrLimit. encoding/json's Decoder.Token allocates per token and
 // cannot copy unmasked spans through; FuzzJSONMask holds this tokenizer to encoding/json's reading.
+// Filter.Append runs the same tokenizer over a body already in memory (an event's data), reading it in
+// place; FuzzJSONMask holds it to Copy.
 //
 // The common cases run in place in the window: string contents are scanned eight bytes at a time,
 // a key without escapes is compared as it stands (and not at all when no rule names a key of its
 // first byte and length), and an object or array below which no rule reaches, or one masked whole,
-// is validated by an iterative skip that compares no keys. Each falls back to the general path
+// is validated by an iterative skip that compares no keys; an unmasked string or number member is
+// passed over in the object's own loop, and a number is scanned and validated in one pass
+// (FuzzNumberEnd holds it to the byte run and validNumber). Each falls back to the general path
 // (escapes, a token across the window's edge, an error), so what is accepted, refused, limited and
 // written does not depend on it; FuzzSkip holds the skip to the general walk, errors and offsets
-// included.
+// included. Output is gathered in a buffer of 32 KiB and written in pieces of that size.
 //
 // Keys are matched exactly and case-sensitively, as JSON defines them. A client that decodes keys
 // case-insensitively (Go's encoding/json into structs does) reads "SSN" as "ssn": an upstream that

@@ -135,6 +135,19 @@ func (f *Filter) Copy(dst io.Writer, src io.Reader) (masked int, err error) {
 	return s.masked, err
 }
 
+// Append masks the JSON value src, held whole in memory, as Copy would, and appends the result to
+// dst, which must not overlap src. It reads src in place, without Copy's window, so masking many small
+// values (an event stream's events) allocates little. It refuses the bodies Copy refuses; a body past
+// a limit may be refused for another of its faults than Copy names. On error dst is returned as it
+// was given.
+func (f *Filter) Append(dst, src []byte) (out []byte, masked int, err error) {
+	s := &scanner{f: f, out: dst, sc: f.masker.NewScratch(), buf: src, end: len(src), eof: true, hold: -1}
+	if err := s.run(); err != nil {
+		return dst, s.masked, err
+	}
+	return s.out, s.masked, nil
+}
+
 // state is a partial match: a rule's path has matched up to the step f.steps[state].
 type state uint32
 

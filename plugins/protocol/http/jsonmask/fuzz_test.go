@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -204,11 +205,16 @@ func FuzzJSONMask(f *testing.F) {
 	filter := newFilter(f, fuzzRules...)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var out bytes.Buffer
-		_, err := filter.Copy(&out, bytes.NewReader(data))
+		n, err := filter.Copy(&out, bytes.NewReader(data))
 		var slow bytes.Buffer
 		_, err2 := filter.Copy(&slow, iotest.HalfReader(bytes.NewReader(data)))
 		if (err == nil) != (err2 == nil) || out.String() != slow.String() && err == nil {
 			t.Fatalf("short reads change the result: %v vs %v", err, err2)
+		}
+		// Append, over the body in memory, is Copy: the same output, count and error.
+		app, n3, err3 := filter.Append([]byte("prefix"), data)
+		if fmt.Sprint(err3) != fmt.Sprint(err) || n3 != n || err == nil && string(app) != "prefix"+out.String() || err != nil && string(app) != "prefix" {
+			t.Fatalf("Append: %q, %d, %v; Copy: %q, %d, %v", app, n3, err3, out.String(), n, err)
 		}
 		valid := json.Valid(data)
 		switch {

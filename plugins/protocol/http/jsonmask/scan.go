@@ -1,7 +1,6 @@
 package jsonmask
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -21,7 +20,8 @@ const chunk = 32 << 10
 type scanner struct {
 	f   *Filter
 	src io.Reader
-	out *bufio.Writer
+	dst io.Writer // nil in Append: out is the result
+	out []byte    // output not yet written to dst, at most chunk bytes unless one masked value is longer
 	sc  *inspect.Scratch
 
 	buf  []byte
@@ -43,7 +43,7 @@ type scanner struct {
 }
 
 func newScanner(f *Filter, dst io.Writer, src io.Reader) *scanner {
-	return &scanner{f: f, src: src, out: bufio.NewWriterSize(dst, chunk), sc: f.masker.NewScratch(),
+	return &scanner{f: f, src: src, dst: dst, out: make([]byte, 0, chunk), sc: f.masker.NewScratch(),
 		buf: make([]byte, chunk), hold: -1}
 }
 
@@ -69,13 +69,21 @@ func (s *scanner) run() error {
 		return s.errorf("data after the JSON value")
 	}
 	s.flushTo(s.pos)
-	if s.werr != nil {
-		return s.werr
+	s.drain()
+	return s.werr
+}
+
+// drain writes the output held in out to dst.
+func (s *scanner) drain() {
+	if s.dst == nil {
+		return // Append: out is the result
 	}
-	if err := s.out.Flush(); err != nil {
-		return fmt.Errorf("jsonmask: writing the body: %w", err)
+	if len(s.out) > 0 && s.werr == nil {
+		if _, err := s.dst.Write(s.out); err != nil {
+			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
+		}
 	}
-	return nil
+	s.out = s.out[:0]
 }
 
 // flushTo writes (or, inside a masked value, drops) the pending bytes up to i.
@@ -84,9 +92,17 @@ func (s *scanner) flushTo(i int) {
 		return
 	}
 	if !s.drop && s.werr == nil {
-		if _, err := s.out.Write(s.buf[s.emit:i]); err != nil {
-			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
+		p := s.buf[s.emit:i]
+		if len(s.out)+len(p) > chunk {
+			s.drain()
+			if len(p) >= chunk && s.werr == nil && s.dst != nil { // a long unmasked span goes as it is
+				if _, err := s.dst.Write(p); err != nil {
+					s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
+				}
+				p = nil
+			}
 		}
+		s.out = append(s.out, p...)
 	}
 	s.emit = i
 }
@@ -150,10 +166,16 @@ func (s *scanner) peek() int {
 // quoted returns the index of the closing quote of the string at pos when the string is whole in
 // the window and has no escapes (and so no control characters), else -1.
 func (s *scanner) quoted() int {
-	if j := plainRun(s.buf[:s.end], s.pos+1); j < s.end && s.buf[j] == '"' {
-		return j
+	b := s.buf[:s.end]
+	for i := s.pos + 1; i+8 <= len(b); i += 8 {
+		if m := specials(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			if j := i + bits.TrailingZeros64(m)/8; b[j] == '"' {
+				return j
+			}
+			return -1
+		}
 	}
-	return -1
+	return -1 // within eight bytes of the window's end: str takes it
 }
 
 // skipWS skips whitespace and returns the next byte, or -1 at the end of the body.
@@ -340,10 +362,14 @@ func (s *scanner) replace(start int, mask inspect.Strategy, v []byte) error {
 }
 
 func (s *scanner) writeString(v string) {
-	if s.werr == nil {
-		if _, err := s.out.WriteString(v); err != nil {
-			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
-		}
+	s.room(len(v))
+	s.out = append(s.out, v...)
+}
+
+// room drains out when n more bytes would not fit.
+func (s *scanner) room(n int) {
+	if len(s.out)+n > chunk {
+		s.drain()
 	}
 }
 
@@ -355,14 +381,12 @@ func (s *scanner) writeQuoted(v []byte) {
 		return
 	}
 	if plainRun(v, 0) == len(v) { // the common case: nothing to escape
-		s.out.WriteByte('"')
-		s.out.Write(v)
-		if err := s.out.WriteByte('"'); err != nil { // bufio.Writer's errors stick
-			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
-		}
+		s.room(len(v) + 2)
+		s.out = append(append(append(s.out, '"'), v...), '"')
 		return
 	}
-	q := append(s.key[:0], '"')
+	s.room(6*len(v) + 2)
+	q := append(s.out, '"')
 	for i := 0; i < len(v); i++ {
 		j := plainRun(v, i)
 		q = append(q, v[i:j]...)
@@ -376,13 +400,7 @@ func (s *scanner) writeQuoted(v []byte) {
 			q = append(q, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
 	}
-	q = append(q, '"')
-	s.key = q[:0]
-	if s.werr == nil {
-		if _, err := s.out.Write(q); err != nil {
-			s.werr = fmt.Errorf("jsonmask: writing the body: %w", err)
-		}
-	}
+	s.out = append(q, '"')
 }
 
 func (s *scanner) object(depth int, set []state) error {
@@ -449,9 +467,24 @@ func (s *scanner) object(depth int, set []state) error {
 		if c < 0 {
 			return s.errorf("the body ends inside an object")
 		}
+		// An unmasked string or number whole in the window, the common member, is passed over here;
+		// anything else is value's.
+		switch {
+		case mask != "":
+		case c == '"':
+			if j := s.quoted(); j >= 0 {
+				s.pos = j + 1
+				goto next
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if s.numberInWindow() {
+				goto next
+			}
+		}
 		if err := s.value(depth, child, mask); err != nil {
 			return err
 		}
+	next:
 		if c = s.peek(); c < 0 {
 			if c, err = s.skipWS(); err != nil {
 				return err
@@ -604,13 +637,15 @@ func plainRun(b []byte, i int) int {
 	return i
 }
 
-// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20,
-// by the usual zero-byte test on w (bytes below 0x20), w^'"' and w^'\\'. A borrow can set a false
-// bit only above a special byte, so the lowest bit set is the first special byte.
+// specials returns the high bit of every byte of w (little-endian) that is '"', '\\' or below 0x20.
+// Flipping bit 1 maps '"' (0x22) to 0x20 and the bytes below 0x20 among themselves, and no other
+// byte below 0x21, so one less-than test on w^0x02… finds both, and the usual zero-byte test on
+// w^'\\' finds the backslashes. A borrow can set a false bit only above a special byte, so the
+// lowest bit set is the first special byte.
 func specials(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q, bs := w^(ones*'"'), w^(ones*'\\')
-	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
+	q, bs := w^(ones*0x02), w^(ones*'\\')
+	return ((q-ones*0x21)&^q | (bs-ones)&^bs) & highs
 }
 
 // special marks the bytes that end plain string content.
@@ -668,15 +703,62 @@ func (s *scanner) number() error {
 // numberInWindow scans a valid number at pos that ends inside the window within MaxToken, as number
 // would, and reports whether it did; if not, pos is unchanged and number must scan it.
 func (s *scanner) numberInWindow() bool {
-	i := s.pos
-	for i < s.end && numByte[s.buf[i]] {
+	if j := numberEnd(s.buf[:s.end], s.pos); j >= 0 && j-s.pos <= s.f.maxToken {
+		s.pos = j
+		return true
+	}
+	return false
+}
+
+// numberEnd returns the end of the number at b[i:] when its text, every byte number takes into one
+// from i on, is a valid number and a byte follows it in b; else -1. It is numByte's run and
+// validNumber in one pass: the grammar is deterministic, so its longest match is the run exactly when
+// the byte after the match is not a number byte.
+func numberEnd(b []byte, i int) int {
+	if i < len(b) && b[i] == '-' {
 		i++
 	}
-	if i == s.end || i-s.pos > s.f.maxToken || !validNumber(s.buf[s.pos:i]) {
-		return false
+	if i >= len(b) {
+		return -1
 	}
-	s.pos = i
-	return true
+	switch c := b[i]; {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		i++
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+		if i == d {
+			return -1
+		}
+	}
+	if i < len(b) && b[i]|0x20 == 'e' {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+		if i == d {
+			return -1
+		}
+	}
+	if i >= len(b) || numByte[b[i]] {
+		return -1
+	}
+	return i
 }
 
 // numByte marks the bytes number takes into a number's text.

@@ -174,7 +174,9 @@ func TestUnparseableBodyWithMaskedFieldIsRefused(t *testing.T) {
 func TestLargeMaskedBodyRefusedMidStreamIsCutOff(t *testing.T) {
 	r := newRig(t, rigOptions{routes: customerRoutes, handler: func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"pad":"`+strings.Repeat("x", 2*commitBytes)+`","ssn":"123-45-6789",]`)
+		// Far more than commitBytes and all the masking path buffers (the filter's output, the
+		// write-behind buffers), so that the headers have gone before the refusal.
+		fmt.Fprint(w, `{"pad":"`+strings.Repeat("x", 16*commitBytes+pipeDepth*writeBuffer)+`","ssn":"123-45-6789",]`)
 	}})
 	r.policy.masks = map[string]string{"$.ssn": "redact"}
 	resp, err := r.client(t, agentID).Do(newReq(t, "GET", r.url("/v1/customers/1"), ""))

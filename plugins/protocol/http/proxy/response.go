@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -123,11 +122,19 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if rec != nil {
 			dst = io.MultiWriter(lw, rec)
 		}
-		bw := bufio.NewWriterSize(dst, 64<<10) // the filter's small writes (masked values) in large ones
-		n, err := filter.Copy(bw, src)
+		// Reading the upstream and writing to the agent overlap with the masking (maskpipe.go).
+		in := src
+		if resp.ContentLength < 0 || resp.ContentLength > readBuffer {
+			ra := newReadAhead(ctx, src, func() { resp.Body.Close() })
+			defer ra.stop()
+			in = ra
+		}
+		wb := newWriteBehind(ctx, dst)
+		defer wb.close(true)
+		n, err := filter.Copy(wb, in)
 		res.Rows = int64(n)
-		if err == nil {
-			err = bw.Flush()
+		if werr := wb.close(err != nil); err == nil {
+			err = werr
 		}
 		if err == nil {
 			err = lw.commit()
@@ -215,8 +222,7 @@ func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool) (int6
 func maskEvents(w http.ResponseWriter, src io.Reader, f *jsonmask.Filter, maxEvent int, rec *capped) (masked int, n int64, err error) {
 	rc := http.NewResponseController(w)
 	rd := sse.NewReader(src, maxEvent)
-	var data bytes.Buffer
-	var out []byte
+	var in, data, out []byte
 	for {
 		ev, err := rd.Next()
 		if err == io.EOF {
@@ -226,13 +232,14 @@ func maskEvents(w http.ResponseWriter, src io.Reader, f *jsonmask.Filter, maxEve
 			return masked, n, err
 		}
 		if ev.HasData {
-			data.Reset()
-			k, err := f.Copy(&data, strings.NewReader(ev.Data))
+			in = append(in[:0], ev.Data...)
+			var k int
+			data, k, err = f.Append(data[:0], in)
 			if err != nil {
 				return masked, n, fmt.Errorf("an event's data could not be masked: %w", err)
 			}
 			masked += k
-			ev.Data = data.String()
+			ev.Data = string(data)
 		}
 		out, err = sse.AppendEvent(out[:0], ev)
 		if err != nil {
