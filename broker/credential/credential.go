@@ -31,6 +31,9 @@ type Source struct {
 	// UsernameKey and PasswordKey name the fields of the secret's data holding the credential.
 	// Default "username" and "password".
 	UsernameKey, PasswordKey string
+	// TokenOnly says the secret's credential is its PasswordKey field alone (an API token): no
+	// username is read or required, and Lease.Username stays empty. http targets set it.
+	TokenOnly bool
 }
 
 // String names the source for logs and records; it holds no secret.

@@ -100,6 +100,7 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 	var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
 	if src := credentialSource(t.Backend); src != nil {
 		clientCert = nil
+		src.TokenOnly = true // an http target's credential is a token: the secret needs no username
 		if src.Kind == credential.Static {
 			h.log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
 				"target", t.Name, "secret", src.String())

@@ -317,11 +317,16 @@ func (p *Provider) Acquire(ctx context.Context, src credential.Source) (*credent
 	if err != nil {
 		return nil, fmt.Errorf("vault: credential from %s: %w", src, transient(err))
 	}
-	lease.Username, _ = data[userKey].(string)
+	if !src.TokenOnly {
+		lease.Username, _ = data[userKey].(string)
+	}
 	lease.Password, _ = data[passKey].(string)
-	if lease.Username == "" || lease.Password == "" {
+	if (lease.Username == "" && !src.TokenOnly) || lease.Password == "" {
 		if !lease.Static {
 			p.revokeQuietly(lease.ID)
+		}
+		if src.TokenOnly {
+			return nil, fmt.Errorf("vault: %s returned no %q string", src, passKey)
 		}
 		return nil, fmt.Errorf("vault: %s returned no %q or %q string", src, userKey, passKey)
 	}
