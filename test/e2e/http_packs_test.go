@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,4 +176,46 @@ func TestHTTPEventStreamMasked(t *testing.T) {
 	h.waitRecord(t, "support's event stream", func(r audit.Record) bool {
 		return r.Statement != nil && r.Statement.Text == "GET /v1/customers/1/events" && strings.HasSuffix(r.SPIFFEID, "/agent/support")
 	})
+}
+
+// TestHTTPRefundBodyChecked: POST /v1/refunds takes the catalog's declared JSON members only, of
+// their declared types (400 naming the member otherwise, before any decision); support may not
+// POST (403); the migrator's refund waits for approval and, approved, is in api.refunds.
+func TestHTTPRefundBodyChecked(t *testing.T) {
+	h := httpShared(t)
+	mig := h.httpClient(t, stack.PersonaMigrator)
+	js := http.Header{"Content-Type": {"application/json"}}
+	for _, tc := range []struct{ name, body, member string }{
+		{"undeclared member", `{"order_id":10,"amount":5,"reason":"x","note":"y"}`, "note"},
+		{"wrong type", `{"order_id":"10","amount":5,"reason":"x"}`, "order_id"},
+		{"duplicate member", `{"order_id":10,"order_id":11,"amount":5,"reason":"x"}`, "order_id"},
+	} {
+		if r := h.do(t, mig, "POST", "/v1/refunds", js, tc.body); r.status != http.StatusBadRequest || !strings.Contains(r.body, tc.member) {
+			t.Errorf("%s: %s, want 400 naming %q", tc.name, r, tc.member)
+		}
+	}
+	if r := h.do(t, h.httpClient(t, stack.PersonaSupport), "POST", "/v1/refunds", js, `{"order_id":10,"amount":5,"reason":"support"}`); r.status != http.StatusForbidden {
+		t.Errorf("support's refund: %s, want 403", r)
+	}
+	reason := "e2e-refund-" + strconv.FormatInt(int64(os.Getpid()), 10)
+	done := make(chan httpReply, 1)
+	go func() {
+		done <- h.do(t, mig, "POST", "/v1/refunds", js, `{"order_id":10,"amount":5,"reason":"`+reason+`"}`)
+	}()
+	req := waitPending(t, h.b, "POST /v1/refunds")
+	if code, body := resolve(t, h.b, req.ID, "approve"); code != http.StatusOK {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	if r := <-done; r.status != http.StatusCreated {
+		t.Fatalf("approved refund: %s, want 201", r)
+	}
+	db, err := h.s.Postgres.Connect(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var n int
+	if err := db.QueryRow(t.Context(), "SELECT count(*) FROM api.refunds WHERE reason = $1 AND order_id = 10 AND amount = 5", reason).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("api.refunds holds %d rows of the approved refund (%v), want 1", n, err)
+	}
 }
