@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/svidbroker/svidbroker/test/stack"
 )
@@ -120,6 +121,44 @@ func TestHTTPCanaryTokenNeverLeaves(t *testing.T) {
 		}
 		if strings.Contains(text, "agent-cookie-canary") {
 			t.Errorf("%s hold(s) the agent's cookie", name)
+		}
+	}
+}
+
+// TestHTTPSessionTokenRevokedWhenTheConnectionCloses: the API token the broker leased for a
+// connection's session is in the API's token table while the connection is open, and gone (revoked
+// in Vault, which deletes it) once the client closes the connection.
+func TestHTTPSessionTokenRevokedWhenTheConnectionCloses(t *testing.T) {
+	h := httpShared(t)
+	up := h.watchUpstream(t)
+	db, err := h.s.Postgres.Connect(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	tokenRows := func(digest string) int {
+		var n int
+		if err := db.QueryRow(t.Context(), "SELECT count(*) FROM api.tokens WHERE token_sha256 = decode($1, 'hex')", digest).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	c := h.httpClient(t, stack.PersonaSupport)
+	mark := up.mark(t)
+	if r := h.do(t, c, "GET", "/v1/orders/10", nil, ""); r.status != http.StatusOK {
+		t.Fatalf("GET /v1/orders/10: %s", r)
+	}
+	lookups := up.lookupsSince(t, mark)
+	if len(lookups) != 1 || lookups[0] == "?" {
+		t.Fatalf("lookups %q, want the one token the API received", lookups)
+	}
+	if n := tokenRows(lookups[0]); n != 1 {
+		t.Fatalf("the session's token is not in api.tokens while its connection is open (%d rows)", n)
+	}
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(30 * time.Second); tokenRows(lookups[0]) != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the session's token is still valid at the API after its connection closed")
 		}
 	}
 }
