@@ -111,6 +111,19 @@ func TestHTTPCanaryTokenNeverLeaves(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Nor any customer's clear email or ssn.
+	var clear []string
+	for id := 1; id <= stack.SeedCustomers; id++ {
+		row := h.customer(t, id)
+		clear = append(clear, row.Email, row.SSN)
+	}
+	for name, text := range where {
+		for _, v := range clear {
+			if strings.Contains(text, v) {
+				t.Errorf("%s hold(s) the clear value of a masked field", name)
+			}
+		}
+	}
 	sig := jwtTok[strings.LastIndexByte(jwtTok, '.')+1:]
 	for name, text := range where {
 		if m := apiToken.FindString(text); m != "" {
