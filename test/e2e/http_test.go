@@ -34,6 +34,9 @@ var httpEnv struct {
 	vault  *vaultapi.Client
 	listen string // the api target's TLS listener
 	err    error
+
+	vaultAddr string
+	vaultCA   []byte
 }
 
 type httpStack struct {
@@ -96,33 +99,45 @@ func startHTTPEnv(s *stack.Stack) error {
 	if err := s.ConfigureAPIVault(ctx, root, api, "5m", "1h"); err != nil {
 		return err
 	}
-	block, err := s.VaultBlock("vault-journal-http", v.Addr, v.CACertPEM)
+	httpEnv.api, httpEnv.vault, httpEnv.vaultAddr, httpEnv.vaultCA = api, root, v.Addr, v.CACertPEM
+	b, listen, err := startAPIBroker(ctx, s, "svidbroker-http", stack.BrokerOptions{})
 	if err != nil {
 		return err
+	}
+	httpEnv.broker, httpEnv.listen = b, listen
+	return nil
+}
+
+// startAPIBroker starts a broker named name on the shared stack, with the api target in front of the
+// shop API (credentials from the shared Vault) and the jwt block; opts may set more (Name, Binary,
+// VaultRoles and Extra are set here). It returns the broker and the api target's listener.
+func startAPIBroker(ctx context.Context, s *stack.Stack, name string, opts stack.BrokerOptions) (*stack.Broker, string, error) {
+	block, err := s.VaultBlock("vault-journal-"+name, httpEnv.vaultAddr, httpEnv.vaultCA)
+	if err != nil {
+		return nil, "", err
 	}
 	port, err := freeTCPPort()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
-	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-http", Binary: brokerBin, VaultRoles: true,
-		Extra: block + api.TargetHCL(listen, "") + stack.JWTBlock()})
+	opts.Name, opts.Binary, opts.VaultRoles = name, brokerBin, true
+	opts.Extra = block + httpEnv.api.TargetHCL(listen, "") + stack.JWTBlock()
+	b, err := s.StartBroker(ctx, opts)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	// StartBroker waits for target "shop"; the api target listens from the same start.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		c, err := net.DialTimeout("tcp", listen, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return b, listen, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the api target does not listen on %s: %w", listen, err)
+			return nil, "", fmt.Errorf("the api target does not listen on %s: %w", listen, err)
 		}
 	}
-	httpEnv.broker, httpEnv.api, httpEnv.vault, httpEnv.listen = b, api, root, listen
-	return nil
 }
 
 func freeTCPPort() (int, error) {
