@@ -17,6 +17,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
@@ -123,7 +125,7 @@ func TestHTTPBadBearersRefused(t *testing.T) {
 		{"HS256 keyed with the bundle's public key", "Bearer " + hs256},
 		{"real JWT-SVID for another audience", "Bearer " + got.JWT},
 		// Signed by a key of the run, under the bundle's key ID: the signature fails before the expiry
-		// is looked at (SPIRE's signing key stays in its server's memory).
+		// is looked at; TestHTTPExpiredJWTSVIDRefused expires one SPIRE signed.
 		{"expired", "Bearer " + selfSigned(analyst, kid, now.Add(-time.Hour))},
 		{"our trust domain, a key not in the bundle", "Bearer " + selfSigned(analyst, kid, now.Add(5*time.Minute))},
 		{"another trust domain", "Bearer " + selfSigned("spiffe://other.example/agent/analyst", "other", now.Add(5*time.Minute))},
@@ -155,5 +157,42 @@ func TestHTTPBadBearersRefused(t *testing.T) {
 	}
 	if n := up.lookupsSince(t, mark); len(n) != 1 {
 		t.Fatalf("control: the API shows %d lookups for one request, want 1", len(n))
+	}
+}
+
+// TestHTTPExpiredJWTSVIDRefused: a JWT-SVID that SPIRE signed, for the broker's audience, is refused
+// 401 once expired. A persona whose entry issues 10-second JWT-SVIDs gets one; while it is valid the
+// broker authenticates it (the persona has no policy, so the request is refused 403 by policy, not
+// 401); once past its expiry and the verifier's one-minute clock-skew leeway, the same token is 401.
+// No policy permits the persona anything, so neither reaches the API.
+func TestHTTPExpiredJWTSVIDRefused(t *testing.T) {
+	h := httpShared(t)
+	t.Parallel() // it mostly waits; its requests never reach the API
+	p := stack.Persona{Name: "shortjwt", ID: spiffeid.RequireFromSegments(stack.TrustDomain, "agent", "shortjwt"), UID: 30060,
+		JWTSVIDTTL: 10 * time.Second}
+	if _, err := h.s.AddPersona(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.s.FetchSVIDs(t.Context(), p.Name, stack.JWTAudience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := jwtsvid.ParseInsecure(got.JWT, []string{stack.JWTAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svid.ID != p.ID || time.Until(svid.Expiry) > 15*time.Second {
+		t.Fatalf("JWT-SVID for %s expiring %s, want a short-lived one for %s", svid.ID, svid.Expiry, p.ID)
+	}
+	c := h.noCertClient(t)
+	auth := http.Header{"Authorization": {"Bearer " + got.JWT}}
+	if r := h.do(t, c, "GET", "/v1/orders/10", auth, ""); r.status != http.StatusForbidden {
+		t.Fatalf("the valid JWT-SVID: %s, want 403 from policy (authenticated, permitted nothing)", r)
+	}
+	// go-jose's default leeway: one minute past exp.
+	time.Sleep(time.Until(svid.Expiry.Add(time.Minute + 2*time.Second)))
+	r := h.do(t, c, "GET", "/v1/orders/10", auth, "")
+	if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "expired") {
+		t.Fatalf("the expired JWT-SVID: %s, want 401 saying it expired", r)
 	}
 }
