@@ -175,3 +175,35 @@ func TestHTTPSessionTokenRevokedWhenTheConnectionCloses(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPVaultSealedFailsClosed: with Vault sealed, a new connection's request gets no API token,
+// so it is refused 503 saying so, and the API sees nothing; unsealed, the next request on the same
+// connection gets its session, as does a new connection.
+func TestHTTPVaultSealedFailsClosed(t *testing.T) {
+	h := httpShared(t)
+	up := h.watchUpstream(t)
+	httpEnv.vaultSrv.Seal()
+	sealed := true
+	t.Cleanup(func() {
+		if sealed {
+			httpEnv.vaultSrv.Unseal()
+		}
+	})
+	c := h.httpClient(t, stack.PersonaSupport)
+	mark := up.mark(t)
+	r := h.do(t, c, "GET", "/v1/orders/10", nil, "")
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "credential") {
+		t.Fatalf("with Vault sealed: %s, want 503 saying no credential could be obtained", r)
+	}
+	if n := up.lookupsSince(t, mark); len(n) != 0 {
+		t.Fatalf("the API served %d request(s) with Vault sealed", len(n))
+	}
+	httpEnv.vaultSrv.Unseal()
+	sealed = false
+	if r := h.do(t, c, "GET", "/v1/orders/10", nil, ""); r.status != http.StatusOK {
+		t.Fatalf("after unsealing, the same connection: %s", r)
+	}
+	if r := h.do(t, h.httpClient(t, stack.PersonaSupport), "GET", "/v1/orders/10", nil, ""); r.status != http.StatusOK {
+		t.Fatalf("after unsealing, a new connection: %s", r)
+	}
+}

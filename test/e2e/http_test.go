@@ -37,6 +37,7 @@ var httpEnv struct {
 
 	vaultAddr string
 	vaultCA   []byte
+	vaultSrv  *vault.Server
 }
 
 type httpStack struct {
@@ -99,7 +100,7 @@ func startHTTPEnv(s *stack.Stack) error {
 	if err := s.ConfigureAPIVault(ctx, root, api, "5m", "1h"); err != nil {
 		return err
 	}
-	httpEnv.api, httpEnv.vault, httpEnv.vaultAddr, httpEnv.vaultCA = api, root, v.Addr, v.CACertPEM
+	httpEnv.api, httpEnv.vault, httpEnv.vaultAddr, httpEnv.vaultCA, httpEnv.vaultSrv = api, root, v.Addr, v.CACertPEM, v
 	b, listen, err := startAPIBroker(ctx, s, "svidbroker-http", stack.BrokerOptions{})
 	if err != nil {
 		return err
