@@ -50,6 +50,10 @@ func TestHTTPMigratorDeleteHeldForApproval(t *testing.T) {
 	id := h.newOrder(t)
 	c := h.httpClient(t, stack.PersonaMigrator)
 	path := "/v1/orders/" + strconv.Itoa(id)
+	// A read first: the connection's session (and its API token) must also allow the DELETE after it.
+	if r := h.do(t, c, "GET", path, nil, ""); r.status != http.StatusOK {
+		t.Fatalf("migrator GET %s: %s", path, r)
+	}
 	done := make(chan httpReply, 1)
 	go func() { done <- h.do(t, c, "DELETE", path, nil, "") }()
 	req := waitPending(t, h.b, "DELETE "+path)
