@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -297,9 +298,15 @@ func (s *Session) refusalRecord(op Operation, v Verdict) {
 	rec := audit.Record{Kind: audit.KindDecision, Decision: AuditDecision(v.Decision, op.Action, s.core.cfg.Target),
 		Detail: map[string]string{"refused": v.Err.Error()}}
 	if op.Record != nil {
+		// The operation's record, as a refusal: it never reached the backend.
 		rec = *op.Record
+		rec.Kind = audit.KindDenied
 		rec.Decision = AuditDecision(v.Decision, op.Action, s.core.cfg.Target)
-		rec.Detail = map[string]string{"refused": v.Err.Error()}
+		rec.Detail = maps.Clone(op.Record.Detail)
+		if rec.Detail == nil {
+			rec.Detail = map[string]string{}
+		}
+		rec.Detail["refused"] = v.Err.Error()
 	}
 	rec.Decision.Allow = false
 	if v.Request != "" {

@@ -76,7 +76,7 @@ func TestDecideVerdicts(t *testing.T) {
 			s := openTest(t, snk, c.approve)
 			var calls int
 			v := s.Decide(t.Context(), Operation{Action: "http", Text: "GET /v1/customers/1", Decide: decider(c.kind, &calls),
-				NoHold: c.noHold, Record: &audit.Record{Kind: audit.KindStatement}})
+				NoHold: c.noHold, Record: &audit.Record{Kind: audit.KindStatement, Detail: map[string]string{"route": "GET /v1/customers/{id}"}}})
 			if v.Outcome != c.want || (c.wantErr == nil) != (v.Err == nil) || c.wantErr != nil && !errors.Is(v.Err, c.wantErr) {
 				t.Fatalf("verdict %v (%v), want %v (%v)", v.Outcome, v.Err, c.want, c.wantErr)
 			}
@@ -89,20 +89,23 @@ func TestDecideVerdicts(t *testing.T) {
 				switch r.Kind {
 				case audit.KindApproval:
 					states = append(states, r.Detail["state"])
+				case audit.KindDenied:
+					refusal = &snk.recs[i]
 				case audit.KindStatement:
-					if r.Detail["refused"] != "" {
-						refusal = &snk.recs[i]
-					} else {
-						statement = &snk.recs[i]
-					}
+					statement = &snk.recs[i]
 				}
 			}
 			if len(states) != len(c.approval) || len(states) > 0 && states[len(states)-1] != c.approval[len(c.approval)-1] {
 				t.Errorf("approval records %q, want %q", states, c.approval)
 			}
 			switch {
-			case c.want == Block && (refusal == nil || refusal.Decision == nil || refusal.Decision.Allow || statement != nil):
+			// A refusal is a denied record (as the audit summaries and replay count refusals), keeping
+			// the operation's details, with why it was refused.
+			case c.want == Block && (refusal == nil || refusal.Decision == nil || refusal.Decision.Allow || statement != nil ||
+				refusal.Detail["refused"] == "" || refusal.Detail["route"] != "GET /v1/customers/{id}"):
 				t.Errorf("blocked operation recorded as %+v / %+v", refusal, statement)
+			case c.want != Block && refusal != nil:
+				t.Errorf("allowed operation recorded a refusal %+v", refusal)
 			case c.want != Block && (statement == nil || statement.Decision == nil || statement.Decision.ID != v.Decision.ID || statement.SPIFFEID == ""):
 				t.Errorf("allowed operation recorded as %+v, want its decision %s", statement, v.Decision.ID)
 			}

@@ -143,12 +143,14 @@ func (s *server) dbError(w http.ResponseWriter, what string, err error) {
 	writeError(w, http.StatusInternalServerError, what+" failed; see the API's log")
 }
 
-// pathID reads a positive integer path parameter.
+// pathID reads a positive integer path parameter, written in decimal digits only, without a sign or
+// leading zeros: one number has one spelling, so a policy in front of the API that names an id (as
+// text) names every request for it.
 func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
 	v := r.PathValue(name)
 	id, err := strconv.ParseInt(v, 10, 32)
-	if err != nil || id <= 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("path parameter %s must be a positive integer below 2^31", name))
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != v {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("path parameter %s must be a positive integer below 2^31, in digits without a sign or leading zeros", name))
 		return 0, false
 	}
 	return id, true
@@ -210,8 +212,8 @@ func parseLimit(rawQuery string) (int, error) {
 		return defaultLimit, nil
 	case 1:
 		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > maxLimit {
-			return 0, fmt.Errorf("limit must be an integer from 1 to %d", maxLimit)
+		if err != nil || n < 1 || n > maxLimit || strconv.Itoa(n) != v[0] {
+			return 0, fmt.Errorf("limit must be an integer from 1 to %d, in digits without a sign or leading zeros", maxLimit)
 		}
 		return n, nil
 	default:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -71,6 +72,8 @@ func TestParseLimit(t *testing.T) {
 	for q, errText := range map[string]string{
 		"limit=0": "from 1 to", "limit=101": "from 1 to", "limit=x": "from 1 to", "limit=-1": "from 1 to",
 		"limit=1&limit=2": "more than once", "offset=3": `unknown query parameter "offset"`, "limit=%zz": "malformed",
+		// One number, one spelling: a policy naming limit=5 names every request for five rows.
+		"limit=05": "without a sign or leading zeros", "limit=%2B5": "without a sign or leading zeros",
 	} {
 		if _, err := parseLimit(q); err == nil || !strings.Contains(err.Error(), errText) {
 			t.Errorf("parseLimit(%q) = %v, want an error mentioning %q", q, err, errText)
@@ -123,4 +126,25 @@ func FuzzDecodeRefund(f *testing.F) {
 			t.Fatalf("accepted out-of-bounds refund %+v from %q", rf, body)
 		}
 	})
+}
+
+// TestPathIDOneSpelling: an id is decimal digits without a sign or leading zeros, so that the id a
+// policy in front of the API names (as text) is the only spelling of that row.
+func TestPathIDOneSpelling(t *testing.T) {
+	for v, want := range map[string]int64{"1": 1, "21": 21, "2147483647": 2147483647} {
+		r := httptest.NewRequest("GET", "/v1/orders/x", nil)
+		r.SetPathValue("id", v)
+		w := httptest.NewRecorder()
+		if got, ok := pathID(w, r, "id"); !ok || got != want {
+			t.Errorf("pathID(%q) = %d, %v; want %d", v, got, ok, want)
+		}
+	}
+	for _, v := range []string{"021", "+21", "-21", "0", "00", "21.0", " 21", "2147483648", "0x15", "1_0"} {
+		r := httptest.NewRequest("GET", "/v1/orders/x", nil)
+		r.SetPathValue("id", v)
+		w := httptest.NewRecorder()
+		if got, ok := pathID(w, r, "id"); ok || w.Code != http.StatusBadRequest {
+			t.Errorf("pathID(%q) = %d, %v (status %d); want 400", v, got, ok, w.Code)
+		}
+	}
 }

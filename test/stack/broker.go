@@ -56,6 +56,8 @@ type BrokerOptions struct {
 	AuditWitnessDir string
 	// AuditWitness, if set, is the body of the audit block's witness block (instead of AuditWitnessDir).
 	AuditWitness string
+	// AuditData sets audit.data ("full" records the masked data of decisions with @record("full")).
+	AuditData string
 	// SecondTarget, if set, adds a target of that name on the same listener, with the same backend:
 	// the client's database then names the target.
 	SecondTarget string
@@ -323,6 +325,9 @@ func (s *Stack) auditSetup(b *Broker, opts BrokerOptions) (string, error) {
 	}
 	if opts.AuditWitness != "" {
 		witness = "  witness {\n" + opts.AuditWitness + "\n  }\n"
+	}
+	if opts.AuditData != "" {
+		witness = fmt.Sprintf("  data                = %q\n", opts.AuditData) + witness
 	}
 	for _, d := range []string{b.AuditDir, b.AuditKeys} {
 		if err := ChownTree(d, int(broker.UID), int(broker.UID)); err != nil {

@@ -332,6 +332,7 @@ func TestAPITargetHCL(t *testing.T) {
 				ServerName       string `hcl:"server_name"`
 				Auth             string `hcl:"auth"`
 				VaultPasswordKey string `hcl:"vault_password_key"`
+				VaultMount       string `hcl:"vault_mount"`
 			} `hcl:"backend,block"`
 		} `hcl:"target,block"`
 		JWT struct {
@@ -347,7 +348,7 @@ func TestAPITargetHCL(t *testing.T) {
 	tg := cfg.Targets[0]
 	b := tg.Backend
 	if tg.Name != "api" || tg.Protocol != "http" || tg.Listen != "127.0.0.1:8443" || tg.Timeouts.Upstream != "5s" ||
-		b.Address != a.Addr || b.CAFile != a.CAFile || b.ServerName != "localhost" || b.Auth != "vault" || b.VaultPasswordKey != "token" {
+		b.Address != a.Addr || b.CAFile != a.CAFile || b.ServerName != "localhost" || b.Auth != "vault" || b.VaultPasswordKey != "token" || b.VaultMount != APIVaultMount {
 		t.Errorf("target %+v", tg)
 	}
 	if cfg.JWT.Audience != JWTAudience {

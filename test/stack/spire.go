@@ -248,11 +248,12 @@ func (sp *SPIRE) Register(ctx context.Context, personas ...Persona) ([]string, e
 			}
 		}
 		entries = append(entries, &types.Entry{
-			SpiffeId:  &types.SPIFFEID{TrustDomain: p.ID.TrustDomain().Name(), Path: p.ID.Path()},
-			ParentId:  &types.SPIFFEID{TrustDomain: sp.AgentID.TrustDomain().Name(), Path: sp.AgentID.Path()},
-			Selectors: sels,
-			DnsNames:  p.DNSNames,
-			Admin:     p.Admin,
+			SpiffeId:   &types.SPIFFEID{TrustDomain: p.ID.TrustDomain().Name(), Path: p.ID.Path()},
+			ParentId:   &types.SPIFFEID{TrustDomain: sp.AgentID.TrustDomain().Name(), Path: sp.AgentID.Path()},
+			Selectors:  sels,
+			DnsNames:   p.DNSNames,
+			Admin:      p.Admin,
+			JwtSvidTtl: int32(p.JWTSVIDTTL / time.Second),
 		})
 	}
 	resp, err := entryv1.NewEntryClient(sp.conn).BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: entries})

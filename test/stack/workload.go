@@ -35,6 +35,8 @@ type Persona struct {
 	Manifest *AgentManifest
 	// PinManifest adds agent:manifest-sha256:<hash> to the entry: only that exact manifest matches.
 	PinManifest bool
+	// JWTSVIDTTL, if set, is the lifetime of the persona's JWT-SVIDs (the entry's jwt_svid_ttl).
+	JWTSVIDTTL time.Duration
 }
 
 // AgentManifest is the manifest format of attestors/agent.
