@@ -63,7 +63,7 @@ func (p *Postgres) seed(ctx context.Context) error {
 	for i, name := range seedNames {
 		id := i + 1
 		// SSNs look real (123-45-6789) but are made up, distinct per row.
-		ssn := fmt.Sprintf("%03d-%02d-%04d", 123+i*111%900, 45+i, 6789-i*1111%9000)
+		ssn := fmt.Sprintf("%03d-%02d-%04d", 123+i*111%900, 45+i, ((6789-i*1111)%9000+9000)%9000)
 		b.Queue("INSERT INTO customers (id, name, email, ssn) VALUES ($1, $2, $3, $4)",
 			id, name, strings.ToLower(name)+"@example.com", ssn)
 		for j := range 2 {
