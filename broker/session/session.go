@@ -10,6 +10,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Session is one client's session with a target, from Open to End.
@@ -23,6 +24,7 @@ type Session struct {
 	decision authz.Decision
 	role     authz.RolePick
 	decider  Decider
+	span     trace.Span // ended with the session; a non-recording one without Config.Tracing
 
 	mu    sync.Mutex
 	lease *credential.Session // nil without Config.Lease
