@@ -45,14 +45,24 @@ func (s *session) spanAttributes(text string, sts []sqlclass.Statement) []attrib
 		}
 	}
 	if t.StatementText() {
-		if n, err := pg.Normalize(text); err == nil {
-			if len(n) > maxSpanQueryText {
-				n = strings.ToValidUTF8(n[:maxSpanQueryText], "") + "..."
-			}
+		if n, ok := normalizedText(text); ok {
 			attrs = append(attrs, semconv.DBQueryText(n))
 		}
 	}
 	return attrs
+}
+
+// normalizedText is text as libpg_query normalizes it, every constant replaced by a placeholder, cut
+// at maxSpanQueryText bytes; false when it does not normalize.
+func normalizedText(text string) (string, bool) {
+	n, err := pg.Normalize(text)
+	if err != nil {
+		return "", false
+	}
+	if len(n) > maxSpanQueryText {
+		n = strings.ToValidUTF8(n[:maxSpanQueryText], "") + "..."
+	}
+	return n, true
 }
 
 // relaySpan starts the span of a statement's relay to the backend, the session's child, when
