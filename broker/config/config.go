@@ -32,6 +32,7 @@ type Config struct {
 	Log     *Log         `hcl:"log,block"`
 	Admin   *Admin       `hcl:"admin,block"`
 	Metrics *Metrics     `hcl:"metrics,block"`
+	Tracing *Tracing     `hcl:"tracing,block"`
 	Limits  *Limits      `hcl:"limits,block"`
 	Targets []Target     `hcl:"target,block"`
 

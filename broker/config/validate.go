@@ -97,6 +97,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.log()
 	v.admin()
 	v.metrics()
+	v.tracing()
 	v.limits()
 	v.targets(plugins.Protocols)
 	if len(v.diags) > 0 {

@@ -14,12 +14,16 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 )
 
 // Config configures the core of one target's sessions.
@@ -65,6 +69,11 @@ type Config struct {
 	Protocol, OperationKind string
 	// Metrics, if set, counts sessions, operations and approvals (broker/metrics).
 	Metrics *metrics.Metrics
+	// Tracing, if set, gives each session a span, and each operation decided, hold and credential
+	// lease a child span (broker/tracing). SpanAttributes are the protocol's semantic conventions
+	// every session span carries (db.system.name = "postgresql").
+	Tracing        *tracing.Tracing
+	SpanAttributes []attribute.KeyValue
 	// Logger is the engine's logger; each session's adds the session, the SPIFFE ID, the remote
 	// address, what SPIRE attested and the credential role. Default slog.Default().
 	Logger *slog.Logger
@@ -128,14 +137,17 @@ type OpenRequest struct {
 func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	var peer identity.Peer
 	var err error
+	ctx, span := c.startSpan(ctx)
 	if req.Peer != nil {
 		peer = *req.Peer
 		if peer.ID.IsZero() || peer.Expires.IsZero() {
 			c.metrics.SessionRefused("", refusalReasons[ErrUnidentified])
+			refusedSpan(span, ErrUnidentified)
 			return nil, &Error{Kind: ErrUnidentified, Err: errors.New("session: the engine's peer has no SPIFFE ID or expiry")}
 		}
 	} else if peer, err = identity.PeerFromTLS(req.TLS); err != nil {
 		c.metrics.SessionRefused("", refusalReasons[ErrUnidentified])
+		refusedSpan(span, ErrUnidentified)
 		return nil, &Error{Kind: ErrUnidentified, Err: err}
 	}
 	remote := ""
@@ -148,7 +160,10 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	}
 	id := newID()
 	log := c.cfg.Logger.With("session", id, "spiffe_id", peer.ID.String(), "remote", remote)
-	s := &Session{core: c, id: id, log: log, remote: remote,
+	if span.IsRecording() {
+		span.SetAttributes(tracing.SessionKey.String(id), tracing.SPIFFEIDKey.String(peer.ID.String()))
+	}
+	s := &Session{core: c, id: id, log: log, remote: remote, span: span,
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
 	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy} // Session.Decide counts what it decides
 	if c.cfg.AuditFailOpen {
@@ -161,6 +176,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	}
 	refuse := func(kind, err error, d authz.Decision) (*Session, error) {
 		c.metrics.SessionRefused(peer.ID.String(), refusalReasons[kind])
+		refusedSpan(span, kind)
 		return nil, &Error{Kind: kind, Err: err, Peer: peer.ID, Decision: d}
 	}
 	if c.cfg.Ready != nil {
@@ -215,13 +231,23 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	// From here on the log holds the session's start; a session that fails to open also gets its end.
 	if req.Check != nil {
 		if err := req.Check(); err != nil {
+			refusedSpan(span, ErrRefused) // before Abort, which would end it as aborted
 			s.Abort(req.CheckRefusal)
 			return refuse(ErrRefused, err, s.decision)
 		}
 	}
 	if c.cfg.Lease != nil {
-		lease, err := c.cfg.Lease(ctx, s.connect, s.role.Role, s.leaseLost)
+		lctx, lspan := c.cfg.Tracing.Start(ctx, spanCredential, trace.SpanKindClient)
+		if s.role.Role != "" && lspan.IsRecording() {
+			lspan.SetAttributes(tracing.RoleKey.String(s.role.Role))
+		}
+		lease, err := c.cfg.Lease(lctx, s.connect, s.role.Role, s.leaseLost)
 		if err != nil {
+			lspan.SetStatus(codes.Error, "no backend credential")
+		}
+		lspan.End()
+		if err != nil {
+			refusedSpan(span, ErrNoCredential)
 			// The detail stays in the log; the client learns only that there is no credential.
 			s.log.ErrorContext(ctx, "no backend credential", "error", err)
 			s.rec.async(audit.Record{Kind: audit.KindError, Error: "no backend credential"})

@@ -8,9 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 )
 
 // Operation is one thing a client asks of the target (a statement, a request, a tool call), as its
@@ -58,6 +62,12 @@ type Operation struct {
 	// stable storage.
 	Record  *audit.Record
 	Durable bool
+	// Parent, if valid, is the span the operation's decide span is a child of (an HTTP request's);
+	// otherwise the session's. SpanAttributes are the operation's own, from its classification
+	// (db.operation.name), which the engine builds only when tracing is on (Session.Tracing); a
+	// statement's text only in its normalized form, and only with tracing's StatementText.
+	Parent         trace.SpanContext
+	SpanAttributes []attribute.KeyValue
 }
 
 // Outcome is what a verdict lets happen.
@@ -127,6 +137,10 @@ type Decider struct {
 	// Metrics, if set, counts each operation decided by its outcome, with the time the broker took
 	// (Session.Metrics gives a session's).
 	Metrics *metrics.Target
+	// Tracing, if set, gives each operation decided a span, a child of Operation.Parent or else of
+	// Session, the session's span (Session.Tracing and Session.SpanContext give a session's).
+	Tracing *tracing.Tracing
+	Session trace.SpanContext
 
 	verdicts verdictCache
 }
@@ -152,6 +166,10 @@ const maxVerdicts = 256
 // *Withdrawn or ErrAuditUnavailable; the engine turns it into its protocol's error.
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 	start := time.Now()
+	var span trace.Span
+	if t := s.core.cfg.Tracing; t.On() {
+		ctx, span = startDecide(ctx, t, &op, s.SpanContext(), s.core.cfg.OperationKind)
+	}
 	v := s.decider.Decide(ctx, op) // counted here, once recorded: a record that fails blocks it
 	if v.Outcome == Block {
 		s.refusalRecord(op, v)
@@ -159,12 +177,15 @@ func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 		v = s.recorded(op, v)
 	}
 	countOperation(s.core.metrics, op, v, start)
+	if span != nil {
+		endDecide(span, v)
+	}
 	return v
 }
 
 // hold is a Session's Decider.Hold.
 func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
-	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
+	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Tracing: s.core.cfg.Tracing, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})
 }
@@ -174,12 +195,19 @@ func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (aut
 // has a key, it was allowed without a hold (an approval is asked for every time it is needed), and
 // no new epoch began while it was decided. It records nothing but a hold's approval records.
 func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
-	if d.Metrics == nil {
+	if d.Metrics == nil && !d.Tracing.On() {
 		return d.decideKept(ctx, op)
 	}
 	start := time.Now()
+	var span trace.Span
+	if d.Tracing.On() {
+		ctx, span = startDecide(ctx, d.Tracing, &op, d.Session, "")
+	}
 	v := d.decideKept(ctx, op)
 	countOperation(d.Metrics, op, v, start)
+	if span != nil {
+		endDecide(span, v)
+	}
 	return v
 }
 

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 )
 
 // Approval is a request for a person's approval of one operation.
@@ -81,6 +84,8 @@ type HoldRequest struct {
 	Log    *slog.Logger
 	// Metrics, if set, counts the hold and its outcome (Session.Metrics gives a session's).
 	Metrics *metrics.Target
+	// Tracing, if set, gives the hold a span, a child of the span in ctx (the decision's).
+	Tracing *tracing.Tracing
 }
 
 // Hold records the request, tells the client, waits for the approval (at most Timeout, and no longer
@@ -102,6 +107,8 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 	}
 	h.Metrics.ApprovalHeld()
 	heldAt := time.Now()
+	ctx, span := h.Tracing.Start(ctx, spanHold, trace.SpanKindInternal, tracing.ApprovalKey.String(req.ID))
+	defer span.End()
 	wctx, withdraw := context.WithCancelCause(ctx)
 	defer withdraw(nil)
 	end := func() error { return nil }
@@ -125,6 +132,7 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 		h.Log.Info("operation held for approval withdrawn", "request", req.ID, "reason", why)
 		h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "withdrawn", "reason": reason}})
 		h.Metrics.ApprovalDone("withdrawn", time.Since(heldAt))
+		span.SetAttributes(tracing.ApprovalStateKey.String("withdrawn"))
 		return authz.ApprovalState{State: "withdrawn"}, req.ID, &Withdrawn{Request: req.ID, Why: why}
 	}
 	switch {
@@ -141,5 +149,6 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 	}
 	h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": st.State, "approver": st.Approver}})
 	h.Metrics.ApprovalDone(approvalOutcome(st.State), time.Since(heldAt))
+	span.SetAttributes(tracing.ApprovalStateKey.String(approvalOutcome(st.State)))
 	return st, req.ID, err
 }

@@ -70,6 +70,7 @@ func (s *Session) countEnd(outcome string) {
 	if counted {
 		s.core.metrics.SessionEnded(outcome)
 	}
+	s.endSpan(outcome)
 }
 
 // approvalOutcome bounds an approval's state to the outcomes metrics name: an approver's own state

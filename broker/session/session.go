@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
@@ -23,6 +25,7 @@ type Session struct {
 	decision authz.Decision
 	role     authz.RolePick
 	decider  Decider
+	span     trace.Span // ended with the session; a non-recording one without Config.Tracing
 
 	mu    sync.Mutex
 	lease *credential.Session // nil without Config.Lease

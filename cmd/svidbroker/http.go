@@ -10,6 +10,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
@@ -21,6 +23,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
 	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
 )
 
@@ -85,6 +88,7 @@ type httpTarget struct {
 	ready     func() error
 	leases    *credential.Manager
 	metrics   *metrics.Metrics
+	tracing   *tracing.Tracing
 	log       *slog.Logger
 }
 
@@ -144,7 +148,8 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 			Audit: h.sink, AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
 			AuditFailOpen:   cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg),
-			Protocol: "http", OperationKind: "http", Metrics: h.metrics,
+			Protocol: "http", OperationKind: "http", Metrics: h.metrics, Tracing: h.tracing,
+			SpanAttributes: []attribute.KeyValue{semconv.NetworkProtocolName("http")},
 		},
 		Routes: routes, Policy: policy,
 		Masker: h.masker, DefaultMask: defaultMask(cfg),

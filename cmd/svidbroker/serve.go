@@ -28,6 +28,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 	"github.com/svidbroker/svidbroker/policies"
@@ -66,6 +67,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	trc, stopTracing, err := newTracing(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	var attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	deps := dependencies{src: src}
@@ -179,9 +185,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		var engine server.Engine
 		if t.Protocol == "http" {
 			engine, err = newHTTPEngine(httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
-				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, metrics: mtr, log: log})
+				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, metrics: mtr, tracing: trc, log: log})
 		} else {
-			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, mtr, log)
+			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, mtr, trc, log)
 		}
 		if err != nil {
 			return err
@@ -220,7 +226,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
 	authorize func(context.Context, authz.Connect) (authz.Decision, error), az *authz.Authorizer, masker *inspect.Masker,
-	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, log *slog.Logger) (server.Engine, error) {
+	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, trc *tracing.Tracing, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
@@ -277,6 +283,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Approvals:       approvals,
 			Timeouts:        targetTimeouts(t),
 			Metrics:         mtr,
+			Tracing:         trc,
 		})
 	default:
 		return nil, fmt.Errorf("target %q: protocol %q has no engine", t.Name, t.Protocol)

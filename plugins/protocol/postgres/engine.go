@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
@@ -28,6 +30,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/server"
 	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -107,6 +110,9 @@ type Config struct {
 	Timeouts Timeouts
 	// Metrics, if set, counts the target's sessions, statements and approvals (broker/metrics).
 	Metrics *metrics.Metrics
+	// Tracing, if set, gives each session a span, with its decisions, holds, credential lease and
+	// statements relayed as children (broker/tracing).
+	Tracing *tracing.Tracing
 }
 
 // DefaultApprovalTimeout bounds the wait for an approval.
@@ -172,6 +178,7 @@ func New(cfg Config) (*Engine, error) {
 		Audit: cfg.Audit, AuditPerStatement: cfg.AuditPerStatement, AuditFailOpen: cfg.AuditFailOpen,
 		SVIDExpiryGrace: cfg.SVIDExpiryGrace, Logger: cfg.Logger,
 		Protocol: "postgres", OperationKind: "sql", Metrics: cfg.Metrics,
+		Tracing: cfg.Tracing, SpanAttributes: []attribute.KeyValue{semconv.DBSystemNamePostgreSQL},
 	})
 	if err != nil {
 		return nil, err

@@ -141,6 +141,7 @@ func (s *session) Run(ctx context.Context) error {
 	}
 	<-s.ended
 	backendErr := <-b2c
+	s.queue.endRelays() // statements the backend never answered
 	switch {
 	case s.endErr != nil:
 		err = s.endErr
@@ -464,6 +465,7 @@ func (s *session) answer(h *item, msg pgproto3.BackendMessage) pgproto3.BackendM
 		if h.kind == itParse && h.parsed != nil {
 			s.failed.add(h.name, h.parsed)
 		}
+		relayFailed(h, e)
 		switch h.kind {
 		case itQuery, itCall, itSync:
 			// A simple query or a function call goes on to ReadyForQuery; a failing Sync (a commit)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
@@ -95,6 +96,8 @@ type item struct {
 	// parsed and name: itParse's statement and its client's name, forgotten if the backend refuses it.
 	parsed *prepared
 	name   string
+	// span is the relay's span of an itQuery or itExecute, when tracing is on (trace.go).
+	span trace.Span
 }
 
 // queue holds the answers the backend owes, oldest first. The client side appends before it
@@ -124,6 +127,7 @@ func (q *queue) head() *item {
 func (q *queue) pop() {
 	q.mu.Lock()
 	if len(q.items) > 0 {
+		endRelay(q.items[0])
 		q.items[0] = nil
 		q.items = q.items[1:]
 	}
@@ -141,6 +145,7 @@ func (q *queue) len() int {
 func (q *queue) skipToSync() {
 	q.mu.Lock()
 	for len(q.items) > 0 && q.items[0].kind != itSync {
+		endRelay(q.items[0])
 		q.items[0] = nil
 		q.items = q.items[1:]
 	}
@@ -203,11 +208,12 @@ func (s *session) classifyAndDecide(sql string) ([]sqlclass.Statement, authz.Dec
 func (s *session) decide(text string, sts []sqlclass.Statement, ap authz.ApprovalState, hold, planned bool) (authz.Decision, authz.ApprovalState, *plan, *refusal) {
 	d := &s.deciding
 	if d.part == nil { // the session's first decision
-		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz, Metrics: s.core.Metrics()}
+		d.Decider = sess.Decider{Hold: s.hold, Policy: s.insp.authz, Metrics: s.core.Metrics(), Tracing: s.core.Tracing(), Session: s.core.SpanContext()}
 		d.part, d.prepare = s.decidePart, s.planVerdict
 	}
 	d.sts, d.at = sts, 0
-	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Ahead: d.ahead, Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part}
+	op := sess.Operation{Action: "sql", Kind: operationKind(sts), Ahead: d.ahead, Text: text, Approval: ap, NoHold: !hold, Parts: len(sts), Part: d.part,
+		SpanAttributes: s.spanAttributes(text, sts)}
 	if planned {
 		if s.insp.authz != nil && len(sts) > 0 {
 			// The classification, by the address of its first statement: the cache's shared result,
@@ -336,7 +342,7 @@ func (s *session) decideOne(st sqlclass.Statement, multi bool, ap authz.Approval
 // (hold.go): the error is then a *sess.Withdrawn, whatever the approver says.
 func (s *session) hold(ctx context.Context, op sess.Operation, d authz.Decision) (authz.ApprovalState, string, error) {
 	return sess.Hold(ctx, sess.HoldRequest{
-		Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target,
+		Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target, Tracing: s.core.Tracing(),
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.insp.approve, Timeout: s.insp.approvalTimeout,
 		Notify: func(request string) error {
 			s.clientMu.Lock()
@@ -479,7 +485,7 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 	if err := s.noticeRedacted(p, sts); err != nil {
 		return err
 	}
-	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle()})
+	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle(), span: s.relaySpan(sts)})
 	s.backend.Send(m)
 	return s.flushBackend()
 }
@@ -583,7 +589,7 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	if err := s.noticeRedacted(p, st.sts); err != nil {
 		return err
 	}
-	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
+	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full", span: s.relaySpan(st.sts)}
 	if p.active() {
 		s.queue.push(&item{kind: itInjected, exec: exec})
 		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: pt.backend})

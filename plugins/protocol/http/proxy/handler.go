@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
@@ -26,6 +28,8 @@ var errClientLeft = errors.New("the client closed its connection")
 func (c *clientConn) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	e := c.e
 	w := newWriteDeadline(rw, e.cfg.Limits.Write)
+	r, span := e.startRequest(r) // continues the caller's trace (trace.go)
+	defer endRequest(span, w)
 	var peer *identity.Peer
 	switch {
 	case e.cfg.JWT != nil && len(r.Header.Values("Authorization")) > 0:
@@ -50,6 +54,7 @@ func (c *clientConn) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, status, errorBody{Error: msg, Policy: refusingPolicies(err)})
 		return
 	}
+	linkSession(span, p.s)
 	// The request ends with its session (token expiry, lease loss, revocation, shutdown).
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -89,6 +94,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	pattern := m.Route.Pattern
+	e.routeSpan(ctx, r.Method, pattern, m.Path)
 	info := routeDecl{Query: m.Route.Query, Body: m.Route.Body}
 	text := r.Method + " " + m.Path
 	if m.RawQuery != "" {
@@ -130,7 +136,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	// The hold lasts as long as the session; the client's leaving withdraws it (Withdrawable).
 	v := s.Decide(s.Context(), session.Operation{
-		Action: "http", Text: text, Key: key, Record: &rec,
+		Action: "http", Text: text, Key: key, Record: &rec, Parent: trace.SpanContextFromContext(ctx),
 		Durable: e.cfg.Session.AuditPerStatement || !safeMethod(r.Method),
 		Decide:  func(ap authz.ApprovalState) (authz.Decision, error) { return e.cfg.Policy.HTTP(conn, req, ap) },
 		Withdrawable: func(withdraw context.CancelCauseFunc) func() error {

@@ -37,7 +37,9 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		writeError(w, http.StatusInternalServerError, errorBody{Error: "svidbroker: the request could not be built"})
 		return
 	}
+	up := e.startUpstream(ctx, out, f.m.Route.Pattern) // sets out's traceparent (trace.go)
 	resp, err := e.transport.RoundTrip(out)
+	endUpstream(up, resp, err)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return

@@ -13,6 +13,8 @@ type writeDeadline struct {
 	http.ResponseWriter
 	rc *http.ResponseController
 	d  time.Duration
+	// status is the response's status, once its head is written (the request's span reports it).
+	status int
 }
 
 func newWriteDeadline(w http.ResponseWriter, d time.Duration) *writeDeadline {
@@ -22,11 +24,17 @@ func newWriteDeadline(w http.ResponseWriter, d time.Duration) *writeDeadline {
 func (w *writeDeadline) extend() error { return w.rc.SetWriteDeadline(time.Now().Add(w.d)) }
 
 func (w *writeDeadline) WriteHeader(status int) {
+	if w.status < 200 { // a 1xx is followed by the final status
+		w.status = status
+	}
 	_ = w.extend() // a failure shows in the write that follows, or in net/http's own flush
 	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *writeDeadline) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
 	if err := w.extend(); err != nil {
 		return 0, err
 	}

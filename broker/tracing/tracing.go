@@ -1,0 +1,176 @@
+package tracing
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config configures the OTLP/HTTP exporter and what spans carry.
+type Config struct {
+	// Endpoint is the collector's OTLP/HTTP address, host:port (traces go to /v1/traces). Required.
+	Endpoint string
+	// Insecure sends spans over plain HTTP; otherwise HTTPS, verified against CAFile or the system's
+	// roots.
+	Insecure bool
+	// CAFile, if set, is a PEM bundle the collector's certificate is verified against.
+	CAFile string
+	// SampleRatio is the share of new traces sampled, 0 to 1; a trace the caller sampled (its
+	// traceparent's flag) is always followed. Nil: 1.
+	SampleRatio *float64
+	// StatementText puts a statement's normalized text (its constants replaced by placeholders) in
+	// its decide span. Default false: spans name the statement's kind only.
+	StatementText bool
+	// Version is the broker's, as the resource's service.version.
+	Version string
+}
+
+// Validate checks c.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Endpoint); err != nil {
+		return fmt.Errorf("tracing: the OTLP endpoint %q is not host:port: %w", c.Endpoint, err)
+	}
+	if c.Insecure && c.CAFile != "" {
+		return errors.New("tracing: a CA file verifies an HTTPS collector, and insecure sends over plain HTTP: choose one")
+	}
+	if r := c.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		return fmt.Errorf("tracing: the sample ratio %v is not between 0 and 1", *r)
+	}
+	return nil
+}
+
+// Tracing makes the broker's spans. A nil *Tracing makes none.
+type Tracing struct {
+	tracer        trace.Tracer
+	provider      *sdktrace.TracerProvider // nil when made by WithProvider
+	prop          propagation.TraceContext
+	statementText bool
+}
+
+// exportTimeout bounds one export to the collector, and Shutdown's flush of the spans still queued.
+const exportTimeout = 10 * time.Second
+
+// New returns a Tracing exporting over OTLP/HTTP to cfg.Endpoint in batches. Nothing is sent
+// until spans end; a collector that cannot be reached loses spans, never holds up a session.
+func New(cfg Config) (*Tracing, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.Endpoint), otlptracehttp.WithTimeout(exportTimeout)}
+	switch {
+	case cfg.Insecure:
+		opts = append(opts, otlptracehttp.WithInsecure())
+	case cfg.CAFile != "":
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: the collector's CA file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tracing: the collector's CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	}
+	exp, err := otlptracehttp.New(context.Background(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: the OTLP exporter: %w", err)
+	}
+	ratio := 1.0
+	if cfg.SampleRatio != nil {
+		ratio = *cfg.SampleRatio
+	}
+	res := resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion(cfg.Version))
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exp, sdktrace.WithExportTimeout(exportTimeout)),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+		sdktrace.WithResource(res))
+	t := WithProvider(tp, cfg.StatementText)
+	t.provider = tp
+	return t, nil
+}
+
+// WithProvider returns a Tracing whose spans tp makes (an SDK provider with the test's in-memory
+// exporter, or one the embedding program configured). statementText is Config.StatementText.
+func WithProvider(tp trace.TracerProvider, statementText bool) *Tracing {
+	return &Tracing{tracer: tp.Tracer("github.com/svidbroker/svidbroker"), statementText: statementText}
+}
+
+// Shutdown exports the spans still queued, within ctx, and stops the exporter. A Tracing made by
+// WithProvider leaves its provider to its owner.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil || t.provider == nil {
+		return nil
+	}
+	return t.provider.Shutdown(ctx)
+}
+
+// noSpan is the span of a nil Tracing: it records nothing.
+var noSpan = trace.SpanFromContext(context.Background())
+
+// Start starts a span named name as a child of the span in ctx, if any.
+func (t *Tracing) Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, noSpan
+	}
+	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+}
+
+// StartLinked starts a span named name as a child of the span in ctx, if any, linked to link (the
+// session an HTTP request belongs to, whose span may live in another trace).
+func (t *Tracing) StartLinked(ctx context.Context, name string, kind trace.SpanKind, link trace.SpanContext, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, noSpan
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	if link.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: link}))
+	}
+	return t.tracer.Start(ctx, name, opts...)
+}
+
+// On says whether spans are made: an engine builds costly attributes only then.
+func (t *Tracing) On() bool { return t != nil }
+
+// StatementText says whether spans may carry a statement's normalized text.
+func (t *Tracing) StatementText() bool { return t != nil && t.statementText }
+
+// Extract returns ctx with the W3C trace context of an HTTP caller's headers (traceparent,
+// tracestate), when they hold a valid one: the spans started from it continue the caller's trace.
+func (t *Tracing) Extract(ctx context.Context, h http.Header) context.Context {
+	if t == nil {
+		return ctx
+	}
+	return t.prop.Extract(ctx, propagation.HeaderCarrier(h))
+}
+
+// Inject sets h's traceparent (and tracestate) to the span in ctx, replacing what the caller sent:
+// the upstream's spans are children of the broker's. Without a span in ctx it removes them, so
+// no trace context the broker did not check passes through.
+func (t *Tracing) Inject(ctx context.Context, h http.Header) {
+	if t == nil {
+		return
+	}
+	h.Del("Traceparent")
+	h.Del("Tracestate")
+	t.prop.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// Fail marks span failed with a reason that must quote nothing protected (the refusal's kind).
+func Fail(span trace.Span, reason string) {
+	span.SetStatus(codes.Error, reason)
+}
