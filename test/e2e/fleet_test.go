@@ -283,12 +283,23 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		}
 	}
 	logged := map[string]string{} // statement text → chain
+	// The dead broker's chain shows each orphaned lease acquired by a session of the dead run, then
+	// revoked at the restart.
+	leaseEvents := map[string][]string{}
 	for _, m := range fleet {
 		n := 0
 		if err := audit.Postgres(ctx, admin, m.chain)(func(e audit.Entry) error {
-			if st := e.Record.Statement; st != nil && e.Record.Kind == audit.KindStatement && strings.Contains(st.Text, prefix) {
+			r := e.Record
+			if st := r.Statement; st != nil && r.Kind == audit.KindStatement && strings.Contains(st.Text, prefix) {
 				logged[st.Text] = m.chain
 				n++
+			}
+			if r.Kind == audit.KindLease && m == fleet[victim] {
+				event := r.Detail["event"]
+				if r.Session == "" {
+					event += " " + r.Detail["found"]
+				}
+				leaseEvents[r.LeaseID] = append(leaseEvents[r.LeaseID], event)
 			}
 			return nil
 		}); err != nil {
@@ -296,6 +307,11 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		}
 		if n == 0 {
 			t.Errorf("chain %s holds none of the load's statements: its broker served none", m.chain)
+		}
+	}
+	for _, id := range orphans {
+		if got := strings.Join(leaseEvents[id], ", "); got != "acquired, revoked at start" {
+			t.Errorf("the dead broker's chain has lease %s %q; want it acquired, then revoked at start", id, got)
 		}
 	}
 	for _, text := range load.texts {
