@@ -100,7 +100,8 @@ const (
 //     table, and every row in the table has its statement in a chain.
 //   - Every chain verifies with `svidbroker audit verify` against the PostgreSQL store.
 //   - The dead broker's leases are revoked when it restarts on its journal: Vault no longer knows
-//     them and their PostgreSQL roles are gone.
+//     them, their PostgreSQL roles are gone, and its chain shows each acquired, then revoked at
+//     the start.
 //   - The metrics show it: the survivors started sessions after the kill, and the restarted broker
 //     counts the leases it revoked.
 func TestFleetSurvivesABrokersDeath(t *testing.T) {
