@@ -77,8 +77,8 @@ func Sessions(read Reader, f Filter) ([]SessionSummary, error) {
 	var order []string
 	err := read(func(e Entry) error {
 		r := e.Record
-		if r.Kind == KindChainStart || r.Kind == KindWriteFailed {
-			return nil // the log's own records, of no session
+		if r.Kind == KindChainStart || r.Kind == KindWriteFailed || (r.Kind == KindLease && r.Session == "") {
+			return nil // the log's own records and orphaned leases revoked at start, of no session
 		}
 		s, ok := byID[r.Session]
 		if !ok {
@@ -174,6 +174,9 @@ func Format(e Entry) string {
 		decision = nil
 	case KindLease:
 		fmt.Fprintf(&b, " %s %s", Escape(r.LeaseID), Escape(r.Detail["event"]))
+		if r.Detail["found"] == "at start" {
+			b.WriteString(" at start: left by a previous run of the broker")
+		}
 	case KindResult:
 		formatResult(&b, r.Result)
 		// What an HTTP response's record adds: the fields masked, a response withheld or cut off.

@@ -15,7 +15,10 @@ const (
 	// KindApproval is an approval request's state: "pending", then its outcome.
 	KindApproval = "approval"
 	// KindLease is an event of the session's backend credential, by its LeaseID: Detail "event" is
-	// "acquired", "renewal failed", or what became of it at the session's end ("revoked", ...).
+	// "acquired", "renewal failed", or what became of it at the session's end ("revoked", ...). A
+	// lease that a previous run of the broker left behind (it died with the session open) is recorded
+	// with no session when the next start revokes it: Detail "event" is "revoked", and "found" is
+	// "at start" (OrphanRevoked).
 	KindLease = "lease"
 	// KindChainStart is a chain's first record, written and signed when the chain is created: a chain
 	// without it, or without its checkpoint, was cut. Detail "chain" names the chain.
@@ -108,4 +111,10 @@ type Sink interface {
 	Flush() error
 	// AppendAsync queues rec without waiting; an error fails the sink for the next Write or Flush.
 	AppendAsync(Record)
+}
+
+// OrphanRevoked is the record of a lease that a previous run of the broker left in its journal,
+// revoked at time t by the next start: it belongs to no session of this run.
+func OrphanRevoked(t time.Time, leaseID string) Record {
+	return Record{Time: t.UTC(), Kind: KindLease, LeaseID: leaseID, Detail: map[string]string{"event": "revoked", "found": "at start"}}
 }

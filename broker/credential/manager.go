@@ -66,11 +66,12 @@ func NewManager(p Provider, j *Journal, log *slog.Logger, timeout, reuse time.Du
 		pool: map[poolKey]*held{}, closing: make(chan struct{})}
 }
 
-// Sweep revokes the leases a previous run left in the journal.
-func (m *Manager) Sweep(ctx context.Context) (revoked int, err error) {
+// Sweep revokes the leases a previous run left in the journal and returns the IDs of those it
+// revoked; those it could not revoke stay in the journal.
+func (m *Manager) Sweep(ctx context.Context) (revoked []string, err error) {
 	ids, err := m.journal.List()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var errs []error
 	for _, id := range ids {
@@ -81,7 +82,7 @@ func (m *Manager) Sweep(ctx context.Context) (revoked int, err error) {
 			errs = append(errs, fmt.Errorf("revoke orphaned lease %s: %w", id, rerr))
 			continue
 		}
-		revoked++
+		revoked = append(revoked, id)
 		errs = append(errs, m.journal.Remove(id))
 	}
 	return revoked, errors.Join(errs...)

@@ -147,12 +147,32 @@ func TestSweepRevokesOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := NewManager(p, j, quiet(), time.Second, 0).Sweep(t.Context())
-	if err != nil || n != 2 || len(p.liveIDs()) != 0 {
-		t.Fatalf("swept %d (%v), live %v", n, err, p.liveIDs())
+	swept, err := NewManager(p, j, quiet(), time.Second, 0).Sweep(t.Context())
+	if slices.Sort(swept); err != nil || !slices.Equal(swept, []string{"database/creds/r/a", "database/creds/r/b"}) || len(p.liveIDs()) != 0 {
+		t.Fatalf("swept %v (%v), live %v", swept, err, p.liveIDs())
 	}
 	if ids, _ := j.List(); len(ids) != 0 {
 		t.Fatalf("journal after sweep: %v", ids)
+	}
+}
+
+// TestSweepReturnsOnlyWhatItRevoked: a lease Vault does not revoke at the sweep stays in the journal
+// for the next start and is not among the revoked IDs the broker records.
+func TestSweepReturnsOnlyWhatItRevoked(t *testing.T) {
+	p := &memProvider{live: map[string]bool{"database/creds/r/a": true, "database/creds/r/b": true}, ttl: time.Hour, revokeFailures: 1}
+	j, _ := OpenJournal(t.TempDir())
+	for id := range p.live {
+		if err := j.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swept, err := NewManager(p, j, quiet(), time.Second, 0).Sweep(t.Context())
+	left, _ := j.List()
+	if len(swept) != 1 || len(left) != 1 || swept[0] == left[0] || err == nil || !strings.Contains(err.Error(), left[0]) {
+		t.Fatalf("swept %v, left %v in the journal, error %v; want one of each, the error naming the one left", swept, left, err)
+	}
+	if live := p.liveIDs(); !slices.Equal(live, left) {
+		t.Fatalf("live in the provider %v, journal %v", live, left)
 	}
 }
 

@@ -135,7 +135,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
 
-	leases, vault, err := newLeases(ctx, cfg, src, mtr, log)
+	leases, vault, err := newLeases(ctx, cfg, src, mtr, sink, log)
 	if err != nil {
 		return err
 	}
@@ -366,8 +366,9 @@ func approvalTimeout(cfg *config.Config) time.Duration {
 }
 
 // newLeases sets up Vault credentials when the configuration has a vault block, and revokes the
-// leases a previous run left in the journal.
-func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, mtr *metrics.Metrics, log *slog.Logger) (*credential.Manager, *vaultcred.Provider, error) {
+// leases a previous run left in the journal, recording each revocation in sink (when not nil): the
+// chain of a broker that died shows its sessions' leases acquired, and these records show them ended.
+func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, mtr *metrics.Metrics, sink audit.Sink, log *slog.Logger) (*credential.Manager, *vaultcred.Provider, error) {
 	if cfg.Vault == nil {
 		return nil, nil, nil
 	}
@@ -404,8 +405,17 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 	}
 	m := credential.NewManager(mtr.Provider(provider), journal, log, v.TimeoutD, v.ReuseD)
 	revoked, err := m.Sweep(ctx)
-	if revoked > 0 || err != nil {
-		log.WarnContext(ctx, "leases left by a previous run", "revoked", revoked, "error", err)
+	if len(revoked) > 0 || err != nil {
+		log.WarnContext(ctx, "leases left by a previous run", "revoked", len(revoked), "error", err)
+	}
+	for _, id := range revoked {
+		if sink == nil {
+			break
+		}
+		if err := sink.Write(audit.OrphanRevoked(time.Now(), id), false); err != nil {
+			// The store failing refuses every session, so nothing runs unrecorded.
+			log.ErrorContext(ctx, "the audit log did not take the record of an orphaned lease revoked", "lease", id, "error", err)
+		}
 	}
 	return m, provider, nil
 }
