@@ -190,7 +190,7 @@ audit {
 		cmd := exec.Command(brokerBin, args...)
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+s.Postgres.SuperuserPassword())
 		out, err := cmd.CombinedOutput()
-		if err != nil || !(strings.Contains(string(out), "verified through record") || strings.Contains(string(out), "1 statements")) {
+		if err != nil || !(strings.Contains(string(out), "verified through record") || strings.Contains(string(out), "1 operations")) {
 			t.Fatalf("svidbroker %s: %v\n%s", args[1], err, out)
 		}
 	}
