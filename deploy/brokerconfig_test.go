@@ -317,3 +317,25 @@ func str(body *hclsyntax.Body, name string) string {
 	}
 	return v.AsString()
 }
+
+// checkPolicyPacks checks that the policies ConfigMap holds every policy of policies/packs, as the
+// files say: a pack left out of its generator would leave its permits and forbids out of force.
+func checkPolicyPacks(t *testing.T, c *cluster) {
+	cm, ok := find[*corev1.ConfigMap](c, "svidbroker", "svidbroker-policies")
+	if !ok {
+		t.Fatal("no ConfigMap svidbroker/svidbroker-policies")
+	}
+	files, err := filepath.Glob("../policies/packs/*/*.cedar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no policy packs: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := cm.Data[filepath.Base(f)]; !ok || got != string(b) {
+			t.Errorf("ConfigMap svidbroker-policies does not hold %s as it is (key %s)", f, filepath.Base(f))
+		}
+	}
+}

@@ -395,6 +395,7 @@ func checkBroker(t *testing.T, c *cluster, socketVia string) {
 		}
 	}
 	checkBrokerConfig(t, c, d, ctr)
+	checkPolicyPacks(t, c)
 }
 
 func containerPort(ctr corev1.Container, name string) int32 {
