@@ -8,7 +8,7 @@ BENCHTIME ?= 2000x
 # Every package; the end-to-end suites live under test/ and need `make tools`.
 PKGS := ./...
 
-.PHONY: all build tools test vet unit integration demo demo-down bench fuzz clean
+.PHONY: all build tools test vet unit integration demo demo-down bench fuzz clean deploy-check
 
 all: build
 
@@ -35,14 +35,22 @@ $(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
 ## run of every fuzz target (its seed corpus, then 3000 generated inputs)
 test: vet tools build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) deploy-check
 	$(MAKE) fuzz FUZZTIME=3000x
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 ## unit: the tests that need nothing but Go
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+	$(MAKE) deploy-check
+
+## deploy-check: the Kubernetes manifests, alert rules and dashboard in deploy/ against the broker (a
+## module of its own, so that their libraries stay out of the broker's go.mod)
+deploy-check:
+	cd deploy && $(GO) test -count=1 ./...
 
 ## integration: the suites against real SPIRE, PostgreSQL and the broker
 integration: tools build
