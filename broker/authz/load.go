@@ -111,6 +111,15 @@ func filesBelow(dir string, match func(path string) bool) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		// Names beginning ".." are a Kubernetes ConfigMap volume's own: the timestamped directory
+		// holding the files and the "..data" link to it, beside which each file is linked again.
+		// Walking them would read every policy twice.
+		if path != root && strings.HasPrefix(d.Name(), "..") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		if d.IsDir() || !match(path) {
 			return nil
 		}

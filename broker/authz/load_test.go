@@ -125,6 +125,36 @@ func TestPolicyDirMayBeASymlink(t *testing.T) {
 	}
 }
 
+// TestPolicyDirMayBeAConfigMapVolume loads a Kubernetes ConfigMap volume's layout: the files in a
+// hidden timestamped directory, "..data" linking to it, and each file linked again beside it. Each
+// policy and test file is read once, through its name in the mount.
+func TestPolicyDirMayBeAConfigMapVolume(t *testing.T) {
+	mount := t.TempDir()
+	stamp := filepath.Join(mount, "..2026_12_06_22_40_00.123")
+	if err := os.Mkdir(stamp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writePolicies(t, stamp, map[string]string{"p.cedar": permitAgents, "p.test.hcl": "# run by policytest\n"})
+	if err := os.Symlink(filepath.Base(stamp), filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p.cedar", "p.test.hcl"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(mount, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := LoadDir(mount, testSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].File != filepath.Join(mount, "p.cedar") {
+		t.Fatalf("policies %+v, want one from %s", ps, filepath.Join(mount, "p.cedar"))
+	}
+	if tests, err := TestFiles(mount); err != nil || len(tests) != 1 || tests[0] != filepath.Join(mount, "p.test.hcl") {
+		t.Fatalf("test files %v %v, want one", tests, err)
+	}
+}
+
 // TestRefusedSetIsLoggedOncePerChange keeps a broken set on disk across many reload intervals: it is
 // logged and counted once, again only when the files change, and again after a good set in between.
 func TestRefusedSetIsLoggedOncePerChange(t *testing.T) {
