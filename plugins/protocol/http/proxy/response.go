@@ -67,8 +67,8 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	copyResponseHeader(w.Header(), resp.Header, secret, f.describesMasked)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode), Unit: "masked values"}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
-	if len(f.masked) > 0 {
-		detail["masked"] = strings.Join(f.masked, ",")
+	if len(f.plan.masked) > 0 {
+		detail["masked"] = strings.Join(f.plan.masked, ",")
 	}
 	var rec *capped
 	if f.full {
@@ -85,7 +85,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}()
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	bodyless := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
-	if len(f.rules) == 0 || bodyless {
+	if f.plan.filter == nil || bodyless {
 		w.WriteHeader(resp.StatusCode)
 		n, err := relay(w, src, rec, ct == "text/event-stream")
 		res.Bytes = n
@@ -109,12 +109,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return
 	}
 	w.Header()["Content-Type"] = []string{ct}
-	filter, err := jsonmask.New(jsonmask.Config{Rules: f.rules, Masker: e.cfg.Masker})
-	if err != nil {
-		s.Log().ErrorContext(ctx, "field masks refused", "route", f.m.Route.Pattern, "error", err)
-		refuse("the field masks of route " + fmt.Sprintf("%q", f.m.Route.Pattern) + " cannot be applied: " + err.Error())
-		return
-	}
+	filter := f.plan.filter
 	switch {
 	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
 		lw := &lazyWriter{w: w, status: resp.StatusCode}
