@@ -126,9 +126,10 @@ const redacted = "***"
 // hashLen is the length of a hashed value: "h:" and the value's AES-CMAC tag (16 bytes) in hex.
 const hashLen = 2 + 2*16
 
-// appendPartial appends v with all letters and digits masked but a few, keeping separators so the
+// appendPartialText appends v with all letters and digits masked but a few, keeping separators so the
 // shape stays readable. Invalid UTF-8 is redacted whole: what cannot be read cannot be partly shown.
-func appendPartial(dst, v []byte) []byte {
+// It is the partial strategy for any text, and the reference appendPartial's ASCII path must match.
+func appendPartialText(dst, v []byte) []byte {
 	if !utf8.Valid(v) {
 		return append(dst, redacted...)
 	}
