@@ -35,7 +35,7 @@ const MinHashKeyBytes = 32
 
 // ErrNoHashKey is returned when a policy asks for the hash strategy and no key is configured; the
 // caller must then withhold the value some other way, never send it in clear.
-var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (masking.hash_key_file)")
+var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (policy.mask_key_file)")
 
 // Masker masks values. It is safe for concurrent use. A goroutine that masks value after value, such
 // as a session's result rows, masks faster with a Scratch of its own.
