@@ -38,14 +38,20 @@ func (e *errFieldMasks) Error() string {
 
 func (e *errFieldMasks) Unwrap() error { return e.err }
 
+// fieldPlanner is the Prepare of a request to m's route: nil for a route without fields, which has
+// nothing to plan.
+func (e *Engine) fieldPlanner(conn authz.Connect, req Request, m route.Match) func(session.Verdict) (any, error) {
+	if len(m.Route.Fields) == 0 {
+		return nil
+	}
+	return func(v session.Verdict) (any, error) { return e.planFields(conn, req, m, v) }
+}
+
 // planFields decides the fields of m's route for req, allowed by verdict v, in one batch. A plan whose
 // masks cannot be applied (a strategy the masker refuses) is an error, so the request is refused
 // before it reaches the upstream.
 func (e *Engine) planFields(conn authz.Connect, req Request, m route.Match, v session.Verdict) (*fieldPlan, error) {
 	p := &fieldPlan{}
-	if len(m.Route.Fields) == 0 {
-		return p, nil
-	}
 	paths := make([]string, len(m.Route.Fields))
 	for i, f := range m.Route.Fields {
 		paths[i] = f.Path.String()

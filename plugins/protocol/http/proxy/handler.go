@@ -131,7 +131,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		Action: "http", Text: text, Key: key, Record: &rec,
 		Durable: e.cfg.Session.AuditPerStatement || !safeMethod(r.Method),
 		Decide:  func(ap authz.ApprovalState) (authz.Decision, error) { return e.cfg.Policy.HTTP(conn, req, ap) },
-		Prepare: func(v session.Verdict) (any, error) { return e.planFields(conn, req, m, v) },
+		Prepare: e.fieldPlanner(conn, req, m),
 		Withdrawable: func(withdraw context.CancelCauseFunc) func() error {
 			stop := context.AfterFunc(r.Context(), func() { withdraw(errClientLeft) })
 			return func() error {
@@ -162,7 +162,10 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writeError(w, status, errorBody{Error: "svidbroker: " + why.Error(), Policy: v.Decision.Reasons, Route: pattern, Approval: v.Request})
 		return
 	}
-	plan := v.Plan.(*fieldPlan)
+	var plan fieldPlan // none for a route without fields
+	if p, ok := v.Plan.(*fieldPlan); ok {
+		plan = *p
+	}
 	full := e.cfg.FullData && v.Decision.Obligations.Record == "full"
 	e.forward(ctx, w, r, s, forwarding{m: m, body: body, plan: plan, full: full, text: text,
 		describesMasked: len(plan.rules) > 0 || e.headOfMaskedGet(r)})
@@ -216,7 +219,7 @@ func connectionListed(h http.Header) map[string]bool {
 type forwarding struct {
 	m    route.Match
 	body []byte
-	plan *fieldPlan
+	plan fieldPlan
 	full bool
 	text string
 	// describesMasked: the response describes a body whose fields are masked (its own, or, for
