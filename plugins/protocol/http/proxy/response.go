@@ -62,7 +62,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	var src io.Reader = body
 	if secret != "" {
-		src = newWithholdSecret(body, secret)
+		src = newWithholdSecret(body, secret, bodyBuffer(resp.ContentLength))
 	}
 	copyResponseHeader(w.Header(), resp.Header, secret, f.describesMasked)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode), Unit: "masked values"}
@@ -87,7 +87,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	bodyless := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	if f.plan.filter == nil || bodyless {
 		w.WriteHeader(resp.StatusCode)
-		n, err := relay(w, src, rec, ct == "text/event-stream")
+		n, err := relay(w, src, rec, ct == "text/event-stream", bodyBuffer(resp.ContentLength))
 		res.Bytes = n
 		if err != nil {
 			detail["error"] = "response cut off: " + err.Error()
@@ -184,10 +184,22 @@ func holds(vs []string, secret string) bool {
 	return false
 }
 
-// relay copies an unmasked body, flushing each read of a stream.
-func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool) (int64, error) {
+// bodyBuffer is the size of the buffers that read a response body of length n (-1: unknown): 32 KiB,
+// or, for a shorter body of known length, enough for it whole and the end (a small JSON document
+// then costs its own size, not 32 KiB, per buffer). The length only sizes buffers: a body that runs
+// longer is still read whole, in more reads.
+func bodyBuffer(n int64) int {
+	const most, least = 32 << 10, 512
+	if n < 0 || n >= most {
+		return most
+	}
+	return max(int(n)+1, least)
+}
+
+// relay copies an unmasked body, size bytes at a time (bodyBuffer), flushing each read of a stream.
+func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool, size int) (int64, error) {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, size)
 	var n int64
 	for {
 		k, err := src.Read(buf)
