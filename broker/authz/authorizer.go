@@ -47,6 +47,8 @@ type Authorizer struct {
 	Catalog *Catalog
 	static  types.EntityMap
 	now     func() time.Time
+	// workloads keeps the callers' entities (workload.go).
+	workloads workloads
 }
 
 // NewAuthorizer combines an engine with a catalog.
@@ -81,7 +83,7 @@ func (a *Authorizer) Connect(c Connect) (Decision, error) {
 
 // Entities returns the entities for a request by peer.
 func (a *Authorizer) Entities(p identity.Peer) Entities {
-	return Entities{Static: a.static, Workload: a.Catalog.Workload(p)}
+	return Entities{Static: a.static, Workload: a.workloads.get(a.Catalog, p)}
 }
 
 // Static returns the catalog's entities.

@@ -24,7 +24,8 @@ import (
 	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
-// Attestation is what SPIRE attested about a workload: its registration entry and its node.
+// Attestation is what SPIRE attested about a workload: its registration entry and its node. It is
+// not changed once looked up (a new lookup makes a new one): authz keeps the caller's entity by it.
 type Attestation struct {
 	// EntryIDs are the registration entries that issue the workload's SPIFFE ID.
 	EntryIDs []string

@@ -35,7 +35,7 @@ const MinHashKeyBytes = 32
 
 // ErrNoHashKey is returned when a policy asks for the hash strategy and no key is configured; the
 // caller must then withhold the value some other way, never send it in clear.
-var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (masking.hash_key_file)")
+var ErrNoHashKey = errors.New("inspect: the hash masking strategy needs a key (policy.mask_key_file)")
 
 // Masker masks values. It is safe for concurrent use. A goroutine that masks value after value, such
 // as a session's result rows, masks faster with a Scratch of its own.
@@ -126,9 +126,10 @@ const redacted = "***"
 // hashLen is the length of a hashed value: "h:" and the value's AES-CMAC tag (16 bytes) in hex.
 const hashLen = 2 + 2*16
 
-// appendPartial appends v with all letters and digits masked but a few, keeping separators so the
+// appendPartialText appends v with all letters and digits masked but a few, keeping separators so the
 // shape stays readable. Invalid UTF-8 is redacted whole: what cannot be read cannot be partly shown.
-func appendPartial(dst, v []byte) []byte {
+// It is the partial strategy for any text, and the reference appendPartial's ASCII path must match.
+func appendPartialText(dst, v []byte) []byte {
 	if !utf8.Valid(v) {
 		return append(dst, redacted...)
 	}

@@ -107,6 +107,13 @@ type Verdict struct {
 	Plan any
 }
 
+// MaskingPlan is a Plan that masks what the operation returns: Session.Decide records what it masks
+// in the operation's record (Statement.Masked), for a verdict decided anew or kept.
+type MaskingPlan interface {
+	// Masked names what is masked and how ("$.ssn=partial"); empty for nothing.
+	Masked() []string
+}
+
 // ErrBlocked is a verdict's error for an operation the policies refused, and ErrApproval for one that
 // needed an approval it did not get.
 var (
@@ -305,6 +312,13 @@ func (s *Session) recorded(op Operation, v Verdict) Verdict {
 	rec := *op.Record
 	if v.Decision.ID != "" {
 		rec.Decision = AuditDecision(v.Decision, op.Action, s.core.cfg.Target)
+	}
+	if mp, ok := v.Plan.(MaskingPlan); ok && rec.Statement != nil {
+		if masked := mp.Masked(); len(masked) > 0 {
+			st := *rec.Statement
+			st.Masked = masked
+			rec.Statement = &st
+		}
 	}
 	stamped := s.rec.stamp(rec)
 	err := s.rec.sink.Write(stamped, op.Durable)

@@ -177,6 +177,7 @@ func (p authzPolicy) HTTP(c authz.Connect, r proxy.Request, ap authz.ApprovalSta
 	return p.az.HTTP(c, authz.HTTPRequest(r), ap)
 }
 
-func (p authzPolicy) FieldMask(c authz.Connect, r proxy.Request, field string, ap authz.ApprovalState, def string) (string, authz.Decision) {
-	return p.az.FieldMask(c, authz.HTTPRequest(r), field, ap, def)
+func (p authzPolicy) FieldMasks(c authz.Connect, r proxy.Request, fields []string, ap authz.ApprovalState, def string) []string {
+	strategies, _ := p.az.FieldMasks(c, authz.HTTPRequest(r), fields, ap, def)
+	return strategies
 }

@@ -32,9 +32,10 @@ type Request struct {
 type Policy interface {
 	// HTTP decides r; a refusal is an error whose text tells the agent what was refused.
 	HTTP(c authz.Connect, r Request, ap authz.ApprovalState) (authz.Decision, error)
-	// FieldMask decides field:read-unmasked for one catalog field (its path as written) of r's route:
-	// "" leaves it clear, else it names the strategy.
-	FieldMask(c authz.Connect, r Request, field string, ap authz.ApprovalState, def string) (string, authz.Decision)
+	// FieldMasks decides field:read-unmasked for each of fields, catalog fields (their paths as
+	// written) of r's route, in one batch: one strategy per field, in order; "" leaves it clear, else
+	// it names the strategy (def when the policies name none).
+	FieldMasks(c authz.Connect, r Request, fields []string, ap authz.ApprovalState, def string) []string
 }
 
 // routeDecl is what the catalog declares of a route's request, beyond its pattern.

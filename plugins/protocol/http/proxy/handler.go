@@ -14,9 +14,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/identity"
-	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/session"
-	"github.com/svidbroker/svidbroker/plugins/protocol/http/jsonmask"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/route"
 )
 
@@ -139,6 +137,7 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		Action: "http", Text: text, Key: key, Record: &rec, Parent: trace.SpanContextFromContext(ctx),
 		Durable: e.cfg.Session.AuditPerStatement || !safeMethod(r.Method),
 		Decide:  func(ap authz.ApprovalState) (authz.Decision, error) { return e.cfg.Policy.HTTP(conn, req, ap) },
+		Prepare: e.fieldPlanner(conn, req, m),
 		Withdrawable: func(withdraw context.CancelCauseFunc) func() error {
 			stop := context.AfterFunc(r.Context(), func() { withdraw(errClientLeft) })
 			return func() error {
@@ -162,21 +161,20 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if errors.Is(v.Err, session.ErrBlocked) && v.Cause != nil {
 			why = v.Cause // the policy's refusal says what was denied and what to permit
 		}
+		if fe, ok := errors.AsType[*errFieldMasks](v.Err); ok {
+			s.Log().ErrorContext(ctx, "field masks refused", "route", pattern, "error", fe.err)
+			status = http.StatusInternalServerError
+		}
 		writeError(w, status, errorBody{Error: "svidbroker: " + why.Error(), Policy: v.Decision.Reasons, Route: pattern, Approval: v.Request})
 		return
 	}
-	var rules []jsonmask.Rule
-	var masked []string
-	for _, f := range m.Route.Fields {
-		strategy, _ := e.cfg.Policy.FieldMask(conn, req, f.Path.String(), v.Approval, string(e.cfg.DefaultMask))
-		if strategy != "" {
-			rules = append(rules, jsonmask.Rule{Path: f.Path, Strategy: inspect.Strategy(strategy)})
-			masked = append(masked, f.Path.String()+"="+strategy)
-		}
+	var plan fieldPlan // none for a route without fields
+	if p, ok := v.Plan.(*fieldPlan); ok {
+		plan = *p
 	}
 	full := e.cfg.FullData && v.Decision.Obligations.Record == "full"
-	e.forward(ctx, w, r, s, forwarding{m: m, body: body, rules: rules, masked: masked, full: full, text: text,
-		describesMasked: len(rules) > 0 || e.headOfMaskedGet(r)})
+	e.forward(ctx, w, r, s, forwarding{m: m, body: body, plan: plan, full: full, text: text,
+		describesMasked: len(plan.rules) > 0 || e.headOfMaskedGet(r)})
 }
 
 // pathOnly is a request target without its query, for errors.
@@ -225,12 +223,11 @@ func connectionListed(h http.Header) map[string]bool {
 
 // forwarding is a permitted request on its way.
 type forwarding struct {
-	m      route.Match
-	body   []byte
-	rules  []jsonmask.Rule
-	masked []string
-	full   bool
-	text   string
+	m    route.Match
+	body []byte
+	plan fieldPlan
+	full bool
+	text string
 	// describesMasked: the response describes a body whose fields are masked (its own, or, for
 	// HEAD, the GET's), so what describes the unmasked body stays behind.
 	describesMasked bool

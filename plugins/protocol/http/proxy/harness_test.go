@@ -143,6 +143,9 @@ type fakePolicy struct {
 	record  string
 	asked   []Request
 	quiet   bool // benchmarks: keep no requests
+	// fieldMask, if set, decides fields in place of masks; fieldAsks counts FieldMasks' calls.
+	fieldMask func(r Request, field string) string
+	fieldAsks atomic.Int64
 }
 
 func (f *fakePolicy) HTTP(c authz.Connect, r Request, ap authz.ApprovalState) (authz.Decision, error) {
@@ -163,8 +166,16 @@ func (f *fakePolicy) HTTP(c authz.Connect, r Request, ap authz.ApprovalState) (a
 	return d, nil
 }
 
-func (f *fakePolicy) FieldMask(c authz.Connect, r Request, field string, ap authz.ApprovalState, def string) (string, authz.Decision) {
-	return f.masks[field], authz.Decision{ID: "m1"}
+func (f *fakePolicy) FieldMasks(c authz.Connect, r Request, fields []string, ap authz.ApprovalState, def string) []string {
+	f.fieldAsks.Add(1)
+	strategies := make([]string, len(fields))
+	for i, field := range fields {
+		strategies[i] = f.masks[field]
+		if f.fieldMask != nil {
+			strategies[i] = f.fieldMask(r, field)
+		}
+	}
+	return strategies
 }
 
 func (f *fakePolicy) requests() []Request {

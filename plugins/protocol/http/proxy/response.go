@@ -64,13 +64,13 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	var src io.Reader = body
 	if secret != "" {
-		src = newWithholdSecret(body, secret)
+		src = newWithholdSecret(body, secret, bodyBuffer(resp.ContentLength))
 	}
 	copyResponseHeader(w.Header(), resp.Header, secret, f.describesMasked)
 	res := &audit.Result{Tag: fmt.Sprintf("HTTP %d", resp.StatusCode), Unit: "masked values"}
 	detail := map[string]string{"route": f.m.Route.Pattern, "request": f.text}
-	if len(f.masked) > 0 {
-		detail["masked"] = strings.Join(f.masked, ",")
+	if len(f.plan.masked) > 0 {
+		detail["masked"] = strings.Join(f.plan.masked, ",")
 	}
 	var rec *capped
 	if f.full {
@@ -87,9 +87,9 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}()
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	bodyless := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
-	if len(f.rules) == 0 || bodyless {
+	if f.plan.filter == nil || bodyless {
 		w.WriteHeader(resp.StatusCode)
-		n, err := relay(w, src, rec, ct == "text/event-stream")
+		n, err := relay(w, src, rec, ct == "text/event-stream", bodyBuffer(resp.ContentLength))
 		res.Bytes = n
 		if err != nil {
 			detail["error"] = "response cut off: " + err.Error()
@@ -111,12 +111,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return
 	}
 	w.Header()["Content-Type"] = []string{ct}
-	filter, err := jsonmask.New(jsonmask.Config{Rules: f.rules, Masker: e.cfg.Masker})
-	if err != nil {
-		s.Log().ErrorContext(ctx, "field masks refused", "route", f.m.Route.Pattern, "error", err)
-		refuse("the field masks of route " + fmt.Sprintf("%q", f.m.Route.Pattern) + " cannot be applied: " + err.Error())
-		return
-	}
+	filter := f.plan.filter
 	switch {
 	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
 		lw := &lazyWriter{w: w, status: resp.StatusCode}
@@ -191,10 +186,22 @@ func holds(vs []string, secret string) bool {
 	return false
 }
 
-// relay copies an unmasked body, flushing each read of a stream.
-func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool) (int64, error) {
+// bodyBuffer is the size of the buffers that read a response body of length n (-1: unknown): 32 KiB,
+// or, for a shorter body of known length, enough for it whole and the end (a small JSON document
+// then costs its own size, not 32 KiB, per buffer). The length only sizes buffers: a body that runs
+// longer is still read whole, in more reads.
+func bodyBuffer(n int64) int {
+	const most, least = 32 << 10, 512
+	if n < 0 || n >= most {
+		return most
+	}
+	return max(int(n)+1, least)
+}
+
+// relay copies an unmasked body, size bytes at a time (bodyBuffer), flushing each read of a stream.
+func relay(w http.ResponseWriter, src io.Reader, rec *capped, stream bool, size int) (int64, error) {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, size)
 	var n int64
 	for {
 		k, err := src.Read(buf)

@@ -24,8 +24,9 @@ type withholdSecret struct {
 	err     error
 }
 
-func newWithholdSecret(r io.Reader, secret string) *withholdSecret {
-	return &withholdSecret{r: r, secret: []byte(secret), scratch: make([]byte, 32<<10)}
+// newWithholdSecret withholds secret from r, reading it size bytes at a time (bodyBuffer).
+func newWithholdSecret(r io.Reader, secret string, size int) *withholdSecret {
+	return &withholdSecret{r: r, secret: []byte(secret), scratch: make([]byte, size)}
 }
 
 func (w *withholdSecret) Read(p []byte) (int, error) {

@@ -32,23 +32,25 @@ func readAllIn(r io.Reader, sizes []int) ([]byte, error) {
 // on only bytes before the secret's first occurrence.
 func checkWithheld(t *testing.T, body, secret []byte, in, out []int) {
 	t.Helper()
-	var src io.Reader = bytes.NewReader(body)
-	if len(in) > 0 {
-		src = &chunked{b: body, sizes: in}
-	}
-	got, err := readAllIn(newWithholdSecret(src, string(secret)), out)
-	at := bytes.Index(body, secret)
-	if at < 0 {
-		if err != nil || !bytes.Equal(got, body) {
-			t.Fatalf("body without the secret: got %q, %v; want %q", got, err, body)
+	for _, size := range []int{bodyBuffer(-1), bodyBuffer(int64(len(body))), 7} { // unknown length, known, tiny reads
+		var src io.Reader = bytes.NewReader(body)
+		if len(in) > 0 {
+			src = &chunked{b: body, sizes: in}
 		}
-		return
-	}
-	if !errors.Is(err, errCredentialQuoted) {
-		t.Fatalf("body with the secret at %d: error %v, passed %q", at, err, got)
-	}
-	if len(got) > at || !bytes.HasPrefix(body, got) {
-		t.Fatalf("passed on %q of %q, beyond the secret's start at %d", got, body, at)
+		got, err := readAllIn(newWithholdSecret(src, string(secret), size), out)
+		at := bytes.Index(body, secret)
+		if at < 0 {
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("reads of %d, body without the secret: got %q, %v; want %q", size, got, err, body)
+			}
+			continue
+		}
+		if !errors.Is(err, errCredentialQuoted) {
+			t.Fatalf("reads of %d, body with the secret at %d: error %v, passed %q", size, at, err, got)
+		}
+		if len(got) > at || !bytes.HasPrefix(body, got) {
+			t.Fatalf("reads of %d: passed on %q of %q, beyond the secret's start at %d", size, got, body, at)
+		}
 	}
 }
 
@@ -91,7 +93,7 @@ func TestWithholdSecret(t *testing.T) {
 		})
 	}
 	// The underlying reader's error passes as it is, after what came before it.
-	r := newWithholdSecret(iotest.DataErrReader(iotest.TimeoutReader(strings.NewReader("{}"))), secret)
+	r := newWithholdSecret(iotest.DataErrReader(iotest.TimeoutReader(strings.NewReader("{}"))), secret, bodyBuffer(-1))
 	if b, err := io.ReadAll(r); string(b) != "{}" || !errors.Is(err, iotest.ErrTimeout) {
 		t.Fatalf("got %q, %v", b, err)
 	}
