@@ -126,7 +126,7 @@ func TestUnappliableFieldMaskIsRefusedBeforeTheUpstream(t *testing.T) {
 	}
 	refused := false
 	for _, rec := range r.sink.all() {
-		refused = refused || rec.Kind == audit.KindStatement && rec.Detail["refused"] != "" && strings.Contains(rec.Detail["refused"], "scramble")
+		refused = refused || rec.Kind == audit.KindDenied && rec.Detail["refused"] != "" && strings.Contains(rec.Detail["refused"], "scramble")
 	}
 	if !refused {
 		t.Fatalf("no refusal record: %s", recordsText(t, r.sink))
