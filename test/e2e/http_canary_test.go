@@ -144,18 +144,7 @@ func TestHTTPCanaryTokenNeverLeaves(t *testing.T) {
 func TestHTTPSessionTokenRevokedWhenTheConnectionCloses(t *testing.T) {
 	h := httpShared(t)
 	up := h.watchUpstream(t)
-	db, err := h.s.Postgres.Connect(t.Context(), "shop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	tokenRows := func(digest string) int {
-		var n int
-		if err := db.QueryRow(t.Context(), "SELECT count(*) FROM api.tokens WHERE token_sha256 = decode($1, 'hex')", digest).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	tokenRows := h.tokenRows(t)
 	c := h.httpClient(t, stack.PersonaSupport)
 	mark := up.mark(t)
 	if r := h.do(t, c, "GET", "/v1/orders/10", nil, ""); r.status != http.StatusOK {

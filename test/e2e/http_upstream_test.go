@@ -99,3 +99,20 @@ func (u *upstreamLog) lookupsSince(t testing.TB, mark int) []string {
 	}
 	return out
 }
+
+// tokenRows returns how many rows of the API's token table hold the token whose SHA-256 is digest
+// (hex): 1 while its lease lives, 0 once Vault revoked it.
+func (h *httpStack) tokenRows(t *testing.T) func(digest string) int {
+	db, err := h.s.Postgres.Connect(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(context.Background()) })
+	return func(digest string) int {
+		var n int
+		if err := db.QueryRow(t.Context(), "SELECT count(*) FROM api.tokens WHERE token_sha256 = decode($1, 'hex')", digest).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
