@@ -254,7 +254,8 @@ func (h *httpStack) orderExists(t testing.TB, id int) bool {
 	return n == 1
 }
 
-// newOrder adds an order for customer 1 and returns its id, for a test that deletes it.
+// newOrder adds an order for customer 1 and returns its id, for a test that deletes it. The order
+// is gone when the test ends, deleted or not: the stack's other tests count the seeded orders.
 func (h *httpStack) newOrder(t testing.TB) int {
 	t.Helper()
 	db, err := h.s.Postgres.Connect(t.Context(), "shop")
@@ -266,6 +267,19 @@ func (h *httpStack) newOrder(t testing.TB) int {
 	if err := db.QueryRow(t.Context(), "INSERT INTO orders (id, customer_id, total, created_at) SELECT greatest(max(id), 100000) + 1, 1, 42.00, now() FROM orders RETURNING id").Scan(&id); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		db, err := h.s.Postgres.Connect(ctx, "shop")
+		if err != nil {
+			t.Errorf("order %d left in the shop database: %v", id, err)
+			return
+		}
+		defer db.Close(ctx)
+		if _, err := db.Exec(ctx, "DELETE FROM orders WHERE id = $1", id); err != nil {
+			t.Errorf("order %d left in the shop database: %v", id, err)
+		}
+	})
 	return id
 }
 
