@@ -84,6 +84,9 @@ bench: tools build
 # upstream, beside the upstream directly and httputil.ReverseProxy (throughput ratios, added p50/p99); masked
 # 1 MB and 10 MB responses beside direct (time ratios, the broker's allocated bytes per response).
 	$(GO) test -run '^$$' -bench 'BenchmarkHTTPStack' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
+# Metrics and tracing (every span exported over OTLP/HTTP to a sink in the test) against both off:
+# select-only throughput of two otherwise identical brokers, alternating rounds (on/off).
+	$(GO) test -run '^$$' -bench 'BenchmarkObservabilityOverhead' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's
 ## fuzzing engine can fail a run whose duration ran out with a bare "context deadline exceeded" and no

@@ -8,12 +8,20 @@ import (
 
 // Metrics configures the Prometheus metrics served on the admin listener's /metrics.
 type Metrics struct {
+	// Enabled, when false, turns metrics off: nothing is counted or timed, and /metrics answers 404.
+	// Default true.
+	Enabled *bool `hcl:"enabled,optional"`
 	// SPIFFEIDLabels adds callers' SPIFFE IDs as a label of sessions started and refused. Default
 	// false: one series per agent grows with the fleet.
 	SPIFFEIDLabels bool `hcl:"spiffe_id_labels,optional"`
 	// MaxSPIFFEIDs caps the distinct SPIFFE IDs labelled; later callers are counted as "other".
 	// Default 50, at most 1000. Only with spiffe_id_labels.
 	MaxSPIFFEIDs int `hcl:"max_spiffe_ids,optional"`
+}
+
+// On tells whether metrics are collected: always, unless the block says enabled = false.
+func (m *Metrics) On() bool {
+	return m == nil || m.Enabled == nil || *m.Enabled
 }
 
 // MetricsConfig is the metrics block as broker/metrics takes it.
@@ -28,6 +36,12 @@ func (m *Metrics) MetricsConfig() metrics.Config {
 func (v *validator) metrics() {
 	m := v.c.Metrics
 	if m == nil {
+		return
+	}
+	if !m.On() {
+		if m.SPIFFEIDLabels || m.MaxSPIFFEIDs != 0 {
+			v.fail("Conflicting settings", "metrics.enabled = false turns metrics off, and spiffe_id_labels or max_spiffe_ids shape them: remove those, or enabled = false.", "metrics", "enabled")
+		}
 		return
 	}
 	switch {

@@ -161,8 +161,14 @@ func New(cfg Config) (*Metrics, error) {
 // Registry is the registry every metric is in.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Handler serves the registry in Prometheus' exposition formats.
+// Handler serves the registry in Prometheus' exposition formats. A nil *Metrics (metrics turned off)
+// answers 404, saying so.
 func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "metrics are off in this broker's configuration (metrics { enabled = false })", http.StatusNotFound)
+		})
+	}
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 

@@ -295,6 +295,15 @@ func TestNilMetricsDoNothing(t *testing.T) {
 	touchNil() // must not panic
 }
 
+func TestNilMetricsHandlerSaysOff(t *testing.T) {
+	var m *Metrics
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "enabled = false") {
+		t.Fatalf("want 404 naming the setting, got %d %q", rec.Code, rec.Body.String())
+	}
+}
+
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
 	srv := httptest.NewServer(m.Handler())

@@ -10,8 +10,12 @@ import (
 )
 
 // newMetrics makes the broker's registry (served on the admin listener's /metrics), reporting at
-// each scrape how long the broker's SVID and its trusted trust domains' authorities have left.
+// each scrape how long the broker's SVID and its trusted trust domains' authorities have left. With
+// metrics { enabled = false } it is nil: every hook then does nothing and /metrics answers 404.
 func newMetrics(cfg *config.Config, src *workloadapi.X509Source) (*metrics.Metrics, error) {
+	if !cfg.Metrics.On() {
+		return nil, nil
+	}
 	m, err := metrics.New(cfg.Metrics.MetricsConfig())
 	if err != nil {
 		return nil, err

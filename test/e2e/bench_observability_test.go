@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/svidbroker/svidbroker/test/stack"
+)
+
+// Shape of BenchmarkObservabilityOverhead's load: obsClients connections per broker, each running
+// SELECT 1 back to back for obsRound, obsPairs rounds per broker per iteration.
+const (
+	obsClients = 8
+	obsRound   = 3 * time.Second
+	obsPairs   = 4
+)
+
+// BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path: two
+// brokers on one stack, identical except that one has metrics on and tracing exporting every span
+// (sample ratio 1) over OTLP/HTTP to a sink in this process, and the other has metrics { enabled =
+// false } and no tracing block. The same load (obsClients pgx connections, each running SELECT 1 back
+// to back) runs against each for a fixed time, alternating rounds (the order reversed every other
+// pair) so that noise from other work on the machine hits both alike.
+//
+// Both brokers record no audit: the denominator is the broker's lightest path, so the ratio is the
+// strictest form of the cost. Read "on/off" (queries per second with metrics and tracing, over without);
+// "spans/query" shows the tracing broker exported spans throughout. Run it with -benchtime 1x.
+func BenchmarkObservabilityOverhead(b *testing.B) {
+	s, _ := shared(b)
+	sink := newOTLPSink(b)
+	start := func(name, extra string) *stack.Broker {
+		br, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, NoAudit: true, Extra: extra})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { br.Stop() })
+		return br
+	}
+	on := start("svidbroker-obs-on", fmt.Sprintf(`
+# Metrics on (the default), and every span exported to the benchmark's OTLP/HTTP sink.
+tracing {
+  otlp_endpoint = %q
+  insecure      = true
+  sample_ratio  = 1
+}
+`, sink.addr))
+	off := start("svidbroker-obs-off", `
+# No tracing block, and metrics turned off.
+metrics {
+  enabled = false
+}
+`)
+	agent := clientFiles(b, s, stack.PersonaAnalyst)
+	onConns, offConns := obsConnect(b, on, agent), obsConnect(b, off, agent)
+
+	// Both brokers are what they claim: the tracing broker's spans reach the sink, its /metrics counts
+	// the warm-up's statements, and the other's /metrics is off.
+	obsRun(b, onConns, time.Second)
+	obsRun(b, offConns, time.Second)
+	obsWaitForSpans(b, sink, 30*time.Second)
+	if body, code := obsScrape(b, on); code != http.StatusOK || !strings.Contains(body, "svidbroker_operations_total{") {
+		b.Fatalf("the metrics broker's /metrics answered %d without operations counted:\n%.2000s", code, body)
+	}
+	if body, code := obsScrape(b, off); code != http.StatusNotFound {
+		b.Fatalf("the broker with metrics { enabled = false } answered /metrics with %d:\n%.2000s", code, body)
+	}
+
+	spansBefore := sink.spans.Load()
+	var onQueries, offQueries int64
+	var onTime, offTime time.Duration
+	for b.Loop() {
+		for i := range obsPairs {
+			runOn := func() { n, d := obsRun(b, onConns, obsRound); onQueries, onTime = onQueries+n, onTime+d }
+			runOff := func() { n, d := obsRun(b, offConns, obsRound); offQueries, offTime = offQueries+n, offTime+d }
+			if i%2 == 0 {
+				runOff()
+				runOn()
+			} else {
+				runOn()
+				runOff()
+			}
+		}
+	}
+	// The last batch of spans may still be queued in the broker: wait one export interval for it, so
+	// that spans/query counts the whole run.
+	time.Sleep(6 * time.Second)
+	if err := sink.failure(); err != nil {
+		b.Fatalf("the OTLP sink could not read an export: %v", err)
+	}
+	onQPS, offQPS := float64(onQueries)/onTime.Seconds(), float64(offQueries)/offTime.Seconds()
+	b.ReportMetric(offQPS, "off-queries/s")
+	b.ReportMetric(onQPS, "on-queries/s")
+	b.ReportMetric(onQPS/offQPS, "on/off")
+	b.ReportMetric(float64(sink.spans.Load()-spansBefore)/float64(onQueries), "spans/query")
+}
+
+// obsConnect opens obsClients connections to br as the persona whose files are f.
+func obsConnect(b *testing.B, br *stack.Broker, f *stack.ClientFiles) []*pgx.Conn {
+	b.Helper()
+	conns := make([]*pgx.Conn, obsClients)
+	for i := range conns {
+		c, err := pgx.ConnectConfig(b.Context(), pgxConfig(b, br, f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(context.Background()) })
+		conns[i] = c
+	}
+	return conns
+}
+
+// obsRun runs SELECT 1 back to back on every connection at once for d, and returns the queries
+// completed and the time they took (from the start until the last connection finished its last).
+func obsRun(b *testing.B, conns []*pgx.Conn, d time.Duration) (int64, time.Duration) {
+	b.Helper()
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(conns))
+	t0 := time.Now()
+	stop := t0.Add(d)
+	for _, c := range conns {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(b.Context(), d+30*time.Second)
+			defer cancel()
+			for time.Now().Before(stop) {
+				var n int
+				if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+					errs <- err
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(t0)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return done.Load(), took
+}
+
+// obsScrape returns br's /metrics body (its first MiB) and status.
+func obsScrape(b *testing.B, br *stack.Broker) (string, int) {
+	b.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + br.AdminAddr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(body), resp.StatusCode
+}
+
+// obsWaitForSpans fails the benchmark unless the sink has received a span within d.
+func obsWaitForSpans(b *testing.B, sink *otlpSink, d time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(d)
+	for sink.spans.Load() == 0 {
+		if err := sink.failure(); err != nil {
+			b.Fatalf("the OTLP sink could not read an export: %v", err)
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no span reached the OTLP sink within %v: tracing is not on in the broker under test (%d requests received)", d, sink.requests.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// otlpSink is an OTLP/HTTP traces receiver that counts the spans of each export and discards them.
+// It walks the protobuf encoding only down to the spans (countSpans), so that receiving costs the
+// benchmark's machine little beside the brokers it measures.
+type otlpSink struct {
+	addr     string // host:port, as tracing.otlp_endpoint takes it
+	spans    atomic.Int64
+	requests atomic.Int64
+	mu       sync.Mutex
+	err      error // the first export it could not read
+}
+
+// otlpSinkMaxBody bounds one export request.
+const otlpSinkMaxBody = 32 << 20
+
+func newOTLPSink(b *testing.B) *otlpSink {
+	s := &otlpSink{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
+			http.Error(w, "only POST /v1/traces", http.StatusNotFound)
+			return
+		}
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				s.fail(err)
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = zr
+		}
+		raw, err := io.ReadAll(io.LimitReader(body, otlpSinkMaxBody+1))
+		if err == nil && len(raw) > otlpSinkMaxBody {
+			err = fmt.Errorf("export over %d bytes", otlpSinkMaxBody)
+		}
+		var n int64
+		if err == nil {
+			n, err = countSpans(raw)
+		}
+		if err != nil {
+			s.fail(err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.spans.Add(n)
+		// An empty ExportTraceServiceResponse: everything accepted.
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	b.Cleanup(srv.Close)
+	s.addr = srv.Listener.Addr().String()
+	return s
+}
+
+func (s *otlpSink) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func (s *otlpSink) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// countSpans counts the spans in an encoded ExportTraceServiceRequest: its resource_spans (field 1),
+// their scope_spans (field 2), and their spans (field 2), without decoding the spans themselves.
+func countSpans(req []byte) (int64, error) {
+	var n int64
+	err := eachField(req, 1, func(resourceSpans []byte) error {
+		return eachField(resourceSpans, 2, func(scopeSpans []byte) error {
+			return eachField(scopeSpans, 2, func([]byte) error { n++; return nil })
+		})
+	})
+	return n, err
+}
+
+// eachField calls fn with the value of each length-delimited field numbered num in the message msg,
+// skipping the other fields.
+func eachField(msg []byte, num protowire.Number, fn func([]byte) error) error {
+	for len(msg) > 0 {
+		f, typ, l := protowire.ConsumeTag(msg)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		msg = msg[l:]
+		if f == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(msg)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+			msg = msg[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(f, typ, msg)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		msg = msg[l:]
+	}
+	return nil
+}
+
+// TestCountSpans checks the sink's counter on an export it builds field by field: two resources,
+// with one and two scopes, of 3, 1 and 2 spans, beside the fields it skips; and that a cut export is
+// an error, not a count.
+func TestCountSpans(t *testing.T) {
+	msg := func(fields ...[]byte) []byte { return slices.Concat(fields...) }
+	bytesField := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	varint := func(num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+	}
+	span := bytesField(2, msg(bytesField(1, []byte("0123456789abcdef")), bytesField(5, []byte("decide")), varint(6, 1)))
+	scope := func(spans int) []byte {
+		fields := [][]byte{bytesField(1, []byte("scope")), bytesField(3, []byte("https://schema"))}
+		for range spans {
+			fields = append(fields, span)
+		}
+		return bytesField(2, msg(fields...))
+	}
+	resource := func(scopes ...[]byte) []byte {
+		return bytesField(1, msg(append([][]byte{bytesField(1, []byte("resource"))}, scopes...)...))
+	}
+	req := msg(resource(scope(3)), resource(scope(1), scope(2)))
+	if n, err := countSpans(req); err != nil || n != 6 {
+		t.Fatalf("counted %d spans (%v), want 6", n, err)
+	}
+	if n, err := countSpans(nil); err != nil || n != 0 {
+		t.Fatalf("an empty export: %d spans (%v), want 0", n, err)
+	}
+	if n, err := countSpans(req[:len(req)-3]); err == nil {
+		t.Fatalf("a cut export counted %d spans without an error", n)
+	}
+}
