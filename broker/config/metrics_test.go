@@ -33,9 +33,9 @@ func TestMetricsSettings(t *testing.T) {
 	}
 	for name, c := range map[string]struct{ body, says string }{
 		"labels of metrics turned off": {"  enabled = false\n  spiffe_id_labels = true\n", "remove those, or enabled = false"},
-		"a cap without labels": {"  max_spiffe_ids = 10\n", "set spiffe_id_labels = true"},
-		"a cap too high":       {"  spiffe_id_labels = true\n  max_spiffe_ids = 100000\n", "use 1 to 1000"},
-		"a negative cap":       {"  spiffe_id_labels = true\n  max_spiffe_ids = -1\n", "use 1 to 1000"},
+		"a cap without labels":         {"  max_spiffe_ids = 10\n", "set spiffe_id_labels = true"},
+		"a cap too high":               {"  spiffe_id_labels = true\n  max_spiffe_ids = 100000\n", "use 1 to 1000"},
+		"a negative cap":               {"  spiffe_id_labels = true\n  max_spiffe_ids = -1\n", "use 1 to 1000"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.Parse("broker.hcl", []byte(valid(ca)+"metrics {\n"+c.body+"}\n"), plugins)
