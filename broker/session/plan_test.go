@@ -1,15 +1,11 @@
 package session
 
 import (
-	"context"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
-	"github.com/svidbroker/svidbroker/broker/authz"
-	"github.com/svidbroker/svidbroker/policies"
 )
 
 type maskingPlan []string
@@ -53,20 +49,7 @@ func TestMaskingPlanIsRecorded(t *testing.T) {
 func TestKeptPlanLastsOnePolicyEpoch(t *testing.T) {
 	dir := t.TempDir()
 	writePolicy(t, dir, permitBoth)
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	az := authz.NewAuthorizer(engine, authz.NewCatalog(nil, nil))
-	core, err := New(Config{Target: "shop", Policy: az, Logger: slog.New(slog.DiscardHandler),
-		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { return az.Connect(c) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core, az := policyCore(t, dir, nil)
 	s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, "spiffe://example.org/agent/b", time.Now().Add(time.Hour)), Remote: remote})
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +82,7 @@ func TestKeptPlanLastsOnePolicyEpoch(t *testing.T) {
 		t.Fatalf("plan made %d times for 2 decisions in one epoch, want once", made)
 	}
 	writePolicy(t, dir, permitB)
-	if err := engine.Reload(); err != nil {
+	if err := az.Engine.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	decide(key)

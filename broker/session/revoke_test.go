@@ -36,21 +36,8 @@ permit (principal == Workload::"spiffe://example.org/agent/b", action == Action:
 func TestReloadRevokesSessionsNoLongerPermitted(t *testing.T) {
 	dir := t.TempDir()
 	writePolicy(t, dir, permitBoth)
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	az := authz.NewAuthorizer(engine, authz.NewCatalog(nil, nil))
 	snk := &sink{}
-	core, err := New(Config{Target: "shop", Policy: az, Audit: snk, Logger: slog.New(slog.DiscardHandler),
-		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { return az.Connect(c) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core, az := policyCore(t, dir, snk)
 	open := func(id string) *Session {
 		s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, id, time.Now().Add(time.Hour)), Remote: remote})
 		if err != nil {
@@ -63,7 +50,7 @@ func TestReloadRevokesSessionsNoLongerPermitted(t *testing.T) {
 	a, b := open("spiffe://example.org/agent/a"), open("spiffe://example.org/agent/b")
 
 	writePolicy(t, dir, permitB)
-	if err := engine.Reload(); err != nil {
+	if err := az.Engine.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -76,7 +63,7 @@ func TestReloadRevokesSessionsNoLongerPermitted(t *testing.T) {
 		t.Fatalf("cause %v, want ErrRevoked wrapping the denial", cause)
 	}
 	// The control: b was decided again under the new set, and still runs.
-	digest := engine.Digest()
+	digest := az.Engine.Digest()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		core.revokes.mu.Lock()
@@ -113,20 +100,7 @@ func TestReloadRevokesSessionsNoLongerPermitted(t *testing.T) {
 func TestRevocationWatcherStopsWithTheLastSession(t *testing.T) {
 	dir := t.TempDir()
 	writePolicy(t, dir, permitBoth)
-	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	az := authz.NewAuthorizer(engine, authz.NewCatalog(nil, nil))
-	core, err := New(Config{Target: "shop", Policy: az, Logger: slog.New(slog.DiscardHandler),
-		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { return az.Connect(c) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core, _ := policyCore(t, dir, nil)
 	s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, "spiffe://example.org/agent/a", time.Now().Add(time.Hour)), Remote: remote})
 	if err != nil {
 		t.Fatal(err)
@@ -144,4 +118,29 @@ func TestRevocationWatcherStopsWithTheLastSession(t *testing.T) {
 	if core.revokes.stop != nil || len(core.revokes.live) != 0 {
 		t.Fatalf("watcher still registered after the last session ended: %d live", len(core.revokes.live))
 	}
+}
+
+// policyCore is a Core of target "shop" whose connections Cedar decides with the policies in dir,
+// recording to snk (nil: nothing), and its authorizer (whose Engine reloads them).
+func policyCore(t *testing.T, dir string, snk *sink) (*Core, *authz.Authorizer) {
+	t.Helper()
+	schema, err := authz.ParseSchema("svidbroker.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := authz.New(authz.Config{Dir: dir, Schema: schema, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az := authz.NewAuthorizer(engine, authz.NewCatalog(nil, nil))
+	cfg := Config{Target: "shop", Policy: az, Logger: slog.New(slog.DiscardHandler),
+		Authorize: func(_ context.Context, c authz.Connect) (authz.Decision, error) { return az.Connect(c) }}
+	if snk != nil {
+		cfg.Audit = snk
+	}
+	core, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return core, az
 }
