@@ -38,15 +38,6 @@ type Policy interface {
 	FieldMasks(c authz.Connect, r Request, fields []string, ap authz.ApprovalState, def string) []string
 }
 
-// routeDecl is what the catalog declares of a route's request, beyond its pattern.
-type routeDecl struct {
-	// Query are the query parameters the route takes.
-	Query []string
-	// Body maps the JSON body members the route takes to their types, "String", "Long" or "Bool".
-	// Nil: the route takes no body.
-	Body map[string]string
-}
-
 // Upstream is the API requests go to.
 type Upstream struct {
 	// Address is the upstream's host:port; requests go to https://Address.

@@ -93,7 +93,6 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	pattern := m.Route.Pattern
 	e.routeSpan(ctx, r.Method, pattern, m.Path)
-	info := routeDecl{Query: m.Route.Query, Body: m.Route.Body}
 	text := r.Method + " " + m.Path
 	if m.RawQuery != "" {
 		text += "?" + m.RawQuery
@@ -107,12 +106,12 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			Detail: map[string]string{"route": pattern, "refused": err.Error(), "status": fmt.Sprint(status)}})
 		writeError(w, status, errorBody{Error: "svidbroker: " + err.Error(), Route: pattern})
 	}
-	query, err := checkQuery(m.RawQuery, pattern, info)
+	query, err := checkQuery(m.RawQuery, m.Route)
 	if err != nil {
 		refuseReq(err)
 		return
 	}
-	members, body, err := e.readBodyInTime(w, r, pattern, info)
+	members, body, err := e.readBodyInTime(w, r, m.Route)
 	if err != nil {
 		refuseReq(err)
 		return

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/svidbroker/svidbroker/plugins/protocol/http/route"
 )
 
 // requestError is a request the engine refuses before any decision: its status and what to fix.
@@ -30,7 +32,7 @@ func badRequest(format string, a ...any) error {
 
 // checkQuery parses the query (route.Match.RawQuery, already checked for its bytes): every
 // parameter must be one the route declares, and appear once.
-func checkQuery(raw, pattern string, info routeDecl) (map[string]string, error) {
+func checkQuery(raw string, rt *route.Route) (map[string]string, error) {
 	if raw == "" {
 		return nil, nil
 	}
@@ -40,8 +42,8 @@ func checkQuery(raw, pattern string, info routeDecl) (map[string]string, error) 
 	}
 	q := make(map[string]string, len(values))
 	for name, vs := range values {
-		if !slices.Contains(info.Query, name) {
-			return nil, badRequest("query parameter %q is not declared by route %q; declare it in the route's query list in the catalog, or leave it out", name, pattern)
+		if !slices.Contains(rt.Query, name) {
+			return nil, badRequest("query parameter %q is not declared by route %q; declare it in the route's query list in the catalog, or leave it out", name, rt.Pattern)
 		}
 		if len(vs) > 1 {
 			return nil, badRequest("query parameter %q appears %d times; send it once", name, len(vs))
@@ -55,8 +57,9 @@ func checkQuery(raw, pattern string, info routeDecl) (map[string]string, error) 
 // with them takes a JSON object of those members, each of its declared type, at most max bytes. It
 // returns the members and the body to forward: the members written again, so that the upstream
 // reads exactly what was decided (no duplicate keys, no escapes read another way).
-func readBody(r *http.Request, pattern string, info routeDecl, max int) (map[string]any, []byte, error) {
-	if info.Body == nil {
+func readBody(r *http.Request, rt *route.Route, max int) (map[string]any, []byte, error) {
+	pattern := rt.Pattern
+	if rt.Body == nil {
 		if r.ContentLength != 0 {
 			return nil, nil, badRequest("route %q takes no request body; declare its members in the route's body in the catalog", pattern)
 		}
@@ -82,7 +85,7 @@ func readBody(r *http.Request, pattern string, info routeDecl, max int) (map[str
 	if len(raw) > max {
 		return nil, nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", max)}
 	}
-	members, err := parseBody(raw, info.Body)
+	members, err := parseBody(raw, rt.Body)
 	if err != nil {
 		return nil, nil, badRequest("route %q: %v", pattern, err)
 	}
