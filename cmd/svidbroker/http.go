@@ -8,7 +8,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -102,23 +101,8 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target %q: %w", t.Name, err)
 	}
-	var clientCert x509svid.Source = h.src // auth = "svid": the broker's SVID is the client certificate
-	var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
-	if src := credentialSource(t.Backend); src != nil {
-		clientCert = nil
-		src.TokenOnly = true // an http target's credential is a token: the secret needs no username
-		if src.Kind == credential.Static {
-			h.log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
-				"target", t.Name, "secret", src.String())
-		}
-		lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
-			s, err := roleSource(t, *src, role)
-			if err != nil {
-				return nil, err
-			}
-			return h.leases.Start(ctx, c.Peer.ID.String(), s, end)
-		}
-	}
+	// An http target's credential is a token: its secret needs no username.
+	clientCert, lease := backendCredential(t, h.src, h.leases, true, h.log)
 	pickRole, err := rolePicker(t, h.az, h.log)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/credential"
@@ -61,4 +63,28 @@ func catalogRoles(az *authz.Authorizer, target string) []string {
 		}
 	}
 	return out
+}
+
+// backendCredential says how a target's sessions prove themselves to its backend: with the broker's
+// own SVID as the TLS client certificate (auth = "svid"; lease is nil), or with a credential leased
+// per session from Vault for the session's credential role (clientCert is nil). tokenOnly: the
+// secret is a token alone, with no username (an http target's).
+func backendCredential(t config.Target, svid x509svid.Source, leases *credential.Manager, tokenOnly bool, log *slog.Logger) (
+	clientCert x509svid.Source, lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)) {
+	src := credentialSource(t.Backend)
+	if src == nil {
+		return svid, nil
+	}
+	src.TokenOnly = tokenOnly
+	if src.Kind == credential.Static {
+		log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
+			"target", t.Name, "secret", src.String())
+	}
+	return nil, func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
+		s, err := roleSource(t, *src, role)
+		if err != nil {
+			return nil, err
+		}
+		return leases.Start(ctx, c.Peer.ID.String(), s, end)
+	}
 }

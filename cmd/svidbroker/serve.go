@@ -16,7 +16,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/svidbroker/svidbroker/broker/approval"
@@ -229,22 +228,7 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, trc *tracing.Tracing, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
-		var clientCert x509svid.Source = src // auth = "svid": the broker's SVID is the credential
-		var lease func(context.Context, authz.Connect, string, func(error)) (*credential.Session, error)
-		if src := credentialSource(t.Backend); src != nil {
-			clientCert = nil
-			if src.Kind == credential.Static {
-				log.Warn("target uses a static credential from a kv-v2 secret: shared by its sessions, living beyond them, never revoked by the broker; prefer a dynamic source",
-					"target", t.Name, "secret", src.String())
-			}
-			lease = func(ctx context.Context, c authz.Connect, role string, end func(error)) (*credential.Session, error) {
-				s, err := roleSource(t, *src, role)
-				if err != nil {
-					return nil, err
-				}
-				return leases.Start(ctx, c.Peer.ID.String(), s, end)
-			}
-		}
+		clientCert, lease := backendCredential(t, src, leases, false, log)
 		pickRole, err := rolePicker(t, az, log)
 		if err != nil {
 			return nil, err
