@@ -174,7 +174,7 @@ const maxVerdicts = 256
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 	start := time.Now()
 	var span trace.Span
-	if t := s.core.cfg.Tracing; t.On() {
+	if t := s.core.cfg.Tracing; t.On() && !s.decider.keeps(op) {
 		ctx, span = startDecide(ctx, t, &op, s.SpanContext(), s.core.cfg.OperationKind)
 	}
 	v := s.decider.Decide(ctx, op) // counted here, once recorded: a record that fails blocks it
@@ -207,7 +207,7 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	}
 	start := time.Now()
 	var span trace.Span
-	if d.Tracing.On() {
+	if d.Tracing.On() && !d.keeps(op) {
 		ctx, span = startDecide(ctx, d.Tracing, &op, d.Session, "")
 	}
 	v := d.decideKept(ctx, op)
@@ -228,6 +228,23 @@ func countOperation(m *metrics.Target, op Operation, v Verdict, start time.Time)
 
 // metricOutcomes are the verdicts' outcomes as metrics count them.
 var metricOutcomes = [...]int{Block: metrics.Refused, Allow: metrics.Allowed, Mask: metrics.Masked, Held: metrics.Held}
+
+// keeps says whether op's verdict is kept in the epoch in force, so that deciding it is a lookup: it
+// gets no span of its own (a span per repeated statement would cost more than the lookup it times,
+// and its verdict was traced when it was decided). The lookup is repeated by decideKept: a verdict
+// that drops out between the two (a new epoch) is decided, untraced, which loses a span, never a
+// decision.
+func (d *Decider) keeps(op Operation) bool {
+	if op.Key == nil {
+		return false
+	}
+	var epoch authz.Epoch
+	if d.Policy != nil {
+		epoch = d.Policy.Epoch()
+	}
+	_, ok := d.verdicts.get(epoch, verdictKey{key: op.Key, ap: op.Approval})
+	return ok
+}
 
 func (d *Decider) decideKept(ctx context.Context, op Operation) Verdict {
 	var epoch authz.Epoch

@@ -178,6 +178,27 @@ func TestTracingOperationParent(t *testing.T) {
 	}
 }
 
+// TestTracingKeptVerdictsHaveNoSpan: an operation decided again from the verdict the session kept
+// for its key gets no decide span (the lookup is all there is to time); its first decision, another
+// key's, and a kept key after a refusal of another each still have theirs.
+func TestTracingKeptVerdictsHaveNoSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	core := newTracedCore(t, rec, Config{})
+	s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, "spiffe://example.org/agent/a", time.Now().Add(time.Hour)), Remote: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for _, op := range []struct{ key, kind string }{{"a", "allow"}, {"a", "allow"}, {"a", "allow"}, {"b", "allow"}, {"c", "deny"}, {"c", "deny"}, {"b", "allow"}} {
+		s.Decide(t.Context(), Operation{Action: "sql", Kind: "select", Text: op.key, Key: op.key, Decide: decider(op.kind, &calls)})
+	}
+	s.End(nil, time.Now())
+	// a and b once each; c's refusals are never kept, so both are decided and traced.
+	if got := len(spansNamed(rec.Ended(), spanDecide)); got != 4 || calls != 4 {
+		t.Fatalf("%d decide spans for %d decisions, want 4 of each", got, calls)
+	}
+}
+
 // TestTracingRefusedSessions: a refused session's span ends failed, naming the refusal as metrics
 // do; a lease that fails fails its credential span too.
 func TestTracingRefusedSessions(t *testing.T) {
