@@ -103,10 +103,10 @@ func capture(t *testing.T, stateless bool, version string) []*exchange {
 	rc := &recorder{next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
 		&mcp.StreamableHTTPOptions{Stateless: stateless})}
 	hs := httptest.NewServer(rc)
-	defer hs.Close()
+	t.Cleanup(hs.Close)
 	ctx := t.Context()
 	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: hs.URL, DisableStandaloneSSE: true},
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: hs.URL, DisableStandaloneSSE: stateless},
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func capture(t *testing.T, stateless bool, version string) []*exchange {
 		t.Fatal(err)
 	}
 	// The SDK's client sends ping without the _meta its own 2026-07-28 server requires.
-	if version != "" {
+	if !stateless {
 		if err := cs.Ping(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +142,7 @@ func capture(t *testing.T, stateless bool, version string) []*exchange {
 	if err := cs.Close(); err != nil {
 		t.Fatal(err)
 	}
+	hs.Close() // waits for the handlers, so that every exchange is logged
 	return rc.exchanges()
 }
 
@@ -163,6 +164,13 @@ func TestSDKClientTraffic(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			methods := map[string]bool{}
 			for _, ex := range capture(t, tc.stateless, tc.ask) {
+				if ex.method == http.MethodGet {
+					if _, err := ParseGet(ex.header); err != nil {
+						t.Fatalf("refused the SDK client's GET %v: %v", ex.header, err)
+					}
+					methods["GET"] = true
+					continue
+				}
 				if ex.method != http.MethodPost {
 					continue
 				}
@@ -193,7 +201,11 @@ func TestSDKClientTraffic(t *testing.T) {
 				}
 				checkRelay(t, ex)
 			}
-			for _, m := range []string{"tools/list", "tools/call", "prompts/get", "resources/read"} {
+			want := []string{"tools/list", "tools/call", "prompts/get", "resources/read"}
+			if !tc.stateless {
+				want = append(want, "initialize", "notifications/initialized", "ping", "GET")
+			}
+			for _, m := range want {
 				if !methods[m] {
 					t.Errorf("no %s captured (got %v)", m, methods)
 				}
