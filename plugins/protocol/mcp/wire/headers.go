@@ -176,3 +176,36 @@ func checkStandardHeaders(h http.Header, p *Post, headerVersion string) *Error {
 	}
 	return nil
 }
+
+// StandardHeaders returns the Mcp-Method and Mcp-Name headers of a request as a go-sdk client sends
+// them, built from the body: for the engine to set on the upstream request in place of the client's.
+// Mcp-Name goes as it is (the SDK's server compares it undecoded) unless it cannot be a header value,
+// when it goes in the =?base64?...?= form.
+func StandardHeaders(m Message) http.Header {
+	h := http.Header{}
+	if m.Req == nil {
+		return h
+	}
+	h.Set(HeaderMethod, m.Req.Method)
+	if name, ok := bodyName(m); ok {
+		if !validHeaderValue(name) {
+			name = b64Prefix + base64.StdEncoding.EncodeToString([]byte(name)) + b64Suffix
+		}
+		h.Set(HeaderName, name)
+	}
+	return h
+}
+
+// validHeaderValue reports whether s can travel as a header value unchanged: no control characters,
+// no leading or trailing space or tab.
+func validHeaderValue(s string) bool {
+	if s == "" || s[0] == ' ' || s[0] == '\t' || s[len(s)-1] == ' ' || s[len(s)-1] == '\t' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -251,3 +251,32 @@ func TestWriteError(t *testing.T) {
 		t.Fatalf("got %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
 	}
 }
+
+func TestStandardHeaders(t *testing.T) {
+	for _, tc := range []struct{ body, method, name string }{
+		{call26, "tools/call", "get_customer"},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"shop://a b"}}`, "resources/read", "shop://a b"},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"line\nbreak"}}`, "prompts/get", "=?base64?bGluZQpicmVhaw==?="},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, "ping", ""},
+	} {
+		h := hdr()
+		if strings.Contains(tc.body, "2026-07-28") {
+			h = hdr("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", tc.method, "Mcp-Name", tc.name)
+		}
+		p, err := ParsePost(h, []byte(tc.body), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := StandardHeaders(p.Messages[0])
+		if got.Get("Mcp-Method") != tc.method || got.Get("Mcp-Name") != tc.name {
+			t.Errorf("%s: %v", tc.body, got)
+		}
+		// What it builds passes ParsePost's own check.
+		for k, v := range got {
+			h[k] = v
+		}
+		if _, err := ParsePost(h, []byte(tc.body), Limits{}); err != nil {
+			t.Errorf("%s with built headers: %v", tc.body, err)
+		}
+	}
+}
