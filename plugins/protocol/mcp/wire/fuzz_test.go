@@ -158,4 +158,3 @@ func FuzzServerMessages(f *testing.F) {
 		}
 	})
 }
-
