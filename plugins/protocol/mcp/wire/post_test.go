@@ -78,6 +78,7 @@ func TestParsePost(t *testing.T) {
 		{"duplicate name in params", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, false, 400, jsonrpc.CodeParseError, "same name"},
 		{"case-folded duplicate", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","NAME":"b"}}`, false, 400, jsonrpc.CodeParseError, "case"},
 		{"case-folded duplicate (kelvin sign)", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"k":1,"\u212a":2}}}`, false, 400, jsonrpc.CodeParseError, "case"},
+		{"ok: a value equal to a member name but for case", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"NAME","arguments":{"name":"Name"}}}`, true, 0, 0, ""},
 		{"ok: distinct names", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"k":1,"kk":2}}}`, true, 0, 0, ""},
 		{"invalid UTF-8", hdr(), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}", false, 400, jsonrpc.CodeParseError, "UTF-8"},
 		{"lone surrogate", hdr(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\ud800"}}`, false, 400, jsonrpc.CodeParseError, "UTF-8"},

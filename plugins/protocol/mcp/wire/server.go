@@ -29,7 +29,8 @@ const sseOverhead = 4 << 10
 // read. Events without data (priming events, retry, keep-alive comments) pass through; an event
 // whose type is not "message" has its data dropped, since clients do not treat it as a message; a
 // dropped message's event keeps its id, so that resumption stays in step. Anything unreadable ends
-// the relay with an error wrapping ErrServerMessage (or the reader's error, or ctx's).
+// the relay with an error wrapping ErrServerMessage (or the reader's error, or ctx's). ctx is checked
+// between messages; a read that blocks ends when the upstream request is cancelled, closing r.
 func ServerMessages(ctx context.Context, contentType string, r io.Reader, w io.Writer, flush func(), l Limits,
 	fn func(m Message, eventID string) ([]byte, error)) error {
 	l = l.WithDefaults()
@@ -154,7 +155,7 @@ func sseMessages(ctx context.Context, r io.Reader, w io.Writer, flush func(), l 
 				return err
 			}
 			if repl == nil {
-				e.Data, e.HasData = "", false
+				e.Data, e.HasData, e.Type, e.HasType = "", false, "", false
 				if !e.HasID && !e.HasRetry {
 					continue
 				}
