@@ -158,3 +158,66 @@ func FuzzServerMessages(f *testing.F) {
 		}
 	})
 }
+
+func FuzzCallParams(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"a","arguments":{"b":1,"a":{"y":[1.0,"<x>"],"x":true}}}`,
+		`{"name":"a","arguments":{"n":12345678901234567890,"e":1e400,"s":"\u00e9\ud83d\ude00"},"_meta":{"progressToken":3}}`,
+		`{"name":"a","arguments":{}}`,
+		`{"name":"a","arguments":{"k":null,"K":[]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, params []byte) {
+		body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":` + string(params) + `}`)
+		p, err := ParsePost(hdr(), body, Limits{MaxDepth: 16})
+		if err != nil {
+			return
+		}
+		c, err := CallParams(p.Messages[0].Req)
+		if err != nil {
+			return
+		}
+		d1, err := ArgsDigest(c.Arguments)
+		if err != nil {
+			t.Fatalf("digest of accepted arguments %s: %v", c.RawArguments, err)
+		}
+		canon, _ := Canonical(c.Arguments)
+		if !json.Valid(canon) {
+			t.Fatalf("canonical form %q is not JSON", canon)
+		}
+		// Read back, re-encoded in another member order and spacing: the same digest.
+		var again map[string]any
+		dec := json.NewDecoder(bytes.NewReader(canon))
+		dec.UseNumber()
+		if err := dec.Decode(&again); err != nil && c.Arguments != nil {
+			t.Fatalf("canonical form %q does not decode: %v", canon, err)
+		}
+		if c.Arguments == nil {
+			again = nil
+		}
+		if d2, _ := ArgsDigest(again); d2 != d1 {
+			t.Fatalf("digest changed after a round trip: %q", canon)
+		}
+	})
+}
+
+func FuzzHeaderValue(f *testing.F) {
+	for _, s := range []string{"get_customer", " Zürich ", "=?base64?eA==?=", "a\nb", "", "\t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := EncodeHeaderValue(s)
+		for i := 0; i < len(enc); i++ {
+			if enc[i] < 0x20 || enc[i] > 0x7e {
+				t.Fatalf("%q encodes to %q, not printable ASCII", s, enc)
+			}
+		}
+		if dec, ok := DecodeHeaderValue(enc); !ok || dec != s {
+			t.Fatalf("%q -> %q -> %q", s, enc, dec)
+		}
+		if !headerEquals(enc, s) {
+			t.Fatalf("%q does not stand for %q", enc, s)
+		}
+	})
+}

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -276,4 +278,19 @@ func checkMetaVersion(p *Post, headerVersion string) *Error {
 		}
 	}
 	return nil
+}
+
+// ReadBody reads a client's POST body, at most l.MaxBodyBytes of it: a larger body is an *Error
+// (413) without reading the rest.
+func ReadBody(r io.Reader, l Limits) ([]byte, error) {
+	l = l.WithDefaults()
+	b, err := io.ReadAll(io.LimitReader(r, int64(l.MaxBodyBytes)+1))
+	if err != nil {
+		return nil, fmt.Errorf("mcp wire: reading the request body: %w", err)
+	}
+	if len(b) > l.MaxBodyBytes {
+		return nil, refuse(http.StatusRequestEntityTooLarge, jsonrpc.CodeInvalidRequest, jsonrpc.ID{},
+			"the request body is larger than %d bytes; send smaller arguments", l.MaxBodyBytes)
+	}
+	return b, nil
 }
