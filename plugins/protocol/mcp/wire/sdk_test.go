@@ -97,11 +97,11 @@ func testServer() *mcp.Server {
 
 // capture runs a go-sdk client through a session of every kind of request against a go-sdk server
 // and returns what went over the wire.
-func capture(t *testing.T, stateless bool, version string) []*exchange {
+func capture(t *testing.T, stateless bool, version string, jsonResponse bool) []*exchange {
 	t.Helper()
 	srv := testServer()
 	rc := &recorder{next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
-		&mcp.StreamableHTTPOptions{Stateless: stateless})}
+		&mcp.StreamableHTTPOptions{Stateless: stateless, JSONResponse: jsonResponse})}
 	hs := httptest.NewServer(rc)
 	t.Cleanup(hs.Close)
 	ctx := t.Context()
@@ -154,16 +154,20 @@ func TestSDKClientTraffic(t *testing.T) {
 		stateless bool
 		ask       string // the version the client asks for
 		want      string // the version its calls run under
+		json      bool   // the server answers application/json rather than text/event-stream
 	}{
-		{"2026-07-28 stateless", true, "", "2026-07-28"},
-		{"fallback to 2025-11-25 with sessions", false, "", "2025-11-25"},
-		{"2025-06-18 with sessions", false, "2025-06-18", "2025-06-18"},
-		{"2025-03-26 with sessions", false, "2025-03-26", "2025-03-26"},
-		{"2024-11-05 with sessions", false, "2024-11-05", "2024-11-05"},
+		{"2026-07-28 stateless", true, "", "2026-07-28", false},
+		{"2026-07-28 stateless, JSON responses", true, "", "2026-07-28", true},
+		{"fallback to 2025-11-25 with sessions", false, "", "2025-11-25", false},
+		{"2025-11-25 with sessions, JSON responses", false, "2025-11-25", "2025-11-25", true},
+		{"2025-06-18 with sessions", false, "2025-06-18", "2025-06-18", false},
+		{"2025-03-26 with sessions", false, "2025-03-26", "2025-03-26", false},
+		{"2024-11-05 with sessions", false, "2024-11-05", "2024-11-05", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			methods := map[string]bool{}
-			for _, ex := range capture(t, tc.stateless, tc.ask) {
+			relayed := map[string]bool{}
+			for _, ex := range capture(t, tc.stateless, tc.ask, tc.json) {
 				if ex.method == http.MethodGet {
 					if _, err := ParseGet(ex.header); err != nil {
 						t.Fatalf("refused the SDK client's GET %v: %v", ex.header, err)
@@ -199,11 +203,21 @@ func TestSDKClientTraffic(t *testing.T) {
 						t.Errorf("the SDK sent no Mcp-Param-Region: %v", ex.header)
 					}
 				}
+				if ex.status < 300 && len(ex.response) > 0 && p.Messages[0].Req.IsCall() {
+					relayed[mediaType(ex.contentType)] = true
+				}
 				checkRelay(t, ex)
 			}
 			want := []string{"tools/list", "tools/call", "prompts/get", "resources/read"}
 			if !tc.stateless {
 				want = append(want, "initialize", "notifications/initialized", "ping", "GET")
+			}
+			wantType := "text/event-stream"
+			if tc.json {
+				wantType = "application/json"
+			}
+			if !relayed[wantType] {
+				t.Errorf("no %s response relayed (got %v)", wantType, relayed)
 			}
 			for _, m := range want {
 				if !methods[m] {
@@ -268,7 +282,7 @@ func findCall(t *testing.T, exs []*exchange, tool string) *exchange {
 
 // Real requests with one header or member changed are refused; the untouched request is the control.
 func TestSDKTrafficTampered(t *testing.T) {
-	exs := capture(t, true, "")
+	exs := capture(t, true, "", false)
 	ex := findCall(t, exs, regionTool.Name)
 	check := func(h http.Header, body []byte) error {
 		p, err := ParsePost(h, body, Limits{})
@@ -333,4 +347,9 @@ func TestSDKTrafficTampered(t *testing.T) {
 			t.Errorf("%s: regenerated %q, sent %q", k, regen.Get(k), ex.header.Get(k))
 		}
 	}
+}
+
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.TrimSpace(mt)
 }
