@@ -51,7 +51,9 @@ func mcpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	log := warnLogger(stderr)
-	up, done, err := openMCPUpstream(ctx, cfg, t, mcpPath(t), log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	up, done, err := openMCPUpstream(ctx, cfg, t, mcpPath(t), cancel, log)
 	if err != nil {
 		return err
 	}

@@ -171,7 +171,8 @@ func leastRole(cfg *config.Config, t config.Target) (string, error) {
 // with a credential leased from Vault for the target's least privileged credential role (its fixed
 // vault_role or vault_path when it has no roles). The lease is recorded in the broker's lease journal,
 // so a crash leaves it for the broker to revoke; done ends it (revoking it) and closes the SVID source.
-func openMCPUpstream(ctx context.Context, cfg *config.Config, t config.Target, path string, log *slog.Logger) (u mcpUpstream, done func(), err error) {
+// A lease that cannot be kept calls cancel: the fetch that uses it stops.
+func openMCPUpstream(ctx context.Context, cfg *config.Config, t config.Target, path string, cancel func(), log *slog.Logger) (u mcpUpstream, done func(), err error) {
 	var closers []func()
 	done = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -213,7 +214,10 @@ func openMCPUpstream(ctx context.Context, cfg *config.Config, t config.Target, p
 		if err != nil {
 			return mcpUpstream{}, nil, err
 		}
-		s, err := lease(ctx, authz.Connect{Peer: identity.Peer{ID: svid.ID}, Target: t.Name}, role, func(error) {})
+		s, err := lease(ctx, authz.Connect{Peer: identity.Peer{ID: svid.ID}, Target: t.Name}, role, func(err error) {
+			log.Warn("the credential's lease could not be kept: the fetch stops", "target", t.Name, "error", err)
+			cancel()
+		})
 		if err != nil {
 			return mcpUpstream{}, nil, fmt.Errorf("target %q: credential: %w", t.Name, err)
 		}

@@ -305,3 +305,81 @@ func TestMCPPinCommandLine(t *testing.T) {
 		}
 	}
 }
+
+func TestMCPTargetAndItsLeastPrivilegedRole(t *testing.T) {
+	cfg := &config.Config{
+		Targets: []config.Target{
+			{Name: "shopdb", Protocol: "postgres"},
+			{Name: "tools", Protocol: "mcp", VaultRoles: map[string]string{"tools-read": "tools-read", "tools-admin": "admin"}},
+			{Name: "fixed", Protocol: "mcp"},
+		},
+		Catalogs: []config.CatalogBlock{{Target: "tools", Roles: []config.RoleBlock{{Name: "tools-read"}, {Name: "tools-admin"}}}},
+	}
+	if _, err := mcpTarget(cfg, "shopdb"); err == nil || !strings.Contains(err.Error(), `protocol "postgres"`) {
+		t.Errorf("a postgres target: %v", err)
+	}
+	if _, err := mcpTarget(cfg, "tool"); err == nil || !strings.Contains(err.Error(), "[tools fixed]") {
+		t.Errorf("a missing target: %v", err)
+	}
+	tools, err := mcpTarget(cfg, "tools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role, err := leastRole(cfg, tools); err != nil || role != "tools-read" {
+		t.Errorf("least privileged role %q, %v; want the catalog's first, tools-read", role, err)
+	}
+	fixed, _ := mcpTarget(cfg, "fixed")
+	if role, err := leastRole(cfg, fixed); err != nil || role != "" {
+		t.Errorf("a fixed credential: role %q, %v", role, err)
+	}
+	orphan := config.Target{Name: "orphan", Protocol: "mcp", VaultRoles: map[string]string{}}
+	if _, err := leastRole(cfg, orphan); err == nil {
+		t.Error("a target leasing per role with no catalog roles was given one")
+	}
+}
+
+func TestMCPUpstreamHeaderAndPath(t *testing.T) {
+	shop := newMCPShop(t)
+	addr := strings.TrimPrefix(shop.srv.URL, "https://")
+	empty := ""
+	for _, c := range []struct {
+		name         string
+		header       string
+		prefix       *string
+		path         string
+		wantH, wantP string
+		wantURL      string
+		wantErr      bool
+	}{
+		{name: "defaults", wantH: "Authorization", wantP: "Bearer ", wantURL: "/mcp"},
+		{name: "no prefix", prefix: &empty, wantH: "Authorization", wantP: "", wantURL: "/mcp"},
+		{name: "api key", header: "X-Api-Key", path: "/v1/mcp", wantH: "X-Api-Key", wantP: "", wantURL: "/v1/mcp"},
+		{name: "relative path", path: "mcp", wantErr: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tgt := config.Target{Name: "tools", Backend: config.Backend{Address: addr,
+				CAFile: caFile(t, shop), CredentialHeader: c.header, CredentialPrefix: c.prefix}}
+			u, err := mcpUpstreamFor(tgt, c.path, nil, "s")
+			if c.wantErr {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Header != c.wantH || u.Prefix != c.wantP || u.URL != "https://"+addr+c.wantURL {
+				t.Errorf("header %q prefix %q url %s", u.Header, u.Prefix, u.URL)
+			}
+		})
+	}
+}
+
+func caFile(t *testing.T, s *mcpShop) string {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}

@@ -61,7 +61,9 @@ func policySchema(ctx context.Context, fs *flag.FlagSet, args []string, stdout, 
 		if err != nil {
 			return err
 		}
-		up, done, err := openMCPUpstream(ctx, cfg, t, mcpPath(t), warnLogger(stderr))
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		up, done, err := openMCPUpstream(ctx, cfg, t, mcpPath(t), cancel, warnLogger(stderr))
 		if err != nil {
 			return err
 		}

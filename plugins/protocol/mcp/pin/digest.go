@@ -27,6 +27,12 @@ import (
 // A definition that cannot be encoded canonically (see Definition.Validate) has the digest of its raw
 // fields under a separate prefix: never equal to a valid definition's, and never accepted by Store.
 func Digest(d Definition) string {
+	dig, _ := digest(d)
+	return dig
+}
+
+// digest is Digest, and the reason d is not canonical.
+func digest(d Definition) (string, error) {
 	b, err := canonical(d)
 	if err != nil {
 		h := sha256.New()
@@ -35,10 +41,10 @@ func Digest(d Definition) string {
 			fmt.Fprintf(h, "%d:", len(f))
 			h.Write(f)
 		}
-		return "sha256:" + hex.EncodeToString(h.Sum(nil))
+		return "sha256:" + hex.EncodeToString(h.Sum(nil)), err
 	}
 	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // canonical is the canonical encoding of d (see Digest).

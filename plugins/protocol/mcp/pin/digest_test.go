@@ -225,3 +225,30 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func FuzzFromJSON(f *testing.F) {
+	f.Add([]byte(`{"name":"refund","description":"Refund.","inputSchema":{"type":"object","properties":{"n":{"type":"number","maximum":1.50}}},"annotations":{"readOnlyHint":true}}`))
+	f.Add([]byte(`{"name":"t","Description":"x","inputSchema":{}}`))
+	f.Add([]byte(`{"name":"t","inputSchema":{"a":1,"a":2}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d, err := FromJSON(raw)
+		if err != nil {
+			return
+		}
+		// What FromJSON gives is pinnable, and reading its own encoding again gives the same digest.
+		if err := d.Validate(); err != nil {
+			t.Fatalf("FromJSON gave an unpinnable definition: %v", err)
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, err := FromJSON(b)
+		if err != nil {
+			t.Fatalf("a definition does not read back: %v", err)
+		}
+		if Digest(d) != Digest(d2) {
+			t.Fatalf("digest changed on reading back:\n%s\n%+v\n%+v", b, d, d2)
+		}
+	})
+}

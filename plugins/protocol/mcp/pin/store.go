@@ -100,9 +100,12 @@ func NewStore(target string, mode Mode, file *File, stateDir string) (*Store, er
 // Check says whether d is the pinned definition of its tool. In mode first-sight, a tool with no pin is
 // pinned at d, and the pin is on disk before Check says OK.
 func (s *Store) Check(d Definition) Verdict {
-	seen := Digest(d)
+	seen, err := digest(d)
 	v := Verdict{Seen: seen}
-	if err := d.Validate(); err != nil {
+	if err == nil {
+		err = d.Validate()
+	}
+	if err != nil {
 		v.Why = fmt.Sprintf("the definition of tool %q of target %q cannot be pinned (%s), so the tool is refused",
 			clip(d.Name), s.target, trimPkg(err))
 		return v
