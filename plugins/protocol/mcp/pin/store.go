@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Mode says where a target's pins come from.
@@ -138,6 +140,21 @@ func (s *Store) Check(d Definition) Verdict {
 	s.pins[d.Name] = e
 	v.OK, v.Known, v.Pinned = true, true, seen
 	return v
+}
+
+// CheckTool is Check of the definition of t, a tool as the go-sdk holds it (FromTool). A tool whose
+// definition cannot be read is refused.
+func (s *Store) CheckTool(t *mcp.Tool) Verdict {
+	d, err := FromTool(t)
+	if err != nil {
+		name := ""
+		if t != nil {
+			name = t.Name
+		}
+		return Verdict{Seen: Digest(d), Why: fmt.Sprintf("the definition of tool %q of target %q cannot be pinned (%s), so the tool is refused",
+			clip(name), s.target, trimPkg(err))}
+	}
+	return s.Check(d)
 }
 
 // flush writes the first-sight pins to the state file. s.mu is held.
