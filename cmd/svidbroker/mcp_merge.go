@@ -1,7 +1,7 @@
 package main
 
 // This file holds what `svidbroker mcp pin` and `svidbroker policy schema --mcp` take from the parts of
-// the MCP work that live on other branches: each function names what replaces it when they merge.
+// the MCP work configured on other branches; each function says what it becomes when they merge.
 
 import (
 	"encoding/json"
@@ -11,16 +11,17 @@ import (
 )
 
 // mcpPath is the path of a target's MCP endpoint on its upstream ("" = mcpDefaultPath).
-// At merge: return the mcp block's path (t.MCP.Path, default "/mcp").
+// With the mcp target block: return its path (default "/mcp").
 func mcpPath(t config.Target) string { return "" }
 
-// catalogPins is the pin file the target's catalog names (pins = "...", relative to the configuration
-// file); "" when it names none. At merge: read config.CatalogBlock.Pins for the target, resolved
-// against filepath.Dir(cfg.Path) when relative.
+// catalogPins is the pin file the target's catalog names (pins = "...", relative to the file the
+// catalog block is written in); "" when it names none. With the mcp catalog:
+//
+//	for _, cb := range cfg.Catalogs { if cb.Target == target { return cb.PinPath() } }; return ""
 func catalogPins(cfg *config.Config, target string) string { return "" }
 
 // mcpArgsSchema renders the Cedar MCPArgs type of the tools' input schemas, by target then tool.
-// At merge: `var mcpArgsSchema = authz.MCPArgsSchema` (broker/authz/mcp.go).
+// With the MCP authorizer: `var mcpArgsSchema = authz.MCPArgsSchema`.
 func mcpArgsSchema(tools map[string]map[string]json.RawMessage) (string, error) {
 	return "", errors.New("this build has no MCPArgs schema generator (authz.MCPArgsSchema)")
 }

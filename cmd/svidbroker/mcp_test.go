@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -382,4 +384,41 @@ func caFile(t *testing.T, s *mcpShop) string {
 		t.Fatal(err)
 	}
 	return ca
+}
+
+// TestPolicySchemaFromAPinFile: `policy schema --mcp --from-pins` gives the MCPArgs generator the pin
+// file's input schemas; a pin file edited by hand is refused before anything is generated.
+func TestPolicySchemaFromAPinFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tools.pins.json")
+	schema := json.RawMessage(`{"type":"object","properties":{"order_id":{"type":"integer"},"reason":{"type":"string"}}}`)
+	f, _ := pin.NewFile("tools", []pin.Definition{{Name: "refund", InputSchema: schema}}, time.Now())
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	g, err := pin.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]map[string]json.RawMessage
+	render := func(m map[string]map[string]json.RawMessage) (string, error) { got = m; return "ok\n", nil }
+	if err := printMCPSchema("tools", pinSchemas(g.Tools), render, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	json.Unmarshal(got["tools"]["refund"], &a)
+	json.Unmarshal(schema, &b)
+	if !reflect.DeepEqual(a, b) || len(got["tools"]) != 1 {
+		t.Errorf("the generator was given %s", got)
+	}
+
+	raw, _ := os.ReadFile(path)
+	edited := strings.Replace(string(raw), `"string"`, `"integer"`, 1)
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"policy", "schema", "--mcp", "tools", "--from-pins", "--pins", path}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "edited by hand") || stdout.Len() > 0 {
+		t.Errorf("a hand-edited pin file: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
 }

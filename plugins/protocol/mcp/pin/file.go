@@ -17,7 +17,7 @@ import (
 const Version = 1
 
 // MaxFileBytes bounds a pin file.
-const MaxFileBytes = 32 << 20
+const MaxFileBytes = 16 << 20
 
 // Entry is one pinned tool: its definition, the digest of that definition, and when it was pinned.
 type Entry struct {
