@@ -203,6 +203,8 @@ func printable(s string) string {
 		switch {
 		case r == '\n':
 			b.WriteString(`\n`)
+		case r > 0xffff && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
 		case r == utf8RuneError || !unicode.IsPrint(r) && r != ' ':
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:

@@ -422,3 +422,30 @@ func TestPolicySchemaFromAPinFile(t *testing.T) {
 		t.Errorf("a hand-edited pin file: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 }
+
+func TestPrintableEscapesWhatATerminalWouldHide(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, ünïcode ✓":      "plain text, ünïcode ✓",
+		"a\x1b[2Jb":                  `a\u001b[2Jb`,
+		"line\nnext\ttab":            `line\nnext\u0009tab`,
+		"abc\u202edef":               `abc\u202edef`,
+		"hidden\U000E0041\U000E0042": `hidden\U000e0041\U000e0042`,
+		"zero\u200bwidth":            `zero\u200bwidth`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestResponsesOverTheLimitFail(t *testing.T) {
+	b := &limitedBody{rc: io.NopCloser(strings.NewReader(strings.Repeat("x", 100))), left: 10}
+	got, err := io.ReadAll(b)
+	if err == nil || len(got) != 10 {
+		t.Errorf("read %d bytes, error %v: want the limit's 10 and an error, not a short body taken as whole", len(got), err)
+	}
+	b = &limitedBody{rc: io.NopCloser(strings.NewReader("short")), left: 10}
+	if got, err := io.ReadAll(b); err != nil || string(got) != "short" {
+		t.Errorf("a body under the limit: %q, %v", got, err)
+	}
+}
