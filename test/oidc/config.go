@@ -75,21 +75,34 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("oidcprovider: %w", err)
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, MaxConfigBytes+1)); err != nil {
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
 		return nil, fmt.Errorf("oidcprovider: read %s: %w", path, err)
 	}
-	if buf.Len() > MaxConfigBytes {
-		return nil, fmt.Errorf("oidcprovider: %s is larger than %d bytes", path, MaxConfigBytes)
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates a configuration. Unknown fields are refused, so that a
+// misspelt one ("emial") is not silently ignored.
+func ParseConfig(b []byte) (*Config, error) {
+	if len(b) > MaxConfigBytes {
+		return nil, fmt.Errorf("oidcprovider: the configuration is larger than %d bytes", MaxConfigBytes)
 	}
 	var cfg Config
-	dec := json.NewDecoder(&buf)
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("oidcprovider: %s: %w", path, err)
+		return nil, fmt.Errorf("oidcprovider: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("oidcprovider: the configuration holds more than one JSON value")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
+		return nil, err
 	}
 	return &cfg, nil
 }

@@ -159,3 +159,30 @@ func TestLoadConfigRefusesUnknownFields(t *testing.T) {
 		t.Fatalf("control: %+v, %v", c, err)
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"users":[{"username":"a","password":"b","email":"a@x","groups":["g"]}],"clients":[{"id":"cli","type":"native"}]}`))
+	f.Add([]byte(`{"users":[{"username":"a","password":"b"}],"clients":[{"id":"w","type":"web","secret":"s","redirect_uris":["https://x/cb"]}],"id_token_lifetime":"1s"}`))
+	f.Add([]byte(`{"users":[],"clients":[]}`))
+	f.Add([]byte(`{} {}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		// Whatever is accepted can be served.
+		if len(c.Users) == 0 || len(c.Clients) == 0 || c.idTokenLifetime <= 0 || c.pollInterval <= 0 {
+			t.Fatalf("accepted an unusable configuration: %+v", c)
+		}
+		for _, u := range c.Users {
+			if u.Subject == "" || u.Password == "" {
+				t.Fatalf("accepted user %+v", u)
+			}
+		}
+		for _, cl := range c.Clients {
+			if cl.Type == "web" && (cl.Secret == "" || len(cl.RedirectURIs) == 0) {
+				t.Fatalf("accepted web client %+v", cl)
+			}
+		}
+	})
+}

@@ -79,3 +79,24 @@ func FuzzClaimsPerson(f *testing.F) {
 		}
 	})
 }
+
+func TestAuthorizedParty(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		aud     []string
+		ok      bool
+	}{
+		{`{"azp":"console"}`, []string{"console"}, true},
+		{`{}`, []string{"console"}, true},
+		{`{"azp":"console"}`, []string{"console", "api"}, true},
+		{`{}`, []string{"console", "api"}, false},
+		{`{"azp":"api"}`, []string{"console", "api"}, false},
+		{`{"azp":"api"}`, []string{"console"}, false},
+		{`{"azp":5}`, []string{"console"}, false},
+	} {
+		err := checkAuthorizedParty([]byte(tc.payload), tc.aud, "console")
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrToken)) {
+			t.Errorf("%s for %v: err = %v, want ok=%v", tc.payload, tc.aud, err, tc.ok)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -143,12 +144,33 @@ func (v *Verifier) verify(ctx context.Context, raw, nonce string, checkNonce boo
 	if err := idt.Claims(&payload); err != nil {
 		return Person{}, fmt.Errorf("%w: %v", ErrToken, err)
 	}
+	if err := checkAuthorizedParty(payload, idt.Audience, v.cfg.ClientID); err != nil {
+		return Person{}, err
+	}
 	p, err := claimsPerson(payload, v.cfg.EmailClaim, v.cfg.GroupsClaim, !v.cfg.AllowUnverifiedEmail && v.cfg.EmailClaim == "email")
 	if err != nil {
 		return Person{}, err
 	}
 	p.Issuer, p.Subject, p.Expiry = idt.Issuer, idt.Subject, idt.Expiry
 	return p, nil
+}
+
+// checkAuthorizedParty applies OpenID Connect Core 3.1.3.7: a token for several audiences must
+// name the broker as its authorized party (azp), and an azp, when present, must be the broker.
+func checkAuthorizedParty(payload []byte, aud []string, clientID string) error {
+	var c struct {
+		AZP *string `json:"azp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fmt.Errorf("%w: the azp claim is not a string", ErrToken)
+	}
+	switch {
+	case c.AZP != nil && *c.AZP != clientID:
+		return fmt.Errorf("%w: the token was issued to client %q (azp), not %q", ErrToken, *c.AZP, clientID)
+	case c.AZP == nil && len(aud) > 1:
+		return fmt.Errorf("%w: the token has %d audiences and no azp claim naming %q", ErrToken, len(aud), clientID)
+	}
+	return nil
 }
 
 // rawClaims keeps the payload's bytes for claimsPerson.

@@ -60,6 +60,8 @@ func run() error {
 		return fmt.Errorf("load --cert and --key: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// The OP library logs through the default logger.
+	slog.SetDefault(log)
 	p, err := oidcprovider.New(cfg, *issuer, log)
 	if err != nil {
 		return err
