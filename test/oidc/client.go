@@ -1,7 +1,6 @@
 package oidcprovider
 
 import (
-	"slices"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -75,6 +74,3 @@ func (c *client) IsScopeAllowed(scope string) bool { return scope == ScopeGroups
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 
 func (c *client) ClockSkew() time.Duration { return 0 }
-
-// grantAllowed reports whether the client registered this grant type.
-func (c *client) grantAllowed(g oidc.GrantType) bool { return slices.Contains(c.GrantTypes(), g) }

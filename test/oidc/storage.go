@@ -161,7 +161,9 @@ func (s *storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest,
 	if !ok {
 		return nil, errors.New("no such authorization request (it may have expired)")
 	}
-	return r, nil
+	// A copy: the library reads it without the lock while a login may be changing the original.
+	c := *r
+	return &c, nil
 }
 
 func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
