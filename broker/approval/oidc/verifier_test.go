@@ -366,3 +366,34 @@ func noToken(t *testing.T, err error, raw string) {
 		}
 	}
 }
+
+func TestProviderRefusesALoginWithoutPKCE(t *testing.T) {
+	l, ca := startProvider(t, providerConfig())
+	v := verifierFor(t, l, ca, "console", consoleSecret, nil)
+	// What a relying party that forgot PKCE would send: state and nonce, no code_challenge.
+	u := v.oauth.AuthCodeURL("some-state", gooidc.Nonce("some-nonce"))
+	p, err := oidcprovider.NewBrowser(l.Client(), redirectURL).Get(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Location == nil {
+		t.Fatalf("the provider showed a login page (%d) instead of refusing", p.Status)
+	}
+	err = CallbackError(p.Location.Query())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "invalid_request") || !strings.Contains(err.Error(), "PKCE") {
+		t.Fatalf("err = %v, want the provider's invalid_request naming PKCE", err)
+	}
+	if p.Location.Query().Get("code") != "" {
+		t.Fatal("a code was issued without PKCE")
+	}
+}
+
+func TestCallbackError(t *testing.T) {
+	if err := CallbackError(url.Values{"code": {"c"}, "state": {"s"}}); err != nil {
+		t.Fatalf("a callback with a code: %v", err)
+	}
+	err := CallbackError(url.Values{"error": {"access_denied"}, "error_description": {"no\x1b[31m " + strings.Repeat("x", 500)}})
+	if !errors.Is(err, ErrRefused) || strings.ContainsRune(err.Error(), 0x1b) || len(err.Error()) > 2*maxCallbackText+64 {
+		t.Fatalf("err = %q", err)
+	}
+}
