@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	approveroidc "github.com/svidbroker/svidbroker/broker/approval/oidc"
 	oidcprovider "github.com/svidbroker/svidbroker/test/oidc"
 )
 
@@ -194,6 +195,19 @@ func (o *OIDC) Client() (*http.Client, error) {
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+// ConsoleConfig is the broker's relying-party configuration for the console client, whose callback
+// is redirectURL (one of OIDCOptions.RedirectURIs).
+func (o *OIDC) ConsoleConfig(redirectURL string) approveroidc.Config {
+	return approveroidc.Config{IssuerURL: o.Issuer, ClientID: OIDCConsoleClient, ClientSecretFile: o.ConsoleSecretFile,
+		RedirectURL: redirectURL, CAFile: o.CAFile}
+}
+
+// CLIConfig is the relying-party configuration of `svidbroker approvals`: the public client, for
+// the device flow.
+func (o *OIDC) CLIConfig() approveroidc.Config {
+	return approveroidc.Config{IssuerURL: o.Issuer, ClientID: OIDCCLIClient, CAFile: o.CAFile}
 }
 
 // User returns the user with this username (and so their password).

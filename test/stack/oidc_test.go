@@ -59,8 +59,7 @@ func TestOIDCProviderLogsInDemoPeople(t *testing.T) {
 	if st.Mode().Perm() != 0o600 || (os.Geteuid() == 0 && st.Sys().(*syscall.Stat_t).Uid != OIDCUID) {
 		t.Fatalf("config.json: mode %v, uid %d", st.Mode(), st.Sys().(*syscall.Stat_t).Uid)
 	}
-	console, err := approveroidc.New(ctx, approveroidc.Config{IssuerURL: o.Issuer, ClientID: OIDCConsoleClient,
-		ClientSecretFile: o.ConsoleSecretFile, RedirectURL: DefaultConsoleRedirect, CAFile: o.CAFile})
+	console, err := approveroidc.New(ctx, o.ConsoleConfig(DefaultConsoleRedirect))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func TestOIDCProviderLogsInDemoPeople(t *testing.T) {
 		})
 	}
 
-	cli, err := approveroidc.New(ctx, approveroidc.Config{IssuerURL: o.Issuer, ClientID: OIDCCLIClient, CAFile: o.CAFile})
+	cli, err := approveroidc.New(ctx, o.CLIConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +118,7 @@ func TestOIDCProviderLogsInDemoPeople(t *testing.T) {
 	if err := o.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := approveroidc.New(ctx, approveroidc.Config{IssuerURL: o.Issuer, ClientID: OIDCCLIClient, CAFile: o.CAFile}); err == nil {
+	if _, err := approveroidc.New(ctx, o.CLIConfig()); err == nil {
 		t.Fatal("discovery still answers after Stop")
 	}
 }
