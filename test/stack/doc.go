@@ -6,7 +6,8 @@
 //   - registration entries created through the server's Entry API, one per persona, each selecting a
 //     distinct unix uid so that the unix workload attestor gives every persona its own SPIFFE ID;
 //   - a throwaway PostgreSQL 15 cluster (Debian's initdb) with scram-sha-256, TLS with a certificate
-//     generated for the run, and the seeded demo database "shop".
+//     generated for the run, and the seeded demo database "shop";
+//   - on request, the shop API (StartShopAPI) and the test OpenID provider for approvers (StartOIDC).
 //
 // Everything lives in one temporary directory. Close stops exactly the processes the stack started, by
 // PID, and waits for them and their children to exit.
