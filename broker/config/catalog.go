@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/route"
 )
@@ -8,6 +10,7 @@ import (
 // CatalogBlock is a `catalog "TARGET" { ... }` block, as written in the broker's configuration and in
 // policy test files. It describes a database target's tables and columns (with tags such as "pii"),
 // an http target's routes (with tagged response fields, declared query parameters and body members),
+// an mcp target's tools (with tagged result fields) and pin file,
 // and its credential roles, least privileged first.
 type CatalogBlock struct {
 	Target      string        `hcl:"target,label"`
@@ -17,6 +20,13 @@ type CatalogBlock struct {
 	Tables      []TableBlock  `hcl:"table,block"`
 	Routes      []route.Block `hcl:"route,block"`
 	Roles       []RoleBlock   `hcl:"credential_role,block"`
+	// Pins, for an mcp target, is its pin file (`svidbroker mcp pin`), relative to the file this
+	// block is written in: the tools' input schemas policies see the arguments of (context.args).
+	Pins string `hcl:"pins,optional"`
+	// Tools are an mcp target's tool blocks.
+	Tools []ToolBlock `hcl:"tool,block"`
+	// DeclRange is where the block is written; its file is what Pins is relative to.
+	DeclRange hcl.Range `hcl:",def_range"`
 }
 
 // TableBlock is a `table "schema.name" { ... }` block.
@@ -64,6 +74,7 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 			t.Tables = append(t.Tables, ct)
 		}
 		t.Routes = catalogRoutes(b.Routes)
+		t.Tools, t.ToolSchemas = catalogMCP(b)
 		for _, r := range b.Roles {
 			t.Roles = append(t.Roles, authz.CredentialRole{Name: r.Name, Covers: r.Covers})
 		}
