@@ -257,12 +257,16 @@ func (a *Authorizer) MCPVisible(c Connect, target, list, name string) bool {
 	if err != nil {
 		return false
 	}
-	return a.visibleIn(a.Engine.current.Load(), req).Allow
+	return a.Engine.DecideListed(req).Allow
 }
 
-// visibleIn decides req under set with context.args ignored (see MCPVisible). The Decision's
-// reasons and obligations are those of the policies that could decide it.
-func (a *Authorizer) visibleIn(set *policySet, req Request) Decision {
+// DecideListed decides req as a list shows it (see MCPVisible): with context.args ignored, so that
+// permit conditions on the arguments are dropped and forbids that read them do not apply. The
+// decision's policies and obligations are those that could decide a call.
+func (e *Engine) DecideListed(req Request) Decision { return visibleIn(e.current.Load(), req) }
+
+// visibleIn is DecideListed under set.
+func visibleIn(set *policySet, req Request) Decision {
 	rec := types.RecordMap{}
 	for k, v := range req.Context.All() {
 		rec[k] = v
