@@ -316,7 +316,13 @@ func commentSafe(s string) string {
 // context.args.filter.status) where MCPArgs declares no such name. As with the HTTP records, `has`
 // of an undeclared name validates and is always false, so a misspelt name would silently disable a
 // forbid: it is refused.
+//
+// With no mcp target in the catalog (args nil) nothing is refused: no MCP decision can happen, and
+// the same policy packs serve brokers with and without MCP targets.
 func undeclaredMCPNames(p *cedar.Policy, args *mcpArgs) []string {
+	if args == nil {
+		return nil
+	}
 	var out []string
 	seen := map[string]bool{}
 	a := (*xast.Policy)(p.AST())
@@ -381,4 +387,18 @@ func contextPath(op xast.StrOpNode) ([]string, bool) {
 			return nil, false
 		}
 	}
+}
+
+// hasMCPTarget reports whether the catalog describes an mcp target: one of kind "mcp", or with
+// tools or pinned schemas.
+func hasMCPTarget(c *Catalog) bool {
+	if c == nil {
+		return false
+	}
+	for _, t := range c.Targets {
+		if t.Kind == "mcp" || len(t.Tools) > 0 || len(t.ToolSchemas) > 0 {
+			return true
+		}
+	}
+	return false
 }

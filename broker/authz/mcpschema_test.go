@@ -181,3 +181,38 @@ func FuzzMCPArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestUndeclaredArgsCheckNeedsAnMCPTarget: without an mcp target no MCP decision happens, and policy
+// packs written for one still load; an mcp target without pins declares no argument, so a policy
+// reading one is refused there (its forbid would never apply).
+func TestUndeclaredArgsCheckNeedsAnMCPTarget(t *testing.T) {
+	src := `@id("p")
+forbid (principal, action == Action::"mcp:call", resource)
+when { context.args has amount && context.args.amount > 100 };`
+	for _, tc := range []struct {
+		name string
+		cat  *Catalog
+		ok   bool
+	}{
+		{"no mcp target", NewCatalog([]CatalogTarget{{Name: "shop", Kind: "postgres"}}, nil), true},
+		{"an mcp target without pins", NewCatalog([]CatalogTarget{{Name: "tools", Kind: "mcp"}}, nil), false},
+		{"tools declared without pins", NewCatalog([]CatalogTarget{{Name: "tools", Tools: []CatalogTool{{Name: "refund"}}}}, nil), false},
+		{"pins declaring the name", mcpCatalog, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseSchemaFor("s", policies.Schema, tc.cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			writePolicies(t, dir, map[string]string{"p.cedar": src})
+			_, err = LoadDir(dir, s)
+			if (err == nil) != tc.ok {
+				t.Errorf("load error %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), `declares argument "amount"`) {
+				t.Errorf("error %v does not name the argument", err)
+			}
+		})
+	}
+}

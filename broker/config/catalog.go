@@ -87,7 +87,17 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 	return authz.NewCatalog(targets, rules)
 }
 
-// Catalog is the catalog of the configuration's catalog and group blocks.
+// Catalog is the catalog of the configuration's catalog and group blocks. A catalog block without a
+// kind takes its target's protocol as kind.
 func (c *Config) Catalog() *authz.Catalog {
-	return NewCatalog(c.Catalogs, c.Groups)
+	catalogs := make([]CatalogBlock, len(c.Catalogs))
+	for i, b := range c.Catalogs {
+		for _, t := range c.Targets {
+			if b.Kind == "" && t.Name == b.Target {
+				b.Kind = t.Protocol
+			}
+		}
+		catalogs[i] = b
+	}
+	return NewCatalog(catalogs, c.Groups)
 }

@@ -74,6 +74,9 @@ func TestMCPCatalogLoadsToolsAndPins(t *testing.T) {
 			continue
 		}
 		found = true
+		if ct.Kind != "mcp" {
+			t.Errorf("kind %q: a catalog without one takes its target's protocol", ct.Kind)
+		}
 		if len(ct.Tools) != 2 || ct.Tools[0].Name != "get_customer" || ct.Tools[0].Text != "json" ||
 			len(ct.Tools[0].Fields) != 2 || ct.Tools[0].Fields[1].Path != "$.ssn" || ct.Tools[0].Fields[1].Tags[1] != "sensitive" {
 			t.Errorf("tools %+v", ct.Tools)
