@@ -56,6 +56,7 @@ catalog "tools" {
     field "$.ssn"   { tags = ["pii", "sensitive"] }
   }
   tool "refund" {}
+  credential_role "tools-read" { covers = ["mcp:call", "mcp:read"] }
 }
 `
 
@@ -94,16 +95,17 @@ func TestMCPCatalogLoadsToolsAndPins(t *testing.T) {
 // naming the file and what to change.
 func TestMCPCatalogMistakesAreRefused(t *testing.T) {
 	for name, tc := range map[string]struct{ catalog, pins, says string }{
-		"tools on a postgres target":    {"catalog \"shop\" {\n  tool \"x\" {}\n}\n", testPins, `catalog "shop" lists tool blocks or pins but its target is "postgres"`},
-		"a missing pin file":            {toolsCatalog, "", `pin file: open `},
-		"a pin file of another version": {toolsCatalog, `{"version":2,"tools":[]}`, `version 2; this broker reads version 1`},
-		"a pin file that is not JSON":   {toolsCatalog, `{"version":1,`, `pin file`},
-		"a tool without a schema":       {toolsCatalog, `{"version":1,"tools":[{"name":"a"}]}`, `tool "a" has no inputSchema`},
-		"a tool pinned twice":           {toolsCatalog, `{"version":1,"tools":[{"name":"a","inputSchema":{}},{"name":"a","inputSchema":{}}]}`, `tool "a" is pinned twice`},
-		"a tool twice":                  {"catalog \"tools\" {\n  tool \"a\" {}\n  tool \"a\" {}\n}\n", "", `lists tool "a" twice`},
-		"a bad text":                    {"catalog \"tools\" {\n  tool \"a\" { text = \"yaml\" }\n}\n", "", `text = "yaml"; use "json"`},
-		"a bad field path":              {"catalog \"tools\" {\n  tool \"a\" {\n    field \"ssn\" {}\n  }\n}\n", "", `field path "ssn" must start with "$"`},
-		"a field twice":                 {"catalog \"tools\" {\n  tool \"a\" {\n    field \"$.a\" {}\n    field \"$.a\" {}\n  }\n}\n", "", `lists field "$.a" twice`},
+		"tools on a postgres target":     {"catalog \"shop\" {\n  tool \"x\" {}\n}\n", testPins, `catalog "shop" lists tool blocks or pins but its target is "postgres"`},
+		"a missing pin file":             {toolsCatalog, "", `pin file: open `},
+		"a pin file of another version":  {toolsCatalog, `{"version":2,"tools":[]}`, `version 2; this broker reads version 1`},
+		"a pin file that is not JSON":    {toolsCatalog, `{"version":1,`, `pin file`},
+		"a tool without a schema":        {toolsCatalog, `{"version":1,"tools":[{"name":"a"}]}`, `tool "a" has no inputSchema`},
+		"a tool pinned twice":            {toolsCatalog, `{"version":1,"tools":[{"name":"a","inputSchema":{}},{"name":"a","inputSchema":{}}]}`, `tool "a" is pinned twice`},
+		"an HTTP cover on an mcp target": {"catalog \"tools\" {\n  credential_role \"r\" { covers = [\"http:get\"] }\n}\n", "", `covers "http:get", which is not an MCP request action of target "tools"`},
+		"a tool twice":                   {"catalog \"tools\" {\n  tool \"a\" {}\n  tool \"a\" {}\n}\n", "", `lists tool "a" twice`},
+		"a bad text":                     {"catalog \"tools\" {\n  tool \"a\" { text = \"yaml\" }\n}\n", "", `text = "yaml"; use "json"`},
+		"a bad field path":               {"catalog \"tools\" {\n  tool \"a\" {\n    field \"ssn\" {}\n  }\n}\n", "", `field path "ssn" must start with "$"`},
+		"a field twice":                  {"catalog \"tools\" {\n  tool \"a\" {\n    field \"$.a\" {}\n    field \"$.a\" {}\n  }\n}\n", "", `lists field "$.a" twice`},
 		"an argument with two types": {toolsCatalog, `{"version":1,"tools":[{"name":"a","inputSchema":{"type":"object","properties":{"id":{"type":"string"}}}},
 			{"name":"b","inputSchema":{"type":"object","properties":{"id":{"type":"integer"}}}}]}`, `argument "id" is String in tool "a" of target "tools" and Long in tool "b"`},
 	} {
