@@ -422,7 +422,7 @@ func toLong(v any) (int64, error) {
 			return 0, fmt.Errorf("the call gives a number of more than %d characters", maxNumberChars)
 		}
 		f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-		if err != nil || strings.ContainsAny(s, " \t\n+") || s == "" {
+		if err != nil || f.IsInf() || strings.ContainsAny(s, " \t\n+") || s == "" {
 			return 0, errNotNumber
 		}
 		if !f.IsInt() {

@@ -104,7 +104,8 @@ func buildMCPArgs(tools map[string]map[string]json.RawMessage) (*mcpArgs, error)
 			}
 			var s jsonSchema
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, fmt.Errorf("authz: %s: input schema is not a JSON Schema object: %v", from, err)
+				args.leftOut = append(args.leftOut, fmt.Sprintf("%s/%s: its input schema is not a JSON Schema object", target, tool))
+				continue
 			}
 			typ, err := args.typeOf(&s, from, target+"/"+tool, 0)
 			if err != nil {
@@ -130,7 +131,8 @@ func buildMCPArgs(tools map[string]map[string]json.RawMessage) (*mcpArgs, error)
 func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argType, error) {
 	ts, err := s.types()
 	if err != nil {
-		return nil, fmt.Errorf("authz: %s, %s: %v", from, where, err)
+		args.leftOut = append(args.leftOut, where+": "+err.Error())
+		return nil, nil
 	}
 	nullable := false
 	if i := slices.Index(ts, "null"); i >= 0 && len(ts) == 2 {
@@ -188,7 +190,8 @@ func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argT
 			}
 			var ps jsonSchema
 			if err := json.Unmarshal(s.Properties[name], &ps); err != nil {
-				return nil, fmt.Errorf("authz: %s, property %q: not a JSON Schema object: %v", from, name, err)
+				args.leftOut = append(args.leftOut, sub+": not a JSON Schema object")
+				continue
 			}
 			pt, err := args.typeOf(&ps, from, sub, depth+1)
 			if err != nil {
@@ -205,10 +208,10 @@ func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argT
 }
 
 // integral reports whether every number s allows is an integer: a multipleOf that is a whole
-// number, or an enum or const of whole numbers only.
+// number (not zero), or an enum or const of whole numbers only.
 func (s *jsonSchema) integral() bool {
-	if s.MultipleOf != "" {
-		return wholeNumber(string(s.MultipleOf))
+	if s.MultipleOf != "" && wholeNumber(string(s.MultipleOf)) {
+		return true
 	}
 	values := s.Enum
 	if len(s.Const) > 0 {
@@ -231,7 +234,7 @@ func wholeNumber(s string) bool {
 		return false
 	}
 	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-	return err == nil && f.IsInt()
+	return err == nil && !f.IsInf() && f.IsInt() && f.Sign() != 0
 }
 
 // mergeAttrs adds the attributes of src to dst; a name with another type in dst is an error naming

@@ -61,8 +61,11 @@ func TestMCPArgsSchemaRules(t *testing.T) {
 			"a": json.RawMessage(`{"type":"object","properties":{"f":{"type":"object","properties":{"x":{"type":"string"}}}}}`),
 			"b": json.RawMessage(`{"type":"object","properties":{"f":{"type":"object","properties":{"x":{"type":"boolean"}}}}}`)}},
 			"", `argument "f.x" is String in tool "a"`},
-		{"not a schema", one(`[1]`), "", `tool "a" of target "t": input schema is not a JSON Schema object`},
-		{"a bad type", one(`{"type":"object","properties":{"x":{"type":7}}}`), "", `"type" is neither`},
+		{"not a schema", one(`[1]`), "t/a: its input schema is not a JSON Schema object", ""},
+		{"a boolean subschema", one(`{"type":"object","properties":{"x":true,"y":{"type":"string"}}}`), "t/a .x: not a JSON Schema object", ""},
+		{"a bad type", one(`{"type":"object","properties":{"x":{"type":7}}}`), `t/a .x: "type" is neither`, ""},
+		{"a multipleOf of zero", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0}}}`), "t/a .n: a number that may be fractional", ""},
+		{"an integral enum beside a fractional multipleOf", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0.5,"enum":[1,2]}}}`), `"n"?: Long`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := MCPArgsSchema(tc.tools)
