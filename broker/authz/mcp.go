@@ -421,8 +421,8 @@ func toLong(v any) (int64, error) {
 		if len(s) > maxNumberChars {
 			return 0, fmt.Errorf("the call gives a number of more than %d characters", maxNumberChars)
 		}
-		f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-		if err != nil || f.IsInf() || strings.ContainsAny(s, " \t\n+") || s == "" {
+		f, ok := parseNumber(s)
+		if !ok {
 			return 0, errNotNumber
 		}
 		if !f.IsInt() {
@@ -466,4 +466,23 @@ func jsonKind(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("a %T", v)
+}
+
+// parseNumber parses a JSON number of at most maxNumberChars characters exactly enough to tell an
+// integer: 256 bits hold 64 decimal digits' worth of difference from the nearest integer. A number
+// whose exponent takes it past big.Float's range (1e999999999, 1e-999999999) is not a number here,
+// so that no tiny fraction is read as zero.
+func parseNumber(s string) (*big.Float, bool) {
+	if s == "" || len(s) > maxNumberChars || strings.ContainsAny(s, " \t\n+_xXpPiInN") {
+		return nil, false
+	}
+	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
+	if err != nil || f.IsInf() {
+		return nil, false
+	}
+	mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+	if f.Sign() == 0 && strings.ContainsAny(mantissa, "123456789") {
+		return nil, false // underflowed
+	}
+	return f, true
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math/big"
 	"slices"
 	"strings"
 
@@ -210,7 +209,7 @@ func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argT
 // integral reports whether every number s allows is an integer: a multipleOf that is a whole
 // number (not zero), or an enum or const of whole numbers only.
 func (s *jsonSchema) integral() bool {
-	if s.MultipleOf != "" && wholeNumber(string(s.MultipleOf)) {
+	if f, ok := parseNumber(string(s.MultipleOf)); ok && f.IsInt() && f.Sign() != 0 {
 		return true
 	}
 	values := s.Enum
@@ -230,11 +229,8 @@ func (s *jsonSchema) integral() bool {
 
 // wholeNumber reports whether s is a JSON number with an integral value.
 func wholeNumber(s string) bool {
-	if len(s) > maxNumberChars {
-		return false
-	}
-	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-	return err == nil && !f.IsInf() && f.IsInt() && f.Sign() != 0
+	f, ok := parseNumber(s)
+	return ok && f.IsInt()
 }
 
 // mergeAttrs adds the attributes of src to dst; a name with another type in dst is an error naming

@@ -39,7 +39,8 @@ func TestMCPArgsSchemaRules(t *testing.T) {
 		want   string // in the fragment
 		errors string // in the error, if one is expected
 	}{
-		{"an integral enum of numbers is a Long", one(`{"type":"object","properties":{"n":{"type":"number","enum":[1,2,3]}}}`), `"n"?: Long`, ""},
+		{"an integral enum of numbers is a Long", one(`{"type":"object","properties":{"n":{"type":"number","enum":[0,2,3e2]}}}`), `"n"?: Long`, ""},
+		{"a const whole number is a Long", one(`{"type":"object","properties":{"n":{"type":"number","const":7}}}`), `"n"?: Long`, ""},
 		{"a fractional enum is left out", one(`{"type":"object","properties":{"n":{"type":"number","enum":[1,2.5]}}}`), "t/a .n: a number that may be fractional", ""},
 		{"a fractional multipleOf is left out", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0.5}}}`), "{ }", ""},
 		{"an array of numbers is left out", one(`{"type":"object","properties":{"l":{"type":"array","items":{"type":"integer"}}}}`), "t/a .l: an array of other than strings", ""},
