@@ -468,12 +468,12 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// parseNumber parses a JSON number of at most maxNumberChars characters exactly enough to tell an
+// parseNumber parses a JSON number (and nothing JSON does not call one) of at most maxNumberChars characters exactly enough to tell an
 // integer: 256 bits hold 64 decimal digits' worth of difference from the nearest integer. A number
 // whose exponent takes it past big.Float's range (1e999999999, 1e-999999999) is not a number here,
 // so that no tiny fraction is read as zero.
 func parseNumber(s string) (*big.Float, bool) {
-	if s == "" || len(s) > maxNumberChars || strings.ContainsAny(s, " \t\n+_xXpPiInN") {
+	if s == "" || len(s) > maxNumberChars || !json.Valid([]byte(s)) || !strings.ContainsAny(s[:1], "-0123456789") {
 		return nil, false
 	}
 	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)

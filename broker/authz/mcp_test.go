@@ -3,7 +3,9 @@ package authz
 import (
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -403,4 +405,29 @@ func TestMCPContextHoldsTheRequestsFacts(t *testing.T) {
 	if ap, _ := none.Get("approval"); !ap.(types.Record).Equal(types.NewRecord(types.RecordMap{"state": types.String("none"), "approver": types.String("")})) {
 		t.Errorf("approval without a state: %v", ap)
 	}
+}
+
+// FuzzToLong holds toLong to strconv.ParseInt for plain integers, and to integral JSON numbers only.
+func FuzzToLong(f *testing.F) {
+	for _, s := range []string{"0", "-1", "9223372036854775807", "-9223372036854775808", "1e3", "1.0", "0.5", "1e-999999999", "1e400", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := toLong(json.Number(s))
+		if want, perr := strconv.ParseInt(s, 10, 64); perr == nil && json.Valid([]byte(s)) {
+			if err != nil || got != want {
+				t.Fatalf("toLong(%q) = %d, %v; ParseInt gives %d", s, got, err, want)
+			}
+		}
+		if err != nil {
+			return
+		}
+		if !json.Valid([]byte(s)) {
+			t.Fatalf("toLong(%q) = %d for what is not a JSON number", s, got)
+		}
+		var r big.Rat
+		if _, ok := r.SetString(s); ok && len(s) < 24 && (!r.IsInt() || r.Num().Int64() != got) {
+			t.Fatalf("toLong(%q) = %d, but the number is %s", s, got, r.String())
+		}
+	})
 }
