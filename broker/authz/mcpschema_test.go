@@ -3,6 +3,7 @@ package authz
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -219,4 +220,22 @@ when { context.args has amount && context.args.amount > 100 };`
 			}
 		})
 	}
+}
+
+// MCPArgs for two tools: each property typed, the fractional number left out and said so.
+func ExampleMCPArgsSchema() {
+	frag, err := MCPArgsSchema(map[string]map[string]json.RawMessage{"tools": {
+		"refund": json.RawMessage(`{"type":"object","properties":{"order_id":{"type":"integer"},"amount":{"type":"integer"},"reason":{"type":"string"}}}`),
+		"query":  json.RawMessage(`{"type":"object","properties":{"table":{"type":"string","enum":["orders","customers"]},"ratio":{"type":"number"}}}`),
+	}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Print(frag)
+	// Output:
+	// // Generated from the input schemas of the mcp targets' pinned tools.
+	// // Left out of context.args, having no Cedar type:
+	// //   tools/query .ratio: a number that may be fractional (no Cedar decimal is offered)
+	// type MCPArgs = { "amount"?: Long, "order_id"?: Long, "reason"?: String, "table"?: String };
 }
