@@ -88,16 +88,25 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 }
 
 // Catalog is the catalog of the configuration's catalog and group blocks. A catalog block without a
-// kind takes its target's protocol as kind.
+// kind takes its target's protocol as kind, and an mcp target without a catalog block has an empty
+// one: policies are then checked as for an mcp target without pins, whose calls carry no typed
+// argument (see authz.ParseSchemaFor).
 func (c *Config) Catalog() *authz.Catalog {
-	catalogs := make([]CatalogBlock, len(c.Catalogs))
-	for i, b := range c.Catalogs {
+	catalogs := make([]CatalogBlock, 0, len(c.Catalogs))
+	described := map[string]bool{}
+	for _, b := range c.Catalogs {
 		for _, t := range c.Targets {
 			if b.Kind == "" && t.Name == b.Target {
 				b.Kind = t.Protocol
 			}
 		}
-		catalogs[i] = b
+		catalogs = append(catalogs, b)
+		described[b.Target] = true
+	}
+	for _, t := range c.Targets {
+		if t.Protocol == "mcp" && !described[t.Name] {
+			catalogs = append(catalogs, CatalogBlock{Target: t.Name, Kind: t.Protocol})
+		}
 	}
 	return NewCatalog(catalogs, c.Groups)
 }

@@ -9,8 +9,10 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
+	"github.com/svidbroker/svidbroker/policies"
 )
 
 var mcpPlugins = config.Plugins{Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}, "http": acceptHTTP{}, "mcp": acceptHTTP{}}}
@@ -182,4 +184,36 @@ func FuzzReadPinSchemas(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMCPTargetWithoutCatalogIsAnMCPTarget: an mcp target without a catalog block is still one to
+// policies: a policy reading an argument is refused there, since no pin file types it and its forbid
+// would never apply.
+func TestMCPTargetWithoutCatalogIsAnMCPTarget(t *testing.T) {
+	cfg, err := config.Load(mcpConfig(t, "", ""), mcpPlugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := cfg.Catalog()
+	var kind string
+	for _, ct := range cat.Targets {
+		if ct.Name == "tools" {
+			kind = ct.Kind
+		}
+	}
+	if kind != "mcp" {
+		t.Fatalf("target tools has kind %q in the catalog", kind)
+	}
+	schema, err := authz.ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := "@id(\"p\")\nforbid (principal, action == Action::\"mcp:call\", resource)\nwhen { context.args has amount && context.args.amount > 100 };\n"
+	if err := os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authz.LoadDir(dir, schema); err == nil || !strings.Contains(err.Error(), `declares argument "amount"`) {
+		t.Fatalf("error %v; want the argument refused", err)
+	}
 }
