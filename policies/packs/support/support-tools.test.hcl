@@ -104,7 +104,7 @@ test "drafts a reply with its own model" {
   action    = "mcp:call"
   target    = "tools"
   tool      = "draft_reply"
-  args      = { customer_id = 1 }
+  args      = { customer_id = 1, message = "Where is my order?" }
   expect    = "allow"
 }
 
