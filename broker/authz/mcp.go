@@ -242,7 +242,9 @@ func (a *Authorizer) MCP(c Connect, r MCPRequest, ap ApprovalState) (Decision, e
 // "prompts/list", name the tool name, resource URI or prompt name. It is true when some arguments
 // could be permitted: the entry's call is decided with context.args ignored (cedar-go's batch
 // Ignore), so a permit's conditions on the arguments are dropped and a forbid that refers to them
-// does not apply. Anything else that fails, or an unknown list, hides the entry.
+// does not apply. The rest of the context is the call's (method "tools/call", ...), with no approval
+// and no protocol version (""), so a permit that needs either does not show the entry. Anything else
+// that fails, or an unknown list, hides the entry.
 func (a *Authorizer) MCPVisible(c Connect, target, list, name string) bool {
 	method, ok := mcpLists[list]
 	if !ok {
