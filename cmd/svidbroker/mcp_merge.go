@@ -4,9 +4,7 @@ package main
 // the MCP work configured on other branches; each function says what it becomes when they merge.
 
 import (
-	"encoding/json"
-	"errors"
-
+	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
 )
 
@@ -15,13 +13,15 @@ import (
 func mcpPath(t config.Target) string { return "" }
 
 // catalogPins is the pin file the target's catalog names (pins = "...", relative to the file the
-// catalog block is written in); "" when it names none. With the mcp catalog:
-//
-//	for _, cb := range cfg.Catalogs { if cb.Target == target { return cb.PinPath() } }; return ""
-func catalogPins(cfg *config.Config, target string) string { return "" }
+// catalog block is written in); "" when it names none.
+func catalogPins(cfg *config.Config, target string) string {
+	for _, cb := range cfg.Catalogs {
+		if cb.Target == target {
+			return cb.PinPath()
+		}
+	}
+	return ""
+}
 
 // mcpArgsSchema renders the Cedar MCPArgs type of the tools' input schemas, by target then tool.
-// With the MCP authorizer: `var mcpArgsSchema = authz.MCPArgsSchema`.
-func mcpArgsSchema(tools map[string]map[string]json.RawMessage) (string, error) {
-	return "", errors.New("this build has no MCPArgs schema generator (authz.MCPArgsSchema)")
-}
+var mcpArgsSchema = authz.MCPArgsSchema
