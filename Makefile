@@ -12,13 +12,14 @@ PKGS := ./...
 
 all: build
 
-## build: the broker, the SPIRE agent attestor plugin, the demo launcher and the demo's upstream API, into .bin/
+## build: the broker, the SPIRE agent attestor plugin, the demo launcher and the demo's upstream API and MCP server, into .bin/
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/svidbroker ./cmd/svidbroker
 	$(GO) build -o $(BIN)/svidbroker-agent-attestor ./attestors/agent
 	$(GO) build -o $(BIN)/svidbroker-demo ./examples/demo
 	$(GO) build -o $(BIN)/svidbroker-shopapi ./examples/shopapi
+	$(GO) build -o $(BIN)/svidbroker-mcpshop ./examples/mcpshop
 
 ## tools: third-party programs pinned in tools/go.mod (SPIRE), into .bin/; a no-op when up to date
 tools: $(BIN)/spire-server $(BIN)/spire-agent

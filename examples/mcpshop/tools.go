@@ -57,7 +57,6 @@ type shop struct {
 
 	mu          sync.Mutex
 	summarize   string // summarize's current description
-	rotations   int
 	summarizeFn mcp.ToolHandlerFor[summarizeIn, summarizeOut]
 }
 
@@ -212,7 +211,6 @@ func (s *shop) Rotate(d string) (string, error) {
 		}
 	}
 	s.summarize = d
-	s.rotations++
 	s.addSummarize(d)
 	return d, nil
 }
