@@ -282,6 +282,18 @@ func TestInputSchemas(t *testing.T) {
 			t.Errorf("%s.%s: %v (required %v); want type %s, required %v", tc.tool, tc.prop, p, required(tc.tool), tc.typ, tc.required)
 		}
 	}
+	// Every property of every output schema is a schema object: the TypeScript SDK refuses a
+	// tools/list whose output schemas hold a boolean schema (true) as a property.
+	for _, tl := range tools.Tools {
+		b, _ := json.Marshal(tl.OutputSchema)
+		var m struct{ Properties map[string]any }
+		_ = json.Unmarshal(b, &m)
+		for name, p := range m.Properties {
+			if _, ok := p.(map[string]any); !ok {
+				t.Errorf("%s: output property %s has schema %v", tl.Name, name, p)
+			}
+		}
+	}
 	if e := prop("query", "table")["enum"]; !slices.Equal(e.([]any), []any{"orders", "customers"}) {
 		t.Errorf("query.table enum %v", e)
 	}

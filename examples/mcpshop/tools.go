@@ -144,7 +144,12 @@ func newShop(db store, tokens apitoken.Querier, log *slog.Logger) *shop {
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "list_orders", Description: "List orders by id, of every customer or of one.",
 		Annotations: readOnly, InputSchema: schemaFor[listOrdersIn](func(p props) { p.min("customer_id", 1).max("customer_id", 1<<31-1).limit() })}, s.listOrders)
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "query", Description: "Read the first rows of a table, orders or customers, by id.",
-		Annotations: readOnly, InputSchema: schemaFor[queryIn](func(p props) { p["table"].Enum = []any{"orders", "customers"}; p.limit() })}, s.query)
+		Annotations: readOnly, InputSchema: schemaFor[queryIn](func(p props) { p["table"].Enum = []any{"orders", "customers"}; p.limit() }),
+		// Rows' items are orders or customers: objects. (Inferred, "any" would be the schema true,
+		// which the TypeScript SDK's tools/list validation refuses as a property's schema.)
+		OutputSchema: schemaFor[queryOut](func(p props) {
+			p["rows"] = &jsonschema.Schema{Type: "array", Items: &jsonschema.Schema{Type: "object"}}
+		})}, s.query)
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "refund", Description: "Refund an amount (in cents) of an order; recorded with its reason.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: new(false)},
 		InputSchema: schemaFor[refundIn](func(p props) {
