@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -545,4 +546,58 @@ func TestEveryRequestNeedsAToken(t *testing.T) {
 	if resp := post("write"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("token store down: %s, want 503", resp.Status)
 	}
+}
+
+// FuzzRefundArguments sends arbitrary arguments to refund over the protocol with a write token:
+// whatever the shop records is within the documented bounds, and nothing else is recorded.
+func FuzzRefundArguments(f *testing.F) {
+	for _, s := range []string{
+		`{"order_id": 10, "amount": 250, "reason": "damaged"}`,
+		`{"order_id": 10, "amount": 0, "reason": "zero"}`,
+		`{"order_id": 10, "amount": 1e2, "reason": "exponent"}`,
+		`{"order_id": 10, "amount": 100.5, "reason": "fraction"}`,
+		`{"order_id": "10", "amount": 1, "reason": "string id"}`,
+		`{"order_id": 10, "amount": 10000000000, "reason": "too much"}`,
+		`{"order_id": 10, "amount": 1, "reason": "   "}`,
+		`{"order_id": 10, "amount": 1, "reason": "x", "approved": true}`,
+		`{"order_id": 10, "amount": -1, "reason": "negative"}`,
+		`[]`, `null`, `{}`,
+	} {
+		f.Add(s)
+	}
+	fx := &fixture{db: newMemStore(), tokens: &tokenTable{roles: map[[32]byte]string{sha256.Sum256([]byte("write")): "api-write"}}}
+	fx.shop = newShop(fx.db, fx.tokens, slog.New(slog.DiscardHandler))
+	fx.srv = httptest.NewTLSServer(fx.shop.handler(false))
+	defer fx.srv.Close()
+	hc := &http.Client{Transport: bearerRT{"write", fx.srv.Client().Transport, nil}}
+	c := mcp.NewClient(&mcp.Implementation{Name: "fuzz", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: fx.srv.URL + MCPPath, HTTPClient: hc, MaxRetries: -1}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer cs.Close()
+	f.Fuzz(func(t *testing.T, args string) {
+		if !json.Valid([]byte(args)) {
+			return
+		}
+		fx.db.mu.Lock()
+		before := len(fx.db.refunds)
+		fx.db.mu.Unlock()
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "refund", Arguments: json.RawMessage(args)})
+		fx.db.mu.Lock()
+		defer fx.db.mu.Unlock()
+		switch n := len(fx.db.refunds) - before; {
+		case n == 0:
+			return
+		case n > 1:
+			t.Fatalf("one call recorded %d refunds", n)
+		case err != nil || res.IsError:
+			t.Fatalf("a refund was recorded for a call that failed (%v, %q)", err, text(res))
+		}
+		rf := fx.db.refunds[before]
+		if rf.OrderID < 1 || rf.Amount < 1 || rf.Amount > maxAmount || strings.TrimSpace(rf.Reason) == "" ||
+			!utf8.ValidString(rf.Reason) || utf8.RuneCountInString(rf.Reason) > maxReasonRunes {
+			t.Fatalf("recorded out-of-bounds refund %+v from %s", rf, args)
+		}
+	})
 }

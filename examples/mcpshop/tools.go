@@ -299,7 +299,13 @@ func (s *shop) refund(ctx context.Context, req *mcp.CallToolRequest, in refundIn
 	if err := s.requireWrite(ctx, req); err != nil {
 		return nil, refundRecord{}, err
 	}
-	if utf8.RuneCountInString(in.Reason) > maxReasonRunes || strings.TrimSpace(in.Reason) == "" {
+	// The input schema bounds these too; the handler does not rely on it.
+	switch {
+	case in.OrderID < 1 || in.OrderID > 1<<31-1:
+		return nil, refundRecord{}, errTool("order_id must be a positive integer below 2^31")
+	case in.Amount < 1 || in.Amount > maxAmount:
+		return nil, refundRecord{}, errTool("amount must be from 1 to %d (cents)", maxAmount)
+	case !utf8.ValidString(in.Reason) || utf8.RuneCountInString(in.Reason) > maxReasonRunes || strings.TrimSpace(in.Reason) == "":
 		return nil, refundRecord{}, errTool("reason must be non-empty text of at most %d characters", maxReasonRunes)
 	}
 	rf, err := s.db.Refund(ctx, in.OrderID, in.Amount, in.Reason)
