@@ -34,11 +34,15 @@ const (
 // only from a stateful one, so requests are routed by their Mcp-Protocol-Version header: 2026-07-28
 // and later to the stateless handler, the rest (no header: initialize, or 2025-03-26 clients) to the
 // stateful one. Both serve the same server, so a rotated description shows in either.
+//
+// The SDK's DNS-rebinding guard (a loopback listener refuses a Host that is not loopback) is off: it
+// protects servers without authentication from web pages, and every request here needs a token no
+// page has; a proxy in front (the broker) may pass on the Host its own client used.
 func (s *shop) handler(rotate bool) http.Handler {
 	stateful := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.srv },
-		&mcp.StreamableHTTPOptions{Logger: s.log, SessionTimeout: sessionIdle, MaxRequestBodyBytes: maxRequestBytes})
+		&mcp.StreamableHTTPOptions{Logger: s.log, SessionTimeout: sessionIdle, MaxRequestBodyBytes: maxRequestBytes, DisableLocalhostProtection: true})
 	stateless := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.srv },
-		&mcp.StreamableHTTPOptions{Logger: s.log, Stateless: true, MaxRequestBodyBytes: maxRequestBytes})
+		&mcp.StreamableHTTPOptions{Logger: s.log, Stateless: true, MaxRequestBodyBytes: maxRequestBytes, DisableLocalhostProtection: true})
 	mcpH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v := r.Header.Get("Mcp-Protocol-Version"); v >= statelessVersion {
 			stateless.ServeHTTP(w, r)

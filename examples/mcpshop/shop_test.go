@@ -505,6 +505,7 @@ func TestEveryRequestNeedsAToken(t *testing.T) {
 	f := start(t)
 	post := func(token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+MCPPath, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Host = "tools.example:8443" // as a proxy in front may pass it on: the token decides, not the Host
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		if token != "" {
