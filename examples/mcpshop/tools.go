@@ -55,9 +55,8 @@ type shop struct {
 	tokens apitoken.Querier
 	log    *slog.Logger
 
-	mu          sync.Mutex
-	summarize   string // summarize's current description
-	summarizeFn mcp.ToolHandlerFor[summarizeIn, summarizeOut]
+	mu        sync.Mutex
+	summarize string // summarize's current description
 }
 
 type getCustomerIn struct {
@@ -161,7 +160,6 @@ func newShop(db store, tokens apitoken.Querier, log *slog.Logger) *shop {
 		InputSchema: schemaFor[sendEmailIn](func(p props) {
 			p["to"].MaxLength, p["subject"].MaxLength, p["body"].MaxLength = new(254), new(maxSubjectRunes), new(maxBodyRunes)
 		})}, s.sendEmail)
-	s.summarizeFn = s.summarizeText
 	s.addSummarize(DefaultSummarizeDescription)
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "ask_user", Description: "Ask the user a question and return the answer (elicitation).",
 		Annotations: readOnly, InputSchema: schemaFor[askUserIn](func(p props) { p["question"].MinLength, p["question"].MaxLength = new(1), new(maxQuestion) })}, s.askUser)
@@ -198,7 +196,7 @@ func schemaFor[T any](edit func(props)) *jsonschema.Schema {
 // name and tells sessions that the tool list changed.
 func (s *shop) addSummarize(d string) {
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "summarize", Description: d, Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
-		InputSchema: schemaFor[summarizeIn](func(p props) { p["text"].MinLength, p["text"].MaxLength = new(1), new(maxTextRunes) })}, s.summarizeFn)
+		InputSchema: schemaFor[summarizeIn](func(p props) { p["text"].MinLength, p["text"].MaxLength = new(1), new(maxTextRunes) })}, s.summarizeText)
 }
 
 // Rotate changes summarize's description to d (empty: the built-in rotated description, or back to
@@ -267,11 +265,11 @@ func (s *shop) getCustomer(ctx context.Context, _ *mcp.CallToolRequest, in getCu
 }
 
 func (s *shop) listOrders(ctx context.Context, _ *mcp.CallToolRequest, in listOrdersIn) (*mcp.CallToolResult, listOrdersOut, error) {
-	os, err := s.db.Orders(ctx, in.CustomerID, limitOr(in.Limit))
+	orders, err := s.db.Orders(ctx, in.CustomerID, limitOr(in.Limit))
 	if err != nil {
 		return nil, listOrdersOut{}, s.storeErr(ctx, "listing orders", err)
 	}
-	return nil, listOrdersOut{Orders: append([]order{}, os...)}, nil
+	return nil, listOrdersOut{Orders: append([]order{}, orders...)}, nil
 }
 
 func (s *shop) query(ctx context.Context, _ *mcp.CallToolRequest, in queryIn) (*mcp.CallToolResult, queryOut, error) {
@@ -279,9 +277,9 @@ func (s *shop) query(ctx context.Context, _ *mcp.CallToolRequest, in queryIn) (*
 	var err error
 	switch in.Table {
 	case "orders":
-		var os []order
-		os, err = s.db.Orders(ctx, 0, limitOr(in.Limit))
-		out.Rows = append([]order{}, os...)
+		var orders []order
+		orders, err = s.db.Orders(ctx, 0, limitOr(in.Limit))
+		out.Rows = append([]order{}, orders...)
 	case "customers":
 		var cs []customer
 		cs, err = s.db.Customers(ctx, 0, limitOr(in.Limit))
