@@ -49,11 +49,15 @@ type Authorizer struct {
 	now     func() time.Time
 	// workloads keeps the callers' entities (workload.go).
 	workloads workloads
+	// mcpArgs types context.args (mcpschema.go); mcpArgsErr is why the catalog's tools could not.
+	mcpArgs    *mcpArgs
+	mcpArgsErr error
 }
 
 // NewAuthorizer combines an engine with a catalog.
 func NewAuthorizer(e *Engine, c *Catalog) *Authorizer {
-	return &Authorizer{Engine: e, Catalog: c, static: c.Entities(), now: time.Now}
+	args, err := buildMCPArgs(catalogTools(c))
+	return &Authorizer{Engine: e, Catalog: c, static: c.Entities(), now: time.Now, mcpArgs: args, mcpArgsErr: err}
 }
 
 // Connect describes a new, authenticated connection.

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -49,6 +50,11 @@ type CatalogTarget struct {
 	Routes []CatalogRoute
 	// Roles are the target's credential roles, least privileged first.
 	Roles []CredentialRole
+	// Tools are an mcp target's declared tools.
+	Tools []CatalogTool
+	// ToolSchemas are an mcp target's tools' input schemas (tool name -> inputSchema), filled from
+	// its pin file when the catalog loads: what MCPArgs is generated from.
+	ToolSchemas map[string]json.RawMessage
 }
 
 // CatalogTable is a table, named "schema.table".
@@ -132,6 +138,7 @@ func (c *Catalog) Entities() types.EntityMap {
 				add(FieldUID(t.Name, r.Pattern, f.Path), &ru, types.RecordMap{"path": types.String(f.Path), "tags": stringSet(f.Tags)})
 			}
 		}
+		mcpEntities(t, add)
 		for rank, r := range t.Roles {
 			add(RoleUID(t.Name, r.Name), &tu, types.RecordMap{"name": types.String(r.Name), "rank": types.Long(rank), "covers": stringSet(r.Covers)})
 		}

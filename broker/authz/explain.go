@@ -95,6 +95,12 @@ func (a *Authorizer) Can(ctx context.Context, id spiffeid.ID, selectors []string
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			if strings.HasPrefix(action.name, "mcp:") {
+				if c, ok := a.mcpCapability(set, principal, ents, action.name, uid, now); ok {
+					out = append(out, c)
+				}
+				continue
+			}
 			var rctx types.Record
 			if uid.Type == TypeRoute || uid.Type == TypeField {
 				probe, ok := a.probeOf(uid)

@@ -47,6 +47,8 @@ type Schema struct {
 	validator *validate.Validator
 	// http are the generated records' attributes (see httpRecordAttrs).
 	http map[string]map[string]string
+	// mcp is the generated MCPArgs (see MCPArgsSchema).
+	mcp *mcpArgs
 }
 
 // ParseSchema parses a schema in Cedar's schema syntax, with the HTTP records of an empty catalog
@@ -64,6 +66,11 @@ func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
 		return nil, err
 	}
 	recs, _ := httpRecordAttrs(c) // HTTPRecords checked them
+	args, err := buildMCPArgs(catalogTools(c))
+	if err != nil {
+		return nil, err
+	}
+	gen += args.render()
 	full := make([]byte, 0, len(src)+len(gen)+1)
 	full = append(append(append(full, src...), '\n'), gen...)
 	var s schema.Schema
@@ -75,7 +82,7 @@ func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
 	}
-	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict()), http: recs}, nil
+	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict()), http: recs, mcp: args}, nil
 }
 
 // Policy is one loaded policy.
@@ -234,6 +241,9 @@ func check(all []Policy, s *Schema) []string {
 				}
 			}
 			for _, e := range undeclaredHTTPNames(p.Policy, s.http) {
+				problems = append(problems, fmt.Sprintf("%s: %s", where, e))
+			}
+			for _, e := range undeclaredMCPNames(p.Policy, s.mcp) {
 				problems = append(problems, fmt.Sprintf("%s: %s", where, e))
 			}
 		}
