@@ -1,25 +1,14 @@
 package proxy
 
-// Request is an MCP message as policy decides it (authz.MCPRequest's fields).
-type Request struct {
-	Target  string
-	Method  string         // "tools/call", "resources/read", "prompts/get", "sampling/createMessage", ...
-	Name    string         // tool name, resource URI or prompt name; "" for server requests
-	Args    map[string]any // tools/call arguments decoded with UseNumber
-	Version string         // the session's protocol version
-}
+import "github.com/svidbroker/svidbroker/broker/authz"
 
-// CatalogTool is a tool block of an mcp target's catalog.
-type CatalogTool struct {
-	Name   string
-	Tags   []string
-	Text   string // "json": each content[].text of its results is JSON, and Fields apply to it
-	Fields []CatalogField
-}
+// Request is an MCP message as policy decides it; CatalogTool and CatalogField are the catalog's
+// declaration of a tool and of its results' fields.
+type (
+	Request      = authz.MCPRequest
+	CatalogTool  = authz.CatalogTool
+	CatalogField = authz.CatalogField
+)
 
-// CatalogField is a field of a tool's results: a JSON path into structuredContent and, for a
-// text="json" tool, into each text's JSON.
-type CatalogField struct {
-	Path string
-	Tags []string
-}
+// *authz.Authorizer decides mcp targets' messages.
+var _ MCPPolicy = (*authz.Authorizer)(nil)
