@@ -26,8 +26,9 @@ const (
 	codeInvalidRequest = jsonrpc.CodeInvalidRequest
 	codeInvalidParams  = jsonrpc.CodeInvalidParams
 	codeNotPermitted   = jsonrpc.CodeMethodNotFound
-	// codeDenied: a policy refused the message (its data names the policies).
-	codeDenied = -32003
+	// codeDenied: a policy refused the message (its data names the policies). Not one of the codes
+	// the SDKs give their own meanings (-32001 to -32005, -32020 to -32022, -32042).
+	codeDenied = -32010
 	// codeUnavailable: the broker or the upstream could not serve it now.
 	codeUnavailable = jsonrpc.CodeInternalError
 )

@@ -48,6 +48,10 @@ func badMessage(format string, args ...any) *wireError {
 	return &wireError{status: http.StatusBadRequest, code: jsonrpc.CodeInvalidRequest, msg: "svidbroker: " + fmt.Sprintf(format, args...)}
 }
 
+func headerMismatch(msg string) *wireError {
+	return &wireError{status: http.StatusBadRequest, code: mcp.CodeHeaderMismatch, msg: "svidbroker: " + msg}
+}
+
 // parsePost checks a client's POST: its media types, its JSON-RPC framing and IDs, batches only where
 // the version allows them, and the MCP headers against the body. Errors never quote arguments.
 func parsePost(h http.Header, body []byte, maxBatch int) (*post, *wireError) {
@@ -248,10 +252,10 @@ func (p *post) checkHeaders(h http.Header) *wireError {
 		}
 	}
 	if hasMethod && (len(method) != 1 || method[0] != want) {
-		return badMessage("the Mcp-Method header does not match the body's method")
+		return headerMismatch("the Mcp-Method header does not match the body's method")
 	}
 	if hasName && (len(name) != 1 || !named || name[0] != wantName) {
-		return badMessage("the Mcp-Name header does not match the body's name")
+		return headerMismatch("the Mcp-Name header does not match the body's name")
 	}
 	return nil
 }
