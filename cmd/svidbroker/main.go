@@ -4,9 +4,10 @@
 // Usage:
 //
 //	svidbroker serve --config FILE
-//	svidbroker policy validate|test|explain|can ...
+//	svidbroker policy validate|test|explain|can|schema ...
 //	svidbroker audit keygen|verify|sessions|export ...
 //	svidbroker replay SESSION
+//	svidbroker mcp pin --config FILE [--accept] [--out PINFILE] TARGET
 //	svidbroker connect --protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id ID [--jwt-audience AUD]
 //	svidbroker version
 //	svidbroker help [COMMAND]
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "connect":
 		err = connectCmd(ctx, args[1:], stdout, stderr)
+	case "mcp":
+		err = mcpCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 && args[0] == "version" {
 			if !wantsHelp(args[1:]) && args[1] != "help" {
@@ -73,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
-	case errors.Is(err, errTestsFailed), errors.Is(err, errVerifyFailed):
+	case errors.Is(err, errTestsFailed), errors.Is(err, errVerifyFailed), errors.Is(err, errPinsChanged):
 		return 1
 	default:
 		fmt.Fprintln(stderr, "svidbroker:", err)

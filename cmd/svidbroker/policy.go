@@ -62,6 +62,8 @@ func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return policyTest(dir, *tests, cfg, stdout)
 	case "explain":
 		return policyExplain(fs, args[1:], stdout, stderr)
+	case "schema":
+		return policySchema(ctx, fs, args[1:], stdout, stderr)
 	default: // "can"
 		return policyCan(ctx, fs, args[1:], stdout, stderr)
 	}

@@ -357,29 +357,7 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 		return nil, nil, nil
 	}
 	v := cfg.Vault
-	vc := vaultcred.Config{Address: v.Address, CAFile: v.CAFile, Method: v.Method, AuthMount: v.AuthMount, SVID: src}
-	switch v.Method {
-	case vaultcred.MethodCert:
-		vc.Role = v.CertRole
-	case vaultcred.MethodJWT:
-		vc.Role, vc.Audience = v.JWT.Role, v.JWT.Audience
-		vc.JWTSVID = func(ctx context.Context, audience string) (string, error) {
-			svid, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience}, workloadapi.WithAddr(cfg.WorkloadAPISocket))
-			if err != nil {
-				return "", err
-			}
-			return svid.Marshal(), nil
-		}
-	case vaultcred.MethodToken:
-		tok, err := os.ReadFile(v.DevTokenFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("vault: dev_token_file: %w", err)
-		}
-		vc.Token = strings.TrimSpace(string(tok))
-		log.WarnContext(ctx, "Vault is reached with a static token from vault.dev_token_file: for development only; use cert_role or a jwt block",
-			"file", v.DevTokenFile)
-	}
-	provider, err := vaultcred.New(vc)
+	provider, err := newVaultProvider(ctx, cfg, src, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -402,6 +380,35 @@ func newLeases(ctx context.Context, cfg *config.Config, src *workloadapi.X509Sou
 		}
 	}
 	return m, provider, nil
+}
+
+// newVaultProvider is the Vault client of the vault block, logging in with the broker's SVID (or, in
+// development, a static token).
+func newVaultProvider(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, log *slog.Logger) (*vaultcred.Provider, error) {
+	v := cfg.Vault
+	vc := vaultcred.Config{Address: v.Address, CAFile: v.CAFile, Method: v.Method, AuthMount: v.AuthMount, SVID: src}
+	switch v.Method {
+	case vaultcred.MethodCert:
+		vc.Role = v.CertRole
+	case vaultcred.MethodJWT:
+		vc.Role, vc.Audience = v.JWT.Role, v.JWT.Audience
+		vc.JWTSVID = func(ctx context.Context, audience string) (string, error) {
+			svid, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience}, workloadapi.WithAddr(cfg.WorkloadAPISocket))
+			if err != nil {
+				return "", err
+			}
+			return svid.Marshal(), nil
+		}
+	case vaultcred.MethodToken:
+		tok, err := os.ReadFile(v.DevTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault: dev_token_file: %w", err)
+		}
+		vc.Token = strings.TrimSpace(string(tok))
+		log.WarnContext(ctx, "Vault is reached with a static token from vault.dev_token_file: for development only; use cert_role or a jwt block",
+			"file", v.DevTokenFile)
+	}
+	return vaultcred.New(vc)
 }
 
 // credentialSource says where a backend's credential comes from; nil when the broker logs in with its
