@@ -8,6 +8,8 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/authz"
 	httpproxy "github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/pin"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // MCPPolicy decides an mcp target's messages: the authorizer's MCP methods (broker/authz/mcp.go).
@@ -24,24 +26,19 @@ type MCPPolicy interface {
 	MCPTool(target, tool string) (CatalogTool, bool)
 }
 
-// Pins checks a tool's definition against its pin before each call.
+// Pins checks a tool's definition against its pin before each call (*pin.Store): OK to call, else
+// the verdict's Why names the tool and what an operator does, never its text.
 type Pins interface {
-	Check(t *mcp.Tool) PinVerdict
-}
-
-// PinVerdict is a pin's answer: OK to call, else Why, which names the tool, never its text.
-type PinVerdict struct {
-	OK  bool
-	Why string
+	CheckTool(t *mcp.Tool) pin.Verdict
 }
 
 // Defaults of Config.
 const (
 	DefaultPath          = "/mcp"
-	DefaultMaxBatch      = 32
+	DefaultMaxBatch      = wire.DefaultMaxBatch
 	DefaultProgressEvery = 5 * time.Second
 	// DefaultMaxMessageBytes bounds one message of the upstream's (a result, an event).
-	DefaultMaxMessageBytes = 4 << 20
+	DefaultMaxMessageBytes = wire.DefaultMaxMessageBytes
 )
 
 // Config configures an mcp target's Engine.

@@ -162,7 +162,7 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 			return
 		}
 		if e.cfg.Pins != nil {
-			if pv := e.cfg.Pins.Check(v.tool); !pv.OK {
+			if pv := e.cfg.Pins.CheckTool(v.tool); !pv.OK {
 				refused(codeDenied, "tool definition changed",
 					fmt.Sprintf("svidbroker: %s; calls to it are refused until an operator reviews its definition and pins it (svidbroker mcp pin %s --accept)", pv.Why, e.target),
 					map[string]string{"pin": pv.Why})

@@ -14,6 +14,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/server"
 	httpproxy "github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // maxBound bounds the MCP sessions bound to principals, and the server requests awaiting answers.
@@ -81,6 +82,11 @@ func (e *Engine) Handshake(ctx context.Context, conn net.Conn) (server.Session, 
 
 // Close releases the upstream connections kept for reuse.
 func (e *Engine) Close() { e.http.Close() }
+
+// limits are wire's limits of the engine's messages.
+func (e *Engine) limits() wire.Limits {
+	return wire.Limits{MaxMessageBytes: e.cfg.MaxMessageBytes, MaxBatch: e.cfg.MaxBatch, MaxBodyBytes: e.http.Limits().MaxBodyBytes}
+}
 
 // bind binds an upstream MCP session to principal.
 func (e *Engine) bind(sid, principal string) {

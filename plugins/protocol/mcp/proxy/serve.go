@@ -11,6 +11,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/session"
 	httpproxy "github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // exchange is one HTTP request of an agent's: its session, its MCP session, its version.
@@ -88,19 +89,24 @@ func (x *exchange) post(ctx context.Context, w http.ResponseWriter) {
 			status = http.StatusRequestTimeout
 		}
 		x.deny("POST "+e.cfg.Path, err.Error(), status)
-		writeWireError(w, &wireError{status: status, code: codeInvalidRequest, msg: "svidbroker: " + err.Error()})
+		wire.WriteError(w, &wire.Error{HTTPStatus: status, Code: codeInvalidRequest, Message: "svidbroker: " + err.Error()})
 		return
 	}
-	p, werr := parsePost(x.r.Header, body, e.cfg.MaxBatch)
-	if werr != nil {
-		x.deny("POST "+e.cfg.Path, werr.msg, werr.status)
-		writeWireError(w, werr)
+	p, err := wire.ParsePost(x.r.Header, body, e.limits())
+	if err != nil {
+		we, ok := errors.AsType[*wire.Error](err)
+		if !ok {
+			we = &wire.Error{HTTPStatus: http.StatusBadRequest, Code: codeInvalidRequest, Message: "the request could not be read"}
+		}
+		x.deny("POST "+e.cfg.Path, we.Message, we.HTTPStatus)
+		we.Message = "svidbroker: " + we.Message
+		wire.WriteError(w, we)
 		return
 	}
-	x.version = p.version
+	x.version = p.Version
 	out := newClientOut(w)
-	if !p.batch {
-		it := x.classify(ctx, p.messages[0], out, true)
+	if !p.Batch {
+		it := x.classify(ctx, fromWire(p.Messages[0]), out, true)
 		switch {
 		case it.refusal != nil:
 			_ = out.json(nil, [][]byte{it.refusal}, false)
@@ -114,8 +120,8 @@ func (x *exchange) post(ctx context.Context, w http.ResponseWriter) {
 		return
 	}
 	var results [][]byte
-	for _, m := range p.messages {
-		it := x.classify(ctx, m, out, false)
+	for _, m := range p.Messages {
+		it := x.classify(ctx, fromWire(m), out, false)
 		switch {
 		case it.refusal != nil:
 			results = append(results, it.refusal)

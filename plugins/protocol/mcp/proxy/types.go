@@ -1,6 +1,9 @@
 package proxy
 
-import "github.com/svidbroker/svidbroker/broker/authz"
+import (
+	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/pin"
+)
 
 // Request is an MCP message as policy decides it; CatalogTool and CatalogField are the catalog's
 // declaration of a tool and of its results' fields.
@@ -12,3 +15,6 @@ type (
 
 // *authz.Authorizer decides mcp targets' messages.
 var _ MCPPolicy = (*authz.Authorizer)(nil)
+
+// *pin.Store checks tool definitions against their pins.
+var _ Pins = (*pin.Store)(nil)
