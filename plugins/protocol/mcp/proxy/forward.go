@@ -163,7 +163,15 @@ func (x *exchange) recordResult(it *item, st *resultStats, rec *capped, err erro
 			detail["body_truncated"] = "true"
 		}
 	}
-	x.s.Record(audit.Record{Kind: audit.KindResult, Result: &audit.Result{Tag: it.method + " " + tag, Rows: int64(st.masked), Unit: "masked values", Bytes: st.bytes}, Detail: detail})
+	x.s.Record(audit.Record{Kind: audit.KindResult, Result: &audit.Result{Tag: resultTag(it, tag), Rows: int64(st.masked), Unit: "masked values", Bytes: st.bytes}, Detail: detail})
+}
+
+// resultTag is a result's tag in records: "tools/call get_customer ok", "initialize ok".
+func resultTag(it *item, outcome string) string {
+	if it.tool != "" {
+		return it.method + " " + clip(it.tool, 128) + " " + outcome
+	}
+	return it.method + " " + outcome
 }
 
 // filter is what the agent gets of each upstream message of an exchange: the answer to its
