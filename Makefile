@@ -8,17 +8,18 @@ BENCHTIME ?= 2000x
 # Every package; the end-to-end suites live under test/ and need `make tools`.
 PKGS := ./...
 
-.PHONY: all build tools test vet unit integration demo demo-down bench fuzz clean deploy-check
+.PHONY: all build tools npm test vet unit integration demo demo-down bench fuzz clean deploy-check
 
 all: build
 
-## build: the broker, the SPIRE agent attestor plugin, the demo launcher and the demo's upstream API, into .bin/
+## build: the broker, the SPIRE agent attestor plugin, the demo launcher and the demo's upstream API and MCP server, into .bin/
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/svidbroker ./cmd/svidbroker
 	$(GO) build -o $(BIN)/svidbroker-agent-attestor ./attestors/agent
 	$(GO) build -o $(BIN)/svidbroker-demo ./examples/demo
 	$(GO) build -o $(BIN)/svidbroker-shopapi ./examples/shopapi
+	$(GO) build -o $(BIN)/svidbroker-mcpshop ./examples/mcpshop
 
 ## tools: third-party programs pinned in tools/go.mod (SPIRE), into .bin/; a no-op when up to date
 tools: $(BIN)/spire-server $(BIN)/spire-agent
@@ -31,9 +32,20 @@ $(BIN)/spire-server $(BIN)/spire-agent &: tools/go.mod tools/go.sum
 	@touch $(BIN)/spire-server $(BIN)/spire-agent
 	@echo "SPIRE is built; later runs reuse it until tools/go.mod changes."
 
+## npm: the TypeScript packages, installed from their lock files: the MCP client the end-to-end tests
+## run (test/mcp-ts) and the Claude agent example (examples/claude-agent). `npm ci` runs only when a
+## directory's package.json or package-lock.json is newer than its last install.
+NPM_DIRS := test/mcp-ts examples/claude-agent
+npm: $(addsuffix /node_modules/.svidbroker-installed,$(NPM_DIRS))
+
+%/node_modules/.svidbroker-installed: %/package.json %/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is not installed: install Node.js 20 or later (Debian: nodejs and npm)"; exit 1; }
+	cd $* && npm ci --no-audit --no-fund
+	@touch $@
+
 ## test: go vet, then every test with the race detector, including the real-stack suites, then a short
 ## run of every fuzz target (its seed corpus, then 3000 generated inputs)
-test: vet tools build
+test: vet tools build npm
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) deploy-check
 	$(MAKE) fuzz FUZZTIME=3000x
@@ -53,11 +65,11 @@ deploy-check:
 	cd deploy && $(GO) test -count=1 ./...
 
 ## integration: the suites against real SPIRE, PostgreSQL and the broker
-integration: tools build
+integration: tools build npm
 	$(GO) test -race -count=1 -timeout 20m ./test/...
 
 ## demo: start SPIRE, PostgreSQL and the broker in the background; prints what to try
-demo: tools build
+demo: tools build npm
 	$(BIN)/svidbroker-demo up --dir .demo --bin $(BIN)
 
 ## demo-down: stop everything `make demo` started; the audit log and policies stay in .demo/ unless WIPE=1

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,11 +19,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/svidbroker/svidbroker/examples/internal/apitoken"
 )
 
 // Limits on what a request may carry.
 const (
-	maxTokenBytes  = 512
 	maxRefundBytes = 4 << 10
 	maxReasonRunes = 500
 	maxAmount      = 1_000_000_00 // cents
@@ -67,50 +67,21 @@ func (s *server) handler() http.Handler {
 	return root
 }
 
-// bearer returns the token of the request's single Authorization header of scheme Bearer.
-func bearer(h http.Header) (string, error) {
-	vals := h.Values("Authorization")
-	switch {
-	case len(vals) == 0:
-		return "", errors.New("no Authorization header: send Authorization: Bearer <token>")
-	case len(vals) > 1:
-		return "", errors.New("more than one Authorization header: send exactly one")
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", errors.New("the Authorization header's scheme is not Bearer: send Authorization: Bearer <token>")
-	}
-	if tok == "" || len(tok) > maxTokenBytes || strings.ContainsAny(tok, " \t") {
-		return "", fmt.Errorf("the bearer token is empty, longer than %d bytes or holds whitespace", maxTokenBytes)
-	}
-	return tok, nil
-}
-
 // allows reports whether a token role may use the method.
 func allows(role, method string) bool { return slices.Contains(roleMethods[role], method) }
 
-// authenticate checks the request's token against api.tokens on every request: known by its
-// SHA-256, not expired, of a role that allows the method.
+// authenticate checks the request's token against api.tokens on every request (apitoken.Check):
+// known by its SHA-256, not expired, of a role that allows the method.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, err := bearer(r.Header)
-		if err != nil {
-			unauthorized(w, "invalid_request", err.Error())
-			return
-		}
-		sum := sha256.Sum256([]byte(tok))
-		ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
-		defer cancel()
-		var role string
-		var live bool
-		err = s.db.QueryRow(ctx, `SELECT role, expires_at > now() FROM api.tokens WHERE token_sha256 = $1`, sum[:]).Scan(&role, &live)
+		role, err := apitoken.Check(r.Context(), s.db, r.Header)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows), err == nil && !live:
-			unauthorized(w, "invalid_token", "the token is unknown, expired or revoked")
+		case errors.Is(err, apitoken.ErrUnavailable):
+			s.log.Error("token lookup", "error", err)
+			writeError(w, http.StatusServiceUnavailable, apitoken.Message(err))
 			return
 		case err != nil:
-			s.log.Error("token lookup", "error", err)
-			writeError(w, http.StatusServiceUnavailable, "the token store is unavailable; try again")
+			unauthorized(w, err)
 			return
 		}
 		if !allows(role, r.Method) {
@@ -122,9 +93,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-func unauthorized(w http.ResponseWriter, code, msg string) {
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="shopapi", error=%q`, code))
-	writeError(w, http.StatusUnauthorized, msg)
+func unauthorized(w http.ResponseWriter, err error) {
+	apitoken.Challenge(w.Header(), "shopapi", err)
+	writeError(w, http.StatusUnauthorized, apitoken.Message(err))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

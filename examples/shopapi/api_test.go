@@ -8,41 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-func TestBearer(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		headers []string
-		want    string // "" means refused
-		errText string
-	}{
-		{"bearer", []string{"Bearer abc.DEF-123"}, "abc.DEF-123", ""},
-		{"scheme case-insensitive", []string{"bearer tok"}, "tok", ""},
-		{"none", nil, "", "no Authorization header"},
-		{"two headers", []string{"Bearer a", "Bearer b"}, "", "more than one"},
-		{"basic", []string{"Basic dXNlcjpwYXNz"}, "", "not Bearer"},
-		{"empty token", []string{"Bearer "}, "", "empty"},
-		{"space in token", []string{"Bearer a b"}, "", "whitespace"},
-		{"too long", []string{"Bearer " + strings.Repeat("x", maxTokenBytes+1)}, "", "longer than"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := http.Header{}
-			for _, v := range tc.headers {
-				h.Add("Authorization", v)
-			}
-			got, err := bearer(h)
-			if tc.want != "" {
-				if err != nil || got != tc.want {
-					t.Fatalf("bearer = %q, %v; want %q", got, err, tc.want)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.errText) {
-				t.Fatalf("bearer = %q, %v; want an error mentioning %q", got, err, tc.errText)
-			}
-		})
-	}
-}
-
 func TestRoleMethods(t *testing.T) {
 	for _, tc := range []struct {
 		role, method string

@@ -21,7 +21,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,11 +28,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/svidbroker/svidbroker/examples/internal/shopdb"
 )
 
 func main() {
@@ -58,7 +56,7 @@ func run(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	pool, err := openDB(ctx, *dbFile)
+	pool, err := shopdb.Open(ctx, *dbFile, 8)
 	if err != nil {
 		log.Error("database", "error", err)
 		return 1
@@ -93,36 +91,4 @@ func newHTTPServer(addr string, h http.Handler) *http.Server {
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(slog.NewTextHandler(os.Stderr, nil).WithAttrs([]slog.Attr{slog.String("from", "net/http")}), slog.LevelWarn),
 	}
-}
-
-// openDB reads the connection string (which holds the API's own password) from a file that only its
-// owner may read, and checks that the database answers.
-func openDB(ctx context.Context, path string) (*pgxpool.Pool, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("--db-file %s is readable by others (mode %04o): it holds a password; chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := pgxpool.ParseConfig(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, errors.New("--db-file: not a valid PostgreSQL connection string") // the parse error may quote the password
-	}
-	cfg.MaxConns = 8
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(cctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := pool.Ping(cctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	return pool, nil
 }

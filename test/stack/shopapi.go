@@ -78,8 +78,7 @@ type ShopAPI struct {
 	// CAFile is the PEM CA that signed its certificate, for localhost and 127.0.0.1.
 	CAFile string
 
-	issuerPassword string
-	proc           *process
+	proc *process
 }
 
 // StartShopAPI sets up the API's schema and logins in database "shop" and runs svidbroker-shopapi
@@ -94,15 +93,15 @@ func (s *Stack) StartShopAPI(ctx context.Context) (*ShopAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiPW, issuerPW := randomPassword(), randomPassword()
-	if err := s.setupAPISchema(ctx, apiPW, issuerPW); err != nil {
+	apiPW := randomPassword()
+	if err := s.setupAPISchema(ctx, "", ShopAPIDBRole, apiPW); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	a := &ShopAPI{Addr: "127.0.0.1:" + strconv.Itoa(port), CAFile: filepath.Join(s.Dir, "shopapi-ca.pem"), issuerPassword: issuerPW}
+	a := &ShopAPI{Addr: "127.0.0.1:" + strconv.Itoa(port), CAFile: filepath.Join(s.Dir, "shopapi-ca.pem")}
 	sc, err := newServerCert("localhost")
 	if err != nil {
 		return nil, err
@@ -157,20 +156,27 @@ func (s *Stack) StartShopAPI(ctx context.Context) (*ShopAPI, error) {
 	return a, nil
 }
 
-// setupAPISchema creates the API's schema, tables and logins, and sets the logins' passwords.
-func (s *Stack) setupAPISchema(ctx context.Context, apiPW, issuerPW string) error {
+// setupAPISchema creates the API's schema, tables and logins, then runs extra (an upstream's own
+// grants), and sets the password of the upstream's login role. APITokenIssuerRole's password is set
+// once per stack, by the first upstream started: Vault's engine may already hold it.
+func (s *Stack) setupAPISchema(ctx context.Context, extra, role, pw string) error {
 	c, err := s.Postgres.Connect(ctx, "shop")
 	if err != nil {
-		return fmt.Errorf("stack: shopapi schema: %w", err)
+		return fmt.Errorf("stack: %s schema: %w", role, err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, apiSchema); err != nil {
-		return fmt.Errorf("stack: shopapi schema: %w", err)
+	if _, err := c.Exec(ctx, apiSchema+extra); err != nil {
+		return fmt.Errorf("stack: %s schema: %w", role, err)
+	}
+	pws := map[string]string{role: pw}
+	if s.apiIssuerPW == "" {
+		s.apiIssuerPW = randomPassword()
+		pws[APITokenIssuerRole] = s.apiIssuerPW
 	}
 	// The passwords are hex: nothing in them needs quoting.
-	for role, pw := range map[string]string{ShopAPIDBRole: apiPW, APITokenIssuerRole: issuerPW} {
-		if _, err := c.Exec(ctx, "ALTER ROLE "+role+" PASSWORD '"+pw+"'"); err != nil {
-			return fmt.Errorf("stack: shopapi schema: set the password of %s: %w", role, err)
+	for r, p := range pws {
+		if _, err := c.Exec(ctx, "ALTER ROLE "+r+" PASSWORD '"+p+"'"); err != nil {
+			return fmt.Errorf("stack: %s schema: set the password of %s: %w", role, r, err)
 		}
 	}
 	return nil
@@ -235,17 +241,26 @@ func (a *ShopAPI) LogPath() string { return a.proc.logPath }
 // PID is the API process's ID.
 func (a *ShopAPI) PID() int { return a.proc.cmd.Process.Pid }
 
+// APIUpstream is a service that checks the API-token engine's tokens: *ShopAPI or *MCPShop.
+type APIUpstream interface{ checksAPITokens() }
+
+func (*ShopAPI) checksAPITokens() {}
+
 // ConfigureAPIVault mounts the API-token engine at APIVaultMount with the roles APIVaultRoles, whose
-// tokens live ttl (renewable up to maxTTL). The engine writes api.tokens as APITokenIssuerRole.
-// ConfigureVault's broker policy may already read their creds.
-func (s *Stack) ConfigureAPIVault(ctx context.Context, root *vaultapi.Client, a *ShopAPI, ttl, maxTTL string) error {
+// tokens live ttl (renewable up to maxTTL), for the upstreams started on this stack (one or both:
+// they share api.tokens). The engine writes api.tokens as APITokenIssuerRole. ConfigureVault's
+// broker policy may already read their creds.
+func (s *Stack) ConfigureAPIVault(ctx context.Context, root *vaultapi.Client, _ APIUpstream, ttl, maxTTL string) error {
+	if s.apiIssuerPW == "" {
+		return errors.New("stack: ConfigureAPIVault: start the shop API or the MCP shop first (they create the token table)")
+	}
 	if err := Mount(ctx, root, APIVaultMount, "api-token", nil); err != nil {
 		return err
 	}
 	pg := s.Postgres
 	if _, err := root.Logical().WriteWithContext(ctx, APIVaultMount+"/config", map[string]any{
 		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s:%d/shop?sslmode=verify-full&sslrootcert=%s", pg.Host, pg.Port, pg.CAPath),
-		"username":       APITokenIssuerRole, "password": a.issuerPassword, "table": "api.tokens",
+		"username":       APITokenIssuerRole, "password": s.apiIssuerPW, "table": "api.tokens",
 	}); err != nil {
 		return fmt.Errorf("stack: vault: write %s/config: %w", APIVaultMount, err)
 	}

@@ -50,6 +50,13 @@ func startAPI(t *testing.T) *apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := startAPIVault(ctx, t, s, api)
+	return &apiFixture{stack: s, api: api, http: c, vault: root}
+}
+
+// startAPIVault starts a test Vault whose API-token engine issues tokens for the stack's upstreams.
+func startAPIVault(ctx context.Context, t *testing.T, s *Stack, up APIUpstream) *vaultapi.Client {
+	t.Helper()
 	v, err := vault.Start(vault.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -66,10 +73,10 @@ func startAPI(t *testing.T) *apiFixture {
 		t.Fatal(err)
 	}
 	root.SetToken(v.RootToken)
-	if err := s.ConfigureAPIVault(ctx, root, api, "5m", "1h"); err != nil {
+	if err := s.ConfigureAPIVault(ctx, root, up, "5m", "1h"); err != nil {
 		t.Fatal(err)
 	}
-	return &apiFixture{stack: s, api: api, http: c, vault: root}
+	return root
 }
 
 // lease reads a token of role from Vault, through the Vault API client as the broker would.

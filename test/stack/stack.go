@@ -43,6 +43,8 @@ type Stack struct {
 	binOnce sync.Once
 	binPath string
 	binErr  error
+
+	apiIssuerPW string // APITokenIssuerRole's password, set by the first upstream started (setupAPISchema)
 }
 
 // StartTimeout bounds how long New waits for every component to be ready.
