@@ -303,6 +303,9 @@ func (x *exchange) serverRequest(ctx context.Context, m message) []byte {
 		Decide: func(ap authz.ApprovalState) (authz.Decision, error) { return policy.MCP(conn, req, ap) }})
 	if v.Outcome == session.Block {
 		msg := fmt.Sprintf("svidbroker: the client's principal may not be asked %s on target %q", method, x.e.target)
+		if errors.Is(v.Err, session.ErrBlocked) && v.Cause != nil {
+			msg = "svidbroker: " + v.Cause.Error()
+		}
 		if len(v.Decision.Reasons) > 0 {
 			msg += " (policy " + strings.Join(v.Decision.Reasons, ", ") + ")"
 		}

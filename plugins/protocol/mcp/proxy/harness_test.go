@@ -222,6 +222,16 @@ func newShop(t testing.TB, p *pki, stateless bool) *shop {
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "the ssn is " + ssn}}}, nil
 		})
+	// draft asks the client's model (sampling), a server-initiated request.
+	s.srv.AddTool(&mcp.Tool{Name: "draft", Description: "Drafts a reply.", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
+				Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "draft a reply"}}}})
+			if err != nil {
+				return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "no sample: " + err.Error()}}}, nil
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{res.Content}}, nil
+		})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.srv }, &mcp.StreamableHTTPOptions{Stateless: stateless})
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+canary {
@@ -351,8 +361,13 @@ func (r *rig) endpoint() string { return "https://" + r.addr + "/mcp" }
 
 // connect opens a go-sdk client session through the engine at version ("" the latest).
 func (r *rig) connect(t testing.TB, id, version string) *mcp.ClientSession {
+	return r.connectWith(t, id, version, nil)
+}
+
+// connectWith is connect with the client's options.
+func (r *rig) connectWith(t testing.TB, id, version string, opts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: r.endpoint(), HTTPClient: r.httpClient(t, id), MaxRetries: -1},
