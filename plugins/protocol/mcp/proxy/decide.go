@@ -151,7 +151,7 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 	if e.cfg.Policy.MCPVisible(x.conn, e.target, "tools/list", p.Name) {
 		// The definition is checked only for a tool the caller may see: a hidden tool's schema and
 		// pin say nothing to it, and policy refuses the call below.
-		meta := withoutProgress(p.Meta)
+		meta := listMeta(p.Meta)
 		v, err := e.tool(ctx, x, p.Name, meta)
 		switch {
 		case errors.Is(err, errToolUnknown):
@@ -317,13 +317,15 @@ func recordedArgs(cat CatalogTool, args map[string]any, canon []byte) string {
 	return clip(string(canon), 4096)
 }
 
-func withoutProgress(meta map[string]json.RawMessage) json.RawMessage {
+// listMeta is a call's _meta for the engine's own tools/list in its session: the protocol's keys
+// (2026-07-28 requires them), without the call's progress token and trace context.
+func listMeta(meta map[string]json.RawMessage) json.RawMessage {
 	if len(meta) == 0 {
 		return nil
 	}
 	m := make(map[string]json.RawMessage, len(meta))
 	for k, v := range meta {
-		if k != "progressToken" {
+		if k != "progressToken" && k != "traceparent" && k != "tracestate" {
 			m[k] = v
 		}
 	}

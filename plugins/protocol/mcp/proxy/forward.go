@@ -28,6 +28,8 @@ func (x *exchange) forward(ctx context.Context, it *item, out *clientOut, collec
 	method, body := http.MethodPost, []byte(it.m.raw)
 	if it.method == "GET" {
 		method, body = http.MethodGet, nil
+	} else if it.m.req != nil {
+		body = x.withTrace(ctx, it.m.raw)
 	}
 	req, err := e.http.UpstreamRequest(ctx, x.r, x.s, method, e.cfg.Path, body)
 	if err != nil {

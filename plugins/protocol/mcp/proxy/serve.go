@@ -106,7 +106,10 @@ func (x *exchange) post(ctx context.Context, w http.ResponseWriter) {
 	x.version = p.Version
 	out := newClientOut(w)
 	if !p.Batch {
-		it := x.classify(ctx, fromWire(p.Messages[0]), out, true)
+		m := fromWire(p.Messages[0])
+		ctx, end := x.traceMessage(ctx, m)
+		defer end()
+		it := x.classify(ctx, m, out, true)
 		switch {
 		case it.refusal != nil:
 			_ = out.json(nil, [][]byte{it.refusal}, false)
