@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // maxRecordedResult caps a result recorded with @record("full").
@@ -231,11 +233,11 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 	var err error
 	switch it.method {
 	case "tools/list":
-		result, err = x.filterList(m.resp.Result, "tools/list", "tools", "name")
+		result, err = x.filterList(m.resp.Result, "tools/list")
 	case "resources/list":
-		result, err = x.filterList(m.resp.Result, "resources/list", "resources", "uri")
+		result, err = x.filterList(m.resp.Result, "resources/list")
 	case "prompts/list":
-		result, err = x.filterList(m.resp.Result, "prompts/list", "prompts", "name")
+		result, err = x.filterList(m.resp.Result, "prompts/list")
 	case "tools/call":
 		result, err = maskResult(m.resp.Result, it, st)
 	default:
@@ -250,35 +252,36 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 }
 
 // filterList keeps the entries of a list result the caller may see; a tools list also updates the
-// engine's view of the tools' definitions.
-func (x *exchange) filterList(result json.RawMessage, list, key, nameKey string) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(result, &obj); err != nil {
-		return nil, fmt.Errorf("the upstream's %s result is not an object", list)
-	}
-	var entries []json.RawMessage
-	if err := json.Unmarshal(obj[key], &entries); err != nil {
-		return nil, fmt.Errorf("the upstream's %s result has no list of %s", list, key)
-	}
-	if list == "tools/list" {
-		var res mcp.ListToolsResult
-		if err := json.Unmarshal(result, &res); err == nil {
-			x.e.tools.put(res.Tools, time.Now())
+// engine's view of the tools' definitions. The list is decoded with the SDK's types, as an SDK
+// client reads it, and encoded again.
+func (x *exchange) filterList(result json.RawMessage, list string) (json.RawMessage, error) {
+	visible := func(name string) bool { return name != "" && x.e.cfg.Policy.MCPVisible(x.conn, x.e.target, list, name) }
+	bad := fmt.Errorf("the upstream's %s result could not be read", list)
+	switch list {
+	case "tools/list":
+		r, err := wire.DecodeList[mcp.ListToolsResult](result)
+		if err != nil {
+			return nil, bad
 		}
-	}
-	kept := make([]json.RawMessage, 0, len(entries))
-	for _, raw := range entries {
-		var entry map[string]json.RawMessage
-		var name string
-		if json.Unmarshal(raw, &entry) != nil || json.Unmarshal(entry[nameKey], &name) != nil || name == "" {
-			continue
+		x.e.tools.put(r.Tools, time.Now())
+		r.Tools = slices.DeleteFunc(r.Tools, func(t *mcp.Tool) bool { return t == nil || !visible(t.Name) })
+		return json.Marshal(r)
+	case "resources/list":
+		r, err := wire.DecodeList[mcp.ListResourcesResult](result)
+		if err != nil {
+			return nil, bad
 		}
-		if x.e.cfg.Policy.MCPVisible(x.conn, x.e.target, list, name) {
-			kept = append(kept, raw)
+		r.Resources = slices.DeleteFunc(r.Resources, func(e *mcp.Resource) bool { return e == nil || !visible(e.URI) })
+		return json.Marshal(r)
+	case "prompts/list":
+		r, err := wire.DecodeList[mcp.ListPromptsResult](result)
+		if err != nil {
+			return nil, bad
 		}
+		r.Prompts = slices.DeleteFunc(r.Prompts, func(e *mcp.Prompt) bool { return e == nil || !visible(e.Name) })
+		return json.Marshal(r)
 	}
-	obj[key], _ = json.Marshal(kept)
-	return json.Marshal(obj)
+	return nil, bad
 }
 
 // serverActions are the server requests a policy decides before the agent sees them.

@@ -3,10 +3,14 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/jsonmask"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // maskPlan is what a call's result is masked with: the tool's fields the caller may not read in
@@ -69,62 +73,49 @@ type resultStats struct {
 const withheldText = "[svidbroker: withheld: this text of tool %q is not JSON, and fields of the tool's results are masked]"
 
 // maskResult masks a tools/call result: structuredContent by the fields' paths, each content text
-// as JSON for a text="json" tool, and embedded resources withheld while fields are masked.
+// as JSON for a text="json" tool, and embedded resources and links withheld while fields are masked.
+// The result is decoded with the SDK's types, as an SDK client reads it (its member names matched
+// without regard to case), and encoded again: what the agent gets is what was masked, in the
+// protocol's own names, and members the SDK does not know are dropped.
 func maskResult(result json.RawMessage, it *item, st *resultStats) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(result, &obj); err != nil {
-		return nil, fmt.Errorf("the result of tool %q is not an object", it.tool)
+	tr, err := wire.DecodeToolResult(result)
+	if err != nil {
+		return nil, fmt.Errorf("the result of tool %q could not be read", it.tool)
 	}
-	if v, ok := obj["isError"]; ok {
-		_ = json.Unmarshal(v, &st.isError)
-	}
+	st.isError = tr.IsError
 	f := it.plan.filter
-	if sc, ok := obj["structuredContent"]; ok && f != nil {
-		out, n, err := f.Append(nil, sc)
+	if tr.Structured != nil && f != nil {
+		out, n, err := f.Append(nil, tr.Structured)
 		if err != nil {
 			return nil, fmt.Errorf("the structured result of tool %q could not be masked: %w", it.tool, err)
 		}
-		obj["structuredContent"], st.masked = out, st.masked+n
+		tr.Structured, st.masked = out, st.masked+n
 	}
-	if c, ok := obj["content"]; ok {
-		var items []map[string]json.RawMessage
-		if err := json.Unmarshal(c, &items); err != nil {
-			return nil, fmt.Errorf("the content of tool %q's result is not a list", it.tool)
-		}
-		for _, item := range items {
-			var kind string
-			_ = json.Unmarshal(item["type"], &kind)
-			st.kinds = append(st.kinds, clip(kind, 32))
-			if f == nil {
+	for i, c := range tr.Content {
+		switch c := c.(type) {
+		case *mcp.TextContent:
+			st.kinds = append(st.kinds, "text")
+			if f == nil || it.cat.Text != "json" {
 				continue
 			}
-			switch kind {
-			case "text":
-				if it.cat.Text != "json" {
-					continue
-				}
-				var text string
-				if err := json.Unmarshal(item["text"], &text); err != nil {
-					return nil, fmt.Errorf("a text of tool %q's result is not a string", it.tool)
-				}
-				out, n, err := f.Append(nil, []byte(text))
-				if err != nil {
-					out = fmt.Appendf(nil, withheldText, it.tool)
-				}
-				st.masked += n
-				item["text"], _ = json.Marshal(string(out))
-			case "image", "audio":
-			default: // embedded resources and links may quote the fields
-				item["type"], _ = json.Marshal("text")
-				item["text"], _ = json.Marshal(fmt.Sprintf("[svidbroker: withheld: a %s of tool %q's result, whose fields are masked]", clip(kind, 32), it.tool))
-				for k := range item {
-					if k != "type" && k != "text" {
-						delete(item, k)
-					}
-				}
+			out, n, err := f.Append(nil, []byte(c.Text))
+			if err != nil {
+				out = fmt.Appendf(nil, withheldText, it.tool)
+			}
+			st.masked += n
+			c.Text = string(out)
+		case *mcp.ImageContent:
+			st.kinds = append(st.kinds, "image")
+		case *mcp.AudioContent:
+			st.kinds = append(st.kinds, "audio")
+		default: // embedded resources and links may quote the fields
+			kind := fmt.Sprintf("%T", c)
+			kind = kind[strings.LastIndexByte(kind, '.')+1:]
+			st.kinds = append(st.kinds, kind)
+			if f != nil {
+				tr.Content[i] = &mcp.TextContent{Text: fmt.Sprintf("[svidbroker: withheld: a %s of tool %q's result, whose fields are masked]", kind, it.tool)}
 			}
 		}
-		obj["content"], _ = json.Marshal(items)
 	}
-	return json.Marshal(obj)
+	return wire.EncodeToolResult(tr)
 }
