@@ -1,95 +1,22 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sync"
 
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/sse"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
-// errNotMCP: an upstream body that is neither JSON nor an event stream of JSON-RPC messages.
-var errNotMCP = errors.New("the upstream's answer is not MCP (JSON or an event stream of JSON-RPC messages)")
-
-// decodeServer decodes one message of the upstream's.
-func decodeServer(raw []byte) (message, error) {
-	msg, err := jsonrpc.DecodeMessage(raw)
-	if err != nil {
-		return message{}, fmt.Errorf("%w: %v", errNotMCP, err)
-	}
-	m := message{raw: raw}
-	switch msg := msg.(type) {
-	case *jsonrpc.Request:
-		m.req = msg
-	case *jsonrpc.Response:
-		m.resp = msg
-	}
-	return m, nil
-}
-
 // readServerMessages reads an upstream body of content type ct, application/json (one message or a
-// batch) or text/event-stream, each message at most max bytes, calling fn per message with the id
-// of its event. fn's error ends the reading and is returned.
+// batch) or text/event-stream, each message at most max bytes and checked strictly (wire's
+// ServerMessages), calling fn per message with the id of its event. fn's error ends the reading and
+// is returned.
 func readServerMessages(ctx context.Context, ct string, r io.Reader, max int, fn func(m message, eventID string) error) error {
-	switch ct {
-	case "application/json":
-		b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
-		if err != nil {
-			return err
-		}
-		if len(b) > max {
-			return fmt.Errorf("the upstream's answer exceeds %d bytes", max)
-		}
-		b = bytes.TrimSpace(b)
-		raws := []json.RawMessage{b}
-		if len(b) > 0 && b[0] == '[' {
-			if err := json.Unmarshal(b, &raws); err != nil {
-				return errNotMCP
-			}
-		}
-		for _, raw := range raws {
-			m, err := decodeServer(raw)
-			if err != nil {
-				return err
-			}
-			if err := fn(m, ""); err != nil {
-				return err
-			}
-		}
-		return nil
-	case "text/event-stream":
-		rd := sse.NewReader(r, max)
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			ev, err := rd.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if !ev.HasData || ev.Data == "" {
-				continue
-			}
-			m, err := decodeServer([]byte(ev.Data))
-			if err != nil {
-				return err
-			}
-			if err := fn(m, ev.ID); err != nil {
-				return err
-			}
-		}
-	}
-	return errNotMCP
+	return wire.ServerMessages(ctx, ct, r, io.Discard, nil, wire.Limits{MaxMessageBytes: max},
+		func(m wire.Message, eventID string) ([]byte, error) { return nil, fn(fromWire(m), eventID) })
 }
 
 // clientOut is what a client gets back for one POST or GET: one JSON body, or an event stream
