@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ const maxListPages = 16
 type toolView struct {
 	tool   *mcp.Tool
 	at     time.Time
+	raw    []byte               // the input schema as JSON: a list again with the same keeps schema
 	schema *jsonschema.Resolved // nil until first needed
 	err    error                // the input schema could not be resolved
 }
@@ -45,7 +47,12 @@ func (c *toolCache) put(tools []*mcp.Tool, at time.Time) {
 				continue
 			}
 		}
-		c.m[t.Name] = toolView{tool: t, at: at}
+		v := toolView{tool: t, at: at}
+		v.raw, _ = json.Marshal(t.InputSchema)
+		if old, ok := c.m[t.Name]; ok && bytes.Equal(old.raw, v.raw) {
+			v.schema, v.err = old.schema, old.err // resolved once per schema, not per list
+		}
+		c.m[t.Name] = v
 	}
 }
 
@@ -61,12 +68,13 @@ func (c *toolCache) resolved(name string, t *mcp.Tool) (*jsonschema.Resolved, er
 	c.mu.Lock()
 	v, ok := c.m[name]
 	c.mu.Unlock()
-	if ok && v.tool == t && (v.schema != nil || v.err != nil) {
+	raw, _ := json.Marshal(t.InputSchema)
+	if ok && bytes.Equal(v.raw, raw) && (v.schema != nil || v.err != nil) {
 		return v.schema, v.err
 	}
 	rs, err := resolveSchema(t.InputSchema)
 	c.mu.Lock()
-	if v, ok := c.m[name]; ok && v.tool == t {
+	if v, ok := c.m[name]; ok && bytes.Equal(v.raw, raw) {
 		v.schema, v.err = rs, err
 		c.m[name] = v
 	}
