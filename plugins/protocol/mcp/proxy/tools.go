@@ -187,9 +187,8 @@ func (e *Engine) call(ctx context.Context, x *exchange, req *jsonrpc.Request) (j
 				rerr = fmt.Errorf("the upstream refused %s", req.Method)
 			}
 			result = m.resp.Result
-			return io.EOF
 		}
-		return nil
+		return nil // read on to the stream's end, which follows the answer: the connection is reused
 	})
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
