@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,13 +26,16 @@ import (
 const mcpTargetName = "tools"
 
 // mcpPolicies let support connect to the tools target (whose sessions lease an api-read token) and
-// call get_customer; nothing else of the target is permitted, so its other tools are hidden.
+// call get_customer and summarize; nothing else of the target is permitted, so its other tools are hidden.
 const mcpPolicies = `
 @id("e2e-mcp-support-connect")
 permit (principal in Group::"support", action == Action::"connect", resource == Target::"tools");
 
 @id("e2e-mcp-support-get-customer")
 permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools/get_customer");
+
+@id("e2e-mcp-support-summarize")
+permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools/summarize");
 `
 
 // mcpEnv is a broker with the mcp target "tools" in front of the MCP shop, on the HTTP tests' stack
@@ -203,7 +207,7 @@ func (m *mcpStack) waitMCPRecord(t *testing.T, what string, match func(audit.Rec
 }
 
 // checkSupportSession: support sees and calls get_customer with the token the broker leased, sees no
-// other tool, and a call to one is refused by default; both are recorded under support's ID.
+// other tool but summarize, and a call to one is refused by default; both are recorded under support's ID.
 func (m *mcpStack) checkSupportSession(t *testing.T, cs *mcp.ClientSession) {
 	t.Helper()
 	tools, err := cs.ListTools(t.Context(), nil)
@@ -214,8 +218,9 @@ func (m *mcpStack) checkSupportSession(t *testing.T, cs *mcp.ClientSession) {
 	for _, tool := range tools.Tools {
 		names = append(names, tool.Name)
 	}
-	if len(names) != 1 || names[0] != "get_customer" {
-		t.Fatalf("support sees tools %v, want only get_customer", names)
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"get_customer", "summarize"}) {
+		t.Fatalf("support sees tools %v, want get_customer and summarize", names)
 	}
 	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get_customer", Arguments: map[string]any{"id": 1}})
 	if err != nil || res.IsError {
@@ -280,4 +285,38 @@ func TestMCPToolCallOverJWTSVID(t *testing.T) {
 	hc := m.noCertClient(t)
 	hc.Transport = bearerTransport{rt: hc.Transport, tok: m.jwtSVID(t, stack.PersonaSupport, stack.JWTAudience)}
 	m.checkSupportSession(t, m.connect(t, hc, "2025-06-18"))
+}
+
+// TestMCPToolDefinitionChangedRefused: once the MCP shop changes summarize's description mid-session,
+// the next call to it is refused with an error naming the tool and what an operator does, and
+// recorded as denied; the call before the change went through (control), as does get_customer's
+// after it.
+func TestMCPToolDefinitionChangedRefused(t *testing.T) {
+	m := mcpShared(t)
+	cs := m.connect(t, m.httpClient(t, stack.PersonaSupport), "2025-06-18")
+	args := map[string]any{"text": "The customer asked about order 10."}
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "summarize", Arguments: args}); err != nil || res.IsError {
+		t.Fatalf("before the change: %v %+v", err, res)
+	}
+	if _, err := m.shop.RotateDescription(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := m.shop.RotateDescription(context.Background(), ""); err != nil { // back to the pinned one
+			t.Error(err)
+		}
+	})
+	_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "summarize", Arguments: args})
+	var we *jsonrpc.Error
+	if !errors.As(err, &we) || !strings.Contains(we.Message, `"summarize"`) || !strings.Contains(we.Message, "svidbroker mcp pin tools --accept") {
+		t.Fatalf("after the change: %v", err)
+	}
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get_customer", Arguments: map[string]any{"id": 2}}); err != nil || res.IsError {
+		t.Fatalf("get_customer after summarize changed: %v %+v", err, res)
+	}
+	support := mustPersonaID(t, m.s, stack.PersonaSupport)
+	m.waitMCPRecord(t, "the refused summarize", func(r audit.Record) bool {
+		return r.Kind == audit.KindDenied && r.SPIFFEID == support && r.Detail["refused"] == "tool definition changed" &&
+			r.Statement != nil && strings.HasPrefix(r.Statement.Text, "tools/call summarize ")
+	})
 }
