@@ -32,11 +32,15 @@ type Engine struct {
 	seq    atomic.Int64 // IDs of the engine's own requests upstream
 
 	mu sync.Mutex
-	// owners binds an upstream Mcp-Session-Id to the principal whose initialize created it.
-	owners map[string]string
+	// owners binds an upstream Mcp-Session-Id to the principal whose initialize created it, and the
+	// version that initialize settled on.
+	owners map[string]binding
 	// pending are server-initiated requests forwarded to a client, awaiting its response.
 	pending map[pendingKey]string
 }
+
+// binding is an MCP session's owner and version ("" until its initialize result was read).
+type binding struct{ principal, version string }
 
 // pendingKey names a server request forwarded to a client: the principal, the MCP session, the id.
 type pendingKey struct {
@@ -51,7 +55,7 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, target: cfg.HTTP.Target, owners: map[string]string{}, pending: map[pendingKey]string{}}
+	e := &Engine{cfg: cfg, target: cfg.HTTP.Target, owners: map[string]binding{}, pending: map[pendingKey]string{}}
 	e.tools.m = map[string]toolView{}
 	e.masker, e.defaultMask = cfg.HTTP.Masker, cfg.HTTP.DefaultMask
 	if e.masker == nil {
@@ -98,15 +102,25 @@ func (e *Engine) bind(sid, principal string) {
 			break
 		}
 	}
-	e.owners[sid] = principal
+	e.owners[sid] = binding{principal: principal}
 }
 
-// owner is the principal an MCP session is bound to.
-func (e *Engine) owner(sid string) (string, bool) {
+// settle records the version an MCP session's initialize settled on.
+func (e *Engine) settle(sid, principal, version string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p, ok := e.owners[sid]
-	return p, ok
+	if b, ok := e.owners[sid]; ok && b.principal == principal {
+		b.version = version
+		e.owners[sid] = b
+	}
+}
+
+// owner is the binding of an MCP session.
+func (e *Engine) owner(sid string) (binding, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.owners[sid]
+	return b, ok
 }
 
 func (e *Engine) unbind(sid string) {

@@ -59,6 +59,7 @@ func (x *exchange) forward(ctx context.Context, it *item, out *clientOut, collec
 	if it.method == "initialize" && resp.StatusCode == http.StatusOK {
 		if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
 			e.bind(sid, x.principal)
+			x.opened = sid
 		}
 	}
 	head := func(h http.Header) {
@@ -232,6 +233,18 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 	var result json.RawMessage
 	var err error
 	switch it.method {
+	case "initialize":
+		v, err := wire.InitializeResultVersion(m.resp.Result)
+		if err != nil {
+			if x.opened != "" {
+				e.unbind(x.opened)
+			}
+			return errorResponse(m.resp.ID, codeUnavailable, "svidbroker: "+err.Error()), nil
+		}
+		if x.opened != "" {
+			e.settle(x.opened, x.principal, v)
+		}
+		return m.raw, nil
 	case "tools/list":
 		result, err = x.filterList(m.resp.Result, "tools/list")
 	case "resources/list":

@@ -72,8 +72,12 @@ func TestJSONRPCRobustness(t *testing.T) {
 		reaches  string // "": must not reach the upstream
 	}{
 		{"batch allowed at 2025-03-26", `[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":5}}}]`, h, 200, `"Ada"`, `"arguments":{"id":5}`},
-		{"batch refused at 2025-06-18", `[{"jsonrpc":"2.0","id":3,"method":"ping"},{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":6}}}]`,
-			map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}, 400, "batch", ""},
+		{"another version than the session's", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":6}}}`,
+			map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}, 400, "2025-03-26", ""},
+		{"batch refused at 2025-06-18", `[{"jsonrpc":"2.0","id":3,"method":"ping"},{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":21}}}]`,
+			map[string]string{"Mcp-Protocol-Version": "2025-06-18"}, 400, "batch", ""},
+		{"initialize again in a session", `{"jsonrpc":"2.0","id":22,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`,
+			h, 400, "initialize", ""},
 		{"duplicate ids", `[{"jsonrpc":"2.0","id":9,"method":"ping"},{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":7}}}]`, h, 400, "id", ""},
 		{"string id", `{"jsonrpc":"2.0","id":"s-1","method":"tools/call","params":{"name":"get_customer","arguments":{"id":8}}}`, h, 200, `"id":"s-1"`, `"arguments":{"id":8}`},
 		{"fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":9}}}`, h, 400, "id", ""},

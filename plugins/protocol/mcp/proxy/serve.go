@@ -20,6 +20,8 @@ type exchange struct {
 	s         *session.Session
 	r         *http.Request
 	sid       string // the upstream's Mcp-Session-Id the agent sent
+	opened    string // the Mcp-Session-Id of the session this exchange's initialize opened
+	settled   string // the version the agent's MCP session settled on ("" before its initialize result)
 	version   string
 	conn      authz.Connect
 	principal string
@@ -38,7 +40,9 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	if x.sid != "" {
-		owner, ok := e.owner(x.sid)
+		b, ok := e.owner(x.sid)
+		owner := b.principal
+		x.settled = b.version
 		switch {
 		case !ok:
 			x.deny(r.Method+" "+e.cfg.Path, "MCP session unknown to the broker", http.StatusNotFound)
@@ -103,6 +107,18 @@ func (x *exchange) post(ctx context.Context, w http.ResponseWriter) {
 		wire.WriteError(w, we)
 		return
 	}
+	if x.settled != "" {
+		if err := wire.CheckSessionVersion(p, x.settled); err != nil {
+			we, ok := errors.AsType[*wire.Error](err)
+			if !ok {
+				we = &wire.Error{HTTPStatus: http.StatusBadRequest, Code: codeInvalidRequest, Message: err.Error()}
+			}
+			x.deny("POST "+e.cfg.Path, we.Message, we.HTTPStatus)
+			we.Message = "svidbroker: " + we.Message
+			wire.WriteError(w, we)
+			return
+		}
+	}
 	x.version = p.Version
 	out := newClientOut(w)
 	if !p.Batch {
@@ -138,6 +154,16 @@ func (x *exchange) post(ctx context.Context, w http.ResponseWriter) {
 
 // listen relays the server-to-client stream (GET), filtered as POST responses are.
 func (x *exchange) listen(ctx context.Context, w http.ResponseWriter) {
+	if _, err := wire.ParseGet(x.r.Header); err != nil {
+		we, ok := errors.AsType[*wire.Error](err)
+		if !ok {
+			we = &wire.Error{HTTPStatus: http.StatusBadRequest, Code: codeInvalidRequest, Message: err.Error()}
+		}
+		x.deny("GET "+x.e.cfg.Path, we.Message, we.HTTPStatus)
+		we.Message = "svidbroker: " + we.Message
+		wire.WriteError(w, we)
+		return
+	}
 	x.version = x.r.Header.Get("Mcp-Protocol-Version")
 	x.mechanics("GET " + x.e.cfg.Path + " (server stream)")
 	x.forward(ctx, &item{method: "GET", text: "GET " + x.e.cfg.Path}, newClientOut(w), nil)
