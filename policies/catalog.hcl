@@ -1,5 +1,5 @@
-# The catalog and groups of the demo database "shop" and of the demo API "api" (an http target in
-# front of the shop's customers and orders): what the policy packs talk about besides the caller. The pack tests use this file (catalog_file), and the test stack and the demo put the same
+# The catalog and groups of the demo database "shop", of the demo API "api" (an http target in
+# front of the shop's customers and orders) and of the demo MCP server "tools": what the policy packs talk about besides the caller. The pack tests use this file (catalog_file), and the test stack and the demo put the same
 # blocks into the broker's configuration.
 catalog "shop" {
   kind        = "postgres"
@@ -52,3 +52,21 @@ catalog "api" {
 group "analysts" { selectors = ["agent:name:analyst"] }
 group "support" { selectors = ["agent:name:support"] }
 group "migrators" { selectors = ["agent:name:migrator"] }
+
+# The demo's MCP server (examples/mcpshop), target "tools": its tools' input schemas come from the pin
+# file (`svidbroker mcp pin tools --accept` refreshes it), and type context.args. Tools not listed
+# here are still decided (as Tool entities without tags); only these carry tags and masked fields.
+catalog "tools" {
+  kind        = "mcp"
+  environment = "dev"
+  pins        = "tools.pins.json"
+  tool "get_customer" {
+    tags = ["pii"]
+    text = "json" # each content text is JSON: its fields are masked as structuredContent's
+    field "$.email" { tags = ["pii"] }
+    field "$.ssn"   { tags = ["pii", "sensitive"] }
+  }
+  tool "refund" { tags = ["writes"] }
+  tool "send_email" { tags = ["external"] }
+  credential_role "tools-read" { covers = ["mcp:call"] }
+}

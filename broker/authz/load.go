@@ -47,7 +47,7 @@ type Schema struct {
 	validator *validate.Validator
 	// http are the generated records' attributes (see httpRecordAttrs).
 	http map[string]map[string]string
-	// mcp is the generated MCPArgs (see MCPArgsSchema).
+	// mcp is the generated MCPArgs (see MCPArgsSchema); nil when the catalog has no mcp target.
 	mcp *mcpArgs
 }
 
@@ -81,6 +81,9 @@ func ParseSchemaFor(name string, src []byte, c *Catalog) (*Schema, error) {
 	r, err := s.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("authz: schema %s: %w", name, err)
+	}
+	if !hasMCPTarget(c) {
+		args = nil // no MCP decision can happen: see undeclaredMCPNames
 	}
 	return &Schema{resolved: r, validator: validate.New(r, validate.WithStrict()), http: recs, mcp: args}, nil
 }

@@ -242,7 +242,9 @@ func (a *Authorizer) MCP(c Connect, r MCPRequest, ap ApprovalState) (Decision, e
 // "prompts/list", name the tool name, resource URI or prompt name. It is true when some arguments
 // could be permitted: the entry's call is decided with context.args ignored (cedar-go's batch
 // Ignore), so a permit's conditions on the arguments are dropped and a forbid that refers to them
-// does not apply. Anything else that fails, or an unknown list, hides the entry.
+// does not apply. The rest of the context is the call's (method "tools/call", ...), with no approval
+// and no protocol version (""), so a permit that needs either does not show the entry. Anything else
+// that fails, or an unknown list, hides the entry.
 func (a *Authorizer) MCPVisible(c Connect, target, list, name string) bool {
 	method, ok := mcpLists[list]
 	if !ok {
@@ -257,12 +259,16 @@ func (a *Authorizer) MCPVisible(c Connect, target, list, name string) bool {
 	if err != nil {
 		return false
 	}
-	return a.visibleIn(a.Engine.current.Load(), req).Allow
+	return a.Engine.DecideListed(req).Allow
 }
 
-// visibleIn decides req under set with context.args ignored (see MCPVisible). The Decision's
-// reasons and obligations are those of the policies that could decide it.
-func (a *Authorizer) visibleIn(set *policySet, req Request) Decision {
+// DecideListed decides req as a list shows it (see MCPVisible): with context.args ignored, so that
+// permit conditions on the arguments are dropped and forbids that read them do not apply. The
+// decision's policies and obligations are those that could decide a call.
+func (e *Engine) DecideListed(req Request) Decision { return visibleIn(e.current.Load(), req) }
+
+// visibleIn is DecideListed under set.
+func visibleIn(set *policySet, req Request) Decision {
 	rec := types.RecordMap{}
 	for k, v := range req.Context.All() {
 		rec[k] = v
@@ -417,8 +423,8 @@ func toLong(v any) (int64, error) {
 		if len(s) > maxNumberChars {
 			return 0, fmt.Errorf("the call gives a number of more than %d characters", maxNumberChars)
 		}
-		f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-		if err != nil || strings.ContainsAny(s, " \t\n+") || s == "" {
+		f, ok := parseNumber(s)
+		if !ok {
 			return 0, errNotNumber
 		}
 		if !f.IsInt() {
@@ -462,4 +468,23 @@ func jsonKind(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("a %T", v)
+}
+
+// parseNumber parses a JSON number (and nothing JSON does not call one) of at most maxNumberChars characters exactly enough to tell an
+// integer: 256 bits hold 64 decimal digits' worth of difference from the nearest integer. A number
+// whose exponent takes it past big.Float's range (1e999999999, 1e-999999999) is not a number here,
+// so that no tiny fraction is read as zero.
+func parseNumber(s string) (*big.Float, bool) {
+	if s == "" || len(s) > maxNumberChars || !json.Valid([]byte(s)) || !strings.ContainsAny(s[:1], "-0123456789") {
+		return nil, false
+	}
+	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
+	if err != nil || f.IsInf() {
+		return nil, false
+	}
+	mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+	if f.Sign() == 0 && strings.ContainsAny(mantissa, "123456789") {
+		return nil, false // underflowed
+	}
+	return f, true
 }

@@ -3,8 +3,12 @@ package authz
 import (
 	"encoding/json"
 	"errors"
+	"math/big"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -228,7 +232,7 @@ func TestMCPArgsConversion(t *testing.T) {
 		{json.Number("-9223372036854775808"), -1 << 63, true}, {json.Number("9223372036854775807"), 1<<63 - 1, true},
 		{json.Number("2.0"), 2, true}, {json.Number("1E2"), 100, true}, {json.Number("-0"), 0, true},
 		{json.Number("9223372036854775808"), 0, false}, {json.Number("0.1"), 0, false}, {json.Number("1e400"), 0, false},
-		{json.Number(strings.Repeat("1", 70)), 0, false}, {json.Number("NaN"), 0, false}, {json.Number(" 1"), 0, false},
+		{json.Number(strings.Repeat("1", 70)), 0, false}, {json.Number("NaN"), 0, false}, {json.Number("Inf"), 0, false}, {json.Number("-infinity"), 0, false}, {json.Number("1e-999999999"), 0, false}, {json.Number("1e999999999"), 0, false}, {json.Number("0e999999999"), 0, true}, {json.Number("0x10"), 0, false}, {json.Number("1_0"), 0, false}, {json.Number(" 1"), 0, false},
 		{float64(1 << 63), 0, false}, {1.5, 0, false}, {int64(3), 3, true}, {"3", 0, false},
 	} {
 		got, err := toLong(n.in)
@@ -329,4 +333,101 @@ func TestMCPToolAndEntities(t *testing.T) {
 	if tags, _ := ent.Attributes.Get("tags"); !ent.Parents.Contains(TargetUID("tools")) || tags.(types.Set).Len() != 0 {
 		t.Errorf("undeclared tool entity %+v", ent)
 	}
+}
+
+// TestCanAndPickRoleForAnMCPTarget: Can asks mcp:call of each declared tool as tools/list shows it,
+// mcp:read-unmasked of each declared field, and the server requests' actions of mcp targets only;
+// PickRole counts mcp:call as needed when some declared or pinned tool could be called.
+func TestCanAndPickRoleForAnMCPTarget(t *testing.T) {
+	cat := NewCatalog([]CatalogTarget{mcpCatalog.Targets[0], {Name: "shop", Kind: "postgres"}}, mcpCatalog.Groups)
+	cat.Targets[0].Roles = []CredentialRole{{Name: "tools-read", Covers: []string{ActionMCPCall}}}
+	s, err := ParseSchemaFor("svidbroker.cedarschema", policies.Schema, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writePolicies(t, dir, map[string]string{"p.cedar": mcpPolicies + `
+@id("role")
+permit (principal, action == Action::"credential:use", resource == CredentialRole::"tools/tools-read");`})
+	e, err := New(Config{Dir: dir, Schema: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthorizer(e, cat)
+	caps, err := a.Can(t.Context(), spiffeid.RequireFromString("spiffe://example.org/agent/analyst"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range caps {
+		got[c.Action+" "+c.Resource] = c.Allow
+	}
+	for k, want := range map[string]bool{
+		`mcp:call Tool::"tools/refund"`:                             true, // some arguments are permitted
+		`mcp:call Tool::"tools/get_customer"`:                       false,
+		`mcp:read-unmasked ToolField::"tools/get_customer $.email"`: true,
+		`mcp:read-unmasked ToolField::"tools/get_customer $.ssn"`:   false,
+		`mcp:sampling Target::"tools"`:                              false,
+		`mcp:roots Target::"tools"`:                                 false,
+	} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s: listed %v, allow %v; want %v", k, ok, v, want)
+		}
+	}
+	if _, ok := got[`mcp:sampling Target::"shop"`]; ok {
+		t.Error("a server request's action is asked of a postgres target")
+	}
+	pick, err := a.PickRole(mcpConnect("analyst"))
+	if err != nil || pick.Role != "tools-read" || strings.Join(pick.For, ",") != ActionMCPCall {
+		t.Errorf("analyst: %+v, %v", pick, err)
+	}
+	// A caller no policy lets call a tool gets no role.
+	other := Connect{Peer: identity.Peer{ID: spiffeid.RequireFromString("spiffe://other.org/x"), Attestation: &identity.Attestation{}}, Target: "tools"}
+	if pick, err := a.PickRole(other); err == nil {
+		t.Errorf("a caller with no tool got %+v", pick)
+	}
+}
+
+func TestMCPContextHoldsTheRequestsFacts(t *testing.T) {
+	now := time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)
+	ctx := MCPContext(now, netip.MustParseAddr("10.0.0.1"), "TLS1.3", "X", "tools/call", "2025-06-18",
+		types.NewRecord(types.RecordMap{"id": types.Long(1)}), ApprovalState{State: "approved", Approver: "a@example.com"})
+	for attr, want := range map[types.String]types.Value{
+		"method": types.String("tools/call"), "protocolVersion": types.String("2025-06-18"), "hourUTC": types.Long(14),
+		"args":     types.NewRecord(types.RecordMap{"id": types.Long(1)}),
+		"approval": types.NewRecord(types.RecordMap{"state": types.String("approved"), "approver": types.String("a@example.com")}),
+	} {
+		if v, ok := ctx.Get(attr); !ok || !v.Equal(want) {
+			t.Errorf("%s = %v, want %v", attr, v, want)
+		}
+	}
+	none := MCPContext(now, netip.Addr{}, "", "", "roots/list", "", types.NewRecord(nil), ApprovalState{})
+	if ap, _ := none.Get("approval"); !ap.(types.Record).Equal(types.NewRecord(types.RecordMap{"state": types.String("none"), "approver": types.String("")})) {
+		t.Errorf("approval without a state: %v", ap)
+	}
+}
+
+// FuzzToLong holds toLong to strconv.ParseInt for plain integers, and to integral JSON numbers only.
+func FuzzToLong(f *testing.F) {
+	for _, s := range []string{"0", "-1", "9223372036854775807", "-9223372036854775808", "1e3", "1.0", "0.5", "1e-999999999", "1e400", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := toLong(json.Number(s))
+		if want, perr := strconv.ParseInt(s, 10, 64); perr == nil && json.Valid([]byte(s)) {
+			if err != nil || got != want {
+				t.Fatalf("toLong(%q) = %d, %v; ParseInt gives %d", s, got, err, want)
+			}
+		}
+		if err != nil {
+			return
+		}
+		if !json.Valid([]byte(s)) {
+			t.Fatalf("toLong(%q) = %d for what is not a JSON number", s, got)
+		}
+		var r big.Rat
+		if _, ok := r.SetString(s); ok && len(s) < 24 && (!r.IsInt() || r.Num().Int64() != got) {
+			t.Fatalf("toLong(%q) = %d, but the number is %s", s, got, r.String())
+		}
+	})
 }

@@ -1,7 +1,9 @@
 package authz
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -32,7 +34,7 @@ func (a *Authorizer) mcpCapability(set *policySet, principal types.EntityUID, en
 		Context: MCPContext(now, netip.IPv4Unspecified(), "", "", method, "", types.NewRecord(nil), ApprovalState{})}
 	var d Decision
 	if action == ActionMCPCall {
-		d = a.visibleIn(set, req)
+		d = visibleIn(set, req)
 	} else {
 		d = a.Engine.decideIn(set, req)
 	}
@@ -47,4 +49,33 @@ func (a *Authorizer) targetKind(target string) string {
 		}
 	}
 	return ""
+}
+
+// mcpNeeded says whether PickRole counts an MCP action as needed: mcp:call when a call of some tool
+// the target declares or pins could be permitted (arguments ignored, as tools/list shows it).
+// Resources and prompts are not known before a session lists them, so mcp:read and mcp:prompt are
+// never needed: a role covering only those is not picked.
+func (a *Authorizer) mcpNeeded(set *policySet, principal types.EntityUID, ents Entities, target *CatalogTarget, action string, now time.Time) bool {
+	if action != ActionMCPCall {
+		return false
+	}
+	names := map[string]bool{}
+	for _, t := range target.Tools {
+		names[t.Name] = true
+	}
+	for name := range target.ToolSchemas {
+		names[name] = true
+	}
+	ctx := MCPContext(now, netip.IPv4Unspecified(), "", "", "tools/call", "", types.NewRecord(nil), ApprovalState{})
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		ent := a.mcpEntity(target.Name, mcpMethods["tools/call"], name)
+		var getter types.EntityGetter = ents
+		if _, ok := a.static[ent.UID]; !ok {
+			getter = withEntity{Entities: ents, extra: ent}
+		}
+		if visibleIn(set, Request{Principal: principal, Action: Action(action), Resource: ent.UID, Context: ctx, Entities: getter}).Allow {
+			return true
+		}
+	}
+	return false
 }

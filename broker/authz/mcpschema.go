@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math/big"
 	"slices"
 	"strings"
 
@@ -104,7 +103,8 @@ func buildMCPArgs(tools map[string]map[string]json.RawMessage) (*mcpArgs, error)
 			}
 			var s jsonSchema
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, fmt.Errorf("authz: %s: input schema is not a JSON Schema object: %v", from, err)
+				args.leftOut = append(args.leftOut, fmt.Sprintf("%s/%s: its input schema is not a JSON Schema object", target, tool))
+				continue
 			}
 			typ, err := args.typeOf(&s, from, target+"/"+tool, 0)
 			if err != nil {
@@ -130,7 +130,8 @@ func buildMCPArgs(tools map[string]map[string]json.RawMessage) (*mcpArgs, error)
 func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argType, error) {
 	ts, err := s.types()
 	if err != nil {
-		return nil, fmt.Errorf("authz: %s, %s: %v", from, where, err)
+		args.leftOut = append(args.leftOut, where+": "+err.Error())
+		return nil, nil
 	}
 	nullable := false
 	if i := slices.Index(ts, "null"); i >= 0 && len(ts) == 2 {
@@ -188,7 +189,8 @@ func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argT
 			}
 			var ps jsonSchema
 			if err := json.Unmarshal(s.Properties[name], &ps); err != nil {
-				return nil, fmt.Errorf("authz: %s, property %q: not a JSON Schema object: %v", from, name, err)
+				args.leftOut = append(args.leftOut, sub+": not a JSON Schema object")
+				continue
 			}
 			pt, err := args.typeOf(&ps, from, sub, depth+1)
 			if err != nil {
@@ -205,10 +207,10 @@ func (args *mcpArgs) typeOf(s *jsonSchema, from, where string, depth int) (*argT
 }
 
 // integral reports whether every number s allows is an integer: a multipleOf that is a whole
-// number, or an enum or const of whole numbers only.
+// number (not zero), or an enum or const of whole numbers only.
 func (s *jsonSchema) integral() bool {
-	if s.MultipleOf != "" {
-		return wholeNumber(string(s.MultipleOf))
+	if f, ok := parseNumber(string(s.MultipleOf)); ok && f.IsInt() && f.Sign() != 0 {
+		return true
 	}
 	values := s.Enum
 	if len(s.Const) > 0 {
@@ -227,11 +229,8 @@ func (s *jsonSchema) integral() bool {
 
 // wholeNumber reports whether s is a JSON number with an integral value.
 func wholeNumber(s string) bool {
-	if len(s) > maxNumberChars {
-		return false
-	}
-	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
-	return err == nil && f.IsInt()
+	f, ok := parseNumber(s)
+	return ok && f.IsInt()
 }
 
 // mergeAttrs adds the attributes of src to dst; a name with another type in dst is an error naming
@@ -316,7 +315,13 @@ func commentSafe(s string) string {
 // context.args.filter.status) where MCPArgs declares no such name. As with the HTTP records, `has`
 // of an undeclared name validates and is always false, so a misspelt name would silently disable a
 // forbid: it is refused.
+//
+// With no mcp target in the catalog (args nil) nothing is refused: no MCP decision can happen, and
+// the same policy packs serve brokers with and without MCP targets.
 func undeclaredMCPNames(p *cedar.Policy, args *mcpArgs) []string {
+	if args == nil {
+		return nil
+	}
 	var out []string
 	seen := map[string]bool{}
 	a := (*xast.Policy)(p.AST())
@@ -381,4 +386,18 @@ func contextPath(op xast.StrOpNode) ([]string, bool) {
 			return nil, false
 		}
 	}
+}
+
+// hasMCPTarget reports whether the catalog describes an mcp target: one of kind "mcp", or with
+// tools or pinned schemas.
+func hasMCPTarget(c *Catalog) bool {
+	if c == nil {
+		return false
+	}
+	for _, t := range c.Targets {
+		if t.Kind == "mcp" || len(t.Tools) > 0 || len(t.ToolSchemas) > 0 {
+			return true
+		}
+	}
+	return false
 }

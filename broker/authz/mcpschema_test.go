@@ -3,6 +3,7 @@ package authz
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -39,7 +40,8 @@ func TestMCPArgsSchemaRules(t *testing.T) {
 		want   string // in the fragment
 		errors string // in the error, if one is expected
 	}{
-		{"an integral enum of numbers is a Long", one(`{"type":"object","properties":{"n":{"type":"number","enum":[1,2,3]}}}`), `"n"?: Long`, ""},
+		{"an integral enum of numbers is a Long", one(`{"type":"object","properties":{"n":{"type":"number","enum":[0,2,3e2]}}}`), `"n"?: Long`, ""},
+		{"a const whole number is a Long", one(`{"type":"object","properties":{"n":{"type":"number","const":7}}}`), `"n"?: Long`, ""},
 		{"a fractional enum is left out", one(`{"type":"object","properties":{"n":{"type":"number","enum":[1,2.5]}}}`), "t/a .n: a number that may be fractional", ""},
 		{"a fractional multipleOf is left out", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0.5}}}`), "{ }", ""},
 		{"an array of numbers is left out", one(`{"type":"object","properties":{"l":{"type":"array","items":{"type":"integer"}}}}`), "t/a .l: an array of other than strings", ""},
@@ -61,8 +63,11 @@ func TestMCPArgsSchemaRules(t *testing.T) {
 			"a": json.RawMessage(`{"type":"object","properties":{"f":{"type":"object","properties":{"x":{"type":"string"}}}}}`),
 			"b": json.RawMessage(`{"type":"object","properties":{"f":{"type":"object","properties":{"x":{"type":"boolean"}}}}}`)}},
 			"", `argument "f.x" is String in tool "a"`},
-		{"not a schema", one(`[1]`), "", `tool "a" of target "t": input schema is not a JSON Schema object`},
-		{"a bad type", one(`{"type":"object","properties":{"x":{"type":7}}}`), "", `"type" is neither`},
+		{"not a schema", one(`[1]`), "t/a: its input schema is not a JSON Schema object", ""},
+		{"a boolean subschema", one(`{"type":"object","properties":{"x":true,"y":{"type":"string"}}}`), "t/a .x: not a JSON Schema object", ""},
+		{"a bad type", one(`{"type":"object","properties":{"x":{"type":7}}}`), `t/a .x: "type" is neither`, ""},
+		{"a multipleOf of zero", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0}}}`), "t/a .n: a number that may be fractional", ""},
+		{"an integral enum beside a fractional multipleOf", one(`{"type":"object","properties":{"n":{"type":"number","multipleOf":0.5,"enum":[1,2]}}}`), `"n"?: Long`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := MCPArgsSchema(tc.tools)
@@ -180,4 +185,57 @@ func FuzzMCPArgs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUndeclaredArgsCheckNeedsAnMCPTarget: without an mcp target no MCP decision happens, and policy
+// packs written for one still load; an mcp target without pins declares no argument, so a policy
+// reading one is refused there (its forbid would never apply).
+func TestUndeclaredArgsCheckNeedsAnMCPTarget(t *testing.T) {
+	src := `@id("p")
+forbid (principal, action == Action::"mcp:call", resource)
+when { context.args has amount && context.args.amount > 100 };`
+	for _, tc := range []struct {
+		name string
+		cat  *Catalog
+		ok   bool
+	}{
+		{"no mcp target", NewCatalog([]CatalogTarget{{Name: "shop", Kind: "postgres"}}, nil), true},
+		{"an mcp target without pins", NewCatalog([]CatalogTarget{{Name: "tools", Kind: "mcp"}}, nil), false},
+		{"tools declared without pins", NewCatalog([]CatalogTarget{{Name: "tools", Tools: []CatalogTool{{Name: "refund"}}}}, nil), false},
+		{"pins declaring the name", mcpCatalog, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseSchemaFor("s", policies.Schema, tc.cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			writePolicies(t, dir, map[string]string{"p.cedar": src})
+			_, err = LoadDir(dir, s)
+			if (err == nil) != tc.ok {
+				t.Errorf("load error %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), `declares argument "amount"`) {
+				t.Errorf("error %v does not name the argument", err)
+			}
+		})
+	}
+}
+
+// MCPArgs for two tools: each property typed, the fractional number left out and said so.
+func ExampleMCPArgsSchema() {
+	frag, err := MCPArgsSchema(map[string]map[string]json.RawMessage{"tools": {
+		"refund": json.RawMessage(`{"type":"object","properties":{"order_id":{"type":"integer"},"amount":{"type":"integer"},"reason":{"type":"string"}}}`),
+		"query":  json.RawMessage(`{"type":"object","properties":{"table":{"type":"string","enum":["orders","customers"]},"ratio":{"type":"number"}}}`),
+	}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Print(frag)
+	// Output:
+	// // Generated from the input schemas of the mcp targets' pinned tools.
+	// // Left out of context.args, having no Cedar type:
+	// //   tools/query .ratio: a number that may be fractional (no Cedar decimal is offered)
+	// type MCPArgs = { "amount"?: Long, "order_id"?: Long, "reason"?: String, "table"?: String };
 }

@@ -150,8 +150,10 @@ func (a *Authorizer) PickRole(c Connect) (RolePick, error) {
 					break
 				}
 			}
+		} else if strings.HasPrefix(action, "mcp:") {
+			allow = a.mcpNeeded(set, principal, ents, target, action, now)
 		}
-		// Only statement and HTTP request actions are asked: a role covers what sessions send.
+		// Only statement, HTTP and MCP request actions are asked: a role covers what sessions send.
 		needed[action] = allow
 		return allow
 	}

@@ -37,6 +37,8 @@ type RequestSpec struct {
 	Body          map[string]any
 	// Path is the path forwarded; default the route's template with Params substituted.
 	Path string
+	// MCP is an MCP request's tool, resource or prompt, and arguments (mcptestfile.go).
+	MCP MCPSpec
 }
 
 // BuildRequest builds a Request exactly as the broker does, from the catalog and a spec.
@@ -52,6 +54,8 @@ func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request
 	var resource types.EntityUID
 	var ents types.EntityGetter = Entities{Static: static, Workload: cat.Workload(peer)}
 	switch {
+	case tc.isMCP():
+		return buildMCPRequest(cat, static, tc, id, ents.(Entities))
 	case tc.Route != "":
 		return buildHTTPRequest(cat, static, tc, id, ents)
 	case strings.HasPrefix(tc.Action, "http:") || tc.Action == ActionFieldUnmasked:

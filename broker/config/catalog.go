@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/route"
 )
@@ -8,6 +10,7 @@ import (
 // CatalogBlock is a `catalog "TARGET" { ... }` block, as written in the broker's configuration and in
 // policy test files. It describes a database target's tables and columns (with tags such as "pii"),
 // an http target's routes (with tagged response fields, declared query parameters and body members),
+// an mcp target's tools (with tagged result fields) and pin file,
 // and its credential roles, least privileged first.
 type CatalogBlock struct {
 	Target      string        `hcl:"target,label"`
@@ -17,6 +20,13 @@ type CatalogBlock struct {
 	Tables      []TableBlock  `hcl:"table,block"`
 	Routes      []route.Block `hcl:"route,block"`
 	Roles       []RoleBlock   `hcl:"credential_role,block"`
+	// Pins, for an mcp target, is its pin file (`svidbroker mcp pin`), relative to the file this
+	// block is written in: the tools' input schemas policies see the arguments of (context.args).
+	Pins string `hcl:"pins,optional"`
+	// Tools are an mcp target's tool blocks.
+	Tools []ToolBlock `hcl:"tool,block"`
+	// DeclRange is where the block is written; its file is what Pins is relative to.
+	DeclRange hcl.Range `hcl:",def_range"`
 }
 
 // TableBlock is a `table "schema.name" { ... }` block.
@@ -64,6 +74,7 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 			t.Tables = append(t.Tables, ct)
 		}
 		t.Routes = catalogRoutes(b.Routes)
+		t.Tools, t.ToolSchemas = catalogMCP(b)
 		for _, r := range b.Roles {
 			t.Roles = append(t.Roles, authz.CredentialRole{Name: r.Name, Covers: r.Covers})
 		}
@@ -76,7 +87,26 @@ func NewCatalog(catalogs []CatalogBlock, groups []GroupBlock) *authz.Catalog {
 	return authz.NewCatalog(targets, rules)
 }
 
-// Catalog is the catalog of the configuration's catalog and group blocks.
+// Catalog is the catalog of the configuration's catalog and group blocks. A catalog block without a
+// kind takes its target's protocol as kind, and an mcp target without a catalog block has an empty
+// one: policies are then checked as for an mcp target without pins, whose calls carry no typed
+// argument (see authz.ParseSchemaFor).
 func (c *Config) Catalog() *authz.Catalog {
-	return NewCatalog(c.Catalogs, c.Groups)
+	catalogs := make([]CatalogBlock, 0, len(c.Catalogs))
+	described := map[string]bool{}
+	for _, b := range c.Catalogs {
+		for _, t := range c.Targets {
+			if b.Kind == "" && t.Name == b.Target {
+				b.Kind = t.Protocol
+			}
+		}
+		catalogs = append(catalogs, b)
+		described[b.Target] = true
+	}
+	for _, t := range c.Targets {
+		if t.Protocol == "mcp" && !described[t.Name] {
+			catalogs = append(catalogs, CatalogBlock{Target: t.Name, Kind: t.Protocol})
+		}
+	}
+	return NewCatalog(catalogs, c.Groups)
 }

@@ -86,8 +86,11 @@ func (v *validator) credentialRoles(t *Target, at string) {
 func (v *validator) roleBlocks(t *Target, roles []RoleBlock) {
 	target := t.Name
 	actions, kind, example := coverActions().sql, "statement action", "sql:select"
-	if t.Protocol == "http" {
+	switch t.Protocol {
+	case "http":
 		actions, kind, example = coverActions().http, "HTTP request action", "http:get"
+	case "mcp":
+		actions, kind, example = []string{authz.ActionMCPCall, authz.ActionMCPRead, authz.ActionMCPPrompt}, "MCP request action", "mcp:call"
 	}
 	seen := map[string]bool{}
 	for _, r := range roles {
@@ -127,7 +130,7 @@ var coverActions = sync.OnceValue(func() struct{ sql, http []string } {
 })
 
 func article(word string) string {
-	if strings.HasPrefix(word, "HTTP") {
+	if strings.HasPrefix(word, "HTTP") || strings.HasPrefix(word, "MCP") {
 		return "n"
 	}
 	return ""

@@ -12,6 +12,7 @@ import (
 // body member has one type across all routes, since policies see it as one attribute of
 // context.body.
 func (v *validator) routes(t *Target) {
+	v.mcpTools(t)
 	for _, cb := range v.c.Catalogs {
 		if cb.Target != t.Name || len(cb.Routes) == 0 {
 			continue
@@ -69,7 +70,7 @@ func CheckRoutes(catalogs []CatalogBlock) error {
 	if _, err := authz.HTTPRecords(NewCatalog(catalogs, nil)); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	return nil
+	return checkMCPCatalogs(catalogs)
 }
 
 // RouteTable is the route table of an http target, from its catalog's route blocks: an empty table

@@ -174,7 +174,7 @@ func policyExplain(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&spec.Principal, "principal", "", "the caller's SPIFFE ID")
 	selectors := fs.String("selectors", "", "the caller's attested selectors, comma-separated")
 	fs.BoolVar(&spec.Unattested, "unattested", false, "as if SPIRE had not been asked about the caller")
-	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, column:use-masked, credential:use, http:get, field:read-unmasked, ... (default with --route: the route's method's action, or field:read-unmasked with --field)")
+	fs.StringVar(&spec.Action, "action", "", "connect, sql:select, column:read-unmasked, column:use-masked, credential:use, http:get, field:read-unmasked, mcp:call, mcp:sampling, ... (default with --route: the route's method's action, or field:read-unmasked with --field; with --tool: mcp:call, or mcp:read-unmasked with --field)")
 	fs.StringVar(&spec.Target, "target", "", "the target")
 	fs.StringVar(&spec.Table, "table", "", "a table of the target, schema.name")
 	fs.StringVar(&spec.Column, "column", "", "a column of the table")
@@ -185,8 +185,12 @@ func policyExplain(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&spec.Use.Equality, "equality", false, "for column:use-masked: an equality with another column")
 	withColumn := fs.String("with-column", "", "for column:use-masked: that other column, schema.table.column")
 	hf := httpFlags(fs, &spec)
+	mf := mcpFlags(fs, &spec)
 	if err := parseFlags(fs, "policy explain", args, stdout, stderr); err != nil {
 		return err
+	}
+	if err := mf.apply(&spec); err != nil {
+		return usageError(stderr, "policy explain", "%v", err)
 	}
 	spec.Use.WithColumn = authz.ColumnID(spec.Target, *withColumn)
 	if spec.Action == "" && spec.Route != "" {
@@ -213,7 +217,10 @@ func policyExplain(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	if err := hf.apply(az.Catalog, &spec); err != nil {
 		return usageError(stderr, "policy explain", "%v", err)
 	}
-	return printExplain(stdout, az, spec)
+	if err := printExplain(stdout, az, spec); err != nil || !mf.listed {
+		return err
+	}
+	return printListed(stdout, az, spec)
 }
 
 // printExplain shows how one request is decided, policy by policy.
@@ -310,6 +317,7 @@ func printCan(ctx context.Context, stdout io.Writer, az *authz.Authorizer, cfg *
 	for _, kind := range []struct{ action, title string }{
 		{"column:read-unmasked", "Columns it reads masked (column:read-unmasked is denied):"},
 		{authz.ActionFieldUnmasked, "Response fields it reads masked (field:read-unmasked is denied):"},
+		{authz.ActionMCPUnmasked, "Tool result fields it reads masked (mcp:read-unmasked is denied):"},
 	} {
 		var masked []authz.Capability
 		for _, c := range caps {
@@ -324,6 +332,7 @@ func printCan(ctx context.Context, stdout io.Writer, az *authz.Authorizer, cfg *
 			fmt.Fprintf(stdout, "  masked %-45s %s\n", c.Resource, maskText(c, cfg.Policy.DefaultMask, az.Engine))
 		}
 	}
+	printMCPCan(stdout, caps)
 	printSessionRoles(stdout, roles)
 	return nil
 }

@@ -36,7 +36,7 @@ type explainHTTP struct {
 func httpFlags(fs *flag.FlagSet, spec *authz.RequestSpec) *explainHTTP {
 	h := &explainHTTP{params: pairs{}, query: pairs{}, body: pairs{}}
 	fs.StringVar(&spec.Route, "route", "", "for an HTTP request: the target's route as its catalog writes it, \"GET /v1/customers/{id}\"")
-	fs.StringVar(&spec.Field, "field", "", "with --route, for field:read-unmasked: a response field of the route, \"$.ssn\"")
+	fs.StringVar(&spec.Field, "field", "", "with --route, for field:read-unmasked: a response field of the route, \"$.ssn\"; with --tool, for mcp:read-unmasked: a result field of the tool")
 	fs.Var(h.params, "param", "with --route: a path parameter, `NAME=VALUE` (repeat for each)")
 	fs.Var(h.query, "query", "with --route: a declared query parameter, `NAME=VALUE` (repeat for each)")
 	fs.Var(h.body, "body", "with --route: a declared JSON body member, `NAME=VALUE`, read as the catalog declares it (String, Long, Bool; repeat for each)")
@@ -56,7 +56,7 @@ func defaultHTTPAction(spec authz.RequestSpec) string {
 // apply puts the HTTP flags into spec, reading each body member as its route declares it.
 func (h *explainHTTP) apply(cat *authz.Catalog, spec *authz.RequestSpec) error {
 	if spec.Route == "" {
-		if len(h.params)+len(h.query)+len(h.body) > 0 || spec.Field != "" || spec.Path != "" {
+		if len(h.params)+len(h.query)+len(h.body) > 0 || spec.Field != "" && spec.MCP.Tool == "" || spec.Path != "" {
 			return fmt.Errorf("--param, --query, --body, --field and --path describe an HTTP request: give its --route")
 		}
 		return nil

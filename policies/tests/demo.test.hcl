@@ -172,3 +172,74 @@ test "migrator's refund waits for approval under all packs" {
     record = "full"
   }
 }
+
+# The MCP server (target "tools"), with every pack loaded.
+
+test "with every pack loaded, no caller gets the client's roots" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "mcp:roots"
+  target    = "tools"
+  expect    = "deny"
+  reasons   = ["baseline-no-roots"]
+}
+
+test "with every pack loaded, an unattested analyst sees no tool" {
+  principal = "spiffe://example.org/agent/analyst"
+  attested  = false
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "get_customer"
+  args      = { id = 1 }
+  expect    = "deny"
+  reasons   = ["baseline-attested-only"]
+  listed    = false
+}
+
+test "with every pack loaded, the migrator calls no tool" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "list_orders"
+  expect    = "deny"
+  reasons   = []
+  listed    = false
+}
+
+test "with every pack loaded, nobody summarizes" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "summarize"
+  args      = { text = "hello" }
+  expect    = "deny"
+  reasons   = []
+  listed    = false
+}
+
+test "with every pack loaded, support's large refund is held" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "refund"
+  args      = { order_id = 7, amount = 500, reason = "damaged" }
+  expect    = "allow"
+  obligations {
+    approval = "required"
+    record   = "full"
+  }
+}
+
+test "with every pack loaded, the analyst's query of customers is refused" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "query"
+  args      = { table = "customers" }
+  expect    = "deny"
+  listed    = true
+}

@@ -61,6 +61,19 @@ import (
 //	  expect  = "deny"
 //	  obligations { mask = "partial" }
 //	}
+//
+// An MCP request names the tool (resource_uri, prompt) of an mcp catalog, and may give the call's
+// arguments; listed says whether tools/list shows the tool to the caller:
+//
+//	test "the analyst may query orders only" {
+//	  ...
+//	  action = "mcp:call"
+//	  target = "tools"
+//	  tool   = "query"
+//	  args   = { table = "customers" }
+//	  expect = "deny"
+//	  listed = true     # shown: some arguments are permitted
+//	}
 type File struct {
 	// CatalogFile, relative to the test file, holds catalog and group blocks shared by several files.
 	CatalogFile string                `hcl:"catalog_file,optional"`
@@ -106,6 +119,17 @@ type Case struct {
 	Query  map[string]string `hcl:"query,optional"`
 	Body   cty.Value         `hcl:"body,optional"`
 	Path   string            `hcl:"path,optional"`
+	// An MCP request (mcp:*): the tool called, or whose result field is read (with field); the
+	// resource read; the prompt got; the call's arguments (as JSON would give them); the session's
+	// protocol version (default authz.DefaultMCPVersion).
+	Tool            string    `hcl:"tool,optional"`
+	ResourceURI     string    `hcl:"resource_uri,optional"`
+	Prompt          string    `hcl:"prompt,optional"`
+	Args            cty.Value `hcl:"args,optional"`
+	ProtocolVersion string    `hcl:"protocol_version,optional"`
+	// Listed, when set, is whether tools/list (resources/list, prompts/list) shows the tool
+	// (resource, prompt): decided with the arguments ignored, whatever args says.
+	Listed *bool `hcl:"listed,optional"`
 	// Expectations.
 	Expect      string             `hcl:"expect"` // "allow" or "deny"
 	Reasons     []string           `hcl:"reasons,optional"`
@@ -249,7 +273,8 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 			return nil, fmt.Errorf("authz: %s:%d: test %q: %w", path, tc.Range.Start.Line, tc.Name, err)
 		}
 		d := e.Decide(req)
-		out = append(out, Result{File: path, Name: tc.Name, Line: tc.Range.Start.Line, Decision: d, Diff: tc.diff(d)})
+		diff := append(tc.diff(d), tc.listedDiff(e, req)...)
+		out = append(out, Result{File: path, Name: tc.Name, Line: tc.Range.Start.Line, Decision: d, Diff: diff})
 	}
 	return out, nil
 }
@@ -264,6 +289,9 @@ func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Reque
 		return authz.Request{}, err
 	}
 	spec.Body = body
+	if spec.MCP, err = tc.mcpSpec(); err != nil {
+		return authz.Request{}, err
+	}
 	fn, err := tc.Function.function()
 	if err != nil {
 		return authz.Request{}, err
