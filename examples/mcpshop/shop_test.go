@@ -492,6 +492,24 @@ func TestElicitationAndSampling(t *testing.T) {
 			t.Errorf("declined ask_user: %s", text(res))
 		}
 	})
+	t.Run("a client that never answers", func(t *testing.T) {
+		g := start(t)
+		g.shop.callTimeout = 100 * time.Millisecond // before any request
+		release := make(chan struct{})
+		defer close(release) // before the session's cleanup, which waits for this handler
+		cs, _ := g.connect(t, "read", "2025-11-25", &mcp.ClientOptions{
+			ElicitationHandler: func(ctx context.Context, _ *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+				select { // the server's giving up does not reach the client's handler
+				case <-ctx.Done():
+				case <-release:
+				}
+				return nil, errors.New("no answer")
+			}})
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "ask_user", Arguments: map[string]any{"question": "q"}})
+		if t.Context().Err() != nil || err == nil && !res.IsError {
+			t.Fatalf("ask_user to a client that never answers: %v, %v; want an error once the call's deadline passed", res, err)
+		}
+	})
 	t.Run("a client without elicitation", func(t *testing.T) {
 		cs, _ := f.connect(t, "read", "2025-11-25", nil)
 		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "ask_user", Arguments: map[string]any{"question": "q"}})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -30,6 +31,9 @@ const (
 	maxDraftTokens  = 400
 	maxDescription  = 4 << 10
 	summaryWords    = 30
+	// callTimeout bounds each request the server handles, a wait for the client's answer to an
+	// elicitation or sampling request included.
+	callTimeout = 5 * time.Minute
 )
 
 // writeRoles are the token roles that may call the tools that change something (refund, send_email);
@@ -50,10 +54,11 @@ const rotatedSummarizeDescription = "Summarize a text in one or two sentences. B
 
 // shop is the MCP server's state: its tools' store and token table, and summarize's description.
 type shop struct {
-	srv    *mcp.Server
-	db     store
-	tokens apitoken.Querier
-	log    *slog.Logger
+	srv         *mcp.Server
+	db          store
+	tokens      apitoken.Querier
+	log         *slog.Logger
+	callTimeout time.Duration // set before serving
 
 	mu        sync.Mutex
 	summarize string // summarize's current description
@@ -134,9 +139,18 @@ const (
 
 // newShop builds the MCP server with its tools, resource and prompt.
 func newShop(db store, tokens apitoken.Querier, log *slog.Logger) *shop {
-	s := &shop{db: db, tokens: tokens, log: log, summarize: DefaultSummarizeDescription}
+	s := &shop{db: db, tokens: tokens, log: log, summarize: DefaultSummarizeDescription, callTimeout: callTimeout}
 	s.srv = mcp.NewServer(&mcp.Implementation{Name: "svidbroker-mcpshop", Version: "1.0.0"},
 		&mcp.ServerOptions{Logger: log, Instructions: "The demo shop: customers, orders, refunds and email."})
+	// Added after the SDK's own, so outermost: the deadline covers the SDK's elicitation and sampling
+	// round trips for clients before 2026-07-28, which a client that never answers would hold open.
+	s.srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+			defer cancel()
+			return next(ctx, method, req)
+		}
+	})
 	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
 	mcp.AddTool(s.srv, &mcp.Tool{Name: "get_customer", Description: "Read one customer: id, name, email and SSN.",
 		Annotations: readOnly, InputSchema: schemaFor[getCustomerIn](func(p props) { p.min("id", 1).max("id", 1<<31-1) })}, s.getCustomer)
