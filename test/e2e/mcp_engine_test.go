@@ -22,23 +22,25 @@ import (
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
-// mcpTargetName is the broker's mcp target in front of the MCP shop.
-const mcpTargetName = "tools"
+// mcpTargetName is the broker's mcp target in front of the MCP shop: not the packs' "tools" (its
+// catalog's credential roles and pin file belong to the demo), but one these tests' own policies
+// decide, with a fixed Vault role and first-sight pins.
+const mcpTargetName = "tools-e2e"
 
 // mcpPolicies let support connect to the tools target (whose sessions lease an api-read token) and
 // call get_customer and summarize; nothing else of the target is permitted, so its other tools are hidden.
 const mcpPolicies = `
 @id("e2e-mcp-support-connect")
-permit (principal in Group::"support", action == Action::"connect", resource == Target::"tools");
+permit (principal in Group::"support", action == Action::"connect", resource == Target::"tools-e2e");
 
 @id("e2e-mcp-support-get-customer")
-permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools/get_customer");
+permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools-e2e/get_customer");
 
 @id("e2e-mcp-support-summarize")
-permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools/summarize");
+permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools-e2e/summarize");
 `
 
-// mcpEnv is a broker with the mcp target "tools" in front of the MCP shop, on the HTTP tests' stack
+// mcpEnv is a broker with the mcp target "tools-e2e" in front of the MCP shop, on the HTTP tests' stack
 // and Vault (whose API tokens the MCP shop takes too): started once, for the TestMCP tests.
 var mcpEnv struct {
 	once   sync.Once
@@ -93,7 +95,11 @@ func startMCPEnv(h *httpStack) error {
 	if err != nil {
 		return err
 	}
-	if err := os.CopyFS(policies, os.DirFS(filepath.Join(root, "policies", "packs"))); err != nil {
+	baseline, err := os.ReadFile(filepath.Join(root, "policies", "packs", "baseline", "baseline.cedar"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(policies, "baseline.cedar"), baseline, 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(policies, "e2e-mcp.cedar"), []byte(mcpPolicies), 0o644); err != nil {
@@ -308,7 +314,7 @@ func TestMCPToolDefinitionChangedRefused(t *testing.T) {
 	})
 	_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "summarize", Arguments: args})
 	var we *jsonrpc.Error
-	if !errors.As(err, &we) || !strings.Contains(we.Message, `"summarize"`) || !strings.Contains(we.Message, "svidbroker mcp pin tools --accept") {
+	if !errors.As(err, &we) || !strings.Contains(we.Message, `"summarize"`) || !strings.Contains(we.Message, "svidbroker mcp pin tools-e2e --accept") {
 		t.Fatalf("after the change: %v", err)
 	}
 	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get_customer", Arguments: map[string]any{"id": 2}}); err != nil || res.IsError {
