@@ -36,6 +36,9 @@ permit (principal in Group::"support", action == Action::"connect", resource == 
 @id("e2e-mcp-support-get-customer")
 permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools-e2e/get_customer");
 
+@id("e2e-mcp-support-email")
+permit (principal in Group::"support", action == Action::"mcp:read-unmasked", resource == ToolField::"tools-e2e/get_customer $.email");
+
 @id("e2e-mcp-support-summarize")
 permit (principal in Group::"support", action == Action::"mcp:call", resource == Tool::"tools-e2e/summarize");
 `
@@ -143,7 +146,17 @@ target %q {
     state_dir = %q
   }
 }
-`, mcpTargetName, listen, shop.Addr, shop.CAFile, state)
+
+# get_customer's results carry the customer's email and SSN: support reads the email, not the SSN.
+catalog %q {
+  kind = "mcp"
+  tool "get_customer" {
+    text = "json"
+    field "$.email" { tags = ["pii"] }
+    field "$.ssn"   { tags = ["pii", "sensitive"] }
+  }
+}
+`, mcpTargetName, listen, shop.Addr, shop.CAFile, state, mcpTargetName)
 	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "svidbroker-mcp", Binary: brokerBin, VaultRoles: true, PolicyDir: policies,
 		Extra: block + target + stack.JWTBlock()})
 	if err != nil {
@@ -212,8 +225,8 @@ func (m *mcpStack) waitMCPRecord(t *testing.T, what string, match func(audit.Rec
 	return audit.Record{}
 }
 
-// checkSupportSession: support sees and calls get_customer with the token the broker leased, sees no
-// other tool but summarize, and a call to one is refused by default; both are recorded under support's ID.
+// checkSupportSession: support sees and calls get_customer with the token the broker leased (the
+// email in clear, the SSN masked), sees no other tool but summarize, and a call to one is refused by default; both are recorded under support's ID.
 func (m *mcpStack) checkSupportSession(t *testing.T, cs *mcp.ClientSession) {
 	t.Helper()
 	tools, err := cs.ListTools(t.Context(), nil)
@@ -232,9 +245,13 @@ func (m *mcpStack) checkSupportSession(t *testing.T, cs *mcp.ClientSession) {
 	if err != nil || res.IsError {
 		t.Fatalf("get_customer: %v %+v", err, res)
 	}
-	want := m.customer(t, 1).Name
-	if text := res.Content[0].(*mcp.TextContent).Text; !strings.Contains(text, want) {
-		t.Fatalf("get_customer 1: %q does not name %q", text, want)
+	c := m.customer(t, 1)
+	text := res.Content[0].(*mcp.TextContent).Text
+	if !strings.Contains(text, c.Name) || !strings.Contains(text, c.Email) {
+		t.Fatalf("get_customer 1: %q does not name %q and %q", text, c.Name, c.Email)
+	}
+	if whole := fmt.Sprint(res.Content, res.StructuredContent); strings.Contains(whole, c.SSN) {
+		t.Fatalf("get_customer 1: the SSN reached support: %s", whole)
 	}
 	_, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "refund", Arguments: map[string]any{"order_id": 10, "amount": 1, "reason": "e2e"}})
 	var we *jsonrpc.Error
@@ -248,6 +265,10 @@ func (m *mcpStack) checkSupportSession(t *testing.T, cs *mcp.ClientSession) {
 	if rec.Decision == nil || !rec.Decision.Allow {
 		t.Fatalf("record %+v", rec)
 	}
+	m.waitMCPRecord(t, "get_customer's masked result", func(r audit.Record) bool {
+		return r.Kind == audit.KindResult && r.SPIFFEID == support && r.Result != nil && r.Result.Tag == "tools/call get_customer ok" &&
+			strings.Contains(r.Detail["masked"], "$.ssn=") && !strings.Contains(r.Detail["masked"], "$.email")
+	})
 	m.waitMCPRecord(t, "support's refused refund", func(r audit.Record) bool {
 		return r.Kind == audit.KindDenied && r.SPIFFEID == support && r.Statement != nil && strings.HasPrefix(r.Statement.Text, "tools/call refund ")
 	})
