@@ -347,3 +347,24 @@ func TestMCPToolDefinitionChangedRefused(t *testing.T) {
 			r.Statement != nil && strings.HasPrefix(r.Statement.Text, "tools/call summarize ")
 	})
 }
+
+// TestMCPThroughConnect: `svidbroker connect --protocol http` forwards an MCP client unchanged: go-sdk's
+// client on connect's plain http://127.0.0.1 URL, as support (its X.509-SVID held by the forwarder),
+// gets the same session as over mTLS.
+func TestMCPThroughConnect(t *testing.T) {
+	m := mcpShared(t)
+	p := startConnectArgs(t, m.s, stack.PersonaSupport, "--protocol", "http",
+		"--listen", "127.0.0.1:0", "--broker", m.listen, "--broker-id", brokerIDName)
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, nil)
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: "http://" + p.addr + "/mcp", HTTPClient: hc, MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatalf("connect through svidbroker connect: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	m.checkSupportSession(t, cs)
+}
