@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // JSON-RPC error codes of the engine's refusals.
@@ -168,6 +170,14 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 					map[string]string{"pin": pv.Why})
 				return
 			}
+		}
+		if err := wire.CheckParamHeaders(x.r.Header, it.m.req, v.tool); err != nil {
+			msg := "the Mcp-Param headers do not match the tool's arguments"
+			if we, ok := errors.AsType[*wire.Error](err); ok {
+				msg = we.Message
+			}
+			refused(mcp.CodeHeaderMismatch, "Mcp-Param headers mismatch", "svidbroker: "+msg, nil)
+			return
 		}
 		rs, err := e.tools.resolved(p.Name, v.tool)
 		if err != nil {
