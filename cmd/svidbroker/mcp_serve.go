@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 
 	"github.com/svidbroker/svidbroker/broker/server"
-	mcpproxy "github.com/svidbroker/svidbroker/plugins/protocol/mcp/proxy"
 	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/pin"
+	mcpproxy "github.com/svidbroker/svidbroker/plugins/protocol/mcp/proxy"
 )
 
 // newMCPEngine wires an mcp target: the http engine's TLS, principals, sessions and credential, with

@@ -15,6 +15,6 @@ func plugins() config.Plugins {
 	return config.Plugins{
 		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}, "http": proxy.ConfigValidator{},
 			"mcp": mcpproxy.ConfigValidator{}},
-		Vault:     vaultcred.ConfigValidator{},
+		Vault: vaultcred.ConfigValidator{},
 	}
 }

@@ -29,7 +29,7 @@ type Engine struct {
 	// masker and defaultMask mask results (Config.HTTP's).
 	masker      *inspect.Masker
 	defaultMask inspect.Strategy
-	seq    atomic.Int64 // IDs of the engine's own requests upstream
+	seq         atomic.Int64 // IDs of the engine's own requests upstream
 
 	mu sync.Mutex
 	// owners binds an upstream Mcp-Session-Id to the principal whose initialize created it, and the

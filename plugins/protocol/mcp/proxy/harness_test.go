@@ -148,7 +148,7 @@ type memSink struct {
 }
 
 func (s *memSink) Write(rec audit.Record, _ bool) error { s.AppendAsync(rec); return nil }
-func (s *memSink) Flush() error                          { return nil }
+func (s *memSink) Flush() error                         { return nil }
 func (s *memSink) AppendAsync(rec audit.Record) {
 	s.mu.Lock()
 	s.recs = append(s.recs, rec)

@@ -41,7 +41,6 @@ func errorResponse(id jsonrpc.ID, code int64, msg string) []byte {
 	return b
 }
 
-
 // writeHTTPError answers a request refused before any message: a JSON error body.
 func writeHTTPError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
