@@ -222,6 +222,12 @@ func newShop(t testing.TB, p *pki, stateless bool) *shop {
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "the ssn is " + ssn}}}, nil
 		})
+	// in_region's region argument is carried in the Mcp-Param-Region header too (2026-07-28).
+	s.srv.AddTool(&mcp.Tool{Name: "in_region", Description: "Customers of a region.",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}},"required":["region"]}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+		})
 	// draft asks the client's model (sampling), a server-initiated request.
 	s.srv.AddTool(&mcp.Tool{Name: "draft", Description: "Drafts a reply.", InputSchema: json.RawMessage(`{"type":"object"}`)},
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
