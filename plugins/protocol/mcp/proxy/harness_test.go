@@ -222,6 +222,17 @@ func newShop(t testing.TB, p *pki, stateless bool) *shop {
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "the ssn is " + ssn}}}, nil
 		})
+	// A resource each caller may read, one hidden, and a prompt.
+	for _, uri := range []string{"shop://faq", "shop://payroll"} {
+		s.srv.AddResource(&mcp.Resource{URI: uri, Name: strings.TrimPrefix(uri, "shop://"), Description: "RESOURCE " + uri},
+			func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+				return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "contents of " + req.Params.URI}}}, nil
+			})
+	}
+	s.srv.AddPrompt(&mcp.Prompt{Name: "greet", Description: "Greets."},
+		func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hello"}}}}, nil
+		})
 	// in_region's region argument is carried in the Mcp-Param-Region header too (2026-07-28).
 	s.srv.AddTool(&mcp.Tool{Name: "in_region", Description: "Customers of a region.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}},"required":["region"]}`)},
