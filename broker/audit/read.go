@@ -183,6 +183,10 @@ func Format(e Entry) string {
 		if m := r.Detail["masked"]; m != "" {
 			fmt.Fprintf(&b, "; masked %s", Escape(m))
 		}
+		// An MCP result's content kinds ("text,image").
+		if c := r.Detail["content"]; c != "" {
+			fmt.Fprintf(&b, "; content %s", Escape(c))
+		}
 		if why := r.Detail["refused"]; why != "" {
 			fmt.Fprintf(&b, "; withheld: %s", Escape(why))
 		}

@@ -251,7 +251,17 @@ func TestReplayOfHTTPResults(t *testing.T) {
 			Detail: map[string]string{"authenticated_by": "JWT-SVID"}},
 			[]string{"agent/support → api from 127.0.0.1:1 by its JWT-SVID"}, nil},
 		{Record{Kind: KindResult, Result: &Result{Tag: "SELECT 2", Rows: 2, Bytes: 40}},
-			[]string{"SELECT 2: 2 rows, 40 bytes"}, []string{"masked", "withheld"}},
+			[]string{"SELECT 2: 2 rows, 40 bytes"}, []string{"masked", "withheld", "content"}},
+		// MCP: the call as recorded, its result with the tool, what was masked and the content kinds.
+		{Record{Kind: KindStatement, Statement: &Statement{Protocol: "mcp", Text: `tools/call get_customer {"id":1}`},
+			Decision: &Decision{ID: "d1", Action: "mcp:call", Allow: true, Policies: []string{"support-reads"}}},
+			[]string{`[mcp] tools/call get_customer {"id":1}`, "mcp:call allowed by support-reads"}, nil},
+		{Record{Kind: KindResult, Result: &Result{Tag: "tools/call get_customer ok", Rows: 1, Bytes: 310, Unit: "masked values"},
+			Detail: map[string]string{"masked": "$.ssn=redact", "content": "text"}},
+			[]string{"tools/call get_customer ok: 1 masked values, 310 bytes", "masked $.ssn=redact", "content text"}, []string{"rows"}},
+		{Record{Kind: KindDenied, Statement: &Statement{Protocol: "mcp", Text: `tools/call get_customer {"id":1}`},
+			Detail: map[string]string{"refused": "tool definition changed"}},
+			[]string{`[mcp] tools/call get_customer {"id":1}`, "refused", "tool definition changed"}, nil},
 	} {
 		line := Format(Entry{Record: c.rec})
 		for _, s := range c.has {

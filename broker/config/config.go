@@ -262,6 +262,9 @@ type Target struct {
 	// Timeouts limit how long the target's sessions may hold the backend. Defaults apply without it.
 	Timeouts *Timeouts `hcl:"timeouts,block"`
 
+	// MCP configures an mcp target's engine (mcp_target.go); validated by the mcp plugin.
+	MCP *MCPTarget `hcl:"mcp,block"`
+
 	// Allowed is AllowSPIFFEIDs, parsed.
 	Allowed []spiffeid.ID
 	// VaultRoles maps each credential_role of the target's catalog to the Vault database engine role

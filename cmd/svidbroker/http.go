@@ -92,24 +92,35 @@ type httpTarget struct {
 }
 
 func newHTTPEngine(h httpTarget) (server.Engine, error) {
-	cfg, t := h.cfg, h.t
 	policy, err := httpPolicy(h.az)
 	if err != nil {
-		return nil, fmt.Errorf("target %q: %w", t.Name, err)
+		return nil, fmt.Errorf("target %q: %w", h.t.Name, err)
 	}
-	routes, err := cfg.RouteTable(t.Name)
+	routes, err := h.cfg.RouteTable(h.t.Name)
 	if err != nil {
-		return nil, fmt.Errorf("target %q: %w", t.Name, err)
+		return nil, fmt.Errorf("target %q: %w", h.t.Name, err)
 	}
+	pc, err := httpEngineConfig(h, "http")
+	if err != nil {
+		return nil, err
+	}
+	pc.Routes, pc.Policy = routes, policy
+	return proxy.New(pc)
+}
+
+// httpEngineConfig is the http engine's configuration of target h, but for its routes and policy:
+// what an http target and an mcp target (protocol) share.
+func httpEngineConfig(h httpTarget, protocol string) (proxy.Config, error) {
+	cfg, t := h.cfg, h.t
 	// An http target's credential is a token: its secret needs no username.
 	clientCert, lease := backendCredential(t, h.src, h.leases, true, h.log)
 	pickRole, err := rolePicker(t, h.az, h.log)
 	if err != nil {
-		return nil, err
+		return proxy.Config{}, err
 	}
 	upstreamTLS, err := identity.BackendConfig(t.Backend.CAFile, t.Backend.ServerName, clientCert)
 	if err != nil {
-		return nil, err
+		return proxy.Config{}, err
 	}
 	var approve sess.ApproveFunc
 	if h.approvals != nil {
@@ -123,7 +134,7 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 	if tt := t.Timeouts; tt != nil {
 		limits.Upstream, limits.Idle, limits.ReadHeader = tt.UpstreamD, tt.IdleD, tt.ReadHeaderD
 	}
-	return proxy.New(proxy.Config{
+	return proxy.Config{
 		Target:    t.Name,
 		ServerTLS: proxy.ServerTLS(h.src, h.src, cfg.Trusted),
 		JWT:       h.jwt,
@@ -132,10 +143,9 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 			Audit: h.sink, AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
 			AuditFailOpen:   cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
 			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg),
-			Protocol: "http", OperationKind: "http", Metrics: h.metrics, Tracing: h.tracing,
-			SpanAttributes: []attribute.KeyValue{semconv.NetworkProtocolName("http")},
+			Protocol: protocol, OperationKind: protocol, Metrics: h.metrics, Tracing: h.tracing,
+			SpanAttributes: []attribute.KeyValue{semconv.NetworkProtocolName(protocol)},
 		},
-		Routes: routes, Policy: policy,
 		Masker: h.masker, DefaultMask: defaultMask(cfg),
 		FullData: cfg.Audit != nil && cfg.Audit.Data == "full",
 		Upstream: proxy.Upstream{Address: t.Backend.Address, TLS: upstreamTLS,
@@ -143,7 +153,7 @@ func newHTTPEngine(h httpTarget) (server.Engine, error) {
 		Limits:  limits,
 		Approve: approve,
 		Logger:  h.log,
-	})
+	}, nil
 }
 
 // httpPolicy is the authorizer as the engine's Policy: Cedar decides each request on its Route and

@@ -4,6 +4,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/config"
 	vaultcred "github.com/svidbroker/svidbroker/plugins/credential/vault"
 	"github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
+	mcpproxy "github.com/svidbroker/svidbroker/plugins/protocol/mcp/proxy"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 )
 
@@ -12,7 +13,8 @@ import (
 // here too), and the vault block configures the Vault credential plugin.
 func plugins() config.Plugins {
 	return config.Plugins{
-		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}, "http": proxy.ConfigValidator{}},
-		Vault:     vaultcred.ConfigValidator{},
+		Protocols: map[string]config.Protocol{"postgres": postgres.ConfigValidator{}, "http": proxy.ConfigValidator{},
+			"mcp": mcpproxy.ConfigValidator{}},
+		Vault: vaultcred.ConfigValidator{},
 	}
 }

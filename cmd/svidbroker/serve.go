@@ -182,9 +182,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	names := map[string][]string{}
 	for _, t := range cfg.Targets {
 		var engine server.Engine
-		if t.Protocol == "http" {
-			engine, err = newHTTPEngine(httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
-				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, metrics: mtr, tracing: trc, log: log})
+		if t.Protocol == "http" || t.Protocol == "mcp" {
+			ht := httpTarget{cfg: cfg, t: t, src: src, jwt: jwtVerifier, attest: attest, authorize: authorize(t), az: az,
+				masker: masker, approvals: approvals, sink: sink, ready: ready, leases: leases, metrics: mtr, tracing: trc, log: log}
+			if t.Protocol == "mcp" {
+				engine, err = newMCPEngine(ht)
+			} else {
+				engine, err = newHTTPEngine(ht)
+			}
 		} else {
 			engine, err = newEngine(cfg, t, src, attest, authorize(t), az, masker, approvals, sink, ready, leases, mtr, trc, log)
 		}

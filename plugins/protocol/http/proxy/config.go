@@ -111,12 +111,21 @@ type Config struct {
 	Approve session.ApproveFunc
 	// Logger receives operational logs; never bodies or secrets. Default slog.Default().
 	Logger *slog.Logger
+	// Serve, if set, serves each request once its principal's session is known, in place of the
+	// engine's routes, checks and forwarding: a protocol carried over HTTP (MCP) keeps the engine's
+	// TLS, principals, sessions, limits, credential and transport (UpstreamRequest, RoundTrip).
+	// Routes and Policy are then not used.
+	Serve ServeFunc
 }
 
 func (c *Config) validate() error {
 	switch {
 	case c.ServerTLS == nil:
 		return errors.New("proxy: ServerTLS is required")
+	case c.Serve != nil:
+		if c.Upstream.Address == "" || c.Upstream.TLS == nil {
+			return errors.New("proxy: Upstream.Address and Upstream.TLS are required")
+		}
 	case c.Routes == nil:
 		return errors.New("proxy: Routes is required (an empty table refuses every request)")
 	case c.Policy == nil:

@@ -62,6 +62,10 @@ func (c *clientConn) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, errorBody{Error: "svidbroker: " + context.Cause(p.ctx).Error() + "; send the request again"})
 		return
 	}
+	if e.cfg.Serve != nil {
+		e.cfg.Serve(ctx, w, r, p.s)
+		return
+	}
 	e.serve(ctx, w, r, p.s)
 }
 
@@ -260,11 +264,7 @@ func (e *Engine) upstreamRequest(ctx context.Context, r *http.Request, s *sessio
 		out.Body = readCloser{bytes.NewReader(f.body)}
 		out.Header.Set("Content-Type", "application/json")
 	}
-	if l := s.Lease(); l != nil {
-		out.Header.Set(e.cfg.Upstream.CredentialHeader, e.cfg.Upstream.CredentialPrefix+l.Lease.Password)
-	} else {
-		out.Header.Del(e.cfg.Upstream.CredentialHeader) // the agent's own, if it sent one
-	}
+	e.setCredential(out.Header, s)
 	return out, nil
 }
 
