@@ -36,6 +36,9 @@ type Request struct {
 	// digest).
 	Action      string `json:"action,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// TextDigest is the hex SHA-256 of Statement: a once-approval covers only this exact text (a
+	// statement's fingerprint leaves its constants out).
+	TextDigest string `json:"text_digest,omitempty"`
 	// Attestation is what SPIRE attested about the caller (its selectors); Attested is false when
 	// SPIRE was not asked. Owner is the agent's owner from them (OwnerOf).
 	Attestation []string `json:"attestation,omitempty"`

@@ -2,6 +2,8 @@ package approval
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -178,6 +180,7 @@ func (d *Desk) Raise(ctx context.Context, r Request, timeout time.Duration) erro
 	now := d.now().UTC()
 	r.Created, r.Expires, r.State, r.Waiting = now, now.Add(timeout), StatePending, true
 	r.Approvals, r.Until = nil, time.Time{}
+	r.TextDigest = TextDigest(r.Statement)
 	if r.Required < 1 {
 		r.Required = 1
 	}
@@ -289,6 +292,14 @@ func (d *Desk) end(ctx context.Context, id string) (Request, error) {
 // Binding is what a later operation offers for a grant to cover it.
 type Binding struct {
 	SPIFFEID, Target, Session, Fingerprint string
+	// TextDigest is the hex SHA-256 of the operation's text (TextDigest).
+	TextDigest string
+}
+
+// TextDigest is the hex SHA-256 of an operation's text, as a Request and a Binding carry it.
+func TextDigest(text string) string {
+	sum := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(sum[:])
 }
 
 // Use returns a grant that covers b, using it when it is a once-approval, or ok false. A once-approval
@@ -335,7 +346,7 @@ func covers(r Request, b Binding, now time.Time) bool {
 	}
 	switch r.Scope.Kind {
 	case "once":
-		return !r.Waiting && r.Fingerprint != "" && r.Fingerprint == b.Fingerprint
+		return !r.Waiting && r.Fingerprint != "" && r.Fingerprint == b.Fingerprint && r.TextDigest == b.TextDigest
 	case "fingerprint":
 		return r.Fingerprint != "" && r.Fingerprint == b.Fingerprint
 	case "session":

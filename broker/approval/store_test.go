@@ -93,7 +93,8 @@ func held(id, fp string) Request {
 }
 
 func binding(fp string) Binding {
-	return Binding{SPIFFEID: "spiffe://example.org/agent/migrator", Target: "shop", Session: "s1", Fingerprint: fp}
+	return Binding{SPIFFEID: "spiffe://example.org/agent/migrator", Target: "shop", Session: "s1", Fingerprint: fp,
+		TextDigest: TextDigest("ALTER TABLE orders ADD COLUMN note text")}
 }
 
 func TestDeskOnceApprovalIsSingleUse(t *testing.T) {
@@ -381,6 +382,12 @@ func TestDeskSurvivesRestart(t *testing.T) {
 	}
 	if _, ok, _ := d2.Use(ctx, binding("fp-other")); ok {
 		t.Fatal("another statement was covered")
+	}
+	// The same fingerprint with other constants: a once approval is for the exact text.
+	b := binding("fp-ddl")
+	b.TextDigest = TextDigest("ALTER TABLE orders ADD COLUMN other text")
+	if _, ok, _ := d2.Use(ctx, b); ok {
+		t.Fatal("a once approval covered another text of the same fingerprint")
 	}
 	if g, ok, err := d2.Use(ctx, binding("fp-ddl")); !ok || err != nil || g.ID != "r10" {
 		t.Fatalf("the retried statement was not covered: %v", err)

@@ -39,7 +39,8 @@ func DeskApprover(d *approval.Desk, log *slog.Logger) (ApproveFunc, GrantFunc) {
 		}
 	}
 	grants := func(ctx context.Context, a Approval) (string, authz.ApprovalState, bool, error) {
-		r, ok, err := d.Use(ctx, approval.Binding{SPIFFEID: a.SPIFFEID, Target: a.Target, Session: a.Session, Fingerprint: a.Fingerprint})
+		r, ok, err := d.Use(ctx, approval.Binding{SPIFFEID: a.SPIFFEID, Target: a.Target, Session: a.Session,
+			Fingerprint: a.Fingerprint, TextDigest: approval.TextDigest(a.Statement)})
 		if err != nil || !ok {
 			return "", authz.ApprovalState{}, false, err
 		}
