@@ -32,19 +32,22 @@ const (
 	maxReasonBytes = 1024
 )
 
+// ErrScope is what a scope's errors match.
+var ErrScope = errors.New("approval: invalid scope")
+
 // Validate says what is wrong with s.
 func (s Scope) Validate() error {
 	switch s.Kind {
 	case "once":
 		if s.For < 0 || s.For > MaxScopeFor {
-			return fmt.Errorf("approval: scope once: for must be between 0 and %s", MaxScopeFor)
+			return fmt.Errorf("%w: once: for must be between 0 and %s", ErrScope, MaxScopeFor)
 		}
 	case "fingerprint", "session":
 		if s.For < time.Minute || s.For > MaxScopeFor {
-			return fmt.Errorf("approval: scope %s needs for between 1m and %s (got %s)", s.Kind, MaxScopeFor, s.For)
+			return fmt.Errorf("%w: %s needs for between 1m and %s (got %s)", ErrScope, s.Kind, MaxScopeFor, s.For)
 		}
 	default:
-		return fmt.Errorf("approval: scope %q: use once, fingerprint or session", s.Kind)
+		return fmt.Errorf("%w %q: use once, fingerprint or session", ErrScope, s.Kind)
 	}
 	return nil
 }
