@@ -12,6 +12,7 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/approval/oidc"
 	"github.com/svidbroker/svidbroker/broker/audit"
+	"github.com/svidbroker/svidbroker/broker/authz"
 )
 
 // Scope is what an approval covers besides the held operation itself.
@@ -473,18 +474,8 @@ func (r Request) Denier() string {
 	return ""
 }
 
-// OwnerOf reads the agent's owners from its attested selectors (agent:owner:<email>), sorted and
-// joined by commas; "" when none. Each of them is refused as an approver of the agent's requests.
-func OwnerOf(selectors []string) string {
-	var owners []string
-	for _, s := range selectors {
-		if v, ok := strings.CutPrefix(s, "agent:owner:"); ok && v != "" && !slices.Contains(owners, v) {
-			owners = append(owners, v)
-		}
-	}
-	slices.Sort(owners)
-	return strings.Join(owners, ",")
-}
+// OwnerOf reads the agent's owners from its attested selectors (authz.OwnerOf).
+func OwnerOf(selectors []string) string { return authz.OwnerOf(selectors) }
 
 // sweepGrace is how long past its deadline a request whose wait is still marked is left to its
 // waiter (which ends it itself) before a sweep ends it: its broker may have died.

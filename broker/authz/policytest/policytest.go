@@ -1,11 +1,13 @@
 package policytest
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/hashicorp/hcl/v2"
@@ -127,6 +129,10 @@ type Case struct {
 	Prompt          string    `hcl:"prompt,optional"`
 	Args            cty.Value `hcl:"args,optional"`
 	ProtocolVersion string    `hcl:"protocol_version,optional"`
+	// Approve: for action "approve", the person deciding and the request held (the principal and
+	// selectors are the agent's that asked; its owner is its agent:owner:<email> selector).
+	Approver *ApproverBlock `hcl:"approver,block"`
+	Held     *HeldBlock     `hcl:"held,block"`
 	// Listed, when set, is whether tools/list (resources/list, prompts/list) shows the tool
 	// (resource, prompt): decided with the arguments ignored, whatever args says.
 	Listed *bool `hcl:"listed,optional"`
@@ -136,6 +142,45 @@ type Case struct {
 	Obligations *authz.Obligations `hcl:"obligations,block"`
 
 	Range hcl.Range `hcl:",def_range"`
+}
+
+// ApproverBlock is the person of an approve test, as their ID token describes them.
+type ApproverBlock struct {
+	Email  string   `hcl:"email"`
+	Groups []string `hcl:"groups,optional"`
+	Issuer string   `hcl:"issuer,optional"` // default "https://idp.example.org"
+}
+
+// HeldBlock is the operation an approve test's request holds.
+type HeldBlock struct {
+	Action      string   `hcl:"action"` // "sql", "http", "mcp"
+	Text        string   `hcl:"text,optional"`
+	Fingerprint string   `hcl:"fingerprint,optional"`
+	Policies    []string `hcl:"policies,optional"`
+}
+
+// approveRequest is an approve test's Cedar request.
+func (tc *Case) approveRequest(static types.EntityMap) (authz.Request, error) {
+	if tc.Approver == nil || tc.Held == nil {
+		return authz.Request{}, errors.New("an approve test needs an approver block (email, groups) and a held block (action, text)")
+	}
+	hour := 12
+	if tc.HourUTC != nil {
+		hour = *tc.HourUTC
+	}
+	issuer := tc.Approver.Issuer
+	if issuer == "" {
+		issuer = "https://idp.example.org"
+	}
+	attested := tc.Attested == nil || *tc.Attested
+	var selectors []string
+	if attested {
+		selectors = tc.Selectors
+	}
+	now := time.Date(2026, 1, 1, hour, 0, 0, 0, time.UTC)
+	return authz.ApproveRequest(static, authz.Person{Email: tc.Approver.Email, Issuer: issuer, Groups: tc.Approver.Groups},
+		authz.ApprovalRequest{ID: "test", Target: tc.Target, Action: tc.Held.Action, Text: tc.Held.Text, Fingerprint: tc.Held.Fingerprint,
+			SPIFFEID: tc.Principal, Owner: authz.OwnerOf(selectors), Policies: tc.Held.Policies, Selectors: selectors, Attested: attested}, now), nil
 }
 
 // FunctionBlock describes a database function in a test: name is "schema.name".
@@ -280,6 +325,9 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 }
 
 func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Request, error) {
+	if tc.Action == "approve" {
+		return tc.approveRequest(static)
+	}
 	spec := authz.RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
 		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse(),
