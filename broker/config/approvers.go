@@ -15,8 +15,12 @@ type Approvers struct {
 	// device flow). Required with approver = "oidc".
 	OIDC *ApproversOIDC `hcl:"oidc,block"`
 	// StateDir holds the approvals journal (approvals.journal), fsynced at every change: pending
-	// requests and grants survive a restart. Required.
-	StateDir string `hcl:"state_dir"`
+	// requests and grants survive a restart. Required unless Store is "postgres".
+	StateDir string `hcl:"state_dir,optional"`
+	// Store is where requests are kept: "journal" (the default: StateDir, this broker alone) or
+	// "postgres" (the audit block's PostgreSQL database, shared by a fleet of brokers: a request
+	// raised on one is approved through another).
+	Store string `hcl:"store,optional"`
 }
 
 // ApproversOIDC names the provider and the broker's registration there.
@@ -30,6 +34,9 @@ type ApproversOIDC struct {
 	ClientSecretFile string `hcl:"client_secret_file,optional"`
 	// CAFile verifies the provider's TLS certificate. Default: the system's roots.
 	CAFile string `hcl:"ca_file,optional"`
+	// CLIClientID is the client ID of `svidbroker approvals` (a public client, device flow): the
+	// approvals API on the admin listener accepts ID tokens issued to it. Default ClientID.
+	CLIClientID string `hcl:"cli_client_id,optional"`
 	// EmailClaim and GroupsClaim name the claims read into a Person's email and groups. Defaults
 	// "email" and "groups".
 	EmailClaim  string `hcl:"email_claim,optional"`
@@ -89,8 +96,21 @@ func (v *validator) approvers() {
 				v.fail("Missing file", fmt.Sprintf("approvers.oidc.%s %q is not a readable file.", f.name, f.path), "approvers", "oidc", f.name)
 			}
 		}
-		if st, err := os.Stat(a.StateDir); err != nil || !st.IsDir() {
-			v.fail("Missing state directory", fmt.Sprintf("approvers.state_dir %q is not a directory; create it (mode 0700), owned by the broker's user.", a.StateDir), "approvers", "state_dir")
+		switch a.Store {
+		case "", "journal":
+			a.Store = "journal"
+			if st, err := os.Stat(a.StateDir); err != nil || !st.IsDir() {
+				v.fail("Missing state directory", fmt.Sprintf("approvers.state_dir %q is not a directory; create it (mode 0700), owned by the broker's user.", a.StateDir), "approvers", "state_dir")
+			}
+		case "postgres":
+			if v.c.Audit == nil || v.c.Audit.Postgres == nil {
+				v.fail("No shared database", `approvers.store = "postgres" keeps requests in the audit block's postgres database: add audit { postgres { ... } }, or use store = "journal".`, "approvers", "store")
+			}
+		default:
+			v.fail("Unknown approvals store", fmt.Sprintf(`approvers.store is %q; use "journal" or "postgres".`, a.Store), "approvers", "store")
+		}
+		if o.CLIClientID == "" {
+			o.CLIClientID = o.ClientID
 		}
 	default:
 		v.fail("Unknown approver", fmt.Sprintf(`policy.approver is %q; use "oidc", "dev" (development only) or leave it out.`, approver), "policy", "approver")

@@ -29,19 +29,21 @@ func TestApprovers(t *testing.T) {
 	for name, tc := range map[string]struct {
 		approver, extra, want string
 	}{
-		"dev on loopback":          {"dev", "", ""},
-		"former name on loopback":  {"admin-api", "admin {\n  listen = \"[::1]:8210\"\n}\n", ""},
-		"dev on the network":       {"dev", "admin {\n  listen = \"0.0.0.0:8210\"\n}\n", "not a loopback address"},
-		"dev on a host name":       {"dev", "admin {\n  listen = \"broker.internal:8210\"\n}\n", "not a loopback address"},
-		"dev without the listener": {"dev", "admin {\n  listen = \"\"\n}\n", "disabled"},
-		"oidc":                     {"oidc", oidcBlock, ""},
-		"oidc on the network":      {"oidc", oidcBlock + "admin {\n  listen = \"0.0.0.0:8210\"\n}\n", ""},
-		"oidc without its block":   {"oidc", "", "needs an approvers block"},
-		"oidc over http":           {"oidc", strings.Replace(oidcBlock, "https://", "http://", 1), "https issuer"},
-		"oidc without a state dir": {"oidc", strings.Replace(oidcBlock, state, state+"/missing", 1), "approvers.state_dir"},
-		"oidc secret missing":      {"oidc", strings.Replace(oidcBlock, secret, secret+".missing", 1), "client_secret_file"},
-		"approvers block unused":   {"dev", oidcBlock, "read only with"},
-		"unknown approver":         {"slack", "", `use "oidc", "dev"`},
+		"dev on loopback":           {"dev", "", ""},
+		"former name on loopback":   {"admin-api", "admin {\n  listen = \"[::1]:8210\"\n}\n", ""},
+		"dev on the network":        {"dev", "admin {\n  listen = \"0.0.0.0:8210\"\n}\n", "not a loopback address"},
+		"dev on a host name":        {"dev", "admin {\n  listen = \"broker.internal:8210\"\n}\n", "not a loopback address"},
+		"dev without the listener":  {"dev", "admin {\n  listen = \"\"\n}\n", "disabled"},
+		"oidc":                      {"oidc", oidcBlock, ""},
+		"oidc on the network":       {"oidc", oidcBlock + "admin {\n  listen = \"0.0.0.0:8210\"\n}\n", ""},
+		"oidc without its block":    {"oidc", "", "needs an approvers block"},
+		"oidc over http":            {"oidc", strings.Replace(oidcBlock, "https://", "http://", 1), "https issuer"},
+		"oidc without a state dir":  {"oidc", strings.Replace(oidcBlock, state, state+"/missing", 1), "approvers.state_dir"},
+		"oidc secret missing":       {"oidc", strings.Replace(oidcBlock, secret, secret+".missing", 1), "client_secret_file"},
+		"approvers block unused":    {"dev", oidcBlock, "read only with"},
+		"unknown approver":          {"slack", "", `use "oidc", "dev"`},
+		"postgres without audit db": {"oidc", strings.Replace(oidcBlock, "  oidc {", "  store = \"postgres\"\n  oidc {", 1), "audit block's postgres"},
+		"unknown store":             {"oidc", strings.Replace(oidcBlock, "  oidc {", "  store = \"redis\"\n  oidc {", 1), `use "journal" or "postgres"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := config.Parse("broker.hcl", []byte(approverConfig(t, tc.approver, tc.extra)), plugins)

@@ -10,12 +10,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/approval/oidc"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
+	"github.com/svidbroker/svidbroker/broker/identity"
 	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres"
 )
 
 // approvers is how held operations get approved: approve waits for a request's outcome, grants
@@ -33,7 +38,7 @@ const sweepInterval = 30 * time.Second
 
 // newApprovers sets up cfg's approver, adding its endpoints to the admin listener's handlers. The
 // returned close releases what it opened.
-func newApprovers(ctx context.Context, cfg *config.Config, az *authz.Authorizer, sink audit.Sink, admin map[string]http.Handler, log *slog.Logger) (approvers, func(), error) {
+func newApprovers(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source, az *authz.Authorizer, sink audit.Sink, admin map[string]http.Handler, log *slog.Logger) (approvers, func(), error) {
 	switch {
 	case cfg.Policy.DevApprover():
 		q := approval.NewQueue()
@@ -48,7 +53,7 @@ func newApprovers(ctx context.Context, cfg *config.Config, az *authz.Authorizer,
 	if az == nil {
 		return approvers{}, nil, errors.New("approver = \"oidc\" needs Cedar policies: who may approve is the approve action")
 	}
-	j, err := approval.OpenJournal(filepath.Join(cfg.Approvers.StateDir, "approvals.journal"))
+	backend, closeBackend, where, err := openApprovalsBackend(ctx, cfg, src)
 	if err != nil {
 		return approvers{}, nil, err
 	}
@@ -64,7 +69,7 @@ func newApprovers(ctx context.Context, cfg *config.Config, az *authz.Authorizer,
 			return nil
 		}
 	}
-	desk, err := approval.NewDesk(approval.DeskConfig{Backend: j, Record: record,
+	desk, err := approval.NewDesk(approval.DeskConfig{Backend: backend, Record: record,
 		Authorize: func(p oidc.Person, r approval.Request) error {
 			_, err := az.Approve(authz.Person{Email: p.Email, Issuer: p.Issuer, Groups: p.Groups}, authz.ApprovalRequest{
 				ID: r.ID, Target: r.Target, Action: r.Action, Text: r.Statement, Fingerprint: r.Fingerprint, SPIFFEID: r.SPIFFEID,
@@ -72,14 +77,15 @@ func newApprovers(ctx context.Context, cfg *config.Config, az *authz.Authorizer,
 			return err
 		}})
 	if err != nil {
-		j.Close()
+		closeBackend()
 		return approvers{}, nil, err
 	}
 	sctx, stop := context.WithCancel(ctx)
 	go desk.Run(sctx, sweepInterval, func(err error) { log.ErrorContext(sctx, "approvals sweep failed", "error", err) })
 
 	o := cfg.Approvers.OIDC
-	ocfg := oidc.Config{IssuerURL: o.Issuer, ClientID: o.ClientID, ClientSecretFile: o.ClientSecretFile, CAFile: o.CAFile,
+	// The approvals API takes the ID tokens of `svidbroker approvals`, the CLI client's.
+	ocfg := oidc.Config{IssuerURL: o.Issuer, ClientID: o.CLIClientID, ClientSecretFile: o.ClientSecretFile, CAFile: o.CAFile,
 		EmailClaim: o.EmailClaim, GroupsClaim: o.GroupsClaim}
 	verify := lazyVerifier(ocfg)
 	api := approval.APIHandler(desk, verify)
@@ -87,8 +93,8 @@ func newApprovers(ctx context.Context, cfg *config.Config, az *authz.Authorizer,
 	admin["/approvals/"] = api
 	approve, grants := sess.DeskApprover(desk, log)
 	log.InfoContext(ctx, "approvals are decided by people of the approvers' provider, as Cedar's approve action permits",
-		"issuer", o.Issuer, "journal", filepath.Join(cfg.Approvers.StateDir, "approvals.journal"))
-	return approvers{approve: approve, grants: grants, desk: desk}, func() { stop(); j.Close() }, nil
+		"issuer", o.Issuer, "store", where)
+	return approvers{approve: approve, grants: grants, desk: desk}, func() { stop(); closeBackend() }, nil
 }
 
 // lazyVerifier reads the provider's discovery document at the first login rather than at start, so
@@ -112,4 +118,29 @@ func lazyVerifier(cfg oidc.Config) approval.VerifyFunc {
 		mu.Unlock()
 		return cur.VerifyIDToken(ctx, raw, "")
 	}
+}
+
+// openApprovalsBackend opens the desk's store: the journal in the state directory, or the audit
+// database a fleet shares, where the broker logs in with its SVID.
+func openApprovalsBackend(ctx context.Context, cfg *config.Config, src *workloadapi.X509Source) (approval.Backend, func(), string, error) {
+	if cfg.Approvers.Store != "postgres" {
+		path := filepath.Join(cfg.Approvers.StateDir, "approvals.journal")
+		j, err := approval.OpenJournal(path)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		return j, func() { j.Close() }, path, nil
+	}
+	pg := cfg.Audit.Postgres
+	tlsCfg, err := identity.BackendConfig(pg.CAFile, pg.ServerName, src)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	p, err := approval.OpenPostgres(ctx, func(ctx context.Context) (*pgx.Conn, error) {
+		return postgres.ConnectSVID(ctx, pg.Address, pg.Database, pg.User, tlsCfg)
+	})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return p, func() { p.Close() }, "postgres " + pg.Address + "/" + pg.Database, nil
 }

@@ -125,7 +125,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
 
-	approvals, closeApprovals, err := newApprovers(ctx, cfg, az, sink, adminHandlers, log)
+	approvals, closeApprovals, err := newApprovers(ctx, cfg, src, az, sink, adminHandlers, log)
 	if err != nil {
 		return err
 	}
