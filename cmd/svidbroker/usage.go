@@ -39,6 +39,11 @@ var commands = []command{
 		"compare an MCP target's live tool definitions with their pins; write the pin file when there is none, or with --accept"},
 	{"connect", "--protocol postgres|http --listen ADDR --broker HOST:PORT --broker-id SPIFFE_ID [--jwt-audience AUD] [--socket ADDR] [--allow-remote]",
 		"forward local clients without an SVID to the broker, over mTLS with this workload's SVID (or, for http, with its JWT-SVID as each request's bearer)"},
+	{"approvals list", "--issuer URL [--admin URL] [--client-id ID] [--ca-file FILE] [--token-file FILE] [--json]",
+		"list the requests waiting for approval (logs in with the device flow)"},
+	{"approvals approve", "--issuer URL [--admin URL] [--reason TEXT] [--scope once|fingerprint|session] [--for 30m] [--token-file FILE] ID",
+		"approve a held request as yourself (Cedar's approve action decides whether you may)"},
+	{"approvals deny", "--issuer URL [--admin URL] [--reason TEXT] [--token-file FILE] ID", "deny a held request as yourself"},
 	{"version", "", "print the module version and VCS revision"},
 	{"help", "[COMMAND]", "show this list, or one command's usage"},
 }
