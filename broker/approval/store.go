@@ -270,6 +270,9 @@ func (d *Desk) end(ctx context.Context, id string) (Request, error) {
 		if cur.State != StatePending {
 			return nil
 		}
+		if errors.Is(cause, ErrBrokerStopping) {
+			return nil // stays pending: approved after the restart, it covers the statement sent again
+		}
 		if errors.Is(cause, context.DeadlineExceeded) {
 			cur.State, cur.Ended = StateExpired, "nobody resolved it in time"
 		} else {
@@ -287,11 +290,16 @@ func (d *Desk) end(ctx context.Context, id string) (Request, error) {
 	if out.State == StateExpired {
 		return out, ctx.Err()
 	}
-	if out.State == StateWithdrawn {
+	if out.State == StateWithdrawn || out.State == StatePending {
 		return out, cause
 	}
 	return out, nil // decided as the wait ended: the caller decides whether the operation still runs
 }
+
+// ErrBrokerStopping is the cause of a wait that ends because the broker shuts down: its request
+// stays pending (its client is gone, and an approval after the restart covers the operation sent
+// again, within its binding).
+var ErrBrokerStopping = errors.New("the broker is shutting down")
 
 // Binding is what a later operation offers for a grant to cover it.
 type Binding struct {

@@ -455,3 +455,21 @@ func TestOwnerOf(t *testing.T) {
 		}
 	}
 }
+
+// A wait the broker's shutdown ends leaves the request pending, to be approved after the restart.
+func TestDeskShutdownKeepsRequestPending(t *testing.T) {
+	rec, clk := &recorder{}, &clock{t: time.Unix(1_800_000_000, 0)}
+	d, _ := newDesk(t, filepath.Join(t.TempDir(), "approvals.journal"), rec, clk)
+	ctx := context.Background()
+	if err := d.Raise(ctx, held("r20", "fp"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	cctx, stop := context.WithCancelCause(ctx)
+	stop(ErrBrokerStopping)
+	if r, err := d.Wait(cctx, "r20"); !errors.Is(err, ErrBrokerStopping) || r.State != StatePending || r.Waiting {
+		t.Fatalf("wait ended by shutdown: %+v, %v", r, err)
+	}
+	if p, _ := d.Pending(ctx); len(p) != 1 {
+		t.Fatalf("pending after shutdown: %+v", p)
+	}
+}

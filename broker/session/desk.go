@@ -25,7 +25,20 @@ func DeskApprover(d *approval.Desk, log *slog.Logger) (ApproveFunc, GrantFunc) {
 		}
 		log.InfoContext(ctx, "operation held for approval", "request", a.ID, "session", a.Session,
 			"spiffe_id", a.SPIFFEID, "policies", a.Decision.Reasons, "required", req.Required, "owner", req.Owner)
-		r, err := d.Wait(ctx, a.ID)
+		// A wait the broker's shutdown ends leaves the request pending (approval.ErrBrokerStopping).
+		wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		wctx, cancelT := context.WithDeadline(wctx, deadline)
+		defer cancelT()
+		stop := context.AfterFunc(ctx, func() {
+			cause := context.Cause(ctx)
+			if errors.Is(cause, ErrShutdown) {
+				cause = approval.ErrBrokerStopping
+			}
+			cancel(cause)
+		})
+		defer stop()
+		defer cancel(nil)
+		r, err := d.Wait(wctx, a.ID)
 		if err != nil {
 			return authz.ApprovalState{State: r.State}, err
 		}

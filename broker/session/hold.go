@@ -157,6 +157,9 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 		// Also when an approval came just as it was withdrawn: the operation's client is gone, or it
 		// cancelled the operation, so nothing runs.
 		reason := why.Error()
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			reason = "the broker shut down; its client is gone, and with an approver that keeps requests (oidc) the request stays pending: approved after the restart, it covers the operation sent again"
+		}
 		if err == nil && st.State == "approved" {
 			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
 		}
