@@ -22,7 +22,12 @@ type Journal struct {
 	reqs    map[string]Request
 	ended   []string // IDs of requests in a final state, oldest first (bounded by maxEnded)
 	changed chan struct{}
+	appends int // lines appended since the last compaction
 }
+
+// compactAfter is how many appended lines make the journal compacted again (at least, and four
+// times the requests it keeps).
+const compactAfter = 4096
 
 // maxJournalLine bounds one journal line.
 const maxJournalLine = 1 << 20
@@ -78,11 +83,18 @@ func (j *Journal) put(r Request) {
 	}
 }
 
-// compact rewrites the journal with what is kept, and opens it for appending.
+// compact rewrites the journal with what is kept, and opens it for appending: the new file is
+// written, fsynced and opened before it replaces the old one, so that j.f changes only when the
+// whole of it succeeded.
 func (j *Journal) compact() error {
 	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		return fmt.Errorf("approval: journal: %w", err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
 		return fmt.Errorf("approval: journal: %w", err)
 	}
 	w := bufio.NewWriter(f)
@@ -94,30 +106,23 @@ func (j *Journal) compact() error {
 	enc := json.NewEncoder(w)
 	for _, r := range reqs {
 		if err := enc.Encode(r); err != nil {
-			f.Close()
-			return err
+			return fail(err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("approval: journal: %w", err)
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("approval: journal: %w", err)
+		return fail(err)
 	}
-	f.Close()
 	if err := os.Rename(tmp, j.path); err != nil {
-		return fmt.Errorf("approval: journal: %w", err)
+		return fail(err)
 	}
 	if d, err := os.Open(filepath.Dir(j.path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	j.f, err = os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("approval: journal: %w", err)
-	}
+	j.f = f
 	return nil
 }
 
@@ -155,6 +160,14 @@ func (j *Journal) Update(_ context.Context, id string, fn func(r *Request, exist
 		return cur, fmt.Errorf("approval: journal sync: %w", err)
 	}
 	j.put(r)
+	if j.appends++; j.appends > compactAfter && j.appends > 4*len(j.reqs) {
+		// The change is on stable storage already; a compaction that fails leaves the journal as it
+		// was, growing.
+		if old := j.f; j.compact() == nil {
+			old.Close()
+			j.appends = 0
+		}
+	}
 	close(j.changed)
 	j.changed = make(chan struct{})
 	return r, nil

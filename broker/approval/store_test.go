@@ -3,6 +3,8 @@ package approval
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -471,5 +473,37 @@ func TestDeskShutdownKeepsRequestPending(t *testing.T) {
 	}
 	if p, _ := d.Pending(ctx); len(p) != 1 {
 		t.Fatalf("pending after shutdown: %+v", p)
+	}
+}
+
+// The journal is compacted as it grows, and what it keeps survives that and a restart.
+func TestJournalCompactsAsItGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "approvals.journal")
+	rec, clk := &recorder{}, &clock{t: time.Unix(1_800_000_000, 0)}
+	d, j := newDesk(t, path, rec, clk)
+	ctx := context.Background()
+	if err := d.Raise(ctx, held("keep", "fp"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := range compactAfter + 10 {
+		id := fmt.Sprintf("w%d", i)
+		if err := d.Raise(ctx, held(id, "fp"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Decide(ctx, id, ada, false, "", Scope{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := st.Size() / 200; lines > 3*compactAfter { // a line is several hundred bytes
+		t.Fatalf("the journal was not compacted: %d bytes", st.Size())
+	}
+	j.Close()
+	d2, _ := newDesk(t, path, rec, clk)
+	if r, err := d2.Get(ctx, "keep"); err != nil || r.State != StatePending {
+		t.Fatalf("the pending request after compactions and a restart: %+v, %v", r, err)
 	}
 }
