@@ -127,10 +127,8 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	rec := audit.Record{Kind: audit.KindStatement, Statement: &audit.Statement{Protocol: "http", Text: text},
 		Detail: map[string]string{"route": pattern}}
 	key := pattern + "\x00" + text
-	// An approval binds the route and a digest of the request's path, query and body: another order's
-	// ID in the path is another operation.
 	bodySum := sha256.Sum256(body)
-	fingerprint := fmt.Sprintf("http:%s sha256:%x", pattern, sha256.Sum256([]byte(text+"\x00"+string(body))))
+	fingerprint := requestFingerprint(pattern, text, body)
 	if body != nil {
 		key += fmt.Sprintf("\x00%x", bodySum)
 	}
