@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -98,6 +99,9 @@ func (p *Postgres) Update(ctx context.Context, id string, fn func(r *Request, ex
 		}
 	}
 	r := cur
+	r.Approvals = slices.Clone(cur.Approvals)
+	r.Attestation = slices.Clone(cur.Attestation)
+	r.Policies = slices.Clone(cur.Policies)
 	if err := fn(&r, exists); err != nil {
 		return cur, err
 	}
