@@ -23,7 +23,7 @@ var commands = []command{
 	{"serve", "--config FILE", "run the broker"},
 	{"policy validate", "(DIR | --config FILE)", "check policies against the schema"},
 	{"policy test", "[--tests DIR] (DIR | --config FILE)", "run policy tests (*.test.hcl)"},
-	{"policy explain", "--config FILE --principal SPIFFE_ID --action ACTION --target T [--selectors a,b] [--table schema.name] [--column C] [--role R] [--approval STATE] [--use CLAUSE] [--equality] [--with-column schema.table.column] [--route \"METHOD /path\" [--param N=V]... [--query N=V]... [--body N=V]... [--field $.path] [--path P]] [--tool [TARGET/]NAME [--args JSON] [--field $.path] | --resource-uri URI | --prompt NAME] [--protocol-version V] [--listed]",
+	{"policy explain", "--config FILE --principal SPIFFE_ID --action ACTION --target T [--selectors a,b] [--table schema.name] [--column C] [--role R] [--approval STATE] [--use CLAUSE] [--equality] [--with-column schema.table.column] [--route \"METHOD /path\" [--param N=V]... [--query N=V]... [--body N=V]... [--field $.path] [--path P]] [--tool [TARGET/]NAME [--args JSON] [--field $.path] | --resource-uri URI | --prompt NAME] [--protocol-version V] [--listed] [--approver EMAIL --approver-groups a,b --held-action sql|http|mcp [--held-policies ID,...] [--held-text T]]",
 		"show how one request is decided, policy by policy"},
 	{"policy can", "--config FILE [--selectors a,b] [--json] SPIFFE_ID", "list everything a workload may do across the catalog"},
 	{"policy schema", "--mcp TARGET (--config FILE [--from-pins] | --from-pins --pins PINFILE)",

@@ -1,13 +1,11 @@
 package policytest
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/hashicorp/hcl/v2"
@@ -148,7 +146,7 @@ type Case struct {
 type ApproverBlock struct {
 	Email  string   `hcl:"email"`
 	Groups []string `hcl:"groups,optional"`
-	Issuer string   `hcl:"issuer,optional"` // default "https://idp.example.org"
+	Issuer string   `hcl:"issuer,optional"` // default authz.DefaultTestIssuer
 }
 
 // HeldBlock is the operation an approve test's request holds.
@@ -157,30 +155,6 @@ type HeldBlock struct {
 	Text        string   `hcl:"text,optional"`
 	Fingerprint string   `hcl:"fingerprint,optional"`
 	Policies    []string `hcl:"policies,optional"`
-}
-
-// approveRequest is an approve test's Cedar request.
-func (tc *Case) approveRequest(static types.EntityMap) (authz.Request, error) {
-	if tc.Approver == nil || tc.Held == nil {
-		return authz.Request{}, errors.New("an approve test needs an approver block (email, groups) and a held block (action, text)")
-	}
-	hour := 12
-	if tc.HourUTC != nil {
-		hour = *tc.HourUTC
-	}
-	issuer := tc.Approver.Issuer
-	if issuer == "" {
-		issuer = "https://idp.example.org"
-	}
-	attested := tc.Attested == nil || *tc.Attested
-	var selectors []string
-	if attested {
-		selectors = tc.Selectors
-	}
-	now := time.Date(2026, 1, 1, hour, 0, 0, 0, time.UTC)
-	return authz.ApproveRequest(static, authz.Person{Email: tc.Approver.Email, Issuer: issuer, Groups: tc.Approver.Groups},
-		authz.ApprovalRequest{ID: "test", Target: tc.Target, Action: tc.Held.Action, Text: tc.Held.Text, Fingerprint: tc.Held.Fingerprint,
-			SPIFFEID: tc.Principal, Owner: authz.OwnerOf(selectors), Policies: tc.Held.Policies, Selectors: selectors, Attested: attested}, now), nil
 }
 
 // FunctionBlock describes a database function in a test: name is "schema.name".
@@ -325,13 +299,16 @@ func runFile(e *authz.Engine, path string, catalogs []config.CatalogBlock, group
 }
 
 func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Request, error) {
-	if tc.Action == "approve" {
-		return tc.approveRequest(static)
-	}
 	spec := authz.RequestSpec{Principal: tc.Principal, Selectors: tc.Selectors, Unattested: tc.Attested != nil && !*tc.Attested,
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
 		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse(),
 		Route: tc.Route, Field: tc.Field, Params: tc.Params, Query: tc.Query, Path: tc.Path}
+	if tc.Approver != nil {
+		spec.Approver = &authz.Person{Email: tc.Approver.Email, Groups: tc.Approver.Groups, Issuer: tc.Approver.Issuer}
+	}
+	if tc.Held != nil {
+		spec.Held = &authz.ApprovalRequest{Action: tc.Held.Action, Text: tc.Held.Text, Fingerprint: tc.Held.Fingerprint, Policies: tc.Held.Policies}
+	}
 	body, err := bodyOf(tc.Body)
 	if err != nil {
 		return authz.Request{}, err
