@@ -73,7 +73,7 @@ func (v *validator) approvers() {
 		listen := *v.c.Admin.Listen
 		if listen == "" {
 			v.fail("Approver without a listener", `policy.approver = "dev" resolves held operations on the admin listener, which is disabled (admin.listen = "").`, "policy", "approver")
-		} else if !loopback(listen) {
+		} else if !Loopback(listen) {
 			v.fail("Unauthenticated approver on the network", fmt.Sprintf(`policy.approver = %q authenticates no one, and admin.listen %q is not a loopback address: listen on 127.0.0.1 or [::1], or use approver = "oidc".`, approver, listen), "policy", "approver")
 		}
 	case ApproverOIDC:
@@ -120,8 +120,8 @@ func (v *validator) approvers() {
 	}
 }
 
-// loopback says whether the host of addr (host:port) is a loopback address or "localhost".
-func loopback(addr string) bool {
+// Loopback says whether the host of addr (host:port) is a loopback address or "localhost".
+func Loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

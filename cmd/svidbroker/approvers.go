@@ -91,6 +91,10 @@ func newApprovers(ctx context.Context, cfg *config.Config, src *workloadapi.X509
 	api := approval.APIHandler(desk, verify)
 	admin["/approvals"] = api
 	admin["/approvals/"] = api
+	if listen := *cfg.Admin.Listen; listen != "" && !config.Loopback(listen) {
+		log.WarnContext(ctx, "the approvals API takes ID tokens in clear HTTP on a non-loopback admin listener: put it behind TLS or on loopback",
+			"admin", listen)
+	}
 	approve, grants := sess.DeskApprover(desk, log)
 	log.InfoContext(ctx, "approvals are decided by people of the approvers' provider, as Cedar's approve action permits",
 		"issuer", o.Issuer, "store", where)
