@@ -28,6 +28,37 @@ type Request struct {
 	Policies  []string  `json:"policies"`
 	Decision  string    `json:"decision"`
 	Created   time.Time `json:"created"`
+
+	// What a Desk (store.go) keeps besides; the Queue of the dev approver leaves them zero.
+
+	// Action is the operation's kind ("sql", "http", "mcp"); Fingerprint what an approval binds (a
+	// statement's libpg_query fingerprint, an HTTP route and body digest, an MCP tool and argument
+	// digest).
+	Action      string `json:"action,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// TextDigest is the hex SHA-256 of Statement: a once-approval covers only this exact text (a
+	// statement's fingerprint leaves its constants out).
+	TextDigest string `json:"text_digest,omitempty"`
+	// Attestation is what SPIRE attested about the caller (its selectors); Attested is false when
+	// SPIRE was not asked. Owner is the agent's owner from them (OwnerOf).
+	Attestation []string `json:"attestation,omitempty"`
+	Attested    bool     `json:"attested,omitempty"`
+	Owner       string   `json:"owner,omitempty"`
+	// Required is how many distinct people must approve (@approvals); Approvals the decisions so far.
+	Required  int    `json:"required,omitempty"`
+	Approvals []Vote `json:"approvals,omitempty"`
+	// Scope is the scope granted, once approved; Until when the grant ends.
+	Scope Scope     `json:"scope,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	// State is StatePending, StateApproved, ...; Expires the end of the wait for a decision; Ended why
+	// a request expired or was withdrawn.
+	State   string    `json:"state,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+	Ended   string    `json:"ended,omitempty"`
+	// Waiting is true while the held operation waits (its once-approval is its own); Uses counts the
+	// operations the grant covered after it.
+	Waiting bool `json:"waiting,omitempty"`
+	Uses    int  `json:"uses,omitempty"`
 }
 
 // ErrUnknown is returned by Resolve for a request that is not pending and did not end unresolved

@@ -285,6 +285,21 @@ func formatApproval(b *strings.Builder, r Record) {
 		if d := r.Decision; d != nil && len(d.Policies) > 0 {
 			fmt.Fprintf(b, " by %s", Escape(strings.Join(d.Policies, ", ")))
 		}
+	case "vote":
+		// One person's decision (approval.Desk): who, at which provider, how many approvals are in.
+		verb := "denied"
+		if r.Detail["vote"] == "approve" {
+			verb = "approved"
+		}
+		fmt.Fprintf(b, " %s by %s (%s), %s of the approvals needed", verb, Escape(r.Detail["approver"]), Escape(r.Detail["issuer"]), Escape(r.Detail["approvals"]))
+		if why := r.Detail["reason"]; why != "" {
+			fmt.Fprintf(b, ": %s", Escape(why))
+		}
+		if r.Detail["outcome"] == "approved" {
+			fmt.Fprintf(b, "; granted, scope %s until %s", Escape(r.Detail["scope"]), Escape(r.Detail["until"]))
+		}
+	case "used":
+		fmt.Fprintf(b, " granted earlier by %s covered this operation (used grant %s)", Escape(r.Detail["approver"]), Escape(r.Detail["request"]))
 	default:
 		fmt.Fprintf(b, " %s", Escape(state))
 		if a := r.Detail["approver"]; a != "" {

@@ -47,6 +47,8 @@ type PolicyError struct {
 type Obligations struct {
 	// Approval is "required" when a person must approve before the request runs.
 	Approval string `hcl:"approval,optional" json:"approval,omitempty"`
+	// Approvals is how many distinct people must approve ("2"; empty: one), from @approvals.
+	Approvals string `hcl:"approvals,optional" json:"approvals,omitempty"`
 	// Record is "metadata" or "full": how much of the session the audit log keeps.
 	Record string `hcl:"record,optional" json:"record,omitempty"`
 	// Mask is the strategy for a denied column:read-unmasked: "partial", "hash", "redact" or "null".
@@ -82,6 +84,7 @@ func decision(set *policySet, d cedar.Decision, diag cedar.Diagnostic) Decision 
 
 func (o *Obligations) merge(a cedar.Annotations) {
 	o.Approval = stricter(o.Approval, string(a["approval"]), annotationValues["approval"])
+	o.Approvals = stricter(o.Approvals, string(a["approvals"]), annotationValues["approvals"])
 	o.Record = stricter(o.Record, string(a["record"]), annotationValues["record"])
 	o.Mask = stricter(o.Mask, string(a["mask"]), annotationValues["mask"])
 }

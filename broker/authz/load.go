@@ -28,6 +28,8 @@ var (
 		"approval": {"required"},
 		"record":   {"metadata", "full"},
 		"mask":     {"partial", "hash", "redact", "null"},
+		// approvals is how many distinct people must approve a held request (approve.go).
+		"approvals": {"1", "2", "3"},
 	}
 	freeAnnotations = []string{"id", "reason", "description"}
 )
@@ -234,7 +236,7 @@ func check(all []Policy, s *Schema) []string {
 					problems = append(problems, fmt.Sprintf("%s: @%s(%q): use one of %q", where, key, v, allowed))
 				}
 			} else if !slices.Contains(freeAnnotations, key) {
-				problems = append(problems, fmt.Sprintf("%s: unknown annotation @%s (known: approval, record, mask, id, reason, description)", where, key))
+				problems = append(problems, fmt.Sprintf("%s: unknown annotation @%s (known: approval, approvals, record, mask, id, reason, description)", where, key))
 			}
 		}
 		if s != nil {

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -39,10 +40,42 @@ type RequestSpec struct {
 	Path string
 	// MCP is an MCP request's tool, resource or prompt, and arguments (mcptestfile.go).
 	MCP MCPSpec
+	// Approver and Held, for the approve action, are the person deciding and the request held
+	// (its action, text, fingerprint and policies; its caller, target and attestation are the
+	// spec's). Approver's Issuer defaults to DefaultTestIssuer.
+	Approver *Person
+	Held     *ApprovalRequest
+}
+
+// DefaultTestIssuer is the issuer of an approver in a test or an explanation that names none.
+const DefaultTestIssuer = "https://idp.example.org"
+
+// buildApproveRequest is the approve request a spec describes, at 1 January 2026, tc.HourUTC.
+func buildApproveRequest(static types.EntityMap, tc RequestSpec) (Request, error) {
+	if tc.Approver == nil || tc.Approver.Email == "" || tc.Held == nil || tc.Held.Action == "" {
+		return Request{}, errors.New("an approve request needs the approver (email, groups) and what is held (its action: sql, http or mcp)")
+	}
+	if _, err := spiffeid.FromString(tc.Principal); err != nil {
+		return Request{}, fmt.Errorf("principal: %w", err)
+	}
+	p := *tc.Approver
+	if p.Issuer == "" {
+		p.Issuer = DefaultTestIssuer
+	}
+	r := *tc.Held
+	r.ID, r.Target, r.SPIFFEID, r.Attested = "explain", tc.Target, tc.Principal, !tc.Unattested
+	if r.Attested {
+		r.Selectors = tc.Selectors
+	}
+	r.Owner = OwnerOf(r.Selectors)
+	return ApproveRequest(static, p, r, time.Date(2026, 1, 1, tc.HourUTC, 0, 0, 0, time.UTC)), nil
 }
 
 // BuildRequest builds a Request exactly as the broker does, from the catalog and a spec.
 func BuildRequest(cat *Catalog, static types.EntityMap, tc RequestSpec) (Request, error) {
+	if tc.Action == "approve" {
+		return buildApproveRequest(static, tc)
+	}
 	id, err := spiffeid.FromString(tc.Principal)
 	if err != nil {
 		return Request{}, fmt.Errorf("principal: %w", err)

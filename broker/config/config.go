@@ -23,8 +23,10 @@ type Config struct {
 	JWT         *JWT         `hcl:"jwt,block"`
 	Session     *Session     `hcl:"session,block"`
 	Policy      *Policy      `hcl:"policy,block"`
-	Audit       *Audit       `hcl:"audit,block"`
-	Vault       *Vault       `hcl:"vault,block"`
+	// Approvers configures OIDC-authenticated approvers (policy.approver = "oidc").
+	Approvers *Approvers `hcl:"approvers,block"`
+	Audit     *Audit     `hcl:"audit,block"`
+	Vault     *Vault     `hcl:"vault,block"`
 	// Catalogs describe targets' tables, tagged columns and credential roles, for policies.
 	Catalogs []CatalogBlock `hcl:"catalog,block"`
 	// Groups put workloads into Cedar groups by SPIFFE ID pattern or by selectors.
@@ -78,8 +80,10 @@ type Policy struct {
 	// none: "partial", "hash", "redact" or "null". Default "redact".
 	DefaultMask string `hcl:"default_mask,optional"`
 	// Approver is how held statements get approved: "" (none: statements that need approval are
-	// refused) or "admin-api" (POST /approvals/{id}/approve on the admin listener; it authenticates no
-	// one, so it is for development and demos).
+	// refused), "oidc" (people who log in at the approvers block's provider decide, as Cedar's approve
+	// action permits; see Approvers) or "dev" (POST /approvals/{id}/approve on the admin listener; it
+	// authenticates no one, so it is for development and demos, and needs a loopback admin listener;
+	// "admin-api" is its former name).
 	Approver string `hcl:"approver,optional"`
 	// ApprovalTimeout bounds how long a statement waits for a person's approval. Default "5m".
 	ApprovalTimeout string `hcl:"approval_timeout,optional"`

@@ -96,6 +96,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.workloadAPI()
 	v.log()
 	v.admin()
+	v.approvers()
 	v.metrics()
 	v.tracing()
 	v.limits()
@@ -176,9 +177,6 @@ func (v *validator) policy() {
 	}
 	p.ReloadIntervalD = v.duration(p.ReloadInterval, 2*time.Second, "policy", "reload_interval")
 	p.ApprovalTimeoutD = v.duration(p.ApprovalTimeout, 5*time.Minute, "policy", "approval_timeout")
-	if p.Approver != "" && p.Approver != "admin-api" {
-		v.fail("Unknown approver", fmt.Sprintf("policy.approver is %q; use \"admin-api\" or leave it out.", p.Approver), "policy", "approver")
-	}
 	switch p.DefaultMask {
 	case "":
 		p.DefaultMask = "redact"

@@ -64,6 +64,9 @@ type Config struct {
 	// ApprovalTimeout. Nil refuses operations that need one.
 	Approve         ApproveFunc
 	ApprovalTimeout time.Duration
+	// Grants, if set, lets an approval granted earlier cover an operation without a new hold
+	// (DeskApprover).
+	Grants GrantFunc
 	// Protocol names the engine's protocol ("postgres", "http") and OperationKind its operations
 	// ("sql", "http") in metrics.
 	Protocol, OperationKind string

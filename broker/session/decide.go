@@ -31,6 +31,10 @@ type Operation struct {
 	Kind string
 	// Text is the operation as approvers see it and the audit log records it.
 	Text string
+	// Fingerprint is what an approval of the operation binds, besides the caller and target: a
+	// statement's libpg_query fingerprint, an HTTP route and a digest of its body, an MCP tool and
+	// a digest of its arguments. Empty: an approval covers the held operation alone.
+	Fingerprint string
 	// Key, if not nil, is a comparable fingerprint of the classification: operations with equal keys
 	// get the same decision within one policy epoch (Decider.Policy), so an allowed verdict is reused.
 	// Nil: never reused.
@@ -194,6 +198,7 @@ func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
 	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Tracing: s.core.cfg.Tracing, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
+		Grants: s.core.cfg.Grants, Fingerprint: op.Fingerprint, Attestation: s.connect.Peer.Attestation,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})
 }
 

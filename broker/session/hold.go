@@ -12,6 +12,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
+	"github.com/svidbroker/svidbroker/broker/identity"
 	"github.com/svidbroker/svidbroker/broker/metrics"
 	"github.com/svidbroker/svidbroker/broker/tracing"
 )
@@ -27,7 +28,17 @@ type Approval struct {
 	Statement string
 	// Decision is the decision that requires approval.
 	Decision authz.Decision
+	// Action is the operation's kind ("sql", "http", "mcp"); Fingerprint what an approval binds.
+	Action      string
+	Fingerprint string
+	// Attestation is what SPIRE attested about the caller; nil when it was not asked.
+	Attestation *identity.Attestation
 }
+
+// GrantFunc looks for an approval granted earlier whose binding covers a (its caller, target,
+// fingerprint or session, within its scope and expiry), and uses it: ok reports one, grant names it
+// and st is the approval state to decide the operation with. Its error refuses the operation.
+type GrantFunc func(ctx context.Context, a Approval) (grant string, st authz.ApprovalState, ok bool, err error)
 
 // ApproveFunc waits for the outcome of an approval request. It returns the approval state to decide
 // the operation again with ("approved", "denied" or "expired"), or an error, which denies. ctx carries
@@ -70,6 +81,13 @@ type HoldRequest struct {
 	Action   string
 	// Approve waits for the outcome; nil refuses the operation (no approver is configured).
 	Approve ApproveFunc
+	// Grants, if set, is asked first: an approval granted earlier that covers the operation lets it
+	// run without a new request, recorded as used.
+	Grants GrantFunc
+	// Fingerprint is what an approval of the operation binds (Operation.Fingerprint); Attestation
+	// what SPIRE attested about the caller (nil: not asked).
+	Fingerprint string
+	Attestation *identity.Attestation
 	// Timeout bounds the wait.
 	Timeout time.Duration
 	// Notify, if set, tells the client that the operation waits, and the request's ID. Its error
@@ -96,7 +114,20 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 	if h.Approve == nil {
 		return authz.ApprovalState{State: "required"}, "", errors.New("it needs a person's approval, and no approver is configured")
 	}
-	req := Approval{ID: newID(), Session: h.Session, SPIFFEID: h.SPIFFEID, Target: h.Target, Statement: h.Text, Decision: h.Decision}
+	req := Approval{ID: newID(), Session: h.Session, SPIFFEID: h.SPIFFEID, Target: h.Target, Statement: h.Text, Decision: h.Decision,
+		Action: h.Action, Fingerprint: h.Fingerprint, Attestation: h.Attestation}
+	if h.Grants != nil {
+		grant, st, ok, err := h.Grants(ctx, req)
+		if err != nil {
+			return authz.ApprovalState{State: "failed"}, "", fmt.Errorf("the approvals store could not be asked for a grant: %v", err)
+		}
+		if ok {
+			h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": grant, "state": "used",
+				"approver": st.Approver, "fingerprint": h.Fingerprint}})
+			h.Log.Info("operation covered by an earlier approval", "grant", grant, "approver", st.Approver)
+			return st, grant, nil
+		}
+	}
 	held := AuditDecision(h.Decision, h.Action, h.Target)
 	held.Allow = false // held, not allowed: its approval field says what it waits for
 	h.Record(audit.Record{Kind: audit.KindApproval, Detail: map[string]string{"request": req.ID, "state": "pending"}, Decision: held})
@@ -126,6 +157,9 @@ func Hold(ctx context.Context, h HoldRequest) (authz.ApprovalState, string, erro
 		// Also when an approval came just as it was withdrawn: the operation's client is gone, or it
 		// cancelled the operation, so nothing runs.
 		reason := why.Error()
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			reason = "the broker shut down; its client is gone, and with an approver that keeps requests (oidc) the request stays pending: approved after the restart, it covers the operation sent again"
+		}
 		if err == nil && st.State == "approved" {
 			reason += "; an approval by " + st.Approver + " came as it was withdrawn, too late to run it"
 		}

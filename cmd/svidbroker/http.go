@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
-	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
@@ -82,7 +81,7 @@ type httpTarget struct {
 	authorize func(context.Context, authz.Connect) (authz.Decision, error)
 	az        *authz.Authorizer
 	masker    *inspect.Masker
-	approvals *approval.Queue
+	approvals approvers
 	sink      audit.Sink
 	ready     func() error
 	leases    *credential.Manager
@@ -122,10 +121,7 @@ func httpEngineConfig(h httpTarget, protocol string) (proxy.Config, error) {
 	if err != nil {
 		return proxy.Config{}, err
 	}
-	var approve sess.ApproveFunc
-	if h.approvals != nil {
-		approve = sess.QueueApprover(h.approvals, h.log)
-	}
+	approve := h.approvals.approve
 	prefix := ""
 	if t.Backend.CredentialPrefix != nil {
 		prefix = *t.Backend.CredentialPrefix
@@ -142,7 +138,7 @@ func httpEngineConfig(h httpTarget, protocol string) (proxy.Config, error) {
 			Authorize: h.authorize, Policy: h.az, Attest: h.attest, Ready: h.ready, PickRole: pickRole, Lease: lease,
 			Audit: h.sink, AuditPerStatement: cfg.Audit != nil && cfg.Audit.Durability == "statement",
 			AuditFailOpen:   cfg.Audit != nil && cfg.Audit.OnFailure == "continue",
-			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg),
+			SVIDExpiryGrace: cfg.Session.SVIDExpiryGraceD, ApprovalTimeout: approvalTimeout(cfg), Grants: h.approvals.grants,
 			Protocol: protocol, OperationKind: protocol, Metrics: h.metrics, Tracing: h.tracing,
 			SpanAttributes: []attribute.KeyValue{semconv.NetworkProtocolName(protocol)},
 		},

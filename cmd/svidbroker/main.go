@@ -51,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = connectCmd(ctx, args[1:], stdout, stderr)
 	case "mcp":
 		err = mcpCmd(ctx, args[1:], stdout, stderr)
+	case "approvals":
+		err = approvalsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 && args[0] == "version" {
 			if !wantsHelp(args[1:]) && args[1] != "help" {

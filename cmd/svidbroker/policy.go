@@ -186,8 +186,20 @@ func policyExplain(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	withColumn := fs.String("with-column", "", "for column:use-masked: that other column, schema.table.column")
 	hf := httpFlags(fs, &spec)
 	mf := mcpFlags(fs, &spec)
+	approverEmail := fs.String("approver", "", "for approve: the person's `email`")
+	approverGroups := fs.String("approver-groups", "", "for approve: the person's groups, comma-separated")
+	heldAction := fs.String("held-action", "", "for approve: the held operation's kind: sql, http or mcp")
+	heldPolicies := fs.String("held-policies", "", "for approve: the @ids of the policies that held it, comma-separated")
+	heldText := fs.String("held-text", "", "for approve: the held operation's text")
 	if err := parseFlags(fs, "policy explain", args, stdout, stderr); err != nil {
 		return err
+	}
+	if spec.Action == "approve" {
+		if *approverEmail == "" || *heldAction == "" {
+			return usageError(stderr, "policy explain", "approve needs --approver EMAIL and --held-action sql|http|mcp")
+		}
+		spec.Approver = &authz.Person{Email: *approverEmail, Groups: splitList(*approverGroups)}
+		spec.Held = &authz.ApprovalRequest{Action: *heldAction, Text: *heldText, Policies: splitList(*heldPolicies)}
 	}
 	if err := mf.apply(&spec); err != nil {
 		return usageError(stderr, "policy explain", "%v", err)

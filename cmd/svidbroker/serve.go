@@ -18,7 +18,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
-	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/config"
@@ -99,19 +98,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var approvals *approval.Queue
 	adminHandlers := map[string]http.Handler{"/metrics": mtr.Handler()}
 	if cfg.Admin.Pprof {
 		adminHandlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
 		adminHandlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
 		log.WarnContext(ctx, "runtime profiles are served on the admin listener", "admin", *cfg.Admin.Listen)
-	}
-	if cfg.Policy != nil && cfg.Policy.Approver == "admin-api" {
-		approvals = approval.NewQueue()
-		adminHandlers["/approvals"] = approvals.Handler()
-		adminHandlers["/approvals/"] = approvals.Handler()
-		log.WarnContext(ctx, "approvals are resolved through the unauthenticated admin API: for development and demos only",
-			"admin", *cfg.Admin.Listen)
 	}
 	var sink audit.Sink // stays a nil interface without an audit block
 	auditErr := func() error { return nil }
@@ -133,6 +124,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.InfoContext(ctx, "audit log open", "dir", cfg.Audit.Dir, "postgres", cfg.Audit.Postgres != nil, "chain", cfg.Audit.Chain,
 			"durability", cfg.Audit.Durability, "flush_interval", cfg.Audit.FlushIntervalD)
 	}
+
+	approvals, closeApprovals, err := newApprovers(ctx, cfg, src, az, sink, adminHandlers, log)
+	if err != nil {
+		return err
+	}
+	defer closeApprovals()
 
 	leases, vault, err := newLeases(ctx, cfg, src, mtr, sink, log)
 	if err != nil {
@@ -230,7 +227,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 	attest func(context.Context, spiffeid.ID) (*identity.Attestation, error),
 	authorize func(context.Context, authz.Connect) (authz.Decision, error), az *authz.Authorizer, masker *inspect.Masker,
-	approvals *approval.Queue, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, trc *tracing.Tracing, log *slog.Logger) (server.Engine, error) {
+	approvals approvers, sink audit.Sink, ready func() error, leases *credential.Manager, mtr *metrics.Metrics, trc *tracing.Tracing, log *slog.Logger) (server.Engine, error) {
 	switch t.Protocol {
 	case "postgres":
 		clientCert, lease := backendCredential(t, src, leases, false, log)
@@ -269,7 +266,8 @@ func newEngine(cfg *config.Config, t config.Target, src *workloadapi.X509Source,
 			Masker:          masker,
 			DefaultMask:     defaultMask(cfg),
 			ApprovalTimeout: approvalTimeout(cfg),
-			Approvals:       approvals,
+			Approve:         approvals.approve,
+			Grants:          approvals.grants,
 			Timeouts:        targetTimeouts(t),
 			Metrics:         mtr,
 			Tracing:         trc,

@@ -39,6 +39,9 @@ type BrokerOptions struct {
 	PolicyDir string
 	// Extra is appended to the generated configuration, for tests of other settings.
 	Extra string
+	// Approver is policy.approver. Default "admin-api" (the development approver); "oidc" needs an
+	// approvers block in Extra.
+	Approver string
 	// TargetExtra is added to each target block (a timeouts block, for example).
 	TargetExtra string
 	// NoAudit leaves the audit block out (sessions unrecorded).
@@ -261,6 +264,10 @@ func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
 	if err := copyTree(src, dst); err != nil {
 		return authorization{}, err
 	}
+	approver := opts.Approver
+	if approver == "" {
+		approver = "admin-api"
+	}
 	maskKey := filepath.Join(s.Dir, opts.Name+"-mask.key")
 	if err := writeRandomKey(maskKey); err != nil {
 		return authorization{}, err
@@ -278,10 +285,10 @@ policy {
   mask_key_file   = %q
   # Held statements (@approval("required")) are approved on the admin listener: POST
   # /approvals/{id}/approve. It authenticates no one; the stack and the demo only.
-  approver         = "admin-api"
+  approver         = %q
   approval_timeout = "30s"
 }
-`, dst, maskKey), dir: dst, catalog: catalog}, nil
+`, dst, maskKey, approver), dir: dst, catalog: catalog}, nil
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.

@@ -127,6 +127,10 @@ type Case struct {
 	Prompt          string    `hcl:"prompt,optional"`
 	Args            cty.Value `hcl:"args,optional"`
 	ProtocolVersion string    `hcl:"protocol_version,optional"`
+	// Approve: for action "approve", the person deciding and the request held (the principal and
+	// selectors are the agent's that asked; its owner is its agent:owner:<email> selector).
+	Approver *ApproverBlock `hcl:"approver,block"`
+	Held     *HeldBlock     `hcl:"held,block"`
 	// Listed, when set, is whether tools/list (resources/list, prompts/list) shows the tool
 	// (resource, prompt): decided with the arguments ignored, whatever args says.
 	Listed *bool `hcl:"listed,optional"`
@@ -136,6 +140,21 @@ type Case struct {
 	Obligations *authz.Obligations `hcl:"obligations,block"`
 
 	Range hcl.Range `hcl:",def_range"`
+}
+
+// ApproverBlock is the person of an approve test, as their ID token describes them.
+type ApproverBlock struct {
+	Email  string   `hcl:"email"`
+	Groups []string `hcl:"groups,optional"`
+	Issuer string   `hcl:"issuer,optional"` // default authz.DefaultTestIssuer
+}
+
+// HeldBlock is the operation an approve test's request holds.
+type HeldBlock struct {
+	Action      string   `hcl:"action"` // "sql", "http", "mcp"
+	Text        string   `hcl:"text,optional"`
+	Fingerprint string   `hcl:"fingerprint,optional"`
+	Policies    []string `hcl:"policies,optional"`
 }
 
 // FunctionBlock describes a database function in a test: name is "schema.name".
@@ -284,6 +303,12 @@ func (tc *Case) request(cat *authz.Catalog, static types.EntityMap) (authz.Reque
 		Action: tc.Action, Target: tc.Target, Table: tc.Table, Column: tc.Column, Role: tc.Role,
 		Approval: tc.Approval, HourUTC: 12, SourceIP: tc.SourceIP, Use: tc.maskedUse(),
 		Route: tc.Route, Field: tc.Field, Params: tc.Params, Query: tc.Query, Path: tc.Path}
+	if tc.Approver != nil {
+		spec.Approver = &authz.Person{Email: tc.Approver.Email, Groups: tc.Approver.Groups, Issuer: tc.Approver.Issuer}
+	}
+	if tc.Held != nil {
+		spec.Held = &authz.ApprovalRequest{Action: tc.Held.Action, Text: tc.Held.Text, Fingerprint: tc.Held.Fingerprint, Policies: tc.Held.Policies}
+	}
 	body, err := bodyOf(tc.Body)
 	if err != nil {
 		return authz.Request{}, err

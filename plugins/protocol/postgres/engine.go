@@ -103,6 +103,9 @@ type Config struct {
 	// Approve waits for a person's approval of a held statement, in place of Approvals. With neither,
 	// statements that need an approval are refused.
 	Approve ApproveFunc
+	// Grants, if set, lets an approval granted earlier cover a statement its binding (caller,
+	// target, libpg_query fingerprint or session) covers, without a new hold (sess.DeskApprover).
+	Grants sess.GrantFunc
 	// ApprovalTimeout bounds the wait for an approval. Default DefaultApprovalTimeout.
 	ApprovalTimeout time.Duration
 	// Timeouts are the ceilings of the session's timeouts and its idle-in-transaction limit (see
@@ -309,7 +312,7 @@ func (e *Engine) start(ctx context.Context, raw net.Conn, conn *tls.Conn, msg pg
 		writeTimeout: e.cfg.WriteTimeout, endBy: cs.EndBy(), rec: rec,
 		lease: lease, core: cs,
 		insp: inspection{authz: e.cfg.Policy, connect: cs.Connect(), classifier: e.classifier, meta: meta, masker: e.cfg.Masker,
-			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, approvalTimeout: e.cfg.ApprovalTimeout},
+			defaultMask: e.cfg.DefaultMask, approve: e.cfg.Approve, grants: e.cfg.Grants, approvalTimeout: e.cfg.ApprovalTimeout},
 		stmts: map[string]*prepared{}, portals: map[string]*portal{}, cancelKey: key, cancels: e.cancels,
 		timeouts: e.cfg.Timeouts,
 	}, nil

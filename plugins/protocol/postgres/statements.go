@@ -344,6 +344,7 @@ func (s *session) hold(ctx context.Context, op sess.Operation, d authz.Decision)
 	return sess.Hold(ctx, sess.HoldRequest{
 		Session: s.rec.session, SPIFFEID: s.rec.spiffeID, Target: s.rec.target, Tracing: s.core.Tracing(),
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.insp.approve, Timeout: s.insp.approvalTimeout,
+		Grants: s.insp.grants, Fingerprint: statementFingerprint(op), Attestation: s.insp.connect.Peer.Attestation,
 		Notify: func(request string) error {
 			s.clientMu.Lock()
 			defer s.clientMu.Unlock()
@@ -687,5 +688,6 @@ type inspection struct {
 	masker          *inspect.Masker
 	defaultMask     inspect.Strategy
 	approve         ApproveFunc
+	grants          sess.GrantFunc
 	approvalTimeout time.Duration
 }

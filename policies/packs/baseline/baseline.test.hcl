@@ -135,3 +135,37 @@ test "an unattested caller calls no route, forbidden by name" {
   expect    = "deny"
   reasons   = ["baseline-attested-only"]
 }
+
+test "the agent's owner cannot approve its request, even in the approving group" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "shop"
+  approver {
+    email  = "owner@example.com"
+    groups = ["dba"]
+  }
+  held {
+    action   = "sql"
+    policies = ["migrator-ddl-hold"]
+  }
+  expect  = "deny"
+  reasons = ["baseline-owner-never-approves"]
+}
+
+test "nobody approves a request of an unattested caller" {
+  principal = "spiffe://example.org/agent/migrator"
+  attested  = false
+  action    = "approve"
+  target    = "shop"
+  approver {
+    email  = "approver@example.com"
+    groups = ["dba"]
+  }
+  held {
+    action   = "sql"
+    policies = ["migrator-ddl-hold"]
+  }
+  expect  = "deny"
+  reasons = ["baseline-approve-attested-only"]
+}

@@ -276,3 +276,55 @@ test "uses the API's write role" {
   expect    = "allow"
   reasons   = ["migrator-api-write-role"]
 }
+
+test "a dba approves the migrator's held DDL" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "shop"
+  approver {
+    email  = "approver@example.com"
+    groups = ["dba", "security"]
+  }
+  held {
+    action   = "sql"
+    text     = "ALTER TABLE orders ADD COLUMN note text"
+    policies = ["migrator-ddl-hold"]
+  }
+  expect  = "allow"
+  reasons = ["migrator-dba-approves-ddl"]
+}
+
+test "an engineer outside the dba group cannot approve DDL" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "shop"
+  approver {
+    email  = "alice@example.com"
+    groups = ["engineering"]
+  }
+  held {
+    action   = "sql"
+    policies = ["migrator-ddl-hold"]
+  }
+  expect  = "deny"
+  reasons = []
+}
+
+test "a dba approves nothing a migrator policy did not hold" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "approve"
+  target    = "shop"
+  approver {
+    email  = "approver@example.com"
+    groups = ["dba"]
+  }
+  held {
+    action   = "sql"
+    policies = ["some-other-hold"]
+  }
+  expect  = "deny"
+  reasons = []
+}

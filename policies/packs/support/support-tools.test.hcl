@@ -124,3 +124,54 @@ test "the server may not elicit from support" {
   target    = "tools"
   expect    = "deny"
 }
+
+test "a support lead approves a large refund" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "approve"
+  target    = "tools"
+  approver {
+    email  = "lead@example.com"
+    groups = ["support-leads"]
+  }
+  held {
+    action   = "mcp"
+    policies = ["support-tools-large-refunds-held"]
+  }
+  expect  = "allow"
+  reasons = ["support-tools-leads-approve-refunds"]
+}
+
+test "a support lead cannot approve an email" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "approve"
+  target    = "tools"
+  approver {
+    email  = "lead@example.com"
+    groups = ["support-leads"]
+  }
+  held {
+    action   = "mcp"
+    policies = ["support-tools-send-email"]
+  }
+  expect  = "deny"
+  reasons = []
+}
+
+test "security approves an email" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "approve"
+  target    = "tools"
+  approver {
+    email  = "approver@example.com"
+    groups = ["security"]
+  }
+  held {
+    action   = "mcp"
+    policies = ["support-tools-send-email"]
+  }
+  expect  = "allow"
+  reasons = ["support-tools-security-approves-email"]
+}

@@ -131,13 +131,14 @@ func (e *Engine) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	rec := audit.Record{Kind: audit.KindStatement, Statement: &audit.Statement{Protocol: "http", Text: text},
 		Detail: map[string]string{"route": pattern}}
 	key := pattern + "\x00" + text
+	bodySum := sha256.Sum256(body)
+	fingerprint := requestFingerprint(pattern, text, body)
 	if body != nil {
-		sum := sha256.Sum256(body)
-		key += fmt.Sprintf("\x00%x", sum)
+		key += fmt.Sprintf("\x00%x", bodySum)
 	}
 	// The hold lasts as long as the session; the client's leaving withdraws it (Withdrawable).
 	v := s.Decide(s.Context(), session.Operation{
-		Action: "http", Text: text, Key: key, Record: &rec, Parent: trace.SpanContextFromContext(ctx),
+		Action: "http", Text: text, Key: key, Fingerprint: fingerprint, Record: &rec, Parent: trace.SpanContextFromContext(ctx),
 		Durable: e.cfg.Session.AuditPerStatement || !safeMethod(r.Method),
 		Decide:  func(ap authz.ApprovalState) (authz.Decision, error) { return e.cfg.Policy.HTTP(conn, req, ap) },
 		Prepare: e.fieldPlanner(conn, req, m),

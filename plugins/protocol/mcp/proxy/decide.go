@@ -254,7 +254,9 @@ func (x *exchange) operation(ctx context.Context, it *item, req Request, key str
 		rec.Detail["tool"] = req.Name
 	}
 	conn, policy, r := x.conn, x.e.cfg.Policy, x.r
-	return session.Operation{Action: "mcp", Text: it.text, Key: key, Record: &rec, Durable: true,
+	// An approval binds the method, the tool (resource, prompt) and the sha256 of its arguments.
+	fingerprint := "mcp:" + strings.ReplaceAll(key, "\x00", " ")
+	return session.Operation{Action: "mcp", Text: it.text, Key: key, Fingerprint: fingerprint, Record: &rec, Durable: true,
 		Parent: trace.SpanContextFromContext(ctx),
 		Decide: func(ap authz.ApprovalState) (authz.Decision, error) { return policy.MCP(conn, req, ap) },
 		Withdrawable: func(withdraw context.CancelCauseFunc) func() error {
