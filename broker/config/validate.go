@@ -98,6 +98,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.admin()
 	v.metrics()
 	v.tracing()
+	v.notify()
 	v.limits()
 	v.targets(plugins.Protocols)
 	if len(v.diags) > 0 {

@@ -110,12 +110,12 @@ func (c *Config) Validate() error {
 		return errors.New("notify: neither a webhook nor slack is configured; add one, or leave notifications out")
 	}
 	if c.ConsoleURL != "" {
-		if err := checkURL(c.ConsoleURL); err != nil {
+		if err := CheckURL(c.ConsoleURL); err != nil {
 			return fmt.Errorf("notify: console_url %q: %v", c.ConsoleURL, err)
 		}
 	}
 	if c.Webhook != nil {
-		if err := checkURL(c.Webhook.URL); err != nil {
+		if err := CheckURL(c.Webhook.URL); err != nil {
 			return fmt.Errorf("notify: webhook url %q: %v", redactURL(c.Webhook.URL), err)
 		}
 		if c.Webhook.SecretFile == "" {
@@ -160,9 +160,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// checkURL accepts an absolute https URL, or http to a loopback host (a receiver beside the broker,
+// CheckURL accepts an absolute https URL, or http to a loopback host (a receiver beside the broker,
 // or a test's), without user info.
-func checkURL(raw string) error {
+func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return errors.New("not a URL")
@@ -259,7 +259,7 @@ func New(cfg Config) (*Notifier, error) {
 		}
 		u := strings.TrimSpace(string(raw))
 		// The URL is the credential: errors say what is wrong with it, never what it is.
-		if err := checkURL(u); err != nil {
+		if err := CheckURL(u); err != nil {
 			return nil, fmt.Errorf("notify: slack url_file %s does not hold a usable incoming-webhook URL: %v", s.URLFile, err)
 		}
 		client, err := newClient("")
