@@ -113,6 +113,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.WarnContext(ctx, "approvals are resolved through the unauthenticated admin API: for development and demos only",
 			"admin", *cfg.Admin.Listen)
 	}
+	stopNotify, err := startNotifier(ctx, cfg, approvals, mtr, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
 	var sink audit.Sink // stays a nil interface without an audit block
 	auditErr := func() error { return nil }
 	if cfg.Audit == nil {
