@@ -271,7 +271,27 @@ func New(cfg Config) (*Notifier, error) {
 	for _, s := range n.sinks {
 		s.queue = make(chan job, cfg.QueueSize)
 	}
+	for _, f := range []string{secretFile(cfg.Webhook), urlFile(cfg.Slack)} {
+		if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
+			cfg.Log.Warn("a notification credential file is readable by other users than its owner; chmod 600 it",
+				"file", f, "mode", st.Mode().Perm().String())
+		}
+	}
 	return n, nil
+}
+
+func secretFile(w *Webhook) string {
+	if w == nil {
+		return ""
+	}
+	return w.SecretFile
+}
+
+func urlFile(s *Slack) string {
+	if s == nil {
+		return ""
+	}
+	return s.URLFile
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {

@@ -1,8 +1,10 @@
 package notify
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -117,5 +119,27 @@ func TestConfigErrorsNameTheProblemNotTheSecret(t *testing.T) {
 	}
 	if _, err := New(Config{Webhook: &Webhook{URL: "http://127.0.0.1:9/x", SecretFile: secret}}); err != nil {
 		t.Fatalf("http to loopback: %v", err)
+	}
+}
+
+// TestReadableCredentialFilesAreWarnedOf: a secret file others may read is started with, and the
+// log says to chmod it; one only its owner reads is not warned of.
+func TestReadableCredentialFilesAreWarnedOf(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o644, true}, {0o600, false}} {
+		path := writeFile(t, "secret", canarySecret)
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		var log syncBuffer
+		if _, err := New(Config{Webhook: &Webhook{URL: "https://hooks.example.com/x", SecretFile: path},
+			Log: slog.New(slog.NewTextHandler(&log, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(log.String(), "chmod 600"); got != tc.warn {
+			t.Fatalf("mode %s: warned %v, want %v:\n%s", tc.mode, got, tc.warn, log.String())
+		}
 	}
 }
