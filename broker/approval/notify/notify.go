@@ -407,10 +407,9 @@ func (n *Notifier) work(ctx, drain context.Context, s *sink) {
 	}
 }
 
-func randID() string {
+// newDelivery is a fresh delivery ID: 128 random bits, in hex.
+func newDelivery() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
 	return hex.EncodeToString(b[:])
 }
-
-func newDelivery() string { return randID() }
