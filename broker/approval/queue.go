@@ -109,6 +109,8 @@ type Queue struct {
 	pending map[string]*pending
 	ended   map[string]*EndedError // requests that ended unresolved, for Resolve to say so
 	order   []string               // ended's IDs, oldest first
+
+	notifier Notifier // told of requests filed and ended (SetNotifier); nil: none
 }
 
 type pending struct {
@@ -140,6 +142,7 @@ func (q *Queue) Wait(ctx context.Context, req Request) (authz.ApprovalState, err
 	}
 	q.pending[req.ID] = p
 	q.mu.Unlock()
+	q.notify(EventRaised, p.req, "", "")
 	select {
 	case st := <-p.done:
 		return st, nil
@@ -161,6 +164,7 @@ func (q *Queue) Wait(ctx context.Context, req Request) (authz.ApprovalState, err
 		}
 		q.remember(e)
 		q.mu.Unlock()
+		q.notify(e.State, p.req, "", e.Reason)
 		if e.State == "expired" {
 			return authz.ApprovalState{State: "expired"}, ctx.Err()
 		}
@@ -213,5 +217,6 @@ func (q *Queue) Resolve(id string, approve bool, approver string) error {
 		st.State = "approved"
 	}
 	p.done <- st
+	q.notify(st.State, p.req, approver, "")
 	return nil
 }

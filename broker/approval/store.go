@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/svidbroker/svidbroker/broker/approval/oidc"
@@ -114,8 +115,8 @@ type Desk struct {
 	// record writes an audit record durably; its error refuses the step it records.
 	record func(audit.Record) error
 	now    func() time.Time
-	// OnChange, if set, is told of every request raised or decided (notifications); it must not block.
-	OnChange func(Request)
+	// onChange, if set (SetOnChange), is told of every request raised or decided (notifications).
+	onChange atomic.Pointer[func(Request)]
 }
 
 // DeskConfig configures a Desk.
@@ -455,9 +456,13 @@ func voteRecord(r Request, p oidc.Person, approve bool, reason string, approvals
 // Now is the desk's clock.
 func (d *Desk) Now() time.Time { return d.now() }
 
+// SetOnChange tells f of every request d raises or decides from now on, and every one it ends or
+// whose grant is used; f must not block. Safe while d is in use.
+func (d *Desk) SetOnChange(f func(Request)) { d.onChange.Store(&f) }
+
 func (d *Desk) changed(r Request) {
-	if d.OnChange != nil {
-		d.OnChange(r)
+	if f := d.onChange.Load(); f != nil {
+		(*f)(r)
 	}
 }
 

@@ -35,6 +35,7 @@ type Config struct {
 	Admin   *Admin       `hcl:"admin,block"`
 	Metrics *Metrics     `hcl:"metrics,block"`
 	Tracing *Tracing     `hcl:"tracing,block"`
+	Notify  *Notify      `hcl:"notify,block"`
 	Limits  *Limits      `hcl:"limits,block"`
 	Targets []Target     `hcl:"target,block"`
 

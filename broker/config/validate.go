@@ -99,6 +99,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.approvers()
 	v.metrics()
 	v.tracing()
+	v.notify()
 	v.limits()
 	v.targets(plugins.Protocols)
 	if len(v.diags) > 0 {

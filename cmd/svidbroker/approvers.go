@@ -148,3 +148,38 @@ func openApprovalsBackend(ctx context.Context, cfg *config.Config, src *workload
 	}
 	return p, func() { p.Close() }, "postgres " + pg.Address + "/" + pg.Database, nil
 }
+
+// setNotifier tells n of what happens to the approvers' requests: the dev queue's, or the desk's
+// (each change told once, by the broker that made it; a vote that does not yet resolve a request
+// of several approvers is no event).
+func (a approvers) setNotifier(n approval.Notifier) {
+	if a.queue != nil {
+		a.queue.SetNotifier(n)
+	}
+	if a.desk == nil {
+		return
+	}
+	a.desk.SetOnChange(func(r approval.Request) {
+		ev := approval.Event{Kind: r.State, Request: r, Reason: r.Ended, At: time.Now().UTC()}
+		switch r.State {
+		case approval.StatePending:
+			if len(r.Approvals) > 0 {
+				return
+			}
+			ev.Kind = approval.EventRaised
+		case approval.StateApproved, approval.StateDenied:
+			ev.By = r.Approvers()
+			if r.State == approval.StateDenied {
+				for _, v := range r.Approvals {
+					if !v.Approve {
+						ev.By = v.Email
+					}
+				}
+			}
+		case approval.StateExpired, approval.StateWithdrawn, approval.StateUsed:
+		default:
+			return
+		}
+		n.Notify(ev)
+	})
+}

@@ -130,6 +130,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeApprovals()
+	stopNotify, err := startNotifier(ctx, cfg, approvals, mtr, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
 
 	leases, vault, err := newLeases(ctx, cfg, src, mtr, sink, log)
 	if err != nil {
