@@ -101,6 +101,7 @@ func TestDecisionNeedsTheSessionsCSRFTokenAndOrigin(t *testing.T) {
 		{"no token", "", h.URL},
 		{"a wrong token", "AAAA", h.URL},
 		{"another origin", fields.Get("csrf"), "https://evil.example"},
+		{"an opaque origin", fields.Get("csrf"), "null"},
 	}
 	for _, tc := range refused {
 		f := url.Values{}

@@ -58,6 +58,7 @@ button{cursor:pointer;background:#fff;min-height:44px;min-width:44px}
 button.approve{background:#1b6e3a;color:#fff;border-color:#1b6e3a}
 button.deny{background:#a61b1b;color:#fff;border-color:#a61b1b}
 .row{display:flex;flex-wrap:wrap;gap:8px;align-items:end}
+.row>div{flex:1 1 12rem;min-width:0}.row select{width:100%}
 .error{background:#fde8e8;border:1px solid #a61b1b;padding:8px 12px;border-radius:4px}
 .notice{background:#e6f4ea;border:1px solid #1b6e3a;padding:8px 12px;border-radius:4px}
 .scroll{overflow-x:auto}
