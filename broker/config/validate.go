@@ -96,6 +96,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.workloadAPI()
 	v.log()
 	v.admin()
+	v.console()
 	v.metrics()
 	v.tracing()
 	v.limits()
