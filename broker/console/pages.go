@@ -3,10 +3,12 @@ package console
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -92,35 +94,12 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, x *session) {
 		return
 	}
 	id := r.PathValue("id")
-	var approve bool
-	switch r.PostFormValue("decision") {
-	case "approve":
-		approve = true
-	case "deny":
-	default:
-		http.Error(w, `console: the form's decision must be "approve" or "deny"`, http.StatusBadRequest)
+	approve, reason, scope, err := parseDecision(r.PostForm)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if len(reason) > maxReasonBytes {
-		http.Error(w, "console: the reason is longer than 1024 bytes", http.StatusBadRequest)
-		return
-	}
-	scope := Scope{Kind: r.PostFormValue("scope")}
-	switch scope.Kind {
-	case ScopeOnce:
-	case ScopeFingerprint, ScopeSession:
-		m, err := strconv.Atoi(r.PostFormValue("minutes"))
-		if err != nil || m < 1 || m > maxScopeMinutes {
-			http.Error(w, "console: minutes must be a whole number from 1 to 1440 for a fingerprint or session scope", http.StatusBadRequest)
-			return
-		}
-		scope.For = time.Duration(m) * time.Minute
-	default:
-		http.Error(w, `console: scope must be "once", "fingerprint" or "session"`, http.StatusBadRequest)
-		return
-	}
-	_, err := c.cfg.Approvals.Decide(r.Context(), id, x.person, approve, reason, scope)
+	_, err = c.cfg.Approvals.Decide(r.Context(), id, x.person, approve, reason, scope)
 	verdict := "denied"
 	if approve {
 		verdict = "approved"
@@ -138,6 +117,35 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, x *session) {
 		return
 	}
 	http.Redirect(w, r, c.base+"/approvals?done="+verdict, http.StatusSeeOther)
+}
+
+// parseDecision reads the decision form: decision ("approve" or "deny"), reason (at most 1024
+// bytes) and scope, with minutes (1 to 1440) for a fingerprint or session scope.
+func parseDecision(f url.Values) (approve bool, reason string, scope Scope, err error) {
+	switch f.Get("decision") {
+	case "approve":
+		approve = true
+	case "deny":
+	default:
+		return false, "", Scope{}, errors.New(`console: the form's decision must be "approve" or "deny"`)
+	}
+	reason = strings.TrimSpace(f.Get("reason"))
+	if len(reason) > maxReasonBytes || !utf8.ValidString(reason) {
+		return false, "", Scope{}, errors.New("console: the reason must be UTF-8 text of at most 1024 bytes")
+	}
+	scope.Kind = f.Get("scope")
+	switch scope.Kind {
+	case ScopeOnce:
+	case ScopeFingerprint, ScopeSession:
+		m, err := strconv.Atoi(f.Get("minutes"))
+		if err != nil || m < 1 || m > maxScopeMinutes {
+			return false, "", Scope{}, errors.New("console: minutes must be a whole number from 1 to 1440 for a fingerprint or session scope")
+		}
+		scope.For = time.Duration(m) * time.Minute
+	default:
+		return false, "", Scope{}, errors.New(`console: scope must be "once", "fingerprint" or "session"`)
+	}
+	return approve, reason, scope, nil
 }
 
 // summary is one session on the sessions page.
