@@ -322,3 +322,30 @@ func TestTheQueueGrantsOnlyOnce(t *testing.T) {
 		t.Fatalf("deciding a resolved request again: %d", r.status)
 	}
 }
+
+// Only people whom console:view lets see a target's sessions see and decide its requests: an engineer
+// outside the dba group neither sees the shop's held DDL nor resolves it by posting the form.
+func TestRequestsAreShownAndDecidedOnlyWithConsoleView(t *testing.T) {
+	h := newHarness(t)
+	done := h.hold(heldDDL("r1"))
+	alice, approver := h.browser(), h.browser()
+	page := alice.logIn(aliceEmail)
+	if strings.Contains(page.body, "ALTER TABLE") || !strings.Contains(page.body, "Nothing is waiting") {
+		t.Fatalf("alice sees the shop's request:\n%s", page.body)
+	}
+	_, af := formOf(t, page.body, "/logout")
+	r := alice.post(h.URL+"/approvals/r1", url.Values{"csrf": {af.Get("csrf")}, "decision": {"approve"}, "scope": {"once"}}, h.URL)
+	if r.status != http.StatusNotFound || len(h.queue.Pending()) != 1 {
+		t.Fatalf("alice's approval: %d, %d pending", r.status, len(h.queue.Pending()))
+	}
+	page = approver.logIn(approverEmail)
+	action, f := formOf(t, page.body, "/approvals/r1")
+	f.Set("decision", "approve")
+	f.Set("scope", "once")
+	if r := approver.post(h.URL+action, f, h.URL); r.status != http.StatusSeeOther {
+		t.Fatalf("the dba's approval: %d %s", r.status, r.body)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

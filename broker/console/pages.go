@@ -54,7 +54,9 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request, x *session) 
 	}
 	rows := make([]pendingRow, 0, len(reqs))
 	for _, q := range reqs {
-		rows = append(rows, pendingRow{Request: q, Start: c.sessionStart(q.Session)})
+		if c.cfg.View.MayView(x.person, q.Target) {
+			rows = append(rows, pendingRow{Request: q, Start: c.sessionStart(q.Session)})
+		}
 	}
 	p.Data = rows
 	c.render(w, http.StatusOK, "approvals", p)
@@ -97,6 +99,15 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, x *session) {
 	approve, reason, scope, err := parseDecision(r.PostForm)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// A person decides only the requests of targets whose sessions Cedar lets them see; the store then
+	// applies its own rules (who may approve, separation of duties).
+	if q, gerr := c.cfg.Approvals.Get(r.Context(), id); gerr == nil && !c.cfg.View.MayView(x.person, q.Target) {
+		c.cfg.Logger.WarnContext(r.Context(), "console: decision refused: console:view", "request", id, "email", x.person.Email, "target", q.Target)
+		p := c.page(x, "approvals", "Decision refused")
+		p.Error = "No such pending request, or you may not see its target's sessions (console:view)."
+		c.render(w, http.StatusNotFound, "error", p)
 		return
 	}
 	_, err = c.cfg.Approvals.Decide(r.Context(), id, x.person, approve, reason, scope)
