@@ -24,8 +24,7 @@ const (
 const (
 	// loginTTL bounds how long a login may take at the provider.
 	loginTTL = 10 * time.Minute
-	// maxLogins and maxSessions bound the logins in progress and the sessions held.
-	maxLogins   = 1000
+	// maxSessions bounds the sessions held.
 	maxSessions = 10000
 )
 
@@ -36,22 +35,16 @@ type session struct {
 	expires time.Time
 }
 
-type pendingLogin struct {
-	login   oidc.Login
-	expires time.Time
-}
-
-// sessions holds console sessions and logins in progress, keyed by the SHA-256 of their cookie
-// values, so a memory dump does not hand out usable cookies.
+// sessions holds console sessions, keyed by the SHA-256 of their cookie values, so a memory dump
+// does not hand out usable cookies.
 type sessions struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	byKey  map[[32]byte]*session
-	logins map[[32]byte]*pendingLogin
+	mu    sync.Mutex
+	now   func() time.Time
+	byKey map[[32]byte]*session
 }
 
 func newSessions(now func() time.Time) *sessions {
-	return &sessions{now: now, byKey: map[[32]byte]*session{}, logins: map[[32]byte]*pendingLogin{}}
+	return &sessions{now: now, byKey: map[[32]byte]*session{}}
 }
 
 func randomToken() string {
@@ -62,49 +55,14 @@ func randomToken() string {
 
 func key(v string) [32]byte { return sha256.Sum256([]byte(v)) }
 
-var errFull = errors.New("console: too many logins in progress; try again in a few minutes")
-
-// sweep drops what expired. s.mu is held.
+// sweep drops the sessions that expired. s.mu is held.
 func (s *sessions) sweep() {
 	now := s.now()
-	for k, l := range s.logins {
-		if !now.Before(l.expires) {
-			delete(s.logins, k)
-		}
-	}
 	for k, x := range s.byKey {
 		if !now.Before(x.expires) {
 			delete(s.byKey, k)
 		}
 	}
-}
-
-// startLogin keeps l under a fresh cookie value and returns it.
-func (s *sessions) startLogin(l oidc.Login) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.logins) >= maxLogins {
-		s.sweep()
-		if len(s.logins) >= maxLogins {
-			return "", errFull
-		}
-	}
-	v := randomToken()
-	s.logins[key(v)] = &pendingLogin{login: l, expires: s.now().Add(loginTTL)}
-	return v, nil
-}
-
-// takeLogin returns the login named by cookie value v and forgets it: a callback is used once.
-func (s *sessions) takeLogin(v string) (oidc.Login, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := key(v)
-	l, ok := s.logins[k]
-	delete(s.logins, k)
-	if !ok || !s.now().Before(l.expires) {
-		return oidc.Login{}, false
-	}
-	return l.login, true
 }
 
 // create starts a session for p that ends at ttl or at the ID token's expiry, whichever is first.

@@ -83,6 +83,7 @@ type Console struct {
 	base     string // the public URL's path, "" at the root
 	verifier *oidc.Verifier
 	sessions *sessions
+	logins   *loginSealer
 	mux      *http.ServeMux
 }
 
@@ -95,8 +96,12 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	logins, err := newLoginSealer()
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	u, _ := url.Parse(cfg.PublicURL)
-	c := &Console{cfg: cfg, origin: origin(u), base: strings.TrimRight(u.Path, "/"), verifier: v,
+	c := &Console{logins: logins, cfg: cfg, origin: origin(u), base: strings.TrimRight(u.Path, "/"), verifier: v,
 		sessions: newSessions(cfg.Now), mux: http.NewServeMux()}
 	c.routes()
 	return c, nil
@@ -170,12 +175,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusInternalServerError, err)
 		return
 	}
-	v, err := c.sessions.startLogin(l)
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, err)
-		return
-	}
-	setCookie(w, loginCookie, v, int(loginTTL/time.Second))
+	setCookie(w, loginCookie, c.logins.seal(l, c.cfg.Now().Add(loginTTL)), int(loginTTL/time.Second))
 	http.Redirect(w, r, l.URL, http.StatusSeeOther)
 }
 
@@ -187,9 +187,9 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, loginCookie, "", -1)
-	l, ok := c.sessions.takeLogin(ck.Value)
+	l, ok := c.logins.open(ck.Value, c.cfg.Now())
 	if !ok {
-		c.fail(w, r, http.StatusBadRequest, errors.New("console: this login is unknown, used or expired: log in again"))
+		c.fail(w, r, http.StatusBadRequest, errors.New("console: this login is unknown or expired: log in again"))
 		return
 	}
 	if err := oidc.CallbackError(q); err != nil {

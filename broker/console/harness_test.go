@@ -37,7 +37,7 @@ const (
 // clock is the console's clock, which tests move forward.
 type clock struct{ offset atomic.Int64 }
 
-func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // harness is a console on a TLS loopback listener, logging in at a real provider, over a real
@@ -123,8 +123,8 @@ func newHarness(t *testing.T) *harness {
 		OIDC:      oidc.Config{IssuerURL: h.provider.Issuer(), ClientID: clientID, ClientSecretFile: secretFile, CAFile: caFile},
 		Approvals: QueueApprovals{Queue: h.queue},
 		Audit:     h.read, Verify: h.verify,
-		View:      view,
-		Now:       h.clock.Now,
+		View: view,
+		Now:  h.clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
