@@ -20,7 +20,7 @@ import (
 
 // TestConsoleApprovesAHeldStatementInChromium: the broker serves its console (a console block), the
 // stack's OpenID provider logs the approver in through its real login page in headless Chromium, the
-// approver approves the migrator's held DDL there and the waiting statement runs; then the console
+// approver approves the migrator's held DDL there and the waiting psql goes on; then the console
 // replays that session after verifying the audit chain. Screenshots are saved as artifacts.
 func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	s, _ := shared(t)
@@ -99,13 +99,13 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	}
 	defer b.Stop()
 
-	conn := connect(t, s, b, stack.PersonaMigrator)
+	held := startPsql(t, b, clientFiles(t, s, stack.PersonaMigrator), "CREATE TEMP TABLE held_by_console (a int)")
 	done := make(chan error, 1)
-	go func() {
-		_, err := conn.Exec(context.Background(), "CREATE TEMP TABLE held_by_console (a int)")
-		done <- err
-	}()
+	go func() { done <- held.Wait() }()
 	req := waitPending(t, b, "held_by_console")
+	if req.SPIFFEID != mustPersonaID(t, s, stack.PersonaMigrator) {
+		t.Fatalf("request %+v", req)
+	}
 
 	cctx := chrome(t, ctx)
 	var notice, verified string
@@ -129,8 +129,8 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("the approved statement: %v", err)
+		if err != nil || !strings.Contains(held.out.String(), "CREATE TABLE") {
+			t.Fatalf("the approved statement's psql: %v\n%s", err, held.out.String())
 		}
 	case <-ctx.Done():
 		t.Fatal("the held statement did not go on after the approval")
