@@ -101,7 +101,7 @@ var templates = template.Must(template.New("").Funcs(funcs).Parse(`
 <dt>Asks to run</dt><dd><pre>{{.Statement}}</pre></dd>
 <dt>Deciding policy</dt><dd>{{range $i, $x := .Policies}}{{if $i}}, {{end}}<code>{{$x}}</code>{{else}}—{{end}}{{if .Decision}} (decision {{.Decision}}){{end}}</dd>
 <dt>Session</dt><dd><code>{{.Session}}</code></dd>
-{{with .Start}}<dt>Attested</dt><dd>authenticated by {{index .Detail "authenticated_by"}}; SVID expires {{index .Detail "svid_expires"}}{{with index .Detail "credential_role"}}; credential role {{.}}{{end}}</dd>{{end}}
+{{with .Start}}<dt>Session start</dt><dd>authenticated by {{index .Detail "authenticated_by"}}; SVID expires {{index .Detail "svid_expires"}}{{with index .Detail "credential_role"}}; credential role {{.}}{{end}}</dd>{{end}}
 <dt>Waiting since</dt><dd>{{when .Created}}</dd>
 </dl>
 <form method="post" action="{{$p.Base}}/approvals/{{.ID}}">
