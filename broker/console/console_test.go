@@ -2,6 +2,8 @@ package console
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -347,5 +349,38 @@ func TestRequestsAreShownAndDecidedOnlyWithConsoleView(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Denying with a reason refuses the held operation: its wait ends denied, by the approver.
+func TestDenyRefusesTheHeldOperation(t *testing.T) {
+	h := newHarness(t)
+	outcome := make(chan string, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := h.queue.Wait(ctx, heldDDL("r1"))
+		outcome <- fmt.Sprintf("%s by %s (%v)", st.State, st.Approver, err)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); len(h.queue.Pending()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never pending")
+		}
+	}
+	b := h.browser()
+	page := b.logIn(approverEmail)
+	action, f := formOf(t, page.body, "/approvals/r1")
+	f.Set("decision", "deny")
+	f.Set("scope", "once")
+	f.Set("reason", "not during the sale")
+	r := b.post(h.URL+action, f, h.URL)
+	if r.status != http.StatusSeeOther || r.location != h.URL+"/approvals?done=denied" {
+		t.Fatalf("deny: %d %q", r.status, r.location)
+	}
+	if o := <-outcome; o != "denied by "+approverEmail+" (<nil>)" {
+		t.Fatalf("the held operation: %s", o)
+	}
+	if page := b.get(h.URL + r.location[len(h.URL):]); !strings.Contains(page.body, "Denied: the held operation is refused.") {
+		t.Fatalf("the page after denying:\n%s", page.body)
 	}
 }
