@@ -2,10 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +10,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	oidcprovider "github.com/svidbroker/svidbroker/test/oidc"
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
@@ -26,14 +21,11 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	s, _ := shared(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := stack.ConsolePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	consoleURL := "https://" + addr
-	o, err := s.StartOIDC(ctx, stack.OIDCOptions{Name: "console-oidc", RedirectURIs: []string{consoleURL + "/oidc/callback"}})
+	o, err := s.StartOIDC(ctx, stack.OIDCOptions{Name: "console-oidc", RedirectURIs: []string{stack.ConsoleCallback(addr)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,57 +35,12 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 			password = u.Password
 		}
 	}
-
-	// The console's certificate, its client secret and its view policy, readable by the broker's uid.
-	dir := filepath.Join(s.Dir, "console-files")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	_, cert, err := oidcprovider.LoopbackCert()
+	console, err := s.ConsoleFor("console", addr, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := os.ReadFile(o.ConsoleSecretFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{
-		"console.crt":     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
-		"console.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		"client-secret":   secret,
-		"provider-ca.pem": mustRead(t, o.CAFile),
-		"view.cedar":      []byte(`permit (principal in Group::"dba", action == Action::"console:view", resource);` + "\n"),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	broker, err := s.Persona(stack.PersonaBroker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.ChownTree(dir, int(broker.UID), int(broker.UID)); err != nil {
-		t.Fatal(err)
-	}
-	block := fmt.Sprintf(`console {
-  listen           = %q
-  cert_file        = %q
-  key_file         = %q
-  view_policy_file = %q
-  oidc {
-    issuer             = %q
-    client_id          = %q
-    client_secret_file = %q
-    ca_file            = %q
-  }
-}
-`, addr, filepath.Join(dir, "console.crt"), filepath.Join(dir, "console.key"), filepath.Join(dir, "view.cedar"),
-		o.Issuer, stack.OIDCConsoleClient, filepath.Join(dir, "client-secret"), filepath.Join(dir, "provider-ca.pem"))
-	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "console", Binary: brokerBin, Extra: block})
+	consoleURL := console.URL
+	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "console", Binary: brokerBin, Extra: console.HCL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,15 +100,6 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	if !strings.Contains(verified, "Audit chain verified") {
 		t.Fatalf("replay says %q", verified)
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // chrome starts headless Chromium. The console's and the provider's test certificates come from CAs
