@@ -33,6 +33,7 @@ type Config struct {
 	Groups  []GroupBlock `hcl:"group,block"`
 	Log     *Log         `hcl:"log,block"`
 	Admin   *Admin       `hcl:"admin,block"`
+	Console *Console     `hcl:"console,block"`
 	Metrics *Metrics     `hcl:"metrics,block"`
 	Tracing *Tracing     `hcl:"tracing,block"`
 	Notify  *Notify      `hcl:"notify,block"`

@@ -97,6 +97,7 @@ func (c *Config) Validate(plugins Plugins) error {
 	v.log()
 	v.admin()
 	v.approvers()
+	v.console()
 	v.metrics()
 	v.tracing()
 	v.notify()

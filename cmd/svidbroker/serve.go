@@ -225,6 +225,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name := strings.Join(names[addr], "+")
 		log.InfoContext(ctx, "listening", "targets", names[addr], "address", srv.Addr(name).String())
 	}
+	stopConsole, err := startConsole(ctx, cfg, approvals, az, log)
+	if err != nil {
+		return err
+	}
+	defer stopConsole()
 	return srv.Run(ctx)
 }
 
