@@ -256,7 +256,7 @@ func stopConnects(procs []*connectProc) {
 
 // httpGuide is the guide's part on the http target: curl through each persona's forwarder, and with
 // a JWT-SVID straight to the broker.
-func (d *demo) httpGuide(brokerAddr, adminAddr string) string {
+func (d *demo) httpGuide(brokerAddr string) string {
 	_, port, _ := strings.Cut(brokerAddr, ":")
 	dir := d.rel(d.dir)
 	return fmt.Sprintf(`
@@ -268,19 +268,18 @@ the persona's SVID:
   curl -s "$(cat %[2]s/analyst.http)/v1/customers?limit=3"        # the analyst's masks
   curl -s -X DELETE $(cat %[2]s/analyst.http)/v1/orders/70         # refused: the analyst may not delete
   curl -s $(cat %[2]s/intruder.http)/v1/customers/1                # refused: no policy permits it
-  curl -s -X DELETE $(cat %[2]s/migrator.http)/v1/orders/71        # held until a person approves; meanwhile:
-      curl -s http://%[3]s/approvals
-      curl -s -X POST -H 'X-Approver: ops@example.com' http://%[3]s/approvals/ID/approve
+  curl -s -X DELETE $(cat %[2]s/migrator.http)/v1/orders/71        # held until a person approves it
+      (in the console, or with svidbroker approvals: see Approvals below)
 With a JWT-SVID from the Workload API instead of a forwarder (svidbroker-demo jwt fetches it as the
 persona's uid; it lives 5 minutes):
   curl -s --cacert %[2]s/svids/support-bundle.crt -H "Authorization: Bearer $(.bin/svidbroker-demo jwt --persona support)" \
-      https://localhost:%[4]s/v1/customers/1/events
-`, brokerAddr, dir, adminAddr, port)
+      https://localhost:%[3]s/v1/customers/1/events
+`, brokerAddr, dir, port)
 }
 
-// httpTour runs the guide's HTTP requests: a masked field, a refused route and a held request that an
-// approver lets through.
-func (d *demo) httpTour(admin string) error {
+// httpTour runs the guide's HTTP requests: a masked field, a refused route and a held request that the
+// approver, logged in with token, lets through.
+func (d *demo) httpTour(admin, token string) error {
 	client := &http.Client{Timeout: 45 * time.Second}
 	do := func(persona, method, path string) (string, error) {
 		base, err := os.ReadFile(d.path(persona + ".http"))
@@ -321,11 +320,15 @@ func (d *demo) httpTour(admin string) error {
 		out, err := do(stack.PersonaMigrator, "DELETE", del)
 		done <- result{out, err}
 	}()
-	id, err := d.approvePending(admin, del)
+	req, err := waitPending(admin, token, del)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  (held; an approver ran: curl -X POST -H 'X-Approver: ops@example.com' http://%s/approvals/%s/approve)\n", admin, id)
+	if err := approve(admin, token, req.ID, "the demo's tour"); err != nil {
+		return err
+	}
+	fmt.Printf("  (held as request %s; %s, logged in with the device flow, approved it as\n"+
+		"   .bin/svidbroker approvals approve --admin http://%s ... %s does)\n", req.ID, stack.ApproverEmail, admin, req.ID)
 	r := <-done
 	if r.err != nil {
 		return fmt.Errorf("DELETE %s as the migrator: %w", del, r.err)

@@ -14,14 +14,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,7 +31,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
 	"github.com/svidbroker/svidbroker/test/vault"
@@ -126,6 +123,11 @@ type demo struct {
 	// ownPolicies: the policies kept from an earlier run are not this checkout's packs.
 	ownPolicies bool
 	connects    []*connectProc
+	// oidc and console are the approvers' OpenID provider and the broker's console; held is the
+	// migrator's psql whose DDL waits for a person. Set by run.
+	oidc    *stack.OIDC
+	console *stack.Console
+	held    *heldProc
 }
 
 func newDemo(dir, bin string) (*demo, error) {
@@ -288,61 +290,32 @@ func (d *demo) tour() error {
 			return fmt.Errorf("psql: %w", err)
 		}
 	}
-	admin, err := os.ReadFile(d.path("admin.addr"))
+	// A real schema change: the demo's background process ran it with psql as the migrator, and it
+	// waits for a person: it would run under the shop-admin role Cedar picks for the migrator's
+	// sessions (the analyst's and support's run as shop-read roles, which could not).
+	a, err := d.readApprovers()
 	if err != nil {
 		return err
 	}
-	// A real schema change: it runs, once approved, under the shop-admin role Cedar picks for the
-	// migrator's sessions (the analyst's and support's run as shop-read roles, which could not).
-	const ddl = "CREATE TABLE IF NOT EXISTS migration_notes (note text)"
-	fmt.Printf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", ddl)
-	type result struct {
-		out string
-		err error
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The tour logs the approver in (the device flow, as `svidbroker approvals` does) to find the
+	// held statement, and to approve the HTTP request it holds below.
+	token, err := d.approverToken(ctx, a)
+	if err != nil {
+		return fmt.Errorf("log the demo approver in: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		out, err := d.psql(stack.PersonaMigrator, ddl)
-		done <- result{out, err}
-	}()
-	id, err := d.approvePending(strings.TrimSpace(string(admin)), "migration_notes")
+	held, err := waitPending(a.Admin, token, "migration_notes")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  (held; an approver ran: curl -X POST -H 'X-Approver: dba@example.com' http://%s/approvals/%s/approve)\n",
-		strings.TrimSpace(string(admin)), id)
-	r := <-done
-	fmt.Print(indent(r.out))
-	if r.err != nil {
-		return fmt.Errorf("psql: %w", r.err)
-	}
-	return d.httpTour(strings.TrimSpace(string(admin)))
-}
-
-// approvePending waits for the approval request of a statement mentioning what, and approves it.
-func (d *demo) approvePending(admin, what string) (string, error) {
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + admin + "/approvals")
-		if err != nil {
-			continue
-		}
-		var reqs []approval.Request
-		err = json.NewDecoder(resp.Body).Decode(&reqs)
-		resp.Body.Close()
-		for _, r := range reqs {
-			if err == nil && strings.Contains(r.Statement, what) {
-				req, _ := http.NewRequest("POST", "http://"+admin+"/approvals/"+r.ID+"/approve", nil)
-				req.Header.Set("X-Approver", "dba@example.com")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return "", err
-				}
-				resp.Body.Close()
-				return r.ID, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no approval request for %q appeared", what)
+	fmt.Printf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", heldDDL)
+	fmt.Printf("  The demo ran it: it is held as request %s, and waits for you (up to %s):\n", held.ID, demoApprovalTimeout)
+	fmt.Printf("  approve it in the console (%s, as %s), or with\n", a.ConsoleURL, a.Approver)
+	fmt.Printf("    .bin/svidbroker approvals approve --admin http://%s --issuer %s --ca-file %s --reason \"migration notes\" %s\n",
+		a.Admin, a.Issuer, d.rel(d.path(oidcCAFile)), held.ID)
+	fmt.Printf("  then see psql's answer: cat %s\n", d.rel(d.path("logs", "held-ddl.log")))
+	return d.httpTour(a.Admin, token)
 }
 
 // showReplay runs one session as the analyst with psql and prints its record from the audit log, as
@@ -522,6 +495,10 @@ func (d *demo) run() error {
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
+	if d.oidc, d.console, err = d.setupApprovers(startCtx, s, &opts); err != nil {
+		return err
+	}
+	defer os.Remove(d.path(approverPasswordFile))
 	b, err := s.StartBroker(startCtx, opts)
 	if err != nil {
 		return err
@@ -562,6 +539,15 @@ func (d *demo) run() error {
 	defer stopConnects(d.connects) // before the broker stops
 	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
+	}
+	if err := d.writeApprovers(d.oidc, d.console, b.AdminAddr); err != nil {
+		return err
+	}
+	if !d.ownPolicies { // the packs hold the migrator's DDL; other policies may not
+		if d.held, err = d.startHeldDDL(); err != nil {
+			return err
+		}
+		defer d.held.stop()
 	}
 	if err := os.WriteFile(d.path("audit.env"), []byte(b.AuditDir+"\n"+b.Chain+"\n"), 0o644); err != nil {
 		return err
@@ -638,11 +624,20 @@ func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runS
 	if d.apiListen != "" {
 		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + " (admin " + b.AdminAddr + ")"
 	}
+	if d.console != nil {
+		addrs["svidbroker"] += ", console " + d.console.URL
+	}
+	if d.oidc != nil {
+		addrs["oidc"] = d.oidc.Issuer
+	}
 	for _, c := range s.Components() {
 		st.Components = append(st.Components, component{Name: c.Name, PID: c.PID, Address: addrs[c.Name], Log: c.Log})
 	}
 	for _, c := range d.connects {
 		st.Components = append(st.Components, component{Name: "connect " + c.persona, PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
+	}
+	if d.held != nil {
+		st.Components = append(st.Components, component{Name: "psql as migrator (held DDL)", PID: d.held.cmd.Process.Pid, Log: d.held.log})
 	}
 	return st
 }
@@ -717,7 +712,11 @@ Stop everything with: make demo-down   (keeps the audit log and policies here; W
 
 // apiGuide is the guide's part on the shop API, through the broker's http target "api".
 func (d *demo) apiGuide(b *stack.Broker) string {
-	return d.httpGuide(d.apiListen, b.AdminAddr)
+	g := d.httpGuide(d.apiListen)
+	if d.oidc != nil && d.console != nil {
+		g += d.approversGuide(approvers{Issuer: d.oidc.Issuer, ConsoleURL: d.console.URL, Admin: b.AdminAddr, Approver: stack.ApproverEmail})
+	}
+	return g
 }
 
 // rel is p relative to the working directory when it is below it, else p.
