@@ -68,5 +68,14 @@ catalog "tools" {
   }
   tool "refund" { tags = ["writes"] }
   tool "send_email" { tags = ["external"] }
-  credential_role "tools-read" { covers = ["mcp:call"] }
+  # The MCP shop takes the API-token engine's tokens: api-read calls its reading tools, api-write
+  # also refund and send_email. Both roles cover mcp:call, so credential:use alone tells them apart.
+  credential_role "tools-read"  {
+    covers     = ["mcp:call"]
+    vault_role = "api-read"
+  }
+  credential_role "tools-write" {
+    covers     = ["mcp:call"]
+    vault_role = "api-write"
+  }
 }

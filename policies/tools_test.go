@@ -68,11 +68,12 @@ func TestToolFieldMasksPerPersona(t *testing.T) {
 	}
 }
 
-// TestToolsRoleIsPicked: a persona that may call some tool gets the tools role; one that may call
-// none gets no credential.
+// TestToolsRoleIsPicked: a persona that may call some tool gets the tools role its pack permits
+// (support the write role refund needs, the analyst the read role); one that may call none gets no
+// credential.
 func TestToolsRoleIsPicked(t *testing.T) {
 	az := authz.NewAuthorizer(allPacks(t), demoCatalog(t))
-	for who, want := range map[string]string{"analyst": "tools-read", "support": "tools-read", "migrator": "", "intruder": ""} {
+	for who, want := range map[string]string{"analyst": "tools-read", "support": "tools-write", "migrator": "", "intruder": ""} {
 		pick, err := az.PickRole(persona(who))
 		if pick.Role != want || (want == "") != (err != nil) {
 			t.Errorf("%s: role %q (%v), want %q", who, pick.Role, err, want)

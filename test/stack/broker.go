@@ -93,7 +93,9 @@ type Broker struct {
 	AuditDir, AuditKeys, Chain string
 	// Addr is target "shop"'s PostgreSQL listener; AdminAddr serves /healthz and /readyz.
 	Addr, AdminAddr string
-	proc            *process
+	// PinsDir holds the copies of the catalog's pin files the configuration names (see resolvePins).
+	PinsDir string
+	proc    *process
 }
 
 // StartBroker writes a configuration for the stack (target "shop" in front of the stack's PostgreSQL,
@@ -192,6 +194,9 @@ spire_server {
 	if authorization.catalog != nil {
 		catalogs, err := catalogsOf(authorization.catalog, hcl)
 		if err != nil {
+			return nil, err
+		}
+		if catalogs, err = s.brokerPins(b, opts, catalogs); err != nil {
 			return nil, err
 		}
 		hcl += "\n# The catalog and groups of policies/catalog.hcl, for the targets above.\n" + string(catalogs)
