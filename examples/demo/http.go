@@ -162,29 +162,48 @@ func jwtFetch(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// connectProc is one persona's `svidbroker connect --protocol http`.
+// connectProc is one persona's `svidbroker connect --protocol http`, for target "api" or "tools".
 type connectProc struct {
-	persona, url, log string
-	cmd               *exec.Cmd
-	done              chan struct{}
+	persona, target, url, log string
+	cmd                       *exec.Cmd
+	done                      chan struct{}
+}
+
+// connectKinds says, per target, the file a persona's forwarder URL goes to (PERSONA.EXT) and the
+// path its clients use.
+var connectKinds = map[string]struct{ ext, path string }{
+	stack.APITargetName:   {"http", ""},
+	stack.ToolsTargetName: {"mcp", stack.MCPShopPath},
 }
 
 // startConnects runs `svidbroker connect --protocol http` as each persona, in front of the broker's
 // http listener, and writes .demo/<persona>.http with the base URL it listens at.
 func (d *demo) startConnects(ctx context.Context, s *stack.Stack, brokerBin, brokerAddr string, personas []string) ([]*connectProc, error) {
+	return d.startConnectsFor(ctx, s, brokerBin, stack.APITargetName, brokerAddr, personas)
+}
+
+// startConnectsFor runs `svidbroker connect --protocol http` as each persona, in front of target's
+// listener at brokerAddr, and writes the URL its clients use into .demo/<persona>.<ext>: the base URL
+// for target "api" (.http), the MCP endpoint for target "tools" (.mcp).
+func (d *demo) startConnectsFor(ctx context.Context, s *stack.Stack, brokerBin, target, brokerAddr string, personas []string) ([]*connectProc, error) {
+	kind, ok := connectKinds[target]
+	if !ok {
+		return nil, fmt.Errorf("no forwarder for target %q", target)
+	}
 	broker, err := s.Persona(stack.PersonaBroker)
 	if err != nil {
 		return nil, err
 	}
 	var procs []*connectProc
 	for _, name := range personas {
-		p, err := d.startConnect(ctx, s, brokerBin, brokerAddr, broker.ID.String(), name)
+		p, err := d.startConnect(ctx, s, brokerBin, target, brokerAddr, broker.ID.String(), name)
 		if err != nil {
 			stopConnects(procs)
 			return nil, err
 		}
+		p.url += kind.path
 		procs = append(procs, p)
-		if err := os.WriteFile(d.path(name+".http"), []byte(p.url+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(d.path(name+"."+kind.ext), []byte(p.url+"\n"), 0o644); err != nil {
 			stopConnects(procs)
 			return nil, err
 		}
@@ -192,13 +211,17 @@ func (d *demo) startConnects(ctx context.Context, s *stack.Stack, brokerBin, bro
 	return procs, nil
 }
 
-func (d *demo) startConnect(ctx context.Context, s *stack.Stack, brokerBin, brokerAddr, brokerID, persona string) (*connectProc, error) {
+func (d *demo) startConnect(ctx context.Context, s *stack.Stack, brokerBin, target, brokerAddr, brokerID, persona string) (*connectProc, error) {
 	cmd, err := s.Command(context.WithoutCancel(ctx), persona, brokerBin, "connect", "--protocol", "http",
 		"--listen", "127.0.0.1:0", "--broker", brokerAddr, "--broker-id", brokerID)
 	if err != nil {
 		return nil, err
 	}
-	p := &connectProc{persona: persona, log: d.path("logs", "connect-"+persona+".log"), cmd: cmd, done: make(chan struct{})}
+	logName := "connect-" + persona + ".log"
+	if target != stack.APITargetName {
+		logName = "connect-" + persona + "-" + target + ".log"
+	}
+	p := &connectProc{persona: persona, target: target, log: d.path("logs", logName), cmd: cmd, done: make(chan struct{})}
 	logf, err := os.Create(p.log)
 	if err != nil {
 		return nil, err

@@ -120,6 +120,9 @@ type demo struct {
 	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it. Set by run.
 	api       *stack.ShopAPI
 	apiListen string
+	// mcp is the shop's MCP server; toolsListen the broker's mcp target "tools" in front of it.
+	mcp         *stack.MCPShop
+	toolsListen string
 	// ownPolicies: the policies kept from an earlier run are not this checkout's packs.
 	ownPolicies bool
 	connects    []*connectProc
@@ -128,6 +131,8 @@ type demo struct {
 	oidc    *stack.OIDC
 	console *stack.Console
 	held    *heldProc
+	// heldNote tells, at the end of the tour, where the held DDL waits and how to approve it.
+	heldNote string
 }
 
 func newDemo(dir, bin string) (*demo, error) {
@@ -309,13 +314,23 @@ func (d *demo) tour() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", heldDDL)
-	fmt.Printf("  The demo ran it: it is held as request %s, and waits for you (up to %s):\n", held.ID, demoApprovalTimeout)
-	fmt.Printf("  approve it in the console (%s, as %s), or with\n", a.ConsoleURL, a.Approver)
-	fmt.Printf("    .bin/svidbroker approvals approve --admin http://%s --issuer %s --ca-file %s --reason \"migration notes\" %s\n",
-		a.Admin, a.Issuer, d.rel(d.path(oidcCAFile)), held.ID)
-	fmt.Printf("  then see psql's answer: cat %s\n", d.rel(d.path("logs", "held-ddl.log")))
-	return d.httpTour(a.Admin, token)
+	if err := d.httpTour(a.Admin, token); err != nil {
+		return err
+	}
+	if err := d.mcpTour(); err != nil {
+		return err
+	}
+	d.heldNote = fmt.Sprintf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n"+
+		"  $ . .demo/migrator.env && psql -c \"%s\"\n"+
+		"  The demo ran it: it is held as request %s, and waits for you (up to %s). Approve it\n"+
+		"  in the console: %s  (log in as %s; password: sudo cat %s)\n"+
+		"  or with the CLI (it prints a URL to log in at):\n"+
+		"    .bin/svidbroker approvals approve --admin http://%s --issuer %s \\\n"+
+		"        --ca-file %s --reason \"migration notes\" %s\n"+
+		"  then psql's answer is in: cat %s\n",
+		heldDDL, held.ID, demoApprovalTimeout, a.ConsoleURL, a.Approver, d.rel(d.path(approverPasswordFile)),
+		a.Admin, a.Issuer, d.rel(d.path(oidcCAFile)), held.ID, d.rel(d.path("logs", "held-ddl.log")))
+	return nil
 }
 
 // showReplay runs one session as the analyst with psql and prints its record from the audit log, as
@@ -366,6 +381,7 @@ func (d *demo) showReplay() error {
 		fmt.Println("  " + audit.Format(e))
 	}
 	fmt.Println("\nCheck the whole log: .bin/svidbroker audit verify --config .demo/broker.hcl")
+	fmt.Print(d.heldNote)
 	return nil
 }
 
@@ -483,6 +499,13 @@ func (d *demo) run() error {
 	if err := s.ConfigureAPIVault(startCtx, root, d.api, "5m", "8h"); err != nil {
 		return err
 	}
+	// The shop's MCP server, whose tokens come from the same engine, for the broker's mcp target.
+	if d.mcp, err = s.StartMCPShop(startCtx); err != nil {
+		return err
+	}
+	if err := s.ConfigureToolsVault(startCtx, root, d.mcp, "5m", "8h"); err != nil {
+		return err
+	}
 	vaultBlock, err := s.VaultBlock("svidbroker", v.Addr, v.CACertPEM)
 	if err != nil {
 		return err
@@ -491,7 +514,10 @@ func (d *demo) run() error {
 	if d.apiListen, err = freeLoopbackAddr(); err != nil {
 		return err
 	}
-	opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
+	if d.toolsListen, err = freeLoopbackAddr(); err != nil {
+		return err
+	}
+	opts.Extra += d.api.TargetHCL(d.apiListen, "") + d.mcp.TargetHCL(d.toolsListen) + stack.JWTBlock()
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
@@ -536,7 +562,12 @@ func (d *demo) run() error {
 	if d.connects, err = d.startConnects(startCtx, s, brokerBin, d.apiListen, personas); err != nil {
 		return err
 	}
-	defer stopConnects(d.connects) // before the broker stops
+	defer func() { stopConnects(d.connects) }() // before the broker stops
+	tools, err := d.startConnectsFor(startCtx, s, brokerBin, stack.ToolsTargetName, d.toolsListen, personas)
+	if err != nil {
+		return err
+	}
+	d.connects = append(d.connects, tools...)
 	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -621,8 +652,11 @@ func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runS
 	if d.api != nil {
 		addrs["shopapi"] = d.api.Addr
 	}
+	if d.mcp != nil {
+		addrs["mcpshop"] = d.mcp.URL()
+	}
 	if d.apiListen != "" {
-		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + " (admin " + b.AdminAddr + ")"
+		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + ", tools " + d.toolsListen + " (admin " + b.AdminAddr + ")"
 	}
 	if d.console != nil {
 		addrs["svidbroker"] += ", console " + d.console.URL
@@ -634,7 +668,7 @@ func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runS
 		st.Components = append(st.Components, component{Name: c.Name, PID: c.PID, Address: addrs[c.Name], Log: c.Log})
 	}
 	for _, c := range d.connects {
-		st.Components = append(st.Components, component{Name: "connect " + c.persona, PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
+		st.Components = append(st.Components, component{Name: "connect " + c.persona + " (" + c.target + ")", PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
 	}
 	if d.held != nil {
 		st.Components = append(st.Components, component{Name: "psql as migrator (held DDL)", PID: d.held.cmd.Process.Pid, Log: d.held.log})
@@ -712,7 +746,7 @@ Stop everything with: make demo-down   (keeps the audit log and policies here; W
 
 // apiGuide is the guide's part on the shop API, through the broker's http target "api".
 func (d *demo) apiGuide(b *stack.Broker) string {
-	g := d.httpGuide(d.apiListen)
+	g := d.httpGuide(d.apiListen) + d.mcpGuide()
 	if d.oidc != nil && d.console != nil {
 		g += d.approversGuide(approvers{Issuer: d.oidc.Issuer, ConsoleURL: d.console.URL, Admin: b.AdminAddr, Approver: stack.ApproverEmail})
 	}
