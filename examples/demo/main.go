@@ -521,6 +521,9 @@ func (d *demo) run() error {
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
+	if err := writeTestCatalog(d.dir, s.Dir); err != nil {
+		return err
+	}
 	if d.oidc, d.console, err = d.setupApprovers(startCtx, s, &opts); err != nil {
 		return err
 	}
