@@ -264,12 +264,16 @@ func approve(admin, token, id, reason string) error {
 }
 
 // approversGuide is the guide's part on approvals: the console, the approver's login, and the CLI.
-func (d *demo) approversGuide(a approvers) string {
+func (d *demo) approversGuide(a approvers, held bool) string {
 	dir := d.rel(d.dir)
+	waits := fmt.Sprintf("The migrator's statement %q waits there now.", heldDDL)
+	if !held {
+		waits = "The policies kept from an earlier run decide what is held."
+	}
 	return fmt.Sprintf(`
 Approvals (policy.approver = "oidc"): people log in at the demo's OpenID provider (%[1]s), and Cedar's
 approve action decides who may decide what (the packs: the dba group approves the migrator's DDL and
-API writes). The migrator's statement %[6]q waits there now.
+API writes). %[6]s
   Console     %[2]s   (a test certificate: accept it in the browser, or curl -k)
   Approver    %[3]s, password: sudo cat %[4]s/%[5]s   (mode 0600, root's: the agents' uids cannot read it)
   CLI         .bin/svidbroker approvals list --admin http://%[7]s --issuer %[1]s --ca-file %[4]s/%[8]s
@@ -277,5 +281,5 @@ API writes). The migrator's statement %[6]q waits there now.
                   --reason "migration notes" REQUEST_ID
               (it prints a URL: open it, log in as the approver, allow; --token-file FILE keeps the login)
   The held psql's output: %[4]s/logs/held-ddl.log
-`, a.Issuer, a.ConsoleURL, a.Approver, dir, approverPasswordFile, heldDDL, a.Admin, oidcCAFile)
+`, a.Issuer, a.ConsoleURL, a.Approver, dir, approverPasswordFile, waits, a.Admin, oidcCAFile)
 }

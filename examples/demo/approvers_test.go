@@ -48,7 +48,7 @@ func TestApproversSetUpAndTheApproverLogsIn(t *testing.T) {
 	if a.Issuer != o.Issuer || a.ConsoleURL != c.URL || a.Approver != stack.ApproverEmail {
 		t.Errorf("approvers.json = %+v", a)
 	}
-	guide := d.approversGuide(a) + d.mcpGuide()
+	guide := d.approversGuide(a, true) + d.mcpGuide()
 	if strings.Contains(guide, u.Password) {
 		t.Error("the guide shows the approver's password")
 	}

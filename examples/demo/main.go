@@ -751,7 +751,7 @@ Stop everything with: make demo-down   (keeps the audit log and policies here; W
 func (d *demo) apiGuide(b *stack.Broker) string {
 	g := d.httpGuide(d.apiListen) + d.mcpGuide()
 	if d.oidc != nil && d.console != nil {
-		g += d.approversGuide(approvers{Issuer: d.oidc.Issuer, ConsoleURL: d.console.URL, Admin: b.AdminAddr, Approver: stack.ApproverEmail})
+		g += d.approversGuide(approvers{Issuer: d.oidc.Issuer, ConsoleURL: d.console.URL, Admin: b.AdminAddr, Approver: stack.ApproverEmail}, d.held != nil)
 	}
 	return g
 }
