@@ -7,7 +7,9 @@
 //     distinct unix uid so that the unix workload attestor gives every persona its own SPIFFE ID;
 //   - a throwaway PostgreSQL 15 cluster (Debian's initdb) with scram-sha-256, TLS with a certificate
 //     generated for the run, and the seeded demo database "shop";
-//   - on request, the shop API (StartShopAPI) and the test OpenID provider for approvers (StartOIDC).
+//   - on request, the shop API (StartShopAPI), the demo MCP server (StartMCPShop, with
+//     (*MCPShop).TargetHCL for the packs' mcp target "tools" and ConfigureToolsVault for its token
+//     roles) and the test OpenID provider for approvers (StartOIDC).
 //
 // Everything lives in one temporary directory. Close stops exactly the processes the stack started, by
 // PID, and waits for them and their children to exit.

@@ -117,6 +117,29 @@ test "sends an email only once approved" {
   listed    = true
 }
 
+test "an email a person approved is sent" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "send_email"
+  args      = { to = "a@example.com", subject = "Your order", body = "Shipped." }
+  approval  = "approved"
+  expect    = "allow"
+  reasons   = ["analyst-tools-send-email-approved"]
+}
+
+test "an email a person denied is refused" {
+  principal = "spiffe://example.org/agent/analyst"
+  selectors = ["agent:name:analyst"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "send_email"
+  args      = { to = "a@example.com", subject = "Your order", body = "Shipped." }
+  approval  = "denied"
+  expect    = "deny"
+}
+
 test "may not summarize, and summarize is not listed" {
   principal = "spiffe://example.org/agent/analyst"
   selectors = ["agent:name:analyst"]

@@ -54,6 +54,30 @@ test "a refund of 100 waits for a person" {
   }
 }
 
+test "a refund of 100 a person approved runs" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "refund"
+  args      = { order_id = 7, amount = 100, reason = "damaged" }
+  approval  = "approved"
+  expect    = "allow"
+  reasons   = ["support-tools-large-refunds-approved"]
+  obligations { record = "full" }
+}
+
+test "a refund of 100 a person denied is refused" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "refund"
+  args      = { order_id = 7, amount = 100, reason = "damaged" }
+  approval  = "denied"
+  expect    = "deny"
+}
+
 test "a refund without an amount is refused" {
   principal = "spiffe://example.org/agent/support"
   selectors = ["agent:name:support"]
@@ -74,6 +98,29 @@ test "sends an email only once approved" {
   args      = { to = "a@example.com", subject = "Refund", body = "Done." }
   expect    = "allow"
   obligations { approval = "required" }
+}
+
+test "an email a person approved is sent" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "send_email"
+  args      = { to = "a@example.com", subject = "Refund", body = "Done." }
+  approval  = "approved"
+  expect    = "allow"
+  reasons   = ["support-tools-send-email-approved"]
+}
+
+test "an email whose approval expired is refused" {
+  principal = "spiffe://example.org/agent/support"
+  selectors = ["agent:name:support"]
+  action    = "mcp:call"
+  target    = "tools"
+  tool      = "send_email"
+  args      = { to = "a@example.com", subject = "Refund", body = "Done." }
+  approval  = "expired"
+  expect    = "deny"
 }
 
 test "may not query, and query is not listed" {
