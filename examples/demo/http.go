@@ -162,29 +162,48 @@ func jwtFetch(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// connectProc is one persona's `svidbroker connect --protocol http`.
+// connectProc is one persona's `svidbroker connect --protocol http`, for target "api" or "tools".
 type connectProc struct {
-	persona, url, log string
-	cmd               *exec.Cmd
-	done              chan struct{}
+	persona, target, url, log string
+	cmd                       *exec.Cmd
+	done                      chan struct{}
+}
+
+// connectKinds says, per target, the file a persona's forwarder URL goes to (PERSONA.EXT) and the
+// path its clients use.
+var connectKinds = map[string]struct{ ext, path string }{
+	stack.APITargetName:   {"http", ""},
+	stack.ToolsTargetName: {"mcp", stack.MCPShopPath},
 }
 
 // startConnects runs `svidbroker connect --protocol http` as each persona, in front of the broker's
 // http listener, and writes .demo/<persona>.http with the base URL it listens at.
 func (d *demo) startConnects(ctx context.Context, s *stack.Stack, brokerBin, brokerAddr string, personas []string) ([]*connectProc, error) {
+	return d.startConnectsFor(ctx, s, brokerBin, stack.APITargetName, brokerAddr, personas)
+}
+
+// startConnectsFor runs `svidbroker connect --protocol http` as each persona, in front of target's
+// listener at brokerAddr, and writes the URL its clients use into .demo/<persona>.<ext>: the base URL
+// for target "api" (.http), the MCP endpoint for target "tools" (.mcp).
+func (d *demo) startConnectsFor(ctx context.Context, s *stack.Stack, brokerBin, target, brokerAddr string, personas []string) ([]*connectProc, error) {
+	kind, ok := connectKinds[target]
+	if !ok {
+		return nil, fmt.Errorf("no forwarder for target %q", target)
+	}
 	broker, err := s.Persona(stack.PersonaBroker)
 	if err != nil {
 		return nil, err
 	}
 	var procs []*connectProc
 	for _, name := range personas {
-		p, err := d.startConnect(ctx, s, brokerBin, brokerAddr, broker.ID.String(), name)
+		p, err := d.startConnect(ctx, s, brokerBin, target, brokerAddr, broker.ID.String(), name)
 		if err != nil {
 			stopConnects(procs)
 			return nil, err
 		}
+		p.url += kind.path
 		procs = append(procs, p)
-		if err := os.WriteFile(d.path(name+".http"), []byte(p.url+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(d.path(name+"."+kind.ext), []byte(p.url+"\n"), 0o644); err != nil {
 			stopConnects(procs)
 			return nil, err
 		}
@@ -192,13 +211,17 @@ func (d *demo) startConnects(ctx context.Context, s *stack.Stack, brokerBin, bro
 	return procs, nil
 }
 
-func (d *demo) startConnect(ctx context.Context, s *stack.Stack, brokerBin, brokerAddr, brokerID, persona string) (*connectProc, error) {
+func (d *demo) startConnect(ctx context.Context, s *stack.Stack, brokerBin, target, brokerAddr, brokerID, persona string) (*connectProc, error) {
 	cmd, err := s.Command(context.WithoutCancel(ctx), persona, brokerBin, "connect", "--protocol", "http",
 		"--listen", "127.0.0.1:0", "--broker", brokerAddr, "--broker-id", brokerID)
 	if err != nil {
 		return nil, err
 	}
-	p := &connectProc{persona: persona, log: d.path("logs", "connect-"+persona+".log"), cmd: cmd, done: make(chan struct{})}
+	logName := "connect-" + persona + ".log"
+	if target != stack.APITargetName {
+		logName = "connect-" + persona + "-" + target + ".log"
+	}
+	p := &connectProc{persona: persona, target: target, log: d.path("logs", logName), cmd: cmd, done: make(chan struct{})}
 	logf, err := os.Create(p.log)
 	if err != nil {
 		return nil, err
@@ -256,7 +279,7 @@ func stopConnects(procs []*connectProc) {
 
 // httpGuide is the guide's part on the http target: curl through each persona's forwarder, and with
 // a JWT-SVID straight to the broker.
-func (d *demo) httpGuide(brokerAddr, adminAddr string) string {
+func (d *demo) httpGuide(brokerAddr string) string {
 	_, port, _ := strings.Cut(brokerAddr, ":")
 	dir := d.rel(d.dir)
 	return fmt.Sprintf(`
@@ -268,19 +291,18 @@ the persona's SVID:
   curl -s "$(cat %[2]s/analyst.http)/v1/customers?limit=3"        # the analyst's masks
   curl -s -X DELETE $(cat %[2]s/analyst.http)/v1/orders/70         # refused: the analyst may not delete
   curl -s $(cat %[2]s/intruder.http)/v1/customers/1                # refused: no policy permits it
-  curl -s -X DELETE $(cat %[2]s/migrator.http)/v1/orders/71        # held until a person approves; meanwhile:
-      curl -s http://%[3]s/approvals
-      curl -s -X POST -H 'X-Approver: ops@example.com' http://%[3]s/approvals/ID/approve
+  curl -s -X DELETE $(cat %[2]s/migrator.http)/v1/orders/71        # held until a person approves it
+      (in the console, or with svidbroker approvals: see Approvals below)
 With a JWT-SVID from the Workload API instead of a forwarder (svidbroker-demo jwt fetches it as the
 persona's uid; it lives 5 minutes):
   curl -s --cacert %[2]s/svids/support-bundle.crt -H "Authorization: Bearer $(.bin/svidbroker-demo jwt --persona support)" \
-      https://localhost:%[4]s/v1/customers/1/events
-`, brokerAddr, dir, adminAddr, port)
+      https://localhost:%[3]s/v1/customers/1/events
+`, brokerAddr, dir, port)
 }
 
-// httpTour runs the guide's HTTP requests: a masked field, a refused route and a held request that an
-// approver lets through.
-func (d *demo) httpTour(admin string) error {
+// httpTour runs the guide's HTTP requests: a masked field, a refused route and a held request that the
+// approver, logged in with token, lets through.
+func (d *demo) httpTour(admin, token string) error {
 	client := &http.Client{Timeout: 45 * time.Second}
 	do := func(persona, method, path string) (string, error) {
 		base, err := os.ReadFile(d.path(persona + ".http"))
@@ -321,11 +343,15 @@ func (d *demo) httpTour(admin string) error {
 		out, err := do(stack.PersonaMigrator, "DELETE", del)
 		done <- result{out, err}
 	}()
-	id, err := d.approvePending(admin, del)
+	req, err := waitPending(admin, token, del)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  (held; an approver ran: curl -X POST -H 'X-Approver: ops@example.com' http://%s/approvals/%s/approve)\n", admin, id)
+	if err := approve(admin, token, req.ID, "the demo's tour"); err != nil {
+		return err
+	}
+	fmt.Printf("  (held as request %s; %s, logged in with the device flow, approved it as\n"+
+		"   .bin/svidbroker approvals approve --admin http://%s ... %s does)\n", req.ID, stack.ApproverEmail, admin, req.ID)
 	r := <-done
 	if r.err != nil {
 		return fmt.Errorf("DELETE %s as the migrator: %w", del, r.err)

@@ -73,4 +73,23 @@ func TestJWTAndForwardersAsPersonas(t *testing.T) {
 			t.Errorf("%s's forwarder does not run with its SVID; its log:\n%s", c.persona, log)
 		}
 	}
+
+	// The forwarder for the mcp target "tools": its URL is the MCP endpoint, in <persona>.mcp.
+	tools, err := d.startConnectsFor(t.Context(), s, brokerBin, stack.ToolsTargetName, "127.0.0.1:1", personas[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopConnects(tools)
+	b, err := os.ReadFile(d.path(personas[0] + ".mcp"))
+	must(t, err)
+	u, err := url.Parse(strings.TrimSpace(string(b)))
+	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" || u.Port() == "" || u.Path != stack.MCPShopPath {
+		t.Errorf("%s.mcp = %q, want http://127.0.0.1:PORT%s", personas[0], b, stack.MCPShopPath)
+	}
+	if tools[0].log == procs[0].log {
+		t.Errorf("the api and tools forwarders share the log %s", tools[0].log)
+	}
+	if _, err := d.startConnectsFor(t.Context(), s, brokerBin, "shop", "127.0.0.1:1", personas[:1]); err == nil {
+		t.Error("a forwarder for target \"shop\" (PostgreSQL, no forwarder kind) started")
+	}
 }

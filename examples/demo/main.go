@@ -14,14 +14,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,7 +31,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/test/stack"
 	"github.com/svidbroker/svidbroker/test/vault"
@@ -123,9 +120,19 @@ type demo struct {
 	// api is the shop's HTTPS API; apiListen the broker's http target "api" in front of it. Set by run.
 	api       *stack.ShopAPI
 	apiListen string
+	// mcp is the shop's MCP server; toolsListen the broker's mcp target "tools" in front of it.
+	mcp         *stack.MCPShop
+	toolsListen string
 	// ownPolicies: the policies kept from an earlier run are not this checkout's packs.
 	ownPolicies bool
 	connects    []*connectProc
+	// oidc and console are the approvers' OpenID provider and the broker's console; held is the
+	// migrator's psql whose DDL waits for a person. Set by run.
+	oidc    *stack.OIDC
+	console *stack.Console
+	held    *heldProc
+	// heldNote tells, at the end of the tour, where the held DDL waits and how to approve it.
+	heldNote string
 }
 
 func newDemo(dir, bin string) (*demo, error) {
@@ -288,61 +295,42 @@ func (d *demo) tour() error {
 			return fmt.Errorf("psql: %w", err)
 		}
 	}
-	admin, err := os.ReadFile(d.path("admin.addr"))
+	// A real schema change: the demo's background process ran it with psql as the migrator, and it
+	// waits for a person: it would run under the shop-admin role Cedar picks for the migrator's
+	// sessions (the analyst's and support's run as shop-read roles, which could not).
+	a, err := d.readApprovers()
 	if err != nil {
 		return err
 	}
-	// A real schema change: it runs, once approved, under the shop-admin role Cedar picks for the
-	// migrator's sessions (the analyst's and support's run as shop-read roles, which could not).
-	const ddl = "CREATE TABLE IF NOT EXISTS migration_notes (note text)"
-	fmt.Printf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n  $ . .demo/migrator.env && psql -c \"%s\"\n", ddl)
-	type result struct {
-		out string
-		err error
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The tour logs the approver in (the device flow, as `svidbroker approvals` does) to find the
+	// held statement, and to approve the HTTP request it holds below.
+	token, err := d.approverToken(ctx, a)
+	if err != nil {
+		return fmt.Errorf("log the demo approver in: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		out, err := d.psql(stack.PersonaMigrator, ddl)
-		done <- result{out, err}
-	}()
-	id, err := d.approvePending(strings.TrimSpace(string(admin)), "migration_notes")
+	held, err := waitPending(a.Admin, token, "migration_notes")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  (held; an approver ran: curl -X POST -H 'X-Approver: dba@example.com' http://%s/approvals/%s/approve)\n",
-		strings.TrimSpace(string(admin)), id)
-	r := <-done
-	fmt.Print(indent(r.out))
-	if r.err != nil {
-		return fmt.Errorf("psql: %w", r.err)
+	if err := d.httpTour(a.Admin, token); err != nil {
+		return err
 	}
-	return d.httpTour(strings.TrimSpace(string(admin)))
-}
-
-// approvePending waits for the approval request of a statement mentioning what, and approves it.
-func (d *demo) approvePending(admin, what string) (string, error) {
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + admin + "/approvals")
-		if err != nil {
-			continue
-		}
-		var reqs []approval.Request
-		err = json.NewDecoder(resp.Body).Decode(&reqs)
-		resp.Body.Close()
-		for _, r := range reqs {
-			if err == nil && strings.Contains(r.Statement, what) {
-				req, _ := http.NewRequest("POST", "http://"+admin+"/approvals/"+r.ID+"/approve", nil)
-				req.Header.Set("X-Approver", "dba@example.com")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return "", err
-				}
-				resp.Body.Close()
-				return r.ID, nil
-			}
-		}
+	if err := d.mcpTour(); err != nil {
+		return err
 	}
-	return "", fmt.Errorf("no approval request for %q appeared", what)
+	d.heldNote = fmt.Sprintf("\nAs the migrator (DDL waits for a person's approval; its sessions run as a shop-admin role):\n"+
+		"  $ . .demo/migrator.env && psql -c \"%s\"\n"+
+		"  The demo ran it: it is held as request %s, and waits for you (up to %s). Approve it\n"+
+		"  in the console: %s  (log in as %s; password: sudo cat %s)\n"+
+		"  or with the CLI (it prints a URL to log in at):\n"+
+		"    .bin/svidbroker approvals approve --admin http://%s --issuer %s \\\n"+
+		"        --ca-file %s --reason \"migration notes\" %s\n"+
+		"  then psql's answer is in: cat %s\n",
+		heldDDL, held.ID, demoApprovalTimeout, a.ConsoleURL, a.Approver, d.rel(d.path(approverPasswordFile)),
+		a.Admin, a.Issuer, d.rel(d.path(oidcCAFile)), held.ID, d.rel(d.path("logs", "held-ddl.log")))
+	return nil
 }
 
 // showReplay runs one session as the analyst with psql and prints its record from the audit log, as
@@ -393,6 +381,7 @@ func (d *demo) showReplay() error {
 		fmt.Println("  " + audit.Format(e))
 	}
 	fmt.Println("\nCheck the whole log: .bin/svidbroker audit verify --config .demo/broker.hcl")
+	fmt.Print(d.heldNote)
 	return nil
 }
 
@@ -510,6 +499,13 @@ func (d *demo) run() error {
 	if err := s.ConfigureAPIVault(startCtx, root, d.api, "5m", "8h"); err != nil {
 		return err
 	}
+	// The shop's MCP server, whose tokens come from the same engine, for the broker's mcp target.
+	if d.mcp, err = s.StartMCPShop(startCtx); err != nil {
+		return err
+	}
+	if err := s.ConfigureToolsVault(startCtx, root, d.mcp, "5m", "8h"); err != nil {
+		return err
+	}
 	vaultBlock, err := s.VaultBlock("svidbroker", v.Addr, v.CACertPEM)
 	if err != nil {
 		return err
@@ -518,10 +514,20 @@ func (d *demo) run() error {
 	if d.apiListen, err = freeLoopbackAddr(); err != nil {
 		return err
 	}
-	opts.Extra += d.api.TargetHCL(d.apiListen, "") + stack.JWTBlock()
+	if d.toolsListen, err = freeLoopbackAddr(); err != nil {
+		return err
+	}
+	opts.Extra += d.api.TargetHCL(d.apiListen, "") + d.mcp.TargetHCL(d.toolsListen) + stack.JWTBlock()
 	if err := d.restore(s, &opts); err != nil {
 		return err
 	}
+	if err := writeTestCatalog(d.dir, s.Dir); err != nil {
+		return err
+	}
+	if d.oidc, d.console, err = d.setupApprovers(startCtx, s, &opts); err != nil {
+		return err
+	}
+	defer os.Remove(d.path(approverPasswordFile))
 	b, err := s.StartBroker(startCtx, opts)
 	if err != nil {
 		return err
@@ -559,9 +565,23 @@ func (d *demo) run() error {
 	if d.connects, err = d.startConnects(startCtx, s, brokerBin, d.apiListen, personas); err != nil {
 		return err
 	}
-	defer stopConnects(d.connects) // before the broker stops
+	defer func() { stopConnects(d.connects) }() // before the broker stops
+	tools, err := d.startConnectsFor(startCtx, s, brokerBin, stack.ToolsTargetName, d.toolsListen, personas)
+	if err != nil {
+		return err
+	}
+	d.connects = append(d.connects, tools...)
 	if err := os.WriteFile(d.path("admin.addr"), []byte(b.AdminAddr+"\n"), 0o644); err != nil {
 		return err
+	}
+	if err := d.writeApprovers(d.oidc, d.console, b.AdminAddr); err != nil {
+		return err
+	}
+	if !d.ownPolicies { // the packs hold the migrator's DDL; other policies may not
+		if d.held, err = d.startHeldDDL(); err != nil {
+			return err
+		}
+		defer d.held.stop()
 	}
 	if err := os.WriteFile(d.path("audit.env"), []byte(b.AuditDir+"\n"+b.Chain+"\n"), 0o644); err != nil {
 		return err
@@ -635,14 +655,26 @@ func (d *demo) runStatus(s *stack.Stack, b *stack.Broker, vaultAddr string) runS
 	if d.api != nil {
 		addrs["shopapi"] = d.api.Addr
 	}
+	if d.mcp != nil {
+		addrs["mcpshop"] = d.mcp.URL()
+	}
 	if d.apiListen != "" {
-		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + " (admin " + b.AdminAddr + ")"
+		addrs["svidbroker"] = b.Addr + ", api " + d.apiListen + ", tools " + d.toolsListen + " (admin " + b.AdminAddr + ")"
+	}
+	if d.console != nil {
+		addrs["svidbroker"] += ", console " + d.console.URL
+	}
+	if d.oidc != nil {
+		addrs["oidc"] = d.oidc.Issuer
 	}
 	for _, c := range s.Components() {
 		st.Components = append(st.Components, component{Name: c.Name, PID: c.PID, Address: addrs[c.Name], Log: c.Log})
 	}
 	for _, c := range d.connects {
-		st.Components = append(st.Components, component{Name: "connect " + c.persona, PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
+		st.Components = append(st.Components, component{Name: "connect " + c.persona + " (" + c.target + ")", PID: c.cmd.Process.Pid, Address: c.url, Log: c.log})
+	}
+	if d.held != nil {
+		st.Components = append(st.Components, component{Name: "psql as migrator (held DDL)", PID: d.held.cmd.Process.Pid, Log: d.held.log})
 	}
 	return st
 }
@@ -717,7 +749,11 @@ Stop everything with: make demo-down   (keeps the audit log and policies here; W
 
 // apiGuide is the guide's part on the shop API, through the broker's http target "api".
 func (d *demo) apiGuide(b *stack.Broker) string {
-	return d.httpGuide(d.apiListen, b.AdminAddr)
+	g := d.httpGuide(d.apiListen) + d.mcpGuide()
+	if d.oidc != nil && d.console != nil {
+		g += d.approversGuide(approvers{Issuer: d.oidc.Issuer, ConsoleURL: d.console.URL, Admin: b.AdminAddr, Approver: stack.ApproverEmail}, d.held != nil)
+	}
+	return g
 }
 
 // rel is p relative to the working directory when it is below it, else p.

@@ -42,6 +42,8 @@ type BrokerOptions struct {
 	// Approver is policy.approver. Default "admin-api" (the development approver); "oidc" needs an
 	// approvers block in Extra.
 	Approver string
+	// ApprovalTimeout is policy.approval_timeout: how long a held operation waits. Default "30s".
+	ApprovalTimeout string
 	// TargetExtra is added to each target block (a timeouts block, for example).
 	TargetExtra string
 	// NoAudit leaves the audit block out (sessions unrecorded).
@@ -273,6 +275,10 @@ func (s *Stack) authorization(opts BrokerOptions) (authorization, error) {
 	if approver == "" {
 		approver = "admin-api"
 	}
+	approvalTimeout := opts.ApprovalTimeout
+	if approvalTimeout == "" {
+		approvalTimeout = "30s"
+	}
 	maskKey := filepath.Join(s.Dir, opts.Name+"-mask.key")
 	if err := writeRandomKey(maskKey); err != nil {
 		return authorization{}, err
@@ -291,9 +297,9 @@ policy {
   # Held statements (@approval("required")) are approved on the admin listener: POST
   # /approvals/{id}/approve. It authenticates no one; the stack and the demo only.
   approver         = %q
-  approval_timeout = "30s"
+  approval_timeout = %q
 }
-`, dst, maskKey, approver), dir: dst, catalog: catalog}, nil
+`, dst, maskKey, approver, approvalTimeout), dir: dst, catalog: catalog}, nil
 }
 
 // auditSetup makes audit keys and a log directory the broker's uid owns, and returns the config block.

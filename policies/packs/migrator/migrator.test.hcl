@@ -328,3 +328,55 @@ test "a dba approves nothing a migrator policy did not hold" {
   expect  = "deny"
   reasons = []
 }
+
+test "a dba approves the migrator's held API delete" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "api"
+  approver {
+    email  = "approver@example.com"
+    groups = ["dba", "security"]
+  }
+  held {
+    action   = "http"
+    text     = "DELETE /v1/orders/81"
+    policies = ["migrator-api-write-hold"]
+  }
+  expect  = "allow"
+  reasons = ["migrator-dba-approves-api-writes"]
+}
+
+test "an engineer outside the dba group cannot approve an API delete" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "api"
+  approver {
+    email  = "alice@example.com"
+    groups = ["engineering"]
+  }
+  held {
+    action   = "http"
+    policies = ["migrator-api-write-hold"]
+  }
+  expect  = "deny"
+  reasons = []
+}
+
+test "the API approval covers no held SQL" {
+  principal = "spiffe://example.org/agent/migrator"
+  selectors = ["agent:name:migrator", "agent:owner:owner@example.com"]
+  action    = "approve"
+  target    = "api"
+  approver {
+    email  = "approver@example.com"
+    groups = ["dba"]
+  }
+  held {
+    action   = "sql"
+    policies = ["migrator-api-write-hold"]
+  }
+  expect  = "deny"
+  reasons = []
+}
