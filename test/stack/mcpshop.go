@@ -2,18 +2,11 @@ package stack
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -69,72 +62,11 @@ func (*MCPShop) checksAPITokens() {}
 // build`) as MCPShopUID, with --allow-rotate. Its database password goes into a file only that uid
 // can read. It returns once /healthz answers over verified TLS; Stop (or the stack's Close) ends it.
 func (s *Stack) StartMCPShop(ctx context.Context) (*MCPShop, error) {
-	src, err := tool(s.binDir, "svidbroker-mcpshop", "build")
+	m := &MCPShop{}
+	var err error
+	m.Addr, m.CAFile, m.proc, err = s.startShopServer(ctx, shopServer{name: "mcpshop", uid: MCPShopUID, dbRole: MCPShopDBRole,
+		schema: mcpShopSchema, args: []string{"--allow-rotate"}})
 	if err != nil {
-		return nil, err
-	}
-	bin, err := s.Install(src, "svidbroker-mcpshop")
-	if err != nil {
-		return nil, err
-	}
-	pw := randomPassword()
-	if err := s.setupAPISchema(ctx, mcpShopSchema, MCPShopDBRole, pw); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	m := &MCPShop{Addr: "127.0.0.1:" + strconv.Itoa(port), CAFile: filepath.Join(s.Dir, "mcpshop-ca.pem")}
-	sc, err := newServerCert("localhost")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(m.CAFile, sc.caPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	dir := filepath.Join(s.Dir, "mcpshop")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	pg := s.Postgres
-	files := map[string][]byte{
-		"server.crt": sc.certPEM, "server.key": sc.keyPEM,
-		"db.conn": fmt.Appendf(nil, "host=%s port=%d dbname=shop user=%s password=%s sslmode=verify-full sslrootcert=%s\n",
-			pg.Host, pg.Port, MCPShopDBRole, pw, pg.CAPath),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return nil, fmt.Errorf("stack: %w", err)
-		}
-	}
-	if err := ChownTree(dir, MCPShopUID, MCPShopUID); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--listen", m.Addr, "--cert", filepath.Join(dir, "server.crt"),
-		"--key", filepath.Join(dir, "server.key"), "--db-file", filepath.Join(dir, "db.conn"), "--allow-rotate")
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: MCPShopUID, Gid: MCPShopUID}}
-	if m.proc, err = s.launch("mcpshop", cmd, syscall.SIGTERM); err != nil {
-		return nil, err
-	}
-	client, err := m.Client()
-	if err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, m.proc, "GET https://"+m.Addr+"/healthz", func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+m.Addr+"/healthz", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz: %s", resp.Status)
-		}
-		return nil
-	}); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -142,18 +74,7 @@ func (s *Stack) StartMCPShop(ctx context.Context) (*MCPShop, error) {
 
 // Client returns an HTTPS client that trusts the server's CA only. It sets no timeout of its own:
 // an MCP session's GET stream lives as long as the session; bound each call with its context.
-func (m *MCPShop) Client() (*http.Client, error) {
-	ca, err := os.ReadFile(m.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("stack: no certificate in %s", m.CAFile)
-	}
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
-}
+func (m *MCPShop) Client() (*http.Client, error) { return caClient(m.CAFile, 0) }
 
 // URL is the server's MCP endpoint.
 func (m *MCPShop) URL() string { return "https://" + m.Addr + MCPShopPath }

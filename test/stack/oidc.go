@@ -23,7 +23,7 @@ import (
 const (
 	// OIDCUID is the uid the provider runs as when the stack runs as root: no persona's, so no agent
 	// can read its users' passwords.
-	OIDCUID = 30101
+	OIDCUID = 30102
 	// OIDCConsoleClient is the broker console's confidential client; OIDCCLIClient the public client
 	// of `svidbroker approvals` (device flow).
 	OIDCConsoleClient = "svidbroker-console"

@@ -3,17 +3,12 @@ package stack
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -85,72 +80,10 @@ type ShopAPI struct {
 // (built by `make build`) as ShopAPIUID. Its database password goes into a file only that uid can
 // read. It returns once /healthz answers over verified TLS; Close stops it.
 func (s *Stack) StartShopAPI(ctx context.Context) (*ShopAPI, error) {
-	src, err := tool(s.binDir, "svidbroker-shopapi", "build")
+	a := &ShopAPI{}
+	var err error
+	a.Addr, a.CAFile, a.proc, err = s.startShopServer(ctx, shopServer{name: "shopapi", uid: ShopAPIUID, dbRole: ShopAPIDBRole})
 	if err != nil {
-		return nil, err
-	}
-	bin, err := s.Install(src, "svidbroker-shopapi")
-	if err != nil {
-		return nil, err
-	}
-	apiPW := randomPassword()
-	if err := s.setupAPISchema(ctx, "", ShopAPIDBRole, apiPW); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	a := &ShopAPI{Addr: "127.0.0.1:" + strconv.Itoa(port), CAFile: filepath.Join(s.Dir, "shopapi-ca.pem")}
-	sc, err := newServerCert("localhost")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(a.CAFile, sc.caPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	dir := filepath.Join(s.Dir, "shopapi")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	pg := s.Postgres
-	files := map[string][]byte{
-		"server.crt": sc.certPEM, "server.key": sc.keyPEM,
-		"db.conn": fmt.Appendf(nil, "host=%s port=%d dbname=shop user=%s password=%s sslmode=verify-full sslrootcert=%s\n",
-			pg.Host, pg.Port, ShopAPIDBRole, apiPW, pg.CAPath),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return nil, fmt.Errorf("stack: %w", err)
-		}
-	}
-	if err := ChownTree(dir, ShopAPIUID, ShopAPIUID); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--listen", a.Addr, "--cert", filepath.Join(dir, "server.crt"),
-		"--key", filepath.Join(dir, "server.key"), "--db-file", filepath.Join(dir, "db.conn"))
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: ShopAPIUID, Gid: ShopAPIUID}}
-	if a.proc, err = s.launch("shopapi", cmd, syscall.SIGTERM); err != nil {
-		return nil, err
-	}
-	client, err := a.Client()
-	if err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, a.proc, "GET https://"+a.Addr+"/healthz", func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr+"/healthz", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz: %s", resp.Status)
-		}
-		return nil
-	}); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -216,18 +149,7 @@ func randomPassword() string {
 }
 
 // Client returns an HTTPS client that trusts the API's CA only.
-func (a *ShopAPI) Client() (*http.Client, error) {
-	ca, err := os.ReadFile(a.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("stack: no certificate in %s", a.CAFile)
-	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
-}
+func (a *ShopAPI) Client() (*http.Client, error) { return caClient(a.CAFile, 10*time.Second) }
 
 // URL is the API's base URL.
 func (a *ShopAPI) URL() string { return "https://" + a.Addr }
