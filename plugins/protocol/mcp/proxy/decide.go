@@ -174,7 +174,7 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 				return
 			}
 		}
-		if err := wire.CheckParamHeaders(x.r.Header, it.m.req, v.tool); err != nil {
+		if err := v.checkParamHeaders(x.r.Header, it.m.req); err != nil {
 			msg := "the Mcp-Param headers do not match the tool's arguments"
 			if we, ok := errors.AsType[*wire.Error](err); ok {
 				msg = we.Message

@@ -94,8 +94,12 @@ func (x *exchange) forward(ctx context.Context, it *item, out *clientOut, collec
 	}
 	filter := x.filter(ctx, it, st, rec)
 	var msgs [][]byte
-	if ct == "text/event-stream" && out != nil {
-		out.startStream(head)
+	switch {
+	case ct != "text/event-stream" || out == nil:
+	case it.method == "GET":
+		out.startStream(head) // the agent's listening stream is open from now
+	default:
+		out.startRelay(head)
 	}
 	err = readServerMessages(ctx, ct, resp.Body, e.cfg.MaxMessageBytes, func(m message, eventID string) error {
 		b, err := filter(m)

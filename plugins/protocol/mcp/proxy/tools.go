@@ -15,6 +15,8 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // maxListPages bounds the pages of the engine's own tools/list.
@@ -24,10 +26,13 @@ const maxListPages = 16
 type toolView struct {
 	tool   *mcp.Tool
 	at     time.Time
-	pinned bool                 // the definition was checked against its pin, and matched
-	raw    []byte               // the input schema as JSON: a list again with the same keeps schema
-	schema *jsonschema.Resolved // nil until first needed
-	err    error                // the input schema could not be resolved
+	pinned bool // the definition was checked against its pin, and matched
+	// bindings are the input schema's Mcp-Param headers (bindErr when they cannot be read).
+	bindings []wire.ParamBinding
+	bindErr  error
+	raw      []byte               // the input schema as JSON: a list again with the same keeps schema
+	schema   *jsonschema.Resolved // nil until first needed
+	err      error                // the input schema could not be resolved
 }
 
 // toolCache keeps the last definitions seen per tool of the target.
@@ -54,13 +59,21 @@ func (c *toolCache) put(tools []*mcp.Tool, at time.Time, pinned map[*mcp.Tool]bo
 		if ok && old.at.After(at) {
 			continue // a newer list was seen since this one was asked for
 		}
-		v := toolView{tool: t, at: at, pinned: pinned[t]}
-		v.raw, _ = json.Marshal(t.InputSchema)
+		v := newView(t, at)
+		v.pinned = pinned[t]
 		if ok && bytes.Equal(old.raw, v.raw) {
 			v.schema, v.err = old.schema, old.err // resolved once per schema, not per list
 		}
 		c.m[t.Name] = v
 	}
+}
+
+// newView is the view of t, seen in a list asked for at at.
+func newView(t *mcp.Tool, at time.Time) toolView {
+	v := toolView{tool: t, at: at}
+	v.raw, _ = json.Marshal(t.InputSchema)
+	v.bindings, v.bindErr = wire.ParamBindings(t)
+	return v
 }
 
 func (c *toolCache) get(name string) (toolView, bool) {
@@ -124,6 +137,14 @@ func (c *toolCache) resolved(v toolView) (*jsonschema.Resolved, error) {
 	return rs, err
 }
 
+// checkParamHeaders is wire.CheckParamHeaders against the view's definition, its bindings read once.
+func (v toolView) checkParamHeaders(h http.Header, req *jsonrpc.Request) error {
+	if v.bindErr != nil {
+		return wire.CheckParamHeaders(h, req, v.tool) // the same refusal, in the same order
+	}
+	return wire.CheckBoundHeaders(h, req, v.bindings)
+}
+
 func resolveSchema(schema any) (*jsonschema.Resolved, error) {
 	raw, err := json.Marshal(schema)
 	if err != nil {
@@ -156,7 +177,7 @@ func (e *Engine) tool(ctx context.Context, x *exchange, name string, meta json.R
 		if t != nil && t.Name == name {
 			v, _ := e.tools.get(name)
 			if v.tool != t { // another list was kept since: check against what was seen now
-				v = toolView{tool: t, at: asked}
+				v = newView(t, asked)
 			}
 			return v, nil
 		}
