@@ -44,11 +44,12 @@ func (ConfigValidator) ValidateBackend(t *config.Target, c *config.Check) {
 	if !strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, "?# \t\r\n") {
 		c.Fail("Invalid MCP path", "mcp.path is the upstream's MCP endpoint path, such as \"/mcp\".", "mcp", "path")
 	}
+	if d, err := time.ParseDuration(m.ToolsMaxAge); err == nil && d == 0 {
+		m.ToolsMaxAgeD = ToolsEveryCall // "0s": no age at all, listed before every call
+		return
+	}
 	m.ToolsMaxAgeD = c.Duration(m.ToolsMaxAge, DefaultToolsMaxAge, "mcp", "tools_max_age")
-	switch {
-	case m.ToolsMaxAge != "" && m.ToolsMaxAgeD == 0:
-		m.ToolsMaxAgeD = ToolsEveryCall
-	case m.ToolsMaxAgeD > maxToolsMaxAge:
+	if m.ToolsMaxAgeD > maxToolsMaxAge {
 		c.Fail("Tools max age too long", fmt.Sprintf("mcp.tools_max_age bounds how long a changed tool definition may go unseen when the upstream sends no list_changed; at most %s (default %s, \"0s\" lists the tools before every call).", maxToolsMaxAge, DefaultToolsMaxAge), "mcp", "tools_max_age")
 	}
 }
