@@ -47,8 +47,8 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// Message is one JSON-RPC message, checked strictly and then decoded with the SDK's
-// jsonrpc.DecodeMessage. Exactly one of Req and Resp is set.
+// Message is one JSON-RPC message, checked strictly and then decoded as the SDK's
+// jsonrpc.DecodeMessage reads it. Exactly one of Req and Resp is set.
 type Message struct {
 	// Raw is the message as received.
 	Raw json.RawMessage
