@@ -92,6 +92,10 @@ bench: tools build
 # and added p50); a 10 MB response with 2 masked fields per object through the engine beside direct.
 	$(GO) test -run '^$$' -bench 'HTTPPaths' -benchtime 20000x -count 1 ./plugins/protocol/http/proxy/
 	$(GO) test -run '^$$' -bench 'HTTPMasked10MB' -benchtime 10x -count 1 ./plugins/protocol/http/proxy/
+# MCP targets: tools/call round trips of 16 go-sdk clients through the engine (decided, pinned, masked,
+# recorded) beside the go-sdk server directly, at the default tools_max_age and listing before every call
+# (ratios, added p50 and p99).
+	$(GO) test -run '^$$' -bench 'MCPToolCall' -benchtime 4000x -count 1 ./plugins/protocol/mcp/proxy/
 	$(GO) test -run '^$$' -bench 'Postgres|Handshake|CredentialAcquisition' -benchtime $(BENCHTIME) -count 1 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'PgbenchAudit|PgbenchPaths|MaskedMillionRows|IdleSessionMemory' -benchtime 1x -count 1 -timeout 30m ./test/e2e/
 # HTTP targets on the real stack: the broker binary (packs, audit) in front of the shop API and of a static

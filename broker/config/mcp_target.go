@@ -13,9 +13,9 @@ type MCPTarget struct {
 	// StateDir keeps first-sight pins across restarts. Required with pin = "first-sight".
 	StateDir string `hcl:"state_dir,optional"`
 	// ToolsMaxAge is how old the broker's view of a tool's definition may be at a call before it lists
-	// the tools again. Default "0s": listed again before every call.
+	// the tools again. Default "5s"; "0s" lists them again before every call.
 	ToolsMaxAge string `hcl:"tools_max_age,optional"`
 
-	// ToolsMaxAgeD is ToolsMaxAge, parsed; filled in by validation.
+	// ToolsMaxAgeD is ToolsMaxAge, parsed (negative for "0s": before every call); filled in by validation.
 	ToolsMaxAgeD time.Duration
 }

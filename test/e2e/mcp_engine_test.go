@@ -315,7 +315,7 @@ func TestMCPToolCallOverJWTSVID(t *testing.T) {
 }
 
 // TestMCPToolDefinitionChangedRefused: once the MCP shop changes summarize's description mid-session,
-// the next call to it is refused with an error naming the tool and what an operator does, and
+// the next list drops it and the next call to it is refused with an error naming the tool and what an operator does, and
 // recorded as denied; the call before the change went through (control), as does get_customer's
 // after it.
 func TestMCPToolDefinitionChangedRefused(t *testing.T) {
@@ -332,8 +332,23 @@ func TestMCPToolDefinitionChangedRefused(t *testing.T) {
 		if _, err := m.shop.RotateDescription(context.Background(), ""); err != nil { // back to the pinned one
 			t.Error(err)
 		}
+		// A relayed list shows the broker the pinned definition again, for the tests that follow.
+		if _, err := cs.ListTools(context.Background(), nil); err != nil {
+			t.Error(err)
+		}
 	})
-	_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "summarize", Arguments: args})
+	// The list the agent gets drops the changed tool (its new description never reaches it), and
+	// shows the broker the change: the next call is refused whatever tools_max_age says.
+	lr, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range lr.Tools {
+		if tl.Name == "summarize" {
+			t.Fatalf("the changed tool was listed: %q", tl.Description)
+		}
+	}
+	_, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "summarize", Arguments: args})
 	var we *jsonrpc.Error
 	if !errors.As(err, &we) || !strings.Contains(we.Message, `"summarize"`) || !strings.Contains(we.Message, "svidbroker mcp pin tools-e2e --accept") {
 		t.Fatalf("after the change: %v", err)

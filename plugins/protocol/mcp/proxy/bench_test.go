@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/pin"
 )
 
 // bearer adds the upstream's token, for clients that reach the shop directly.
@@ -21,17 +23,23 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.rt.RoundTrip(r)
 }
 
-// benchToolsMaxAge is the engine's ToolsMaxAge in the benchmark: 0, the default, lists the tools
-// again before every call (an upstream round trip more per call).
-var benchToolsMaxAge time.Duration
-
 // BenchmarkMCPToolCall: 16 concurrent go-sdk clients call get_customer directly against the go-sdk
-// server and through the engine (decided, the ssn masked, every call recorded), in the same run. It
-// reports the engine's time per call over the direct one (ratio) and the latency it adds at the
-// median and the 99th percentile.
+// server and through the engine (decided, the definition checked against its pin, the ssn masked,
+// every call recorded), in the same run: at the default ToolsMaxAge, and listing the tools before
+// every call (ToolsEveryCall), in alternating rounds. It reports the engine's time per call over the direct one (ratio) and
+// the latency it adds at the median and the 99th percentile.
 func BenchmarkMCPToolCall(b *testing.B) {
+	b.Run("default", func(b *testing.B) { benchToolCall(b, 0) })
+	b.Run("every-call", func(b *testing.B) { benchToolCall(b, ToolsEveryCall) })
+}
+
+func benchToolCall(b *testing.B, maxAge time.Duration) {
 	const clients = 16
-	r := newRig(b, "2025-06-18", func(c *Config) { c.ToolsMaxAge = benchToolsMaxAge })
+	store, err := pin.NewStore("tools", pin.ModeFirstSight, nil, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRig(b, "2025-06-18", func(c *Config) { c.ToolsMaxAge, c.Pins = maxAge, store })
 	r.policy.catalog = map[string]CatalogTool{"get_customer": {Name: "get_customer", Text: "json",
 		Fields: []CatalogField{{Path: "$.ssn"}, {Path: "$.email"}}}}
 	r.policy.masks = map[string]string{"$.ssn": "redact"}
@@ -88,10 +96,25 @@ func BenchmarkMCPToolCall(b *testing.B) {
 		}
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
+	// Direct and through the engine alternate in rounds, so that a machine whose load changes
+	// during the run weighs on both alike.
+	const rounds = 10
+	var dWall, tWall time.Duration
+	var dLat, tLat []time.Duration
 	b.ResetTimer()
-	dWall, dLat := run(direct, b.N)
-	tWall, tLat := run(through, b.N)
+	for i := range rounds {
+		n := b.N / rounds
+		if i < b.N%rounds {
+			n++
+		}
+		w, l := run(direct, n)
+		dWall, dLat = dWall+w, append(dLat, l...)
+		w, l = run(through, n)
+		tWall, tLat = tWall+w, append(tLat, l...)
+	}
 	b.StopTimer()
+	slices.Sort(dLat)
+	slices.Sort(tLat)
 	if dWall > 0 {
 		b.ReportMetric(float64(tWall)/float64(dWall), "ratio")
 	}

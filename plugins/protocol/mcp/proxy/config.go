@@ -39,6 +39,12 @@ const (
 	DefaultProgressEvery = 5 * time.Second
 	// DefaultMaxMessageBytes bounds one message of the upstream's (a result, an event).
 	DefaultMaxMessageBytes = wire.DefaultMaxMessageBytes
+	// DefaultToolsMaxAge bounds how long a definition the engine saw (in a list it relayed or
+	// fetched) stands for the upstream's at a call, when no notifications/tools/list_changed said
+	// otherwise. See docs/mcp-targets.md for the window it leaves.
+	DefaultToolsMaxAge = 5 * time.Second
+	// ToolsEveryCall as Config.ToolsMaxAge lists the tools again before every call.
+	ToolsEveryCall time.Duration = -1
 )
 
 // Config configures an mcp target's Engine.
@@ -53,7 +59,9 @@ type Config struct {
 	// Pins, if set, checks each tool's definition before a call to it; nil checks none.
 	Pins Pins
 	// ToolsMaxAge is how old the engine's view of a tool's definition may be at a call before it
-	// lists the tools itself; 0 lists them again before every call.
+	// lists the tools itself. Every definition in a list is checked against its pin when seen, and
+	// the upstream's notifications/tools/list_changed makes the view stale at once. 0 is
+	// DefaultToolsMaxAge; ToolsEveryCall (any negative value) lists them again before every call.
 	ToolsMaxAge time.Duration
 	// MaxMessageBytes bounds one message from the upstream; MaxBatch the messages of a client's
 	// batch. Defaults DefaultMaxMessageBytes and DefaultMaxBatch.
@@ -62,6 +70,8 @@ type Config struct {
 	// ProgressEvery is the interval of notifications/progress to a call held for approval whose
 	// client gave a progressToken. Default DefaultProgressEvery.
 	ProgressEvery time.Duration
+
+	now func() time.Time // the clock of tools' ages; time.Now when nil (tests set it)
 }
 
 func (c *Config) validate() error {
@@ -79,6 +89,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	switch {
+	case c.ToolsMaxAge == 0:
+		c.ToolsMaxAge = DefaultToolsMaxAge
+	case c.ToolsMaxAge < 0:
+		c.ToolsMaxAge = ToolsEveryCall
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = DefaultProgressEvery

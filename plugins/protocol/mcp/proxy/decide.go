@@ -47,7 +47,8 @@ type item struct {
 	tool   string
 	cat    CatalogTool
 	plan   *maskPlan
-	full   bool // @record("full"): the masked result is recorded
+	full   bool      // @record("full"): the masked result is recorded
+	asked  time.Time // when it was sent upstream
 
 	refusal []byte // the JSON-RPC error answering a refused request
 	refused string // why a notification or a response was refused
@@ -163,15 +164,17 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 			refused(codeUnavailable, "tool definition unavailable", fmt.Sprintf("svidbroker: the definition of tool %q could not be fetched from target %q (%v), and a call is checked against it; try again", p.Name, e.target, err), nil)
 			return
 		}
-		if e.cfg.Pins != nil {
-			if pv := e.cfg.Pins.CheckTool(v.tool); !pv.OK {
+		if e.cfg.Pins != nil && !v.pinned {
+			if pv := e.cfg.Pins.CheckTool(v.tool); pv.OK {
+				e.tools.markPinned(v.tool)
+			} else {
 				refused(codeDenied, "tool definition changed",
 					fmt.Sprintf("svidbroker: %s; calls to it are refused until an operator reviews its definition and pins it (svidbroker mcp pin %s --accept)", pv.Why, e.target),
 					map[string]string{"pin": pv.Why})
 				return
 			}
 		}
-		if err := wire.CheckParamHeaders(x.r.Header, it.m.req, v.tool); err != nil {
+		if err := v.checkParamHeaders(x.r.Header, it.m.req); err != nil {
 			msg := "the Mcp-Param headers do not match the tool's arguments"
 			if we, ok := errors.AsType[*wire.Error](err); ok {
 				msg = we.Message
@@ -179,7 +182,7 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 			refused(mcp.CodeHeaderMismatch, "Mcp-Param headers mismatch", "svidbroker: "+msg, nil)
 			return
 		}
-		rs, err := e.tools.resolved(p.Name, v.tool)
+		rs, err := e.tools.resolved(v)
 		if err != nil {
 			refused(codeUnavailable, "input schema unusable", fmt.Sprintf("svidbroker: the input schema of tool %q cannot check arguments (%v), so calls to it are refused", p.Name, err), nil)
 			return

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	"github.com/svidbroker/svidbroker/broker/server"
@@ -30,6 +31,7 @@ type Engine struct {
 	masker      *inspect.Masker
 	defaultMask inspect.Strategy
 	seq         atomic.Int64 // IDs of the engine's own requests upstream
+	now         func() time.Time
 
 	mu sync.Mutex
 	// owners binds an upstream Mcp-Session-Id to the principal whose initialize created it, and the
@@ -55,8 +57,11 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, target: cfg.HTTP.Target, owners: map[string]binding{}, pending: map[pendingKey]string{}}
+	e := &Engine{cfg: cfg, target: cfg.HTTP.Target, owners: map[string]binding{}, pending: map[pendingKey]string{}, now: time.Now}
 	e.tools.m = map[string]toolView{}
+	if cfg.now != nil {
+		e.now = cfg.now
+	}
 	e.masker, e.defaultMask = cfg.HTTP.Masker, cfg.HTTP.DefaultMask
 	if e.masker == nil {
 		e.masker, _ = inspect.NewMasker(nil)

@@ -41,6 +41,7 @@ func (x *exchange) forward(ctx context.Context, it *item, out *clientOut, collec
 	if collect != nil { // a batch's message goes alone
 		x.sessionHeaders(req.Header, it.method, "")
 	}
+	it.asked = e.now()
 	resp, err := e.http.RoundTrip(ctx, req, "mcp "+spanMethod(it.method))
 	if err != nil {
 		if x.r.Context().Err() != nil {
@@ -93,8 +94,12 @@ func (x *exchange) forward(ctx context.Context, it *item, out *clientOut, collec
 	}
 	filter := x.filter(ctx, it, st, rec)
 	var msgs [][]byte
-	if ct == "text/event-stream" && out != nil {
-		out.startStream(head)
+	switch {
+	case ct != "text/event-stream" || out == nil:
+	case it.method == "GET":
+		out.startStream(head) // the agent's listening stream is open from now
+	default:
+		out.startRelay(head)
 	}
 	err = readServerMessages(ctx, ct, resp.Body, e.cfg.MaxMessageBytes, func(m message, eventID string) error {
 		b, err := filter(m)
@@ -246,7 +251,7 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 		}
 		return m.raw, nil
 	case "tools/list":
-		result, err = x.filterList(m.resp.Result, "tools/list")
+		result, err = x.filterTools(m.resp.Result, it.asked)
 	case "resources/list":
 		result, err = x.filterList(m.resp.Result, "resources/list")
 	case "prompts/list":
@@ -264,21 +269,49 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 	return jsonrpc.EncodeMessage(&jsonrpc.Response{ID: m.resp.ID, Result: result})
 }
 
-// filterList keeps the entries of a list result the caller may see; a tools list also updates the
-// engine's view of the tools' definitions. The list is decoded with the SDK's types, as an SDK
-// client reads it, and encoded again.
+// filterTools keeps the entries of a tools/list result, asked for at asked, that the caller may see
+// and whose definitions match their pins: a changed one is dropped (its description never reaches
+// the model) and recorded. The engine's view of the tools' definitions is updated. The list is
+// decoded with the SDK's types, as an SDK client reads it, and encoded again.
+func (x *exchange) filterTools(result json.RawMessage, asked time.Time) (json.RawMessage, error) {
+	e := x.e
+	r, err := wire.DecodeList[mcp.ListToolsResult](result)
+	if err != nil {
+		return nil, errors.New("the upstream's tools/list result could not be read")
+	}
+	all := slices.Clone(r.Tools)
+	var pinned map[*mcp.Tool]bool
+	r.Tools = slices.DeleteFunc(r.Tools, func(t *mcp.Tool) bool {
+		if t == nil || t.Name == "" || !e.cfg.Policy.MCPVisible(x.conn, e.target, "tools/list", t.Name) {
+			return true
+		}
+		if e.cfg.Pins == nil {
+			return false
+		}
+		// A hidden tool is not checked: it is not relayed, and a call to it is refused by policy.
+		pv := e.cfg.Pins.CheckTool(t)
+		if pv.OK {
+			if pinned == nil {
+				pinned = map[*mcp.Tool]bool{}
+			}
+			pinned[t] = true
+			return false
+		}
+		x.s.Record(audit.Record{Kind: audit.KindDenied, Statement: &audit.Statement{Protocol: "mcp", Text: "tools/list"},
+			Detail: map[string]string{"method": "tools/list", "tool": clip(t.Name, 128), "refused": "tool definition changed", "pin": pv.Why}})
+		return true
+	})
+	// Every entry is kept, the hidden and the refused too: a call checks the definition seen last.
+	e.tools.put(all, asked, pinned)
+	return json.Marshal(r)
+}
+
+// filterList keeps the entries of a resources or prompts list result the caller may see. The list
+// is decoded with the SDK's types, as an SDK client reads it, and encoded again.
 func (x *exchange) filterList(result json.RawMessage, list string) (json.RawMessage, error) {
 	visible := func(name string) bool { return name != "" && x.e.cfg.Policy.MCPVisible(x.conn, x.e.target, list, name) }
 	bad := fmt.Errorf("the upstream's %s result could not be read", list)
 	switch list {
-	case "tools/list":
-		r, err := wire.DecodeList[mcp.ListToolsResult](result)
-		if err != nil {
-			return nil, bad
-		}
-		x.e.tools.put(r.Tools, time.Now())
-		r.Tools = slices.DeleteFunc(r.Tools, func(t *mcp.Tool) bool { return t == nil || !visible(t.Name) })
-		return json.Marshal(r)
 	case "resources/list":
 		r, err := wire.DecodeList[mcp.ListResourcesResult](result)
 		if err != nil {
@@ -359,8 +392,10 @@ func (x *exchange) answerServer(id jsonrpc.ID, msg string) {
 // only for a resource the caller may see.
 func (x *exchange) notification(it *item, m message) []byte {
 	switch m.req.Method {
-	case "notifications/cancelled", "notifications/tools/list_changed", "notifications/prompts/list_changed",
-		"notifications/resources/list_changed":
+	case "notifications/tools/list_changed":
+		x.e.tools.invalidate(x.e.now()) // before the agent hears of it: its next call lists again
+		return m.raw
+	case "notifications/cancelled", "notifications/prompts/list_changed", "notifications/resources/list_changed":
 		return m.raw
 	case "notifications/progress", "notifications/message":
 		if it.m.req != nil && (it.plan == nil || (it.plan.filter == nil && len(it.cat.Fields) == 0)) {

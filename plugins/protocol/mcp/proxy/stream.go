@@ -40,6 +40,15 @@ func (o *clientOut) startStream(h func(http.Header)) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.startLocked(h)
+	_ = o.rc.Flush()
+}
+
+// startRelay starts an event stream that relays the upstream's: its head goes with the first event
+// (or when the answer ends), in one write.
+func (o *clientOut) startRelay(h func(http.Header)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.startLocked(h)
 }
 
 func (o *clientOut) startLocked(h func(http.Header)) {
@@ -55,7 +64,6 @@ func (o *clientOut) startLocked(h func(http.Header)) {
 	hd.Set("Cache-Control", "no-store")
 	hd.Del("Content-Length")
 	o.w.WriteHeader(http.StatusOK)
-	_ = o.rc.Flush()
 }
 
 // event sends one message as an event of the stream.

@@ -15,45 +15,65 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/wire"
 )
 
 // maxListPages bounds the pages of the engine's own tools/list.
 const maxListPages = 16
 
-// toolView is the last definition of a tool the engine saw, and when.
+// toolView is the last definition of a tool the engine saw, and when the list it came in was asked.
 type toolView struct {
 	tool   *mcp.Tool
 	at     time.Time
-	raw    []byte               // the input schema as JSON: a list again with the same keeps schema
-	schema *jsonschema.Resolved // nil until first needed
-	err    error                // the input schema could not be resolved
+	pinned bool // the definition was checked against its pin, and matched
+	// bindings are the input schema's Mcp-Param headers (bindErr when they cannot be read).
+	bindings []wire.ParamBinding
+	bindErr  error
+	raw      []byte               // the input schema as JSON: a list again with the same keeps schema
+	schema   *jsonschema.Resolved // nil until first needed
+	err      error                // the input schema could not be resolved
 }
 
 // toolCache keeps the last definitions seen per tool of the target.
 type toolCache struct {
 	mu sync.Mutex
 	m  map[string]toolView
+	// stale: the upstream said its tools changed (notifications/tools/list_changed); views from lists
+	// asked for before then are stale.
+	stale time.Time
 }
 
-func (c *toolCache) put(tools []*mcp.Tool, at time.Time) {
+// put keeps the definitions of a list asked for at at; pinned says which of them matched their pins.
+func (c *toolCache) put(tools []*mcp.Tool, at time.Time, pinned map[*mcp.Tool]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range tools {
 		if t == nil || t.Name == "" {
 			continue
 		}
-		if len(c.m) >= maxBound {
-			if _, ok := c.m[t.Name]; !ok {
-				continue
-			}
+		old, ok := c.m[t.Name]
+		if !ok && len(c.m) >= maxBound {
+			continue
 		}
-		v := toolView{tool: t, at: at}
-		v.raw, _ = json.Marshal(t.InputSchema)
-		if old, ok := c.m[t.Name]; ok && bytes.Equal(old.raw, v.raw) {
+		if ok && old.at.After(at) {
+			continue // a newer list was seen since this one was asked for
+		}
+		v := newView(t, at)
+		v.pinned = pinned[t]
+		if ok && bytes.Equal(old.raw, v.raw) {
 			v.schema, v.err = old.schema, old.err // resolved once per schema, not per list
 		}
 		c.m[t.Name] = v
 	}
+}
+
+// newView is the view of t, seen in a list asked for at at.
+func newView(t *mcp.Tool, at time.Time) toolView {
+	v := toolView{tool: t, at: at}
+	v.raw, _ = json.Marshal(t.InputSchema)
+	v.bindings, v.bindErr = wire.ParamBindings(t)
+	return v
 }
 
 func (c *toolCache) get(name string) (toolView, bool) {
@@ -63,23 +83,66 @@ func (c *toolCache) get(name string) (toolView, bool) {
 	return v, ok
 }
 
-// resolved is the tool's input schema, resolved once per definition.
-func (c *toolCache) resolved(name string, t *mcp.Tool) (*jsonschema.Resolved, error) {
+// fresh is the view of tool name when a list asked for less than maxAge before now, and after the
+// upstream last said its tools changed, had it.
+func (c *toolCache) fresh(name string, now time.Time, maxAge time.Duration) (toolView, bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	v, ok := c.m[name]
-	c.mu.Unlock()
-	raw, _ := json.Marshal(t.InputSchema)
-	if ok && bytes.Equal(v.raw, raw) && (v.schema != nil || v.err != nil) {
+	if !ok || maxAge <= 0 || !v.at.After(c.stale) || now.Sub(v.at) >= maxAge {
+		return toolView{}, false
+	}
+	return v, true
+}
+
+// invalidate makes every view stale: the upstream's tools changed at now.
+func (c *toolCache) invalidate(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.After(c.stale) {
+		c.stale = now
+	}
+}
+
+// markPinned notes that t, the view of its tool, matched its pin: later calls with the same view
+// need not check it again (a tool's pin does not change while the broker runs).
+func (c *toolCache) markPinned(t *mcp.Tool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[t.Name]; ok && v.tool == t {
+		v.pinned = true
+		c.m[t.Name] = v
+	}
+}
+
+// resolved is the input schema of v's tool, resolved once per schema.
+func (c *toolCache) resolved(v toolView) (*jsonschema.Resolved, error) {
+	if v.schema != nil || v.err != nil {
 		return v.schema, v.err
 	}
-	rs, err := resolveSchema(t.InputSchema)
+	name := v.tool.Name
 	c.mu.Lock()
-	if v, ok := c.m[name]; ok && bytes.Equal(v.raw, raw) {
-		v.schema, v.err = rs, err
-		c.m[name] = v
+	cur, ok := c.m[name]
+	c.mu.Unlock()
+	if ok && cur.tool == v.tool && (cur.schema != nil || cur.err != nil) {
+		return cur.schema, cur.err
+	}
+	rs, err := resolveSchema(v.tool.InputSchema)
+	c.mu.Lock()
+	if cur, ok := c.m[name]; ok && cur.tool == v.tool {
+		cur.schema, cur.err = rs, err
+		c.m[name] = cur
 	}
 	c.mu.Unlock()
 	return rs, err
+}
+
+// checkParamHeaders is wire.CheckParamHeaders against the view's definition, its bindings read once.
+func (v toolView) checkParamHeaders(h http.Header, req *jsonrpc.Request) error {
+	if v.bindErr != nil {
+		return wire.CheckParamHeaders(h, req, v.tool) // the same refusal, in the same order
+	}
+	return wire.CheckBoundHeaders(h, req, v.bindings)
 }
 
 func resolveSchema(schema any) (*jsonschema.Resolved, error) {
@@ -97,22 +160,24 @@ func resolveSchema(schema any) (*jsonschema.Resolved, error) {
 // errToolUnknown: the upstream does not list the tool.
 var errToolUnknown = errors.New("tool not listed by the upstream")
 
-// tool is the definition of tool name the call is checked against: the engine's view when it is
-// newer than ToolsMaxAge, else the upstream's list now, fetched with the session's credential.
+// tool is the definition of tool name the call is checked against: the engine's view while it is
+// fresh (younger than ToolsMaxAge, and no list_changed since), else the upstream's list now,
+// fetched with the session's credential.
 func (e *Engine) tool(ctx context.Context, x *exchange, name string, meta json.RawMessage) (toolView, error) {
-	if v, ok := e.tools.get(name); ok && e.cfg.ToolsMaxAge > 0 && time.Since(v.at) < e.cfg.ToolsMaxAge {
+	if v, ok := e.tools.fresh(name, e.now(), e.cfg.ToolsMaxAge); ok {
 		return v, nil
 	}
+	asked := e.now()
 	tools, err := e.listTools(ctx, x, meta)
 	if err != nil {
 		return toolView{}, err
 	}
-	e.tools.put(tools, time.Now())
+	e.tools.put(tools, asked, nil)
 	for _, t := range tools {
 		if t != nil && t.Name == name {
 			v, _ := e.tools.get(name)
-			if v.tool != t { // another call listed the tools since: check against what was seen now
-				v = toolView{tool: t, at: time.Now()}
+			if v.tool != t { // another list was kept since: check against what was seen now
+				v = newView(t, asked)
 			}
 			return v, nil
 		}

@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/svidbroker/svidbroker/broker/config"
 	httpproxy "github.com/svidbroker/svidbroker/plugins/protocol/http/proxy"
 	"github.com/svidbroker/svidbroker/plugins/protocol/mcp/pin"
 )
+
+// maxToolsMaxAge bounds tools_max_age: the window of a changed definition nothing announced.
+const maxToolsMaxAge = 10 * time.Minute
 
 // ConfigValidator checks the blocks of mcp targets: the backend and timeouts as an http target's,
 // and the mcp block. cmd passes it to config.Load under the name "mcp".
@@ -15,7 +20,8 @@ type ConfigValidator struct{}
 var _ config.Protocol = ConfigValidator{}
 
 // ValidateBackend checks the backend block (as an http target's) and the mcp block, filling in its
-// defaults: pin = "file", path = "/mcp", tools_max_age = "0s".
+// defaults: pin = "file", path = "/mcp", tools_max_age = "5s" ("0s" lists the tools before every
+// call: ToolsMaxAgeD is then ToolsEveryCall).
 func (ConfigValidator) ValidateBackend(t *config.Target, c *config.Check) {
 	httpproxy.ConfigValidator{}.ValidateBackend(t, c)
 	if t.MCP == nil {
@@ -38,7 +44,14 @@ func (ConfigValidator) ValidateBackend(t *config.Target, c *config.Check) {
 	if !strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, "?# \t\r\n") {
 		c.Fail("Invalid MCP path", "mcp.path is the upstream's MCP endpoint path, such as \"/mcp\".", "mcp", "path")
 	}
-	m.ToolsMaxAgeD = c.Duration(m.ToolsMaxAge, 0, "mcp", "tools_max_age")
+	if d, err := time.ParseDuration(m.ToolsMaxAge); err == nil && d == 0 {
+		m.ToolsMaxAgeD = ToolsEveryCall // "0s": no age at all, listed before every call
+		return
+	}
+	m.ToolsMaxAgeD = c.Duration(m.ToolsMaxAge, DefaultToolsMaxAge, "mcp", "tools_max_age")
+	if m.ToolsMaxAgeD > maxToolsMaxAge {
+		c.Fail("Tools max age too long", fmt.Sprintf("mcp.tools_max_age bounds how long a changed tool definition may go unseen when the upstream sends no list_changed; at most %s (default %s, \"0s\" lists the tools before every call).", maxToolsMaxAge, DefaultToolsMaxAge), "mcp", "tools_max_age")
+	}
 }
 
 // ValidateTimeouts fills in the timeouts, as an http target's.

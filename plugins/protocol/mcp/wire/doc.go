@@ -15,7 +15,8 @@
 //
 // # Strictness
 //
-// jsonrpc.DecodeMessage is the decoder of record, but it is lax where a proxy must not be: it keeps
+// jsonrpc.DecodeMessage is the reading of record (a checked message is built from its members as it
+// reads them, which FuzzMessageMatchesSDK holds to it), but it is lax where a proxy must not be: it keeps
 // the last of two members of one name, ignores unknown members, truncates a fractional id (1.5 is
 // read as 1) and reads big ones through float64, reads "id": null as no id at all (so a request
 // becomes a notification, whose response never comes), and passes invalid UTF-8. A proxy that decides

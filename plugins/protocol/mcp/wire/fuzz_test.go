@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 func FuzzParsePost(f *testing.F) {
@@ -218,6 +221,57 @@ func FuzzHeaderValue(f *testing.F) {
 		}
 		if !headerEquals(enc, s) {
 			t.Fatalf("%q does not stand for %q", enc, s)
+		}
+	})
+}
+
+// FuzzMessageMatchesSDK holds parseMessage's decoding (fromMembers) to the SDK's own: every message
+// the strict checks admit decodes with jsonrpc.DecodeMessage to the same request or response.
+func FuzzMessageMatchesSDK(f *testing.F) {
+	for _, s := range []string{
+		call26, call25, init25, notif, resp1, progN, sreq,
+		`{"jsonrpc":"2.0","id":"a\u00e9","method":"tools\/call","params":{"name":"x"}}`,
+		`{"params":{},"method":"ping","id":9007199254740991,"jsonrpc":"2.0"}`,
+		`{"jsonrpc":"2.0","id":-3,"error":{"code":-32010,"message":"no \"way\"","data":{"policy":["p"]}}}`,
+		`{"jsonrpc":"2.0","id":"r","result":{ "content" : [ ] }}`,
+		`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, perr := parseMessage(raw, Limits{MaxMessageBytes: DefaultMaxMessageBytes, MaxDepth: 64})
+		if perr != nil {
+			return
+		}
+		want, err := jsonrpc.DecodeMessage(raw)
+		if err != nil {
+			t.Fatalf("admitted %q, which the SDK does not decode: %v", raw, err)
+		}
+		same := func(a, b json.RawMessage) bool {
+			if (a == nil) != (b == nil) {
+				return false
+			}
+			var x, y any
+			ea, eb := json.Unmarshal(a, &x), json.Unmarshal(b, &y)
+			return (a == nil && b == nil) || (ea == nil && eb == nil && reflect.DeepEqual(x, y))
+		}
+		switch w := want.(type) {
+		case *jsonrpc.Request:
+			if got.Req == nil || got.Req.ID != w.ID || got.Req.Method != w.Method || !same(got.Req.Params, w.Params) {
+				t.Fatalf("%q: got %+v, the SDK reads %+v", raw, got.Req, w)
+			}
+		case *jsonrpc.Response:
+			if got.Resp == nil || got.Resp.ID != w.ID || !same(got.Resp.Result, w.Result) || (got.Resp.Error == nil) != (w.Error == nil) {
+				t.Fatalf("%q: got %+v, the SDK reads %+v", raw, got.Resp, w)
+			}
+			if w.Error != nil {
+				ge, we := got.Resp.Error.(*jsonrpc.Error), w.Error.(*jsonrpc.Error)
+				if ge.Code != we.Code || ge.Message != we.Message || !same(ge.Data, we.Data) {
+					t.Fatalf("%q: error %+v, the SDK reads %+v", raw, ge, we)
+				}
+			}
+		default:
+			t.Fatalf("%q: the SDK reads %T", raw, want)
 		}
 	})
 }

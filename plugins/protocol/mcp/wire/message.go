@@ -47,8 +47,8 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// Message is one JSON-RPC message, checked strictly and then decoded with the SDK's
-// jsonrpc.DecodeMessage. Exactly one of Req and Resp is set.
+// Message is one JSON-RPC message, checked strictly and then decoded as the SDK's
+// jsonrpc.DecodeMessage reads it. Exactly one of Req and Resp is set.
 type Message struct {
 	// Raw is the message as received.
 	Raw json.RawMessage
@@ -124,25 +124,39 @@ func parseMessage(raw []byte, l Limits) (Message, *Error) {
 			}
 		}
 	}
-	dec, err := jsonrpc.DecodeMessage(raw)
-	if err != nil {
-		// The strict checks above admit only what the SDK decodes; reaching this is a bug, refused.
-		return Message{}, invalid(id, "the message is not a JSON-RPC 2.0 message the MCP SDK reads")
-	}
+	return fromMembers(raw, m, id, hasMethod)
+}
+
+// fromMembers builds the message the strict checks admitted from its members, as the SDK's
+// jsonrpc.DecodeMessage reads it (FuzzMessageMatchesSDK holds the two together) without its
+// decoder, which allocates tens of kilobytes per message.
+func fromMembers(raw []byte, m map[string]jsontext.Value, id jsonrpc.ID, hasMethod bool) (Message, *Error) {
 	msg := Message{Raw: json.RawMessage(raw)}
-	switch v := dec.(type) {
-	case *jsonrpc.Request:
-		if !hasMethod || v.ID != id {
-			return Message{}, invalid(id, "the message decodes ambiguously")
+	if hasMethod {
+		var method string
+		if err := json.Unmarshal(m["method"], &method); err != nil {
+			return Message{}, invalid(id, `"method" must be a non-empty string`)
 		}
-		msg.Req = v
-	case *jsonrpc.Response:
-		if hasMethod || v.ID != id {
-			return Message{}, invalid(id, "the message decodes ambiguously")
+		msg.Req = &jsonrpc.Request{ID: id, Method: method, Params: rawMember(m["params"])}
+		return msg, nil
+	}
+	msg.Resp = &jsonrpc.Response{ID: id, Result: rawMember(m["result"])}
+	if v, ok := m["error"]; ok {
+		we := &jsonrpc.Error{}
+		if err := json.Unmarshal(v, we); err != nil {
+			return Message{}, invalid(id, `"error" must be an object with "code" and "message"`)
 		}
-		msg.Resp = v
+		msg.Resp.Error = we
 	}
 	return msg, nil
+}
+
+// rawMember is a member's value (objectMembers' own copy), nil when absent.
+func rawMember(v jsontext.Value) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	return json.RawMessage(v)
 }
 
 // readID reads an id member: a string, or an integer written without fraction or exponent and

@@ -129,13 +129,21 @@ func headerForm(v jsontext.Value) (string, bool) {
 // Mcp-Protocol-Version header names a version that requires them), equal to it; an absent one has none; and no Mcp-Param-* header is left that the schema does not bind. Errors are
 // *Error (header mismatch) naming the header and the argument's path, never its value.
 func CheckParamHeaders(h http.Header, req *jsonrpc.Request, tool *mcp.Tool) error {
+	bindings, err := ParamBindings(tool)
+	if err != nil {
+		if _, cerr := CallParams(req); cerr != nil {
+			return cerr
+		}
+		return refuse(http.StatusBadRequest, CodeHeaderMismatch, req.ID, "%v", err)
+	}
+	return CheckBoundHeaders(h, req, bindings)
+}
+
+// CheckBoundHeaders is CheckParamHeaders with the tool's ParamBindings, read once per definition.
+func CheckBoundHeaders(h http.Header, req *jsonrpc.Request, bindings []ParamBinding) error {
 	call, err := CallParams(req)
 	if err != nil {
 		return err
-	}
-	bindings, err := ParamBindings(tool)
-	if err != nil {
-		return refuse(http.StatusBadRequest, CodeHeaderMismatch, req.ID, "%v", err)
 	}
 	rules, _ := VersionRules(h.Get(HeaderProtocolVersion))
 	required := rules.StandardHeaders
