@@ -223,17 +223,7 @@ func TestApprovalsSurviveARestart(t *testing.T) {
 	admin := withdrawTables(t, s)
 	o := startOIDC(t, s)
 	name := fmt.Sprintf("svidbroker-apprstate-%s", time.Now().Format("150405"))
-	state := filepath.Join(s.Dir, name+"-approvals")
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	brokerPersona, err := s.Persona(stack.PersonaBroker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(state, int(brokerPersona.UID), int(brokerPersona.UID)); err != nil {
-		t.Fatal(err)
-	}
+	state := approvalsStateDir(t, s, name)
 	opts := stack.BrokerOptions{Name: name, Binary: brokerBin, Approver: "oidc", Extra: approversBlock(o, "journal", state)}
 	b, err := s.StartBroker(ctx, opts)
 	if err != nil {
@@ -284,4 +274,21 @@ func TestApprovalsSurviveARestart(t *testing.T) {
 	if err := p.Wait(); err == nil || tableExists(t, admin, table) {
 		t.Fatalf("the second use ran: %v\n%s", err, p.out.String())
 	}
+}
+
+// approvalsStateDir makes the approvals journal's directory of broker name, the broker's uid's.
+func approvalsStateDir(t *testing.T, s *stack.Stack, name string) string {
+	t.Helper()
+	state := filepath.Join(s.Dir, name+"-approvals")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	brokerPersona, err := s.Persona(stack.PersonaBroker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, int(brokerPersona.UID), int(brokerPersona.UID)); err != nil {
+		t.Fatal(err)
+	}
+	return state
 }

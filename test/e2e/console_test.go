@@ -40,7 +40,10 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	consoleURL := console.URL
-	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "console", Binary: brokerBin, Extra: console.HCL})
+	// Approvals by people: the console decides through the desk (Cedar's approve, separation of
+	// duties, a kept journal), as approver = "oidc" runs in production.
+	b, err := s.StartBroker(ctx, stack.BrokerOptions{Name: "console", Binary: brokerBin, Approver: "oidc",
+		Extra: console.HCL + approversBlock(o, "journal", approvalsStateDir(t, s, "svidbroker-console"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +52,7 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	held := startPsql(t, b, clientFiles(t, s, stack.PersonaMigrator), "CREATE TEMP TABLE held_by_console (a int)")
 	done := make(chan error, 1)
 	go func() { done <- held.Wait() }()
-	req := waitPending(t, b, "held_by_console")
+	req := waitPendingOIDC(t, b, idTokenOf(t, o, stack.ApproverEmail), "held_by_console")
 	if req.SPIFFEID != mustPersonaID(t, s, stack.PersonaMigrator) {
 		t.Fatalf("request %+v", req)
 	}
