@@ -25,6 +25,11 @@ func TestReplayOfApprovalVotesAndGrants(t *testing.T) {
 			[]string{"request r2 denied by ada@example.com", ": not now"}, []string{"granted"}},
 		{map[string]string{"request": "r1", "state": "used", "approver": "ada@example.com, bob@example.com"},
 			[]string{"granted earlier by ada@example.com, bob@example.com covered this operation (used grant r1)"}, nil},
+		{map[string]string{"request": "r3", "state": "notified", "event": "raised", "destination": "slack", "outcome": "sent"},
+			[]string{"request r3 raised notification to the slack sent"}, []string{"error"}},
+		{map[string]string{"request": "r3", "state": "notified", "event": "approved", "destination": "webhook", "outcome": "failed",
+			"error": "503 Service Unavailable; gave up after 5 attempts"},
+			[]string{"request r3 approved notification to the webhook failed: 503 Service Unavailable; gave up after 5 attempts"}, nil},
 	} {
 		line := Format(Entry{Record: Record{Time: at, Kind: KindApproval, Session: "s", Detail: c.detail}})
 		for _, s := range c.has {

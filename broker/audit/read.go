@@ -300,6 +300,12 @@ func formatApproval(b *strings.Builder, r Record) {
 		}
 	case "used":
 		fmt.Fprintf(b, " granted earlier by %s covered this operation (used grant %s)", Escape(r.Detail["approver"]), Escape(r.Detail["request"]))
+	case "notified":
+		// A notification's end (approval/notify): which event, to which destination, whether it arrived.
+		fmt.Fprintf(b, " %s notification to the %s %s", Escape(r.Detail["event"]), Escape(r.Detail["destination"]), Escape(r.Detail["outcome"]))
+		if e := r.Detail["error"]; e != "" {
+			fmt.Fprintf(b, ": %s", Escape(e))
+		}
 	default:
 		fmt.Fprintf(b, " %s", Escape(state))
 		if a := r.Detail["approver"]; a != "" {

@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
+
+	"github.com/svidbroker/svidbroker/broker/approval"
+	"github.com/svidbroker/svidbroker/broker/audit"
 
 	"github.com/svidbroker/svidbroker/broker/approval/notify"
 	"github.com/svidbroker/svidbroker/broker/config"
@@ -12,7 +16,7 @@ import (
 // startNotifier tells the notify block's destinations of the approval requests q files and ends.
 // Without a notify block it does nothing. stop, once the sessions have ended, delivers what is still
 // queued for at most the notifier's drain timeout.
-func startNotifier(ctx context.Context, cfg *config.Config, a approvers, mtr *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func startNotifier(ctx context.Context, cfg *config.Config, a approvers, sink audit.Sink, mtr *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if cfg.Notify == nil {
 		return func() {}, nil
 	}
@@ -33,6 +37,9 @@ func startNotifier(ctx context.Context, cfg *config.Config, a approvers, mtr *me
 		return nil, err
 	}
 	ncfg.Metrics, ncfg.Log = counters, log
+	if sink != nil {
+		ncfg.Delivered = func(ev approval.Event, dest string, err error) { sink.Write(notifiedRecord(ev, dest, err), false) }
+	}
 	n, err := notify.New(ncfg)
 	if err != nil {
 		return nil, err
@@ -47,4 +54,16 @@ func startNotifier(ctx context.Context, cfg *config.Config, a approvers, mtr *me
 	}()
 	log.InfoContext(ctx, "approval notifications on", "destinations", sinks, "console_url", ncfg.ConsoleURL)
 	return func() { cancel(); <-done }, nil
+}
+
+// notifiedRecord is the audit record of one notification's end: the event told of, to which
+// destination, and whether it arrived. The delivery error says what failed (a status, a timeout),
+// never the destination's URL or secret.
+func notifiedRecord(ev approval.Event, dest string, err error) audit.Record {
+	detail := map[string]string{"request": ev.Request.ID, "state": "notified", "event": ev.Kind, "destination": dest, "outcome": "sent"}
+	if err != nil {
+		detail["outcome"], detail["error"] = "failed", err.Error()
+	}
+	return audit.Record{Time: time.Now().UTC(), Kind: audit.KindApproval, Session: ev.Request.Session,
+		SPIFFEID: ev.Request.SPIFFEID, Target: ev.Request.Target, Detail: detail}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/svidbroker/svidbroker/broker/approval"
 	"github.com/svidbroker/svidbroker/broker/approval/notify"
+	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/metrics"
 )
@@ -48,7 +50,8 @@ func TestNotifierTellsTheWebhookOfTheQueuesRequests(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	q := approval.NewQueue()
-	stop, err := startNotifier(t.Context(), cfg, approvers{queue: q}, mtr, slog.New(slog.NewTextHandler(&logs, nil)))
+	var recs notifiedSink
+	stop, err := startNotifier(t.Context(), cfg, approvers{queue: q}, &recs, mtr, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,13 +71,29 @@ func TestNotifierTellsTheWebhookOfTheQueuesRequests(t *testing.T) {
 	if n := counter(t, mtr, "svidbroker_notifications_total", `outcome="sent"`); n != 2 {
 		t.Fatalf("sent %v", n)
 	}
+	// Each delivery is in the audit log: the event, the destination, that it arrived; no URL.
+	recs.mu.Lock()
+	var told []string
+	for _, r := range recs.recs {
+		if r.Kind != audit.KindApproval || r.Detail["state"] != "notified" || r.Detail["request"] != "r1" || r.Target != "shop" {
+			t.Errorf("record %+v", r)
+		}
+		if strings.Contains(fmt.Sprint(r), srv.URL) || strings.Contains(fmt.Sprint(r), secret) {
+			t.Errorf("the record quotes the webhook's URL or secret: %+v", r)
+		}
+		told = append(told, r.Detail["event"]+":"+r.Detail["destination"]+":"+r.Detail["outcome"])
+	}
+	recs.mu.Unlock()
+	if got := strings.Join(told, ","); got != "raised:webhook:sent,expired:webhook:sent" {
+		t.Fatalf("notified records %q", got)
+	}
 	if !strings.Contains(logs.String(), "approval notifications on") {
 		t.Fatalf("log: %s", logs.String())
 	}
 
 	// Without an approver there is no queue: the broker says the block has nothing to notify.
 	logs.Reset()
-	stop, err = startNotifier(t.Context(), cfg, approvers{}, mtr, slog.New(slog.NewTextHandler(&logs, nil)))
+	stop, err = startNotifier(t.Context(), cfg, approvers{}, nil, mtr, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,3 +127,20 @@ func counter(t *testing.T, m *metrics.Metrics, name, label string) float64 {
 	t.Fatalf("no %s{%s}", name, label)
 	return 0
 }
+
+// notifiedSink keeps the records written to it.
+type notifiedSink struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
+
+func (s *notifiedSink) Write(rec audit.Record, _ bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, rec)
+	return nil
+}
+
+func (s *notifiedSink) Flush() error { return nil }
+
+func (s *notifiedSink) AppendAsync(rec audit.Record) { _ = s.Write(rec, false) }

@@ -130,7 +130,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeApprovals()
-	stopNotify, err := startNotifier(ctx, cfg, approvals, mtr, log)
+	stopNotify, err := startNotifier(ctx, cfg, approvals, sink, mtr, log)
 	if err != nil {
 		return err
 	}
