@@ -101,8 +101,12 @@ var templates = template.Must(template.New("").Funcs(funcs).Parse(`
 <dt>Asks to run</dt><dd><pre>{{.Statement}}</pre></dd>
 <dt>Deciding policy</dt><dd>{{range $i, $x := .Policies}}{{if $i}}, {{end}}<code>{{$x}}</code>{{else}}—{{end}}{{if .Decision}} (decision {{.Decision}}){{end}}</dd>
 <dt>Session</dt><dd><code>{{.Session}}</code></dd>
+{{if .Attestation}}<dt>SPIRE attested</dt><dd>{{range $i, $x := .Attestation}}{{if $i}}, {{end}}<code>{{$x}}</code>{{end}}</dd>{{end}}
+{{with .Owner}}<dt>Agent's owner</dt><dd>{{.}} (may not approve it)</dd>{{end}}
+{{with .Fingerprint}}<dt>Fingerprint</dt><dd><code>{{.}}</code> (what a fingerprint scope covers)</dd>{{end}}
+{{if .Required}}<dt>Approvals</dt><dd>{{len .Approvals}} of {{.Required}} needed{{range .Approvals}}; {{if .Approve}}approved{{else}}denied{{end}} by {{.Email}} {{when .At}}{{end}}</dd>{{end}}
 {{with .Start}}<dt>Session start</dt><dd>authenticated by {{index .Detail "authenticated_by"}}; SVID expires {{index .Detail "svid_expires"}}{{with index .Detail "credential_role"}}; credential role {{.}}{{end}}</dd>{{end}}
-<dt>Waiting since</dt><dd>{{when .Created}}</dd>
+<dt>Waiting since</dt><dd>{{when .Created}}{{if not .Expires.IsZero}}; expires {{when .Expires}}{{end}}</dd>
 </dl>
 <form method="post" action="{{$p.Base}}/approvals/{{.ID}}">
 <input type="hidden" name="csrf" value="{{$p.CSRF}}">

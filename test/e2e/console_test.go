@@ -58,7 +58,7 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 	}
 
 	cctx := chrome(t, ctx)
-	var notice, verified string
+	var notice, verified, card string
 	err = chromedp.Do(cctx,
 		chromedp.Navigate(consoleURL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#username`)),
@@ -67,6 +67,7 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#password`), password),
 		chromedp.Submit(chromedp.CSS(`#password`)),
 		chromedp.WaitVisible(chromedp.CSS(`#approve-`+req.ID)),
+		keep(chromedp.Text(chromedp.CSS(`section[aria-labelledby="req-`+req.ID+`"]`)), &card),
 		artifact(t, "02-held-ddl"),
 		chromedp.SendKeys(chromedp.CSS(`#reason-`+req.ID), "temp table for the migration"),
 		chromedp.Click(chromedp.CSS(`#approve-`+req.ID)),
@@ -84,6 +85,12 @@ func TestConsoleApprovesAHeldStatementInChromium(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the held statement did not go on after the approval")
+	}
+	// The request says what SPIRE attested about the agent and what an approval would bind.
+	for _, want := range []string{"SPIRE attested", "unix:uid:", "Fingerprint", "sql:", "0 of 1 needed"} {
+		if !strings.Contains(card, want) {
+			t.Errorf("the pending request's card does not say %q:\n%s", want, card)
+		}
 	}
 	if !strings.Contains(notice, "Approved") {
 		t.Fatalf("notice %q", notice)
