@@ -109,6 +109,19 @@ func TestToolsDefinitionChangedUntilAccepted(t *testing.T) {
 			t.Fatalf("the refusal quotes the new description: %s", we.Message)
 		}
 	}
+	// The agent lists the tools again (as it does when the server says tools/list_changed): the
+	// broker checks each relayed entry against its pin, drops the changed one, and from then on
+	// refuses calls to it. (Unlisted, a change is caught once the broker's view of the tools is older
+	// than the target's tools_max_age: docs/mcp-targets.md.)
+	listed, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range listed.Tools {
+		if tool.Name == "summarize" || strings.Contains(tool.Description, poisoned) {
+			t.Fatalf("the changed tool reached the agent's list: %q: %q", tool.Name, tool.Description)
+		}
+	}
 	refused("after the change")
 	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get_customer", Arguments: map[string]any{"id": 2}}); err != nil || res.IsError {
 		t.Fatalf("get_customer after summarize changed: %v %+v", err, res)
