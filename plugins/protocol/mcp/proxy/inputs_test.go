@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/svidbroker/svidbroker/broker/audit"
+)
+
+// addAskingTools adds to the rig's shop two tools that ask the client by input requests, as a
+// go-sdk server does at 2026-07-28: ask (elicitation, its message quoting the customer's ssn) and
+// sample (sampling).
+func addAskingTools(r *rig) {
+	r.shop.srv.AddTool(&mcp.Tool{Name: "ask", Description: "Asks the user.", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			resp, ok := req.Params.InputResponses["q"]
+			if !ok {
+				return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Mode: "form",
+					Message: "Is " + ssn + " yours?", RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"answer": map[string]any{"type": "string"}}}}}}, nil
+			}
+			er, ok := resp.(*mcp.ElicitResult)
+			if !ok {
+				return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "not an elicitation result"}}}, nil
+			}
+			b, _ := json.Marshal(er.Content)
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: er.Action + " " + string(b)}}}, nil
+		})
+	r.shop.srv.AddTool(&mcp.Tool{Name: "sample", Description: "Drafts a reply.", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			resp, ok := req.Params.InputResponses["d"]
+			if !ok {
+				return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"d": &mcp.CreateMessageParams{MaxTokens: 10,
+					Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "draft a reply"}}}}}}, nil
+			}
+			var text string
+			switch r := resp.(type) {
+			case *mcp.CreateMessageWithToolsResult:
+				if len(r.Content) > 0 {
+					if tc, ok := r.Content[0].(*mcp.TextContent); ok {
+						text = tc.Text
+					}
+				}
+			case *mcp.CreateMessageResult:
+				if tc, ok := r.Content.(*mcp.TextContent); ok {
+					text = tc.Text
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "draft: " + text}}}, nil
+		})
+}
+
+// askingClient is a 2026-07-28 client that answers elicitation with "blue" and sampling with
+// "Dear Ada", counting what it was asked.
+type askingClient struct {
+	elicited, sampled atomic.Int32
+	asked             atomic.Value // the last elicitation's message
+}
+
+func (a *askingClient) options() *mcp.ClientOptions {
+	return &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			a.elicited.Add(1)
+			a.asked.Store(r.Params.Message)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "blue"}}, nil
+		},
+		CreateMessageHandler: func(_ context.Context, r *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			a.sampled.Add(1)
+			return &mcp.CreateMessageResult{Model: "m", Role: "assistant", Content: &mcp.TextContent{Text: "Dear Ada"}}, nil
+		},
+	}
+}
+
+func callTool(cs *mcp.ClientSession, name string) (*mcp.CallToolResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{}})
+}
+
+func resultText(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+// hasDenied reports whether a denied record's detail has refused = why.
+func hasDenied(recs []audit.Record, why string) bool {
+	for _, r := range recs {
+		if r.Kind == audit.KindDenied && r.Detail["refused"] == why {
+			return true
+		}
+	}
+	return false
+}
+
+// An input request of a 2026-07-28 result is decided by its method's action, as a server-initiated
+// request is: a permitted elicitation reaches the client and the call completes; a refused sampling
+// never reaches it and the call fails with an error naming it and the policy.
+func TestInputRequestsGated(t *testing.T) {
+	r := newRig(t, version20260728, nil)
+	addAskingTools(r)
+	var denySampling atomic.Bool
+	denySampling.Store(true)
+	r.policy.deny = func(q Request) error {
+		if q.Method == "sampling/createMessage" && denySampling.Load() {
+			return errors.New("mcp:sampling on target \"tools\" is not permitted")
+		}
+		return nil
+	}
+	ac := &askingClient{}
+	cs := r.connectWith(t, "spiffe://example.org/agent", version20260728, ac.options())
+
+	// Permitted elicitation: asked, answered, the call completes.
+	res, err := callTool(cs, "ask")
+	if err != nil || res.IsError || resultText(res) != `accept {"answer":"blue"}` {
+		t.Fatalf("ask: %v %+v", err, res)
+	}
+	if ac.elicited.Load() != 1 {
+		t.Fatalf("elicitation handler called %d times, want 1", ac.elicited.Load())
+	}
+	if len(r.sink.find(audit.KindStatement, "server elicitation/create")) == 0 {
+		t.Error("the permitted input request was not recorded")
+	}
+	decided := false
+	for _, q := range r.policy.requests() {
+		if q.Method == "elicitation/create" {
+			decided = true
+		}
+	}
+	if !decided {
+		t.Error("policy was not asked about the elicitation")
+	}
+
+	// Refused sampling: not shown, the call fails naming it and the policy.
+	_, err = callTool(cs, "sample")
+	if err == nil {
+		t.Fatal("sample: the call completed though sampling is refused")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "sampling/createMessage") || !strings.Contains(msg, "forbid-test") {
+		t.Errorf("sample's error does not name the refused request and policy: %v", err)
+	}
+	if ac.sampled.Load() != 0 {
+		t.Fatal("the refused sampling request reached the client")
+	}
+	if !hasDenied(r.sink.all(), "input request refused") {
+		t.Error("the refused input request was not recorded as denied")
+	}
+
+	// Control: with sampling permitted, the same call completes.
+	denySampling.Store(false)
+	res, err = callTool(cs, "sample")
+	if err != nil || resultText(res) != "draft: Dear Ada" || ac.sampled.Load() != 1 {
+		t.Fatalf("permitted sample: %v %+v (sampled %d)", err, res, ac.sampled.Load())
+	}
+	r.noCanary(t)
+}
+
+// A tool whose result fields are masked for the caller may not ask it for input: the elicitation's
+// message quotes the ssn, which no field path reaches.
+func TestInputRequestsOfMaskedTool(t *testing.T) {
+	r := newRig(t, version20260728, nil)
+	addAskingTools(r)
+	r.policy.catalog["ask"] = CatalogTool{Fields: []CatalogField{{Path: "$.ssn"}}}
+	r.policy.masks["$.ssn"] = "redact"
+	ac := &askingClient{}
+	cs := r.connectWith(t, "spiffe://example.org/agent", version20260728, ac.options())
+	_, err := callTool(cs, "ask")
+	if err == nil || !strings.Contains(err.Error(), "masked") || !strings.Contains(err.Error(), "elicitation/create") {
+		t.Fatalf("masked ask: %v", err)
+	}
+	if ac.elicited.Load() != 0 {
+		t.Fatalf("the masked tool's elicitation reached the client (asked %v)", ac.asked.Load())
+	}
+	if strings.Contains(err.Error(), ssn) {
+		t.Fatal("the error quotes the masked value")
+	}
+	if !hasDenied(r.sink.all(), "input request of a masked tool") {
+		t.Error("not recorded as denied")
+	}
+	// Control: where the caller may read the field unmasked, the same call completes.
+	r = newRig(t, version20260728, nil)
+	addAskingTools(r)
+	r.policy.catalog["ask"] = CatalogTool{Fields: []CatalogField{{Path: "$.ssn"}}}
+	cs = r.connectWith(t, "spiffe://example.org/agent", version20260728, ac.options())
+	res, err := callTool(cs, "ask")
+	if err != nil || resultText(res) != `accept {"answer":"blue"}` || ac.elicited.Load() != 1 {
+		t.Fatalf("unmasked ask: %v %+v", err, res)
+	}
+}
