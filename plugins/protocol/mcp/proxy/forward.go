@@ -157,6 +157,8 @@ func (x *exchange) recordResult(it *item, st *resultStats, rec *capped, err erro
 	switch {
 	case err != nil:
 		tag = "withheld"
+	case st.refused:
+		tag = "input refused"
 	case st.isError:
 		tag = "isError"
 	}
@@ -235,7 +237,7 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 		}
 		return m.raw, nil
 	}
-	if b := x.inputs(it, m); b != nil {
+	if b := x.inputs(it, m, st); b != nil {
 		return b, nil
 	}
 	var result json.RawMessage

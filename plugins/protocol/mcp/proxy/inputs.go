@@ -3,7 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
-		"slices"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -127,7 +127,7 @@ func hasMember(raw json.RawMessage, name string) bool {
 // relayed as usual); else the answer the agent gets: the result as decoded and encoded again when
 // policy permits every input request (and they are kept for the client's answers), or an error
 // naming the refused one.
-func (x *exchange) inputs(it *item, m message) []byte {
+func (x *exchange) inputs(it *item, m message, st *resultStats) []byte {
 	if it.ask == "" || !hasMember(m.resp.Result, "inputRequests") {
 		return nil
 	}
@@ -163,6 +163,7 @@ func (x *exchange) inputs(it *item, m message) []byte {
 			detail[k] = v
 		}
 		x.s.Record(audit.Record{Kind: audit.KindDenied, Statement: &audit.Statement{Protocol: "mcp", Text: "input requests of " + of}, Detail: detail})
+		st.refused = true
 		it.refuse(codeDenied, msg, &errorData{Policy: policies, Tool: it.tool})
 		return it.refusal
 	}

@@ -22,7 +22,7 @@ func addAskingTools(r *rig) {
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			resp, ok := req.Params.InputResponses["q"]
 			if !ok {
-				return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Mode: "form",
+				return &mcp.CallToolResult{RequestState: "state-1", InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Mode: "form",
 					Message: "Is " + ssn + " yours?", RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"answer": map[string]any{"type": "string"}}}}}}, nil
 			}
 			er, ok := resp.(*mcp.ElicitResult)
@@ -94,13 +94,17 @@ func resultText(r *mcp.CallToolResult) string {
 }
 
 // hasDenied reports whether a denied record's detail has refused = why.
-func hasDenied(recs []audit.Record, why string) bool {
+func hasDenied(recs []audit.Record, why string) bool { return countDenied(recs, why) > 0 }
+
+// countDenied counts the denied records whose detail has refused = why.
+func countDenied(recs []audit.Record, why string) int {
+	n := 0
 	for _, r := range recs {
 		if r.Kind == audit.KindDenied && r.Detail["refused"] == why {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // An input request of a 2026-07-28 result is decided by its method's action, as a server-initiated
@@ -155,6 +159,18 @@ func TestInputRequestsGated(t *testing.T) {
 	if !hasDenied(r.sink.all(), "input request refused") {
 		t.Error("the refused input request was not recorded as denied")
 	}
+	// The call's result is recorded once its answer is written: wait for it (the test's own
+	// deadline bounds the wait).
+	for tagged := false; !tagged; {
+		for _, rec := range r.sink.all() {
+			if rec.Kind == audit.KindResult && rec.Result != nil && rec.Result.Tag == "tools/call sample input refused" {
+				tagged = true
+			}
+		}
+		if !tagged {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	// Control: with sampling permitted, the same call completes.
 	denySampling.Store(false)
@@ -196,4 +212,72 @@ func TestInputRequestsOfMaskedTool(t *testing.T) {
 	if err != nil || resultText(res) != `accept {"answer":"blue"}` || ac.elicited.Load() != 1 {
 		t.Fatalf("unmasked ask: %v %+v", err, res)
 	}
+}
+
+// callWith calls tool with arguments args and the given input responses and request state.
+func callWith(cs *mcp.ClientSession, tool string, args map[string]any, resps mcp.InputResponseMap, state string) (*mcp.CallToolResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args, InputResponses: resps, RequestState: state})
+}
+
+// A client's inputResponses reach the server only for input requests the broker relayed to its
+// principal, in its session, for the same call, once, with the requestState relayed.
+func TestInputResponsesSolicitedOnly(t *testing.T) {
+	r := newRig(t, version20260728, nil)
+	addAskingTools(r)
+	manual := &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}
+	a := r.connectWith(t, "spiffe://example.org/agent", version20260728, manual)
+	b := r.connectWith(t, "spiffe://example.org/other", version20260728, manual)
+	args := map[string]any{}
+	answer := func(marker string) mcp.InputResponseMap {
+		return mcp.InputResponseMap{"q": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": marker}}}
+	}
+	ask := func(cs *mcp.ClientSession) {
+		t.Helper()
+		res, err := callWith(cs, "ask", args, nil, "")
+		if err != nil || !res.NeedsInput() || res.InputRequests["q"] == nil || res.RequestState != "state-1" {
+			t.Fatalf("ask: %v %+v", err, res)
+		}
+	}
+	refused := func(name string, cs *mcp.ClientSession, tool string, args map[string]any, resps mcp.InputResponseMap, state, marker, why string) {
+		t.Helper()
+		before := countDenied(r.sink.all(), why)
+		_, err := callWith(cs, tool, args, resps, state)
+		if err == nil {
+			t.Fatalf("%s: the call was relayed", name)
+		}
+		if r.shop.saw(marker) {
+			t.Fatalf("%s: the answer reached the server", name)
+		}
+		if countDenied(r.sink.all(), why) != before+1 {
+			t.Errorf("%s: no denied record %q (error %v)", name, why, err)
+		}
+	}
+
+	// Unsolicited: no input request was relayed.
+	refused("unsolicited", a, "ask", args, answer("m-unsolicited"), "state-1", "m-unsolicited", "unsolicited inputResponses")
+
+	// Foreign: another principal answers what was relayed to a.
+	ask(a)
+	refused("foreign principal", b, "ask", args, answer("m-foreign"), "state-1", "m-foreign", "unsolicited inputResponses")
+	// Another call: the same answer with other arguments.
+	refused("other arguments", a, "ask", map[string]any{"x": 1}, answer("m-args"), "state-1", "m-args", "unsolicited inputResponses")
+	// A forged requestState.
+	ask(a)
+	refused("requestState", a, "ask", args, answer("m-state"), "forged", "m-state", "requestState not relayed")
+	// A key never asked.
+	ask(a)
+	refused("key", a, "ask", args, mcp.InputResponseMap{"zz": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "m-key"}}}, "state-1", "m-key", "unsolicited input response")
+	// An answer of another kind under the key.
+	ask(a)
+	refused("kind", a, "ask", args, mcp.InputResponseMap{"q": &mcp.ListRootsResult{Roots: []*mcp.Root{{URI: "file:///m-kind"}}}}, "state-1", "m-kind", "input response of another kind")
+
+	// Control: the answer to what was relayed to a passes, once.
+	ask(a)
+	res, err := callWith(a, "ask", args, answer("m-ok"), "state-1")
+	if err != nil || res.IsError || resultText(res) != `accept {"answer":"m-ok"}` {
+		t.Fatalf("solicited answer: %v %+v", err, res)
+	}
+	refused("replay", a, "ask", args, answer("m-replay"), "state-1", "m-replay", "unsolicited inputResponses")
 }
