@@ -155,10 +155,10 @@ func (x *exchange) fail(it *item, out *clientOut, collect *[][]byte, status int,
 func (x *exchange) recordResult(it *item, st *resultStats, rec *capped, err error) {
 	tag := "ok"
 	switch {
+	case st.refused: // the agent got the refusal, whatever came after it
+		tag = "input refused"
 	case err != nil:
 		tag = "withheld"
-	case st.refused:
-		tag = "input refused"
 	case st.isError:
 		tag = "isError"
 	}

@@ -39,47 +39,73 @@ type asked struct {
 	at    time.Time
 }
 
+// maxAsksPerCall bounds the results of one call (principal, session, method, name, arguments)
+// whose input requests await answers: a principal's concurrent identical calls.
+const maxAsksPerCall = 8
+
 // askBook keeps the input requests relayed to clients, awaiting their answers.
 type askBook struct {
 	mu sync.Mutex
-	m  map[askKey]asked
+	m  map[askKey][]asked
 }
 
 func (b *askBook) put(k askKey, a asked) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m == nil {
-		b.m = map[askKey]asked{}
+		b.m = map[askKey][]asked{}
 	}
 	if _, ok := b.m[k]; !ok && len(b.m) >= maxBound {
 		var oldest askKey
 		var at time.Time
 		for k2, v := range b.m { // expired ones first, else the oldest: its client calls afresh
-			if a.at.Sub(v.at) > askTTL {
+			last := v[len(v)-1].at
+			if a.at.Sub(last) > askTTL {
 				delete(b.m, k2)
 				continue
 			}
-			if at.IsZero() || v.at.Before(at) {
-				oldest, at = k2, v.at
+			if at.IsZero() || last.Before(at) {
+				oldest, at = k2, last
 			}
 		}
 		if len(b.m) >= maxBound {
 			delete(b.m, oldest)
 		}
 	}
-	b.m[k] = a
+	l := append(b.m[k], a)
+	if len(l) > maxAsksPerCall {
+		l = l[len(l)-maxAsksPerCall:]
+	}
+	b.m[k] = l
 }
 
-// take removes and returns what was asked for k, if it was and is not expired.
-func (b *askBook) take(k askKey, now time.Time) (asked, bool) {
+// take removes and returns what a result relayed for k asked with requestState state, if one did
+// and has not expired; the latest such one.
+func (b *askBook) take(k askKey, state string, now time.Time) (asked, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	a, ok := b.m[k]
-	delete(b.m, k)
-	if !ok || now.Sub(a.at) > askTTL {
-		return asked{}, false
+	l := b.m[k]
+	for i := len(l) - 1; i >= 0; i-- {
+		if l[i].state != state || now.Sub(l[i].at) > askTTL {
+			continue
+		}
+		a := l[i]
+		l = append(l[:i:i], l[i+1:]...)
+		if len(l) == 0 {
+			delete(b.m, k)
+		} else {
+			b.m[k] = l
+		}
+		return a, true
 	}
-	return a, true
+	return asked{}, false
+}
+
+// pending reports whether input requests relayed for k await answers.
+func (b *askBook) pending(k askKey) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.m[k]) > 0
 }
 
 // inputMethod is the method of an input request, as a server-initiated request would carry it.
@@ -246,12 +272,13 @@ func (x *exchange) answers(it *item) bool {
 			return refuse("inputResponses unreadable", fmt.Sprintf("svidbroker: the inputResponses of %s could not be read: each must be an elicitation, sampling or roots result", it.method), nil)
 		}
 	}
-	a, ok := x.e.asks.take(askKey{x.principal, x.sid, it.ask}, x.e.now())
+	k := askKey{x.principal, x.sid, it.ask}
+	a, ok := x.e.asks.take(k, p.RequestState, x.e.now())
 	if !ok {
+		if x.e.asks.pending(k) {
+			return refuse("requestState not relayed", fmt.Sprintf("svidbroker: the requestState of %s is not one the broker relayed for this call: echo the one the result carried", it.method), nil)
+		}
 		return refuse("unsolicited inputResponses", fmt.Sprintf("svidbroker: %s carries inputResponses or a requestState, but the broker relayed no input request of this call to this principal (or they expired after %s, or were answered): call again without them", it.method, askTTL), nil)
-	}
-	if p.RequestState != a.state {
-		return refuse("requestState not relayed", fmt.Sprintf("svidbroker: the requestState of %s is not the one the broker relayed for this call: echo the one the result carried", it.method), nil)
 	}
 	for k, r := range resps {
 		method, ok := a.keys[k]

@@ -161,11 +161,19 @@ func TestInputRequestsGated(t *testing.T) {
 	}
 	// The call's result is recorded once its answer is written: wait for it (the test's own
 	// deadline bounds the wait).
-	for tagged := false; !tagged; {
+	for tagged, tries := false, 0; !tagged; tries++ {
 		for _, rec := range r.sink.all() {
 			if rec.Kind == audit.KindResult && rec.Result != nil && rec.Result.Tag == "tools/call sample input refused" {
 				tagged = true
 			}
+		}
+		if !tagged && tries > 1000 {
+			for _, rec := range r.sink.all() {
+				if rec.Result != nil {
+					t.Logf("%s %s", rec.Kind, rec.Result.Tag)
+				}
+			}
+			t.Fatal("the call's result record does not say its input request was refused")
 		}
 		if !tagged {
 			time.Sleep(10 * time.Millisecond)
@@ -258,14 +266,23 @@ func TestInputResponsesSolicitedOnly(t *testing.T) {
 	// Unsolicited: no input request was relayed.
 	refused("unsolicited", a, "ask", args, answer("m-unsolicited"), "state-1", "m-unsolicited", "unsolicited inputResponses")
 
-	// Foreign: another principal answers what was relayed to a.
+	ok := func(name string) {
+		t.Helper()
+		res, err := callWith(a, "ask", args, answer("m-"+name), "state-1")
+		if err != nil || res.IsError || resultText(res) != `accept {"answer":"m-`+name+`"}` {
+			t.Fatalf("%s: solicited answer: %v %+v", name, err, res)
+		}
+	}
+
+	// Foreign: another principal answers what was relayed to a; then a call with other arguments.
 	ask(a)
 	refused("foreign principal", b, "ask", args, answer("m-foreign"), "state-1", "m-foreign", "unsolicited inputResponses")
-	// Another call: the same answer with other arguments.
 	refused("other arguments", a, "ask", map[string]any{"x": 1}, answer("m-args"), "state-1", "m-args", "unsolicited inputResponses")
+	ok("after-foreign") // control: a's own answer passes
 	// A forged requestState.
 	ask(a)
 	refused("requestState", a, "ask", args, answer("m-state"), "forged", "m-state", "requestState not relayed")
+	ok("after-state")
 	// A key never asked.
 	ask(a)
 	refused("key", a, "ask", args, mcp.InputResponseMap{"zz": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "m-key"}}}, "state-1", "m-key", "unsolicited input response")
@@ -275,9 +292,6 @@ func TestInputResponsesSolicitedOnly(t *testing.T) {
 
 	// Control: the answer to what was relayed to a passes, once.
 	ask(a)
-	res, err := callWith(a, "ask", args, answer("m-ok"), "state-1")
-	if err != nil || res.IsError || resultText(res) != `accept {"answer":"m-ok"}` {
-		t.Fatalf("solicited answer: %v %+v", err, res)
-	}
+	ok("once")
 	refused("replay", a, "ask", args, answer("m-replay"), "state-1", "m-replay", "unsolicited inputResponses")
 }
