@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -294,4 +295,56 @@ func TestInputResponsesSolicitedOnly(t *testing.T) {
 	ask(a)
 	ok("once")
 	refused("replay", a, "ask", args, answer("m-replay"), "state-1", "m-replay", "unsolicited inputResponses")
+}
+
+// A prompts/get result's input request is gated as a tool's is: a refused roots/list fails the
+// prompt naming it; permitted, the prompt completes.
+func TestInputRequestsOfPrompt(t *testing.T) {
+	r := newRig(t, version20260728, nil)
+	r.shop.srv.AddPrompt(&mcp.Prompt{Name: "rooted", Description: "Asks for roots."},
+		func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			resp, ok := req.Params.InputResponses["r"]
+			if !ok {
+				return &mcp.GetPromptResult{InputRequests: mcp.InputRequestMap{"r": &mcp.ListRootsParams{}}}, nil
+			}
+			lr, _ := resp.(*mcp.ListRootsResult)
+			n := -1
+			if lr != nil {
+				n = len(lr.Roots)
+			}
+			return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "roots " + strconv.Itoa(n)}}}}, nil
+		})
+	var denyRoots atomic.Bool
+	denyRoots.Store(true)
+	r.policy.deny = func(q Request) error {
+		if q.Method == "roots/list" && denyRoots.Load() {
+			return errors.New("mcp:roots on target \"tools\" is not permitted")
+		}
+		return nil
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
+	c.AddRoots(&mcp.Root{URI: "file:///work"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: r.endpoint(), HTTPClient: r.httpClient(t, "spiffe://example.org/agent"), MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: version20260728})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	_, err = cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "rooted"})
+	if err == nil || !strings.Contains(err.Error(), "roots/list") || !strings.Contains(err.Error(), "forbid-test") {
+		t.Fatalf("refused roots: %v", err)
+	}
+	if r.shop.saw("file:///work") {
+		t.Fatal("the client's roots reached the server though roots/list was refused")
+	}
+	denyRoots.Store(false)
+	res, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "rooted"})
+	if err != nil || len(res.Messages) != 1 {
+		t.Fatalf("permitted roots: %v %+v", err, res)
+	}
+	if tc, ok := res.Messages[0].Content.(*mcp.TextContent); !ok || tc.Text != "roots 1" {
+		t.Errorf("permitted roots: %+v", res.Messages[0].Content)
+	}
 }
