@@ -48,6 +48,7 @@ type item struct {
 	cat    CatalogTool
 	plan   *maskPlan
 	full   bool      // @record("full"): the masked result is recorded
+	ask    string    // the call, as input requests of its result are kept: method, name, digest of arguments
 	asked  time.Time // when it was sent upstream
 
 	refusal []byte // the JSON-RPC error answering a refused request
@@ -151,6 +152,11 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 		x.s.Record(audit.Record{Kind: audit.KindDenied, Statement: &audit.Statement{Protocol: "mcp", Text: it.text}, Detail: detail})
 		it.refuse(code, msg, &errorData{Tool: p.Name})
 	}
+	sum := sha256.Sum256(canon)
+	it.ask = "tools/call\x00" + p.Name + "\x00" + hex.EncodeToString(sum[:])
+	if !x.answers(it) {
+		return
+	}
 	if e.cfg.Policy.MCPVisible(x.conn, e.target, "tools/list", p.Name) {
 		// The definition is checked only for a tool the caller may see: a hidden tool's schema and
 		// pin say nothing to it, and policy refuses the call below.
@@ -193,7 +199,6 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 		}
 	}
 	req := Request{Target: e.target, Method: "tools/call", Name: p.Name, Args: args, Version: x.version}
-	sum := sha256.Sum256(canon)
 	op := x.operation(ctx, it, req, "tools/call\x00"+p.Name+"\x00"+hex.EncodeToString(sum[:]))
 	op.Prepare = func(v session.Verdict) (any, error) { return x.planFields(req, it.cat, v) }
 	var prog *progress
@@ -243,7 +248,11 @@ func (x *exchange) decideNamed(ctx context.Context, it *item) {
 	canon, _ := json.Marshal(req.Args)
 	it.text = it.method + " " + clip(name, 256)
 	sum := sha256.Sum256(canon)
-	v := x.s.Decide(x.s.Context(), x.operation(ctx, it, req, it.method+"\x00"+name+"\x00"+hex.EncodeToString(sum[:])))
+	it.ask = it.method + "\x00" + name + "\x00" + hex.EncodeToString(sum[:])
+	if !x.answers(it) {
+		return
+	}
+	v := x.s.Decide(x.s.Context(), x.operation(ctx, it, req, it.ask))
 	if x.verdict(it, v) {
 		it.plan = &maskPlan{}
 	}

@@ -39,6 +39,8 @@ type Engine struct {
 	owners map[string]binding
 	// pending are server-initiated requests forwarded to a client, awaiting its response.
 	pending map[pendingKey]string
+	// asks are the input requests of results relayed to clients, awaiting their answers.
+	asks askBook
 }
 
 // binding is an MCP session's owner and version ("" until its initialize result was read).

@@ -155,6 +155,8 @@ func (x *exchange) fail(it *item, out *clientOut, collect *[][]byte, status int,
 func (x *exchange) recordResult(it *item, st *resultStats, rec *capped, err error) {
 	tag := "ok"
 	switch {
+	case st.refused: // the agent got the refusal, whatever came after it
+		tag = "input refused"
 	case err != nil:
 		tag = "withheld"
 	case st.isError:
@@ -234,6 +236,9 @@ func (x *exchange) answer(it *item, m message, st *resultStats) ([]byte, error) 
 			return errorResponse(m.resp.ID, code, fmt.Sprintf("svidbroker: tool %q failed upstream; its message is withheld because fields of the tool's results are masked", it.tool)), nil
 		}
 		return m.raw, nil
+	}
+	if b := x.inputs(it, m, st); b != nil {
+		return b, nil
 	}
 	var result json.RawMessage
 	var err error
@@ -347,24 +352,39 @@ func (x *exchange) serverRequest(ctx context.Context, m message) []byte {
 		x.answerServer(m.req.ID, fmt.Sprintf("svidbroker: server request %s is not relayed to clients", quoteMethod(method)))
 		return nil
 	}
-	req := Request{Target: x.e.target, Method: method, Version: x.version}
-	conn, policy := x.conn, x.e.cfg.Policy
-	rec := audit.Record{Kind: audit.KindStatement, Statement: &audit.Statement{Protocol: "mcp", Text: text}, Detail: map[string]string{"method": method}}
-	v := x.s.Decide(x.s.Context(), session.Operation{Action: "mcp", Text: text, Key: "server\x00" + method, Record: &rec, NoHold: true,
-		Decide: func(ap authz.ApprovalState) (authz.Decision, error) { return policy.MCP(conn, req, ap) }})
-	if v.Outcome == session.Block {
-		msg := fmt.Sprintf("svidbroker: the client's principal may not be asked %s on target %q", method, x.e.target)
-		if errors.Is(v.Err, session.ErrBlocked) && v.Cause != nil {
-			msg = "svidbroker: " + v.Cause.Error()
-		}
-		if len(v.Decision.Reasons) > 0 {
-			msg += " (policy " + strings.Join(v.Decision.Reasons, ", ") + ")"
-		}
+	if ok, msg, _ := x.decideServer(method, nil); !ok {
 		x.answerServer(m.req.ID, msg)
 		return nil
 	}
 	x.e.addPending(pendingKey{x.principal, x.sid, m.req.ID.Raw()}, method)
 	return m.raw
+}
+
+// decideServer decides a request of the server's to the client (server-initiated, or an input
+// request of a result): whether policy permits the client's principal to be asked method on the
+// target, and when it does not, the refusal's message and its policies. detail is added to the
+// record.
+func (x *exchange) decideServer(method string, detail map[string]string) (bool, string, []string) {
+	text := "server " + clip(method, 64)
+	req := Request{Target: x.e.target, Method: method, Version: x.version}
+	conn, policy := x.conn, x.e.cfg.Policy
+	rec := audit.Record{Kind: audit.KindStatement, Statement: &audit.Statement{Protocol: "mcp", Text: text}, Detail: map[string]string{"method": method}}
+	for k, v := range detail {
+		rec.Detail[k] = v
+	}
+	v := x.s.Decide(x.s.Context(), session.Operation{Action: "mcp", Text: text, Key: "server\x00" + method, Record: &rec, NoHold: true,
+		Decide: func(ap authz.ApprovalState) (authz.Decision, error) { return policy.MCP(conn, req, ap) }})
+	if v.Outcome != session.Block {
+		return true, "", nil
+	}
+	msg := fmt.Sprintf("svidbroker: the client's principal may not be asked %s on target %q", method, x.e.target)
+	if errors.Is(v.Err, session.ErrBlocked) && v.Cause != nil {
+		msg = "svidbroker: " + v.Cause.Error()
+	}
+	if len(v.Decision.Reasons) > 0 {
+		msg += " (policy " + strings.Join(v.Decision.Reasons, ", ") + ")"
+	}
+	return false, msg, v.Decision.Reasons
 }
 
 // answerServer answers a server request the agent is not asked, in the background.

@@ -64,6 +64,7 @@ func (x *exchange) planFields(req Request, cat CatalogTool, v session.Verdict) (
 // resultStats is what a call's result held, for its record.
 type resultStats struct {
 	isError bool
+	refused bool // an input request of the result was refused: the agent got an error
 	kinds   []string
 	masked  int
 	bytes   int64
