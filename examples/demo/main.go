@@ -428,7 +428,7 @@ func (d *demo) down(w io.Writer, wipe bool) error {
 and the configuration (%[5]s); the next make demo continues with them. While the demo is down:
   .bin/svidbroker audit verify   --config %[5]s
   .bin/svidbroker audit sessions --config %[5]s
-  .bin/svidbroker policy test    --config %[5]s
+  .bin/svidbroker policy test    %[4]s/analyst   (each pack with its own tests: also baseline, support, migrator)
 Remove them with: make demo-down WIPE=1
 `, d.rel(d.dir), d.rel(d.path(keptAudit)), d.rel(d.path(keptKeys)), d.rel(d.path(keptPolicies)), d.rel(d.path(keptConfig)))
 	}
