@@ -61,6 +61,7 @@ func encodeRecord(rec *Record) ([]byte, error) {
 		b = strconv.AppendInt(b, r.Rows, 10)
 		b = append(b, `,"bytes":`...)
 		b = strconv.AppendInt(b, r.Bytes, 10)
+		b = appendField(b, "unit", r.Unit)
 		b = appendList(b, "columns", r.Columns)
 		if len(r.Data) > 0 {
 			b = append(b, `,"data":[`...)

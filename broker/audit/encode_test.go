@@ -22,7 +22,7 @@ func fuzzRecord(s1, s2, s3 string, n int64, flags uint8) Record {
 	}
 	if flags&16 != 0 {
 		v := s3
-		rec.Result = &Result{Tag: s1, Rows: n, Bytes: -n, Columns: []string{s2}, Data: [][]*string{{&v, nil}, nil, {}}, Truncated: flags&4 != 0}
+		rec.Result = &Result{Tag: s1, Rows: n, Bytes: -n, Unit: s2, Columns: []string{s2}, Data: [][]*string{{&v, nil}, nil, {}}, Truncated: flags&4 != 0}
 	}
 	if flags&32 != 0 {
 		rec.Detail = map[string]string{s1: s2, s3: s1, "reason": s3}
