@@ -152,8 +152,11 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 		x.s.Record(audit.Record{Kind: audit.KindDenied, Statement: &audit.Statement{Protocol: "mcp", Text: it.text}, Detail: detail})
 		it.refuse(code, msg, &errorData{Tool: p.Name})
 	}
-	sum := sha256.Sum256(canon)
-	it.ask = "tools/call\x00" + p.Name + "\x00" + hex.EncodeToString(sum[:])
+	if it.ask, err = callKey("tools/call", p.Name, args); err != nil {
+		x.deny(it.text, "arguments not canonically encodable", http.StatusOK)
+		it.refuse(codeInvalidParams, fmt.Sprintf("svidbroker: the arguments of tool %q must be JSON values", p.Name), nil)
+		return
+	}
 	if !x.answers(it) {
 		return
 	}
@@ -199,7 +202,7 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 		}
 	}
 	req := Request{Target: e.target, Method: "tools/call", Name: p.Name, Args: args, Version: x.version}
-	op := x.operation(ctx, it, req, "tools/call\x00"+p.Name+"\x00"+hex.EncodeToString(sum[:]))
+	op := x.operation(ctx, it, req, it.ask)
 	op.Prepare = func(v session.Verdict) (any, error) { return x.planFields(req, it.cat, v) }
 	var prog *progress
 	if tok, ok := p.Meta["progressToken"]; ok && single && len(tok) > 0 && string(tok) != "null" {
@@ -216,6 +219,17 @@ func (x *exchange) decideCall(ctx context.Context, it *item, out *clientOut, sin
 		it.plan = &maskPlan{}
 	}
 	it.full = e.cfg.HTTP.FullData && v.Decision.Obligations.Record == "full"
+}
+
+// callKey names one call for kept verdicts, approvals and the input requests it may be answered for:
+// its method, its tool, resource or prompt, and wire.ArgsDigest of its arguments. Arguments decoded
+// with UseNumber always encode; a call whose arguments do not is refused, never given a shared key.
+func callKey(method, name string, args map[string]any) (string, error) {
+	d, err := wire.ArgsDigest(args)
+	if err != nil {
+		return "", err
+	}
+	return method + "\x00" + name + "\x00" + d, nil
 }
 
 // decideNamed decides resources/read and prompts/get.
@@ -245,10 +259,12 @@ func (x *exchange) decideNamed(ctx context.Context, it *item) {
 		return
 	}
 	req.Name = name
-	canon, _ := json.Marshal(req.Args)
 	it.text = it.method + " " + clip(name, 256)
-	sum := sha256.Sum256(canon)
-	it.ask = it.method + "\x00" + name + "\x00" + hex.EncodeToString(sum[:])
+	var err error
+	if it.ask, err = callKey(it.method, name, req.Args); err != nil {
+		it.refuse(codeInvalidParams, "svidbroker: the arguments of "+it.method+" must be JSON values", nil)
+		return
+	}
 	if !x.answers(it) {
 		return
 	}
