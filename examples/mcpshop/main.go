@@ -85,20 +85,5 @@ func run(args []string, stderr io.Writer) int {
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("from", "net/http")}), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServeTLS(*certFile, *keyFile) }()
-	log.Info("serving", "listen", *listen, "path", MCPPath)
-	select {
-	case err := <-errc:
-		log.Error("serve", "error", err)
-		return 1
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown", "error", err)
-		return 1
-	}
-	return 0
+	return shopdb.ServeTLS(ctx, srv, *certFile, *keyFile, log, "path", MCPPath)
 }

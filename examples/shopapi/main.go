@@ -64,22 +64,7 @@ func run(args []string, stderr io.Writer) int {
 	defer pool.Close()
 	api := &server{db: pool, log: log, eventInterval: *sseInterval}
 	srv := newHTTPServer(*listen, api.handler())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServeTLS(*certFile, *keyFile) }()
-	log.Info("serving", "listen", *listen)
-	select {
-	case err := <-errc:
-		log.Error("serve", "error", err)
-		return 1
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown", "error", err)
-		return 1
-	}
-	return 0
+	return shopdb.ServeTLS(ctx, srv, *certFile, *keyFile, log)
 }
 
 // newHTTPServer bounds every part of a request: header bytes and time, body time, the response's
