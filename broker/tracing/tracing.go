@@ -96,7 +96,7 @@ func New(cfg Config) (*Tracing, error) {
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion(cfg.Version))
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exp, sdktrace.WithExportTimeout(exportTimeout)),
+		sdktrace.WithSpanProcessor(newBatcher(exp, batchSize, batchMaxQueue, batchInterval, exportTimeout)),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
 		sdktrace.WithResource(res))
 	t := WithProvider(tp, cfg.StatementText)

@@ -1,0 +1,180 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// batcher is a span processor that queues ended, sampled spans and hands them to an exporter in
+// batches, from one goroutine of its own: when a batch is full, every interval, and on ForceFlush and
+// Shutdown.
+//
+// It does what the SDK's batch span processor does, with one difference that the statement path
+// pays for: ending a span appends it to a slice under a mutex, and wakes the export goroutine only
+// when that append fills a batch. The SDK's processor sends every span over a channel to its
+// goroutine, which wakes it (a scheduler round trip) once per span: on a broker relaying thousands of
+// statements a second, on few cores, that was most of what a span cost the statement it timed.
+//
+// Spans beyond maxQueue waiting are dropped and counted (Dropped): a collector that cannot keep up
+// loses spans, never holds up a session or grows the broker's memory without bound.
+type batcher struct {
+	exp      sdktrace.SpanExporter
+	batch    int           // spans per export
+	maxQueue int           // spans waiting at most
+	interval time.Duration // the longest a span waits for its export
+	timeout  time.Duration // bounds one export
+
+	mu      sync.Mutex
+	queue   []sdktrace.ReadOnlySpan
+	stopped bool
+
+	kick    chan struct{}   // cap 1: a batch is full
+	flushes chan chan error // ForceFlush's requests, answered when what was queued before is exported
+	stop    chan struct{}
+	done    chan struct{}
+
+	dropped  atomic.Int64
+	exported atomic.Int64
+	failed   atomic.Int64 // exports that returned an error
+}
+
+// Defaults of the batcher, the SDK's batch processor's own.
+const (
+	batchSize     = 512
+	batchMaxQueue = 2048
+	batchInterval = 5 * time.Second
+)
+
+// newBatcher starts a batcher exporting to exp.
+func newBatcher(exp sdktrace.SpanExporter, batch, maxQueue int, interval, timeout time.Duration) *batcher {
+	b := &batcher{
+		exp: exp, batch: batch, maxQueue: maxQueue, interval: interval, timeout: timeout,
+		queue:   make([]sdktrace.ReadOnlySpan, 0, batch),
+		kick:    make(chan struct{}, 1),
+		flushes: make(chan chan error),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go b.run()
+	return b
+}
+
+// OnStart does nothing: spans are queued when they end.
+func (b *batcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+// OnEnd queues s when it is sampled, or drops it when maxQueue spans are waiting.
+func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
+	if !s.SpanContext().IsSampled() {
+		return
+	}
+	b.mu.Lock()
+	if b.stopped || len(b.queue) >= b.maxQueue {
+		b.mu.Unlock()
+		b.dropped.Add(1)
+		return
+	}
+	b.queue = append(b.queue, s)
+	full := len(b.queue) == b.batch
+	b.mu.Unlock()
+	if full {
+		select {
+		case b.kick <- struct{}{}:
+		default: // already kicked
+		}
+	}
+}
+
+// run exports what is queued whenever a batch fills, the interval passes, or a flush is asked for,
+// until Shutdown.
+func (b *batcher) run() {
+	defer close(b.done)
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	var spare []sdktrace.ReadOnlySpan
+	for {
+		select {
+		case <-b.stop:
+			spare = b.exportQueued(spare)
+			return
+		case reply := <-b.flushes:
+			before := b.failed.Load()
+			spare = b.exportQueued(spare)
+			var err error
+			if b.failed.Load() != before {
+				err = errors.New("tracing: an export to the collector failed")
+			}
+			reply <- err
+		case <-b.kick:
+			spare = b.exportQueued(spare)
+		case <-t.C:
+			spare = b.exportQueued(spare)
+		}
+	}
+}
+
+// exportQueued takes the queue, leaving spare (emptied) in its place, and exports it in batches; it
+// returns the taken slice, emptied, to be the next spare, so that steady traffic allocates no queue.
+func (b *batcher) exportQueued(spare []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+	b.mu.Lock()
+	taken := b.queue
+	if spare == nil {
+		spare = make([]sdktrace.ReadOnlySpan, 0, b.batch)
+	}
+	b.queue = spare[:0]
+	b.mu.Unlock()
+	for rest := taken; len(rest) > 0; {
+		n := min(len(rest), b.batch)
+		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		if err := b.exp.ExportSpans(ctx, rest[:n]); err != nil {
+			b.failed.Add(1)
+		} else {
+			b.exported.Add(int64(n))
+		}
+		cancel()
+		rest = rest[n:]
+	}
+	clear(taken) // the spans are the collector's now: let them be collected
+	return taken[:0]
+}
+
+// ForceFlush exports every span queued before it, within ctx.
+func (b *batcher) ForceFlush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case b.flushes <- reply:
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shutdown exports what is queued, within ctx, and shuts the exporter down; spans ending after it
+// are dropped.
+func (b *batcher) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return nil
+	}
+	b.stopped = true
+	b.mu.Unlock()
+	close(b.stop)
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return b.exp.Shutdown(ctx)
+}
