@@ -178,3 +178,9 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 	}
 	return b.exp.Shutdown(ctx)
 }
+
+// NewBatcher returns the span processor New's provider has, batching the spans that end to exp: for
+// a program (or a test) that makes its own provider with another exporter.
+func NewBatcher(exp sdktrace.SpanExporter) sdktrace.SpanProcessor {
+	return newBatcher(exp, batchSize, batchMaxQueue, batchInterval, exportTimeout)
+}

@@ -127,8 +127,28 @@ func (t *Tracing) Start(ctx context.Context, name string, kind trace.SpanKind, a
 	if t == nil {
 		return ctx, noSpan
 	}
-	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	// The attributes are set on the span, not passed as a start option: an option is copied into
+	// the start configuration and again into the span, and an unsampled span wants neither copy.
+	if int(kind) >= len(spanKinds) {
+		kind = trace.SpanKindInternal
+	}
+	ctx, span := t.tracer.Start(ctx, name, spanKinds[kind])
+	if len(attrs) > 0 && span.IsRecording() {
+		span.SetAttributes(attrs...)
+	}
+	return ctx, span
 }
+
+// spanKinds are the start options of each span kind, made once.
+var spanKinds = func() []trace.SpanStartOption {
+	kinds := []trace.SpanKind{trace.SpanKindUnspecified, trace.SpanKindInternal, trace.SpanKindServer,
+		trace.SpanKindClient, trace.SpanKindProducer, trace.SpanKindConsumer}
+	opts := make([]trace.SpanStartOption, len(kinds))
+	for _, k := range kinds {
+		opts[k] = trace.WithSpanKind(k)
+	}
+	return opts
+}()
 
 // StartLinked starts a span named name as a child of the span in ctx, if any, linked to link (the
 // session an HTTP request belongs to, whose span may live in another trace).
