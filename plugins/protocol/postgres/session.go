@@ -67,6 +67,7 @@ type session struct {
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
 	held       holdState // a statement held for approval, as a cancel request or the client's going away withdraws it
+	relayTrace relayTracing
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -28,6 +29,28 @@ var operationNames = map[string]string{
 	sqlclass.KindSelect: "SELECT", sqlclass.KindInsert: "INSERT", sqlclass.KindUpdate: "UPDATE", sqlclass.KindDelete: "DELETE",
 }
 
+// operationAttrs are operationNames as attribute lists of their own, made once: a statement's
+// decide span shares its kind's list rather than building one per statement. Their capacity is their
+// length, so that an append copies rather than writes into them.
+var operationAttrs = func() map[string][]attribute.KeyValue {
+	m := make(map[string][]attribute.KeyValue, len(operationNames))
+	for kind, op := range operationNames {
+		m[kind] = []attribute.KeyValue{semconv.DBOperationName(op)}[:1:1]
+	}
+	return m
+}()
+
+// operationKindOf is the kind of sts that names an operation, "" when sts is not one statement of
+// such a kind.
+func operationKindOf(sts []sqlclass.Statement) string {
+	if len(sts) == 1 {
+		if _, ok := operationNames[sts[0].Kind]; ok {
+			return sts[0].Kind
+		}
+	}
+	return ""
+}
+
 // spanAttributes are the attributes of the decision of text, classified as sts, when tracing is
 // on: the operation's name when text is one statement of a kind that names one, and, only with the
 // tracing setting statement_text, text normalized by the PostgreSQL parser (libpg_query), every
@@ -38,12 +61,7 @@ func (s *session) spanAttributes(text string, sts []sqlclass.Statement) []attrib
 	if !t.On() {
 		return nil
 	}
-	var attrs []attribute.KeyValue
-	if len(sts) == 1 {
-		if op := operationNames[sts[0].Kind]; op != "" {
-			attrs = append(attrs, semconv.DBOperationName(op))
-		}
-	}
+	attrs := operationAttrs[operationKindOf(sts)]
 	if t.StatementText() {
 		if n, ok := normalizedText(text); ok {
 			attrs = append(attrs, semconv.DBQueryText(n))
@@ -66,18 +84,40 @@ func normalizedText(text string) (string, bool) {
 }
 
 // relaySpan starts the span of a statement's relay to the backend, the session's child, when
-// tracing is on; the backend side ends it with the statement's answer (endRelay).
+// tracing is on; the backend side ends it with the statement's answer (endRelay). It runs on the
+// client side only.
 func (s *session) relaySpan(sts []sqlclass.Statement) trace.Span {
 	t := s.core.Tracing()
 	if !t.On() {
 		return nil
 	}
-	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL}
-	if len(sts) == 1 {
-		if op := operationNames[sts[0].Kind]; op != "" {
-			attrs = append(attrs, semconv.DBOperationName(op))
-		}
+	r := &s.relayTrace
+	if r.parent == nil {
+		r.parent = trace.ContextWithSpanContext(s.ctx, s.core.SpanContext())
+		r.attrs = make(map[string][]attribute.KeyValue, len(operationNames)+1)
 	}
+	kind := operationKindOf(sts)
+	attrs, ok := r.attrs[kind]
+	if !ok {
+		attrs = s.relayAttributes(kind)
+		r.attrs[kind] = attrs
+	}
+	_, span := t.Start(r.parent, spanRelay, trace.SpanKindClient, attrs...)
+	return span
+}
+
+// relayTracing is what the relay spans of one session share, made at its first: their parent (the
+// session's span) and their attributes by statement kind, so that a statement's span builds neither.
+type relayTracing struct {
+	parent context.Context
+	attrs  map[string][]attribute.KeyValue // by operationKindOf
+}
+
+// relayAttributes are the attributes of the relay spans of statements of kind (operationKindOf): the
+// database's system, the backend's address and port, and the operation's name.
+func (s *session) relayAttributes(kind string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL}
+	attrs = append(attrs, operationAttrs[kind]...)
 	if s.backendConn != nil {
 		if host, port, err := net.SplitHostPort(s.backendConn.RemoteAddr().String()); err == nil {
 			attrs = append(attrs, semconv.ServerAddress(host))
@@ -86,8 +126,7 @@ func (s *session) relaySpan(sts []sqlclass.Statement) trace.Span {
 			}
 		}
 	}
-	_, span := t.Start(trace.ContextWithSpanContext(s.ctx, s.core.SpanContext()), spanRelay, trace.SpanKindClient, attrs...)
-	return span
+	return attrs[:len(attrs):len(attrs)]
 }
 
 // relayFailed marks it's relay failed with the backend's SQLSTATE (a code, never its message, which
