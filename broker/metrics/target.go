@@ -1,6 +1,9 @@
 package metrics
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Target is a Metrics bound to one target and its protocol, for the sessions of that target. Its
 // label children are resolved once, so that counting an operation costs no label lookup.
@@ -12,7 +15,11 @@ type Target struct {
 	allowed, masked  interface{ Inc() }
 	held, refused    interface{ Inc() }
 	opKind           string
+	kinds            sync.Map // operation kind → *kindCounters, the other kinds' children, resolved once
 }
+
+// kindCounters are the operation counters of one kind, by outcome (Allowed ... Refused).
+type kindCounters [len(outcomeNames)]interface{ Inc() }
 
 // Target returns m bound to target, whose engine speaks protocol and names its operations kind
 // ("sql", "http"). Nil when m is nil.
@@ -88,7 +95,7 @@ func (t *Target) Operation(kind string, outcome int, took time.Duration) {
 		if outcome < Allowed || outcome > Refused {
 			outcome = Refused
 		}
-		t.m.operations.WithLabelValues(t.target, t.protocol, kind, outcomeNames[outcome]).Inc()
+		t.kindCounters(kind)[outcome].Inc()
 	} else {
 		switch outcome {
 		case Allowed:
@@ -106,16 +113,31 @@ func (t *Target) Operation(kind string, outcome int, took time.Duration) {
 	}
 }
 
+// kindCounters returns the counters of operations of kind, resolving them at its first operation.
+// kind is one of the engine's fixed classes, so the map stays as small as that set.
+func (t *Target) kindCounters(kind string) *kindCounters {
+	if c, ok := t.kinds.Load(kind); ok {
+		return c.(*kindCounters)
+	}
+	var c kindCounters
+	for i, outcome := range outcomeNames {
+		c[i] = t.m.operations.WithLabelValues(t.target, t.protocol, kind, outcome)
+	}
+	got, _ := t.kinds.LoadOrStore(kind, &c)
+	return got.(*kindCounters)
+}
+
 // OperationRefused counts an operation of kind the engine refused before deciding it (one that does
 // not parse, or that breaks a protocol rule or a limit): the broker's time is not observed.
 func (t *Target) OperationRefused(kind string) {
 	if t == nil {
 		return
 	}
-	if kind == "" {
-		kind = t.opKind
+	if kind == "" || kind == t.opKind {
+		t.refused.Inc()
+		return
 	}
-	t.m.operations.WithLabelValues(t.target, t.protocol, kind, "refused").Inc()
+	t.kindCounters(kind)[Refused].Inc()
 }
 
 // ApprovalHeld counts an operation that starts waiting for a person's approval; ApprovalDone ends
