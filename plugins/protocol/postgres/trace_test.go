@@ -4,9 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,46 +105,11 @@ func traceSession(t *testing.T, statementText bool, sql string) []sdktrace.ReadO
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	pki := newTestPKI(t)
-	backend := startFakePG(t, pki)
-	t.Cleanup(backend.close)
-	eng, err := New(Config{
-		Target: "test", ServerTLS: pki.brokerServerTLS(t),
-		Authorize: func(context.Context, authz.Connect) (authz.Decision, error) {
-			return authz.Decision{Allow: true}, nil
-		},
-		MaxMessageBytes: 1 << 20, Logger: slog.New(slog.DiscardHandler),
-		Backend: Backend{Address: backend.addr(), Database: "app", User: "agent", ConnectTimeout: 5 * time.Second,
-			TLS: &tls.Config{RootCAs: pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}},
-		Tracing: tracing.WithProvider(tp, statementText),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		Listeners:        []server.Listener{{Name: "pg", Address: "127.0.0.1:0", Engine: eng}},
-		HandshakeTimeout: 5 * time.Second, MaxConcurrentHandshakes: 4, MaxConnections: 4,
-		ShutdownGrace: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-served })
+	pki, port := startTracedEngine(t, tracing.WithProvider(tp, statementText))
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
-		cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=agent dbname=app sslmode=disable connect_timeout=5", srv.Addr("pg").(*net.TCPAddr).Port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.TLSConfig, cfg.Fallbacks, cfg.DefaultQueryExecMode = pki.clientTLS(t), nil, mode
-		c, err := pgx.ConnectConfig(cctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := connectTraced(t, cctx, pki, port, mode)
 		var v string
 		if err := c.QueryRow(cctx, sql).Scan(&v); err != nil || v != "v:"+sql {
 			t.Fatalf("%v: %q, %v", mode, v, err)
@@ -165,4 +136,149 @@ func traceSession(t *testing.T, statementText bool, sql string) []sdktrace.ReadO
 		}
 	}
 	return rec.Ended()
+}
+
+// startTracedEngine serves an engine with tr (nil: tracing off) in front of a fake PostgreSQL, and
+// returns the PKI its clients use and the port it listens on.
+func startTracedEngine(t testing.TB, tr *tracing.Tracing) (*testPKI, int) {
+	t.Helper()
+	pki := newTestPKI(t)
+	backend := startFakePG(t, pki)
+	t.Cleanup(backend.close)
+	eng, err := New(Config{
+		Target: "test", ServerTLS: pki.brokerServerTLS(t),
+		Authorize: func(context.Context, authz.Connect) (authz.Decision, error) {
+			return authz.Decision{Allow: true}, nil
+		},
+		MaxMessageBytes: 1 << 20, Logger: slog.New(slog.DiscardHandler),
+		Backend: Backend{Address: backend.addr(), Database: "app", User: "agent", ConnectTimeout: 5 * time.Second,
+			TLS: &tls.Config{RootCAs: pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}},
+		Tracing: tr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		Listeners:        []server.Listener{{Name: "pg", Address: "127.0.0.1:0", Engine: eng}},
+		HandshakeTimeout: 5 * time.Second, MaxConcurrentHandshakes: 16, MaxConnections: 16,
+		ShutdownGrace: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-served })
+	return pki, srv.Addr("pg").(*net.TCPAddr).Port
+}
+
+// connectTraced connects a pgx client in mode to the engine startTracedEngine serves on port.
+func connectTraced(t testing.TB, ctx context.Context, pki *testPKI, port int, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=agent dbname=app sslmode=disable connect_timeout=5", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLSConfig, cfg.Fallbacks, cfg.DefaultQueryExecMode = pki.clientTLS(t), nil, mode
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// discardSpans is a span exporter that counts the spans it is handed and keeps none: the benchmark
+// measures what making and queueing spans costs the session, not a collector's work.
+type discardSpans struct{ n atomic.Int64 }
+
+func (d *discardSpans) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	d.n.Add(int64(len(spans)))
+	return nil
+}
+func (*discardSpans) Shutdown(context.Context) error { return nil }
+
+// BenchmarkTracedStatements measures what tracing adds to a statement: tracedClients pgx clients run
+// SELECT 1 (extended protocol, cached statement) back to back through an engine in front of a fake
+// PostgreSQL, all in this process, with tracing off ("off") and with every span sampled and batched to
+// an exporter that discards them ("on"). The clients, the engine and the fake server share the
+// process, so read cpu-ns/op (the process's CPU time per statement, from getrusage) and allocs/op side
+// by side: the difference is tracing's. "on" also reports the spans per statement the exporter got.
+func BenchmarkTracedStatements(b *testing.B) {
+	const tracedClients = 8
+	run := func(b *testing.B, tr *tracing.Tracing, flush func() int64) {
+		pki, port := startTracedEngine(b, tr)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		conns := make([]*pgx.Conn, tracedClients)
+		for i := range conns {
+			conns[i] = connectTraced(b, ctx, pki, port, pgx.QueryExecModeCacheStatement)
+			defer conns[i].Close(ctx)
+		}
+		b.ReportAllocs()
+		cpu0 := processCPU(b)
+		b.ResetTimer()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, len(conns))
+		for _, c := range conns {
+			wg.Go(func() {
+				var v string
+				for next.Add(1) <= int64(b.N) {
+					if err := c.QueryRow(ctx, "SELECT 1").Scan(&v); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		if flush != nil {
+			b.ReportMetric(float64(flush())/float64(b.N), "spans/op")
+		}
+	}
+	b.Run("off", func(b *testing.B) { run(b, nil, nil) })
+	b.Run("on", func(b *testing.B) {
+		exp := &discardSpans{}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(exp)))
+		defer tp.Shutdown(context.Background())
+		run(b, tracing.WithProvider(tp, false), func() int64 {
+			if err := tp.ForceFlush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			return exp.n.Load()
+		})
+	})
+	b.Run("otlp", func(b *testing.B) {
+		var bodies atomic.Int64
+		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := io.Copy(io.Discard, r.Body); err == nil {
+				bodies.Add(1)
+			}
+		}))
+		defer sink.Close()
+		tr, err := tracing.New(tracing.Config{Endpoint: sink.Listener.Addr().String(), Insecure: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, tr, nil)
+		if err := tr.Shutdown(context.Background()); err != nil || bodies.Load() == 0 {
+			b.Fatalf("the collector got %d exports (%v)", bodies.Load(), err)
+		}
+	})
+}
+
+// processCPU is the CPU time this process has used, user and system, in nanoseconds.
+func processCPU(tb testing.TB) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
