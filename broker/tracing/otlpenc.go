@@ -452,7 +452,7 @@ func parsePartialSuccess(b []byte) (rejected int64, msg string, err error) {
 	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber { // ConsumeTag lets a number beyond protobuf's range pass
 			return 0, "", errBadAnswer
 		}
 		b = b[n:]
@@ -480,7 +480,7 @@ func parsePartialSuccess(b []byte) (rejected int64, msg string, err error) {
 func parsePartial(b []byte, rejected int64, msg string) (int64, string, error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber { // ConsumeTag lets a number beyond protobuf's range pass
 			return 0, "", errBadAnswer
 		}
 		b = b[n:]
