@@ -196,23 +196,23 @@ func variedSpans(t testing.TB) []sdktrace.ReadOnlySpan {
 	return append(spans, rec.Ended()...)
 }
 
-// benchSpans are n spans like the broker's statement spans, of one resource and scope.
+// benchSpans are n spans as the broker makes them for statements: ended by the SDK, of one resource
+// and scope, children of one session span.
 func benchSpans(t testing.TB, n int) []sdktrace.ReadOnlySpan {
-	res := resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion("1.0.0"))
-	scope := instrumentation.Scope{Name: "github.com/svidbroker/svidbroker"}
-	parent := mustSpanContext(t, 1, 1, trace.FlagsSampled, "", false)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
+		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion("1.0.0"))))
+	tr := tp.Tracer("github.com/svidbroker/svidbroker")
 	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	spans := make([]sdktrace.ReadOnlySpan, n)
-	for i := range spans {
-		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: trace.SpanID{2, byte(i >> 8), byte(i)}, TraceFlags: trace.FlagsSampled})
-		spans[i] = tracetest.SpanStub{
-			Name: "svidbroker.upstream", SpanContext: sc, Parent: parent, SpanKind: trace.SpanKindClient,
-			StartTime: t0.Add(time.Duration(i) * time.Millisecond), EndTime: t0.Add(time.Duration(i)*time.Millisecond + 300*time.Microsecond),
-			Attributes: []attribute.KeyValue{semconv.DBSystemNamePostgreSQL, semconv.DBOperationName("SELECT"), semconv.ServerAddress("127.0.0.1"), semconv.ServerPort(5432)},
-			Resource:   res, InstrumentationScope: scope,
-		}.Snapshot()
+	ctx, sess := tr.Start(context.Background(), "svidbroker.session", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(t0))
+	for i := range n {
+		start := t0.Add(time.Duration(i) * time.Millisecond)
+		_, sp := tr.Start(ctx, "svidbroker.upstream", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start),
+			trace.WithAttributes(semconv.DBSystemNamePostgreSQL, semconv.DBOperationName("SELECT"), semconv.ServerAddress("127.0.0.1"), semconv.ServerPort(5432)))
+		sp.End(trace.WithTimestamp(start.Add(300 * time.Microsecond)))
 	}
-	return spans
+	_ = sess // left open: its children are the batch
+	return rec.Ended()
 }
 
 // decode unmarshals a request and puts its resources and scopes in an order of their content: the

@@ -126,7 +126,8 @@ func (e *encoder) request(spans []sdktrace.ReadOnlySpan) ([]byte, int) {
 			var r int
 			b, r = open(b, fResourceSpansResource)
 			for it := g.res.Iter(); it.Next(); {
-				b = appendKeyValue(b, fResourceAttributes, it.Attribute())
+				kv := it.Attribute()
+				b = appendKeyValue(b, fResourceAttributes, &kv)
 			}
 			b = closeMsg(b, r)
 		}
@@ -202,7 +203,8 @@ func appendScopeSpans(b []byte, g *spanGroup) []byte {
 		b = appendString(b, fScopeName, g.scope.Name)
 		b = appendString(b, fScopeVersion, g.scope.Version)
 		for it := g.scope.Attributes.Iter(); it.Next(); {
-			b = appendKeyValue(b, fScopeAttributes, it.Attribute())
+			kv := it.Attribute()
+			b = appendKeyValue(b, fScopeAttributes, &kv)
 		}
 		b = closeMsg(b, sc)
 	}
@@ -234,8 +236,9 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	b = appendVarint(b, fSpanKind, spanKind(s.SpanKind()))
 	b = appendNanos(b, fSpanStart, s.StartTime().UnixNano())
 	b = appendNanos(b, fSpanEnd, s.EndTime().UnixNano())
-	for _, kv := range s.Attributes() {
-		b = appendKeyValue(b, fSpanAttributes, kv)
+	attrs := s.Attributes()
+	for i := range attrs {
+		b = appendKeyValue(b, fSpanAttributes, &attrs[i])
 	}
 	b = appendVarint(b, fSpanDroppedAttributes, clampUint32(s.DroppedAttributes()))
 	for _, ev := range s.Events() {
@@ -243,8 +246,8 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b, em = open(b, fSpanEvents)
 		b = appendNanos(b, fEventTime, ev.Time.UnixNano())
 		b = appendString(b, fEventName, ev.Name)
-		for _, kv := range ev.Attributes {
-			b = appendKeyValue(b, fEventAttributes, kv)
+		for i := range ev.Attributes {
+			b = appendKeyValue(b, fEventAttributes, &ev.Attributes[i])
 		}
 		b = appendVarint(b, fEventDroppedAttributes, clampUint32(ev.DroppedAttributeCount))
 		b = closeMsg(b, em)
@@ -259,8 +262,8 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = protowire.AppendBytes(b, ltid[:])
 		b = protowire.AppendTag(b, fLinkSpanID, protowire.BytesType)
 		b = protowire.AppendBytes(b, lsid[:])
-		for _, kv := range l.Attributes {
-			b = appendKeyValue(b, fLinkAttributes, kv)
+		for i := range l.Attributes {
+			b = appendKeyValue(b, fLinkAttributes, &l.Attributes[i])
 		}
 		b = appendVarint(b, fLinkDroppedAttributes, clampUint32(l.DroppedAttributeCount))
 		b = protowire.AppendTag(b, fLinkFlags, protowire.Fixed32Type)
@@ -321,7 +324,18 @@ func clampUint32(v int) uint64 {
 
 // appendKeyValue appends kv as a KeyValue in field num; its value is always set, as the official
 // exporter sets it, even when empty.
-func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+func appendKeyValue(b []byte, num protowire.Number, kv *attribute.KeyValue) []byte {
+	if n := scalarSize(kv.Value); n >= 0 {
+		// The common case, a scalar, has lengths known in advance: no message to fix up.
+		size := 1 + protowire.SizeBytes(n)
+		if kv.Key != "" {
+			size += 1 + protowire.SizeBytes(len(kv.Key))
+		}
+		b = protowire.AppendVarint(protowire.AppendTag(b, num, protowire.BytesType), uint64(size))
+		b = appendString(b, fKeyValueKey, string(kv.Key))
+		b = protowire.AppendVarint(protowire.AppendTag(b, fKeyValueValue, protowire.BytesType), uint64(n))
+		return appendAnyValue(b, kv.Value)
+	}
 	var m int
 	b, m = open(b, num)
 	b = appendString(b, fKeyValueKey, string(kv.Key))
@@ -330,6 +344,23 @@ func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byt
 	b = appendAnyValue(b, kv.Value)
 	b = closeMsg(b, v)
 	return closeMsg(b, m)
+}
+
+// scalarSize is the size of the AnyValue of v when v is a scalar, else -1.
+func scalarSize(v attribute.Value) int {
+	switch v.Type() {
+	case attribute.EMPTY:
+		return 0
+	case attribute.BOOL:
+		return 2
+	case attribute.INT64:
+		return 1 + protowire.SizeVarint(uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		return 9
+	case attribute.STRING:
+		return 1 + protowire.SizeBytes(len(v.AsString()))
+	}
+	return -1
 }
 
 // appendAnyValue appends the fields of an AnyValue holding v. A oneof's member is written even at
@@ -351,8 +382,9 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 	case attribute.MAP:
 		var m int
 		b, m = open(b, fAnyKvlist)
-		for _, kv := range v.AsMap() {
-			b = appendKeyValue(b, fListValues, kv)
+		kvs := v.AsMap()
+		for i := range kvs {
+			b = appendKeyValue(b, fListValues, &kvs[i])
 		}
 		return closeMsg(b, m)
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE, attribute.SLICE:
