@@ -151,7 +151,7 @@ func variedSpans(t testing.TB) []sdktrace.ReadOnlySpan {
 		{ // a child of a remote parent, in another resource
 			Name: "GET /v1/orders/{id}", SpanContext: mustSpanContext(t, 9, 2, trace.FlagsSampled, "", false), Parent: remoteParent,
 			SpanKind: trace.SpanKindClient, StartTime: t0, EndTime: t0.Add(2 * time.Millisecond),
-			Status:   sdktrace.Status{Code: codes.Ok}, Resource: resB, InstrumentationScope: scopeB,
+			Status: sdktrace.Status{Code: codes.Ok}, Resource: resB, InstrumentationScope: scopeB,
 		},
 		{ // the first resource's second scope, status unset, unsampled flags, a local parent
 			Name: "svidbroker.decide", SpanContext: mustSpanContext(t, 1, 3, 0, "", false), Parent: localParent,
@@ -330,7 +330,7 @@ func TestEncodingKeepsFirstAppearanceOrder(t *testing.T) {
 	}
 	want := []string{
 		"svidbroker.session", "", "svidbroker.upstream", "svidbroker.session", // resource A, scope A (stubs, then SDK spans as they ended)
-		"svidbroker.decide", // resource A, scope B
+		"svidbroker.decide",                                            // resource A, scope B
 		"GET /v1/orders/{id}", "consumer", "a scope of a schema alone", // resource B: scope B, no scope, a schema
 		"unspecified kind", // the empty resource
 		"an unknown kind",  // no resource
