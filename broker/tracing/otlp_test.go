@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -100,6 +101,7 @@ func everyAttribute() []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attribute.Bool("bool.true", true), attribute.Bool("bool.false", false),
 		attribute.Int("int.zero", 0), attribute.Int64("int.negative", -42),
+		attribute.Int("int.127", 127), attribute.Int64("int.max", math.MaxInt64), // varint lengths' edges
 		attribute.Float64("float.zero", 0), attribute.Float64("float", -1.5),
 		attribute.String("string.empty", ""), attribute.String("string", "schön"),
 		attribute.String("string.long", strings.Repeat("x", 20000)),
