@@ -22,8 +22,8 @@ import (
 // ExportSpans, encoded straight from the spans into a buffer it reuses (otlpenc.go).
 //
 // It replaces the official exporter (otlptracehttp), which builds the generated proto structs of every
-// span and then marshals them: about a microsecond and a dozen allocations per span, on a broker that
-// makes a span per relayed statement. What it sends is checked, field by field, against the official
+// span and then marshals them: eighteen allocations per span, and 3.4 times this exporter's time for a
+// batch of 512 (BenchmarkExport), on a broker that makes a span per relayed statement. What it sends is checked, field by field, against the official
 // exporter's output (TestEncodingMatchesTheOfficialExporter).
 type otlpExporter struct {
 	url     string
