@@ -88,6 +88,9 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 1 ./broker/authz/ ./plugins/protocol/postgres/sqlclass/
 # JSON masking of a 10 MB response beside io.Copy of it (x-direct); 20000x of 10 MB would take too long.
 	$(GO) test -run '^$$' -bench . -benchtime 10x -count 1 ./plugins/protocol/http/jsonmask/
+# Span export: 512 statement spans through the official OTLP/HTTP exporter beside the broker's own encoder
+# (direct), and one span's start, end and export.
+	$(GO) test -run '^$$' -bench 'Export|SpanExported' -benchtime 2000x -count 1 ./broker/tracing/
 # HTTP targets: 16 keep-alive clients direct, through httputil.ReverseProxy and through the engine (ratios
 # and added p50); a 10 MB response with 2 masked fields per object through the engine beside direct.
 	$(GO) test -run '^$$' -bench 'HTTPPaths' -benchtime 20000x -count 1 ./plugins/protocol/http/proxy/

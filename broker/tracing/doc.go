@@ -2,6 +2,20 @@
 // OTLP/HTTP to a collector (go.opentelemetry.io/otel), and carries W3C trace context between an HTTP
 // caller, the broker and the upstream.
 //
+// Ended spans wait in a batcher (batch.go) and go to the collector 512 at a time, at least every 5
+// seconds; when 2048 are waiting, further spans are dropped, never waited for. The exporter
+// (otlp.go, otlpenc.go) is the package's own, not otlptracehttp: it POSTs each batch to
+// http(s)://endpoint/v1/traces as one application/x-protobuf ExportTraceServiceRequest, written with
+// protowire straight from the spans into a buffer it reuses, where the official exporter builds the
+// generated proto structs of every span and marshals them (eighteen allocations per span; a batch
+// of 512 took 3.4 times as long to export, in BenchmarkExport, on a broker that makes a span per
+// statement). Its requests are checked
+// field by field against the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans
+// of every field and attribute type; otlptracehttp stays only as that test's oracle). A collector's
+// 429, 502, 503 and 504 are retried with exponential backoff (100 ms doubling to 5 s, or its
+// Retry-After) within the export's 10-second deadline; other answers fail the batch; spans a collector
+// reports rejected in a partial success go to otel.Handle.
+//
 // A nil *Tracing is tracing off: every method is safe on it and costs nothing, so engines and the
 // session core hold one without checking. What spans carry is bounded by the callers: targets,
 // protocols, SPIFFE IDs, routes, policy IDs and outcomes; never a credential, a row or a field's

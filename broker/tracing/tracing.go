@@ -13,7 +13,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -71,11 +70,8 @@ func New(cfg Config) (*Tracing, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.Endpoint), otlptracehttp.WithTimeout(exportTimeout)}
-	switch {
-	case cfg.Insecure:
-		opts = append(opts, otlptracehttp.WithInsecure())
-	case cfg.CAFile != "":
+	var tlsConf *tls.Config // nil: the system's roots
+	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tracing: the collector's CA file: %w", err)
@@ -84,11 +80,11 @@ func New(cfg Config) (*Tracing, error) {
 		if !roots.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("tracing: the collector's CA file %s holds no PEM certificate", cfg.CAFile)
 		}
-		opts = append(opts, otlptracehttp.WithTLSClientConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+		tlsConf = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
+	exp, err := newOTLPExporter(cfg.Endpoint, cfg.Insecure, tlsConf, exportTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: the OTLP exporter: %w", err)
+		return nil, err
 	}
 	ratio := 1.0
 	if cfg.SampleRatio != nil {
