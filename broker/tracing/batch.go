@@ -29,8 +29,10 @@ type batcher struct {
 	interval time.Duration // the longest a span waits for its export
 	timeout  time.Duration // bounds one export
 
+	direct dataExporter // exp, when it takes the queue as it is (the broker's OTLP exporter)
+
 	mu      sync.Mutex
-	queue   []sdktrace.ReadOnlySpan
+	queue   []spanData // SDK spans (ReadOnlySpan) and, with direct, leaf spans
 	stopped bool
 
 	kick    chan struct{}   // cap 1: a batch is full
@@ -41,6 +43,11 @@ type batcher struct {
 	dropped  atomic.Int64
 	exported atomic.Int64
 	failed   atomic.Int64 // exports that returned an error
+}
+
+// dataExporter is an exporter of the spans the batcher queues as they are, leaf spans included.
+type dataExporter interface {
+	exportData(ctx context.Context, spans []spanData) error
 }
 
 // Defaults of the batcher, the SDK's batch processor's own.
@@ -54,12 +61,13 @@ const (
 func newBatcher(exp sdktrace.SpanExporter, batch, maxQueue int, interval, timeout time.Duration) *batcher {
 	b := &batcher{
 		exp: exp, batch: batch, maxQueue: maxQueue, interval: interval, timeout: timeout,
-		queue:   make([]sdktrace.ReadOnlySpan, 0, batch),
+		queue:   make([]spanData, 0, batch),
 		kick:    make(chan struct{}, 1),
 		flushes: make(chan chan error),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	b.direct, _ = exp.(dataExporter)
 	go b.run()
 	return b
 }
@@ -72,6 +80,12 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() {
 		return
 	}
+	b.enqueue(s)
+}
+
+// enqueue queues s, an ended and sampled span, or drops it when maxQueue spans are waiting or the
+// batcher is shut down.
+func (b *batcher) enqueue(s spanData) {
 	b.mu.Lock()
 	if b.stopped || len(b.queue) >= b.maxQueue {
 		b.mu.Unlock()
@@ -95,7 +109,7 @@ func (b *batcher) run() {
 	defer close(b.done)
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
-	var spare []sdktrace.ReadOnlySpan
+	var spare []spanData
 	for {
 		select {
 		case <-b.stop:
@@ -119,18 +133,18 @@ func (b *batcher) run() {
 
 // exportQueued takes the queue, leaving spare (emptied) in its place, and exports it in batches; it
 // returns the taken slice, emptied, to be the next spare, so that steady traffic allocates no queue.
-func (b *batcher) exportQueued(spare []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+func (b *batcher) exportQueued(spare []spanData) []spanData {
 	b.mu.Lock()
 	taken := b.queue
 	if spare == nil {
-		spare = make([]sdktrace.ReadOnlySpan, 0, b.batch)
+		spare = make([]spanData, 0, b.batch)
 	}
 	b.queue = spare[:0]
 	b.mu.Unlock()
 	for rest := taken; len(rest) > 0; {
 		n := min(len(rest), b.batch)
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		if err := b.exp.ExportSpans(ctx, rest[:n]); err != nil {
+		if err := b.export(ctx, rest[:n]); err != nil {
 			b.failed.Add(1)
 		} else {
 			b.exported.Add(int64(n))
@@ -140,6 +154,23 @@ func (b *batcher) exportQueued(spare []sdktrace.ReadOnlySpan) []sdktrace.ReadOnl
 	}
 	clear(taken) // the spans are the collector's now: let them be collected
 	return taken[:0]
+}
+
+// export hands spans to the exporter: as they are to the broker's own, as the SDK's ReadOnlySpans to
+// any other (which never gets leaf spans: a Tracing makes them only with its own exporter).
+func (b *batcher) export(ctx context.Context, spans []spanData) error {
+	if b.direct != nil {
+		return b.direct.exportData(ctx, spans)
+	}
+	ro := make([]sdktrace.ReadOnlySpan, 0, len(spans))
+	for _, s := range spans {
+		if r, ok := s.(sdktrace.ReadOnlySpan); ok {
+			ro = append(ro, r)
+		} else {
+			b.dropped.Add(1)
+		}
+	}
+	return b.exp.ExportSpans(ctx, ro)
 }
 
 // ForceFlush exports every span queued before it, within ctx.

@@ -96,6 +96,18 @@ func newOTLPExporter(endpoint string, insecure bool, tlsConf *tls.Config, timeou
 // busy (429, 502, 503, 504) and ctx and the export timeout allow. Spans the collector accepted but
 // rejected in part are reported to otel.Handle, not as an error.
 func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	data := make([]spanData, len(spans))
+	for i, s := range spans {
+		if s != nil {
+			data[i] = s
+		}
+	}
+	return e.exportData(ctx, data)
+}
+
+// exportData is ExportSpans of the spans the batcher queues, the SDK's and the broker's leaf spans
+// alike. Nil entries are skipped.
+func (e *otlpExporter) exportData(ctx context.Context, spans []spanData) error {
 	if e.stopped.Load() {
 		return errExporterShutdown
 	}

@@ -313,7 +313,7 @@ func TestEncodingMatchesTheOfficialExporter(t *testing.T) {
 // TestEncodingKeepsFirstAppearanceOrder: resources and their scopes come in the order of their first
 // span, and spans in theirs, on every export of the reused buffer.
 func TestEncodingKeepsFirstAppearanceOrder(t *testing.T) {
-	spans := variedSpans(t)
+	spans := asData(variedSpans(t))
 	var e encoder
 	first, _ := e.request(spans)
 	first = bytes.Clone(first)
@@ -677,4 +677,13 @@ func benchExporter(b *testing.B, exp sdktrace.SpanExporter, spans []sdktrace.Rea
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
+
+// asData is spans as the encoder takes them.
+func asData(spans []sdktrace.ReadOnlySpan) []spanData {
+	data := make([]spanData, len(spans))
+	for i, s := range spans {
+		data[i] = s
+	}
+	return data
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -15,8 +16,33 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
+// spanData is what the encoder reads of a span: the methods of the SDK's ReadOnlySpan, which the
+// broker's leaf spans (leaf.go) have too.
+type spanData interface {
+	Name() string
+	SpanContext() trace.SpanContext
+	Parent() trace.SpanContext
+	SpanKind() trace.SpanKind
+	StartTime() time.Time
+	EndTime() time.Time
+	Attributes() []attribute.KeyValue
+	Links() []sdktrace.Link
+	Events() []sdktrace.Event
+	Status() sdktrace.Status
+	InstrumentationScope() instrumentation.Scope
+	Resource() *resource.Resource
+	DroppedAttributes() int
+	DroppedLinks() int
+	DroppedEvents() int
+}
+
+var (
+	_ spanData = sdktrace.ReadOnlySpan(nil)
+	_ spanData = (*leafSpan)(nil)
+)
+
 // encoder writes OTLP's ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1) from
-// ReadOnlySpans with protowire, into a buffer it keeps between requests. The field numbers are
+// spans (spanData) with protowire, into a buffer it keeps between requests. The field numbers are
 // OTLP's (go.opentelemetry.io/proto/otlp v1.11.0). A field at its default value is left out, as
 // proto3 does, except where the official exporter sets a message that is empty (a span's status, a
 // resource without attributes, an attribute's value of type EMPTY): proto3 keeps a set message, so
@@ -34,7 +60,7 @@ type spanGroup struct {
 	res   *resource.Resource
 	key   attribute.Distinct // res.Equivalent()
 	scope instrumentation.Scope
-	spans []sdktrace.ReadOnlySpan
+	spans []spanData
 	done  bool // written
 }
 
@@ -112,7 +138,7 @@ const (
 // request returns the encoded request of spans and how many spans it holds (nil spans are skipped):
 // resources in the order their first span comes, and in each its scopes the same way. The returned
 // bytes are the encoder's until reset.
-func (e *encoder) request(spans []sdktrace.ReadOnlySpan) ([]byte, int) {
+func (e *encoder) request(spans []spanData) ([]byte, int) {
 	n := e.group(spans)
 	b := e.buf[:0]
 	for i := range e.groups {
@@ -147,7 +173,7 @@ func (e *encoder) request(spans []sdktrace.ReadOnlySpan) ([]byte, int) {
 }
 
 // group sorts spans into e.groups and returns how many there are.
-func (e *encoder) group(spans []sdktrace.ReadOnlySpan) int {
+func (e *encoder) group(spans []spanData) int {
 	n, last := 0, -1
 	for _, s := range spans {
 		if s == nil {
@@ -215,7 +241,7 @@ func appendScopeSpans(b []byte, g *spanGroup) []byte {
 	return closeMsg(b, ss)
 }
 
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+func appendSpan(b []byte, s spanData) []byte {
 	var m int
 	b, m = open(b, fScopeSpansSpans)
 	sc := s.SpanContext()

@@ -59,7 +59,12 @@ type Tracing struct {
 	provider      *sdktrace.TracerProvider // nil when made by WithProvider
 	prop          propagation.TraceContext
 	statementText bool
+	leaves        *batcher           // where leaf spans go (StartLeaf); nil when made by WithProvider
+	res           *resource.Resource // the provider's, which leaf spans have too
 }
+
+// tracerName names the broker's tracer: its spans' instrumentation scope.
+const tracerName = "github.com/svidbroker/svidbroker"
 
 // exportTimeout bounds one export to the collector, and Shutdown's flush of the spans still queued.
 const exportTimeout = 10 * time.Second
@@ -86,24 +91,31 @@ func New(cfg Config) (*Tracing, error) {
 	if err != nil {
 		return nil, err
 	}
+	return withExporter(exp, cfg), nil
+}
+
+// withExporter returns the Tracing New makes, exporting to exp.
+func withExporter(exp sdktrace.SpanExporter, cfg Config) *Tracing {
 	ratio := 1.0
 	if cfg.SampleRatio != nil {
 		ratio = *cfg.SampleRatio
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion(cfg.Version))
+	b := newBatcher(exp, batchSize, batchMaxQueue, batchInterval, exportTimeout)
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSpanProcessor(newBatcher(exp, batchSize, batchMaxQueue, batchInterval, exportTimeout)),
+		sdktrace.WithSpanProcessor(b),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+		sdktrace.WithIDGenerator(randomIDs{}),
 		sdktrace.WithResource(res))
 	t := WithProvider(tp, cfg.StatementText)
-	t.provider = tp
-	return t, nil
+	t.provider, t.leaves, t.res = tp, b, res
+	return t
 }
 
 // WithProvider returns a Tracing whose spans tp makes (an SDK provider with the test's in-memory
 // exporter, or one the embedding program configured). statementText is Config.StatementText.
 func WithProvider(tp trace.TracerProvider, statementText bool) *Tracing {
-	return &Tracing{tracer: tp.Tracer("github.com/svidbroker/svidbroker"), statementText: statementText}
+	return &Tracing{tracer: tp.Tracer(tracerName), statementText: statementText}
 }
 
 // Shutdown exports the spans still queued, within ctx, and stops the exporter. A Tracing made by
@@ -113,6 +125,15 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return t.provider.Shutdown(ctx)
+}
+
+// ForceFlush exports the spans that have ended, within ctx. A Tracing made by WithProvider leaves
+// its provider to its owner.
+func (t *Tracing) ForceFlush(ctx context.Context) error {
+	if t == nil || t.provider == nil {
+		return nil
+	}
+	return t.provider.ForceFlush(ctx)
 }
 
 // noSpan is the span of a nil Tracing: it records nothing.

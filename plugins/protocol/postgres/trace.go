@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -84,37 +83,28 @@ func normalizedText(text string) (string, bool) {
 }
 
 // relaySpan starts the span of a statement's relay to the backend, the session's child, when
-// tracing is on; the backend side ends it with the statement's answer (endRelay). It runs on the
-// client side only.
+// tracing is on; the backend side ends it with the statement's answer (endRelay). It is a leaf span
+// (tracing.StartLeaf), as nothing in the broker is its child. It runs on the client side only.
 func (s *session) relaySpan(sts []sqlclass.Statement) trace.Span {
 	t := s.core.Tracing()
 	if !t.On() {
 		return nil
 	}
-	r := &s.relayTrace
-	if r.parent == nil {
-		r.parent = trace.ContextWithSpanContext(s.ctx, s.core.SpanContext())
-		r.attrs = make(map[string][]attribute.KeyValue, len(operationNames)+1)
+	if s.relayAttrs == nil {
+		s.relayAttrs = make(map[string][]attribute.KeyValue, len(operationNames)+1)
 	}
 	kind := operationKindOf(sts)
-	attrs, ok := r.attrs[kind]
+	attrs, ok := s.relayAttrs[kind]
 	if !ok {
 		attrs = s.relayAttributes(kind)
-		r.attrs[kind] = attrs
+		s.relayAttrs[kind] = attrs
 	}
-	_, span := t.Start(r.parent, spanRelay, trace.SpanKindClient, attrs...)
-	return span
-}
-
-// relayTracing is what the relay spans of one session share, made at its first: their parent (the
-// session's span) and their attributes by statement kind, so that a statement's span builds neither.
-type relayTracing struct {
-	parent context.Context
-	attrs  map[string][]attribute.KeyValue // by operationKindOf
+	return t.StartLeaf(s.ctx, s.core.SpanContext(), spanRelay, trace.SpanKindClient, attrs)
 }
 
 // relayAttributes are the attributes of the relay spans of statements of kind (operationKindOf): the
-// database's system, the backend's address and port, and the operation's name.
+// database's system, the backend's address and port, and the operation's name. A session makes them
+// once for each kind (session.relayAttrs), and its spans share them.
 func (s *session) relayAttributes(kind string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL}
 	attrs = append(attrs, operationAttrs[kind]...)

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/server"
@@ -281,4 +287,112 @@ func processCPU(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestTracingExportsRelaySpansOverOTLP runs the broker's own tracing (tracing.New, whose relay spans
+// are leaf spans, not the SDK's) against an OTLP/HTTP collector in the test, which decodes what it
+// receives with OTLP's generated types: each statement's relay span is a client span, the child of
+// its session's span in its trace, with the database's attributes.
+func TestTracingExportsRelaySpansOverOTLP(t *testing.T) {
+	var mu sync.Mutex
+	var got []*tracepb.Span
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		req := &collectortracepb.ExportTraceServiceRequest{}
+		if err == nil {
+			err = proto.Unmarshal(body, req)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			t.Errorf("the collector could not read an export: %v", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				got = append(got, ss.Spans...)
+			}
+		}
+	}))
+	defer collector.Close()
+	tr, err := tracing.New(tracing.Config{Endpoint: collector.Listener.Addr().String(), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki, port := startTracedEngine(t, tr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		c := connectTraced(t, ctx, pki, port, mode)
+		var v string
+		if err := c.QueryRow(ctx, "SELECT 'x'").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The session spans end after the clients' Terminate: shut tracing down (which exports what is
+	// queued) once both have.
+	for {
+		mu.Lock()
+		n := 0
+		for _, s := range got {
+			if s.Name == "svidbroker.session" {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if err := tr.ForceFlush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of 2 session spans exported", n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sessions := map[string]*tracepb.Span{}
+	for _, s := range got {
+		if s.Name == "svidbroker.session" {
+			sessions[string(s.SpanId)] = s
+		}
+	}
+	relays := 0
+	for _, s := range got {
+		if s.Name != spanRelay {
+			continue
+		}
+		relays++
+		session := sessions[string(s.ParentSpanId)]
+		if session == nil || !bytes.Equal(s.TraceId, session.TraceId) {
+			t.Errorf("relay span %x is not a session's child in its trace", s.SpanId)
+		}
+		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT || s.EndTimeUnixNano < s.StartTimeUnixNano {
+			t.Errorf("relay span: kind %v, times %d..%d", s.Kind, s.StartTimeUnixNano, s.EndTimeUnixNano)
+		}
+		attrs := map[string]string{}
+		for _, kv := range s.Attributes {
+			switch v := kv.Value.Value.(type) {
+			case *commonpb.AnyValue_StringValue:
+				attrs[kv.Key] = v.StringValue
+			case *commonpb.AnyValue_IntValue:
+				attrs[kv.Key] = strconv.FormatInt(v.IntValue, 10)
+			default:
+				t.Errorf("relay span's %s has a value of type %T", kv.Key, v)
+			}
+		}
+		if attrs["db.system.name"] != "postgresql" || attrs["db.operation.name"] != "SELECT" || attrs["server.address"] != "127.0.0.1" || attrs["server.port"] == "" {
+			t.Errorf("relay span's attributes %v", attrs)
+		}
+	}
+	if relays != 2 {
+		t.Errorf("%d relay spans exported, want one per statement (2)", relays)
+	}
 }

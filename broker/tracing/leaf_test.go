@@ -1,0 +1,207 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// capture is an exporter that keeps what it is handed, as the broker's own exporter takes it
+// (exportData) and as the SDK's processors hand it (ExportSpans), and encodes it with the broker's
+// encoder.
+type capture struct {
+	mu   sync.Mutex
+	data []spanData
+}
+
+func (c *capture) exportData(_ context.Context, spans []spanData) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.data = append(c.data, spans...)
+	return nil
+}
+
+func (c *capture) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	return c.exportData(ctx, asData(spans))
+}
+
+func (*capture) Shutdown(context.Context) error { return nil }
+
+// exported flushes t and returns what c got, decoded from the broker's encoding.
+func (c *capture) exported(t *testing.T, tr *Tracing) []*tracepb.Span {
+	t.Helper()
+	if err := tr.provider.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var e encoder
+	body, _ := e.request(c.data)
+	req := &collectortracepb.ExportTraceServiceRequest{}
+	if err := proto.Unmarshal(body, req); err != nil {
+		t.Fatal(err)
+	}
+	var spans []*tracepb.Span
+	for _, rs := range req.ResourceSpans {
+		if len(rs.ScopeSpans) != 1 {
+			t.Fatalf("%d scopes of one resource, want the broker's alone", len(rs.ScopeSpans))
+		}
+		spans = append(spans, rs.ScopeSpans[0].Spans...)
+	}
+	if len(req.ResourceSpans) > 1 {
+		t.Fatalf("%d resources, want the broker's alone: leaf and SDK spans must share it", len(req.ResourceSpans))
+	}
+	return spans
+}
+
+func newCaptured(t *testing.T, ratio float64) (*Tracing, *capture) {
+	c := &capture{}
+	tr := withExporter(c, Config{Endpoint: "collector:4318", SampleRatio: &ratio, Version: "test"})
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	return tr, c
+}
+
+// TestLeafSpanIsRecordedAsTheSDKRecordsIt does the same to a leaf span and to an SDK span, children
+// of one session span — attributes given at the start and set later (one replacing a value, one
+// invalid), a name change, events, a recorded error, a link, an Error status a later Unset does not
+// clear — and requires their OTLP encodings to be equal but for their span IDs and times.
+func TestLeafSpanIsRecordedAsTheSDKRecordsIt(t *testing.T) {
+	tr, c := newCaptured(t, 1)
+	ctx, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	linked := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, TraceFlags: trace.FlagsSampled, Remote: true})
+	start := []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), attribute.Int("server.port", 5432)}
+	act := func(s trace.Span) {
+		s.SetAttributes(attribute.Int("server.port", 5433), attribute.KeyValue{}, attribute.StringSlice("list", []string{"a", "b"}))
+		s.SetName("svidbroker.upstream")
+		s.AddEvent("first", trace.WithAttributes(attribute.Bool("b", true)))
+		s.RecordError(fmt.Errorf("wrapped: %w", errors.New("backend"))) // an unnamed type
+		s.RecordError(namedError("refused"))                            // a named one
+		s.AddLink(trace.Link{SpanContext: linked, Attributes: []attribute.KeyValue{attribute.String("why", "request")}})
+		s.AddLink(trace.Link{}) // not valid: not kept
+		s.SetStatus(codes.Error, "SQLSTATE 57014")
+		s.SetStatus(codes.Unset, "")
+		s.End()
+		s.SetAttributes(attribute.String("after", "end")) // ignored
+		s.End()                                           // once
+	}
+	_, sdk := tr.Start(ctx, "relay", trace.SpanKindClient, start...)
+	act(sdk)
+	leaf := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, start)
+	if _, ok := leaf.(*leafSpan); !ok {
+		t.Fatalf("StartLeaf of a New Tracing made a %T", leaf)
+	}
+	act(leaf)
+	if start[1].Value.AsInt64() != 5432 {
+		t.Fatal("setting an attribute changed the caller's start attributes")
+	}
+	session.End()
+	spans := c.exported(t, tr)
+	if len(spans) != 3 {
+		t.Fatalf("%d spans exported, want the session, the SDK child and the leaf", len(spans))
+	}
+	var sdkGot, leafGot *tracepb.Span
+	for _, s := range spans {
+		switch {
+		case trace.SpanID(s.SpanId) == sdk.SpanContext().SpanID():
+			sdkGot = s
+		case trace.SpanID(s.SpanId) == leaf.SpanContext().SpanID():
+			leafGot = s
+		}
+	}
+	if sdkGot == nil || leafGot == nil {
+		t.Fatal("the SDK child or the leaf is missing from the export")
+	}
+	sid := session.SpanContext().SpanID()
+	if trace.SpanID(leafGot.ParentSpanId) != sid || trace.TraceID(leafGot.TraceId) != session.SpanContext().TraceID() {
+		t.Fatal("the leaf is not the session's child in its trace")
+	}
+	if leafGot.EndTimeUnixNano < leafGot.StartTimeUnixNano || leafGot.StartTimeUnixNano == 0 {
+		t.Fatalf("leaf times %d..%d", leafGot.StartTimeUnixNano, leafGot.EndTimeUnixNano)
+	}
+	norm := func(s *tracepb.Span) *tracepb.Span {
+		s = proto.Clone(s).(*tracepb.Span)
+		s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano = nil, 0, 0
+		for _, e := range s.Events {
+			e.TimeUnixNano = 0
+		}
+		return s
+	}
+	if !proto.Equal(norm(sdkGot), norm(leafGot)) {
+		t.Fatalf("the leaf is recorded otherwise than the SDK's span:\nSDK:  %v\nleaf: %v", norm(sdkGot), norm(leafGot))
+	}
+}
+
+// namedError is an error of a named type, which an exception event names by package path and name.
+type namedError string
+
+func (e namedError) Error() string { return string(e) }
+
+// TestLeafSpanFollowsItsParentsSampling: a leaf of an unsampled parent records nothing and is not
+// exported, yet has a span context of the parent's trace; with a parent that is not valid, or a
+// Tracing made by WithProvider, StartLeaf makes the SDK's span, which the provider's processors see.
+func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
+	tr, c := newCaptured(t, 0)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	if session.SpanContext().IsSampled() {
+		t.Fatal("ratio 0 sampled the session")
+	}
+	leaf := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil)
+	if leaf.IsRecording() || leaf.SpanContext().TraceID() != session.SpanContext().TraceID() || !leaf.SpanContext().SpanID().IsValid() {
+		t.Fatalf("an unsampled parent's leaf: recording %v, context %v", leaf.IsRecording(), leaf.SpanContext())
+	}
+	leaf.End()
+	session.End()
+	if spans := c.exported(t, tr); len(spans) != 0 {
+		t.Fatalf("%d spans exported from an unsampled trace", len(spans))
+	}
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	wp := WithProvider(tp, false)
+	_, root := wp.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	child := wp.StartLeaf(context.Background(), root.SpanContext(), "relay", trace.SpanKindClient, []attribute.KeyValue{attribute.String("k", "v")})
+	if _, ok := child.(*leafSpan); ok {
+		t.Fatal("a WithProvider Tracing made a leaf span its provider cannot see")
+	}
+	child.End()
+	orphan := tr.StartLeaf(context.Background(), trace.SpanContext{}, "relay", trace.SpanKindClient, nil)
+	if _, ok := orphan.(*leafSpan); ok {
+		t.Fatal("a leaf without a valid parent is not the SDK's root span")
+	}
+	ended := rec.Ended()
+	if len(ended) != 1 || ended[0].Parent().SpanID() != root.SpanContext().SpanID() || len(ended[0].Attributes()) != 1 {
+		t.Fatalf("the provider's processor saw %d spans, want the child of the session with its attribute", len(ended))
+	}
+}
+
+// TestLeafSpanUnderConcurrentUse ends leaf spans while other goroutines set their status and
+// attributes (go test -race): each is exported once.
+func TestLeafSpanUnderConcurrentUse(t *testing.T) {
+	tr, c := newCaptured(t, 1)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	const n = 200
+	var wg sync.WaitGroup
+	for range n {
+		s := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil)
+		wg.Go(func() { s.SetStatus(codes.Error, "x"); s.SetAttributes(attribute.Int("i", 1)) })
+		wg.Go(func() { s.End() })
+		wg.Go(func() { s.End() })
+	}
+	wg.Wait()
+	if spans := c.exported(t, tr); len(spans) != n {
+		t.Fatalf("%d leaf spans exported, want %d, each once", len(spans), n)
+	}
+}
