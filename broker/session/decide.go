@@ -178,10 +178,14 @@ const maxVerdicts = 256
 func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 	start := time.Now()
 	var span trace.Span
-	if t := s.core.cfg.Tracing; t.On() && !s.decider.keeps(op) {
-		ctx, span = startDecide(ctx, t, &op, s.SpanContext(), s.core.cfg.OperationKind)
+	// Counted here, once recorded (a record that fails blocks it): s.decider has no metrics of its own.
+	v, epoch, kept := s.decider.kept(op)
+	if !kept {
+		if t := s.core.cfg.Tracing; t.On() {
+			ctx, span = startDecide(ctx, t, &op, s.SpanContext(), s.core.cfg.OperationKind)
+		}
+		v = s.decider.decideNew(ctx, op, epoch)
 	}
-	v := s.decider.Decide(ctx, op) // counted here, once recorded: a record that fails blocks it
 	if v.Outcome == Block {
 		s.refusalRecord(op, v)
 	} else {
@@ -212,10 +216,13 @@ func (d *Decider) Decide(ctx context.Context, op Operation) Verdict {
 	}
 	start := time.Now()
 	var span trace.Span
-	if d.Tracing.On() && !d.keeps(op) {
-		ctx, span = startDecide(ctx, d.Tracing, &op, d.Session, "")
+	v, epoch, kept := d.kept(op)
+	if !kept {
+		if d.Tracing.On() {
+			ctx, span = startDecide(ctx, d.Tracing, &op, d.Session, "")
+		}
+		v = d.decideNew(ctx, op, epoch)
 	}
-	v := d.decideKept(ctx, op)
 	countOperation(d.Metrics, op, v, start)
 	if span != nil {
 		endDecide(span, v)
@@ -234,34 +241,32 @@ func countOperation(m *metrics.Target, op Operation, v Verdict, start time.Time)
 // metricOutcomes are the verdicts' outcomes as metrics count them.
 var metricOutcomes = [...]int{Block: metrics.Refused, Allow: metrics.Allowed, Mask: metrics.Masked, Held: metrics.Held}
 
-// keeps says whether op's verdict is kept in the epoch in force, so that deciding it is a lookup: it
-// gets no span of its own (a span per repeated statement would cost more than the lookup it times,
-// and its verdict was traced when it was decided). The lookup is repeated by decideKept: a verdict
-// that drops out between the two (a new epoch) is decided, untraced, which loses a span, never a
-// decision.
-func (d *Decider) keeps(op Operation) bool {
-	if op.Key == nil {
-		return false
-	}
+// kept returns the verdict kept for op in the epoch in force, if there is one, and that epoch. A kept
+// verdict is a lookup: it gets no decide span of its own (a span per repeated statement would cost
+// more than the lookup it times, and the verdict was traced when it was decided).
+func (d *Decider) kept(op Operation) (Verdict, authz.Epoch, bool) {
 	var epoch authz.Epoch
 	if d.Policy != nil {
 		epoch = d.Policy.Epoch()
 	}
-	_, ok := d.verdicts.get(epoch, verdictKey{key: op.Key, ap: op.Approval})
-	return ok
+	if op.Key == nil {
+		return Verdict{}, epoch, false
+	}
+	v, ok := d.verdicts.get(epoch, verdictKey{key: op.Key, ap: op.Approval})
+	return v, epoch, ok
 }
 
 func (d *Decider) decideKept(ctx context.Context, op Operation) Verdict {
-	var epoch authz.Epoch
-	if d.Policy != nil {
-		epoch = d.Policy.Epoch()
+	v, epoch, ok := d.kept(op)
+	if ok {
+		return v
 	}
-	vk := verdictKey{key: op.Key, ap: op.Approval}
-	if op.Key != nil {
-		if v, ok := d.verdicts.get(epoch, vk); ok {
-			return v
-		}
-	}
+	return d.decideNew(ctx, op, epoch)
+}
+
+// decideNew decides op, which had no verdict kept in epoch, then op.Prepare, and keeps the verdict
+// when it may: op has a key, it was allowed without a hold, and no new epoch began meanwhile.
+func (d *Decider) decideNew(ctx context.Context, op Operation, epoch authz.Epoch) Verdict {
 	v := d.decide(ctx, &op)
 	if v.Outcome != Block && op.Prepare != nil {
 		plan, err := op.Prepare(v)
@@ -271,7 +276,7 @@ func (d *Decider) decideKept(ctx context.Context, op Operation) Verdict {
 		v.Plan = plan
 	}
 	if op.Key != nil && v.Outcome != Block && v.Outcome != Held && (d.Policy == nil || d.Policy.Epoch() == epoch) {
-		d.verdicts.put(epoch, vk, v)
+		d.verdicts.put(epoch, verdictKey{key: op.Key, ap: op.Approval}, v)
 	}
 	return v
 }
