@@ -24,20 +24,28 @@ import (
 // SELECT 1 back to back for obsRound, obsPairs rounds per broker per iteration.
 const (
 	obsClients = 8
-	obsRound   = 3 * time.Second
-	obsPairs   = 4
+	obsRound   = 1500 * time.Millisecond
+	obsPairs   = 12
 )
 
 // BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path: two
 // brokers on one stack, identical except that one has metrics on and tracing exporting every span
 // (sample ratio 1) over OTLP/HTTP to a sink in this process, and the other has metrics { enabled =
 // false } and no tracing block. The same load (obsClients pgx connections, each running SELECT 1 back
-// to back) runs against each for a fixed time, alternating rounds (the order reversed every other
+// to back) runs against each for a fixed time, in pairs of rounds (the order reversed every other
 // pair) so that noise from other work on the machine hits both alike.
 //
 // Both brokers record no audit: the denominator is the broker's lightest path, so the ratio is the
-// strictest form of the cost. Read "on/off" (queries per second with metrics and tracing, over without);
-// "spans/query" shows the tracing broker exported spans throughout. Run it with -benchtime 1x.
+// strictest form of the cost. It reports:
+//   - "on/off": the median over the pairs of each pair's throughput ratio (queries per second with
+//     metrics and tracing, over without). A pair's two rounds run back to back, so a burst of other
+//     work on this shared machine skews the pairs it falls in, not the median;
+//   - "on/off-total": all the rounds' queries per second, with over without;
+//   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": each broker's own CPU time (its threads' run
+//     time, from /proc) per query, and their ratio;
+//   - "spans/query": the spans the tracing broker exported, per query.
+//
+// Run it with -benchtime 1x.
 func BenchmarkObservabilityOverhead(b *testing.B) {
 	s, _ := shared(b)
 	sink := newOTLPSink(b)
@@ -79,19 +87,21 @@ metrics {
 	}
 
 	spansBefore := sink.spans.Load()
-	var onQueries, offQueries int64
-	var onTime, offTime time.Duration
+	var onRun, offRun obsTally
+	var ratios []float64
 	for b.Loop() {
 		for i := range obsPairs {
-			runOn := func() { n, d := obsRun(b, onConns, obsRound); onQueries, onTime = onQueries+n, onTime+d }
-			runOff := func() { n, d := obsRun(b, offConns, obsRound); offQueries, offTime = offQueries+n, offTime+d }
+			var onPair, offPair obsTally
 			if i%2 == 0 {
-				runOff()
-				runOn()
+				offPair = obsRound1(b, off, offConns)
+				onPair = obsRound1(b, on, onConns)
 			} else {
-				runOn()
-				runOff()
+				onPair = obsRound1(b, on, onConns)
+				offPair = obsRound1(b, off, offConns)
 			}
+			ratios = append(ratios, onPair.qps()/offPair.qps())
+			onRun.add(onPair)
+			offRun.add(offPair)
 		}
 	}
 	// The last batch of spans may still be queued in the broker: wait one export interval for it, so
@@ -100,11 +110,46 @@ metrics {
 	if err := sink.failure(); err != nil {
 		b.Fatalf("the OTLP sink could not read an export: %v", err)
 	}
-	onQPS, offQPS := float64(onQueries)/onTime.Seconds(), float64(offQueries)/offTime.Seconds()
-	b.ReportMetric(offQPS, "off-queries/s")
-	b.ReportMetric(onQPS, "on-queries/s")
-	b.ReportMetric(onQPS/offQPS, "on/off")
-	b.ReportMetric(float64(sink.spans.Load()-spansBefore)/float64(onQueries), "spans/query")
+	slices.Sort(ratios)
+	median := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		median = (ratios[len(ratios)/2-1] + median) / 2
+	}
+	b.ReportMetric(offRun.qps(), "off-queries/s")
+	b.ReportMetric(onRun.qps(), "on-queries/s")
+	b.ReportMetric(median, "on/off")
+	b.ReportMetric(onRun.qps()/offRun.qps(), "on/off-total")
+	b.ReportMetric(onRun.cpuPerQuery(), "on-cpu-us/q")
+	b.ReportMetric(offRun.cpuPerQuery(), "off-cpu-us/q")
+	b.ReportMetric(offRun.cpuPerQuery()/onRun.cpuPerQuery(), "cpu-off/on")
+	b.ReportMetric(float64(sink.spans.Load()-spansBefore)/float64(onRun.queries), "spans/query")
+}
+
+// obsTally is what rounds of load on one broker did: queries completed, the time they took, and the
+// broker's CPU time meanwhile.
+type obsTally struct {
+	queries int64
+	took    time.Duration
+	cpu     time.Duration
+}
+
+func (t *obsTally) add(o obsTally) {
+	t.queries, t.took, t.cpu = t.queries+o.queries, t.took+o.took, t.cpu+o.cpu
+}
+
+func (t obsTally) qps() float64 { return float64(t.queries) / t.took.Seconds() }
+
+// cpuPerQuery is the broker's CPU time per query, in microseconds.
+func (t obsTally) cpuPerQuery() float64 {
+	return float64(t.cpu.Microseconds()) / float64(t.queries)
+}
+
+// obsRound1 runs one round of load on br through conns, and tallies it with br's CPU time.
+func obsRound1(b *testing.B, br *stack.Broker, conns []*pgx.Conn) obsTally {
+	b.Helper()
+	cpu0 := processCPU(b, br.PID())
+	n, took := obsRun(b, conns, obsRound)
+	return obsTally{queries: n, took: took, cpu: processCPU(b, br.PID()) - cpu0}
 }
 
 // obsConnect opens obsClients connections to br as the persona whose files are f.
