@@ -241,6 +241,31 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes what is left to w, a chunk at a time, each under the lock Close takes: the
+// transport's socket copies from it directly (io.Copy of a plain Reader allocates a 32 KiB buffer
+// per export). Close waits for the chunk being written at most, and that write ends by the export's
+// deadline, when the transport closes the connection.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		r.mu.Lock()
+		if len(r.b) == 0 {
+			r.mu.Unlock()
+			return total, nil
+		}
+		n, err := w.Write(r.b[:min(len(r.b), bodyChunk)])
+		r.b = r.b[n:]
+		r.mu.Unlock()
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// bodyChunk is what bodyReader.WriteTo writes at a time.
+const bodyChunk = 32 << 10
+
 func (r *bodyReader) Close() error {
 	r.mu.Lock()
 	r.b = nil

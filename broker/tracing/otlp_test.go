@@ -687,3 +687,30 @@ func asData(spans []sdktrace.ReadOnlySpan) []spanData {
 	}
 	return data
 }
+
+// chunkWriter records the size of each write.
+type chunkWriter struct{ sizes []int }
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return len(p), nil
+}
+
+// TestBodyReaderWritesInChunksAndNotAfterClose: a request's body is written to the socket straight
+// from the encoder's buffer, a chunk at a time, all of it; once closed it writes nothing.
+func TestBodyReaderWritesInChunksAndNotAfterClose(t *testing.T) {
+	body := bytes.Repeat([]byte{1}, 3*bodyChunk+5)
+	var w chunkWriter
+	n, err := (&bodyReader{b: body}).WriteTo(&w)
+	if err != nil || n != int64(len(body)) || !slices.Equal(w.sizes, []int{bodyChunk, bodyChunk, bodyChunk, 5}) {
+		t.Fatalf("wrote %d (%v) in chunks %v", n, err, w.sizes)
+	}
+	closed := &bodyReader{b: body}
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = chunkWriter{}
+	if n, err := closed.WriteTo(&w); n != 0 || err != nil || len(w.sizes) != 0 {
+		t.Fatalf("a closed body wrote %d bytes (%v)", n, err)
+	}
+}

@@ -20,93 +20,115 @@ import (
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
-// Shape of BenchmarkObservabilityOverhead's load: obsClients connections per broker, each running
-// SELECT 1 back to back for obsRound, obsPairs rounds per broker per iteration.
+// Shape of BenchmarkObservabilityOverhead's load: obsGenerations pairs of broker processes, one
+// after the other; against each pair, obsPairs pairs of rounds, each round obsClients connections
+// running SELECT 1 back to back for obsRound.
 const (
-	obsClients = 8
-	obsRound   = 1500 * time.Millisecond
-	obsPairs   = 12
+	obsGenerations = 6
+	obsPairs       = 2
+	obsClients     = 8
+	obsRound       = 1500 * time.Millisecond
 )
 
-// BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path: two
+// BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path:
 // brokers on one stack, identical except that one has metrics on and tracing exporting every span
 // (sample ratio 1) over OTLP/HTTP to a sink in this process, and the other has metrics { enabled =
 // false } and no tracing block. The same load (obsClients pgx connections, each running SELECT 1 back
 // to back) runs against each for a fixed time, in pairs of rounds (the order reversed every other
 // pair) so that noise from other work on the machine hits both alike.
 //
+// Two processes of one binary and one configuration differ by a few percent in throughput on this
+// machine, one way or the other, from run to run (an A/A comparison showed it): so the brokers are
+// started afresh obsGenerations times, in alternating order, and each generation runs obsPairs pairs.
+//
 // Both brokers record no audit: the denominator is the broker's lightest path, so the ratio is the
 // strictest form of the cost. It reports:
-//   - "on/off": the median over the pairs of each pair's throughput ratio (queries per second with
+//   - "on/off": the median over all pairs of each pair's throughput ratio (queries per second with
 //     metrics and tracing, over without). A pair's two rounds run back to back, so a burst of other
 //     work on this shared machine skews the pairs it falls in, not the median;
 //   - "on/off-total": all the rounds' queries per second, with over without;
 //   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": each broker's own CPU time (its threads' run
 //     time, from /proc) per query, and their ratio;
-//   - "spans/query": the spans the tracing broker exported, per query.
+//   - "spans/query": the spans the tracing brokers exported, per query they ran (warm-ups included).
 //
 // Run it with -benchtime 1x.
 func BenchmarkObservabilityOverhead(b *testing.B) {
 	s, _ := shared(b)
 	sink := newOTLPSink(b)
-	start := func(name, extra string) *stack.Broker {
-		br, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: name, Binary: brokerBin, NoAudit: true, Extra: extra})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { br.Stop() })
-		return br
-	}
-	on := start("svidbroker-obs-on", fmt.Sprintf(`
+	agent := clientFiles(b, s, stack.PersonaAnalyst)
+	onConfig := fmt.Sprintf(`
 # Metrics on (the default), and every span exported to the benchmark's OTLP/HTTP sink.
 tracing {
   otlp_endpoint = %q
   insecure      = true
   sample_ratio  = 1
 }
-`, sink.addr))
-	off := start("svidbroker-obs-off", `
+`, sink.addr)
+	const offConfig = `
 # No tracing block, and metrics turned off.
 metrics {
   enabled = false
 }
-`)
-	agent := clientFiles(b, s, stack.PersonaAnalyst)
-	onConns, offConns := obsConnect(b, on, agent), obsConnect(b, off, agent)
-
-	// Both brokers are what they claim: the tracing broker's spans reach the sink, its /metrics counts
-	// the warm-up's statements, and the other's /metrics is off.
-	obsRun(b, onConns, time.Second)
-	obsRun(b, offConns, time.Second)
-	obsWaitForSpans(b, sink, 30*time.Second)
-	if body, code := obsScrape(b, on); code != http.StatusOK || !strings.Contains(body, "svidbroker_operations_total{") {
-		b.Fatalf("the metrics broker's /metrics answered %d without operations counted:\n%.2000s", code, body)
-	}
-	if body, code := obsScrape(b, off); code != http.StatusNotFound {
-		b.Fatalf("the broker with metrics { enabled = false } answered /metrics with %d:\n%.2000s", code, body)
-	}
-
-	spansBefore := sink.spans.Load()
+`
 	var onRun, offRun obsTally
 	var ratios []float64
+	var warmups int64 // the queries the tracing brokers ran to warm up
 	for b.Loop() {
-		for i := range obsPairs {
-			var onPair, offPair obsTally
-			if i%2 == 0 {
-				offPair = obsRound1(b, off, offConns)
-				onPair = obsRound1(b, on, onConns)
-			} else {
-				onPair = obsRound1(b, on, onConns)
-				offPair = obsRound1(b, off, offConns)
+		for g := range obsGenerations {
+			start := func(name, extra string) *stack.Broker {
+				br, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: fmt.Sprintf("%s-%d", name, g), Binary: brokerBin, NoAudit: true, Extra: extra})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return br
 			}
-			ratios = append(ratios, onPair.qps()/offPair.qps())
-			onRun.add(onPair)
-			offRun.add(offPair)
+			var on, off *stack.Broker
+			if g%2 == 0 {
+				on, off = start("svidbroker-obs-on", onConfig), start("svidbroker-obs-off", offConfig)
+			} else {
+				off, on = start("svidbroker-obs-off", offConfig), start("svidbroker-obs-on", onConfig)
+			}
+			onConns, offConns := obsConnect(b, on, agent), obsConnect(b, off, agent)
+
+			// Both brokers are what they claim: the tracing broker's spans reach the sink, its
+			// /metrics counts the warm-up's statements, and the other's /metrics is off.
+			n, _ := obsRun(b, onConns, time.Second)
+			warmups += n
+			obsRun(b, offConns, time.Second)
+			if g == 0 {
+				obsWaitForSpans(b, sink, 30*time.Second)
+			}
+			if body, code := obsScrape(b, on); code != http.StatusOK || !strings.Contains(body, "svidbroker_operations_total{") {
+				b.Fatalf("the metrics broker's /metrics answered %d without operations counted:\n%.2000s", code, body)
+			}
+			if body, code := obsScrape(b, off); code != http.StatusNotFound {
+				b.Fatalf("the broker with metrics { enabled = false } answered /metrics with %d:\n%.2000s", code, body)
+			}
+
+			for i := range obsPairs {
+				var onPair, offPair obsTally
+				if i%2 == 0 {
+					offPair = obsRound1(b, off, offConns)
+					onPair = obsRound1(b, on, onConns)
+				} else {
+					onPair = obsRound1(b, on, onConns)
+					offPair = obsRound1(b, off, offConns)
+				}
+				ratios = append(ratios, onPair.qps()/offPair.qps())
+				onRun.add(onPair)
+				offRun.add(offPair)
+			}
+			obsClose(onConns)
+			obsClose(offConns)
+			// Stopping the tracing broker exports the spans it still has queued.
+			if err := on.Stop(); err != nil {
+				b.Fatal(err)
+			}
+			if err := off.Stop(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	// The last batch of spans may still be queued in the broker: wait one export interval for it, so
-	// that spans/query counts the whole run.
-	time.Sleep(6 * time.Second)
 	if err := sink.failure(); err != nil {
 		b.Fatalf("the OTLP sink could not read an export: %v", err)
 	}
@@ -122,7 +144,7 @@ metrics {
 	b.ReportMetric(onRun.cpuPerQuery(), "on-cpu-us/q")
 	b.ReportMetric(offRun.cpuPerQuery(), "off-cpu-us/q")
 	b.ReportMetric(offRun.cpuPerQuery()/onRun.cpuPerQuery(), "cpu-off/on")
-	b.ReportMetric(float64(sink.spans.Load()-spansBefore)/float64(onRun.queries), "spans/query")
+	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+onRun.queries), "spans/query")
 }
 
 // obsTally is what rounds of load on one broker did: queries completed, the time they took, and the
@@ -165,6 +187,15 @@ func obsConnect(b *testing.B, br *stack.Broker, f *stack.ClientFiles) []*pgx.Con
 		conns[i] = c
 	}
 	return conns
+}
+
+// obsClose closes conns, so that their sessions end before their broker does.
+func obsClose(conns []*pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range conns {
+		_ = c.Close(ctx)
+	}
 }
 
 // obsRun runs SELECT 1 back to back on every connection at once for d, and returns the queries
