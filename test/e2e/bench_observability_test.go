@@ -20,34 +20,37 @@ import (
 	"github.com/svidbroker/svidbroker/test/stack"
 )
 
-// Shape of BenchmarkObservabilityOverhead's load: obsGenerations pairs of broker processes, one
-// after the other; against each pair, obsPairs pairs of rounds, each round obsClients connections
+// Shape of BenchmarkObservabilityOverhead's load: obsGenerations sets of broker processes, one
+// after the other; against each set, obsRounds rounds per broker, each round obsClients connections
 // running SELECT 1 back to back for obsRound.
 const (
 	obsGenerations = 6
-	obsPairs       = 2
+	obsRounds      = 2
 	obsClients     = 8
 	obsRound       = 1500 * time.Millisecond
 )
 
 // BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path:
-// brokers on one stack, identical except that one has metrics on and tracing exporting every span
-// (sample ratio 1) over OTLP/HTTP to a sink in this process, and the other has metrics { enabled =
-// false } and no tracing block. The same load (obsClients pgx connections, each running SELECT 1 back
-// to back) runs against each for a fixed time, in pairs of rounds (the order reversed every other
-// pair) so that noise from other work on the machine hits both alike.
+// brokers on one stack, identical but for this: "on" has metrics on and tracing exporting every span
+// (sample ratio 1) over OTLP/HTTP to a sink in this process; "off" has metrics { enabled = false }
+// and no tracing block; "control" is configured as "off", to show in the same run how far apart two
+// brokers that differ in nothing measure. The same load (obsClients pgx connections, each running
+// SELECT 1 back to back) runs against each for a fixed time, in sets of three rounds back to back (the
+// order rotating from set to set) so that noise from other work on the machine hits all alike.
 //
 // Two processes of one binary and one configuration differ by a few percent in throughput on this
-// machine, one way or the other, from run to run (an A/A comparison showed it): so the brokers are
-// started afresh obsGenerations times, in alternating order, and each generation runs obsPairs pairs.
+// machine, one way or the other, from start to start: so the brokers are started afresh
+// obsGenerations times, in rotating order, and each generation runs obsRounds sets.
 //
-// Both brokers record no audit: the denominator is the broker's lightest path, so the ratio is the
+// No broker records audit: the denominator is the broker's lightest path, so the ratio is the
 // strictest form of the cost. It reports:
-//   - "on/off": the median over all pairs of each pair's throughput ratio (queries per second with
-//     metrics and tracing, over without). A pair's two rounds run back to back, so a burst of other
-//     work on this shared machine skews the pairs it falls in, not the median;
+//   - "on/off": the median over all sets of each set's throughput ratio (queries per second with
+//     metrics and tracing, over without). A burst of other work on this shared machine skews the sets
+//     it falls in, not the median;
+//   - "control/off": the same of the control broker, which differs from "off" in nothing: how far
+//     from 1 the machine's noise puts a ratio in this run;
 //   - "on/off-total": all the rounds' queries per second, with over without;
-//   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": each broker's own CPU time (its threads' run
+//   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": the brokers' own CPU time (their threads' run
 //     time, from /proc) per query, and their ratio;
 //   - "spans/query": the spans the tracing brokers exported, per query they ran (warm-ups included).
 //
@@ -70,81 +73,87 @@ metrics {
   enabled = false
 }
 `
-	var onRun, offRun obsTally
-	var ratios []float64
+	type arm struct {
+		name, config string
+		br           *stack.Broker
+		conns        []*pgx.Conn
+		run, set     obsTally
+	}
+	arms := []*arm{{name: "on", config: onConfig}, {name: "off", config: offConfig}, {name: "control", config: offConfig}}
+	on, off, control := arms[0], arms[1], arms[2]
+	var onOff, controlOff []float64
 	var warmups int64 // the queries the tracing brokers ran to warm up
 	for b.Loop() {
 		for g := range obsGenerations {
-			start := func(name, extra string) *stack.Broker {
-				br, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: fmt.Sprintf("%s-%d", name, g), Binary: brokerBin, NoAudit: true, Extra: extra})
+			for i := range arms {
+				a := arms[(g+i)%len(arms)]
+				br, err := s.StartBroker(b.Context(), stack.BrokerOptions{Name: fmt.Sprintf("svidbroker-obs-%s-%d", a.name, g), Binary: brokerBin, NoAudit: true, Extra: a.config})
 				if err != nil {
 					b.Fatal(err)
 				}
-				return br
+				a.br = br
 			}
-			var on, off *stack.Broker
-			if g%2 == 0 {
-				on, off = start("svidbroker-obs-on", onConfig), start("svidbroker-obs-off", offConfig)
-			} else {
-				off, on = start("svidbroker-obs-off", offConfig), start("svidbroker-obs-on", onConfig)
+			for _, a := range arms {
+				a.conns = obsConnect(b, a.br, agent)
+				n, _ := obsRun(b, a.conns, time.Second) // warm up
+				if a == on {
+					warmups += n
+				}
 			}
-			onConns, offConns := obsConnect(b, on, agent), obsConnect(b, off, agent)
-
-			// Both brokers are what they claim: the tracing broker's spans reach the sink, its
-			// /metrics counts the warm-up's statements, and the other's /metrics is off.
-			n, _ := obsRun(b, onConns, time.Second)
-			warmups += n
-			obsRun(b, offConns, time.Second)
+			// The brokers are what they claim: the tracing broker's spans reach the sink, its
+			// /metrics counts the warm-up's statements, and the others' /metrics is off.
 			if g == 0 {
 				obsWaitForSpans(b, sink, 30*time.Second)
 			}
-			if body, code := obsScrape(b, on); code != http.StatusOK || !strings.Contains(body, "svidbroker_operations_total{") {
+			if body, code := obsScrape(b, on.br); code != http.StatusOK || !strings.Contains(body, "svidbroker_operations_total{") {
 				b.Fatalf("the metrics broker's /metrics answered %d without operations counted:\n%.2000s", code, body)
 			}
-			if body, code := obsScrape(b, off); code != http.StatusNotFound {
-				b.Fatalf("the broker with metrics { enabled = false } answered /metrics with %d:\n%.2000s", code, body)
+			for _, a := range []*arm{off, control} {
+				if body, code := obsScrape(b, a.br); code != http.StatusNotFound {
+					b.Fatalf("the broker with metrics { enabled = false } answered /metrics with %d:\n%.2000s", code, body)
+				}
 			}
 
-			for i := range obsPairs {
-				var onPair, offPair obsTally
-				if i%2 == 0 {
-					offPair = obsRound1(b, off, offConns)
-					onPair = obsRound1(b, on, onConns)
-				} else {
-					onPair = obsRound1(b, on, onConns)
-					offPair = obsRound1(b, off, offConns)
+			for r := range obsRounds {
+				for i := range arms {
+					a := arms[(g+r+i)%len(arms)]
+					a.set = obsRound1(b, a.br, a.conns)
+					a.run.add(a.set)
 				}
-				ratios = append(ratios, onPair.qps()/offPair.qps())
-				onRun.add(onPair)
-				offRun.add(offPair)
+				onOff = append(onOff, on.set.qps()/off.set.qps())
+				controlOff = append(controlOff, control.set.qps()/off.set.qps())
 			}
-			obsClose(onConns)
-			obsClose(offConns)
-			// Stopping the tracing broker exports the spans it still has queued.
-			if err := on.Stop(); err != nil {
-				b.Fatal(err)
-			}
-			if err := off.Stop(); err != nil {
-				b.Fatal(err)
+			for _, a := range arms {
+				obsClose(a.conns)
+				// Stopping the tracing broker exports the spans it still has queued.
+				if err := a.br.Stop(); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
 	if err := sink.failure(); err != nil {
 		b.Fatalf("the OTLP sink could not read an export: %v", err)
 	}
-	slices.Sort(ratios)
-	median := ratios[len(ratios)/2]
-	if len(ratios)%2 == 0 {
-		median = (ratios[len(ratios)/2-1] + median) / 2
+	b.ReportMetric(off.run.qps(), "off-queries/s")
+	b.ReportMetric(on.run.qps(), "on-queries/s")
+	b.ReportMetric(median(onOff), "on/off")
+	b.ReportMetric(median(controlOff), "control/off")
+	b.ReportMetric(on.run.qps()/off.run.qps(), "on/off-total")
+	b.ReportMetric(on.run.cpuPerQuery(), "on-cpu-us/q")
+	b.ReportMetric(off.run.cpuPerQuery(), "off-cpu-us/q")
+	b.ReportMetric(off.run.cpuPerQuery()/on.run.cpuPerQuery(), "cpu-off/on")
+	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+on.run.queries), "spans/query")
+}
+
+// median is the median of v, which it sorts.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + m) / 2
 	}
-	b.ReportMetric(offRun.qps(), "off-queries/s")
-	b.ReportMetric(onRun.qps(), "on-queries/s")
-	b.ReportMetric(median, "on/off")
-	b.ReportMetric(onRun.qps()/offRun.qps(), "on/off-total")
-	b.ReportMetric(onRun.cpuPerQuery(), "on-cpu-us/q")
-	b.ReportMetric(offRun.cpuPerQuery(), "off-cpu-us/q")
-	b.ReportMetric(offRun.cpuPerQuery()/onRun.cpuPerQuery(), "cpu-off/on")
-	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+onRun.queries), "spans/query")
+	return m
 }
 
 // obsTally is what rounds of load on one broker did: queries completed, the time they took, and the
