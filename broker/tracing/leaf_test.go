@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -204,4 +206,72 @@ func TestLeafSpanUnderConcurrentUse(t *testing.T) {
 	if spans := c.exported(t, tr); len(spans) != n {
 		t.Fatalf("%d leaf spans exported, want %d, each once", len(spans), n)
 	}
+}
+
+// TestSharedAttributesAreEncodedPerSpan: leaf spans sharing attribute lists (two lists, interleaved,
+// over two exports of the encoder) and a leaf whose list was copied when set each carry their own
+// attributes in the encoding.
+func TestSharedAttributesAreEncodedPerSpan(t *testing.T) {
+	tr, c := newCaptured(t, 1)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	selects := []attribute.KeyValue{attribute.String("db.operation.name", "SELECT"), attribute.Int("server.port", 5432)}
+	inserts := []attribute.KeyValue{attribute.String("db.operation.name", "INSERT"), attribute.Bool("x", true)} // as long as selects
+	want := map[trace.SpanID][]attribute.KeyValue{}
+	for i := range 10 {
+		attrs := selects
+		if i%3 == 0 {
+			attrs = inserts
+		}
+		s := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, attrs)
+		if i == 4 {
+			s.SetAttributes(attribute.String("db.response.status_code", "57014"))
+			attrs = append(slices.Clone(attrs), attribute.String("db.response.status_code", "57014"))
+		}
+		s.End()
+		want[s.SpanContext().SpanID()] = attrs
+	}
+	c.exported(t, tr) // flushed
+	var e encoder
+	for round := range 2 { // the second encodes the same spans again, after a reset
+		body, _ := e.request(c.data)
+		req := &collectortracepb.ExportTraceServiceRequest{}
+		if err := proto.Unmarshal(body, req); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.shared) == 0 {
+			t.Fatal("the leaf spans' shared lists were not encoded once each")
+		}
+		e.reset(maxKeptBuffer)
+		if len(e.shared) != 0 || len(e.arena) != 0 {
+			t.Fatal("reset kept shared encodings: a list's address could name another list in the next request")
+		}
+		spans := req.ResourceSpans[0].ScopeSpans[0].Spans
+		if len(spans) != len(want) {
+			t.Fatalf("round %d: %d spans, want %d", round, len(spans), len(want))
+		}
+		for _, s := range spans {
+			w := want[trace.SpanID(s.SpanId)]
+			if len(s.Attributes) != len(w) {
+				t.Fatalf("round %d: span %x has %d attributes, want %d", round, s.SpanId, len(s.Attributes), len(w))
+			}
+			for i, kv := range s.Attributes {
+				if kv.Key != string(w[i].Key) || fmt.Sprint(anyValue(kv.Value)) != w[i].Value.Emit() {
+					t.Fatalf("round %d: span %x attribute %d is %s=%v, want %s=%s", round, s.SpanId, i, kv.Key, anyValue(kv.Value), w[i].Key, w[i].Value.Emit())
+				}
+			}
+		}
+	}
+}
+
+// anyValue is v's scalar, as attribute.Value's Emit writes it.
+func anyValue(v *commonpb.AnyValue) any {
+	switch x := v.Value.(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return x.IntValue
+	case *commonpb.AnyValue_BoolValue:
+		return x.BoolValue
+	}
+	return v
 }

@@ -53,6 +53,20 @@ var (
 type encoder struct {
 	buf    []byte
 	groups []spanGroup // by first appearance
+
+	// shared holds, for one request, the encoding of each attribute list leaf spans share (a
+	// session's relay spans share one per statement kind), by its first element and length, in
+	// arena: written once per request instead of once per span. A shared list does not change
+	// (StartLeaf's contract) and the spans of the request keep it alive, so its address names it
+	// within the request; reset forgets both.
+	shared map[sharedAttrs][2]int // → arena[from:to]
+	arena  []byte
+}
+
+// sharedAttrs names an attribute list leaf spans share.
+type sharedAttrs struct {
+	first *attribute.KeyValue
+	n     int
 }
 
 // spanGroup is the spans of one resource and instrumentation scope, as OTLP groups them.
@@ -159,7 +173,7 @@ func (e *encoder) request(spans []spanData) ([]byte, int) {
 		}
 		for j := i; j < len(e.groups); j++ {
 			if h := &e.groups[j]; !h.done && h.key == g.key {
-				b = appendScopeSpans(b, h)
+				b = e.appendScopeSpans(b, h)
 				h.done = true
 			}
 		}
@@ -218,9 +232,14 @@ func (e *encoder) reset(keep int) {
 	if cap(e.buf) > keep {
 		e.buf = nil
 	}
+	clear(e.shared)
+	e.arena = e.arena[:0]
+	if cap(e.arena) > keep {
+		e.arena = nil
+	}
 }
 
-func appendScopeSpans(b []byte, g *spanGroup) []byte {
+func (e *encoder) appendScopeSpans(b []byte, g *spanGroup) []byte {
 	var ss int
 	b, ss = open(b, fResourceSpansScopeSpans)
 	if g.scope != (instrumentation.Scope{}) {
@@ -235,13 +254,13 @@ func appendScopeSpans(b []byte, g *spanGroup) []byte {
 		b = closeMsg(b, sc)
 	}
 	for _, s := range g.spans {
-		b = appendSpan(b, s)
+		b = e.appendSpan(b, s)
 	}
 	b = appendString(b, fScopeSpansSchemaURL, g.scope.SchemaURL)
 	return closeMsg(b, ss)
 }
 
-func appendSpan(b []byte, s spanData) []byte {
+func (e *encoder) appendSpan(b []byte, s spanData) []byte {
 	var m int
 	b, m = open(b, fScopeSpansSpans)
 	sc := s.SpanContext()
@@ -262,10 +281,7 @@ func appendSpan(b []byte, s spanData) []byte {
 	b = appendVarint(b, fSpanKind, spanKind(s.SpanKind()))
 	b = appendNanos(b, fSpanStart, s.StartTime().UnixNano())
 	b = appendNanos(b, fSpanEnd, s.EndTime().UnixNano())
-	attrs := s.Attributes()
-	for i := range attrs {
-		b = appendKeyValue(b, fSpanAttributes, &attrs[i])
-	}
+	b = e.appendAttributes(b, s)
 	b = appendVarint(b, fSpanDroppedAttributes, clampUint32(s.DroppedAttributes()))
 	for _, ev := range s.Events() {
 		var em int
@@ -306,6 +322,32 @@ func appendSpan(b []byte, s spanData) []byte {
 	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags(sc.TraceFlags(), parent))
 	return closeMsg(b, m)
+}
+
+// appendAttributes appends s's attributes: for a leaf span whose list is shared, the list's encoding
+// made at its first span in the request.
+func (e *encoder) appendAttributes(b []byte, s spanData) []byte {
+	attrs := s.Attributes()
+	if l, ok := s.(*leafSpan); !ok || !l.shared || len(attrs) == 0 {
+		for i := range attrs {
+			b = appendKeyValue(b, fSpanAttributes, &attrs[i])
+		}
+		return b
+	}
+	key := sharedAttrs{first: &attrs[0], n: len(attrs)}
+	at, ok := e.shared[key]
+	if !ok {
+		if e.shared == nil {
+			e.shared = make(map[sharedAttrs][2]int)
+		}
+		at[0] = len(e.arena)
+		for i := range attrs {
+			e.arena = appendKeyValue(e.arena, fSpanAttributes, &attrs[i])
+		}
+		at[1] = len(e.arena)
+		e.shared[key] = at
+	}
+	return append(b, e.arena[at[0]:at[1]]...)
 }
 
 // spanFlags are OTLP's flags of a span (a link): the W3C trace flags, and whether its parent (the
