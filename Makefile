@@ -91,6 +91,8 @@ bench: tools build
 # Span export: 512 statement spans through the official OTLP/HTTP exporter beside the broker's own encoder
 # (direct), and one span's start, end and export.
 	$(GO) test -run '^$$' -bench 'Export|SpanExported' -benchtime 2000x -count 1 ./broker/tracing/
+# A statement's CPU time with tracing off, SDK spans, and the broker's own tracing (in one process).
+	$(GO) test -run '^$$' -bench 'TracedStatements' -benchtime 20000x -count 1 ./plugins/protocol/postgres/
 # HTTP targets: 16 keep-alive clients direct, through httputil.ReverseProxy and through the engine (ratios
 # and added p50); a 10 MB response with 2 masked fields per object through the engine beside direct.
 	$(GO) test -run '^$$' -bench 'HTTPPaths' -benchtime 20000x -count 1 ./plugins/protocol/http/proxy/
@@ -106,7 +108,8 @@ bench: tools build
 # 1 MB and 10 MB responses beside direct (time ratios, the broker's allocated bytes per response).
 	$(GO) test -run '^$$' -bench 'BenchmarkHTTPStack' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 # Metrics and tracing (every span exported over OTLP/HTTP to a sink in the test) against both off:
-# select-only throughput of two otherwise identical brokers, alternating rounds (on/off).
+# select-only throughput of otherwise identical brokers, started afresh six times, in rotating rounds
+# (on/off), beside a control broker configured as the baseline (control/off: the run's noise floor).
 	$(GO) test -run '^$$' -bench 'BenchmarkObservabilityOverhead' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's
