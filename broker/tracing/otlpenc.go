@@ -550,63 +550,72 @@ func parsePartialSuccess(b []byte) (rejected int64, msg string, err error) {
 	if len(b) > maxPartialSuccess {
 		return 0, "", fmt.Errorf("tracing: the collector's answer is %d bytes, more than %d", len(b), maxPartialSuccess)
 	}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num > protowire.MaxValidNumber { // ConsumeTag lets a number beyond protobuf's range pass
-			return 0, "", errBadAnswer
+	err = walkFields(b, func(num protowire.Number, typ protowire.Type, v []byte) (int, error) {
+		if num != 1 || typ != protowire.BytesType {
+			return 0, nil
 		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			ps, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, "", errBadAnswer
-			}
-			b = b[n:]
-			if rejected, msg, err = parsePartial(ps, rejected, msg); err != nil {
-				return 0, "", err
-			}
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
+		ps, n := protowire.ConsumeBytes(v)
 		if n < 0 {
-			return 0, "", errBadAnswer
+			return 0, errBadAnswer
 		}
-		b = b[n:]
+		rejected, msg, err = parsePartial(ps, rejected, msg)
+		return n, err
+	})
+	if err != nil {
+		return 0, "", err
 	}
 	return rejected, msg, nil
 }
 
 // parsePartial reads an ExportTracePartialSuccess into rejected and msg, overwriting the fields it has.
 func parsePartial(b []byte, rejected int64, msg string) (int64, string, error) {
+	err := walkFields(b, func(num protowire.Number, typ protowire.Type, v []byte) (int, error) {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			r, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return 0, errBadAnswer
+			}
+			rejected = int64(r)
+			return n, nil
+		case num == 2 && typ == protowire.BytesType:
+			m, n := protowire.ConsumeBytes(v)
+			if n < 0 || !utf8.Valid(m) {
+				return 0, errBadAnswer
+			}
+			msg = string(m)
+			return n, nil
+		}
+		return 0, nil
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	return rejected, msg, nil
+}
+
+// walkFields calls field with each field of the message b, its number, wire type and the bytes from
+// its value on: field consumes the value and returns how many bytes it took, or 0 to have it skipped
+// as unknown (every value takes at least one byte).
+func walkFields(b []byte, field func(num protowire.Number, typ protowire.Type, v []byte) (int, error)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num > protowire.MaxValidNumber { // ConsumeTag lets a number beyond protobuf's range pass
-			return 0, "", errBadAnswer
+			return errBadAnswer
 		}
 		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return 0, "", errBadAnswer
-			}
-			rejected, b = int64(v), b[n:]
-			continue
-		case num == 2 && typ == protowire.BytesType:
-			s, n := protowire.ConsumeBytes(b)
-			if n < 0 || !utf8.Valid(s) {
-				return 0, "", errBadAnswer
-			}
-			msg, b = string(s), b[n:]
-			continue
+		n, err := field(num, typ, b)
+		if err != nil {
+			return err
 		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return 0, "", errBadAnswer
+		if n == 0 {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return errBadAnswer
+			}
 		}
 		b = b[n:]
 	}
-	return rejected, msg, nil
+	return nil
 }
 
 var errBadAnswer = errors.New("tracing: the collector's answer is not an ExportTraceServiceResponse")
