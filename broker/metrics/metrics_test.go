@@ -78,6 +78,9 @@ func touchAll(t *testing.T, m *Metrics) {
 	if err := m.WatchAuditBacklog(func() uint64 { return 3 }); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.WatchTraceExport(func() (int64, int64, int64) { return 1024, 7, 1 }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRegistryPassesLint(t *testing.T) {
@@ -104,7 +107,7 @@ func TestRegistryPassesLint(t *testing.T) {
 				ours++
 			}
 		}
-		if want := 23; ours != want { // every metric this package defines
+		if want := 26; ours != want { // every metric this package defines
 			t.Errorf("%+v: gathered %d svidbroker metrics, want %d", cfg, ours, want)
 		}
 	}
@@ -318,4 +321,40 @@ func scrape(t *testing.T, m *Metrics) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTraceExportIsReported: the exporter's counts are read at each scrape.
+func TestTraceExportIsReported(t *testing.T) {
+	m, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported, dropped, failed int64 = 512, 0, 0
+	if err := m.WatchTraceExport(func() (int64, int64, int64) { return exported, dropped, failed }); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) float64 {
+		v, err := testutil.GatherAndCount(m.Registry(), name)
+		if err != nil || v != 1 {
+			t.Fatalf("%s: %d series (%v)", name, v, err)
+		}
+		families, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == name {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("%s not gathered", name)
+		return 0
+	}
+	if got := read("svidbroker_trace_spans_exported_total"); got != 512 {
+		t.Fatalf("exported %v, want 512", got)
+	}
+	exported, dropped, failed = 1024, 9, 2
+	if read("svidbroker_trace_spans_exported_total") != 1024 || read("svidbroker_trace_spans_dropped_total") != 9 || read("svidbroker_trace_exports_failed_total") != 2 {
+		t.Fatal("the exporter's counts did not move at the next scrape")
+	}
 }

@@ -102,3 +102,26 @@ func (e *expiry) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, v, labels...)
 	})
 }
+
+// WatchTraceExport reports, at each scrape, what tracing's exporter did with the spans that ended
+// (stats: broker/tracing's Tracing.ExportStats): spans the collector took, spans dropped (the export
+// queue was full, or tracing was shut down), and exports that failed, whose spans are lost.
+func (m *Metrics) WatchTraceExport(stats func() (exported, dropped, failed int64)) error {
+	if m == nil {
+		return nil
+	}
+	for _, c := range []struct {
+		name, help string
+		value      func() float64
+	}{
+		{"trace_spans_exported_total", "Spans in exports the OTLP collector answered with success.", func() float64 { e, _, _ := stats(); return float64(e) }},
+		{"trace_spans_dropped_total", "Spans dropped, not exported: the export queue was full (a slow or unreachable collector) or tracing was shut down.",
+			func() float64 { _, d, _ := stats(); return float64(d) }},
+		{"trace_exports_failed_total", "Exports of a batch of spans that failed; their spans are lost.", func() float64 { _, _, f := stats(); return float64(f) }},
+	} {
+		if err := m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: c.name, Help: c.help}, c.value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -274,4 +275,71 @@ func anyValue(v *commonpb.AnyValue) any {
 		return x.BoolValue
 	}
 	return v
+}
+
+// gate is an exporter that holds each export until released, or fails it when failing is set.
+type gate struct {
+	release chan struct{}
+	failing atomic.Bool
+}
+
+func (g *gate) exportData(ctx context.Context, _ []spanData) error {
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if g.failing.Load() {
+		return errors.New("collector down")
+	}
+	return nil
+}
+
+func (g *gate) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	return g.exportData(ctx, asData(spans))
+}
+
+func (*gate) Shutdown(context.Context) error { return nil }
+
+// TestExportStatsCountWhatBecameOfSpans: while the collector holds an export, spans beyond the queue's
+// bound are dropped, never waited for; every span ended is then either exported or dropped; a failed
+// export is counted, and spans that end after shutdown are dropped.
+func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	tr := withExporter(g, Config{Endpoint: "collector:4318"})
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	const n = batchSize + batchMaxQueue + 10
+	for range n {
+		tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	}
+	if _, dropped, _ := tr.ExportStats(); dropped < 10 {
+		t.Fatalf("%d spans dropped while the collector held an export, want at least 10", dropped)
+	}
+	close(g.release)
+	if err := tr.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exported, dropped, failed := tr.ExportStats()
+	if exported+dropped != n || failed != 0 {
+		t.Fatalf("exported %d + dropped %d of %d ended spans, %d failed exports", exported, dropped, n, failed)
+	}
+	g.failing.Store(true)
+	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	if err := tr.ForceFlush(context.Background()); err == nil {
+		t.Fatal("a flush whose export failed said nothing")
+	}
+	if _, _, failed := tr.ExportStats(); failed != 1 {
+		t.Fatalf("%d failed exports counted, want 1", failed)
+	}
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, before, _ := tr.ExportStats()
+	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	if _, after, _ := tr.ExportStats(); after != before+1 {
+		t.Fatalf("a span ended after shutdown: dropped %d → %d", before, after)
+	}
+	if e, d, f := (*Tracing)(nil).ExportStats(); e != 0 || d != 0 || f != 0 {
+		t.Fatal("a nil Tracing reported exports")
+	}
 }

@@ -127,6 +127,17 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	return t.provider.Shutdown(ctx)
 }
 
+// ExportStats says what the exporter of a Tracing made by New did with the spans that ended: spans
+// exported, spans dropped (the queue was full, or tracing was shut down), and exports that failed.
+// Zeros for a nil Tracing or one made by WithProvider.
+func (t *Tracing) ExportStats() (exported, dropped, failed int64) {
+	if t == nil || t.leaves == nil {
+		return 0, 0, 0
+	}
+	b := t.leaves
+	return b.exported.Load(), b.dropped.Load(), b.failed.Load()
+}
+
 // ForceFlush exports the spans that have ended, within ctx. A Tracing made by WithProvider leaves
 // its provider to its owner.
 func (t *Tracing) ForceFlush(ctx context.Context) error {

@@ -70,6 +70,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopTracing()
+	if trc != nil {
+		if err := mtr.WatchTraceExport(trc.ExportStats); err != nil {
+			return err
+		}
+	}
 
 	var attest func(context.Context, spiffeid.ID) (*identity.Attestation, error)
 	deps := dependencies{src: src}
