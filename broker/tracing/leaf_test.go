@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -279,11 +280,16 @@ func anyValue(v *commonpb.AnyValue) any {
 
 // gate is an exporter that holds each export until released, or fails it when failing is set.
 type gate struct {
+	entered chan struct{} // an export began
 	release chan struct{}
 	failing atomic.Bool
 }
 
 func (g *gate) exportData(ctx context.Context, _ []spanData) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
 	select {
 	case <-g.release:
 	case <-ctx.Done():
@@ -305,15 +311,24 @@ func (*gate) Shutdown(context.Context) error { return nil }
 // bound are dropped, never waited for; every span ended is then either exported or dropped; a failed
 // export is counted, and spans that end after shutdown are dropped.
 func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
-	g := &gate{release: make(chan struct{})}
+	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	tr := withExporter(g, Config{Endpoint: "collector:4318"})
 	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
-	const n = batchSize + batchMaxQueue + 10
-	for range n {
-		tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	end := func(k int) {
+		for range k {
+			tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+		}
 	}
-	if _, dropped, _ := tr.ExportStats(); dropped < 10 {
-		t.Fatalf("%d spans dropped while the collector held an export, want at least 10", dropped)
+	end(batchSize) // a full batch: the collector takes it and holds it
+	select {
+	case <-g.entered:
+	case <-time.After(time.Minute):
+		t.Fatal("a full batch was not exported")
+	}
+	end(batchMaxQueue + 10) // the queue's bound, and ten more
+	const n = batchSize + batchMaxQueue + 10
+	if _, dropped, _ := tr.ExportStats(); dropped != 10 {
+		t.Fatalf("%d spans dropped while the collector held an export, want the 10 beyond the queue's bound", dropped)
 	}
 	close(g.release)
 	if err := tr.ForceFlush(context.Background()); err != nil {
