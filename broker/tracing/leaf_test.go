@@ -358,3 +358,24 @@ func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
 		t.Fatal("a nil Tracing reported exports")
 	}
 }
+
+// TestLeafSpansShareTheProvidersResource: with resource attributes from the environment, which the
+// SDK's provider merges into its spans' resource, leaf spans carry the same resource, so an export
+// holds one resource with both kinds of span.
+func TestLeafSpansShareTheProvidersResource(t *testing.T) {
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging")
+	tr, c := newCaptured(t, 1)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	session.End()
+	if spans := c.exported(t, tr); len(spans) != 2 { // exported fails on more than one resource
+		t.Fatalf("%d spans exported, want the session and its leaf", len(spans))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.data {
+		if v, ok := s.Resource().Set().Value("deployment.environment.name"); !ok || v.AsString() != "staging" {
+			t.Fatalf("%s's resource lacks the environment's attribute: %v", s.Name(), s.Resource())
+		}
+	}
+}

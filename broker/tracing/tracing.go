@@ -101,6 +101,12 @@ func withExporter(exp sdktrace.SpanExporter, cfg Config) *Tracing {
 		ratio = *cfg.SampleRatio
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("svidbroker"), semconv.ServiceVersion(cfg.Version))
+	// The provider merges the environment's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME)
+	// under res; leaf spans carry the same merge, so that they share the SDK spans' resource.
+	leafRes := res
+	if merged, err := resource.Merge(resource.Environment(), res); err == nil {
+		leafRes = merged
+	}
 	b := newBatcher(exp, batchSize, batchMaxQueue, batchInterval, exportTimeout)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithSpanProcessor(b),
@@ -108,7 +114,7 @@ func withExporter(exp sdktrace.SpanExporter, cfg Config) *Tracing {
 		sdktrace.WithIDGenerator(randomIDs{}),
 		sdktrace.WithResource(res))
 	t := WithProvider(tp, cfg.StatementText)
-	t.provider, t.leaves, t.res = tp, b, res
+	t.provider, t.leaves, t.res = tp, b, leafRes
 	return t
 }
 
