@@ -87,6 +87,9 @@ func brokerSeries(t *testing.T) series {
 	if err := m.WatchAuditBacklog(func() uint64 { return 0 }); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.WatchTraceExport(func() (int64, int64, int64) { return 0, 0, 0 }); err != nil { // with tracing on
+		t.Fatal(err)
+	}
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
