@@ -460,30 +460,29 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 		b, m = open(b, fAnyArray)
 		switch v.Type() {
 		case attribute.BOOLSLICE:
-			for _, x := range v.AsBoolSlice() {
-				b = appendListValue(b, attribute.BoolValue(x))
-			}
+			b = appendList(b, v.AsBoolSlice(), attribute.BoolValue)
 		case attribute.INT64SLICE:
-			for _, x := range v.AsInt64Slice() {
-				b = appendListValue(b, attribute.Int64Value(x))
-			}
+			b = appendList(b, v.AsInt64Slice(), attribute.Int64Value)
 		case attribute.FLOAT64SLICE:
-			for _, x := range v.AsFloat64Slice() {
-				b = appendListValue(b, attribute.Float64Value(x))
-			}
+			b = appendList(b, v.AsFloat64Slice(), attribute.Float64Value)
 		case attribute.STRINGSLICE:
-			for _, x := range v.AsStringSlice() {
-				b = appendListValue(b, attribute.StringValue(x))
-			}
+			b = appendList(b, v.AsStringSlice(), attribute.StringValue)
 		default:
-			for _, x := range v.AsSlice() {
-				b = appendListValue(b, x)
-			}
+			b = appendList(b, v.AsSlice(), func(x attribute.Value) attribute.Value { return x })
 		}
 		return closeMsg(b, m)
 	}
 	// A type this encoder does not know: the official exporter's word for it.
 	return protowire.AppendString(protowire.AppendTag(b, fAnyString, protowire.BytesType), "INVALID")
+}
+
+// appendList appends each of xs, as value makes it an attribute value, as the AnyValues of an
+// ArrayValue.
+func appendList[T any](b []byte, xs []T, value func(T) attribute.Value) []byte {
+	for _, x := range xs {
+		b = appendListValue(b, value(x))
+	}
+	return b
 }
 
 // appendListValue appends v as one AnyValue of an ArrayValue.

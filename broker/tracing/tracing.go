@@ -161,16 +161,26 @@ func (t *Tracing) Start(ctx context.Context, name string, kind trace.SpanKind, a
 	if t == nil {
 		return ctx, noSpan
 	}
-	// The attributes are set on the span, not passed as a start option: an option is copied into
-	// the start configuration and again into the span, and an unsampled span wants neither copy.
-	if int(kind) >= len(spanKinds) {
-		kind = trace.SpanKindInternal
-	}
-	ctx, span := t.tracer.Start(ctx, name, spanKinds[kind])
+	return t.start(ctx, name, kind, attrs, spanKindOption(kind))
+}
+
+// start starts the span of Start and StartLinked with opts. The attributes are set on the span, not
+// passed as a start option: an option is copied into the start configuration and again into the
+// span, and an unsampled span wants neither copy.
+func (t *Tracing) start(ctx context.Context, name string, kind trace.SpanKind, attrs []attribute.KeyValue, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx, span := t.tracer.Start(ctx, name, opts...)
 	if len(attrs) > 0 && span.IsRecording() {
 		span.SetAttributes(attrs...)
 	}
 	return ctx, span
+}
+
+// spanKindOption is kind's start option, made once (spanKinds); a kind it does not know is internal.
+func spanKindOption(kind trace.SpanKind) trace.SpanStartOption {
+	if int(kind) >= len(spanKinds) {
+		kind = trace.SpanKindInternal
+	}
+	return spanKinds[kind]
 }
 
 // spanKinds are the start options of each span kind, made once.
@@ -190,11 +200,10 @@ func (t *Tracing) StartLinked(ctx context.Context, name string, kind trace.SpanK
 	if t == nil {
 		return ctx, noSpan
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
-	if link.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: link}))
+	if !link.IsValid() {
+		return t.start(ctx, name, kind, attrs, spanKindOption(kind))
 	}
-	return t.tracer.Start(ctx, name, opts...)
+	return t.start(ctx, name, kind, attrs, spanKindOption(kind), trace.WithLinks(trace.Link{SpanContext: link}))
 }
 
 // On says whether spans are made: an engine builds costly attributes only then.
