@@ -31,6 +31,9 @@ type batcher struct {
 	timeout  time.Duration // bounds one export
 
 	direct dataExporter // exp, when it takes the queue as it is (the broker's OTLP exporter)
+	// recycle: exp keeps no span once its export returns (recycler), so the leaf spans it exported go
+	// back to their pool (leafSpan.release).
+	recycle bool
 
 	mu      sync.Mutex
 	queue   []spanData // SDK spans (ReadOnlySpan) and, with direct, leaf spans
@@ -51,6 +54,12 @@ type dataExporter interface {
 	exportData(ctx context.Context, spans []spanData) error
 }
 
+// recycler is an exporter that keeps no reference to a span once exportData returns, having written
+// what it needed of each: the spans can be reused.
+type recycler interface {
+	keepsNoSpans()
+}
+
 // Defaults of the batcher, the SDK's batch processor's own.
 const (
 	batchSize     = 512
@@ -69,6 +78,8 @@ func newBatcher(exp sdktrace.SpanExporter, batch, maxQueue int, interval, timeou
 		done:    make(chan struct{}),
 	}
 	b.direct, _ = exp.(dataExporter)
+	_, b.recycle = exp.(recycler)
+	b.recycle = b.recycle && b.direct != nil
 	go b.run()
 	return b
 }
@@ -91,6 +102,9 @@ func (b *batcher) enqueue(s spanData) {
 	if b.stopped || len(b.queue) >= b.maxQueue {
 		b.mu.Unlock()
 		b.dropped.Add(1)
+		if l, ok := s.(*leafSpan); ok {
+			l.release() // no one else has it
+		}
 		return
 	}
 	b.queue = append(b.queue, s)
@@ -151,6 +165,13 @@ func (b *batcher) exportQueued(spare []spanData) []spanData {
 			b.exported.Add(int64(n))
 		}
 		cancel()
+		if b.recycle {
+			for _, s := range rest[:n] {
+				if l, ok := s.(*leafSpan); ok {
+					l.release()
+				}
+			}
+		}
 		rest = rest[n:]
 	}
 	clear(taken) // the spans are the collector's now: let them be collected
@@ -165,10 +186,12 @@ func (b *batcher) export(ctx context.Context, spans []spanData) error {
 	}
 	ro := make([]sdktrace.ReadOnlySpan, 0, len(spans))
 	for _, s := range spans {
-		if r, ok := s.(sdktrace.ReadOnlySpan); ok {
-			ro = append(ro, r)
-		} else {
+		switch s := s.(type) {
+		case sdktrace.ReadOnlySpan:
+			ro = append(ro, s)
+		case *leafSpan:
 			b.dropped.Add(1)
+			s.release() // no one else has it
 		}
 	}
 	return b.exp.ExportSpans(ctx, ro)

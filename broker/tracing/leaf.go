@@ -14,36 +14,53 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // StartLeaf starts a span named name, a child of parent, that has no children in the broker (a
-// statement's relay to its backend): the broker's hottest span, one per statement.
+// statement's relay to its backend): the broker's hottest span, one per statement. It returns the
+// span's handle (Leaf), which the caller keeps by value, in memory of its own.
 //
-// With a Tracing made by New, a leaf span is the broker's own (leafSpan): one allocation, its
-// attributes attrs itself (not copied: the caller never changes attrs afterwards), queued straight to
-// the batcher when it ends. An SDK span costs several allocations and copies at its start and its end
-// (its configuration, its attributes twice, a snapshot), which on a statement of a few tens of
-// microseconds was most of what tracing cost it. It is sampled as the SDK's parent-based sampler
-// samples a child: exactly when parent is. A Tracing made by WithProvider, or a parent that is not
-// valid, gets an SDK span from ctx with parent as its parent, as Start makes.
-func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) trace.Span {
+// With a Tracing made by New, a leaf span is the broker's own (leafSpan): its attributes attrs
+// itself (not copied: the caller never changes attrs afterwards), queued straight to the batcher when
+// it ends, and taken from a pool of ended spans whose export is done. An SDK span costs several
+// allocations and copies at its start and its end (its configuration, its attributes twice, a
+// snapshot), which on a statement of a few tens of microseconds was most of what tracing cost it; a
+// pooled leaf costs no allocation at all. It is sampled as the SDK's parent-based sampler samples a
+// child: exactly when parent is; a leaf that is not sampled has a span context and nothing else. A
+// Tracing made by WithProvider, or a parent that is not valid, gets an SDK span from ctx with parent
+// as its parent, as Start makes.
+func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) Leaf {
 	if t == nil {
-		return noSpan
+		return Leaf{}
 	}
 	if t.leaves == nil || !parent.IsValid() {
 		_, span := t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
-		return span
+		return Leaf{sdk: span, sc: span.SpanContext()}
 	}
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: newSpanID(),
 		TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()})
-	s := &leafSpan{t: t, name: name, sc: sc, parent: parent, kind: kind, start: time.Now(), recording: parent.IsSampled()}
-	if s.recording && len(attrs) > 0 {
+	if !parent.IsSampled() {
+		return Leaf{sc: sc} // records nothing
+	}
+	s, _ := t.leafPool.Get().(*leafSpan)
+	if s == nil {
+		s = &leafSpan{t: t}
+	}
+	start := time.Now()
+	// Under mu, as the handles of s's earlier generations may still look at it (and find their
+	// generation gone: release).
+	s.mu.Lock()
+	s.sc, s.parent, s.kind, s.name, s.start, s.recording = sc, parent, kind, name, start, true
+	if len(attrs) > 0 {
 		s.attrs, s.shared = attrs, true
 		if len(attrs) > leafLimit {
 			s.attrs, s.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
 		}
 	}
-	return s
+	gen := s.gen
+	s.mu.Unlock()
+	return Leaf{s: s, gen: gen, sc: sc}
 }
 
 // leafLimit bounds a leaf span's attributes, events and links, each, and an event's or link's
@@ -51,20 +68,38 @@ func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name 
 // (the oldest events and links, the newest attributes).
 const leafLimit = 128
 
-// leafSpan is a span the broker records without the SDK's span (StartLeaf): it has what an SDK span
-// records — name, kind, times, attributes, events, links, status — and the encoder reads it as it
-// reads the SDK's ended spans (spanData). After End it records nothing more.
-type leafSpan struct {
+// Leaf is the handle of a span StartLeaf started, and a trace.Span. The zero Leaf is no span:
+// it records nothing.
+//
+// A leaf span the broker records itself (leafSpan) goes back to its Tracing's pool once its export
+// is done, and is started again as another span: a Leaf names its span and the generation of it it
+// started (gen), and once the span has moved on to another generation the Leaf records nothing.
+// Ending a span and using its handle afterwards, as the trace API allows (every method a no-op),
+// can never reach the span a later statement is recording.
+type Leaf struct {
 	embedded.Span
 
-	t            *Tracing
+	s   *leafSpan // the broker's own span, while s.gen is gen; nil for an SDK span or none
+	gen uint64
+	sc  trace.SpanContext // the span's, kept here as its leafSpan is reused
+	sdk trace.Span        // the SDK's span (WithProvider, or a parent that is not valid)
+}
+
+var _ trace.Span = Leaf{}
+
+// leafSpan is a span the broker records without the SDK's span (StartLeaf): it has what an SDK span
+// records — name, kind, times, attributes, events, links, status — and the encoder reads it as it
+// reads the SDK's ended spans (spanData). After End it records nothing more; after its export (when
+// the exporter keeps no span: batcher.recycle) it goes back to its Tracing's pool (release).
+type leafSpan struct {
+	t            *Tracing // set once: a pool is its Tracing's
+	mu           sync.Mutex
+	gen          uint64 // counts the span's releases; under mu
+	recording    bool   // sampled, and not ended
 	sc, parent   trace.SpanContext
 	kind         trace.SpanKind
-	start        time.Time
-	recording    bool // sampled, and not ended
-	mu           sync.Mutex
+	start, end   time.Time
 	name         string
-	end          time.Time
 	attrs        []attribute.KeyValue
 	shared       bool // attrs is the caller's: copy before changing it
 	droppedAttrs int
@@ -75,21 +110,46 @@ type leafSpan struct {
 	status       sdktrace.Status
 }
 
-// End ends the span and queues it for export, once.
-func (s *leafSpan) End(options ...trace.SpanEndOption) {
-	if s == nil {
+// lock locks s for the handle of generation gen, and reports whether s records for it: false (and
+// s unlocked) when s has ended or moved on to another generation.
+func (s *leafSpan) lock(gen uint64) bool {
+	s.mu.Lock()
+	if s.gen != gen || !s.recording {
+		s.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// release makes s another generation, forgetting what it recorded, and returns it to its pool: for
+// spans dropped unexported, and for exported ones once the exporter is done with them.
+func (s *leafSpan) release() {
+	s.mu.Lock()
+	s.gen++
+	s.recording, s.attrs, s.shared, s.droppedAttrs = false, nil, false, 0
+	s.events, s.droppedEvent, s.links, s.droppedLinks, s.status = nil, 0, nil, 0, sdktrace.Status{}
+	s.mu.Unlock()
+	s.t.leafPool.Put(s)
+}
+
+// End ends the span and queues it for export, once. Its end time is its start's plus the monotonic
+// clock's elapsed time, as the SDK's span ends.
+func (l Leaf) End(options ...trace.SpanEndOption) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.End(options...)
+		}
 		return
 	}
-	end := time.Now()
+	s := l.s
+	if !s.lock(l.gen) {
+		return
+	}
+	end := s.start.Add(time.Since(s.start))
 	if len(options) > 0 {
 		if cfg := trace.NewSpanEndConfig(options...); !cfg.Timestamp().IsZero() {
 			end = cfg.Timestamp()
 		}
-	}
-	s.mu.Lock()
-	if !s.recording {
-		s.mu.Unlock()
-		return
 	}
 	s.recording, s.end = false, end
 	s.mu.Unlock()
@@ -97,13 +157,19 @@ func (s *leafSpan) End(options ...trace.SpanEndOption) {
 }
 
 // AddEvent records an event named name.
-func (s *leafSpan) AddEvent(name string, options ...trace.EventOption) {
-	cfg := trace.NewEventConfig(options...)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.recording {
+func (l Leaf) AddEvent(name string, options ...trace.EventOption) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.AddEvent(name, options...)
+		}
 		return
 	}
+	cfg := trace.NewEventConfig(options...)
+	s := l.s
+	if !s.lock(l.gen) {
+		return
+	}
+	defer s.mu.Unlock()
 	attrs := cfg.Attributes()
 	dropped := 0
 	if len(attrs) > leafLimit {
@@ -114,15 +180,21 @@ func (s *leafSpan) AddEvent(name string, options ...trace.EventOption) {
 }
 
 // AddLink records a link to link's span, when that is valid.
-func (s *leafSpan) AddLink(link trace.Link) {
+func (l Leaf) AddLink(link trace.Link) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.AddLink(link)
+		}
+		return
+	}
 	if !link.SpanContext.IsValid() {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.recording {
+	s := l.s
+	if !s.lock(l.gen) {
 		return
 	}
+	defer s.mu.Unlock()
 	attrs, dropped := link.Attributes, 0
 	if len(attrs) > leafLimit {
 		attrs, dropped = attrs[:leafLimit], len(attrs)-leafLimit
@@ -142,19 +214,28 @@ func evict[T any](q []T, dropped *int) []T {
 }
 
 // IsRecording says whether the span records what it is given: sampled, and not yet ended.
-func (s *leafSpan) IsRecording() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.recording
+func (l Leaf) IsRecording() bool {
+	if l.s == nil {
+		return l.sdk != nil && l.sdk.IsRecording()
+	}
+	if !l.s.lock(l.gen) {
+		return false
+	}
+	l.s.mu.Unlock()
+	return true
 }
 
 // RecordError records err as an exception event, as the SDK's span does (its type and message).
-func (s *leafSpan) RecordError(err error, options ...trace.EventOption) {
+func (l Leaf) RecordError(err error, options ...trace.EventOption) {
+	if l.sdk != nil {
+		l.sdk.RecordError(err, options...)
+		return
+	}
 	if err == nil {
 		return
 	}
 	options = append(options, trace.WithAttributes(semconv.ExceptionType(errorType(err)), semconv.ExceptionMessage(err.Error())))
-	s.AddEvent(semconv.ExceptionEventName, options...)
+	l.AddEvent(semconv.ExceptionEventName, options...)
 }
 
 // errorType names err's type by its package path and name, or as Go writes an unnamed type.
@@ -168,10 +249,19 @@ func errorType(err error) string {
 
 // SetStatus sets the span's status; as in the SDK, Ok is final, Unset never replaces another, and
 // the description is kept only with Error.
-func (s *leafSpan) SetStatus(code codes.Code, description string) {
-	s.mu.Lock()
+func (l Leaf) SetStatus(code codes.Code, description string) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.SetStatus(code, description)
+		}
+		return
+	}
+	s := l.s
+	if !s.lock(l.gen) {
+		return
+	}
 	defer s.mu.Unlock()
-	if !s.recording || code == codes.Unset || s.status.Code == codes.Ok {
+	if code == codes.Unset || s.status.Code == codes.Ok {
 		return
 	}
 	st := sdktrace.Status{Code: code}
@@ -182,22 +272,33 @@ func (s *leafSpan) SetStatus(code codes.Code, description string) {
 }
 
 // SetName renames the span.
-func (s *leafSpan) SetName(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.recording {
-		s.name = name
+func (l Leaf) SetName(name string) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.SetName(name)
+		}
+		return
+	}
+	if l.s.lock(l.gen) {
+		l.s.name = name
+		l.s.mu.Unlock()
 	}
 }
 
 // SetAttributes sets kv: an attribute whose key the span has replaces its value, as the SDK keeps
 // the last value of a key; invalid attributes are dropped.
-func (s *leafSpan) SetAttributes(kv ...attribute.KeyValue) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.recording {
+func (l Leaf) SetAttributes(kv ...attribute.KeyValue) {
+	if l.s == nil {
+		if l.sdk != nil {
+			l.sdk.SetAttributes(kv...)
+		}
 		return
 	}
+	s := l.s
+	if !s.lock(l.gen) {
+		return
+	}
+	defer s.mu.Unlock()
 	if s.shared {
 		s.attrs, s.shared = append(make([]attribute.KeyValue, 0, len(s.attrs)+len(kv)), s.attrs...), false
 	}
@@ -222,14 +323,24 @@ next:
 }
 
 // SpanContext is the span's: its parent's trace, flags and state, and an ID of its own.
-func (s *leafSpan) SpanContext() trace.SpanContext { return s.sc }
+func (l Leaf) SpanContext() trace.SpanContext { return l.sc }
 
-// TracerProvider is the provider of the Tracing that made the span.
-func (s *leafSpan) TracerProvider() trace.TracerProvider { return s.t.provider }
+// TracerProvider is the provider of the Tracing that made the span; a span that records nothing has
+// the no-op provider, as the trace API's non-recording span has.
+func (l Leaf) TracerProvider() trace.TracerProvider {
+	switch {
+	case l.s != nil:
+		return l.s.t.provider // s.t is set once
+	case l.sdk != nil:
+		return l.sdk.TracerProvider()
+	}
+	return noop.NewTracerProvider()
+}
 
 // What the encoder reads (spanData), once the span has ended: the batcher takes it after End, which
 // wrote the last of it under mu.
 
+func (s *leafSpan) SpanContext() trace.SpanContext   { return s.sc }
 func (s *leafSpan) Name() string                     { return s.name }
 func (s *leafSpan) Parent() trace.SpanContext        { return s.parent }
 func (s *leafSpan) SpanKind() trace.SpanKind         { return s.kind }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -103,8 +104,8 @@ func TestLeafSpanIsRecordedAsTheSDKRecordsIt(t *testing.T) {
 	_, sdk := tr.Start(ctx, "relay", trace.SpanKindClient, start...)
 	act(sdk)
 	leaf := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, start)
-	if _, ok := leaf.(*leafSpan); !ok {
-		t.Fatalf("StartLeaf of a New Tracing made a %T", leaf)
+	if leaf.s == nil {
+		t.Fatal("StartLeaf of a New Tracing made no leaf span")
 	}
 	act(leaf)
 	if start[1].Value.AsInt64() != 5432 {
@@ -177,12 +178,12 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	wp := WithProvider(tp, false)
 	_, root := wp.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
 	child := wp.StartLeaf(context.Background(), root.SpanContext(), "relay", trace.SpanKindClient, []attribute.KeyValue{attribute.String("k", "v")})
-	if _, ok := child.(*leafSpan); ok {
+	if child.s != nil {
 		t.Fatal("a WithProvider Tracing made a leaf span its provider cannot see")
 	}
 	child.End()
 	orphan := tr.StartLeaf(context.Background(), trace.SpanContext{}, "relay", trace.SpanKindClient, nil)
-	if _, ok := orphan.(*leafSpan); ok {
+	if orphan.s != nil {
 		t.Fatal("a leaf without a valid parent is not the SDK's root span")
 	}
 	ended := rec.Ended()
@@ -377,5 +378,173 @@ func TestLeafSpansShareTheProvidersResource(t *testing.T) {
 		if v, ok := s.Resource().Set().Value("deployment.environment.name"); !ok || v.AsString() != "staging" {
 			t.Fatalf("%s's resource lacks the environment's attribute: %v", s.Name(), s.Resource())
 		}
+	}
+}
+
+// newRecycling returns a Tracing of New, exporting to a collector in the test (whose bodies it
+// returns): its exporter keeps no span, so its leaf spans go back to their pool once exported.
+func newRecycling(t *testing.T) (*Tracing, *sink) {
+	t.Helper()
+	s, addr := newSink(t)
+	tr, err := New(Config{Endpoint: addr, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	if !tr.leaves.recycle {
+		t.Fatal("the broker's own exporter does not let its leaf spans be reused")
+	}
+	return tr, s
+}
+
+// receivedSpans decodes every span s received.
+func receivedSpans(t *testing.T, s *sink) []*tracepb.Span {
+	t.Helper()
+	var spans []*tracepb.Span
+	for _, body := range s.received() {
+		for _, rs := range decode(t, body).ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				spans = append(spans, ss.Spans...)
+			}
+		}
+	}
+	return spans
+}
+
+// TestRecycledLeafSpanAnswersOnlyItsNewHandle: once exported, a leaf span goes back to the pool and
+// is started again as another span. The handle of its earlier generation, used after the reuse as
+// the trace API allows a span to be used after End, changes nothing — not the span recorded in its
+// place, not the export — and still names its own span.
+func TestRecycledLeafSpanAnswersOnlyItsNewHandle(t *testing.T) {
+	tr, s := newRecycling(t)
+	ctx := context.Background()
+	_, session := tr.Start(ctx, "svidbroker.session", trace.SpanKindServer)
+	selects := []attribute.KeyValue{attribute.String("db.operation.name", "SELECT")}
+	inserts := []attribute.KeyValue{attribute.String("db.operation.name", "INSERT")}
+	// One P: the batcher's goroutine returns a span to the pool where the next StartLeaf looks first.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	earlier := map[*leafSpan]Leaf{}
+	var first, second Leaf
+	ended := 0
+	for range 100 { // the pool may drop what it is given (now and then, under -race)
+		attrs := selects
+		if len(earlier) > 0 {
+			attrs = inserts
+		}
+		l := tr.StartLeaf(ctx, session.SpanContext(), "relay", trace.SpanKindClient, attrs)
+		if old, ok := earlier[l.s]; ok {
+			first, second = old, l
+			break
+		}
+		earlier[l.s] = l
+		l.End()
+		ended++
+		if err := tr.ForceFlush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if second.s == nil {
+		t.Fatal("an exported leaf span was never reused")
+	}
+	firstSC := first.SpanContext()
+	first.SetAttributes(attribute.String("stale", "handle"))
+	first.SetStatus(codes.Error, "stale handle")
+	first.SetName("stale")
+	first.AddEvent("stale")
+	first.RecordError(errors.New("stale"))
+	first.AddLink(trace.Link{SpanContext: firstSC})
+	first.End()
+	if first.IsRecording() || !first.SpanContext().Equal(firstSC) {
+		t.Fatalf("the first handle after the reuse: recording %v, context %v (want %v)", first.IsRecording(), first.SpanContext(), firstSC)
+	}
+	if !second.IsRecording() || second.SpanContext().Equal(firstSC) {
+		t.Fatal("the reused span does not record for its new handle, or kept its old context")
+	}
+	second.End()
+	ended++
+	session.End()
+	if err := tr.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spans := receivedSpans(t, s)
+	if len(spans) != ended+1 {
+		t.Fatalf("%d spans exported, want the %d leaves ended and the session", len(spans), ended)
+	}
+	var got *tracepb.Span
+	for _, sp := range spans {
+		if sp.Name != "relay" && sp.Name != "svidbroker.session" {
+			t.Fatalf("a span named %q was exported", sp.Name)
+		}
+		if trace.SpanID(sp.SpanId) == second.SpanContext().SpanID() {
+			got = sp
+		}
+	}
+	if got == nil {
+		t.Fatal("the reused span was not exported")
+	}
+	if len(got.Attributes) != 1 || got.Attributes[0].GetValue().GetStringValue() != "INSERT" || len(got.Events) != 0 ||
+		len(got.Links) != 0 || got.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+		t.Fatalf("the reused span carries what its earlier handle did: %v", got)
+	}
+}
+
+// TestRecycledLeafSpansUnderConcurrentUse: leaf spans are started, used and ended from several
+// goroutines while exports recycle them and their ended handles are used again (go test -race):
+// each span is exported once, with what its own handle set.
+func TestRecycledLeafSpansUnderConcurrentUse(t *testing.T) {
+	tr, s := newRecycling(t)
+	ctx := context.Background()
+	_, session := tr.Start(ctx, "svidbroker.session", trace.SpanKindServer)
+	const workers, each = 4, 300
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() { // exports, and so recycles, while the workers run
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = tr.ForceFlush(ctx)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var stale []Leaf
+			for i := range each {
+				l := tr.StartLeaf(ctx, session.SpanContext(), "relay", trace.SpanKindClient, nil)
+				l.SetAttributes(attribute.Int("worker", w), attribute.Int("i", i))
+				l.End()
+				stale = append(stale, l)
+				for _, old := range stale[max(0, len(stale)-8):] { // the last few ended handles, again
+					old.SetAttributes(attribute.Int("worker", -1))
+					old.SetStatus(codes.Error, "stale")
+					old.End()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-flushed
+	if err := tr.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spans := receivedSpans(t, s)
+	if len(spans) != workers*each {
+		t.Fatalf("%d spans exported, want %d, each once", len(spans), workers*each)
+	}
+	seen := map[[2]int64]bool{}
+	for _, sp := range spans {
+		if len(sp.Attributes) != 2 || sp.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+			t.Fatalf("a span carries what another handle set: %v", sp)
+		}
+		k := [2]int64{sp.Attributes[0].GetValue().GetIntValue(), sp.Attributes[1].GetValue().GetIntValue()}
+		if k[0] < 0 || seen[k] {
+			t.Fatalf("span %v exported twice or changed by a stale handle", k)
+		}
+		seen[k] = true
 	}
 }

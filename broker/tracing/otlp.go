@@ -105,6 +105,9 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	return e.exportData(ctx, data)
 }
 
+// keepsNoSpans: once exportData returns, the encoder has forgotten the spans (encoder.reset).
+func (*otlpExporter) keepsNoSpans() {}
+
 // exportData is ExportSpans of the spans the batcher queues, the SDK's and the broker's leaf spans
 // alike. Nil entries are skipped.
 func (e *otlpExporter) exportData(ctx context.Context, spans []spanData) error {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -61,6 +62,7 @@ type Tracing struct {
 	statementText bool
 	leaves        *batcher           // where leaf spans go (StartLeaf); nil when made by WithProvider
 	res           *resource.Resource // the provider's, which leaf spans have too
+	leafPool      sync.Pool          // leaf spans whose export is done (*leafSpan)
 }
 
 // tracerName names the broker's tracer: its spans' instrumentation scope.

@@ -12,12 +12,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -96,8 +96,9 @@ type item struct {
 	// parsed and name: itParse's statement and its client's name, forgotten if the backend refuses it.
 	parsed *prepared
 	name   string
-	// span is the relay's span of an itQuery or itExecute, when tracing is on (trace.go).
-	span trace.Span
+	// span is the relay's span of an itQuery or itExecute, when tracing is on (trace.go); the zero
+	// Leaf otherwise, which records nothing.
+	span tracing.Leaf
 }
 
 // queue holds the answers the backend owes, oldest first. The client side appends before it

@@ -12,6 +12,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/svidbroker/svidbroker/broker/tracing"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -85,10 +86,10 @@ func normalizedText(text string) (string, bool) {
 // relaySpan starts the span of a statement's relay to the backend, the session's child, when
 // tracing is on; the backend side ends it with the statement's answer (endRelay). It is a leaf span
 // (tracing.StartLeaf), as nothing in the broker is its child. It runs on the client side only.
-func (s *session) relaySpan(sts []sqlclass.Statement) trace.Span {
+func (s *session) relaySpan(sts []sqlclass.Statement) tracing.Leaf {
 	t := s.core.Tracing()
 	if !t.On() {
-		return nil
+		return tracing.Leaf{}
 	}
 	if s.relayAttrs == nil {
 		s.relayAttrs = make(map[string][]attribute.KeyValue, len(operationNames)+1)
@@ -122,7 +123,7 @@ func (s *session) relayAttributes(kind string) []attribute.KeyValue {
 // relayFailed marks it's relay failed with the backend's SQLSTATE (a code, never its message, which
 // can quote data).
 func relayFailed(it *item, e *pgproto3.ErrorResponse) {
-	if it.span != nil {
+	if it.span.IsRecording() {
 		it.span.SetAttributes(semconv.DBResponseStatusCode(e.Code))
 		it.span.SetStatus(codes.Error, "SQLSTATE "+e.Code)
 	}
@@ -130,9 +131,9 @@ func relayFailed(it *item, e *pgproto3.ErrorResponse) {
 
 // endRelay ends it's relay span, if it has one.
 func endRelay(it *item) {
-	if it != nil && it.span != nil {
+	if it != nil {
 		it.span.End()
-		it.span = nil
+		it.span = tracing.Leaf{}
 	}
 }
 
