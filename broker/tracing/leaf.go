@@ -47,20 +47,19 @@ func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name 
 	if s == nil {
 		s = &leafSpan{t: t}
 	}
-	start := time.Now()
-	// Under mu, as the handles of s's earlier generations may still look at it (and find their
-	// generation gone: release).
-	s.mu.Lock()
-	s.sc, s.parent, s.kind, s.name, s.start, s.recording = sc, parent, kind, name, start, true
+	// Without mu: the handles of s's earlier generations may still look at it, but under mu they
+	// read gen alone, which only release writes (under mu, before s went back to the pool), find
+	// their generation gone and touch nothing more (lock). Taking mu here would stall on a cache
+	// line the exporting goroutine last held, on every statement.
+	s.sc, s.parent, s.kind, s.name, s.recording = sc, parent, kind, name, true
 	if len(attrs) > 0 {
 		s.attrs, s.shared = attrs, true
 		if len(attrs) > leafLimit {
 			s.attrs, s.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
 		}
 	}
-	gen := s.gen
-	s.mu.Unlock()
-	return Leaf{s: s, gen: gen, sc: sc}
+	s.start = time.Now()
+	return Leaf{s: s, gen: s.gen, sc: sc}
 }
 
 // leafLimit bounds a leaf span's attributes, events and links, each, and an event's or link's
@@ -111,7 +110,8 @@ type leafSpan struct {
 }
 
 // lock locks s for the handle of generation gen, and reports whether s records for it: false (and
-// s unlocked) when s has ended or moved on to another generation.
+// s unlocked) when s has ended or moved on to another generation. It reads nothing else of s before
+// it has checked gen, as StartLeaf writes the rest of a reused span without mu.
 func (s *leafSpan) lock(gen uint64) bool {
 	s.mu.Lock()
 	if s.gen != gen || !s.recording {
