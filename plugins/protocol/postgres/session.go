@@ -67,8 +67,8 @@ type session struct {
 	clientMu   sync.Mutex
 	cancelKey  cancelKey
 	cancels    *cancelRegistry
-	held       holdState                       // a statement held for approval, as a cancel request or the client's going away withdraws it
-	relayAttrs map[string][]attribute.KeyValue // its relay spans' attributes by statement kind (relaySpan)
+	held       holdState                             // a statement held for approval, as a cancel request or the client's going away withdraws it
+	relayAttrs [len(operations)][]attribute.KeyValue // its relay spans' attributes by operation (relaySpan)
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.

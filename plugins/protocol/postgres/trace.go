@@ -23,33 +23,45 @@ const spanRelay = "svidbroker.upstream"
 // maxSpanQueryText bounds a normalized statement in a span.
 const maxSpanQueryText = 2048
 
-// operationNames are the statements' kinds that name one operation of the database semantic
-// conventions (db.operation.name); the broker's other classes (ddl, admin, utility) do not.
-var operationNames = map[string]string{
-	sqlclass.KindSelect: "SELECT", sqlclass.KindInsert: "INSERT", sqlclass.KindUpdate: "UPDATE", sqlclass.KindDelete: "DELETE",
+// operations are the statements' kinds that name one operation of the database semantic conventions
+// (db.operation.name), by their index (operationOf): the broker's other classes (ddl, admin,
+// utility) have index 0 and no operation.
+var operations = [...]struct{ kind, name string }{
+	{},
+	{sqlclass.KindSelect, "SELECT"},
+	{sqlclass.KindInsert, "INSERT"},
+	{sqlclass.KindUpdate, "UPDATE"},
+	{sqlclass.KindDelete, "DELETE"},
 }
 
-// operationAttrs are operationNames as attribute lists of their own, made once: a statement's
-// decide span shares its kind's list rather than building one per statement. Their capacity is their
-// length, so that an append copies rather than writes into them.
-var operationAttrs = func() map[string][]attribute.KeyValue {
-	m := make(map[string][]attribute.KeyValue, len(operationNames))
-	for kind, op := range operationNames {
-		m[kind] = []attribute.KeyValue{semconv.DBOperationName(op)}[:1:1]
+// operationOf is the index in operations of the kind of sts when sts is one statement of a kind that
+// names an operation, 0 otherwise. It runs for every statement traced: a switch, not a map lookup.
+func operationOf(sts []sqlclass.Statement) int {
+	if len(sts) != 1 {
+		return 0
 	}
-	return m
+	switch sts[0].Kind {
+	case sqlclass.KindSelect:
+		return 1
+	case sqlclass.KindInsert:
+		return 2
+	case sqlclass.KindUpdate:
+		return 3
+	case sqlclass.KindDelete:
+		return 4
+	}
+	return 0
+}
+
+// operationAttrs are the operations' names as attribute lists of their own, made once: a
+// statement's decide span shares its operation's list rather than building one per statement. Their
+// capacity is their length, so that an append copies rather than writes into them.
+var operationAttrs = func() (lists [len(operations)][]attribute.KeyValue) {
+	for i, op := range operations[1:] {
+		lists[i+1] = []attribute.KeyValue{semconv.DBOperationName(op.name)}[:1:1]
+	}
+	return lists
 }()
-
-// operationKindOf is the kind of sts that names an operation, "" when sts is not one statement of
-// such a kind.
-func operationKindOf(sts []sqlclass.Statement) string {
-	if len(sts) == 1 {
-		if _, ok := operationNames[sts[0].Kind]; ok {
-			return sts[0].Kind
-		}
-	}
-	return ""
-}
 
 // spanAttributes are the attributes of the decision of text, classified as sts, when tracing is
 // on: the operation's name when text is one statement of a kind that names one, and, only with the
@@ -61,7 +73,7 @@ func (s *session) spanAttributes(text string, sts []sqlclass.Statement) []attrib
 	if !t.On() {
 		return nil
 	}
-	attrs := operationAttrs[operationKindOf(sts)]
+	attrs := operationAttrs[operationOf(sts)]
 	if t.StatementText() {
 		if n, ok := normalizedText(text); ok {
 			attrs = append(attrs, semconv.DBQueryText(n))
@@ -91,24 +103,21 @@ func (s *session) relaySpan(sts []sqlclass.Statement) tracing.Leaf {
 	if !t.On() {
 		return tracing.Leaf{}
 	}
-	if s.relayAttrs == nil {
-		s.relayAttrs = make(map[string][]attribute.KeyValue, len(operationNames)+1)
-	}
-	kind := operationKindOf(sts)
-	attrs, ok := s.relayAttrs[kind]
-	if !ok {
-		attrs = s.relayAttributes(kind)
-		s.relayAttrs[kind] = attrs
+	op := operationOf(sts)
+	attrs := s.relayAttrs[op]
+	if attrs == nil {
+		attrs = s.relayAttributes(op)
+		s.relayAttrs[op] = attrs
 	}
 	return t.StartLeaf(s.ctx, s.core.SpanContext(), spanRelay, trace.SpanKindClient, attrs)
 }
 
-// relayAttributes are the attributes of the relay spans of statements of kind (operationKindOf): the
-// database's system, the backend's address and port, and the operation's name. A session makes them
-// once for each kind (session.relayAttrs), and its spans share them.
-func (s *session) relayAttributes(kind string) []attribute.KeyValue {
+// relayAttributes are the attributes of the relay spans of statements of operation op (operationOf):
+// the database's system, the backend's address and port, and the operation's name. A session makes
+// them once for each operation (session.relayAttrs), and its spans share them.
+func (s *session) relayAttributes(op int) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL}
-	attrs = append(attrs, operationAttrs[kind]...)
+	attrs = append(attrs, operationAttrs[op]...)
 	if s.backendConn != nil {
 		if host, port, err := net.SplitHostPort(s.backendConn.RemoteAddr().String()); err == nil {
 			attrs = append(attrs, semconv.ServerAddress(host))

@@ -32,6 +32,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/server"
 	"github.com/svidbroker/svidbroker/broker/tracing"
+	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
 // TestTracingStatementsOfASession runs an engine with tracing in front of a fake PostgreSQL, and a
@@ -398,5 +399,30 @@ func TestTracingExportsRelaySpansOverOTLP(t *testing.T) {
 	}
 	if relays != 2 {
 		t.Errorf("%d relay spans exported, want one per statement (2)", relays)
+	}
+}
+
+// TestOperationOf: each statement kind that names an operation has its own index, whose entry names
+// that kind; every other kind, and a string of several statements, has none.
+func TestOperationOf(t *testing.T) {
+	for i, op := range operations {
+		if i == 0 {
+			continue
+		}
+		if got := operationOf([]sqlclass.Statement{{Kind: op.kind}}); got != i {
+			t.Errorf("operationOf(%s) = %d, want %d", op.kind, got, i)
+		}
+		if got := operationAttrs[i]; len(got) != 1 || got[0].Value.AsString() != op.name {
+			t.Errorf("operationAttrs[%d] = %v, want db.operation.name=%s", i, got, op.name)
+		}
+	}
+	for _, kind := range []string{sqlclass.KindDDL, sqlclass.KindAdmin, sqlclass.KindTransaction, sqlclass.KindUtility, sqlclass.KindLock, ""} {
+		if got := operationOf([]sqlclass.Statement{{Kind: kind}}); got != 0 {
+			t.Errorf("operationOf(%q) = %d, want 0: it names no operation", kind, got)
+		}
+	}
+	two := []sqlclass.Statement{{Kind: sqlclass.KindSelect}, {Kind: sqlclass.KindSelect}}
+	if got := operationOf(two); got != 0 || operationAttrs[0] != nil {
+		t.Errorf("two statements: operation %d (%v), want none", got, operationAttrs[0])
 	}
 }
