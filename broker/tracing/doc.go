@@ -6,10 +6,12 @@
 // seconds; when 2048 are waiting, further spans are dropped, never waited for. Ending a span appends
 // it under a mutex; the export goroutine wakes when a batch fills, not once per span as the SDK's
 // batch processor's channel wakes it. A statement's relay to its backend, the span the broker makes
-// most, is a leaf span (leaf.go, StartLeaf): the broker's own record, one allocation with the
-// session's shared attribute list, queued straight to the batcher, encoded as the SDK's spans are
+// most, is a leaf span (leaf.go, StartLeaf): the broker's own record, holding the session's shared
+// attribute list, queued straight to the batcher, encoded as the SDK's spans are
 // (TestLeafSpanIsRecordedAsTheSDKRecordsIt compares the two), and sampled as the SDK samples a child:
-// when its parent is. Trace and span IDs come from the runtime's lock-free random source (ids.go). The exporter
+// when its parent is. Once exported, a leaf span goes back to a pool and is started again, so a
+// statement's span allocates nothing; the caller holds a handle (Leaf) naming the span's generation,
+// and a handle whose span has moved on records nothing (TestRecycledLeafSpanAnswersOnlyItsNewHandle). Trace and span IDs come from the runtime's lock-free random source (ids.go). The exporter
 // (otlp.go, otlpenc.go) is the package's own, not otlptracehttp: it POSTs each batch to
 // http(s)://endpoint/v1/traces as one application/x-protobuf ExportTraceServiceRequest, written with
 // protowire straight from the spans into a buffer it reuses, where the official exporter builds the
