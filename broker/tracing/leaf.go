@@ -48,15 +48,19 @@ func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name 
 		s = &leafSpan{t: t}
 	}
 	// Without mu: the handles of s's earlier generations may still look at it, but under mu they
-	// read gen alone, which only release writes (under mu, before s went back to the pool), find
-	// their generation gone and touch nothing more (lock). Taking mu here would stall on a cache
-	// line the exporting goroutine last held, on every statement.
+	// read gen alone, which only End writes (under mu, before s was exported and went back to the
+	// pool), find their generation gone and touch nothing more (lock). Taking mu here would stall on
+	// a cache line the exporting goroutine last held, on every statement.
 	s.sc, s.parent, s.kind, s.name, s.recording = sc, parent, kind, name, true
+	s.attrs, s.shared, s.droppedAttrs = nil, false, 0
 	if len(attrs) > 0 {
 		s.attrs, s.shared = attrs, true
 		if len(attrs) > leafLimit {
 			s.attrs, s.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
 		}
+	}
+	if s.events != nil || s.links != nil || s.droppedEvent != 0 || s.droppedLinks != 0 || s.status != (sdktrace.Status{}) {
+		s.events, s.droppedEvent, s.links, s.droppedLinks, s.status = nil, 0, nil, 0, sdktrace.Status{}
 	}
 	s.start = time.Now()
 	return Leaf{s: s, gen: s.gen, sc: sc}
@@ -73,8 +77,8 @@ const leafLimit = 128
 // A leaf span the broker records itself (leafSpan) goes back to its Tracing's pool once its export
 // is done, and is started again as another span: a Leaf names its span and the generation of it it
 // started (gen), and once the span has moved on to another generation the Leaf records nothing.
-// Ending a span and using its handle afterwards, as the trace API allows (every method a no-op),
-// can never reach the span a later statement is recording.
+// Ending a span makes it another generation, so using its handle afterwards, as the trace API allows
+// (every method a no-op), can never reach the span a later statement is recording.
 type Leaf struct {
 	embedded.Span
 
@@ -93,7 +97,7 @@ var _ trace.Span = Leaf{}
 type leafSpan struct {
 	t            *Tracing // set once: a pool is its Tracing's
 	mu           sync.Mutex
-	gen          uint64 // counts the span's releases; under mu
+	gen          uint64 // counts the span's ends (End), under mu: a handle acts on its generation alone
 	recording    bool   // sampled, and not ended
 	sc, parent   trace.SpanContext
 	kind         trace.SpanKind
@@ -121,14 +125,10 @@ func (s *leafSpan) lock(gen uint64) bool {
 	return true
 }
 
-// release makes s another generation, forgetting what it recorded, and returns it to its pool: for
-// spans dropped unexported, and for exported ones once the exporter is done with them.
+// release returns s, ended, to its pool: for spans dropped unexported, and for exported ones once the
+// exporter is done with them. It writes nothing to s (End made it another generation already), so the
+// exporting goroutine never takes the cache lines of the spans it exported.
 func (s *leafSpan) release() {
-	s.mu.Lock()
-	s.gen++
-	s.recording, s.attrs, s.shared, s.droppedAttrs = false, nil, false, 0
-	s.events, s.droppedEvent, s.links, s.droppedLinks, s.status = nil, 0, nil, 0, sdktrace.Status{}
-	s.mu.Unlock()
 	s.t.leafPool.Put(s)
 }
 
@@ -151,7 +151,10 @@ func (l Leaf) End(options ...trace.SpanEndOption) {
 			end = cfg.Timestamp()
 		}
 	}
+	// A generation of its own from here: the handle that ended it, like any older one, can change
+	// nothing more, even once the span is started again.
 	s.recording, s.end = false, end
+	s.gen++
 	s.mu.Unlock()
 	s.t.leaves.enqueue(s)
 }
