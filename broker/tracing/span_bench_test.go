@@ -24,21 +24,28 @@ func BenchmarkSpanExported(b *testing.B) {
 	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL, semconv.DBOperationName("SELECT"),
 		semconv.ServerAddress("127.0.0.1"), semconv.ServerPort(5432)}
 	b.Run("sdk", func(b *testing.B) {
-		benchSpanExported(b, func(tr *Tracing, ctx context.Context, parent trace.SpanContext) {
+		benchSpanExported(b, true, func(tr *Tracing, ctx context.Context, parent trace.SpanContext) {
 			_, sp := tr.Start(trace.ContextWithSpanContext(ctx, parent), "svidbroker.upstream", trace.SpanKindClient, attrs...)
 			sp.End()
 		})
 	})
 	b.Run("leaf", func(b *testing.B) {
-		benchSpanExported(b, func(tr *Tracing, ctx context.Context, parent trace.SpanContext) {
+		benchSpanExported(b, true, func(tr *Tracing, ctx context.Context, parent trace.SpanContext) {
+			tr.StartLeaf(ctx, parent, "svidbroker.upstream", trace.SpanKindClient, attrs).End()
+		})
+	})
+	// A session that sample_ratio left out: its statements' spans record nothing, and none is
+	// exported.
+	b.Run("leaf-unsampled", func(b *testing.B) {
+		benchSpanExported(b, false, func(tr *Tracing, ctx context.Context, parent trace.SpanContext) {
 			tr.StartLeaf(ctx, parent, "svidbroker.upstream", trace.SpanKindClient, attrs).End()
 		})
 	})
 }
 
 // benchSpanExported runs span (start and end one span, a child of parent) b.N times with a Tracing
-// of New, exporting every span.
-func benchSpanExported(b *testing.B, span func(tr *Tracing, ctx context.Context, parent trace.SpanContext)) {
+// of New, exporting every span when parent is sampled.
+func benchSpanExported(b *testing.B, sampled bool, span func(tr *Tracing, ctx context.Context, parent trace.SpanContext)) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
 	defer srv.Close()
 	tr, err := New(Config{Endpoint: srv.Listener.Addr().String(), Insecure: true})
@@ -48,6 +55,9 @@ func benchSpanExported(b *testing.B, span func(tr *Tracing, ctx context.Context,
 	ctx := context.Background()
 	_, sess := tr.Start(ctx, "svidbroker.session", trace.SpanKindServer, TargetKey.String("shop"))
 	parent := sess.SpanContext()
+	if !sampled {
+		parent = parent.WithTraceFlags(parent.TraceFlags().WithSampled(false))
+	}
 	b.ReportAllocs()
 	cpu0 := processCPU(b)
 	n := 0
@@ -65,8 +75,12 @@ func benchSpanExported(b *testing.B, span func(tr *Tracing, ctx context.Context,
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-	if exported, dropped, failed := tr.ExportStats(); exported != int64(n) || dropped != 0 || failed != 0 {
-		b.Fatalf("of %d spans, %d were exported and %d dropped; %d exports failed", n, exported, dropped, failed)
+	want := int64(n)
+	if !parent.IsSampled() {
+		want = 0
+	}
+	if exported, dropped, failed := tr.ExportStats(); exported != want || dropped != 0 || failed != 0 {
+		b.Fatalf("of %d spans (%d sampled), %d were exported and %d dropped; %d exports failed", n, want, exported, dropped, failed)
 	}
 	if err := tr.Shutdown(ctx); err != nil {
 		b.Fatal(err)
