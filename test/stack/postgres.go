@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -103,7 +105,7 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
-	port, err := freePort()
+	port, err := postgresPort()
 	if err != nil {
 		return err
 	}
@@ -189,25 +191,58 @@ func (s *Stack) startPostgres(ctx context.Context, cfg PostgresConfig) error {
 		}
 	}
 
-	cmd = exec.Command(postgres, "-D", data)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner}
-	// SIGINT is PostgreSQL's "fast" shutdown: it ends sessions and stops without waiting for clients.
-	if pg.proc, err = s.launch("postgres", cmd, syscall.SIGINT); err != nil {
-		return err
-	}
-	if err := waitFor(ctx, pg.proc, "a TLS connection on port "+strconv.Itoa(port), func(ctx context.Context) error {
-		c, err := pg.Connect(ctx, "postgres")
-		if err != nil {
+	for attempt := 1; ; attempt++ {
+		cmd = exec.Command(postgres, "-D", data)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner}
+		// SIGINT is PostgreSQL's "fast" shutdown: it ends sessions and stops without waiting for clients.
+		if pg.proc, err = s.launch("postgres", cmd, syscall.SIGINT); err != nil {
 			return err
 		}
-		return c.Close(ctx)
-	}); err != nil {
-		return err
+		err = waitFor(ctx, pg.proc, "a TLS connection on port "+strconv.Itoa(port), func(ctx context.Context) error {
+			c, err := pg.Connect(ctx, "postgres")
+			if err != nil {
+				return err
+			}
+			return c.Close(ctx)
+		})
+		if err == nil {
+			break
+		}
+		// freePort's port was free when it looked, but another process (a test package running
+		// beside this one picks ports the same way) can bind it before PostgreSQL does. When
+		// PostgreSQL exited and its port is taken, it starts again on another port.
+		if exited, _ := pg.proc.exited(); !exited || attempt == maxPortAttempts || !portTaken(port) {
+			return err
+		}
+		if port, err = postgresPort(); err != nil {
+			return err
+		}
+		pg.Port = port
+		if err := appendFile(filepath.Join(data, "postgresql.conf"), "port = "+strconv.Itoa(port)+"\n"); err != nil {
+			return err
+		}
 	}
 	if err := pg.seed(ctx); err != nil {
 		return pg.proc.failure(err)
 	}
 	return nil
+}
+
+// postgresPort picks the port PostgreSQL listens on (freePort; a test makes it pick a taken one).
+var postgresPort = freePort
+
+// maxPortAttempts bounds how often PostgreSQL is started again on another port when its own was
+// taken before it could bind it.
+const maxPortAttempts = 3
+
+// portTaken reports whether another process listens on 127.0.0.1:port.
+func portTaken(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	_ = l.Close()
+	return false
 }
 
 func pgTool(name string) (string, error) {
