@@ -14,7 +14,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // StartLeaf starts a span named name, a child of parent, that has no children in the broker (a
@@ -136,9 +135,7 @@ func (s *leafSpan) release() {
 // clock's elapsed time, as the SDK's span ends.
 func (l Leaf) End(options ...trace.SpanEndOption) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.End(options...)
-		}
+		l.other().End(options...)
 		return
 	}
 	s := l.s
@@ -162,9 +159,7 @@ func (l Leaf) End(options ...trace.SpanEndOption) {
 // AddEvent records an event named name.
 func (l Leaf) AddEvent(name string, options ...trace.EventOption) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.AddEvent(name, options...)
-		}
+		l.other().AddEvent(name, options...)
 		return
 	}
 	cfg := trace.NewEventConfig(options...)
@@ -185,9 +180,7 @@ func (l Leaf) AddEvent(name string, options ...trace.EventOption) {
 // AddLink records a link to link's span, when that is valid.
 func (l Leaf) AddLink(link trace.Link) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.AddLink(link)
-		}
+		l.other().AddLink(link)
 		return
 	}
 	if !link.SpanContext.IsValid() {
@@ -219,7 +212,7 @@ func evict[T any](q []T, dropped *int) []T {
 // IsRecording says whether the span records what it is given: sampled, and not yet ended.
 func (l Leaf) IsRecording() bool {
 	if l.s == nil {
-		return l.sdk != nil && l.sdk.IsRecording()
+		return l.other().IsRecording()
 	}
 	if !l.s.lock(l.gen) {
 		return false
@@ -230,8 +223,8 @@ func (l Leaf) IsRecording() bool {
 
 // RecordError records err as an exception event, as the SDK's span does (its type and message).
 func (l Leaf) RecordError(err error, options ...trace.EventOption) {
-	if l.sdk != nil {
-		l.sdk.RecordError(err, options...)
+	if l.s == nil {
+		l.other().RecordError(err, options...)
 		return
 	}
 	if err == nil {
@@ -254,9 +247,7 @@ func errorType(err error) string {
 // the description is kept only with Error.
 func (l Leaf) SetStatus(code codes.Code, description string) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.SetStatus(code, description)
-		}
+		l.other().SetStatus(code, description)
 		return
 	}
 	s := l.s
@@ -277,9 +268,7 @@ func (l Leaf) SetStatus(code codes.Code, description string) {
 // SetName renames the span.
 func (l Leaf) SetName(name string) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.SetName(name)
-		}
+		l.other().SetName(name)
 		return
 	}
 	if l.s.lock(l.gen) {
@@ -292,9 +281,7 @@ func (l Leaf) SetName(name string) {
 // the last value of a key; invalid attributes are dropped.
 func (l Leaf) SetAttributes(kv ...attribute.KeyValue) {
 	if l.s == nil {
-		if l.sdk != nil {
-			l.sdk.SetAttributes(kv...)
-		}
+		l.other().SetAttributes(kv...)
 		return
 	}
 	s := l.s
@@ -331,13 +318,19 @@ func (l Leaf) SpanContext() trace.SpanContext { return l.sc }
 // TracerProvider is the provider of the Tracing that made the span; a span that records nothing has
 // the no-op provider, as the trace API's non-recording span has.
 func (l Leaf) TracerProvider() trace.TracerProvider {
-	switch {
-	case l.s != nil:
-		return l.s.t.provider // s.t is set once
-	case l.sdk != nil:
-		return l.sdk.TracerProvider()
+	if l.s == nil {
+		return l.other().TracerProvider()
 	}
-	return noop.NewTracerProvider()
+	return l.s.t.provider // s.t is set once
+}
+
+// other is the span l's methods go to when the broker does not record it itself: the SDK's span, or
+// none (noSpan, which records nothing, as a span the sampler left out or the zero Leaf).
+func (l Leaf) other() trace.Span {
+	if l.sdk != nil {
+		return l.sdk
+	}
+	return noSpan
 }
 
 // What the encoder reads (spanData), once the span has ended: the batcher takes it after End, which
