@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -31,12 +32,16 @@ type batcher struct {
 	timeout  time.Duration // bounds one export
 
 	direct dataExporter // exp, when it takes the queue as it is (the broker's OTLP exporter)
-	// recycle: exp keeps no span once its export returns (recycler), so the leaf spans it exported go
-	// back to their pool (leafSpan.release).
+	// recycle: exp keeps nothing of a chunk once its export returns (recycler), so the chunks'
+	// buffers go back to the spools (spares).
 	recycle bool
 
 	mu      sync.Mutex
-	queue   []spanData // SDK spans (ReadOnlySpan) and, with direct, leaf spans
+	queue   []spanData // SDK spans (ReadOnlySpan)
+	chunks  []chunk    // leaf spans, encoded by their spools (Spool)
+	queued  int        // spans in queue and chunks
+	pending []*Spool   // spools holding spans: the interval, ForceFlush and Shutdown collect them
+	spares  [][]byte   // exported chunks' buffers, for the spools' next
 	stopped bool
 
 	kick    chan struct{}   // cap 1: a batch is full
@@ -49,13 +54,14 @@ type batcher struct {
 	failed   atomic.Int64 // exports that returned an error
 }
 
-// dataExporter is an exporter of the spans the batcher queues as they are, leaf spans included.
+// dataExporter is an exporter of the spans the batcher queues as they are, leaf spans' chunks
+// included.
 type dataExporter interface {
-	exportData(ctx context.Context, spans []spanData) error
+	exportData(ctx context.Context, spans []spanData, chunks []chunk) error
 }
 
-// recycler is an exporter that keeps no reference to a span once exportData returns, having written
-// what it needed of each: the spans can be reused.
+// recycler is an exporter that keeps nothing of a chunk once exportData returns, having written it:
+// its buffer can be reused.
 type recycler interface {
 	keepsNoSpans()
 }
@@ -65,6 +71,9 @@ const (
 	batchSize     = 512
 	batchMaxQueue = 2048
 	batchInterval = 5 * time.Second
+	// maxSpares bounds the chunk buffers kept for reuse, and maxSpareBytes each one's capacity.
+	maxSpares     = batchMaxQueue / spoolSpans
+	maxSpareBytes = 2 * spoolBytes
 )
 
 // newBatcher starts a batcher exporting to exp.
@@ -95,42 +104,96 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	b.enqueue(s)
 }
 
-// enqueue queues s, an ended and sampled span, or drops it when maxQueue spans are waiting or the
-// batcher is shut down.
+// enqueue queues s, an ended and sampled SDK span, or drops it when maxQueue spans are waiting or
+// the batcher is shut down.
 func (b *batcher) enqueue(s spanData) {
 	b.mu.Lock()
-	if b.stopped || len(b.queue) >= b.maxQueue {
+	if b.stopped || b.queued >= b.maxQueue {
 		b.mu.Unlock()
 		b.dropped.Add(1)
-		if l, ok := s.(*leafSpan); ok {
-			l.release() // no one else has it
-		}
 		return
 	}
 	b.queue = append(b.queue, s)
-	full := len(b.queue) == b.batch
+	b.queued++
+	full := b.queued == b.batch
 	b.mu.Unlock()
 	if full {
-		select {
-		case b.kick <- struct{}{}:
-		default: // already kicked
-		}
+		b.kickRun()
+	}
+}
+
+// kickRun wakes the export goroutine: a batch is full.
+func (b *batcher) kickRun() {
+	select {
+	case b.kick <- struct{}{}:
+	default: // already kicked
+	}
+}
+
+// handOver queues buf, n leaf spans of the resource res that a spool encoded, or drops them when
+// they would take the queue beyond maxQueue or the batcher is shut down (unless final: its last
+// collection). It returns the buffer the spool goes on with: an exported chunk's, or buf emptied
+// when it dropped them.
+func (b *batcher) handOver(buf []byte, n int, res *resource.Resource, final bool) []byte {
+	b.mu.Lock()
+	if (b.stopped && !final) || b.queued+n > b.maxQueue {
+		b.mu.Unlock()
+		b.dropped.Add(int64(n))
+		return buf[:0]
+	}
+	b.chunks = append(b.chunks, chunk{b: buf, n: n, res: res})
+	before := b.queued
+	b.queued += n
+	full := before < b.batch && b.queued >= b.batch
+	var spare []byte
+	if k := len(b.spares); k > 0 {
+		spare, b.spares[k-1] = b.spares[k-1], nil
+		b.spares = b.spares[:k-1]
+	}
+	b.mu.Unlock()
+	if full {
+		b.kickRun()
+	}
+	return spare
+}
+
+// list has the batcher collect p at its next interval (Spool.collect); false when it is shut down.
+func (b *batcher) list(p *Spool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return false
+	}
+	b.pending = append(b.pending, p)
+	return true
+}
+
+// collect takes what the spools hold (final: the batcher is shut down, and takes it all the same).
+func (b *batcher) collect(final bool) {
+	b.mu.Lock()
+	pending := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	for _, p := range pending {
+		p.collect(final)
 	}
 }
 
 // run exports what is queued whenever a batch fills, the interval passes, or a flush is asked for,
-// until Shutdown.
+// until Shutdown. The interval, a flush and Shutdown first collect what the spools hold.
 func (b *batcher) run() {
 	defer close(b.done)
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
-	var spare []spanData
+	var spare queued
 	for {
 		select {
 		case <-b.stop:
+			b.collect(true)
 			spare = b.exportQueued(spare)
 			return
 		case reply := <-b.flushes:
+			b.collect(false)
 			before := b.failed.Load()
 			spare = b.exportQueued(spare)
 			var err error
@@ -141,60 +204,81 @@ func (b *batcher) run() {
 		case <-b.kick:
 			spare = b.exportQueued(spare)
 		case <-t.C:
+			b.collect(false)
 			spare = b.exportQueued(spare)
 		}
 	}
 }
 
-// exportQueued takes the queue, leaving spare (emptied) in its place, and exports it in batches; it
-// returns the taken slice, emptied, to be the next spare, so that steady traffic allocates no queue.
-func (b *batcher) exportQueued(spare []spanData) []spanData {
+// queued is what the batcher has queued: SDK spans and leaf spans' chunks.
+type queued struct {
+	spans  []spanData
+	chunks []chunk
+}
+
+// exportQueued takes the queue, leaving spare (emptied) in its place, and exports it in batches of
+// at most b.batch spans (a chunk is not split: a batch holds at least one); it returns the taken
+// queue, emptied, to be the next spare, so that steady traffic allocates no queue.
+func (b *batcher) exportQueued(spare queued) queued {
 	b.mu.Lock()
-	taken := b.queue
-	if spare == nil {
-		spare = make([]spanData, 0, b.batch)
+	taken := queued{spans: b.queue, chunks: b.chunks}
+	if spare.spans == nil {
+		spare.spans = make([]spanData, 0, b.batch)
 	}
-	b.queue = spare[:0]
+	b.queue, b.chunks, b.queued = spare.spans[:0], spare.chunks[:0], 0
 	b.mu.Unlock()
-	for rest := taken; len(rest) > 0; {
-		n := min(len(rest), b.batch)
+	spans, chunks := taken.spans, taken.chunks
+	for len(spans) > 0 || len(chunks) > 0 {
+		ns := min(len(spans), b.batch)
+		nc, inChunks := 0, 0
+		for nc < len(chunks) && (ns+inChunks+chunks[nc].n <= b.batch || ns+nc == 0) {
+			inChunks += chunks[nc].n
+			nc++
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		if err := b.export(ctx, rest[:n]); err != nil {
+		if n, err := b.export(ctx, spans[:ns], chunks[:nc], inChunks); err != nil {
 			b.failed.Add(1)
 		} else {
 			b.exported.Add(int64(n))
 		}
 		cancel()
 		if b.recycle {
-			for _, s := range rest[:n] {
-				if l, ok := s.(*leafSpan); ok {
-					l.release()
-				}
-			}
+			b.keepSpares(chunks[:nc])
 		}
-		rest = rest[n:]
+		spans, chunks = spans[ns:], chunks[nc:]
 	}
-	clear(taken) // the spans are the collector's now: let them be collected
-	return taken[:0]
+	clear(taken.spans) // the spans are the collector's now: let them be collected
+	clear(taken.chunks)
+	return queued{spans: taken.spans[:0], chunks: taken.chunks[:0]}
 }
 
-// export hands spans to the exporter: as they are to the broker's own, as the SDK's ReadOnlySpans to
-// any other (which never gets leaf spans: a Tracing makes them only with its own exporter).
-func (b *batcher) export(ctx context.Context, spans []spanData) error {
-	if b.direct != nil {
-		return b.direct.exportData(ctx, spans)
-	}
-	ro := make([]sdktrace.ReadOnlySpan, 0, len(spans))
-	for _, s := range spans {
-		switch s := s.(type) {
-		case sdktrace.ReadOnlySpan:
-			ro = append(ro, s)
-		case *leafSpan:
-			b.dropped.Add(1)
-			s.release() // no one else has it
+// keepSpares keeps the buffers of exported chunks for the spools to encode into next, as many as
+// maxSpares, each up to maxSpareBytes.
+func (b *batcher) keepSpares(chunks []chunk) {
+	b.mu.Lock()
+	for _, c := range chunks {
+		if len(b.spares) < maxSpares && cap(c.b) <= maxSpareBytes {
+			b.spares = append(b.spares, c.b[:0])
 		}
 	}
-	return b.exp.ExportSpans(ctx, ro)
+	b.mu.Unlock()
+}
+
+// export hands spans and chunks (holding inChunks leaf spans) to the exporter, and returns how many
+// spans it exported: as they are to the broker's own, the SDK's spans alone to any other (which
+// never gets leaf spans from New's Tracing, only from a test's: they are dropped).
+func (b *batcher) export(ctx context.Context, spans []spanData, chunks []chunk, inChunks int) (int, error) {
+	if b.direct != nil {
+		return len(spans) + inChunks, b.direct.exportData(ctx, spans, chunks)
+	}
+	b.dropped.Add(int64(inChunks))
+	ro := make([]sdktrace.ReadOnlySpan, 0, len(spans))
+	for _, s := range spans {
+		if s, ok := s.(sdktrace.ReadOnlySpan); ok {
+			ro = append(ro, s)
+		}
+	}
+	return len(ro), b.exp.ExportSpans(ctx, ro)
 }
 
 // ForceFlush exports every span queued before it, within ctx.

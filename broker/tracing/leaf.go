@@ -16,53 +16,160 @@ import (
 	"go.opentelemetry.io/otel/trace/embedded"
 )
 
-// StartLeaf starts a span named name, a child of parent, that has no children in the broker (a
-// statement's relay to its backend): the broker's hottest span, one per statement. It returns the
-// span's handle (Leaf), which the caller keeps by value, in memory of its own.
+// Spool records the leaf spans of one session: spans that have no children in the broker, the
+// broker's hottest (a statement's relay to its backend, one per statement). A session's engine makes
+// one (Tracing.NewSpool) and starts its leaf spans from it (StartLeaf); a nil *Spool, tracing's
+// being off, starts spans that record nothing.
 //
-// With a Tracing made by New, a leaf span is the broker's own (leafSpan): its attributes attrs
-// itself (not copied: the caller never changes attrs afterwards), queued straight to the batcher when
-// it ends, and taken from a pool of ended spans whose export is done. An SDK span costs several
-// allocations and copies at its start and its end (its configuration, its attributes twice, a
-// snapshot), which on a statement of a few tens of microseconds was most of what tracing cost it; a
-// pooled leaf costs no allocation at all. It is sampled as the SDK's parent-based sampler samples a
-// child: exactly when parent is; a leaf that is not sampled has a span context and nothing else. A
-// Tracing made by WithProvider, or a parent that is not valid, gets an SDK span from ctx with parent
-// as its parent, as Start makes.
-func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) Leaf {
+// A leaf span the broker records itself is encoded into its session's spool when it ends, by the
+// goroutine that ends it, and the spool hands its encoded spans to the batcher spoolSpans at a time
+// (or spoolBytes), swapping its buffer for one whose export is done: one lock of the batcher per
+// spoolSpans spans, and no memory that one goroutine writes for each span and another then reads. A
+// span an SDK span would be instead — started on a session's client side, ended on its backend side,
+// queued and encoded on the export goroutine — moved its memory between cores three times, which on
+// this path cost more than recording it. Spans the spool holds wait at most until the batcher's
+// next interval (it collects what every spool holds then, and on ForceFlush and Shutdown), or
+// until Flush, which the session calls when it ends.
+type Spool struct {
+	t *Tracing
+	b *batcher // t.leaves; nil when t was made by WithProvider: leaf spans are the SDK's
+
+	mu     sync.Mutex
+	buf    []byte // the encoded spans waiting, each a ScopeSpans' spans field
+	n      int    // spans in buf
+	listed bool   // b.pending holds the spool: set whenever n > 0
+
+	lists [spoolLists]encodedList // the encodings of attribute lists the spool's spans share
+	next  int                     // the slot of lists the next list goes into
+}
+
+// encodedList is the encoding of an attribute list that spans share (StartLeaf's attrs), named by
+// its first element's address and its length: the spool keeps the list alive, so no other list can
+// take its address.
+type encodedList struct {
+	first *attribute.KeyValue
+	n     int
+	enc   []byte
+}
+
+// Limits of a spool: the spans (and bytes) it encodes before it hands them to the batcher, and the
+// attribute lists whose encodings it keeps (a Postgres session shares one list per kind of
+// statement).
+const (
+	spoolSpans = 32
+	spoolBytes = 8 << 10
+	spoolLists = 8
+)
+
+// NewSpool returns a spool of t's leaf spans for one session; nil when t is nil.
+func (t *Tracing) NewSpool() *Spool {
 	if t == nil {
-		return Leaf{}
+		return nil
 	}
-	if t.leaves == nil || !parent.IsValid() {
-		_, span := t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
-		return Leaf{sdk: span, sc: span.SpanContext()}
+	return &Spool{t: t, b: t.leaves}
+}
+
+// StartLeaf starts in l, which the caller keeps (the Postgres engine, in its statement's queue
+// item), a span named name, a child of parent, that has no children in the broker.
+//
+// With a Tracing made by New, the span is the broker's own: it holds attrs themselves (not copied:
+// the caller never changes attrs afterwards), and is encoded into p when it ends (Spool). It is
+// sampled as the SDK's parent-based sampler samples a child: exactly when parent is; a leaf that is
+// not sampled has a span context and nothing else. A Tracing made by WithProvider, or a parent that
+// is not valid, gets an SDK span from ctx with parent as its parent, as Start makes. On a nil p,
+// l records nothing.
+func (p *Spool) StartLeaf(l *Leaf, ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) {
+	*l = Leaf{}
+	if p == nil {
+		return
 	}
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: newSpanID(),
+	if p.b == nil || !parent.IsValid() {
+		_, span := p.t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
+		l.sdk, l.sc = span, span.SpanContext()
+		return
+	}
+	l.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: newSpanID(),
 		TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()})
 	if !parent.IsSampled() {
-		return Leaf{sc: sc} // records nothing
+		return // records nothing
 	}
-	s, _ := t.leafPool.Get().(*leafSpan)
-	if s == nil {
-		s = &leafSpan{t: t}
-	}
-	// Without mu: the handles of s's earlier generations may still look at it, but under mu they
-	// read gen alone, which only End writes (under mu, before s was exported and went back to the
-	// pool), find their generation gone and touch nothing more (lock). Taking mu here would stall on
-	// a cache line the exporting goroutine last held, on every statement.
-	s.sc, s.parent, s.kind, s.name, s.recording = sc, parent, kind, name, true
-	s.attrs, s.shared, s.droppedAttrs = nil, false, 0
+	l.p, l.t, l.parent, l.kind, l.name = p, p.t, parent, kind, name
 	if len(attrs) > 0 {
-		s.attrs, s.shared = attrs, true
+		l.attrs, l.shared = attrs, true
 		if len(attrs) > leafLimit {
-			s.attrs, s.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
+			l.attrs, l.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
 		}
 	}
-	if s.events != nil || s.links != nil || s.droppedEvent != 0 || s.droppedLinks != 0 || s.status != (sdktrace.Status{}) {
-		s.events, s.droppedEvent, s.links, s.droppedLinks, s.status = nil, 0, nil, 0, sdktrace.Status{}
+	l.start = time.Now()
+}
+
+// Flush hands the spans p holds to the batcher now, rather than at its next interval: for a session
+// that ends. p is still usable.
+func (p *Spool) Flush() {
+	if p == nil || p.b == nil {
+		return
 	}
-	s.start = time.Now()
-	return Leaf{s: s, gen: s.gen, sc: sc}
+	p.mu.Lock()
+	if p.n > 0 {
+		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, false), 0
+	}
+	p.mu.Unlock()
+}
+
+// add encodes l, ended, into p, and hands p's spans to the batcher when there are enough of them.
+func (p *Spool) add(l *Leaf) {
+	p.mu.Lock()
+	var shared []byte
+	if l.shared {
+		shared = p.sharedEncoding(l.attrs)
+	}
+	p.buf = appendSpan(p.buf, (*endedLeaf)(l), shared)
+	p.n++
+	switch {
+	case p.n >= spoolSpans || len(p.buf) >= spoolBytes:
+		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, false), 0
+	case !p.listed:
+		if p.listed = p.b.list(p); !p.listed {
+			p.b.dropped.Add(int64(p.n)) // shut down
+			p.buf, p.n = p.buf[:0], 0
+		}
+	}
+	p.mu.Unlock()
+}
+
+// sharedEncoding is the encoding of attrs, a list spans share, as a span's attributes: made at its
+// first span in p and kept (in the slot used longest ago, when every slot is taken).
+func (p *Spool) sharedEncoding(attrs []attribute.KeyValue) []byte {
+	if len(attrs) == 0 {
+		return nil
+	}
+	first := &attrs[0]
+	for i := range p.lists {
+		if e := &p.lists[i]; e.first == first && e.n == len(attrs) {
+			return e.enc
+		}
+	}
+	e := &p.lists[p.next]
+	p.next = (p.next + 1) % spoolLists
+	e.first, e.n, e.enc = first, len(attrs), e.enc[:0]
+	for i := range attrs {
+		e.enc = appendKeyValue(e.enc, fSpanAttributes, &attrs[i])
+	}
+	if e.enc == nil {
+		e.enc = []byte{} // every attribute invalid: still a hit next time
+	}
+	return e.enc
+}
+
+// collect takes what p holds for the batcher's interval, ForceFlush or Shutdown (final: the batcher
+// is shut down, and still takes it), and leaves p unlisted. It runs on the batcher's goroutine.
+func (p *Spool) collect(final bool) {
+	p.mu.Lock()
+	p.listed = false
+	if p.n > 0 {
+		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, final), 0
+	}
+	p.mu.Unlock()
 }
 
 // leafLimit bounds a leaf span's attributes, events and links, each, and an event's or link's
@@ -70,35 +177,21 @@ func (t *Tracing) StartLeaf(ctx context.Context, parent trace.SpanContext, name 
 // (the oldest events and links, the newest attributes).
 const leafLimit = 128
 
-// Leaf is the handle of a span StartLeaf started, and a trace.Span. The zero Leaf is no span:
-// it records nothing.
-//
-// A leaf span the broker records itself (leafSpan) goes back to its Tracing's pool once its export
-// is done, and is started again as another span: a Leaf names its span and the generation of it it
-// started (gen), and once the span has moved on to another generation the Leaf records nothing.
-// Ending a span makes it another generation, so using its handle afterwards, as the trace API allows
-// (every method a no-op), can never reach the span a later statement is recording.
+// Leaf is a span Spool.StartLeaf started, and (as a pointer) a trace.Span. The zero Leaf is no
+// span: it records nothing. Its methods are safe for concurrent use; a Leaf is not copied once
+// started.
 type Leaf struct {
 	embedded.Span
 
-	s   *leafSpan // the broker's own span, while s.gen is gen; nil for an SDK span or none
-	gen uint64
-	sc  trace.SpanContext // the span's, kept here as its leafSpan is reused
+	mu sync.Mutex
+	// p is the spool the span ends in, while the broker records it: sampled, made by a Tracing of
+	// New, and not yet ended. Nil otherwise: the methods then go to sdk, or do nothing.
+	p   *Spool
+	t   *Tracing          // p's, kept after End for TracerProvider
 	sdk trace.Span        // the SDK's span (WithProvider, or a parent that is not valid)
-}
+	sc  trace.SpanContext // set at the start, never changed
 
-var _ trace.Span = Leaf{}
-
-// leafSpan is a span the broker records without the SDK's span (StartLeaf): it has what an SDK span
-// records — name, kind, times, attributes, events, links, status — and the encoder reads it as it
-// reads the SDK's ended spans (spanData). After End it records nothing more; after its export (when
-// the exporter keeps no span: batcher.recycle) it goes back to its Tracing's pool (release).
-type leafSpan struct {
-	t            *Tracing // set once: a pool is its Tracing's
-	mu           sync.Mutex
-	gen          uint64 // counts the span's ends (End), under mu: a handle acts on its generation alone
-	recording    bool   // sampled, and not ended
-	sc, parent   trace.SpanContext
+	parent       trace.SpanContext
 	kind         trace.SpanKind
 	start, end   time.Time
 	name         string
@@ -112,91 +205,71 @@ type leafSpan struct {
 	status       sdktrace.Status
 }
 
-// lock locks s for the handle of generation gen, and reports whether s records for it: false (and
-// s unlocked) when s has ended or moved on to another generation. It reads nothing else of s before
-// it has checked gen, as StartLeaf writes the rest of a reused span without mu.
-func (s *leafSpan) lock(gen uint64) bool {
-	s.mu.Lock()
-	if s.gen != gen || !s.recording {
-		s.mu.Unlock()
+var _ trace.Span = (*Leaf)(nil)
+
+// lock locks l and reports whether the broker records it: false (and l unlocked) when it does not,
+// or no longer does.
+func (l *Leaf) lock() bool {
+	l.mu.Lock()
+	if l.p == nil {
+		l.mu.Unlock()
 		return false
 	}
 	return true
 }
 
-// release returns s, ended, to its pool: for spans dropped unexported, and for exported ones once the
-// exporter is done with them. It writes nothing to s (End made it another generation already), so the
-// exporting goroutine never takes the cache lines of the spans it exported.
-func (s *leafSpan) release() {
-	s.t.leafPool.Put(s)
-}
-
-// End ends the span and queues it for export, once. Its end time is its start's plus the monotonic
-// clock's elapsed time, as the SDK's span ends.
-func (l Leaf) End(options ...trace.SpanEndOption) {
-	if l.s == nil {
+// End ends the span and encodes it into its spool, once. Its end time is its start's plus the
+// monotonic clock's elapsed time, as the SDK's span ends.
+func (l *Leaf) End(options ...trace.SpanEndOption) {
+	if !l.lock() {
 		l.other().End(options...)
 		return
 	}
-	s := l.s
-	if !s.lock(l.gen) {
-		return
-	}
-	end := s.start.Add(time.Since(s.start))
+	end := l.start.Add(time.Since(l.start))
 	if len(options) > 0 {
 		if cfg := trace.NewSpanEndConfig(options...); !cfg.Timestamp().IsZero() {
 			end = cfg.Timestamp()
 		}
 	}
-	// A generation of its own from here: the handle that ended it, like any older one, can change
-	// nothing more, even once the span is started again.
-	s.recording, s.end = false, end
-	s.gen++
-	s.mu.Unlock()
-	s.t.leaves.enqueue(s)
+	p := l.p
+	l.p, l.end = nil, end
+	p.add(l)
+	l.mu.Unlock()
 }
 
 // AddEvent records an event named name.
-func (l Leaf) AddEvent(name string, options ...trace.EventOption) {
-	if l.s == nil {
+func (l *Leaf) AddEvent(name string, options ...trace.EventOption) {
+	if !l.lock() {
 		l.other().AddEvent(name, options...)
 		return
 	}
+	defer l.mu.Unlock()
 	cfg := trace.NewEventConfig(options...)
-	s := l.s
-	if !s.lock(l.gen) {
-		return
-	}
-	defer s.mu.Unlock()
 	attrs := cfg.Attributes()
 	dropped := 0
 	if len(attrs) > leafLimit {
 		attrs, dropped = attrs[:leafLimit], len(attrs)-leafLimit
 	}
-	s.events = evict(s.events, &s.droppedEvent)
-	s.events = append(s.events, sdktrace.Event{Name: name, Attributes: attrs, DroppedAttributeCount: dropped, Time: cfg.Timestamp()})
+	l.events = evict(l.events, &l.droppedEvent)
+	l.events = append(l.events, sdktrace.Event{Name: name, Attributes: attrs, DroppedAttributeCount: dropped, Time: cfg.Timestamp()})
 }
 
 // AddLink records a link to link's span, when that is valid.
-func (l Leaf) AddLink(link trace.Link) {
-	if l.s == nil {
+func (l *Leaf) AddLink(link trace.Link) {
+	if !l.lock() {
 		l.other().AddLink(link)
 		return
 	}
+	defer l.mu.Unlock()
 	if !link.SpanContext.IsValid() {
 		return
 	}
-	s := l.s
-	if !s.lock(l.gen) {
-		return
-	}
-	defer s.mu.Unlock()
 	attrs, dropped := link.Attributes, 0
 	if len(attrs) > leafLimit {
 		attrs, dropped = attrs[:leafLimit], len(attrs)-leafLimit
 	}
-	s.links = evict(s.links, &s.droppedLinks)
-	s.links = append(s.links, sdktrace.Link{SpanContext: link.SpanContext, Attributes: attrs, DroppedAttributeCount: dropped})
+	l.links = evict(l.links, &l.droppedLinks)
+	l.links = append(l.links, sdktrace.Link{SpanContext: link.SpanContext, Attributes: attrs, DroppedAttributeCount: dropped})
 }
 
 // evict makes room for one more in q, full at leafLimit, by dropping its oldest and counting it in
@@ -210,24 +283,18 @@ func evict[T any](q []T, dropped *int) []T {
 }
 
 // IsRecording says whether the span records what it is given: sampled, and not yet ended.
-func (l Leaf) IsRecording() bool {
-	if l.s == nil {
+func (l *Leaf) IsRecording() bool {
+	if !l.lock() {
 		return l.other().IsRecording()
 	}
-	if !l.s.lock(l.gen) {
-		return false
-	}
-	l.s.mu.Unlock()
+	l.mu.Unlock()
 	return true
 }
 
 // RecordError records err as an exception event, as the SDK's span does (its type and message).
-func (l Leaf) RecordError(err error, options ...trace.EventOption) {
-	if l.s == nil {
+func (l *Leaf) RecordError(err error, options ...trace.EventOption) {
+	if err == nil || !l.IsRecording() {
 		l.other().RecordError(err, options...)
-		return
-	}
-	if err == nil {
 		return
 	}
 	options = append(options, trace.WithAttributes(semconv.ExceptionType(errorType(err)), semconv.ExceptionMessage(err.Error())))
@@ -245,111 +312,110 @@ func errorType(err error) string {
 
 // SetStatus sets the span's status; as in the SDK, Ok is final, Unset never replaces another, and
 // the description is kept only with Error.
-func (l Leaf) SetStatus(code codes.Code, description string) {
-	if l.s == nil {
+func (l *Leaf) SetStatus(code codes.Code, description string) {
+	if !l.lock() {
 		l.other().SetStatus(code, description)
 		return
 	}
-	s := l.s
-	if !s.lock(l.gen) {
-		return
-	}
-	defer s.mu.Unlock()
-	if code == codes.Unset || s.status.Code == codes.Ok {
+	defer l.mu.Unlock()
+	if code == codes.Unset || l.status.Code == codes.Ok {
 		return
 	}
 	st := sdktrace.Status{Code: code}
 	if code == codes.Error {
 		st.Description = description
 	}
-	s.status = st
+	l.status = st
 }
 
 // SetName renames the span.
-func (l Leaf) SetName(name string) {
-	if l.s == nil {
+func (l *Leaf) SetName(name string) {
+	if !l.lock() {
 		l.other().SetName(name)
 		return
 	}
-	if l.s.lock(l.gen) {
-		l.s.name = name
-		l.s.mu.Unlock()
-	}
+	l.name = name
+	l.mu.Unlock()
 }
 
 // SetAttributes sets kv: an attribute whose key the span has replaces its value, as the SDK keeps
 // the last value of a key; invalid attributes are dropped.
-func (l Leaf) SetAttributes(kv ...attribute.KeyValue) {
-	if l.s == nil {
+func (l *Leaf) SetAttributes(kv ...attribute.KeyValue) {
+	if !l.lock() {
 		l.other().SetAttributes(kv...)
 		return
 	}
-	s := l.s
-	if !s.lock(l.gen) {
-		return
-	}
-	defer s.mu.Unlock()
-	if s.shared {
-		s.attrs, s.shared = append(make([]attribute.KeyValue, 0, len(s.attrs)+len(kv)), s.attrs...), false
+	defer l.mu.Unlock()
+	if l.shared {
+		l.attrs, l.shared = append(make([]attribute.KeyValue, 0, len(l.attrs)+len(kv)), l.attrs...), false
 	}
 next:
 	for _, a := range kv {
 		if !a.Valid() {
-			s.droppedAttrs++
+			l.droppedAttrs++
 			continue
 		}
-		for i := range s.attrs {
-			if s.attrs[i].Key == a.Key {
-				s.attrs[i] = a
+		for i := range l.attrs {
+			if l.attrs[i].Key == a.Key {
+				l.attrs[i] = a
 				continue next
 			}
 		}
-		if len(s.attrs) >= leafLimit {
-			s.droppedAttrs++
+		if len(l.attrs) >= leafLimit {
+			l.droppedAttrs++
 			continue
 		}
-		s.attrs = append(s.attrs, a)
+		l.attrs = append(l.attrs, a)
 	}
 }
 
 // SpanContext is the span's: its parent's trace, flags and state, and an ID of its own.
-func (l Leaf) SpanContext() trace.SpanContext { return l.sc }
+func (l *Leaf) SpanContext() trace.SpanContext { return l.sc }
 
 // TracerProvider is the provider of the Tracing that made the span; a span that records nothing has
 // the no-op provider, as the trace API's non-recording span has.
-func (l Leaf) TracerProvider() trace.TracerProvider {
-	if l.s == nil {
-		return l.other().TracerProvider()
+func (l *Leaf) TracerProvider() trace.TracerProvider {
+	if l.t != nil {
+		return l.t.provider // set at the start, never changed
 	}
-	return l.s.t.provider // s.t is set once
+	return l.other().TracerProvider()
 }
 
 // other is the span l's methods go to when the broker does not record it itself: the SDK's span, or
-// none (noSpan, which records nothing, as a span the sampler left out or the zero Leaf).
-func (l Leaf) other() trace.Span {
+// none (noSpan, which records nothing: an ended span, one the sampler left out, the zero Leaf).
+func (l *Leaf) other() trace.Span {
 	if l.sdk != nil {
 		return l.sdk
 	}
 	return noSpan
 }
 
-// What the encoder reads (spanData), once the span has ended: the batcher takes it after End, which
-// wrote the last of it under mu.
+// endedLeaf is a Leaf that has ended, as the encoder reads it (spanFields): under its mutex, in End.
+type endedLeaf Leaf
 
-func (s *leafSpan) SpanContext() trace.SpanContext   { return s.sc }
-func (s *leafSpan) Name() string                     { return s.name }
-func (s *leafSpan) Parent() trace.SpanContext        { return s.parent }
-func (s *leafSpan) SpanKind() trace.SpanKind         { return s.kind }
-func (s *leafSpan) StartTime() time.Time             { return s.start }
-func (s *leafSpan) EndTime() time.Time               { return s.end }
-func (s *leafSpan) Attributes() []attribute.KeyValue { return s.attrs }
-func (s *leafSpan) Links() []sdktrace.Link           { return s.links }
-func (s *leafSpan) Events() []sdktrace.Event         { return s.events }
-func (s *leafSpan) Status() sdktrace.Status          { return s.status }
-func (s *leafSpan) DroppedAttributes() int           { return s.droppedAttrs }
-func (s *leafSpan) DroppedLinks() int                { return s.droppedLinks }
-func (s *leafSpan) DroppedEvents() int               { return s.droppedEvent }
-func (s *leafSpan) Resource() *resource.Resource     { return s.t.res }
-func (s *leafSpan) InstrumentationScope() instrumentation.Scope {
-	return instrumentation.Scope{Name: tracerName}
+var _ spanFields = (*endedLeaf)(nil)
+
+func (s *endedLeaf) SpanContext() trace.SpanContext   { return s.sc }
+func (s *endedLeaf) Name() string                     { return s.name }
+func (s *endedLeaf) Parent() trace.SpanContext        { return s.parent }
+func (s *endedLeaf) SpanKind() trace.SpanKind         { return s.kind }
+func (s *endedLeaf) StartTime() time.Time             { return s.start }
+func (s *endedLeaf) EndTime() time.Time               { return s.end }
+func (s *endedLeaf) Attributes() []attribute.KeyValue { return s.attrs }
+func (s *endedLeaf) Links() []sdktrace.Link           { return s.links }
+func (s *endedLeaf) Events() []sdktrace.Event         { return s.events }
+func (s *endedLeaf) Status() sdktrace.Status          { return s.status }
+func (s *endedLeaf) DroppedAttributes() int           { return s.droppedAttrs }
+func (s *endedLeaf) DroppedLinks() int                { return s.droppedLinks }
+func (s *endedLeaf) DroppedEvents() int               { return s.droppedEvent }
+
+// leafScope is the instrumentation scope of leaf spans: the broker's tracer's, as its SDK spans have.
+var leafScope = instrumentation.Scope{Name: tracerName}
+
+// chunk is encoded leaf spans that a spool handed to the batcher: n spans of the resource res and
+// the scope leafScope, in b.
+type chunk struct {
+	b   []byte
+	n   int
+	res *resource.Resource
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -27,19 +27,24 @@ import (
 // (exportData) and as the SDK's processors hand it (ExportSpans), and encodes it with the broker's
 // encoder.
 type capture struct {
-	mu   sync.Mutex
-	data []spanData
+	mu     sync.Mutex
+	data   []spanData
+	chunks []chunk
 }
 
-func (c *capture) exportData(_ context.Context, spans []spanData) error {
+func (c *capture) exportData(_ context.Context, spans []spanData, chunks []chunk) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.data = append(c.data, spans...)
+	for _, ch := range chunks {
+		ch.b = slices.Clone(ch.b)
+		c.chunks = append(c.chunks, ch)
+	}
 	return nil
 }
 
 func (c *capture) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	return c.exportData(ctx, asData(spans))
+	return c.exportData(ctx, asData(spans), nil)
 }
 
 func (*capture) Shutdown(context.Context) error { return nil }
@@ -53,7 +58,7 @@ func (c *capture) exported(t *testing.T, tr *Tracing) []*tracepb.Span {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var e encoder
-	body, _ := e.request(c.data)
+	body, _ := e.request(c.data, c.chunks)
 	req := &collectortracepb.ExportTraceServiceRequest{}
 	if err := proto.Unmarshal(body, req); err != nil {
 		t.Fatal(err)
@@ -69,6 +74,13 @@ func (c *capture) exported(t *testing.T, tr *Tracing) []*tracepb.Span {
 		t.Fatalf("%d resources, want the broker's alone: leaf and SDK spans must share it", len(req.ResourceSpans))
 	}
 	return spans
+}
+
+// startLeaf starts a leaf span named "relay" in p, a child of parent with attrs.
+func startLeaf(p *Spool, parent trace.SpanContext, attrs []attribute.KeyValue) *Leaf {
+	l := new(Leaf)
+	p.StartLeaf(l, context.Background(), parent, "relay", trace.SpanKindClient, attrs)
+	return l
 }
 
 func newCaptured(t *testing.T, ratio float64) (*Tracing, *capture) {
@@ -103,9 +115,9 @@ func TestLeafSpanIsRecordedAsTheSDKRecordsIt(t *testing.T) {
 	}
 	_, sdk := tr.Start(ctx, "relay", trace.SpanKindClient, start...)
 	act(sdk)
-	leaf := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, start)
-	if leaf.s == nil {
-		t.Fatal("StartLeaf of a New Tracing made no leaf span")
+	leaf := startLeaf(tr.NewSpool(), session.SpanContext(), start)
+	if leaf.p == nil {
+		t.Fatal("StartLeaf of a New Tracing's spool made no leaf span")
 	}
 	act(leaf)
 	if start[1].Value.AsInt64() != 5432 {
@@ -162,7 +174,7 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	if session.SpanContext().IsSampled() {
 		t.Fatal("ratio 0 sampled the session")
 	}
-	leaf := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil)
+	leaf := startLeaf(tr.NewSpool(), session.SpanContext(), nil)
 	if leaf.IsRecording() || leaf.SpanContext().TraceID() != session.SpanContext().TraceID() || !leaf.SpanContext().SpanID().IsValid() {
 		t.Fatalf("an unsampled parent's leaf: recording %v, context %v", leaf.IsRecording(), leaf.SpanContext())
 	}
@@ -177,13 +189,13 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	wp := WithProvider(tp, false)
 	_, root := wp.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
-	child := wp.StartLeaf(context.Background(), root.SpanContext(), "relay", trace.SpanKindClient, []attribute.KeyValue{attribute.String("k", "v")})
-	if child.s != nil {
+	child := startLeaf(wp.NewSpool(), root.SpanContext(), []attribute.KeyValue{attribute.String("k", "v")})
+	if child.p != nil || child.sdk == nil {
 		t.Fatal("a WithProvider Tracing made a leaf span its provider cannot see")
 	}
 	child.End()
-	orphan := tr.StartLeaf(context.Background(), trace.SpanContext{}, "relay", trace.SpanKindClient, nil)
-	if orphan.s != nil {
+	orphan := startLeaf(tr.NewSpool(), trace.SpanContext{}, nil)
+	if orphan.p != nil || orphan.sdk == nil {
 		t.Fatal("a leaf without a valid parent is not the SDK's root span")
 	}
 	ended := rec.Ended()
@@ -199,8 +211,9 @@ func TestLeafSpanUnderConcurrentUse(t *testing.T) {
 	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
 	const n = 200
 	var wg sync.WaitGroup
+	p := tr.NewSpool()
 	for range n {
-		s := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil)
+		s := startLeaf(p, session.SpanContext(), nil)
 		wg.Go(func() { s.SetStatus(codes.Error, "x"); s.SetAttributes(attribute.Int("i", 1)) })
 		wg.Go(func() { s.End() })
 		wg.Go(func() { s.End() })
@@ -211,58 +224,55 @@ func TestLeafSpanUnderConcurrentUse(t *testing.T) {
 	}
 }
 
-// TestSharedAttributesAreEncodedPerSpan: leaf spans sharing attribute lists (two lists, interleaved,
-// over two exports of the encoder) and a leaf whose list was copied when set each carry their own
-// attributes in the encoding.
+// TestSharedAttributesAreEncodedPerSpan: leaf spans of a spool sharing attribute lists — more lists
+// than the spool keeps encodings of, interleaved, some the same length at the same address of
+// another backing array's slice — and a leaf whose list was copied when set each carry their own
+// attributes in the export.
 func TestSharedAttributesAreEncodedPerSpan(t *testing.T) {
 	tr, c := newCaptured(t, 1)
 	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
-	selects := []attribute.KeyValue{attribute.String("db.operation.name", "SELECT"), attribute.Int("server.port", 5432)}
-	inserts := []attribute.KeyValue{attribute.String("db.operation.name", "INSERT"), attribute.Bool("x", true)} // as long as selects
+	p := tr.NewSpool()
+	backing := make([]attribute.KeyValue, 0, 2*(spoolLists+3))
+	var lists [][]attribute.KeyValue
+	for i := range spoolLists + 3 {
+		backing = append(backing, attribute.Int("list", i), attribute.String("db.operation.name", "SELECT"))
+		lists = append(lists, backing[2*i:2*i+2:2*i+2])
+	}
+	lists = append(lists, backing[:1:1]) // the first list's address, a shorter list
 	want := map[trace.SpanID][]attribute.KeyValue{}
-	for i := range 10 {
-		attrs := selects
-		if i%3 == 0 {
-			attrs = inserts
-		}
-		s := tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, attrs)
+	for i := range 5 * len(lists) {
+		attrs := lists[(i*7)%len(lists)]
+		l := startLeaf(p, session.SpanContext(), attrs)
 		if i == 4 {
-			s.SetAttributes(attribute.String("db.response.status_code", "57014"))
+			l.SetAttributes(attribute.String("db.response.status_code", "57014"))
 			attrs = append(slices.Clone(attrs), attribute.String("db.response.status_code", "57014"))
 		}
-		s.End()
-		want[s.SpanContext().SpanID()] = attrs
+		l.End()
+		want[l.SpanContext().SpanID()] = attrs
 	}
-	c.exported(t, tr) // flushed
-	var e encoder
-	for round := range 2 { // the second encodes the same spans again, after a reset
-		body, _ := e.request(c.data)
-		req := &collectortracepb.ExportTraceServiceRequest{}
-		if err := proto.Unmarshal(body, req); err != nil {
-			t.Fatal(err)
+	spans := c.exported(t, tr)
+	if len(spans) != len(want) {
+		t.Fatalf("%d spans, want %d", len(spans), len(want))
+	}
+	for _, s := range spans {
+		w := want[trace.SpanID(s.SpanId)]
+		if len(s.Attributes) != len(w) {
+			t.Fatalf("span %x has %d attributes, want %d", s.SpanId, len(s.Attributes), len(w))
 		}
-		if len(e.shared) == 0 {
-			t.Fatal("the leaf spans' shared lists were not encoded once each")
-		}
-		e.reset(maxKeptBuffer)
-		if len(e.shared) != 0 || len(e.arena) != 0 {
-			t.Fatal("reset kept shared encodings: a list's address could name another list in the next request")
-		}
-		spans := req.ResourceSpans[0].ScopeSpans[0].Spans
-		if len(spans) != len(want) {
-			t.Fatalf("round %d: %d spans, want %d", round, len(spans), len(want))
-		}
-		for _, s := range spans {
-			w := want[trace.SpanID(s.SpanId)]
-			if len(s.Attributes) != len(w) {
-				t.Fatalf("round %d: span %x has %d attributes, want %d", round, s.SpanId, len(s.Attributes), len(w))
-			}
-			for i, kv := range s.Attributes {
-				if kv.Key != string(w[i].Key) || fmt.Sprint(anyValue(kv.Value)) != w[i].Value.Emit() {
-					t.Fatalf("round %d: span %x attribute %d is %s=%v, want %s=%s", round, s.SpanId, i, kv.Key, anyValue(kv.Value), w[i].Key, w[i].Value.Emit())
-				}
+		for i, kv := range s.Attributes {
+			if kv.Key != string(w[i].Key) || fmt.Sprint(anyValue(kv.Value)) != w[i].Value.Emit() {
+				t.Fatalf("span %x attribute %d is %s=%v, want %s=%s", s.SpanId, i, kv.Key, anyValue(kv.Value), w[i].Key, w[i].Value.Emit())
 			}
 		}
+	}
+	kept := 0
+	for _, e := range p.lists {
+		if e.first != nil {
+			kept++
+		}
+	}
+	if kept != spoolLists {
+		t.Fatalf("the spool kept %d lists' encodings, want its %d", kept, spoolLists)
 	}
 }
 
@@ -286,7 +296,7 @@ type gate struct {
 	failing atomic.Bool
 }
 
-func (g *gate) exportData(ctx context.Context, _ []spanData) error {
+func (g *gate) exportData(ctx context.Context, _ []spanData, _ []chunk) error {
 	select {
 	case g.entered <- struct{}{}:
 	default:
@@ -303,21 +313,22 @@ func (g *gate) exportData(ctx context.Context, _ []spanData) error {
 }
 
 func (g *gate) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	return g.exportData(ctx, asData(spans))
+	return g.exportData(ctx, asData(spans), nil)
 }
 
 func (*gate) Shutdown(context.Context) error { return nil }
 
 // TestExportStatsCountWhatBecameOfSpans: while the collector holds an export, spans beyond the queue's
-// bound are dropped, never waited for; every span ended is then either exported or dropped; a failed
-// export is counted, and spans that end after shutdown are dropped.
+// bound are dropped, a spool's worth at a time, never waited for; every span ended is then either
+// exported or dropped; a failed export is counted, and spans that end after shutdown are dropped.
 func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
 	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	tr := withExporter(g, Config{Endpoint: "collector:4318"})
 	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	p := tr.NewSpool()
 	end := func(k int) {
 		for range k {
-			tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+			startLeaf(p, session.SpanContext(), nil).End()
 		}
 	}
 	end(batchSize) // a full batch: the collector takes it and holds it
@@ -326,10 +337,10 @@ func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("a full batch was not exported")
 	}
-	end(batchMaxQueue + 10) // the queue's bound, and ten more
-	const n = batchSize + batchMaxQueue + 10
-	if _, dropped, _ := tr.ExportStats(); dropped != 10 {
-		t.Fatalf("%d spans dropped while the collector held an export, want the 10 beyond the queue's bound", dropped)
+	end(batchMaxQueue + spoolSpans) // the queue's bound, and a spool's worth more
+	const n = batchSize + batchMaxQueue + spoolSpans
+	if _, dropped, _ := tr.ExportStats(); dropped != spoolSpans {
+		t.Fatalf("%d spans dropped while the collector held an export, want the %d beyond the queue's bound", dropped, spoolSpans)
 	}
 	close(g.release)
 	if err := tr.ForceFlush(context.Background()); err != nil {
@@ -340,7 +351,7 @@ func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
 		t.Fatalf("exported %d + dropped %d of %d ended spans, %d failed exports", exported, dropped, n, failed)
 	}
 	g.failing.Store(true)
-	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	end(1) // held by the spool: the flush collects it
 	if err := tr.ForceFlush(context.Background()); err == nil {
 		t.Fatal("a flush whose export failed said nothing")
 	}
@@ -351,9 +362,13 @@ func TestExportStatsCountWhatBecameOfSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, before, _ := tr.ExportStats()
-	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	end(1)
 	if _, after, _ := tr.ExportStats(); after != before+1 {
 		t.Fatalf("a span ended after shutdown: dropped %d → %d", before, after)
+	}
+	p.Flush()
+	if _, again, _ := tr.ExportStats(); again != before+1 {
+		t.Fatalf("a flush after shutdown found spans: dropped %d → %d", before+1, again)
 	}
 	if e, d, f := (*Tracing)(nil).ExportStats(); e != 0 || d != 0 || f != 0 {
 		t.Fatal("a nil Tracing reported exports")
@@ -367,23 +382,33 @@ func TestLeafSpansShareTheProvidersResource(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging")
 	tr, c := newCaptured(t, 1)
 	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
-	tr.StartLeaf(context.Background(), session.SpanContext(), "relay", trace.SpanKindClient, nil).End()
+	startLeaf(tr.NewSpool(), session.SpanContext(), nil).End()
 	session.End()
 	if spans := c.exported(t, tr); len(spans) != 2 { // exported fails on more than one resource
 		t.Fatalf("%d spans exported, want the session and its leaf", len(spans))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	resources := map[string]*resource.Resource{}
 	for _, s := range c.data {
-		if v, ok := s.Resource().Set().Value("deployment.environment.name"); !ok || v.AsString() != "staging" {
-			t.Fatalf("%s's resource lacks the environment's attribute: %v", s.Name(), s.Resource())
+		resources[s.Name()] = s.Resource()
+	}
+	for _, ch := range c.chunks {
+		resources["leaf"] = ch.res
+	}
+	if len(resources) != 2 {
+		t.Fatalf("exported the resources of %v, want the session's and the leaf's", resources)
+	}
+	for name, res := range resources {
+		if v, ok := res.Set().Value("deployment.environment.name"); !ok || v.AsString() != "staging" {
+			t.Fatalf("%s's resource lacks the environment's attribute: %v", name, res)
 		}
 	}
 }
 
-// newRecycling returns a Tracing of New, exporting to a collector in the test (whose bodies it
-// returns): its exporter keeps no span, so its leaf spans go back to their pool once exported.
-func newRecycling(t *testing.T) (*Tracing, *sink) {
+// newExporting returns a Tracing of New, exporting to a collector in the test (whose bodies it
+// returns): its exporter keeps nothing of a chunk, so the chunks' buffers are reused.
+func newExporting(t *testing.T) (*Tracing, *sink) {
 	t.Helper()
 	s, addr := newSink(t)
 	tr, err := New(Config{Endpoint: addr, Insecure: true})
@@ -392,7 +417,7 @@ func newRecycling(t *testing.T) (*Tracing, *sink) {
 	}
 	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
 	if !tr.leaves.recycle {
-		t.Fatal("the broker's own exporter does not let its leaf spans be reused")
+		t.Fatal("the broker's own exporter does not let its chunks' buffers be reused")
 	}
 	return tr, s
 }
@@ -411,94 +436,18 @@ func receivedSpans(t *testing.T, s *sink) []*tracepb.Span {
 	return spans
 }
 
-// TestRecycledLeafSpanAnswersOnlyItsNewHandle: once exported, a leaf span goes back to the pool and
-// is started again as another span. The handle of its earlier generation, used after the reuse as
-// the trace API allows a span to be used after End, changes nothing — not the span recorded in its
-// place, not the export — and still names its own span.
-func TestRecycledLeafSpanAnswersOnlyItsNewHandle(t *testing.T) {
-	tr, s := newRecycling(t)
-	ctx := context.Background()
-	_, session := tr.Start(ctx, "svidbroker.session", trace.SpanKindServer)
-	selects := []attribute.KeyValue{attribute.String("db.operation.name", "SELECT")}
-	inserts := []attribute.KeyValue{attribute.String("db.operation.name", "INSERT")}
-	// One P: the batcher's goroutine returns a span to the pool where the next StartLeaf looks first.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	earlier := map[*leafSpan]Leaf{}
-	var first, second Leaf
-	ended := 0
-	for range 100 { // the pool may drop what it is given (now and then, under -race)
-		attrs := selects
-		if len(earlier) > 0 {
-			attrs = inserts
-		}
-		l := tr.StartLeaf(ctx, session.SpanContext(), "relay", trace.SpanKindClient, attrs)
-		if old, ok := earlier[l.s]; ok {
-			first, second = old, l
-			break
-		}
-		earlier[l.s] = l
-		l.End()
-		ended++
-		if err := tr.ForceFlush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if second.s == nil {
-		t.Fatal("an exported leaf span was never reused")
-	}
-	firstSC := first.SpanContext()
-	first.SetAttributes(attribute.String("stale", "handle"))
-	first.SetStatus(codes.Error, "stale handle")
-	first.SetName("stale")
-	first.AddEvent("stale")
-	first.RecordError(errors.New("stale"))
-	first.AddLink(trace.Link{SpanContext: firstSC})
-	first.End()
-	if first.IsRecording() || !first.SpanContext().Equal(firstSC) {
-		t.Fatalf("the first handle after the reuse: recording %v, context %v (want %v)", first.IsRecording(), first.SpanContext(), firstSC)
-	}
-	if !second.IsRecording() || second.SpanContext().Equal(firstSC) {
-		t.Fatal("the reused span does not record for its new handle, or kept its old context")
-	}
-	second.End()
-	ended++
-	session.End()
-	if err := tr.ForceFlush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	spans := receivedSpans(t, s)
-	if len(spans) != ended+1 {
-		t.Fatalf("%d spans exported, want the %d leaves ended and the session", len(spans), ended)
-	}
-	var got *tracepb.Span
-	for _, sp := range spans {
-		if sp.Name != "relay" && sp.Name != "svidbroker.session" {
-			t.Fatalf("a span named %q was exported", sp.Name)
-		}
-		if trace.SpanID(sp.SpanId) == second.SpanContext().SpanID() {
-			got = sp
-		}
-	}
-	if got == nil {
-		t.Fatal("the reused span was not exported")
-	}
-	if len(got.Attributes) != 1 || got.Attributes[0].GetValue().GetStringValue() != "INSERT" || len(got.Events) != 0 ||
-		len(got.Links) != 0 || got.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
-		t.Fatalf("the reused span carries what its earlier handle did: %v", got)
-	}
-}
-
-// TestRecycledLeafSpansUnderConcurrentUse: leaf spans are started, used and ended from several
-// goroutines while exports recycle them and their ended handles are used again (go test -race):
-// each span is exported once, with what its own handle set.
-func TestRecycledLeafSpansUnderConcurrentUse(t *testing.T) {
-	tr, s := newRecycling(t)
+// TestSpoolsUnderConcurrentUse: leaf spans are started, used and ended from several goroutines, in
+// spools of their own and in one they share, while exports run continuously (so the chunks'
+// buffers go back to the spools and are encoded into again) and the ended spans are used again (go
+// test -race): each span is exported once, with what it was given before it ended.
+func TestSpoolsUnderConcurrentUse(t *testing.T) {
+	tr, s := newExporting(t)
 	ctx := context.Background()
 	_, session := tr.Start(ctx, "svidbroker.session", trace.SpanKindServer)
 	const workers, each = 4, 300
 	stop := make(chan struct{})
 	flushed := make(chan struct{})
-	go func() { // exports, and so recycles, while the workers run
+	go func() { // exports while the workers run
 		defer close(flushed)
 		for {
 			select {
@@ -509,18 +458,24 @@ func TestRecycledLeafSpansUnderConcurrentUse(t *testing.T) {
 			}
 		}
 	}()
+	shared := tr.NewSpool()
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			var stale []Leaf
+			own := tr.NewSpool()
+			var ended []*Leaf
 			for i := range each {
-				l := tr.StartLeaf(ctx, session.SpanContext(), "relay", trace.SpanKindClient, nil)
+				p := own
+				if i%2 == 0 {
+					p = shared
+				}
+				l := startLeaf(p, session.SpanContext(), nil)
 				l.SetAttributes(attribute.Int("worker", w), attribute.Int("i", i))
 				l.End()
-				stale = append(stale, l)
-				for _, old := range stale[max(0, len(stale)-8):] { // the last few ended handles, again
+				ended = append(ended, l)
+				for _, old := range ended[max(0, len(ended)-8):] { // the last few ended spans, again
 					old.SetAttributes(attribute.Int("worker", -1))
-					old.SetStatus(codes.Error, "stale")
+					old.SetStatus(codes.Error, "ended")
 					old.End()
 				}
 			}
@@ -539,12 +494,60 @@ func TestRecycledLeafSpansUnderConcurrentUse(t *testing.T) {
 	seen := map[[2]int64]bool{}
 	for _, sp := range spans {
 		if len(sp.Attributes) != 2 || sp.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
-			t.Fatalf("a span carries what another handle set: %v", sp)
+			t.Fatalf("a span carries what was set after it ended: %v", sp)
 		}
 		k := [2]int64{sp.Attributes[0].GetValue().GetIntValue(), sp.Attributes[1].GetValue().GetIntValue()}
 		if k[0] < 0 || seen[k] {
-			t.Fatalf("span %v exported twice or changed by a stale handle", k)
+			t.Fatalf("span %v exported twice or changed after it ended", k)
 		}
 		seen[k] = true
+	}
+	tr.leaves.mu.Lock()
+	spares := len(tr.leaves.spares)
+	tr.leaves.mu.Unlock()
+	if spares == 0 {
+		t.Fatal("no exported chunk's buffer was kept for reuse")
+	}
+}
+
+// TestSpoolIsCollectedAtTheInterval: spans a spool holds, fewer than it hands over by itself, reach
+// the collector at the batcher's next interval with no flush — also from a spool no one holds any
+// more — and Flush hands a spool's spans over at once.
+func TestSpoolIsCollectedAtTheInterval(t *testing.T) {
+	c := &capture{}
+	b := newBatcher(c, batchSize, batchMaxQueue, 20*time.Millisecond, exportTimeout)
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	tr := &Tracing{leaves: b, res: resource.Empty()}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled})
+	startLeaf(tr.NewSpool(), parent, nil).End() // its spool is garbage from here
+	p := tr.NewSpool()
+	for range spoolSpans - 1 {
+		startLeaf(p, parent, nil).End()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if exported, _, _ := tr.ExportStats(); exported == spoolSpans {
+			break
+		}
+		if time.Now().After(deadline) {
+			exported, dropped, _ := tr.ExportStats()
+			t.Fatalf("%d spans exported (%d dropped) a minute after they ended, want %d", exported, dropped, spoolSpans)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	slow := newBatcher(c, batchSize, batchMaxQueue, time.Hour, exportTimeout)
+	t.Cleanup(func() { _ = slow.Shutdown(context.Background()) })
+	q := (&Tracing{leaves: slow, res: resource.Empty()}).NewSpool()
+	startLeaf(q, parent, nil).End()
+	slow.mu.Lock()
+	before := slow.queued
+	slow.mu.Unlock()
+	q.Flush()
+	slow.mu.Lock()
+	after := slow.queued
+	slow.mu.Unlock()
+	if before != 0 || after != 1 {
+		t.Fatalf("the batcher had %d spans queued before the spool's Flush and %d after, want 0 and 1", before, after)
 	}
 }

@@ -102,26 +102,27 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 			data[i] = s
 		}
 	}
-	return e.exportData(ctx, data)
+	return e.exportData(ctx, data, nil)
 }
 
-// keepsNoSpans: once exportData returns, the encoder has forgotten the spans (encoder.reset).
+// keepsNoSpans: once exportData returns, the encoder has forgotten the spans and chunks
+// (encoder.reset).
 func (*otlpExporter) keepsNoSpans() {}
 
-// exportData is ExportSpans of the spans the batcher queues, the SDK's and the broker's leaf spans
-// alike. Nil entries are skipped.
-func (e *otlpExporter) exportData(ctx context.Context, spans []spanData) error {
+// exportData is ExportSpans of what the batcher queues: the SDK's spans, and the broker's leaf
+// spans in the chunks their spools encoded. Nil spans are skipped.
+func (e *otlpExporter) exportData(ctx context.Context, spans []spanData, chunks []chunk) error {
 	if e.stopped.Load() {
 		return errExporterShutdown
 	}
-	if len(spans) == 0 {
+	if len(spans) == 0 && len(chunks) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	body, n := e.enc.request(spans)
+	body, n := e.enc.request(spans, chunks)
 	defer e.enc.reset(maxKeptBuffer)
 	if n == 0 {
 		return nil

@@ -315,7 +315,7 @@ func TestEncodingMatchesTheOfficialExporter(t *testing.T) {
 func TestEncodingKeepsFirstAppearanceOrder(t *testing.T) {
 	spans := asData(variedSpans(t))
 	var e encoder
-	first, _ := e.request(spans)
+	first, _ := e.request(spans, nil)
 	first = bytes.Clone(first)
 	e.reset(maxKeptBuffer)
 	req := &collectortracepb.ExportTraceServiceRequest{}
@@ -341,7 +341,7 @@ func TestEncodingKeepsFirstAppearanceOrder(t *testing.T) {
 		t.Fatalf("order %q, want %q", got, want)
 	}
 	for range 3 {
-		again, _ := e.request(spans)
+		again, _ := e.request(spans, nil)
 		if !bytes.Equal(again, first) {
 			t.Fatal("a second encoding of the same spans differs")
 		}

@@ -16,9 +16,16 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// spanData is what the encoder reads of a span: the methods of the SDK's ReadOnlySpan, which the
-// broker's leaf spans (leaf.go) have too.
+// spanData is what the encoder reads of an SDK span: the methods of its ReadOnlySpan.
 type spanData interface {
+	spanFields
+	InstrumentationScope() instrumentation.Scope
+	Resource() *resource.Resource
+}
+
+// spanFields is what appendSpan reads of a span: an SDK span's (spanData), or an ended leaf span's
+// (endedLeaf).
+type spanFields interface {
 	Name() string
 	SpanContext() trace.SpanContext
 	Parent() trace.SpanContext
@@ -29,20 +36,16 @@ type spanData interface {
 	Links() []sdktrace.Link
 	Events() []sdktrace.Event
 	Status() sdktrace.Status
-	InstrumentationScope() instrumentation.Scope
-	Resource() *resource.Resource
 	DroppedAttributes() int
 	DroppedLinks() int
 	DroppedEvents() int
 }
 
-var (
-	_ spanData = sdktrace.ReadOnlySpan(nil)
-	_ spanData = (*leafSpan)(nil)
-)
+var _ spanData = sdktrace.ReadOnlySpan(nil)
 
 // encoder writes OTLP's ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1) from
-// spans (spanData) with protowire, into a buffer it keeps between requests. The field numbers are
+// SDK spans (spanData) and leaf spans their spools encoded (chunk) with protowire, into a buffer it
+// keeps between requests. The field numbers are
 // OTLP's (go.opentelemetry.io/proto/otlp v1.11.0). A field at its default value is left out, as
 // proto3 does, except where the official exporter sets a message that is empty (a span's status, a
 // resource without attributes, an attribute's value of type EMPTY): proto3 keeps a set message, so
@@ -53,29 +56,16 @@ var (
 type encoder struct {
 	buf    []byte
 	groups []spanGroup // by first appearance
-
-	// shared holds, for one request, the encoding of each attribute list leaf spans share (a
-	// session's relay spans share one per statement kind), by its first element and length, in
-	// arena: written once per request instead of once per span. A shared list does not change
-	// (StartLeaf's contract) and the spans of the request keep it alive, so its address names it
-	// within the request; reset forgets both.
-	shared map[sharedAttrs][2]int // → arena[from:to]
-	arena  []byte
-}
-
-// sharedAttrs names an attribute list leaf spans share.
-type sharedAttrs struct {
-	first *attribute.KeyValue
-	n     int
 }
 
 // spanGroup is the spans of one resource and instrumentation scope, as OTLP groups them.
 type spanGroup struct {
-	res   *resource.Resource
-	key   attribute.Distinct // res.Equivalent()
-	scope instrumentation.Scope
-	spans []spanData
-	done  bool // written
+	res    *resource.Resource
+	key    attribute.Distinct // res.Equivalent()
+	scope  instrumentation.Scope
+	spans  []spanData
+	chunks [][]byte // leaf spans, encoded
+	done   bool     // written
 }
 
 // OTLP's field numbers.
@@ -149,11 +139,11 @@ const (
 	flagIsRemote    = 0x200
 )
 
-// request returns the encoded request of spans and how many spans it holds (nil spans are skipped):
-// resources in the order their first span comes, and in each its scopes the same way. The returned
-// bytes are the encoder's until reset.
-func (e *encoder) request(spans []spanData) ([]byte, int) {
-	n := e.group(spans)
+// request returns the encoded request of spans and chunks and how many spans it holds (nil spans are
+// skipped): resources in the order their first span comes (the chunks' after the spans'), and in
+// each its scopes the same way. The returned bytes are the encoder's until reset.
+func (e *encoder) request(spans []spanData, chunks []chunk) ([]byte, int) {
+	n := e.group(spans, chunks)
 	b := e.buf[:0]
 	for i := range e.groups {
 		g := &e.groups[i]
@@ -186,8 +176,8 @@ func (e *encoder) request(spans []spanData) ([]byte, int) {
 	return b, n
 }
 
-// group sorts spans into e.groups and returns how many there are.
-func (e *encoder) group(spans []spanData) int {
+// group sorts spans and chunks into e.groups and returns how many spans there are.
+func (e *encoder) group(spans []spanData, chunks []chunk) int {
 	n, last := 0, -1
 	for _, s := range spans {
 		if s == nil {
@@ -195,29 +185,37 @@ func (e *encoder) group(spans []spanData) int {
 		}
 		n++
 		res, scope := s.Resource(), s.InstrumentationScope()
-		key := res.Equivalent()
-		if last < 0 || e.groups[last].key != key || e.groups[last].scope != scope {
-			last = -1
-			for i := range e.groups {
-				if e.groups[i].key == key && e.groups[i].scope == scope {
-					last = i
-					break
-				}
-			}
-			if last < 0 {
-				if len(e.groups) < cap(e.groups) {
-					e.groups = e.groups[:len(e.groups)+1]
-				} else {
-					e.groups = append(e.groups, spanGroup{})
-				}
-				last = len(e.groups) - 1
-				g := &e.groups[last]
-				g.res, g.key, g.scope, g.spans, g.done = res, key, scope, g.spans[:0], false
-			}
-		}
+		last = e.groupOf(last, res, scope)
 		e.groups[last].spans = append(e.groups[last].spans, s)
 	}
+	for _, c := range chunks {
+		n += c.n
+		last = e.groupOf(last, c.res, leafScope)
+		e.groups[last].chunks = append(e.groups[last].chunks, c.b)
+	}
 	return n
+}
+
+// groupOf is the index in e.groups of res's and scope's group, made if there is none; last is the
+// previous span's, looked at first.
+func (e *encoder) groupOf(last int, res *resource.Resource, scope instrumentation.Scope) int {
+	key := res.Equivalent()
+	if last >= 0 && e.groups[last].key == key && e.groups[last].scope == scope {
+		return last
+	}
+	for i := range e.groups {
+		if e.groups[i].key == key && e.groups[i].scope == scope {
+			return i
+		}
+	}
+	if len(e.groups) < cap(e.groups) {
+		e.groups = e.groups[:len(e.groups)+1]
+	} else {
+		e.groups = append(e.groups, spanGroup{})
+	}
+	g := &e.groups[len(e.groups)-1]
+	g.res, g.key, g.scope, g.spans, g.chunks, g.done = res, key, scope, g.spans[:0], g.chunks[:0], false
+	return len(e.groups) - 1
 }
 
 // reset forgets the spans of the last request, and its buffer if that grew beyond keep bytes.
@@ -225,17 +223,13 @@ func (e *encoder) reset(keep int) {
 	for i := range e.groups {
 		g := &e.groups[i]
 		clear(g.spans)
-		g.spans = g.spans[:0]
+		clear(g.chunks)
+		g.spans, g.chunks = g.spans[:0], g.chunks[:0]
 		g.res, g.key, g.scope = nil, attribute.Distinct{}, instrumentation.Scope{}
 	}
 	e.groups = e.groups[:0]
 	if cap(e.buf) > keep {
 		e.buf = nil
-	}
-	clear(e.shared)
-	e.arena = e.arena[:0]
-	if cap(e.arena) > keep {
-		e.arena = nil
 	}
 }
 
@@ -254,13 +248,18 @@ func (e *encoder) appendScopeSpans(b []byte, g *spanGroup) []byte {
 		b = closeMsg(b, sc)
 	}
 	for _, s := range g.spans {
-		b = e.appendSpan(b, s)
+		b = appendSpan(b, s, nil)
+	}
+	for _, c := range g.chunks {
+		b = append(b, c...)
 	}
 	b = appendString(b, fScopeSpansSchemaURL, g.scope.SchemaURL)
 	return closeMsg(b, ss)
 }
 
-func (e *encoder) appendSpan(b []byte, s spanData) []byte {
+// appendSpan appends s as a ScopeSpans' spans field; its attributes are attrs when that is not nil
+// (the encoding of a list spans share: Spool.sharedEncoding).
+func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
 	var m int
 	b, m = open(b, fScopeSpansSpans)
 	sc := s.SpanContext()
@@ -281,7 +280,14 @@ func (e *encoder) appendSpan(b []byte, s spanData) []byte {
 	b = appendVarint(b, fSpanKind, spanKind(s.SpanKind()))
 	b = appendNanos(b, fSpanStart, s.StartTime().UnixNano())
 	b = appendNanos(b, fSpanEnd, s.EndTime().UnixNano())
-	b = e.appendAttributes(b, s)
+	if attrs != nil {
+		b = append(b, attrs...)
+	} else {
+		as := s.Attributes()
+		for i := range as {
+			b = appendKeyValue(b, fSpanAttributes, &as[i])
+		}
+	}
 	b = appendVarint(b, fSpanDroppedAttributes, clampUint32(s.DroppedAttributes()))
 	for _, ev := range s.Events() {
 		var em int
@@ -322,32 +328,6 @@ func (e *encoder) appendSpan(b []byte, s spanData) []byte {
 	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags(sc.TraceFlags(), parent))
 	return closeMsg(b, m)
-}
-
-// appendAttributes appends s's attributes: for a leaf span whose list is shared, the list's encoding
-// made at its first span in the request.
-func (e *encoder) appendAttributes(b []byte, s spanData) []byte {
-	attrs := s.Attributes()
-	if l, ok := s.(*leafSpan); !ok || !l.shared || len(attrs) == 0 {
-		for i := range attrs {
-			b = appendKeyValue(b, fSpanAttributes, &attrs[i])
-		}
-		return b
-	}
-	key := sharedAttrs{first: &attrs[0], n: len(attrs)}
-	at, ok := e.shared[key]
-	if !ok {
-		if e.shared == nil {
-			e.shared = make(map[sharedAttrs][2]int)
-		}
-		at[0] = len(e.arena)
-		for i := range attrs {
-			e.arena = appendKeyValue(e.arena, fSpanAttributes, &attrs[i])
-		}
-		at[1] = len(e.arena)
-		e.shared[key] = at
-	}
-	return append(b, e.arena[at[0]:at[1]]...)
 }
 
 // spanFlags are OTLP's flags of a span (a link): the W3C trace flags, and whether its parent (the

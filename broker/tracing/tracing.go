@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -60,9 +59,8 @@ type Tracing struct {
 	provider      *sdktrace.TracerProvider // nil when made by WithProvider
 	prop          propagation.TraceContext
 	statementText bool
-	leaves        *batcher           // where leaf spans go (StartLeaf); nil when made by WithProvider
+	leaves        *batcher           // where leaf spans go (Spool); nil when made by WithProvider
 	res           *resource.Resource // the provider's, which leaf spans have too
-	leafPool      sync.Pool          // leaf spans whose export is done (*leafSpan)
 }
 
 // tracerName names the broker's tracer: its spans' instrumentation scope.

@@ -18,6 +18,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/inspect"
 	sess "github.com/svidbroker/svidbroker/broker/session"
+	"github.com/svidbroker/svidbroker/broker/tracing"
 )
 
 // session relays one client to its backend, message by message.
@@ -69,6 +70,7 @@ type session struct {
 	cancels    *cancelRegistry
 	held       holdState                             // a statement held for approval, as a cancel request or the client's going away withdraws it
 	relayAttrs [len(operations)][]attribute.KeyValue // its relay spans' attributes by operation (relaySpan)
+	spool      *tracing.Spool                        // where its relay spans are recorded (relaySpan); nil until the first
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.
@@ -143,7 +145,7 @@ func (s *session) Run(ctx context.Context) error {
 	}
 	<-s.ended
 	backendErr := <-b2c
-	s.queue.endRelays() // statements the backend never answered
+	s.endRelays() // statements the backend never answered
 	switch {
 	case s.endErr != nil:
 		err = s.endErr

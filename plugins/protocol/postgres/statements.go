@@ -487,7 +487,9 @@ func (s *session) onQuery(m *pgproto3.Query) error {
 	if err := s.noticeRedacted(p, sts); err != nil {
 		return err
 	}
-	s.queue.push(&item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle(), span: s.relaySpan(sts)})
+	it := &item{kind: itQuery, plan: p, recordFull: d.Obligations.Record == "full", cycle: s.nextCycle()}
+	s.relaySpan(&it.span, sts)
+	s.queue.push(it)
 	s.backend.Send(m)
 	return s.flushBackend()
 }
@@ -591,7 +593,8 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	if err := s.noticeRedacted(p, st.sts); err != nil {
 		return err
 	}
-	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full", span: s.relaySpan(st.sts)}
+	exec := &item{kind: itExecute, plan: p, recordFull: d.Obligations.Record == "full"}
+	s.relaySpan(&exec.span, st.sts)
 	if p.active() {
 		s.queue.push(&item{kind: itInjected, exec: exec})
 		s.backend.Send(&pgproto3.Describe{ObjectType: 'P', Name: pt.backend})

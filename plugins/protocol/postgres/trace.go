@@ -91,13 +91,17 @@ func normalizedText(text string) (string, bool) {
 	return n, true
 }
 
-// relaySpan starts the span of a statement's relay to the backend, the session's child, when
+// relaySpan starts in l the span of a statement's relay to the backend, the session's child, when
 // tracing is on; the backend side ends it with the statement's answer (endRelay). It is a leaf span
-// (tracing.StartLeaf), as nothing in the broker is its child. It runs on the client side only.
-func (s *session) relaySpan(sts []sqlclass.Statement) tracing.Leaf {
+// (tracing.Spool), as nothing in the broker is its child, recorded in the session's spool. It runs
+// on the client side only.
+func (s *session) relaySpan(l *tracing.Leaf, sts []sqlclass.Statement) {
 	t := s.core.Tracing()
 	if !t.On() {
-		return tracing.Leaf{}
+		return
+	}
+	if s.spool == nil {
+		s.spool = t.NewSpool()
 	}
 	op := operationOf(sts)
 	attrs := s.relayAttrs[op]
@@ -105,7 +109,7 @@ func (s *session) relaySpan(sts []sqlclass.Statement) tracing.Leaf {
 		attrs = s.relayAttributes(op)
 		s.relayAttrs[op] = attrs
 	}
-	return t.StartLeaf(s.ctx, s.core.SpanContext(), spanRelay, trace.SpanKindClient, attrs)
+	s.spool.StartLeaf(l, s.ctx, s.core.SpanContext(), spanRelay, trace.SpanKindClient, attrs)
 }
 
 // relayAttributes are the attributes of the relay spans of statements of operation op (operationOf):
@@ -141,11 +145,14 @@ func endRelay(it *item) {
 	}
 }
 
-// endRelays ends the relay spans of the statements still queued when the session ends.
-func (q *queue) endRelays() {
+// endRelays ends the relay spans of the statements still queued when the session ends, and hands
+// the session's spans to the exporter.
+func (s *session) endRelays() {
+	q := &s.queue
 	q.mu.Lock()
 	for _, it := range q.items {
 		endRelay(it)
 	}
 	q.mu.Unlock()
+	s.spool.Flush()
 }
