@@ -11,9 +11,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// batcher is a span processor that queues ended, sampled spans and hands them to an exporter in
-// batches, from one goroutine of its own: when a batch is full, every interval, and on ForceFlush and
-// Shutdown.
+// batcher is a span processor that queues ended, sampled spans, and the leaf spans that spools
+// encoded (chunk), and hands them to an exporter in batches, from one goroutine of its own: when a
+// batch is full, every interval, and on ForceFlush and Shutdown, which first collect what the spools
+// hold.
 //
 // It does what the SDK's batch span processor does, with one difference that the statement path
 // pays for: ending a span appends it to a slice under a mutex, and wakes the export goroutine only

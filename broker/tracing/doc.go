@@ -3,21 +3,24 @@
 // caller, the broker and the upstream.
 //
 // Ended spans wait in a batcher (batch.go) and go to the collector 512 at a time, at least every 5
-// seconds; when 2048 are waiting, further spans are dropped, never waited for. Ending a span appends
-// it under a mutex; the export goroutine wakes when a batch fills, not once per span as the SDK's
-// batch processor's channel wakes it. A statement's relay to its backend, the span the broker makes
-// most, is a leaf span (leaf.go, StartLeaf): the broker's own record, holding the session's shared
-// attribute list, queued straight to the batcher, encoded as the SDK's spans are
-// (TestLeafSpanIsRecordedAsTheSDKRecordsIt compares the two), and sampled as the SDK samples a child:
-// when its parent is. Once exported, a leaf span goes back to a pool and is started again, so a
-// statement's span allocates nothing; the caller holds a handle (Leaf) naming the span's generation,
-// and a handle whose span has moved on records nothing (TestRecycledLeafSpanAnswersOnlyItsNewHandle). Trace and span IDs come from the runtime's lock-free random source (ids.go). The exporter
+// seconds; when 2048 are waiting, further spans are dropped, never waited for. Ending an SDK span
+// appends it under a mutex; the export goroutine wakes when a batch fills, not once per span as the
+// SDK's batch processor's channel wakes it. A statement's relay to its backend, the span the broker
+// makes most, is a leaf span (leaf.go): the broker's own record, started from its session's Spool,
+// holding the session's shared attribute list, and sampled as the SDK samples a child: when its
+// parent is. When it ends, the goroutine that ends it encodes it into the spool, as the SDK's spans
+// are encoded (TestLeafSpanIsRecordedAsTheSDKRecordsIt compares the two); the spool hands its
+// encoded spans to the batcher 32 at a time, swapping its buffer for an exported one, and the batcher
+// collects what every spool holds at its interval, on ForceFlush and on Shutdown. A statement's span
+// allocates nothing, and no memory is written for each span on one core and read on another: a
+// span's start and end travel in the statement's queue item, which the session's two sides share
+// anyway. Trace and span IDs come from the runtime's lock-free random source (ids.go). The exporter
 // (otlp.go, otlpenc.go) is the package's own, not otlptracehttp: it POSTs each batch to
 // http(s)://endpoint/v1/traces as one application/x-protobuf ExportTraceServiceRequest, written with
 // protowire straight from the spans into a buffer it reuses, where the official exporter builds the
 // generated proto structs of every span and marshals them (eighteen allocations per span; a batch
 // of 512 took 3.4 times as long to export, in BenchmarkExport, on a broker that makes a span per
-// statement); an attribute list leaf spans share is encoded once per request. Its requests are checked
+// statement); an attribute list a spool's leaf spans share is encoded once per spool. Its requests are checked
 // field by field against the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans
 // of every field and attribute type; otlptracehttp stays only as that test's oracle). A collector's
 // 429, 502, 503 and 504 are retried with exponential backoff (100 ms doubling to 5 s, or its

@@ -93,11 +93,12 @@ func (p *Spool) StartLeaf(l *Leaf, ctx context.Context, parent trace.SpanContext
 	if !parent.IsSampled() {
 		return // records nothing
 	}
-	l.p, l.t, l.parent, l.kind, l.name = p, p.t, parent, kind, name
+	l.own, l.p, l.parentID, l.parentRemote, l.kind, l.name = true, p, parent.SpanID(), parent.IsRemote(), kind, name
 	if len(attrs) > 0 {
 		l.attrs, l.shared = attrs, true
 		if len(attrs) > leafLimit {
-			l.attrs, l.droppedAttrs = attrs[:leafLimit:leafLimit], len(attrs)-leafLimit
+			l.attrs = attrs[:leafLimit:leafLimit]
+			l.extra().droppedAttrs = len(attrs) - leafLimit
 		}
 	}
 	l.start = time.Now()
@@ -179,24 +180,35 @@ const leafLimit = 128
 
 // Leaf is a span Spool.StartLeaf started, and (as a pointer) a trace.Span. The zero Leaf is no
 // span: it records nothing. Its methods are safe for concurrent use; a Leaf is not copied once
-// started.
+// started. It is kept small, as each statement's queue item holds one whether tracing is on or not:
+// what few spans have (a status, events, links, attributes dropped) is in more.
 type Leaf struct {
 	embedded.Span
 
-	mu sync.Mutex
-	// p is the spool the span ends in, while the broker records it: sampled, made by a Tracing of
-	// New, and not yet ended. Nil otherwise: the methods then go to sdk, or do nothing.
+	// own: the broker records the span (sampled, made by a Tracing of New), in the spool p. Both
+	// are set at the start and never changed: the methods of a span that is not the broker's skip
+	// mu, and go to sdk, or do nothing.
+	own          bool
+	ended        bool // under mu: End was called
+	shared       bool // attrs is the caller's: copy before changing it
+	parentRemote bool
+	kind         trace.SpanKind
+
+	mu  sync.Mutex
 	p   *Spool
-	t   *Tracing          // p's, kept after End for TracerProvider
 	sdk trace.Span        // the SDK's span (WithProvider, or a parent that is not valid)
 	sc  trace.SpanContext // set at the start, never changed
 
-	parent       trace.SpanContext
-	kind         trace.SpanKind
-	start, end   time.Time
-	name         string
-	attrs        []attribute.KeyValue
-	shared       bool // attrs is the caller's: copy before changing it
+	parentID trace.SpanID
+	start    time.Time
+	took     time.Duration // from start to its end, set by End
+	name     string
+	attrs    []attribute.KeyValue
+	more     *leafMore
+}
+
+// leafMore is what a leaf span records beyond what every statement's has.
+type leafMore struct {
 	droppedAttrs int
 	events       []sdktrace.Event
 	droppedEvent int
@@ -205,13 +217,24 @@ type Leaf struct {
 	status       sdktrace.Status
 }
 
+// extra is l.more, made on first use.
+func (l *Leaf) extra() *leafMore {
+	if l.more == nil {
+		l.more = &leafMore{}
+	}
+	return l.more
+}
+
 var _ trace.Span = (*Leaf)(nil)
 
 // lock locks l and reports whether the broker records it: false (and l unlocked) when it does not,
 // or no longer does.
 func (l *Leaf) lock() bool {
+	if !l.own {
+		return false
+	}
 	l.mu.Lock()
-	if l.p == nil {
+	if l.ended {
 		l.mu.Unlock()
 		return false
 	}
@@ -225,15 +248,14 @@ func (l *Leaf) End(options ...trace.SpanEndOption) {
 		l.other().End(options...)
 		return
 	}
-	end := l.start.Add(time.Since(l.start))
+	took := time.Since(l.start)
 	if len(options) > 0 {
 		if cfg := trace.NewSpanEndConfig(options...); !cfg.Timestamp().IsZero() {
-			end = cfg.Timestamp()
+			took = cfg.Timestamp().Sub(l.start)
 		}
 	}
-	p := l.p
-	l.p, l.end = nil, end
-	p.add(l)
+	l.ended, l.took = true, took
+	l.p.add(l)
 	l.mu.Unlock()
 }
 
@@ -250,8 +272,9 @@ func (l *Leaf) AddEvent(name string, options ...trace.EventOption) {
 	if len(attrs) > leafLimit {
 		attrs, dropped = attrs[:leafLimit], len(attrs)-leafLimit
 	}
-	l.events = evict(l.events, &l.droppedEvent)
-	l.events = append(l.events, sdktrace.Event{Name: name, Attributes: attrs, DroppedAttributeCount: dropped, Time: cfg.Timestamp()})
+	m := l.extra()
+	m.events = evict(m.events, &m.droppedEvent)
+	m.events = append(m.events, sdktrace.Event{Name: name, Attributes: attrs, DroppedAttributeCount: dropped, Time: cfg.Timestamp()})
 }
 
 // AddLink records a link to link's span, when that is valid.
@@ -268,8 +291,9 @@ func (l *Leaf) AddLink(link trace.Link) {
 	if len(attrs) > leafLimit {
 		attrs, dropped = attrs[:leafLimit], len(attrs)-leafLimit
 	}
-	l.links = evict(l.links, &l.droppedLinks)
-	l.links = append(l.links, sdktrace.Link{SpanContext: link.SpanContext, Attributes: attrs, DroppedAttributeCount: dropped})
+	m := l.extra()
+	m.links = evict(m.links, &m.droppedLinks)
+	m.links = append(m.links, sdktrace.Link{SpanContext: link.SpanContext, Attributes: attrs, DroppedAttributeCount: dropped})
 }
 
 // evict makes room for one more in q, full at leafLimit, by dropping its oldest and counting it in
@@ -318,14 +342,14 @@ func (l *Leaf) SetStatus(code codes.Code, description string) {
 		return
 	}
 	defer l.mu.Unlock()
-	if code == codes.Unset || l.status.Code == codes.Ok {
+	if code == codes.Unset || (l.more != nil && l.more.status.Code == codes.Ok) {
 		return
 	}
 	st := sdktrace.Status{Code: code}
 	if code == codes.Error {
 		st.Description = description
 	}
-	l.status = st
+	l.extra().status = st
 }
 
 // SetName renames the span.
@@ -352,7 +376,7 @@ func (l *Leaf) SetAttributes(kv ...attribute.KeyValue) {
 next:
 	for _, a := range kv {
 		if !a.Valid() {
-			l.droppedAttrs++
+			l.extra().droppedAttrs++
 			continue
 		}
 		for i := range l.attrs {
@@ -362,7 +386,7 @@ next:
 			}
 		}
 		if len(l.attrs) >= leafLimit {
-			l.droppedAttrs++
+			l.extra().droppedAttrs++
 			continue
 		}
 		l.attrs = append(l.attrs, a)
@@ -375,8 +399,8 @@ func (l *Leaf) SpanContext() trace.SpanContext { return l.sc }
 // TracerProvider is the provider of the Tracing that made the span; a span that records nothing has
 // the no-op provider, as the trace API's non-recording span has.
 func (l *Leaf) TracerProvider() trace.TracerProvider {
-	if l.t != nil {
-		return l.t.provider // set at the start, never changed
+	if l.own {
+		return l.p.t.provider
 	}
 	return l.other().TracerProvider()
 }
@@ -395,19 +419,63 @@ type endedLeaf Leaf
 
 var _ spanFields = (*endedLeaf)(nil)
 
-func (s *endedLeaf) SpanContext() trace.SpanContext   { return s.sc }
-func (s *endedLeaf) Name() string                     { return s.name }
-func (s *endedLeaf) Parent() trace.SpanContext        { return s.parent }
-func (s *endedLeaf) SpanKind() trace.SpanKind         { return s.kind }
-func (s *endedLeaf) StartTime() time.Time             { return s.start }
-func (s *endedLeaf) EndTime() time.Time               { return s.end }
-func (s *endedLeaf) Attributes() []attribute.KeyValue { return s.attrs }
-func (s *endedLeaf) Links() []sdktrace.Link           { return s.links }
-func (s *endedLeaf) Events() []sdktrace.Event         { return s.events }
-func (s *endedLeaf) Status() sdktrace.Status          { return s.status }
-func (s *endedLeaf) DroppedAttributes() int           { return s.droppedAttrs }
-func (s *endedLeaf) DroppedLinks() int                { return s.droppedLinks }
-func (s *endedLeaf) DroppedEvents() int               { return s.droppedEvent }
+func (s *endedLeaf) SpanContext() trace.SpanContext { return s.sc }
+func (s *endedLeaf) Name() string                   { return s.name }
+func (s *endedLeaf) SpanKind() trace.SpanKind       { return s.kind }
+func (s *endedLeaf) StartTime() time.Time           { return s.start }
+func (s *endedLeaf) EndTime() time.Time             { return s.start.Add(s.took) }
+func (s *endedLeaf) Attributes() []attribute.KeyValue {
+	return s.attrs
+}
+
+func (s *endedLeaf) Parent() trace.SpanContext {
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.sc.TraceID(), SpanID: s.parentID,
+		TraceFlags: s.sc.TraceFlags(), TraceState: s.sc.TraceState(), Remote: s.parentRemote})
+}
+
+// Of more, when the span has it.
+
+func (s *endedLeaf) Links() []sdktrace.Link {
+	if s.more == nil {
+		return nil
+	}
+	return s.more.links
+}
+
+func (s *endedLeaf) Events() []sdktrace.Event {
+	if s.more == nil {
+		return nil
+	}
+	return s.more.events
+}
+
+func (s *endedLeaf) Status() sdktrace.Status {
+	if s.more == nil {
+		return sdktrace.Status{}
+	}
+	return s.more.status
+}
+
+func (s *endedLeaf) DroppedAttributes() int {
+	if s.more == nil {
+		return 0
+	}
+	return s.more.droppedAttrs
+}
+
+func (s *endedLeaf) DroppedLinks() int {
+	if s.more == nil {
+		return 0
+	}
+	return s.more.droppedLinks
+}
+
+func (s *endedLeaf) DroppedEvents() int {
+	if s.more == nil {
+		return 0
+	}
+	return s.more.droppedEvent
+}
 
 // leafScope is the instrumentation scope of leaf spans: the broker's tracer's, as its SDK spans have.
 var leafScope = instrumentation.Scope{Name: tracerName}

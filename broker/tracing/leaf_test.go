@@ -17,8 +17,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -116,7 +116,7 @@ func TestLeafSpanIsRecordedAsTheSDKRecordsIt(t *testing.T) {
 	_, sdk := tr.Start(ctx, "relay", trace.SpanKindClient, start...)
 	act(sdk)
 	leaf := startLeaf(tr.NewSpool(), session.SpanContext(), start)
-	if leaf.p == nil {
+	if !leaf.own {
 		t.Fatal("StartLeaf of a New Tracing's spool made no leaf span")
 	}
 	act(leaf)
@@ -190,12 +190,12 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	wp := WithProvider(tp, false)
 	_, root := wp.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
 	child := startLeaf(wp.NewSpool(), root.SpanContext(), []attribute.KeyValue{attribute.String("k", "v")})
-	if child.p != nil || child.sdk == nil {
+	if child.own || child.sdk == nil {
 		t.Fatal("a WithProvider Tracing made a leaf span its provider cannot see")
 	}
 	child.End()
 	orphan := startLeaf(tr.NewSpool(), trace.SpanContext{}, nil)
-	if orphan.p != nil || orphan.sdk == nil {
+	if orphan.own || orphan.sdk == nil {
 		t.Fatal("a leaf without a valid parent is not the SDK's root span")
 	}
 	ended := rec.Ended()
