@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -123,13 +124,15 @@ const requestWriteGrace = 10 * time.Second
 
 // exchange sends one request to the broker and relays its response. The request is written while the
 // response is read, as a broker may answer (100 Continue, or a refusal) before the body has arrived.
+// The broker's final response is relayed only once the body is settled: read whole, or stopped (no
+// byte more of it is read) after the broker answered before it ended. A body that failed before that
+// is refused by the forwarder, whatever the broker answered; one stopped can no longer fail.
 func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader, client io.Writer,
 	broker *tls.Conn, bbr *bufio.Reader, req *clientRequest, bearer string) (keep bool, reason string) {
-	bodyRead := &atomic.Bool{}
-	if _, settled := req.body.(*bytes.Reader); req.body == nil || settled {
-		bodyRead.Store(true) // nothing of it is left to read from the client
-	} else {
-		req.body = &eofNotice{r: req.body, length: req.length, done: bodyRead}
+	var body *streamedBody // nil when nothing of the body is left to read from the client
+	if _, settled := req.body.(*bytes.Reader); req.body != nil && !settled {
+		body = &streamedBody{r: req.body, cc: cc, length: req.length}
+		req.body = body
 	}
 	written := make(chan error, 1)
 	relayed := make(chan struct{})
@@ -137,9 +140,14 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader
 	go func() {
 		if err := req.writeTo(&boundedWriter{c: broker, limit: f.cfg.IdleTimeout}, bearer); err != nil {
 			// Said before the close that makes the response's reader fail, so that the reader's
-			// failure is known to be this one.
+			// failure is known to be this one. A body that failed recorded it before this
+			// returned, so before the broker can answer the cut.
 			written <- err
-			broker.Close() // an incomplete request must not be completed by anything else
+			if !errors.Is(err, errBodyStopped) {
+				broker.Close() // an incomplete request must not be completed by anything else
+			}
+			// A stopped body leaves an incomplete request too, on a connection that ends with
+			// this exchange; the broker's answer is still being relayed from it.
 			return
 		}
 		select {
@@ -157,36 +165,44 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader
 		}
 		written <- nil
 	}()
-	keep, wrote, err := relayResponse(bbr, f.cfg.MaxHeaderBytes, client, req, bodyRead.Load)
-	close(relayed)
-	var werr error
-	done, interrupted := false, false
-	if !bodyRead.Load() {
-		// The broker answered (or failed) before the client sent its whole body: where the next
-		// request would start is unknown, so the connection ends here, unless the body itself was the
-		// failure.
-		select {
-		case werr = <-written:
-			done = true
-		default:
-			cc.interrupt()
-			interrupted = true
+	// The body's own failure (berr), found when it is settled. The writer sends its error before
+	// the close that cuts the request, so a broker's answer to that cut is read only after the
+	// failure is recorded: settling before the final head keeps that answer from the client.
+	var berr error
+	stopped := false
+	settle := func() {
+		if body != nil && !stopped && !body.done.Load() {
+			// The broker answered (or failed) before the client sent its whole body: where the next
+			// request would start is unknown, so the connection ends here, unless the body itself
+			// was the failure.
+			stopped = true
+			berr = body.stop()
 		}
+	}
+	keep, wrote, err := relayResponse(bbr, f.cfg.MaxHeaderBytes, client, req, func() (bool, error) {
+		settle()
+		return !stopped, berr
+	})
+	close(relayed)
+	settle() // when no final response came
+	if stopped {
 		keep = false
 	}
-	if !done {
-		select {
-		case werr = <-written:
-		case <-time.After(requestWriteGrace):
-			broker.Close()
-			werr = <-written
-			keep = false
-		}
+	var werr error
+	select {
+	case werr = <-written:
+	case <-time.After(requestWriteGrace):
+		broker.Close()
+		werr = <-written
+		keep = false
 	}
 	clientGone := watch != nil && watch.stop()
 	var re *requestError
 	switch {
-	case errors.As(werr, &re) && !interrupted:
+	case berr != nil || errors.As(werr, &re) && !stopped:
+		if berr != nil {
+			re = bodyError(berr)
+		}
 		log.Warn("request refused", "status", re.status, "reason", re.msg)
 		if !wrote {
 			f.refuseRequest(cc, re)
@@ -199,7 +215,7 @@ func (f *Forwarder) exchange(log *slog.Logger, cc *watchedConn, br *bufio.Reader
 	case err != nil:
 		log.Info("client closed: the response could not be completed", "error", err)
 		return false, "response broke off"
-	case werr != nil && !interrupted:
+	case werr != nil && !stopped:
 		return false, "request not sent whole"
 	}
 	log.Debug("request forwarded")
@@ -241,20 +257,62 @@ func (b *boundedWriter) Write(p []byte) (int, error) {
 	return b.c.Write(p)
 }
 
-// eofNotice records when a body has been read from the client to its end: its length, when known
-// (the broker may answer before the read that would return io.EOF), else io.EOF.
-type eofNotice struct {
+// errBodyStopped is what a stopped body's reader gets: the broker answered before the body ended,
+// and the rest of it is not read.
+var errBodyStopped = errors.New("the request body was not read to its end: the broker answered first")
+
+// streamedBody is a request body read from the client while the request is written to the broker.
+// It records when the body has been read to its end (its length, when known: the broker may answer
+// before the read that would return io.EOF), and the first error reading it. stop ends the reading:
+// once stop returns, no byte more is read, so the body can no longer fail, and stop tells whether it
+// had.
+type streamedBody struct {
 	r      io.Reader
-	length int64 // -1 if unknown
-	n      int64
-	done   *atomic.Bool
+	cc     *watchedConn // what r reads from
+	length int64        // -1 if unknown
+	done   atomic.Bool  // read to its end, without error
+
+	stopping atomic.Bool
+	mu       sync.Mutex // held through each read of r, so that stop waits for the read under way
+	n        int64
+	err      error // the first error other than io.EOF, from a read that ended before stop began
+	stopped  bool
 }
 
-func (e *eofNotice) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	if errors.Is(err, io.EOF) || e.length >= 0 && e.n >= e.length {
-		e.done.Store(true)
+func (b *streamedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return 0, errBodyStopped
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if errors.Is(err, io.EOF) && b.length > b.n {
+		err = io.ErrUnexpectedEOF
+	}
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		if errors.Is(err, io.EOF) || b.length >= 0 && b.n >= b.length {
+			b.done.Store(true)
+		}
+	case b.stopping.Load():
+		// stop interrupted this read, or came as it failed: either way the body is stopped now,
+		// before anything acted on the failure, so no cut has been made for the broker to answer.
+		b.stopped = true
+		return n, errBodyStopped
+	default:
+		b.err = err
 	}
 	return n, err
+}
+
+// stop interrupts the read under way, if any, waits for it, and makes every later read return
+// errBodyStopped without reading. It returns the error the body failed with before, if it did.
+func (b *streamedBody) stop() error {
+	b.stopping.Store(true)
+	b.cc.interrupt()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	return b.err
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -505,5 +506,88 @@ func TestJWTModeCutsALongChunkedBodyThatTurnsMalformed(t *testing.T) {
 	resp, body = rawExchange(t, s.addr, good)
 	if resp.StatusCode != 200 || len(body) != 3*0x8000+3 || !strings.HasSuffix(body, "xend") {
 		t.Fatalf("got %d and %d bytes, want 200 and the whole body", resp.StatusCode, len(body))
+	}
+}
+
+// heldClose is a connection to the broker whose Close waits until release is closed. Closing a TLS
+// connection sends close_notify before closing the socket, so while the close is held the broker
+// sees the request cut, and what it answers to the cut still reaches the forwarder.
+type heldClose struct {
+	net.Conn
+	release <-chan struct{}
+}
+
+func (h *heldClose) Close() error {
+	<-h.release
+	return h.Conn.Close()
+}
+
+// startJWTHeldClose is startJWT with each broker connection's close held until free is called
+// (at the latest when the test ends).
+func startJWTHeldClose(t *testing.T) (s *jwtSetup, free func()) {
+	t.Helper()
+	release := make(chan struct{})
+	var once sync.Once
+	free = func() { once.Do(func() { close(release) }) }
+	s = startJWT(t, func(c *Config) {
+		c.wrapBrokerConn = func(n net.Conn) net.Conn { return &heldClose{Conn: n, release: release} }
+	})
+	t.Cleanup(free) // runs before startJWT's, which waits for the connections to end
+	return s, free
+}
+
+// TestJWTModeRefusesAMalformedBodyThoughTheBrokerAnswersTheCut: the forwarder cuts a streamed body
+// that turns malformed, and the broker answers the cut (400, unexpected EOF); that answer, read
+// while the forwarder is still closing the connection, must not reach the client in place of the
+// forwarder's own refusal. The close is held so that the broker's answer is always read.
+func TestJWTModeRefusesAMalformedBodyThoughTheBrokerAnswersTheCut(t *testing.T) {
+	s, free := startJWTHeldClose(t)
+	var b strings.Builder
+	b.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for range 3 {
+		b.WriteString("8000\r\n" + strings.Repeat("x", 0x8000) + "\r\n")
+	}
+	b.WriteString("zz\r\nbad\r\n0\r\n\r\n")
+	resp, body := rawExchange(t, s.addr, b.String())
+	free()
+	if resp.StatusCode != 400 || !strings.HasPrefix(body, "svidbroker connect: ") || !strings.Contains(body, "chunked encoding is malformed") {
+		t.Fatalf("got %d %q, want the forwarder's 400 naming the chunked encoding", resp.StatusCode, body)
+	}
+	if reqs := s.broker.requests(); len(reqs) != 0 {
+		t.Fatalf("the broker completed %d requests, want none", len(reqs))
+	}
+}
+
+// TestJWTModeRefusesAMalformedBodyAfterA100Continue: a body sent after the broker's 100 Continue
+// (relayed to the client) that turns malformed is refused by the forwarder: an interim response
+// leaves room for the forwarder's final one, and the broker's answer to the cut is not relayed.
+func TestJWTModeRefusesAMalformedBodyAfterA100Continue(t *testing.T) {
+	s, free := startJWTHeldClose(t)
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 100 {
+		t.Fatalf("got %v, %v before the body; want the broker's 100 Continue", resp, err)
+	}
+	// The body only now: the 100 Continue has been relayed before the body turns malformed.
+	io.WriteString(c, "5\r\nhello\r\nzz\r\nbad\r\n0\r\n\r\n")
+	resp, err = http.ReadResponse(r, nil)
+	if err != nil {
+		free()
+		t.Fatalf("no final response after the 100 Continue: %v; want the forwarder's 400", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	free()
+	if resp.StatusCode != 400 || !strings.HasPrefix(string(body), "svidbroker connect: ") || !strings.Contains(string(body), "chunked encoding is malformed") {
+		t.Fatalf("got %d %q, want the forwarder's 400 naming the chunked encoding", resp.StatusCode, body)
+	}
+	if reqs := s.broker.requests(); len(reqs) != 0 {
+		t.Fatalf("the broker completed %d requests, want none", len(reqs))
 	}
 }

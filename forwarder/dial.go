@@ -46,6 +46,9 @@ func (f *Forwarder) dialBroker(ctx context.Context) (*tls.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the broker at %s: %w", f.cfg.Broker, err)
 	}
+	if f.cfg.wrapBrokerConn != nil {
+		raw = f.cfg.wrapBrokerConn(raw)
+	}
 	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
 	defer cancel()
 	// The deadline covers the SSLRequest exchange; HandshakeContext enforces hctx on the handshake.

@@ -72,6 +72,10 @@ type Config struct {
 	MaxConns int
 	// Logger receives one line per connection and per failure; never data. Default slog.Default().
 	Logger *slog.Logger
+
+	// wrapBrokerConn, if set, wraps each TCP connection to the broker before anything is sent on it
+	// (tests use it to hold events on the connection in a chosen order).
+	wrapBrokerConn func(net.Conn) net.Conn
 }
 
 // Validate fills in defaults and rejects what cannot work.

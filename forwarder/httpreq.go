@@ -296,7 +296,8 @@ func (r *clientRequest) head(bearer string) []byte {
 
 // writeTo writes the request to w: the head, then the body in the chosen framing. A body that
 // breaks off or turns out malformed is returned as a *requestError; what was written of it is then
-// an incomplete request, which the caller ends by closing the connection. Other errors are w's.
+// an incomplete request, which the caller ends by closing the connection. A body that the caller
+// stopped (errBodyStopped) is returned as it is. Other errors are w's.
 func (r *clientRequest) writeTo(w io.Writer, bearer string) error {
 	if _, err := w.Write(r.head(bearer)); err != nil {
 		return err
@@ -332,6 +333,8 @@ func (r *clientRequest) writeTo(w io.Writer, bearer string) error {
 			return bodyError(io.ErrUnexpectedEOF)
 		case errors.Is(err, io.EOF):
 			return nil
+		case errors.Is(err, errBodyStopped):
+			return err
 		case err != nil:
 			return bodyError(err)
 		}

@@ -21,9 +21,12 @@ var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", 
 // writes it to the client, streaming: each piece of the body is written as it arrives, so chunked
 // bodies and server-sent events pass event by event. Interim 1xx responses pass first (to an HTTP/1.1
 // client). It reports whether the client connection may carry another request, and whether any
-// byte went to the client (after which a failure can only close the connection). keepable, asked
-// when the final response's head is written, says whether the exchange left the connection usable.
-func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *clientRequest, keepable func() bool) (keep, wrote bool, err error) {
+// byte of the final response went to the client (after which a failure can only close the
+// connection; interim responses leave room for the forwarder's own final one). ready is called
+// before anything of the final response is written: it says whether the exchange left the
+// connection usable, or, with an error, that the response must not be relayed (the error is
+// returned).
+func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *clientRequest, ready func() (bool, error)) (keep, wrote bool, err error) {
 	var resp *http.Response
 	for {
 		block, err := peekHeaderBlock(bbr, maxHeader)
@@ -51,7 +54,6 @@ func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *client
 			break
 		}
 		if !r.proto10 {
-			wrote = true
 			if _, err := client.Write(responseHead(resp, "")); err != nil {
 				return false, wrote, err
 			}
@@ -59,7 +61,11 @@ func relayResponse(bbr *bufio.Reader, maxHeader int, client io.Writer, r *client
 	}
 	defer resp.Body.Close()
 
-	keep = !r.close && !r.proto10 && !resp.Close && keepable()
+	keepable, err := ready()
+	if err != nil {
+		return false, wrote, err
+	}
+	keep = !r.close && !r.proto10 && !resp.Close && keepable
 	bodyless := r.method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var framing string
 	chunked := false

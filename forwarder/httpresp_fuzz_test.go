@@ -29,7 +29,7 @@ func FuzzResponseRelay(f *testing.F) {
 			method = "HEAD"
 		}
 		var out bytes.Buffer
-		_, _, err := relayResponse(bufio.NewReaderSize(bytes.NewReader(in), 4096), 4096, &out, &clientRequest{method: method}, func() bool { return true })
+		_, _, err := relayResponse(bufio.NewReaderSize(bytes.NewReader(in), 4096), 4096, &out, &clientRequest{method: method}, func() (bool, error) { return true, nil })
 		if err != nil {
 			return
 		}
