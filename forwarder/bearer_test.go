@@ -171,15 +171,23 @@ func rawExchange(t *testing.T, addr, raw string) (*http.Response, string) {
 	return rawExchangeHalf(t, addr, raw, false)
 }
 
-// rawExchangeHalf is rawExchange, closing the sending side after raw when halfClose.
-func rawExchangeHalf(t *testing.T, addr, raw string, halfClose bool) (*http.Response, string) {
+// dialClient connects to the forwarder at addr as a client, with a 30-second deadline on the
+// connection.
+func dialClient(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// rawExchangeHalf is rawExchange, closing the sending side after raw when halfClose.
+func rawExchangeHalf(t *testing.T, addr, raw string, halfClose bool) (*http.Response, string) {
+	t.Helper()
+	c := dialClient(t, addr)
+	defer c.Close()
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -292,12 +300,8 @@ func TestJWTModeRefusesAmbiguousRequestsBeforeTheBroker(t *testing.T) {
 
 func TestJWTModeRefusedRequestAfterAGoodOneEndsTheConnection(t *testing.T) {
 	s := startJWT(t)
-	c, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialClient(t, s.addr)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	// A good request, then one whose framing is ambiguous, pipelined; and a third that must never
 	// be read as a request.
 	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"+
@@ -457,12 +461,8 @@ func TestJWTModeClosesWhenTheBrokerAnswersBeforeTheBody(t *testing.T) {
 // the client's next connection gets a new broker connection.
 func TestJWTModeClosesTheClientWhenTheBrokerClosesAnIdleConnection(t *testing.T) {
 	s := startJWTIdle(t, 50*time.Millisecond)
-	c, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialClient(t, s.addr)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	r := bufio.NewReader(c)
 	resp, err := http.ReadResponse(r, nil)
@@ -563,12 +563,8 @@ func TestJWTModeRefusesAMalformedBodyThoughTheBrokerAnswersTheCut(t *testing.T) 
 // leaves room for the forwarder's final one, and the broker's answer to the cut is not relayed.
 func TestJWTModeRefusesAMalformedBodyAfterA100Continue(t *testing.T) {
 	s, free := startJWTHeldClose(t)
-	c, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialClient(t, s.addr)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
 	r := bufio.NewReader(c)
 	resp, err := http.ReadResponse(r, nil)
