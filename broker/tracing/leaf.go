@@ -319,8 +319,11 @@ func (l *Leaf) IsRecording() bool {
 
 // RecordError records err as an exception event, as the SDK's span does (its type and message).
 func (l *Leaf) RecordError(err error, options ...trace.EventOption) {
-	if err == nil || !l.IsRecording() {
+	if !l.own {
 		l.other().RecordError(err, options...)
+		return
+	}
+	if err == nil {
 		return
 	}
 	options = append(options, trace.WithAttributes(semconv.ExceptionType(errorType(err)), semconv.ExceptionMessage(err.Error())))
