@@ -120,6 +120,9 @@ func TestLeafSpanIsRecordedAsTheSDKRecordsIt(t *testing.T) {
 		t.Fatal("StartLeaf of a New Tracing's spool made no leaf span")
 	}
 	act(leaf)
+	if leaf.TracerProvider() != trace.TracerProvider(tr.provider) {
+		t.Fatal("an ended leaf span does not name its Tracing's provider")
+	}
 	if start[1].Value.AsInt64() != 5432 {
 		t.Fatal("setting an attribute changed the caller's start attributes")
 	}
@@ -177,6 +180,9 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	leaf := startLeaf(tr.NewSpool(), session.SpanContext(), nil)
 	if leaf.IsRecording() || leaf.SpanContext().TraceID() != session.SpanContext().TraceID() || !leaf.SpanContext().SpanID().IsValid() {
 		t.Fatalf("an unsampled parent's leaf: recording %v, context %v", leaf.IsRecording(), leaf.SpanContext())
+	}
+	if _, sdk := leaf.TracerProvider().(*sdktrace.TracerProvider); sdk {
+		t.Fatal("a leaf that records nothing names a recording provider, not the no-op one")
 	}
 	leaf.End()
 	session.End()
