@@ -483,26 +483,32 @@ func TestJWTModeClosesTheClientWhenTheBrokerClosesAnIdleConnection(t *testing.T)
 	}
 }
 
-// TestJWTModeCutsALongChunkedBodyThatTurnsMalformed: past settleLimit a chunked body streams; a
-// malformed chunk after that point ends the broker connection mid-request, so the broker never gets
-// a complete request, and the client gets 400.
-func TestJWTModeCutsALongChunkedBodyThatTurnsMalformed(t *testing.T) {
-	s := startJWT(t)
+// longMalformedChunkedRequest is a POST whose chunked body streams past settleLimit (three 32 KiB
+// chunks) before a malformed chunk.
+func longMalformedChunkedRequest() string {
 	var b strings.Builder
 	b.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
 	for range 3 {
 		b.WriteString("8000\r\n" + strings.Repeat("x", 0x8000) + "\r\n")
 	}
 	b.WriteString("zz\r\nbad\r\n0\r\n\r\n")
-	resp, body := rawExchange(t, s.addr, b.String())
-	if resp.StatusCode != 400 || !strings.Contains(body, "chunked encoding is malformed") {
-		t.Fatalf("got %d %q, want 400 naming the chunked encoding", resp.StatusCode, body)
+	return b.String()
+}
+
+// TestJWTModeCutsALongChunkedBodyThatTurnsMalformed: past settleLimit a chunked body streams; a
+// malformed chunk after that point ends the broker connection mid-request, so the broker never gets
+// a complete request, and the client gets 400.
+func TestJWTModeCutsALongChunkedBodyThatTurnsMalformed(t *testing.T) {
+	s := startJWT(t)
+	resp, body := rawExchange(t, s.addr, longMalformedChunkedRequest())
+	if resp.StatusCode != 400 || !strings.HasPrefix(body, "svidbroker connect: ") || !strings.Contains(body, "chunked encoding is malformed") {
+		t.Fatalf("got %d %q, want the forwarder's 400 naming the chunked encoding", resp.StatusCode, body)
 	}
 	if reqs := s.broker.requests(); len(reqs) != 0 {
 		t.Fatalf("the broker completed %d requests, want none", len(reqs))
 	}
 	// The control: the same body, well formed, arrives whole.
-	good := strings.Replace(b.String(), "zz\r\nbad\r\n", "3\r\nend\r\n", 1)
+	good := strings.Replace(longMalformedChunkedRequest(), "zz\r\nbad\r\n", "3\r\nend\r\n", 1)
 	resp, body = rawExchange(t, s.addr, good)
 	if resp.StatusCode != 200 || len(body) != 3*0x8000+3 || !strings.HasSuffix(body, "xend") {
 		t.Fatalf("got %d and %d bytes, want 200 and the whole body", resp.StatusCode, len(body))
@@ -542,13 +548,7 @@ func startJWTHeldClose(t *testing.T) (s *jwtSetup, free func()) {
 // forwarder's own refusal. The close is held so that the broker's answer is always read.
 func TestJWTModeRefusesAMalformedBodyThoughTheBrokerAnswersTheCut(t *testing.T) {
 	s, free := startJWTHeldClose(t)
-	var b strings.Builder
-	b.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-	for range 3 {
-		b.WriteString("8000\r\n" + strings.Repeat("x", 0x8000) + "\r\n")
-	}
-	b.WriteString("zz\r\nbad\r\n0\r\n\r\n")
-	resp, body := rawExchange(t, s.addr, b.String())
+	resp, body := rawExchange(t, s.addr, longMalformedChunkedRequest())
 	free()
 	if resp.StatusCode != 400 || !strings.HasPrefix(body, "svidbroker connect: ") || !strings.Contains(body, "chunked encoding is malformed") {
 		t.Fatalf("got %d %q, want the forwarder's 400 naming the chunked encoding", resp.StatusCode, body)
