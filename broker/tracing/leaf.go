@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -43,6 +44,31 @@ type Spool struct {
 
 	lists [spoolLists]encodedList // the encodings of attribute lists the spool's spans share
 	next  int                     // the slot of lists the next list goes into
+
+	// hdr is what the spool's latest leaf span shares with the next, most likely (StartLeaf). It
+	// is written once in a session, usually, and read at each start: atomic, not under mu, which
+	// the ends take.
+	hdr atomic.Pointer[leafHeader]
+}
+
+// leafHeader is what a session's leaf spans have in common: their parent (whose trace, flags and
+// state they take), name and kind. A Leaf points at its spool's rather than holding its own copy, so
+// that the memory a span is started in, on a session's client side, and ended in, on its backend
+// side, is as little as can be: each cache line of it moves between the two cores.
+type leafHeader struct {
+	parent trace.SpanContext
+	name   string
+	kind   trace.SpanKind
+}
+
+// header is the leafHeader of parent, name and kind: the spool's, made again when one differs.
+func (p *Spool) header(parent trace.SpanContext, name string, kind trace.SpanKind) *leafHeader {
+	if h := p.hdr.Load(); h != nil && h.name == name && h.kind == kind && h.parent.Equal(parent) {
+		return h
+	}
+	h := &leafHeader{parent: parent, name: name, kind: kind}
+	p.hdr.Store(h)
+	return h
 }
 
 // encodedList is the encoding of an attribute list that spans share (StartLeaf's attrs), named by
@@ -87,15 +113,14 @@ func (p *Spool) StartLeaf(l *Leaf, ctx context.Context, parent trace.SpanContext
 	}
 	if p.b == nil || !parent.IsValid() {
 		_, span := p.t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
-		l.sdk, l.sc = span, span.SpanContext()
+		l.more = &leafMore{sdk: span}
 		return
 	}
-	l.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: newSpanID(),
-		TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()})
+	l.hdr, l.id = p.header(parent, name, kind), newSpanID()
 	if !parent.IsSampled() {
 		return // records nothing
 	}
-	l.own, l.p, l.parentID, l.parentRemote, l.kind, l.name = true, p, parent.SpanID(), parent.IsRemote(), kind, name
+	l.own, l.p = true, p
 	if len(attrs) > 0 {
 		l.attrs, l.shared = attrs, true
 		if len(attrs) > leafLimit {
@@ -189,28 +214,27 @@ type Leaf struct {
 
 	// own: the broker records the span (sampled, made by a Tracing of New), in the spool p. Both
 	// are set at the start and never changed: the methods of a span that is not the broker's skip
-	// mu, and go to sdk, or do nothing.
-	own          bool
-	ended        bool // under mu: End was called
-	shared       bool // attrs is the caller's: copy before changing it
-	parentRemote bool
-	kind         trace.SpanKind
+	// mu, and go to the SDK's span (more.sdk), or do nothing.
+	own    bool
+	ended  bool // under mu: End was called
+	shared bool // attrs is the caller's: copy before changing it
 
 	mu  sync.Mutex
 	p   *Spool
-	sdk trace.Span        // the SDK's span (WithProvider, or a parent that is not valid)
-	sc  trace.SpanContext // set at the start, never changed
+	hdr *leafHeader  // its parent, name and kind (its spool's); nil for an SDK span or none
+	id  trace.SpanID // set at the start with hdr, never changed
 
-	parentID trace.SpanID
-	start    time.Time
-	took     time.Duration // from start to its end, set by End
-	name     string
-	attrs    []attribute.KeyValue
-	more     *leafMore
+	start time.Time
+	took  time.Duration // from start to its end, set by End
+	attrs []attribute.KeyValue
+	more  *leafMore
 }
 
-// leafMore is what a leaf span records beyond what every statement's has.
+// leafMore is what a leaf span has beyond what every statement's has: for an SDK span (set at the
+// start, never changed), the span; for the broker's own, what few of them record.
 type leafMore struct {
+	sdk          trace.Span // the SDK's span (WithProvider, or a parent that is not valid)
+	name         *string    // SetName's, when called
 	droppedAttrs int
 	events       []sdktrace.Event
 	droppedEvent int
@@ -363,7 +387,7 @@ func (l *Leaf) SetName(name string) {
 		l.other().SetName(name)
 		return
 	}
-	l.name = name
+	l.extra().name = &name
 	l.mu.Unlock()
 }
 
@@ -399,7 +423,21 @@ next:
 }
 
 // SpanContext is the span's: its parent's trace, flags and state, and an ID of its own.
-func (l *Leaf) SpanContext() trace.SpanContext { return l.sc }
+func (l *Leaf) SpanContext() trace.SpanContext {
+	switch {
+	case l.hdr != nil: // set at the start, as id, never changed
+		return l.hdr.spanContext(l.id)
+	case l.more != nil && l.more.sdk != nil:
+		return l.more.sdk.SpanContext()
+	}
+	return trace.SpanContext{}
+}
+
+// spanContext is the span context of the leaf span id of h: its parent's trace, flags and state.
+func (h *leafHeader) spanContext(id trace.SpanID) trace.SpanContext {
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: h.parent.TraceID(), SpanID: id,
+		TraceFlags: h.parent.TraceFlags(), TraceState: h.parent.TraceState()})
+}
 
 // TracerProvider is the provider of the Tracing that made the span; a span that records nothing has
 // the no-op provider, as the trace API's non-recording span has.
@@ -413,8 +451,8 @@ func (l *Leaf) TracerProvider() trace.TracerProvider {
 // other is the span l's methods go to when the broker does not record it itself: the SDK's span, or
 // none (noSpan, which records nothing: an ended span, one the sampler left out, the zero Leaf).
 func (l *Leaf) other() trace.Span {
-	if l.sdk != nil {
-		return l.sdk
+	if !l.own && l.more != nil && l.more.sdk != nil { // more is set at the start when own is false
+		return l.more.sdk
 	}
 	return noSpan
 }
@@ -424,9 +462,8 @@ type endedLeaf Leaf
 
 var _ spanFields = (*endedLeaf)(nil)
 
-func (s *endedLeaf) SpanContext() trace.SpanContext { return s.sc }
-func (s *endedLeaf) Name() string                   { return s.name }
-func (s *endedLeaf) SpanKind() trace.SpanKind       { return s.kind }
+func (s *endedLeaf) SpanContext() trace.SpanContext { return s.hdr.spanContext(s.id) }
+func (s *endedLeaf) SpanKind() trace.SpanKind       { return s.hdr.kind }
 func (s *endedLeaf) StartTime() time.Time           { return s.start }
 func (s *endedLeaf) EndTime() time.Time             { return s.start.Add(s.took) }
 func (s *endedLeaf) Attributes() []attribute.KeyValue {
@@ -434,8 +471,14 @@ func (s *endedLeaf) Attributes() []attribute.KeyValue {
 }
 
 func (s *endedLeaf) Parent() trace.SpanContext {
-	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.sc.TraceID(), SpanID: s.parentID,
-		TraceFlags: s.sc.TraceFlags(), TraceState: s.sc.TraceState(), Remote: s.parentRemote})
+	return s.hdr.parent
+}
+
+func (s *endedLeaf) Name() string {
+	if s.more != nil && s.more.name != nil {
+		return *s.more.name
+	}
+	return s.hdr.name
 }
 
 // Of more, when the span has it.

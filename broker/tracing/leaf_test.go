@@ -196,12 +196,12 @@ func TestLeafSpanFollowsItsParentsSampling(t *testing.T) {
 	wp := WithProvider(tp, false)
 	_, root := wp.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
 	child := startLeaf(wp.NewSpool(), root.SpanContext(), []attribute.KeyValue{attribute.String("k", "v")})
-	if child.own || child.sdk == nil {
+	if child.own || child.more == nil || child.more.sdk == nil {
 		t.Fatal("a WithProvider Tracing made a leaf span its provider cannot see")
 	}
 	child.End()
 	orphan := startLeaf(tr.NewSpool(), trace.SpanContext{}, nil)
-	if orphan.own || orphan.sdk == nil {
+	if orphan.own || orphan.more == nil || orphan.more.sdk == nil {
 		t.Fatal("a leaf without a valid parent is not the SDK's root span")
 	}
 	ended := rec.Ended()
