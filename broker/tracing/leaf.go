@@ -207,8 +207,12 @@ const leafLimit = 128
 
 // Leaf is a span Spool.StartLeaf started, and (as a pointer) a trace.Span. The zero Leaf is no
 // span: it records nothing. Its methods are safe for concurrent use; a Leaf is not copied once
-// started. It is kept small, as each statement's queue item holds one whether tracing is on or not:
-// what few spans have (a status, events, links, attributes dropped) is in more.
+// started. It is kept small (120 bytes), as each statement's queue item holds one whether tracing
+// is on or not, and as every cache line of it that a session's client side writes at the start its
+// backend side takes over at the end: what a session's spans share (parent, name, kind) is its
+// spool's header, and what few spans have (a status, events, links, attributes dropped, a new
+// name) is in more. In the side-by-side benchmark variant, going from 216 bytes to this cut the
+// traced broker's CPU by about 1 µs per statement.
 type Leaf struct {
 	embedded.Span
 
