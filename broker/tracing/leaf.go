@@ -211,8 +211,8 @@ const leafLimit = 128
 // is on or not, and as every cache line of it that a session's client side writes at the start its
 // backend side takes over at the end: what a session's spans share (parent, name, kind) is its
 // spool's header, and what few spans have (a status, events, links, attributes dropped, a new
-// name) is in more. In the side-by-side benchmark variant, going from 216 bytes to this cut the
-// traced broker's CPU by about 1 µs per statement.
+// name) is in more. A traced broker used about 1 µs less CPU per statement with this layout than
+// with a Leaf of 216 bytes holding its own copies (brokers loaded side by side, in one run).
 type Leaf struct {
 	embedded.Span
 
