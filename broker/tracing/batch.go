@@ -186,7 +186,7 @@ func (b *batcher) run() {
 	defer close(b.done)
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
-	var spare queued
+	var spare backlog
 	for {
 		select {
 		case <-b.stop:
@@ -211,8 +211,8 @@ func (b *batcher) run() {
 	}
 }
 
-// queued is what the batcher has queued: SDK spans and leaf spans' chunks.
-type queued struct {
+// backlog is what the batcher has queued: SDK spans and leaf spans' chunks.
+type backlog struct {
 	spans  []spanData
 	chunks []chunk
 }
@@ -220,9 +220,9 @@ type queued struct {
 // exportQueued takes the queue, leaving spare (emptied) in its place, and exports it in batches of
 // at most b.batch spans (a chunk is not split: a batch holds at least one); it returns the taken
 // queue, emptied, to be the next spare, so that steady traffic allocates no queue.
-func (b *batcher) exportQueued(spare queued) queued {
+func (b *batcher) exportQueued(spare backlog) backlog {
 	b.mu.Lock()
-	taken := queued{spans: b.queue, chunks: b.chunks}
+	taken := backlog{spans: b.queue, chunks: b.chunks}
 	if spare.spans == nil {
 		spare.spans = make([]spanData, 0, b.batch)
 	}
@@ -250,7 +250,7 @@ func (b *batcher) exportQueued(spare queued) queued {
 	}
 	clear(taken.spans) // the spans are the collector's now: let them be collected
 	clear(taken.chunks)
-	return queued{spans: taken.spans[:0], chunks: taken.chunks[:0]}
+	return backlog{spans: taken.spans[:0], chunks: taken.chunks[:0]}
 }
 
 // keepSpares keeps the buffers of exported chunks for the spools to encode into next, as many as

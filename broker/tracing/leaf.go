@@ -25,10 +25,11 @@ import (
 // A leaf span the broker records itself is encoded into its session's spool when it ends, by the
 // goroutine that ends it, and the spool hands its encoded spans to the batcher spoolSpans at a time
 // (or spoolBytes), swapping its buffer for one whose export is done: one lock of the batcher per
-// spoolSpans spans, and no memory that one goroutine writes for each span and another then reads. A
-// span an SDK span would be instead — started on a session's client side, ended on its backend side,
-// queued and encoded on the export goroutine — moved its memory between cores three times, which on
-// this path cost more than recording it. Spans the spool holds wait at most until the batcher's
+// spoolSpans spans, and the only memory of a span that two goroutines share is its Leaf, in the
+// statement's queue item that the session's two sides share anyway. A span queued whole instead —
+// started on a session's client side, ended on its backend side, queued and encoded on the export
+// goroutine — moved its memory between cores three times, which on this path cost more than
+// recording it. Spans the spool holds wait at most until the batcher's
 // next interval (it collects what every spool holds then, and on ForceFlush and Shutdown), or
 // until Flush, which the session calls when it ends. So a session holds at most spoolSpans spans,
 // or spoolBytes and one span more, outside the batcher's bounded queue; a spool no one flushes is
@@ -61,14 +62,24 @@ type leafHeader struct {
 	kind   trace.SpanKind
 }
 
-// header is the leafHeader of parent, name and kind: the spool's, made again when one differs.
+// header is the leafHeader of parent, name and kind: the spool's, made again when one differs. The
+// parent is compared by its trace, span ID, flags and remoteness, not its trace state: a span's
+// context never changes, so the same span ID in the same trace has the same state, and comparing
+// states (SpanContext.Equal) writes both out as strings, on every statement.
 func (p *Spool) header(parent trace.SpanContext, name string, kind trace.SpanKind) *leafHeader {
-	if h := p.hdr.Load(); h != nil && h.name == name && h.kind == kind && h.parent.Equal(parent) {
+	if h := p.hdr.Load(); h != nil && h.name == name && h.kind == kind && sameSpan(h.parent, parent) {
 		return h
 	}
 	h := &leafHeader{parent: parent, name: name, kind: kind}
 	p.hdr.Store(h)
 	return h
+}
+
+// sameSpan says whether a and b are one span's context: the same trace, span ID, flags and
+// remoteness.
+func sameSpan(a, b trace.SpanContext) bool {
+	return a.TraceID() == b.TraceID() && a.SpanID() == b.SpanID() && a.TraceFlags() == b.TraceFlags() &&
+		a.IsRemote() == b.IsRemote()
 }
 
 // encodedList is the encoding of an attribute list that spans share (StartLeaf's attrs), named by
@@ -138,10 +149,15 @@ func (p *Spool) Flush() {
 		return
 	}
 	p.mu.Lock()
-	if p.n > 0 {
-		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, false), 0
-	}
+	p.handOver(false)
 	p.mu.Unlock()
+}
+
+// handOver hands the spans p holds, if any, to the batcher (final: its last collection), under p.mu.
+func (p *Spool) handOver(final bool) {
+	if p.n > 0 {
+		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, final), 0
+	}
 }
 
 // add encodes l, ended, into p, and hands p's spans to the batcher when there are enough of them.
@@ -155,7 +171,7 @@ func (p *Spool) add(l *Leaf) {
 	p.n++
 	switch {
 	case p.n >= spoolSpans || len(p.buf) >= spoolBytes:
-		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, false), 0
+		p.handOver(false)
 	case !p.listed:
 		if p.listed = p.b.list(p); !p.listed {
 			p.b.dropped.Add(int64(p.n)) // shut down
@@ -194,9 +210,7 @@ func (p *Spool) sharedEncoding(attrs []attribute.KeyValue) []byte {
 func (p *Spool) collect(final bool) {
 	p.mu.Lock()
 	p.listed = false
-	if p.n > 0 {
-		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, final), 0
-	}
+	p.handOver(final)
 	p.mu.Unlock()
 }
 
