@@ -101,7 +101,7 @@ const (
 //   - Every chain verifies with `svidbroker audit verify` against the PostgreSQL store.
 //   - The dead broker's leases are revoked when it restarts on its journal: Vault no longer knows
 //     them, their PostgreSQL roles are gone, and its chain shows each acquired, then revoked at
-//     the start.
+//     the start (only revoked when the kill came before the acquisition record's flush).
 //   - The metrics show it: the survivors started sessions after the kill, and the restarted broker
 //     counts the leases it revoked.
 func TestFleetSurvivesABrokersDeath(t *testing.T) {
@@ -316,7 +316,7 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 	}
 	logged := map[string]string{} // statement text → chain
 	// The dead broker's chain shows each orphaned lease acquired by a session of the dead run, then
-	// revoked at the restart.
+	// revoked at the restart (or only revoked, when the kill came before the acquisition's flush).
 	leaseEvents := map[string][]string{}
 	for _, m := range fleet {
 		n := 0
@@ -342,7 +342,12 @@ permit (principal in Group::"analysts", action == Action::"sql:insert", resource
 		}
 	}
 	for _, id := range orphans {
-		if ev := leaseEvents[id]; len(ev) < 2 || ev[0] != "acquired" || ev[len(ev)-1] != "revoked at start" || slices.Contains(ev, "revoked") {
+		// A session the kill caught between its lease and the flush of its acquisition record (queued,
+		// not waited for, ahead of its first statement, whose record would flush it) ran nothing the
+		// chain acknowledged: the restart's record is then the lease's only one.
+		ev := leaseEvents[id]
+		unflushed := len(ev) == 1 && ev[0] == "revoked at start"
+		if !unflushed && (len(ev) < 2 || ev[0] != "acquired" || ev[len(ev)-1] != "revoked at start" || slices.Contains(ev, "revoked")) {
 			t.Errorf("the dead broker's chain has lease %s %q; want it acquired, then revoked at start", id, strings.Join(ev, ", "))
 		}
 	}
