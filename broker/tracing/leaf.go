@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -85,10 +86,20 @@ func sameSpan(a, b trace.SpanContext) bool {
 // encodedList is the encoding of an attribute list that spans share (StartLeaf's attrs), named by
 // its first element's address and its length: the spool keeps the list alive, so no other list can
 // take its address.
+//
+// With it, once a plain span (Leaf.plain) of the list has ended, is that span's whole encoding, its
+// template, and the header it was made for. A session's relay spans of one kind of statement differ
+// only in their span IDs and times, each of a fixed width in OTLP's encoding (bytes of 8, fixed64):
+// so the next plain span of the list and header is the template with those patched in (appendPlain),
+// not a walk of its fields. The spool keeps the header alive, as it does the list.
 type encodedList struct {
 	first *attribute.KeyValue
 	n     int
 	enc   []byte
+
+	hdr   *leafHeader // the template's; nil when there is none
+	span  []byte      // the template
+	holes spanHoles   // where span holds its ID and times
 }
 
 // Limits of a spool: the spans (and bytes) it encodes before it hands them to the batcher, and the
@@ -163,11 +174,14 @@ func (p *Spool) handOver(final bool) {
 // add encodes l, ended, into p, and hands p's spans to the batcher when there are enough of them.
 func (p *Spool) add(l *Leaf) {
 	p.mu.Lock()
-	var shared []byte
-	if l.shared {
-		shared = p.sharedEncoding(l.attrs)
+	switch {
+	case l.plain():
+		p.buf = p.appendPlain(p.buf, l)
+	case l.shared:
+		p.buf = appendSpan(p.buf, (*endedLeaf)(l), p.sharedList(l.attrs).enc)
+	default:
+		p.buf = appendSpan(p.buf, (*endedLeaf)(l), nil)
 	}
-	p.buf = appendSpan(p.buf, (*endedLeaf)(l), shared)
 	p.n++
 	switch {
 	case p.n >= spoolSpans || len(p.buf) >= spoolBytes:
@@ -181,28 +195,48 @@ func (p *Spool) add(l *Leaf) {
 	p.mu.Unlock()
 }
 
-// sharedEncoding is the encoding of attrs, a list spans share, as a span's attributes: made at its
-// first span in p and kept (in the slot used longest ago, when every slot is taken).
-func (p *Spool) sharedEncoding(attrs []attribute.KeyValue) []byte {
-	if len(attrs) == 0 {
-		return nil
-	}
+// sharedList is p's encoding of attrs, a list spans share (not empty), as a span's attributes:
+// made at its first span in p and kept (in the slot used longest ago, when every slot is taken,
+// which loses that slot's template).
+func (p *Spool) sharedList(attrs []attribute.KeyValue) *encodedList {
 	first := &attrs[0]
 	for i := range p.lists {
 		if e := &p.lists[i]; e.first == first && e.n == len(attrs) {
-			return e.enc
+			return e
 		}
 	}
 	e := &p.lists[p.next]
 	p.next = (p.next + 1) % spoolLists
-	e.first, e.n, e.enc = first, len(attrs), e.enc[:0]
+	e.first, e.n, e.enc, e.hdr = first, len(attrs), e.enc[:0], nil
 	for i := range attrs {
 		e.enc = appendKeyValue(e.enc, fSpanAttributes, &attrs[i])
 	}
 	if e.enc == nil {
-		e.enc = []byte{} // every attribute invalid: still a hit next time
+		e.enc = []byte{} // every attribute invalid: still encoded as shared, as none
 	}
-	return e.enc
+	return e
+}
+
+// appendPlain appends l, a plain span (Leaf.plain), to b: its list's template with l's span ID and
+// times in their holes, when the template was made for l's header; otherwise encoded field by field,
+// and kept as the list's template when both its times have their places.
+func (p *Spool) appendPlain(b []byte, l *Leaf) []byte {
+	e := p.sharedList(l.attrs)
+	start, end := l.start.UnixNano(), l.start.Add(l.took).UnixNano()
+	at := len(b)
+	if e.hdr != l.hdr || start <= 0 || end <= 0 {
+		var h spanHoles
+		b, h = appendSpanHoles(b, (*endedLeaf)(l), e.enc)
+		if h.start >= 0 && h.end >= 0 {
+			e.hdr, e.span, e.holes = l.hdr, append(e.span[:0], b[at:]...), h
+		}
+		return b
+	}
+	b = append(b, e.span...)
+	copy(b[at+e.holes.id:at+e.holes.id+len(l.id)], l.id[:])
+	binary.LittleEndian.PutUint64(b[at+e.holes.start:], uint64(start))
+	binary.LittleEndian.PutUint64(b[at+e.holes.end:], uint64(end))
+	return b
 }
 
 // collect takes what p holds for the batcher's interval, ForceFlush or Shutdown (final: the batcher
@@ -259,6 +293,14 @@ type leafMore struct {
 	links        []sdktrace.Link
 	droppedLinks int
 	status       sdktrace.Status
+}
+
+// plain says whether l, the broker's own, has nothing its spool's other spans of the same header
+// and attribute list could not have, so that its encoding differs from theirs only in its span ID
+// and times: its attributes are the caller's shared list (not empty), and it has nothing in more
+// (no SDK span, new name, dropped attribute, event, link or status).
+func (l *Leaf) plain() bool {
+	return l.shared && len(l.attrs) > 0 && l.more == nil
 }
 
 // extra is l.more, made on first use.

@@ -1,10 +1,12 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -555,5 +557,93 @@ func TestSpoolIsCollectedAtTheInterval(t *testing.T) {
 	slow.mu.Unlock()
 	if before != 0 || after != 1 {
 		t.Fatalf("the batcher had %d spans queued before the spool's Flush and %d after, want 0 and 1", before, after)
+	}
+}
+
+// TestTemplatedSpansAreEncodedFieldByFieldsBytes: a spool's spans — plain ones of several lists
+// (more than it keeps), short and long enough for one-, two- and three-byte lengths, interleaved with
+// spans that are not plain (a status, a set attribute, an end time before 1970), under parents that
+// change and come back, one with a trace state — reach the export as exactly the bytes the
+// field-by-field encoder makes of each, in order, with each span's own ID and times; and the plain
+// ones were made from templates.
+func TestTemplatedSpansAreEncodedFieldByFieldsBytes(t *testing.T) {
+	tr, c := newCaptured(t, 1)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	ts, err := trace.ParseTraceState("vendor=value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parents := []trace.SpanContext{
+		session.SpanContext(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, TraceFlags: trace.FlagsSampled, TraceState: ts, Remote: true}),
+	}
+	lists := [][]attribute.KeyValue{
+		{attribute.String("db.operation.name", "SELECT")}, // a span under 128 bytes
+		{attribute.String("db.system.name", "postgresql"), attribute.String("server.address", "db.internal"), attribute.Int("server.port", 5432)},
+		{attribute.String("long", strings.Repeat("x", 20000))}, // a three-byte length
+		{{}}, // no valid attribute
+	}
+	for i := range spoolLists {
+		lists = append(lists, []attribute.KeyValue{attribute.Int("list", i)})
+	}
+	p := tr.NewSpool()
+	var want []byte
+	ids := map[trace.SpanID]*Leaf{}
+	for i := range 400 {
+		parent := parents[(i/50)%len(parents)]
+		attrs := lists[(i*5)%4]
+		if i >= 200 {
+			attrs = lists[i%len(lists)] // more lists than the spool keeps: templates are lost and made again
+		}
+		l := startLeaf(p, parent, attrs)
+		switch i % 17 {
+		case 3:
+			l.SetStatus(codes.Error, "SQLSTATE 57014")
+		case 7:
+			l.SetAttributes(attribute.String("db.response.status_code", "57014"))
+		}
+		if i%23 == 11 {
+			l.End(trace.WithTimestamp(time.Unix(0, 0))) // no place for the end time
+		} else {
+			l.End()
+		}
+		want = appendSpan(want, (*endedLeaf)(l), nil)
+		ids[l.id] = l
+	}
+	templates := 0
+	for _, e := range p.lists {
+		if e.hdr != nil {
+			templates++
+		}
+	}
+	if templates == 0 {
+		t.Fatal("the spool kept no span template")
+	}
+	spans := c.exported(t, tr) // flushes p with the rest
+	c.mu.Lock()
+	var got []byte
+	for _, ch := range c.chunks {
+		got = append(got, ch.b...)
+	}
+	c.mu.Unlock()
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("the spool's spans (%d bytes) differ from their field-by-field encoding (%d bytes) from byte %d", len(got), len(want), i)
+	}
+	if len(spans) != len(ids) {
+		t.Fatalf("%d spans exported, want %d", len(spans), len(ids))
+	}
+	for _, s := range spans {
+		l := ids[trace.SpanID(s.SpanId)]
+		if l == nil {
+			t.Fatalf("span %x was not started", s.SpanId)
+		}
+		end := l.start.Add(l.took)
+		if s.StartTimeUnixNano != uint64(l.start.UnixNano()) || (end.UnixNano() > 0 && s.EndTimeUnixNano != uint64(end.UnixNano())) {
+			t.Fatalf("span %x ran %d to %d, want %d to %d", s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano, l.start.UnixNano(), end.UnixNano())
+		}
 	}
 }

@@ -260,6 +260,20 @@ func (e *encoder) appendScopeSpans(b []byte, g *spanGroup) []byte {
 // appendSpan appends s as a ScopeSpans' spans field; its attributes are attrs when that is not nil
 // (the encoding of a list spans share: Spool.sharedEncoding).
 func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
+	b, _ = appendSpanHoles(b, s, attrs)
+	return b
+}
+
+// spanHoles are where a span's encoding (appendSpan's) holds its span ID's eight bytes and its
+// start and end times' (fixed64, little-endian), counted from the encoding's first byte; a time
+// that is not after 1970 is left out (appendNanos), and has no place (-1).
+type spanHoles struct{ id, start, end int }
+
+// appendSpanHoles is appendSpan, and says where what the spans of a spool's template differ in
+// lies in what it appended (Spool.appendPlain).
+func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles) {
+	at := len(b)
+	h := spanHoles{start: -1, end: -1}
 	var m int
 	b, m = open(b, fScopeSpansSpans)
 	sc := s.SpanContext()
@@ -267,7 +281,9 @@ func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
 	b = protowire.AppendTag(b, fSpanTraceID, protowire.BytesType)
 	b = protowire.AppendBytes(b, tid[:])
 	b = protowire.AppendTag(b, fSpanSpanID, protowire.BytesType)
-	b = protowire.AppendBytes(b, sid[:])
+	b = protowire.AppendVarint(b, uint64(len(sid)))
+	h.id = len(b) - at
+	b = append(b, sid[:]...)
 	if ts := sc.TraceState(); ts.Len() > 0 {
 		b = appendString(b, fSpanTraceState, ts.String())
 	}
@@ -278,8 +294,16 @@ func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
 	}
 	b = appendString(b, fSpanName, s.Name())
 	b = appendVarint(b, fSpanKind, spanKind(s.SpanKind()))
-	b = appendNanos(b, fSpanStart, s.StartTime().UnixNano())
-	b = appendNanos(b, fSpanEnd, s.EndTime().UnixNano())
+	if ns := s.StartTime().UnixNano(); ns > 0 {
+		b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
+		h.start = len(b) - at
+		b = protowire.AppendFixed64(b, uint64(ns))
+	}
+	if ns := s.EndTime().UnixNano(); ns > 0 {
+		b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
+		h.end = len(b) - at
+		b = protowire.AppendFixed64(b, uint64(ns))
+	}
 	if attrs != nil {
 		b = append(b, attrs...)
 	} else {
@@ -327,7 +351,18 @@ func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
 	b = closeMsg(b, sm)
 	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags(sc.TraceFlags(), parent))
-	return closeMsg(b, m)
+	n := len(b)
+	b = closeMsg(b, m)
+	if moved := len(b) - n; moved > 0 { // the body, holes and all, moved right for its length
+		h.id += moved
+		if h.start >= 0 {
+			h.start += moved
+		}
+		if h.end >= 0 {
+			h.end += moved
+		}
+	}
+	return b, h
 }
 
 // spanFlags are OTLP's flags of a span (a link): the W3C trace flags, and whether its parent (the
