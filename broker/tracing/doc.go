@@ -20,8 +20,9 @@
 // protowire straight from the spans into a buffer it reuses, where the official exporter builds the
 // generated proto structs of every span and marshals them (eighteen allocations per span; a batch
 // of 512 took 3.4 times as long to export, in BenchmarkExport, on a broker that makes a span per
-// statement); an attribute list a spool's leaf spans share is encoded once per spool. Its requests are checked
-// field by field against the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans
+// statement). A spool encodes an attribute list its leaf spans share once, and a plain leaf span (one
+// with that list and nothing else of its own) once per list and parent: the next is a copy with its
+// span ID and times, fixed-width fields, patched in. Its requests are checked field by field against the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans
 // of every field and attribute type; otlptracehttp stays only as that test's oracle). A collector's
 // 429, 502, 503 and 504 are retried with exponential backoff (100 ms doubling to 5 s, or its
 // Retry-After) within the export's 10-second deadline; other answers fail the batch; spans a collector
