@@ -108,8 +108,9 @@ bench: tools build
 # 1 MB and 10 MB responses beside direct (time ratios, the broker's allocated bytes per response).
 	$(GO) test -run '^$$' -bench 'BenchmarkHTTPStack' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 # Metrics and tracing (every span exported over OTLP/HTTP to a sink in the test) against both off:
-# select-only throughput of otherwise identical brokers, started afresh six times, in rotating rounds
-# (on/off), beside a control broker configured as the baseline (control/off: the run's noise floor).
+# throughput of otherwise identical brokers, started afresh six times, in rotating rounds, of SELECT 1
+# (on/off) and of pgbench's select-only statement (select-only-on/off), beside a control broker
+# configured as the baseline (control/off: the run's noise floor).
 	$(GO) test -run '^$$' -bench 'BenchmarkObservabilityOverhead' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's

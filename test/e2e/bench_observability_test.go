@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -22,8 +23,8 @@ import (
 )
 
 // Shape of BenchmarkObservabilityOverhead's load: obsGenerations sets of broker processes, one
-// after the other; against each set, obsRounds rounds per broker, each round obsClients connections
-// running SELECT 1 back to back for obsRound.
+// after the other; against each set, obsRounds rounds per broker and workload, each round obsClients
+// connections running the workload's statement back to back for obsRound.
 const (
 	obsGenerations = 6
 	obsRounds      = 2
@@ -31,21 +32,52 @@ const (
 	obsRound       = 1500 * time.Millisecond
 )
 
+// obsWorkload is a statement the benchmark's connections run back to back.
+type obsWorkload struct {
+	name  string // a prefix of its metrics: "" for SELECT 1, the benchmark's first
+	query func(ctx context.Context, c *pgx.Conn) error
+}
+
+// obsWorkloads: SELECT 1, the broker's lightest statement, so the strictest ratio; and pgbench's
+// built-in select-only transaction as pgbench runs it by default (-S, -M simple): one account's
+// balance by a random aid, its literal in the text of a simple Query (pgx's simple protocol
+// interpolates it, as pgbench does), from the tables initPgbench makes.
+var obsWorkloads = [...]obsWorkload{
+	{name: "", query: func(ctx context.Context, c *pgx.Conn) error {
+		var n int
+		return c.QueryRow(ctx, "SELECT 1").Scan(&n)
+	}},
+	{name: "select-only-", query: func(ctx context.Context, c *pgx.Conn) error {
+		var balance int
+		return c.QueryRow(ctx, "SELECT abalance FROM pgbench_accounts WHERE aid = $1", pgx.QueryExecModeSimpleProtocol,
+			1+mrand.IntN(obsPgbenchAccounts)).Scan(&balance)
+	}},
+}
+
+// obsPgbenchScale is the scale of pgbench's tables the select-only workload reads, and
+// obsPgbenchAccounts their accounts (pgbench makes 100000 per unit of scale).
+const (
+	obsPgbenchScale    = 1
+	obsPgbenchAccounts = 100000 * obsPgbenchScale
+)
+
 // BenchmarkObservabilityOverhead measures what metrics and tracing cost on the select-only path:
 // brokers on one stack, identical but for this: "on" has metrics on and tracing exporting every span
 // (sample ratio 1) over OTLP/HTTP to a sink in this process; "off" has metrics { enabled = false }
 // and no tracing block; "control" is configured as "off", to show in the same run how far apart two
-// brokers that differ in nothing measure. The same load (obsClients pgx connections, each running
-// SELECT 1 back to back) runs against each for a fixed time, in sets of three rounds back to back (the
-// order rotating from set to set, and reversed every other set) so that noise from other work on the
-// machine, and what one round leaves behind for the next, hit all alike.
+// brokers that differ in nothing measure. The same load (obsClients pgx connections, each running a
+// workload's statement back to back: obsWorkloads) runs against each for a fixed time, in sets of
+// three rounds back to back (the order rotating from set to set, and reversed every other set) so
+// that noise from other work on the machine, and what one round leaves behind for the next, hit all
+// alike.
 //
 // Two processes of one binary and one configuration differ by a few percent in throughput on this
 // machine, one way or the other, from start to start: so the brokers are started afresh
 // obsGenerations times, in rotating order, and each generation runs obsRounds sets.
 //
 // No broker records audit: the denominator is the broker's lightest path, so the ratio is the
-// strictest form of the cost. It reports:
+// strictest form of the cost. It reports, for SELECT 1 (and, prefixed "select-only-", the ratios and
+// CPU for pgbench's select-only statement):
 //   - "on/off": the median over all sets of each set's throughput ratio (queries per second with
 //     metrics and tracing, over without). A burst of other work on this shared machine skews the sets
 //     it falls in, not the median;
@@ -59,6 +91,7 @@ const (
 // Run it with -benchtime 1x.
 func BenchmarkObservabilityOverhead(b *testing.B) {
 	s, _ := shared(b)
+	initPgbench(b, s, obsPgbenchScale, "SELECT")
 	sink := newOTLPSink(b)
 	agent := clientFiles(b, s, stack.PersonaAnalyst)
 	onConfig := fmt.Sprintf(`
@@ -79,11 +112,11 @@ metrics {
 		name, config string
 		br           *stack.Broker
 		conns        []*pgx.Conn
-		run, set     obsTally
+		run, set     [len(obsWorkloads)]obsTally // by workload
 	}
 	arms := []*arm{{name: "on", config: onConfig}, {name: "off", config: offConfig}, {name: "control", config: offConfig}}
 	on, off, control := arms[0], arms[1], arms[2]
-	var onOff, controlOff []float64
+	var onOff, controlOff [len(obsWorkloads)][]float64
 	var warmups int64 // the queries the tracing brokers ran to warm up
 	for b.Loop() {
 		for g := range obsGenerations {
@@ -97,9 +130,11 @@ metrics {
 			}
 			for _, a := range arms {
 				a.conns = obsConnect(b, a.br, agent)
-				n, _ := obsRun(b, a.conns, time.Second) // warm up
-				if a == on {
-					warmups += n
+				for _, w := range obsWorkloads {
+					n, _ := obsRun(b, a.conns, w, time.Second) // warm up
+					if a == on {
+						warmups += n
+					}
 				}
 			}
 			// The brokers are what they claim: the tracing broker's spans reach the sink, its
@@ -117,20 +152,22 @@ metrics {
 			}
 
 			for r := range obsRounds {
-				for i := range arms {
-					// Every other set runs in the reverse order, so that each broker follows each of
-					// the others as often: whatever a round leaves behind (the tracing broker's last
-					// export, a collection in this process) falls on all alike.
-					step := 1
-					if r%2 == 1 {
-						step = len(arms) - 1
+				for wi, w := range obsWorkloads {
+					for i := range arms {
+						// Every other set runs in the reverse order, so that each broker follows each
+						// of the others as often: whatever a round leaves behind (the tracing broker's
+						// last export, a collection in this process) falls on all alike.
+						step := 1
+						if r%2 == 1 {
+							step = len(arms) - 1
+						}
+						a := arms[(g+r+i*step)%len(arms)]
+						a.set[wi] = obsRound1(b, a.br, a.conns, w)
+						a.run[wi].add(a.set[wi])
 					}
-					a := arms[(g+r+i*step)%len(arms)]
-					a.set = obsRound1(b, a.br, a.conns)
-					a.run.add(a.set)
+					onOff[wi] = append(onOff[wi], on.set[wi].qps()/off.set[wi].qps())
+					controlOff[wi] = append(controlOff[wi], control.set[wi].qps()/off.set[wi].qps())
 				}
-				onOff = append(onOff, on.set.qps()/off.set.qps())
-				controlOff = append(controlOff, control.set.qps()/off.set.qps())
 			}
 			for _, a := range arms {
 				obsClose(a.conns)
@@ -144,15 +181,20 @@ metrics {
 	if err := sink.failure(); err != nil {
 		b.Fatalf("the OTLP sink could not read an export: %v", err)
 	}
-	b.ReportMetric(off.run.qps(), "off-queries/s")
-	b.ReportMetric(on.run.qps(), "on-queries/s")
-	b.ReportMetric(median(onOff), "on/off")
-	b.ReportMetric(median(controlOff), "control/off")
-	b.ReportMetric(on.run.qps()/off.run.qps(), "on/off-total")
-	b.ReportMetric(on.run.cpuPerQuery(), "on-cpu-us/q")
-	b.ReportMetric(off.run.cpuPerQuery(), "off-cpu-us/q")
-	b.ReportMetric(off.run.cpuPerQuery()/on.run.cpuPerQuery(), "cpu-off/on")
-	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+on.run.queries), "spans/query")
+	var queries int64
+	for wi, w := range obsWorkloads {
+		on, off := on.run[wi], off.run[wi]
+		queries += on.queries
+		b.ReportMetric(off.qps(), w.name+"off-queries/s")
+		b.ReportMetric(on.qps(), w.name+"on-queries/s")
+		b.ReportMetric(median(onOff[wi]), w.name+"on/off")
+		b.ReportMetric(median(controlOff[wi]), w.name+"control/off")
+		b.ReportMetric(on.qps()/off.qps(), w.name+"on/off-total")
+		b.ReportMetric(on.cpuPerQuery(), w.name+"on-cpu-us/q")
+		b.ReportMetric(off.cpuPerQuery(), w.name+"off-cpu-us/q")
+		b.ReportMetric(off.cpuPerQuery()/on.cpuPerQuery(), w.name+"cpu-off/on")
+	}
+	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+queries), "spans/query")
 }
 
 // median is the median of v, which it sorts.
@@ -184,11 +226,11 @@ func (t obsTally) cpuPerQuery() float64 {
 	return float64(t.cpu.Microseconds()) / float64(t.queries)
 }
 
-// obsRound1 runs one round of load on br through conns, and tallies it with br's CPU time.
-func obsRound1(b *testing.B, br *stack.Broker, conns []*pgx.Conn) obsTally {
+// obsRound1 runs one round of w on br through conns, and tallies it with br's CPU time.
+func obsRound1(b *testing.B, br *stack.Broker, conns []*pgx.Conn, w obsWorkload) obsTally {
 	b.Helper()
 	cpu0 := processCPU(b, br.PID())
-	n, took := obsRun(b, conns, obsRound)
+	n, took := obsRun(b, conns, w, obsRound)
 	return obsTally{queries: n, took: took, cpu: processCPU(b, br.PID()) - cpu0}
 }
 
@@ -216,9 +258,9 @@ func obsClose(conns []*pgx.Conn) {
 	}
 }
 
-// obsRun runs SELECT 1 back to back on every connection at once for d, and returns the queries
+// obsRun runs w's statement back to back on every connection at once for d, and returns the queries
 // completed and the time they took (from the start until the last connection finished its last).
-func obsRun(b *testing.B, conns []*pgx.Conn, d time.Duration) (int64, time.Duration) {
+func obsRun(b *testing.B, conns []*pgx.Conn, w obsWorkload, d time.Duration) (int64, time.Duration) {
 	b.Helper()
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -230,8 +272,7 @@ func obsRun(b *testing.B, conns []*pgx.Conn, d time.Duration) (int64, time.Durat
 			ctx, cancel := context.WithTimeout(b.Context(), d+30*time.Second)
 			defer cancel()
 			for time.Now().Before(stop) {
-				var n int
-				if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+				if err := w.query(ctx, c); err != nil {
 					errs <- err
 					return
 				}
