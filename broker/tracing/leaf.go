@@ -87,8 +87,8 @@ func sameSpan(a, b trace.SpanContext) bool {
 // its first element's address and its length: the spool keeps the list alive, so no other list can
 // take its address.
 //
-// With it, once a plain span (Leaf.plain) of the list has ended, is that span's whole encoding, its
-// template, and the header it was made for. A session's relay spans of one kind of statement differ
+// Once a plain span (Leaf.plain) of the list has ended, the entry also holds that span's whole
+// encoding, its template, and the header it was made for. A session's relay spans of one kind of statement differ
 // only in their span IDs and times, each of a fixed width in OTLP's encoding (bytes of 8, fixed64):
 // so the next plain span of the list and header is the template with those patched in (appendPlain),
 // not a walk of its fields. The spool keeps the header alive, as it does the list.
@@ -177,7 +177,7 @@ func (p *Spool) add(l *Leaf) {
 	switch {
 	case l.plain():
 		p.buf = p.appendPlain(p.buf, l)
-	case l.shared:
+	case l.shared && len(l.attrs) > 0:
 		p.buf = appendSpan(p.buf, (*endedLeaf)(l), p.sharedList(l.attrs).enc)
 	default:
 		p.buf = appendSpan(p.buf, (*endedLeaf)(l), nil)
