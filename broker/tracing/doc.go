@@ -22,11 +22,12 @@
 // of 512 took 3.4 times as long to export, in BenchmarkExport, on a broker that makes a span per
 // statement). A spool encodes an attribute list its leaf spans share once, and a plain leaf span (one
 // with that list and nothing else of its own) once per list and parent: the next is a copy with its
-// span ID and times, fixed-width fields, patched in. Its requests are checked field by field against the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans
-// of every field and attribute type; otlptracehttp stays only as that test's oracle). A collector's
-// 429, 502, 503 and 504 are retried with exponential backoff (100 ms doubling to 5 s, or its
-// Retry-After) within the export's 10-second deadline; other answers fail the batch; spans a collector
-// reports rejected in a partial success go to otel.Handle.
+// span ID and times, fixed-width fields, patched in. Its requests are checked field by field against
+// the official exporter's (TestEncodingMatchesTheOfficialExporter, over spans of every field and
+// attribute type; otlptracehttp stays only as that test's oracle). A collector's 429, 502, 503 and
+// 504 are retried with exponential backoff (100 ms doubling to 5 s, or its Retry-After) within the
+// export's 10-second deadline; other answers fail the batch; spans a collector reports rejected in a
+// partial success go to otel.Handle.
 //
 // A nil *Tracing is tracing off: every method is safe on it and costs nothing, so engines and the
 // session core hold one without checking. What spans carry is bounded by the callers: targets,

@@ -30,9 +30,9 @@ import (
 // statement's queue item that the session's two sides share anyway. A span queued whole instead —
 // started on a session's client side, ended on its backend side, queued and encoded on the export
 // goroutine — moved its memory between cores three times, which on this path cost more than
-// recording it. Spans the spool holds wait at most until the batcher's
-// next interval (it collects what every spool holds then, and on ForceFlush and Shutdown), or
-// until Flush, which the session calls when it ends. So a session holds at most spoolSpans spans,
+// recording it. Spans the spool holds wait at most until the batcher's next interval (it collects
+// what every spool holds then, and on ForceFlush and Shutdown), or until Flush, which the session
+// calls when it ends. So a session holds at most spoolSpans spans,
 // or spoolBytes and one span more, outside the batcher's bounded queue; a spool no one flushes is
 // still collected at the interval, after which the batcher holds nothing of it.
 type Spool struct {
@@ -87,11 +87,11 @@ func sameSpan(a, b trace.SpanContext) bool {
 // its first element's address and its length: the spool keeps the list alive, so no other list can
 // take its address.
 //
-// Once a plain span (Leaf.plain) of the list has ended, the entry also holds that span's whole
-// encoding, its template, and the header it was made for. A session's relay spans of one kind of statement differ
-// only in their span IDs and times, each of a fixed width in OTLP's encoding (bytes of 8, fixed64):
-// so the next plain span of the list and header is the template with those patched in (appendPlain),
-// not a walk of its fields. The spool keeps the header alive, as it does the list.
+// Once a plain span of the list has ended (encodedList.appendSpan), the entry also holds that span's
+// whole encoding, its template, and the header it was made for. A session's relay spans of one kind
+// of statement differ only in their span IDs and times, each of a fixed width in OTLP's encoding
+// (bytes of 8, fixed64): so the next plain span of the list and header is the template with those
+// patched in, not a walk of its fields. The spool keeps the header alive, as it does the list.
 type encodedList struct {
 	first *attribute.KeyValue
 	n     int
@@ -174,12 +174,9 @@ func (p *Spool) handOver(final bool) {
 // add encodes l, ended, into p, and hands p's spans to the batcher when there are enough of them.
 func (p *Spool) add(l *Leaf) {
 	p.mu.Lock()
-	switch {
-	case l.plain():
-		p.buf = p.appendPlain(p.buf, l)
-	case l.shared && len(l.attrs) > 0:
-		p.buf = appendSpan(p.buf, (*endedLeaf)(l), p.sharedList(l.attrs).enc)
-	default:
+	if l.shared && len(l.attrs) > 0 {
+		p.buf = p.sharedList(l.attrs).appendSpan(p.buf, l)
+	} else {
 		p.buf = appendSpan(p.buf, (*endedLeaf)(l), nil)
 	}
 	p.n++
@@ -211,23 +208,22 @@ func (p *Spool) sharedList(attrs []attribute.KeyValue) *encodedList {
 	for i := range attrs {
 		e.enc = appendKeyValue(e.enc, fSpanAttributes, &attrs[i])
 	}
-	if e.enc == nil {
-		e.enc = []byte{} // every attribute invalid: still encoded as shared, as none
-	}
 	return e
 }
 
-// appendPlain appends l, a plain span (Leaf.plain), to b: its list's template with l's span ID and
-// times in their holes, when the template was made for l's header; otherwise encoded field by field,
-// and kept as the list's template when both its times have their places.
-func (p *Spool) appendPlain(b []byte, l *Leaf) []byte {
-	e := p.sharedList(l.attrs)
+// appendSpan appends l, a span of e's list, to b. A plain span (one with nothing in more: no SDK
+// span, new name, dropped attribute, event, link or status) whose header is the template's is the
+// template with l's span ID and times in their holes; any other is encoded field by field, with e's
+// encoding of the list, and a plain one whose times both have their places becomes the template.
+func (e *encodedList) appendSpan(b []byte, l *Leaf) []byte {
+	plain := l.more == nil
 	start, end := l.start.UnixNano(), l.start.Add(l.took).UnixNano()
 	at := len(b)
-	if e.hdr != l.hdr || start <= 0 || end <= 0 {
+	if !plain || e.hdr != l.hdr || start <= 0 || end <= 0 {
 		var h spanHoles
-		b, h = appendSpanHoles(b, (*endedLeaf)(l), e.enc)
-		if h.start >= 0 && h.end >= 0 {
+		var placed bool
+		b, h, placed = appendSpanHoles(b, (*endedLeaf)(l), e.enc)
+		if plain && placed {
 			e.hdr, e.span, e.holes = l.hdr, append(e.span[:0], b[at:]...), h
 		}
 		return b
@@ -293,14 +289,6 @@ type leafMore struct {
 	links        []sdktrace.Link
 	droppedLinks int
 	status       sdktrace.Status
-}
-
-// plain says whether l, the broker's own, has nothing its spool's other spans of the same header
-// and attribute list could not have, so that its encoding differs from theirs only in its span ID
-// and times: its attributes are the caller's shared list (not empty), and it has nothing in more
-// (no SDK span, new name, dropped attribute, event, link or status).
-func (l *Leaf) plain() bool {
-	return l.shared && len(l.attrs) > 0 && l.more == nil
 }
 
 // extra is l.more, made on first use.

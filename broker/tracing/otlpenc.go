@@ -258,22 +258,22 @@ func (e *encoder) appendScopeSpans(b []byte, g *spanGroup) []byte {
 }
 
 // appendSpan appends s as a ScopeSpans' spans field; its attributes are attrs when that is not nil
-// (the encoding of a list spans share: Spool.sharedEncoding).
+// (the encoding of a list spans share: Spool.sharedList).
 func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
-	b, _ = appendSpanHoles(b, s, attrs)
+	b, _, _ = appendSpanHoles(b, s, attrs)
 	return b
 }
 
 // spanHoles are where a span's encoding (appendSpan's) holds its span ID's eight bytes and its
-// start and end times' (fixed64, little-endian), counted from the encoding's first byte; a time
-// that is not after 1970 is left out (appendNanos), and has no place (-1).
+// start and end times' (fixed64, little-endian), counted from the encoding's first byte.
 type spanHoles struct{ id, start, end int }
 
 // appendSpanHoles is appendSpan, and says where what the spans of a spool's template differ in
-// lies in what it appended (Spool.appendPlain).
-func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles) {
+// lies in what it appended (Spool.appendPlain); false when a time was left out (appendNanos), so
+// that it has no place.
+func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles, bool) {
 	at := len(b)
-	h := spanHoles{start: -1, end: -1}
+	var h spanHoles
 	var m int
 	b, m = open(b, fScopeSpansSpans)
 	sc := s.SpanContext()
@@ -282,7 +282,7 @@ func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles) {
 	b = protowire.AppendBytes(b, tid[:])
 	b = protowire.AppendTag(b, fSpanSpanID, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(len(sid)))
-	h.id = len(b) - at
+	h.id = len(b)
 	b = append(b, sid[:]...)
 	if ts := sc.TraceState(); ts.Len() > 0 {
 		b = appendString(b, fSpanTraceState, ts.String())
@@ -294,16 +294,9 @@ func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles) {
 	}
 	b = appendString(b, fSpanName, s.Name())
 	b = appendVarint(b, fSpanKind, spanKind(s.SpanKind()))
-	if ns := s.StartTime().UnixNano(); ns > 0 {
-		b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
-		h.start = len(b) - at
-		b = protowire.AppendFixed64(b, uint64(ns))
-	}
-	if ns := s.EndTime().UnixNano(); ns > 0 {
-		b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
-		h.end = len(b) - at
-		b = protowire.AppendFixed64(b, uint64(ns))
-	}
+	var started, ended bool
+	b, h.start, started = appendNanosAt(b, fSpanStart, s.StartTime().UnixNano())
+	b, h.end, ended = appendNanosAt(b, fSpanEnd, s.EndTime().UnixNano())
 	if attrs != nil {
 		b = append(b, attrs...)
 	} else {
@@ -353,16 +346,10 @@ func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles) {
 	b = protowire.AppendFixed32(b, spanFlags(sc.TraceFlags(), parent))
 	n := len(b)
 	b = closeMsg(b, m)
-	if moved := len(b) - n; moved > 0 { // the body, holes and all, moved right for its length
-		h.id += moved
-		if h.start >= 0 {
-			h.start += moved
-		}
-		if h.end >= 0 {
-			h.end += moved
-		}
-	}
-	return b, h
+	// From b's start to the encoding's, and for the body (holes and all) moved right for its length.
+	shift := len(b) - n - at
+	h.id, h.start, h.end = h.id+shift, h.start+shift, h.end+shift
+	return b, h, started && ended
 }
 
 // spanFlags are OTLP's flags of a span (a link): the W3C trace flags, and whether its parent (the
@@ -525,10 +512,19 @@ func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
 // appendNanos appends a time in nanoseconds since the epoch; one before it (or the zero time) is 0,
 // left out.
 func appendNanos(b []byte, num protowire.Number, ns int64) []byte {
+	b, _, _ = appendNanosAt(b, num, ns)
+	return b
+}
+
+// appendNanosAt is appendNanos, and says where in b the time's eight bytes lie; false when it left
+// the time out.
+func appendNanosAt(b []byte, num protowire.Number, ns int64) ([]byte, int, bool) {
 	if ns <= 0 {
-		return b
+		return b, 0, false
 	}
-	return protowire.AppendFixed64(protowire.AppendTag(b, num, protowire.Fixed64Type), uint64(ns))
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	at := len(b)
+	return protowire.AppendFixed64(b, uint64(ns)), at, true
 }
 
 // open begins a message in field num with a one-byte length to be fixed by closeMsg, and returns

@@ -152,15 +152,15 @@ metrics {
 			}
 
 			for r := range obsRounds {
+				// Every other set runs in the reverse order, so that each broker follows each of the
+				// others as often: whatever a round leaves behind (the tracing broker's last export, a
+				// collection in this process) falls on all alike.
+				step := 1
+				if r%2 == 1 {
+					step = len(arms) - 1
+				}
 				for wi, w := range obsWorkloads {
 					for i := range arms {
-						// Every other set runs in the reverse order, so that each broker follows each
-						// of the others as often: whatever a round leaves behind (the tracing broker's
-						// last export, a collection in this process) falls on all alike.
-						step := 1
-						if r%2 == 1 {
-							step = len(arms) - 1
-						}
 						a := arms[(g+r+i*step)%len(arms)]
 						a.set[wi] = obsRound1(b, a.br, a.conns, w)
 						a.run[wi].add(a.set[wi])
