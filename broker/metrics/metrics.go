@@ -57,8 +57,6 @@ type Metrics struct {
 	sessionsStarted  *prometheus.CounterVec
 	sessionsRefused  *prometheus.CounterVec
 	sessionsEnded    *prometheus.CounterVec
-	operations       *prometheus.CounterVec
-	operationAdded   *prometheus.HistogramVec
 	decisions        *prometheus.CounterVec
 	decisionTime     prometheus.Histogram
 	approvalsPending prometheus.Gauge
@@ -77,13 +75,14 @@ type Metrics struct {
 	mu        sync.Mutex
 	ids       map[string]struct{} // the SPIFFE IDs given labels, at most cfg.MaxSPIFFEIDs
 	policySet string              // the digest policyInfo shows
+	ops       []*operations       // the targets' operations (Target), one per target and protocol
 }
 
 // Buckets of the latency histograms, in seconds: the broker's own work is measured in tens of
 // microseconds to milliseconds, its calls to SPIRE, Vault and the audit store in milliseconds to
 // seconds, and approvals in seconds to minutes.
 var (
-	fastBuckets     = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1}
+	fastBuckets     = [...]float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1}
 	callBuckets     = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 	approvalBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800}
 )
@@ -113,14 +112,9 @@ func New(cfg Config) (*Metrics, error) {
 		append(sessionLabels, "reason")...)
 	m.sessionsEnded = counter("sessions_ended_total", "Sessions ended, by outcome: client_ended, aborted, shutdown, svid_expired, lease_lost, revoked or error.",
 		"target", "protocol", "outcome")
-	m.operations = counter("operations_total", "Operations (statements, requests, tool calls) decided, by kind and outcome: allowed, masked, held (approved and run) or refused.",
-		"target", "protocol", "kind", "outcome")
-	m.operationAdded = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "operation_added_seconds",
-		Help:    "Time the broker adds to an operation deciding it (policy, plan, verdict), not counting a wait for approval.",
-		Buckets: fastBuckets}, []string{"protocol"})
 	m.decisions = counter("decisions_total", "Cedar decisions by action, effect and deciding policy ID; a decision several policies decide counts once under each, a default deny under policy_id=\"none\".",
 		"action", "effect", "policy_id")
-	m.decisionTime = histogram("decision_duration_seconds", "Time of one Cedar decision.", fastBuckets)
+	m.decisionTime = histogram("decision_duration_seconds", "Time of one Cedar decision.", fastBuckets[:])
 	m.approvalsPending = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "approvals_pending",
 		Help: "Operations held now, waiting for a person's approval."})
 	m.approvalWait = histogram("approval_wait_seconds", "Time a held operation waited for its approval's outcome.", approvalBuckets)
@@ -139,7 +133,7 @@ func New(cfg Config) (*Metrics, error) {
 		Help: "The policy set in force: its digest, the one decisions and audit records name."}, []string{"digest"})
 
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.sessionsActive, m.sessionsStarted, m.sessionsRefused, m.sessionsEnded, m.operations, m.operationAdded,
+		m.sessionsActive, m.sessionsStarted, m.sessionsRefused, m.sessionsEnded, newOperationsCollector(m),
 		m.decisions, m.decisionTime, m.approvalsPending, m.approvalWait, m.approvals,
 		m.vaultLeases, m.vaultFailures, m.vaultTime, m.spireTime,
 		m.auditAppend, m.auditFlush, m.auditErrors, m.policyReloads, m.policyInfo)

@@ -136,17 +136,20 @@ func TestValuesMoveWithOperations(t *testing.T) {
 	tm.Operation("delete", Refused, time.Millisecond)
 	tm.Operation("", Held, time.Minute)
 	tm.OperationRefused("unparsed")
-	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "unparsed", "refused")); got != 1 {
-		t.Errorf("refused unparsed operations = %v, want 1", got)
+	ops := operationCounts(t, m)
+	for _, c := range []struct {
+		kind string
+		want float64
+	}{{"unparsed", 1}, {"sql", 1}, {"delete", 1}} {
+		if got := ops["shop/postgres/"+c.kind+"/refused"]; got != c.want {
+			t.Errorf("refused operations of kind %s = %v, want %v", c.kind, got, c.want)
+		}
 	}
-	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "sql", "refused")); got != 1 {
-		t.Errorf("refused operations of the default kind = %v, want 1", got)
+	if got := ops["shop/postgres/sql/held"]; got != 1 {
+		t.Errorf("held operations of the default kind = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(m.operations.WithLabelValues("shop", "postgres", "delete", "refused")); got != 1 {
-		t.Errorf("refused deletes = %v, want 1", got)
-	}
-	if got := testutil.CollectAndCount(m.operationAdded); got != 1 {
-		t.Errorf("added-time series = %d, want 1", got)
+	if h := addedHistogram(t, m, "postgres"); h.GetSampleCount() != 2 {
+		t.Errorf("added-time observations = %d, want 2 (the held operation's wait is not the broker's)", h.GetSampleCount())
 	}
 	m.Decision("sql:delete", false, []string{"forbid-delete", "forbid-night"}, time.Microsecond)
 	m.Decision("sql:delete", false, nil, time.Microsecond)

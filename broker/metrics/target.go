@@ -1,25 +1,22 @@
 package metrics
 
 import (
-	"sync"
 	"time"
 )
 
 // Target is a Metrics bound to one target and its protocol, for the sessions of that target. Its
-// label children are resolved once, so that counting an operation costs no label lookup.
+// label children are resolved once, so that counting an operation costs no label lookup; and each
+// session counts its operations through a Target of its own (ForSession), into a stripe of the
+// target's counts that it shares with few others or none (operations).
 type Target struct {
 	m                *Metrics
 	target, protocol string
 	active           interface{ Add(float64) }
-	added            interface{ Observe(float64) }
-	allowed, masked  interface{ Inc() }
-	held, refused    interface{ Inc() }
-	opKind           string
-	kinds            sync.Map // operation kind → *kindCounters, the other kinds' children, resolved once
+	ops              *operations
+	stripe           *opStripe
+	opKind           string // the default kind, which Operation's "" counts as
+	kind             int    // its index in ops
 }
-
-// kindCounters are the operation counters of one kind, by outcome (Allowed ... Refused).
-type kindCounters [len(outcomeNames)]interface{ Inc() }
 
 // Target returns m bound to target, whose engine speaks protocol and names its operations kind
 // ("sql", "http"). Nil when m is nil.
@@ -27,14 +24,31 @@ func (m *Metrics) Target(target, protocol, kind string) *Target {
 	if m == nil {
 		return nil
 	}
-	return &Target{m: m, target: target, protocol: protocol, opKind: kind,
-		active:  m.sessionsActive.WithLabelValues(target, protocol),
-		added:   m.operationAdded.WithLabelValues(protocol),
-		allowed: m.operations.WithLabelValues(target, protocol, kind, "allowed"),
-		masked:  m.operations.WithLabelValues(target, protocol, kind, "masked"),
-		held:    m.operations.WithLabelValues(target, protocol, kind, "held"),
-		refused: m.operations.WithLabelValues(target, protocol, kind, "refused"),
+	m.mu.Lock()
+	var ops *operations
+	for _, o := range m.ops {
+		if o.target == target && o.protocol == protocol {
+			ops = o
+		}
 	}
+	if ops == nil {
+		ops = &operations{target: target, protocol: protocol}
+		m.ops = append(m.ops, ops)
+	}
+	m.mu.Unlock()
+	return &Target{m: m, target: target, protocol: protocol, opKind: kind, kind: ops.index(kind),
+		active: m.sessionsActive.WithLabelValues(target, protocol), ops: ops, stripe: &ops.stripes[0]}
+}
+
+// ForSession returns t for one session: the same metrics, its operations counted in the stripe of
+// the target's counts that is next in turn. Nil when t is nil.
+func (t *Target) ForSession() *Target {
+	if t == nil {
+		return nil
+	}
+	s := *t
+	s.stripe = t.ops.stripe()
+	return &s
 }
 
 func (t *Target) sessionLabels(spiffeID string, more ...string) []string {
@@ -86,45 +100,27 @@ var outcomeNames = [...]string{Allowed: "allowed", Masked: "masked", Held: "held
 
 // Operation counts an operation of kind decided with outcome (Allowed, Masked, Held or Refused), and,
 // unless it was held, observes the time the broker took to decide it. kind is one of the engine's
-// fixed classes ("select", "ddl"), never client text; "" is the target's default kind.
+// fixed classes ("select", "ddl"), never client text; "" is the target's default kind. An outcome
+// out of range counts as Refused.
 func (t *Target) Operation(kind string, outcome int, took time.Duration) {
 	if t == nil {
 		return
 	}
-	if kind != "" && kind != t.opKind {
-		if outcome < Allowed || outcome > Refused {
-			outcome = Refused
-		}
-		t.kindCounters(kind)[outcome].Inc()
-	} else {
-		switch outcome {
-		case Allowed:
-			t.allowed.Inc()
-		case Masked:
-			t.masked.Inc()
-		case Held:
-			t.held.Inc()
-		default:
-			t.refused.Inc()
-		}
+	if outcome < Allowed || outcome > Refused {
+		outcome = Refused
 	}
+	t.stripe.ops[t.kindIndex(kind)][outcome].Add(1)
 	if outcome != Held { // a held operation's time is mostly a person's: approval_wait_seconds has it
-		t.added.Observe(took.Seconds())
+		t.stripe.observe(took)
 	}
 }
 
-// kindCounters returns the counters of operations of kind, resolving them at its first operation.
-// kind is one of the engine's fixed classes, so the map stays as small as that set.
-func (t *Target) kindCounters(kind string) *kindCounters {
-	if c, ok := t.kinds.Load(kind); ok {
-		return c.(*kindCounters)
+// kindIndex is kind's index in the target's counts.
+func (t *Target) kindIndex(kind string) int {
+	if kind == "" || kind == t.opKind {
+		return t.kind
 	}
-	var c kindCounters
-	for i, outcome := range outcomeNames {
-		c[i] = t.m.operations.WithLabelValues(t.target, t.protocol, kind, outcome)
-	}
-	got, _ := t.kinds.LoadOrStore(kind, &c)
-	return got.(*kindCounters)
+	return t.ops.index(kind)
 }
 
 // OperationRefused counts an operation of kind the engine refused before deciding it (one that does
@@ -133,11 +129,7 @@ func (t *Target) OperationRefused(kind string) {
 	if t == nil {
 		return
 	}
-	if kind == "" || kind == t.opKind {
-		t.refused.Inc()
-		return
-	}
-	t.kindCounters(kind)[Refused].Inc()
+	t.stripe.ops[t.kindIndex(kind)][Refused].Add(1)
 }
 
 // ApprovalHeld counts an operation that starts waiting for a person's approval; ApprovalDone ends

@@ -166,7 +166,7 @@ func (c *Core) Open(ctx context.Context, req OpenRequest) (*Session, error) {
 	if span.IsRecording() {
 		span.SetAttributes(tracing.SessionKey.String(id), tracing.SPIFFEIDKey.String(peer.ID.String()))
 	}
-	s := &Session{core: c, id: id, log: log, remote: remote, span: span,
+	s := &Session{core: c, id: id, log: log, remote: remote, span: span, metrics: c.metrics.ForSession(),
 		rec: recorder{sink: c.cfg.Audit, session: id, spiffeID: peer.ID.String(), target: c.cfg.Target, perStatement: c.cfg.AuditPerStatement}}
 	s.decider = Decider{Hold: s.hold, Policy: c.cfg.Policy} // Session.Decide counts what it decides
 	if c.cfg.AuditFailOpen {

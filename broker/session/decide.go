@@ -191,7 +191,7 @@ func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 	} else {
 		v = s.recorded(op, v)
 	}
-	countOperation(s.core.metrics, op, v, start)
+	countOperation(s.metrics, op, v, start)
 	if span != nil {
 		endDecide(span, v)
 	}
@@ -200,7 +200,7 @@ func (s *Session) Decide(ctx context.Context, op Operation) Verdict {
 
 // hold is a Session's Decider.Hold.
 func (s *Session) hold(ctx context.Context, op Operation, d authz.Decision) (authz.ApprovalState, string, error) {
-	return Hold(ctx, HoldRequest{Metrics: s.core.metrics, Tracing: s.core.cfg.Tracing, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
+	return Hold(ctx, HoldRequest{Metrics: s.metrics, Tracing: s.core.cfg.Tracing, Session: s.id, SPIFFEID: s.connect.Peer.ID.String(), Target: s.core.cfg.Target,
 		Text: op.Text, Decision: d, Action: op.Action, Approve: s.core.cfg.Approve, Timeout: s.core.cfg.ApprovalTimeout,
 		Grants: s.core.cfg.Grants, Fingerprint: op.Fingerprint, Attestation: s.connect.Peer.Attestation,
 		Notify: op.Notify, Withdrawable: op.Withdrawable, Record: s.rec.async, Log: s.log})

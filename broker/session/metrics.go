@@ -46,9 +46,9 @@ func endOutcome(why error) string {
 // opened counts the session as open in metrics, until it ends.
 func (s *Session) opened() {
 	s.mu.Lock()
-	s.counted = s.core.metrics != nil
+	s.counted = s.metrics != nil
 	s.mu.Unlock()
-	s.core.metrics.SessionStarted(s.connect.Peer.ID.String())
+	s.metrics.SessionStarted(s.connect.Peer.ID.String())
 }
 
 // Closed tells the core that a running session ended, for why (nil: its client ended it), for an
@@ -68,7 +68,7 @@ func (s *Session) countEnd(outcome string) {
 	s.counted = false
 	s.mu.Unlock()
 	if counted {
-		s.core.metrics.SessionEnded(outcome)
+		s.metrics.SessionEnded(outcome)
 	}
 	s.endSpan(outcome)
 }
@@ -84,10 +84,11 @@ func approvalOutcome(state string) string {
 }
 
 // Metrics is the session's target's metrics, for an engine that keeps a Decider or holds operations
-// itself; nil without Config.Metrics, and on a nil *Session.
+// itself: the session's own (metrics.Target.ForSession), which counts its operations in a stripe of
+// the target's counts. Nil without Config.Metrics, and on a nil *Session.
 func (s *Session) Metrics() *metrics.Target {
 	if s == nil {
 		return nil
 	}
-	return s.core.metrics
+	return s.metrics
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/credential"
 	"github.com/svidbroker/svidbroker/broker/identity"
+	"github.com/svidbroker/svidbroker/broker/metrics"
 )
 
 // Session is one client's session with a target, from Open to End.
@@ -26,6 +27,9 @@ type Session struct {
 	role     authz.RolePick
 	decider  Decider
 	span     trace.Span // ended with the session; a non-recording one without Config.Tracing
+	// metrics is the target's metrics for this session (metrics.Target.ForSession): its operations
+	// are counted in a stripe of the target's counts. Nil without Config.Metrics.
+	metrics *metrics.Target
 
 	mu    sync.Mutex
 	lease *credential.Session // nil without Config.Lease
