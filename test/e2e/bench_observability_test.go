@@ -23,12 +23,13 @@ import (
 )
 
 // Shape of BenchmarkObservabilityOverhead's load: obsGenerations sets of broker processes, one
-// after the other; against each set, obsRounds rounds per broker and workload, each round obsClients
-// connections running the workload's statement back to back for obsRound.
+// after the other; against each set, after obsWarmUp of each workload on each broker, one round per
+// broker and workload, each round obsClients connections running the workload's statement back to
+// back for obsRound.
 const (
-	obsGenerations = 6
-	obsRounds      = 2
+	obsGenerations = 12
 	obsClients     = 8
+	obsWarmUp      = 500 * time.Millisecond
 	obsRound       = 1500 * time.Millisecond
 )
 
@@ -72,8 +73,9 @@ const (
 // alike.
 //
 // Two processes of one binary and one configuration differ by a few percent in throughput on this
-// machine, one way or the other, from start to start: so the brokers are started afresh
-// obsGenerations times, in rotating order, and each generation runs obsRounds sets.
+// machine, one way or the other, from start to start. So the brokers are started afresh for every
+// set, obsGenerations times, in rotating order: each set's ratio draws that difference anew, beside
+// the machine's noise, and the benchmark reports the median of the draws.
 //
 // No broker records audit: the denominator is the broker's lightest path, so the ratio is the
 // strictest form of the cost. It reports, for SELECT 1 (and, prefixed "select-only-", the ratios and
@@ -131,7 +133,7 @@ metrics {
 			for _, a := range arms {
 				a.conns = obsConnect(b, a.br, agent)
 				for _, w := range obsWorkloads {
-					n, _ := obsRun(b, a.conns, w, time.Second) // warm up
+					n, _ := obsRun(b, a.conns, w, obsWarmUp)
 					if a == on {
 						warmups += n
 					}
@@ -151,23 +153,21 @@ metrics {
 				}
 			}
 
-			for r := range obsRounds {
-				// Every other set runs in the reverse order, so that each broker follows each of the
-				// others as often: whatever a round leaves behind (the tracing broker's last export, a
-				// collection in this process) falls on all alike.
-				step := 1
-				if r%2 == 1 {
-					step = len(arms) - 1
+			// Every other set runs in the reverse order, so that each broker follows each of the others
+			// as often: whatever a round leaves behind (the tracing broker's last export, a collection
+			// in this process) falls on all alike. Six sets run every order once.
+			step := 1
+			if g%2 == 1 {
+				step = len(arms) - 1
+			}
+			for wi, w := range obsWorkloads {
+				for i := range arms {
+					a := arms[(g+i*step)%len(arms)]
+					a.set[wi] = obsRound1(b, a.br, a.conns, w)
+					a.run[wi].add(a.set[wi])
 				}
-				for wi, w := range obsWorkloads {
-					for i := range arms {
-						a := arms[(g+r+i*step)%len(arms)]
-						a.set[wi] = obsRound1(b, a.br, a.conns, w)
-						a.run[wi].add(a.set[wi])
-					}
-					onOff[wi] = append(onOff[wi], on.set[wi].qps()/off.set[wi].qps())
-					controlOff[wi] = append(controlOff[wi], control.set[wi].qps()/off.set[wi].qps())
-				}
+				onOff[wi] = append(onOff[wi], on.set[wi].qps()/off.set[wi].qps())
+				controlOff[wi] = append(controlOff[wi], control.set[wi].qps()/off.set[wi].qps())
 			}
 			for _, a := range arms {
 				obsClose(a.conns)
