@@ -107,10 +107,13 @@ bench: tools build
 # upstream, beside the upstream directly and httputil.ReverseProxy (throughput ratios, added p50/p99); masked
 # 1 MB and 10 MB responses beside direct (time ratios, the broker's allocated bytes per response).
 	$(GO) test -run '^$$' -bench 'BenchmarkHTTPStack' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
+# Counting an operation's metrics from two cores: all sessions in one stripe (shared) beside each session in
+# a stripe of its own (sessions), as the broker counts.
+	$(GO) test -run '^$$' -bench 'BenchmarkOperation$$' -cpu 2 -count 1 ./broker/metrics/
 # Metrics and tracing (every span exported over OTLP/HTTP to a sink in the test) against both off:
-# throughput of otherwise identical brokers, started afresh six times, in rotating rounds, of SELECT 1
-# (on/off) and of pgbench's select-only statement (select-only-on/off), beside a control broker
-# configured as the baseline (control/off: the run's noise floor).
+# throughput of otherwise identical brokers, started afresh for each of twelve sets of rounds (their order
+# rotating), of SELECT 1 (on/off) and of pgbench's select-only statement (select-only-on/off), beside a
+# control broker configured as the baseline (control/off: the run's noise floor).
 	$(GO) test -run '^$$' -bench 'BenchmarkObservabilityOverhead' -benchtime 1x -count 1 -timeout 20m ./test/e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME, a duration (30s) or a number of inputs (3000x). Go 1.26's

@@ -258,8 +258,9 @@ func TestSessionsTakeStripesInTurn(t *testing.T) {
 }
 
 // BenchmarkOperation counts operations from as many goroutines as GOMAXPROCS allows (-cpu), each
-// a session: "shared" with one Target for all, as the client library's vectors count; "sessions"
-// with a Target per session (ForSession), as the broker counts.
+// a session: "shared" with one Target for all, so one stripe, as one counter and histogram that
+// every session shares would count; "sessions" with a Target per session (ForSession), as the broker
+// counts.
 func BenchmarkOperation(b *testing.B) {
 	for _, arm := range []string{"shared", "sessions"} {
 		b.Run(arm, func(b *testing.B) {
