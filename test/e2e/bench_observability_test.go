@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -23,14 +24,15 @@ import (
 )
 
 // Shape of BenchmarkObservabilityOverhead's load: obsGenerations sets of broker processes, one
-// after the other; against each set, after obsWarmUp of each workload on each broker, one round per
-// broker and workload, each round obsClients connections running the workload's statement back to
-// back for obsRound.
+// after the other; against each set, after obsWarmUp of each workload on each broker, obsPasses
+// rounds per broker and workload, each round obsClients connections running the workload's
+// statement back to back for obsRound.
 const (
 	obsGenerations = 12
+	obsPasses      = 3
 	obsClients     = 8
 	obsWarmUp      = 500 * time.Millisecond
-	obsRound       = 1500 * time.Millisecond
+	obsRound       = 500 * time.Millisecond
 )
 
 // obsWorkload is a statement the benchmark's connections run back to back.
@@ -67,10 +69,10 @@ const (
 // (sample ratio 1) over OTLP/HTTP to a sink in this process; "off" has metrics { enabled = false }
 // and no tracing block; "control" is configured as "off", to show in the same run how far apart two
 // brokers that differ in nothing measure. The same load (obsClients pgx connections, each running a
-// workload's statement back to back: obsWorkloads) runs against each for a fixed time, in sets of
-// three rounds back to back (the order rotating from set to set, and reversed every other set) so
-// that noise from other work on the machine, and what one round leaves behind for the next, hit all
-// alike.
+// workload's statement back to back: obsWorkloads) runs against each in short rounds, in sets of
+// obsPasses passes over the three brokers, every other pass reversed (the order rotating from set to
+// set), so that noise from other work on the machine, and what one round leaves behind for the next,
+// hit all alike. The sets' ratios are logged.
 //
 // Two processes of one binary and one configuration differ by a few percent in throughput on this
 // machine, one way or the other, from start to start. So the brokers are started afresh for every
@@ -85,6 +87,10 @@ const (
 //     it falls in, not the median;
 //   - "control/off": the same of the control broker, which differs from "off" in nothing: how far
 //     from 1 the machine's noise puts a ratio in this run;
+//   - "on/baseline": the median of each set's throughput with metrics and tracing over the mean of
+//     the two brokers without ("off" and "control"): the same cost as "on/off", measured against two
+//     draws of the baseline rather than one, so that a set whose "off" ran unusually fast or slow
+//     moves it half as far;
 //   - "on/off-total": all the rounds' queries per second, with over without;
 //   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": the brokers' own CPU time (their threads' run
 //     time, from /proc) per query, and their ratio;
@@ -118,7 +124,7 @@ metrics {
 	}
 	arms := []*arm{{name: "on", config: onConfig}, {name: "off", config: offConfig}, {name: "control", config: offConfig}}
 	on, off, control := arms[0], arms[1], arms[2]
-	var onOff, controlOff [len(obsWorkloads)][]float64
+	var onOff, controlOff, onBaseline [len(obsWorkloads)][]float64
 	var warmups int64 // the queries the tracing brokers ran to warm up
 	for b.Loop() {
 		for g := range obsGenerations {
@@ -153,21 +159,32 @@ metrics {
 				}
 			}
 
-			// Every other set runs in the reverse order, so that each broker follows each of the others
+			// A set is obsPasses passes over the brokers, each pass a round on each, every other pass
+			// in the reverse order (ABC CBA ABC): a burst of other work, or a drift, lasting a few
+			// seconds falls on all the brokers of the set, not on one. The order rotates from set to
+			// set, and every other set starts reversed, so that each broker follows each of the others
 			// as often: whatever a round leaves behind (the tracing broker's last export, a collection
-			// in this process) falls on all alike. Six sets run every order once.
-			step := 1
-			if g%2 == 1 {
-				step = len(arms) - 1
-			}
+			// in this process) falls on all alike. Six sets run every order.
 			for wi, w := range obsWorkloads {
-				for i := range arms {
-					a := arms[(g+i*step)%len(arms)]
-					a.set[wi] = obsRound1(b, a.br, a.conns, w)
+				for _, a := range arms {
+					a.set[wi] = obsTally{}
+				}
+				for pass := range obsPasses {
+					for i := range arms {
+						k := i
+						if (g+pass)%2 == 1 {
+							k = len(arms) - 1 - i
+						}
+						a := arms[(g+k)%len(arms)]
+						a.set[wi].add(obsRound1(b, a.br, a.conns, w))
+					}
+				}
+				for _, a := range arms {
 					a.run[wi].add(a.set[wi])
 				}
 				onOff[wi] = append(onOff[wi], on.set[wi].qps()/off.set[wi].qps())
 				controlOff[wi] = append(controlOff[wi], control.set[wi].qps()/off.set[wi].qps())
+				onBaseline[wi] = append(onBaseline[wi], on.set[wi].qps()/((off.set[wi].qps()+control.set[wi].qps())/2))
 			}
 			for _, a := range arms {
 				obsClose(a.conns)
@@ -183,12 +200,15 @@ metrics {
 	}
 	var queries int64
 	for wi, w := range obsWorkloads {
+		b.Logf("%s on/off by set: %.4f", cmp.Or(w.name, "SELECT-1-"), onOff[wi])
+		b.Logf("%s control/off by set: %.4f", cmp.Or(w.name, "SELECT-1-"), controlOff[wi])
 		on, off := on.run[wi], off.run[wi]
 		queries += on.queries
 		b.ReportMetric(off.qps(), w.name+"off-queries/s")
 		b.ReportMetric(on.qps(), w.name+"on-queries/s")
 		b.ReportMetric(median(onOff[wi]), w.name+"on/off")
 		b.ReportMetric(median(controlOff[wi]), w.name+"control/off")
+		b.ReportMetric(median(onBaseline[wi]), w.name+"on/baseline")
 		b.ReportMetric(on.qps()/off.qps(), w.name+"on/off-total")
 		b.ReportMetric(on.cpuPerQuery(), w.name+"on-cpu-us/q")
 		b.ReportMetric(off.cpuPerQuery(), w.name+"off-cpu-us/q")
