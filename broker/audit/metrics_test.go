@@ -5,25 +5,9 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
-
-// family is metric name's samples in m.
-func family(t *testing.T, m *metrics.Metrics, name string) []*dto.Metric {
-	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() == name {
-			return f.GetMetric()
-		}
-	}
-	return nil
-}
 
 func TestMetricsFollowTheStore(t *testing.T) {
 	m, err := metrics.New(metrics.Config{})
@@ -40,7 +24,9 @@ func TestMetricsFollowTheStore(t *testing.T) {
 	if err := m.WatchAuditBacklog(l.Unflushed); err != nil {
 		t.Fatal(err)
 	}
-	backlog := func() float64 { return family(t, m, "svidbroker_audit_unflushed_records")[0].GetGauge().GetValue() }
+	backlog := func() float64 {
+		return metricstest.Family(t, m.Registry(), "svidbroker_audit_unflushed_records")[0].GetGauge().GetValue()
+	}
 
 	l.AppendAsync(stmt(1))
 	l.AppendAsync(stmt(2))
@@ -53,10 +39,10 @@ func TestMetricsFollowTheStore(t *testing.T) {
 	if got := backlog(); got != 0 {
 		t.Errorf("unflushed records = %v once a durable append covered them, want 0", got)
 	}
-	if n := family(t, m, "svidbroker_audit_append_duration_seconds")[0].GetHistogram().GetSampleCount(); n < 1 {
+	if n := metricstest.Family(t, m.Registry(), "svidbroker_audit_append_duration_seconds")[0].GetHistogram().GetSampleCount(); n < 1 {
 		t.Errorf("no append observed")
 	}
-	if n := family(t, m, "svidbroker_audit_flush_duration_seconds")[0].GetHistogram().GetSampleCount(); n < 1 {
+	if n := metricstest.Family(t, m.Registry(), "svidbroker_audit_flush_duration_seconds")[0].GetHistogram().GetSampleCount(); n < 1 {
 		t.Errorf("no flush observed")
 	}
 
@@ -71,7 +57,7 @@ func TestMetricsFollowTheStore(t *testing.T) {
 		t.Fatal("an append to a full disk succeeded")
 	}
 	writeErrors := -1.0
-	for _, s := range family(t, m, "svidbroker_audit_store_errors_total") {
+	for _, s := range metricstest.Family(t, m.Registry(), "svidbroker_audit_store_errors_total") {
 		if s.GetLabel()[0].GetValue() == "write" {
 			writeErrors = s.GetCounter().GetValue()
 		}

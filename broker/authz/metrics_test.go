@@ -4,35 +4,28 @@ import (
 	"testing"
 
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
 
 // sample is the value of metric name's sample whose labels are exactly labels (in any order); -1
 // when there is none.
 func sample(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
+next:
+	for _, s := range metricstest.Family(t, m.Registry(), name) {
+		have := metricstest.Labels(s)
+		if len(have) != len(labels) {
 			continue
 		}
-	next:
-		for _, s := range f.GetMetric() {
-			if len(s.GetLabel()) != len(labels) {
-				continue
+		for k, v := range have {
+			if labels[k] != v {
+				continue next
 			}
-			for _, l := range s.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			if s.Counter != nil {
-				return s.Counter.GetValue()
-			}
-			return s.Gauge.GetValue()
 		}
+		if s.Counter != nil {
+			return s.Counter.GetValue()
+		}
+		return s.Gauge.GetValue()
 	}
 	return -1
 }

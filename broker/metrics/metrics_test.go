@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/svidbroker/svidbroker/broker/credential"
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
 
 // fakeProvider is a credential provider whose calls succeed or fail as told.
@@ -341,17 +342,7 @@ func TestTraceExportIsReported(t *testing.T) {
 		if err != nil || v != 1 {
 			t.Fatalf("%s: %d series (%v)", name, v, err)
 		}
-		families, err := m.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range families {
-			if f.GetName() == name {
-				return f.GetMetric()[0].GetCounter().GetValue()
-			}
-		}
-		t.Fatalf("%s not gathered", name)
-		return 0
+		return metricstest.Family(t, m.Registry(), name)[0].GetCounter().GetValue()
 	}
 	if got := read("svidbroker_trace_spans_exported_total"); got != 512 {
 		t.Fatalf("exported %v, want 512", got)

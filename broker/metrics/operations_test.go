@@ -12,14 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
 
 // operationCounts gathers m's operations_total, by "target/protocol/kind/outcome".
 func operationCounts(t *testing.T, m *Metrics) map[string]float64 {
 	t.Helper()
 	counts := map[string]float64{}
-	for _, s := range gathered(t, m, namespace+"_operations_total") {
-		l := labels(s)
+	for _, s := range metricstest.Family(t, m.Registry(), namespace+"_operations_total") {
+		l := metricstest.Labels(s)
 		counts[strings.Join([]string{l["target"], l["protocol"], l["kind"], l["outcome"]}, "/")] = s.GetCounter().GetValue()
 	}
 	return counts
@@ -28,35 +30,12 @@ func operationCounts(t *testing.T, m *Metrics) map[string]float64 {
 // addedHistogram gathers m's operation_added_seconds of protocol; nil if it has none.
 func addedHistogram(t *testing.T, m *Metrics, protocol string) *dto.Histogram {
 	t.Helper()
-	for _, s := range gathered(t, m, namespace+"_operation_added_seconds") {
-		if labels(s)["protocol"] == protocol {
+	for _, s := range metricstest.Family(t, m.Registry(), namespace+"_operation_added_seconds") {
+		if metricstest.Labels(s)["protocol"] == protocol {
 			return s.GetHistogram()
 		}
 	}
 	return nil
-}
-
-// gathered is the samples of the metric named name in m's registry, which must gather.
-func gathered(t *testing.T, m *Metrics, name string) []*dto.Metric {
-	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() == name {
-			return f.GetMetric()
-		}
-	}
-	return nil
-}
-
-func labels(s *dto.Metric) map[string]string {
-	l := map[string]string{}
-	for _, p := range s.GetLabel() {
-		l[p.GetName()] = p.GetValue()
-	}
-	return l
 }
 
 // TestStripedOperationsAddUp: sessions of three targets (two of one protocol) count operations
@@ -183,7 +162,7 @@ func bucketCounts(h *dto.Histogram) map[float64]uint64 {
 }
 
 // TestOperationKindsAreCapped: a target labels at most maxOpKinds kinds, its default one included;
-// every kind beyond the first maxOpKinds-1 is counted as "other".
+// every kind beyond the first maxOpKinds-1 is counted as "other", and not remembered.
 func TestOperationKindsAreCapped(t *testing.T) {
 	m, err := New(Config{})
 	if err != nil {
@@ -212,6 +191,11 @@ func TestOperationKindsAreCapped(t *testing.T) {
 	}
 	if n := got["shop/postgres/kind13/allowed"]; n != 1 {
 		t.Errorf("kind13 counted %v, want 1 (the last kind with a label of its own)", n)
+	}
+	remembered := 0
+	tm.ops.kinds.Range(func(any, any) bool { remembered++; return true })
+	if remembered > maxOpKinds {
+		t.Errorf("%d kinds remembered after %d were counted, want at most %d", remembered, extra+1, maxOpKinds)
 	}
 }
 

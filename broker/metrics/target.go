@@ -1,21 +1,21 @@
 package metrics
 
 import (
+	"slices"
 	"time"
 )
 
-// Target is a Metrics bound to one target and its protocol, for the sessions of that target. Its
-// label children are resolved once, so that counting an operation costs no label lookup; and each
-// session counts its operations through a Target of its own (ForSession), into a stripe of the
-// target's counts that it shares with few others or none (operations).
+// Target is a Metrics bound to one target and its protocol, for the sessions of that target. What
+// it counts into is resolved once, so that counting an operation of the default kind costs no
+// lookup; and each session counts its operations through a Target of its own (ForSession), into a
+// stripe of the target's counts that it shares with few others or none (operations).
 type Target struct {
-	m                *Metrics
-	target, protocol string
-	active           interface{ Add(float64) }
-	ops              *operations
-	stripe           *opStripe
-	opKind           string // the default kind, which Operation's "" counts as
-	kind             int    // its index in ops
+	m      *Metrics
+	ops    *operations // the target's, which name it and its protocol
+	stripe *opStripe
+	active interface{ Add(float64) }
+	opKind string // the default kind, which Operation's "" counts as
+	kind   int    // its index in ops
 }
 
 // Target returns m bound to target, whose engine speaks protocol and names its operations kind
@@ -26,18 +26,15 @@ func (m *Metrics) Target(target, protocol, kind string) *Target {
 	}
 	m.mu.Lock()
 	var ops *operations
-	for _, o := range m.ops {
-		if o.target == target && o.protocol == protocol {
-			ops = o
-		}
-	}
-	if ops == nil {
+	if i := slices.IndexFunc(m.ops, func(o *operations) bool { return o.target == target && o.protocol == protocol }); i >= 0 {
+		ops = m.ops[i]
+	} else {
 		ops = &operations{target: target, protocol: protocol}
 		m.ops = append(m.ops, ops)
 	}
 	m.mu.Unlock()
-	return &Target{m: m, target: target, protocol: protocol, opKind: kind, kind: ops.index(kind),
-		active: m.sessionsActive.WithLabelValues(target, protocol), ops: ops, stripe: &ops.stripes[0]}
+	return &Target{m: m, ops: ops, stripe: &ops.stripes[0], active: m.sessionsActive.WithLabelValues(target, protocol),
+		opKind: kind, kind: ops.index(kind)}
 }
 
 // ForSession returns t for one session: the same metrics, its operations counted in the stripe of
@@ -52,7 +49,7 @@ func (t *Target) ForSession() *Target {
 }
 
 func (t *Target) sessionLabels(spiffeID string, more ...string) []string {
-	l := []string{t.target, t.protocol}
+	l := []string{t.ops.target, t.ops.protocol}
 	if t.m.cfg.SPIFFEIDLabels {
 		l = append(l, t.m.spiffeIDLabel(spiffeID))
 	}
@@ -83,7 +80,7 @@ func (t *Target) SessionEnded(outcome string) {
 	if t == nil {
 		return
 	}
-	t.m.sessionsEnded.WithLabelValues(t.target, t.protocol, outcome).Inc()
+	t.m.sessionsEnded.WithLabelValues(t.ops.target, t.ops.protocol, outcome).Inc()
 	t.active.Add(-1)
 }
 

@@ -10,37 +10,26 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/authz"
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
 
 // metricValue is the value of the sample of metric name whose labels include labels; 0 when there is
 // none.
 func metricValue(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
+samples:
+	for _, s := range metricstest.Family(t, m.Registry(), name) {
+		have := metricstest.Labels(s)
+		for k, v := range labels {
+			if have[k] != v {
+				continue samples
+			}
 		}
-	samples:
-		for _, s := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range s.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue samples
-				}
-			}
-			switch {
-			case s.Counter != nil:
-				return s.Counter.GetValue()
-			case s.Gauge != nil:
-				return s.Gauge.GetValue()
-			}
+		switch {
+		case s.Counter != nil:
+			return s.Counter.GetValue()
+		case s.Gauge != nil:
+			return s.Gauge.GetValue()
 		}
 	}
 	return 0

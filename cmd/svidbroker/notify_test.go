@@ -20,6 +20,7 @@ import (
 	"github.com/svidbroker/svidbroker/broker/audit"
 	"github.com/svidbroker/svidbroker/broker/config"
 	"github.com/svidbroker/svidbroker/broker/metrics"
+	"github.com/svidbroker/svidbroker/broker/metrics/metricstest"
 )
 
 // TestNotifierTellsTheWebhookOfTheQueuesRequests: serve's wiring gives the queue a notifier that
@@ -106,22 +107,13 @@ func TestNotifierTellsTheWebhookOfTheQueuesRequests(t *testing.T) {
 // counter is the value of the series of name whose labels include label.
 func counter(t *testing.T, m *metrics.Metrics, name, label string) float64 {
 	t.Helper()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
+	for _, s := range metricstest.Family(t, m.Registry(), name) {
+		var labels []string
+		for _, l := range s.GetLabel() {
+			labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
 		}
-		for _, s := range f.GetMetric() {
-			var labels []string
-			for _, l := range s.GetLabel() {
-				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
-			}
-			if strings.Contains(strings.Join(labels, ","), label) {
-				return s.GetCounter().GetValue()
-			}
+		if strings.Contains(strings.Join(labels, ","), label) {
+			return s.GetCounter().GetValue()
 		}
 	}
 	t.Fatalf("no %s{%s}", name, label)
