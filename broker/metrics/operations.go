@@ -11,9 +11,9 @@ import (
 // operations counts the operations of one target and protocol (operations_total) and the time the
 // broker added to them (operation_added_seconds), for the registry's operationsCollector.
 //
-// Every statement a session relays is counted here, so the counts are striped: a session counts
-// into a stripe of its own (Target.ForSession gives sessions the stripes in turn), and a scrape adds
-// the stripes up. With one counter and one histogram that every session shares, as the client
+// Every statement a session relays is counted here, so the counts are striped: each session counts
+// into one stripe (Target.ForSession gives sessions the stripes in turn, so that few share one), and
+// a scrape adds the stripes up. With one counter and one histogram that every session shares, as the client
 // library's vectors are, each statement moved four or five cache lines from the core that counted
 // last to its own: brokers loaded side by side spent 0.67 and 0.87 µs more CPU per statement so,
 // most of what metrics cost them (README, Metrics). A stripe's counters are still atomic: a
