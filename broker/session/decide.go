@@ -59,7 +59,8 @@ type Operation struct {
 	// Prepare, if set, is the engine's own work on an allowing verdict that depends only on the
 	// classification and the decision (which columns or fields to mask, say). Its result is the
 	// verdict's Plan, kept and reused with the verdict; its error refuses the operation, as the
-	// verdict's Err.
+	// verdict's Err. A plan that masks some of what the operation returns says so (MaskingPlan): an
+	// Allow verdict whose plan masks something is a Mask verdict.
 	Prepare func(v Verdict) (plan any, err error)
 	// Record, if set, is the operation's audit record, which Session.Decide writes, with the
 	// decision, before it returns an allowing verdict; Durable makes it wait until the record is on
@@ -112,7 +113,9 @@ type Verdict struct {
 }
 
 // MaskingPlan is a Plan that masks what the operation returns: Session.Decide records what it masks
-// in the operation's record (Statement.Masked), for a verdict decided anew or kept.
+// in the operation's record (Statement.Masked), for a verdict decided anew or kept; and an allowing
+// verdict whose plan masks something is a Mask verdict (Decider.Decide), as metrics count it
+// (operations_total's outcome="masked") and its decide span names it.
 type MaskingPlan interface {
 	// Masked names what is masked and how ("$.ssn=partial"); empty for nothing.
 	Masked() []string
@@ -274,6 +277,9 @@ func (d *Decider) decideNew(ctx context.Context, op Operation, epoch authz.Epoch
 			return Verdict{Decision: v.Decision, Approval: v.Approval, Request: v.Request, Err: err, Cause: err}
 		}
 		v.Plan = plan
+		if mp, ok := plan.(MaskingPlan); ok && v.Outcome == Allow && len(mp.Masked()) > 0 {
+			v.Outcome = Mask
+		}
 	}
 	if op.Key != nil && v.Outcome != Block && v.Outcome != Held && (d.Policy == nil || d.Policy.Epoch() == epoch) {
 		d.verdicts.put(epoch, verdictKey{key: op.Key, ap: op.Approval}, v)

@@ -153,6 +153,54 @@ func TestMetricsCountOperationsAndApprovals(t *testing.T) {
 	s.End(nil, time.Now())
 }
 
+// maskedPlan is a plan that masks what it lists.
+type maskedPlan []string
+
+func (p maskedPlan) Masked() []string { return p }
+
+// TestMetricsCountMaskingPlansAsMasked: an allowed operation whose engine's plan masks some of what
+// it returns (a MaskingPlan listing something: a masked column, an HTTP route's or MCP tool's masked
+// field) is a Mask verdict, counted as masked; one whose plan masks nothing stays allowed, and a held
+// one stays held.
+func TestMetricsCountMaskingPlansAsMasked(t *testing.T) {
+	m, err := metrics.New(metrics.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := func(context.Context, Approval) (authz.ApprovalState, error) {
+		return authz.ApprovalState{State: "approved", Approver: "alice"}, nil
+	}
+	core := newMetricsCore(t, m, func(context.Context, authz.Connect) (authz.Decision, error) { return authz.Decision{}, nil }, approved)
+	s, err := core.Open(t.Context(), OpenRequest{TLS: peerTLS(t, "spiffe://example.org/agent/a", time.Now().Add(time.Hour)), Remote: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.End(nil, time.Now())
+	calls := 0
+	for _, c := range []struct {
+		decide string
+		plan   maskedPlan
+		want   Outcome
+	}{
+		{"allow", maskedPlan{"public.customers.email=hash"}, Mask},
+		{"allow", maskedPlan{}, Allow},
+		{"allow", nil, Allow},
+		{"hold", maskedPlan{"$.ssn=partial"}, Held},
+	} {
+		v := s.Decide(t.Context(), Operation{Action: "sql", Text: "SELECT 1", Decide: decider(c.decide, &calls),
+			Prepare: func(Verdict) (any, error) { return c.plan, nil }})
+		if v.Outcome != c.want {
+			t.Errorf("%s with plan %v: outcome %v, want %v", c.decide, c.plan, v.Outcome, c.want)
+		}
+	}
+	for outcome, want := range map[string]float64{"allowed": 2, "masked": 1, "held": 1} {
+		l := map[string]string{"target": "shop", "protocol": "postgres", "kind": "sql", "outcome": outcome}
+		if got := metricValue(t, m, "svidbroker_operations_total", l); got != want {
+			t.Errorf("operations %s = %v, want %v", outcome, got, want)
+		}
+	}
+}
+
 // TestMetricsCountAnUnrecordedOperationAsRefused: an allowed operation whose record cannot be written
 // does not run, and is counted as refused, not allowed.
 func TestMetricsCountAnUnrecordedOperationAsRefused(t *testing.T) {

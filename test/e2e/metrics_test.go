@@ -115,6 +115,13 @@ func TestMetricsMoveWithPostgresOperations(t *testing.T) {
 	if d := metricAt(after, "svidbroker_operations_total", selects) - metricAt(open, "svidbroker_operations_total", selects); d < 2 {
 		t.Errorf("SELECT statements decided rose by %v after two ran", d)
 	}
+	// The SELECT of the analyst's masked email column ran masked; the other, of no table, did not.
+	for outcome, ran := range map[string]string{"masked": "SELECT email FROM customers", "allowed": "SELECT $1::text"} {
+		l := map[string]string{"target": "shop", "protocol": "postgres", "kind": "select", "outcome": outcome}
+		if d := metricAt(after, "svidbroker_operations_total", l) - metricAt(open, "svidbroker_operations_total", l); d < 1 {
+			t.Errorf("SELECT statements %s rose by %v after %q ran", outcome, d, ran)
+		}
+	}
 	if n := metricAt(after, "svidbroker_operation_added_seconds", map[string]string{"protocol": "postgres"}); n < 3 {
 		t.Errorf("the broker's added time was observed for %v operations, want at least 3", n)
 	}

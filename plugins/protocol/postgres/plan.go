@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/svidbroker/svidbroker/broker/inspect"
+	sess "github.com/svidbroker/svidbroker/broker/session"
 	"github.com/svidbroker/svidbroker/plugins/protocol/postgres/sqlclass"
 )
 
@@ -34,6 +35,21 @@ type plan struct {
 	scrub bool
 	// maskedNames are the masked columns' names.
 	maskedNames []string
+	// listed are the masked columns a result of the statements the plan is for can carry (maskedIn),
+	// as their records list them: set once the plan is made (session.planVerdict).
+	listed []string
+}
+
+var _ sess.MaskingPlan = (*plan)(nil)
+
+// Masked lists the masked columns a result of the plan's statements can carry
+// ("public.customers.email=hash"); none for a nil plan. The session's Decider makes a verdict whose
+// plan lists some a Mask verdict, as metrics count it.
+func (p *plan) Masked() []string {
+	if p == nil {
+		return nil
+	}
+	return p.listed
 }
 
 type colKey struct {

@@ -278,6 +278,9 @@ func (s *session) planVerdict(v sess.Verdict) (any, error) {
 	if r := s.checkMaskedUses(sts, p, v.Approval); r != nil {
 		return nil, r
 	}
+	if p != nil {
+		p.listed = p.maskedIn(sts)
+	}
 	return p, nil
 }
 
