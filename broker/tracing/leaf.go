@@ -32,9 +32,9 @@ import (
 // goroutine — moved its memory between cores three times, which on this path cost more than
 // recording it. Spans the spool holds wait at most until the batcher's next interval (it collects
 // what every spool holds then, and on ForceFlush and Shutdown), or until Flush, which the session
-// calls when it ends. So a session holds at most spoolSpans spans,
-// or spoolBytes and one span more, outside the batcher's bounded queue; a spool no one flushes is
-// still collected at the interval, after which the batcher holds nothing of it.
+// calls when it ends. So a session holds at most spoolSpans spans, or spoolBytes and one span more,
+// outside the batcher's bounded queue; a spool no one flushes is still collected at the interval,
+// after which the batcher holds nothing of it.
 type Spool struct {
 	t *Tracing
 	b *batcher // t.leaves; nil when t was made by WithProvider: leaf spans are the SDK's

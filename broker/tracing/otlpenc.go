@@ -269,7 +269,7 @@ func appendSpan(b []byte, s spanFields, attrs []byte) []byte {
 type spanHoles struct{ id, start, end int }
 
 // appendSpanHoles is appendSpan, and says where what the spans of a spool's template differ in
-// lies in what it appended (Spool.appendPlain); false when a time was left out (appendNanos), so
+// lies in what it appended (encodedList.appendSpan); false when a time was left out (appendNanos), so
 // that it has no place.
 func appendSpanHoles(b []byte, s spanFields, attrs []byte) ([]byte, spanHoles, bool) {
 	at := len(b)

@@ -43,8 +43,9 @@ type plan struct {
 var _ sess.MaskingPlan = (*plan)(nil)
 
 // Masked lists the masked columns a result of the plan's statements can carry
-// ("public.customers.email=hash"); none for a nil plan. The session's Decider makes a verdict whose
-// plan lists some a Mask verdict, as metrics count it.
+// ("public.customers.email=hash"); none for a nil plan. Their statement records list them
+// (auditStatement), and the session's Decider makes a verdict whose plan lists some a Mask verdict,
+// as metrics count it.
 func (p *plan) Masked() []string {
 	if p == nil {
 		return nil

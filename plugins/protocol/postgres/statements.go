@@ -426,7 +426,7 @@ func (s *session) auditStatement(protocol, text, name string, sts []sqlclass.Sta
 	if !s.rec.on() {
 		return audit.Record{} // nothing records it: not worth building
 	}
-	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params, Masked: p.maskedIn(sts)}
+	st := &audit.Statement{Protocol: protocol, Text: text, Name: name, Kinds: kinds(sts), Params: params, Masked: p.Masked()}
 	rec := audit.Record{Kind: audit.KindStatement, Statement: st}
 	if d.ID != "" {
 		rec.Decision = sess.AuditDecision(d, "sql", s.rec.target)
