@@ -3,12 +3,14 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	"github.com/spiffe/spire-plugin-sdk/plugintest"
@@ -39,14 +41,35 @@ func serve(t *testing.T, hclConfig string) workloadattestorv1.WorkloadAttestorCl
 // process starts a real process with env and returns its PID.
 func process(t *testing.T, env ...string) int32 {
 	t.Helper()
+	return start(t, t.TempDir(), env)
+}
+
+// start starts `sleep 60` in dir with env and returns its PID once the kernel shows env as the process's
+// environment. cmd.Start returns when execve has released the parent, which is before the new image's
+// environment is in place: in that window /proc/PID/environ reads empty, and an attestation then would
+// rightly find no manifest. A workload calling SPIRE is long past its execve, so only a test can hit it.
+func start(t *testing.T, dir string, env []string) int32 {
+	t.Helper()
 	cmd := exec.Command("sleep", "60")
 	cmd.Env = env
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return int32(cmd.Process.Pid)
+	pid := cmd.Process.Pid
+	want := strings.Join(env, "\x00") + "\x00"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err == nil && string(got) == want {
+			return int32(pid)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d's environment is %q after 10 s, want %q (%v)", pid, got, want, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func write(t *testing.T, dir, name, content string, mode os.FileMode) string {
@@ -106,14 +129,8 @@ func TestAttest(t *testing.T) {
 		})
 	}
 	t.Run("relative path resolves against the process's working directory", func(t *testing.T) {
-		cmd := exec.Command("sleep", "60")
-		cmd.Env = []string{"AGENT_MANIFEST=good.json"}
-		cmd.Dir = dir
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		resp, err := wa.Attest(t.Context(), &workloadattestorv1.AttestRequest{Pid: int32(cmd.Process.Pid)})
+		pid := start(t, dir, []string{"AGENT_MANIFEST=good.json"})
+		resp, err := wa.Attest(t.Context(), &workloadattestorv1.AttestRequest{Pid: pid})
 		if err != nil || !slices.Contains(resp.SelectorValues, "name:analyst") {
 			t.Fatalf("selectors %v, %v", resp.GetSelectorValues(), err)
 		}
