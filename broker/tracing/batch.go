@@ -131,31 +131,34 @@ func (b *batcher) kickRun() {
 	}
 }
 
-// handOver queues buf, n leaf spans of the resource res that a spool encoded, or drops them when
-// they would take the queue beyond maxQueue or the batcher is shut down (unless final: its last
-// collection). It returns the buffer the spool goes on with: an exported chunk's, or buf emptied
-// when it dropped them.
-func (b *batcher) handOver(buf []byte, n int, res *resource.Resource, final bool) []byte {
+// handOver queues a copy of buf, n leaf spans of the resource res that a spool encoded, or drops
+// them when they would take the queue beyond maxQueue or the batcher is shut down (unless final: its
+// last collection). The copy goes into an exported chunk's buffer when one is spare. The spool keeps
+// buf and encodes its next spans into it: a buffer the spool writes again and again stays in the
+// cache of the core that ends its spans, where a spare, last read by the export on another core and
+// long since evicted, missed the cache at each line a span's encoding reached, and the spool's
+// unlock waited for those writes, span after span. The copy is one run of sequential writes per
+// spoolSpans spans, which the processor streams.
+func (b *batcher) handOver(buf []byte, n int, res *resource.Resource, final bool) {
 	b.mu.Lock()
 	if (b.stopped && !final) || b.queued+n > b.maxQueue {
 		b.mu.Unlock()
 		b.dropped.Add(int64(n))
-		return buf[:0]
+		return
 	}
-	b.chunks = append(b.chunks, chunk{b: buf, n: n, res: res})
+	var c []byte
+	if k := len(b.spares); k > 0 {
+		c, b.spares[k-1] = b.spares[k-1], nil
+		b.spares = b.spares[:k-1]
+	}
+	b.chunks = append(b.chunks, chunk{b: append(c, buf...), n: n, res: res})
 	before := b.queued
 	b.queued += n
 	full := before < b.batch && b.queued >= b.batch
-	var spare []byte
-	if k := len(b.spares); k > 0 {
-		spare, b.spares[k-1] = b.spares[k-1], nil
-		b.spares = b.spares[:k-1]
-	}
 	b.mu.Unlock()
 	if full {
 		b.kickRun()
 	}
-	return spare
 }
 
 // list has the batcher collect p at its next interval (Spool.collect); false when it is shut down.

@@ -25,7 +25,8 @@ import (
 //
 // A leaf span the broker records itself is encoded into its session's spool when it ends, by the
 // goroutine that ends it, and the spool hands its encoded spans to the batcher spoolSpans at a time
-// (or spoolBytes), swapping its buffer for one whose export is done: one lock of the batcher per
+// (or spoolBytes), copying them into a buffer whose export is done and keeping its own, which stays
+// in the cache of the core that ends its spans (batcher.handOver): one lock of the batcher per
 // spoolSpans spans, and the only memory of a span that two goroutines share is its Leaf, in the
 // statement's queue item that the session's two sides share anyway. A span queued whole instead —
 // started on a session's client side, ended on its backend side, queued and encoded on the export
@@ -167,7 +168,11 @@ func (p *Spool) Flush() {
 // handOver hands the spans p holds, if any, to the batcher (final: its last collection), under p.mu.
 func (p *Spool) handOver(final bool) {
 	if p.n > 0 {
-		p.buf, p.n = p.b.handOver(p.buf, p.n, p.t.res, final), 0
+		p.b.handOver(p.buf, p.n, p.t.res, final)
+		p.buf, p.n = p.buf[:0], 0
+		if cap(p.buf) > maxSpareBytes {
+			p.buf = nil // grown by an outsized span: not kept for the session's life
+		}
 	}
 }
 

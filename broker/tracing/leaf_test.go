@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -645,5 +646,44 @@ func TestTemplatedSpansAreEncodedFieldByFieldsBytes(t *testing.T) {
 		if s.StartTimeUnixNano != uint64(l.start.UnixNano()) || (end.UnixNano() > 0 && s.EndTimeUnixNano != uint64(end.UnixNano())) {
 			t.Fatalf("span %x ran %d to %d, want %d to %d", s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano, l.start.UnixNano(), end.UnixNano())
 		}
+	}
+}
+
+// TestSpoolKeepsItsBuffer: a spool hands the batcher a copy of the spans it encoded and encodes its
+// next ones into the same buffer, which stays in the cache of the core that ends its spans; the
+// queued copy shares no memory with it (what the spool encodes next cannot change a queued span),
+// and goes into an exported chunk's buffer when one is spare.
+func TestSpoolKeepsItsBuffer(t *testing.T) {
+	b := newBatcher(&capture{}, batchSize, batchMaxQueue, time.Hour, exportTimeout)
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	tr := &Tracing{leaves: b, res: resource.Empty()}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled})
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", "postgresql")}
+	p := tr.NewSpool()
+	for range spoolSpans - 1 {
+		startLeaf(p, parent, attrs).End()
+	}
+	own := unsafe.SliceData(p.buf)
+	spare := make([]byte, 0, maxSpareBytes)
+	b.mu.Lock()
+	b.spares = append(b.spares, spare)
+	b.mu.Unlock()
+	startLeaf(p, parent, attrs).End() // the spoolSpans-th: handed over
+	b.mu.Lock()
+	chunks, spares := slices.Clone(b.chunks), len(b.spares)
+	b.mu.Unlock()
+	if len(chunks) != 1 || chunks[0].n != spoolSpans || spares != 0 {
+		t.Fatalf("queued %d chunks (%v), %d spares left; want one chunk of %d spans in the spare", len(chunks), chunks, spares, spoolSpans)
+	}
+	if q := chunks[0].b; unsafe.SliceData(q) != unsafe.SliceData(spare) || len(q) == 0 {
+		t.Fatal("the spans handed over were not copied into the spare buffer")
+	}
+	if p.n != 0 || len(p.buf) != 0 || unsafe.SliceData(p.buf) != own {
+		t.Fatalf("after handing over, the spool holds %d spans in %d bytes, in another buffer: %t", p.n, len(p.buf), unsafe.SliceData(p.buf) != own)
+	}
+	queued := slices.Clone(chunks[0].b)
+	startLeaf(p, parent, attrs).End()
+	if !slices.Equal(chunks[0].b, queued) {
+		t.Fatal("a span the spool encoded after the handover changed the queued copy")
 	}
 }
