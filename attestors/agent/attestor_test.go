@@ -58,7 +58,10 @@ func start(t *testing.T, dir string, env []string) int32 {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid := cmd.Process.Pid
-	want := strings.Join(env, "\x00") + "\x00"
+	want := ""
+	for _, kv := range env {
+		want += kv + "\x00"
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))

@@ -660,10 +660,11 @@ func TestSpoolKeepsItsBuffer(t *testing.T) {
 	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled})
 	attrs := []attribute.KeyValue{attribute.String("db.system.name", "postgresql")}
 	p := tr.NewSpool()
+	p.buf = make([]byte, 0, maxSpareBytes) // room for every span here: the spool's own buffer never grows
+	own := unsafe.SliceData(p.buf)
 	for range spoolSpans - 1 {
 		startLeaf(p, parent, attrs).End()
 	}
-	own := unsafe.SliceData(p.buf)
 	spare := make([]byte, 0, maxSpareBytes)
 	b.mu.Lock()
 	b.spares = append(b.spares, spare)
