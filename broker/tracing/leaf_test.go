@@ -688,3 +688,72 @@ func TestSpoolKeepsItsBuffer(t *testing.T) {
 		t.Fatal("a span the spool encoded after the handover changed the queued copy")
 	}
 }
+
+// TestStartKindStartsWhatStartLeafStarts: a span started from a LeafKind (Spool.Kind, StartKind) is
+// the span StartLeaf starts with the same parent, name and kind: the same header, recorded and
+// exported alike when its parent is sampled, a span context and nothing else when it is not, the
+// SDK's span with a parent that is not valid or a Tracing of WithProvider, and nothing on a nil spool.
+func TestStartKindStartsWhatStartLeafStarts(t *testing.T) {
+	tr, c := newCaptured(t, 1)
+	_, session := tr.Start(context.Background(), "svidbroker.session", trace.SpanKindServer)
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", "postgresql")}
+	p := tr.NewSpool()
+	k := p.Kind(session.SpanContext(), "relay", trace.SpanKindClient)
+	byLeaf := startLeaf(p, session.SpanContext(), attrs)
+	byKind := new(Leaf)
+	p.StartKind(byKind, context.Background(), k, attrs)
+	if !byKind.own || byKind.hdr != byLeaf.hdr || byKind.p != p || !byKind.IsRecording() || &byKind.attrs[0] != &attrs[0] {
+		t.Fatalf("StartKind's span: recorded %v, the same header %v", byKind.own, byKind.hdr == byLeaf.hdr)
+	}
+	if byKind.SpanContext().SpanID() == byLeaf.SpanContext().SpanID() {
+		t.Fatal("two spans of one kind share a span ID")
+	}
+	byLeaf.End()
+	byKind.End()
+	session.End()
+	var got []*tracepb.Span
+	for _, s := range c.exported(t, tr) {
+		if s.Name == "relay" {
+			s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano = nil, 0, 0
+			got = append(got, s)
+		}
+	}
+	if len(got) != 2 || !proto.Equal(got[0], got[1]) {
+		t.Fatalf("exported %d relay spans, want two alike but for their IDs and times: %v", len(got), got)
+	}
+
+	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})
+	quiet := new(Leaf)
+	p.StartKind(quiet, context.Background(), p.Kind(unsampled, "relay", trace.SpanKindClient), attrs)
+	if quiet.IsRecording() || quiet.own || quiet.SpanContext().TraceID() != unsampled.TraceID() || !quiet.SpanContext().SpanID().IsValid() {
+		t.Fatalf("an unsampled parent's span: recording %v, context %v", quiet.IsRecording(), quiet.SpanContext())
+	}
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	wp := WithProvider(tp, false).NewSpool()
+	_, root := tp.Tracer("test").Start(context.Background(), "root")
+	for name, parent := range map[string]trace.SpanContext{"provider's": root.SpanContext(), "orphan": {}} {
+		l := new(Leaf)
+		spool := wp
+		if name == "orphan" {
+			spool = p
+		}
+		spool.StartKind(l, context.Background(), spool.Kind(parent, "relay", trace.SpanKindClient), attrs)
+		if l.own || l.more == nil || l.more.sdk == nil {
+			t.Fatalf("the %s span is not the SDK's", name)
+		}
+		l.End()
+	}
+	if ended := rec.Ended(); len(ended) != 1 || ended[0].Parent().SpanID() != root.SpanContext().SpanID() || ended[0].Name() != "relay" {
+		t.Fatalf("the provider saw %d spans, want the relay span, the root's child", len(ended))
+	}
+
+	var none *Spool
+	l := new(Leaf)
+	none.StartKind(l, context.Background(), none.Kind(session.SpanContext(), "relay", trace.SpanKindClient), attrs)
+	if l.IsRecording() || l.SpanContext().IsValid() {
+		t.Fatal("a nil spool started a span")
+	}
+}

@@ -71,6 +71,7 @@ type session struct {
 	held       holdState                             // a statement held for approval, as a cancel request or the client's going away withdraws it
 	relayAttrs [len(operations)][]attribute.KeyValue // its relay spans' attributes by operation (relaySpan)
 	spool      *tracing.Spool                        // where its relay spans are recorded (relaySpan); nil until the first
+	relayKind  tracing.LeafKind                      // its relay spans' parent, name and kind, made with spool
 
 	terminated atomic.Bool // the client sent Terminate: the backend closing next is expected
 	// backendFatal: the backend sent a FATAL (or PANIC) error, which the client got; it closes next.

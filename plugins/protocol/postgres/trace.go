@@ -102,6 +102,8 @@ func (s *session) relaySpan(l *tracing.Leaf, sts []sqlclass.Statement) {
 	}
 	if s.spool == nil {
 		s.spool = t.NewSpool()
+		// The session's span, and so every relay span's parent, is made before the session runs.
+		s.relayKind = s.spool.Kind(s.core.SpanContext(), spanRelay, trace.SpanKindClient)
 	}
 	op := operationOf(sts)
 	attrs := s.relayAttrs[op]
@@ -109,7 +111,7 @@ func (s *session) relaySpan(l *tracing.Leaf, sts []sqlclass.Statement) {
 		attrs = s.relayAttributes(op)
 		s.relayAttrs[op] = attrs
 	}
-	s.spool.StartLeaf(l, s.ctx, s.core.SpanContext(), spanRelay, trace.SpanKindClient, attrs)
+	s.spool.StartKind(l, s.ctx, s.relayKind, attrs)
 }
 
 // relayAttributes are the attributes of the relay spans of statements of operation op (operationOf):
