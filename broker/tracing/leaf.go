@@ -131,12 +131,17 @@ func (t *Tracing) NewSpool() *Spool {
 // l records nothing.
 func (p *Spool) StartLeaf(l *Leaf, ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) {
 	if p != nil && (p.b == nil || !parent.IsValid()) {
-		*l = Leaf{}
-		_, span := p.t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
-		l.more = &leafMore{sdk: span}
+		p.startSDK(l, ctx, parent, name, kind, attrs)
 		return
 	}
 	p.StartKind(l, ctx, p.Kind(parent, name, kind), attrs)
+}
+
+// startSDK starts in l the SDK's span named name, of kind kind, with attrs, a child of parent.
+func (p *Spool) startSDK(l *Leaf, ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) {
+	*l = Leaf{}
+	_, span := p.t.Start(trace.ContextWithSpanContext(ctx, parent), name, kind, attrs...)
+	l.more = &leafMore{sdk: span}
 }
 
 // LeafKind is what the leaf spans of one parent, name and span kind share, as Spool.Kind makes it:
@@ -164,16 +169,15 @@ func (p *Spool) Kind(parent trace.SpanContext, name string, kind trace.SpanKind)
 
 // StartKind starts in l a span of kind k, made by Kind on p, with attrs, as StartLeaf starts one.
 func (p *Spool) StartKind(l *Leaf, ctx context.Context, k LeafKind, attrs []attribute.KeyValue) {
+	switch {
+	case p == nil || k.hdr == nil:
+		*l = Leaf{}
+		return
+	case k.sdk:
+		p.startSDK(l, ctx, k.hdr.parent, k.hdr.name, k.hdr.kind, attrs)
+		return
+	}
 	*l = Leaf{}
-	if p == nil || k.hdr == nil {
-		return
-	}
-	if k.sdk {
-		h := k.hdr
-		_, span := p.t.Start(trace.ContextWithSpanContext(ctx, h.parent), h.name, h.kind, attrs...)
-		l.more = &leafMore{sdk: span}
-		return
-	}
 	l.hdr, l.id = k.hdr, newSpanID()
 	if !k.sampled {
 		return // records nothing
