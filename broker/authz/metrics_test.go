@@ -22,10 +22,7 @@ next:
 				continue next
 			}
 		}
-		if s.Counter != nil {
-			return s.Counter.GetValue()
-		}
-		return s.Gauge.GetValue()
+		return metricstest.Value(s)
 	}
 	return -1
 }

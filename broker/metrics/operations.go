@@ -13,9 +13,9 @@ import (
 //
 // Every statement a session relays is counted here, so the counts are striped: each session counts
 // into one stripe (Target.ForSession gives sessions the stripes in turn, so that few share one), and
-// a scrape adds the stripes up. With one counter and one histogram that every session shares, as the client
-// library's vectors are, each statement moved four or five cache lines from the core that counted
-// last to its own: brokers loaded side by side spent 0.67 and 0.87 µs more CPU per statement so,
+// a scrape adds the stripes up. With one counter and one histogram that every session shares, as the
+// client library's vectors are, each statement moved four or five cache lines from the core that
+// counted last to its own: brokers loaded side by side spent 0.67 and 0.87 µs more CPU per statement so,
 // most of what metrics cost them (README, Metrics). A stripe's counters are still atomic: a
 // session's requests can be counted from several goroutines, and a scrape reads them.
 type operations struct {

@@ -25,12 +25,7 @@ samples:
 				continue samples
 			}
 		}
-		switch {
-		case s.Counter != nil:
-			return s.Counter.GetValue()
-		case s.Gauge != nil:
-			return s.Gauge.GetValue()
-		}
+		return metricstest.Value(s)
 	}
 	return 0
 }

@@ -20,8 +20,8 @@ import (
 
 // Spool records the leaf spans of one session: spans that have no children in the broker, the
 // broker's hottest (a statement's relay to its backend, one per statement). A session's engine makes
-// one (Tracing.NewSpool) and starts its leaf spans from it (StartLeaf); a nil *Spool, tracing's
-// being off, starts spans that record nothing.
+// one (Tracing.NewSpool) and starts its leaf spans from it (StartLeaf, or StartKind); a nil *Spool,
+// tracing's being off, starts spans that record nothing.
 //
 // A leaf span the broker records itself is encoded into its session's spool when it ends, by the
 // goroutine that ends it, and the spool hands its encoded spans to the batcher spoolSpans at a time
@@ -130,7 +130,7 @@ func (t *Tracing) NewSpool() *Spool {
 // is not valid, gets an SDK span from ctx with parent as its parent, as Start makes. On a nil p,
 // l records nothing.
 func (p *Spool) StartLeaf(l *Leaf, ctx context.Context, parent trace.SpanContext, name string, kind trace.SpanKind, attrs []attribute.KeyValue) {
-	if p != nil && (p.b == nil || !parent.IsValid()) {
+	if p != nil && p.sdkSpans(parent) {
 		p.startSDK(l, ctx, parent, name, kind, attrs)
 		return
 	}
@@ -161,10 +161,16 @@ func (p *Spool) Kind(parent trace.SpanContext, name string, kind trace.SpanKind)
 	switch {
 	case p == nil:
 		return LeafKind{}
-	case p.b == nil || !parent.IsValid():
+	case p.sdkSpans(parent):
 		return LeafKind{hdr: &leafHeader{parent: parent, name: name, kind: kind}, sdk: true}
 	}
 	return LeafKind{hdr: p.header(parent, name, kind), sampled: parent.IsSampled()}
+}
+
+// sdkSpans says whether p's spans that are children of parent are the SDK's: p's Tracing was made
+// by WithProvider, or parent is not valid.
+func (p *Spool) sdkSpans(parent trace.SpanContext) bool {
+	return p.b == nil || !parent.IsValid()
 }
 
 // StartKind starts in l a span of kind k, made by Kind on p, with attrs, as StartLeaf starts one.

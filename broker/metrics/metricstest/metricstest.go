@@ -25,6 +25,17 @@ func Family(t testing.TB, g prometheus.Gatherer, name string) []*dto.Metric {
 	return nil
 }
 
+// Value is s's value: a counter's, a gauge's or an untyped sample's; 0 for any other.
+func Value(s *dto.Metric) float64 {
+	switch {
+	case s.Counter != nil:
+		return s.Counter.GetValue()
+	case s.Gauge != nil:
+		return s.Gauge.GetValue()
+	}
+	return s.GetUntyped().GetValue()
+}
+
 // Labels are s's labels, by name.
 func Labels(s *dto.Metric) map[string]string {
 	l := make(map[string]string, len(s.GetLabel()))
