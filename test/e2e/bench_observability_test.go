@@ -33,9 +33,9 @@ import (
 // to window, and its means over 2 seconds still by 4%. Tenth-of-a-second rounds, alternating
 // between the brokers, put each broker's rounds beside the others' in the same stretch of that
 // wandering, which cancels in their ratio: in one sitting, the sets' ratios spread with a standard
-// deviation of 0.023 to 0.045, against 0.042 to 0.096 with three half-second rounds per set. A
+// deviation of 0.021 to 0.048, against 0.042 to 0.096 with three half-second rounds per set. A
 // round's start and drain (about one statement's time per connection, a millisecond) are the same
-// for every broker, so they dilute the difference measured by about 1%.
+// for every broker, so they dilute the difference measured by about 1% of itself.
 const (
 	obsGenerations = 16
 	obsPasses      = 24
