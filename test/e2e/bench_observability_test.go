@@ -34,8 +34,9 @@ import (
 // between the brokers, put each broker's rounds beside the others' in the same stretch of that
 // wandering, which cancels in their ratio: in one sitting, the sets' ratios spread with a standard
 // deviation of 0.021 to 0.048, against 0.042 to 0.096 with three half-second rounds per set. A
-// round's start and drain (about one statement's time per connection, a millisecond) are the same
-// for every broker, so they dilute the difference measured by about 1% of itself.
+// round ends when each connection's last statement does, a millisecond or so past obsRound, at less
+// than full load: that counts against the broker whose statements take longer, by under 0.001 of
+// the ratio at a 2% cost, and wakes every broker from the same idle.
 const (
 	obsGenerations = 16
 	obsPasses      = 24
