@@ -46,7 +46,10 @@ type mcpUpstream struct {
 func listMCPTools(ctx context.Context, u mcpUpstream) ([]pin.Definition, error) {
 	ctx, cancel := context.WithTimeout(ctx, mcpFetchTimeout)
 	defer cancel()
-	base := &http.Transport{TLSClientConfig: u.TLS, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
+	// A clone: at its first request an http.Transport writes the protocols it offers (NextProtos) into
+	// the TLS configuration it holds, and net/http does not copy it first. On the caller's, that write
+	// raced with a transport of an earlier fetch still reading the same configuration for a dial.
+	base := &http.Transport{TLSClientConfig: u.TLS.Clone(), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second}
 	defer base.CloseIdleConnections()
 	hc := &http.Client{Transport: credentialTransport{base: base, header: u.Header, value: u.Prefix + u.Secret, set: u.Secret != ""},

@@ -14,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,6 +108,35 @@ func TestListMCPToolsReadsEveryPageWithTheCredential(t *testing.T) {
 		Annotations: &mcp.ToolAnnotations{Title: "Refund"}})
 	if pin.Digest(defs[2]) != pin.Digest(want) {
 		t.Errorf("refund as listed %+v\nas declared %+v", defs[2], want)
+	}
+}
+
+// TestListMCPToolsLeavesTheCallersTLSConfigAlone: fetches that share one upstream, at once and one
+// after the other, each get the tool list, and none writes into the upstream's TLS configuration (an
+// http.Transport writes its protocols into the configuration it holds; on a shared one, that raced
+// with another fetch's dial under -race).
+func TestListMCPToolsLeavesTheCallersTLSConfigAlone(t *testing.T) {
+	shop := newMCPShop(t)
+	u := shop.upstream(t, testToken)
+	protos := slices.Clone(u.TLS.NextProtos)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 2 {
+				defs, err := listMCPTools(context.Background(), u)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(defs) != 5 {
+					t.Errorf("%d tools listed, want 5", len(defs))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if !slices.Equal(u.TLS.NextProtos, protos) {
+		t.Errorf("the caller's TLS configuration offers %q after the fetches, %q before", u.TLS.NextProtos, protos)
 	}
 }
 
