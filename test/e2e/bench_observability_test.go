@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -104,6 +105,9 @@ const (
 //   - "on/off-total": all the rounds' queries per second, with over without;
 //   - "on-cpu-us/q", "off-cpu-us/q" and "cpu-off/on": the brokers' own CPU time (their threads' run
 //     time, from /proc) per query, and their ratio;
+//   - "on-test-cpu-us/q" and "off-test-cpu-us/q": this process's CPU time per query in the rounds on
+//     each: its clients', and, in the traced broker's rounds, its OTLP sink's, which receives and
+//     parses every export (on this machine, a collector shares the cores with what it measures);
 //   - "spans/query": the spans the tracing brokers exported, per query they ran (warm-ups included).
 //
 // Run it with -benchtime 1x.
@@ -223,6 +227,8 @@ metrics {
 		b.ReportMetric(on.cpuPerQuery(), w.name+"on-cpu-us/q")
 		b.ReportMetric(off.cpuPerQuery(), w.name+"off-cpu-us/q")
 		b.ReportMetric(off.cpuPerQuery()/on.cpuPerQuery(), w.name+"cpu-off/on")
+		b.ReportMetric(on.testCPUPerQuery(), w.name+"on-test-cpu-us/q")
+		b.ReportMetric(off.testCPUPerQuery(), w.name+"off-test-cpu-us/q")
 	}
 	b.ReportMetric(float64(sink.spans.Load())/float64(warmups+queries), "spans/query")
 }
@@ -238,15 +244,16 @@ func median(v []float64) float64 {
 }
 
 // obsTally is what rounds of load on one broker did: queries completed, the time they took, and the
-// broker's CPU time meanwhile.
+// CPU time meanwhile of the broker and of this process (the clients, and the OTLP sink).
 type obsTally struct {
 	queries int64
 	took    time.Duration
 	cpu     time.Duration
+	test    time.Duration
 }
 
 func (t *obsTally) add(o obsTally) {
-	t.queries, t.took, t.cpu = t.queries+o.queries, t.took+o.took, t.cpu+o.cpu
+	t.queries, t.took, t.cpu, t.test = t.queries+o.queries, t.took+o.took, t.cpu+o.cpu, t.test+o.test
 }
 
 func (t obsTally) qps() float64 { return float64(t.queries) / t.took.Seconds() }
@@ -256,12 +263,19 @@ func (t obsTally) cpuPerQuery() float64 {
 	return float64(t.cpu.Microseconds()) / float64(t.queries)
 }
 
-// obsRound1 runs one round of w on br through conns, and tallies it with br's CPU time.
+// testCPUPerQuery is this process's CPU time per query, in microseconds.
+func (t obsTally) testCPUPerQuery() float64 {
+	return float64(t.test.Microseconds()) / float64(t.queries)
+}
+
+// obsRound1 runs one round of w on br through conns, and tallies it with br's CPU time and this
+// process's.
 func obsRound1(b *testing.B, br *stack.Broker, conns []*pgx.Conn, w obsWorkload) obsTally {
 	b.Helper()
-	cpu0 := processCPU(b, br.PID())
+	self := os.Getpid()
+	cpu0, test0 := processCPU(b, br.PID()), processCPU(b, self)
 	n, took := obsRun(b, conns, w, obsRound)
-	return obsTally{queries: n, took: took, cpu: processCPU(b, br.PID()) - cpu0}
+	return obsTally{queries: n, took: took, cpu: processCPU(b, br.PID()) - cpu0, test: processCPU(b, self) - test0}
 }
 
 // obsConnect opens obsClients connections to br as the persona whose files are f.
