@@ -177,14 +177,16 @@ func leastRole(cfg *config.Config, t config.Target) (string, error) {
 // A lease that cannot be kept calls cancel: the fetch that uses it stops.
 func openMCPUpstream(ctx context.Context, cfg *config.Config, t config.Target, path string, cancel func(), log *slog.Logger) (u mcpUpstream, done func(), err error) {
 	var closers []func()
-	done = func() {
+	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
+	// On an error, what was opened is closed here: each error return sets done to nil, so this must
+	// not call done (it did, and every error became a nil-function panic).
 	defer func() {
 		if err != nil {
-			done()
+			closeAll()
 		}
 	}()
 	src, err := identity.NewX509Source(ctx, cfg.WorkloadAPISocket, identity.DefaultSourceTimeout)
@@ -231,7 +233,10 @@ func openMCPUpstream(ctx context.Context, cfg *config.Config, t config.Target, p
 		secret = s.Lease.Password
 	}
 	u, err = mcpUpstreamFor(t, path, clientCert, secret)
-	return u, done, err
+	if err != nil {
+		return mcpUpstream{}, nil, err
+	}
+	return u, closeAll, nil
 }
 
 // mcpUpstreamFor is the upstream of target t at path, with TLS per its backend block and secret (if any)

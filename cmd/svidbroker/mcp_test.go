@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,6 +138,22 @@ func TestListMCPToolsLeavesTheCallersTLSConfigAlone(t *testing.T) {
 	wg.Wait()
 	if !slices.Equal(u.TLS.NextProtos, protos) {
 		t.Errorf("the caller's TLS configuration offers %q after the fetches, %q before", u.TLS.NextProtos, protos)
+	}
+}
+
+// TestOpenMCPUpstreamReturnsItsError: without a Workload API to reach, opening the upstream fails
+// with an error that says what to check, and returns no done function. (Every error return used to
+// panic: the deferred cleanup called the done result, which the return had set to nil.)
+func TestOpenMCPUpstreamReturnsItsError(t *testing.T) {
+	cfg := &config.Config{WorkloadAPISocket: "unix://" + filepath.Join(t.TempDir(), "absent.sock")}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, done, err := openMCPUpstream(ctx, cfg, config.Target{Name: "tools", Protocol: "mcp"}, "", cancel, slog.New(slog.DiscardHandler))
+	if err == nil || done != nil {
+		t.Fatalf("opened an upstream without a Workload API: done %v, error %v", done != nil, err)
+	}
+	if !strings.Contains(err.Error(), "Workload API") || !strings.Contains(err.Error(), "registration entry") {
+		t.Errorf("the error does not say what to check: %v", err)
 	}
 }
 
